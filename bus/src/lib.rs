@@ -1,0 +1,1 @@
+//! TODO: role of vigil-bus.

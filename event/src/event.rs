@@ -1,0 +1,182 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::EventId;
+
+/// Where an event came from: the kind of source and the name of this instance of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Source {
+    /// The kind of source, such as `cloudtrail`, `kubernetes-audit` or `http`.
+    pub kind: String,
+    /// This source's name, such as a log group or the path segment of the ingest endpoint.
+    pub name: String,
+}
+
+/// The Sigma logsource triple, assigned by the source.
+///
+/// A missing element means "not stated"; rule routing treats it as unknown, not as a wildcard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LogSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+impl LogSource {
+    pub fn new(product: Option<&str>, service: Option<&str>, category: Option<&str>) -> Self {
+        LogSource {
+            product: product.map(str::to_owned),
+            service: service.map(str::to_owned),
+            category: category.map(str::to_owned),
+        }
+    }
+}
+
+/// The original record, exactly as the source delivered it.
+///
+/// JSON records keep their bytes (key order, number spelling, escapes) through the bus and
+/// into the index; they are parsed only where fields are needed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Record {
+    /// A JSON object.
+    Json(Box<RawValue>),
+    /// A line of text that is not JSON, such as an access log line.
+    Text(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[from] serde_json::Error),
+    #[error("a JSON record must be an object, not {0}")]
+    NotAnObject(&'static str),
+}
+
+impl Record {
+    /// Wraps a JSON text, which must hold one object.
+    pub fn json(text: &str) -> Result<Self, RecordError> {
+        let raw: Box<RawValue> = serde_json::from_str(text)?;
+        match raw.get().as_bytes().first() {
+            Some(b'{') => Ok(Record::Json(raw)),
+            Some(b'[') => Err(RecordError::NotAnObject("an array")),
+            Some(b'"') => Err(RecordError::NotAnObject("a string")),
+            _ => Err(RecordError::NotAnObject("a scalar")),
+        }
+    }
+
+    /// The record's original text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Record::Json(raw) => raw.get(),
+            Record::Text(text) => text,
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self, Record::Json(_))
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.is_json() == other.is_json() && self.as_str() == other.as_str()
+    }
+}
+
+/// One event on its way through Vigil.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    /// When the event happened, as the record says; the receive time when it says nothing.
+    pub time: DateTime<Utc>,
+    /// When Vigil received it.
+    pub received: DateTime<Utc>,
+    pub source: Source,
+    #[serde(default)]
+    pub logsource: LogSource,
+    pub record: Record,
+    /// Fields a parser derived from a text record, such as the columns of an access log line.
+    /// They sit beside the record and never replace it.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub fields: Map<String, Value>,
+}
+
+/// The field name under which a text record's line appears in [`Event::document`].
+pub const TEXT_FIELD: &str = "message";
+
+impl Event {
+    /// The event as one JSON object for field lookups.
+    ///
+    /// A JSON record gives its own object. A text record gives its derived fields, plus the
+    /// line itself under [`TEXT_FIELD`] unless a derived field already took that name.
+    pub fn document(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        match &self.record {
+            Record::Json(raw) => serde_json::from_str(raw.get()),
+            Record::Text(text) => {
+                let mut doc = self.fields.clone();
+                doc.entry(TEXT_FIELD)
+                    .or_insert_with(|| Value::String(text.clone()));
+                Ok(doc)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(record: Record) -> Event {
+        let now = Utc::now();
+        Event {
+            id: EventId::derive("test", &[b"1"]),
+            time: now,
+            received: now,
+            source: Source {
+                kind: "http".into(),
+                name: "app".into(),
+            },
+            logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
+            record,
+            fields: Map::new(),
+        }
+    }
+
+    #[test]
+    fn json_record_keeps_its_bytes_through_serde() {
+        let original = r#"{"z":1,"a":1.50,"s":"\u00e9"}"#;
+        let ev = event(Record::json(original).unwrap());
+        let wire = serde_json::to_string(&ev).unwrap();
+        let back: Event = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back.record.as_str(), original);
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn json_record_must_be_an_object() {
+        assert!(matches!(
+            Record::json("[1]"),
+            Err(RecordError::NotAnObject(_))
+        ));
+        assert!(matches!(Record::json("3"), Err(RecordError::NotAnObject(_))));
+        assert!(matches!(
+            Record::json("{"),
+            Err(RecordError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn text_document_carries_the_line_and_fields() {
+        let mut ev = event(Record::Text("GET / 200".into()));
+        ev.fields.insert("status".into(), Value::from(200));
+        let doc = ev.document().unwrap();
+        assert_eq!(doc["message"], "GET / 200");
+        assert_eq!(doc["status"], 200);
+    }
+}

@@ -1,0 +1,21 @@
+//! The event and alert model that every Vigil stage speaks.
+//!
+//! An [`Event`] is one security-relevant record as a source delivered it: the original bytes are
+//! kept unchanged in [`Record`], and the pipeline only adds what it needs around them (a stable id,
+//! times, where it came from and the Sigma logsource triple). Detection matches on the record's own
+//! field names, so SigmaHQ rules written against CloudTrail or Kubernetes audit work unchanged.
+//!
+//! An [`Alert`] is what detection makes of one or more events that matched a rule.
+
+mod alert;
+mod event;
+mod id;
+
+pub use alert::{Alert, Level};
+pub use event::{Event, LogSource, Record, RecordError, Source};
+pub use id::{Id, IdParseError};
+
+/// Identifies an event; derived from its content so that a replay yields the same id.
+pub type EventId = Id;
+/// Identifies an alert; derived from the rule and the events, so a replay raises the same alert.
+pub type AlertId = Id;
