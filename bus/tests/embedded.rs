@@ -1,0 +1,222 @@
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_bus::{Bus, BusError, Checkpoint, Delivery, EmbeddedBus, EmbeddedBusOptions, Message};
+
+fn messages(range: std::ops::Range<u32>) -> Vec<Message> {
+    range
+        .map(|i| Message::new(format!("k{}", i % 3), format!("payload {i}")))
+        .collect()
+}
+
+fn payloads(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|d| String::from_utf8(d.payload.to_vec()).unwrap())
+        .collect()
+}
+
+fn offsets(deliveries: &[Delivery]) -> Vec<u64> {
+    deliveries.iter().map(|d| d.offset).collect()
+}
+
+fn checkpoint_after(delivery: &Delivery) -> Checkpoint {
+    let mut checkpoint = Checkpoint::default();
+    checkpoint.advance(delivery);
+    checkpoint
+}
+
+const WAIT: Duration = Duration::from_millis(200);
+
+#[tokio::test]
+async fn delivers_in_order_and_resumes_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", messages(0..10)).await.unwrap();
+        let mut sub = bus.subscribe("events", "detect").await.unwrap();
+        let batch = sub.next_batch(4, WAIT).await.unwrap();
+        assert_eq!(
+            payloads(&batch),
+            ["payload 0", "payload 1", "payload 2", "payload 3"]
+        );
+        assert_eq!(batch[1].key.as_ref(), b"k1");
+        assert_eq!(batch[3].offset, 3);
+        sub.commit(&checkpoint_after(&batch[3])).await.unwrap();
+        assert_eq!(sub.lag().await.unwrap(), 6);
+        // Read but not committed: must come again after a restart.
+        let more = sub.next_batch(2, WAIT).await.unwrap();
+        assert_eq!(more[0].offset, 4);
+    }
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+    let mut sub = bus.subscribe("events", "detect").await.unwrap();
+    let batch = sub.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&batch), (4..10).collect::<Vec<_>>());
+    // Appends after a reopen continue the offsets.
+    bus.publish("events", messages(10..11)).await.unwrap();
+    let batch = sub.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&batch), [10]);
+    assert_eq!(payloads(&batch), ["payload 10"]);
+}
+
+#[tokio::test]
+async fn groups_are_independent_and_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+    bus.publish("events", messages(0..3)).await.unwrap();
+    let mut a = bus.subscribe("events", "a").await.unwrap();
+    let mut b = bus.subscribe("events", "b").await.unwrap();
+    assert_eq!(a.next_batch(10, WAIT).await.unwrap().len(), 3);
+    assert_eq!(b.next_batch(10, WAIT).await.unwrap().len(), 3);
+    assert!(matches!(
+        bus.subscribe("events", "a").await,
+        Err(BusError::Unavailable(_))
+    ));
+    drop(a);
+    assert!(bus.subscribe("events", "a").await.is_ok());
+}
+
+#[tokio::test]
+async fn waits_for_new_messages_and_times_out_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap());
+    let mut sub = bus.subscribe("t", "g").await.unwrap();
+    assert!(sub
+        .next_batch(10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_empty());
+    let producer = bus.clone();
+    let publish = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        producer.publish("t", messages(0..1)).await.unwrap();
+    });
+    let batch = sub.next_batch(10, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    publish.await.unwrap();
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_off_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", messages(0..5)).await.unwrap();
+    }
+    let segment = dir.path().join("events").join(format!("{:020}.log", 0));
+    let good_len = fs::metadata(&segment).unwrap().len();
+    // A crash in the middle of a write: a header that promises more than follows.
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'x']).unwrap();
+    drop(file);
+
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+    assert_eq!(fs::metadata(&segment).unwrap().len(), good_len);
+    bus.publish("events", messages(5..6)).await.unwrap();
+    let mut sub = bus.subscribe("events", "g").await.unwrap();
+    let batch = sub.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&batch), (0..6).collect::<Vec<_>>());
+    assert_eq!(payloads(&batch)[5], "payload 5");
+}
+
+#[tokio::test]
+async fn corrupt_frame_is_cut_off_at_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", messages(0..3)).await.unwrap();
+    }
+    let segment = dir.path().join("events").join(format!("{:020}.log", 0));
+    let mut bytes = fs::read(&segment).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&segment, &bytes).unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+    let mut sub = bus.subscribe("events", "g").await.unwrap();
+    assert_eq!(sub.next_batch(100, WAIT).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn segments_roll_and_are_pruned_once_every_group_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedBusOptions {
+        segment_bytes: 64,
+        ..EmbeddedBusOptions::default()
+    };
+    let bus = EmbeddedBus::open(dir.path(), options.clone()).unwrap();
+    let mut fast = bus.subscribe("events", "fast").await.unwrap();
+    let mut slow = bus.subscribe("events", "slow").await.unwrap();
+    for i in 0..20 {
+        bus.publish("events", messages(i..i + 1)).await.unwrap();
+    }
+    let segments = || {
+        fs::read_dir(dir.path().join("events"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count()
+    };
+    let before = segments();
+    assert!(before > 3, "expected several segments, got {before}");
+
+    // Reads cross segment boundaries transparently.
+    let all = fast.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&all), (0..20).collect::<Vec<_>>());
+    fast.commit(&checkpoint_after(all.last().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        segments(),
+        before,
+        "the slow group still needs every segment"
+    );
+
+    let some = slow.next_batch(15, WAIT).await.unwrap();
+    slow.commit(&checkpoint_after(some.last().unwrap()))
+        .await
+        .unwrap();
+    assert!(segments() < before);
+
+    // A restarted slow consumer still finds its next message.
+    drop((slow, fast, bus));
+    let bus = EmbeddedBus::open(dir.path(), options).unwrap();
+    let mut slow = bus.subscribe("events", "slow").await.unwrap();
+    let rest = slow.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&rest), (15..20).collect::<Vec<_>>());
+    bus.publish("events", messages(20..21)).await.unwrap();
+    assert_eq!(offsets(&slow.next_batch(100, WAIT).await.unwrap()), [20]);
+}
+
+#[tokio::test]
+async fn rejects_bad_names_and_oversized_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedBusOptions {
+        max_message_bytes: 100,
+        ..EmbeddedBusOptions::default()
+    };
+    let bus = EmbeddedBus::open(dir.path(), options).unwrap();
+    for name in ["", "..", "a/b", "offsets"] {
+        assert!(matches!(
+            bus.publish(name, messages(0..1)).await,
+            Err(BusError::InvalidName(_))
+        ));
+    }
+    let big = Message::new("k", vec![b'x'; 200]);
+    assert!(matches!(
+        bus.publish("t", vec![big]).await,
+        Err(BusError::MessageTooLarge { .. })
+    ));
+    let mut sub = bus.subscribe("t", "g").await.unwrap();
+    assert!(sub
+        .next_batch(10, Duration::from_millis(20))
+        .await
+        .unwrap()
+        .is_empty());
+}
