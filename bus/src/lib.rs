@@ -92,3 +92,24 @@ pub trait Subscription: Send {
     /// How many published messages the group has not committed yet.
     async fn lag(&self) -> Result<u64, BusError>;
 }
+
+/// The names of the topics Vigil's stages exchange messages on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Normalised events, keyed by source so that each source's order holds.
+    pub events: String,
+    /// Alerts raised by detection.
+    pub alerts: String,
+    /// Records that could not be turned into events, with the reason.
+    pub quarantine: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            events: "vigil.events".into(),
+            alerts: "vigil.alerts".into(),
+            quarantine: "vigil.quarantine".into(),
+        }
+    }
+}

@@ -164,7 +164,10 @@ mod tests {
             Record::json("[1]"),
             Err(RecordError::NotAnObject(_))
         ));
-        assert!(matches!(Record::json("3"), Err(RecordError::NotAnObject(_))));
+        assert!(matches!(
+            Record::json("3"),
+            Err(RecordError::NotAnObject(_))
+        ));
         assert!(matches!(
             Record::json("{"),
             Err(RecordError::InvalidJson(_))

@@ -10,10 +10,12 @@
 mod alert;
 mod event;
 mod id;
+mod quarantine;
 
 pub use alert::{Alert, Level};
 pub use event::{Event, LogSource, Record, RecordError, Source};
 pub use id::{Id, IdParseError};
+pub use quarantine::Quarantined;
 
 /// Identifies an event; derived from its content so that a replay yields the same id.
 pub type EventId = Id;

@@ -1,1 +1,14 @@
-//! TODO: role of vigil-ingest.
+//! Vigil's sources: everything that turns delivered records into events on the bus.
+//!
+//! A source names a kind of log and how to read it ([`SourceSpec`]). The [`Ingestor`] turns the
+//! raw lines a source delivers into [`vigil_event::Event`]s, publishes them durably and
+//! quarantines what it cannot read, with the reason. Push endpoints (the HTTP NDJSON
+//! endpoint in [`http`]) are thin layers over it.
+
+pub mod http;
+mod ingestor;
+mod normalise;
+mod source;
+
+pub use ingestor::{IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
+pub use source::{RecordFormat, SourceCatalog, SourceSpec};

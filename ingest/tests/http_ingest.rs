@@ -1,0 +1,139 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
+use vigil_event::{Event, Quarantined};
+use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    bus: Arc<EmbeddedBus>,
+    router: axum::Router,
+}
+
+fn harness(limits: IngestLimits) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap());
+    let ingestor = Ingestor::new(
+        bus.clone(),
+        Topics::default(),
+        SourceCatalog::builtin(),
+        limits,
+    );
+    Harness {
+        _dir: dir,
+        bus,
+        router: vigil_ingest::http::router(Arc::new(ingestor)),
+    }
+}
+
+async fn post(router: &axum::Router, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    let request = Request::post(path).body(body.into()).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+async fn read_all<T: serde::de::DeserializeOwned>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
+    let mut sub = bus.subscribe(topic, "test-reader").await.unwrap();
+    let batch = sub
+        .next_batch(10_000, Duration::from_millis(100))
+        .await
+        .unwrap();
+    batch
+        .iter()
+        .map(|d| serde_json::from_slice(&d.payload).unwrap())
+        .collect()
+}
+
+const TRAIL: &str = r#"{"eventVersion":"1.09","eventTime":"2026-11-28T10:00:00Z","eventName":"StopLogging","eventID":"a"}"#;
+
+#[tokio::test]
+async fn accepts_good_lines_and_reports_bad_ones_by_number() {
+    let h = harness(IngestLimits::default());
+    let body = format!("{TRAIL}\n\nnot json\n{TRAIL}\n[1]\r\n");
+    let (status, report) = post(&h.router, "/api/v1/ingest/cloudtrail", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(report["accepted"], 2);
+    assert_eq!(report["rejected"], 2);
+    assert_eq!(report["errors"][0]["line"], 3);
+    assert_eq!(report["errors"][1]["line"], 5);
+
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events").await;
+    assert_eq!(events.len(), 2);
+    assert_ne!(
+        events[0].id, events[1].id,
+        "identical lines are distinct events"
+    );
+    assert_eq!(events[0].record.as_str(), TRAIL);
+    assert_eq!(events[0].source.kind, "cloudtrail");
+    assert_eq!(events[0].time.to_rfc3339(), "2026-11-28T10:00:00+00:00");
+
+    let quarantined: Vec<Quarantined> = read_all(&h.bus, "vigil.quarantine").await;
+    assert_eq!(quarantined.len(), 2);
+    assert_eq!(quarantined[0].raw, b"not json");
+    assert_eq!(quarantined[1].line, Some(5));
+}
+
+#[tokio::test]
+async fn a_retried_delivery_gets_the_same_ids() {
+    let h = harness(IngestLimits::default());
+    let body = format!("{TRAIL}\n{TRAIL}\n");
+    post(&h.router, "/api/v1/ingest/cloudtrail", body.clone()).await;
+    post(&h.router, "/api/v1/ingest/cloudtrail", body).await;
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events").await;
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[0].id, events[2].id);
+    assert_eq!(events[1].id, events[3].id);
+}
+
+#[tokio::test]
+async fn oversized_lines_and_bodies_get_clear_errors() {
+    let h = harness(IngestLimits {
+        max_line_bytes: 1024,
+        max_body_bytes: 4096,
+    });
+    let long = format!("{{\"a\":\"{}\"}}", "x".repeat(2000));
+    let (status, report) = post(&h.router, "/api/v1/ingest/app", long).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        report["errors"][0]["reason"],
+        "line is 2008 bytes; the limit is 1024"
+    );
+    let quarantined: Vec<Quarantined> = read_all(&h.bus, "vigil.quarantine").await;
+    assert_eq!(
+        quarantined[0].raw.len(),
+        2008,
+        "quarantined whole, not truncated"
+    );
+
+    let (status, body) = post(&h.router, "/api/v1/ingest/app", "x".repeat(5000)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].as_str().unwrap().contains("4096-byte limit"));
+}
+
+#[tokio::test]
+async fn invalid_utf8_and_bad_source_names_are_rejected() {
+    let h = harness(IngestLimits::default());
+    let (status, report) = post(
+        &h.router,
+        "/api/v1/ingest/app",
+        &b"{\"a\":\"\xc3\x28\"}"[..],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(report["errors"][0]["reason"], "invalid UTF-8 at byte 6");
+
+    let (status, body) = post(&h.router, "/api/v1/ingest/bad%20name", TRAIL).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("invalid source name"));
+}
