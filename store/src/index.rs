@@ -1,0 +1,137 @@
+//! What the event and alert indices share: opening a directory, the writer and reader pair,
+//! tokenizers and time conversion.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use tantivy::directory::MmapDirectory;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
+
+use crate::StoreError;
+
+/// Tokenizer for keyword fields: the whole value is one token, lowercased, so that
+/// `source_kind:CloudTrail` finds `cloudtrail` while `kubernetes-audit` stays one term.
+pub(crate) const KEYWORD_TOKENIZER: &str = "vigil_keyword";
+
+/// Tokenizer for prose and record values: tantivy's default (split on non-alphanumerics,
+/// lowercase) but keeping words up to 255 bytes rather than 40, so that SHA-256 hashes and
+/// other long indicators stay searchable.
+pub(crate) const TEXT_TOKENIZER: &str = "vigil_text";
+
+/// A full-text field, with positions for phrase queries.
+pub(crate) fn text_indexing() -> TextFieldIndexing {
+    TextFieldIndexing::default()
+        .set_tokenizer(TEXT_TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+}
+
+/// A keyword field: exact, case-insensitive match on the whole value.
+pub(crate) fn keyword() -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(KEYWORD_TOKENIZER)
+            .set_index_option(IndexRecordOption::Basic)
+            .set_fieldnorms(false),
+    )
+}
+
+/// A timestamp used for ordering; microseconds so events within one second keep their order.
+pub(crate) fn timestamp() -> DateOptions {
+    DateOptions::default()
+        .set_indexed()
+        .set_fast()
+        .set_precision(DateTimePrecision::Microseconds)
+}
+
+/// Converts to tantivy's nanosecond timestamp, clamping rather than overflowing: record times
+/// come from untrusted input and chrono reaches far beyond the i64 nanosecond range. A clamped
+/// time only affects ordering; the exact time is kept in the stored document.
+pub(crate) fn to_tantivy(time: &DateTime<Utc>) -> tantivy::DateTime {
+    let nanos = time
+        .timestamp_nanos_opt()
+        .unwrap_or(if time.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        });
+    tantivy::DateTime::from_timestamp_nanos(nanos)
+}
+
+/// One tantivy index with its single writer and a manually reloaded reader.
+pub(crate) struct IndexHandle {
+    pub(crate) index: Index,
+    writer: Mutex<IndexWriter<TantivyDocument>>,
+    pub(crate) reader: IndexReader,
+}
+
+impl IndexHandle {
+    /// Opens the index in `dir`, creating it (and the directory) when absent.
+    ///
+    /// Fails when an index with a different schema is there: silently reindexing or mixing
+    /// schemas would lose or misfile data.
+    pub(crate) fn open(
+        dir: &Path,
+        schema: Schema,
+        threads: usize,
+        memory_budget: usize,
+    ) -> Result<IndexHandle, StoreError> {
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        let directory = MmapDirectory::open(dir).map_err(|e| open_err(Box::new(e)))?;
+        let index = Index::open_or_create(directory, schema).map_err(|e| open_err(Box::new(e)))?;
+        // Tokenizers are not persisted with the index, so they are registered on every open.
+        index.tokenizers().register(
+            KEYWORD_TOKENIZER,
+            TextAnalyzer::builder(RawTokenizer::default())
+                .filter(LowerCaser)
+                .build(),
+        );
+        index.tokenizers().register(
+            TEXT_TOKENIZER,
+            TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(256))
+                .filter(LowerCaser)
+                .build(),
+        );
+        // The directory lock taken here is what stops two processes writing the same index.
+        let writer = index
+            .writer_with_num_threads(threads, memory_budget)
+            .map_err(|e| open_err(Box::new(e)))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e: tantivy::TantivyError| open_err(Box::new(e)))?;
+        Ok(IndexHandle {
+            index,
+            writer: Mutex::new(writer),
+            reader,
+        })
+    }
+
+    /// The writer, recovered even if a thread panicked while holding it: every change goes
+    /// through tantivy's own operation log, so a panic can at worst leave an uncommitted
+    /// partial batch, which the next replay of that batch overwrites by id.
+    pub(crate) fn writer(&self) -> MutexGuard<'_, IndexWriter<TantivyDocument>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits and makes the commit visible to new searches.
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+}
