@@ -1,0 +1,300 @@
+//! The `detection` section: search identifiers compiled into matchers, and the condition over
+//! them.
+
+use serde_json::{Map, Value as Json};
+
+use crate::condition::{self, Expr};
+use crate::error::Problem;
+use crate::modifier::{self, Modifiers};
+use crate::path::{self, FieldPath};
+use crate::pattern::{Anchor, Pattern};
+use crate::value::{Matcher, RuleNumber};
+use crate::yaml::{Key, Node, Value};
+
+/// A compiled `detection` section.
+#[derive(Debug, Clone)]
+pub(crate) struct Detection {
+    /// Search identifiers in the order the rule gives them.
+    searches: Vec<(String, Search)>,
+    condition: Expr,
+}
+
+/// One search identifier's definition.
+#[derive(Debug, Clone)]
+enum Search {
+    /// A mapping: every item must match.
+    All(Vec<Item>),
+    /// A list: any alternative must match.
+    Any(Vec<Search>),
+}
+
+/// One key of a search mapping, or the keywords of a list.
+#[derive(Debug, Clone)]
+enum Item {
+    Field {
+        path: FieldPath,
+        values: Vec<Matcher>,
+        /// `all` modifier: each value must match, not just one.
+        all: bool,
+    },
+    /// Values searched for in every string of the event.
+    Keywords { patterns: Vec<Pattern>, all: bool },
+}
+
+impl Detection {
+    /// Compiles a `detection` mapping, collecting every problem rather than stopping at the
+    /// first, so one load shows the author all of them.
+    pub fn compile(node: &Node) -> Result<Detection, Vec<Problem>> {
+        let Value::Map(entries) = &node.value else {
+            return Err(vec![Problem::new(
+                node.line,
+                format!("`detection` must be a mapping, not {}", node.kind()),
+            )]);
+        };
+        let mut problems = Vec::new();
+        let mut searches = Vec::new();
+        let mut names = Vec::new();
+        let mut condition_node = None;
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "condition" => condition_node = Some((key, value)),
+                // Only meaningful for the aggregations of Sigma 1, which conditions refuse.
+                "timeframe" => {}
+                name => {
+                    names.push(name);
+                    match compile_search(value) {
+                        Ok(search) => searches.push((name.to_owned(), search)),
+                        Err(problem) => problems.push(problem),
+                    }
+                }
+            }
+        }
+        let condition = match condition_node {
+            None => Err(Problem::new(node.line, "`detection` has no `condition`")),
+            Some(_) if names.is_empty() => Err(Problem::new(
+                node.line,
+                "`detection` defines no search identifier",
+            )),
+            Some((key, value)) => compile_condition(key, value, &names),
+        };
+        match condition {
+            Ok(condition) if problems.is_empty() => Ok(Detection {
+                searches,
+                condition,
+            }),
+            Ok(_) => Err(problems),
+            Err(problem) => {
+                problems.push(problem);
+                Err(problems)
+            }
+        }
+    }
+
+    /// Whether the event document satisfies the condition.
+    pub fn matches(&self, doc: &Map<String, Json>) -> bool {
+        // `compile` succeeds only when every search compiled, so the condition's indices
+        // (positions among all identifiers) are positions in `searches`.
+        self.condition
+            .eval(&mut |index| self.searches[index].1.matches(doc))
+    }
+}
+
+fn compile_condition(key: &Key, value: &Node, names: &[&str]) -> Result<Expr, Problem> {
+    let one = |node: &Node| match &node.value {
+        Value::String(text) => {
+            condition::parse(text, names).map_err(|message| Problem::new(node.line, message))
+        }
+        _ => Err(Problem::new(
+            node.line,
+            format!("a condition must be a string, not {}", node.kind()),
+        )),
+    };
+    match &value.value {
+        // A list of conditions means any of them, as in pySigma.
+        Value::Seq(items) if !items.is_empty() => {
+            let mut any = items.iter().map(one).collect::<Result<Vec<_>, _>>()?;
+            Ok(if any.len() == 1 {
+                any.remove(0)
+            } else {
+                Expr::Or(any)
+            })
+        }
+        Value::Seq(_) => Err(Problem::new(key.line, "the condition list is empty")),
+        _ => one(value),
+    }
+}
+
+fn compile_search(node: &Node) -> Result<Search, Problem> {
+    match &node.value {
+        Value::Map(entries) => compile_map(node, entries),
+        Value::Seq(items) if items.is_empty() => Err(Problem::new(
+            node.line,
+            "a search identifier's list is empty",
+        )),
+        Value::Seq(items) => {
+            // Plain values of a list are keywords; mappings are alternatives. pySigma allows
+            // both in one list, ORed together.
+            let mut alternatives = Vec::new();
+            let mut keywords = Vec::new();
+            for item in items {
+                match &item.value {
+                    Value::Map(entries) => alternatives.push(compile_map(item, entries)?),
+                    Value::Seq(_) => {
+                        return Err(Problem::new(
+                            item.line,
+                            "a search identifier's list cannot hold lists",
+                        ))
+                    }
+                    _ => keywords.push(keyword(item, Anchor::Anywhere)?),
+                }
+            }
+            if !keywords.is_empty() {
+                alternatives.push(Search::All(vec![Item::Keywords {
+                    patterns: keywords,
+                    all: false,
+                }]));
+            }
+            Ok(if alternatives.len() == 1 {
+                alternatives.remove(0)
+            } else {
+                Search::Any(alternatives)
+            })
+        }
+        _ => Err(Problem::new(
+            node.line,
+            format!(
+                "a search identifier must be a mapping or a list, not {}",
+                node.kind()
+            ),
+        )),
+    }
+}
+
+fn compile_map(node: &Node, entries: &[(Key, Node)]) -> Result<Search, Problem> {
+    if entries.is_empty() {
+        return Err(Problem::new(node.line, "a search mapping is empty"));
+    }
+    let items = entries
+        .iter()
+        .map(|(key, value)| compile_item(key, value))
+        .collect::<Result<_, _>>()?;
+    Ok(Search::All(items))
+}
+
+fn compile_item(key: &Key, node: &Node) -> Result<Item, Problem> {
+    let (field, modifiers) =
+        modifier::parse_key(&key.name).map_err(|message| Problem::new(key.line, message))?;
+    let values: Vec<&Node> = match &node.value {
+        Value::Seq(items) if items.is_empty() => {
+            return Err(Problem::new(node.line, "the list of values is empty"))
+        }
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    };
+    if field.is_empty() {
+        let anchor = modifiers.anchor.unwrap_or(Anchor::Anywhere);
+        return Ok(Item::Keywords {
+            patterns: values
+                .into_iter()
+                .map(|value| keyword(value, anchor))
+                .collect::<Result<_, _>>()?,
+            all: modifiers.all,
+        });
+    }
+    Ok(Item::Field {
+        path: FieldPath::new(field),
+        values: values
+            .into_iter()
+            .map(|value| field_value(value, modifiers))
+            .collect::<Result<_, _>>()?,
+        all: modifiers.all,
+    })
+}
+
+fn field_value(node: &Node, modifiers: Modifiers) -> Result<Matcher, Problem> {
+    let Some(anchor) = modifiers.anchor else {
+        return Ok(match &node.value {
+            Value::String(s) => Matcher::String(Pattern::sigma(s, Anchor::Whole)),
+            Value::Int(i, text) => Matcher::Number {
+                value: RuleNumber::Int(*i),
+                text: Pattern::literal(text),
+            },
+            Value::Float(f, text) => Matcher::Number {
+                value: RuleNumber::Float(*f),
+                text: Pattern::literal(text),
+            },
+            Value::Bool(b) => Matcher::Bool(*b),
+            Value::Null => Matcher::Null,
+            Value::Seq(_) | Value::Map(_) => return Err(nested_value(node)),
+        });
+    };
+    // With a string modifier, numbers and booleans are matched as the text they are written
+    // as, like pySigma does.
+    match node.scalar_text() {
+        Some(text) => Ok(Matcher::String(Pattern::sigma(text, anchor))),
+        None if node.value == Value::Null => Err(Problem::new(
+            node.line,
+            "`null` cannot take `contains`, `startswith` or `endswith`",
+        )),
+        None => Err(nested_value(node)),
+    }
+}
+
+fn keyword(node: &Node, anchor: Anchor) -> Result<Pattern, Problem> {
+    match node.scalar_text() {
+        Some(text) => Ok(Pattern::sigma(text, anchor)),
+        None if node.value == Value::Null => {
+            Err(Problem::new(node.line, "a keyword cannot be `null`"))
+        }
+        None => Err(nested_value(node)),
+    }
+}
+
+fn nested_value(node: &Node) -> Problem {
+    Problem::new(
+        node.line,
+        format!("a field value must be a plain value, not {}", node.kind()),
+    )
+}
+
+impl Search {
+    fn matches(&self, doc: &Map<String, Json>) -> bool {
+        match self {
+            Search::All(items) => items.iter().all(|item| item.matches(doc)),
+            Search::Any(alternatives) => alternatives.iter().any(|search| search.matches(doc)),
+        }
+    }
+}
+
+impl Item {
+    fn matches(&self, doc: &Map<String, Json>) -> bool {
+        match self {
+            // With `all`, each value may be met by a different element of a list-valued field,
+            // the way `field=a AND field=b` behaves in a search backend.
+            Item::Field {
+                path,
+                values,
+                all: true,
+            } => values
+                .iter()
+                .all(|want| path.any(doc, &mut |got| want.matches(got))),
+            Item::Field {
+                path,
+                values,
+                all: false,
+            } => path.any(doc, &mut |got| values.iter().any(|want| want.matches(got))),
+            Item::Keywords {
+                patterns,
+                all: true,
+            } => patterns
+                .iter()
+                .all(|want| path::any_string(doc, &mut |got| want.matches(got))),
+            Item::Keywords {
+                patterns,
+                all: false,
+            } => path::any_string(doc, &mut |got| {
+                patterns.iter().any(|want| want.matches(got))
+            }),
+        }
+    }
+}

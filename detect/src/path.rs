@@ -1,0 +1,222 @@
+//! Finding a rule's field in an event document.
+//!
+//! Sigma rules for JSON sources name nested fields with dots (`userIdentity.arn`,
+//! `objectRef.resource`). Some sources also use keys that contain dots themselves (Kubernetes
+//! labels, flattened exports), so at every level each dot may either step into an object or be
+//! part of the key.
+
+use serde_json::{Map, Value};
+
+/// Nesting deeper than this is not searched. Sigma fields are a few levels deep; the bound keeps
+/// a hostile document (or one built in code, bypassing serde_json's own limit) from exhausting
+/// the stack.
+const MAX_DEPTH: usize = 64;
+
+/// A field name split at its dots, ready to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldPath {
+    name: String,
+    /// Byte offsets of the dots in `name`.
+    dots: Vec<usize>,
+}
+
+impl FieldPath {
+    pub fn new(name: &str) -> Self {
+        FieldPath {
+            name: name.to_owned(),
+            dots: name.match_indices('.').map(|(at, _)| at).collect(),
+        }
+    }
+
+    /// Calls `visit` with every value the field has in `doc` until it returns true.
+    ///
+    /// Arrays stand for each of their elements, both on the way (`a.b` looks into every object
+    /// of an array `a`) and at the end (a list-valued field is each of its values). Where the
+    /// path leads nowhere, `visit` gets `None`, which `null` in a rule matches.
+    pub fn any(
+        &self,
+        doc: &Map<String, Value>,
+        visit: &mut dyn FnMut(Option<&Value>) -> bool,
+    ) -> bool {
+        self.in_object(doc, 0, 0, visit)
+    }
+
+    /// Resolves the part of the path from byte `start` (just after a dot, or 0) in `object`.
+    fn in_object(
+        &self,
+        object: &Map<String, Value>,
+        start: usize,
+        depth: usize,
+        visit: &mut dyn FnMut(Option<&Value>) -> bool,
+    ) -> bool {
+        let mut found = false;
+        // The whole rest as one key, then every shorter prefix that ends before a dot.
+        let ends = std::iter::once(self.name.len())
+            .chain(self.dots.iter().rev().copied().filter(|&dot| dot >= start));
+        for end in ends {
+            let Some(value) = object.get(&self.name[start..end]) else {
+                continue;
+            };
+            found = true;
+            let hit = if end == self.name.len() {
+                leaves(value, depth, visit)
+            } else {
+                self.in_value(value, end + 1, depth + 1, visit)
+            };
+            if hit {
+                return true;
+            }
+        }
+        !found && visit(None)
+    }
+
+    fn in_value(
+        &self,
+        value: &Value,
+        start: usize,
+        depth: usize,
+        visit: &mut dyn FnMut(Option<&Value>) -> bool,
+    ) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match value {
+            Value::Object(object) => self.in_object(object, start, depth, visit),
+            Value::Array(items) if !items.is_empty() => items
+                .iter()
+                .any(|item| self.in_value(item, start, depth + 1, visit)),
+            _ => visit(None),
+        }
+    }
+}
+
+/// Visits a field's value, or each element of it if it is an array.
+fn leaves(value: &Value, depth: usize, visit: &mut dyn FnMut(Option<&Value>) -> bool) -> bool {
+    match value {
+        Value::Array(items) if depth <= MAX_DEPTH => {
+            items.iter().any(|item| leaves(item, depth + 1, visit))
+        }
+        Value::Array(_) => false,
+        value => visit(Some(value)),
+    }
+}
+
+/// Calls `visit` with every string value anywhere in the document (not keys) until it returns
+/// true. Keyword searches look at these.
+pub(crate) fn any_string(doc: &Map<String, Value>, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+    doc.values().any(|value| string_in(value, 0, visit))
+}
+
+fn string_in(value: &Value, depth: usize, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match value {
+        Value::String(s) => visit(s),
+        Value::Array(items) => items.iter().any(|item| string_in(item, depth + 1, visit)),
+        Value::Object(object) => object
+            .values()
+            .any(|item| string_in(item, depth + 1, visit)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn doc(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("{other}"),
+        }
+    }
+
+    /// Every value the path gives, with `None` for missing.
+    fn values(path: &str, doc: &Map<String, Value>) -> Vec<Option<Value>> {
+        let mut out = Vec::new();
+        FieldPath::new(path).any(doc, &mut |v| {
+            out.push(v.cloned());
+            false
+        });
+        out
+    }
+
+    #[test]
+    fn resolves_nested_objects() {
+        let d = doc(json!({"userIdentity": {"arn": "x", "type": "Root"}}));
+        assert_eq!(values("userIdentity.arn", &d), [Some(json!("x"))]);
+        assert_eq!(values("userIdentity.nope", &d), [None]);
+        assert_eq!(values("arn", &d), [None]);
+    }
+
+    #[test]
+    fn looks_through_arrays_on_the_way_and_at_the_end() {
+        let d = doc(json!({
+            "resources": [{"ARN": "a"}, {"type": "t"}, {"ARN": ["b", "c"]}],
+            "tags": ["x", ["y"]],
+        }));
+        assert_eq!(
+            values("resources.ARN", &d),
+            [Some(json!("a")), None, Some(json!("b")), Some(json!("c"))]
+        );
+        assert_eq!(values("tags", &d), [Some(json!("x")), Some(json!("y"))]);
+    }
+
+    #[test]
+    fn keys_with_dots_match_literally() {
+        let d = doc(json!({
+            "objectRef.resource": "flat",
+            "objectRef": {"resource": "nested"},
+            "labels": {"app.kubernetes.io/name": "web"},
+        }));
+        assert_eq!(
+            values("objectRef.resource", &d),
+            [Some(json!("flat")), Some(json!("nested"))]
+        );
+        assert_eq!(
+            values("labels.app.kubernetes.io/name", &d),
+            [Some(json!("web"))]
+        );
+    }
+
+    #[test]
+    fn scalars_on_the_way_mean_missing() {
+        let d = doc(json!({"a": "text", "b": null, "c": []}));
+        assert_eq!(values("a.b", &d), [None]);
+        assert_eq!(values("b", &d), [Some(json!(null))]);
+        assert_eq!(values("c.d", &d), [None]);
+    }
+
+    #[test]
+    fn stops_at_the_first_hit() {
+        let d = doc(json!({"a": [1, 2, 3]}));
+        let mut seen = 0;
+        assert!(FieldPath::new("a").any(&d, &mut |_| {
+            seen += 1;
+            seen == 2
+        }));
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn finds_strings_anywhere_but_not_too_deep() {
+        let d = doc(json!({"a": {"b": [1, "needle"]}, "needle-key": 5}));
+        let mut strings = Vec::new();
+        any_string(&d, &mut |s| {
+            strings.push(s.to_owned());
+            false
+        });
+        assert_eq!(strings, ["needle"]);
+
+        let mut deep = json!("deep");
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        let d = doc(json!({ "x": deep }));
+        assert!(!any_string(&d, &mut |_| true));
+        assert!(!FieldPath::new("x").any(&d, &mut |_| true));
+    }
+}
