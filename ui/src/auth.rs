@@ -1,0 +1,125 @@
+//! Access control: a bearer token for the API, and a session cookie derived from it for pages.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// The secret that grants access to Vigil's API and pages.
+#[derive(Clone)]
+pub struct ApiToken(Arc<str>);
+
+pub const SESSION_COOKIE: &str = "vigil_session";
+
+impl ApiToken {
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        ApiToken(token.into())
+    }
+
+    /// A fresh random token: 32 bytes from the OS, hex encoded.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(ApiToken::new(hex))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in constant time, so response timing does not reveal the token.
+    pub fn matches(&self, candidate: &str) -> bool {
+        constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
+    }
+
+    /// The session cookie value: derived, so a leaked cookie is not the API token itself.
+    pub fn session_value(&self) -> String {
+        blake3::derive_key("vigil ui session v1", self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn session_matches(&self, headers: &HeaderMap) -> bool {
+        let expected = self.session_value();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .any(|(name, value)| {
+                name == SESSION_COOKIE && constant_time_eq(expected.as_bytes(), value.as_bytes())
+            })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Middleware: lets a request through only with `Authorization: Bearer <token>`.
+pub async fn require_bearer(
+    State(token): State<ApiToken>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(candidate) if token.matches(candidate.trim()) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({
+                "error": "missing or wrong API token; send `Authorization: Bearer <token>`"
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        let token = ApiToken::new("secret");
+        assert!(token.matches("secret"));
+        assert!(!token.matches("secreT"));
+        assert!(!token.matches("secret2"));
+        assert!(!token.matches(""));
+    }
+
+    #[test]
+    fn generated_tokens_are_long_and_distinct() {
+        let a = ApiToken::generate().unwrap();
+        let b = ApiToken::generate().unwrap();
+        assert_eq!(a.expose().len(), 64);
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn session_cookie_is_found_among_others() {
+        let token = ApiToken::new("secret");
+        let mut headers = HeaderMap::new();
+        let cookie = format!("theme=dark; {SESSION_COOKIE}={}", token.session_value());
+        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        assert!(token.session_matches(&headers));
+        assert!(!ApiToken::new("other").session_matches(&headers));
+        assert_ne!(token.session_value(), "secret");
+    }
+}
