@@ -1,1 +1,86 @@
-fn main() {}
+//! The `vigil` binary: command line, configuration, and the wiring of Vigil's stages.
+
+mod config;
+mod demo;
+mod rules;
+mod run;
+mod server;
+mod stages;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, Overrides};
+
+/// Vigil: a security event pipeline and lightweight SIEM.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every stage in one process: ingest, detection, indexing and the web UI.
+    Run {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Directory for the bus, the indices and the API token [default: ./vigil-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Configuration file [default: ./vigil.toml, if present].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// More rule directories, beside the configured ones (./rules by default).
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        /// Also feed the bundled demo events.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run_command(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            listen,
+            data_dir,
+            config,
+            rules,
+            demo,
+        } => {
+            let config = Config::load(config.as_deref(), &Overrides { listen, data_dir })?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run::run(run::RunOptions {
+                config,
+                extra_rules: rules,
+                demo,
+            }))
+        }
+    }
+}

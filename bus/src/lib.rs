@@ -81,7 +81,7 @@ pub trait Bus: Send + Sync + 'static {
 
 /// A consumer group's view of one topic.
 #[async_trait]
-pub trait Subscription: Send {
+pub trait Subscription: Send + Sync {
     /// Returns up to `max` messages, waiting at most `wait` for the first one.
     /// An empty batch means nothing arrived in time.
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;

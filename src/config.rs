@@ -1,0 +1,173 @@
+//! Vigil's configuration: defaults, then `vigil.toml`, then `VIGIL_*` variables, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use vigil_ingest::IngestLimits;
+
+/// Read from the working directory when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "vigil.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// Where the bus, the indices and the API token live.
+    pub data_dir: PathBuf,
+    /// Directories of Sigma rules, searched recursively for `.yml` and `.yaml` files.
+    pub rules: Vec<PathBuf>,
+    /// Fixes the API token instead of generating one; `VIGIL_API_TOKEN` is the usual way.
+    pub api_token: Option<String>,
+    pub ingest: IngestConfig,
+    pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub max_line_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// The index commits at least this often while events arrive.
+    pub commit_interval_ms: u64,
+    /// ...and whenever this many events wait for a commit.
+    pub commit_events: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("vigil-data"),
+            rules: vec![PathBuf::from("rules")],
+            api_token: None,
+            ingest: IngestConfig::default(),
+            index: IndexConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let limits = IngestLimits::default();
+        IngestConfig {
+            max_line_bytes: limits.max_line_bytes,
+            max_body_bytes: limits.max_body_bytes,
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn limits(&self) -> IngestLimits {
+        IngestLimits {
+            max_line_bytes: self.max_line_bytes,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            commit_interval_ms: 1000,
+            commit_events: 20_000,
+        }
+    }
+}
+
+/// Settings given on the command line; they win over every other source.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the configuration. A missing default `vigil.toml` is fine; a missing file named
+    /// with `--config` is an error.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        figment
+            .merge(Env::prefixed("VIGIL_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+}
+
+#[cfg(test)]
+// figment's test jail returns its own large error type; the size does not matter in tests.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n[index]\ncommit_events = 5\n",
+            )?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.listen.port(), 9000);
+            assert_eq!(config.index.commit_events, 5);
+            assert_eq!(config.index.commit_interval_ms, 1000);
+
+            jail.set_env("VIGIL_DATA_DIR", "/from/env");
+            jail.set_env("VIGIL_INDEX__COMMIT_EVENTS", "7");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+            assert_eq!(config.index.commit_events, 7);
+
+            let flags = Overrides {
+                data_dir: Some("/from/flag".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(None, &flags).unwrap();
+            assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+            assert_eq!(config.listen.port(), 9000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vigil.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            let err =
+                Config::load(Some(Path::new("nope.toml")), &Overrides::default()).unwrap_err();
+            assert!(matches!(err, ConfigError::MissingFile(_)));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,240 @@
+//! `vigil run`: every stage in one process, joined by the embedded bus.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
+use vigil_detect::Engine;
+use vigil_event::{Alert, Event, Level};
+use vigil_ingest::{Ingestor, SourceCatalog};
+use vigil_store::Store;
+use vigil_ui::UiState;
+
+use crate::config::Config;
+use crate::token::{self, TokenOrigin};
+use crate::{demo, rules, server, stages};
+
+pub struct RunOptions {
+    pub config: Config,
+    /// Rule directories named on the command line, beside those of the config.
+    pub extra_rules: Vec<PathBuf>,
+    pub demo: bool,
+}
+
+pub async fn run(options: RunOptions) -> Result<()> {
+    let RunOptions {
+        config,
+        extra_rules,
+        demo,
+    } = options;
+    let data_dir = &config.data_dir;
+    fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let _lock = lock_data_dir(data_dir)?;
+    let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
+    let metrics = install_metrics()?;
+
+    let engine = Arc::new(load_engine(&config.rules, &extra_rules)?);
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(
+        data_dir.join("bus"),
+        EmbeddedBusOptions {
+            max_message_bytes: config.ingest.max_line_bytes.max(1 << 20) + 64 * 1024,
+            ..EmbeddedBusOptions::default()
+        },
+    )?);
+    let store = Arc::new(Store::open(&data_dir.join("index"))?);
+    let topics = Topics::default();
+    let ingestor = Arc::new(Ingestor::new(
+        bus.clone(),
+        topics.clone(),
+        SourceCatalog::builtin(),
+        config.ingest.limits(),
+    ));
+
+    let (stop, shutdown) = watch::channel(false);
+    let mut stages = JoinSet::new();
+    stages.spawn(stages::run_detection(
+        bus.clone(),
+        topics.clone(),
+        engine,
+        shutdown.clone(),
+    ));
+    stages.spawn(stages::run_indexer::<Event>(
+        bus.clone(),
+        topics.events.clone(),
+        store.clone(),
+        config.index.clone(),
+        shutdown.clone(),
+    ));
+    stages.spawn(stages::run_indexer::<Alert>(
+        bus.clone(),
+        topics.alerts.clone(),
+        store.clone(),
+        config.index.clone(),
+        shutdown.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    println!("Vigil is listening on http://{address}");
+    match &token_origin {
+        TokenOrigin::Generated(path) => println!(
+            "API token (shown once; kept in {}): {}",
+            path.display(),
+            token.expose()
+        ),
+        TokenOrigin::Stored(path) => println!("API token: in {}", path.display()),
+        TokenOrigin::Configured => println!("API token: as configured"),
+    }
+
+    if demo {
+        let ingestor = ingestor.clone();
+        tokio::spawn(async move {
+            if let Err(error) = demo::feed(&ingestor).await {
+                tracing::error!(%error, "feeding the demo events failed");
+            }
+        });
+    }
+
+    let app = server::router(ingestor, UiState { store, token }, metrics);
+    let mut server_stop = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(result) = stages.join_next() => {
+            // A stage only returns early on a fatal error; stop the rest cleanly.
+            let _ = stop.send(true);
+            result??;
+            bail!("a pipeline stage stopped unexpectedly");
+        }
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(result) = stages.join_next().await {
+            if let Err(error) = result.map_err(anyhow::Error::from).and_then(|r| r) {
+                tracing::error!(%error, "a stage failed while stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("stages did not stop within 30 s; uncommitted work will be replayed");
+    }
+    server.await??;
+    Ok(())
+}
+
+/// One process per data directory: two would interleave writes to the same bus log.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<File> {
+    let path = data_dir.join("lock");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another Vigil process is using {}; stop it or choose another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+fn load_engine(config_dirs: &[PathBuf], extra_dirs: &[PathBuf]) -> Result<Engine> {
+    let mut dirs = Vec::new();
+    for dir in config_dirs {
+        if dir.is_dir() {
+            dirs.push(dir.clone());
+        } else {
+            tracing::warn!(dir = %dir.display(), "rule directory not found; skipping it");
+        }
+    }
+    for dir in extra_dirs {
+        if !dir.is_dir() {
+            bail!("rule directory {} not found", dir.display());
+        }
+        dirs.push(dir.clone());
+    }
+    let loaded = rules::load_dirs(&dirs).context("cannot read the rule directories")?;
+    for error in &loaded.errors {
+        tracing::warn!("rule not loaded: {error}");
+    }
+    tracing::info!(
+        rules = loaded.rules.len(),
+        failed = loaded.errors.len(),
+        files = loaded.files,
+        "loaded detection rules"
+    );
+    metrics::gauge!("vigil_rules_loaded").set(loaded.rules.len() as f64);
+    metrics::gauge!("vigil_rules_failed").set(loaded.errors.len() as f64);
+    Ok(Engine::new(loaded.rules))
+}
+
+fn install_metrics() -> Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    metrics::describe_counter!(
+        "vigil_events_in_total",
+        "Events accepted onto the bus, per source"
+    );
+    metrics::describe_counter!(
+        "vigil_ingest_bytes_total",
+        "Bytes delivered to ingest, per source"
+    );
+    metrics::describe_counter!(
+        "vigil_quarantined_total",
+        "Records quarantined instead of becoming events, per source"
+    );
+    metrics::describe_counter!(
+        "vigil_events_detected_total",
+        "Events evaluated by detection"
+    );
+    metrics::describe_counter!("vigil_alerts_raised_total", "Alerts raised, per level");
+    metrics::describe_counter!("vigil_events_indexed_total", "Events written to the index");
+    metrics::describe_counter!("vigil_alerts_indexed_total", "Alerts written to the index");
+    metrics::describe_gauge!(
+        "vigil_bus_lag",
+        "Messages on a topic that a consumer group has not committed"
+    );
+    // Present from the start, so dashboards and alerts on them see zeros, not gaps.
+    metrics::counter!("vigil_events_detected_total").absolute(0);
+    for level in Level::ALL {
+        metrics::counter!("vigil_alerts_raised_total", "level" => level.as_str()).absolute(0);
+    }
+    Ok(handle)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,131 @@
+//! Indexing: events and alerts from the bus into the store, committed in batches.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde::de::DeserializeOwned;
+use vigil_bus::{Bus, Checkpoint, Delivery};
+use vigil_event::{Alert, Event};
+use vigil_store::{Store, StoreError};
+
+use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
+use crate::config::IndexConfig;
+
+const BATCH: usize = 2000;
+
+/// One kind of document the store indexes from one topic.
+pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
+    const GROUP: &'static str;
+    const METRIC: &'static str;
+    fn index(store: &Store, items: &[Self]) -> Result<(), StoreError>;
+}
+
+impl IndexTarget for Event {
+    const GROUP: &'static str = "index";
+    const METRIC: &'static str = "vigil_events_indexed_total";
+    fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
+        store.index_events(items)
+    }
+}
+
+impl IndexTarget for Alert {
+    const GROUP: &'static str = "index-alerts";
+    const METRIC: &'static str = "vigil_alerts_indexed_total";
+    fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
+        store.index_alerts(items)
+    }
+}
+
+/// Indexes `topic` into `store`. Offsets are committed only after the store commit that made
+/// the documents durable, so the offsets on the bus always trail what the index holds.
+pub async fn run_indexer<T: IndexTarget>(
+    bus: Arc<dyn Bus>,
+    topic: String,
+    store: Arc<Store>,
+    config: IndexConfig,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let mut subscription = bus.subscribe(&topic, T::GROUP).await?;
+    let interval = Duration::from_millis(config.commit_interval_ms);
+    let mut uncommitted = Checkpoint::default();
+    let mut pending = 0usize;
+    let mut last_commit = Instant::now();
+    loop {
+        let stop = stopping(&shutdown);
+        if !stop {
+            let Some(batch) = retry!(
+                "reading the bus for indexing",
+                &shutdown,
+                subscription.next_batch(BATCH, POLL_WAIT).await
+            ) else {
+                break;
+            };
+            record_lag(subscription.as_ref(), &topic, T::GROUP).await;
+            if !batch.is_empty() {
+                let items = Arc::new(decode::<T>(&batch));
+                let indexed = retry!("indexing", &shutdown, {
+                    let (store, items) = (store.clone(), items.clone());
+                    blocking(move || T::index(&store, &items)).await
+                });
+                if indexed.is_none() {
+                    break;
+                }
+                batch.iter().for_each(|d| uncommitted.advance(d));
+                pending += batch.len();
+                metrics::counter!(T::METRIC).increment(items.len() as u64);
+            }
+        }
+        let due = pending >= config.commit_events || last_commit.elapsed() >= interval || stop;
+        if pending > 0 && due {
+            let committed = retry!("committing the index", &shutdown, {
+                let store = store.clone();
+                blocking(move || store.commit()).await
+            });
+            if committed.is_none()
+                || retry!(
+                    "committing index offsets",
+                    &shutdown,
+                    subscription.commit(&uncommitted).await
+                )
+                .is_none()
+            {
+                break;
+            }
+            uncommitted = Checkpoint::default();
+            pending = 0;
+            last_commit = Instant::now();
+        } else if pending == 0 {
+            last_commit = Instant::now();
+        }
+        if stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes what it can; detection quarantines unreadable messages, so here they are only counted.
+fn decode<T: IndexTarget>(batch: &[Delivery]) -> Vec<T> {
+    batch
+        .iter()
+        .filter_map(|delivery| match serde_json::from_slice(&delivery.payload) {
+            Ok(item) => Some(item),
+            Err(error) => {
+                tracing::error!(offset = delivery.offset, %error, group = T::GROUP, "skipping an unreadable bus message");
+                metrics::counter!("vigil_index_unreadable_total", "group" => T::GROUP).increment(1);
+                None
+            }
+        })
+        .collect()
+}
+
+/// Runs a store call on a blocking thread; Tantivy writes and commits block on disk.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(join) => Err(format!("store task failed: {join}")),
+    }
+}

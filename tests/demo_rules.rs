@@ -1,0 +1,107 @@
+//! Our rules against our demo data: each rule matches exactly the records `demo/EXPECTED.md`
+//! names, and no benign record raises anything.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::Utc;
+use vigil_detect::{parse_rules, Engine};
+use vigil_event::{Event, EventId, Record, Source};
+use vigil_ingest::{RecordFormat, SourceCatalog};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// (rule id, demo file, line) triples.
+type Matches = BTreeSet<(String, String, usize)>;
+
+fn load_engine() -> Engine {
+    let mut rules = Vec::new();
+    let mut stack = vec![Path::new(ROOT).join("rules")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let parsed = parse_rules(&text, &path.display().to_string());
+                assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+                rules.extend(parsed.rules);
+            }
+        }
+    }
+    assert!(rules.len() >= 15, "only {} rules", rules.len());
+    Engine::new(rules)
+}
+
+fn expected_matches() -> Matches {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("demo/EXPECTED.md")).unwrap();
+    let section = text
+        .split("## Matches per rule")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut expected = Matches::new();
+    for row in section.lines().filter(|l| l.starts_with("| `rules/")) {
+        let cells: Vec<&str> = row.split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let (id, file, lines) = (cells[2], cells[3], cells[4]);
+        for range in lines.split(',') {
+            let (start, end) = match range.trim().split_once('-') {
+                Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                None => (range.trim().parse().unwrap(), range.trim().parse().unwrap()),
+            };
+            for line in start..=end {
+                expected.insert((id.to_owned(), file.to_owned(), line));
+            }
+        }
+    }
+    assert!(expected.len() > 20);
+    expected
+}
+
+#[test]
+fn every_rule_matches_exactly_its_demo_records() {
+    let engine = load_engine();
+    let catalog = SourceCatalog::builtin();
+    let mut actual = Matches::new();
+    for (file, source) in [
+        ("demo/cloudtrail.ndjson", "cloudtrail"),
+        ("demo/kubernetes-audit.ndjson", "kubernetes-audit"),
+        ("demo/flask-app.ndjson", "flask-app"),
+        ("demo/flask-access.log", "flask-access"),
+    ] {
+        let spec = catalog.resolve(source);
+        let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
+        for (index, line) in text.lines().enumerate() {
+            let record = match spec.format {
+                RecordFormat::Json => Record::json(line).unwrap(),
+                RecordFormat::Text => Record::Text(line.to_owned()),
+            };
+            let event = Event {
+                id: EventId::derive("test", &[line.as_bytes()]),
+                time: Utc::now(),
+                received: Utc::now(),
+                source: Source {
+                    kind: spec.kind.clone(),
+                    name: source.into(),
+                },
+                logsource: spec.logsource.clone(),
+                record,
+                fields: Default::default(),
+            };
+            let document = event.document().unwrap();
+            for rule in engine.evaluate(&event.logsource, &document) {
+                actual.insert((rule.id.clone(), file.to_owned(), index + 1));
+            }
+        }
+    }
+    let expected = expected_matches();
+    let missed: Vec<_> = expected.difference(&actual).collect();
+    let extra: Vec<_> = actual.difference(&expected).collect();
+    assert!(
+        missed.is_empty() && extra.is_empty(),
+        "missed: {missed:#?}\nunexpected: {extra:#?}"
+    );
+}
