@@ -108,11 +108,32 @@ impl Config {
             None => {}
         }
         figment
-            .merge(Env::prefixed("VIGIL_").split("__"))
+            .merge(
+                Env::prefixed("VIGIL_")
+                    .filter(|key| is_config_key(key.as_str()))
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
+}
+
+/// Whether a `VIGIL_*` variable (prefix removed) names a setting. Others, such as `VIGIL_LOG` or
+/// `VIGIL_SIGMA_CORPUS`, belong to other readers and must not fail the configuration.
+fn is_config_key(key: &str) -> bool {
+    const TOP_LEVEL: [&str; 6] = [
+        "listen",
+        "data_dir",
+        "rules",
+        "api_token",
+        "ingest",
+        "index",
+    ];
+    let top = key.split("__").next().unwrap_or_default();
+    TOP_LEVEL
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(top))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +163,8 @@ mod tests {
             assert_eq!(config.index.commit_interval_ms, 1000);
 
             jail.set_env("VIGIL_DATA_DIR", "/from/env");
+            jail.set_env("VIGIL_LOG", "debug");
+            jail.set_env("VIGIL_SIGMA_CORPUS", "/elsewhere");
             jail.set_env("VIGIL_INDEX__COMMIT_EVENTS", "7");
             let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(config.data_dir, PathBuf::from("/from/env"));

@@ -44,7 +44,8 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(
         data_dir.join("bus"),
         EmbeddedBusOptions {
-            max_message_bytes: config.ingest.max_line_bytes.max(1 << 20) + 64 * 1024,
+            // A quarantined record carries its raw bytes in base64, and may be a whole body.
+            max_message_bytes: 2 * config.ingest.max_body_bytes + 64 * 1024,
             ..EmbeddedBusOptions::default()
         },
     )?);

@@ -1,0 +1,132 @@
+//! Runs the real `vigil` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct Vigil {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: Client,
+}
+
+impl Vigil {
+    /// Starts `vigil run` on a free port with our rules, and waits until it listens.
+    pub fn start(data_dir: &Path) -> Vigil {
+        Vigil::start_with_env(data_dir, &[])
+    }
+
+    /// Like [`Vigil::start`], with extra `VIGIL_*` settings.
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Vigil {
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--rules")
+            .arg(&rules)
+            .current_dir(data_dir.parent().unwrap())
+            .env("VIGIL_API_TOKEN", TOKEN)
+            .env("VIGIL_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("vigil starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("vigil prints its address")
+            .expect("stdout is readable");
+        let base = first
+            .strip_prefix("Vigil is listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Vigil {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn post_ndjson(&self, source: &str, body: impl Into<reqwest::blocking::Body>) -> Response {
+        self.client
+            .post(self.url(&format!("/api/v1/ingest/{source}")))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().unwrap()
+    }
+
+    /// The total of events matching `query`.
+    pub fn search_total(&self, query: &str) -> u64 {
+        let response = self
+            .client
+            .get(self.url("/api/v1/search"))
+            .query(&[("q", query), ("limit", "1")])
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json::<Value>().unwrap()["total"].as_u64().unwrap()
+    }
+
+    /// Stops the process the hard way: no shutdown hooks, no final commits.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it gives a value or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
