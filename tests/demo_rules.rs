@@ -6,8 +6,8 @@ use std::path::Path;
 
 use chrono::Utc;
 use vigil_detect::{parse_rules, Engine};
-use vigil_event::{Event, EventId, Record, Source};
-use vigil_ingest::{RecordFormat, SourceCatalog};
+use vigil_event::{EventId, Source};
+use vigil_ingest::{normalise_line, SourceCatalog};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -75,22 +75,13 @@ fn every_rule_matches_exactly_its_demo_records() {
         let spec = catalog.resolve(source);
         let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
         for (index, line) in text.lines().enumerate() {
-            let record = match spec.format {
-                RecordFormat::Json => Record::json(line).unwrap(),
-                RecordFormat::Text => Record::Text(line.to_owned()),
+            let source = Source {
+                kind: spec.kind.clone(),
+                name: source.into(),
             };
-            let event = Event {
-                id: EventId::derive("test", &[line.as_bytes()]),
-                time: Utc::now(),
-                received: Utc::now(),
-                source: Source {
-                    kind: spec.kind.clone(),
-                    name: source.into(),
-                },
-                logsource: spec.logsource.clone(),
-                record,
-                fields: Default::default(),
-            };
+            let id = EventId::derive("test", &[line.as_bytes()]);
+            let event = normalise_line(&spec, &source, line.as_bytes(), id, Utc::now())
+                .unwrap_or_else(|reason| panic!("{file}:{}: {reason}", index + 1));
             let document = event.document().unwrap();
             for rule in engine.evaluate(&event.logsource, &document) {
                 actual.insert((rule.id.clone(), file.to_owned(), index + 1));

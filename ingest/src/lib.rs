@@ -8,7 +8,9 @@
 pub mod http;
 mod ingestor;
 mod normalise;
+pub mod parse;
 mod source;
 
 pub use ingestor::{IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
+pub use normalise::normalise_line;
 pub use source::{RecordFormat, SourceCatalog, SourceSpec};

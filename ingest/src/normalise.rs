@@ -5,12 +5,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
+use serde_json::Map;
 use vigil_event::{Event, EventId, Record, Source};
 
+use crate::parse::{parse_access_log, parse_vpc_flow};
 use crate::{RecordFormat, SourceSpec};
 
-/// Reads `line` as a record of `spec`'s format, or says why it cannot.
-pub(crate) fn normalise_line(
+/// Reads `line` as a record of `spec`'s format, or says why it cannot (the reason is what the
+/// quarantine records and the sender is told).
+pub fn normalise_line(
     spec: &SourceSpec,
     source: &Source,
     line: &[u8],
@@ -19,6 +22,7 @@ pub(crate) fn normalise_line(
 ) -> Result<Event, String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let mut fields = Map::new();
     let (record, time) = match spec.format {
         RecordFormat::Json => {
             let fields: HashMap<Cow<'_, str>, &RawValue> =
@@ -32,7 +36,17 @@ pub(crate) fn normalise_line(
                 .map_err(|e| format!("not a JSON object: {e}"))?;
             (Record::Json(raw), time)
         }
-        RecordFormat::Text => (Record::Text(text.to_owned()), access_log_time(text)),
+        RecordFormat::Text => (Record::Text(text.to_owned()), None),
+        RecordFormat::AccessLog => {
+            let parsed = parse_access_log(text).map_err(|e| e.to_string())?;
+            fields = parsed.fields;
+            (Record::Text(text.to_owned()), parsed.time)
+        }
+        RecordFormat::VpcFlow => {
+            let parsed = parse_vpc_flow(text).map_err(|e| e.to_string())?;
+            fields = parsed.fields;
+            (Record::Text(text.to_owned()), parsed.time)
+        }
     };
     Ok(Event {
         id,
@@ -41,7 +55,7 @@ pub(crate) fn normalise_line(
         source: source.clone(),
         logsource: spec.logsource.clone(),
         record,
-        fields: Default::default(),
+        fields,
     })
 }
 
@@ -72,15 +86,6 @@ pub(crate) fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
     .iter()
     .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
     .map(|naive| naive.and_utc())
-}
-
-/// The `[28/Nov/2026:10:15:32 +0000]` time of a common or combined access log line.
-fn access_log_time(line: &str) -> Option<DateTime<Utc>> {
-    let start = line.find('[')? + 1;
-    let end = start + line[start..].find(']')?;
-    DateTime::parse_from_str(&line[start..end], "%d/%b/%Y:%H:%M:%S %z")
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

@@ -7,8 +7,12 @@ use vigil_event::LogSource;
 pub enum RecordFormat {
     /// One JSON object per line.
     Json,
-    /// One line of text per record, such as an access log.
+    /// One line of free text per record.
     Text,
+    /// Common or combined access log lines, parsed into named fields.
+    AccessLog,
+    /// VPC flow log records in the default text format, parsed into named fields.
+    VpcFlow,
 }
 
 /// What Vigil knows about a kind of log: its name, logsource, format and where its time is.
@@ -73,7 +77,7 @@ impl SourceCatalog {
         let access_log = SourceSpec::new(
             "access-log",
             LogSource::new(None, None, Some("webserver")),
-            RecordFormat::Text,
+            RecordFormat::AccessLog,
             &[],
         );
         let mut specs = HashMap::new();

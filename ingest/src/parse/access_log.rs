@@ -1,0 +1,242 @@
+//! Common and combined access log lines, as gunicorn and nginx write them:
+//!
+//! ```text
+//! 203.0.113.7 - alice [28/Nov/2026:10:15:32 +0000] "GET /users?id=1 HTTP/1.1" 200 512 "-" "curl/8.5.0"
+//! ```
+//!
+//! The line stays the record; the parser derives named fields beside it, so webserver rules
+//! (through the field-mapping pipeline) match on method, target, status and user agent.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// Why a line is not a common or combined access log line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a common or combined access log line: expected {expected} at byte {position}")]
+pub struct AccessLogError {
+    pub expected: &'static str,
+    pub position: usize,
+}
+
+/// The fields of one access log line, and its time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogLine {
+    pub fields: Map<String, Value>,
+    pub time: Option<DateTime<Utc>>,
+}
+
+struct Cursor<'a> {
+    line: &'a str,
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn rest(&self) -> &'a str {
+        &self.line[self.position..]
+    }
+
+    fn error(&self, expected: &'static str) -> AccessLogError {
+        AccessLogError {
+            expected,
+            position: self.position,
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        let rest = self.rest();
+        self.position += rest.len() - rest.trim_start_matches(' ').len();
+    }
+
+    /// A run of non-space characters.
+    fn token(&mut self, expected: &'static str) -> Result<&'a str, AccessLogError> {
+        self.skip_spaces();
+        let rest = self.rest();
+        let end = rest.find(' ').unwrap_or(rest.len());
+        if end == 0 {
+            return Err(self.error(expected));
+        }
+        self.position += end;
+        Ok(&rest[..end])
+    }
+
+    /// Text between `open` and `close`, which must come next.
+    fn delimited(
+        &mut self,
+        open: char,
+        close: char,
+        expected: &'static str,
+    ) -> Result<&'a str, AccessLogError> {
+        self.skip_spaces();
+        let rest = self.rest();
+        if !rest.starts_with(open) {
+            return Err(self.error(expected));
+        }
+        let body = &rest[1..];
+        let mut escaped = false;
+        for (index, c) in body.char_indices() {
+            match c {
+                // nginx and gunicorn escape quotes inside quoted fields as \" or \x22.
+                '\\' if !escaped => escaped = true,
+                c if c == close && !escaped => {
+                    self.position += 1 + index + 1;
+                    return Ok(&body[..index]);
+                }
+                _ => escaped = false,
+            }
+        }
+        Err(AccessLogError {
+            expected: "a closing delimiter",
+            position: self.line.len(),
+        })
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.skip_spaces();
+        self.rest().is_empty()
+    }
+}
+
+fn put_text(fields: &mut Map<String, Value>, name: &str, value: &str) {
+    if value != "-" {
+        fields.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+}
+
+fn put_number(fields: &mut Map<String, Value>, name: &str, value: &str) {
+    if let Ok(number) = value.parse::<u64>() {
+        fields.insert(name.to_owned(), Value::from(number));
+    } else {
+        put_text(fields, name, value);
+    }
+}
+
+/// Parses one line. Trailing fields beyond the combined format (nginx's request time, say) are
+/// kept under `extra` rather than refused.
+pub fn parse_access_log(line: &str) -> Result<AccessLogLine, AccessLogError> {
+    let mut cursor = Cursor { line, position: 0 };
+    let mut fields = Map::new();
+    put_text(
+        &mut fields,
+        "client_address",
+        cursor.token("the client address")?,
+    );
+    put_text(&mut fields, "ident", cursor.token("the ident field")?);
+    put_text(&mut fields, "remote_user", cursor.token("the user field")?);
+    let time_text = cursor.delimited('[', ']', "a [time]")?;
+    let time = DateTime::parse_from_str(time_text, "%d/%b/%Y:%H:%M:%S %z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc));
+    put_text(&mut fields, "time", time_text);
+
+    let request = cursor.delimited('"', '"', "a quoted request line")?;
+    fields.insert("request".into(), Value::String(request.to_owned()));
+    let mut parts = request.splitn(3, ' ');
+    if let (Some(method), Some(target)) = (parts.next(), parts.next()) {
+        if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            put_text(&mut fields, "method", method);
+            put_text(&mut fields, "target", target);
+            let (path, query) = match target.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (target, None),
+            };
+            put_text(&mut fields, "path", path);
+            if let Some(query) = query {
+                fields.insert("query".into(), Value::String(query.to_owned()));
+            }
+            if let Some(protocol) = parts.next() {
+                put_text(&mut fields, "protocol", protocol);
+            }
+        }
+    }
+    put_number(&mut fields, "status", cursor.token("the status code")?);
+    put_number(&mut fields, "bytes", cursor.token("the response size")?);
+    if !cursor.at_end() {
+        put_text(
+            &mut fields,
+            "referrer",
+            cursor.delimited('"', '"', "a quoted referrer")?,
+        );
+        put_text(
+            &mut fields,
+            "user_agent",
+            cursor.delimited('"', '"', "a quoted user agent")?,
+        );
+        if !cursor.at_end() {
+            fields.insert("extra".into(), Value::String(cursor.rest().to_owned()));
+        }
+    }
+    Ok(AccessLogLine { fields, time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_line() {
+        let line = r#"203.0.113.7 - alice [28/Nov/2026:10:15:32 +0100] "GET /users?id=1%27 HTTP/1.1" 200 512 "https://app.example.com/" "sqlmap/1.8""#;
+        let parsed = parse_access_log(line).unwrap();
+        let f = &parsed.fields;
+        assert_eq!(f["client_address"], "203.0.113.7");
+        assert!(!f.contains_key("ident"));
+        assert_eq!(f["remote_user"], "alice");
+        assert_eq!(f["method"], "GET");
+        assert_eq!(f["target"], "/users?id=1%27");
+        assert_eq!(f["path"], "/users");
+        assert_eq!(f["query"], "id=1%27");
+        assert_eq!(f["protocol"], "HTTP/1.1");
+        assert_eq!(f["status"], 200);
+        assert_eq!(f["bytes"], 512);
+        assert_eq!(f["referrer"], "https://app.example.com/");
+        assert_eq!(f["user_agent"], "sqlmap/1.8");
+        assert_eq!(
+            parsed.time.unwrap().to_rfc3339(),
+            "2026-11-28T09:15:32+00:00"
+        );
+    }
+
+    #[test]
+    fn common_line_with_dash_size_and_extra_fields() {
+        let parsed = parse_access_log(
+            r#"10.0.0.5 - - [28/Nov/2026:10:00:00 +0000] "HEAD / HTTP/1.0" 304 -"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.fields["status"], 304);
+        assert!(!parsed.fields.contains_key("bytes"));
+        assert!(!parsed.fields.contains_key("user_agent"));
+
+        let parsed = parse_access_log(
+            r#"10.0.0.5 - - [28/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl" 0.004"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.fields["extra"], "0.004");
+        assert!(!parsed.fields.contains_key("referrer"));
+    }
+
+    #[test]
+    fn escaped_quotes_and_garbage_requests_stay_whole() {
+        let line = r#"198.51.100.23 - - [28/Nov/2026:10:02:11 +0000] "GET /search?q=\"x\" HTTP/1.1" 400 0 "-" "Mozilla/5.0 (\"quoted\")""#;
+        let parsed = parse_access_log(line).unwrap();
+        assert_eq!(parsed.fields["target"], r#"/search?q=\"x\""#);
+        assert_eq!(parsed.fields["user_agent"], r#"Mozilla/5.0 (\"quoted\")"#);
+
+        let tls =
+            r#"198.51.100.23 - - [28/Nov/2026:10:02:11 +0000] "\x16\x03\x01\x02" 400 150 "-" "-""#;
+        let parsed = parse_access_log(tls).unwrap();
+        assert_eq!(parsed.fields["request"], r#"\x16\x03\x01\x02"#);
+        assert!(!parsed.fields.contains_key("method"));
+    }
+
+    #[test]
+    fn malformed_lines_say_what_was_expected_where() {
+        let err = parse_access_log("just some text").unwrap_err();
+        assert_eq!(err.expected, "a [time]");
+        let err = parse_access_log(r#"1.2.3.4 - - [28/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1"#)
+            .unwrap_err();
+        assert_eq!(err.expected, "a closing delimiter");
+        let err = parse_access_log(r#"1.2.3.4 - - [28/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1""#)
+            .unwrap_err();
+        assert_eq!(err.expected, "the status code");
+        assert!(parse_access_log("").is_err());
+    }
+}
