@@ -24,6 +24,16 @@ pub struct Config {
     pub api_token: Option<String>,
     pub ingest: IngestConfig,
     pub index: IndexConfig,
+    /// The Firehose endpoint for CloudWatch subscriptions; off unless a key is set.
+    #[serde(default)]
+    pub firehose: Option<FirehoseConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirehoseConfig {
+    /// The access key the Firehose stream sends in `X-Amz-Firehose-Access-Key`.
+    pub access_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +61,7 @@ impl Default for Config {
             api_token: None,
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
+            firehose: None,
         }
     }
 }

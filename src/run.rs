@@ -12,6 +12,8 @@ use tokio::task::JoinSet;
 use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_detect::Engine;
 use vigil_event::{Alert, Event, Level};
+use vigil_ingest::cloudwatch::firehose::FirehoseState;
+use vigil_ingest::cloudwatch::LogGroupRecogniser;
 use vigil_ingest::{Ingestor, SourceCatalog};
 use vigil_store::Store;
 use vigil_ui::UiState;
@@ -105,7 +107,17 @@ pub async fn run(options: RunOptions) -> Result<()> {
         });
     }
 
-    let app = server::router(ingestor, UiState { store, token }, metrics);
+    if let Some(firehose) = &config.firehose {
+        if firehose.access_key.trim().len() < 16 {
+            bail!("firehose.access_key must be at least 16 characters");
+        }
+    }
+    let firehose = config.firehose.as_ref().map(|firehose| FirehoseState {
+        ingestor: ingestor.clone(),
+        access_key: firehose.access_key.as_str().into(),
+        recogniser: Arc::new(LogGroupRecogniser::default()),
+    });
+    let app = server::router(ingestor, firehose, UiState { store, token }, metrics);
     let mut server_stop = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;

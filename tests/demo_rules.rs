@@ -80,7 +80,7 @@ fn every_rule_matches_exactly_its_demo_records() {
                 name: source.into(),
             };
             let id = EventId::derive("test", &[line.as_bytes()]);
-            let event = normalise_line(&spec, &source, line.as_bytes(), id, Utc::now())
+            let event = normalise_line(&spec, &source, line.as_bytes(), id, Utc::now(), None)
                 .unwrap_or_else(|reason| panic!("{file}:{}: {reason}", index + 1));
             let document = event.document().unwrap();
             for rule in engine.evaluate(&event.logsource, &document) {

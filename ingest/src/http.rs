@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{IngestError, Ingestor};
+use crate::{IngestError, IngestReport, Ingestor};
 
 /// Names a delivery so that a retry of it maps each line to the same event id.
 pub const BATCH_ID_HEADER: &str = "x-vigil-batch-id";
@@ -31,32 +31,54 @@ async fn ingest_ndjson(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let max = ingestor.limits().max_body_bytes;
-    let Ok(body) = axum::body::to_bytes(body, max).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than the {max}-byte limit; split it into smaller batches"),
-        );
+    let body = match read_body(&ingestor, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let batch_id = match headers.get(BATCH_ID_HEADER).map(HeaderValue::to_str) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => {
-            return error(
+            return error_response(
                 StatusCode::BAD_REQUEST,
                 format!("the {BATCH_ID_HEADER} header must be visible ASCII"),
             )
         }
     };
-    match ingestor.ingest_lines(&source, &body, batch_id).await {
+    report_response(
+        ingestor.ingest_lines(&source, &body, batch_id).await,
+        StatusCode::ACCEPTED,
+    )
+}
+
+/// Reads a request body up to the ingest limit, or gives the 413 to send.
+pub(crate) async fn read_body(ingestor: &Ingestor, body: Body) -> Result<Bytes, Response> {
+    let max = ingestor.limits().max_body_bytes;
+    axum::body::to_bytes(body, max).await.map_err(|_| {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the {max}-byte limit; split it into smaller batches"),
+        )
+    })
+}
+
+/// The reply to a delivery: `success` with the report when anything was accepted (or nothing
+/// was sent), 400 when every record was rejected, 503 with Retry-After when storage failed.
+pub(crate) fn report_response(
+    result: Result<IngestReport, IngestError>,
+    success: StatusCode,
+) -> Response {
+    match result {
         Ok(report) if report.accepted == 0 && report.rejected > 0 => {
             (StatusCode::BAD_REQUEST, Json(report)).into_response()
         }
-        Ok(report) => (StatusCode::ACCEPTED, Json(report)).into_response(),
-        Err(e @ IngestError::InvalidSourceName(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(report) => (success, Json(report)).into_response(),
+        Err(e @ IngestError::InvalidSourceName(_)) => {
+            error_response(StatusCode::BAD_REQUEST, e.to_string())
+        }
         Err(e @ IngestError::Bus(_)) => {
             tracing::error!(error = %e, "ingest could not store events");
-            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -65,6 +87,6 @@ async fn ingest_ndjson(
     }
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }

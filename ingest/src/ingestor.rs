@@ -7,7 +7,7 @@ use vigil_bus::{Bus, BusError, Message, Topics};
 use vigil_event::{EventId, Quarantined, Source};
 
 use crate::normalise::normalise_line;
-use crate::SourceCatalog;
+use crate::{SourceCatalog, SourceSpec};
 
 /// Size limits on what a source may deliver.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +51,7 @@ pub const MAX_LISTED_REJECTIONS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("invalid source name {0:?}: use 1 to 128 letters, digits, '.', '_' or '-'")]
+    #[error("invalid source name {0:?}: use 1 to 512 letters, digits, '.', '_', '-', '/' or '#'")]
     InvalidSourceName(String),
     #[error("events could not be stored: {0}")]
     Bus(#[from] BusError),
@@ -84,6 +84,11 @@ impl Ingestor {
         self.limits
     }
 
+    /// The spec the catalog gives source `name`.
+    pub fn spec_for(&self, name: &str) -> SourceSpec {
+        self.catalog.resolve(name)
+    }
+
     /// Ingests newline-separated records from source `source_name`, returning once every
     /// accepted event and every quarantined line is durable.
     ///
@@ -97,10 +102,38 @@ impl Ingestor {
         body: &[u8],
         batch_id: Option<&str>,
     ) -> Result<IngestReport, IngestError> {
+        let records = body
+            .split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(index, line)| {
+                let position = index as u64 + 1;
+                IncomingRecord {
+                    bytes: line.strip_suffix(b"\r").unwrap_or(line),
+                    position,
+                    key: batch_id.map(|batch| {
+                        let mut key = batch.as_bytes().to_vec();
+                        key.extend_from_slice(&position.to_le_bytes());
+                        key
+                    }),
+                    time: None,
+                }
+            })
+            .filter(|record| !record.bytes.iter().all(u8::is_ascii_whitespace));
+        let spec = self.catalog.resolve(source_name);
+        self.ingest_records(source_name, &spec, records).await
+    }
+
+    /// Ingests records of one delivery from source `source_name`, read as `spec` says,
+    /// returning once every accepted event and every quarantined record is durable.
+    pub async fn ingest_records<'a>(
+        &self,
+        source_name: &str,
+        spec: &SourceSpec,
+        records: impl IntoIterator<Item = IncomingRecord<'a>>,
+    ) -> Result<IngestReport, IngestError> {
         if !valid_source_name(source_name) {
             return Err(IngestError::InvalidSourceName(source_name.to_owned()));
         }
-        let spec = self.catalog.resolve(source_name);
         let source = Source {
             kind: spec.kind.clone(),
             name: source_name.to_owned(),
@@ -110,46 +143,42 @@ impl Ingestor {
         let mut events = Vec::new();
         let mut quarantine = Vec::new();
         let mut seen: HashMap<&[u8], u64> = HashMap::new();
+        let mut bytes = 0u64;
 
-        for (index, line) in body.split(|&b| b == b'\n').enumerate() {
-            let line_number = index as u64 + 1;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let outcome = if line.len() > self.limits.max_line_bytes {
+        for record in records {
+            bytes += record.bytes.len() as u64;
+            let outcome = if record.bytes.len() > self.limits.max_line_bytes {
                 Err(format!(
-                    "line is {} bytes; the limit is {}",
-                    line.len(),
+                    "record is {} bytes; the limit is {}",
+                    record.bytes.len(),
                     self.limits.max_line_bytes
                 ))
             } else {
-                let id = match batch_id {
-                    Some(batch) => EventId::derive(
-                        "vigil event v1 batch",
-                        &[
-                            source_name.as_bytes(),
-                            batch.as_bytes(),
-                            &line_number.to_le_bytes(),
-                        ],
-                    ),
+                let id = match &record.key {
+                    Some(key) => {
+                        EventId::derive("vigil event v1 keyed", &[source_name.as_bytes(), key])
+                    }
                     None => {
-                        let occurrence = seen.entry(line).or_insert(0);
+                        let occurrence = seen.entry(record.bytes).or_insert(0);
                         *occurrence += 1;
                         EventId::derive(
                             "vigil event v1 content",
-                            &[source_name.as_bytes(), line, &occurrence.to_le_bytes()],
+                            &[
+                                source_name.as_bytes(),
+                                record.bytes,
+                                &occurrence.to_le_bytes(),
+                            ],
                         )
                     }
                 };
-                normalise_line(&spec, &source, line, id, received)
+                normalise_line(spec, &source, record.bytes, id, received, record.time)
             };
             match outcome {
                 Ok(event) => events.push(event),
                 Err(reason) => {
                     if report.errors.len() < MAX_LISTED_REJECTIONS {
                         report.errors.push(Rejection {
-                            line: line_number,
+                            line: record.position,
                             reason: reason.clone(),
                         });
                     }
@@ -157,15 +186,14 @@ impl Ingestor {
                     quarantine.push(Quarantined {
                         source: source.clone(),
                         reason,
-                        line: Some(line_number),
+                        line: Some(record.position),
                         received,
-                        raw: line.to_vec(),
+                        raw: record.bytes.to_vec(),
                     });
                 }
             }
         }
 
-        let bytes = body.len() as u64;
         metrics::counter!("vigil_ingest_bytes_total", "source" => source_name.to_owned())
             .increment(bytes);
         if !quarantine.is_empty() {
@@ -188,14 +216,61 @@ impl Ingestor {
     }
 }
 
+impl Ingestor {
+    /// Quarantines something a source delivered that holds no readable record, such as an
+    /// undecodable Firehose record, so it is kept with its reason instead of dropped.
+    pub async fn quarantine(
+        &self,
+        source_name: &str,
+        source_kind: &str,
+        raw: &[u8],
+        position: u64,
+        reason: String,
+    ) -> Result<(), IngestError> {
+        let record = Quarantined {
+            source: Source {
+                kind: source_kind.to_owned(),
+                name: source_name.to_owned(),
+            },
+            reason,
+            line: Some(position),
+            received: Utc::now(),
+            raw: raw.to_vec(),
+        };
+        self.bus
+            .publish(
+                &self.topics.quarantine,
+                vec![to_message(source_name, &record)],
+            )
+            .await?;
+        metrics::counter!("vigil_quarantined_total", "source" => source_name.to_owned())
+            .increment(1);
+        Ok(())
+    }
+}
+
+/// One record as a source delivered it.
+#[derive(Debug, Clone)]
+pub struct IncomingRecord<'a> {
+    pub bytes: &'a [u8],
+    /// Where the record was in its delivery: the 1-based line or item number.
+    pub position: u64,
+    /// What identifies the record at its source, such as a CloudWatch event id or an audit id
+    /// and stage. Without one, the id derives from the content.
+    pub key: Option<Vec<u8>>,
+    /// When the source says the record happened, if the record itself may not.
+    pub time: Option<chrono::DateTime<Utc>>,
+}
+
 fn to_message(key: &str, value: &impl Serialize) -> Message {
     let payload = serde_json::to_vec(value).expect("events and quarantine records serialise");
     Message::new(key.as_bytes().to_vec(), payload)
 }
 
+/// Source names may be CloudWatch log group names, hence `/` and `#`.
 fn valid_source_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
+    (1..=512).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'#'))
 }

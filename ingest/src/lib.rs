@@ -5,12 +5,14 @@
 //! quarantines what it cannot read, with the reason. Push endpoints (the HTTP NDJSON
 //! endpoint in [`http`]) are thin layers over it.
 
+pub mod cloudwatch;
 pub mod http;
 mod ingestor;
+pub mod kubernetes;
 mod normalise;
 pub mod parse;
 mod source;
 
-pub use ingestor::{IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
+pub use ingestor::{IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
 pub use normalise::normalise_line;
 pub use source::{RecordFormat, SourceCatalog, SourceSpec};

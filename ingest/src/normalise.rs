@@ -13,12 +13,16 @@ use crate::{RecordFormat, SourceSpec};
 
 /// Reads `line` as a record of `spec`'s format, or says why it cannot (the reason is what the
 /// quarantine records and the sender is told).
+///
+/// The event's time is what the record says, else `fallback` (such as the time CloudWatch
+/// stamped on it), else `received`.
 pub fn normalise_line(
     spec: &SourceSpec,
     source: &Source,
     line: &[u8],
     id: EventId,
     received: DateTime<Utc>,
+    fallback: Option<DateTime<Utc>>,
 ) -> Result<Event, String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
@@ -50,7 +54,7 @@ pub fn normalise_line(
     };
     Ok(Event {
         id,
-        time: time.unwrap_or(received),
+        time: time.or(fallback).unwrap_or(received),
         received,
         source: source.clone(),
         logsource: spec.logsource.clone(),
@@ -103,7 +107,7 @@ mod tests {
     fn normalise(spec: &SourceSpec, line: &str) -> Result<Event, String> {
         let id = EventId::derive("test", &[line.as_bytes()]);
         let received = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        normalise_line(spec, &source(), line.as_bytes(), id, received)
+        normalise_line(spec, &source(), line.as_bytes(), id, received, None)
     }
 
     #[test]
@@ -161,6 +165,7 @@ mod tests {
             line,
             EventId::derive("t", &[]),
             Utc::now(),
+            None,
         )
         .unwrap_err();
         assert_eq!(reason, "invalid UTF-8 at byte 6");

@@ -45,6 +45,66 @@ impl SourceSpec {
             &["timestamp", "@timestamp", "time", "eventTime", "asctime"],
         )
     }
+
+    /// AWS CloudTrail records, one JSON object each.
+    pub fn cloudtrail() -> Self {
+        SourceSpec::new(
+            "cloudtrail",
+            LogSource::new(Some("aws"), Some("cloudtrail"), None),
+            RecordFormat::Json,
+            &["eventTime"],
+        )
+    }
+
+    /// Kubernetes audit events (`audit.k8s.io/v1`, and `v1beta1`'s `timestamp`).
+    pub fn kubernetes_audit() -> Self {
+        SourceSpec::new(
+            "kubernetes-audit",
+            LogSource::new(Some("kubernetes"), Some("audit"), None),
+            RecordFormat::Json,
+            &["requestReceivedTimestamp", "stageTimestamp", "timestamp"],
+        )
+    }
+
+    /// The Flask app's JSON logs, as python-json-logger and structlog write them.
+    pub fn flask_app() -> Self {
+        SourceSpec::new(
+            "flask-app",
+            LogSource::new(Some("python"), Some("flask"), Some("application")),
+            RecordFormat::Json,
+            &["timestamp", "asctime", "time", "@timestamp"],
+        )
+    }
+
+    /// Common or combined web access logs.
+    pub fn access_log() -> Self {
+        SourceSpec::new(
+            "access-log",
+            LogSource::new(None, None, Some("webserver")),
+            RecordFormat::AccessLog,
+            &[],
+        )
+    }
+
+    /// VPC flow logs in the default format.
+    pub fn vpc_flow() -> Self {
+        SourceSpec::new(
+            "vpc-flow",
+            LogSource::new(Some("aws"), Some("vpcflowlogs"), None),
+            RecordFormat::VpcFlow,
+            &[],
+        )
+    }
+
+    /// AWS WAF logs, one JSON object each with epoch-millisecond `timestamp`.
+    pub fn waf() -> Self {
+        SourceSpec::new(
+            "waf",
+            LogSource::new(Some("aws"), Some("waf"), None),
+            RecordFormat::Json,
+            &["timestamp"],
+        )
+    }
 }
 
 /// The sources Vigil recognises by name.
@@ -56,36 +116,20 @@ pub struct SourceCatalog {
 impl SourceCatalog {
     /// The presets for the logs Vigil ships rules and parsers for.
     pub fn builtin() -> Self {
-        let cloudtrail = SourceSpec::new(
-            "cloudtrail",
-            LogSource::new(Some("aws"), Some("cloudtrail"), None),
-            RecordFormat::Json,
-            &["eventTime"],
-        );
-        let kubernetes_audit = SourceSpec::new(
-            "kubernetes-audit",
-            LogSource::new(Some("kubernetes"), Some("audit"), None),
-            RecordFormat::Json,
-            &["requestReceivedTimestamp", "stageTimestamp"],
-        );
-        let flask_app = SourceSpec::new(
-            "flask-app",
-            LogSource::new(Some("python"), Some("flask"), Some("application")),
-            RecordFormat::Json,
-            &["timestamp", "asctime", "time"],
-        );
-        let access_log = SourceSpec::new(
-            "access-log",
-            LogSource::new(None, None, Some("webserver")),
-            RecordFormat::AccessLog,
-            &[],
-        );
         let mut specs = HashMap::new();
         for (names, spec) in [
-            (&["cloudtrail"][..], cloudtrail),
-            (&["kubernetes-audit", "k8s-audit"][..], kubernetes_audit),
-            (&["flask-app", "flask"][..], flask_app),
-            (&["flask-access", "access-log"][..], access_log),
+            (&["cloudtrail"][..], SourceSpec::cloudtrail()),
+            (
+                &["kubernetes-audit", "k8s-audit"][..],
+                SourceSpec::kubernetes_audit(),
+            ),
+            (&["flask-app", "flask"][..], SourceSpec::flask_app()),
+            (
+                &["flask-access", "access-log"][..],
+                SourceSpec::access_log(),
+            ),
+            (&["vpc-flow"][..], SourceSpec::vpc_flow()),
+            (&["waf"][..], SourceSpec::waf()),
         ] {
             for name in names {
                 specs.insert((*name).to_owned(), spec.clone());

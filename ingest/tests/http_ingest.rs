@@ -104,7 +104,7 @@ async fn oversized_lines_and_bodies_get_clear_errors() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         report["errors"][0]["reason"],
-        "line is 2008 bytes; the limit is 1024"
+        "record is 2008 bytes; the limit is 1024"
     );
     let quarantined: Vec<Quarantined> = read_all(&h.bus, "vigil.quarantine").await;
     assert_eq!(

@@ -1,0 +1,140 @@
+//! Which kind of record a CloudWatch log group carries, so each is parsed into its real shape
+//! with the right logsource.
+
+use std::collections::HashMap;
+
+use crate::parse::parse_vpc_flow;
+use crate::SourceSpec;
+
+/// A configured mapping for one log group, overriding recognition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroupOverride {
+    pub log_group: String,
+    pub spec: SourceSpec,
+}
+
+/// Recognises log groups by name and stream, then by the shape of their messages.
+#[derive(Debug, Clone, Default)]
+pub struct LogGroupRecogniser {
+    overrides: HashMap<String, SourceSpec>,
+}
+
+impl LogGroupRecogniser {
+    pub fn new(overrides: impl IntoIterator<Item = LogGroupOverride>) -> Self {
+        LogGroupRecogniser {
+            overrides: overrides
+                .into_iter()
+                .map(|o| (o.log_group, o.spec))
+                .collect(),
+        }
+    }
+
+    /// The spec for a message of `log_group`/`log_stream`.
+    pub fn recognise(&self, log_group: &str, log_stream: &str, message: &str) -> SourceSpec {
+        if let Some(spec) = self.overrides.get(log_group) {
+            return spec.clone();
+        }
+        // EKS writes each control-plane log to its own stream in /aws/eks/<cluster>/cluster.
+        if log_stream.starts_with("kube-apiserver-audit") {
+            return SourceSpec::kubernetes_audit();
+        }
+        // AWS requires WAF log groups to start with this prefix.
+        if log_group.starts_with("aws-waf-logs-") {
+            return SourceSpec::waf();
+        }
+        let trimmed = message.trim_start();
+        if trimmed.starts_with('{') {
+            return recognise_json(trimmed);
+        }
+        if parse_vpc_flow(message).is_ok() {
+            return SourceSpec::vpc_flow();
+        }
+        let mut text = SourceSpec::generic();
+        text.format = crate::RecordFormat::Text;
+        text.kind = "cloudwatch".into();
+        text
+    }
+}
+
+/// Tells CloudTrail, audit and WAF records from other JSON by the keys only they carry.
+fn recognise_json(message: &str) -> SourceSpec {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        event_version: Option<serde::de::IgnoredAny>,
+        event_source: Option<serde::de::IgnoredAny>,
+        kind: Option<String>,
+        #[serde(rename = "auditID")]
+        audit_id: Option<serde::de::IgnoredAny>,
+        webacl_id: Option<serde::de::IgnoredAny>,
+    }
+    let Ok(shape) = serde_json::from_str::<Shape>(message) else {
+        let mut generic = SourceSpec::generic();
+        generic.kind = "cloudwatch".into();
+        return generic;
+    };
+    if shape.event_version.is_some() && shape.event_source.is_some() {
+        SourceSpec::cloudtrail()
+    } else if shape.kind.as_deref() == Some("Event") && shape.audit_id.is_some() {
+        SourceSpec::kubernetes_audit()
+    } else if shape.webacl_id.is_some() {
+        SourceSpec::waf()
+    } else {
+        let mut generic = SourceSpec::generic();
+        generic.kind = "cloudwatch".into();
+        generic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RecordFormat;
+
+    #[test]
+    fn recognises_each_log_group_kind() {
+        let r = LogGroupRecogniser::default();
+        let trail =
+            r#"{"eventVersion":"1.10","eventSource":"iam.amazonaws.com","eventName":"CreateUser"}"#;
+        assert_eq!(
+            r.recognise("aws-cloudtrail-logs-1", "123_CloudTrail_eu-west-1", trail)
+                .kind,
+            "cloudtrail"
+        );
+        let audit = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a"}"#;
+        assert_eq!(
+            r.recognise("/aws/eks/prod/cluster", "kube-apiserver-audit-abc", audit)
+                .kind,
+            "kubernetes-audit"
+        );
+        assert_eq!(r.recognise("/k8s", "s", audit).kind, "kubernetes-audit");
+        assert_eq!(
+            r.recognise("aws-waf-logs-prod", "s", r#"{"timestamp":1}"#)
+                .kind,
+            "waf"
+        );
+        let flow =
+            "2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1795860000 1795860060 ACCEPT OK";
+        assert_eq!(
+            r.recognise("vpc-flow", "eni-1-all", flow).format,
+            RecordFormat::VpcFlow
+        );
+        let app = r#"{"levelname":"INFO","message":"hi"}"#;
+        let spec = r.recognise("/app/flask", "web-1", app);
+        assert_eq!(
+            (spec.kind.as_str(), spec.format),
+            ("cloudwatch", RecordFormat::Json)
+        );
+        let spec = r.recognise("/app/flask", "web-1", "plain text line");
+        assert_eq!(spec.format, RecordFormat::Text);
+    }
+
+    #[test]
+    fn overrides_win() {
+        let r = LogGroupRecogniser::new([LogGroupOverride {
+            log_group: "/app/flask".into(),
+            spec: SourceSpec::flask_app(),
+        }]);
+        assert_eq!(r.recognise("/app/flask", "web-1", "{}").kind, "flask-app");
+    }
+}

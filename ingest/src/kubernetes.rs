@@ -1,0 +1,108 @@
+//! The Kubernetes audit webhook: the API server's webhook backend posts `EventList` batches
+//! (up to 400 events by default) to `POST /api/v1/webhooks/kubernetes-audit/{source}`.
+//!
+//! The reply is 200 only once every event is durable; a storage failure answers 503 so that
+//! the API server's batch backend retries the batch. `audit.k8s.io/v1` and `v1beta1` lists
+//! are accepted as they are, each event kept byte for byte.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::http::{error_response, read_body, report_response};
+use crate::{IncomingRecord, Ingestor, SourceSpec};
+
+pub fn router(ingestor: Arc<Ingestor>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/webhooks/kubernetes-audit/{source}",
+            post(receive_event_list),
+        )
+        .with_state(ingestor)
+}
+
+#[derive(Deserialize)]
+struct EventList<'a> {
+    #[serde(default)]
+    kind: Option<&'a str>,
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<&'a str>,
+    #[serde(borrow, default)]
+    items: Vec<&'a RawValue>,
+}
+
+/// What identifies an audit event: the API server writes one event per stage of a request,
+/// all with the request's audit id.
+#[derive(Deserialize)]
+struct AuditKey<'a> {
+    #[serde(rename = "auditID", borrow, default)]
+    audit_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    stage: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The natural key of an audit event, when it has an audit id.
+pub fn audit_event_key(raw: &str) -> Option<Vec<u8>> {
+    let key: AuditKey = serde_json::from_str(raw).ok()?;
+    let audit_id = key.audit_id?;
+    let mut bytes = audit_id.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(key.stage.as_deref().unwrap_or_default().as_bytes());
+    Some(bytes)
+}
+
+async fn receive_event_list(
+    State(ingestor): State<Arc<Ingestor>>,
+    Path(source): Path<String>,
+    body: Body,
+) -> Response {
+    let body = match read_body(&ingestor, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let list: EventList = match serde_json::from_slice(&body) {
+        Ok(list) => list,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("not an audit EventList: {e}"),
+            )
+        }
+    };
+    if list.kind.is_some_and(|kind| kind != "EventList")
+        || list
+            .api_version
+            .is_some_and(|version| !version.starts_with("audit.k8s.io/"))
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected kind EventList of audit.k8s.io, got {} {}",
+                list.kind.unwrap_or("?"),
+                list.api_version.unwrap_or("?")
+            ),
+        );
+    }
+    let records = list
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| IncomingRecord {
+            bytes: item.get().as_bytes(),
+            position: index as u64 + 1,
+            key: audit_event_key(item.get()),
+            time: None,
+        });
+    let result = ingestor
+        .ingest_records(&source, &SourceSpec::kubernetes_audit(), records)
+        .await;
+    // Quarantined items are kept and listed; retrying the batch would not fix them.
+    report_response(result, StatusCode::OK)
+}

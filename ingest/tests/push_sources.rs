@@ -1,0 +1,229 @@
+//! The Kubernetes audit webhook and the Firehose endpoint, against a real embedded bus.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
+use vigil_event::{Event, Quarantined};
+use vigil_ingest::cloudwatch::firehose::{self, FirehoseState};
+use vigil_ingest::cloudwatch::LogGroupRecogniser;
+use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    bus: Arc<EmbeddedBus>,
+    router: axum::Router,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap());
+    let ingestor = Arc::new(Ingestor::new(
+        bus.clone(),
+        Topics::default(),
+        SourceCatalog::builtin(),
+        IngestLimits::default(),
+    ));
+    let router =
+        vigil_ingest::kubernetes::router(ingestor.clone()).merge(firehose::router(FirehoseState {
+            ingestor,
+            access_key: "firehose-secret".into(),
+            recogniser: Arc::new(LogGroupRecogniser::default()),
+        }));
+    Harness {
+        _dir: dir,
+        bus,
+        router,
+    }
+}
+
+async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn read_all<T: serde::de::DeserializeOwned>(
+    bus: &EmbeddedBus,
+    topic: &str,
+    group: &str,
+) -> Vec<T> {
+    let mut sub = bus.subscribe(topic, group).await.unwrap();
+    sub.next_batch(10_000, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| serde_json::from_slice(&d.payload).unwrap())
+        .collect()
+}
+
+fn exec_event(audit_id: &str, stage: &str) -> Value {
+    json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": audit_id, "stage": stage,
+        "requestURI": "/api/v1/namespaces/payments/pods/api-7d9/exec?command=sh&stdin=true",
+        "verb": "create",
+        "user": {"username": "m.chen@example.com", "groups": ["system:authenticated"]},
+        "sourceIPs": ["203.0.113.66"],
+        "objectRef": {"resource": "pods", "namespace": "payments", "name": "api-7d9", "subresource": "exec", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 101},
+        "requestReceivedTimestamp": "2026-11-28T11:05:00.123456Z",
+        "stageTimestamp": "2026-11-28T11:05:00.200000Z",
+        "annotations": {"authorization.k8s.io/decision": "allow"}
+    })
+}
+
+#[tokio::test]
+async fn kubernetes_event_lists_are_stored_with_stable_ids() {
+    let h = harness();
+    let list = json!({
+        "kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {},
+        "items": [
+            exec_event("0b1c", "ResponseStarted"),
+            exec_event("0b1c", "ResponseComplete"),
+            {"kind": "Event", "apiVersion": "audit.k8s.io/v1beta1", "auditID": "77", "stage": "ResponseComplete",
+             "verb": "list", "timestamp": "2026-11-28T11:06:00Z", "objectRef": {"resource": "secrets"}},
+            [1, 2]
+        ]
+    });
+    let post = |body: String| {
+        Request::post("/api/v1/webhooks/kubernetes-audit/prod-cluster")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, report) = send(&h.router, post(list.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["accepted"], 3);
+    assert_eq!(report["rejected"], 1);
+    assert_eq!(report["errors"][0]["line"], 4);
+
+    // The API server retries a batch it did not see acknowledged: same ids.
+    let (status, _) = send(&h.router, post(list.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events", "t").await;
+    assert_eq!(events.len(), 6);
+    assert_ne!(events[0].id, events[1].id, "each stage is its own event");
+    assert_eq!(events[0].id, events[3].id);
+    assert_eq!(events[0].logsource.product.as_deref(), Some("kubernetes"));
+    assert_eq!(events[0].source.name, "prod-cluster");
+    assert_eq!(
+        events[0].time.to_rfc3339(),
+        "2026-11-28T11:05:00.123456+00:00"
+    );
+    assert_eq!(events[2].time.to_rfc3339(), "2026-11-28T11:06:00+00:00");
+    let document = events[0].document().unwrap();
+    assert_eq!(document["objectRef"]["subresource"], "exec");
+
+    let (status, body) = send(&h.router, post("{not json".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("EventList"));
+    let (status, _) = send(
+        &h.router,
+        post(json!({"kind": "PodList", "items": []}).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+fn firehose_record(message: &Value) -> Value {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(message.to_string().as_bytes()).unwrap();
+    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    json!({ "data": data })
+}
+
+#[tokio::test]
+async fn firehose_deliveries_of_cloudwatch_subscriptions() {
+    let h = harness();
+    let trail = |id: &str, name: &str| {
+        json!({"eventVersion": "1.10", "eventSource": "iam.amazonaws.com", "eventName": name,
+               "eventTime": "2026-11-28T10:41:00Z", "eventID": id})
+        .to_string()
+    };
+    let control = json!({"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "",
+        "subscriptionFilters": [], "logEvents": [{"id": "", "timestamp": 1, "message": "CWL CONTROL MESSAGE: Checking health of destination Firehose."}]});
+    let cloudtrail = json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+    "logGroup": "aws-cloudtrail-logs-123456789012", "logStream": "123456789012_CloudTrail_eu-west-1",
+    "subscriptionFilters": ["to-vigil"],
+    "logEvents": [
+        {"id": "38000000000000000000000000000000000000000000000000000001", "timestamp": 1795862460000_i64, "message": trail("e1", "CreateAccessKey")},
+        {"id": "38000000000000000000000000000000000000000000000000000002", "timestamp": 1795862460000_i64, "message": trail("e2", "AttachUserPolicy")}
+    ]});
+    let eks = json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+        "logGroup": "/aws/eks/prod/cluster", "logStream": "kube-apiserver-audit-5c1e",
+        "subscriptionFilters": ["to-vigil"],
+        "logEvents": [{"id": "39000000000000000000000000000000000000000000000000000001", "timestamp": 1795863900000_i64,
+                       "message": exec_event("9f", "ResponseComplete").to_string()}]});
+    let delivery = json!({
+        "requestId": "ed4acda5-034f-9f42-bba1-f29aea6d7d8f",
+        "timestamp": 1795863900500_i64,
+        "records": [firehose_record(&control), firehose_record(&cloudtrail), firehose_record(&eks), {"data": "%%%not base64"}]
+    });
+    let request = |key: &str| {
+        Request::post("/ingest/firehose")
+            .header(
+                "x-amz-firehose-request-id",
+                "ed4acda5-034f-9f42-bba1-f29aea6d7d8f",
+            )
+            .header("x-amz-firehose-access-key", key)
+            .header("content-type", "application/json")
+            .body(Body::from(delivery.to_string()))
+            .unwrap()
+    };
+
+    let (status, body) = send(&h.router, request("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["errorMessage"].is_string());
+
+    let (status, body) = send(&h.router, request("firehose-secret")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["requestId"], "ed4acda5-034f-9f42-bba1-f29aea6d7d8f");
+    assert!(body["timestamp"].is_i64());
+
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events", "t").await;
+    let summary: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.source.kind.as_str(), e.source.name.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cloudtrail", "aws-cloudtrail-logs-123456789012"),
+            ("cloudtrail", "aws-cloudtrail-logs-123456789012"),
+            ("kubernetes-audit", "/aws/eks/prod/cluster"),
+        ]
+    );
+    assert_eq!(events[0].logsource.service.as_deref(), Some("cloudtrail"));
+    assert_eq!(
+        events[1].document().unwrap()["eventName"],
+        "AttachUserPolicy"
+    );
+    assert_eq!(events[2].logsource.service.as_deref(), Some("audit"));
+
+    let quarantined: Vec<Quarantined> = read_all(&h.bus, "vigil.quarantine", "t").await;
+    assert_eq!(quarantined.len(), 1);
+    assert!(
+        quarantined[0].reason.contains("not base64"),
+        "{}",
+        quarantined[0].reason
+    );
+    assert_eq!(quarantined[0].line, Some(4));
+
+    // A retried delivery adds no new ids.
+    send(&h.router, request("firehose-secret")).await;
+    let again: Vec<Event> = read_all(&h.bus, "vigil.events", "t2").await;
+    assert_eq!(again.len(), 6);
+    assert_eq!(again[0].id, again[3].id);
+}
