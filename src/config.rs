@@ -27,6 +27,35 @@ pub struct Config {
     /// The Firehose endpoint for CloudWatch subscriptions; off unless a key is set.
     #[serde(default)]
     pub firehose: Option<FirehoseConfig>,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Log files to follow.
+    pub files: Vec<FileSourceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The source name events carry; also names the checkpoint.
+    pub name: String,
+    /// How to read the lines: a built-in source (`cloudtrail`, `kubernetes-audit`,
+    /// `flask-app`, `access-log`, `vpc-flow`, `waf`), or `json` or `text`.
+    pub preset: String,
+    /// Glob patterns of the files.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub start_at: vigil_ingest::tail::StartAt,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    250
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +91,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
             firehose: None,
+            sources: SourcesConfig::default(),
         }
     }
 }

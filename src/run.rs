@@ -1,7 +1,7 @@
 //! `vigil run`: every stage in one process, joined by the embedded bus.
 
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +14,12 @@ use vigil_detect::Engine;
 use vigil_event::{Alert, Event, Level};
 use vigil_ingest::cloudwatch::firehose::FirehoseState;
 use vigil_ingest::cloudwatch::LogGroupRecogniser;
+use vigil_ingest::tail::{FileTailer, TailConfig};
 use vigil_ingest::{Ingestor, SourceCatalog};
 use vigil_store::Store;
 use vigil_ui::UiState;
 
-use crate::config::Config;
+use crate::config::{Config, FileSourceConfig};
 use crate::token::{self, TokenOrigin};
 use crate::{demo, rules, server, stages};
 
@@ -82,6 +83,15 @@ pub async fn run(options: RunOptions) -> Result<()> {
         config.index.clone(),
         shutdown.clone(),
     ));
+
+    for source in &config.sources.files {
+        let tailer = file_tailer(source, data_dir, ingestor.clone())?;
+        let (handle, shutdown) = (tokio::runtime::Handle::current(), shutdown.clone());
+        stages.spawn(async move {
+            tokio::task::spawn_blocking(move || tailer.run_blocking(handle, shutdown)).await??;
+            Ok(())
+        });
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -147,6 +157,44 @@ pub async fn run(options: RunOptions) -> Result<()> {
     }
     server.await??;
     Ok(())
+}
+
+fn file_tailer(
+    source: &FileSourceConfig,
+    data_dir: &Path,
+    ingestor: Arc<Ingestor>,
+) -> Result<FileTailer> {
+    let spec = SourceCatalog::builtin()
+        .preset(&source.preset)
+        .with_context(|| {
+            format!(
+                "file source {:?}: unknown preset {:?}",
+                source.name, source.preset
+            )
+        })?;
+    if source.name.is_empty()
+        || !source
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        bail!(
+            "file source name {:?}: use letters, digits, '.', '_' and '-'",
+            source.name
+        );
+    }
+    let config = TailConfig {
+        name: source.name.clone(),
+        spec,
+        paths: source.paths.clone(),
+        start_at: source.start_at,
+        poll_interval: Duration::from_millis(source.poll_interval_ms.max(10)),
+        checkpoint_path: data_dir
+            .join("checkpoints")
+            .join(format!("file-{}.json", source.name)),
+        read_chunk_bytes: 4 * 1024 * 1024,
+    };
+    Ok(FileTailer::new(config, ingestor)?)
 }
 
 /// One process per data directory: two would interleave writes to the same bus log.

@@ -12,6 +12,7 @@ pub mod kubernetes;
 mod normalise;
 pub mod parse;
 mod source;
+pub mod tail;
 
 pub use ingestor::{IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
 pub use normalise::normalise_line;

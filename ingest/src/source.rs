@@ -138,6 +138,18 @@ impl SourceCatalog {
         SourceCatalog { specs }
     }
 
+    /// The spec a preset names: a built-in source name, or `json` or `text`.
+    pub fn preset(&self, name: &str) -> Option<SourceSpec> {
+        match name {
+            "json" => Some(SourceSpec::generic()),
+            "text" => Some(SourceSpec {
+                format: RecordFormat::Text,
+                ..SourceSpec::generic()
+            }),
+            _ => self.specs.get(name).cloned(),
+        }
+    }
+
     /// Adds or replaces the spec for source `name`.
     pub fn insert(&mut self, name: impl Into<String>, spec: SourceSpec) {
         self.specs.insert(name.into(), spec);

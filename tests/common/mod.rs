@@ -20,7 +20,8 @@ pub struct Vigil {
 }
 
 impl Vigil {
-    /// Starts `vigil run` on a free port with our rules, and waits until it listens.
+    /// Starts `vigil run` on a free port with our rules, and waits until it listens. It runs in
+    /// the data directory's parent, so a `vigil.toml` there configures it.
     pub fn start(data_dir: &Path) -> Vigil {
         Vigil::start_with_env(data_dir, &[])
     }
