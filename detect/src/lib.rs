@@ -29,32 +29,49 @@
 //! - Duplicate keys, YAML anchors and aliases are refused.
 
 mod condition;
+mod correlation;
 mod detection;
+mod detector;
 mod engine;
 mod error;
+mod filter;
 mod modifier;
 mod path;
 mod pattern;
 mod rule;
+mod ruleset;
 mod value;
 mod yaml;
 
+pub use correlation::state::{Counters, Limits};
+pub use correlation::{CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
+pub use detector::{
+    CorrelationMatch, Detection, Detector, RestoreReport, SnapshotError, StateStats,
+    SNAPSHOT_VERSION,
+};
 pub use engine::Engine;
 pub use error::RuleError;
+pub use filter::{Filter, FilterTargets};
 pub use rule::{Rule, RuleLogSource, Status};
+pub use ruleset::{BuiltRules, RuleSetBuilder};
 
 use error::Problem;
 
-/// What came of parsing one rule text: the rules that loaded and the errors of those that did
-/// not. An error in one document never hides the valid documents of the same text.
+/// What came of parsing one rule text: the documents that loaded and the errors of those that
+/// did not. An error in one document never hides the valid documents of the same text.
+///
+/// Correlation rules and filters refer to other rules, possibly in other files: give every
+/// file's [`ParsedRules`] to one [`RuleSetBuilder`] to resolve them.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedRules {
     pub rules: Vec<Rule>,
+    pub correlations: Vec<CorrelationRule>,
+    pub filters: Vec<Filter>,
     pub errors: Vec<RuleError>,
 }
 
 impl ParsedRules {
-    /// The rules if every document loaded, else all the errors.
+    /// The detection rules if every document loaded, else all the errors.
     pub fn into_result(self) -> Result<Vec<Rule>, Vec<RuleError>> {
         if self.errors.is_empty() {
             Ok(self.rules)
@@ -64,8 +81,9 @@ impl ParsedRules {
     }
 }
 
-/// Parses every rule document in one YAML text (multi-document `---` files hold several rules).
-/// `origin` is the file name to use in errors.
+/// Parses every document in one YAML text (multi-document `---` files hold several): detection
+/// rules, correlation rules (with a `correlation` section) and meta-filters (with a `filter`
+/// section). `origin` is the file name to use in errors.
 pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
     let mut parsed = ParsedRules::default();
     let to_error = |problem: Problem| RuleError {
@@ -74,13 +92,45 @@ pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
         message: problem.message,
     };
     for document in yaml::load_documents(text) {
-        let result = document
-            .map_err(|err| vec![Problem::from(err)])
-            .and_then(|document| rule::from_document(&document, origin));
-        match result {
-            Ok(rule) => parsed.rules.push(rule),
-            Err(problems) => parsed.errors.extend(problems.into_iter().map(to_error)),
+        let document = match document {
+            Ok(document) => document,
+            Err(err) => {
+                parsed.errors.push(to_error(Problem::from(err)));
+                continue;
+            }
+        };
+        let result = match document_kind(&document) {
+            Kind::Correlation => correlation::parse::from_document(&document, origin)
+                .map(|c| parsed.correlations.push(c)),
+            Kind::Filter => {
+                filter::from_document(&document, origin).map(|f| parsed.filters.push(f))
+            }
+            Kind::Rule => rule::from_document(&document, origin).map(|r| parsed.rules.push(r)),
+        };
+        if let Err(problems) = result {
+            parsed.errors.extend(problems.into_iter().map(to_error));
         }
     }
     parsed
+}
+
+enum Kind {
+    Rule,
+    Correlation,
+    Filter,
+}
+
+/// What a document is, by its top-level keys (as pySigma tells them apart).
+fn document_kind(document: &yaml::Document) -> Kind {
+    let yaml::Value::Map(entries) = &document.root.value else {
+        return Kind::Rule;
+    };
+    let has = |name: &str| entries.iter().any(|(key, _)| key.name == name);
+    if has("correlation") {
+        Kind::Correlation
+    } else if has("filter") {
+        Kind::Filter
+    } else {
+        Kind::Rule
+    }
 }
