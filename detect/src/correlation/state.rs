@@ -331,9 +331,21 @@ impl CorrelationWindow {
         let group = self.groups.remove(&key)?;
         self.order.remove(&group.order);
         self.counters.matches += 1;
+        let mut entries = group.entries;
+        if rule.kind == CorrelationType::TemporalOrdered {
+            // What contributed is the sequence itself, not inputs it stepped over.
+            let mut next = 0;
+            entries.retain(|entry| {
+                let step = entry.slot == next;
+                if step {
+                    next += 1;
+                }
+                step
+            });
+        }
         Some(Fired {
             group: rule.group_by.iter().cloned().zip(key).collect(),
-            entries: group.entries,
+            entries,
             aggregate,
         })
     }
