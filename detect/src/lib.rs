@@ -27,6 +27,28 @@
 //!   any element does.
 //! - A rule without an `id` gets one derived from its origin and title ([`Rule::derive_id`]).
 //! - Duplicate keys, YAML anchors and aliases are refused.
+//!
+//! # Correlations and filters
+//!
+//! Correlation rules and meta-filters refer to other rules by `id` or `name`, possibly in other
+//! files, so every file goes to one [`RuleSetBuilder`], whose [`RuleSetBuilder::build`] resolves
+//! the references and reports what cannot be resolved. [`Detector`] evaluates the correlations
+//! over a stream of events with bounded state that snapshots to bytes. Choices made there:
+//!
+//! - **Filters** follow pySigma: the filter's condition is ANDed *as written* to the condition of
+//!   each rule it names, so a filter that excludes says `condition: not selection`. (The
+//!   specification's own example writes `condition: selection`; read with pySigma's semantics
+//!   it would keep only the matches it seems meant to drop.) A filter applies only to rules
+//!   whose logsource it contains, never to correlations; `rules: any` applies it to every rule
+//!   of its logsource. An unknown target is an error, a logsource mismatch a warning.
+//! - **Correlations**: the window is sliding and inclusive, each match resets its group, a
+//!   condition may combine operators into a range (as the specification allows, though pySigma
+//!   takes one), `group-by` may be left out (one group), timespans take pySigma's `w`, `M` and
+//!   `y` too, and `value_percentile` takes pySigma's `percentile` key (default 50). See
+//!   [`Detector`] for the evaluation model.
+//! - **`generate`** follows pySigma: a rule referred to by any correlation without
+//!   `generate: true` reports no matches of its own through [`Detector`];
+//!   [`Engine::evaluate`] stays stateless and reports every match.
 
 mod condition;
 mod correlation;
@@ -44,7 +66,7 @@ mod value;
 mod yaml;
 
 pub use correlation::state::{Counters, Limits};
-pub use correlation::{CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
+pub use correlation::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
 pub use detector::{
     CorrelationMatch, Detection, Detector, RestoreReport, SnapshotError, StateStats,
     SNAPSHOT_VERSION,

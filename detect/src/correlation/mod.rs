@@ -41,13 +41,16 @@ pub struct CorrelationRule {
     pub fields: Vec<String>,
     /// For `value_percentile`: which percentile (0 to 100) is compared. 50 for `value_median`.
     pub percentile: Option<f64>,
-    /// `aliases`: alias name, then for each referenced rule (by id or name) its field.
-    pub aliases: Vec<(String, Vec<(String, String)>)>,
+    pub aliases: Vec<Alias>,
     /// Whether the referenced rules still produce matches of their own.
     pub generate: bool,
     pub origin: String,
     pub line: usize,
 }
+
+/// One entry of `aliases`: the alias name, and for each referenced rule (by id or name, as
+/// written) the field it stands for in that rule's events.
+pub type Alias = (String, Vec<(String, String)>);
 
 /// The correlation types of Sigma 2.1, plus pySigma's `value_median`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,7 +2,7 @@
 
 use vigil_event::Level;
 
-use super::{CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
+use super::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
 use crate::error::Problem;
 use crate::rule::{keep, parsed, text, texts, Rule};
 use crate::yaml::{Document, Key, Node, Value};
@@ -96,7 +96,7 @@ struct Section {
     condition: Vec<Threshold>,
     fields: Vec<String>,
     percentile: Option<f64>,
-    aliases: Vec<(String, Vec<(String, String)>)>,
+    aliases: Vec<Alias>,
     generate: bool,
 }
 
@@ -330,7 +330,7 @@ fn timespan(key: &Key, node: &Node) -> Result<Timespan, Problem> {
     Ok(Timespan { text, millis })
 }
 
-fn aliases(node: &Node) -> Result<Vec<(String, Vec<(String, String)>)>, Problem> {
+fn aliases(node: &Node) -> Result<Vec<Alias>, Problem> {
     let Value::Map(entries) = &node.value else {
         return Err(Problem::new(
             node.line,
