@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use vigil_event::{Event, LogSource};
 
+use crate::correlation::state::Graph;
+use crate::correlation::CorrelationRule;
 use crate::rule::{Rule, RuleLogSource};
 
 /// A set of compiled rules, ready to evaluate events.
@@ -15,6 +17,10 @@ pub struct Engine {
     /// per distinct logsource rather than once per rule; a corpus has far fewer logsources than
     /// rules.
     routes: Vec<Route>,
+    /// Correlation rules and how matches flow into them; empty for [`Engine::new`]. Built by
+    /// [`crate::RuleSetBuilder`].
+    correlations: Vec<CorrelationRule>,
+    graph: Graph,
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +50,49 @@ impl Engine {
             });
             routes[route].rules.push(index);
         }
-        Engine { rules, routes }
+        Engine {
+            rules,
+            routes,
+            correlations: Vec::new(),
+            graph: Graph::default(),
+        }
+    }
+
+    pub(crate) fn with_correlations(
+        rules: Vec<Rule>,
+        correlations: Vec<CorrelationRule>,
+        graph: Graph,
+    ) -> Self {
+        Engine {
+            correlations,
+            graph,
+            ..Engine::new(rules)
+        }
+    }
+
+    /// The correlation rules, in the order the builder loaded them.
+    pub fn correlations(&self) -> &[CorrelationRule] {
+        &self.correlations
+    }
+
+    /// Whether matches of the rule at `index` are reported on their own: not when a
+    /// correlation refers to it without `generate: true` (as pySigma decides it).
+    pub fn rule_generates(&self, index: usize) -> bool {
+        self.graph.rule_emits.get(index).copied().unwrap_or(true)
+    }
+
+    /// Whether matches of the correlation at `index` are reported on their own: not when an
+    /// outer correlation refers to it without `generate: true`.
+    pub fn correlation_generates(&self, index: usize) -> bool {
+        self.graph
+            .correlation_emits
+            .get(index)
+            .copied()
+            .unwrap_or(true)
+    }
+
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     /// The rules, in the order given to [`Engine::new`].
@@ -54,7 +102,18 @@ impl Engine {
 
     /// Rules whose logsource fits `logsource` and whose detection matches `doc`, in the order
     /// of [`Engine::rules`].
+    ///
+    /// This is stateless: it ignores correlations and `generate`. Use [`crate::Detector`] to
+    /// raise alerts when the rules may hold correlations.
     pub fn evaluate(&self, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<&Rule> {
+        self.matching(logsource, doc)
+            .into_iter()
+            .map(|index| &self.rules[index])
+            .collect()
+    }
+
+    /// The indices of the rules [`Engine::evaluate`] returns, ascending.
+    pub fn matching(&self, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<usize> {
         let mut hits: Vec<usize> = self
             .routes
             .iter()
@@ -63,7 +122,7 @@ impl Engine {
             .filter(|&index| self.rules[index].matches(doc))
             .collect();
         hits.sort_unstable();
-        hits.into_iter().map(|index| &self.rules[index]).collect()
+        hits
     }
 
     /// [`Engine::evaluate`] for an event, with its own logsource and document.

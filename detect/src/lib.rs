@@ -27,34 +27,73 @@
 //!   any element does.
 //! - A rule without an `id` gets one derived from its origin and title ([`Rule::derive_id`]).
 //! - Duplicate keys, YAML anchors and aliases are refused.
+//!
+//! # Correlations and filters
+//!
+//! Correlation rules and meta-filters refer to other rules by `id` or `name`, possibly in other
+//! files, so every file goes to one [`RuleSetBuilder`], whose [`RuleSetBuilder::build`] resolves
+//! the references and reports what cannot be resolved. [`Detector`] evaluates the correlations
+//! over a stream of events with bounded state that snapshots to bytes. Choices made there:
+//!
+//! - **Filters** follow pySigma: the filter's condition is ANDed *as written* to the condition of
+//!   each rule it names, so a filter that excludes says `condition: not selection`. (The
+//!   specification's own example writes `condition: selection`; read with pySigma's semantics
+//!   it would keep only the matches it seems meant to drop.) A filter applies only to rules
+//!   whose logsource it contains, never to correlations; `rules: any` applies it to every rule
+//!   of its logsource. An unknown target is an error, a logsource mismatch a warning.
+//! - **Correlations**: the window is sliding and inclusive, each match resets its group, a
+//!   condition may combine operators into a range (as the specification allows, though pySigma
+//!   takes one), `group-by` may be left out (one group), timespans take pySigma's `w`, `M` and
+//!   `y` too, and `value_percentile` takes pySigma's `percentile` key (default 50). See
+//!   [`Detector`] for the evaluation model.
+//! - **`generate`** follows pySigma: a rule referred to by any correlation without
+//!   `generate: true` reports no matches of its own through [`Detector`];
+//!   [`Engine::evaluate`] stays stateless and reports every match.
 
 mod condition;
+mod correlation;
 mod detection;
+mod detector;
 mod engine;
 mod error;
+mod filter;
 mod modifier;
 mod path;
 mod pattern;
 mod rule;
+mod ruleset;
 mod value;
 mod yaml;
 
+pub use correlation::state::{Counters, Limits};
+pub use correlation::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
+pub use detector::{
+    CorrelationMatch, Detection, Detector, RestoreReport, SnapshotError, StateStats,
+    SNAPSHOT_VERSION,
+};
 pub use engine::Engine;
 pub use error::RuleError;
+pub use filter::{Filter, FilterTargets};
 pub use rule::{Rule, RuleLogSource, Status};
+pub use ruleset::{BuiltRules, RuleSetBuilder};
 
 use error::Problem;
 
-/// What came of parsing one rule text: the rules that loaded and the errors of those that did
-/// not. An error in one document never hides the valid documents of the same text.
+/// What came of parsing one rule text: the documents that loaded and the errors of those that
+/// did not. An error in one document never hides the valid documents of the same text.
+///
+/// Correlation rules and filters refer to other rules, possibly in other files: give every
+/// file's [`ParsedRules`] to one [`RuleSetBuilder`] to resolve them.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedRules {
     pub rules: Vec<Rule>,
+    pub correlations: Vec<CorrelationRule>,
+    pub filters: Vec<Filter>,
     pub errors: Vec<RuleError>,
 }
 
 impl ParsedRules {
-    /// The rules if every document loaded, else all the errors.
+    /// The detection rules if every document loaded, else all the errors.
     pub fn into_result(self) -> Result<Vec<Rule>, Vec<RuleError>> {
         if self.errors.is_empty() {
             Ok(self.rules)
@@ -64,8 +103,9 @@ impl ParsedRules {
     }
 }
 
-/// Parses every rule document in one YAML text (multi-document `---` files hold several rules).
-/// `origin` is the file name to use in errors.
+/// Parses every document in one YAML text (multi-document `---` files hold several): detection
+/// rules, correlation rules (with a `correlation` section) and meta-filters (with a `filter`
+/// section). `origin` is the file name to use in errors.
 pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
     let mut parsed = ParsedRules::default();
     let to_error = |problem: Problem| RuleError {
@@ -74,13 +114,45 @@ pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
         message: problem.message,
     };
     for document in yaml::load_documents(text) {
-        let result = document
-            .map_err(|err| vec![Problem::from(err)])
-            .and_then(|document| rule::from_document(&document, origin));
-        match result {
-            Ok(rule) => parsed.rules.push(rule),
-            Err(problems) => parsed.errors.extend(problems.into_iter().map(to_error)),
+        let document = match document {
+            Ok(document) => document,
+            Err(err) => {
+                parsed.errors.push(to_error(Problem::from(err)));
+                continue;
+            }
+        };
+        let result = match document_kind(&document) {
+            Kind::Correlation => correlation::parse::from_document(&document, origin)
+                .map(|c| parsed.correlations.push(c)),
+            Kind::Filter => {
+                filter::from_document(&document, origin).map(|f| parsed.filters.push(f))
+            }
+            Kind::Rule => rule::from_document(&document, origin).map(|r| parsed.rules.push(r)),
+        };
+        if let Err(problems) = result {
+            parsed.errors.extend(problems.into_iter().map(to_error));
         }
     }
     parsed
+}
+
+enum Kind {
+    Rule,
+    Correlation,
+    Filter,
+}
+
+/// What a document is, by its top-level keys (as pySigma tells them apart).
+fn document_kind(document: &yaml::Document) -> Kind {
+    let yaml::Value::Map(entries) = &document.root.value else {
+        return Kind::Rule;
+    };
+    let has = |name: &str| entries.iter().any(|(key, _)| key.name == name);
+    if has("correlation") {
+        Kind::Correlation
+    } else if has("filter") {
+        Kind::Filter
+    } else {
+        Kind::Rule
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -18,6 +19,8 @@ pub struct Rule {
     /// The rule's `id`. A rule without one gets an id derived from its origin and title (see
     /// [`Rule::derive_id`]), so it is stable across reloads of the same file.
     pub id: String,
+    /// The rule's `name`, by which correlation rules and filters may refer to it.
+    pub name: Option<String>,
     pub title: String,
     /// `medium` when the rule states none.
     pub level: Level,
@@ -35,6 +38,9 @@ pub struct Rule {
     pub origin: String,
     pub line: usize,
     detection: Detection,
+    /// Conditions of the meta-filters applied to this rule; each must hold too (see
+    /// [`crate::filter`]).
+    filters: Vec<Arc<Detection>>,
 }
 
 impl Rule {
@@ -55,7 +61,12 @@ impl Rule {
 
     /// Whether the event document satisfies the rule's detection, whatever its logsource.
     pub fn matches(&self, doc: &Map<String, Json>) -> bool {
-        self.detection.matches(doc)
+        self.detection.matches(doc) && self.filters.iter().all(|filter| filter.matches(doc))
+    }
+
+    /// Adds a meta-filter's detection, which from now on must match too.
+    pub(crate) fn add_filter(&mut self, filter: Arc<Detection>) {
+        self.filters.push(filter);
     }
 }
 
@@ -150,6 +161,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
     let mut problems = Vec::new();
     let mut title = None;
     let mut id = None;
+    let mut name = None;
     let mut level: Option<Option<Level>> = None;
     let mut status: Option<Option<Status>> = None;
     let mut description = None;
@@ -165,6 +177,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
         match key.name.as_str() {
             "title" => title = keep(&mut problems, text(key, value)),
             "id" => id = keep(&mut problems, text(key, value)),
+            "name" => name = keep(&mut problems, text(key, value)),
             "level" => level = keep(&mut problems, parsed(key, value)),
             "status" => status = keep(&mut problems, parsed(key, value)),
             "description" => description = keep(&mut problems, text(key, value)),
@@ -178,18 +191,6 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
             }
             "logsource" => logsource = keep(&mut problems, rule_logsource(value)),
             "detection" => detection = Some(value),
-            "correlation" => {
-                return Err(vec![Problem::new(
-                    key.line,
-                    "correlation rules are not supported yet",
-                )])
-            }
-            "filter" => {
-                return Err(vec![Problem::new(
-                    key.line,
-                    "Sigma filters are not supported yet",
-                )])
-            }
             // Sigma 1 rule collections merged documents through `action: global`.
             "action" => {
                 return Err(vec![Problem::new(
@@ -236,6 +237,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
             id: id
                 .flatten()
                 .unwrap_or_else(|| Rule::derive_id(origin, &title)),
+            name: name.flatten(),
             title,
             level: level.flatten().unwrap_or(Level::Medium),
             status: status.flatten(),
@@ -250,6 +252,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
             origin: origin.to_owned(),
             line: doc.line,
             detection,
+            filters: Vec::new(),
         }),
         _ => {
             problems.sort_by_key(|problem| problem.line);
@@ -260,12 +263,12 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
 
 /// The value of a successful result; a problem is recorded instead, so that loading goes on and
 /// reports every problem of the rule.
-fn keep<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<T> {
+pub(crate) fn keep<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<T> {
     result.map_err(|problem| problems.push(problem)).ok()
 }
 
 /// A scalar as text; `None` for null, which optional attributes treat as absent.
-fn text(key: &Key, value: &Node) -> Result<Option<String>, Problem> {
+pub(crate) fn text(key: &Key, value: &Node) -> Result<Option<String>, Problem> {
     match value.scalar_text() {
         Some(text) => Ok(Some(text.to_owned())),
         None if value.value == Value::Null => Ok(None),
@@ -276,14 +279,17 @@ fn text(key: &Key, value: &Node) -> Result<Option<String>, Problem> {
     }
 }
 
-fn parsed<T: FromStr<Err = String>>(key: &Key, value: &Node) -> Result<Option<T>, Problem> {
+pub(crate) fn parsed<T: FromStr<Err = String>>(
+    key: &Key,
+    value: &Node,
+) -> Result<Option<T>, Problem> {
     text(key, value)?
         .map(|text| text.parse().map_err(|err| Problem::new(value.line, err)))
         .transpose()
 }
 
 /// A list of plain values; a single value counts as a list of one.
-fn texts(key: &Key, value: &Node) -> Result<Vec<String>, Problem> {
+pub(crate) fn texts(key: &Key, value: &Node) -> Result<Vec<String>, Problem> {
     match &value.value {
         Value::Seq(items) => items
             .iter()
@@ -293,7 +299,7 @@ fn texts(key: &Key, value: &Node) -> Result<Vec<String>, Problem> {
     }
 }
 
-fn rule_logsource(node: &Node) -> Result<RuleLogSource, Problem> {
+pub(crate) fn rule_logsource(node: &Node) -> Result<RuleLogSource, Problem> {
     let Value::Map(entries) = &node.value else {
         return Err(Problem::new(
             node.line,

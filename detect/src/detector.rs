@@ -1,0 +1,462 @@
+//! Stateful detection: rules and correlations over a stream of events.
+//!
+//! [`Detector`] wraps an [`Engine`] with the state its correlation rules need. It is still pure:
+//! the caller supplies each event's time, and nothing here reads a clock or does I/O.
+//!
+//! # Windows
+//!
+//! - A correlation's `timespan` is a **sliding** window, anchored on each group's newest input:
+//!   the inputs that count are those whose time is at least `newest - timespan` (both ends
+//!   included). So with `timespan: 5m`, inputs exactly five minutes apart correlate and inputs
+//!   five minutes and one millisecond apart do not, wherever the clock's minutes fall.
+//! - The condition is checked each time an input enters a group. When it holds, the correlation
+//!   matches once and the group starts afresh: a burst of 500 failed logins against `gte: 100`
+//!   raises five matches, not four hundred. A consequence is that `lt`, `lte` and `neq` hold as
+//!   soon as the first input arrives; a streaming engine cannot wait for the absence of events.
+//! - `temporal` counts the distinct referenced rules in the window; `temporal_ordered` counts
+//!   how many referenced rules, from the first, matched in the order given (ties in time keep
+//!   arrival order). Without a condition both need every rule.
+//! - `value_count` counts distinct values of its field(s); `value_sum`, `value_avg`,
+//!   `value_percentile` and `value_median` aggregate a numeric field (numbers, or strings that
+//!   spell numbers). The percentile interpolates linearly between ranks; pySigma's `percentile`
+//!   key in the condition picks it (default 50, which is also `value_median`).
+//! - An input lacking a group-by field, or the condition's field, does not count (as search
+//!   backends drop events with a null group-by value); it is counted in
+//!   [`Counters::missing_fields`]. Group-by values are compared exactly, as text.
+//! - Chained correlations: a correlation's match is an input to the correlations that refer to
+//!   it, at the time of the match's newest input, with the inner group key as its fields.
+//! - `generate`: as in pySigma, a rule (or correlation) referred to by any correlation without
+//!   `generate: true` reports no matches of its own; it still feeds its correlations.
+//!
+//! # Time and order
+//!
+//! The detector keeps a watermark, the newest event time seen. Groups whose newest input is
+//! older than `watermark - timespan` are expired. Events may arrive out of order: one that is
+//! still within its group's window is placed in time order and counts; one older than that is
+//! dropped and counted in [`Counters::late`]. A wildly future timestamp moves the watermark and
+//! expires every window, so callers should pass a trusted time (such as the receive time, or
+//! the event time clamped to it).
+//!
+//! # Memory
+//!
+//! Each correlation keeps at most [`Limits::max_groups`] groups (evicting the group whose newest
+//! input is oldest) and each group at most [`Limits::max_entries`] inputs (evicting its oldest).
+//! Matches carry at most [`Limits::max_ids`] contributing event ids. Evictions are counted.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use vigil_event::{Event, Id, LogSource};
+
+use crate::correlation::state::{CorrelationWindow, Counters, Entry, Group, Limits, Source};
+use crate::correlation::CorrelationRule;
+use crate::Engine;
+
+/// The engine and the correlation state, fed one event at a time.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    engine: Engine,
+    windows: Vec<CorrelationWindow>,
+    watermark: Option<i64>,
+    limits: Limits,
+}
+
+/// Something to raise an alert for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detection {
+    /// The event matched the rule at this index of [`Engine::rules`].
+    Rule { rule: usize },
+    /// A correlation rule matched, completed by this event.
+    Correlation(CorrelationMatch),
+}
+
+/// A correlation that met its condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrelationMatch {
+    /// Index into [`Engine::correlations`].
+    pub correlation: usize,
+    /// The group-by fields (or aliases) and their values, in `group-by` order.
+    pub group: Vec<(String, String)>,
+    /// The value the condition compared: the event count, distinct value count, number of
+    /// rules matched, sum, average or percentile.
+    pub aggregate: f64,
+    /// How many inputs were in the window (events, or inner matches for a chained correlation).
+    pub inputs: usize,
+    /// Time of the window's oldest and newest input, in milliseconds.
+    pub first_time: i64,
+    pub last_time: i64,
+    /// Ids of the contributing events, oldest first; at most [`Limits::max_ids`] (the most
+    /// recent), and only those the caller supplied.
+    pub event_ids: Vec<Id>,
+    /// Whether more events contributed than `event_ids` holds.
+    pub event_ids_truncated: bool,
+}
+
+/// The size of the correlation state and what it dropped so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateStats {
+    pub groups: usize,
+    pub entries: usize,
+    pub counters: Counters,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the correlation snapshot is malformed: {0}")]
+    Malformed(String),
+    #[error("the correlation snapshot has format version {found}; this build reads version {SNAPSHOT_VERSION}")]
+    Version { found: u32 },
+}
+
+/// What restoring a snapshot kept and left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub groups: usize,
+    /// Ids of snapshot correlations left out: no longer loaded, or changed in type, rules,
+    /// group-by or fields since the snapshot.
+    pub dropped_correlations: Vec<String>,
+}
+
+/// The snapshot format version. Bump it when the layout changes incompatibly.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_FORMAT: &str = "vigil-detect correlation state";
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    format: String,
+    version: u32,
+    #[serde(default)]
+    watermark: Option<i64>,
+    #[serde(default)]
+    correlations: Vec<SnapshotCorrelation>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotCorrelation {
+    id: String,
+    fingerprint: String,
+    #[serde(default)]
+    counters: Counters,
+    #[serde(default)]
+    groups: Vec<SnapshotGroup>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotGroup {
+    key: Vec<String>,
+    entries: Vec<Entry>,
+}
+
+/// What must not change for saved windows to keep their meaning.
+fn fingerprint(rule: &CorrelationRule) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        rule.kind,
+        rule.rules.join(","),
+        rule.group_by.join(","),
+        rule.fields.join(",")
+    )
+}
+
+impl Detector {
+    pub fn new(engine: Engine) -> Self {
+        Self::with_limits(engine, Limits::default())
+    }
+
+    pub fn with_limits(engine: Engine, limits: Limits) -> Self {
+        let windows = vec![CorrelationWindow::default(); engine.correlations().len()];
+        Detector {
+            engine,
+            windows,
+            watermark: None,
+            limits,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The newest event time seen, in milliseconds.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Evaluates one event at `time` (milliseconds since the epoch). `event_id` is handed back
+    /// in the matches of the correlations it contributes to. Rule detections come first, in
+    /// rule order, then correlation matches in the order they happened.
+    pub fn process(
+        &mut self,
+        time: i64,
+        event_id: Option<Id>,
+        logsource: &LogSource,
+        doc: &Map<String, Value>,
+    ) -> Vec<Detection> {
+        self.advance(time);
+        let hits = self.engine.matching(logsource, doc);
+        let mut out: Vec<Detection> = hits
+            .iter()
+            .filter(|&&rule| self.engine.rule_generates(rule))
+            .map(|&rule| Detection::Rule { rule })
+            .collect();
+        let Detector {
+            engine,
+            windows,
+            limits,
+            ..
+        } = self;
+        let graph = engine.graph();
+        if graph.slots.is_empty() {
+            return out;
+        }
+        let watermark = self.watermark.unwrap_or(time);
+        let ids: Vec<Id> = event_id.into_iter().collect();
+        let event = Source::Event(doc);
+        // Matches of correlations waiting to feed the correlations that refer to them. The
+        // graph has no cycles, so this ends.
+        let mut pending: Vec<CorrelationMatch> = Vec::new();
+        for &rule in &hits {
+            for feed in graph.rule_feeds.get(rule).into_iter().flatten() {
+                let fired = offer(
+                    engine,
+                    windows,
+                    limits,
+                    (feed.correlation, feed.slot),
+                    &event,
+                    time,
+                    &ids,
+                    watermark,
+                );
+                pending.extend(fired);
+            }
+        }
+        let mut next = 0;
+        while next < pending.len() {
+            let inner = pending[next].clone();
+            next += 1;
+            let source = Source::Match(&inner.group);
+            for feed in graph
+                .correlation_feeds
+                .get(inner.correlation)
+                .into_iter()
+                .flatten()
+            {
+                let fired = offer(
+                    engine,
+                    windows,
+                    limits,
+                    (feed.correlation, feed.slot),
+                    &source,
+                    inner.last_time,
+                    &inner.event_ids,
+                    watermark,
+                );
+                pending.extend(fired);
+            }
+        }
+        out.extend(
+            pending
+                .into_iter()
+                .filter(|m| engine.correlation_generates(m.correlation))
+                .map(Detection::Correlation),
+        );
+        out
+    }
+
+    /// [`Detector::process`] for an [`Event`], at its own time, with its own id and document.
+    pub fn process_event(&mut self, event: &Event) -> Result<Vec<Detection>, serde_json::Error> {
+        let doc = event.document()?;
+        Ok(self.process(
+            event.time.timestamp_millis(),
+            Some(event.id),
+            &event.logsource,
+            &doc,
+        ))
+    }
+
+    /// Moves the watermark to `now` (if later) and expires the windows it leaves behind. Call
+    /// it when time passes without events, so idle groups free their memory.
+    pub fn advance(&mut self, now: i64) {
+        let watermark = self.watermark.map_or(now, |seen| seen.max(now));
+        self.watermark = Some(watermark);
+        for (window, rule) in self.windows.iter_mut().zip(self.engine.correlations()) {
+            window.expire(watermark, rule.timespan.millis);
+        }
+    }
+
+    pub fn stats(&self) -> StateStats {
+        let mut stats = StateStats::default();
+        for window in &self.windows {
+            stats.groups += window.groups.len();
+            stats.entries += window
+                .groups
+                .values()
+                .map(|group| group.entries.len())
+                .sum::<usize>();
+            stats.counters.add(&window.counters);
+        }
+        stats
+    }
+
+    /// The counters of the correlation at `index` of [`Engine::correlations`].
+    pub fn counters(&self, index: usize) -> Option<Counters> {
+        self.windows.get(index).map(|window| window.counters)
+    }
+
+    /// The correlation state as bytes (versioned JSON), to persist and [`Detector::restore`]
+    /// after a restart. Correlations are keyed by id, so a snapshot survives rule changes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            version: SNAPSHOT_VERSION,
+            watermark: self.watermark,
+            correlations: self
+                .windows
+                .iter()
+                .zip(self.engine.correlations())
+                .map(|(window, rule)| {
+                    let mut groups: Vec<(&(i64, u64), &Vec<String>)> =
+                        window.order.iter().collect();
+                    groups.sort();
+                    SnapshotCorrelation {
+                        id: rule.id.clone(),
+                        fingerprint: fingerprint(rule),
+                        counters: window.counters,
+                        groups: groups
+                            .into_iter()
+                            .filter_map(|(_, key)| {
+                                window.groups.get(key).map(|group| SnapshotGroup {
+                                    key: key.clone(),
+                                    entries: group.entries.clone(),
+                                })
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        };
+        // Serialising plain data to JSON cannot fail; an empty snapshot restores as empty.
+        serde_json::to_vec(&snapshot).unwrap_or_default()
+    }
+
+    /// Replaces the correlation state with a snapshot's. Correlations no longer loaded, or whose
+    /// type, rules, group-by or fields changed, are left out; the current [`Limits`] apply.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreReport, SnapshotError> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|err| SnapshotError::Malformed(err.to_string()))?;
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Malformed(format!(
+                "unknown format {:?}",
+                snapshot.format
+            )));
+        }
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version {
+                found: snapshot.version,
+            });
+        }
+        let mut windows = vec![CorrelationWindow::default(); self.engine.correlations().len()];
+        let mut report = RestoreReport::default();
+        for saved in snapshot.correlations {
+            let Some(index) = self
+                .engine
+                .correlations()
+                .iter()
+                .position(|rule| rule.id == saved.id && fingerprint(rule) == saved.fingerprint)
+            else {
+                report.dropped_correlations.push(saved.id);
+                continue;
+            };
+            let rule = &self.engine.correlations()[index];
+            let window = &mut windows[index];
+            window.counters = saved.counters;
+            let horizon = snapshot
+                .watermark
+                .unwrap_or(i64::MIN)
+                .saturating_sub(rule.timespan.millis);
+            // Groups were saved stalest first; the newest are kept when the limit shrank.
+            let skip = saved.groups.len().saturating_sub(self.limits.max_groups);
+            for saved_group in saved.groups.into_iter().skip(skip) {
+                if saved_group.key.len() != rule.group_by.len() {
+                    continue;
+                }
+                let mut entries: Vec<Entry> = saved_group
+                    .entries
+                    .into_iter()
+                    .filter(|entry| entry.slot < rule.rules.len())
+                    .collect();
+                entries.sort_by_key(|entry| entry.time);
+                let Some(newest) = entries.last().map(|entry| entry.time) else {
+                    continue;
+                };
+                if newest < horizon {
+                    continue;
+                }
+                let start = entries.partition_point(|entry| {
+                    entry.time < newest.saturating_sub(rule.timespan.millis)
+                });
+                entries.drain(..start);
+                let excess = entries.len().saturating_sub(self.limits.max_entries);
+                entries.drain(..excess);
+                for entry in &mut entries {
+                    let excess = entry.ids.len().saturating_sub(self.limits.max_ids);
+                    entry.ids.drain(..excess);
+                }
+                let order = (newest, window.seq);
+                window.seq += 1;
+                if let Some(old) = window
+                    .groups
+                    .insert(saved_group.key.clone(), Group { entries, order })
+                {
+                    window.order.remove(&old.order);
+                }
+                window.order.insert(order, saved_group.key);
+            }
+            report.groups += window.groups.len();
+        }
+        self.windows = windows;
+        self.watermark = snapshot.watermark;
+        Ok(report)
+    }
+}
+
+/// Offers one input to one correlation slot, and dresses up the match if there is one.
+#[allow(clippy::too_many_arguments)]
+fn offer(
+    engine: &Engine,
+    windows: &mut [CorrelationWindow],
+    limits: &Limits,
+    (correlation, slot): (usize, usize),
+    source: &Source<'_>,
+    time: i64,
+    ids: &[Id],
+    watermark: i64,
+) -> Option<CorrelationMatch> {
+    let rule = engine.correlations().get(correlation)?;
+    let spec = engine.graph().slots.get(correlation)?.get(slot)?;
+    let window = windows.get_mut(correlation)?;
+    let fired = window.offer(rule, spec, slot, source, time, ids, watermark, limits)?;
+    let total: usize = fired.entries.iter().map(|entry| entry.ids.len()).sum();
+    let mut event_ids: Vec<Id> = fired
+        .entries
+        .iter()
+        .flat_map(|entry| entry.ids.iter().copied())
+        .collect();
+    if event_ids.len() > limits.max_ids {
+        event_ids.drain(..event_ids.len() - limits.max_ids);
+    }
+    Some(CorrelationMatch {
+        correlation,
+        group: fired.group,
+        aggregate: fired.aggregate,
+        inputs: fired.entries.len(),
+        first_time: fired.entries.first().map_or(time, |entry| entry.time),
+        last_time: fired.entries.last().map_or(time, |entry| entry.time),
+        event_ids_truncated: total > event_ids.len(),
+        event_ids,
+    })
+}

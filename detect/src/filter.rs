@@ -1,0 +1,187 @@
+//! Sigma meta-filters: documents with a `filter` section that tune other rules.
+//!
+//! A filter names the rules it applies to and carries its own search identifiers and condition.
+//! As pySigma does it, the condition of each named rule becomes `(rule condition) and (filter
+//! condition)`: the filter's condition is ANDed *as written*, so a filter that excludes events
+//! says so itself (`condition: not selection`). The filter is applied only to rules whose
+//! logsource it contains, that is every element the filter states (product, service, category)
+//! equals the rule's; for other rules it is left out (and reported as a warning at build time).
+//! Filters never apply to correlation rules.
+
+use std::sync::Arc;
+
+use crate::detection::Detection;
+use crate::error::Problem;
+use crate::rule::{keep, rule_logsource, text, texts, RuleLogSource};
+use crate::yaml::{Document, Node, Value};
+use crate::Rule;
+
+/// A loaded meta-filter document.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// The filter's `id`, or one derived from its origin and title like a rule's.
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub logsource: RuleLogSource,
+    pub targets: FilterTargets,
+    pub origin: String,
+    pub line: usize,
+    pub(crate) detection: Arc<Detection>,
+}
+
+/// The rules a filter applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterTargets {
+    /// Rules named by `id` or `name`.
+    Rules(Vec<String>),
+    /// Every rule whose logsource fits: pySigma's `rules: any` (or `all`, or an empty list).
+    Any,
+}
+
+impl Filter {
+    /// Whether a rule named by the filter is also one whose logsource the filter contains.
+    pub fn fits_logsource(&self, rule: &Rule) -> bool {
+        let within = |filter: &Option<String>, rule: &Option<String>| match (filter, rule) {
+            (None, _) => true,
+            (Some(filter), Some(rule)) => filter.eq_ignore_ascii_case(rule),
+            (Some(_), None) => false,
+        };
+        within(&self.logsource.product, &rule.logsource.product)
+            && within(&self.logsource.service, &rule.logsource.service)
+            && within(&self.logsource.category, &rule.logsource.category)
+    }
+}
+
+/// Builds a filter from a document whose root mapping has a `filter` key.
+pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Filter, Vec<Problem>> {
+    let Value::Map(entries) = &doc.root.value else {
+        return Err(vec![Problem::new(doc.line, "a filter must be a mapping")]);
+    };
+    let mut problems = Vec::new();
+    let mut title = None;
+    let mut id = None;
+    let mut description = None;
+    let mut logsource = None;
+    let mut section = None;
+    for (key, value) in entries {
+        match key.name.as_str() {
+            "title" => title = keep(&mut problems, text(key, value)).flatten(),
+            "id" => id = keep(&mut problems, text(key, value)).flatten(),
+            "description" => description = keep(&mut problems, text(key, value)).flatten(),
+            "logsource" => logsource = keep(&mut problems, logsource_of(value)),
+            "filter" => section = Some(value),
+            _ => {}
+        }
+    }
+    let title = match title {
+        Some(title) if !title.trim().is_empty() => Some(title),
+        _ => {
+            problems.push(Problem::new(doc.line, "the filter has no `title`"));
+            None
+        }
+    };
+    if logsource.is_none() && !entries.iter().any(|(key, _)| key.name == "logsource") {
+        problems.push(Problem::new(doc.line, "the filter has no `logsource`"));
+    }
+    let compiled = section.and_then(|node| match filter_section(node) {
+        Ok(compiled) => Some(compiled),
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    });
+    match (title, logsource, compiled) {
+        (Some(title), Some(logsource), Some((targets, detection))) if problems.is_empty() => {
+            Ok(Filter {
+                id: id.unwrap_or_else(|| Rule::derive_id(origin, &title)),
+                title,
+                description,
+                logsource,
+                targets,
+                origin: origin.to_owned(),
+                line: doc.line,
+                detection: Arc::new(detection),
+            })
+        }
+        _ => {
+            problems.sort_by_key(|problem| problem.line);
+            Err(problems)
+        }
+    }
+}
+
+/// A filter's logsource may be empty (pySigma accepts that: the filter then fits every rule),
+/// unlike a rule's.
+fn logsource_of(node: &Node) -> Result<RuleLogSource, Problem> {
+    match &node.value {
+        Value::Map(entries) if entries.is_empty() => Ok(RuleLogSource::default()),
+        Value::Map(_) => match rule_logsource(node) {
+            Err(problem) if problem.message.contains("must state") => Ok(RuleLogSource::default()),
+            other => other,
+        },
+        _ => rule_logsource(node),
+    }
+}
+
+fn filter_section(node: &Node) -> Result<(FilterTargets, Detection), Vec<Problem>> {
+    let Value::Map(entries) = &node.value else {
+        return Err(vec![Problem::new(
+            node.line,
+            format!("`filter` must be a mapping, not {}", node.kind()),
+        )]);
+    };
+    let mut targets = None;
+    let mut rest = Vec::new();
+    let mut problems = Vec::new();
+    for (key, value) in entries {
+        match key.name.as_str() {
+            "rules" => match &value.value {
+                Value::String(word)
+                    if word.eq_ignore_ascii_case("any") || word.eq_ignore_ascii_case("all") =>
+                {
+                    targets = Some(FilterTargets::Any)
+                }
+                Value::Seq(items) if items.is_empty() => targets = Some(FilterTargets::Any),
+                _ => match texts(key, value) {
+                    Ok(list) => targets = Some(FilterTargets::Rules(list)),
+                    Err(problem) => problems.push(problem),
+                },
+            },
+            "condition" => {
+                // pySigma takes exactly one condition string, not a list.
+                if !matches!(value.value, Value::String(_)) {
+                    problems.push(Problem::new(
+                        value.line,
+                        format!(
+                            "a filter's condition must be a string, not {}",
+                            value.kind()
+                        ),
+                    ));
+                }
+                rest.push((key.clone(), value.clone()));
+            }
+            _ => rest.push((key.clone(), value.clone())),
+        }
+    }
+    if targets.is_none() && problems.is_empty() {
+        problems.push(Problem::new(
+            node.line,
+            "`filter` has no `rules` (name the rules, or `any` for every rule of the logsource)",
+        ));
+    }
+    let section = Node {
+        line: node.line,
+        value: Value::Map(rest),
+    };
+    let detection = Detection::compile(&section);
+    match (targets, detection) {
+        (Some(targets), Ok(detection)) if problems.is_empty() => Ok((targets, detection)),
+        (_, detection) => {
+            if let Err(found) = detection {
+                problems.extend(found);
+            }
+            Err(problems)
+        }
+    }
+}
