@@ -43,7 +43,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
     let metrics = install_metrics()?;
 
-    let engine = Arc::new(load_engine(&config.rules, &extra_rules)?);
+    let engine = load_engine(&config.rules, &extra_rules)?;
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(
         data_dir.join("bus"),
         EmbeddedBusOptions {
@@ -67,6 +67,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         bus.clone(),
         topics.clone(),
         engine,
+        data_dir.join("detect"),
         shutdown.clone(),
     ));
     stages.spawn(stages::run_indexer::<Event>(
@@ -229,18 +230,24 @@ fn load_engine(config_dirs: &[PathBuf], extra_dirs: &[PathBuf]) -> Result<Engine
         dirs.push(dir.clone());
     }
     let loaded = rules::load_dirs(&dirs).context("cannot read the rule directories")?;
-    for error in &loaded.errors {
+    let built = loaded.built;
+    for error in &built.errors {
         tracing::warn!("rule not loaded: {error}");
     }
+    for warning in &built.warnings {
+        tracing::warn!("rule warning: {warning}");
+    }
     tracing::info!(
-        rules = loaded.rules.len(),
-        failed = loaded.errors.len(),
+        rules = built.engine.rules().len(),
+        correlations = built.engine.correlations().len(),
+        failed = built.errors.len(),
         files = loaded.files,
         "loaded detection rules"
     );
-    metrics::gauge!("vigil_rules_loaded").set(loaded.rules.len() as f64);
-    metrics::gauge!("vigil_rules_failed").set(loaded.errors.len() as f64);
-    Ok(Engine::new(loaded.rules))
+    metrics::gauge!("vigil_rules_loaded").set(built.engine.rules().len() as f64);
+    metrics::gauge!("vigil_correlations_loaded").set(built.engine.correlations().len() as f64);
+    metrics::gauge!("vigil_rules_failed").set(built.errors.len() as f64);
+    Ok(built.engine)
 }
 
 fn install_metrics() -> Result<PrometheusHandle> {

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -72,6 +73,9 @@ pub struct Alert {
     pub source: Source,
     #[serde(default)]
     pub logsource: LogSource,
+    /// For a correlation, the group-by fields and the values this alert is about.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group: BTreeMap<String, String>,
 }
 
 impl Alert {

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use chrono::Utc;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
 use vigil_bus::{Bus, Checkpoint, Delivery, Message, Topics};
-use vigil_detect::{Engine, Rule};
+use vigil_detect::{CorrelationMatch, CorrelationRule, Detection, Detector, Engine, Rule};
 use vigil_event::{Alert, Event, Quarantined, Source};
 
 use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
@@ -25,9 +28,16 @@ struct BatchOutcome {
 pub async fn run_detection(
     bus: Arc<dyn Bus>,
     topics: Topics,
-    engine: Arc<Engine>,
+    engine: Engine,
+    state_dir: PathBuf,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let snapshot_path = state_dir.join(SNAPSHOT_FILE);
+    let mut detector = Detector::new(engine);
+    let correlating = !detector.engine().correlations().is_empty();
+    if correlating {
+        restore_snapshot(&mut detector, &snapshot_path);
+    }
     let mut subscription = bus.subscribe(&topics.events, GROUP).await?;
     while !stopping(&shutdown) {
         let Some(batch) = retry!(
@@ -41,11 +51,13 @@ pub async fn run_detection(
         if batch.is_empty() {
             continue;
         }
-        let engine = engine.clone();
         let events_topic = topics.events.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || detect_batch(&engine, &events_topic, &batch))
-                .await?;
+        let (returned, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = detect_batch(&mut detector, &events_topic, &batch);
+            (detector, outcome)
+        })
+        .await?;
+        detector = returned;
 
         let quarantine = to_messages(&outcome.quarantined, |q| &q.source.name);
         let alerts = to_messages(&outcome.alerts, |a| &a.rule_id);
@@ -69,6 +81,21 @@ pub async fn run_detection(
         {
             break;
         }
+        // The snapshot goes first: state that includes a batch whose offsets are not yet
+        // committed only means a replayed event counts twice in a window, whereas offsets
+        // ahead of the state would lose its contribution.
+        if correlating {
+            let (bytes, path) = (detector.snapshot(), snapshot_path.clone());
+            if retry!(
+                "saving correlation state",
+                &shutdown,
+                write_atomically(path.clone(), bytes.clone()).await
+            )
+            .is_none()
+            {
+                break;
+            }
+        }
         if retry!(
             "committing detection offsets",
             &shutdown,
@@ -91,7 +118,54 @@ pub async fn run_detection(
     Ok(())
 }
 
-fn detect_batch(engine: &Engine, topic: &str, batch: &[Delivery]) -> BatchOutcome {
+const SNAPSHOT_FILE: &str = "correlation-state.json";
+
+/// Restores correlation state from the last run. A snapshot that cannot be used is set aside,
+/// not deleted, and detection starts with empty windows.
+fn restore_snapshot(detector: &mut Detector, path: &Path) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot read the correlation state; starting empty");
+            return;
+        }
+    };
+    match detector.restore(&bytes) {
+        Ok(report) => {
+            tracing::info!(groups = report.groups, "restored correlation state");
+            for id in report.dropped_correlations {
+                tracing::warn!(correlation = %id, "correlation changed since the snapshot; its windows start empty");
+            }
+        }
+        Err(error) => {
+            let aside = path.with_extension("unusable");
+            tracing::error!(%error, aside = %aside.display(), "correlation state unusable; starting empty");
+            let _ = std::fs::rename(path, aside);
+        }
+    }
+}
+
+async fn write_atomically(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+fn detect_batch(detector: &mut Detector, topic: &str, batch: &[Delivery]) -> BatchOutcome {
     let detected = Utc::now();
     let mut outcome = BatchOutcome::default();
     for delivery in batch {
@@ -105,8 +179,24 @@ fn detect_batch(engine: &Engine, topic: &str, batch: &[Delivery]) -> BatchOutcom
         match event {
             Ok((event, document)) => {
                 outcome.events += 1;
-                for rule in engine.evaluate(&event.logsource, &document) {
-                    outcome.alerts.push(alert_for(rule, &event, detected));
+                // A record's own time is attacker-controlled; one from the future would
+                // expire every correlation window, so it counts no later than its arrival.
+                let time = event.time.min(event.received).timestamp_millis();
+                let detections =
+                    detector.process(time, Some(event.id), &event.logsource, &document);
+                let engine = detector.engine();
+                for detection in detections {
+                    outcome.alerts.push(match detection {
+                        Detection::Rule { rule } => {
+                            rule_alert(&engine.rules()[rule], &event, detected)
+                        }
+                        Detection::Correlation(matched) => correlation_alert(
+                            &engine.correlations()[matched.correlation],
+                            matched,
+                            &event,
+                            detected,
+                        ),
+                    });
                 }
             }
             Err(reason) => {
@@ -127,7 +217,7 @@ fn detect_batch(engine: &Engine, topic: &str, batch: &[Delivery]) -> BatchOutcom
     outcome
 }
 
-fn alert_for(rule: &Rule, event: &Event, detected: chrono::DateTime<Utc>) -> Alert {
+fn rule_alert(rule: &Rule, event: &Event, detected: DateTime<Utc>) -> Alert {
     Alert {
         id: Alert::derive_id(&rule.id, &[event.id]),
         rule_id: rule.id.clone(),
@@ -139,6 +229,32 @@ fn alert_for(rule: &Rule, event: &Event, detected: chrono::DateTime<Utc>) -> Ale
         detected,
         source: event.source.clone(),
         logsource: event.logsource.clone(),
+        group: BTreeMap::new(),
+    }
+}
+
+/// The alert for a correlation, described by the event that completed it.
+fn correlation_alert(
+    correlation: &CorrelationRule,
+    matched: CorrelationMatch,
+    event: &Event,
+    detected: DateTime<Utc>,
+) -> Alert {
+    Alert {
+        id: Alert::derive_id(&correlation.id, &matched.event_ids),
+        rule_id: correlation.id.clone(),
+        rule_title: correlation.title.clone(),
+        level: correlation.level,
+        tags: correlation.tags.clone(),
+        time: Utc
+            .timestamp_millis_opt(matched.last_time)
+            .single()
+            .unwrap_or(event.time),
+        event_ids: matched.event_ids,
+        detected,
+        source: event.source.clone(),
+        logsource: event.logsource.clone(),
+        group: matched.group.into_iter().collect(),
     }
 }
 

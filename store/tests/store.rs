@@ -774,6 +774,7 @@ fn alert(rule: &str, level: Level, detected: DateTime<Utc>, time: DateTime<Utc>)
             kind: "cloudtrail".into(),
             name: "org-trail".into(),
         },
+        group: Default::default(),
         logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
     }
 }
