@@ -28,6 +28,7 @@
 //! - A rule without an `id` gets one derived from its origin and title ([`Rule::derive_id`]).
 //! - Duplicate keys, YAML anchors and aliases are refused.
 
+mod chain;
 mod condition;
 mod detection;
 mod engine;
@@ -36,6 +37,7 @@ mod modifier;
 mod path;
 mod pattern;
 mod rule;
+mod time;
 mod value;
 mod yaml;
 
@@ -43,7 +45,18 @@ pub use engine::Engine;
 pub use error::RuleError;
 pub use rule::{Rule, RuleLogSource, Status};
 
+use std::collections::HashMap;
+
 use error::Problem;
+
+/// Settings that change how rules load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The values of each placeholder that `expand` replaces: `%Servers%` in a rule is looked
+    /// up as `Servers` here (names are case-sensitive). Each value is a Sigma string, so it may
+    /// hold wildcards. A rule that expands a placeholder missing here fails to load.
+    pub placeholders: HashMap<String, Vec<String>>,
+}
 
 /// What came of parsing one rule text: the rules that loaded and the errors of those that did
 /// not. An error in one document never hides the valid documents of the same text.
@@ -67,6 +80,11 @@ impl ParsedRules {
 /// Parses every rule document in one YAML text (multi-document `---` files hold several rules).
 /// `origin` is the file name to use in errors.
 pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
+    parse_rules_with(text, origin, &LoadOptions::default())
+}
+
+/// [`parse_rules`] with [`LoadOptions`], such as the values of placeholders.
+pub fn parse_rules_with(text: &str, origin: &str, options: &LoadOptions) -> ParsedRules {
     let mut parsed = ParsedRules::default();
     let to_error = |problem: Problem| RuleError {
         origin: origin.to_owned(),
@@ -76,7 +94,7 @@ pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
     for document in yaml::load_documents(text) {
         let result = document
             .map_err(|err| vec![Problem::from(err)])
-            .and_then(|document| rule::from_document(&document, origin));
+            .and_then(|document| rule::from_document(&document, origin, options));
         match result {
             Ok(rule) => parsed.rules.push(rule),
             Err(problems) => parsed.errors.extend(problems.into_iter().map(to_error)),
