@@ -343,8 +343,36 @@ fn text<'a>(node: &'a Node, what: &str) -> Result<&'a str, Problem> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Piece {
     Byte(u8),
+    /// A percent sign escaped as `\%` in a value that `expand` will see: plain, never the start
+    /// of a placeholder. Everything but `expand` reads it as the byte.
+    Percent,
     Any,
     One,
+}
+
+/// Reads a value that `expand` applies to: as [`sigma_tokens`], and `\%` is a plain percent
+/// sign. `\\%` is a backslash before a placeholder, since `\\` is an escaped backslash.
+fn expand_pieces(value: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut segment = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some('%')) => {
+                chars.next();
+                out.extend(pieces(&sigma_tokens(&segment)));
+                segment.clear();
+                out.push(Piece::Percent);
+            }
+            ('\\', Some('\\')) => {
+                chars.next();
+                segment.push_str("\\\\");
+            }
+            (c, _) => segment.push(c),
+        }
+    }
+    out.extend(pieces(&sigma_tokens(&segment)));
+    out
 }
 
 fn pieces(tokens: &[Token]) -> Vec<Piece> {
@@ -367,6 +395,7 @@ fn bytes_only(value: &[Piece]) -> Option<Vec<u8>> {
         .iter()
         .map(|p| match p {
             Piece::Byte(b) => Some(*b),
+            Piece::Percent => Some(b'%'),
             Piece::Any | Piece::One => None,
         })
         .collect()
@@ -379,7 +408,11 @@ fn strings(
     value: &str,
     options: &LoadOptions,
 ) -> Result<Matcher, String> {
-    let mut variants = vec![pieces(&sigma_tokens(value))];
+    let mut variants = vec![if chain.contains(&Modifier::Expand) {
+        expand_pieces(value)
+    } else {
+        pieces(&sigma_tokens(value))
+    }];
     let mut cased = false;
     let mut anchored = false;
     for &modifier in chain {
@@ -465,6 +498,7 @@ fn tokens(variant: &[Piece]) -> Result<Vec<Token>, String> {
     for piece in variant {
         match piece {
             Piece::Byte(b) => run.push(*b),
+            Piece::Percent => run.push(b'%'),
             Piece::Any | Piece::One => {
                 flush(&mut run, &mut out)?;
                 out.push(if *piece == Piece::Any {
@@ -525,6 +559,7 @@ fn word_at(variant: &[Piece], at: usize) -> bool {
         .take(4)
         .map_while(|p| match p {
             Piece::Byte(b) => Some(*b),
+            Piece::Percent => Some(b'%'),
             _ => None,
         })
         .collect();
@@ -544,7 +579,7 @@ fn word_before(variant: &[Piece], at: usize) -> bool {
         match variant[start] {
             Piece::Byte(b) if b & 0xC0 == 0x80 && at - start < 4 => continue,
             Piece::Byte(_) => return word_at(variant, start),
-            Piece::Any | Piece::One => return false,
+            Piece::Percent | Piece::Any | Piece::One => return false,
         }
     }
     false
@@ -595,6 +630,7 @@ fn utf16(variant: &[Piece], form: Utf16) -> Result<Vec<Piece>, String> {
     for piece in variant {
         match piece {
             Piece::Byte(b) => run.push(*b),
+            Piece::Percent => run.push(b'%'),
             wildcard => {
                 flush(&mut run, &mut out)?;
                 out.push(*wildcard);
@@ -606,7 +642,7 @@ fn utf16(variant: &[Piece], form: Utf16) -> Result<Vec<Piece>, String> {
 }
 
 /// Replaces each `%name%` with each configured value of the placeholder (every combination when
-/// there are several). `\%` is a plain percent sign.
+/// there are several).
 fn expand(
     variant: &[Piece],
     options: &LoadOptions,
@@ -616,9 +652,9 @@ fn expand(
     let mut i = 0;
     while i < variant.len() {
         match variant[i] {
-            Piece::Byte(b'\\') if variant.get(i + 1) == Some(&Piece::Byte(b'%')) => {
+            Piece::Percent => {
                 prefixes.iter_mut().for_each(|p| p.push(Piece::Byte(b'%')));
-                i += 2;
+                i += 1;
             }
             Piece::Byte(b'%') => {
                 let close = variant[i + 1..]
@@ -677,6 +713,7 @@ mod tests {
             .iter()
             .map(|p| match p {
                 Piece::Byte(b) => char::from(*b),
+                Piece::Percent => '%',
                 Piece::Any => '*',
                 Piece::One => '?',
             })
@@ -749,7 +786,7 @@ mod tests {
             placeholders: [("name".to_owned(), vec!["a".to_owned(), "b*".to_owned()])].into(),
         };
         let mut out = Vec::new();
-        expand(&pieces(&sigma_tokens(r"\%plain%name%")), &options, &mut out).unwrap();
+        expand(&expand_pieces(r"\%plain%name%"), &options, &mut out).unwrap();
         let got: Vec<String> = out.iter().map(|v| text_of(v)).collect();
         assert_eq!(got, ["%plaina", "%plainb*"]);
         let err = expand(&pieces(&sigma_tokens("%nope%")), &options, &mut Vec::new());

@@ -414,6 +414,39 @@ mod tests {
     }
 
     #[test]
+    fn infix_search_finds_every_position() {
+        let p = Pattern::sigma("Qz", Anchor::Anywhere);
+        assert!(p.matches("qz") && p.matches("xxQZ") && p.matches("qZxx") && p.matches("aqzb"));
+        assert!(!p.matches("q") && !p.matches("") && !p.matches("q z") && !p.matches("zq"));
+        // A needle with no letters uses the exact finder.
+        let digits = Pattern::sigma("4.2", Anchor::Anywhere);
+        assert!(digits.matches("v14.2.1") && !digits.matches("v1412"));
+        // The rarest letter may sit anywhere in the needle.
+        let long = Pattern::sigma("EtaQ", Anchor::Anywhere);
+        assert!(long.matches("xxetaqxx") && !long.matches("taq"));
+        assert!(Pattern::sigma("", Anchor::Anywhere).matches(""));
+    }
+
+    #[test]
+    fn cased_patterns_compare_exactly() {
+        let tokens = |v: &str, a| {
+            let mut t = sigma_tokens(v);
+            anchor_tokens(&mut t, a);
+            t
+        };
+        let exact = Pattern::from_tokens(tokens("AbC", Anchor::Whole), true);
+        assert!(exact.matches("AbC") && !exact.matches("abc"));
+        let infix = Pattern::from_tokens(tokens("Bc", Anchor::Anywhere), true);
+        assert!(infix.matches("aBcd") && !infix.matches("abcd"));
+        let wild = Pattern::from_tokens(tokens("É*z", Anchor::Whole), true);
+        assert!(wild.matches("Éxyz") && !wild.matches("éxyz"));
+        let start = Pattern::from_tokens(tokens("Ab", Anchor::Start), true);
+        assert!(start.matches("Abc") && !start.matches("abc"));
+        let end = Pattern::from_tokens(tokens("Ab", Anchor::End), true);
+        assert!(end.matches("cAb") && !end.matches("cab"));
+    }
+
+    #[test]
     fn pathological_patterns_stay_fast() {
         let pattern = Pattern::sigma(&"*a".repeat(50), Anchor::Whole);
         let text = "a".repeat(49) + &"b".repeat(10_000);
