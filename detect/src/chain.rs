@@ -489,7 +489,11 @@ fn tokens(variant: &[Piece]) -> Result<Vec<Token>, String> {
     let mut run = Vec::new();
     let flush = |run: &mut Vec<u8>, out: &mut Vec<Token>| -> Result<(), String> {
         let text = std::str::from_utf8(run).map_err(|_| {
-            "the encoded value is not text (UTF-16 bytes); follow the utf16 modifier with `base64` or `base64offset`".to_owned()
+            concat!(
+                "the encoded value is not text (UTF-16 bytes); ",
+                "follow the utf16 modifier with `base64` or `base64offset`"
+            )
+            .to_owned()
         })?;
         out.extend(text.chars().map(Token::Char));
         run.clear();

@@ -1,8 +1,9 @@
 //! String patterns with Sigma's `*` and `?` wildcards.
 //!
-//! Matching ignores case unless the pattern is `cased`. Patterns are lowercased once when a rule is compiled; at match time only the event's text is
-//! folded, one character at a time, so no comparison allocates. Case-insensitivity uses Unicode
-//! simple lowercasing (`char::to_lowercase`), not full case folding: `ß` does not match `ss`.
+//! Matching ignores case unless the pattern is `cased`. Patterns are lowercased once when a rule
+//! is compiled; at match time only the event's text is folded, one character at a time, so no
+//! comparison allocates. Case-insensitivity uses Unicode simple lowercasing
+//! (`char::to_lowercase`), not full case folding: `ß` does not match `ss`.
 
 use memchr::memmem;
 
