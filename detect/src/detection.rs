@@ -3,13 +3,14 @@
 
 use serde_json::{Map, Value as Json};
 
+use crate::chain::{self, Compiled, Test};
 use crate::condition::{self, Expr};
 use crate::error::Problem;
-use crate::modifier::{self, Modifiers};
+use crate::modifier;
 use crate::path::{self, FieldPath};
-use crate::pattern::{Anchor, Pattern};
-use crate::value::{Matcher, RuleNumber};
+use crate::value::Matcher;
 use crate::yaml::{Key, Node, Value};
+use crate::LoadOptions;
 
 /// A compiled `detection` section.
 #[derive(Debug, Clone)]
@@ -36,15 +37,27 @@ enum Item {
         values: Vec<Matcher>,
         /// `all` modifier: each value must match, not just one.
         all: bool,
+        /// `neq` modifier: the item holds when the values do not match.
+        negate: bool,
+    },
+    /// `exists`: whether the field is present, whatever its value.
+    Exists {
+        path: FieldPath,
+        want: bool,
+        negate: bool,
     },
     /// Values searched for in every string of the event.
-    Keywords { patterns: Vec<Pattern>, all: bool },
+    Keywords {
+        matchers: Vec<Matcher>,
+        all: bool,
+        negate: bool,
+    },
 }
 
 impl Detection {
     /// Compiles a `detection` mapping, collecting every problem rather than stopping at the
     /// first, so one load shows the author all of them.
-    pub fn compile(node: &Node) -> Result<Detection, Vec<Problem>> {
+    pub fn compile(node: &Node, options: &LoadOptions) -> Result<Detection, Vec<Problem>> {
         let Value::Map(entries) = &node.value else {
             return Err(vec![Problem::new(
                 node.line,
@@ -62,7 +75,7 @@ impl Detection {
                 "timeframe" => {}
                 name => {
                     names.push(name);
-                    match compile_search(value) {
+                    match compile_search(value, options) {
                         Ok(search) => searches.push((name.to_owned(), search)),
                         Err(problem) => problems.push(problem),
                     }
@@ -124,9 +137,9 @@ fn compile_condition(key: &Key, value: &Node, names: &[&str]) -> Result<Expr, Pr
     }
 }
 
-fn compile_search(node: &Node) -> Result<Search, Problem> {
+fn compile_search(node: &Node, options: &LoadOptions) -> Result<Search, Problem> {
     match &node.value {
-        Value::Map(entries) => compile_map(node, entries),
+        Value::Map(entries) => compile_map(node, entries, options),
         Value::Seq(items) if items.is_empty() => Err(Problem::new(
             node.line,
             "a search identifier's list is empty",
@@ -138,21 +151,19 @@ fn compile_search(node: &Node) -> Result<Search, Problem> {
             let mut keywords = Vec::new();
             for item in items {
                 match &item.value {
-                    Value::Map(entries) => alternatives.push(compile_map(item, entries)?),
+                    Value::Map(entries) => alternatives.push(compile_map(item, entries, options)?),
                     Value::Seq(_) => {
                         return Err(Problem::new(
                             item.line,
                             "a search identifier's list cannot hold lists",
                         ))
                     }
-                    _ => keywords.push(keyword(item, Anchor::Anywhere)?),
+                    _ => keywords.push(item),
                 }
             }
             if !keywords.is_empty() {
-                alternatives.push(Search::All(vec![Item::Keywords {
-                    patterns: keywords,
-                    all: false,
-                }]));
+                let compiled = chain::compile(None, &[], &keywords, node.line, options)?;
+                alternatives.push(Search::All(vec![item(None, compiled)]));
             }
             Ok(if alternatives.len() == 1 {
                 alternatives.remove(0)
@@ -170,18 +181,22 @@ fn compile_search(node: &Node) -> Result<Search, Problem> {
     }
 }
 
-fn compile_map(node: &Node, entries: &[(Key, Node)]) -> Result<Search, Problem> {
+fn compile_map(
+    node: &Node,
+    entries: &[(Key, Node)],
+    options: &LoadOptions,
+) -> Result<Search, Problem> {
     if entries.is_empty() {
         return Err(Problem::new(node.line, "a search mapping is empty"));
     }
     let items = entries
         .iter()
-        .map(|(key, value)| compile_item(key, value))
+        .map(|(key, value)| compile_item(key, value, options))
         .collect::<Result<_, _>>()?;
     Ok(Search::All(items))
 }
 
-fn compile_item(key: &Key, node: &Node) -> Result<Item, Problem> {
+fn compile_item(key: &Key, node: &Node, options: &LoadOptions) -> Result<Item, Problem> {
     let (field, modifiers) =
         modifier::parse_key(&key.name).map_err(|message| Problem::new(key.line, message))?;
     let values: Vec<&Node> = match &node.value {
@@ -192,69 +207,41 @@ fn compile_item(key: &Key, node: &Node) -> Result<Item, Problem> {
         _ => vec![node],
     };
     if field.is_empty() {
-        let anchor = modifiers.anchor.unwrap_or(Anchor::Anywhere);
-        return Ok(Item::Keywords {
-            patterns: values
-                .into_iter()
-                .map(|value| keyword(value, anchor))
-                .collect::<Result<_, _>>()?,
-            all: modifiers.all,
-        });
-    }
-    Ok(Item::Field {
-        path: FieldPath::new(field),
-        values: values
-            .into_iter()
-            .map(|value| field_value(value, modifiers))
-            .collect::<Result<_, _>>()?,
-        all: modifiers.all,
-    })
-}
-
-fn field_value(node: &Node, modifiers: Modifiers) -> Result<Matcher, Problem> {
-    let Some(anchor) = modifiers.anchor else {
-        return Ok(match &node.value {
-            Value::String(s) => Matcher::String(Pattern::sigma(s, Anchor::Whole)),
-            Value::Int(i, text) => Matcher::Number {
-                value: RuleNumber::Int(*i),
-                text: Pattern::literal(text),
-            },
-            Value::Float(f, text) => Matcher::Number {
-                value: RuleNumber::Float(*f),
-                text: Pattern::literal(text),
-            },
-            Value::Bool(b) => Matcher::Bool(*b),
-            Value::Null => Matcher::Null,
-            Value::Seq(_) | Value::Map(_) => return Err(nested_value(node)),
-        });
-    };
-    // With a string modifier, numbers and booleans are matched as the text they are written
-    // as, like pySigma does.
-    match node.scalar_text() {
-        Some(text) => Ok(Matcher::String(Pattern::sigma(text, anchor))),
-        None if node.value == Value::Null => Err(Problem::new(
-            node.line,
-            "`null` cannot take `contains`, `startswith` or `endswith`",
-        )),
-        None => Err(nested_value(node)),
-    }
-}
-
-fn keyword(node: &Node, anchor: Anchor) -> Result<Pattern, Problem> {
-    match node.scalar_text() {
-        Some(text) => Ok(Pattern::sigma(text, anchor)),
-        None if node.value == Value::Null => {
-            Err(Problem::new(node.line, "a keyword cannot be `null`"))
+        if let Some(null) = values.iter().find(|value| value.value == Value::Null) {
+            return Err(Problem::new(null.line, "a keyword cannot be `null`"));
         }
-        None => Err(nested_value(node)),
     }
+    let field = (!field.is_empty()).then_some(field);
+    let compiled = chain::compile(field, &modifiers, &values, key.line, options)?;
+    Ok(item(field, compiled))
 }
 
-fn nested_value(node: &Node) -> Problem {
-    Problem::new(
-        node.line,
-        format!("a field value must be a plain value, not {}", node.kind()),
-    )
+fn item(field: Option<&str>, compiled: Compiled) -> Item {
+    let Compiled { test, all, negate } = compiled;
+    match (field, test) {
+        (Some(field), Test::Exists(want)) => Item::Exists {
+            path: FieldPath::new(field),
+            want,
+            negate,
+        },
+        (Some(field), Test::Values(values)) => Item::Field {
+            path: FieldPath::new(field),
+            values,
+            all,
+            negate,
+        },
+        // `chain::compile` refuses `exists` without a field.
+        (None, Test::Exists(_)) => Item::Keywords {
+            matchers: Vec::new(),
+            all,
+            negate,
+        },
+        (None, Test::Values(matchers)) => Item::Keywords {
+            matchers,
+            all,
+            negate,
+        },
+    }
 }
 
 impl Search {
@@ -275,26 +262,43 @@ impl Item {
                 path,
                 values,
                 all: true,
-            } => values
-                .iter()
-                .all(|want| path.any(doc, &mut |got| want.matches(got))),
+                negate,
+            } => {
+                values
+                    .iter()
+                    .all(|want| path.any(doc, &mut |got| want.matches(got, doc)))
+                    != *negate
+            }
             Item::Field {
                 path,
                 values,
                 all: false,
-            } => path.any(doc, &mut |got| values.iter().any(|want| want.matches(got))),
+                negate,
+            } => {
+                path.any(doc, &mut |got| {
+                    values.iter().any(|want| want.matches(got, doc))
+                }) != *negate
+            }
+            Item::Exists { path, want, negate } => (path.exists(doc) == *want) != *negate,
             Item::Keywords {
-                patterns,
+                matchers,
                 all: true,
-            } => patterns
-                .iter()
-                .all(|want| path::any_string(doc, &mut |got| want.matches(got))),
+                negate,
+            } => {
+                matchers
+                    .iter()
+                    .all(|want| path::any_string(doc, &mut |got| want.matches_text(got)))
+                    != *negate
+            }
             Item::Keywords {
-                patterns,
+                matchers,
                 all: false,
-            } => path::any_string(doc, &mut |got| {
-                patterns.iter().any(|want| want.matches(got))
-            }),
+                negate,
+            } => {
+                path::any_string(doc, &mut |got| {
+                    matchers.iter().any(|want| want.matches_text(got))
+                }) != *negate
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::detection::Detection;
 use crate::error::Problem;
 use crate::rule::{keep, rule_logsource, text, texts, RuleLogSource};
 use crate::yaml::{Document, Node, Value};
+use crate::LoadOptions;
 use crate::Rule;
 
 /// A loaded meta-filter document.
@@ -54,7 +55,11 @@ impl Filter {
 }
 
 /// Builds a filter from a document whose root mapping has a `filter` key.
-pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Filter, Vec<Problem>> {
+pub(crate) fn from_document(
+    doc: &Document,
+    origin: &str,
+    options: &LoadOptions,
+) -> Result<Filter, Vec<Problem>> {
     let Value::Map(entries) = &doc.root.value else {
         return Err(vec![Problem::new(doc.line, "a filter must be a mapping")]);
     };
@@ -84,7 +89,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Filter, Vec<
     if logsource.is_none() && !entries.iter().any(|(key, _)| key.name == "logsource") {
         problems.push(Problem::new(doc.line, "the filter has no `logsource`"));
     }
-    let compiled = section.and_then(|node| match filter_section(node) {
+    let compiled = section.and_then(|node| match filter_section(node, options) {
         Ok(compiled) => Some(compiled),
         Err(found) => {
             problems.extend(found);
@@ -124,7 +129,10 @@ fn logsource_of(node: &Node) -> Result<RuleLogSource, Problem> {
     }
 }
 
-fn filter_section(node: &Node) -> Result<(FilterTargets, Detection), Vec<Problem>> {
+fn filter_section(
+    node: &Node,
+    options: &LoadOptions,
+) -> Result<(FilterTargets, Detection), Vec<Problem>> {
     let Value::Map(entries) = &node.value else {
         return Err(vec![Problem::new(
             node.line,
@@ -174,7 +182,7 @@ fn filter_section(node: &Node) -> Result<(FilterTargets, Detection), Vec<Problem
         line: node.line,
         value: Value::Map(rest),
     };
-    let detection = Detection::compile(&section);
+    let detection = Detection::compile(&section, options);
     match (targets, detection) {
         (Some(targets), Ok(detection)) if problems.is_empty() => Ok((targets, detection)),
         (_, detection) => {

@@ -12,8 +12,8 @@
 //! - Values compare as case-insensitive strings; `*` and `?` are wildcards, and a backslash
 //!   escapes `*`, `?` and itself, but is literal before anything else.
 //! - Numbers and booleans in a rule match JSON numbers and booleans, and also strings that spell
-//!   them (`200` matches `200` and `"200"`); with `contains`, `startswith` or `endswith` they are
-//!   matched as text.
+//!   them (`200` matches `200` and `"200"`); under a string modifier (such as `contains`) they
+//!   are matched as the text they are written as.
 //! - A list of plain values under a search identifier is a keyword search, which looks for each
 //!   value inside every string of the event. Such a list may also hold mappings, ORed together.
 //! - `null` matches a field that is missing or JSON null.
@@ -49,7 +49,66 @@
 //! - **`generate`** follows pySigma: a rule referred to by any correlation without
 //!   `generate: true` reports no matches of its own through [`Detector`];
 //!   [`Engine::evaluate`] stays stateless and reports every match.
+//!
+//! # Value modifiers
+//!
+//! Every modifier of the Sigma 2.1 appendix is implemented. They apply in the order the key
+//! gives them, as in pySigma, and a chain that pySigma would refuse is refused at load with the
+//! line of the key (or of the value) and the reason.
+//!
+//! - `contains`, `startswith`, `endswith` put `*` around the value (not twice: `*a*` stays as
+//!   it is). Only one of them per key.
+//! - `all` ANDs the values of the list. A value that expands into variants (`windash`,
+//!   `base64offset`, `expand`) still counts once: any of its variants meets it.
+//! - `neq` negates the whole key, as pySigma's `neq` does: `f|neq: [a, b]` holds when `f` is
+//!   neither `a` nor `b`, and when `f` is missing, exactly as `not` of the same selection would.
+//!   It combines with every other modifier.
+//! - `exists: true` holds when the field is present with any value, even null or an empty list;
+//!   `exists: false` when it is absent. It takes no other modifier except `neq`, and needs a
+//!   field.
+//! - `cased` compares characters exactly instead of ignoring case.
+//! - `windash` applies to each `-` or `/` that starts an option word (after a non-word character
+//!   or at the start of the value, and before a word character, pySigma's `\B[-/]\b`); each
+//!   becomes any of `-`, `/`, `–`, `—` and `―`. A value expanding into more than 4096 variants
+//!   is refused.
+//! - `re` is a regular expression of the `regex` crate (linear time, so no rule can make
+//!   matching slow), searched anywhere in the text, like the Sigma examples assume; `^` and `$`
+//!   anchor it. It is case-sensitive unless `i` is given; `m` and `s` are the multi-line and
+//!   dot-all flags (`ignorecase`, `multiline`, `dotall` are pySigma's long names). `re` must be
+//!   the first value modifier; `startswith` and `endswith` after it anchor it at the start or
+//!   end of the text. Look-around and back-references, outside the specification's flavour,
+//!   fail to load.
+//! - `base64` encodes the value; `base64offset` yields its three forms for the three byte
+//!   offsets it may sit at inside a longer encoded text, cut as pySigma cuts them, and is
+//!   normally followed by `contains`. Neither can encode wildcards, and a value too short to
+//!   leave a stable middle part is refused.
+//! - `utf16le` (alias `wide`) and `utf16be` encode the value's text as UTF-16; `utf16` is
+//!   little-endian after the byte order mark `FF FE`, as pySigma writes it. Their output is
+//!   meant for `base64`/`base64offset`; used alone, they match text holding the NUL bytes of
+//!   ASCII UTF-16, and a value whose UTF-16 bytes are not text is refused.
+//! - `lt`, `lte`, `gt`, `gte` need a number in the rule. They match JSON numbers and strings
+//!   written as decimal numbers; anything else does not match. Integers compare exactly.
+//! - `minute`, `hour`, `day`, `week`, `month`, `year` need a whole number in the possible range
+//!   of that part and match when the field's timestamp has that part. Timestamps are strings
+//!   that start `YYYY-MM-DD`, then `T` or a space and `HH:MM` for the time, read as written
+//!   without time zone conversion (as the specification warns); JSON numbers are Unix seconds
+//!   in UTC. `week` is the ISO 8601 week (1 to 53). They combine with `neq` only.
+//! - `cidr` takes an IPv4 or IPv6 network (a bare address is a single-host network). Field
+//!   values that are not IP addresses do not match; IPv4-mapped IPv6 addresses
+//!   (`::ffff:10.0.0.1`) match IPv4 networks.
+//! - `expand` replaces `%name%` with each value configured for that placeholder in
+//!   [`LoadOptions::placeholders`] (values are Sigma strings, wildcards allowed); several
+//!   placeholders give every combination. `\%` is a plain percent sign. A placeholder with no
+//!   configured values makes the rule fail to load, naming it. Without `expand`, `%name%` is
+//!   plain text.
+//! - `fieldref` compares the field with another field of the same event, named by the value,
+//!   ignoring case and as text (numbers as written); `contains`, `startswith` or `endswith`
+//!   after it place the other field's text inside this one's. A missing field on either side
+//!   does not match. The name cannot hold wildcards.
+//! - Keyword searches take the string modifiers and `re` (searched in every string of the
+//!   event); the modifiers that need a field are refused there.
 
+mod chain;
 mod condition;
 mod correlation;
 mod detection;
@@ -62,6 +121,7 @@ mod path;
 mod pattern;
 mod rule;
 mod ruleset;
+mod time;
 mod value;
 mod yaml;
 
@@ -77,7 +137,18 @@ pub use filter::{Filter, FilterTargets};
 pub use rule::{Rule, RuleLogSource, Status};
 pub use ruleset::{BuiltRules, RuleSetBuilder};
 
+use std::collections::HashMap;
+
 use error::Problem;
+
+/// Settings that change how rules load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The values of each placeholder that `expand` replaces: `%Servers%` in a rule is looked
+    /// up as `Servers` here (names are case-sensitive). Each value is a Sigma string, so it may
+    /// hold wildcards. A rule that expands a placeholder missing here fails to load.
+    pub placeholders: HashMap<String, Vec<String>>,
+}
 
 /// What came of parsing one rule text: the documents that loaded and the errors of those that
 /// did not. An error in one document never hides the valid documents of the same text.
@@ -107,6 +178,11 @@ impl ParsedRules {
 /// rules, correlation rules (with a `correlation` section) and meta-filters (with a `filter`
 /// section). `origin` is the file name to use in errors.
 pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
+    parse_rules_with(text, origin, &LoadOptions::default())
+}
+
+/// [`parse_rules`] with [`LoadOptions`], such as the values of placeholders.
+pub fn parse_rules_with(text: &str, origin: &str, options: &LoadOptions) -> ParsedRules {
     let mut parsed = ParsedRules::default();
     let to_error = |problem: Problem| RuleError {
         origin: origin.to_owned(),
@@ -125,9 +201,11 @@ pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
             Kind::Correlation => correlation::parse::from_document(&document, origin)
                 .map(|c| parsed.correlations.push(c)),
             Kind::Filter => {
-                filter::from_document(&document, origin).map(|f| parsed.filters.push(f))
+                filter::from_document(&document, origin, options).map(|f| parsed.filters.push(f))
             }
-            Kind::Rule => rule::from_document(&document, origin).map(|r| parsed.rules.push(r)),
+            Kind::Rule => {
+                rule::from_document(&document, origin, options).map(|r| parsed.rules.push(r))
+            }
         };
         if let Err(problems) = result {
             parsed.errors.extend(problems.into_iter().map(to_error));

@@ -41,6 +41,39 @@ impl FieldPath {
         self.in_object(doc, 0, 0, visit)
     }
 
+    /// Whether the field is present anywhere in `doc`, whatever its value (even null or an
+    /// empty list): what `exists` tests.
+    pub fn exists(&self, doc: &Map<String, Value>) -> bool {
+        self.present_in_object(doc, 0, 0)
+    }
+
+    fn present_in_object(&self, object: &Map<String, Value>, start: usize, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        let ends = std::iter::once(self.name.len())
+            .chain(self.dots.iter().rev().copied().filter(|&dot| dot >= start));
+        for end in ends {
+            let Some(value) = object.get(&self.name[start..end]) else {
+                continue;
+            };
+            if end == self.name.len() || self.present_in_value(value, end + 1, depth + 1) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn present_in_value(&self, value: &Value, start: usize, depth: usize) -> bool {
+        match value {
+            Value::Object(object) => self.present_in_object(object, start, depth),
+            Value::Array(items) if depth <= MAX_DEPTH => items
+                .iter()
+                .any(|item| self.present_in_value(item, start, depth + 1)),
+            _ => false,
+        }
+    }
+
     /// Resolves the part of the path from byte `start` (just after a dot, or 0) in `object`.
     fn in_object(
         &self,
@@ -188,6 +221,17 @@ mod tests {
         assert_eq!(values("a.b", &d), [None]);
         assert_eq!(values("b", &d), [Some(json!(null))]);
         assert_eq!(values("c.d", &d), [None]);
+    }
+
+    #[test]
+    fn presence_ignores_the_value() {
+        let d = doc(json!({"a": {"b": null, "c": []}, "l": [{"x": 1}, {"y": ""}], "d.e": 0}));
+        for present in ["a", "a.b", "a.c", "l.y", "l.x", "d.e"] {
+            assert!(FieldPath::new(present).exists(&d), "{present}");
+        }
+        for absent in ["b", "a.d", "a.b.c", "l.z", "d", "l.x.y"] {
+            assert!(!FieldPath::new(absent).exists(&d), "{absent}");
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Case-insensitive string patterns with Sigma's `*` and `?` wildcards.
+//! String patterns with Sigma's `*` and `?` wildcards.
 //!
-//! Patterns are lowercased once when a rule is compiled; at match time only the event's text is
-//! folded, one character at a time, so no comparison allocates. Case-insensitivity uses Unicode
-//! simple lowercasing (`char::to_lowercase`), not full case folding: `ß` does not match `ss`.
+//! Matching ignores case unless the pattern is `cased`. Patterns are lowercased once when a rule
+//! is compiled; at match time only the event's text is folded, one character at a time, so no
+//! comparison allocates. Case-insensitivity uses Unicode simple lowercasing
+//! (`char::to_lowercase`), not full case folding: `ß` does not match `ss`.
+
+use memchr::memmem;
 
 /// Where a value must sit in the field's text, as set by the `contains`, `startswith` and
 /// `endswith` modifiers.
@@ -17,7 +20,7 @@ pub(crate) enum Anchor {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Char(char),
     /// `?`: exactly one character.
     One,
@@ -25,70 +28,154 @@ enum Token {
     Any,
 }
 
-/// A compiled, lowercased string pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Reads a Sigma string value into tokens, keeping the case of its characters.
+///
+/// Escapes follow the Sigma specification (and pySigma): `\*`, `\?` and `\\` stand for the
+/// character after the backslash, and a backslash before anything else is itself.
+pub(crate) fn sigma_tokens(value: &str) -> Vec<Token> {
+    let mut tokens = Vec::with_capacity(value.len() + 2);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => tokens.push(Token::Any),
+            '?' => tokens.push(Token::One),
+            '\\' => match chars.peek() {
+                Some(&next @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    tokens.push(Token::Char(next));
+                }
+                _ => tokens.push(Token::Char('\\')),
+            },
+            c => tokens.push(Token::Char(c)),
+        }
+    }
+    tokens
+}
+
+/// Puts the wildcards of an anchor around tokens, unless they are there already (as pySigma
+/// does: `contains` on `*a*` leaves it as it is).
+pub(crate) fn anchor_tokens(tokens: &mut Vec<Token>, anchor: Anchor) {
+    if matches!(anchor, Anchor::End | Anchor::Anywhere) && tokens.first() != Some(&Token::Any) {
+        tokens.insert(0, Token::Any);
+    }
+    if matches!(anchor, Anchor::Start | Anchor::Anywhere) && tokens.last() != Some(&Token::Any) {
+        tokens.push(Token::Any);
+    }
+}
+
+/// A compiled string pattern, lowercased unless it is case-sensitive.
+#[derive(Debug, Clone)]
 pub(crate) struct Pattern {
     shape: Shape,
-    /// Whether every literal character is ASCII; if not, no ASCII text can match, which lets
-    /// ASCII texts (the common case) be compared byte by byte.
+    /// Whether every literal character is ASCII; if not, no ASCII text can match a
+    /// case-insensitive pattern, which lets ASCII texts (the common case) be compared byte by
+    /// byte.
     ascii: bool,
+    /// `cased`: compare characters exactly.
+    cased: bool,
 }
 
 /// The common patterns get a direct comparison; everything else goes through the general
 /// wildcard matcher.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Shape {
     Exact(String),
     Prefix(String),
     Suffix(String),
-    Infix(String),
+    /// Boxed: the prebuilt searcher is large, and most patterns are not infixes.
+    Infix(Box<Infix>),
     Wildcard(Vec<Token>),
 }
 
+/// A literal searched for anywhere in the text, with its searchers built once at load.
+#[derive(Debug, Clone)]
+struct Infix {
+    needle: String,
+    /// Exact substring search: for case-sensitive patterns, and for needles without letters,
+    /// where ignoring case changes nothing.
+    finder: memmem::Finder<'static>,
+    /// For case-insensitive search: the needle offset of its rarest letter, and that letter's
+    /// two cases. Scanning for the rare byte with `memchr2` and checking the window around
+    /// each hit avoids folding the text and avoids a byte-by-byte window scan.
+    rare: Option<(usize, u8, u8)>,
+}
+
+impl Infix {
+    fn new(needle: String, cased: bool) -> Self {
+        let rare = if cased {
+            None
+        } else {
+            needle
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| b.is_ascii_alphabetic())
+                .min_by_key(|&(_, b)| commonness(b))
+                .map(|(at, b)| (at, b.to_ascii_lowercase(), b.to_ascii_uppercase()))
+        };
+        Infix {
+            finder: memmem::Finder::new(needle.as_bytes()).into_owned(),
+            needle,
+            rare,
+        }
+    }
+
+    fn find_ascii_ignore_case(&self, hay: &[u8]) -> bool {
+        let needle = self.needle.as_bytes();
+        let Some((at, lower, upper)) = self.rare else {
+            return self.finder.find(hay).is_some();
+        };
+        let Some(last_start) = hay.len().checked_sub(needle.len()) else {
+            return false;
+        };
+        // A hit at `at + i` puts the window at `i`; the region keeps every window in bounds.
+        memchr::memchr2_iter(lower, upper, &hay[at..=last_start + at])
+            .any(|start| hay[start..start + needle.len()].eq_ignore_ascii_case(needle))
+    }
+}
+
+/// A rough rank of how often a letter appears in log text, to pick the rarest one of a needle.
+fn commonness(b: u8) -> u8 {
+    match b.to_ascii_lowercase() {
+        b'e' | b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'r' => 4,
+        b'h' | b'l' | b'd' | b'c' | b'u' | b'm' => 3,
+        b'f' | b'p' | b'g' | b'w' | b'y' | b'b' => 2,
+        _ => 1,
+    }
+}
+
 impl Pattern {
-    /// Compiles a Sigma value, reading `*` and `?` as wildcards.
-    ///
-    /// Escapes follow the Sigma specification (and pySigma): `\*`, `\?` and `\\` stand for the
-    /// character after the backslash, and a backslash before anything else is itself.
+    /// Compiles a Sigma value, reading `*` and `?` as wildcards, ignoring case.
     pub fn sigma(value: &str, anchor: Anchor) -> Self {
-        let mut tokens = Vec::with_capacity(value.len() + 2);
-        if matches!(anchor, Anchor::End | Anchor::Anywhere) {
-            tokens.push(Token::Any);
-        }
-        let mut chars = value.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '*' => tokens.push(Token::Any),
-                '?' => tokens.push(Token::One),
-                '\\' => match chars.peek() {
-                    Some(&next @ ('*' | '?' | '\\')) => {
-                        chars.next();
-                        tokens.extend(next.to_lowercase().map(Token::Char));
-                    }
-                    _ => tokens.push(Token::Char('\\')),
-                },
-                c => tokens.extend(c.to_lowercase().map(Token::Char)),
-            }
-        }
-        if matches!(anchor, Anchor::Start | Anchor::Anywhere) {
-            tokens.push(Token::Any);
-        }
-        tokens.dedup_by(|a, b| *a == Token::Any && *b == Token::Any);
-        Self::from_tokens(tokens)
+        let mut tokens = sigma_tokens(value);
+        anchor_tokens(&mut tokens, anchor);
+        Self::from_tokens(tokens, false)
     }
 
     /// A pattern matching exactly `value`, ignoring case, with no wildcards.
     pub fn literal(value: &str) -> Self {
-        Self::from_tokens(
-            value
-                .chars()
-                .flat_map(char::to_lowercase)
-                .map(Token::Char)
-                .collect(),
-        )
+        Self::from_tokens(value.chars().map(Token::Char).collect(), false)
     }
 
-    fn from_tokens(tokens: Vec<Token>) -> Self {
+    /// Compiles tokens; unless `cased`, their characters are lowercased here, once.
+    pub fn from_tokens(tokens: Vec<Token>, cased: bool) -> Self {
+        let mut tokens: Vec<Token> = if cased {
+            tokens
+        } else {
+            tokens
+                .into_iter()
+                .flat_map(|token| {
+                    let (c, other) = match token {
+                        Token::Char(c) => (Some(c), None),
+                        other => (None, Some(other)),
+                    };
+                    c.into_iter()
+                        .flat_map(char::to_lowercase)
+                        .map(Token::Char)
+                        .chain(other)
+                })
+                .collect()
+        };
+        tokens.dedup_by(|a, b| *a == Token::Any && *b == Token::Any);
         let ascii = tokens.iter().all(|token| match token {
             Token::Char(c) => c.is_ascii(),
             Token::One | Token::Any => true,
@@ -109,18 +196,35 @@ impl Pattern {
             (false, false) => literal(&tokens).map(Shape::Exact),
             (false, true) => literal(&tokens[..n - 1]).map(Shape::Prefix),
             (true, false) => literal(&tokens[1..]).map(Shape::Suffix),
-            (true, true) => literal(&tokens[1..n - 1]).map(Shape::Infix),
+            (true, true) => literal(&tokens[1..n - 1])
+                .map(|needle| Shape::Infix(Box::new(Infix::new(needle, cased)))),
         }
         .unwrap_or(Shape::Wildcard(tokens));
-        Pattern { shape, ascii }
+        Pattern {
+            shape,
+            ascii,
+            cased,
+        }
     }
 
-    /// Whether `text` matches, ignoring case.
+    /// Whether `text` matches.
     pub fn matches(&self, text: &str) -> bool {
-        if text.is_ascii() {
+        if self.cased {
+            self.matches_cased(text)
+        } else if text.is_ascii() {
             self.ascii && self.matches_ascii(text.as_bytes())
         } else {
             self.matches_folded(text.chars().flat_map(char::to_lowercase))
+        }
+    }
+
+    fn matches_cased(&self, text: &str) -> bool {
+        match &self.shape {
+            Shape::Exact(p) => text == p,
+            Shape::Prefix(p) => text.starts_with(p.as_str()),
+            Shape::Suffix(p) => text.ends_with(p.as_str()),
+            Shape::Infix(infix) => infix.finder.find(text.as_bytes()).is_some(),
+            Shape::Wildcard(tokens) => wildcard(tokens, text.chars()),
         }
     }
 
@@ -135,12 +239,7 @@ impl Pattern {
                 text.len() >= p.len()
                     && text[text.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
             }
-            Shape::Infix(p) => {
-                p.is_empty()
-                    || text
-                        .windows(p.len())
-                        .any(|window| window.eq_ignore_ascii_case(p.as_bytes()))
-            }
+            Shape::Infix(infix) => infix.find_ascii_ignore_case(text),
             Shape::Wildcard(tokens) => wildcard(
                 tokens,
                 text.iter().map(|b| char::from(b.to_ascii_lowercase())),
@@ -156,10 +255,10 @@ impl Pattern {
             Shape::Exact(p) => text.eq(p.chars()),
             Shape::Prefix(p) => starts_with(text, p.chars()),
             Shape::Suffix(p) => starts_with(text.rev(), p.chars().rev()),
-            Shape::Infix(p) => {
+            Shape::Infix(infix) => {
                 let mut text = text;
                 loop {
-                    if starts_with(text.clone(), p.chars()) {
+                    if starts_with(text.clone(), infix.needle.chars()) {
                         return true;
                     }
                     if text.next().is_none() {
@@ -313,6 +412,39 @@ mod tests {
         assert!(p.matches("4*8") && !p.matches("488"));
         assert!(eq_ignore_case("AWS", "aws") && !eq_ignore_case("aws", "gcp"));
         assert!(eq_ignore_case("ÉTÉ", "été") && !eq_ignore_case("été", "ete"));
+    }
+
+    #[test]
+    fn infix_search_finds_every_position() {
+        let p = Pattern::sigma("Qz", Anchor::Anywhere);
+        assert!(p.matches("qz") && p.matches("xxQZ") && p.matches("qZxx") && p.matches("aqzb"));
+        assert!(!p.matches("q") && !p.matches("") && !p.matches("q z") && !p.matches("zq"));
+        // A needle with no letters uses the exact finder.
+        let digits = Pattern::sigma("4.2", Anchor::Anywhere);
+        assert!(digits.matches("v14.2.1") && !digits.matches("v1412"));
+        // The rarest letter may sit anywhere in the needle.
+        let long = Pattern::sigma("EtaQ", Anchor::Anywhere);
+        assert!(long.matches("xxetaqxx") && !long.matches("taq"));
+        assert!(Pattern::sigma("", Anchor::Anywhere).matches(""));
+    }
+
+    #[test]
+    fn cased_patterns_compare_exactly() {
+        let tokens = |v: &str, a| {
+            let mut t = sigma_tokens(v);
+            anchor_tokens(&mut t, a);
+            t
+        };
+        let exact = Pattern::from_tokens(tokens("AbC", Anchor::Whole), true);
+        assert!(exact.matches("AbC") && !exact.matches("abc"));
+        let infix = Pattern::from_tokens(tokens("Bc", Anchor::Anywhere), true);
+        assert!(infix.matches("aBcd") && !infix.matches("abcd"));
+        let wild = Pattern::from_tokens(tokens("É*z", Anchor::Whole), true);
+        assert!(wild.matches("Éxyz") && !wild.matches("éxyz"));
+        let start = Pattern::from_tokens(tokens("Ab", Anchor::Start), true);
+        assert!(start.matches("Abc") && !start.matches("abc"));
+        let end = Pattern::from_tokens(tokens("Ab", Anchor::End), true);
+        assert!(end.matches("cAb") && !end.matches("cab"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::detection::Detection;
 use crate::error::Problem;
 use crate::pattern::eq_ignore_case;
 use crate::yaml::{Document, Key, Node, Value};
+use crate::LoadOptions;
 
 /// A loaded Sigma detection rule.
 #[derive(Debug, Clone)]
@@ -151,7 +152,11 @@ fn fits(rule: &Option<String>, event: &Option<String>) -> bool {
 }
 
 /// Builds a rule from one YAML document, collecting every problem found.
-pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Problem>> {
+pub(crate) fn from_document(
+    doc: &Document,
+    origin: &str,
+    options: &LoadOptions,
+) -> Result<Rule, Vec<Problem>> {
     let Value::Map(entries) = &doc.root.value else {
         return Err(vec![Problem::new(
             doc.line,
@@ -220,7 +225,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<Rule, Vec<Pr
         problems.push(missing("logsource"));
     }
     let detection = match detection {
-        Some(node) => match Detection::compile(node) {
+        Some(node) => match Detection::compile(node, options) {
             Ok(detection) => Some(detection),
             Err(found) => {
                 problems.extend(found);

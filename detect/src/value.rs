@@ -1,12 +1,18 @@
 //! One compiled rule value and how it compares with a JSON value of an event.
 
+use std::cmp::Ordering;
 use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 
-use serde_json::{Number, Value as Json};
+use ipnet::IpNet;
+use regex::Regex;
+use serde_json::{Map, Number, Value as Json};
 
-use crate::pattern::Pattern;
+use crate::modifier::{Compare, TimePart};
+use crate::path::FieldPath;
+use crate::pattern::{eq_ignore_case, Anchor, Pattern};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Matcher {
     /// A string pattern; it also matches the text of JSON numbers and booleans, because many
     /// sources log numbers as strings and rules are written either way.
@@ -20,6 +26,28 @@ pub(crate) enum Matcher {
     Bool(bool),
     /// `null`: the field is missing or JSON null.
     Null,
+    /// The variants one rule value expands into (`windash`, `base64offset`, `expand`): any of
+    /// them. They stay grouped so that `all` still needs each rule value, not each variant.
+    AnyOf(Vec<Matcher>),
+    /// `re`: an unanchored search, on strings and on the text of numbers and booleans.
+    Regex(Regex),
+    /// `cidr`: string values that are IP addresses inside the network.
+    Cidr(IpNet),
+    /// `lt`, `lte`, `gt`, `gte`: numbers, and strings that are numbers.
+    Compare {
+        op: Compare,
+        value: RuleNumber,
+    },
+    /// A time modifier: the part of a timestamp equals the value.
+    Time {
+        part: TimePart,
+        value: i64,
+    },
+    /// `fieldref`: the text of another field of the event, placed as the anchor says.
+    FieldRef {
+        path: FieldPath,
+        anchor: Anchor,
+    },
 }
 
 /// A rule's number, kept integral when written as one so large ids compare exactly.
@@ -30,13 +58,19 @@ pub(crate) enum RuleNumber {
 }
 
 impl Matcher {
-    /// Whether a resolved field value matches; `None` means the field is missing.
-    pub fn matches(&self, value: Option<&Json>) -> bool {
+    /// Whether a resolved field value matches; `None` means the field is missing. `doc` is the
+    /// whole event, which field references look into.
+    pub fn matches(&self, value: Option<&Json>, doc: &Map<String, Json>) -> bool {
         let Some(value) = value else {
-            return *self == Matcher::Null;
+            return match self {
+                Matcher::Null => true,
+                Matcher::AnyOf(variants) => variants.iter().any(|m| m.matches(None, doc)),
+                _ => false,
+            };
         };
         match (self, value) {
             (Matcher::Null, json) => json.is_null(),
+            (Matcher::AnyOf(variants), json) => variants.iter().any(|m| m.matches(Some(json), doc)),
             (Matcher::String(p), Json::String(s)) => p.matches(s),
             (Matcher::String(p), Json::Number(n)) => with_number_text(n, |s| p.matches(s)),
             (Matcher::String(p), Json::Bool(b)) => p.matches(bool_text(*b)),
@@ -44,8 +78,134 @@ impl Matcher {
             (Matcher::Number { text, .. }, Json::String(s)) => text.matches(s),
             (Matcher::Bool(want), Json::Bool(b)) => want == b,
             (Matcher::Bool(want), Json::String(s)) => s.eq_ignore_ascii_case(bool_text(*want)),
+            (Matcher::Regex(re), json) => with_text(json, |s| re.is_match(s)).unwrap_or(false),
+            (Matcher::Cidr(net), Json::String(s)) => in_network(net, s),
+            (Matcher::Compare { op, value }, json) => event_number(json)
+                .and_then(|got| compare(got, *value))
+                .is_some_and(|ordering| match op {
+                    Compare::Lt => ordering.is_lt(),
+                    Compare::Lte => ordering.is_le(),
+                    Compare::Gt => ordering.is_gt(),
+                    Compare::Gte => ordering.is_ge(),
+                }),
+            (Matcher::Time { part, value }, json) => {
+                crate::time::part_of(json, *part) == Some(*value)
+            }
+            (Matcher::FieldRef { path, anchor }, json) => with_text(json, |got| {
+                path.any(doc, &mut |other| {
+                    other
+                        .and_then(|other| with_text(other, |want| placed(got, want, *anchor)))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false),
             _ => false,
         }
+    }
+
+    /// Whether a string of the event matches, for keyword searches.
+    pub fn matches_text(&self, text: &str) -> bool {
+        match self {
+            Matcher::String(p) => p.matches(text),
+            Matcher::Regex(re) => re.is_match(text),
+            Matcher::AnyOf(variants) => variants.iter().any(|m| m.matches_text(text)),
+            _ => false,
+        }
+    }
+}
+
+/// Calls `f` with the text of a scalar JSON value; `None` for null, arrays and objects.
+fn with_text<R>(value: &Json, f: impl FnOnce(&str) -> R) -> Option<R> {
+    match value {
+        Json::String(s) => Some(f(s)),
+        Json::Number(n) => Some(with_number_text(n, f)),
+        Json::Bool(b) => Some(f(bool_text(*b))),
+        Json::Null | Json::Array(_) | Json::Object(_) => None,
+    }
+}
+
+/// Whether `want` is in `got` where the anchor says, ignoring case.
+fn placed(got: &str, want: &str, anchor: Anchor) -> bool {
+    if got.is_ascii() && want.is_ascii() {
+        let (got, want) = (got.as_bytes(), want.as_bytes());
+        return match anchor {
+            Anchor::Whole => got.eq_ignore_ascii_case(want),
+            Anchor::Start => got
+                .get(..want.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(want)),
+            Anchor::End => {
+                got.len() >= want.len() && got[got.len() - want.len()..].eq_ignore_ascii_case(want)
+            }
+            Anchor::Anywhere => {
+                want.is_empty()
+                    || got
+                        .windows(want.len())
+                        .any(|window| window.eq_ignore_ascii_case(want))
+            }
+        };
+    }
+    if anchor == Anchor::Whole {
+        return eq_ignore_case(got, want);
+    }
+    // Rare enough (non-ASCII field texts) that lowercasing both is acceptable.
+    let (got, want) = (got.to_lowercase(), want.to_lowercase());
+    match anchor {
+        Anchor::Whole => got == want,
+        Anchor::Start => got.starts_with(&want),
+        Anchor::End => got.ends_with(&want),
+        Anchor::Anywhere => got.contains(&want),
+    }
+}
+
+fn in_network(net: &IpNet, text: &str) -> bool {
+    let Ok(addr) = text.parse::<IpAddr>() else {
+        return false;
+    };
+    // Dual-stack sockets log IPv4 peers as IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`).
+    match (net, addr) {
+        (IpNet::V4(net), IpAddr::V6(v6)) => v6.to_ipv4_mapped().is_some_and(|v4| net.contains(&v4)),
+        (net, addr) => net.contains(&addr),
+    }
+}
+
+/// A number of the event, integral when it is one.
+#[derive(Debug, Clone, Copy)]
+enum EventNumber {
+    Int(i128),
+    Float(f64),
+}
+
+fn event_number(value: &Json) -> Option<EventNumber> {
+    match value {
+        Json::Number(n) => Some(if let Some(i) = n.as_i64() {
+            EventNumber::Int(i.into())
+        } else if let Some(u) = n.as_u64() {
+            EventNumber::Int(u.into())
+        } else {
+            EventNumber::Float(n.as_f64()?)
+        }),
+        Json::String(s) => {
+            if let Ok(i) = s.parse::<i128>() {
+                return Some(EventNumber::Int(i));
+            }
+            // Rust also parses `inf` and `NaN`; only decimal notation counts as a number.
+            let decimal = s.bytes().any(|b| b.is_ascii_digit())
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+            let f = s.parse::<f64>().ok().filter(|f| decimal && f.is_finite())?;
+            Some(EventNumber::Float(f))
+        }
+        _ => None,
+    }
+}
+
+/// How the event's number compares with the rule's.
+fn compare(got: EventNumber, want: RuleNumber) -> Option<Ordering> {
+    match (got, want) {
+        (EventNumber::Int(got), RuleNumber::Int(want)) => Some(got.cmp(&want.into())),
+        (EventNumber::Int(got), RuleNumber::Float(want)) => (got as f64).partial_cmp(&want),
+        (EventNumber::Float(got), RuleNumber::Int(want)) => got.partial_cmp(&(want as f64)),
+        (EventNumber::Float(got), RuleNumber::Float(want)) => got.partial_cmp(&want),
     }
 }
 
@@ -104,7 +264,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::pattern::Anchor;
 
     fn string(p: &str) -> Matcher {
         Matcher::String(Pattern::sigma(p, Anchor::Whole))
@@ -119,40 +278,62 @@ mod tests {
 
     #[test]
     fn numbers_match_numbers_and_their_text() {
-        assert!(int(200).matches(Some(&json!(200))));
-        assert!(int(200).matches(Some(&json!("200"))));
-        assert!(int(200).matches(Some(&json!(200.0))));
-        assert!(!int(200).matches(Some(&json!(201))));
-        assert!(!int(200).matches(Some(&json!("2000"))));
-        assert!(!int(-1).matches(Some(&json!(u64::MAX))));
+        assert!(int(200).matches(Some(&json!(200)), &Map::new()));
+        assert!(int(200).matches(Some(&json!("200")), &Map::new()));
+        assert!(int(200).matches(Some(&json!(200.0)), &Map::new()));
+        assert!(!int(200).matches(Some(&json!(201)), &Map::new()));
+        assert!(!int(200).matches(Some(&json!("2000")), &Map::new()));
+        assert!(!int(-1).matches(Some(&json!(u64::MAX)), &Map::new()));
         let float = Matcher::Number {
             value: RuleNumber::Float(1.5),
             text: Pattern::literal("1.5"),
         };
-        assert!(float.matches(Some(&json!(1.5))) && !float.matches(Some(&json!(1))));
+        assert!(
+            float.matches(Some(&json!(1.5)), &Map::new())
+                && !float.matches(Some(&json!(1)), &Map::new())
+        );
     }
 
     #[test]
     fn strings_match_the_text_of_numbers_and_booleans() {
-        assert!(string("200").matches(Some(&json!(200))));
-        assert!(string("2*").matches(Some(&json!(250))));
-        assert!(!string("3*").matches(Some(&json!(250))));
-        assert!(string("TRUE").matches(Some(&json!(true))));
-        assert!(string("1.5").matches(Some(&json!(1.5))));
-        assert!(!string("x").matches(Some(&json!(null))));
-        assert!(!string("*").matches(None));
-        assert!(!string("*").matches(Some(&json!({"a": 1}))));
+        assert!(string("200").matches(Some(&json!(200)), &Map::new()));
+        assert!(string("2*").matches(Some(&json!(250)), &Map::new()));
+        assert!(!string("3*").matches(Some(&json!(250)), &Map::new()));
+        assert!(string("TRUE").matches(Some(&json!(true)), &Map::new()));
+        assert!(string("1.5").matches(Some(&json!(1.5)), &Map::new()));
+        assert!(!string("x").matches(Some(&json!(null)), &Map::new()));
+        assert!(!string("*").matches(None, &Map::new()));
+        assert!(!string("*").matches(Some(&json!({"a": 1})), &Map::new()));
     }
 
     #[test]
     fn booleans_and_null() {
-        assert!(Matcher::Bool(true).matches(Some(&json!(true))));
-        assert!(Matcher::Bool(true).matches(Some(&json!("True"))));
-        assert!(!Matcher::Bool(true).matches(Some(&json!(false))));
-        assert!(!Matcher::Bool(false).matches(Some(&json!(0))));
-        assert!(Matcher::Null.matches(None));
-        assert!(Matcher::Null.matches(Some(&json!(null))));
-        assert!(!Matcher::Null.matches(Some(&json!(""))));
-        assert!(!Matcher::Null.matches(Some(&json!("null"))));
+        assert!(Matcher::Bool(true).matches(Some(&json!(true)), &Map::new()));
+        assert!(Matcher::Bool(true).matches(Some(&json!("True")), &Map::new()));
+        assert!(!Matcher::Bool(true).matches(Some(&json!(false)), &Map::new()));
+        assert!(!Matcher::Bool(false).matches(Some(&json!(0)), &Map::new()));
+        assert!(Matcher::Null.matches(None, &Map::new()));
+        assert!(Matcher::Null.matches(Some(&json!(null)), &Map::new()));
+        assert!(!Matcher::Null.matches(Some(&json!("")), &Map::new()));
+        assert!(!Matcher::Null.matches(Some(&json!("null")), &Map::new()));
+    }
+
+    #[test]
+    fn comparisons_regexes_and_networks() {
+        let doc = Map::new();
+        let gt = Matcher::Compare {
+            op: Compare::Gt,
+            value: RuleNumber::Int(10),
+        };
+        assert!(gt.matches(Some(&json!(11)), &doc) && gt.matches(Some(&json!("10.5")), &doc));
+        assert!(!gt.matches(Some(&json!(10)), &doc) && !gt.matches(Some(&json!("inf")), &doc));
+        assert!(gt.matches(Some(&json!(u64::MAX)), &doc));
+        let re = Matcher::Regex(Regex::new("^a.c$").unwrap());
+        assert!(re.matches(Some(&json!("abc")), &doc) && !re.matches(Some(&json!("ABC")), &doc));
+        let net = Matcher::Cidr("10.0.0.0/8".parse().unwrap());
+        assert!(net.matches(Some(&json!("10.1.2.3")), &doc));
+        assert!(net.matches(Some(&json!("::ffff:10.1.2.3")), &doc));
+        assert!(!net.matches(Some(&json!("11.1.2.3")), &doc));
+        assert!(!net.matches(Some(&json!("10.1.2.3:80")), &doc));
     }
 }

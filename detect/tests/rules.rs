@@ -420,15 +420,15 @@ fn invalid_yaml_reports_its_line() {
 }
 
 #[test]
-fn unknown_and_unsupported_modifiers_name_themselves() {
+fn unknown_and_misplaced_modifiers_name_themselves() {
     let err = detection_error("sel:\n  a: 1\n  b|frobnicate: x\ncondition: sel");
     assert_eq!(
         (err.line, err.message.as_str()),
         (7, "unknown modifier `frobnicate`")
     );
-    let err = detection_error("sel:\n  b|re: '^x'\ncondition: sel");
+    let err = detection_error("sel:\n  b|contains|re: '^x'\ncondition: sel");
     assert_eq!(err.line, 6);
-    assert!(err.message.contains("`re` is not supported"), "{err}");
+    assert!(err.message.contains("`re` must come first"), "{err}");
 }
 
 #[test]

@@ -109,8 +109,9 @@ fn corpus_loads_without_panics() {
         println!("{count:6}  {reason}");
     }
     assert!(panicked.is_empty(), "parsing panicked on {panicked:?}");
+    // Issue 3 asks for at least 99.5% of SigmaHQ's rules/ to load.
     assert!(
-        loaded.len() * 10 >= files.len() * 7,
+        loaded.len() * 1000 >= files.len() * 995,
         "only {} of {} rules loaded",
         loaded.len(),
         files.len()

@@ -1,0 +1,802 @@
+//! Turning a detection key's modifier chain and its values into matchers, once, at load.
+//!
+//! Modifiers apply in the order the key gives them, as in pySigma: `|wide|base64offset|contains`
+//! encodes the value as UTF-16, then base64 at three offsets, then wraps each variant in
+//! wildcards; `|contains|base64` is refused, since wildcards cannot be encoded.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ipnet::IpNet;
+use regex::RegexBuilder;
+
+use crate::error::Problem;
+use crate::modifier::{Modifier, ReFlag, Utf16};
+use crate::path::FieldPath;
+use crate::pattern::{sigma_tokens, Anchor, Pattern, Token};
+use crate::value::{Matcher, RuleNumber};
+use crate::yaml::{Node, Value};
+use crate::LoadOptions;
+
+/// One detection key, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    pub test: Test,
+    /// `all`: every value must match, not just one.
+    pub all: bool,
+    /// `neq`: the item holds when its values do not match.
+    pub negate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Test {
+    /// Values compared with the field's values, or with every string of the event for a
+    /// keyword search.
+    Values(Vec<Matcher>),
+    /// `exists`: whether the field is present.
+    Exists(bool),
+}
+
+/// At most this many variants per rule value, so that a value with many dashes under `windash`
+/// (five variants each) or many placeholders cannot blow up at load.
+const MAX_VARIANTS: usize = 4096;
+
+/// The size limit of one compiled regular expression (the regex crate's default, said out loud):
+/// it keeps a hostile rule from taking unbounded memory, and still admits SigmaHQ's largest,
+/// `(.){200,}`, which needs a few MiB with Unicode `.`.
+const REGEX_SIZE_LIMIT: usize = 10 << 20;
+
+/// Compiles one key: `field` is `None` for keyword searches. `key_line` is where errors about
+/// the modifiers go; errors about a value go to that value's line.
+pub(crate) fn compile(
+    field: Option<&str>,
+    modifiers: &[Modifier],
+    values: &[&Node],
+    key_line: usize,
+    options: &LoadOptions,
+) -> Result<Compiled, Problem> {
+    let all = modifiers.contains(&Modifier::All);
+    let negate = modifiers.contains(&Modifier::Neq);
+    let chain: Vec<Modifier> = modifiers
+        .iter()
+        .copied()
+        .filter(|m| !matches!(m, Modifier::All | Modifier::Neq))
+        .collect();
+    let at_key = |message: String| Problem::new(key_line, message);
+    let kind = classify(&chain).map_err(at_key)?;
+    if field.is_none() && kind.needs_field() {
+        return Err(at_key(format!(
+            "modifier `{}` needs a field; a keyword search has none",
+            kind.name()
+        )));
+    }
+    let test = match kind {
+        Kind::Exists => match values {
+            [node] => match node.value {
+                Value::Bool(want) => Test::Exists(want),
+                _ => {
+                    return Err(Problem::new(
+                        node.line,
+                        format!("`exists` takes `true` or `false`, not {}", node.kind()),
+                    ))
+                }
+            },
+            _ => return Err(at_key("`exists` takes a single `true` or `false`".into())),
+        },
+        kind => Test::Values(
+            values
+                .iter()
+                .map(|node| compile_value(&kind, field.is_none(), node, options))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    Ok(Compiled { test, all, negate })
+}
+
+/// What a chain of modifiers (without `all` and `neq`) makes of its values.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// No value modifier: typed values as written.
+    Plain,
+    /// String transformations, in order.
+    Strings(Vec<Modifier>),
+    Regex {
+        flags: Vec<ReFlag>,
+        anchor: Anchor,
+    },
+    FieldRef(Anchor),
+    /// A modifier that takes the value alone: `cidr`, a comparison or a time part.
+    Single(Modifier),
+    Exists,
+}
+
+impl Kind {
+    fn needs_field(&self) -> bool {
+        matches!(self, Kind::FieldRef(_) | Kind::Single(_) | Kind::Exists)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::FieldRef(_) => "fieldref",
+            Kind::Single(modifier) => modifier.name(),
+            Kind::Exists => "exists",
+            Kind::Plain | Kind::Strings(_) => "",
+            Kind::Regex { .. } => "re",
+        }
+    }
+}
+
+fn classify(chain: &[Modifier]) -> Result<Kind, String> {
+    let Some(&first) = chain.first() else {
+        return Ok(Kind::Plain);
+    };
+    let rest = &chain[1..];
+    let one_anchor = |rest: &[Modifier], after: Modifier| -> Result<Anchor, String> {
+        let mut anchor = None;
+        for &m in rest {
+            match m {
+                Modifier::Anchor(a) if anchor.is_none() => anchor = Some(a),
+                Modifier::Anchor(_) => return Err(conflict(m, chain)),
+                Modifier::ReFlag(_) if after == Modifier::Re => {}
+                _ => {
+                    return Err(format!(
+                        "modifier `{}` cannot follow `{}`",
+                        m.name(),
+                        after.name()
+                    ))
+                }
+            }
+        }
+        Ok(anchor.unwrap_or(Anchor::Whole))
+    };
+    for &m in chain {
+        let alone = matches!(
+            m,
+            Modifier::Exists | Modifier::Cidr | Modifier::Compare(_) | Modifier::Time(_)
+        );
+        if alone && chain.len() > 1 {
+            let other = chain.iter().find(|&&o| o != m).map_or("", |o| o.name());
+            return Err(format!(
+                "modifier `{}` cannot be combined with `{other}`",
+                m.name()
+            ));
+        }
+        if matches!(m, Modifier::Re | Modifier::FieldRef) && m != first {
+            return Err(format!(
+                "modifier `{}` must come first (after `all` or `neq` only)",
+                m.name()
+            ));
+        }
+        if let Modifier::ReFlag(_) = m {
+            if first != Modifier::Re {
+                return Err(format!("modifier `{}` only applies after `re`", m.name()));
+            }
+        }
+    }
+    Ok(match first {
+        Modifier::Exists => Kind::Exists,
+        Modifier::Cidr | Modifier::Compare(_) | Modifier::Time(_) => Kind::Single(first),
+        Modifier::Re => {
+            let anchor = one_anchor(rest, first)?;
+            let flags = rest
+                .iter()
+                .filter_map(|m| match m {
+                    Modifier::ReFlag(flag) => Some(*flag),
+                    _ => None,
+                })
+                .collect();
+            Kind::Regex { flags, anchor }
+        }
+        Modifier::FieldRef => Kind::FieldRef(one_anchor(rest, first)?),
+        _ => {
+            let mut anchor: Option<Modifier> = None;
+            for &m in chain {
+                if let Modifier::Anchor(_) = m {
+                    if anchor.is_some() {
+                        return Err(conflict(m, chain));
+                    }
+                    anchor = Some(m);
+                }
+            }
+            Kind::Strings(chain.to_vec())
+        }
+    })
+}
+
+fn conflict(m: Modifier, chain: &[Modifier]) -> String {
+    let previous = chain
+        .iter()
+        .find(|o| matches!(o, Modifier::Anchor(_)))
+        .map_or("", |o| o.name());
+    format!("modifier `{}` conflicts with `{previous}`", m.name())
+}
+
+fn compile_value(
+    kind: &Kind,
+    keyword: bool,
+    node: &Node,
+    options: &LoadOptions,
+) -> Result<Matcher, Problem> {
+    let err = |message: String| Problem::new(node.line, message);
+    if let Value::Seq(_) | Value::Map(_) = node.value {
+        return Err(err(format!(
+            "a field value must be a plain value, not {}",
+            node.kind()
+        )));
+    }
+    match kind {
+        Kind::Plain if !keyword => Ok(match &node.value {
+            Value::String(s) => Matcher::String(Pattern::sigma(s, Anchor::Whole)),
+            Value::Int(i, text) => Matcher::Number {
+                value: RuleNumber::Int(*i),
+                text: Pattern::literal(text),
+            },
+            Value::Float(f, text) => Matcher::Number {
+                value: RuleNumber::Float(*f),
+                text: Pattern::literal(text),
+            },
+            Value::Bool(b) => Matcher::Bool(*b),
+            _ => Matcher::Null,
+        }),
+        // Keywords look for their value inside each string of the event unless an anchor
+        // modifier says where.
+        Kind::Plain => strings(&[], true, text(node, "a keyword")?, options).map_err(err),
+        Kind::Strings(chain) => {
+            strings(chain, keyword, text(node, "a string modifier")?, options).map_err(err)
+        }
+        Kind::Regex { flags, anchor } => {
+            let source = text(node, "`re`")?;
+            let source = match anchor {
+                Anchor::Whole | Anchor::Anywhere => source.to_owned(),
+                Anchor::Start => format!(r"\A(?:{source})"),
+                Anchor::End => format!(r"(?:{source})\z"),
+            };
+            RegexBuilder::new(&source)
+                .case_insensitive(flags.contains(&ReFlag::IgnoreCase))
+                .multi_line(flags.contains(&ReFlag::MultiLine))
+                .dot_matches_new_line(flags.contains(&ReFlag::DotAll))
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map(Matcher::Regex)
+                .map_err(|e| err(format!("invalid regular expression: {}", one_line(&e))))
+        }
+        Kind::FieldRef(anchor) => {
+            let name = text(node, "`fieldref`")?;
+            let tokens = sigma_tokens(name);
+            let plain: Option<String> = tokens
+                .iter()
+                .map(|t| match t {
+                    Token::Char(c) => Some(*c),
+                    Token::Any | Token::One => None,
+                })
+                .collect();
+            match plain {
+                Some(name) if !name.is_empty() => Ok(Matcher::FieldRef {
+                    path: FieldPath::new(&name),
+                    anchor: *anchor,
+                }),
+                Some(_) => Err(err("a field reference cannot be empty".into())),
+                None => Err(err("a field reference cannot hold wildcards".into())),
+            }
+        }
+        Kind::Single(Modifier::Cidr) => {
+            let text = text(node, "`cidr`")?;
+            let net = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    err(format!(
+                        "`cidr` needs a network such as 10.0.0.0/8, not {text:?}"
+                    ))
+                })?;
+            Ok(Matcher::Cidr(net.trunc()))
+        }
+        Kind::Single(Modifier::Compare(op)) => {
+            let value = match node.value {
+                Value::Int(i, _) => RuleNumber::Int(i),
+                Value::Float(f, _) => RuleNumber::Float(f),
+                _ => {
+                    return Err(err(format!(
+                        "`{}` needs a number, not {}",
+                        Modifier::Compare(*op).name(),
+                        node.kind()
+                    )))
+                }
+            };
+            Ok(Matcher::Compare { op: *op, value })
+        }
+        Kind::Single(Modifier::Time(part)) => {
+            let name = Modifier::Time(*part).name();
+            let Value::Int(value, _) = node.value else {
+                return Err(err(format!(
+                    "`{name}` needs a whole number, not {}",
+                    node.kind()
+                )));
+            };
+            let (low, high) = part.range();
+            if !(low..=high).contains(&value) {
+                return Err(err(format!(
+                    "`{name}` is between {low} and {high}, not {value}"
+                )));
+            }
+            Ok(Matcher::Time { part: *part, value })
+        }
+        Kind::Single(_) | Kind::Exists => Err(err("unexpected modifier".into())),
+    }
+}
+
+fn one_line(error: &regex::Error) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of a scalar value; numbers and booleans as written.
+fn text<'a>(node: &'a Node, what: &str) -> Result<&'a str, Problem> {
+    node.scalar_text()
+        .ok_or_else(|| Problem::new(node.line, format!("{what} cannot take {}", node.kind())))
+}
+
+/// A value on its way through string transformations: bytes, since the encodings produce
+/// bytes that need not be text, and the wildcards around them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Byte(u8),
+    /// A percent sign escaped as `\%` in a value that `expand` will see: plain, never the start
+    /// of a placeholder. Everything but `expand` reads it as the byte.
+    Percent,
+    Any,
+    One,
+}
+
+/// Reads a value that `expand` applies to: as [`sigma_tokens`], and `\%` is a plain percent
+/// sign. `\\%` is a backslash before a placeholder, since `\\` is an escaped backslash.
+fn expand_pieces(value: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut segment = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some('%')) => {
+                chars.next();
+                out.extend(pieces(&sigma_tokens(&segment)));
+                segment.clear();
+                out.push(Piece::Percent);
+            }
+            ('\\', Some('\\')) => {
+                chars.next();
+                segment.push_str("\\\\");
+            }
+            (c, _) => segment.push(c),
+        }
+    }
+    out.extend(pieces(&sigma_tokens(&segment)));
+    out
+}
+
+fn pieces(tokens: &[Token]) -> Vec<Piece> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        match token {
+            Token::Char(c) => {
+                let mut buf = [0; 4];
+                out.extend(c.encode_utf8(&mut buf).bytes().map(Piece::Byte));
+            }
+            Token::Any => out.push(Piece::Any),
+            Token::One => out.push(Piece::One),
+        }
+    }
+    out
+}
+
+fn bytes_only(value: &[Piece]) -> Option<Vec<u8>> {
+    value
+        .iter()
+        .map(|p| match p {
+            Piece::Byte(b) => Some(*b),
+            Piece::Percent => Some(b'%'),
+            Piece::Any | Piece::One => None,
+        })
+        .collect()
+}
+
+/// Applies a chain of string modifiers to one value and compiles the variants it yields.
+fn strings(
+    chain: &[Modifier],
+    keyword: bool,
+    value: &str,
+    options: &LoadOptions,
+) -> Result<Matcher, String> {
+    let mut variants = vec![if chain.contains(&Modifier::Expand) {
+        expand_pieces(value)
+    } else {
+        pieces(&sigma_tokens(value))
+    }];
+    let mut cased = false;
+    let mut anchored = false;
+    for &modifier in chain {
+        let mut next = Vec::with_capacity(variants.len());
+        for variant in variants {
+            match modifier {
+                Modifier::Anchor(anchor) => {
+                    anchored = true;
+                    next.push(anchor_pieces(variant, anchor));
+                }
+                Modifier::Cased => {
+                    cased = true;
+                    next.push(variant);
+                }
+                Modifier::Windash => windash(&variant, &mut next)?,
+                Modifier::Base64 => {
+                    let data = bytes_only(&variant)
+                        .ok_or("`base64` cannot encode wildcards; put `contains` after it")?;
+                    next.push(STANDARD.encode(data).bytes().map(Piece::Byte).collect());
+                }
+                Modifier::Base64Offset => base64_offsets(&variant, &mut next)?,
+                Modifier::Utf16(form) => next.push(utf16(&variant, form)?),
+                Modifier::Expand => expand(&variant, options, &mut next)?,
+                other => {
+                    return Err(format!(
+                        "modifier `{}` is not a string modifier",
+                        other.name()
+                    ))
+                }
+            }
+            if next.len() > MAX_VARIANTS {
+                return Err(format!(
+                    "the value expands into more than {MAX_VARIANTS} variants"
+                ));
+            }
+        }
+        variants = next;
+    }
+    let mut matchers = variants
+        .into_iter()
+        .map(|mut variant| {
+            if keyword && !anchored {
+                variant = anchor_pieces(variant, Anchor::Anywhere);
+            }
+            Ok(Matcher::String(Pattern::from_tokens(
+                tokens(&variant)?,
+                cased,
+            )))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(if matchers.len() == 1 {
+        matchers.remove(0)
+    } else {
+        Matcher::AnyOf(matchers)
+    })
+}
+
+fn anchor_pieces(variant: Vec<Piece>, anchor: Anchor) -> Vec<Piece> {
+    let mut out = Vec::with_capacity(variant.len() + 2);
+    if matches!(anchor, Anchor::End | Anchor::Anywhere) && variant.first() != Some(&Piece::Any) {
+        out.push(Piece::Any);
+    }
+    let ends_any = variant.last() == Some(&Piece::Any);
+    out.extend(variant);
+    if matches!(anchor, Anchor::Start | Anchor::Anywhere) && !ends_any {
+        out.push(Piece::Any);
+    }
+    out
+}
+
+/// Pieces back to pattern tokens; the bytes must be text by now.
+fn tokens(variant: &[Piece]) -> Result<Vec<Token>, String> {
+    let mut out = Vec::with_capacity(variant.len());
+    let mut run = Vec::new();
+    let flush = |run: &mut Vec<u8>, out: &mut Vec<Token>| -> Result<(), String> {
+        let text = std::str::from_utf8(run).map_err(|_| {
+            concat!(
+                "the encoded value is not text (UTF-16 bytes); ",
+                "follow the utf16 modifier with `base64` or `base64offset`"
+            )
+            .to_owned()
+        })?;
+        out.extend(text.chars().map(Token::Char));
+        run.clear();
+        Ok(())
+    };
+    for piece in variant {
+        match piece {
+            Piece::Byte(b) => run.push(*b),
+            Piece::Percent => run.push(b'%'),
+            Piece::Any | Piece::One => {
+                flush(&mut run, &mut out)?;
+                out.push(if *piece == Piece::Any {
+                    Token::Any
+                } else {
+                    Token::One
+                });
+            }
+        }
+    }
+    flush(&mut run, &mut out)?;
+    Ok(out)
+}
+
+/// The dash characters `windash` interchanges, as the specification lists them.
+const DASHES: [&str; 5] = ["-", "/", "\u{2013}", "\u{2014}", "\u{2015}"];
+
+/// Expands each `-` or `/` that starts an option word into every dash character, as pySigma
+/// does: the character must not follow a word character (`a-b` is left alone) and must be
+/// followed by one (`- ` is left alone). Wildcards count as non-word.
+fn windash(variant: &[Piece], out: &mut Vec<Vec<Piece>>) -> Result<(), String> {
+    let positions: Vec<usize> = (0..variant.len())
+        .filter(|&i| {
+            matches!(variant[i], Piece::Byte(b'-' | b'/'))
+                && !word_before(variant, i)
+                && word_at(variant, i + 1)
+        })
+        .collect();
+    let count = DASHES
+        .len()
+        .checked_pow(u32::try_from(positions.len()).unwrap_or(u32::MAX))
+        .filter(|&n| n <= MAX_VARIANTS)
+        .ok_or("`windash` would expand the value into too many variants")?;
+    for mut choice in 0..count {
+        let mut expanded = Vec::with_capacity(variant.len() + 2 * positions.len());
+        let mut from = 0;
+        for &at in &positions {
+            expanded.extend_from_slice(&variant[from..at]);
+            expanded.extend(DASHES[choice % DASHES.len()].bytes().map(Piece::Byte));
+            choice /= DASHES.len();
+            from = at + 1;
+        }
+        expanded.extend_from_slice(&variant[from..]);
+        out.push(expanded);
+    }
+    Ok(())
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether the character starting at piece `at` is a word character.
+fn word_at(variant: &[Piece], at: usize) -> bool {
+    let bytes: Vec<u8> = variant
+        .iter()
+        .skip(at)
+        .take(4)
+        .map_while(|p| match p {
+            Piece::Byte(b) => Some(*b),
+            Piece::Percent => Some(b'%'),
+            _ => None,
+        })
+        .collect();
+    let valid = match std::str::from_utf8(&bytes) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    valid.chars().next().is_some_and(is_word)
+}
+
+/// Whether the character ending just before piece `at` is a word character.
+fn word_before(variant: &[Piece], at: usize) -> bool {
+    // Step back over UTF-8 continuation bytes to the start of the previous character.
+    let mut start = at;
+    while start > 0 {
+        start -= 1;
+        match variant[start] {
+            Piece::Byte(b) if b & 0xC0 == 0x80 && at - start < 4 => continue,
+            Piece::Byte(_) => return word_at(variant, start),
+            Piece::Percent | Piece::Any | Piece::One => return false,
+        }
+    }
+    false
+}
+
+/// The three base64 forms of a value that may sit at any offset inside a longer encoded text:
+/// the value is shifted by zero, one and two bytes, encoded, and the characters that depend on
+/// the unknown neighbouring bytes are cut off, at the start by the shift and at the end by where
+/// the value's last byte falls in its group of three (as pySigma does).
+fn base64_offsets(variant: &[Piece], out: &mut Vec<Vec<Piece>>) -> Result<(), String> {
+    const START: [usize; 3] = [0, 2, 3];
+    const END_CUT: [usize; 3] = [0, 3, 2];
+    let data = bytes_only(variant)
+        .ok_or("`base64offset` cannot encode wildcards; put `contains` after it")?;
+    for shift in 0..3 {
+        let mut shifted = vec![b' '; shift];
+        shifted.extend_from_slice(&data);
+        let encoded = STANDARD.encode(&shifted);
+        let end = encoded.len() - END_CUT[(data.len() + shift) % 3];
+        let part = encoded.get(START[shift]..end).unwrap_or_default();
+        if part.is_empty() {
+            return Err("the value is too short for `base64offset`".into());
+        }
+        out.push(part.bytes().map(Piece::Byte).collect());
+    }
+    Ok(())
+}
+
+fn utf16(variant: &[Piece], form: Utf16) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::with_capacity(variant.len() * 2 + 2);
+    if form == Utf16::LeWithBom {
+        out.extend([Piece::Byte(0xFF), Piece::Byte(0xFE)]);
+    }
+    let mut run = Vec::new();
+    let flush = |run: &mut Vec<u8>, out: &mut Vec<Piece>| -> Result<(), String> {
+        let text = std::str::from_utf8(run)
+            .map_err(|_| "a utf16 modifier needs text, not an encoded value".to_owned())?;
+        for unit in text.encode_utf16() {
+            let bytes = match form {
+                Utf16::Be => unit.to_be_bytes(),
+                Utf16::Le | Utf16::LeWithBom => unit.to_le_bytes(),
+            };
+            out.extend(bytes.map(Piece::Byte));
+        }
+        run.clear();
+        Ok(())
+    };
+    for piece in variant {
+        match piece {
+            Piece::Byte(b) => run.push(*b),
+            Piece::Percent => run.push(b'%'),
+            wildcard => {
+                flush(&mut run, &mut out)?;
+                out.push(*wildcard);
+            }
+        }
+    }
+    flush(&mut run, &mut out)?;
+    Ok(out)
+}
+
+/// Replaces each `%name%` with each configured value of the placeholder (every combination when
+/// there are several).
+fn expand(
+    variant: &[Piece],
+    options: &LoadOptions,
+    out: &mut Vec<Vec<Piece>>,
+) -> Result<(), String> {
+    let mut prefixes: Vec<Vec<Piece>> = vec![Vec::new()];
+    let mut i = 0;
+    while i < variant.len() {
+        match variant[i] {
+            Piece::Percent => {
+                prefixes.iter_mut().for_each(|p| p.push(Piece::Byte(b'%')));
+                i += 1;
+            }
+            Piece::Byte(b'%') => {
+                let close = variant[i + 1..]
+                    .iter()
+                    .take_while(|p| matches!(p, Piece::Byte(_)))
+                    .position(|p| *p == Piece::Byte(b'%'))
+                    .filter(|&len| len > 0);
+                let Some(len) = close else {
+                    prefixes.iter_mut().for_each(|p| p.push(Piece::Byte(b'%')));
+                    i += 1;
+                    continue;
+                };
+                let name: Vec<u8> = bytes_only(&variant[i + 1..i + 1 + len]).unwrap_or_default();
+                let name = String::from_utf8_lossy(&name);
+                let values = options.placeholders.get(name.as_ref()).ok_or_else(|| {
+                    format!("unknown placeholder `%{name}%`: no values are configured for it")
+                })?;
+                if values.is_empty() {
+                    return Err(format!("placeholder `%{name}%` has no values configured"));
+                }
+                if prefixes.len() * values.len() > MAX_VARIANTS {
+                    return Err(format!(
+                        "the value expands into more than {MAX_VARIANTS} variants"
+                    ));
+                }
+                let expansions: Vec<Vec<Piece>> =
+                    values.iter().map(|v| pieces(&sigma_tokens(v))).collect();
+                prefixes = prefixes
+                    .iter()
+                    .flat_map(|prefix| {
+                        expansions.iter().map(move |e| {
+                            let mut joined = prefix.clone();
+                            joined.extend_from_slice(e);
+                            joined
+                        })
+                    })
+                    .collect();
+                i += len + 2;
+            }
+            piece => {
+                prefixes.iter_mut().for_each(|p| p.push(piece));
+                i += 1;
+            }
+        }
+    }
+    out.extend(prefixes);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_of(variant: &[Piece]) -> String {
+        variant
+            .iter()
+            .map(|p| match p {
+                Piece::Byte(b) => char::from(*b),
+                Piece::Percent => '%',
+                Piece::Any => '*',
+                Piece::One => '?',
+            })
+            .collect()
+    }
+
+    fn windash_all(value: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        windash(&pieces(&sigma_tokens(value)), &mut out).unwrap();
+        out.iter()
+            .map(|v| String::from_utf8(bytes_only(v).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn windash_expands_option_dashes_only() {
+        assert_eq!(
+            windash_all(" -enc "),
+            [
+                " -enc ",
+                " /enc ",
+                " \u{2013}enc ",
+                " \u{2014}enc ",
+                " \u{2015}enc "
+            ]
+        );
+        assert_eq!(windash_all("/c").len(), 5);
+        assert_eq!(windash_all("a-b"), ["a-b"]);
+        assert_eq!(windash_all("- x"), ["- x"]);
+        assert_eq!(windash_all("--x").len(), 5);
+        assert_eq!(windash_all("-a -b").len(), 25);
+        assert_eq!(windash_all("é-x"), ["é-x"]);
+    }
+
+    #[test]
+    fn base64offset_matches_pysigma() {
+        let offsets = |value: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            base64_offsets(&pieces(&sigma_tokens(value)), &mut out).unwrap();
+            out.iter().map(|v| text_of(v)).collect()
+        };
+        // base64("/c") = "L2M=", base64(" /c") = "IC9j", base64("  /c") = "ICAvYw=="
+        assert_eq!(offsets("/c"), ["L2", "9j", "vY"]);
+        assert_eq!(offsets("abc"), ["YWJj", "FiY", "hYm"]);
+        assert_eq!(offsets("abcd"), ["YWJjZ", "FiY2", "hYmNk"]);
+        assert!(base64_offsets(&pieces(&sigma_tokens("x")), &mut Vec::new()).is_err());
+        assert!(base64_offsets(&[Piece::Any], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn utf16_forms() {
+        let v = pieces(&sigma_tokens("cm"));
+        assert_eq!(
+            bytes_only(&utf16(&v, Utf16::Le).unwrap()).unwrap(),
+            b"c\0m\0"
+        );
+        assert_eq!(
+            bytes_only(&utf16(&v, Utf16::Be).unwrap()).unwrap(),
+            b"\0c\0m"
+        );
+        assert_eq!(
+            bytes_only(&utf16(&v, Utf16::LeWithBom).unwrap()).unwrap(),
+            b"\xff\xfec\0m\0"
+        );
+    }
+
+    #[test]
+    fn expand_substitutes_and_escapes() {
+        let options = LoadOptions {
+            placeholders: [("name".to_owned(), vec!["a".to_owned(), "b*".to_owned()])].into(),
+        };
+        let mut out = Vec::new();
+        expand(&expand_pieces(r"\%plain%name%"), &options, &mut out).unwrap();
+        let got: Vec<String> = out.iter().map(|v| text_of(v)).collect();
+        assert_eq!(got, ["%plaina", "%plainb*"]);
+        let err = expand(&pieces(&sigma_tokens("%nope%")), &options, &mut Vec::new());
+        assert!(err.unwrap_err().contains("`%nope%`"));
+        let mut out = Vec::new();
+        expand(&pieces(&sigma_tokens("100% sure")), &options, &mut out).unwrap();
+        assert_eq!(text_of(&out[0]), "100% sure");
+    }
+}
