@@ -17,7 +17,9 @@ use std::path::Path;
 use vigil_event::{Alert, Event};
 
 pub use error::StoreError;
-pub use query::{SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN};
+pub use query::{
+    check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
+};
 
 /// Names of the fields queries can use.
 pub mod schema {

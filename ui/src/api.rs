@@ -5,9 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use vigil_store::SearchRequest;
+use vigil_store::{parse_time, SearchRequest, StoreError};
 
 use crate::{call_store, CallError, UiState};
 
@@ -38,16 +39,56 @@ async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsPa
 struct SearchParams {
     #[serde(default)]
     q: String,
+    from: Option<String>,
+    to: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A request's time range.
+#[derive(Debug, Clone, Copy)]
+struct TimeRange {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+/// Reads `from` and `to` against one `now`, so `now-15m`..`now` is exactly 15 minutes. The
+/// error is the message for the client.
+fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
+    let now = Utc::now();
+    let read = |name: &str, text: Option<&str>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(|t| parse_time(t, now))
+            .transpose()
+            .map_err(|e| match e {
+                StoreError::Query { message, .. } => format!("{name}: {message}"),
+                other => format!("{name}: {other}"),
+            })
+    };
+    Ok(TimeRange {
+        from: read("from", from)?,
+        to: read("to", to)?,
+    })
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
 async fn search_events(
     State(state): State<UiState>,
     Query(params): Query<SearchParams>,
 ) -> Response {
+    let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
+        Ok(range) => range,
+        Err(message) => return bad_request(message),
+    };
     let request = SearchRequest {
         query: params.q,
+        from: range.from,
+        to: range.to,
         limit: clamp_limit(params.limit),
+        cursor: params.cursor.filter(|c| !c.is_empty()),
     };
     let store = state.store.clone();
     match call_store(move || store.search(&request)).await {
@@ -62,9 +103,11 @@ pub(crate) fn clamp_limit(limit: Option<usize>) -> usize {
 
 fn error_response(error: CallError) -> Response {
     match error {
-        CallError::BadQuery(message) => {
-            (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
-        }
+        CallError::BadQuery(message, position) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": message, "position": position })),
+        )
+            .into_response(),
         CallError::Failed => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({ "error": "the store failed; see the server log" })),
