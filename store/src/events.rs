@@ -17,6 +17,7 @@ use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
 
 use vigil_event::{Event, EventId};
 
+use crate::aggregate;
 use crate::index::{self, IndexHandle};
 use crate::query::translate::{QueryFields, Translator};
 use crate::query::{self, Cursor, SearchRequest, SearchResults};
@@ -267,6 +268,29 @@ impl EventIndex {
         ]))
     }
 
+    pub(crate) fn histogram(
+        &self,
+        text: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<aggregate::Histogram, StoreError> {
+        let query = self.request_query(text, from, to, Utc::now())?;
+        aggregate::histogram(&[self.searcher()], query.as_ref(), fields::TIME, from, to)
+    }
+
+    pub(crate) fn facets(
+        &self,
+        text: &str,
+        field: &str,
+        n: usize,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<aggregate::Facets, StoreError> {
+        let column = facet_column(field)?;
+        let query = self.request_query(text, from, to, Utc::now())?;
+        aggregate::facets(&[self.searcher()], query.as_ref(), &column, field, n)
+    }
+
     pub(crate) fn searcher(&self) -> Searcher {
         self.handle.reader.searcher()
     }
@@ -359,6 +383,43 @@ impl EventIndex {
             message: e.to_string(),
         })
     }
+}
+
+/// The fast column behind a facet: a keyword field, or a path inside the record.
+fn facet_column(field: &str) -> Result<String, StoreError> {
+    let keywords = [
+        fields::SOURCE_KIND,
+        fields::SOURCE_NAME,
+        fields::PRODUCT,
+        fields::SERVICE,
+        fields::CATEGORY,
+    ];
+    if keywords.contains(&field) {
+        return Ok(field.to_owned());
+    }
+    let not_a_facet = [
+        fields::ID,
+        fields::TIME,
+        fields::TEXT,
+        fields::DOC,
+        fields::TIEBREAK,
+        fields::RECORD,
+    ];
+    if not_a_facet.contains(&field) {
+        return Err(StoreError::query(format!(
+            "`{field}` has no values to count; use a source field or a path in the record"
+        )));
+    }
+    let path = field
+        .strip_prefix(fields::RECORD)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(field);
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(StoreError::query(format!(
+            "`{field}` is not a valid field path"
+        )));
+    }
+    Ok(format!("{}.{path}", fields::RECORD))
 }
 
 /// Appends every string and number in `value` to `text`, one per line, for bare-word search.

@@ -121,3 +121,143 @@ fn totals_count_all_matches_and_the_last_page_has_no_cursor() {
         other => panic!("a bad cursor is the client's error: {other:?}"),
     }
 }
+
+fn request_log(n: u32, time: DateTime<Utc>, status: u64, path: &str) -> Event {
+    let line = format!("192.0.2.{n} - - [x] \"GET {path} HTTP/1.1\" {status} 10 \"-\" \"curl\"");
+    let mut event = Event {
+        id: EventId::derive("pages access", &[&n.to_le_bytes()]),
+        time,
+        received: time,
+        source: Source {
+            kind: "flask-access".into(),
+            name: "web-1".into(),
+        },
+        logsource: LogSource::new(None, Some("flask"), Some("webserver")),
+        record: Record::Text(line),
+        fields: Map::new(),
+    };
+    event.fields.insert("sc-status".into(), json!(status));
+    event.fields.insert("cs-uri-stem".into(), json!(path));
+    event
+}
+
+fn mixed() -> (TempDir, Store) {
+    let dir = TempDir::new().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let mut events = Vec::new();
+    // Logins at minutes 0..6, requests at minutes 0..30 (status 500 on every third).
+    for n in 0..6 {
+        events.push(login(n, base() + Duration::minutes(i64::from(n))));
+    }
+    for n in 0..30 {
+        let status = if n % 3 == 0 { 500 } else { 200 };
+        let path = if n % 2 == 0 { "/login" } else { "/users" };
+        events.push(request_log(
+            n,
+            base() + Duration::minutes(i64::from(n)),
+            status,
+            path,
+        ));
+    }
+    store.index_events(&events).expect("index");
+    store.commit().expect("commit");
+    (dir, store)
+}
+
+#[test]
+fn histograms_pick_their_interval_and_count_each_bucket() {
+    let (_dir, store) = mixed();
+    let from = base();
+    let to = base() + Duration::hours(1);
+    let histogram = store
+        .histogram("", Some(from), Some(to))
+        .expect("histogram");
+    assert_eq!(histogram.interval_seconds, 30, "an hour in 30 s buckets");
+    assert_eq!(histogram.buckets.len(), 120);
+    assert_eq!(histogram.buckets[0].start, from);
+    assert_eq!(
+        histogram.buckets[0].count, 2,
+        "a login and a request at minute 0"
+    );
+    assert_eq!(histogram.buckets[1].count, 0);
+    assert_eq!(histogram.buckets[2].count, 2);
+    assert_eq!(histogram.buckets.iter().map(|b| b.count).sum::<u64>(), 36);
+
+    let errors = store
+        .histogram("sc-status:>=500", Some(from), Some(to))
+        .expect("histogram");
+    assert_eq!(errors.buckets.iter().map(|b| b.count).sum::<u64>(), 10);
+
+    let day = store
+        .histogram("", Some(from), Some(from + Duration::days(1)))
+        .expect("day");
+    assert_eq!(day.interval_seconds, 1800);
+    assert_eq!(day.buckets[0].count, 36, "all within the first half hour");
+
+    let spanning = store
+        .histogram("source_kind:cloudtrail", None, None)
+        .expect("auto");
+    assert_eq!(spanning.buckets.first().map(|b| b.start), Some(base()));
+    assert_eq!(spanning.buckets.iter().map(|b| b.count).sum::<u64>(), 6);
+    assert!(store
+        .histogram("nomatch", None, None)
+        .expect("empty")
+        .buckets
+        .is_empty());
+}
+
+#[test]
+fn facets_count_top_values_of_source_fields_and_record_paths() {
+    let (_dir, store) = mixed();
+    let by_source = store
+        .facets("", "source_kind", 10, None, None)
+        .expect("facets");
+    let pairs: Vec<(serde_json::Value, u64)> = by_source
+        .values
+        .iter()
+        .map(|v| (v.value.clone(), v.count))
+        .collect();
+    assert_eq!(
+        pairs,
+        [(json!("flask-access"), 30), (json!("cloudtrail"), 6)]
+    );
+
+    let statuses = store
+        .facets("", "sc-status", 10, None, None)
+        .expect("statuses");
+    let pairs: Vec<(serde_json::Value, u64)> = statuses
+        .values
+        .iter()
+        .map(|v| (v.value.clone(), v.count))
+        .collect();
+    assert_eq!(pairs, [(json!(200), 20), (json!(500), 10)]);
+
+    let paths = store
+        .facets("sc-status:500", "record.cs-uri-stem", 1, None, None)
+        .expect("paths");
+    assert_eq!(paths.values.len(), 1);
+    assert_eq!(paths.values[0].value, json!("/login"));
+    assert_eq!(paths.values[0].count, 5);
+    assert_eq!(paths.other_count, 5);
+
+    let users = store
+        .facets(
+            "",
+            "userIdentity.userName",
+            3,
+            Some(base()),
+            Some(base() + Duration::minutes(2)),
+        )
+        .expect("users");
+    assert_eq!(users.values.len(), 2, "the time range applies");
+
+    for bad in ["time", "doc", "text", "a..b"] {
+        assert!(
+            matches!(
+                store.facets("", bad, 5, None, None),
+                Err(StoreError::Query { .. })
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -848,3 +848,28 @@ fn indexing_and_searching_run_concurrently() {
     }
     assert_eq!(store.event_count().expect("count"), 50);
 }
+
+#[test]
+fn alerts_are_counted_by_rule() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(dir.path());
+    let mut alerts = vec![
+        alert("brute-force", Level::High, at(1, 0), at(0, 0)),
+        alert("stop-logging", Level::Critical, at(2, 0), at(1, 0)),
+    ];
+    let mut again = alert("brute-force", Level::High, at(3, 0), at(2, 0));
+    again.id = Alert::derive_id("brute-force", &[EventId::derive("other", &[b"x"])]);
+    alerts.push(again);
+    store.index_alerts(&alerts).expect("index");
+    store.commit().expect("commit");
+    let counts = store.alert_counts_by_rule(10).expect("counts");
+    let pairs: Vec<(Value, u64)> = counts
+        .values
+        .iter()
+        .map(|v| (v.value.clone(), v.count))
+        .collect();
+    assert_eq!(
+        pairs,
+        [(json!("brute-force"), 2), (json!("stop-logging"), 1)]
+    );
+}

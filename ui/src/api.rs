@@ -1,4 +1,6 @@
-//! The JSON API: `GET /api/v1/alerts` and `GET /api/v1/search`.
+//! The JSON API: `GET /api/v1/alerts`, `GET /api/v1/search` (`q`, `from`, `to`, `limit`,
+//! `cursor`), `GET /api/v1/search/histogram` (`q`, `from`, `to`) and
+//! `GET /api/v1/search/facets` (`q`, `field`, `from`, `to`, `size`).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -19,6 +21,8 @@ pub(crate) fn router() -> Router<UiState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/search", get(search_events))
+        .route("/api/v1/search/histogram", get(search_histogram))
+        .route("/api/v1/search/facets", get(search_facets))
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +97,62 @@ async fn search_events(
     let store = state.store.clone();
     match call_store(move || store.search(&request)).await {
         Ok(results) => Json(results).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistogramParams {
+    #[serde(default)]
+    q: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn search_histogram(
+    State(state): State<UiState>,
+    Query(params): Query<HistogramParams>,
+) -> Response {
+    let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
+        Ok(range) => range,
+        Err(message) => return bad_request(message),
+    };
+    let store = state.store.clone();
+    match call_store(move || store.histogram(&params.q, range.from, range.to)).await {
+        Ok(histogram) => Json(histogram).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+const DEFAULT_FACET_VALUES: usize = 10;
+
+#[derive(Debug, Deserialize)]
+struct FacetParams {
+    #[serde(default)]
+    q: String,
+    field: String,
+    from: Option<String>,
+    to: Option<String>,
+    size: Option<usize>,
+}
+
+async fn search_facets(
+    State(state): State<UiState>,
+    Query(params): Query<FacetParams>,
+) -> Response {
+    let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
+        Ok(range) => range,
+        Err(message) => return bad_request(message),
+    };
+    let size = params
+        .size
+        .unwrap_or(DEFAULT_FACET_VALUES)
+        .clamp(1, vigil_store::MAX_FACET_VALUES);
+    let store = state.store.clone();
+    match call_store(move || store.facets(&params.q, &params.field, size, range.from, range.to))
+        .await
+    {
+        Ok(facets) => Json(facets).into_response(),
         Err(error) => error_response(error),
     }
 }
