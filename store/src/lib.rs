@@ -11,6 +11,7 @@ mod alerts;
 mod error;
 mod events;
 mod index;
+mod partition;
 mod query;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use aggregate::{
     interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
 };
 pub use error::StoreError;
+pub use partition::{PartitionKey, PartitionScheme};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
 };
