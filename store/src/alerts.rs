@@ -106,6 +106,16 @@ impl AlertIndex {
         self.handle.commit()
     }
 
+    pub(crate) fn counts_by_rule(&self, n: usize) -> Result<crate::Facets, StoreError> {
+        crate::aggregate::facets(
+            &[self.handle.reader.searcher()],
+            &AllQuery,
+            fields::RULE_ID,
+            fields::RULE_ID,
+            n,
+        )
+    }
+
     /// The newest alerts, by detection time and then by the time of their last event.
     pub(crate) fn newest(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let searcher = self.handle.reader.searcher();

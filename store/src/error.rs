@@ -3,9 +3,14 @@ use std::path::PathBuf;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The search text could not be parsed; the message is meant for the person who typed it.
+    /// The search text (or a time or cursor sent with it) is wrong; the message is meant for
+    /// the person who typed it, and `position` is the byte offset in the query text it refers
+    /// to, when there is one.
     #[error("invalid query: {message}")]
-    Query { message: String },
+    Query {
+        message: String,
+        position: Option<usize>,
+    },
     /// The index directory could not be created or opened.
     #[error("cannot open the index at {path}: {source}")]
     Open {
@@ -16,6 +21,13 @@ pub enum StoreError {
     /// Tantivy failed while indexing, committing or searching.
     #[error("index error: {0}")]
     Index(#[from] tantivy::TantivyError),
+    /// Reading or removing a partition's files failed.
+    #[error("index storage error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An event or alert could not be serialized for storage.
     #[error("cannot serialize a document: {0}")]
     Serialize(#[source] serde_json::Error),
@@ -29,6 +41,14 @@ impl StoreError {
     pub(crate) fn query(message: impl Into<String>) -> Self {
         StoreError::Query {
             message: message.into(),
+            position: None,
+        }
+    }
+
+    pub(crate) fn query_at(message: impl Into<String>, position: usize) -> Self {
+        StoreError::Query {
+            message: message.into(),
+            position: Some(position),
         }
     }
 }

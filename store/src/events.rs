@@ -2,18 +2,25 @@
 
 use std::path::Path;
 
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
+use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::QueryParser;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{
-    Field, JsonObjectOptions, OwnedValue, Schema, TextOptions, Value, STORED, STRING,
+    Field, JsonObjectOptions, NumericOptions, OwnedValue, Schema, TextOptions, Value, STORED,
+    STRING,
 };
-use tantivy::{Order, TantivyDocument, Term};
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
 
-use vigil_event::Event;
+use vigil_event::{Event, EventId};
 
+use crate::aggregate;
 use crate::index::{self, IndexHandle};
-use crate::query::{self, SearchRequest, SearchResults};
+use crate::query::translate::{QueryFields, Translator};
+use crate::query::{self, Cursor, SearchRequest, SearchResults};
 use crate::StoreError;
 
 /// Field names of the events index. Queries name them directly (`source_kind:cloudtrail`), so
@@ -29,6 +36,8 @@ pub mod fields {
     pub const RECORD: &str = "record";
     pub const TEXT: &str = "text";
     pub const DOC: &str = "doc";
+    /// Orders events with the same time; see [`super::tiebreak`].
+    pub const TIEBREAK: &str = "tiebreak";
 }
 
 /// Indexing is the hot path, so the events writer gets two threads (one per core here).
@@ -47,6 +56,7 @@ struct EventFields {
     record: Field,
     text: Field,
     doc: Field,
+    tiebreak: Field,
 }
 
 fn schema() -> (Schema, EventFields) {
@@ -58,7 +68,10 @@ fn schema() -> (Schema, EventFields) {
         .set_indexing_options(index::text_indexing())
         // Kubernetes annotation keys such as `authorization.k8s.io/decision` hold dots; expanding
         // them lets the same dotted path reach a nested object or a dotted key.
-        .set_expand_dots_enabled();
+        .set_expand_dots_enabled()
+        // The raw values as columns: numeric ranges, `field:*` and facets read them instead
+        // of walking the term dictionary.
+        .set_fast("raw");
     let fields = EventFields {
         id: builder.add_text_field(fields::ID, STRING | STORED),
         time: builder.add_date_field(fields::TIME, index::timestamp()),
@@ -73,6 +86,10 @@ fn schema() -> (Schema, EventFields) {
             TextOptions::default().set_indexing_options(index::text_indexing()),
         ),
         doc: builder.add_text_field(fields::DOC, STORED),
+        tiebreak: builder.add_u64_field(
+            fields::TIEBREAK,
+            NumericOptions::default().set_indexed().set_fast(),
+        ),
     };
     (builder.build(), fields)
 }
@@ -80,23 +97,52 @@ fn schema() -> (Schema, EventFields) {
 pub(crate) struct EventIndex {
     handle: IndexHandle,
     fields: EventFields,
-    parser: QueryParser,
+    query_fields: QueryFields,
+}
+
+/// The second sort key after time, taken from the id: hits with equal times then come in a
+/// fixed order, which a cursor needs to resume exactly where a page ended.
+pub(crate) fn tiebreak(id: &EventId) -> u64 {
+    let bytes = id.as_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(first)
+}
+
+pub(crate) fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
+    let field = |name: &str| schema.get_field(name).map_err(StoreError::Index);
+    Ok(QueryFields {
+        record: field(fields::RECORD)?,
+        record_name: fields::RECORD,
+        text: field(fields::TEXT)?,
+        text_name: fields::TEXT,
+        time: field(fields::TIME)?,
+        time_name: fields::TIME,
+        keywords: [
+            fields::ID,
+            fields::SOURCE_KIND,
+            fields::SOURCE_NAME,
+            fields::PRODUCT,
+            fields::SERVICE,
+            fields::CATEGORY,
+        ]
+        .into_iter()
+        .map(|name| Ok((name, field(name)?)))
+        .collect::<Result<_, StoreError>>()?,
+        hidden: vec![fields::DOC, fields::TIEBREAK],
+        analyzer: index::text_analyzer(),
+    })
 }
 
 impl EventIndex {
     pub(crate) fn open(dir: &Path) -> Result<EventIndex, StoreError> {
         let (schema, fields) = schema();
+        let query_fields = query_fields(&schema)?;
         let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY)?;
-        // With `record` among the default fields, a field name that is not in the schema is
-        // read as a path inside the record, so `eventName:ConsoleLogin` works without the
-        // `record.` prefix. Bare words go to `text` (and the record root, which holds nothing).
-        let mut parser = QueryParser::for_index(&handle.index, vec![fields.text, fields.record]);
-        // Each added word should narrow a search, as in most log search tools.
-        parser.set_conjunction_by_default();
         Ok(EventIndex {
             handle,
             fields,
-            parser,
+            query_fields,
         })
     }
 
@@ -120,6 +166,7 @@ impl EventIndex {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(f.id, event.id.to_string());
+        doc.add_u64(f.tiebreak, tiebreak(&event.id));
         doc.add_date(f.time, index::to_tantivy(&event.time));
         doc.add_text(f.source_kind, &event.source.kind);
         doc.add_text(f.source_name, &event.source.name);
@@ -163,31 +210,158 @@ impl EventIndex {
         self.handle.reader.searcher().num_docs()
     }
 
-    pub(crate) fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
-        let query = query::parse(&self.parser, &request.query)?;
-        let searcher = self.handle.reader.searcher();
-        // Capping at the number of documents keeps a huge limit from sizing a huge heap.
-        let limit = request
-            .limit
-            .min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
-        let (total, top) = if limit == 0 {
-            let total = searcher
-                .search(&query, &Count)
-                .map_err(query::search_error)?;
-            (total, Vec::new())
-        } else {
-            let newest = TopDocs::with_limit(limit)
-                .order_by_fast_field::<tantivy::DateTime>(fields::TIME, Order::Desc);
-            searcher
-                .search(&query, &(Count, newest))
-                .map_err(query::search_error)?
+    /// The query for a request: its text, its time range and, past the first page, the
+    /// cursor's "older than" condition.
+    pub(crate) fn request_query(
+        &self,
+        text: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        let ast = query::parse(text)?;
+        let mut translator = Translator::new(&self.query_fields, now);
+        let matches = translator.query(&ast)?;
+        let mut clauses = vec![(Occur::Must, matches)];
+        if from.is_some() || to.is_some() {
+            let time =
+                |t: &DateTime<Utc>| Term::from_field_date(self.fields.time, index::to_tantivy(t));
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    from.as_ref()
+                        .map_or(Bound::Unbounded, |t| Bound::Included(time(t))),
+                    to.as_ref()
+                        .map_or(Bound::Unbounded, |t| Bound::Excluded(time(t))),
+                )),
+            ));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// Events strictly after `cursor` in newest-first order.
+    fn after_cursor(&self, cursor: Cursor) -> Box<dyn Query> {
+        let time = |nanos| {
+            Term::from_field_date(
+                self.fields.time,
+                tantivy::DateTime::from_timestamp_nanos(nanos),
+            )
         };
-        let mut hits = Vec::with_capacity(top.len());
-        for (_, address) in top {
-            let doc: TantivyDocument = searcher.doc(address)?;
+        let older = RangeQuery::new(Bound::Unbounded, Bound::Excluded(time(cursor.time_nanos)));
+        let same_time = RangeQuery::new(
+            Bound::Included(time(cursor.time_nanos)),
+            Bound::Included(time(cursor.time_nanos)),
+        );
+        let lower_tiebreak = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_u64(self.fields.tiebreak, cursor.tiebreak)),
+        );
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Should, Box::new(older) as Box<dyn Query>),
+            (
+                Occur::Should,
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(same_time) as Box<dyn Query>),
+                    (Occur::Must, Box::new(lower_tiebreak)),
+                ])),
+            ),
+        ]))
+    }
+
+    pub(crate) fn histogram(
+        &self,
+        text: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<aggregate::Histogram, StoreError> {
+        let query = self.request_query(text, from, to, Utc::now())?;
+        aggregate::histogram(&[self.searcher()], query.as_ref(), fields::TIME, from, to)
+    }
+
+    pub(crate) fn facets(
+        &self,
+        text: &str,
+        field: &str,
+        n: usize,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<aggregate::Facets, StoreError> {
+        let column = facet_column(field)?;
+        let query = self.request_query(text, from, to, Utc::now())?;
+        aggregate::facets(&[self.searcher()], query.as_ref(), &column, field, n)
+    }
+
+    pub(crate) fn searcher(&self) -> Searcher {
+        self.handle.reader.searcher()
+    }
+
+    pub(crate) fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
+        let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let query = self.request_query(&request.query, request.from, request.to, Utc::now())?;
+        let searcher = self.searcher();
+        let total = searcher
+            .search(&query, &Count)
+            .map_err(query::search_error)? as u64;
+        let page_query: Box<dyn Query> = match cursor {
+            None => query,
+            Some(cursor) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, self.after_cursor(cursor)),
+            ])),
+        };
+        let page = self.page(&searcher, page_query.as_ref(), request.limit)?;
+        let mut hits = Vec::with_capacity(page.len());
+        for (_, address) in &page {
+            let doc: TantivyDocument = searcher.doc(*address)?;
             hits.push(self.stored_event(&doc)?);
         }
-        Ok(SearchResults { total, hits })
+        let next_cursor = match page.last() {
+            Some((key, _)) if page.len() == request.limit => Some(key.encode()),
+            _ => None,
+        };
+        Ok(SearchResults {
+            total,
+            total_is_lower_bound: false,
+            hits,
+            next_cursor,
+        })
+    }
+
+    /// The newest `limit` matches with the sort keys a cursor is made of.
+    fn page(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, DocAddress)>, StoreError> {
+        // Capping at the number of documents keeps a huge limit from sizing a huge heap.
+        let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let newest = TopDocs::with_limit(limit).order_by((
+            (
+                SortByStaticFastValue::<tantivy::DateTime>::for_field(fields::TIME),
+                Order::Desc,
+            ),
+            (
+                SortByStaticFastValue::<u64>::for_field(fields::TIEBREAK),
+                Order::Desc,
+            ),
+        ));
+        let top = searcher
+            .search(query, &newest)
+            .map_err(query::search_error)?;
+        Ok(top
+            .into_iter()
+            .map(|((time, tiebreak), address)| {
+                let cursor = Cursor {
+                    time_nanos: time.map_or(i64::MIN, |t| t.into_timestamp_nanos()),
+                    tiebreak: tiebreak.unwrap_or(0),
+                };
+                (cursor, address)
+            })
+            .collect())
     }
 
     fn stored_event(&self, doc: &TantivyDocument) -> Result<Event, StoreError> {
@@ -209,6 +383,43 @@ impl EventIndex {
             message: e.to_string(),
         })
     }
+}
+
+/// The fast column behind a facet: a keyword field, or a path inside the record.
+fn facet_column(field: &str) -> Result<String, StoreError> {
+    let keywords = [
+        fields::SOURCE_KIND,
+        fields::SOURCE_NAME,
+        fields::PRODUCT,
+        fields::SERVICE,
+        fields::CATEGORY,
+    ];
+    if keywords.contains(&field) {
+        return Ok(field.to_owned());
+    }
+    let not_a_facet = [
+        fields::ID,
+        fields::TIME,
+        fields::TEXT,
+        fields::DOC,
+        fields::TIEBREAK,
+        fields::RECORD,
+    ];
+    if not_a_facet.contains(&field) {
+        return Err(StoreError::query(format!(
+            "`{field}` has no values to count; use a source field or a path in the record"
+        )));
+    }
+    let path = field
+        .strip_prefix(fields::RECORD)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(field);
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(StoreError::query(format!(
+            "`{field}` is not a valid field path"
+        )));
+    }
+    Ok(format!("{}.{path}", fields::RECORD))
 }
 
 /// Appends every string and number in `value` to `text`, one per line, for bare-word search.

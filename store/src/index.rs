@@ -25,6 +25,15 @@ pub(crate) const KEYWORD_TOKENIZER: &str = "vigil_keyword";
 /// other long indicators stay searchable.
 pub(crate) const TEXT_TOKENIZER: &str = "vigil_text";
 
+/// The analyzer behind [`TEXT_TOKENIZER`]; queries split their words with it too, so that a
+/// term is cut exactly as the indexed text was.
+pub(crate) fn text_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(256))
+        .filter(LowerCaser)
+        .build()
+}
+
 /// A full-text field, with positions for phrase queries.
 pub(crate) fn text_indexing() -> TextFieldIndexing {
     TextFieldIndexing::default()
@@ -32,9 +41,10 @@ pub(crate) fn text_indexing() -> TextFieldIndexing {
         .set_index_option(IndexRecordOption::WithFreqsAndPositions)
 }
 
-/// A keyword field: exact, case-insensitive match on the whole value.
+/// A keyword field: exact, case-insensitive match on the whole value. It is also a fast
+/// field holding the value as sent, for facets.
 pub(crate) fn keyword() -> TextOptions {
-    TextOptions::default().set_indexing_options(
+    TextOptions::default().set_fast("raw").set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(KEYWORD_TOKENIZER)
             .set_index_option(IndexRecordOption::Basic)
@@ -66,7 +76,6 @@ pub(crate) fn to_tantivy(time: &DateTime<Utc>) -> tantivy::DateTime {
 
 /// One tantivy index with its single writer and a manually reloaded reader.
 pub(crate) struct IndexHandle {
-    pub(crate) index: Index,
     writer: Mutex<IndexWriter<TantivyDocument>>,
     pub(crate) reader: IndexReader,
 }
@@ -96,13 +105,7 @@ impl IndexHandle {
                 .filter(LowerCaser)
                 .build(),
         );
-        index.tokenizers().register(
-            TEXT_TOKENIZER,
-            TextAnalyzer::builder(SimpleTokenizer::default())
-                .filter(RemoveLongFilter::limit(256))
-                .filter(LowerCaser)
-                .build(),
-        );
+        index.tokenizers().register(TEXT_TOKENIZER, text_analyzer());
         // The directory lock taken here is what stops two processes writing the same index.
         let writer = index
             .writer_with_num_threads(threads, memory_budget)
@@ -113,7 +116,6 @@ impl IndexHandle {
             .try_into()
             .map_err(|e: tantivy::TantivyError| open_err(Box::new(e)))?;
         Ok(IndexHandle {
-            index,
             writer: Mutex::new(writer),
             reader,
         })

@@ -6,18 +6,27 @@
 //! blocking threads. A [`Store`] is `Send + Sync` and meant to be shared behind an `Arc` by the
 //! indexing task and the HTTP handlers.
 
+mod aggregate;
 mod alerts;
 mod error;
 mod events;
 mod index;
+mod partition;
 mod query;
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use vigil_event::{Alert, Event};
 
+pub use aggregate::{
+    interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
+};
 pub use error::StoreError;
-pub use query::{SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN};
+pub use partition::{PartitionKey, PartitionScheme};
+pub use query::{
+    check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
+};
 
 /// Names of the fields queries can use.
 pub mod schema {
@@ -71,6 +80,36 @@ impl Store {
     /// A query with bad syntax gives [`StoreError::Query`].
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
         self.events.search(request)
+    }
+
+    /// How many events matching `query` fall in each interval of the time range; the
+    /// interval is chosen for the range ([`interval_for`]). Without a range, the histogram
+    /// spans the matching events.
+    pub fn histogram(
+        &self,
+        query: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Histogram, StoreError> {
+        self.events.histogram(query, from, to)
+    }
+
+    /// The `n` most frequent values of `field` among events matching `query`: a source
+    /// field (`source_kind` gives the counts by source) or any path in the record.
+    pub fn facets(
+        &self,
+        query: &str,
+        field: &str,
+        n: usize,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Facets, StoreError> {
+        self.events.facets(query, field, n, from, to)
+    }
+
+    /// Alert counts per rule, most frequent first.
+    pub fn alert_counts_by_rule(&self, n: usize) -> Result<Facets, StoreError> {
+        self.alerts.counts_by_rule(n)
     }
 
     /// The newest alerts, by detection time and then by the time of their last event.

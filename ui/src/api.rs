@@ -1,13 +1,16 @@
-//! The JSON API: `GET /api/v1/alerts` and `GET /api/v1/search`.
+//! The JSON API: `GET /api/v1/alerts`, `GET /api/v1/search` (`q`, `from`, `to`, `limit`,
+//! `cursor`), `GET /api/v1/search/histogram` (`q`, `from`, `to`) and
+//! `GET /api/v1/search/facets` (`q`, `field`, `from`, `to`, `size`).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use vigil_store::SearchRequest;
+use vigil_store::{parse_time, SearchRequest, StoreError};
 
 use crate::{call_store, CallError, UiState};
 
@@ -18,6 +21,8 @@ pub(crate) fn router() -> Router<UiState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/search", get(search_events))
+        .route("/api/v1/search/histogram", get(search_histogram))
+        .route("/api/v1/search/facets", get(search_facets))
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,20 +43,116 @@ async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsPa
 struct SearchParams {
     #[serde(default)]
     q: String,
+    from: Option<String>,
+    to: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A request's time range.
+#[derive(Debug, Clone, Copy)]
+struct TimeRange {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+/// Reads `from` and `to` against one `now`, so `now-15m`..`now` is exactly 15 minutes. The
+/// error is the message for the client.
+fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
+    let now = Utc::now();
+    let read = |name: &str, text: Option<&str>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(|t| parse_time(t, now))
+            .transpose()
+            .map_err(|e| match e {
+                StoreError::Query { message, .. } => format!("{name}: {message}"),
+                other => format!("{name}: {other}"),
+            })
+    };
+    Ok(TimeRange {
+        from: read("from", from)?,
+        to: read("to", to)?,
+    })
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
 async fn search_events(
     State(state): State<UiState>,
     Query(params): Query<SearchParams>,
 ) -> Response {
+    let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
+        Ok(range) => range,
+        Err(message) => return bad_request(message),
+    };
     let request = SearchRequest {
         query: params.q,
+        from: range.from,
+        to: range.to,
         limit: clamp_limit(params.limit),
+        cursor: params.cursor.filter(|c| !c.is_empty()),
     };
     let store = state.store.clone();
     match call_store(move || store.search(&request)).await {
         Ok(results) => Json(results).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistogramParams {
+    #[serde(default)]
+    q: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn search_histogram(
+    State(state): State<UiState>,
+    Query(params): Query<HistogramParams>,
+) -> Response {
+    let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
+        Ok(range) => range,
+        Err(message) => return bad_request(message),
+    };
+    let store = state.store.clone();
+    match call_store(move || store.histogram(&params.q, range.from, range.to)).await {
+        Ok(histogram) => Json(histogram).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+const DEFAULT_FACET_VALUES: usize = 10;
+
+#[derive(Debug, Deserialize)]
+struct FacetParams {
+    #[serde(default)]
+    q: String,
+    field: String,
+    from: Option<String>,
+    to: Option<String>,
+    size: Option<usize>,
+}
+
+async fn search_facets(
+    State(state): State<UiState>,
+    Query(params): Query<FacetParams>,
+) -> Response {
+    let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
+        Ok(range) => range,
+        Err(message) => return bad_request(message),
+    };
+    let size = params
+        .size
+        .unwrap_or(DEFAULT_FACET_VALUES)
+        .clamp(1, vigil_store::MAX_FACET_VALUES);
+    let store = state.store.clone();
+    match call_store(move || store.facets(&params.q, &params.field, size, range.from, range.to))
+        .await
+    {
+        Ok(facets) => Json(facets).into_response(),
         Err(error) => error_response(error),
     }
 }
@@ -62,9 +163,11 @@ pub(crate) fn clamp_limit(limit: Option<usize>) -> usize {
 
 fn error_response(error: CallError) -> Response {
     match error {
-        CallError::BadQuery(message) => {
-            (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
-        }
+        CallError::BadQuery(message, position) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": message, "position": position })),
+        )
+            .into_response(),
         CallError::Failed => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({ "error": "the store failed; see the server log" })),

@@ -57,8 +57,9 @@ pub fn security_headers() -> [(header::HeaderName, HeaderValue); 4] {
 
 /// Why a store call made on behalf of a request failed.
 pub(crate) enum CallError {
-    /// The user's query is wrong; the message says how.
-    BadQuery(String),
+    /// The user's query is wrong; the message says how, and the position (a byte offset in
+    /// the query) where, when known.
+    BadQuery(String, Option<usize>),
     /// Something on our side failed; details go to the log, not to the client.
     Failed,
 }
@@ -69,7 +70,9 @@ pub(crate) async fn call_store<T: Send + 'static>(
 ) -> Result<T, CallError> {
     match tokio::task::spawn_blocking(call).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(StoreError::Query { message })) => Err(CallError::BadQuery(message)),
+        Ok(Err(StoreError::Query { message, position })) => {
+            Err(CallError::BadQuery(message, position))
+        }
         Ok(Err(error)) => {
             tracing::error!(%error, "store request failed");
             Err(CallError::Failed)

@@ -74,7 +74,7 @@ fn error_box(error: &CallError) -> Markup {
     html! {
         div.error {
             @match error {
-                CallError::BadQuery(message) => { "Query error: " (message) }
+                CallError::BadQuery(message, _) => { "Query error: " (message) }
                 CallError::Failed => { "The search failed; the server log has the details." }
             }
         }
@@ -150,10 +150,7 @@ async fn search_page(
     if !state.token.session_matches(&headers) {
         return Redirect::to("/login").into_response();
     }
-    let request = SearchRequest {
-        query: params.q.clone(),
-        limit: clamp_limit(params.limit),
-    };
+    let request = SearchRequest::new(params.q.clone(), clamp_limit(params.limit));
     let store = state.store.clone();
     let results = call_store(move || store.search(&request)).await;
     let body = html! {

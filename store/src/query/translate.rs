@@ -1,0 +1,541 @@
+//! Lowering the AST to tantivy queries against one index's fields.
+//!
+//! How a value matches depends on the kind of field it names:
+//!
+//! - **Keyword fields** (`source_kind`, `source_name`, `product`, `service`, `category`, `id`)
+//!   hold one lowercased token per value, so terms, wildcards and regexes match the *whole
+//!   value*, ignoring case: `source_kind:kube*` finds `kubernetes-audit`.
+//! - **Record paths** (any other name, with or without the `record.` prefix) and **bare
+//!   terms** (the `text` field) are split into lowercased words, so matching is per *word*:
+//!   `userIdentity.arn:*admin*` finds `arn:aws:iam::1:role/OrgAdmin` because `orgadmin` is one
+//!   of its words. A term or wildcard that spans separators (`*role/admin*`, `db-password`)
+//!   becomes a phrase of its words, which must then be adjacent and in order. (For a wildcard
+//!   phrase on a record path, each word must be under the path and the adjacency is checked
+//!   in the full text, since tantivy has no regex phrases over JSON fields.)
+//!   Regexes (`/.../`) match one word, are anchored at both ends, and ignore case.
+//! - Numbers in records are indexed as numbers as well, so `status:401` matches the number
+//!   401 and the word "401", and ranges (`bytes:>1000`) compare numerically. Ranges over words
+//!   compare the raw values byte-wise.
+//! - `field:*` matches documents where the path holds a non-null value, at that path or
+//!   beneath it (`objectRef:*`).
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tantivy::query::{
+    AllQuery, AutomatonWeight, BooleanQuery, EmptyQuery, EnableScoring, ExistsQuery,
+    InvertedIndexRangeQuery, Occur, PhraseQuery, Query, RangeQuery, RegexPhraseQuery, RegexQuery,
+    TermQuery, Weight,
+};
+use tantivy::schema::{Field, IndexRecordOption, Type};
+use tantivy::tokenizer::{TextAnalyzer, TokenStream};
+use tantivy::Term;
+use tantivy_fst::Regex;
+
+use super::ast::{Ast, Part, Value, Word};
+use super::time::parse_time;
+use crate::StoreError;
+
+/// Longest regex accepted, before compiling; the compiler has its own size limit as well.
+const MAX_REGEX_LEN: usize = 1024;
+
+/// What the query language needs to know about an index's schema.
+pub(crate) struct QueryFields {
+    /// The JSON field holding the record; unknown field names are paths inside it.
+    pub(crate) record: Field,
+    pub(crate) record_name: &'static str,
+    /// Full text of the record's values, searched by bare terms.
+    pub(crate) text: Field,
+    pub(crate) text_name: &'static str,
+    /// The event time.
+    pub(crate) time: Field,
+    pub(crate) time_name: &'static str,
+    /// Whole-value, lowercased fields.
+    pub(crate) keywords: Vec<(&'static str, Field)>,
+    /// Fields that exist but cannot be searched (the stored document).
+    pub(crate) hidden: Vec<&'static str>,
+    pub(crate) analyzer: TextAnalyzer,
+}
+
+enum Target {
+    Keyword(Field),
+    Time(Field),
+    Text(Field),
+    Json { path: String },
+}
+
+pub(crate) struct Translator<'a> {
+    fields: &'a QueryFields,
+    analyzer: TextAnalyzer,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Translator<'a> {
+    pub(crate) fn new(fields: &'a QueryFields, now: DateTime<Utc>) -> Self {
+        Translator {
+            fields,
+            analyzer: fields.analyzer.clone(),
+            now,
+        }
+    }
+
+    pub(crate) fn query(&mut self, ast: &Ast) -> Result<Box<dyn Query>, StoreError> {
+        match ast {
+            Ast::All => Ok(Box::new(AllQuery)),
+            Ast::Not(inner) => Ok(Box::new(BooleanQuery::new(vec![
+                (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
+                (Occur::MustNot, self.query(inner)?),
+            ]))),
+            Ast::And(clauses) => {
+                let mut parts = Vec::with_capacity(clauses.len() + 1);
+                for clause in clauses {
+                    // Subtracting directly, rather than intersecting with a complement, lets
+                    // tantivy skip through the excluded postings.
+                    parts.push(match clause {
+                        Ast::Not(inner) => (Occur::MustNot, self.query(inner)?),
+                        other => (Occur::Must, self.query(other)?),
+                    });
+                }
+                if parts.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+                    parts.push((Occur::Must, Box::new(AllQuery)));
+                }
+                Ok(Box::new(BooleanQuery::new(parts)))
+            }
+            Ast::Or(alternatives) => {
+                let parts = alternatives
+                    .iter()
+                    .map(|a| Ok((Occur::Should, self.query(a)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok(Box::new(BooleanQuery::new(parts)))
+            }
+            Ast::Leaf { field, value, pos } => self
+                .leaf(field.as_deref(), value, *pos)
+                .map_err(|message| StoreError::query_at(message, *pos)),
+        }
+    }
+
+    fn target(&self, field: Option<&str>) -> Result<Target, String> {
+        let f = self.fields;
+        let Some(name) = field else {
+            return Ok(Target::Text(f.text));
+        };
+        if name == f.text_name {
+            return Ok(Target::Text(f.text));
+        }
+        if name == f.time_name {
+            return Ok(Target::Time(f.time));
+        }
+        if let Some((_, field)) = f.keywords.iter().find(|(n, _)| *n == name) {
+            return Ok(Target::Keyword(*field));
+        }
+        if f.hidden.contains(&name) || name == f.record_name {
+            return Err(format!("`{name}` cannot be searched; name a path inside the record, such as `{}.eventName`", f.record_name));
+        }
+        let path = name
+            .strip_prefix(f.record_name)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(name);
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(format!("`{name}` is not a valid field path"));
+        }
+        Ok(Target::Json {
+            path: path.to_owned(),
+        })
+    }
+
+    fn leaf(
+        &mut self,
+        field: Option<&str>,
+        value: &Value,
+        _pos: usize,
+    ) -> Result<Box<dyn Query>, String> {
+        match self.target(field)? {
+            Target::Keyword(field) => keyword_query(field, value),
+            Target::Time(field) => self.time_query(field, value),
+            Target::Text(field) => self.text_query(field, value),
+            Target::Json { path } => self.json_query(&path, value),
+        }
+    }
+
+    fn time_query(&self, field: Field, value: &Value) -> Result<Box<dyn Query>, String> {
+        let Value::Range { lower, upper } = value else {
+            return Err("`time` takes a range, as in `time:>now-1h` or `time:[2024-05-01T00:00:00Z TO now]`".into());
+        };
+        let to_term = |text: &String| {
+            parse_time(text, self.now)
+                .map(|t| Term::from_field_date(field, crate::index::to_tantivy(&t)))
+                .map_err(|e| e.to_string())
+        };
+        let (lower, upper) = (map_bound(lower, to_term)?, map_bound(upper, to_term)?);
+        if lower == Bound::Unbounded && upper == Bound::Unbounded {
+            return Ok(Box::new(AllQuery));
+        }
+        Ok(Box::new(RangeQuery::new(lower, upper)))
+    }
+
+    fn tokens(&mut self, text: &str) -> Vec<String> {
+        let mut stream = self.analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    fn text_query(&mut self, field: Field, value: &Value) -> Result<Box<dyn Query>, String> {
+        let term = |token: &str| Term::from_field_text(field, token);
+        match value {
+            Value::Word(word) if word.has_wildcard() => {
+                let pieces = word_pieces(word);
+                let patterns: Vec<String> = pieces.iter().map(|p| piece_regex(p)).collect();
+                regex_terms_query(field, &patterns, "")
+            }
+            Value::Word(word) => {
+                let tokens = self.tokens(&word.literal());
+                Ok(phrase_of(tokens.iter().map(|t| term(t)).collect()))
+            }
+            Value::Phrase(text) => {
+                let tokens = self.tokens(text);
+                Ok(phrase_of(tokens.iter().map(|t| term(t)).collect()))
+            }
+            Value::Regex(pattern) => {
+                let regex = compile(&format!("(?i:{})", checked_regex(pattern)?))?;
+                Ok(Box::new(RegexQuery::from_regex(regex, field)))
+            }
+            Value::Range { .. } => {
+                Err("a range needs a field path, as in `bytes:[100 TO 200]`".into())
+            }
+            Value::Exists => Ok(Box::new(AllQuery)),
+        }
+    }
+
+    fn json_query(&mut self, path: &str, value: &Value) -> Result<Box<dyn Query>, String> {
+        let record = self.fields.record;
+        let path_term = Term::from_field_json_path(record, path, true);
+        let str_term = |token: &str| {
+            let mut term = path_term.clone();
+            term.append_type_and_str(token);
+            term
+        };
+        match value {
+            Value::Word(word) if word.has_wildcard() => {
+                let prefix = json_key_prefix(&path_term);
+                let pieces = word_pieces(word);
+                if let [piece] = pieces.as_slice() {
+                    let regex = compile(&format!("{prefix}{}", piece_regex(piece)))?;
+                    return Ok(Box::new(JsonRegexQuery {
+                        field: record,
+                        key_prefix: path_term.serialized_value_bytes().to_vec(),
+                        regex: Arc::new(regex),
+                    }));
+                }
+                // Tantivy's regex phrases refuse JSON fields. Each word must then be under the
+                // path, and the adjacency is checked on the full text, which holds the same
+                // words in the same order.
+                let patterns: Vec<String> = pieces.iter().map(|p| piece_regex(p)).collect();
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                for pattern in &patterns {
+                    clauses.push((
+                        Occur::Must,
+                        Box::new(JsonRegexQuery {
+                            field: record,
+                            key_prefix: path_term.serialized_value_bytes().to_vec(),
+                            regex: Arc::new(compile(&format!("{prefix}{pattern}"))?),
+                        }),
+                    ));
+                }
+                clauses.push((
+                    Occur::Must,
+                    regex_terms_query(self.fields.text, &patterns, "")?,
+                ));
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            Value::Word(word) => {
+                let literal = word.literal();
+                let tokens = self.tokens(&literal);
+                let words = phrase_of(tokens.iter().map(|t| str_term(t)).collect());
+                let mut alternatives: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, words)];
+                if let Some(number) = number_term(&path_term, &literal) {
+                    alternatives.push((Occur::Should, term_query(number)));
+                }
+                if let Ok(flag) = literal.parse::<bool>() {
+                    let mut term = path_term.clone();
+                    term.append_type_and_fast_value(flag);
+                    alternatives.push((Occur::Should, term_query(term)));
+                }
+                Ok(if alternatives.len() == 1 {
+                    alternatives.remove(0).1
+                } else {
+                    Box::new(BooleanQuery::new(alternatives))
+                })
+            }
+            Value::Phrase(text) => {
+                let tokens = self.tokens(text);
+                Ok(phrase_of(tokens.iter().map(|t| str_term(t)).collect()))
+            }
+            Value::Regex(pattern) => {
+                let prefix = json_key_prefix(&path_term);
+                let regex = compile(&format!("{prefix}(?i:{})", checked_regex(pattern)?))?;
+                Ok(Box::new(JsonRegexQuery {
+                    field: record,
+                    key_prefix: path_term.serialized_value_bytes().to_vec(),
+                    regex: Arc::new(regex),
+                }))
+            }
+            Value::Range { lower, upper } => json_range(&path_term, lower, upper),
+            Value::Exists => Ok(Box::new(ExistsQuery::new(
+                format!("{}.{path}", self.fields.record_name),
+                true,
+            ))),
+        }
+    }
+}
+
+fn keyword_query(field: Field, value: &Value) -> Result<Box<dyn Query>, String> {
+    let term = |text: &str| Term::from_field_text(field, &text.to_lowercase());
+    match value {
+        Value::Word(word) if word.has_wildcard() => {
+            let regex = compile(&wildcard_regex(&word.0))?;
+            Ok(Box::new(RegexQuery::from_regex(regex, field)))
+        }
+        Value::Word(word) => Ok(term_query(term(&word.literal()))),
+        Value::Phrase(text) => Ok(term_query(term(text))),
+        Value::Regex(pattern) => {
+            let regex = compile(&format!("(?i:{})", checked_regex(pattern)?))?;
+            Ok(Box::new(RegexQuery::from_regex(regex, field)))
+        }
+        Value::Range { lower, upper } => {
+            let (lower, upper) = (
+                map_bound(lower, |t| Ok::<_, String>(term(t)))?,
+                map_bound(upper, |t| Ok::<_, String>(term(t)))?,
+            );
+            if lower == Bound::Unbounded && upper == Bound::Unbounded {
+                return Ok(Box::new(RegexQuery::from_regex(compile(".+")?, field)));
+            }
+            Ok(Box::new(InvertedIndexRangeQuery::new(lower, upper)))
+        }
+        // Keyword fields have few distinct values, so scanning their terms is cheap.
+        Value::Exists => Ok(Box::new(RegexQuery::from_regex(compile(".+")?, field))),
+    }
+}
+
+/// A numeric range when both bounds are numbers (floating point if either is), else a
+/// byte-wise range over the raw string values.
+fn json_range(
+    path_term: &Term,
+    lower: &Bound<String>,
+    upper: &Bound<String>,
+) -> Result<Box<dyn Query>, String> {
+    let texts: Vec<&String> = [lower, upper]
+        .into_iter()
+        .filter_map(|b| match b {
+            Bound::Included(t) | Bound::Excluded(t) => Some(t),
+            Bound::Unbounded => None,
+        })
+        .collect();
+    if texts.is_empty() {
+        return Err("a range needs at least one bound".into());
+    }
+    let all_int = texts.iter().all(|t| t.parse::<i64>().is_ok());
+    let all_num = texts
+        .iter()
+        .all(|t| t.parse::<f64>().is_ok_and(f64::is_finite));
+    let make = |text: &String| -> Result<Term, String> {
+        let mut term = path_term.clone();
+        if all_int {
+            term.append_type_and_fast_value(text.parse::<i64>().map_err(|e| e.to_string())?);
+        } else if all_num {
+            term.append_type_and_fast_value(text.parse::<f64>().map_err(|e| e.to_string())?);
+        } else {
+            term.append_type_and_str(text);
+        }
+        Ok(term)
+    };
+    Ok(Box::new(RangeQuery::new(
+        map_bound(lower, make)?,
+        map_bound(upper, make)?,
+    )))
+}
+
+fn map_bound<T, E>(
+    bound: &Bound<String>,
+    f: impl Fn(&String) -> Result<T, E>,
+) -> Result<Bound<T>, E> {
+    Ok(match bound {
+        Bound::Included(t) => Bound::Included(f(t)?),
+        Bound::Excluded(t) => Bound::Excluded(f(t)?),
+        Bound::Unbounded => Bound::Unbounded,
+    })
+}
+
+fn number_term(path_term: &Term, literal: &str) -> Option<Term> {
+    // Only plain decimal numbers: the helper would also read RFC 3339 text as a date term,
+    // and record dates are indexed as words, never as dates.
+    let looks_numeric = literal
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'));
+    if !looks_numeric || literal.parse::<f64>().is_err() {
+        return None;
+    }
+    tantivy::json_utils::convert_to_fast_value_and_append_to_json_term(path_term, literal, false)
+}
+
+fn term_query(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+/// One term, a phrase of several, or nothing for text without words (`field:::`).
+fn phrase_of(terms: Vec<Term>) -> Box<dyn Query> {
+    match terms.len() {
+        0 => Box::new(EmptyQuery),
+        1 => term_query(terms.into_iter().next().expect("one term")),
+        _ => Box::new(PhraseQuery::new(terms)),
+    }
+}
+
+/// One regex over a single word, or a phrase of regexes when the pattern spans separators.
+/// `key_prefix` anchors each word regex to a JSON path (empty for plain text fields).
+fn regex_terms_query(
+    field: Field,
+    patterns: &[String],
+    key_prefix: &str,
+) -> Result<Box<dyn Query>, String> {
+    let compiled = patterns
+        .iter()
+        .map(|p| compile(&format!("{key_prefix}{p}")).map(|r| (p.clone(), Arc::new(r))))
+        .collect::<Result<Vec<_>, _>>()?;
+    match compiled.len() {
+        0 => Ok(Box::new(EmptyQuery)),
+        1 => {
+            let (_, regex) = compiled.into_iter().next().expect("one regex");
+            Ok(Box::new(RegexQuery::from_regex(regex, field)))
+        }
+        _ => Ok(Box::new(RegexPhraseQuery::from_regexes(
+            field,
+            compiled
+                .into_iter()
+                .enumerate()
+                .map(|(offset, (pattern, regex))| (offset, pattern, regex))
+                .collect(),
+            0,
+        ))),
+    }
+}
+
+/// Splits a wildcard term where the word tokenizer would split its text, so each piece
+/// matches one indexed word.
+fn word_pieces(word: &Word) -> Vec<Vec<Part>> {
+    let mut pieces = Vec::new();
+    let mut current = Vec::new();
+    for part in &word.0 {
+        match part {
+            Part::Char(c) if !c.is_alphanumeric() => {
+                if !current.is_empty() {
+                    pieces.push(std::mem::take(&mut current));
+                }
+            }
+            other => current.push(*other),
+        }
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+fn piece_regex(piece: &[Part]) -> String {
+    wildcard_regex(piece)
+}
+
+/// The regex for a wildcard pattern over lowercased values.
+fn wildcard_regex(parts: &[Part]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            Part::Star => out.push_str(".*"),
+            Part::Question => out.push('.'),
+            Part::Char(c) => c.to_lowercase().for_each(|c| push_escaped(&mut out, c)),
+        }
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\\' | '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$'
+        | '#' | '&' | '-' | '~' => {
+            out.push('\\');
+            out.push(c);
+        }
+        c if c.is_control() => out.push_str(&format!("\\x{{{:x}}}", c as u32)),
+        c => out.push(c),
+    }
+}
+
+/// The regex matching the start of every string term key under a JSON path: the path with
+/// its separators, the end-of-path byte and the string type code.
+fn json_key_prefix(path_term: &Term) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(path_term.serialized_value_bytes()).chars() {
+        push_escaped(&mut out, c);
+    }
+    out.push(Type::Str.to_code() as char);
+    out
+}
+
+fn checked_regex(pattern: &str) -> Result<&str, String> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "the regex is {} bytes long; the limit is {MAX_REGEX_LEN}",
+            pattern.len()
+        ));
+    }
+    Ok(pattern)
+}
+
+fn compile(pattern: &str) -> Result<Regex, String> {
+    Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))
+}
+
+/// A regex over the words under one JSON path. Tantivy's own regex query scans the whole
+/// field; this one starts the term scan at the path, so only that path's words are visited.
+#[derive(Debug, Clone)]
+struct JsonRegexQuery {
+    field: Field,
+    key_prefix: Vec<u8>,
+    regex: Arc<Regex>,
+}
+
+impl Query for JsonRegexQuery {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<Regex>::new_for_json_path(
+            self.field,
+            self.regex.clone(),
+            &self.key_prefix,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_escape_everything_but_the_wildcards() {
+        let parts = |s: &str| {
+            s.chars()
+                .map(|c| match c {
+                    '*' => Part::Star,
+                    '?' => Part::Question,
+                    c => Part::Char(c),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(wildcard_regex(&parts("*Admin*")), ".*admin.*");
+        assert_eq!(wildcard_regex(&parts("a.b?")), "a\\.b.");
+        assert_eq!(wildcard_regex(&parts("x-(y)")), "x\\-\\(y\\)");
+        let pieces = word_pieces(&Word(parts("*role/admin*")));
+        assert_eq!(pieces, vec![parts("*role"), parts("admin*")]);
+    }
+}
