@@ -724,8 +724,10 @@ mod tests {
 
     #[test]
     fn overlap_reads_are_deduplicated_and_only_the_overlap_is_kept() {
-        let mut progress = GroupProgress::default();
-        progress.end_ms = Some(100_000);
+        let progress = GroupProgress {
+            end_ms: Some(100_000),
+            seen: HashMap::new(),
+        };
         let window = progress.next_window(120_000, POLICY).unwrap();
         assert_eq!((window.start_ms, window.end_ms), (95_000, 119_000));
         let mut walk = WindowWalk::new(window, &progress, POLICY.overlap_ms);
