@@ -830,6 +830,79 @@ mod tests {
         }
     }
 
+    fn service_error(
+        code: &str,
+        status: u16,
+    ) -> SdkError<aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError> {
+        use aws_sdk_cloudwatchlogs::error::ErrorMetadata;
+        use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
+        let raw = aws_sdk_cloudwatchlogs::config::http::HttpResponse::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        let error = FilterLogEventsError::generic(ErrorMetadata::builder().code(code).build());
+        SdkError::service_error(error, raw)
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_transient() {
+        assert!(is_transient(&service_error("ThrottlingException", 400)));
+        assert!(is_transient(&service_error(
+            "ServiceUnavailableException",
+            503
+        )));
+        assert!(is_transient(&service_error("InternalFailure", 500)));
+        assert!(!is_transient(&service_error(
+            "ResourceNotFoundException",
+            400
+        )));
+        assert!(!is_transient(&service_error("AccessDeniedException", 400)));
+    }
+
+    #[tokio::test]
+    async fn throttled_calls_are_retried_and_others_are_not() {
+        let (_stop, mut shutdown) = watch::channel(false);
+        let mut calls = 0;
+        let result = with_backoff("g", &mut shutdown, || {
+            calls += 1;
+            let outcome = if calls < 3 {
+                Err(service_error("ThrottlingException", 400))
+            } else {
+                Ok(calls)
+            };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 3);
+
+        let mut calls = 0;
+        let result: Result<(), _> = with_backoff("g", &mut shutdown, || {
+            calls += 1;
+            async { Err(service_error("ResourceNotFoundException", 400)) }
+        })
+        .await;
+        assert!(matches!(result, Err(PollError::Api(_))));
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_interrupts_a_backoff() {
+        let (stop, mut shutdown) = watch::channel(false);
+        let started = Instant::now();
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = stop.send(true);
+            stop
+        });
+        let result: Result<(), _> = with_backoff("g", &mut shutdown, || async {
+            Err(service_error("ThrottlingException", 400))
+        })
+        .await;
+        assert!(matches!(result, Err(PollError::Stopped)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(stopper.await);
+    }
+
     #[test]
     fn log_group_names_are_checked() {
         assert!(valid_log_group_name("/aws/eks/prod/cluster"));
