@@ -1,5 +1,6 @@
 //! Vigil's configuration: defaults, then `vigil.toml`, then `VIGIL_*` variables, then flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,8 @@ pub struct Config {
 pub struct SourcesConfig {
     /// Log files to follow.
     pub files: Vec<FileSourceConfig>,
+    /// CloudWatch Logs log groups to poll.
+    pub cloudwatch: Vec<CloudWatchSourceConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +59,72 @@ pub struct FileSourceConfig {
 
 fn default_poll_interval_ms() -> u64 {
     250
+}
+
+/// Polls CloudWatch Logs with `FilterLogEvents`. Credentials come from the standard AWS chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchSourceConfig {
+    /// Names the checkpoint directory; events carry their log group as the source name.
+    #[serde(default = "default_cloudwatch_name")]
+    pub name: String,
+    #[serde(default)]
+    pub log_groups: Vec<String>,
+    #[serde(default)]
+    pub log_group_prefixes: Vec<String>,
+    /// Overrides the region of the AWS chain (`AWS_REGION`, the profile, ...).
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default = "cloudwatch_defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "cloudwatch_defaults::lag_ms")]
+    pub lag_ms: u64,
+    #[serde(default = "cloudwatch_defaults::overlap_ms")]
+    pub overlap_ms: u64,
+    #[serde(default = "cloudwatch_defaults::start_lookback_ms")]
+    pub start_lookback_ms: u64,
+    #[serde(default = "cloudwatch_defaults::max_window_ms")]
+    pub max_window_ms: u64,
+    /// Events per `FilterLogEvents` page, 1 to 10000; the API's default when unset.
+    #[serde(default)]
+    pub page_size: Option<i32>,
+    /// Log group name to preset, for groups recognition would read wrongly.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
+}
+
+fn default_cloudwatch_name() -> String {
+    "cloudwatch".into()
+}
+
+/// The pull source's own defaults, so the two never drift apart.
+mod cloudwatch_defaults {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use vigil_ingest::cloudwatch::CloudWatchConfig;
+
+    fn ms(pick: impl Fn(&CloudWatchConfig) -> Duration) -> u64 {
+        let defaults = CloudWatchConfig::new("", PathBuf::new());
+        u64::try_from(pick(&defaults).as_millis()).unwrap_or(u64::MAX)
+    }
+    pub fn poll_interval_ms() -> u64 {
+        ms(|c| c.poll_interval)
+    }
+    pub fn lag_ms() -> u64 {
+        ms(|c| c.lag)
+    }
+    pub fn overlap_ms() -> u64 {
+        ms(|c| c.overlap)
+    }
+    pub fn start_lookback_ms() -> u64 {
+        ms(|c| c.start_lookback)
+    }
+    pub fn max_window_ms() -> u64 {
+        ms(|c| c.max_window)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +287,32 @@ mod tests {
             let config = Config::load(None, &flags).unwrap();
             assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
             assert_eq!(config.listen.port(), 9000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cloudwatch_sources() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                r#"
+[[sources.cloudwatch]]
+log_groups = ["/aws/eks/prod/cluster"]
+log_group_prefixes = ["/app/"]
+endpoint_url = "http://127.0.0.1:5000"
+lag_ms = 500
+overrides = { "/app/flask" = "flask-app" }
+"#,
+            )?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            let source = &config.sources.cloudwatch[0];
+            assert_eq!(source.name, "cloudwatch");
+            assert_eq!(source.log_group_prefixes, ["/app/"]);
+            assert_eq!(source.lag_ms, 500);
+            assert_eq!(source.overlap_ms, 60_000);
+            assert_eq!(source.region, None);
+            assert_eq!(source.overrides["/app/flask"], "flask-app");
             Ok(())
         });
     }

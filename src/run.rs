@@ -13,13 +13,15 @@ use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_detect::Engine;
 use vigil_event::{Alert, Event, Level};
 use vigil_ingest::cloudwatch::firehose::FirehoseState;
-use vigil_ingest::cloudwatch::LogGroupRecogniser;
+use vigil_ingest::cloudwatch::{
+    CloudWatchConfig, CloudWatchSource, LogGroupOverride, LogGroupRecogniser,
+};
 use vigil_ingest::tail::{FileTailer, TailConfig};
 use vigil_ingest::{Ingestor, SourceCatalog};
 use vigil_store::Store;
 use vigil_ui::UiState;
 
-use crate::config::{Config, FileSourceConfig};
+use crate::config::{CloudWatchSourceConfig, Config, FileSourceConfig};
 use crate::token::{self, TokenOrigin};
 use crate::{demo, rules, server, stages};
 
@@ -90,6 +92,22 @@ pub async fn run(options: RunOptions) -> Result<()> {
         let (handle, shutdown) = (tokio::runtime::Handle::current(), shutdown.clone());
         stages.spawn(async move {
             tokio::task::spawn_blocking(move || tailer.run_blocking(handle, shutdown)).await??;
+            Ok(())
+        });
+    }
+
+    let mut cloudwatch_names = std::collections::HashSet::new();
+    for source in &config.sources.cloudwatch {
+        if !cloudwatch_names.insert(source.name.as_str()) {
+            bail!(
+                "two CloudWatch sources are named {:?}; give each its own name",
+                source.name
+            );
+        }
+        let pull = cloudwatch_source(source, data_dir, ingestor.clone())?;
+        let shutdown = shutdown.clone();
+        stages.spawn(async move {
+            pull.run(shutdown).await?;
             Ok(())
         });
     }
@@ -173,12 +191,7 @@ fn file_tailer(
                 source.name, source.preset
             )
         })?;
-    if source.name.is_empty()
-        || !source
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !valid_checkpoint_name(&source.name) {
         bail!(
             "file source name {:?}: use letters, digits, '.', '_' and '-'",
             source.name
@@ -196,6 +209,58 @@ fn file_tailer(
         read_chunk_bytes: 4 * 1024 * 1024,
     };
     Ok(FileTailer::new(config, ingestor)?)
+}
+
+fn cloudwatch_source(
+    source: &CloudWatchSourceConfig,
+    data_dir: &Path,
+    ingestor: Arc<Ingestor>,
+) -> Result<CloudWatchSource> {
+    if !valid_checkpoint_name(&source.name) {
+        bail!(
+            "CloudWatch source name {:?}: use letters, digits, '.', '_' and '-'",
+            source.name
+        );
+    }
+    let catalog = SourceCatalog::builtin();
+    let mut overrides = Vec::new();
+    for (log_group, preset) in &source.overrides {
+        let spec = catalog.preset(preset).with_context(|| {
+            format!(
+                "CloudWatch source {:?}: unknown preset {preset:?} for log group {log_group:?}",
+                source.name
+            )
+        })?;
+        overrides.push(LogGroupOverride {
+            log_group: log_group.clone(),
+            spec,
+        });
+    }
+    let mut config = CloudWatchConfig::new(
+        source.name.clone(),
+        data_dir
+            .join("checkpoints")
+            .join(format!("cloudwatch-{}", source.name)),
+    );
+    config.log_groups = source.log_groups.clone();
+    config.log_group_prefixes = source.log_group_prefixes.clone();
+    config.region = source.region.clone();
+    config.endpoint_url = source.endpoint_url.clone();
+    config.poll_interval = Duration::from_millis(source.poll_interval_ms.max(10));
+    config.lag = Duration::from_millis(source.lag_ms);
+    config.overlap = Duration::from_millis(source.overlap_ms);
+    config.start_lookback = Duration::from_millis(source.start_lookback_ms);
+    config.max_window = Duration::from_millis(source.max_window_ms);
+    config.page_size = source.page_size;
+    config.overrides = overrides;
+    Ok(CloudWatchSource::new(config, ingestor)?)
+}
+
+fn valid_checkpoint_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// One process per data directory: two would interleave writes to the same bus log.
@@ -265,6 +330,18 @@ fn install_metrics() -> Result<PrometheusHandle> {
     metrics::describe_counter!(
         "vigil_quarantined_total",
         "Records quarantined instead of becoming events, per source"
+    );
+    metrics::describe_counter!(
+        "vigil_source_errors_total",
+        "Failed reads or deliveries of a pulled source, per source"
+    );
+    metrics::describe_gauge!(
+        "vigil_source_checkpoint_lag_seconds",
+        "How far behind now a CloudWatch log group's checkpoint is, per log group"
+    );
+    metrics::describe_counter!(
+        "vigil_cloudwatch_retries_total",
+        "CloudWatch calls retried after throttling or a transient error"
     );
     metrics::describe_counter!(
         "vigil_events_detected_total",
