@@ -230,6 +230,12 @@ fn rule_tests_report_malformed_test_files() {
 fn detect_reports_rule_matches_with_their_lines() {
     let output = vigil(&["detect", "--rules", "rules", "demo/cloudtrail.ndjson"]);
     assert!(output.status.success(), "{}", stderr(&output));
+    // The documented field order, for people reading the stream.
+    assert!(
+        stdout(&output).starts_with(r#"{"rule_id":"#),
+        "{}",
+        stdout(&output)
+    );
     let matches = ndjson(&output);
     let stop: Vec<&Value> = matches
         .iter()

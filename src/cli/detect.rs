@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use vigil_detect::{Detection, Detector};
 use vigil_event::{EventId, LogSource};
 
@@ -72,6 +72,40 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         summary.events, summary.bad, summary.matches
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One output line; fields in the order the issue documents them, correlation fields after.
+#[derive(Serialize)]
+struct Match<'a> {
+    rule_id: &'a str,
+    rule_title: &'a str,
+    level: &'static str,
+    /// The 1-based input line that raised it.
+    line: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    correlation: Option<CorrelationFields>,
+}
+
+#[derive(Serialize)]
+struct CorrelationFields {
+    correlation: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    group: Group,
+    aggregate: f64,
+    /// The lines of the contributing events, oldest first.
+    lines: Vec<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    lines_truncated: bool,
+}
+
+/// The group key as a JSON object in `group-by` order (a JSON map would sort it).
+struct Group(Vec<(String, String)>);
+
+impl Serialize for Group {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -143,37 +177,45 @@ fn detect_lines(
             &doc,
         );
         for detection in detections {
+            let engine = detector.engine();
             let record = match detection {
                 Detection::Rule { rule } => {
-                    let rule = &detector.engine().rules()[rule];
-                    json!({"rule_id": rule.id, "rule_title": rule.title,
-                           "level": rule.level.as_str(), "line": number})
+                    let rule = &engine.rules()[rule];
+                    Match {
+                        rule_id: &rule.id,
+                        rule_title: &rule.title,
+                        level: rule.level.as_str(),
+                        line: number,
+                        correlation: None,
+                    }
                 }
                 Detection::Correlation(m) => {
-                    let rule = &detector.engine().correlations()[m.correlation];
-                    let group: Map<String, Value> = m
-                        .group
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                        .collect();
+                    let rule = &engine.correlations()[m.correlation];
                     let mut lines: Vec<usize> = m
                         .event_ids
                         .iter()
                         .filter_map(|id| lines_by_id.get(id).copied())
                         .collect();
                     lines.sort_unstable();
-                    let mut record = json!({"rule_id": rule.id, "rule_title": rule.title,
-                        "level": rule.level.as_str(), "line": number, "correlation": true,
-                        "type": rule.kind.as_str(), "group": group, "aggregate": m.aggregate,
-                        "lines": lines});
-                    if m.event_ids_truncated {
-                        record["lines_truncated"] = Value::Bool(true);
+                    Match {
+                        rule_id: &rule.id,
+                        rule_title: &rule.title,
+                        level: rule.level.as_str(),
+                        line: number,
+                        correlation: Some(CorrelationFields {
+                            correlation: true,
+                            kind: rule.kind.as_str(),
+                            group: Group(m.group),
+                            aggregate: m.aggregate,
+                            lines,
+                            lines_truncated: m.event_ids_truncated,
+                        }),
                     }
-                    record
                 }
             };
+            let text = serde_json::to_string(&record).map_err(io::Error::other)?;
+            writeln!(out, "{text}")?;
             summary.matches += 1;
-            writeln!(out, "{record}")?;
         }
     }
     Ok(summary)
