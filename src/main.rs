@@ -1,5 +1,6 @@
 //! The `vigil` binary: command line, configuration, and the wiring of Vigil's stages.
 
+mod cli;
 mod config;
 mod demo;
 mod rules;
@@ -45,6 +46,11 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Checks, tests and explains Sigma rules.
+    #[command(subcommand)]
+    Rules(cli::RulesCommand),
+    /// Runs rules over NDJSON events (or access log lines) and prints each match as NDJSON.
+    Detect(cli::DetectArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +61,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run_command(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -63,7 +69,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_command(command: Command) -> anyhow::Result<()> {
+fn run_command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
             listen,
@@ -80,7 +86,10 @@ fn run_command(command: Command) -> anyhow::Result<()> {
                 config,
                 extra_rules: rules,
                 demo,
-            }))
+            }))?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Rules(command) => cli::run_rules(command),
+        Command::Detect(args) => cli::run_detect(args),
     }
 }

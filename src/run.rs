@@ -294,7 +294,8 @@ fn load_engine(config_dirs: &[PathBuf], extra_dirs: &[PathBuf]) -> Result<Engine
         }
         dirs.push(dir.clone());
     }
-    let loaded = rules::load_dirs(&dirs).context("cannot read the rule directories")?;
+    let loaded = rules::load_dirs(&dirs, &vigil_detect::LoadOptions::default())
+        .context("cannot read the rule directories")?;
     let built = loaded.built;
     for error in &built.errors {
         tracing::warn!("rule not loaded: {error}");

@@ -3,6 +3,8 @@
 //! Rules come in as YAML text ([`parse_rules`]), are compiled once into an [`Engine`], and
 //! events go through [`Engine::evaluate`], which returns the rules they match. There is no I/O
 //! here: reading rule files, feeding events and raising alerts belong to the callers.
+//! [`explain()`] tells a rule author why one event did or did not match the rules of one file,
+//! search by search, field by field and value by value.
 //!
 //! The crate implements a subset of the Sigma 2.1 specification and refuses what it does not
 //! implement (a rule with an unsupported modifier fails to load with a [`RuleError`] saying so)
@@ -115,6 +117,7 @@ mod detection;
 mod detector;
 mod engine;
 mod error;
+mod explain;
 mod filter;
 mod modifier;
 mod path;
@@ -133,6 +136,10 @@ pub use detector::{
 };
 pub use engine::Engine;
 pub use error::RuleError;
+pub use explain::{
+    explain, AlternativeExplanation, Explained, ItemExplanation, RuleExplanation,
+    SearchExplanation, Skipped, ValueExplanation,
+};
 pub use filter::{Filter, FilterTargets};
 pub use rule::{Rule, RuleLogSource, Status};
 pub use ruleset::{BuiltRules, RuleSetBuilder};

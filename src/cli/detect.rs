@@ -1,0 +1,222 @@
+//! `vigil detect`: run rules over a file of events and print what they raise, as NDJSON.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Args;
+use serde::Serialize;
+use vigil_detect::{Detection, Detector};
+use vigil_event::{EventId, LogSource};
+
+use super::events::{line_event, line_id};
+use super::{parse_logsource, require_no_pipelines, LoadArgs};
+use crate::rules;
+
+/// Longer lines are reported and skipped, as ingest rejects them, rather than held in memory.
+const MAX_LINE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// A rule directory or file; repeat for more. They load as one set, so correlations and
+    /// filters may refer to rules in other directories.
+    #[arg(long = "rules", value_name = "DIR", required = true)]
+    pub rules: Vec<PathBuf>,
+    /// A field-mapping pipeline to load the rules with; repeat for more.
+    #[arg(long = "pipeline", value_name = "FILE")]
+    pub pipelines: Vec<PathBuf>,
+    /// The logsource of every event, such as `product=aws,service=cloudtrail`. Without it each
+    /// line's source is recognised from its shape: a CloudTrail record, a Kubernetes audit
+    /// event, an access log line, or other JSON (which has no logsource).
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_logsource)]
+    pub logsource: Option<LogSource>,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// NDJSON events or access log lines, one per line; `-` or nothing reads stdin.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+}
+
+pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
+    require_no_pipelines(&args.pipelines)?;
+    let loaded = rules::load_dirs(&args.rules, &args.load.options())
+        .context("cannot read the rule directories")?;
+    // As `vigil run` does, detect with what loaded, but say loudly what did not.
+    for error in &loaded.built.errors {
+        eprintln!("rule not loaded: {error}");
+    }
+    let mut detector = Detector::new(loaded.built.engine);
+    let input: Box<dyn BufRead> = match &args.input {
+        Some(path) if path.as_os_str() != "-" => Box::new(BufReader::new(
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        _ => Box::new(io::stdin().lock()),
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let summary = match detect_lines(&mut detector, args.logsource.as_ref(), input, &mut out) {
+        Ok(summary) => summary,
+        // Whoever reads our output (`| head`) has seen enough.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e.into()),
+    };
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    eprintln!(
+        "{} events, {} bad lines, {} matches",
+        summary.events, summary.bad, summary.matches
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One output line; fields in the order the issue documents them, correlation fields after.
+#[derive(Serialize)]
+struct Match<'a> {
+    rule_id: &'a str,
+    rule_title: &'a str,
+    level: &'static str,
+    /// The 1-based input line that raised it.
+    line: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    correlation: Option<CorrelationFields>,
+}
+
+#[derive(Serialize)]
+struct CorrelationFields {
+    correlation: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    group: Group,
+    aggregate: f64,
+    /// The lines of the contributing events, oldest first.
+    lines: Vec<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    lines_truncated: bool,
+}
+
+/// The group key as a JSON object in `group-by` order (a JSON map would sort it).
+struct Group(Vec<(String, String)>);
+
+impl Serialize for Group {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Summary {
+    events: usize,
+    bad: usize,
+    matches: usize,
+}
+
+fn detect_lines(
+    detector: &mut Detector,
+    logsource: Option<&LogSource>,
+    mut input: impl BufRead,
+    out: &mut impl Write,
+) -> io::Result<Summary> {
+    let mut summary = Summary::default();
+    // Correlation matches name their events by id; ids are derived from line numbers.
+    let mut lines_by_id: HashMap<EventId, usize> = HashMap::new();
+    let mut buffer = Vec::new();
+    let mut number = 0;
+    loop {
+        buffer.clear();
+        if input.read_until(b'\n', &mut buffer)? == 0 {
+            break;
+        }
+        number += 1;
+        while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            buffer.pop();
+        }
+        if buffer.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad = |reason: String| eprintln!("line {number}: {reason}");
+        if buffer.len() > MAX_LINE_BYTES {
+            bad(format!("longer than {MAX_LINE_BYTES} bytes"));
+            summary.bad += 1;
+            continue;
+        }
+        let line = match std::str::from_utf8(&buffer) {
+            Ok(line) => line,
+            Err(e) => {
+                bad(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
+                summary.bad += 1;
+                continue;
+            }
+        };
+        let event = match line_event(line, number, logsource, Utc::now()) {
+            Ok(event) => event,
+            Err(reason) => {
+                bad(reason);
+                summary.bad += 1;
+                continue;
+            }
+        };
+        let doc = match event.document() {
+            Ok(doc) => doc,
+            Err(e) => {
+                bad(format!("not a JSON object: {e}"));
+                summary.bad += 1;
+                continue;
+            }
+        };
+        summary.events += 1;
+        lines_by_id.insert(line_id(number), number);
+        let detections = detector.process(
+            event.time.timestamp_millis(),
+            Some(event.id),
+            &event.logsource,
+            &doc,
+        );
+        for detection in detections {
+            let engine = detector.engine();
+            let record = match detection {
+                Detection::Rule { rule } => {
+                    let rule = &engine.rules()[rule];
+                    Match {
+                        rule_id: &rule.id,
+                        rule_title: &rule.title,
+                        level: rule.level.as_str(),
+                        line: number,
+                        correlation: None,
+                    }
+                }
+                Detection::Correlation(m) => {
+                    let rule = &engine.correlations()[m.correlation];
+                    let mut lines: Vec<usize> = m
+                        .event_ids
+                        .iter()
+                        .filter_map(|id| lines_by_id.get(id).copied())
+                        .collect();
+                    lines.sort_unstable();
+                    Match {
+                        rule_id: &rule.id,
+                        rule_title: &rule.title,
+                        level: rule.level.as_str(),
+                        line: number,
+                        correlation: Some(CorrelationFields {
+                            correlation: true,
+                            kind: rule.kind.as_str(),
+                            group: Group(m.group),
+                            aggregate: m.aggregate,
+                            lines,
+                            lines_truncated: m.event_ids_truncated,
+                        }),
+                    }
+                }
+            };
+            let text = serde_json::to_string(&record).map_err(io::Error::other)?;
+            writeln!(out, "{text}")?;
+            summary.matches += 1;
+        }
+    }
+    Ok(summary)
+}

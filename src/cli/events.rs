@@ -1,0 +1,139 @@
+//! Turning one input line into an event the way `vigil detect`, `rules test` and
+//! `rules explain` all need it: recognise the source from the line's shape (unless the user
+//! named the logsource), then normalise it with the ingest code, so the fields, the logsource
+//! and the time are exactly what the pipeline would produce.
+
+use chrono::{DateTime, Utc};
+use vigil_event::{Event, EventId, LogSource, Source};
+use vigil_ingest::parse::parse_access_log;
+use vigil_ingest::{normalise_line, RecordFormat, SourceSpec};
+
+/// The spec a line's shape says it is: a CloudTrail record, a Kubernetes audit `Event`, other
+/// JSON, or an access log line. With `logsource`, that logsource replaces the recognised one
+/// and a line that is neither JSON nor an access log line is taken as plain text.
+pub fn recognise(line: &str, logsource: Option<&LogSource>) -> Result<SourceSpec, String> {
+    let trimmed = line.trim_start();
+    let mut spec = if trimmed.starts_with('{') {
+        recognise_json(trimmed)?
+    } else {
+        match parse_access_log(line) {
+            Ok(_) => SourceSpec::access_log(),
+            Err(_) if logsource.is_some() => SourceSpec {
+                format: RecordFormat::Text,
+                ..SourceSpec::generic()
+            },
+            Err(e) => {
+                return Err(format!(
+                    "neither a JSON object nor an access log line ({e})"
+                ))
+            }
+        }
+    };
+    if let Some(logsource) = logsource {
+        spec.logsource = logsource.clone();
+    }
+    Ok(spec)
+}
+
+/// Tells CloudTrail and audit records apart by the keys only they carry, as the CloudWatch
+/// recogniser in ingest does.
+fn recognise_json(text: &str) -> Result<SourceSpec, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        event_version: Option<serde::de::IgnoredAny>,
+        event_source: Option<serde::de::IgnoredAny>,
+        kind: Option<serde_json::Value>,
+        #[serde(rename = "auditID")]
+        audit_id: Option<serde::de::IgnoredAny>,
+    }
+    let shape: Shape = serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    Ok(
+        if shape.event_version.is_some() && shape.event_source.is_some() {
+            SourceSpec::cloudtrail()
+        } else if shape.kind.as_ref().and_then(|k| k.as_str()) == Some("Event")
+            && shape.audit_id.is_some()
+        {
+            SourceSpec::kubernetes_audit()
+        } else {
+            let mut spec = SourceSpec::generic();
+            // Unrecognised JSON may still be an audit event without `kind`, so its time fields
+            // are worth a look too.
+            spec.time_fields.extend([
+                "requestReceivedTimestamp".to_owned(),
+                "stageTimestamp".to_owned(),
+            ]);
+            spec
+        },
+    )
+}
+
+/// One line as an event. `number` (1-based) makes the id, so correlation matches can be
+/// traced back to their lines; `received` is the time of records that state none.
+pub fn line_event(
+    line: &str,
+    number: usize,
+    logsource: Option<&LogSource>,
+    received: DateTime<Utc>,
+) -> Result<Event, String> {
+    let spec = recognise(line, logsource)?;
+    let source = Source {
+        kind: spec.kind.clone(),
+        name: "cli".into(),
+    };
+    normalise_line(
+        &spec,
+        &source,
+        line.as_bytes(),
+        line_id(number),
+        received,
+        None,
+    )
+}
+
+pub fn line_id(number: usize) -> EventId {
+    EventId::derive("vigil-cli line", &[&(number as u64).to_le_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_by_shape() {
+        let kind = |line: &str| recognise(line, None).map(|spec| spec.kind);
+        assert_eq!(
+            kind(r#"{"eventVersion":"1.09","eventSource":"s3.amazonaws.com"}"#).unwrap(),
+            "cloudtrail"
+        );
+        assert_eq!(
+            kind(r#"{"kind":"Event","auditID":"x","verb":"get"}"#).unwrap(),
+            "kubernetes-audit"
+        );
+        assert_eq!(kind(r#"{"kind":"Pod"}"#).unwrap(), "http");
+        assert_eq!(
+            kind(r#"1.2.3.4 - - [28/Nov/2026:09:03:11 +0000] "GET / HTTP/1.1" 200 1 "-" "x""#)
+                .unwrap(),
+            "access-log"
+        );
+        assert!(kind("hello").is_err());
+        assert!(kind("{not json").is_err());
+        let named = LogSource::new(Some("x"), None, None);
+        let spec = recognise("hello", Some(&named)).unwrap();
+        assert_eq!((spec.format, spec.logsource), (RecordFormat::Text, named));
+    }
+
+    #[test]
+    fn event_time_comes_from_the_record() {
+        let received = Utc::now();
+        let event = line_event(
+            r#"{"asctime":"2026-11-28 10:12:01,114","event":"login_failed"}"#,
+            3,
+            None,
+            received,
+        )
+        .unwrap();
+        assert_eq!(event.time.to_rfc3339(), "2026-11-28T10:12:01.114+00:00");
+        assert_eq!(event.id, line_id(3));
+    }
+}

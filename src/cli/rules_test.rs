@@ -1,0 +1,464 @@
+//! `vigil rules test DIR...`: run the test cases rule authors keep beside their rules.
+//!
+//! The convention (documented in rules/README.md): `<rule>.tests.yml` beside `<rule>.yml`
+//! holds `match:` and `no_match:` cases. A case is one `event` or a sequence of `events` (for
+//! correlations), each a JSON object written as YAML or an access log line. A `match` case
+//! passes when the rule under test raises at least once over the case's events; a `no_match`
+//! case when it never does. Every case starts from fresh correlation state.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeZone, Utc};
+use clap::Args;
+use serde_json::{Map, Value};
+use vigil_detect::{Detection, Detector, Engine};
+use vigil_event::LogSource;
+use yaml_rust2::{Yaml, YamlLoader};
+
+use super::events::line_event;
+use super::LoadArgs;
+use crate::rules::{self, is_test_file, read_text};
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Rule directories (searched recursively) holding rules and their `.tests.yml` files.
+    #[arg(value_name = "DIR", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also fail for every rule file that has no test file.
+    #[arg(long)]
+    pub require_tests: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// What a test file's cases are about.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Rule(usize),
+    Correlation(usize),
+}
+
+#[derive(Debug)]
+struct Case {
+    expect_match: bool,
+    index: usize,
+    name: Option<String>,
+    logsource: Option<LogSource>,
+    /// The lines to feed, as `vigil detect` would read them.
+    events: Vec<String>,
+}
+
+impl Case {
+    fn label(&self) -> String {
+        let kind = if self.expect_match {
+            "match"
+        } else {
+            "no_match"
+        };
+        match &self.name {
+            Some(name) => format!("{kind} {}: {name}", self.index),
+            None => format!("{kind} {}", self.index),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TestFile {
+    rule: Option<String>,
+    cases: Vec<Case>,
+}
+
+/// Records without a time of their own are placed one second apart from here, so a test run
+/// never depends on the clock.
+fn base_time() -> DateTime<Utc> {
+    Utc.timestamp_opt(946_684_800, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let loaded = rules::load_dirs(&args.paths, &args.load.options())
+        .context("cannot read the rule directories")?;
+    let engine = &loaded.built.engine;
+    let mut out = std::io::stdout().lock();
+    let mut failures = 0;
+    for error in &loaded.built.errors {
+        writeln!(
+            out,
+            "{}:{}: rule not loaded: {}",
+            error.origin, error.line, error.message
+        )?;
+        failures += 1;
+    }
+
+    let mut test_files = Vec::new();
+    for path in &args.paths {
+        if path.is_dir() {
+            rules::collect_files(path, &mut test_files)?;
+        } else {
+            test_files.push(path.clone());
+        }
+    }
+    test_files.retain(|path| is_test_file(path));
+    test_files.sort();
+
+    if args.require_tests {
+        for rule_file in rules::rule_files(&args.paths)? {
+            if !test_files
+                .iter()
+                .any(|t| rule_file_of(t).as_ref() == Some(&rule_file))
+            {
+                writeln!(
+                    out,
+                    "{}: no tests (expected {})",
+                    rule_file.display(),
+                    tests_file_name(&rule_file)
+                )?;
+                failures += 1;
+            }
+        }
+    }
+
+    let (mut cases_run, mut cases_failed) = (0, 0);
+    for path in &test_files {
+        let origin = path.display().to_string();
+        let prepared = read_text(path)
+            .and_then(|text| parse_test_file(&text))
+            .and_then(|file| {
+                let rule_file = rule_file_of(path)
+                    .ok_or_else(|| format!("no rule file beside it for {origin}"))?;
+                let target = find_target(engine, &rule_file, file.rule.as_deref())?;
+                Ok((file, target))
+            });
+        let (file, target) = match prepared {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                writeln!(out, "{origin}: {reason}")?;
+                failures += 1;
+                continue;
+            }
+        };
+        let title = match target {
+            Target::Rule(index) => &engine.rules()[index].title,
+            Target::Correlation(index) => &engine.correlations()[index].title,
+        };
+        writeln!(out, "{origin}: {title}")?;
+        if !file.cases.iter().any(|c| c.expect_match) || file.cases.iter().all(|c| c.expect_match) {
+            writeln!(
+                out,
+                "  FAIL  needs at least one `match` and one `no_match` case"
+            )?;
+            failures += 1;
+        }
+        for case in &file.cases {
+            cases_run += 1;
+            match raised(engine, target, case) {
+                Ok(raised) if raised == case.expect_match => {
+                    writeln!(out, "  ok    {}", case.label())?
+                }
+                Ok(raised) => {
+                    let why = if raised {
+                        "the rule matched, but must not"
+                    } else {
+                        "the rule did not match"
+                    };
+                    writeln!(out, "  FAIL  {}: {why}", case.label())?;
+                    cases_failed += 1;
+                }
+                Err(reason) => {
+                    writeln!(out, "  FAIL  {}: {reason}", case.label())?;
+                    cases_failed += 1;
+                }
+            }
+        }
+    }
+    failures += cases_failed;
+    writeln!(
+        out,
+        "{} test files, {cases_run} cases: {} passed, {cases_failed} failed; {failures} failures in all",
+        test_files.len(),
+        cases_run - cases_failed,
+    )?;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn tests_file_name(rule_file: &Path) -> String {
+    let stem = rule_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{stem}.tests.yml")
+}
+
+/// `x.tests.yml` tests `x.yml` (or `x.yaml`) in the same directory.
+fn rule_file_of(test_file: &Path) -> Option<PathBuf> {
+    let name = test_file.file_name()?.to_str()?;
+    let stem = name
+        .strip_suffix(".tests.yml")
+        .or_else(|| name.strip_suffix(".tests.yaml"))?;
+    ["yml", "yaml"]
+        .iter()
+        .map(|ext| test_file.with_file_name(format!("{stem}.{ext}")))
+        .find(|path| path.is_file())
+}
+
+fn find_target(engine: &Engine, rule_file: &Path, wanted: Option<&str>) -> Result<Target, String> {
+    let origin = rule_file.display().to_string();
+    let named = |id: &str, name: Option<&str>| wanted.is_none_or(|w| w == id || Some(w) == name);
+    let mut found: Vec<Target> = Vec::new();
+    for (index, rule) in engine.rules().iter().enumerate() {
+        if rule.origin == origin && named(&rule.id, rule.name.as_deref()) {
+            found.push(Target::Rule(index));
+        }
+    }
+    for (index, c) in engine.correlations().iter().enumerate() {
+        if c.origin == origin && named(&c.id, c.name.as_deref()) {
+            found.push(Target::Correlation(index));
+        }
+    }
+    match (found.as_slice(), wanted) {
+        ([one], _) => Ok(*one),
+        ([], Some(wanted)) => Err(format!("{origin} holds no loaded rule {wanted:?}")),
+        ([], None) => Err(format!("{origin} holds no loaded rule")),
+        (_, _) => Err(format!(
+            "{origin} holds {} rules; name the one under test with `rule:` (its id or name)",
+            found.len()
+        )),
+    }
+}
+
+/// Whether the target raised anything over the case's events.
+fn raised(engine: &Engine, target: Target, case: &Case) -> Result<bool, String> {
+    let mut detector = match target {
+        Target::Correlation(_) => Some(Detector::new(engine.clone())),
+        Target::Rule(_) => None,
+    };
+    let mut raised = false;
+    for (index, line) in case.events.iter().enumerate() {
+        let received = base_time() + chrono::Duration::seconds(index as i64);
+        let event = line_event(line, index + 1, case.logsource.as_ref(), received)
+            .map_err(|reason| format!("event {}: {reason}", index + 1))?;
+        let doc = event
+            .document()
+            .map_err(|e| format!("event {}: {e}", index + 1))?;
+        match (target, &mut detector) {
+            (Target::Rule(rule), _) => {
+                // Stateless, so a rule that only feeds a correlation is still tested alone.
+                raised |= engine.matching(&event.logsource, &doc).contains(&rule);
+            }
+            (Target::Correlation(correlation), Some(detector)) => {
+                raised |= detector
+                    .process(
+                        event.time.timestamp_millis(),
+                        Some(event.id),
+                        &event.logsource,
+                        &doc,
+                    )
+                    .iter()
+                    .any(
+                        |d| matches!(d, Detection::Correlation(m) if m.correlation == correlation),
+                    );
+            }
+            (Target::Correlation(_), None) => {}
+        }
+    }
+    Ok(raised)
+}
+
+fn parse_test_file(text: &str) -> Result<TestFile, String> {
+    let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let [document] = documents.as_slice() else {
+        return Err("a test file holds exactly one YAML document".into());
+    };
+    let Value::Object(top) = to_json(document)? else {
+        return Err("a test file is a mapping with `match` and `no_match` lists".into());
+    };
+    let logsource = top.get("logsource").map(to_logsource).transpose()?;
+    let rule = match top.get("rule") {
+        None => None,
+        Some(Value::String(rule)) => Some(rule.clone()),
+        Some(_) => return Err("`rule` must be a rule's id or name".into()),
+    };
+    let mut cases = Vec::new();
+    for (key, value) in &top {
+        let expect_match = match key.as_str() {
+            "match" => true,
+            "no_match" => false,
+            "rule" | "logsource" => continue,
+            other => {
+                return Err(format!(
+                    "unknown key `{other}`; expected `rule`, `logsource`, `match` and `no_match`"
+                ))
+            }
+        };
+        let Value::Array(items) = value else {
+            return Err(format!("`{key}` must be a list of cases"));
+        };
+        for (index, item) in items.iter().enumerate() {
+            let case = to_case(item, expect_match, index + 1, logsource.as_ref())
+                .map_err(|reason| format!("{key} {}: {reason}", index + 1))?;
+            cases.push(case);
+        }
+    }
+    Ok(TestFile { rule, cases })
+}
+
+fn to_case(
+    item: &Value,
+    expect_match: bool,
+    index: usize,
+    logsource: Option<&LogSource>,
+) -> Result<Case, String> {
+    let Value::Object(fields) = item else {
+        return Err("a case is a mapping with `event` or `events`".into());
+    };
+    let mut case = Case {
+        expect_match,
+        index,
+        name: None,
+        logsource: logsource.cloned(),
+        events: Vec::new(),
+    };
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("name", Value::String(name)) => case.name = Some(name.clone()),
+            ("logsource", value) => case.logsource = Some(to_logsource(value)?),
+            ("event", value) => case.events.push(to_line(value)?),
+            ("events", Value::Array(events)) => {
+                for event in events {
+                    case.events.push(to_line(event)?);
+                }
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unexpected `{other}`; a case has `name`, `event` or `events`, and `logsource`"
+                ))
+            }
+        }
+    }
+    if case.events.is_empty() {
+        return Err("the case has no `event` or `events`".into());
+    }
+    Ok(case)
+}
+
+fn to_line(event: &Value) -> Result<String, String> {
+    match event {
+        Value::Object(_) => Ok(event.to_string()),
+        Value::String(line) if !line.contains('\n') => Ok(line.clone()),
+        _ => Err("an event is a mapping (a JSON record) or a single text line".into()),
+    }
+}
+
+fn to_logsource(value: &Value) -> Result<LogSource, String> {
+    let Value::Object(fields) = value else {
+        return Err("`logsource` must map product, service and category".into());
+    };
+    let mut logsource = LogSource::default();
+    for (key, value) in fields {
+        let Value::String(value) = value else {
+            return Err(format!("logsource `{key}` must be a string"));
+        };
+        let slot = match key.as_str() {
+            "product" => &mut logsource.product,
+            "service" => &mut logsource.service,
+            "category" => &mut logsource.category,
+            other => return Err(format!("unknown logsource key `{other}`")),
+        };
+        *slot = Some(value.clone());
+    }
+    Ok(logsource)
+}
+
+fn to_json(yaml: &Yaml) -> Result<Value, String> {
+    Ok(match yaml {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(text.clone()), Value::Number),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
+        Yaml::Hash(entries) => {
+            let mut map = Map::new();
+            for (key, value) in entries {
+                let key = match key {
+                    Yaml::String(s) | Yaml::Real(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    _ => return Err("mapping keys must be scalars".into()),
+                };
+                map.insert(key, to_json(value)?);
+            }
+            Value::Object(map)
+        }
+        Yaml::Alias(_) | Yaml::BadValue => {
+            return Err("aliases and malformed values are not supported".into())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cases() {
+        let text = "\
+rule: r1
+logsource: {product: aws}
+match:
+  - name: one
+    event: {a: 1, b: [x, 'no']}
+  - events:
+      - {a: 2}
+      - '1.2.3.4 - - [28/Nov/2026:09:03:11 +0000] \"GET / HTTP/1.1\" 200 1'
+no_match:
+  - event: {a: 3}
+    logsource: {service: s}
+";
+        let file = parse_test_file(text).unwrap();
+        assert_eq!(file.rule.as_deref(), Some("r1"));
+        assert_eq!(file.cases.len(), 3);
+        assert_eq!(file.cases[0].events, vec![r#"{"a":1,"b":["x","no"]}"#]);
+        assert_eq!(file.cases[0].label(), "match 1: one");
+        assert_eq!(file.cases[1].events.len(), 2);
+        assert_eq!(
+            file.cases[2].logsource,
+            Some(LogSource::new(None, Some("s"), None))
+        );
+        assert_eq!(
+            file.cases[1].logsource,
+            Some(LogSource::new(Some("aws"), None, None))
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_files() {
+        for (text, reason) in [
+            (
+                "match: [{event: {a: 1}}]\nno-match: []\n",
+                "unknown key `no-match`",
+            ),
+            ("match: {a: 1}\n", "must be a list"),
+            ("match: [{evnt: {a: 1}}]\n", "unexpected `evnt`"),
+            ("match: [{name: x}]\n", "no `event`"),
+            ("match: [{event: 3}]\n", "an event is a mapping"),
+            ("- a\n", "a test file is a mapping"),
+            ("a: [\n", "not YAML"),
+        ] {
+            let error = parse_test_file(text).unwrap_err();
+            assert!(error.contains(reason), "{text:?}: {error}");
+        }
+    }
+}
