@@ -132,6 +132,10 @@ mod cloudwatch_defaults {
 pub struct FirehoseConfig {
     /// The access key the Firehose stream sends in `X-Amz-Firehose-Access-Key`.
     pub access_key: String,
+    /// Presets for log groups whose records recognition would get wrong, as for
+    /// `[[sources.cloudwatch]]`: `{ "/app/flask" = "flask-app" }`.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

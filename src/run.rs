@@ -1,5 +1,6 @@
 //! `vigil run`: every stage in one process, joined by the embedded bus.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,11 +142,16 @@ pub async fn run(options: RunOptions) -> Result<()> {
             bail!("firehose.access_key must be at least 16 characters");
         }
     }
-    let firehose = config.firehose.as_ref().map(|firehose| FirehoseState {
-        ingestor: ingestor.clone(),
-        access_key: firehose.access_key.as_str().into(),
-        recogniser: Arc::new(LogGroupRecogniser::default()),
-    });
+    let firehose = match &config.firehose {
+        Some(firehose) => Some(FirehoseState {
+            ingestor: ingestor.clone(),
+            access_key: firehose.access_key.as_str().into(),
+            recogniser: Arc::new(LogGroupRecogniser::new(
+                log_group_overrides(&firehose.overrides).context("firehose")?,
+            )),
+        }),
+        None => None,
+    };
     let app = server::router(ingestor, firehose, UiState { store, token }, metrics);
     let mut server_stop = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -222,20 +228,8 @@ fn cloudwatch_source(
             source.name
         );
     }
-    let catalog = SourceCatalog::builtin();
-    let mut overrides = Vec::new();
-    for (log_group, preset) in &source.overrides {
-        let spec = catalog.preset(preset).with_context(|| {
-            format!(
-                "CloudWatch source {:?}: unknown preset {preset:?} for log group {log_group:?}",
-                source.name
-            )
-        })?;
-        overrides.push(LogGroupOverride {
-            log_group: log_group.clone(),
-            spec,
-        });
-    }
+    let overrides = log_group_overrides(&source.overrides)
+        .with_context(|| format!("CloudWatch source {:?}", source.name))?;
     let mut config = CloudWatchConfig::new(
         source.name.clone(),
         data_dir
@@ -254,6 +248,23 @@ fn cloudwatch_source(
     config.page_size = source.page_size;
     config.overrides = overrides;
     Ok(CloudWatchSource::new(config, ingestor)?)
+}
+
+/// Resolves `log group = preset` settings into the specs that override recognition.
+fn log_group_overrides(settings: &BTreeMap<String, String>) -> Result<Vec<LogGroupOverride>> {
+    let catalog = SourceCatalog::builtin();
+    settings
+        .iter()
+        .map(|(log_group, preset)| {
+            let spec = catalog.preset(preset).with_context(|| {
+                format!("unknown preset {preset:?} for log group {log_group:?}")
+            })?;
+            Ok(LogGroupOverride {
+                log_group: log_group.clone(),
+                spec,
+            })
+        })
+        .collect()
 }
 
 fn valid_checkpoint_name(name: &str) -> bool {
