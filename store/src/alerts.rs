@@ -65,9 +65,9 @@ pub(crate) struct AlertIndex {
 }
 
 impl AlertIndex {
-    pub(crate) fn open(dir: &Path) -> Result<AlertIndex, StoreError> {
+    pub(crate) fn open(dir: &Path, read_only: bool) -> Result<AlertIndex, StoreError> {
         let (schema, fields) = schema();
-        let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY)?;
+        let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY, read_only)?;
         Ok(AlertIndex { handle, fields })
     }
 
@@ -76,7 +76,7 @@ impl AlertIndex {
             .iter()
             .map(|alert| Ok((alert.id.to_string(), self.document(alert)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let writer = self.handle.writer();
+        let writer = self.handle.writer()?;
         for (id, doc) in docs {
             // Same upsert as for events: a re-raised alert replaces its earlier copy.
             writer.delete_term(Term::from_field_text(self.fields.id, &id));

@@ -18,6 +18,9 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store was opened read-only and was asked to change something.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// Tantivy failed while indexing, committing or searching.
     #[error("index error: {0}")]
     Index(#[from] tantivy::TantivyError),

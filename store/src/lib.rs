@@ -16,13 +16,14 @@ mod query;
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use vigil_event::{Alert, Event};
 
 pub use aggregate::{
     interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
 };
 pub use error::StoreError;
+pub use events::PartitionStats;
 pub use partition::{PartitionKey, PartitionScheme};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
@@ -37,22 +38,140 @@ pub mod schema {
 use alerts::AlertIndex;
 use events::EventIndex;
 
+/// How long events are kept. Whole partitions are removed, so an event may outlive
+/// `max_age` by up to one partition period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Remove partitions whose whole period ended longer ago than this.
+    pub max_age: Option<Duration>,
+    /// Then remove the oldest partitions until the events take at most this many bytes.
+    pub max_bytes: Option<u64>,
+}
+
+/// How a [`Store`] is laid out and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The period of the event partitions. It is recorded on first use; opening with another
+    /// period fails rather than misreading the partitions.
+    pub partition: PartitionScheme,
+    pub retention: Retention,
+    /// Open for searching only: no writer, no directory lock, so it can sit beside a running
+    /// Vigil that writes the same directory (tantivy's meta lock keeps a reader's files from
+    /// being collected while it opens them).
+    pub read_only: bool,
+    /// Most event partitions kept open for searching at once.
+    pub max_open_partitions: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            partition: PartitionScheme::daily(),
+            retention: Retention::default(),
+            read_only: false,
+            max_open_partitions: 64,
+        }
+    }
+}
+
+/// What [`Store::apply_retention`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    /// The partitions removed, oldest first.
+    pub removed: Vec<PartitionKey>,
+    pub freed_bytes: u64,
+    /// What the remaining partitions take on disk.
+    pub remaining_bytes: u64,
+}
+
 /// The event and alert indices under one directory.
 pub struct Store {
     events: EventIndex,
     alerts: AlertIndex,
+    options: StoreOptions,
 }
 
 impl Store {
-    /// Opens or creates the indices under `dir` (`dir/events` and `dir/alerts`).
+    /// Opens or creates the indices under `dir` with the default options (daily partitions,
+    /// no retention).
     ///
-    /// Only one `Store` may have a directory open at a time; a second open fails while the
-    /// first is alive.
+    /// Only one writing `Store` may have a directory open at a time; a second open fails
+    /// while the first is alive.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens or creates the indices under `dir` (`dir/events`, one subdirectory per
+    /// partition, and `dir/alerts`).
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let read_only = options.read_only;
+        // Alerts first: their writer's directory lock is what refuses a second writing store
+        // before it touches the event partitions.
+        let alerts = AlertIndex::open(&dir.join("alerts"), read_only)?;
+        let events = EventIndex::open(
+            &dir.join("events"),
+            options.partition,
+            read_only,
+            options.max_open_partitions,
+        )?;
         Ok(Store {
-            events: EventIndex::open(&dir.join("events"))?,
-            alerts: AlertIndex::open(&dir.join("alerts"))?,
+            events,
+            alerts,
+            options,
         })
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Removes event partitions past the configured retention, by age and then by total size.
+    /// The partition holding `now` and the newest one are never removed: they are being
+    /// written.
+    pub fn apply_retention(&self, now: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
+        let sizes = self.events.sizes()?;
+        let retention = self.options.retention;
+        let expired =
+            self.events
+                .scheme()
+                .expired(&sizes, now, retention.max_age, retention.max_bytes);
+        let removed = self.events.remove_partitions(&expired)?;
+        let freed_bytes = removed.iter().map(|r| r.bytes).sum();
+        let total: u64 = sizes.iter().map(|(_, size)| size).sum();
+        Ok(RetentionReport {
+            removed: removed.iter().map(|r| r.key).collect(),
+            freed_bytes,
+            remaining_bytes: total.saturating_sub(freed_bytes),
+        })
+    }
+
+    /// The event partitions that exist, oldest first.
+    pub fn partitions(&self) -> Result<Vec<PartitionKey>, StoreError> {
+        self.events.partitions()
+    }
+
+    /// The partitions a search over `from..to` reads, newest first.
+    pub fn partitions_for(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<PartitionKey>, StoreError> {
+        self.events.plan(from, to)
+    }
+
+    /// How many partitions searches have read and how many are open.
+    pub fn partition_stats(&self) -> Result<PartitionStats, StoreError> {
+        self.events.stats()
+    }
+
+    /// Events by id, oldest first as asked, looking back from `until`; ids not found are
+    /// left out.
+    pub fn events_by_id(
+        &self,
+        ids: &[vigil_event::EventId],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.events.by_ids(ids, until)
     }
 
     /// Adds events. An event whose id is already indexed replaces the old copy, so replays
@@ -119,7 +238,7 @@ impl Store {
 
     /// The number of events searchable now (replaced copies not counted).
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.events.count())
+        self.events.count()
     }
 }
 
