@@ -31,6 +31,19 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// An alert change breaks the lifecycle rules; the message is for the analyst.
+    #[error("{0}")]
+    InvalidChange(String),
+    /// No alert has this id.
+    #[error("no alert has the id {id}")]
+    NotFound { id: String },
+    /// The alert lifecycle database failed.
+    #[error("lifecycle database error at {path}: {source}")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     /// An event or alert could not be serialized for storage.
     #[error("cannot serialize a document: {0}")]
     Serialize(#[source] serde_json::Error),

@@ -11,6 +11,7 @@ mod alerts;
 mod error;
 mod events;
 mod index;
+mod lifecycle;
 mod partition;
 mod query;
 
@@ -22,8 +23,13 @@ use vigil_event::{Alert, Event};
 pub use aggregate::{
     interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
 };
+pub use alerts::AlertFilter;
 pub use error::StoreError;
 pub use events::PartitionStats;
+pub use lifecycle::{
+    apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
+    MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
+};
 pub use partition::{PartitionKey, PartitionScheme};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
@@ -37,6 +43,37 @@ pub mod schema {
 
 use alerts::AlertIndex;
 use events::EventIndex;
+use lifecycle::Lifecycle;
+
+/// An alert with its lifecycle state, as listed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertView {
+    #[serde(flatten)]
+    pub alert: Alert,
+    #[serde(flatten)]
+    pub state: AlertState,
+}
+
+/// One alert with its state, notes and full history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertDetail {
+    #[serde(flatten)]
+    pub view: AlertView,
+    /// The notes, oldest first (also in the history, as changes of `note`).
+    pub notes: Vec<Note>,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// A note left on an alert.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    pub at: DateTime<Utc>,
+    pub author: String,
+    pub text: String,
+}
+
+/// The file holding the alert lifecycle, beside the indices.
+const LIFECYCLE_DB: &str = "alerts.sqlite";
 
 /// How long events are kept. Whole partitions are removed, so an event may outlive
 /// `max_age` by up to one partition period.
@@ -88,6 +125,11 @@ pub struct RetentionReport {
 pub struct Store {
     events: EventIndex,
     alerts: AlertIndex,
+    lifecycle: Lifecycle,
+    /// Serializes everything that writes alert documents: indexing reads the lifecycle state
+    /// and then writes the document, and a change landing in between would be overwritten
+    /// by the stale state.
+    alert_writes: std::sync::Mutex<()>,
     options: StoreOptions,
 }
 
@@ -114,11 +156,43 @@ impl Store {
             read_only,
             options.max_open_partitions,
         )?;
-        Ok(Store {
+        let lifecycle = Lifecycle::open(&dir.join(LIFECYCLE_DB), read_only)?;
+        let store = Store {
             events,
             alerts,
+            lifecycle,
+            alert_writes: std::sync::Mutex::new(()),
             options,
-        })
+        };
+        if !read_only {
+            store.repair_alert_index()?;
+        }
+        Ok(store)
+    }
+
+    /// Re-indexes alerts whose change was saved but whose index copy may not have been
+    /// committed before a crash.
+    fn repair_alert_index(&self) -> Result<(), StoreError> {
+        let pending = self.lifecycle.pending_reindex()?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let _writes = index::lock(&self.alert_writes);
+        let mut alerts = Vec::new();
+        for id in &pending {
+            if let Some(alert) = self.alerts.get(id)? {
+                alerts.push(alert);
+            }
+        }
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+        let states = self.lifecycle.states(&ids, Utc::now())?;
+        let pairs: Vec<(&Alert, &AlertState)> = alerts
+            .iter()
+            .zip(ids.iter().map(|id| &states[id]))
+            .collect();
+        self.alerts.index(&pairs)?;
+        self.alerts.commit()?;
+        self.lifecycle.reindexed(&pending)
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -181,8 +255,99 @@ impl Store {
     }
 
     /// Adds alerts, replacing any with the same id. Visible after [`Store::commit`].
+    ///
+    /// A new alert starts open. A replayed one (same rule, same events, so the same id) keeps
+    /// the lifecycle state analysts gave it.
     pub fn index_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
-        self.alerts.index(alerts)
+        let _writes = index::lock(&self.alert_writes);
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+        let states = self.lifecycle.register(&ids, Utc::now())?;
+        let pairs: Vec<(&Alert, &AlertState)> = alerts
+            .iter()
+            .zip(&ids)
+            .filter_map(|(alert, id)| states.get(id).map(|state| (alert, state)))
+            .collect();
+        self.alerts.index(&pairs)
+    }
+
+    /// Alerts matching `filter` with their state, newest first.
+    pub fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError> {
+        let alerts = self.alerts.list(filter)?;
+        self.with_states(alerts)
+    }
+
+    fn with_states(&self, alerts: Vec<Alert>) -> Result<Vec<AlertView>, StoreError> {
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+        let mut states = self.lifecycle.states(&ids, Utc::now())?;
+        Ok(alerts
+            .into_iter()
+            .zip(ids)
+            .map(|(alert, id)| AlertView {
+                state: states.remove(&id).expect("states() covers every id"),
+                alert,
+            })
+            .collect())
+    }
+
+    /// One alert with its notes and history; [`StoreError::NotFound`] when unknown.
+    pub fn alert(&self, id: &str) -> Result<AlertDetail, StoreError> {
+        let alert = self
+            .alerts
+            .get(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        let view = self
+            .with_states(vec![alert])?
+            .pop()
+            .expect("one alert in, one out");
+        let history = self.lifecycle.history(id)?;
+        let notes = history
+            .iter()
+            .filter(|h| h.field == "note")
+            .map(|h| Note {
+                at: h.at,
+                author: h.actor.clone(),
+                text: h.new.clone().unwrap_or_default(),
+            })
+            .collect();
+        Ok(AlertDetail {
+            view,
+            notes,
+            history,
+        })
+    }
+
+    /// Changes an alert's lifecycle on behalf of `actor`, and makes the new state searchable
+    /// before returning. An invalid change is [`StoreError::InvalidChange`] and changes
+    /// nothing.
+    pub fn update_alert(
+        &self,
+        id: &str,
+        change: &AlertChange,
+        actor: &str,
+    ) -> Result<AlertDetail, StoreError> {
+        let _writes = index::lock(&self.alert_writes);
+        let alert = self
+            .alerts
+            .get(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        let state = self.lifecycle.change(id, change, actor, Utc::now())?;
+        self.alerts.index(&[(&alert, &state)])?;
+        // Committing here also makes durable any alerts the indexer added since its last
+        // commit; that only makes them durable sooner than the bus offsets say.
+        self.alerts.commit()?;
+        self.lifecycle.reindexed(&[id.to_owned()])?;
+        drop(_writes);
+        self.alert(id)
+    }
+
+    /// The events of an alert, oldest first; events already removed by retention are
+    /// missing.
+    pub fn alert_events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        let alert = self
+            .alerts
+            .get(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        self.events.by_ids(&alert.event_ids, alert.time)
     }
 
     /// Makes everything indexed so far durable and searchable; returns once it is both.
