@@ -1,5 +1,7 @@
 //! The `vigil` binary: command line, configuration, and the wiring of Vigil's stages.
 
+#[path = "cli/search.rs"]
+mod cli_search;
 mod config;
 mod demo;
 mod rules;
@@ -45,6 +47,8 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Searches events in a data directory (even while Vigil runs) or on a running server.
+    Search(cli_search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,5 +86,6 @@ fn run_command(command: Command) -> anyhow::Result<()> {
                 demo,
             }))
         }
+        Command::Search(args) => cli_search::run(args),
     }
 }

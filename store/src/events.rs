@@ -229,7 +229,7 @@ impl EventIndex {
         if !read_only {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        check_scheme(dir, scheme, read_only)?;
+        let scheme = check_scheme(dir, scheme, read_only)?;
         let index = EventIndex {
             dir: dir.to_path_buf(),
             scheme,
@@ -922,8 +922,13 @@ fn to_owned_value(value: Json) -> OwnedValue {
 }
 
 /// Checks the period the partitions were cut with against the configured one, recording it
-/// on first use.
-fn check_scheme(dir: &Path, scheme: PartitionScheme, read_only: bool) -> Result<(), StoreError> {
+/// on first use. A read-only store takes whatever period is recorded: it only reads, and
+/// its opener (`vigil search`) may not know the writer's configuration.
+fn check_scheme(
+    dir: &Path,
+    scheme: PartitionScheme,
+    read_only: bool,
+) -> Result<PartitionScheme, StoreError> {
     let path = dir.join(SCHEME_FILE);
     let io = |source| StoreError::Io {
         path: path.clone(),
@@ -938,6 +943,9 @@ fn check_scheme(dir: &Path, scheme: PartitionScheme, read_only: bool) -> Result<
                     message: e.to_string(),
                 })?;
             let stored = stored["period_seconds"].as_i64().unwrap_or(0);
+            if read_only {
+                return PartitionScheme::new(chrono::Duration::seconds(stored));
+            }
             if stored != configured {
                 return Err(StoreError::Open {
                     path: dir.to_path_buf(),
@@ -949,14 +957,15 @@ fn check_scheme(dir: &Path, scheme: PartitionScheme, read_only: bool) -> Result<
                     .into(),
                 });
             }
-            Ok(())
+            Ok(scheme)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if read_only {
-                return Ok(());
+                return Ok(scheme);
             }
             let text = serde_json::json!({ "period_seconds": configured }).to_string();
-            std::fs::write(&path, text).map_err(io)
+            std::fs::write(&path, text).map_err(io)?;
+            Ok(scheme)
         }
         Err(e) => Err(io(e)),
     }

@@ -165,6 +165,20 @@ fn hourly_partitions_split_a_day() {
         .unwrap();
     assert_eq!(ns(&results.hits), [1]);
     assert_eq!(searched(&store) - before, 1);
+
+    // A read-only opener that does not know the period reads the recorded one.
+    let reader = Store::open_with(
+        _dir.path(),
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let plan = reader
+        .partitions_for(Some(day(25, 4)), Some(day(25, 5)))
+        .unwrap();
+    assert_eq!(plan, [PartitionKey { start: day(25, 4) }]);
 }
 
 #[test]
