@@ -138,6 +138,13 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<()> {
     let retention = store.options().retention;
     if retention.max_age.is_none() && retention.max_bytes.is_none() {
+        // The stage set treats a stage that ends before shutdown as a failure, so an idle
+        // retention stage waits for shutdown like the others.
+        while !stopping(&shutdown) {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
         return Ok(());
     }
     loop {
