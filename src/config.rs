@@ -152,6 +152,12 @@ pub struct IndexConfig {
     pub commit_interval_ms: u64,
     /// ...and whenever this many events wait for a commit.
     pub commit_events: usize,
+    /// One events index per `hour`, `day` or `week`. Fixed once the index exists.
+    pub partition: String,
+    /// Events older than this many days are removed, a whole partition at a time.
+    pub retention_days: Option<u64>,
+    /// Then the oldest partitions are removed until the events fit in this many bytes.
+    pub retention_max_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -193,7 +199,39 @@ impl Default for IndexConfig {
         IndexConfig {
             commit_interval_ms: 1000,
             commit_events: 20_000,
+            partition: "day".into(),
+            retention_days: None,
+            retention_max_bytes: None,
         }
+    }
+}
+
+impl IndexConfig {
+    /// The store's options, or a message naming the setting that is wrong.
+    pub fn store_options(&self) -> Result<vigil_store::StoreOptions, String> {
+        let partition = vigil_store::PartitionScheme::from_name(&self.partition).map_err(|_| {
+            format!(
+                "index.partition is `{}`; use hour, day or week",
+                self.partition
+            )
+        })?;
+        let max_age = self
+            .retention_days
+            .map(|days| {
+                i64::try_from(days)
+                    .ok()
+                    .and_then(chrono::Duration::try_days)
+            })
+            .map(|age| age.ok_or("index.retention_days is too large"))
+            .transpose()?;
+        Ok(vigil_store::StoreOptions {
+            partition,
+            retention: vigil_store::Retention {
+                max_age,
+                max_bytes: self.retention_max_bytes,
+            },
+            ..vigil_store::StoreOptions::default()
+        })
     }
 }
 

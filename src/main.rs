@@ -51,6 +51,8 @@ enum Command {
     Rules(cli::RulesCommand),
     /// Runs rules over NDJSON events (or access log lines) and prints each match as NDJSON.
     Detect(cli::DetectArgs),
+    /// Searches events in a data directory (even while Vigil runs) or on a running server.
+    Search(cli::search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,5 +93,9 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Rules(command) => cli::run_rules(command),
         Command::Detect(args) => cli::run_detect(args),
+        Command::Search(args) => {
+            cli::search::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -55,7 +55,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
             ..EmbeddedBusOptions::default()
         },
     )?);
-    let store = Arc::new(Store::open(&data_dir.join("index"))?);
+    let store_options = config
+        .index
+        .store_options()
+        .map_err(|message| anyhow::anyhow!(message))?;
+    let store = Arc::new(Store::open_with(&data_dir.join("index"), store_options)?);
     let topics = Topics::default();
     let ingestor = Arc::new(Ingestor::new(
         bus.clone(),
@@ -87,6 +91,8 @@ pub async fn run(options: RunOptions) -> Result<()> {
         config.index.clone(),
         shutdown.clone(),
     ));
+
+    stages.spawn(stages::run_retention(store.clone(), shutdown.clone()));
 
     for source in &config.sources.files {
         let tailer = file_tailer(source, data_dir, ingestor.clone())?;

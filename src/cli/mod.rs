@@ -7,6 +7,7 @@ mod events;
 mod rules_check;
 mod rules_explain;
 mod rules_test;
+pub mod search;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -129,3 +129,54 @@ async fn blocking<T: Send + 'static>(
         Err(join) => Err(format!("store task failed: {join}")),
     }
 }
+
+/// How often retention looks for partitions to remove. Partitions are at least an hour long,
+/// so a minute's delay keeps at most a minute's worth of extra data.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Removes event partitions past the configured retention, once a minute until shutdown.
+pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<()> {
+    let retention = store.options().retention;
+    if retention.max_age.is_none() && retention.max_bytes.is_none() {
+        // The stage set treats a stage that ends before shutdown as a failure, so an idle
+        // retention stage waits for shutdown like the others.
+        while !stopping(&shutdown) {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    loop {
+        let applied = {
+            let store = store.clone();
+            blocking(move || store.apply_retention(chrono::Utc::now())).await
+        };
+        match applied {
+            Ok(report) if !report.removed.is_empty() => {
+                tracing::info!(
+                    removed = ?report.removed.iter().map(|k| k.dir_name()).collect::<Vec<_>>(),
+                    freed_bytes = report.freed_bytes,
+                    remaining_bytes = report.remaining_bytes,
+                    "retention removed event partitions"
+                );
+                metrics::counter!("vigil_partitions_removed_total")
+                    .increment(report.removed.len() as u64);
+            }
+            Ok(_) => {}
+            // A failed pass is retried at the next tick; nothing is lost by waiting.
+            Err(error) => tracing::error!(%error, "retention failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if stopping(&shutdown) {
+            return Ok(());
+        }
+    }
+}

@@ -1,16 +1,22 @@
-//! The alerts index.
+//! The alerts index: the detections, with a searchable copy of their lifecycle state.
 
 use std::path::Path;
 
+use chrono::Utc;
 use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::TopDocs;
-use tantivy::query::AllQuery;
-use tantivy::schema::{Field, Schema, TextOptions, Value, STORED, STRING};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, JsonObjectOptions, OwnedValue, Schema, TextOptions, Value, STORED,
+    STRING,
+};
 use tantivy::{Order, TantivyDocument, Term};
 
 use vigil_event::Alert;
 
 use crate::index::{self, IndexHandle};
+use crate::lifecycle::AlertState;
+use crate::query::translate::{QueryFields, Translator};
 use crate::StoreError;
 
 /// Field names of the alerts index.
@@ -22,7 +28,28 @@ pub mod fields {
     pub const TAGS: &str = "tags";
     pub const DETECTED: &str = "detected";
     pub const TIME: &str = "time";
+    pub const STATUS: &str = "status";
+    pub const REASON: &str = "reason";
+    pub const ASSIGNEE: &str = "assignee";
+    pub const SOURCE_KIND: &str = "source_kind";
+    /// The rule title and correlation group as a JSON object, so `rule_title:"stop logging"`
+    /// and `group.user:alice` work like record paths do for events.
+    pub const RECORD: &str = "record";
+    pub const TEXT: &str = "text";
     pub const DOC: &str = "doc";
+}
+
+/// Filters of an alert listing, all optional and combined with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Query language over alerts: `rule_title:`, `tags:`, `status:`, `level:`, `assignee:`,
+    /// `rule_id:`, `group.<key>:`, or bare words.
+    pub query: String,
+    pub status: Option<crate::AlertStatus>,
+    pub level: Option<vigil_event::Level>,
+    /// A rule id.
+    pub rule: Option<String>,
+    pub limit: usize,
 }
 
 /// Alerts are few next to events; one thread at tantivy's minimum budget is plenty.
@@ -33,50 +60,97 @@ const WRITER_MEMORY: usize = 20_000_000;
 struct AlertFields {
     id: Field,
     rule_id: Field,
-    rule_title: Field,
     level: Field,
     tags: Field,
     detected: Field,
     time: Field,
+    status: Field,
+    reason: Field,
+    assignee: Field,
+    source_kind: Field,
+    record: Field,
+    text: Field,
     doc: Field,
 }
 
 fn schema() -> (Schema, AlertFields) {
     let mut builder = Schema::builder();
+    let text = || TextOptions::default().set_indexing_options(index::text_indexing());
     let fields = AlertFields {
         id: builder.add_text_field(fields::ID, STRING | STORED),
         rule_id: builder.add_text_field(fields::RULE_ID, index::keyword()),
-        rule_title: builder.add_text_field(
-            fields::RULE_TITLE,
-            TextOptions::default().set_indexing_options(index::text_indexing()),
-        ),
         level: builder.add_text_field(fields::LEVEL, index::keyword()),
         tags: builder.add_text_field(fields::TAGS, index::keyword()),
         detected: builder.add_date_field(fields::DETECTED, index::timestamp()),
         time: builder.add_date_field(fields::TIME, index::timestamp()),
+        status: builder.add_text_field(fields::STATUS, index::keyword()),
+        reason: builder.add_text_field(fields::REASON, index::keyword()),
+        assignee: builder.add_text_field(fields::ASSIGNEE, index::keyword()),
+        source_kind: builder.add_text_field(fields::SOURCE_KIND, index::keyword()),
+        record: builder.add_json_field(
+            fields::RECORD,
+            JsonObjectOptions::default()
+                .set_indexing_options(index::text_indexing())
+                .set_fast("raw"),
+        ),
+        text: builder.add_text_field(fields::TEXT, text()),
         doc: builder.add_text_field(fields::DOC, STORED),
     };
     (builder.build(), fields)
 }
 
+fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
+    let field = |name: &str| schema.get_field(name).map_err(StoreError::Index);
+    Ok(QueryFields {
+        record: field(fields::RECORD)?,
+        record_name: fields::RECORD,
+        text: field(fields::TEXT)?,
+        text_name: fields::TEXT,
+        time: field(fields::TIME)?,
+        time_name: fields::TIME,
+        keywords: [
+            fields::ID,
+            fields::RULE_ID,
+            fields::LEVEL,
+            fields::TAGS,
+            fields::STATUS,
+            fields::REASON,
+            fields::ASSIGNEE,
+            fields::SOURCE_KIND,
+        ]
+        .into_iter()
+        .map(|name| Ok((name, field(name)?)))
+        .collect::<Result<_, StoreError>>()?,
+        hidden: vec![fields::DOC, fields::DETECTED],
+        analyzer: index::text_analyzer(),
+    })
+}
+
 pub(crate) struct AlertIndex {
     handle: IndexHandle,
     fields: AlertFields,
+    query_fields: QueryFields,
 }
 
 impl AlertIndex {
-    pub(crate) fn open(dir: &Path) -> Result<AlertIndex, StoreError> {
+    pub(crate) fn open(dir: &Path, read_only: bool) -> Result<AlertIndex, StoreError> {
         let (schema, fields) = schema();
-        let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY)?;
-        Ok(AlertIndex { handle, fields })
+        let query_fields = query_fields(&schema)?;
+        let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY, read_only)?;
+        Ok(AlertIndex {
+            handle,
+            fields,
+            query_fields,
+        })
     }
 
-    pub(crate) fn index(&self, alerts: &[Alert]) -> Result<(), StoreError> {
+    /// Upserts alerts with their lifecycle state.
+    pub(crate) fn index(&self, alerts: &[(&Alert, &AlertState)]) -> Result<(), StoreError> {
         let docs = alerts
             .iter()
-            .map(|alert| Ok((alert.id.to_string(), self.document(alert)?)))
+            .map(|(alert, state)| Ok((alert.id.to_string(), self.document(alert, state)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let writer = self.handle.writer();
+        let writer = self.handle.writer()?;
         for (id, doc) in docs {
             // Same upsert as for events: a re-raised alert replaces its earlier copy.
             writer.delete_term(Term::from_field_text(self.fields.id, &id));
@@ -85,21 +159,88 @@ impl AlertIndex {
         Ok(())
     }
 
-    fn document(&self, alert: &Alert) -> Result<TantivyDocument, StoreError> {
+    fn document(&self, alert: &Alert, state: &AlertState) -> Result<TantivyDocument, StoreError> {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(f.id, alert.id.to_string());
         doc.add_text(f.rule_id, &alert.rule_id);
-        doc.add_text(f.rule_title, &alert.rule_title);
         doc.add_text(f.level, alert.level.as_str());
         for tag in &alert.tags {
             doc.add_text(f.tags, tag);
         }
         doc.add_date(f.detected, index::to_tantivy(&alert.detected));
         doc.add_date(f.time, index::to_tantivy(&alert.time));
+        doc.add_text(f.status, state.status.as_str());
+        if let Some(reason) = state.reason {
+            doc.add_text(f.reason, reason.as_str());
+        }
+        if let Some(assignee) = &state.assignee {
+            doc.add_text(f.assignee, assignee);
+        }
+        doc.add_text(f.source_kind, &alert.source.kind);
+        let group = alert
+            .group
+            .iter()
+            .map(|(k, v)| (k.clone(), OwnedValue::Str(v.clone())))
+            .collect();
+        doc.add_field_value(
+            f.record,
+            &OwnedValue::Object(vec![
+                (
+                    fields::RULE_TITLE.to_owned(),
+                    OwnedValue::Str(alert.rule_title.clone()),
+                ),
+                ("group".to_owned(), OwnedValue::Object(group)),
+            ]),
+        );
+        let mut text = vec![alert.rule_title.as_str(), alert.rule_id.as_str()];
+        text.extend(alert.tags.iter().map(String::as_str));
+        text.extend(alert.group.values().map(String::as_str));
+        text.extend(state.assignee.as_deref());
+        doc.add_text(f.text, text.join("\n"));
         let stored = serde_json::to_string(alert).map_err(StoreError::Serialize)?;
         doc.add_text(f.doc, stored);
         Ok(doc)
+    }
+
+    /// The alert with this id, if indexed.
+    pub(crate) fn get(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        let searcher = self.handle.reader.searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        match top.first() {
+            Some((_, address)) => Ok(Some(self.stored_alert(&searcher.doc(*address)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Alerts matching `filter`, newest first like [`AlertIndex::newest`].
+    pub(crate) fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let ast = crate::query::parse(&filter.query)?;
+        let mut translator = Translator::new(&self.query_fields, Utc::now());
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, translator.query(&ast)?)];
+        let keyword = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
+            // Keyword fields hold lowercased values; see index::keyword.
+            let term = Term::from_field_text(field, &value.to_lowercase());
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+            )
+        };
+        if let Some(status) = filter.status {
+            clauses.push(keyword(self.fields.status, status.as_str()));
+        }
+        if let Some(level) = filter.level {
+            clauses.push(keyword(self.fields.level, level.as_str()));
+        }
+        if let Some(rule) = &filter.rule {
+            clauses.push(keyword(self.fields.rule_id, rule));
+        }
+        self.top(&BooleanQuery::new(clauses), filter.limit)
     }
 
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
@@ -118,6 +259,10 @@ impl AlertIndex {
 
     /// The newest alerts, by detection time and then by the time of their last event.
     pub(crate) fn newest(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        self.top(&AllQuery, limit)
+    }
+
+    fn top(&self, query: &dyn Query, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let searcher = self.handle.reader.searcher();
         let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
         if limit == 0 {
@@ -133,7 +278,9 @@ impl AlertIndex {
                 Order::Desc,
             ),
         ));
-        let top = searcher.search(&AllQuery, &newest)?;
+        let top = searcher
+            .search(query, &newest)
+            .map_err(crate::query::search_error)?;
         let mut alerts = Vec::with_capacity(top.len());
         for (_, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;

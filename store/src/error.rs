@@ -18,6 +18,9 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store was opened read-only and was asked to change something.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// Tantivy failed while indexing, committing or searching.
     #[error("index error: {0}")]
     Index(#[from] tantivy::TantivyError),
@@ -27,6 +30,19 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// An alert change breaks the lifecycle rules; the message is for the analyst.
+    #[error("{0}")]
+    InvalidChange(String),
+    /// No alert has this id.
+    #[error("no alert has the id {id}")]
+    NotFound { id: String },
+    /// The alert lifecycle database failed.
+    #[error("lifecycle database error at {path}: {source}")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
     },
     /// An event or alert could not be serialized for storage.
     #[error("cannot serialize a document: {0}")]

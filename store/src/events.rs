@@ -1,8 +1,16 @@
-//! The events index.
+//! The events index: one tantivy index per time partition (see [`crate::partition`]).
+//!
+//! Writers are opened for the partitions events arrive in and closed once a commit finds
+//! them idle, so a steady stream keeps one or two open. Readers are opened when a search's
+//! time range first touches a partition and kept in a small least-recently-used cache.
+//! Partitions never overlap in time, so a search reads them newest first and can stop
+//! collecting hits as soon as a page is full.
 
-use std::path::Path;
-
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
@@ -13,12 +21,13 @@ use tantivy::schema::{
     Field, JsonObjectOptions, NumericOptions, OwnedValue, Schema, TextOptions, Value, STORED,
     STRING,
 };
-use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, IndexReader, IndexWriter, Order, Searcher, TantivyDocument, Term};
 
 use vigil_event::{Event, EventId};
 
 use crate::aggregate;
-use crate::index::{self, IndexHandle};
+use crate::index::{self, lock};
+use crate::partition::{PartitionKey, PartitionScheme};
 use crate::query::translate::{QueryFields, Translator};
 use crate::query::{self, Cursor, SearchRequest, SearchResults};
 use crate::StoreError;
@@ -40,9 +49,18 @@ pub mod fields {
     pub const TIEBREAK: &str = "tiebreak";
 }
 
-/// Indexing is the hot path, so the events writer gets two threads (one per core here).
+/// Indexing is the hot path, so the writer of the current partition gets two threads (one
+/// per core here).
 const WRITER_THREADS: usize = 2;
 const WRITER_MEMORY: usize = 50_000_000;
+/// Older partitions only take late or backfilled events; tantivy's minimum budget will do.
+const LATE_WRITER_MEMORY: usize = 20_000_000;
+/// Most partitions written at once. A backfill spanning more periods commits and closes the
+/// least recently used writer to open another, which only makes those events durable early.
+const MAX_OPEN_WRITERS: usize = 4;
+/// Written beside the partitions: the period they were cut with. Reading daily partitions as
+/// hourly ones would make range queries skip most of each day.
+const SCHEME_FILE: &str = "partitioning.json";
 
 #[derive(Clone, Copy)]
 struct EventFields {
@@ -94,10 +112,63 @@ fn schema() -> (Schema, EventFields) {
     (builder.build(), fields)
 }
 
+/// One partition's reader (which keeps its index open).
+pub(crate) struct Partition {
+    reader: IndexReader,
+}
+
+struct PartitionWriter {
+    writer: IndexWriter<TantivyDocument>,
+    partition: Arc<Partition>,
+    /// Written since the last commit.
+    dirty: bool,
+    last_use: u64,
+}
+
+/// Partitions opened for reading, least recently used evicted first.
+struct ReaderCache {
+    open: HashMap<PartitionKey, (Arc<Partition>, u64)>,
+    clock: u64,
+}
+
+/// Counters that show how much work searches did; tests use them to check partition pruning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Partitions that exist now.
+    pub partitions: usize,
+    /// Partition readers opened since the store was opened.
+    pub readers_opened: u64,
+    /// Partitions read by searches, histograms and facets since the store was opened.
+    pub partitions_searched: u64,
+    /// Partition readers open now.
+    pub open_readers: usize,
+    /// Partition writers open now.
+    pub open_writers: usize,
+}
+
 pub(crate) struct EventIndex {
-    handle: IndexHandle,
+    dir: PathBuf,
+    scheme: PartitionScheme,
+    read_only: bool,
+    max_open_readers: usize,
+    schema: Schema,
     fields: EventFields,
     query_fields: QueryFields,
+    /// Partitions known to exist. A writing store is the only one creating or removing them,
+    /// so it keeps this up to date; a read-only store lists the directory for each search,
+    /// since the writer lives in another process.
+    known: Mutex<BTreeSet<PartitionKey>>,
+    readers: Mutex<ReaderCache>,
+    writers: Mutex<BTreeMap<PartitionKey, PartitionWriter>>,
+    write_clock: AtomicU64,
+    readers_opened: AtomicU64,
+    partitions_searched: AtomicU64,
+}
+
+/// What [`EventIndex::remove_partitions`] freed.
+pub(crate) struct Removed {
+    pub(crate) key: PartitionKey,
+    pub(crate) bytes: u64,
 }
 
 /// The second sort key after time, taken from the id: hits with equal times then come in a
@@ -135,29 +206,244 @@ pub(crate) fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
 }
 
 impl EventIndex {
-    pub(crate) fn open(dir: &Path) -> Result<EventIndex, StoreError> {
+    pub(crate) fn open(
+        dir: &Path,
+        scheme: PartitionScheme,
+        read_only: bool,
+        max_open_readers: usize,
+    ) -> Result<EventIndex, StoreError> {
         let (schema, fields) = schema();
         let query_fields = query_fields(&schema)?;
-        let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY)?;
-        Ok(EventIndex {
-            handle,
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        if dir.join("meta.json").exists() {
+            return Err(StoreError::Open {
+                path: dir.to_path_buf(),
+                source: "this is an unpartitioned events index from an earlier Vigil; move it \
+                         aside and replay the bus to rebuild it"
+                    .into(),
+            });
+        }
+        if !read_only {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let scheme = check_scheme(dir, scheme, read_only)?;
+        let index = EventIndex {
+            dir: dir.to_path_buf(),
+            scheme,
+            read_only,
+            max_open_readers: max_open_readers.max(1),
+            schema,
             fields,
             query_fields,
-        })
+            known: Mutex::new(BTreeSet::new()),
+            readers: Mutex::new(ReaderCache {
+                open: HashMap::new(),
+                clock: 0,
+            }),
+            writers: Mutex::new(BTreeMap::new()),
+            write_clock: AtomicU64::new(0),
+            readers_opened: AtomicU64::new(0),
+            partitions_searched: AtomicU64::new(0),
+        };
+        *lock(&index.known) = index.list_partitions()?;
+        Ok(index)
+    }
+
+    pub(crate) fn scheme(&self) -> PartitionScheme {
+        self.scheme
+    }
+
+    /// The partition directories under the index directory.
+    fn list_partitions(&self) -> Result<BTreeSet<PartitionKey>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
+        };
+        let mut keys = BTreeSet::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(PartitionKey::from_dir_name) else {
+                continue;
+            };
+            // A partition directory without meta.json was created but never written (or a
+            // removal was interrupted); it holds nothing to search.
+            if entry.path().join("meta.json").exists() {
+                keys.insert(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    pub(crate) fn partitions(&self) -> Result<Vec<PartitionKey>, StoreError> {
+        if self.read_only {
+            return Ok(self.list_partitions()?.into_iter().collect());
+        }
+        Ok(lock(&self.known).iter().copied().collect())
+    }
+
+    fn partition_dir(&self, key: PartitionKey) -> PathBuf {
+        self.dir.join(key.dir_name())
+    }
+
+    /// The partition's reader, opened on first use and cached.
+    fn partition(&self, key: PartitionKey) -> Result<Arc<Partition>, StoreError> {
+        let mut cache = lock(&self.readers);
+        cache.clock += 1;
+        let now = cache.clock;
+        if let Some((partition, used)) = cache.open.get_mut(&key) {
+            *used = now;
+            return Ok(partition.clone());
+        }
+        let index = index::open_index(&self.partition_dir(key), self.schema.clone(), false)?;
+        let reader = index::reader(&index, self.read_only)?;
+        let partition = Arc::new(Partition { reader });
+        self.readers_opened.fetch_add(1, Ordering::Relaxed);
+        if cache.open.len() >= self.max_open_readers {
+            // A partition with an open writer may be evicted too: the writer keeps its own
+            // handle and puts it back at its next commit.
+            if let Some(oldest) = cache
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| *key)
+            {
+                cache.open.remove(&oldest);
+            }
+        }
+        cache.open.insert(key, (partition.clone(), now));
+        Ok(partition)
+    }
+
+    /// The writer of `key`'s partition, creating the partition when it is new.
+    fn writer<'w>(
+        &self,
+        writers: &'w mut BTreeMap<PartitionKey, PartitionWriter>,
+        key: PartitionKey,
+    ) -> Result<&'w mut PartitionWriter, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let tick = self.write_clock.fetch_add(1, Ordering::Relaxed);
+        if !writers.contains_key(&key) {
+            if writers.len() >= MAX_OPEN_WRITERS {
+                let victim = writers
+                    .iter()
+                    .min_by_key(|(_, w)| w.last_use)
+                    .map(|(key, _)| *key);
+                if let Some(victim) = victim.and_then(|v| writers.remove(&v).map(|w| (v, w))) {
+                    self.close_writer(victim.0, victim.1)?;
+                }
+            }
+            let dir = self.partition_dir(key);
+            let index = index::open_index(&dir, self.schema.clone(), true)?;
+            let current = key >= self.scheme.key(Utc::now());
+            let (threads, memory) = if current {
+                (WRITER_THREADS, WRITER_MEMORY)
+            } else {
+                (1, LATE_WRITER_MEMORY)
+            };
+            // The directory lock taken here is what stops two processes writing a partition.
+            let writer = index
+                .writer_with_num_threads(threads, memory)
+                .map_err(|e| StoreError::Open {
+                    path: dir.clone(),
+                    source: Box::new(e),
+                })?;
+            let reader = index::reader(&index, false)?;
+            let partition = Arc::new(Partition { reader });
+            writers.insert(
+                key,
+                PartitionWriter {
+                    writer,
+                    partition,
+                    dirty: false,
+                    last_use: tick,
+                },
+            );
+        }
+        let writer = writers.get_mut(&key).expect("inserted above");
+        writer.last_use = tick;
+        Ok(writer)
+    }
+
+    /// Commits a writer's pending changes and closes it.
+    fn close_writer(
+        &self,
+        key: PartitionKey,
+        mut writer: PartitionWriter,
+    ) -> Result<(), StoreError> {
+        if writer.dirty {
+            self.commit_writer(key, &mut writer)?;
+        }
+        Ok(())
+    }
+
+    fn commit_writer(
+        &self,
+        key: PartitionKey,
+        writer: &mut PartitionWriter,
+    ) -> Result<(), StoreError> {
+        writer.writer.commit()?;
+        writer.partition.reader.reload()?;
+        writer.dirty = false;
+        lock(&self.known).insert(key);
+        // Searches read through the cache; the writer's handle is the one that sees its
+        // commits, so it replaces whatever the cache holds.
+        let mut cache = lock(&self.readers);
+        cache.clock += 1;
+        let now = cache.clock;
+        cache.open.insert(key, (writer.partition.clone(), now));
+        Ok(())
     }
 
     pub(crate) fn index(&self, events: &[Event]) -> Result<(), StoreError> {
-        // Documents are built before taking the writer so that serialization does not hold it.
-        let docs = events
-            .iter()
-            .map(|event| Ok((event.id.to_string(), self.document(event)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let writer = self.handle.writer();
-        for (id, doc) in docs {
-            // Deleting first makes a replay an upsert; tantivy orders the delete after any
-            // earlier add of the same id, committed or not, and before this add.
-            writer.delete_term(Term::from_field_text(self.fields.id, &id));
-            writer.add_document(doc)?;
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        // Documents are built before taking the writers so that serialization does not hold
+        // them.
+        let mut by_partition: BTreeMap<PartitionKey, Vec<(String, bool, TantivyDocument)>> =
+            BTreeMap::new();
+        for event in events {
+            by_partition
+                .entry(self.scheme.key(event.time))
+                .or_default()
+                .push((
+                    event.id.to_string(),
+                    event.time == event.received,
+                    self.document(event)?,
+                ));
+        }
+        let mut writers = lock(&self.writers);
+        for (key, docs) in by_partition {
+            for (id, timeless, doc) in docs {
+                let term = Term::from_field_text(self.fields.id, &id);
+                if timeless {
+                    // Its time is its receive time, so a re-delivery may have landed in
+                    // another partition; see the module notes in partition.rs.
+                    for (other, writer) in writers.iter_mut() {
+                        if *other != key {
+                            writer.writer.delete_term(term.clone());
+                            writer.dirty = true;
+                        }
+                    }
+                }
+                let writer = self.writer(&mut writers, key)?;
+                // Deleting first makes a replay an upsert; tantivy orders the delete after
+                // any earlier add of the same id, committed or not, and before this add.
+                writer.writer.delete_term(term);
+                writer.writer.add_document(doc)?;
+                writer.dirty = true;
+            }
         }
         Ok(())
     }
@@ -203,11 +489,148 @@ impl EventIndex {
     }
 
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
-        self.handle.commit()
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let mut writers = lock(&self.writers);
+        let current = self.scheme.key(Utc::now());
+        let mut idle = Vec::new();
+        for (key, writer) in writers.iter_mut() {
+            if writer.dirty {
+                self.commit_writer(*key, writer)?;
+            } else if *key != current {
+                idle.push(*key);
+            }
+        }
+        // Writers untouched for a whole commit interval are for periods that have gone
+        // quiet; closing them frees their threads and memory.
+        for key in idle {
+            writers.remove(&key);
+        }
+        Ok(())
     }
 
-    pub(crate) fn count(&self) -> u64 {
-        self.handle.reader.searcher().num_docs()
+    pub(crate) fn stats(&self) -> Result<PartitionStats, StoreError> {
+        Ok(PartitionStats {
+            partitions: self.partitions()?.len(),
+            readers_opened: self.readers_opened.load(Ordering::Relaxed),
+            partitions_searched: self.partitions_searched.load(Ordering::Relaxed),
+            open_readers: lock(&self.readers).open.len(),
+            open_writers: lock(&self.writers).len(),
+        })
+    }
+
+    /// The partitions a time range touches, newest first.
+    pub(crate) fn plan(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<PartitionKey>, StoreError> {
+        Ok(self.scheme.touched(&self.partitions()?, from, to))
+    }
+
+    /// Searchers over the partitions a range touches, newest first.
+    fn searchers(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Searcher>, StoreError> {
+        self.plan(from, to)?
+            .into_iter()
+            .map(|key| {
+                self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+                Ok(self.partition(key)?.reader.searcher())
+            })
+            .collect()
+    }
+
+    pub(crate) fn count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .searchers(None, None)?
+            .iter()
+            .map(Searcher::num_docs)
+            .sum())
+    }
+
+    /// Sizes of the partitions on disk.
+    pub(crate) fn sizes(&self) -> Result<Vec<(PartitionKey, u64)>, StoreError> {
+        self.partitions()?
+            .into_iter()
+            .map(|key| Ok((key, dir_size(&self.partition_dir(key))?)))
+            .collect()
+    }
+
+    /// Deletes whole partitions: their writers (and anything uncommitted in them), their
+    /// cached readers and their files. Searches already running keep their open files.
+    pub(crate) fn remove_partitions(
+        &self,
+        keys: &[PartitionKey],
+    ) -> Result<Vec<Removed>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let mut writers = lock(&self.writers);
+        let mut removed = Vec::with_capacity(keys.len());
+        for key in keys {
+            writers.remove(key);
+            lock(&self.readers).open.remove(key);
+            lock(&self.known).remove(key);
+            let dir = self.partition_dir(*key);
+            let bytes = dir_size(&dir)?;
+            // meta.json goes first: if the removal stops half way, what is left is no longer
+            // taken for a partition.
+            match std::fs::remove_file(dir.join("meta.json")) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path: dir, source }),
+            }
+            std::fs::remove_dir_all(&dir).map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            removed.push(Removed { key: *key, bytes });
+        }
+        Ok(removed)
+    }
+
+    /// Events by id, looking back from `until` (inclusive) one partition at a time and
+    /// stopping once all are found. An alert's events all happened at or before its time.
+    pub(crate) fn by_ids(
+        &self,
+        ids: &[EventId],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let wanted: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+        let mut found: BTreeMap<String, Event> = BTreeMap::new();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let terms: Vec<Term> = wanted
+            .iter()
+            .map(|id| Term::from_field_text(self.fields.id, id))
+            .collect();
+        let query = tantivy::query::TermSetQuery::new(terms);
+        let to = until + chrono::Duration::nanoseconds(1);
+        for key in self.plan(None, Some(to))? {
+            self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+            let searcher = self.partition(key)?.reader.searcher();
+            let top = searcher
+                .search(&query, &TopDocs::with_limit(wanted.len()).order_by_score())
+                .map_err(query::search_error)?;
+            for (_, address) in top {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                let event = self.stored_event(&doc)?;
+                found.entry(event.id.to_string()).or_insert(event);
+            }
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        // In the order asked for, which for an alert is oldest first.
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.get(&id.to_string()).cloned())
+            .collect())
     }
 
     /// The query for a request: its text, its time range and, past the first page, the
@@ -275,7 +698,13 @@ impl EventIndex {
         to: Option<DateTime<Utc>>,
     ) -> Result<aggregate::Histogram, StoreError> {
         let query = self.request_query(text, from, to, Utc::now())?;
-        aggregate::histogram(&[self.searcher()], query.as_ref(), fields::TIME, from, to)
+        aggregate::histogram(
+            &self.searchers(from, to)?,
+            query.as_ref(),
+            fields::TIME,
+            from,
+            to,
+        )
     }
 
     pub(crate) fn facets(
@@ -288,32 +717,54 @@ impl EventIndex {
     ) -> Result<aggregate::Facets, StoreError> {
         let column = facet_column(field)?;
         let query = self.request_query(text, from, to, Utc::now())?;
-        aggregate::facets(&[self.searcher()], query.as_ref(), &column, field, n)
-    }
-
-    pub(crate) fn searcher(&self) -> Searcher {
-        self.handle.reader.searcher()
+        aggregate::facets(
+            &self.searchers(from, to)?,
+            query.as_ref(),
+            &column,
+            field,
+            n,
+        )
     }
 
     pub(crate) fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
         let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
         let query = self.request_query(&request.query, request.from, request.to, Utc::now())?;
-        let searcher = self.searcher();
-        let total = searcher
-            .search(&query, &Count)
-            .map_err(query::search_error)? as u64;
         let page_query: Box<dyn Query> = match cursor {
-            None => query,
+            None => query.box_clone(),
             Some(cursor) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query),
+                (Occur::Must, query.box_clone()),
                 (Occur::Must, self.after_cursor(cursor)),
             ])),
         };
-        let page = self.page(&searcher, page_query.as_ref(), request.limit)?;
-        let mut hits = Vec::with_capacity(page.len());
-        for (_, address) in &page {
-            let doc: TantivyDocument = searcher.doc(*address)?;
-            hits.push(self.stored_event(&doc)?);
+        let mut total = 0;
+        let mut total_is_lower_bound = false;
+        let mut page: Vec<(Cursor, Event)> = Vec::new();
+        for key in self.plan(request.from, request.to)? {
+            // A partition that cannot be opened (damaged, or removed by retention just now)
+            // should not hide the others; the total says it is incomplete instead.
+            let Ok(partition) = self.partition(key) else {
+                total_is_lower_bound = true;
+                continue;
+            };
+            self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+            let searcher = partition.reader.searcher();
+            total += searcher
+                .search(&query, &Count)
+                .map_err(query::search_error)? as u64;
+            let wanted = request.limit.saturating_sub(page.len());
+            // Partitions are disjoint in time and read newest first, so each one's hits all
+            // come after the previous one's: a page fills up by appending. A partition that
+            // starts after the cursor holds nothing past it.
+            let past_cursor = cursor.is_some_and(|c| {
+                index::to_tantivy(&key.start).into_timestamp_nanos() > c.time_nanos
+            });
+            if wanted == 0 || past_cursor {
+                continue;
+            }
+            for (key, address) in self.page(&searcher, page_query.as_ref(), wanted)? {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                page.push((key, self.stored_event(&doc)?));
+            }
         }
         let next_cursor = match page.last() {
             Some((key, _)) if page.len() == request.limit => Some(key.encode()),
@@ -321,8 +772,8 @@ impl EventIndex {
         };
         Ok(SearchResults {
             total,
-            total_is_lower_bound: false,
-            hits,
+            total_is_lower_bound,
+            hits: page.into_iter().map(|(_, event)| event).collect(),
             next_cursor,
         })
     }
@@ -468,4 +919,78 @@ fn to_owned_value(value: Json) -> OwnedValue {
                 .collect(),
         ),
     }
+}
+
+/// Checks the period the partitions were cut with against the configured one, recording it
+/// on first use. A read-only store takes whatever period is recorded: it only reads, and
+/// its opener (`vigil search`) may not know the writer's configuration.
+fn check_scheme(
+    dir: &Path,
+    scheme: PartitionScheme,
+    read_only: bool,
+) -> Result<PartitionScheme, StoreError> {
+    let path = dir.join(SCHEME_FILE);
+    let io = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    let configured = scheme.period().num_seconds();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let stored: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    id: SCHEME_FILE.into(),
+                    message: e.to_string(),
+                })?;
+            let stored = stored["period_seconds"].as_i64().unwrap_or(0);
+            if read_only {
+                return PartitionScheme::new(chrono::Duration::seconds(stored));
+            }
+            if stored != configured {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source: format!(
+                        "the events are partitioned by periods of {stored} s, but {configured} s \
+                         is configured; set the period back, or move the index aside and \
+                         replay the bus"
+                    )
+                    .into(),
+                });
+            }
+            Ok(scheme)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if read_only {
+                return Ok(scheme);
+            }
+            let text = serde_json::json!({ "period_seconds": configured }).to_string();
+            std::fs::write(&path, text).map_err(io)?;
+            Ok(scheme)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Total size of the files under `dir`.
+fn dir_size(dir: &Path) -> Result<u64, StoreError> {
+    let mut total = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries.flatten() {
+        match entry.metadata() {
+            Ok(meta) if meta.is_dir() => total += dir_size(&entry.path())?,
+            Ok(meta) => total += meta.len(),
+            // A segment file merged away between listing and stat takes no space.
+            Err(_) => {}
+        }
+    }
+    Ok(total)
 }

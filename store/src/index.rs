@@ -74,66 +74,113 @@ pub(crate) fn to_tantivy(time: &DateTime<Utc>) -> tantivy::DateTime {
     tantivy::DateTime::from_timestamp_nanos(nanos)
 }
 
-/// One tantivy index with its single writer and a manually reloaded reader.
+/// Opens the tantivy index in `dir` with its tokenizers registered. When `create` is set the
+/// directory and index are created if absent; otherwise a missing index is an error, which is
+/// what a read-only open wants rather than leaving empty directories behind.
+///
+/// Fails when an index with a different schema is there: silently reindexing or mixing
+/// schemas would lose or misfile data.
+pub(crate) fn open_index(dir: &Path, schema: Schema, create: bool) -> Result<Index, StoreError> {
+    let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if create {
+        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+    }
+    let directory = MmapDirectory::open(dir).map_err(|e| open_err(Box::new(e)))?;
+    let index = if create {
+        Index::open_or_create(directory, schema).map_err(|e| open_err(Box::new(e)))?
+    } else {
+        let index = Index::open(directory).map_err(|e| open_err(Box::new(e)))?;
+        if index.schema() != schema {
+            return Err(open_err(
+                "the index was written with a different schema".into(),
+            ));
+        }
+        index
+    };
+    // Tokenizers are not persisted with the index, so they are registered on every open.
+    index.tokenizers().register(
+        KEYWORD_TOKENIZER,
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build(),
+    );
+    index.tokenizers().register(TEXT_TOKENIZER, text_analyzer());
+    Ok(index)
+}
+
+/// A reader for `index`. A writing store reloads by hand right after its own commits, so
+/// searches see exactly what was committed; a read-only store follows another process's
+/// commits by watching `meta.json`.
+pub(crate) fn reader(index: &Index, read_only: bool) -> Result<IndexReader, StoreError> {
+    let policy = if read_only {
+        ReloadPolicy::OnCommitWithDelay
+    } else {
+        ReloadPolicy::Manual
+    };
+    Ok(index.reader_builder().reload_policy(policy).try_into()?)
+}
+
+/// One tantivy index with its single writer (absent when read-only) and its reader.
 pub(crate) struct IndexHandle {
-    writer: Mutex<IndexWriter<TantivyDocument>>,
+    writer: Option<Mutex<IndexWriter<TantivyDocument>>>,
     pub(crate) reader: IndexReader,
 }
 
 impl IndexHandle {
-    /// Opens the index in `dir`, creating it (and the directory) when absent.
-    ///
-    /// Fails when an index with a different schema is there: silently reindexing or mixing
-    /// schemas would lose or misfile data.
+    /// Opens the index in `dir`, creating it (and the directory) when absent unless
+    /// `read_only`.
     pub(crate) fn open(
         dir: &Path,
         schema: Schema,
         threads: usize,
         memory_budget: usize,
+        read_only: bool,
     ) -> Result<IndexHandle, StoreError> {
-        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
-            path: dir.to_path_buf(),
-            source,
+        let index = open_index(dir, schema, !read_only)?;
+        let writer = if read_only {
+            None
+        } else {
+            // The directory lock taken here is what stops two processes writing the same index.
+            Some(Mutex::new(
+                index
+                    .writer_with_num_threads(threads, memory_budget)
+                    .map_err(|e| StoreError::Open {
+                        path: dir.to_path_buf(),
+                        source: Box::new(e),
+                    })?,
+            ))
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
-        let directory = MmapDirectory::open(dir).map_err(|e| open_err(Box::new(e)))?;
-        let index = Index::open_or_create(directory, schema).map_err(|e| open_err(Box::new(e)))?;
-        // Tokenizers are not persisted with the index, so they are registered on every open.
-        index.tokenizers().register(
-            KEYWORD_TOKENIZER,
-            TextAnalyzer::builder(RawTokenizer::default())
-                .filter(LowerCaser)
-                .build(),
-        );
-        index.tokenizers().register(TEXT_TOKENIZER, text_analyzer());
-        // The directory lock taken here is what stops two processes writing the same index.
-        let writer = index
-            .writer_with_num_threads(threads, memory_budget)
-            .map_err(|e| open_err(Box::new(e)))?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(|e: tantivy::TantivyError| open_err(Box::new(e)))?;
-        Ok(IndexHandle {
-            writer: Mutex::new(writer),
-            reader,
-        })
+        let reader = reader(&index, read_only)?;
+        Ok(IndexHandle { writer, reader })
     }
 
     /// The writer, recovered even if a thread panicked while holding it: every change goes
     /// through tantivy's own operation log, so a panic can at worst leave an uncommitted
     /// partial batch, which the next replay of that batch overwrites by id.
-    pub(crate) fn writer(&self) -> MutexGuard<'_, IndexWriter<TantivyDocument>> {
-        self.writer
+    pub(crate) fn writer(
+        &self,
+    ) -> Result<MutexGuard<'_, IndexWriter<TantivyDocument>>, StoreError> {
+        let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
+        Ok(writer
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// Commits and makes the commit visible to new searches.
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
-        self.writer().commit()?;
+        self.writer()?.commit()?;
         self.reader.reload()?;
         Ok(())
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (caches and maps
+/// that are only ever updated by whole entries).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -11,18 +11,25 @@ mod alerts;
 mod error;
 mod events;
 mod index;
+mod lifecycle;
 mod partition;
 mod query;
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use vigil_event::{Alert, Event};
 
 pub use aggregate::{
     interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
 };
+pub use alerts::AlertFilter;
 pub use error::StoreError;
+pub use events::PartitionStats;
+pub use lifecycle::{
+    apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
+    MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
+};
 pub use partition::{PartitionKey, PartitionScheme};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
@@ -36,23 +43,209 @@ pub mod schema {
 
 use alerts::AlertIndex;
 use events::EventIndex;
+use lifecycle::Lifecycle;
+
+/// An alert with its lifecycle state, as listed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertView {
+    #[serde(flatten)]
+    pub alert: Alert,
+    #[serde(flatten)]
+    pub state: AlertState,
+}
+
+/// One alert with its state, notes and full history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertDetail {
+    #[serde(flatten)]
+    pub view: AlertView,
+    /// The notes, oldest first (also in the history, as changes of `note`).
+    pub notes: Vec<Note>,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// A note left on an alert.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    pub at: DateTime<Utc>,
+    pub author: String,
+    pub text: String,
+}
+
+/// The file holding the alert lifecycle, beside the indices.
+const LIFECYCLE_DB: &str = "alerts.sqlite";
+
+/// How long events are kept. Whole partitions are removed, so an event may outlive
+/// `max_age` by up to one partition period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Remove partitions whose whole period ended longer ago than this.
+    pub max_age: Option<Duration>,
+    /// Then remove the oldest partitions until the events take at most this many bytes.
+    pub max_bytes: Option<u64>,
+}
+
+/// How a [`Store`] is laid out and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The period of the event partitions. It is recorded on first use; opening with another
+    /// period fails rather than misreading the partitions.
+    pub partition: PartitionScheme,
+    pub retention: Retention,
+    /// Open for searching only: no writer, no directory lock, so it can sit beside a running
+    /// Vigil that writes the same directory (tantivy's meta lock keeps a reader's files from
+    /// being collected while it opens them).
+    pub read_only: bool,
+    /// Most event partitions kept open for searching at once.
+    pub max_open_partitions: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            partition: PartitionScheme::daily(),
+            retention: Retention::default(),
+            read_only: false,
+            max_open_partitions: 64,
+        }
+    }
+}
+
+/// What [`Store::apply_retention`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    /// The partitions removed, oldest first.
+    pub removed: Vec<PartitionKey>,
+    pub freed_bytes: u64,
+    /// What the remaining partitions take on disk.
+    pub remaining_bytes: u64,
+}
 
 /// The event and alert indices under one directory.
 pub struct Store {
     events: EventIndex,
     alerts: AlertIndex,
+    lifecycle: Lifecycle,
+    /// Serializes everything that writes alert documents: indexing reads the lifecycle state
+    /// and then writes the document, and a change landing in between would be overwritten
+    /// by the stale state.
+    alert_writes: std::sync::Mutex<()>,
+    options: StoreOptions,
 }
 
 impl Store {
-    /// Opens or creates the indices under `dir` (`dir/events` and `dir/alerts`).
+    /// Opens or creates the indices under `dir` with the default options (daily partitions,
+    /// no retention).
     ///
-    /// Only one `Store` may have a directory open at a time; a second open fails while the
-    /// first is alive.
+    /// Only one writing `Store` may have a directory open at a time; a second open fails
+    /// while the first is alive.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Ok(Store {
-            events: EventIndex::open(&dir.join("events"))?,
-            alerts: AlertIndex::open(&dir.join("alerts"))?,
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens or creates the indices under `dir` (`dir/events`, one subdirectory per
+    /// partition, and `dir/alerts`).
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let read_only = options.read_only;
+        // Alerts first: their writer's directory lock is what refuses a second writing store
+        // before it touches the event partitions.
+        let alerts = AlertIndex::open(&dir.join("alerts"), read_only)?;
+        let events = EventIndex::open(
+            &dir.join("events"),
+            options.partition,
+            read_only,
+            options.max_open_partitions,
+        )?;
+        let lifecycle = Lifecycle::open(&dir.join(LIFECYCLE_DB), read_only)?;
+        let store = Store {
+            events,
+            alerts,
+            lifecycle,
+            alert_writes: std::sync::Mutex::new(()),
+            options,
+        };
+        if !read_only {
+            store.repair_alert_index()?;
+        }
+        Ok(store)
+    }
+
+    /// Re-indexes alerts whose change was saved but whose index copy may not have been
+    /// committed before a crash.
+    fn repair_alert_index(&self) -> Result<(), StoreError> {
+        let pending = self.lifecycle.pending_reindex()?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let _writes = index::lock(&self.alert_writes);
+        let mut alerts = Vec::new();
+        for id in &pending {
+            if let Some(alert) = self.alerts.get(id)? {
+                alerts.push(alert);
+            }
+        }
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+        let states = self.lifecycle.states(&ids, Utc::now())?;
+        let pairs: Vec<(&Alert, &AlertState)> = alerts
+            .iter()
+            .zip(ids.iter().map(|id| &states[id]))
+            .collect();
+        self.alerts.index(&pairs)?;
+        self.alerts.commit()?;
+        self.lifecycle.reindexed(&pending)
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Removes event partitions past the configured retention, by age and then by total size.
+    /// The partition holding `now` and the newest one are never removed: they are being
+    /// written.
+    pub fn apply_retention(&self, now: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
+        let sizes = self.events.sizes()?;
+        let retention = self.options.retention;
+        let expired =
+            self.events
+                .scheme()
+                .expired(&sizes, now, retention.max_age, retention.max_bytes);
+        let removed = self.events.remove_partitions(&expired)?;
+        let freed_bytes = removed.iter().map(|r| r.bytes).sum();
+        let total: u64 = sizes.iter().map(|(_, size)| size).sum();
+        Ok(RetentionReport {
+            removed: removed.iter().map(|r| r.key).collect(),
+            freed_bytes,
+            remaining_bytes: total.saturating_sub(freed_bytes),
         })
+    }
+
+    /// The event partitions that exist, oldest first.
+    pub fn partitions(&self) -> Result<Vec<PartitionKey>, StoreError> {
+        self.events.partitions()
+    }
+
+    /// The partitions a search over `from..to` reads, newest first.
+    pub fn partitions_for(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<PartitionKey>, StoreError> {
+        self.events.plan(from, to)
+    }
+
+    /// How many partitions searches have read and how many are open.
+    pub fn partition_stats(&self) -> Result<PartitionStats, StoreError> {
+        self.events.stats()
+    }
+
+    /// Events by id, oldest first as asked, looking back from `until`; ids not found are
+    /// left out.
+    pub fn events_by_id(
+        &self,
+        ids: &[vigil_event::EventId],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.events.by_ids(ids, until)
     }
 
     /// Adds events. An event whose id is already indexed replaces the old copy, so replays
@@ -62,8 +255,99 @@ impl Store {
     }
 
     /// Adds alerts, replacing any with the same id. Visible after [`Store::commit`].
+    ///
+    /// A new alert starts open. A replayed one (same rule, same events, so the same id) keeps
+    /// the lifecycle state analysts gave it.
     pub fn index_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
-        self.alerts.index(alerts)
+        let _writes = index::lock(&self.alert_writes);
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+        let states = self.lifecycle.register(&ids, Utc::now())?;
+        let pairs: Vec<(&Alert, &AlertState)> = alerts
+            .iter()
+            .zip(&ids)
+            .filter_map(|(alert, id)| states.get(id).map(|state| (alert, state)))
+            .collect();
+        self.alerts.index(&pairs)
+    }
+
+    /// Alerts matching `filter` with their state, newest first.
+    pub fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError> {
+        let alerts = self.alerts.list(filter)?;
+        self.with_states(alerts)
+    }
+
+    fn with_states(&self, alerts: Vec<Alert>) -> Result<Vec<AlertView>, StoreError> {
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+        let mut states = self.lifecycle.states(&ids, Utc::now())?;
+        Ok(alerts
+            .into_iter()
+            .zip(ids)
+            .map(|(alert, id)| AlertView {
+                state: states.remove(&id).expect("states() covers every id"),
+                alert,
+            })
+            .collect())
+    }
+
+    /// One alert with its notes and history; [`StoreError::NotFound`] when unknown.
+    pub fn alert(&self, id: &str) -> Result<AlertDetail, StoreError> {
+        let alert = self
+            .alerts
+            .get(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        let view = self
+            .with_states(vec![alert])?
+            .pop()
+            .expect("one alert in, one out");
+        let history = self.lifecycle.history(id)?;
+        let notes = history
+            .iter()
+            .filter(|h| h.field == "note")
+            .map(|h| Note {
+                at: h.at,
+                author: h.actor.clone(),
+                text: h.new.clone().unwrap_or_default(),
+            })
+            .collect();
+        Ok(AlertDetail {
+            view,
+            notes,
+            history,
+        })
+    }
+
+    /// Changes an alert's lifecycle on behalf of `actor`, and makes the new state searchable
+    /// before returning. An invalid change is [`StoreError::InvalidChange`] and changes
+    /// nothing.
+    pub fn update_alert(
+        &self,
+        id: &str,
+        change: &AlertChange,
+        actor: &str,
+    ) -> Result<AlertDetail, StoreError> {
+        let _writes = index::lock(&self.alert_writes);
+        let alert = self
+            .alerts
+            .get(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        let state = self.lifecycle.change(id, change, actor, Utc::now())?;
+        self.alerts.index(&[(&alert, &state)])?;
+        // Committing here also makes durable any alerts the indexer added since its last
+        // commit; that only makes them durable sooner than the bus offsets say.
+        self.alerts.commit()?;
+        self.lifecycle.reindexed(&[id.to_owned()])?;
+        drop(_writes);
+        self.alert(id)
+    }
+
+    /// The events of an alert, oldest first; events already removed by retention are
+    /// missing.
+    pub fn alert_events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        let alert = self
+            .alerts
+            .get(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        self.events.by_ids(&alert.event_ids, alert.time)
     }
 
     /// Makes everything indexed so far durable and searchable; returns once it is both.
@@ -119,7 +403,7 @@ impl Store {
 
     /// The number of events searchable now (replaced copies not counted).
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.events.count())
+        self.events.count()
     }
 }
 

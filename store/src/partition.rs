@@ -2,7 +2,7 @@
 //! touches, and which partitions retention removes.
 //!
 //! This is the planning half of partitioning, kept free of I/O so that it can be tested
-//! exhaustively; the events index is still one tantivy index until the writer side lands.
+//! exhaustively; `events.rs` opens, writes and removes the partitions it names.
 //!
 //! An event's partition comes from its event time. That time is read from the record, and
 //! the id is derived from the record, so a replay of the same record gives the same id and
@@ -22,7 +22,7 @@ pub struct PartitionScheme {
 }
 
 /// A partition, named by the start of its period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct PartitionKey {
     pub start: DateTime<Utc>,
 }
@@ -49,6 +49,36 @@ impl PartitionScheme {
         Ok(PartitionScheme {
             period_seconds: seconds,
         })
+    }
+
+    pub fn hourly() -> PartitionScheme {
+        PartitionScheme {
+            period_seconds: 3600,
+        }
+    }
+
+    pub fn daily() -> PartitionScheme {
+        PartitionScheme::default()
+    }
+
+    /// Weeks counted from the epoch, so they start on Thursdays; only the period matters to
+    /// the store, never the weekday.
+    pub fn weekly() -> PartitionScheme {
+        PartitionScheme {
+            period_seconds: 7 * 86_400,
+        }
+    }
+
+    /// Reads `hour`, `day` or `week`, the periods offered in the configuration.
+    pub fn from_name(name: &str) -> Result<PartitionScheme, StoreError> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "hour" | "hourly" => Ok(PartitionScheme::hourly()),
+            "day" | "daily" => Ok(PartitionScheme::daily()),
+            "week" | "weekly" => Ok(PartitionScheme::weekly()),
+            other => Err(StoreError::query(format!(
+                "unknown partition period `{other}`; use hour, day or week"
+            ))),
+        }
     }
 
     pub fn period(&self) -> Duration {
@@ -89,7 +119,8 @@ impl PartitionScheme {
 
     /// The partitions retention removes: those whose whole period ended more than `max_age`
     /// before `now`, then the oldest of the rest until the total size fits `max_bytes`.
-    /// The newest partition is never removed, since it is the one being written.
+    /// The newest partition is never removed, nor the one holding `now`: those are the ones
+    /// being written. (They differ when events arrive stamped in the future.)
     pub fn expired(
         &self,
         partitions: &[(PartitionKey, u64)],
@@ -97,6 +128,7 @@ impl PartitionScheme {
         max_age: Option<Duration>,
         max_bytes: Option<u64>,
     ) -> Vec<PartitionKey> {
+        let current = self.key(now);
         let mut oldest_first: Vec<(PartitionKey, u64)> = partitions.to_vec();
         oldest_first.sort_by_key(|(key, _)| *key);
         let Some(newest) = oldest_first.last().map(|(key, _)| *key) else {
@@ -107,6 +139,9 @@ impl PartitionScheme {
         for (key, size) in oldest_first {
             if key == newest {
                 break;
+            }
+            if key == current {
+                continue;
             }
             let too_old = max_age.is_some_and(|age| key.start + self.period() <= now - age);
             let too_big = max_bytes.is_some_and(|max| total > max);
@@ -161,6 +196,12 @@ mod tests {
         assert_eq!(hourly.key(t(28, 5) + Duration::minutes(30)).start, t(28, 5));
         assert!(PartitionScheme::new(Duration::seconds(5)).is_err());
         assert!(PartitionScheme::new(Duration::days(400)).is_err());
+        assert_eq!(PartitionScheme::from_name("Hour").unwrap(), hourly);
+        assert_eq!(
+            PartitionScheme::from_name("week").unwrap().period(),
+            Duration::days(7)
+        );
+        assert!(PartitionScheme::from_name("fortnight").is_err());
     }
 
     #[test]
@@ -207,6 +248,12 @@ mod tests {
             "the newest partition stays even over the size budget"
         );
         assert!(daily.expired(&parts, now, None, None).is_empty());
+        let with_future = [(day(27), 100), (day(28), 100), (day(30), 100)];
+        assert_eq!(
+            daily.expired(&with_future, now, Some(Duration::zero()), Some(1)),
+            [day(27)],
+            "the partition holding now stays even when a future one is newer"
+        );
         assert!(daily
             .expired(&[], now, Some(Duration::zero()), Some(0))
             .is_empty());

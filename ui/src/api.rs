@@ -1,8 +1,11 @@
-//! The JSON API: `GET /api/v1/alerts`, `GET /api/v1/search` (`q`, `from`, `to`, `limit`,
-//! `cursor`), `GET /api/v1/search/histogram` (`q`, `from`, `to`) and
-//! `GET /api/v1/search/facets` (`q`, `field`, `from`, `to`, `size`).
+//! The JSON API: `GET /api/v1/search` (`q`, `from`, `to`, `limit`, `cursor`),
+//! `GET /api/v1/search/histogram` (`q`, `from`, `to`), `GET /api/v1/search/facets` (`q`,
+//! `field`, `from`, `to`, `size`), and the alerts: `GET /api/v1/alerts` (`status`, `level`,
+//! `rule`, `q`, `limit`), `GET` and `PATCH /api/v1/alerts/{id}`, and
+//! `GET /api/v1/alerts/{id}/events`.
 
-use axum::extract::{Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -10,7 +13,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use vigil_store::{parse_time, SearchRequest, StoreError};
+use vigil_event::Level;
+use vigil_store::{parse_time, AlertChange, AlertFilter, AlertStatus, SearchRequest, StoreError};
 
 use crate::{call_store, CallError, UiState};
 
@@ -20,6 +24,8 @@ pub(crate) const MAX_LIMIT: usize = 1000;
 pub(crate) fn router() -> Router<UiState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert).patch(patch_alert))
+        .route("/api/v1/alerts/{id}/events", get(alert_events))
         .route("/api/v1/search", get(search_events))
         .route("/api/v1/search/histogram", get(search_histogram))
         .route("/api/v1/search/facets", get(search_facets))
@@ -28,13 +34,80 @@ pub(crate) fn router() -> Router<UiState> {
 #[derive(Debug, Deserialize)]
 struct AlertsParams {
     limit: Option<usize>,
+    status: Option<String>,
+    level: Option<String>,
+    rule: Option<String>,
+    #[serde(default)]
+    q: String,
 }
 
+/// Who the API records as making a change. Every caller shares the one API token for now,
+/// so there is no one more specific to name; per-user identities will replace this.
+const API_ACTOR: &str = "api";
+
 async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsParams>) -> Response {
-    let limit = clamp_limit(params.limit);
+    let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let status = match nonempty(params.status).map(|s| {
+        AlertStatus::parse(&s).ok_or_else(|| {
+            format!("status: unknown status {s:?}; use open, acknowledged or closed")
+        })
+    }) {
+        Some(Err(message)) => return bad_request(message),
+        other => other.and_then(Result::ok),
+    };
+    let level = match nonempty(params.level).map(|l| l.parse::<Level>()) {
+        Some(Err(message)) => return bad_request(format!("level: {message}")),
+        other => other.and_then(Result::ok),
+    };
+    let filter = AlertFilter {
+        query: params.q,
+        status,
+        level,
+        rule: nonempty(params.rule),
+        limit: clamp_limit(params.limit),
+    };
     let store = state.store.clone();
-    match call_store(move || store.alerts(limit)).await {
+    match call_store(move || store.list_alerts(&filter)).await {
         Ok(alerts) => Json(json!({ "alerts": alerts })).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+async fn get_alert(State(state): State<UiState>, Path(id): Path<String>) -> Response {
+    let store = state.store.clone();
+    match call_store(move || store.alert(&id)).await {
+        Ok(alert) => Json(alert).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+async fn patch_alert(
+    State(state): State<UiState>,
+    Path(id): Path<String>,
+    body: Result<Json<AlertChange>, JsonRejection>,
+) -> Response {
+    let change = match body {
+        Ok(Json(change)) => change,
+        Err(rejection) => {
+            return bad_request(format!(
+                "the body must be a JSON object with any of status (open, acknowledged, \
+                 closed), reason (resolved, false_positive, duplicate, other), assignee and \
+                 note: {}",
+                rejection.body_text()
+            ))
+        }
+    };
+    let store = state.store.clone();
+    match call_store(move || store.update_alert(&id, &change, API_ACTOR)).await {
+        Ok(alert) => Json(alert).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+async fn alert_events(State(state): State<UiState>, Path(id): Path<String>) -> Response {
+    let store = state.store.clone();
+    match call_store(move || store.alert_events(&id)).await {
+        Ok(events) => Json(json!({ "events": events })).into_response(),
         Err(error) => error_response(error),
     }
 }
@@ -168,6 +241,10 @@ fn error_response(error: CallError) -> Response {
             Json(json!({ "error": message, "position": position })),
         )
             .into_response(),
+        CallError::Invalid(message) => bad_request(message),
+        CallError::NotFound(message) => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
+        }
         CallError::Failed => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({ "error": "the store failed; see the server log" })),

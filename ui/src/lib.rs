@@ -60,6 +60,11 @@ pub(crate) enum CallError {
     /// The user's query is wrong; the message says how, and the position (a byte offset in
     /// the query) where, when known.
     BadQuery(String, Option<usize>),
+    /// The request asks for something the data does not allow, such as an invalid alert
+    /// transition; the message says why.
+    Invalid(String),
+    /// The thing asked for does not exist.
+    NotFound(String),
     /// Something on our side failed; details go to the log, not to the client.
     Failed,
 }
@@ -73,6 +78,8 @@ pub(crate) async fn call_store<T: Send + 'static>(
         Ok(Err(StoreError::Query { message, position })) => {
             Err(CallError::BadQuery(message, position))
         }
+        Ok(Err(StoreError::InvalidChange(message))) => Err(CallError::Invalid(message)),
+        Ok(Err(error @ StoreError::NotFound { .. })) => Err(CallError::NotFound(error.to_string())),
         Ok(Err(error)) => {
             tracing::error!(%error, "store request failed");
             Err(CallError::Failed)

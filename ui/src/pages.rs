@@ -74,7 +74,8 @@ fn error_box(error: &CallError) -> Markup {
     html! {
         div.error {
             @match error {
-                CallError::BadQuery(message, _) => { "Query error: " (message) }
+                CallError::BadQuery(message, _) | CallError::Invalid(message) => { "Query error: " (message) }
+                CallError::NotFound(message) => { (message) }
                 CallError::Failed => { "The search failed; the server log has the details." }
             }
         }

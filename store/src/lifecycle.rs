@@ -1,0 +1,610 @@
+//! The alert lifecycle: status, close reason, assignee, notes and history, kept in SQLite.
+//!
+//! Alerts themselves are immutable detections and live in the alerts index; what analysts
+//! change about them is mutable, needs transactions and a history, and so lives here. The
+//! alerts index carries a copy of the status and assignee so that they can be searched; this
+//! database is the truth, and a change marks its alert for re-indexing in the same
+//! transaction, so a crash between the two is repaired when the store next opens.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::index::lock;
+use crate::StoreError;
+
+/// Where an alert is in triage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Open,
+    Acknowledged,
+    Closed,
+}
+
+/// Why an alert was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    Resolved,
+    FalsePositive,
+    Duplicate,
+    Other,
+}
+
+impl AlertStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AlertStatus::Open => "open",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AlertStatus> {
+        [
+            AlertStatus::Open,
+            AlertStatus::Acknowledged,
+            AlertStatus::Closed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+impl CloseReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::Resolved => "resolved",
+            CloseReason::FalsePositive => "false_positive",
+            CloseReason::Duplicate => "duplicate",
+            CloseReason::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CloseReason> {
+        [
+            CloseReason::Resolved,
+            CloseReason::FalsePositive,
+            CloseReason::Duplicate,
+            CloseReason::Other,
+        ]
+        .into_iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+/// The mutable part of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertState {
+    pub status: AlertStatus,
+    /// Set while closed.
+    pub reason: Option<CloseReason>,
+    pub assignee: Option<String>,
+    /// When the state last changed (first seen, for an untouched alert).
+    pub updated: DateTime<Utc>,
+}
+
+impl AlertState {
+    fn new(now: DateTime<Utc>) -> AlertState {
+        AlertState {
+            status: AlertStatus::Open,
+            reason: None,
+            assignee: None,
+            updated: now,
+        }
+    }
+}
+
+/// One recorded change: who changed which part of the alert, when, from what to what. A
+/// note is a change of `note` with the note's text as the new value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A change asked for by an analyst. Absent parts stay as they are; an empty assignee
+/// unassigns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertChange {
+    pub status: Option<AlertStatus>,
+    pub reason: Option<CloseReason>,
+    pub assignee: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Longest note and assignee accepted; they are shown to every analyst.
+pub const MAX_NOTE_BYTES: usize = 16 * 1024;
+pub const MAX_ASSIGNEE_BYTES: usize = 256;
+
+/// Checks `change` against `state` and gives the new state with the history it writes.
+///
+/// Allowed moves: open → acknowledged → closed, open → closed, and back to open from either
+/// (reopening clears the reason). Closing needs a reason; a reason needs closing.
+pub fn apply_change(
+    state: &AlertState,
+    change: &AlertChange,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(AlertState, Vec<HistoryEntry>), StoreError> {
+    let invalid = |message: String| Err(StoreError::InvalidChange(message));
+    if change.status.is_none()
+        && change.reason.is_none()
+        && change.assignee.is_none()
+        && change.note.is_none()
+    {
+        return invalid("nothing to change: give status, reason, assignee or note".into());
+    }
+    let mut next = state.clone();
+    let mut history = Vec::new();
+    let mut record = |field: &str, old: Option<&str>, new: Option<&str>| {
+        history.push(HistoryEntry {
+            at: now,
+            actor: actor.to_owned(),
+            field: field.to_owned(),
+            old: old.map(str::to_owned),
+            new: new.map(str::to_owned),
+        })
+    };
+    let target = change.status.unwrap_or(state.status);
+    if let Some(status) = change.status {
+        use AlertStatus::*;
+        match (state.status, status) {
+            (from, to) if from == to => {
+                return invalid(format!("the alert is already {}", to.as_str()));
+            }
+            (Closed, Acknowledged) => {
+                return invalid(
+                    "a closed alert cannot be acknowledged; reopen it (status open) first".into(),
+                );
+            }
+            _ => {}
+        }
+        next.status = status;
+        record("status", Some(state.status.as_str()), Some(status.as_str()));
+    }
+    match (target, change.reason) {
+        (AlertStatus::Closed, Some(reason)) => {
+            next.reason = Some(reason);
+            if state.reason != Some(reason) {
+                record(
+                    "reason",
+                    state.reason.map(|r| r.as_str()),
+                    Some(reason.as_str()),
+                );
+            }
+        }
+        (AlertStatus::Closed, None) if state.status != AlertStatus::Closed => {
+            return invalid(
+                "closing needs a reason: resolved, false_positive, duplicate or other".into(),
+            );
+        }
+        (AlertStatus::Closed, None) => {}
+        (_, Some(_)) => {
+            return invalid("a reason is only given when closing (status closed)".into());
+        }
+        (_, None) => {
+            if let Some(old) = state.reason {
+                next.reason = None;
+                record("reason", Some(old.as_str()), None);
+            }
+        }
+    }
+    if let Some(assignee) = &change.assignee {
+        let assignee = assignee.trim();
+        if assignee.len() > MAX_ASSIGNEE_BYTES {
+            return invalid(format!(
+                "the assignee is longer than {MAX_ASSIGNEE_BYTES} bytes"
+            ));
+        }
+        let new = (!assignee.is_empty()).then(|| assignee.to_owned());
+        if new != state.assignee {
+            record("assignee", state.assignee.as_deref(), new.as_deref());
+            next.assignee = new;
+        }
+    }
+    if let Some(note) = &change.note {
+        if note.trim().is_empty() {
+            return invalid("the note is empty".into());
+        }
+        if note.len() > MAX_NOTE_BYTES {
+            return invalid(format!("the note is longer than {MAX_NOTE_BYTES} bytes"));
+        }
+        record("note", None, Some(note));
+    }
+    if !history.is_empty() {
+        next.updated = now;
+    }
+    Ok((next, history))
+}
+
+/// The lifecycle database.
+pub(crate) struct Lifecycle {
+    /// `None` for a read-only store opened before any alert was triaged: nothing to read.
+    conn: Option<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS alert_state (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        reason TEXT,
+        assignee TEXT,
+        updated TEXT NOT NULL,
+        -- set with each change, cleared once the alerts index holds it
+        reindex INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS alert_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        field TEXT NOT NULL,
+        old TEXT,
+        new TEXT
+    );
+    CREATE INDEX IF NOT EXISTS alert_history_by_alert ON alert_history (alert_id, seq);
+";
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Database {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn time_text(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(id: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            id: id.to_owned(),
+            message: format!("bad time {text:?} in the lifecycle database: {e}"),
+        })
+}
+
+impl Lifecycle {
+    pub(crate) fn open(path: &Path, read_only: bool) -> Result<Lifecycle, StoreError> {
+        let err = db_err(path);
+        if read_only {
+            if !path.exists() {
+                return Ok(Lifecycle { conn: None });
+            }
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(&err)?;
+            return Ok(Lifecycle {
+                conn: Some(Mutex::new(conn)),
+            });
+        }
+        let conn = Connection::open(path).map_err(&err)?;
+        // WAL lets a read-only process (`vigil search`) read while Vigil writes; FULL makes
+        // a committed change survive power loss, which triage decisions deserve.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(&err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(&err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(&err)?;
+        conn.execute_batch(SCHEMA).map_err(&err)?;
+        Ok(Lifecycle {
+            conn: Some(Mutex::new(conn)),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError {
+        |e| StoreError::Database {
+            path: "alerts.sqlite".into(),
+            source: e,
+        }
+    }
+
+    /// Records alerts seen for the first time as open, leaving known ones as they are (a
+    /// replayed alert keeps its triage), and gives every one's state.
+    pub(crate) fn register(
+        &self,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, AlertState>, StoreError> {
+        let Some(conn) = &self.conn else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut conn = lock(conn);
+        let tx = conn.transaction().map_err(self.err())?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alert_state (id, status, updated) VALUES (?1, 'open', ?2)",
+                )
+                .map_err(self.err())?;
+            let now = time_text(now);
+            for id in ids {
+                insert.execute(params![id, now]).map_err(self.err())?;
+            }
+        }
+        let states = read_states(&tx, ids)?;
+        tx.commit().map_err(self.err())?;
+        Ok(states)
+    }
+
+    /// The states of `ids`; alerts never registered (or a read-only store with no database
+    /// yet) read as open.
+    pub(crate) fn states(
+        &self,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, AlertState>, StoreError> {
+        let mut states = match &self.conn {
+            Some(conn) => read_states(&lock(conn), ids)?,
+            None => HashMap::new(),
+        };
+        for id in ids {
+            states
+                .entry(id.clone())
+                .or_insert_with(|| AlertState::new(now));
+        }
+        Ok(states)
+    }
+
+    /// Applies a change in one transaction and marks the alert for re-indexing.
+    pub(crate) fn change(
+        &self,
+        id: &str,
+        change: &AlertChange,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AlertState, StoreError> {
+        let Some(conn) = &self.conn else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut conn = lock(conn);
+        let tx = conn.transaction().map_err(self.err())?;
+        let ids = [id.to_owned()];
+        let state = read_states(&tx, &ids)?
+            .remove(id)
+            .unwrap_or_else(|| AlertState::new(now));
+        let (next, history) = apply_change(&state, change, actor, now)?;
+        tx.execute(
+            "INSERT INTO alert_state (id, status, reason, assignee, updated, reindex)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1)
+             ON CONFLICT (id) DO UPDATE SET status = ?2, reason = ?3, assignee = ?4,
+                 updated = ?5, reindex = 1",
+            params![
+                id,
+                next.status.as_str(),
+                next.reason.map(|r| r.as_str()),
+                next.assignee,
+                time_text(next.updated)
+            ],
+        )
+        .map_err(self.err())?;
+        for entry in &history {
+            tx.execute(
+                "INSERT INTO alert_history (alert_id, at, actor, field, old, new)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    time_text(entry.at),
+                    entry.actor,
+                    entry.field,
+                    entry.old,
+                    entry.new
+                ],
+            )
+            .map_err(self.err())?;
+        }
+        tx.commit().map_err(self.err())?;
+        Ok(next)
+    }
+
+    /// The alert's history, oldest first.
+    pub(crate) fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let Some(conn) = &self.conn else {
+            return Ok(Vec::new());
+        };
+        let conn = lock(conn);
+        let mut query = conn
+            .prepare_cached(
+                "SELECT at, actor, field, old, new FROM alert_history
+                 WHERE alert_id = ?1 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = query
+            .query_map(params![id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .map_err(self.err())?;
+        let mut history = Vec::new();
+        for row in rows {
+            let (at, actor, field, old, new) = row.map_err(self.err())?;
+            history.push(HistoryEntry {
+                at: parse_time(id, &at)?,
+                actor,
+                field,
+                old,
+                new,
+            });
+        }
+        Ok(history)
+    }
+
+    /// Alerts changed here whose index copy may be stale.
+    pub(crate) fn pending_reindex(&self) -> Result<Vec<String>, StoreError> {
+        let Some(conn) = &self.conn else {
+            return Ok(Vec::new());
+        };
+        let conn = lock(conn);
+        let mut query = conn
+            .prepare("SELECT id FROM alert_state WHERE reindex = 1")
+            .map_err(self.err())?;
+        let ids = query
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(ids)
+    }
+
+    /// Marks alerts as re-indexed, once the alerts index has committed them.
+    pub(crate) fn reindexed(&self, ids: &[String]) -> Result<(), StoreError> {
+        let Some(conn) = &self.conn else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut conn = lock(conn);
+        let tx = conn.transaction().map_err(self.err())?;
+        for id in ids {
+            tx.execute(
+                "UPDATE alert_state SET reindex = 0 WHERE id = ?1",
+                params![id],
+            )
+            .map_err(self.err())?;
+        }
+        tx.commit().map_err(self.err())
+    }
+}
+
+fn read_states(
+    conn: &Connection,
+    ids: &[String],
+) -> Result<HashMap<String, AlertState>, StoreError> {
+    let err = |e| StoreError::Database {
+        path: "alerts.sqlite".into(),
+        source: e,
+    };
+    let mut query = conn
+        .prepare_cached("SELECT status, reason, assignee, updated FROM alert_state WHERE id = ?1")
+        .map_err(err)?;
+    let mut states = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let row = query
+            .query_row(params![id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })
+            .optional()
+            .map_err(err)?;
+        let Some((status, reason, assignee, updated)) = row else {
+            continue;
+        };
+        let corrupt = |what: &str, value: &str| StoreError::Corrupt {
+            id: id.clone(),
+            message: format!("unknown {what} {value:?} in the lifecycle database"),
+        };
+        let status = AlertStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?;
+        let reason = reason
+            .map(|r| CloseReason::parse(&r).ok_or_else(|| corrupt("reason", &r)))
+            .transpose()?;
+        states.insert(
+            id.clone(),
+            AlertState {
+                status,
+                reason,
+                assignee,
+                updated: parse_time(id, &updated)?,
+            },
+        );
+    }
+    Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+    }
+
+    fn change(status: Option<AlertStatus>, reason: Option<CloseReason>) -> AlertChange {
+        AlertChange {
+            status,
+            reason,
+            ..AlertChange::default()
+        }
+    }
+
+    #[test]
+    fn transitions_follow_the_lifecycle() {
+        use AlertStatus::*;
+        let open = AlertState::new(now());
+        let (acked, history) =
+            apply_change(&open, &change(Some(Acknowledged), None), "ann", now()).unwrap();
+        assert_eq!(acked.status, Acknowledged);
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].old.as_deref(), Some("open"));
+        assert!(apply_change(&acked, &change(Some(Closed), None), "ann", now()).is_err());
+        let (closed, history) = apply_change(
+            &acked,
+            &change(Some(Closed), Some(CloseReason::FalsePositive)),
+            "ann",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(closed.reason, Some(CloseReason::FalsePositive));
+        assert_eq!(history.len(), 2, "status and reason");
+        assert!(apply_change(&closed, &change(Some(Acknowledged), None), "ann", now()).is_err());
+        assert!(apply_change(&closed, &change(Some(Closed), None), "ann", now()).is_err());
+        let (reopened, _) = apply_change(&closed, &change(Some(Open), None), "ann", now()).unwrap();
+        assert_eq!(reopened.reason, None, "reopening clears the reason");
+        assert!(
+            apply_change(&open, &change(None, Some(CloseReason::Other)), "a", now()).is_err(),
+            "a reason without closing"
+        );
+        assert!(apply_change(&open, &AlertChange::default(), "a", now()).is_err());
+    }
+
+    #[test]
+    fn the_database_keeps_state_across_registrations_and_reopens() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("alerts.sqlite");
+        let lifecycle = Lifecycle::open(&path, false).unwrap();
+        let ids = ["a".to_owned(), "b".to_owned()];
+        assert!(lifecycle
+            .register(&ids, now())
+            .unwrap()
+            .values()
+            .all(|s| s.status == AlertStatus::Open));
+        let ack = change(Some(AlertStatus::Acknowledged), None);
+        lifecycle.change("a", &ack, "api", now()).unwrap();
+        assert_eq!(lifecycle.pending_reindex().unwrap(), ["a"]);
+        let states = lifecycle.register(&ids, now()).unwrap();
+        assert_eq!(
+            states["a"].status,
+            AlertStatus::Acknowledged,
+            "replay keeps it"
+        );
+        drop(lifecycle);
+        let reader = Lifecycle::open(&path, true).unwrap();
+        assert_eq!(
+            reader.states(&ids, now()).unwrap()["a"].status,
+            AlertStatus::Acknowledged
+        );
+        assert_eq!(reader.history("a").unwrap().len(), 1);
+        assert!(reader.change("b", &ack, "api", now()).is_err());
+    }
+}

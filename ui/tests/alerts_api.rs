@@ -1,0 +1,376 @@
+//! The alert lifecycle through the JSON API, against a real store in a temporary directory.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use chrono::{TimeZone, Utc};
+use http_body_util::BodyExt;
+use serde_json::{json, Map, Value};
+use tempfile::TempDir;
+use tower::ServiceExt;
+use vigil_event::{Alert, Event, EventId, Level, LogSource, Record, Source};
+use vigil_store::Store;
+use vigil_ui::{api_router, ApiToken, UiState};
+
+fn source() -> Source {
+    Source {
+        kind: "cloudtrail".into(),
+        name: "org-trail".into(),
+    }
+}
+
+fn event(n: u32) -> Event {
+    let time = Utc.with_ymd_and_hms(2026, 11, 27 + n, 9, 0, 0).unwrap();
+    let record = json!({"eventName": "StopLogging", "n": n});
+    Event {
+        id: EventId::derive("api test", &[&n.to_le_bytes()]),
+        time,
+        received: time,
+        source: source(),
+        logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
+        record: Record::json(&record.to_string()).unwrap(),
+        fields: Map::new(),
+    }
+}
+
+fn alert(rule: &str, title: &str, level: Level, events: &[Event]) -> Alert {
+    let event_ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    Alert {
+        id: Alert::derive_id(rule, &event_ids),
+        rule_id: rule.into(),
+        rule_title: title.into(),
+        level,
+        tags: vec!["attack.defense-evasion".into()],
+        event_ids,
+        time: events.last().unwrap().time,
+        detected: events.last().unwrap().time,
+        source: source(),
+        logsource: LogSource::default(),
+        group: Default::default(),
+    }
+}
+
+struct Fixture {
+    _dir: TempDir,
+    store: Arc<Store>,
+    app: Router,
+    trail: Alert,
+    login: Alert,
+    events: Vec<Event>,
+}
+
+fn fixture() -> Fixture {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    // Events on two days, so an alert's events come from two partitions.
+    let events = vec![event(0), event(1)];
+    let trail = alert(
+        "trail-stopped",
+        "CloudTrail logging stopped",
+        Level::High,
+        &events,
+    );
+    let login = alert(
+        "root-login",
+        "Root console login",
+        Level::Medium,
+        &events[..1],
+    );
+    store.index_events(&events).unwrap();
+    store.index_alerts(&[trail.clone(), login.clone()]).unwrap();
+    store.commit().unwrap();
+    let app = api_router(UiState {
+        store: store.clone(),
+        token: ApiToken::new("test-token"),
+    });
+    Fixture {
+        _dir: dir,
+        store,
+        app,
+        trail,
+        login,
+        events,
+    }
+}
+
+async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+async fn patch(app: &Router, id: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        app,
+        Method::PATCH,
+        &format!("/api/v1/alerts/{id}"),
+        Some(body),
+    )
+    .await
+}
+
+fn ids(listing: &Value) -> Vec<String> {
+    listing["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_alert_moves_from_open_to_acknowledged_to_closed_with_history() {
+    let f = fixture();
+    let id = f.trail.id.to_string();
+    let (status, detail) = call(&f.app, Method::GET, &format!("/api/v1/alerts/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["status"], "open");
+    assert_eq!(detail["rule_title"], "CloudTrail logging stopped");
+    assert_eq!(detail["history"], json!([]));
+
+    let (status, detail) = patch(
+        &f.app,
+        &id,
+        json!({"status": "acknowledged", "assignee": "dana", "note": "looking at the trail"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["status"], "acknowledged");
+    assert_eq!(detail["assignee"], "dana");
+    assert_eq!(detail["notes"][0]["text"], "looking at the trail");
+    assert_eq!(detail["notes"][0]["author"], "api");
+
+    let (status, detail) = patch(
+        &f.app,
+        &id,
+        json!({"status": "closed", "reason": "false_positive"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["status"], "closed");
+    assert_eq!(detail["reason"], "false_positive");
+    let history: Vec<(String, Value, Value)> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            assert_eq!(h["actor"], "api");
+            assert!(h["at"].is_string());
+            (
+                h["field"].as_str().unwrap().to_owned(),
+                h["old"].clone(),
+                h["new"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("status".into(), json!("open"), json!("acknowledged")),
+            ("assignee".into(), Value::Null, json!("dana")),
+            ("note".into(), Value::Null, json!("looking at the trail")),
+            ("status".into(), json!("acknowledged"), json!("closed")),
+            ("reason".into(), Value::Null, json!("false_positive")),
+        ]
+    );
+
+    let (_, reopened) = patch(&f.app, &id, json!({"status": "open"})).await;
+    assert_eq!(reopened["status"], "open");
+    assert_eq!(reopened["reason"], Value::Null);
+}
+
+#[tokio::test]
+async fn invalid_changes_are_refused_with_a_reason_and_change_nothing() {
+    let f = fixture();
+    let id = f.trail.id.to_string();
+    let cases = [
+        (json!({"status": "closed"}), "reason"),
+        (json!({"reason": "duplicate"}), "only given when closing"),
+        (json!({"status": "open"}), "already open"),
+        (json!({"status": "snoozed"}), "status"),
+        (json!({"reason": "bored", "status": "closed"}), "reason"),
+        (json!({}), "nothing to change"),
+        (json!({"note": "  "}), "empty"),
+        (json!({"owner": "x"}), "owner"),
+    ];
+    for (body, expected) in cases {
+        let (status, reply) = patch(&f.app, &id, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        let message = reply["error"].as_str().unwrap();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    let (_, closed) = patch(
+        &f.app,
+        &id,
+        json!({"status": "closed", "reason": "resolved"}),
+    )
+    .await;
+    assert_eq!(closed["status"], "closed");
+    let (status, reply) = patch(&f.app, &id, json!({"status": "acknowledged"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply["error"].as_str().unwrap().contains("reopen"),
+        "{reply}"
+    );
+
+    let (_, detail) = call(&f.app, Method::GET, &format!("/api/v1/alerts/{id}"), None).await;
+    assert_eq!(
+        detail["history"].as_array().unwrap().len(),
+        2,
+        "only the close"
+    );
+
+    let unknown = EventId::derive("nothing", &[]).to_string();
+    let (status, _) = patch(&f.app, &unknown, json!({"status": "closed"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &f.app,
+        Method::GET,
+        &format!("/api/v1/alerts/{unknown}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn alerts_are_listed_by_status_level_rule_and_query() {
+    let f = fixture();
+    let (trail, login) = (f.trail.id.to_string(), f.login.id.to_string());
+    patch(
+        &f.app,
+        &trail,
+        json!({"status": "acknowledged", "assignee": "dana"}),
+    )
+    .await;
+
+    let list = |query: &'static str| {
+        let app = f.app.clone();
+        async move {
+            let (status, body) =
+                call(&app, Method::GET, &format!("/api/v1/alerts?{query}"), None).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            ids(&body)
+        }
+    };
+    assert_eq!(list("").await.len(), 2);
+    assert_eq!(list("status=acknowledged").await, vec![trail.clone()]);
+    assert_eq!(list("status=open").await, vec![login.clone()]);
+    assert_eq!(list("level=high").await, vec![trail.clone()]);
+    assert_eq!(list("rule=root-login").await, vec![login.clone()]);
+    assert_eq!(list("q=status:acknowledged").await, vec![trail.clone()]);
+    assert_eq!(list("q=assignee:dana").await, vec![trail.clone()]);
+    assert_eq!(
+        list("q=rule_title:%22logging%20stopped%22").await,
+        vec![trail.clone()]
+    );
+    assert_eq!(list("q=tags:attack.defense-evasion").await.len(), 2);
+    assert_eq!(list("q=root").await, vec![login.clone()]);
+    assert!(list("status=closed").await.is_empty());
+
+    let (status, _) = call(&f.app, Method::GET, "/api/v1/alerts?status=snoozed", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, reply) = call(&f.app, Method::GET, "/api/v1/alerts?q=status:(", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(reply["position"].is_number());
+}
+
+#[tokio::test]
+async fn a_replayed_alert_keeps_its_lifecycle_state() {
+    let f = fixture();
+    let id = f.trail.id.to_string();
+    patch(
+        &f.app,
+        &id,
+        json!({"status": "closed", "reason": "duplicate"}),
+    )
+    .await;
+    // The detector raises the same alert again after a crash: same rule, same events.
+    let again = alert(
+        "trail-stopped",
+        "CloudTrail logging stopped",
+        Level::High,
+        &f.events,
+    );
+    assert_eq!(again.id, f.trail.id);
+    f.store.index_alerts(&[again]).unwrap();
+    f.store.commit().unwrap();
+    let (_, detail) = call(&f.app, Method::GET, &format!("/api/v1/alerts/{id}"), None).await;
+    assert_eq!(detail["status"], "closed");
+    assert_eq!(detail["reason"], "duplicate");
+    let (_, listing) = call(&f.app, Method::GET, "/api/v1/alerts?status=closed", None).await;
+    assert_eq!(
+        ids(&listing),
+        vec![id.clone()],
+        "the index copy is not reset either"
+    );
+    let (_, listing) = call(&f.app, Method::GET, "/api/v1/alerts", None).await;
+    assert_eq!(ids(&listing).len(), 2, "still one copy of the alert");
+}
+
+#[tokio::test]
+async fn an_alert_pivots_to_its_events() {
+    let f = fixture();
+    let uri = format!("/api/v1/alerts/{}/events", f.trail.id);
+    let (status, body) = call(&f.app, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let got: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = f.events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(got, expected, "oldest first, across partitions");
+    let unknown = format!("/api/v1/alerts/{}/events", EventId::derive("x", &[]));
+    let (status, _) = call(&f.app, Method::GET, &unknown, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn changes_survive_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let events = vec![event(0)];
+    let trail = alert(
+        "trail-stopped",
+        "CloudTrail logging stopped",
+        Level::High,
+        &events,
+    );
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.index_events(&events).unwrap();
+        store.index_alerts(std::slice::from_ref(&trail)).unwrap();
+        store.commit().unwrap();
+        store
+            .update_alert(
+                &trail.id.to_string(),
+                &vigil_store::AlertChange {
+                    assignee: Some("lee".into()),
+                    ..Default::default()
+                },
+                "api",
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let detail = store.alert(&trail.id.to_string()).unwrap();
+    assert_eq!(detail.view.state.assignee.as_deref(), Some("lee"));
+    assert_eq!(detail.history.len(), 1);
+}
