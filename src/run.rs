@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_detect::Engine;
-use vigil_event::{Alert, Event, Level};
+use vigil_event::{Alert, Event, Level, Quarantined};
 use vigil_ingest::cloudwatch::firehose::FirehoseState;
 use vigil_ingest::cloudwatch::{
     CloudWatchConfig, CloudWatchSource, LogGroupOverride, LogGroupRecogniser,
@@ -80,6 +80,13 @@ pub async fn run(options: RunOptions) -> Result<()> {
     stages.spawn(stages::run_indexer::<Event>(
         bus.clone(),
         topics.events.clone(),
+        store.clone(),
+        config.index.clone(),
+        shutdown.clone(),
+    ));
+    stages.spawn(stages::run_indexer::<Quarantined>(
+        bus.clone(),
+        topics.quarantine.clone(),
         store.clone(),
         config.index.clone(),
         shutdown.clone(),

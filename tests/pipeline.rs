@@ -133,6 +133,35 @@ fn malformed_input_gets_clear_errors_and_the_server_keeps_serving() {
     wait_for("the good lines indexed", Duration::from_secs(30), || {
         (vigil.search_total("eventID:m1 OR eventID:m2 OR eventID:m3") == 3).then_some(())
     });
+
+    // What was rejected is kept, with its reason, and visible through the API.
+    let records = wait_for("the quarantine", Duration::from_secs(30), || {
+        let found = vigil.get_json("/api/v1/quarantine?source=cloudtrail");
+        let records = found["records"].as_array().unwrap().clone();
+        (!records.is_empty()).then_some(records)
+    });
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["line"], 2);
+    assert_eq!(
+        records[0]["raw"], "eyJicm9rZW4iOiA=",
+        "base64 of the broken line"
+    );
+    assert!(records[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("not a JSON object"));
+    let app = vigil.get_json("/api/v1/quarantine?source=app");
+    let reasons: Vec<&str> = app["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"invalid UTF-8 at byte 9"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("the limit is")),
+        "{reasons:?}"
+    );
 }
 
 #[test]

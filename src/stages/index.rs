@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::de::DeserializeOwned;
 use vigil_bus::{Bus, Checkpoint, Delivery};
-use vigil_event::{Alert, Event};
+use vigil_event::{Alert, Event, Quarantined};
 use vigil_store::{Store, StoreError};
 
 use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
@@ -26,6 +26,14 @@ impl IndexTarget for Event {
     const METRIC: &'static str = "vigil_events_indexed_total";
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
         store.index_events(items)
+    }
+}
+
+impl IndexTarget for Quarantined {
+    const GROUP: &'static str = "index-quarantine";
+    const METRIC: &'static str = "vigil_quarantine_indexed_total";
+    fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
+        store.add_quarantined(items).map(|_| ())
     }
 }
 

@@ -13,12 +13,13 @@ mod events;
 mod index;
 mod lifecycle;
 mod partition;
+mod quarantine;
 mod query;
 
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use vigil_event::{Alert, Event};
+use vigil_event::{Alert, Event, Quarantined};
 
 pub use aggregate::{
     interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
@@ -31,6 +32,7 @@ pub use lifecycle::{
     MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
 };
 pub use partition::{PartitionKey, PartitionScheme};
+pub use quarantine::{QuarantineFilter, MAX_QUARANTINED};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
 };
@@ -44,6 +46,7 @@ pub mod schema {
 use alerts::AlertIndex;
 use events::EventIndex;
 use lifecycle::Lifecycle;
+use quarantine::QuarantineLog;
 
 /// An alert with its lifecycle state, as listed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -74,6 +77,8 @@ pub struct Note {
 
 /// The file holding the alert lifecycle, beside the indices.
 const LIFECYCLE_DB: &str = "alerts.sqlite";
+/// The file holding quarantined records, beside the indices.
+const QUARANTINE_DB: &str = "quarantine.sqlite";
 
 /// How long events are kept. Whole partitions are removed, so an event may outlive
 /// `max_age` by up to one partition period.
@@ -126,6 +131,7 @@ pub struct Store {
     events: EventIndex,
     alerts: AlertIndex,
     lifecycle: Lifecycle,
+    quarantine: QuarantineLog,
     /// Serializes everything that writes alert documents: indexing reads the lifecycle state
     /// and then writes the document, and a change landing in between would be overwritten
     /// by the stale state.
@@ -157,10 +163,12 @@ impl Store {
             options.max_open_partitions,
         )?;
         let lifecycle = Lifecycle::open(&dir.join(LIFECYCLE_DB), read_only)?;
+        let quarantine = QuarantineLog::open(&dir.join(QUARANTINE_DB), read_only)?;
         let store = Store {
             events,
             alerts,
             lifecycle,
+            quarantine,
             alert_writes: std::sync::Mutex::new(()),
             options,
         };
@@ -399,6 +407,17 @@ impl Store {
     /// The newest alerts, by detection time and then by the time of their last event.
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
         self.alerts.newest(limit)
+    }
+
+    /// Keeps records that could not become events; those already kept are skipped, so a bus
+    /// replay adds nothing. Durable when it returns. Gives how many were new.
+    pub fn add_quarantined(&self, records: &[Quarantined]) -> Result<usize, StoreError> {
+        self.quarantine.add(records)
+    }
+
+    /// Quarantined records, newest first.
+    pub fn quarantined(&self, filter: &QuarantineFilter) -> Result<Vec<Quarantined>, StoreError> {
+        self.quarantine.list(filter)
     }
 
     /// The number of events searchable now (replaced copies not counted).

@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use vigil_event::Level;
-use vigil_store::{parse_time, AlertChange, AlertFilter, AlertStatus, SearchRequest, StoreError};
+use vigil_store::{
+    parse_time, AlertChange, AlertFilter, AlertStatus, QuarantineFilter, SearchRequest, StoreError,
+};
 
 use crate::{call_store, CallError, UiState};
 
@@ -29,6 +31,7 @@ pub(crate) fn router() -> Router<UiState> {
         .route("/api/v1/search", get(search_events))
         .route("/api/v1/search/histogram", get(search_histogram))
         .route("/api/v1/search/facets", get(search_facets))
+        .route("/api/v1/quarantine", get(list_quarantined))
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +47,28 @@ struct AlertsParams {
 /// Who the API records as making a change. Every caller shares the one API token for now,
 /// so there is no one more specific to name; per-user identities will replace this.
 const API_ACTOR: &str = "api";
+
+#[derive(Debug, Deserialize)]
+struct QuarantineParams {
+    source: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Records that could not become events, newest first; `raw` is base64.
+async fn list_quarantined(
+    State(state): State<UiState>,
+    Query(params): Query<QuarantineParams>,
+) -> Response {
+    let filter = QuarantineFilter {
+        source: params.source.filter(|s| !s.trim().is_empty()),
+        limit: clamp_limit(params.limit),
+    };
+    let store = state.store.clone();
+    match call_store(move || store.quarantined(&filter)).await {
+        Ok(records) => Json(json!({ "records": records })).into_response(),
+        Err(error) => error_response(error),
+    }
+}
 
 async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsParams>) -> Response {
     let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
