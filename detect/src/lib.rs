@@ -119,6 +119,7 @@ mod filter;
 mod modifier;
 mod path;
 mod pattern;
+mod pipeline;
 mod rule;
 mod ruleset;
 mod time;
@@ -134,6 +135,7 @@ pub use detector::{
 pub use engine::Engine;
 pub use error::RuleError;
 pub use filter::{Filter, FilterTargets};
+pub use pipeline::Pipeline;
 pub use rule::{Rule, RuleLogSource, Status};
 pub use ruleset::{BuiltRules, RuleSetBuilder};
 
@@ -148,6 +150,10 @@ pub struct LoadOptions {
     /// up as `Servers` here (names are case-sensitive). Each value is a Sigma string, so it may
     /// hold wildcards. A rule that expands a placeholder missing here fails to load.
     pub placeholders: HashMap<String, Vec<String>>,
+    /// Field-mapping pipelines, applied in order to every rule and meta-filter whose logsource
+    /// they name (see [`Pipeline`] for the format): they rename fields and may add a search
+    /// that the rules must also satisfy.
+    pub pipelines: Vec<Pipeline>,
 }
 
 /// What came of parsing one rule text: the documents that loaded and the errors of those that

@@ -28,6 +28,11 @@ impl FieldPath {
         }
     }
 
+    /// The field name as the rule (after pipelines) gives it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Calls `visit` with every value the field has in `doc` until it returns true.
     ///
     /// Arrays stand for each of their elements, both on the way (`a.b` looks into every object

@@ -11,6 +11,7 @@ use vigil_event::{Id, Level, LogSource};
 use crate::detection::Detection;
 use crate::error::Problem;
 use crate::pattern::eq_ignore_case;
+use crate::pipeline::FieldMap;
 use crate::yaml::{Document, Key, Node, Value};
 use crate::LoadOptions;
 
@@ -224,8 +225,10 @@ pub(crate) fn from_document(
     if present("logsource").is_none() {
         problems.push(missing("logsource"));
     }
+    let fallback = RuleLogSource::default();
+    let fields = FieldMap::for_logsource(options, logsource.as_ref().unwrap_or(&fallback));
     let detection = match detection {
-        Some(node) => match Detection::compile(node, options) {
+        Some(node) => match Detection::compile_mapped(node, options, &fields) {
             Ok(detection) => Some(detection),
             Err(found) => {
                 problems.extend(found);
@@ -237,6 +240,7 @@ pub(crate) fn from_document(
             None
         }
     };
+    let requirements: Vec<_> = fields.requirements().cloned().collect();
     match (title, logsource, detection) {
         (Some(title), Some(logsource), Some(detection)) if problems.is_empty() => Ok(Rule {
             id: id
@@ -257,7 +261,7 @@ pub(crate) fn from_document(
             origin: origin.to_owned(),
             line: doc.line,
             detection,
-            filters: Vec::new(),
+            filters: requirements,
         }),
         _ => {
             problems.sort_by_key(|problem| problem.line);
