@@ -11,6 +11,7 @@ use crate::error::Problem;
 use crate::modifier;
 use crate::path::{self, FieldPath};
 use crate::pipeline::FieldMap;
+use crate::prefilter::{self, Need};
 use crate::value::Matcher;
 use crate::yaml::{Key, Node, Value};
 use crate::LoadOptions;
@@ -126,6 +127,11 @@ impl Detection {
             searches: vec![("require".to_owned(), search)],
             condition: Expr::Search(0),
         })
+    }
+
+    /// What an event must contain to satisfy the condition (see [`crate::prefilter`]).
+    pub fn need(&self) -> Option<Need> {
+        self.condition.need(&|index| self.searches[index].1.need())
     }
 
     /// Whether the event document satisfies the condition.
@@ -304,6 +310,13 @@ fn item(field: Option<&str>, compiled: Compiled) -> Item {
 }
 
 impl Search {
+    fn need(&self) -> Option<Need> {
+        match self {
+            Search::All(items) => prefilter::all(items.iter().map(Item::need)),
+            Search::Any(alternatives) => prefilter::any(alternatives.iter().map(Search::need)),
+        }
+    }
+
     fn matches(&self, doc: &Map<String, Json>) -> bool {
         match self {
             Search::All(items) => items.iter().all(|item| item.matches(doc)),
@@ -313,6 +326,30 @@ impl Search {
 }
 
 impl Item {
+    /// Negated items and `exists` hold on events without any given text, so they need none.
+    fn need(&self) -> Option<Need> {
+        let (matchers, all) = match self {
+            Item::Field {
+                values,
+                all,
+                negate: false,
+                ..
+            } => (values, *all),
+            Item::Keywords {
+                matchers,
+                all,
+                negate: false,
+            } => (matchers, *all),
+            _ => return None,
+        };
+        let needs = matchers.iter().map(Matcher::need);
+        if all {
+            prefilter::all(needs)
+        } else {
+            prefilter::any(needs)
+        }
+    }
+
     fn matches(&self, doc: &Map<String, Json>) -> bool {
         match self {
             // With `all`, each value may be met by a different element of a list-valued field,

@@ -50,6 +50,23 @@
 //!   `generate: true` reports no matches of its own through [`Detector`];
 //!   [`Engine::evaluate`] stays stateless and reports every match.
 //!
+//! # Field-mapping pipelines
+//!
+//! [`LoadOptions::pipelines`] rename the fields of rules (and add required searches) per
+//! logsource at load time, so SigmaHQ rules written for another schema match Vigil's events
+//! unedited; [`Pipeline`] describes the file format. The repository's `pipelines/` holds one
+//! per source Vigil reads.
+//!
+//! # Evaluation
+//!
+//! [`Engine::matching`] works out, once per event logsource, which rules apply (most of a
+//! SigmaHQ checkout is for Windows and never does) and a literal prefilter over them: the
+//! literals each rule needs at least one of, in one Aho-Corasick automaton that runs once over
+//! the event's strings. Only rules whose literals occur are evaluated; rules whose matches
+//! cannot be told from literals (negations, `null`, numbers, regular expressions, field
+//! references) always are. The prefilter is conservative: it never changes what matches,
+//! which a test checks against evaluating every rule.
+//!
 //! # Value modifiers
 //!
 //! Every modifier of the Sigma 2.1 appendix is implemented. They apply in the order the key
@@ -120,6 +137,7 @@ mod modifier;
 mod path;
 mod pattern;
 mod pipeline;
+mod prefilter;
 mod rule;
 mod ruleset;
 mod time;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 /// Nesting deeper than this is not searched. Sigma fields are a few levels deep; the bound keeps
 /// a hostile document (or one built in code, bypassing serde_json's own limit) from exhausting
 /// the stack.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// A field name split at its dots, ready to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]

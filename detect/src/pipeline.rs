@@ -176,12 +176,14 @@ fn from_node(root: &Node, origin: &str) -> Result<Pipeline, Problem> {
                 };
                 entries = Some(items.iter().map(entry).collect::<Result<Vec<_>, _>>()?);
             }
-            other => return Err(Problem::new(
-                key.line,
-                format!(
+            other => {
+                return Err(Problem::new(
+                    key.line,
+                    format!(
                     "unknown pipeline key `{other}`; expected `name`, `description` or `mappings`"
                 ),
-            )),
+                ))
+            }
         }
     }
     let Some(name) = name.filter(|name| !name.trim().is_empty()) else {

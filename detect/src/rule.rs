@@ -12,6 +12,7 @@ use crate::detection::Detection;
 use crate::error::Problem;
 use crate::pattern::eq_ignore_case;
 use crate::pipeline::FieldMap;
+use crate::prefilter::{self, Need};
 use crate::yaml::{Document, Key, Node, Value};
 use crate::LoadOptions;
 
@@ -64,6 +65,15 @@ impl Rule {
     /// Whether the event document satisfies the rule's detection, whatever its logsource.
     pub fn matches(&self, doc: &Map<String, Json>) -> bool {
         self.detection.matches(doc) && self.filters.iter().all(|filter| filter.matches(doc))
+    }
+
+    /// What an event must contain to match (see [`crate::prefilter`]): the detection and the
+    /// filters must all hold.
+    pub(crate) fn need(&self) -> Option<Need> {
+        prefilter::all(
+            std::iter::once(self.detection.need())
+                .chain(self.filters.iter().map(|filter| filter.need())),
+        )
     }
 
     /// Adds a meta-filter's detection, which from now on must match too.
