@@ -302,7 +302,8 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
         0..=2 => Value::String(rng.pick(STRINGS).to_string()),
         3 => {
             let mut s = rng.pick(STRINGS).to_string();
-            s.push_str(*rng.pick(STRINGS));
+            let extra: &&str = rng.pick(STRINGS);
+            s.push_str(extra);
             Value::String(s.to_uppercase())
         }
         4 => match rng.below(4) {
