@@ -788,6 +788,7 @@ mod tests {
     fn expand_substitutes_and_escapes() {
         let options = LoadOptions {
             placeholders: [("name".to_owned(), vec!["a".to_owned(), "b*".to_owned()])].into(),
+            ..LoadOptions::default()
         };
         let mut out = Vec::new();
         expand(&expand_pieces(r"\%plain%name%"), &options, &mut out).unwrap();

@@ -5,6 +5,8 @@
 //! pySigma, the operators are lowercase keywords, and `any of` is accepted as a synonym of
 //! `1 of`.
 
+use crate::prefilter::{self, Need};
+
 /// A parsed condition; searches are referred to by their index in the detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Expr {
@@ -23,6 +25,19 @@ impl Expr {
             Expr::Not(inner) => !inner.eval(search),
             Expr::And(all) => all.iter().all(|expr| expr.eval(search)),
             Expr::Or(any) => any.iter().any(|expr| expr.eval(search)),
+        }
+    }
+}
+
+impl Expr {
+    /// What an event must contain for the condition to hold, from what each search needs;
+    /// `not` says nothing (a negated search holds on events that lack its literals).
+    pub fn need(&self, search: &impl Fn(usize) -> Option<Need>) -> Option<Need> {
+        match self {
+            Expr::Search(index) => search(*index),
+            Expr::Not(_) => None,
+            Expr::And(all) => prefilter::all(all.iter().map(|expr| expr.need(search))),
+            Expr::Or(any) => prefilter::any(any.iter().map(|expr| expr.need(search))),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The `detection` section: search identifiers compiled into matchers, and the condition over
 //! them.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value as Json};
 
 use crate::chain::{self, Compiled, Test};
@@ -8,6 +10,8 @@ use crate::condition::{self, Expr};
 use crate::error::Problem;
 use crate::modifier;
 use crate::path::{self, FieldPath};
+use crate::pipeline::FieldMap;
+use crate::prefilter::{self, Need};
 use crate::value::Matcher;
 use crate::yaml::{Key, Node, Value};
 use crate::LoadOptions;
@@ -57,7 +61,19 @@ enum Item {
 impl Detection {
     /// Compiles a `detection` mapping, collecting every problem rather than stopping at the
     /// first, so one load shows the author all of them.
+    // Rules and filters compile through `compile_mapped`; this stays for detections that no
+    // pipeline applies to.
+    #[allow(dead_code)]
     pub fn compile(node: &Node, options: &LoadOptions) -> Result<Detection, Vec<Problem>> {
+        Self::compile_mapped(node, options, &FieldMap::default())
+    }
+
+    /// [`Detection::compile`] with the field names renamed by pipelines.
+    pub fn compile_mapped(
+        node: &Node,
+        options: &LoadOptions,
+        fields: &FieldMap,
+    ) -> Result<Detection, Vec<Problem>> {
         let Value::Map(entries) = &node.value else {
             return Err(vec![Problem::new(
                 node.line,
@@ -75,7 +91,7 @@ impl Detection {
                 "timeframe" => {}
                 name => {
                     names.push(name);
-                    match compile_search(value, options) {
+                    match compile_search(value, options, fields) {
                         Ok(search) => searches.push((name.to_owned(), search)),
                         Err(problem) => problems.push(problem),
                     }
@@ -101,6 +117,21 @@ impl Detection {
                 Err(problems)
             }
         }
+    }
+
+    /// A detection of one search (a mapping or a list, as a search identifier's definition),
+    /// which is its whole condition: what a pipeline's `require` adds to rules.
+    pub fn single(node: &Node, options: &LoadOptions) -> Result<Detection, Vec<Problem>> {
+        let search = compile_search(node, options, &FieldMap::default()).map_err(|p| vec![p])?;
+        Ok(Detection {
+            searches: vec![("require".to_owned(), search)],
+            condition: Expr::Search(0),
+        })
+    }
+
+    /// What an event must contain to satisfy the condition (see [`crate::prefilter`]).
+    pub fn need(&self) -> Option<Need> {
+        self.condition.need(&|index| self.searches[index].1.need())
     }
 
     /// Whether the event document satisfies the condition.
@@ -137,9 +168,13 @@ fn compile_condition(key: &Key, value: &Node, names: &[&str]) -> Result<Expr, Pr
     }
 }
 
-fn compile_search(node: &Node, options: &LoadOptions) -> Result<Search, Problem> {
+fn compile_search(
+    node: &Node,
+    options: &LoadOptions,
+    fields: &FieldMap,
+) -> Result<Search, Problem> {
     match &node.value {
-        Value::Map(entries) => compile_map(node, entries, options),
+        Value::Map(entries) => compile_map(node, entries, options, fields),
         Value::Seq(items) if items.is_empty() => Err(Problem::new(
             node.line,
             "a search identifier's list is empty",
@@ -151,7 +186,9 @@ fn compile_search(node: &Node, options: &LoadOptions) -> Result<Search, Problem>
             let mut keywords = Vec::new();
             for item in items {
                 match &item.value {
-                    Value::Map(entries) => alternatives.push(compile_map(item, entries, options)?),
+                    Value::Map(entries) => {
+                        alternatives.push(compile_map(item, entries, options, fields)?)
+                    }
                     Value::Seq(_) => {
                         return Err(Problem::new(
                             item.line,
@@ -185,20 +222,28 @@ fn compile_map(
     node: &Node,
     entries: &[(Key, Node)],
     options: &LoadOptions,
+    fields: &FieldMap,
 ) -> Result<Search, Problem> {
     if entries.is_empty() {
         return Err(Problem::new(node.line, "a search mapping is empty"));
     }
     let items = entries
         .iter()
-        .map(|(key, value)| compile_item(key, value, options))
+        .map(|(key, value)| compile_item(key, value, options, fields))
         .collect::<Result<_, _>>()?;
     Ok(Search::All(items))
 }
 
-fn compile_item(key: &Key, node: &Node, options: &LoadOptions) -> Result<Item, Problem> {
+fn compile_item(
+    key: &Key,
+    node: &Node,
+    options: &LoadOptions,
+    fields: &FieldMap,
+) -> Result<Item, Problem> {
     let (field, modifiers) =
         modifier::parse_key(&key.name).map_err(|message| Problem::new(key.line, message))?;
+    let field = fields.rename(field);
+    let field = field.as_ref();
     let values: Vec<&Node> = match &node.value {
         Value::Seq(items) if items.is_empty() => {
             return Err(Problem::new(node.line, "the list of values is empty"))
@@ -212,8 +257,28 @@ fn compile_item(key: &Key, node: &Node, options: &LoadOptions) -> Result<Item, P
         }
     }
     let field = (!field.is_empty()).then_some(field);
-    let compiled = chain::compile(field, &modifiers, &values, key.line, options)?;
+    let mut compiled = chain::compile(field, &modifiers, &values, key.line, options)?;
+    if let Test::Values(matchers) = &mut compiled.test {
+        matchers
+            .iter_mut()
+            .for_each(|m| rename_references(m, fields));
+    }
     Ok(item(field, compiled))
+}
+
+/// `fieldref` names a field of the event too, so it is renamed like the keys.
+fn rename_references(matcher: &mut Matcher, fields: &FieldMap) {
+    match matcher {
+        Matcher::FieldRef { path, .. } => {
+            if let Cow::Owned(renamed) = fields.rename(path.name()) {
+                *path = FieldPath::new(&renamed);
+            }
+        }
+        Matcher::AnyOf(variants) => variants
+            .iter_mut()
+            .for_each(|m| rename_references(m, fields)),
+        _ => {}
+    }
 }
 
 fn item(field: Option<&str>, compiled: Compiled) -> Item {
@@ -245,6 +310,13 @@ fn item(field: Option<&str>, compiled: Compiled) -> Item {
 }
 
 impl Search {
+    fn need(&self) -> Option<Need> {
+        match self {
+            Search::All(items) => prefilter::all(items.iter().map(Item::need)),
+            Search::Any(alternatives) => prefilter::any(alternatives.iter().map(Search::need)),
+        }
+    }
+
     fn matches(&self, doc: &Map<String, Json>) -> bool {
         match self {
             Search::All(items) => items.iter().all(|item| item.matches(doc)),
@@ -254,6 +326,30 @@ impl Search {
 }
 
 impl Item {
+    /// Negated items and `exists` hold on events without any given text, so they need none.
+    fn need(&self) -> Option<Need> {
+        let (matchers, all) = match self {
+            Item::Field {
+                values,
+                all,
+                negate: false,
+                ..
+            } => (values, *all),
+            Item::Keywords {
+                matchers,
+                all,
+                negate: false,
+            } => (matchers, *all),
+            _ => return None,
+        };
+        let needs = matchers.iter().map(Matcher::need);
+        if all {
+            prefilter::all(needs)
+        } else {
+            prefilter::any(needs)
+        }
+    }
+
     fn matches(&self, doc: &Map<String, Json>) -> bool {
         match self {
             // With `all`, each value may be met by a different element of a list-valued field,

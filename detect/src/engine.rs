@@ -1,12 +1,14 @@
 //! The engine: loaded rules, routed by logsource and evaluated against events.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 use vigil_event::{Event, LogSource};
 
 use crate::correlation::state::Graph;
 use crate::correlation::CorrelationRule;
+use crate::prefilter::Prefilter;
 use crate::rule::{Rule, RuleLogSource};
 
 /// A set of compiled rules, ready to evaluate events.
@@ -21,6 +23,31 @@ pub struct Engine {
     /// [`crate::RuleSetBuilder`].
     correlations: Vec<CorrelationRule>,
     graph: Graph,
+    plans: Plans,
+}
+
+/// What evaluating events of one logsource takes, worked out once: the rules that apply and
+/// their shared literal prefilter.
+#[derive(Debug)]
+struct Plan {
+    /// Indices into `rules`, ascending.
+    rules: Vec<usize>,
+    prefilter: Prefilter,
+}
+
+/// Plans by event logsource, made on first sight. A stream has a handful of logsources; past
+/// `MAX_PLANS` (events with ever-new logsources) plans are made per event and not kept, so
+/// memory stays bounded.
+#[derive(Debug, Default)]
+struct Plans(RwLock<Vec<(LogSource, Arc<Plan>)>>);
+
+const MAX_PLANS: usize = 64;
+
+impl Clone for Plans {
+    /// Plans depend only on the rules, so a clone may start without them.
+    fn clone(&self) -> Self {
+        Plans::default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +82,7 @@ impl Engine {
             routes,
             correlations: Vec::new(),
             graph: Graph::default(),
+            plans: Plans::default(),
         }
     }
 
@@ -114,15 +142,54 @@ impl Engine {
 
     /// The indices of the rules [`Engine::evaluate`] returns, ascending.
     pub fn matching(&self, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<usize> {
-        let mut hits: Vec<usize> = self
+        let plan = self.plan(logsource);
+        let mut hits = Vec::new();
+        plan.prefilter.candidates(doc, |position| {
+            let index = plan.rules[position];
+            if self.rules[index].matches(doc) {
+                hits.push(index);
+            }
+        });
+        hits
+    }
+
+    fn plan(&self, logsource: &LogSource) -> Arc<Plan> {
+        // A poisoned lock only means a panic elsewhere while it was held; the plans in it are
+        // whole (each is inserted complete).
+        let cached = |plans: &[(LogSource, Arc<Plan>)]| {
+            plans
+                .iter()
+                .find(|(known, _)| known == logsource)
+                .map(|(_, plan)| Arc::clone(plan))
+        };
+        let read = self.plans.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = cached(&read) {
+            return plan;
+        }
+        drop(read);
+        let mut rules: Vec<usize> = self
             .routes
             .iter()
             .filter(|route| route.logsource.applies_to(logsource))
             .flat_map(|route| route.rules.iter().copied())
-            .filter(|&index| self.rules[index].matches(doc))
             .collect();
-        hits.sort_unstable();
-        hits
+        rules.sort_unstable();
+        let needs: Vec<_> = rules
+            .iter()
+            .map(|&index| self.rules[index].need())
+            .collect();
+        let plan = Arc::new(Plan {
+            prefilter: Prefilter::new(&needs),
+            rules,
+        });
+        let mut write = self.plans.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = cached(&write) {
+            return plan;
+        }
+        if write.len() < MAX_PLANS {
+            write.push((logsource.clone(), Arc::clone(&plan)));
+        }
+        plan
     }
 
     /// [`Engine::evaluate`] for an event, with its own logsource and document.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::detection::Detection;
 use crate::error::Problem;
+use crate::pipeline::FieldMap;
 use crate::rule::{keep, rule_logsource, text, texts, RuleLogSource};
 use crate::yaml::{Document, Node, Value};
 use crate::LoadOptions;
@@ -89,7 +90,9 @@ pub(crate) fn from_document(
     if logsource.is_none() && !entries.iter().any(|(key, _)| key.name == "logsource") {
         problems.push(Problem::new(doc.line, "the filter has no `logsource`"));
     }
-    let compiled = section.and_then(|node| match filter_section(node, options) {
+    let fallback = RuleLogSource::default();
+    let fields = FieldMap::for_logsource(options, logsource.as_ref().unwrap_or(&fallback));
+    let compiled = section.and_then(|node| match filter_section(node, options, &fields) {
         Ok(compiled) => Some(compiled),
         Err(found) => {
             problems.extend(found);
@@ -132,6 +135,7 @@ fn logsource_of(node: &Node) -> Result<RuleLogSource, Problem> {
 fn filter_section(
     node: &Node,
     options: &LoadOptions,
+    fields: &FieldMap,
 ) -> Result<(FilterTargets, Detection), Vec<Problem>> {
     let Value::Map(entries) = &node.value else {
         return Err(vec![Problem::new(
@@ -182,7 +186,7 @@ fn filter_section(
         line: node.line,
         value: Value::Map(rest),
     };
-    let detection = Detection::compile(&section, options);
+    let detection = Detection::compile_mapped(&section, options, fields);
     match (targets, detection) {
         (Some(targets), Ok(detection)) if problems.is_empty() => Ok((targets, detection)),
         (_, detection) => {

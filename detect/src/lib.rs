@@ -52,6 +52,23 @@
 //!   `generate: true` reports no matches of its own through [`Detector`];
 //!   [`Engine::evaluate`] stays stateless and reports every match.
 //!
+//! # Field-mapping pipelines
+//!
+//! [`LoadOptions::pipelines`] rename the fields of rules (and add required searches) per
+//! logsource at load time, so SigmaHQ rules written for another schema match Vigil's events
+//! unedited; [`Pipeline`] describes the file format. The repository's `pipelines/` holds one
+//! per source Vigil reads.
+//!
+//! # Evaluation
+//!
+//! [`Engine::matching`] works out, once per event logsource, which rules apply (most of a
+//! SigmaHQ checkout is for Windows and never does) and a literal prefilter over them: the
+//! literals each rule needs at least one of, in one Aho-Corasick automaton that runs once over
+//! the event's strings. Only rules whose literals occur are evaluated; rules whose matches
+//! cannot be told from literals (negations, `null`, numbers, regular expressions, field
+//! references) always are. The prefilter is conservative: it never changes what matches,
+//! which a test checks against evaluating every rule.
+//!
 //! # Value modifiers
 //!
 //! Every modifier of the Sigma 2.1 appendix is implemented. They apply in the order the key
@@ -122,6 +139,8 @@ mod filter;
 mod modifier;
 mod path;
 mod pattern;
+mod pipeline;
+mod prefilter;
 mod rule;
 mod ruleset;
 mod time;
@@ -141,6 +160,7 @@ pub use explain::{
     SearchExplanation, Skipped, ValueExplanation,
 };
 pub use filter::{Filter, FilterTargets};
+pub use pipeline::Pipeline;
 pub use rule::{Rule, RuleLogSource, Status};
 pub use ruleset::{BuiltRules, RuleSetBuilder};
 
@@ -155,6 +175,10 @@ pub struct LoadOptions {
     /// up as `Servers` here (names are case-sensitive). Each value is a Sigma string, so it may
     /// hold wildcards. A rule that expands a placeholder missing here fails to load.
     pub placeholders: HashMap<String, Vec<String>>,
+    /// Field-mapping pipelines, applied in order to every rule and meta-filter whose logsource
+    /// they name (see [`Pipeline`] for the format): they rename fields and may add a search
+    /// that the rules must also satisfy.
+    pub pipelines: Vec<Pipeline>,
 }
 
 /// What came of parsing one rule text: the documents that loaded and the errors of those that

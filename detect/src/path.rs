@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 /// Nesting deeper than this is not searched. Sigma fields are a few levels deep; the bound keeps
 /// a hostile document (or one built in code, bypassing serde_json's own limit) from exhausting
 /// the stack.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// A field name split at its dots, ready to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,11 @@ impl FieldPath {
             name: name.to_owned(),
             dots: name.match_indices('.').map(|(at, _)| at).collect(),
         }
+    }
+
+    /// The field name as the rule (after pipelines) gives it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Calls `visit` with every value the field has in `doc` until it returns true.

@@ -207,6 +207,28 @@ impl Pattern {
         }
     }
 
+    /// The longest run of literal characters that every matching text contains, as the
+    /// pattern holds it (lowercased unless cased). A text can match only if it contains this,
+    /// ignoring ASCII case, either as written or with every character lowercased (see
+    /// [`crate::prefilter`]). `None` when the pattern has no literal character.
+    pub fn required_run(&self) -> Option<String> {
+        let run: String = match &self.shape {
+            Shape::Exact(p) | Shape::Prefix(p) | Shape::Suffix(p) => p.clone(),
+            Shape::Infix(infix) => infix.needle.clone(),
+            Shape::Wildcard(tokens) => tokens
+                .split(|token| !matches!(token, Token::Char(_)))
+                .max_by_key(|run| run.len())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|token| match token {
+                    Token::Char(c) => Some(*c),
+                    Token::Any | Token::One => None,
+                })
+                .collect(),
+        };
+        (!run.is_empty()).then_some(run)
+    }
+
     /// Whether `text` matches.
     pub fn matches(&self, text: &str) -> bool {
         if self.cased {

@@ -11,6 +11,8 @@ use vigil_event::{Id, Level, LogSource};
 use crate::detection::Detection;
 use crate::error::Problem;
 use crate::pattern::eq_ignore_case;
+use crate::pipeline::FieldMap;
+use crate::prefilter::{self, Need};
 use crate::yaml::{Document, Key, Node, Value};
 use crate::LoadOptions;
 
@@ -63,6 +65,15 @@ impl Rule {
     /// Whether the event document satisfies the rule's detection, whatever its logsource.
     pub fn matches(&self, doc: &Map<String, Json>) -> bool {
         self.detection.matches(doc) && self.filters.iter().all(|filter| filter.matches(doc))
+    }
+
+    /// What an event must contain to match (see [`crate::prefilter`]): the detection and the
+    /// filters must all hold.
+    pub(crate) fn need(&self) -> Option<Need> {
+        prefilter::all(
+            std::iter::once(self.detection.need())
+                .chain(self.filters.iter().map(|filter| filter.need())),
+        )
     }
 
     /// Adds a meta-filter's detection, which from now on must match too.
@@ -224,8 +235,10 @@ pub(crate) fn from_document(
     if present("logsource").is_none() {
         problems.push(missing("logsource"));
     }
+    let fallback = RuleLogSource::default();
+    let fields = FieldMap::for_logsource(options, logsource.as_ref().unwrap_or(&fallback));
     let detection = match detection {
-        Some(node) => match Detection::compile(node, options) {
+        Some(node) => match Detection::compile_mapped(node, options, &fields) {
             Ok(detection) => Some(detection),
             Err(found) => {
                 problems.extend(found);
@@ -237,6 +250,7 @@ pub(crate) fn from_document(
             None
         }
     };
+    let requirements: Vec<_> = fields.requirements().cloned().collect();
     match (title, logsource, detection) {
         (Some(title), Some(logsource), Some(detection)) if problems.is_empty() => Ok(Rule {
             id: id
@@ -257,7 +271,7 @@ pub(crate) fn from_document(
             origin: origin.to_owned(),
             line: doc.line,
             detection,
-            filters: Vec::new(),
+            filters: requirements,
         }),
         _ => {
             problems.sort_by_key(|problem| problem.line);

@@ -11,6 +11,7 @@ use serde_json::{Map, Number, Value as Json};
 use crate::modifier::{Compare, TimePart};
 use crate::path::FieldPath;
 use crate::pattern::{eq_ignore_case, Anchor, Pattern};
+use crate::prefilter::{self, Need};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Matcher {
@@ -100,6 +101,17 @@ impl Matcher {
             })
             .unwrap_or(false),
             _ => false,
+        }
+    }
+
+    /// The literals of which a matching value contains one (see [`crate::prefilter`]). Only
+    /// string patterns have any: the other matchers compare numbers, addresses, times or
+    /// other fields, or are regular expressions.
+    pub fn need(&self) -> Option<Need> {
+        match self {
+            Matcher::String(pattern) => pattern.required_run().and_then(Need::literal),
+            Matcher::AnyOf(variants) => prefilter::any(variants.iter().map(Matcher::need)),
+            _ => None,
         }
     }
 
@@ -230,7 +242,7 @@ fn number_eq(rule: RuleNumber, json: &Number) -> bool {
 
 /// Formats a JSON number into a stack buffer, so comparing it with a string pattern does not
 /// allocate; only numbers too long for the buffer (huge floats) fall back to the heap.
-fn with_number_text<R>(n: &Number, f: impl FnOnce(&str) -> R) -> R {
+pub(crate) fn with_number_text<R>(n: &Number, f: impl FnOnce(&str) -> R) -> R {
     let mut buf = StackText {
         bytes: [0; 32],
         len: 0,

@@ -547,6 +547,7 @@ fn placeholders() -> LoadOptions {
             ("Domain".to_owned(), vec!["CORP".to_owned()]),
         ]
         .into(),
+        ..LoadOptions::default()
     }
 }
 

@@ -1,0 +1,273 @@
+//! Detection throughput over the whole SigmaHQ `rules/` corpus, against JSON parsing alone, in
+//! the same run and on the same events.
+//!
+//! Every event reaches the detect stage as JSON text, so parsing it into a map is the floor the
+//! stage pays per event; the ratio says how much of the stage's time detection adds on top.
+//! The target is parse + detect reaching at least half of parse-only throughput, on one
+//! thread.
+//!
+//! The corpus comes from `VIGIL_SIGMA_CORPUS`, else `../shared/corpus/sigma/rules` beside the
+//! checkout. The pipelines in `pipelines/` are loaded as `vigil` loads them, so the webserver
+//! and Kubernetes rules see the fields of our events. Events are the demo records, varied
+//! (ids, addresses, users, paths) so no two are identical.
+//!
+//! Run with `cargo bench --bench detect_throughput`.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use vigil_detect::{Engine, LoadOptions, RuleSetBuilder};
+use vigil_event::LogSource;
+
+const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
+const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
+const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
+const EVENTS: usize = 3000;
+/// Each measurement runs this long; the two alternate for several rounds so that drift in the
+/// machine's load (other builds share these cores) hits both alike.
+const ROUND: Duration = Duration::from_millis(700);
+const ROUNDS: usize = 4;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn corpus_dir() -> PathBuf {
+    std::env::var_os("VIGIL_SIGMA_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/corpus/sigma/rules"))
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yml" || ext == "yaml")
+        {
+            out.push(path);
+        }
+    }
+}
+
+fn load_options() -> LoadOptions {
+    let mut options = LoadOptions::default();
+    let mut files = Vec::new();
+    yaml_files(&repo().join("pipelines"), &mut files);
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let pipeline = vigil_detect::Pipeline::parse(&text, &file.display().to_string())
+            .unwrap_or_else(|err| panic!("{err}"));
+        options.pipelines.push(pipeline);
+    }
+    options
+}
+
+fn load_engine(dir: &Path, options: &LoadOptions) -> (Engine, usize, usize) {
+    let mut files = Vec::new();
+    yaml_files(dir, &mut files);
+    files.sort();
+    assert!(!files.is_empty(), "no rules under {}", dir.display());
+    let mut builder = RuleSetBuilder::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        builder.add_parsed(vigil_detect::parse_rules_with(
+            &text,
+            &file.display().to_string(),
+            options,
+        ));
+    }
+    let built = builder.build();
+    let errors = built.errors.len();
+    let loaded = built.engine.rules().len();
+    (built.engine, loaded, errors)
+}
+
+/// A small deterministic generator, so every run measures the same events.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn ip(&mut self) -> String {
+        let n = self.next();
+        format!("198.51.{}.{}", (n >> 8) % 256, n % 254 + 1)
+    }
+
+    fn hex(&mut self, len: usize) -> String {
+        let mut out = String::new();
+        while out.len() < len {
+            out.push_str(&format!("{:016x}", self.next()));
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+fn objects(ndjson: &str) -> Vec<Map<String, Value>> {
+    ndjson
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+const USERS: &[&str] = &["alice.nguyen", "bob", "carol.diaz", "deploy-bot", "erin"];
+const PATHS: &[&str] = &[
+    "/users",
+    "/login",
+    "/api/v1/orders?page=2",
+    "/static/app.js",
+    "/users/42/edit",
+    "/search?q=shoes&sort=price",
+    "/admin/roles",
+    "/health",
+];
+
+/// Demo records with their identifying values varied; each is JSON text, as the detect stage
+/// receives it.
+fn events() -> Vec<(LogSource, String)> {
+    let cloudtrail = objects(DEMO_CLOUDTRAIL);
+    let kubernetes = objects(DEMO_KUBERNETES);
+    let access: Vec<Map<String, Value>> = DEMO_ACCESS_LOG
+        .lines()
+        .filter_map(|line| {
+            let mut parsed = vigil_ingest::parse::parse_access_log(line).ok()?;
+            parsed
+                .fields
+                .insert("message".into(), Value::String(line.to_owned()));
+            Some(parsed.fields)
+        })
+        .collect();
+    let ct_source = LogSource::new(Some("aws"), Some("cloudtrail"), None);
+    let k8s_source = LogSource::new(Some("kubernetes"), Some("audit"), None);
+    let web_source = LogSource::new(None, None, Some("webserver"));
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut out = Vec::with_capacity(EVENTS);
+    for i in 0..EVENTS {
+        let (source, doc) = match i % 10 {
+            0..=3 => {
+                let mut doc = cloudtrail[rng.below(cloudtrail.len())].clone();
+                doc.insert("eventID".into(), Value::String(rng.hex(32)));
+                if doc.contains_key("sourceIPAddress") && rng.below(2) == 0 {
+                    doc.insert("sourceIPAddress".into(), Value::String(rng.ip()));
+                }
+                if let Some(Value::Object(identity)) = doc.get_mut("userIdentity") {
+                    if identity.contains_key("userName") {
+                        let user = USERS[rng.below(USERS.len())];
+                        identity.insert("userName".into(), Value::String(user.into()));
+                    }
+                }
+                (&ct_source, doc)
+            }
+            4..=6 => {
+                let mut doc = kubernetes[rng.below(kubernetes.len())].clone();
+                doc.insert("auditID".into(), Value::String(rng.hex(32)));
+                doc.insert("sourceIPs".into(), Value::from(vec![rng.ip()]));
+                (&k8s_source, doc)
+            }
+            _ => {
+                let mut doc = access[rng.below(access.len())].clone();
+                let ip = rng.ip();
+                doc.insert("client_address".into(), Value::String(ip.clone()));
+                if rng.below(3) == 0 {
+                    let target = PATHS[rng.below(PATHS.len())];
+                    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                    doc.insert("target".into(), Value::String(target.into()));
+                    doc.insert("path".into(), Value::String(path.into()));
+                    if query.is_empty() {
+                        doc.remove("query");
+                    } else {
+                        doc.insert("query".into(), Value::String(query.into()));
+                    }
+                }
+                (&web_source, doc)
+            }
+        };
+        out.push((source.clone(), serde_json::to_string(&doc).unwrap()));
+    }
+    out
+}
+
+/// Runs `work` over the events, cycling, for `ROUND`; returns events per second.
+fn measure(events: &[(LogSource, String)], mut work: impl FnMut(&LogSource, &str)) -> f64 {
+    let start = Instant::now();
+    let mut done = 0usize;
+    loop {
+        for (source, text) in events {
+            work(source, text);
+        }
+        done += events.len();
+        if start.elapsed() >= ROUND {
+            break;
+        }
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let dir = corpus_dir();
+    let options = load_options();
+    let start = Instant::now();
+    let (engine, loaded, errors) = load_engine(&dir, &options);
+    println!(
+        "corpus {}: {loaded} rules loaded, {errors} documents failed, {} pipelines, in {:.2?}",
+        dir.display(),
+        options.pipelines.len(),
+        start.elapsed()
+    );
+    let events = events();
+    let bytes: usize = events.iter().map(|(_, text)| text.len()).sum();
+    let mut matched = 0usize;
+    for (source, text) in &events {
+        let doc: Map<String, Value> = serde_json::from_str(text).unwrap();
+        matched += engine.matching(source, &doc).len();
+    }
+    println!(
+        "{} events ({} bytes on average), {matched} rule matches in one pass",
+        events.len(),
+        bytes / events.len()
+    );
+
+    let parse_only = |_: &LogSource, text: &str| {
+        let doc: Map<String, Value> = serde_json::from_str(text).unwrap();
+        black_box(doc);
+    };
+    let parse_and_detect = |source: &LogSource, text: &str| {
+        let doc: Map<String, Value> = serde_json::from_str(text).unwrap();
+        black_box(engine.matching(source, &doc));
+    };
+    let (mut parse_rates, mut detect_rates) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        parse_rates.push(measure(&events, parse_only));
+        detect_rates.push(measure(&events, parse_and_detect));
+    }
+    // The median of the rounds: one round slowed by a neighbour's build does not decide.
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let parse = median(&mut parse_rates);
+    let detect = median(&mut detect_rates);
+    println!("(a) JSON parse only:          {parse:>10.0} events/s (one thread)");
+    println!("(b) parse + routed detection: {detect:>10.0} events/s (one thread)");
+    println!("(b) / (a): {:.2} (target: at least 0.50)", detect / parse);
+}

@@ -1,0 +1,24 @@
+//! Arbitrary text as rule files and as pipelines: loading reports errors, never panics, and
+//! whatever loads can be built into an engine and evaluated.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::json;
+use vigil_detect::{parse_rules, Pipeline, RuleSetBuilder};
+use vigil_event::LogSource;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = Pipeline::parse(text, "fuzz.yml");
+    let mut builder = RuleSetBuilder::new();
+    builder.add_parsed(parse_rules(text, "fuzz.yml"));
+    let built = builder.build();
+    let event = json!({"a": "x", "b": [1, "Y", {"c": null}], "verb": "create"});
+    let everything = LogSource::new(Some("aws"), Some("cloudtrail"), Some("webserver"));
+    let _ = built
+        .engine
+        .matching(&everything, event.as_object().expect("an object"));
+});

@@ -1,0 +1,263 @@
+//! Literal prefiltering: skipping rules that cannot match an event without evaluating them.
+//!
+//! Most values in rules are strings with a literal part (`*\\mimikatz.exe`, `DeleteTrail`), and
+//! a string pattern can only match a text that contains its literal. So each rule gets a
+//! [`Need`]: a set of literals of which at least one must occur somewhere in the event's text
+//! for the rule to have any chance. The engine gathers the literals of every rule that an
+//! event's logsource routes to into one Aho-Corasick automaton, runs it once over every string
+//! of the event, and evaluates only the rules whose need is met. A rule about which nothing can
+//! be said (a `not` at the top, `null`, numbers, regular expressions, field references...) has
+//! no need and is always evaluated, so the prefilter never changes what matches.
+//!
+//! Case needs care. Patterns hold their literals lowercased (unless `cased`), and compare with
+//! the text's characters lowercased; a few non-ASCII characters lowercase to ASCII ones (the
+//! Kelvin sign to `k`). So the scan is ASCII-case-insensitive, and a text with non-ASCII
+//! characters is scanned twice: as written (for `cased` literals) and lowercased.
+
+use std::cell::RefCell;
+
+use aho_corasick::AhoCorasick;
+use serde_json::{Map, Value};
+
+use crate::path::MAX_DEPTH;
+use crate::value::with_number_text;
+
+/// Literals shorter than this say too little to be worth a need: they occur in most events.
+const MIN_LITERAL: usize = 3;
+
+/// At least one of these literals must occur in the event's text. `None` (as `Option<Need>`)
+/// stands for "nothing is known", which every event meets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Need(pub Vec<String>);
+
+impl Need {
+    pub fn literal(literal: String) -> Option<Need> {
+        (literal.len() >= MIN_LITERAL).then(|| Need(vec![literal]))
+    }
+
+    /// How much the need narrows: the shortest literal decides (longer literals are rarer),
+    /// then fewer alternatives.
+    fn strength(&self) -> (usize, std::cmp::Reverse<usize>) {
+        let shortest = self.0.iter().map(String::len).min().unwrap_or(0);
+        (shortest, std::cmp::Reverse(self.0.len()))
+    }
+}
+
+/// The need of a conjunction: every part must hold, so any one part's need is the whole's; the
+/// strongest is kept.
+pub(crate) fn all(needs: impl IntoIterator<Item = Option<Need>>) -> Option<Need> {
+    needs
+        .into_iter()
+        .flatten()
+        .max_by_key(|need| need.strength())
+}
+
+/// The need of a disjunction: any part may hold, so the literals of all of them, and nothing at
+/// all if one part has no need. An empty disjunction never holds, which no literal can say, so
+/// it gets no need either.
+pub(crate) fn any(needs: impl IntoIterator<Item = Option<Need>>) -> Option<Need> {
+    let mut literals = Vec::new();
+    for need in needs {
+        literals.extend(need?.0);
+    }
+    literals.sort_unstable();
+    literals.dedup();
+    (!literals.is_empty()).then_some(Need(literals))
+}
+
+/// The literals of a set of rules, and which of them each rule needs.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    automaton: Option<AhoCorasick>,
+    literals: usize,
+    /// Per rule, the literal ids one of which must be found; `None` for rules always evaluated.
+    needs: Vec<Option<Box<[u32]>>>,
+}
+
+impl Prefilter {
+    /// Builds the prefilter of the rules whose needs are given, in order.
+    pub fn new(needs: &[Option<Need>]) -> Prefilter {
+        let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let mut literals: Vec<&str> = Vec::new();
+        let needs: Vec<Option<Box<[u32]>>> = needs
+            .iter()
+            .map(|need| {
+                need.as_ref().map(|need| {
+                    need.0
+                        .iter()
+                        .map(|literal| {
+                            *ids.entry(literal).or_insert_with(|| {
+                                literals.push(literal);
+                                (literals.len() - 1) as u32
+                            })
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        let automaton = if literals.is_empty() {
+            None
+        } else {
+            // An automaton too large to build leaves every rule evaluated, which is only
+            // slower.
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&literals)
+                .ok()
+        };
+        let needs = if automaton.is_some() {
+            needs
+        } else {
+            vec![None; needs.len()]
+        };
+        Prefilter {
+            automaton,
+            literals: literals.len(),
+            needs,
+        }
+    }
+
+    /// Calls `evaluate` with the position (in the order given to [`Prefilter::new`]) of each rule
+    /// that may match `doc`.
+    pub fn candidates(&self, doc: &Map<String, Value>, mut evaluate: impl FnMut(usize)) {
+        let Some(automaton) = &self.automaton else {
+            (0..self.needs.len()).for_each(evaluate);
+            return;
+        };
+        SCRATCH.with(|scratch| {
+            // Borrowed already only if `evaluate` came back here; a fresh scratch then.
+            let mut fresh = Scratch::default();
+            let mut borrowed = scratch.try_borrow_mut();
+            let scratch = match &mut borrowed {
+                Ok(scratch) => &mut **scratch,
+                Err(_) => &mut fresh,
+            };
+            scratch.found.clear();
+            scratch.found.resize(self.literals.div_ceil(64), 0);
+            let Scratch { found, folded } = scratch;
+            for value in doc.values() {
+                scan(automaton, value, 0, found, folded);
+            }
+            for (position, need) in self.needs.iter().enumerate() {
+                let possible = need.as_ref().is_none_or(|ids| {
+                    ids.iter()
+                        .any(|&id| found[id as usize / 64] & (1 << (id % 64)) != 0)
+                });
+                if possible {
+                    evaluate(position);
+                }
+            }
+        });
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    /// A bit per literal: found in this event.
+    found: Vec<u64>,
+    /// The lowercased form of a non-ASCII text.
+    folded: String,
+}
+
+thread_local! {
+    /// Reused across events so that scanning allocates nothing once warm.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Records the literals in every string of `value`, and in the text of its numbers and booleans
+/// (which string patterns also match).
+fn scan(
+    automaton: &AhoCorasick,
+    value: &Value,
+    depth: usize,
+    found: &mut [u64],
+    folded: &mut String,
+) {
+    // Deeper than matching ever looks (which stops at `MAX_DEPTH` levels of objects and
+    // arrays), so everything a rule can see is scanned.
+    if depth > 2 * MAX_DEPTH {
+        return;
+    }
+    let mut mark = |text: &str| {
+        for hit in automaton.find_overlapping_iter(text) {
+            let id = hit.pattern().as_usize();
+            found[id / 64] |= 1 << (id % 64);
+        }
+    };
+    match value {
+        Value::String(text) => {
+            mark(text);
+            if !text.is_ascii() {
+                folded.clear();
+                folded.extend(text.chars().flat_map(char::to_lowercase));
+                mark(folded);
+            }
+        }
+        Value::Number(number) => with_number_text(number, |text| mark(text)),
+        Value::Bool(true) => mark("true"),
+        Value::Bool(false) => mark("false"),
+        Value::Null => {}
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| scan(automaton, item, depth + 1, found, folded)),
+        Value::Object(object) => object
+            .values()
+            .for_each(|item| scan(automaton, item, depth + 1, found, folded)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn need(literals: &[&str]) -> Option<Need> {
+        Some(Need(literals.iter().map(|l| l.to_string()).collect()))
+    }
+
+    #[test]
+    fn conjunctions_keep_the_strongest_and_disjunctions_union() {
+        assert_eq!(
+            all([need(&["abc"]), None, need(&["abcdef"])]),
+            need(&["abcdef"])
+        );
+        assert_eq!(all([None, None]), None);
+        assert_eq!(
+            any([need(&["abc"]), need(&["xyz", "abc"])]),
+            need(&["abc", "xyz"])
+        );
+        assert_eq!(any([need(&["abc"]), None]), None);
+        assert_eq!(any(Vec::new()), None);
+        assert_eq!(Need::literal("ab".into()), None);
+    }
+
+    #[test]
+    fn candidates_are_rules_whose_literal_occurs_anywhere_ignoring_case() {
+        let filter = Prefilter::new(&[
+            need(&["mimikatz"]),
+            None,
+            need(&["deletetrail", "stoplogging"]),
+            need(&["kill"]),
+            need(&["école"]),
+            need(&["1234"]),
+            need(&["true"]),
+        ]);
+        let doc = json!({
+            "a": {"b": ["x", "Running MIMIKATZ.exe"]},
+            "name": "StopLogging",
+            "who": "\u{212a}ILL",
+            "where": "ÉCOLE",
+            "n": 991234,
+            "t": true,
+        });
+        let mut seen = Vec::new();
+        filter.candidates(doc.as_object().unwrap(), |i| seen.push(i));
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5, 6]);
+        let mut seen = Vec::new();
+        filter.candidates(json!({"k": "nothing"}).as_object().unwrap(), |i| {
+            seen.push(i)
+        });
+        assert_eq!(seen, [1]);
+    }
+}
