@@ -43,7 +43,10 @@ fn read_dir_texts(dir: &Path, out: &mut Vec<String>) {
         let path = entry.path();
         if path.is_dir() {
             read_dir_texts(&path, out);
-        } else if path.extension().is_some_and(|ext| ext == "yml") {
+        } else if path.extension().is_some_and(|ext| ext == "yml")
+            // A rule's test cases sit beside it (`*.tests.yml`) and are not rules.
+            && !path.to_string_lossy().ends_with(".tests.yml")
+        {
             out.push(std::fs::read_to_string(path).unwrap());
         }
     }
