@@ -57,10 +57,13 @@ impl SourceSpec {
     }
 
     /// Kubernetes audit events (`audit.k8s.io/v1`, and `v1beta1`'s `timestamp`).
+    ///
+    /// The category is `application` because SigmaHQ's Kubernetes rules state it in about
+    /// half their logsources and leave it out in the rest; with it on the event, both apply.
     pub fn kubernetes_audit() -> Self {
         SourceSpec::new(
             "kubernetes-audit",
-            LogSource::new(Some("kubernetes"), Some("audit"), None),
+            LogSource::new(Some("kubernetes"), Some("audit"), Some("application")),
             RecordFormat::Json,
             &["requestReceivedTimestamp", "stageTimestamp", "timestamp"],
         )
