@@ -21,6 +21,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Directories of Sigma rules, searched recursively for `.yml` and `.yaml` files.
     pub rules: Vec<PathBuf>,
+    /// Field-mapping pipelines (files, or directories of them) the rules load with, so rules
+    /// written for other field names (W3C webserver fields, say) match Vigil's events.
+    #[serde(default = "default_pipelines")]
+    pub pipelines: Vec<PathBuf>,
     /// Fixes the API token instead of generating one; `VIGIL_API_TOKEN` is the usual way.
     pub api_token: Option<String>,
     pub ingest: IngestConfig,
@@ -55,6 +59,10 @@ pub struct FileSourceConfig {
     pub start_at: vigil_ingest::tail::StartAt,
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+}
+
+fn default_pipelines() -> Vec<PathBuf> {
+    vec![PathBuf::from("pipelines")]
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -166,6 +174,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("vigil-data"),
             rules: vec![PathBuf::from("rules")],
+            pipelines: default_pipelines(),
             api_token: None,
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
@@ -274,13 +283,16 @@ impl Config {
 /// Whether a `VIGIL_*` variable (prefix removed) names a setting. Others, such as `VIGIL_LOG` or
 /// `VIGIL_SIGMA_CORPUS`, belong to other readers and must not fail the configuration.
 fn is_config_key(key: &str) -> bool {
-    const TOP_LEVEL: [&str; 6] = [
+    const TOP_LEVEL: &[&str] = &[
         "listen",
         "data_dir",
         "rules",
+        "pipelines",
         "api_token",
         "ingest",
         "index",
+        "firehose",
+        "sources",
     ];
     let top = key.split("__").next().unwrap_or_default();
     TOP_LEVEL
@@ -318,9 +330,14 @@ mod tests {
             jail.set_env("VIGIL_LOG", "debug");
             jail.set_env("VIGIL_SIGMA_CORPUS", "/elsewhere");
             jail.set_env("VIGIL_INDEX__COMMIT_EVENTS", "7");
+            jail.set_env("VIGIL_FIREHOSE__ACCESS_KEY", "from-the-environment");
             let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(config.data_dir, PathBuf::from("/from/env"));
             assert_eq!(config.index.commit_events, 7);
+            let firehose = config
+                .firehose
+                .expect("VIGIL_FIREHOSE__ACCESS_KEY configures it");
+            assert_eq!(firehose.access_key, "from-the-environment");
 
             let flags = Overrides {
                 data_dir: Some("/from/flag".into()),
