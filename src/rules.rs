@@ -3,7 +3,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use vigil_detect::{parse_rules_with, BuiltRules, LoadOptions, RuleError, RuleSetBuilder};
+use vigil_detect::{
+    parse_rules_with, BuiltRules, LoadOptions, Pipeline, RuleError, RuleSetBuilder,
+};
 
 /// What loading a set of rule directories gave.
 #[derive(Debug)]
@@ -94,4 +96,30 @@ pub fn read_text(path: &Path) -> Result<String, String> {
         Ok(Err(e)) => Err(format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to())),
         Err(e) => Err(format!("cannot read: {e}")),
     }
+}
+
+/// Reads field-mapping pipelines: each path is a pipeline file or a directory of them
+/// (`.yml`/`.yaml`, in name order). A pipeline that fails to parse names its file and line.
+pub fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = fs::read_dir(path)?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .iter()
+        .map(|file| {
+            let text = fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
+            Pipeline::parse(&text, &file.display().to_string()).map_err(anyhow::Error::from)
+        })
+        .collect()
 }

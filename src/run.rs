@@ -46,7 +46,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
     let metrics = install_metrics()?;
 
-    let engine = load_engine(&config.rules, &extra_rules)?;
+    let engine = load_engine(&config.rules, &extra_rules, &config.pipelines)?;
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(
         data_dir.join("bus"),
         EmbeddedBusOptions {
@@ -303,7 +303,11 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<File> {
     }
 }
 
-fn load_engine(config_dirs: &[PathBuf], extra_dirs: &[PathBuf]) -> Result<Engine> {
+fn load_engine(
+    config_dirs: &[PathBuf],
+    extra_dirs: &[PathBuf],
+    pipeline_paths: &[PathBuf],
+) -> Result<Engine> {
     let mut dirs = Vec::new();
     for dir in config_dirs {
         if dir.is_dir() {
@@ -318,8 +322,23 @@ fn load_engine(config_dirs: &[PathBuf], extra_dirs: &[PathBuf]) -> Result<Engine
         }
         dirs.push(dir.clone());
     }
-    let loaded = rules::load_dirs(&dirs, &vigil_detect::LoadOptions::default())
-        .context("cannot read the rule directories")?;
+    // The default pipelines directory may be absent (a binary run outside the repository).
+    let pipeline_paths: Vec<PathBuf> = pipeline_paths
+        .iter()
+        .filter(|path| {
+            let present = path.exists();
+            if !present {
+                tracing::warn!(path = %path.display(), "pipeline path not found; skipping it");
+            }
+            present
+        })
+        .cloned()
+        .collect();
+    let options = vigil_detect::LoadOptions {
+        pipelines: rules::load_pipelines(&pipeline_paths)?,
+        ..vigil_detect::LoadOptions::default()
+    };
+    let loaded = rules::load_dirs(&dirs, &options).context("cannot read the rule directories")?;
     let built = loaded.built;
     for error in &built.errors {
         tracing::warn!("rule not loaded: {error}");

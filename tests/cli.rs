@@ -319,23 +319,56 @@ fn detect_recognises_sources_and_reports_bad_lines() {
 }
 
 #[test]
-fn detect_refuses_pipelines_until_they_are_supported() {
+fn detect_maps_webserver_fields_through_the_shipped_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = write(dir.path(), "p.yml", "name: p\n");
-    let output = vigil(&[
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    write(
+        &rules,
+        "w3c.yml",
+        "title: Etc passwd read over HTTP\nid: 6b1d3f0e-3c55-4d1c-9a51-0d7f4f0e9a11\n\
+         logsource:\n  category: webserver\ndetection:\n  selection:\n    cs-method: GET\n\
+         \x20   cs-uri-query|contains: /etc/passwd\n    sc-status: 200\n  condition: selection\n\
+         level: high\n",
+    );
+    let log = write(
+        dir.path(),
+        "access.log",
+        "198.51.100.23 - - [28/Nov/2026:10:02:11 +0000] \"GET /../../etc/passwd HTTP/1.1\" 200 1024 \"-\" \"curl/8.5.0\"\n",
+    );
+    let rules = rules.display().to_string();
+    let without = vigil(&["detect", "--rules", &rules, &log]);
+    assert!(without.status.success(), "{}", stderr(&without));
+    assert!(
+        ndjson(&without).is_empty(),
+        "W3C names match nothing unmapped"
+    );
+
+    let with = vigil(&[
         "detect",
         "--rules",
-        "rules",
+        &rules,
         "--pipeline",
-        &pipeline,
-        "demo/cloudtrail.ndjson",
+        "pipelines/access-log.yml",
+        &log,
     ]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("pipelines are not supported yet"),
-        "{}",
-        stderr(&output)
+    assert!(with.status.success(), "{}", stderr(&with));
+    let matches = ndjson(&with);
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    assert_eq!(
+        matches[0]["rule_id"],
+        "6b1d3f0e-3c55-4d1c-9a51-0d7f4f0e9a11"
     );
+
+    let broken = write(
+        dir.path(),
+        "broken.yml",
+        "name: p\nmappings:\n  - fields: 3\n",
+    );
+    let output = vigil(&["rules", "check", "--pipeline", &broken, "rules"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("broken.yml:3"), "{err}");
 }
 
 #[test]

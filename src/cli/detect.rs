@@ -14,7 +14,7 @@ use vigil_detect::{Detection, Detector};
 use vigil_event::{EventId, LogSource};
 
 use super::events::{line_event, line_id};
-use super::{parse_logsource, require_no_pipelines, LoadArgs};
+use super::{parse_logsource, LoadArgs};
 use crate::rules;
 
 /// Longer lines are reported and skipped, as ingest rejects them, rather than held in memory.
@@ -26,9 +26,6 @@ pub struct DetectArgs {
     /// filters may refer to rules in other directories.
     #[arg(long = "rules", value_name = "DIR", required = true)]
     pub rules: Vec<PathBuf>,
-    /// A field-mapping pipeline to load the rules with; repeat for more.
-    #[arg(long = "pipeline", value_name = "FILE")]
-    pub pipelines: Vec<PathBuf>,
     /// The logsource of every event, such as `product=aws,service=cloudtrail`. Without it each
     /// line's source is recognised from its shape: a CloudTrail record, a Kubernetes audit
     /// event, an access log line, or other JSON (which has no logsource).
@@ -42,8 +39,7 @@ pub struct DetectArgs {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    require_no_pipelines(&args.pipelines)?;
-    let loaded = rules::load_dirs(&args.rules, &args.load.options())
+    let loaded = rules::load_dirs(&args.rules, &args.load.options()?)
         .context("cannot read the rule directories")?;
     // As `vigil run` does, detect with what loaded, but say loudly what did not.
     for error in &loaded.built.errors {

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use vigil_detect::LoadOptions;
 use vigil_event::LogSource;
@@ -57,10 +56,14 @@ pub struct LoadArgs {
     /// more values or more placeholders.
     #[arg(long = "placeholder", value_name = "NAME=VALUE", value_parser = parse_placeholder)]
     pub placeholders: Vec<(String, String)>,
+    /// A field-mapping pipeline file (or a directory of them) to load the rules with; repeat
+    /// for more. They apply in the order given.
+    #[arg(long = "pipeline", value_name = "FILE")]
+    pub pipelines: Vec<PathBuf>,
 }
 
 impl LoadArgs {
-    pub fn options(&self) -> LoadOptions {
+    pub fn options(&self) -> anyhow::Result<LoadOptions> {
         let mut placeholders: HashMap<String, Vec<String>> = HashMap::new();
         for (name, value) in &self.placeholders {
             placeholders
@@ -68,7 +71,10 @@ impl LoadArgs {
                 .or_default()
                 .push(value.clone());
         }
-        LoadOptions { placeholders }
+        Ok(LoadOptions {
+            placeholders,
+            pipelines: crate::rules::load_pipelines(&self.pipelines)?,
+        })
     }
 }
 
@@ -102,18 +108,6 @@ pub fn parse_logsource(text: &str) -> Result<LogSource, String> {
         return Err("the logsource names no product, service or category".into());
     }
     Ok(logsource)
-}
-
-/// `LoadOptions` has no field-mapping pipelines yet; refuse them rather than ignore them, so
-/// nobody believes their fields were mapped.
-fn require_no_pipelines(pipelines: &[PathBuf]) -> anyhow::Result<()> {
-    if let Some(first) = pipelines.first() {
-        bail!(
-            "--pipeline {}: pipelines are not supported yet by this build of vigil",
-            first.display()
-        );
-    }
-    Ok(())
 }
 
 /// How a logsource reads in reports: `product=aws, service=cloudtrail`.
@@ -157,8 +151,9 @@ mod tests {
                 parse_placeholder("A=1").unwrap(),
                 parse_placeholder("A=x=2").unwrap(),
             ],
+            pipelines: Vec::new(),
         };
-        assert_eq!(args.options().placeholders["A"], vec!["1", "x=2"]);
+        assert_eq!(args.options().unwrap().placeholders["A"], vec!["1", "x=2"]);
         assert!(parse_placeholder("=1").is_err());
     }
 }

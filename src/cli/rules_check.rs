@@ -26,7 +26,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let loaded = rules::load_dirs(&args.paths, &args.load.options())
+    let loaded = rules::load_dirs(&args.paths, &args.load.options()?)
         .context("cannot read the rule directories")?;
     let built = &loaded.built;
     let mut errors = built.errors.clone();

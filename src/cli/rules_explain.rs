@@ -45,7 +45,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let doc = event
         .document()
         .map_err(|e| anyhow!("{}: {e}", args.event.display()))?;
-    let explained = explain(&rule_text, &origin, &args.load.options(), &doc);
+    let explained = explain(&rule_text, &origin, &args.load.options()?, &doc);
     if explained.rules.is_empty() && explained.skipped.is_empty() && explained.errors.is_empty() {
         bail!("{origin}: holds no rule");
     }

@@ -80,7 +80,7 @@ fn base_time() -> DateTime<Utc> {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let loaded = rules::load_dirs(&args.paths, &args.load.options())
+    let loaded = rules::load_dirs(&args.paths, &args.load.options()?)
         .context("cannot read the rule directories")?;
     let engine = &loaded.built.engine;
     let mut out = std::io::stdout().lock();
