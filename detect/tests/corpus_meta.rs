@@ -4,35 +4,12 @@
 //! The corpus root is `VIGIL_SIGMA_CORPUS_ROOT`, else `shared/corpus/sigma` beside the checkout;
 //! without either the test is skipped with a note.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{corpus_root, yaml_files};
 
 use vigil_detect::{parse_rules, Detector, RuleSetBuilder};
 use vigil_event::LogSource;
-
-fn corpus_root() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("VIGIL_SIGMA_CORPUS_ROOT") {
-        return Some(PathBuf::from(dir));
-    }
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigma");
-    default.is_dir().then_some(default)
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|ext| ext == "yml" || ext == "yaml")
-        {
-            out.push(path);
-        }
-    }
-}
 
 #[test]
 fn corpus_correlations_and_filters_load() {
@@ -41,9 +18,7 @@ fn corpus_correlations_and_filters_load() {
         return;
     };
     for dir in ["rules", "rules-emerging-threats", "rules-threat-hunting"] {
-        let mut files = Vec::new();
-        yaml_files(&root.join(dir), &mut files);
-        files.sort();
+        let files = yaml_files(&root.join(dir));
         let mut builder = RuleSetBuilder::new();
         let (mut correlations, mut filters, mut meta_errors) = (0, 0, Vec::new());
         for file in &files {

@@ -1,7 +1,11 @@
 //! The engine's literal prefilter only skips rules that cannot match: on every event, the
 //! engine's matches equal those of evaluating each routed rule in turn.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{corpus_rules, yaml_files};
 
 use serde_json::{json, Map, Value};
 use vigil_detect::{parse_rules, Engine, Rule};
@@ -11,31 +15,14 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|ext| ext == "yml") {
-            out.push(path);
-        }
-    }
-}
-
 /// Our rules, and the parts of a SigmaHQ corpus that apply to Vigil's sources, if present.
 fn rules() -> Vec<Rule> {
-    let mut files = Vec::new();
-    yaml_files(&repo().join("rules"), &mut files);
-    let corpus = std::env::var_os("VIGIL_SIGMA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/corpus/sigma/rules"));
-    for part in ["cloud", "application", "web"] {
-        yaml_files(&corpus.join(part), &mut files);
+    let mut files = yaml_files(&repo().join("rules"));
+    if let Some(corpus) = corpus_rules() {
+        for part in ["cloud", "application", "web"] {
+            files.extend(yaml_files(&corpus.join(part)));
+        }
     }
-    files.sort();
     files
         .iter()
         .flat_map(|file| {

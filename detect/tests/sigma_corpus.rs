@@ -3,38 +3,16 @@
 //! The corpus is found through `VIGIL_SIGMA_CORPUS`, else at `shared/corpus/sigma/rules` beside
 //! the checkout; without either the test is skipped with a note.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+
+use common::{corpus_rules, yaml_files};
 
 use serde_json::Map;
 use vigil_detect::{parse_rules, Engine};
 use vigil_event::LogSource;
-
-fn corpus_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("VIGIL_SIGMA_CORPUS") {
-        return Some(PathBuf::from(dir));
-    }
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigma/rules");
-    default.is_dir().then_some(default)
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|ext| ext == "yml" || ext == "yaml")
-        {
-            out.push(path);
-        }
-    }
-}
 
 /// The kind of a failure: quoted specifics (identifier names, values) are dropped so failures
 /// of one kind group, except modifier names, since which modifiers block most rules is the
@@ -60,13 +38,11 @@ fn reason(message: &str) -> String {
 
 #[test]
 fn corpus_loads_without_panics() {
-    let Some(dir) = corpus_dir() else {
+    let Some(dir) = corpus_rules() else {
         println!("note: no Sigma corpus (set VIGIL_SIGMA_CORPUS); skipping");
         return;
     };
-    let mut files = Vec::new();
-    yaml_files(&dir, &mut files);
-    files.sort();
+    let files = yaml_files(&dir);
     assert!(!files.is_empty(), "no .yml files under {}", dir.display());
 
     let mut loaded = Vec::new();
