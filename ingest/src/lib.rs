@@ -5,6 +5,7 @@
 //! quarantines what it cannot read, with the reason. Push endpoints (the HTTP NDJSON
 //! endpoint in [`http`]) are thin layers over it.
 
+mod checkpoint;
 pub mod cloudwatch;
 pub mod http;
 mod ingestor;

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::checkpoint::write_json_atomically;
 use crate::{IncomingRecord, IngestError, Ingestor, SourceSpec};
 
 /// Where to start reading files that exist when the tailer first looks.
@@ -360,19 +361,7 @@ impl FileTailer {
                 })
                 .collect(),
         };
-        let path = &self.config.checkpoint_path;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut file = File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(&checkpoint).map_err(io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        write_json_atomically(&self.config.checkpoint_path, &checkpoint)
     }
 }
 

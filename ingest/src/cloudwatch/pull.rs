@@ -16,9 +16,9 @@
 //!   by the SDK, then by our own loop with exponential backoff and jitter.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{LogGroupOverride, LogGroupRecogniser};
+use crate::checkpoint::write_json_atomically;
 use crate::{IncomingRecord, IngestError, Ingestor, SourceSpec};
 
 #[derive(Debug, Clone)]
@@ -615,14 +616,7 @@ fn save_checkpoint(dir: &Path, group: &str, progress: &GroupProgress) -> io::Res
         window_end_ms: end,
         seen,
     };
-    fs::create_dir_all(dir)?;
-    let path = dir.join(checkpoint_file_name(group));
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(&checkpoint).map_err(io::Error::other)?)?;
-    file.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()
+    write_json_atomically(&dir.join(checkpoint_file_name(group)), &checkpoint)
 }
 
 fn load_checkpoints(dir: &Path) -> Result<HashMap<String, GroupProgress>, CloudWatchError> {
