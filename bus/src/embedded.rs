@@ -77,6 +77,11 @@ impl EmbeddedBus {
         })
     }
 
+    /// The directory the bus keeps its topics in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn topic(&self, name: &str) -> Result<Arc<TopicLog>, BusError> {
         validate_name(name)?;
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());

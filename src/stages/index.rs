@@ -188,3 +188,103 @@ pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+    use tokio::sync::watch;
+    use vigil_bus::{EmbeddedBus, EmbeddedBusOptions, Message, Topics};
+    use vigil_event::{EventId, LogSource, Record, Source};
+
+    use super::*;
+
+    fn event(seq: u32) -> Event {
+        let time = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+            + chrono::Duration::seconds(i64::from(seq % 3600));
+        Event {
+            id: EventId::derive("replay test", &[&seq.to_le_bytes()]),
+            time,
+            received: time,
+            source: Source {
+                kind: "cloudtrail".into(),
+                name: "trail".into(),
+            },
+            logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
+            record: Record::json(&format!(
+                r#"{{"eventName":"GetObject","eventID":"replay-{seq}"}}"#
+            ))
+            .unwrap(),
+            fields: Default::default(),
+        }
+    }
+
+    /// Indexes the topic until the group has committed everything on it, then stops.
+    async fn index_everything(bus: Arc<EmbeddedBus>, store: Arc<Store>, topic: &str) {
+        let config = IndexConfig {
+            commit_interval_ms: 50,
+            ..IndexConfig::default()
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run_indexer::<Event>(
+            bus.clone(),
+            topic.to_owned(),
+            store,
+            config,
+            shutdown,
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // Done when the offset the indexer commits (after its store commit) covers all.
+            let committed = std::fs::read_to_string(bus_offsets(&bus, topic))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if committed == 1000 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "indexing stalled at {committed}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    fn bus_offsets(bus: &EmbeddedBus, topic: &str) -> std::path::PathBuf {
+        bus.root()
+            .join(topic)
+            .join("offsets")
+            .join(<Event as IndexTarget>::GROUP)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn indexing_the_same_bus_segment_twice_adds_no_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
+        );
+        let topic = Topics::default().events;
+        let messages = (0..1000)
+            .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
+            .collect();
+        bus.publish(&topic, messages).await.unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+
+        index_everything(bus.clone(), store.clone(), &topic).await;
+        assert_eq!(store.event_count().unwrap(), 1000);
+
+        // Rewind the group to the start of the segment, as a crash before the offset commit
+        // or an operator's replay would, and index it all again.
+        std::fs::write(bus_offsets(&bus, &topic), "0\n").unwrap();
+        index_everything(bus.clone(), store.clone(), &topic).await;
+        assert_eq!(store.event_count().unwrap(), 1000);
+        let hits = store
+            .search(&vigil_store::SearchRequest::new("eventID:replay-7", 10))
+            .unwrap();
+        assert_eq!(hits.total, 1);
+    }
+}
