@@ -1,6 +1,7 @@
 //! Access control: a bearer token for the API, and a session cookie derived from it for pages.
 
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -34,7 +35,7 @@ impl ApiToken {
 
     /// Compares in constant time, so response timing does not reveal the token.
     pub fn matches(&self, candidate: &str) -> bool {
-        constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
+        bool::from(self.0.as_bytes().ct_eq(candidate.as_bytes()))
     }
 
     /// The session cookie value: derived, so a leaked cookie is not the API token itself.
@@ -54,16 +55,9 @@ impl ApiToken {
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .any(|(name, value)| {
-                name == SESSION_COOKIE && constant_time_eq(expected.as_bytes(), value.as_bytes())
+                name == SESSION_COOKIE && bool::from(expected.as_bytes().ct_eq(value.as_bytes()))
             })
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Middleware: lets a request through only with `Authorization: Bearer <token>`.

@@ -10,6 +10,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -86,10 +87,6 @@ fn reply(status: StatusCode, request_id: &str, error: Option<String>) -> Respons
     (status, Json(body)).into_response()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: Body) -> Response {
     let header_id = headers
         .get(REQUEST_ID_HEADER)
@@ -100,7 +97,7 @@ async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: B
         .get(ACCESS_KEY_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !constant_time_eq(key, state.access_key.as_bytes()) {
+    if !bool::from(key.ct_eq(state.access_key.as_bytes())) {
         return reply(
             StatusCode::UNAUTHORIZED,
             &header_id,
