@@ -34,6 +34,142 @@ pub struct Config {
     pub firehose: Option<FirehoseConfig>,
     #[serde(default)]
     pub sources: SourcesConfig,
+    /// Which stages this process runs; all of them unless Vigil is spread over processes.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
+    /// What joins the stages: the embedded on-disk log, or Kafka.
+    #[serde(default)]
+    pub bus: BusConfig,
+}
+
+/// A stage, or a set of stages, one process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every stage below.
+    All,
+    /// Push endpoints, file tailers and CloudWatch polling, onto the events topic.
+    Ingest,
+    /// Rules and correlations over the events topic, onto the alerts topic.
+    Detect,
+    /// Events, alerts and quarantined records into the local store.
+    Index,
+    /// The pages and the search and alert API over the local store.
+    Ui,
+}
+
+fn default_roles() -> Vec<Role> {
+    vec![Role::All]
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusBackend {
+    /// An append-only log in the data directory; one process.
+    #[default]
+    Embedded,
+    /// A Kafka cluster (AWS MSK in production); stages may run in many processes.
+    Kafka,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    pub backend: BusBackend,
+    pub topics: TopicsConfig,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub events: String,
+    pub alerts: String,
+    pub quarantine: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        let topics = vigil_bus::Topics::default();
+        TopicsConfig {
+            events: topics.events,
+            alerts: topics.alerts,
+            quarantine: topics.quarantine,
+        }
+    }
+}
+
+impl TopicsConfig {
+    pub fn topics(&self) -> vigil_bus::Topics {
+        vigil_bus::Topics {
+            events: self.events.clone(),
+            alerts: self.alerts.clone(),
+            quarantine: self.quarantine.clone(),
+        }
+    }
+}
+
+/// The Kafka bus. `properties` pass to librdkafka as they are, for TLS and SASL (MSK with
+/// SCRAM: `security.protocol = "SASL_SSL"`, `sasl.mechanism = "SCRAM-SHA-512"`...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub client_id: String,
+    pub create_topics: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub state_topic: String,
+    pub session_timeout_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_message_bytes: usize,
+    pub properties: BTreeMap<String, String>,
+    pub producer: BTreeMap<String, String>,
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        let defaults = vigil_bus_kafka::KafkaOptions::default();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        KafkaConfig {
+            brokers: defaults.brokers,
+            client_id: defaults.client_id,
+            create_topics: defaults.create_topics,
+            partitions: defaults.partitions,
+            replication_factor: defaults.replication_factor,
+            state_topic: defaults.state_topic,
+            session_timeout_ms: ms(defaults.session_timeout),
+            delivery_timeout_ms: ms(defaults.delivery_timeout),
+            connect_timeout_ms: ms(defaults.connect_timeout),
+            max_message_bytes: defaults.max_message_bytes,
+            properties: defaults.properties,
+            producer: defaults.producer_properties,
+            consumer: defaults.consumer_properties,
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn options(&self) -> vigil_bus_kafka::KafkaOptions {
+        use std::time::Duration;
+        vigil_bus_kafka::KafkaOptions {
+            brokers: self.brokers.clone(),
+            client_id: self.client_id.clone(),
+            create_topics: self.create_topics,
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            state_topic: self.state_topic.clone(),
+            session_timeout: Duration::from_millis(self.session_timeout_ms),
+            delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            max_message_bytes: self.max_message_bytes,
+            properties: self.properties.clone(),
+            producer_properties: self.producer.clone(),
+            consumer_properties: self.consumer.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -151,6 +287,8 @@ pub struct FirehoseConfig {
 pub struct IngestConfig {
     pub max_line_bytes: usize,
     pub max_body_bytes: usize,
+    /// Push requests handled at once; more wait for a turn, so memory stays bounded.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +318,8 @@ impl Default for Config {
             index: IndexConfig::default(),
             firehose: None,
             sources: SourcesConfig::default(),
+            roles: default_roles(),
+            bus: BusConfig::default(),
         }
     }
 }
@@ -190,6 +330,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_line_bytes: limits.max_line_bytes,
             max_body_bytes: limits.max_body_bytes,
+            max_concurrent_requests: 16,
         }
     }
 }
@@ -251,6 +392,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
 }
 
 impl Config {
@@ -293,6 +436,8 @@ fn is_config_key(key: &str) -> bool {
         "index",
         "firehose",
         "sources",
+        "roles",
+        "bus",
     ];
     let top = key.split("__").next().unwrap_or_default();
     TOP_LEVEL

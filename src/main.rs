@@ -45,6 +45,11 @@ enum Command {
         /// Also feed the bundled demo events.
         #[arg(long)]
         demo: bool,
+        /// The stages this process runs, comma-separated [default: all]. With the Kafka bus,
+        /// stages can run as separate processes, and several `detect` or `index` processes
+        /// share the work.
+        #[arg(long = "role", value_delimiter = ',', value_enum)]
+        roles: Vec<config::Role>,
     },
     /// Checks, tests and explains Sigma rules.
     #[command(subcommand)]
@@ -79,8 +84,15 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             config,
             rules,
             demo,
+            roles,
         } => {
-            let config = Config::load(config.as_deref(), &Overrides { listen, data_dir })?;
+            let roles = (!roles.is_empty()).then_some(roles);
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                roles,
+            };
+            let config = Config::load(config.as_deref(), &overrides)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

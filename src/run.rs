@@ -1,4 +1,5 @@
-//! `vigil run`: every stage in one process, joined by the embedded bus.
+//! `vigil run`: the stages this process's roles name (every one by default), joined by the
+//! embedded bus or by Kafka.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -22,7 +23,7 @@ use vigil_ingest::{Ingestor, SourceCatalog};
 use vigil_store::Store;
 use vigil_ui::UiState;
 
-use crate::config::{CloudWatchSourceConfig, Config, FileSourceConfig};
+use crate::config::{BusBackend, CloudWatchSourceConfig, Config, FileSourceConfig, Role};
 use crate::token::{self, TokenOrigin};
 use crate::{demo, rules, server, stages};
 
@@ -46,21 +47,32 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
     let metrics = install_metrics()?;
 
-    let engine = load_engine(&config.rules, &extra_rules, &config.pipelines)?;
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(
-        data_dir.join("bus"),
-        EmbeddedBusOptions {
-            // A quarantined record carries its raw bytes in base64, and may be a whole body.
-            max_message_bytes: 2 * config.ingest.max_body_bytes + 64 * 1024,
-            ..EmbeddedBusOptions::default()
-        },
-    )?);
-    let store_options = config
-        .index
-        .store_options()
-        .map_err(|message| anyhow::anyhow!(message))?;
-    let store = Arc::new(Store::open_with(&data_dir.join("index"), store_options)?);
-    let topics = Topics::default();
+    let roles = Roles::from_config(&config.roles);
+    if roles.ui && !roles.index {
+        bail!("the ui role searches the index this process writes; run it with the index role (--role index,ui)");
+    }
+    if demo && !roles.ingest {
+        bail!("--demo feeds events through ingest; run it with the ingest role");
+    }
+    let engine = if roles.detect {
+        Some(load_engine(&config.rules, &extra_rules, &config.pipelines)?)
+    } else {
+        None
+    };
+    let topics = config.bus.topics.topics();
+    let bus = open_bus(&config, &topics).await?;
+    let store = if roles.index {
+        let store_options = config
+            .index
+            .store_options()
+            .map_err(|message| anyhow::anyhow!(message))?;
+        Some(Arc::new(Store::open_with(
+            &data_dir.join("index"),
+            store_options,
+        )?))
+    } else {
+        None
+    };
     let ingestor = Arc::new(Ingestor::new(
         bus.clone(),
         topics.clone(),
@@ -70,38 +82,45 @@ pub async fn run(options: RunOptions) -> Result<()> {
 
     let (stop, shutdown) = watch::channel(false);
     let mut stages = JoinSet::new();
-    stages.spawn(stages::run_detection(
-        bus.clone(),
-        topics.clone(),
-        engine,
-        data_dir.join("detect"),
-        shutdown.clone(),
-    ));
-    stages.spawn(stages::run_indexer::<Event>(
-        bus.clone(),
-        topics.events.clone(),
-        store.clone(),
-        config.index.clone(),
-        shutdown.clone(),
-    ));
-    stages.spawn(stages::run_indexer::<Quarantined>(
-        bus.clone(),
-        topics.quarantine.clone(),
-        store.clone(),
-        config.index.clone(),
-        shutdown.clone(),
-    ));
-    stages.spawn(stages::run_indexer::<Alert>(
-        bus.clone(),
-        topics.alerts.clone(),
-        store.clone(),
-        config.index.clone(),
-        shutdown.clone(),
-    ));
+    if let Some(engine) = engine {
+        stages.spawn(stages::run_detection(
+            bus.clone(),
+            topics.clone(),
+            engine,
+            shutdown.clone(),
+        ));
+    }
+    if let Some(store) = &store {
+        stages.spawn(stages::run_indexer::<Event>(
+            bus.clone(),
+            topics.events.clone(),
+            store.clone(),
+            config.index.clone(),
+            shutdown.clone(),
+        ));
+        stages.spawn(stages::run_indexer::<Quarantined>(
+            bus.clone(),
+            topics.quarantine.clone(),
+            store.clone(),
+            config.index.clone(),
+            shutdown.clone(),
+        ));
+        stages.spawn(stages::run_indexer::<Alert>(
+            bus.clone(),
+            topics.alerts.clone(),
+            store.clone(),
+            config.index.clone(),
+            shutdown.clone(),
+        ));
+        stages.spawn(stages::run_retention(store.clone(), shutdown.clone()));
+    }
 
-    stages.spawn(stages::run_retention(store.clone(), shutdown.clone()));
-
-    for source in &config.sources.files {
+    let sources = if roles.ingest {
+        &config.sources
+    } else {
+        &Default::default()
+    };
+    for source in &sources.files {
         let tailer = file_tailer(source, data_dir, ingestor.clone())?;
         let (handle, shutdown) = (tokio::runtime::Handle::current(), shutdown.clone());
         stages.spawn(async move {
@@ -111,7 +130,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     }
 
     let mut cloudwatch_names = std::collections::HashSet::new();
-    for source in &config.sources.cloudwatch {
+    for source in &sources.cloudwatch {
         if !cloudwatch_names.insert(source.name.as_str()) {
             bail!(
                 "two CloudWatch sources are named {:?}; give each its own name",
@@ -155,17 +174,33 @@ pub async fn run(options: RunOptions) -> Result<()> {
             bail!("firehose.access_key must be at least 16 characters");
         }
     }
-    let firehose = match &config.firehose {
-        Some(firehose) => Some(FirehoseState {
-            ingestor: ingestor.clone(),
-            access_key: firehose.access_key.as_str().into(),
-            recogniser: Arc::new(LogGroupRecogniser::new(
-                log_group_overrides(&firehose.overrides).context("firehose")?,
-            )),
-        }),
-        None => None,
+    let ingest_routes = if roles.ingest {
+        let firehose = match &config.firehose {
+            Some(firehose) => Some(FirehoseState {
+                ingestor: ingestor.clone(),
+                access_key: firehose.access_key.as_str().into(),
+                recogniser: Arc::new(LogGroupRecogniser::new(
+                    log_group_overrides(&firehose.overrides).context("firehose")?,
+                )),
+            }),
+            None => None,
+        };
+        Some(server::IngestRoutes {
+            ingestor,
+            firehose,
+            max_concurrent_requests: config.ingest.max_concurrent_requests,
+        })
+    } else {
+        None
     };
-    let app = server::router(ingestor, firehose, UiState { store, token }, metrics);
+    let ui = match (&store, roles.ui) {
+        (Some(store), true) => Some(UiState {
+            store: store.clone(),
+            token: token.clone(),
+        }),
+        _ => None,
+    };
+    let app = server::router(token, ingest_routes, ui, metrics);
     let mut server_stop = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
@@ -195,6 +230,62 @@ pub async fn run(options: RunOptions) -> Result<()> {
     }
     server.await??;
     Ok(())
+}
+
+/// The stages one process runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Roles {
+    ingest: bool,
+    detect: bool,
+    index: bool,
+    ui: bool,
+}
+
+impl Roles {
+    fn from_config(roles: &[Role]) -> Self {
+        let mut selected = Roles::default();
+        for role in roles {
+            match role {
+                Role::All => {
+                    selected = Roles {
+                        ingest: true,
+                        detect: true,
+                        index: true,
+                        ui: true,
+                    }
+                }
+                Role::Ingest => selected.ingest = true,
+                Role::Detect => selected.detect = true,
+                Role::Index => selected.index = true,
+                Role::Ui => selected.ui = true,
+            }
+        }
+        selected
+    }
+}
+
+/// Opens the configured bus. Kafka is checked now, so an unreachable cluster or a missing
+/// topic stops start-up with one message instead of a silent retry loop.
+async fn open_bus(config: &Config, topics: &Topics) -> Result<Arc<dyn Bus>> {
+    Ok(match config.bus.backend {
+        BusBackend::Embedded => Arc::new(EmbeddedBus::open(
+            config.data_dir.join("bus"),
+            EmbeddedBusOptions {
+                // A quarantined record carries its raw bytes in base64, and may be a whole body.
+                max_message_bytes: 2 * config.ingest.max_body_bytes + 64 * 1024,
+                ..EmbeddedBusOptions::default()
+            },
+        )?),
+        BusBackend::Kafka => {
+            let options = config.bus.kafka.options();
+            let brokers = options.brokers.clone();
+            let bus = vigil_bus_kafka::KafkaBus::connect(options, topics)
+                .await
+                .context("cannot start the Kafka bus")?;
+            tracing::info!(%brokers, "connected to Kafka");
+            Arc::new(bus)
+        }
+    })
 }
 
 fn file_tailer(

@@ -27,6 +27,8 @@ use crate::{Bus, BusError, Checkpoint, Delivery, Message, Subscription};
 const FRAME_HEADER: usize = 8;
 const SEGMENT_SUFFIX: &str = ".log";
 const OFFSETS_DIR: &str = "offsets";
+/// Stage state saved through [`Bus::save_state`], one file per key, beside the topics.
+const STATE_DIR: &str = "state";
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedBusOptions {
@@ -65,7 +67,7 @@ impl EmbeddedBus {
             let Some(name) = name.to_str().filter(|n| validate_name(n).is_ok()) else {
                 continue;
             };
-            if entry.path().is_dir() {
+            if entry.path().is_dir() && name != STATE_DIR {
                 let topic = TopicLog::open(entry.path(), options.clone())?;
                 topics.insert(name.to_owned(), Arc::new(topic));
             }
@@ -119,6 +121,36 @@ impl Bus for EmbeddedBus {
             topic,
         }))
     }
+
+    async fn save_state(&self, key: &str, state: Bytes) -> Result<(), BusError> {
+        validate_name(key)?;
+        let dir = self.root.join(STATE_DIR);
+        let path = dir.join(key);
+        tokio::task::spawn_blocking(move || {
+            fs::create_dir_all(&dir).map_err(BusError::io(&dir))?;
+            let tmp = path.with_extension("tmp");
+            let write = || -> io::Result<()> {
+                let mut file = File::create(&tmp)?;
+                file.write_all(&state)?;
+                file.sync_all()?;
+                fs::rename(&tmp, &path)
+            };
+            write().map_err(BusError::io(&path))?;
+            sync_dir(&dir)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(format!("state task failed: {e}")))?
+    }
+
+    async fn load_state(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        validate_name(key)?;
+        let path = self.root.join(STATE_DIR).join(key);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BusError::Io { path, source }),
+        }
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), BusError> {
@@ -127,6 +159,7 @@ fn validate_name(name: &str) -> Result<(), BusError> {
         && name != "."
         && name != ".."
         && name != OFFSETS_DIR
+        && name != STATE_DIR
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));

@@ -77,6 +77,14 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Joins consumer group `group` on `topic`, resuming after the group's last commit.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Durably stores a stage's state under `key`, replacing what was there. The state follows
+    /// a partition from one consumer to the next (correlation windows, say), so it lives
+    /// beside the bus, not in one process's data directory.
+    async fn save_state(&self, key: &str, state: Bytes) -> Result<(), BusError>;
+
+    /// The state last saved under `key`, if any.
+    async fn load_state(&self, key: &str) -> Result<Option<Bytes>, BusError>;
 }
 
 /// A consumer group's view of one topic.

@@ -1,11 +1,20 @@
 //! Detection: events in, Sigma matches out as alerts.
+//!
+//! Correlation state belongs to a partition of the events topic, since events are keyed by
+//! source and a source's events stay in one partition. Each partition gets its own
+//! [`Detector`], saved through the bus after each batch and before the offsets are committed,
+//! so whichever process owns the partition next (this one after a restart, another after a
+//! Kafka rebalance) resumes with the windows as they were at the last commit, or slightly
+//! later, which at worst counts a replayed event twice: at least once, never lost.
+//!
+//! Correlations therefore combine events within one partition. With the embedded bus there is
+//! one; with Kafka, a correlation across sources needs those sources in the same partition.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::Result;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
+use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use vigil_bus::{Bus, Checkpoint, Delivery, Message, Topics};
 use vigil_detect::{CorrelationMatch, CorrelationRule, Detection, Detector, Engine, Rule};
@@ -23,21 +32,106 @@ struct BatchOutcome {
     quarantined: Vec<Quarantined>,
     checkpoint: Checkpoint,
     events: u64,
+    /// Partitions whose correlation state this batch changed.
+    touched: BTreeSet<u32>,
+}
+
+/// A detector per partition of the events topic, each knowing the next offset it expects.
+struct PartitionDetectors {
+    engine: Engine,
+    correlating: bool,
+    topic: String,
+    partitions: HashMap<u32, PartitionDetector>,
+}
+
+struct PartitionDetector {
+    detector: Detector,
+    /// The offset that follows the last one processed. A delivery elsewhere means the
+    /// partition was replayed or processed by another process meanwhile, so the state in
+    /// memory is not the state for that offset and is loaded again.
+    next_offset: Option<u64>,
+}
+
+impl PartitionDetectors {
+    fn new(engine: Engine, topic: &str) -> Self {
+        PartitionDetectors {
+            correlating: !engine.correlations().is_empty(),
+            engine,
+            topic: topic.to_owned(),
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// Without correlations nothing is remembered, so every partition shares one detector.
+    fn slot(&self, partition: u32) -> u32 {
+        if self.correlating {
+            partition
+        } else {
+            0
+        }
+    }
+
+    fn state_key(&self, partition: u32) -> String {
+        format!("{GROUP}.{}.{partition}", self.topic)
+    }
+
+    /// Partitions of `batch` whose detector is missing or out of step with it.
+    fn stale(&self, batch: &[Delivery]) -> Vec<u32> {
+        let mut first_offsets = BTreeMap::new();
+        for delivery in batch {
+            first_offsets
+                .entry(self.slot(delivery.partition))
+                .or_insert(delivery.offset);
+        }
+        first_offsets
+            .into_iter()
+            .filter(|(slot, offset)| match self.partitions.get(slot) {
+                None => true,
+                Some(known) => self.correlating && known.next_offset != Some(*offset),
+            })
+            .map(|(slot, _)| slot)
+            .collect()
+    }
+
+    /// Installs a detector for `partition` holding `state`, the last saved for it. State that
+    /// cannot be used is reported and replaced by empty windows.
+    fn install(&mut self, partition: u32, state: Option<Bytes>) {
+        let mut detector = Detector::new(self.engine.clone());
+        if let Some(bytes) = state {
+            match detector.restore(&bytes) {
+                Ok(report) => {
+                    tracing::info!(
+                        partition,
+                        groups = report.groups,
+                        "restored correlation state"
+                    );
+                    for id in report.dropped_correlations {
+                        tracing::warn!(correlation = %id, "correlation changed since the snapshot; its windows start empty");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(partition, %error, "correlation state unusable; starting empty");
+                    detector = Detector::new(self.engine.clone());
+                }
+            }
+        }
+        self.partitions.insert(
+            partition,
+            PartitionDetector {
+                detector,
+                next_offset: None,
+            },
+        );
+    }
 }
 
 pub async fn run_detection(
     bus: Arc<dyn Bus>,
     topics: Topics,
     engine: Engine,
-    state_dir: PathBuf,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let snapshot_path = state_dir.join(SNAPSHOT_FILE);
-    let mut detector = Detector::new(engine);
-    let correlating = !detector.engine().correlations().is_empty();
-    if correlating {
-        restore_snapshot(&mut detector, &snapshot_path);
-    }
+    let mut detectors = PartitionDetectors::new(engine, &topics.events);
     let mut subscription = bus.subscribe(&topics.events, GROUP).await?;
     while !stopping(&shutdown) {
         let Some(batch) = retry!(
@@ -51,13 +145,29 @@ pub async fn run_detection(
         if batch.is_empty() {
             continue;
         }
+        for partition in detectors.stale(&batch) {
+            let state = if detectors.correlating {
+                let key = detectors.state_key(partition);
+                let Some(state) = retry!(
+                    "loading correlation state",
+                    &shutdown,
+                    bus.load_state(&key).await
+                ) else {
+                    return Ok(());
+                };
+                state
+            } else {
+                None
+            };
+            detectors.install(partition, state);
+        }
         let events_topic = topics.events.clone();
         let (returned, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = detect_batch(&mut detector, &events_topic, &batch);
-            (detector, outcome)
+            let outcome = detect_batch(&mut detectors, &events_topic, &batch);
+            (detectors, outcome)
         })
         .await?;
-        detector = returned;
+        detectors = returned;
 
         let quarantine = to_messages(&outcome.quarantined, |q| &q.source.name);
         let alerts = to_messages(&outcome.alerts, |a| &a.rule_id);
@@ -81,20 +191,26 @@ pub async fn run_detection(
         {
             break;
         }
-        // The snapshot goes first: state that includes a batch whose offsets are not yet
+        // The state goes first: state that includes a batch whose offsets are not yet
         // committed only means a replayed event counts twice in a window, whereas offsets
         // ahead of the state would lose its contribution.
-        if correlating {
-            let (bytes, path) = (detector.snapshot(), snapshot_path.clone());
+        let mut saved = true;
+        for &partition in &outcome.touched {
+            let key = detectors.state_key(partition);
+            let state = Bytes::from(detectors.partitions[&partition].detector.snapshot());
             if retry!(
                 "saving correlation state",
                 &shutdown,
-                write_atomically(path.clone(), bytes.clone()).await
+                bus.save_state(&key, state.clone()).await
             )
             .is_none()
             {
+                saved = false;
                 break;
             }
+        }
+        if !saved {
+            break;
         }
         if retry!(
             "committing detection offsets",
@@ -118,58 +234,28 @@ pub async fn run_detection(
     Ok(())
 }
 
-const SNAPSHOT_FILE: &str = "correlation-state.json";
-
-/// Restores correlation state from the last run. A snapshot that cannot be used is set aside,
-/// not deleted, and detection starts with empty windows.
-fn restore_snapshot(detector: &mut Detector, path: &Path) {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(error) => {
-            tracing::error!(path = %path.display(), %error, "cannot read the correlation state; starting empty");
-            return;
-        }
-    };
-    match detector.restore(&bytes) {
-        Ok(report) => {
-            tracing::info!(groups = report.groups, "restored correlation state");
-            for id in report.dropped_correlations {
-                tracing::warn!(correlation = %id, "correlation changed since the snapshot; its windows start empty");
-            }
-        }
-        Err(error) => {
-            let aside = path.with_extension("unusable");
-            tracing::error!(%error, aside = %aside.display(), "correlation state unusable; starting empty");
-            let _ = std::fs::rename(path, aside);
-        }
-    }
-}
-
-async fn write_atomically(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, &bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-fn detect_batch(detector: &mut Detector, topic: &str, batch: &[Delivery]) -> BatchOutcome {
+fn detect_batch(
+    detectors: &mut PartitionDetectors,
+    topic: &str,
+    batch: &[Delivery],
+) -> BatchOutcome {
     let detected = Utc::now();
     let mut outcome = BatchOutcome::default();
     for delivery in batch {
         outcome.checkpoint.advance(delivery);
+        let slot = detectors.slot(delivery.partition);
+        let correlating = detectors.correlating;
+        let engine = &detectors.engine;
+        // run_detection installs a detector for each partition of a batch before this runs.
+        let partition = detectors
+            .partitions
+            .entry(slot)
+            .or_insert_with(|| PartitionDetector {
+                detector: Detector::new(engine.clone()),
+                next_offset: None,
+            });
+        partition.next_offset = Some(delivery.offset + 1);
+        let detector = &mut partition.detector;
         let event = serde_json::from_slice::<Event>(&delivery.payload)
             .map_err(|e| format!("unreadable event on the bus: {e}"))
             .and_then(|event| match event.document() {
@@ -179,6 +265,9 @@ fn detect_batch(detector: &mut Detector, topic: &str, batch: &[Delivery]) -> Bat
         match event {
             Ok((event, document)) => {
                 outcome.events += 1;
+                if correlating {
+                    outcome.touched.insert(slot);
+                }
                 // A record's own time is attacker-controlled; one from the future would
                 // expire every correlation window, so it counts no later than its arrival.
                 let time = event.time.min(event.received).timestamp_millis();

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,12 +30,18 @@ impl Vigil {
 
     /// Like [`Vigil::start`], with extra `VIGIL_*` settings.
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Vigil {
+        Vigil::start_with(data_dir, &[], env)
+    }
+
+    /// Like [`Vigil::start_with_env`], with extra arguments to `vigil run` (`--role`, say).
+    pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vigil {
         let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--rules")
             .arg(&rules)
+            .args(args)
             .current_dir(data_dir.parent().unwrap())
             .env("VIGIL_API_TOKEN", TOKEN)
             .env("VIGIL_LOG", "warn")
@@ -107,6 +115,27 @@ impl Vigil {
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
         response.json::<Value>().unwrap()["total"].as_u64().unwrap()
+    }
+
+    /// The value of an unlabelled Prometheus counter or gauge on `/metrics`, 0 when absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .filter_map(|value| value.trim().parse().ok())
+            .next()
+            .unwrap_or(0.0)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Stops the process the hard way: no shutdown hooks, no final commits.

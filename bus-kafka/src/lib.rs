@@ -1,0 +1,189 @@
+//! The Kafka backend of Vigil's bus, through librdkafka.
+//!
+//! [`KafkaBus`] implements [`vigil_bus::Bus`], so the stages that run over the embedded log run
+//! unchanged over Kafka (AWS MSK in production). What Kafka adds is scale: several processes of
+//! one stage join one consumer group and share the topic's partitions.
+//!
+//! - **Producing** is idempotent with `acks=all`: [`Bus::publish`] returns only once every
+//!   message is acknowledged by the in-sync replicas, so an ingest request or a source
+//!   checkpoint is confirmed only for what Kafka holds. librdkafka's queue is bounded, and a full
+//!   queue makes publishers wait: that is the backpressure a lagging cluster exerts on ingest.
+//! - **Consuming** commits offsets by hand and only through [`Subscription::commit`], which the
+//!   stages call once their own output is durable. After a rebalance a commit for a partition
+//!   this process no longer owns is dropped: the new owner replays from the last commit, which
+//!   is the at-least-once contract every stage already honours.
+//! - **Stage state** (correlation windows) lives in a state topic keyed by partition, so it
+//!   follows a partition to whichever process owns it next.
+//!
+//! Topics are checked at start. When allowed, missing ones are created; otherwise, as when no
+//! broker answers, [`KafkaBus::connect`] fails with one error that says what is wrong.
+
+mod admin;
+mod options;
+mod state;
+mod subscription;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use vigil_bus::{Bus, BusError, Message, Subscription, Topics};
+
+pub use options::KafkaOptions;
+
+use crate::state::StateTopic;
+use crate::subscription::KafkaSubscription;
+
+/// The bus over a Kafka cluster.
+pub struct KafkaBus {
+    options: Arc<KafkaOptions>,
+    /// Replaced when librdkafka declares it failed for good (an idempotence sequence it cannot
+    /// recover after a broker lost its state, say); a new one starts a new producer id.
+    producer: RwLock<FutureProducer>,
+    state: StateTopic,
+}
+
+impl KafkaBus {
+    /// Connects to the cluster, checks (or creates) Vigil's topics and the state topic, and
+    /// fails with one clear error when the brokers do not answer or a topic is missing.
+    pub async fn connect(options: KafkaOptions, topics: &Topics) -> Result<Self, BusError> {
+        let options = Arc::new(options);
+        let producer = create_producer(&options)?;
+        let mut names = vec![
+            topics.events.as_str(),
+            topics.alerts.as_str(),
+            topics.quarantine.as_str(),
+        ];
+        names.push(options.state_topic.as_str());
+        admin::ensure_topics(&options, &names).await?;
+        let state = StateTopic::new(options.clone());
+        Ok(KafkaBus {
+            options,
+            producer: RwLock::new(producer),
+            state,
+        })
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// After a failed publish: if the producer is beyond recovery, starts a fresh one so that
+    /// the retry the caller makes can succeed.
+    fn renew_if_fatal(&self, failed: &FutureProducer) {
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
+        tracing::warn!(%code, %reason, "the Kafka producer failed for good; starting a new one");
+        match create_producer(&self.options) {
+            Ok(fresh) => *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh,
+            Err(error) => tracing::error!(%error, "cannot start a new Kafka producer"),
+        }
+    }
+
+    /// Sends one message, waiting while librdkafka's bounded queue is full.
+    async fn enqueue(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        message: &Message,
+    ) -> Result<rdkafka::producer::DeliveryFuture, BusError> {
+        let size = message.key.len() + message.payload.len();
+        if size > self.options.max_message_bytes {
+            return Err(BusError::MessageTooLarge {
+                size,
+                max: self.options.max_message_bytes,
+            });
+        }
+        let mut record = FutureRecord::to(topic)
+            .key(message.key.as_ref())
+            .payload(message.payload.as_ref());
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => {
+                    return Err(unavailable(&self.options, "cannot produce to Kafka", error))
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
+        let producer = self.producer();
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in &messages {
+            match self.enqueue(&producer, topic, message).await {
+                Ok(delivery) => pending.push(delivery),
+                Err(error) => {
+                    self.renew_if_fatal(&producer);
+                    return Err(error);
+                }
+            }
+        }
+        // Every delivery is awaited, failed or not, so none is left in flight when we answer.
+        let mut failure = None;
+        for delivery in pending {
+            let error = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((error, _))) => error.to_string(),
+                Err(_) => "the producer was dropped before delivery".to_owned(),
+            };
+            failure.get_or_insert(error);
+        }
+        match failure {
+            None => Ok(()),
+            Some(error) => {
+                self.renew_if_fatal(&producer);
+                Err(BusError::Unavailable(format!(
+                    "Kafka did not confirm delivery to {topic}: {error}"
+                )))
+            }
+        }
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+        Ok(Box::new(KafkaSubscription::join(
+            self.options.clone(),
+            topic,
+            group,
+        )?))
+    }
+
+    async fn save_state(&self, key: &str, state: Bytes) -> Result<(), BusError> {
+        let producer = self.producer();
+        let saved = self.state.save(&producer, key, state).await;
+        if saved.is_err() {
+            self.renew_if_fatal(&producer);
+        }
+        saved
+    }
+
+    async fn load_state(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        self.state.load(key).await
+    }
+}
+
+fn create_producer(options: &KafkaOptions) -> Result<FutureProducer, BusError> {
+    options
+        .producer_config()
+        .create()
+        .map_err(|e| unavailable(options, "cannot create the Kafka producer", e))
+}
+
+/// A Kafka failure as the bus reports it: the stage retries or answers 503.
+fn unavailable(options: &KafkaOptions, what: &str, error: KafkaError) -> BusError {
+    BusError::Unavailable(format!("{what} ({}): {error}", options.brokers))
+}

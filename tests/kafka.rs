@@ -1,0 +1,279 @@
+//! Vigil's stages as separate processes joined by a real Kafka-protocol broker (tansu).
+//!
+//! Each test starts its own broker on a free port and its own `vigil run --role ...`
+//! processes. The tests take the machine's cores, so they run one at a time.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::tansu::{free_port, Tansu};
+use common::{wait_for, Vigil, TOKEN};
+use serde_json::Value;
+
+/// One Kafka test at a time: each runs a broker and several Vigil processes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The rule our CloudTrail events below trip: a trail stopped.
+const TRAIL_STOPPED_RULE: &str = "8839b791-6198-4751-84ca-948372583b72";
+
+/// The settings that put a Vigil process on `tansu`'s topics.
+fn kafka_env(tansu: &Tansu) -> Vec<(&'static str, String)> {
+    vec![
+        ("VIGIL_BUS__BACKEND", "kafka".into()),
+        ("VIGIL_BUS__KAFKA__BROKERS", tansu.brokers()),
+        ("VIGIL_BUS__KAFKA__PARTITIONS", "4".into()),
+        // A group notices a dead member within seconds, so a rebalance does not stall a test.
+        ("VIGIL_BUS__KAFKA__SESSION_TIMEOUT_MS", "6000".into()),
+        ("VIGIL_BUS__KAFKA__DELIVERY_TIMEOUT_MS", "5000".into()),
+        ("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500".into()),
+    ]
+}
+
+fn start_role(dir: &Path, name: &str, roles: &str, env: &[(&'static str, String)]) -> Vigil {
+    let data_dir = dir.join(name);
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Vigil::start_with(&data_dir, &["--role", roles], &env)
+}
+
+/// A batch of generic JSON events for source `source`, numbered from `first`.
+fn app_batch(source: usize, first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|seq| {
+            format!(
+                "{{\"marker\":\"kafkarun\",\"app\":\"app-{source}\",\"seq\":{seq},\"message\":\"user session refreshed for account {}\"}}\n",
+                seq % 977
+            )
+        })
+        .collect()
+}
+
+/// CloudTrail records numbered from `first`; one in forty stops a trail, which our rule flags.
+fn cloudtrail_batch(first: usize, count: usize) -> (String, usize) {
+    let mut stopped = 0;
+    let body = (first..first + count)
+        .map(|seq| {
+            let name = if seq % 40 == 0 {
+                stopped += 1;
+                "StopLogging"
+            } else {
+                "DescribeTrails"
+            };
+            format!(
+                concat!(
+                    "{{\"eventVersion\":\"1.09\",\"marker\":\"kafkarun\",\"seq\":{seq},",
+                    "\"userIdentity\":{{\"type\":\"IAMUser\",\"arn\":\"arn:aws:iam::123456789012:user/ops\",\"userName\":\"ops\"}},",
+                    "\"eventTime\":\"2026-11-28T10:00:00Z\",\"eventSource\":\"cloudtrail.amazonaws.com\",",
+                    "\"eventName\":\"{name}\",\"awsRegion\":\"us-east-1\",\"sourceIPAddress\":\"198.51.100.7\",",
+                    "\"eventID\":\"kafka-{seq:08}\",\"eventType\":\"AwsApiCall\"}}\n"
+                ),
+                seq = seq,
+                name = name
+            )
+        })
+        .collect();
+    (body, stopped)
+}
+
+fn post(ingest: &Vigil, source: &str, body: String) {
+    let response = ingest.post_ndjson(source, body);
+    let status = response.status();
+    assert_eq!(status, 202, "{source}: {}", response.text().unwrap());
+}
+
+/// Alerts of `rule`, with their ids checked to be distinct.
+fn alert_ids(vigil: &Vigil, rule: &str) -> Vec<String> {
+    let alerts: Value = vigil.get_json(&format!("/api/v1/alerts?rule={rule}&limit=1000"));
+    let mut ids: Vec<String> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["id"].as_str().unwrap().to_owned())
+        .collect();
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "an alert is listed twice");
+    ids
+}
+
+/// Posts 100k events over eight app sources and CloudTrail; returns the expected alerts.
+/// `midway` runs after half of them.
+fn post_hundred_thousand(ingest: &Vigil, mut midway: impl FnMut()) -> usize {
+    let mut expected_alerts = 0;
+    let mut seq = 0;
+    for round in 0..20 {
+        if round == 10 {
+            midway();
+        }
+        if round % 5 == 4 {
+            let (body, stopped) = cloudtrail_batch(seq, 5000);
+            expected_alerts += stopped;
+            post(ingest, "cloudtrail", body);
+        } else {
+            post(
+                ingest,
+                &format!("app-{}", round % 8),
+                app_batch(round % 8, seq, 5000),
+            );
+        }
+        seq += 5000;
+    }
+    expected_alerts
+}
+
+fn wait_for_events(index: &Vigil, expected: u64, within: Duration) {
+    wait_for("every event to be indexed", within, || {
+        (index.search_total("marker:kafkarun") >= expected).then_some(())
+    });
+}
+
+#[test]
+fn stages_as_separate_processes_index_every_event_once() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path(), "memory://tansu/");
+    let env = kafka_env(&tansu);
+    // Ingest comes first: it creates the topics the others subscribe to.
+    let ingest = start_role(dir.path(), "ingest", "ingest", &env);
+    let detect_a = start_role(dir.path(), "detect-a", "detect", &env);
+    let detect_b = start_role(dir.path(), "detect-b", "detect", &env);
+    let index = start_role(dir.path(), "index", "index,ui", &env);
+
+    let expected_alerts = post_hundred_thousand(&ingest, || {});
+    wait_for_events(&index, 100_000, Duration::from_secs(600));
+    wait_for("every alert", Duration::from_secs(120), || {
+        (alert_ids(&index, TRAIL_STOPPED_RULE).len() >= expected_alerts).then_some(())
+    });
+    // Settle: late duplicates would show up now.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(index.search_total("marker:kafkarun"), 100_000);
+    assert_eq!(index.search_total("seq:54321"), 1);
+    assert_eq!(alert_ids(&index, TRAIL_STOPPED_RULE).len(), expected_alerts);
+
+    // Both detect processes took a share of the partitions.
+    let detected_a = detect_a.metric("vigil_events_detected_total");
+    let detected_b = detect_b.metric("vigil_events_detected_total");
+    assert!(
+        detected_a > 0.0 && detected_b > 0.0,
+        "detect-a {detected_a}, detect-b {detected_b}"
+    );
+    assert!(detected_a + detected_b >= 100_000.0);
+    // The ingest process serves ingest, not search.
+    let search = ingest
+        .client
+        .get(ingest.url("/api/v1/search?q=x"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(search.status(), 404);
+}
+
+#[test]
+fn a_detect_process_killed_midstream_loses_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path(), "memory://tansu/");
+    let env = kafka_env(&tansu);
+    let ingest = start_role(dir.path(), "ingest", "ingest", &env);
+    let mut detect_a = Some(start_role(dir.path(), "detect-a", "detect", &env));
+    let _detect_b = start_role(dir.path(), "detect-b", "detect", &env);
+    let index = start_role(dir.path(), "index", "index,ui", &env);
+
+    let mut restarted = None;
+    let expected_alerts = post_hundred_thousand(&ingest, || {
+        // Kill it while it holds uncommitted work, then bring it back.
+        wait_for("detect-a to be busy", Duration::from_secs(120), || {
+            let detect = detect_a.as_ref().unwrap();
+            (detect.metric("vigil_events_detected_total") > 0.0).then_some(())
+        });
+        detect_a.take().unwrap().kill();
+        restarted = Some(start_role(dir.path(), "detect-a", "detect", &env));
+    });
+    wait_for_events(&index, 100_000, Duration::from_secs(600));
+    wait_for("every alert", Duration::from_secs(120), || {
+        (alert_ids(&index, TRAIL_STOPPED_RULE).len() >= expected_alerts).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(index.search_total("marker:kafkarun"), 100_000);
+    assert_eq!(alert_ids(&index, TRAIL_STOPPED_RULE).len(), expected_alerts);
+    assert!(restarted.is_some());
+}
+
+#[test]
+fn ingest_answers_503_while_the_broker_is_down_and_resumes_after() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut tansu = Tansu::start(dir.path(), "sqlite://tansu.db");
+    let env = kafka_env(&tansu);
+    let mut vigil = start_role(dir.path(), "vigil", "all", &env);
+
+    post(&vigil, "app-1", app_batch(1, 0, 100));
+    wait_for_events(&vigil, 100, Duration::from_secs(120));
+
+    tansu.stop();
+    let refused = vigil.post_ndjson("app-1", app_batch(1, 100, 100));
+    assert_eq!(refused.status(), 503, "{}", refused.text().unwrap());
+    assert!(vigil.is_running(), "vigil must outlive its broker");
+
+    tansu.resume();
+    // The sender retries, as Vigil's 503 and Retry-After ask it to.
+    wait_for("ingest to accept again", Duration::from_secs(120), || {
+        let response = vigil.post_ndjson("app-1", app_batch(1, 100, 100));
+        (response.status() == 202).then_some(())
+    });
+    wait_for_events(&vigil, 200, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(vigil.search_total("marker:kafkarun"), 200);
+}
+
+#[test]
+fn an_unreachable_broker_stops_start_up_with_one_clear_error() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("vigil");
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env("VIGIL_API_TOKEN", TOKEN)
+        .env("VIGIL_BUS__BACKEND", "kafka")
+        .env(
+            "VIGIL_BUS__KAFKA__BROKERS",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("VIGIL_BUS__KAFKA__CONNECT_TIMEOUT_MS", "2000")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach Kafka at 127.0.0.1:"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn missing_topics_are_an_error_when_vigil_may_not_create_them() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path(), "memory://tansu/");
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("vigil"))
+        .env("VIGIL_API_TOKEN", TOKEN)
+        .env("VIGIL_BUS__BACKEND", "kafka")
+        .env("VIGIL_BUS__KAFKA__BROKERS", tansu.brokers())
+        .env("VIGIL_BUS__KAFKA__CREATE_TOPICS", "false")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Kafka topics missing") && stderr.contains("vigil.events"),
+        "stderr: {stderr}"
+    );
+}
