@@ -29,6 +29,7 @@ fn kafka_env(tansu: &Tansu) -> Vec<(&'static str, String)> {
         // A group notices a dead member within seconds, so a rebalance does not stall a test.
         ("VIGIL_BUS__KAFKA__SESSION_TIMEOUT_MS", "6000".into()),
         ("VIGIL_BUS__KAFKA__DELIVERY_TIMEOUT_MS", "5000".into()),
+        ("VIGIL_BUS__KAFKA__MAX_MESSAGE_BYTES", "1048576".into()),
         ("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500".into()),
     ]
 }
@@ -214,6 +215,27 @@ fn ingest_answers_503_while_the_broker_is_down_and_resumes_after() {
 
     post(&vigil, "app-1", app_batch(1, 0, 100));
     wait_for_events(&vigil, 100, Duration::from_secs(120));
+
+    // A line over the line limit is quarantined even though, in base64, it is larger than
+    // the largest Kafka message: its first bytes are kept, and the request is not a 503.
+    let long_line = format!(
+        "{{\"marker\":\"toolong\",\"pad\":\"{}\"}}\n",
+        "y".repeat(2 << 20)
+    );
+    let response = vigil.post_ndjson("app-2", long_line);
+    assert_eq!(response.status(), 400, "{}", response.text().unwrap());
+    let kept = wait_for(
+        "the long line's quarantine",
+        Duration::from_secs(60),
+        || {
+            let found = vigil.get_json("/api/v1/quarantine?source=app-2");
+            found["records"].as_array().unwrap().first().cloned()
+        },
+    );
+    assert!(
+        kept["reason"].as_str().unwrap().contains("only the first"),
+        "{kept}"
+    );
 
     tansu.stop();
     let refused = vigil.post_ndjson("app-1", app_batch(1, 100, 100));

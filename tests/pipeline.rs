@@ -150,7 +150,11 @@ fn malformed_input_gets_clear_errors_and_the_server_keeps_serving() {
         .as_str()
         .unwrap()
         .starts_with("not a JSON object"));
-    let app = vigil.get_json("/api/v1/quarantine?source=app");
+    // Each rejection is indexed on its own schedule; wait for both of the app's.
+    let app = wait_for("the app's quarantine", Duration::from_secs(30), || {
+        let found = vigil.get_json("/api/v1/quarantine?source=app");
+        (found["records"].as_array().unwrap().len() >= 2).then_some(found)
+    });
     let reasons: Vec<&str> = app["records"]
         .as_array()
         .unwrap()

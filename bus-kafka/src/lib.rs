@@ -94,13 +94,6 @@ impl KafkaBus {
         topic: &str,
         message: &Message,
     ) -> Result<rdkafka::producer::DeliveryFuture, BusError> {
-        let size = message.key.len() + message.payload.len();
-        if size > self.options.max_message_bytes {
-            return Err(BusError::MessageTooLarge {
-                size,
-                max: self.options.max_message_bytes,
-            });
-        }
         let mut record = FutureRecord::to(topic)
             .key(message.key.as_ref())
             .payload(message.payload.as_ref());
@@ -122,6 +115,16 @@ impl KafkaBus {
 #[async_trait]
 impl Bus for KafkaBus {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
+        // Sizes are checked before anything is sent, so a rejected batch sent nothing.
+        for message in &messages {
+            let size = message.key.len() + message.payload.len();
+            if size > self.options.max_message_bytes {
+                return Err(BusError::MessageTooLarge {
+                    size,
+                    max: self.options.max_message_bytes,
+                });
+            }
+        }
         let producer = self.producer();
         let mut pending = Vec::with_capacity(messages.len());
         for message in &messages {

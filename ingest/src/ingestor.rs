@@ -197,11 +197,7 @@ impl Ingestor {
         metrics::counter!("vigil_ingest_bytes_total", "source" => source_name.to_owned())
             .increment(bytes);
         if !quarantine.is_empty() {
-            let messages = quarantine
-                .iter()
-                .map(|q| to_message(source_name, q))
-                .collect();
-            self.bus.publish(&self.topics.quarantine, messages).await?;
+            self.publish_quarantined(source_name, &quarantine).await?;
             metrics::counter!("vigil_quarantined_total", "source" => source_name.to_owned())
                 .increment(quarantine.len() as u64);
         }
@@ -237,16 +233,54 @@ impl Ingestor {
             received: Utc::now(),
             raw: raw.to_vec(),
         };
-        self.bus
-            .publish(
-                &self.topics.quarantine,
-                vec![to_message(source_name, &record)],
-            )
+        self.publish_quarantined(source_name, std::slice::from_ref(&record))
             .await?;
         metrics::counter!("vigil_quarantined_total", "source" => source_name.to_owned())
             .increment(1);
         Ok(())
     }
+}
+
+impl Ingestor {
+    /// Publishes quarantined records whole when the bus takes them. A bus with a smaller
+    /// message limit than a rejected record (Kafka's is usually a few MiB) gets the record's
+    /// first bytes instead, with the reason saying how much was kept: the rejection and its
+    /// evidence are kept, and the request is not refused over a record already refused.
+    async fn publish_quarantined(
+        &self,
+        source_name: &str,
+        records: &[Quarantined],
+    ) -> Result<(), BusError> {
+        let messages = records.iter().map(|q| to_message(source_name, q)).collect();
+        match self.bus.publish(&self.topics.quarantine, messages).await {
+            Err(BusError::MessageTooLarge { max, .. }) => {
+                let fitted = records
+                    .iter()
+                    .map(|record| to_message(source_name, &fit_to_bus(record, max)))
+                    .collect();
+                self.bus.publish(&self.topics.quarantine, fitted).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// `record` cut so that its message, raw bytes in base64, stays under `max` bytes.
+fn fit_to_bus(record: &Quarantined, max: usize) -> Quarantined {
+    // Room for the envelope (source, reason, times) around the base64 of the raw bytes.
+    const ENVELOPE: usize = 16 * 1024;
+    let keep = max.saturating_sub(ENVELOPE) / 4 * 3;
+    if record.raw.len() <= keep {
+        return record.clone();
+    }
+    let mut fitted = record.clone();
+    fitted.raw.truncate(keep);
+    fitted.reason = format!(
+        "{} (only the first {keep} of its {} bytes are kept: the bus takes messages up to {max} bytes)",
+        record.reason,
+        record.raw.len()
+    );
+    fitted
 }
 
 /// One record as a source delivered it.
@@ -273,4 +307,43 @@ fn valid_source_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(raw_len: usize) -> Quarantined {
+        Quarantined {
+            source: Source {
+                kind: "http".into(),
+                name: "app".into(),
+            },
+            reason: "record is too long".into(),
+            line: Some(1),
+            received: Utc::now(),
+            raw: vec![b'x'; raw_len],
+        }
+    }
+
+    #[test]
+    fn a_rejected_record_is_cut_to_fit_a_small_bus_and_says_so() {
+        let max = 1024 * 1024;
+        let fitted = fit_to_bus(&rejected(3 * 1024 * 1024), max);
+        let message = to_message("app", &fitted);
+        assert!(message.payload.len() <= max, "{}", message.payload.len());
+        assert!(fitted.raw.len() > max / 2, "keeps as much as fits");
+        assert!(fitted
+            .reason
+            .starts_with("record is too long (only the first"));
+        assert!(fitted
+            .reason
+            .contains(&format!("of its {} bytes", 3 * 1024 * 1024)));
+    }
+
+    #[test]
+    fn a_record_that_fits_is_kept_whole() {
+        let record = rejected(1000);
+        assert_eq!(fit_to_bus(&record, 1024 * 1024), record);
+    }
 }
