@@ -141,18 +141,20 @@ impl Streams {
             });
             self.lowest = self.watermarks.values().copied().min().unwrap_or(i64::MAX);
         }
-        while self.watermarks.len() > limits.max_streams {
-            // The stream furthest behind goes first (ties by name, to be deterministic).
-            let Some(name) = self
+        if self.watermarks.len() > limits.max_streams {
+            // The streams furthest behind go first (ties by name, to be deterministic). Usually
+            // one; many only when restoring under a smaller limit.
+            let mut order: Vec<(i64, String)> = self
                 .watermarks
                 .iter()
-                .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))
-                .map(|(name, _)| name.clone())
-            else {
-                break;
-            };
-            self.watermarks.remove(&name);
-            dropped.push(name);
+                .map(|(name, &watermark)| (watermark, name.clone()))
+                .collect();
+            order.sort_unstable();
+            let excess = self.watermarks.len() - limits.max_streams;
+            for (_, name) in order.into_iter().take(excess) {
+                self.watermarks.remove(&name);
+                dropped.push(name);
+            }
             self.lowest = self.watermarks.values().copied().min().unwrap_or(i64::MAX);
         }
     }
