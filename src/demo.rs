@@ -3,18 +3,17 @@
 use anyhow::Result;
 use vigil_ingest::Ingestor;
 
-/// (source name, records): the Flask app's logs, CloudTrail and Kubernetes audit, in the order
-/// the story starts. Correlation windows slide on event time, and the detector drops an input
-/// for a new group that is older than the newest event seen minus the window; fed in story
-/// order, the brute force at 10:12 is not judged late against the 11:05 audit events.
+/// (source name, records): CloudTrail, Kubernetes audit and the Flask app's logs. The order
+/// does not matter: the detector keeps a watermark per source, so the Flask app's brute force
+/// (at 10:12) still correlates after the CloudTrail and audit events (up to 11:10) went first.
 const DEMO_SOURCES: [(&str, &str); 4] = [
-    ("flask-app", include_str!("../demo/flask-app.ndjson")),
-    ("flask-access", include_str!("../demo/flask-access.log")),
     ("cloudtrail", include_str!("../demo/cloudtrail.ndjson")),
     (
         "kubernetes-audit",
         include_str!("../demo/kubernetes-audit.ndjson"),
     ),
+    ("flask-app", include_str!("../demo/flask-app.ndjson")),
+    ("flask-access", include_str!("../demo/flask-access.log")),
 ];
 
 /// Ingests the demo events. Each file is one batch with a fixed batch id, so feeding them again

@@ -432,3 +432,186 @@ fn explain_fails_on_a_broken_rule() {
         stdout(&output)
     );
 }
+
+#[test]
+fn rule_tests_report_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yml", GOOD_RULE);
+    let tests = write(
+        dir.path(),
+        "good.tests.yml",
+        "match:\n  - name: stop\n    event: {eventVersion: '1.09', eventSource: cloudtrail.amazonaws.com, eventName: StopLogging}\n\
+         no_match:\n  - name: wrongly expected quiet\n    event: {eventVersion: '1.09', eventSource: cloudtrail.amazonaws.com, eventName: StopLogging}\n",
+    );
+    write(
+        dir.path(),
+        "untested.yml",
+        &GOOD_RULE
+            .replace("1111-4111", "3333-4333")
+            .replace("name: good", "name: untested"),
+    );
+    let path = dir.path().display().to_string();
+    let output = vigil(&[
+        "rules",
+        "test",
+        "--format",
+        "json",
+        "--require-tests",
+        &path,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["files"].as_array().unwrap().len(), 1, "{report:#}");
+    let file = &report["files"][0];
+    assert_eq!(file["file"], tests);
+    assert_eq!(file["rule_title"], "Good");
+    assert_eq!(file["rule_id"], "11111111-1111-4111-8111-111111111111");
+    assert_eq!(file["cases"][0]["expect"], "match");
+    assert_eq!(file["cases"][0]["name"], "stop");
+    assert_eq!(file["cases"][0]["passed"], true);
+    assert_eq!(file["cases"][1]["expect"], "no_match");
+    assert_eq!(file["cases"][1]["passed"], false);
+    assert_eq!(file["cases"][1]["reason"], "the rule matched, but must not");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert!(problems[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("untested.yml"));
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"test_files": 1, "cases": 2, "passed": 1, "failed": 1, "failures": 2})
+    );
+
+    // Our own rules, as CI runs them, are clean in JSON too.
+    let output = vigil(&[
+        "rules",
+        "test",
+        "--format",
+        "json",
+        "--require-tests",
+        "rules",
+    ]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["summary"]["failures"], 0);
+    assert!(
+        report["summary"]["cases"].as_u64().unwrap() > 30,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn detect_recognises_the_flask_apps_logs_by_shape() {
+    // No --logsource: the Flask records are recognised, so the brute force correlates.
+    let output = vigil(&["detect", "--rules", "rules", "demo/flask-app.ndjson"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let matches = ndjson(&output);
+    let brute: Vec<&Value> = matches
+        .iter()
+        .filter(|m| m["rule_id"] == "5cd5704e-616a-4e0a-a020-352a1255e9df")
+        .collect();
+    assert_eq!(brute.len(), 1, "{matches:#?}");
+    assert_eq!(brute[0]["lines"], serde_json::json!([22, 23, 24, 25, 26]));
+    // The admin-role rule is a plain Flask rule and matches on its own.
+    assert!(
+        matches
+            .iter()
+            .any(|m| m["rule_title"].as_str().unwrap_or("").contains("Admin")),
+        "{matches:#?}"
+    );
+
+    // CloudTrail records, an hour later than the Flask logs, come first in the input: each
+    // source keeps its own watermark, so the brute force still correlates.
+    let root = Path::new(ROOT);
+    let cloudtrail = std::fs::read_to_string(root.join("demo/cloudtrail.ndjson")).unwrap();
+    let flask = std::fs::read_to_string(root.join("demo/flask-app.ndjson")).unwrap();
+    let offset = cloudtrail.lines().count();
+    let output = vigil_with_stdin(
+        &["detect", "--rules", "rules", "-"],
+        Some(&format!("{cloudtrail}{flask}")),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let matches = ndjson(&output);
+    let brute: Vec<&Value> = matches
+        .iter()
+        .filter(|m| m["correlation"] == true)
+        .collect();
+    assert_eq!(brute.len(), 1, "{matches:#?}");
+    assert_eq!(brute[0]["line"], offset + 26);
+}
+
+#[test]
+fn explain_covers_correlations_through_their_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = r#"{"asctime": "2026-11-28 10:12:01,000", "levelname": "WARNING", "name": "usermgmt.auth", "message": "Login failed", "event": "login_failed", "username": "m.chen", "reason": "invalid_password", "remote_addr": "203.0.113.66"}"#;
+    let event = write(dir.path(), "failure.json", failure);
+    let rule = "rules/flask/flask_login_brute_force.yml";
+    let output = vigil(&["rules", "explain", rule, &event]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}{}", stderr(&output));
+    assert!(
+        out.contains("Flask User Management Login Brute Force (5cd5704e-616a-4e0a-a020-352a1255e9df) [correlation]"),
+        "{out}"
+    );
+    assert!(out.contains("event_count of flask_login_failed, grouped by username, remote_addr, within 5m; condition: gte 5"), "{out}");
+    assert!(out.contains("a sequence of events"), "{out}");
+    assert!(
+        out.contains(
+            "referenced rule \"flask_login_failed\" in rules/flask/flask_login_failed.yml"
+        ),
+        "{out}"
+    );
+    // The referenced rule's own explanation, indented under it.
+    assert!(out.contains("    [yes] condition: selection"), "{out}");
+    assert!(
+        out.contains("group-by: username = \"m.chen\", remote_addr = \"203.0.113.66\""),
+        "{out}"
+    );
+    assert!(out.contains("verdict: COUNTS"), "{out}");
+
+    // Without the address, the rule matches but the event cannot be grouped.
+    let event = write(
+        dir.path(),
+        "no-address.json",
+        &failure.replace(", \"remote_addr\": \"203.0.113.66\"", ""),
+    );
+    let output = vigil(&["rules", "explain", "--format", "json", rule, &event]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let correlation = &report["correlations"][0];
+    assert_eq!(correlation["type"], "event_count");
+    assert_eq!(correlation["counts"], false, "{report:#}");
+    let reference = &correlation["rules"][0];
+    assert_eq!(reference["kind"], "rule");
+    assert_eq!(reference["explanation"]["verdict"], true);
+    assert_eq!(reference["group"]["remote_addr"], Value::Null);
+    assert!(
+        reference["reason"]
+            .as_str()
+            .unwrap()
+            .contains("remote_addr"),
+        "{report:#}"
+    );
+    assert!(report["skipped"].as_array().unwrap().is_empty());
+
+    // With the referenced rules elsewhere and not named, it says what is missing.
+    let lone = write(
+        dir.path(),
+        "lone.yml",
+        &std::fs::read_to_string(Path::new(ROOT).join(rule)).unwrap(),
+    );
+    let output = vigil(&["rules", "explain", &lone, &event]);
+    let out = stdout(&output);
+    assert!(
+        out.contains("no rule with id or name \"flask_login_failed\""),
+        "{out}"
+    );
+    assert!(out.contains("DOES NOT COUNT"), "{out}");
+    let output = vigil(&["rules", "explain", "--rules", "rules/flask", &lone, &event]);
+    assert!(
+        stdout(&output).contains("in rules/flask/flask_login_failed.yml"),
+        "{}",
+        stdout(&output)
+    );
+}

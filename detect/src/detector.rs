@@ -28,14 +28,38 @@
 //! - `generate`: as in pySigma, a rule (or correlation) referred to by any correlation without
 //!   `generate: true` reports no matches of its own; it still feeds its correlations.
 //!
-//! # Time and order
+//! # Time, order and streams
 //!
-//! The detector keeps a watermark, the newest event time seen. Groups whose newest input is
-//! older than `watermark - timespan` are expired. Events may arrive out of order: one that is
-//! still within its group's window is placed in time order and counts; one older than that is
-//! dropped and counted in [`Counters::late`]. A wildly future timestamp moves the watermark and
-//! expires every window, so callers should pass a trusted time (such as the receive time, or
-//! the event time clamped to it).
+//! Events come in **streams**, named by the caller: [`Detector::process_stream`] takes the
+//! stream's name, [`Detector::process_event`] uses the event's source name (in Kafka mode,
+//! events are partitioned by that source key, so a stream is also what one partition carries),
+//! and [`Detector::process`] puts everything in one unnamed stream ([`DEFAULT_STREAM`]).
+//! Each stream has a **watermark**, the newest event time seen on it; the newest over all
+//! streams is the global watermark ([`Detector::watermark`]). Sources are roughly in time
+//! order each but not in step with each other (a CloudTrail export hours ahead of a Flask log
+//! being replayed, a Kafka partition catching up), so windows are never judged by the global
+//! watermark alone:
+//!
+//! - **Lateness.** An input for a group that has no window yet is late when it is older than
+//!   *its own stream's* watermark minus the timespan. An input for an existing group is late
+//!   when it is older than the group's newest input minus the timespan, whichever stream it
+//!   comes from. Late inputs are dropped and counted in [`Counters::late`]; an input within
+//!   the window is placed in time order and counts.
+//! - **Expiry.** Each correlation remembers which streams have fed it. Its groups expire when
+//!   their newest input is older than the *lowest* watermark of those streams minus the
+//!   timespan: a group stays open until every stream that feeds the correlation has moved past
+//!   it, so a correlation across sources (a `temporal` over CloudTrail and Kubernetes audit)
+//!   still sees the lagging source's inputs. The choice is per correlation rather than per
+//!   group because a group may be completed by a stream that has not fed it yet, and because
+//!   one horizon per correlation keeps expiry a scan of the stalest groups.
+//! - **Stale streams.** A stream more than [`Limits::max_stream_lag`] (24 hours by default)
+//!   behind the global watermark is stale and forgotten, and no correlation's horizon is ever
+//!   older than the global watermark less the timespan and that lag. So a stream that stops
+//!   holds windows open for at most that long, and an input older than that is late in any
+//!   stream. At most [`Limits::max_streams`] streams are kept (the one furthest behind goes).
+//! - A wildly future timestamp moves its stream's watermark (and the global one) and expires
+//!   that stream's windows, and after the allowed lag every other stream's, so callers should
+//!   pass a trusted time (such as the receive time, or the event time clamped to it).
 //!
 //! # Memory
 //!
@@ -47,16 +71,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vigil_event::{Event, Id, LogSource};
 
+use std::collections::BTreeMap;
+
 use crate::correlation::state::{CorrelationWindow, Counters, Entry, Group, Limits, Source};
 use crate::correlation::CorrelationRule;
+use crate::streams::{Observed, Streams};
 use crate::Engine;
+
+/// The stream of [`Detector::process`] and [`Detector::advance`]'s callers that do not name
+/// streams, and of snapshots written before streams existed.
+pub const DEFAULT_STREAM: &str = "";
 
 /// The engine and the correlation state, fed one event at a time.
 #[derive(Debug, Clone)]
 pub struct Detector {
     engine: Engine,
     windows: Vec<CorrelationWindow>,
-    watermark: Option<i64>,
+    streams: Streams,
     limits: Limits,
 }
 
@@ -118,6 +149,11 @@ pub struct RestoreReport {
 }
 
 /// The snapshot format version. Bump it when the layout changes incompatibly.
+///
+/// Version 1 gained the per-stream watermarks (`streams`, and each correlation's `streams`)
+/// as optional fields: a snapshot without them restores with everything in
+/// [`DEFAULT_STREAM`] at the global watermark, as it was meant, and a build without streams
+/// ignores them and reads the rest.
 pub const SNAPSHOT_VERSION: u32 = 1;
 const SNAPSHOT_FORMAT: &str = "vigil-detect correlation state";
 
@@ -125,8 +161,12 @@ const SNAPSHOT_FORMAT: &str = "vigil-detect correlation state";
 struct Snapshot {
     format: String,
     version: u32,
+    /// The global watermark.
     #[serde(default)]
     watermark: Option<i64>,
+    /// Each stream's watermark.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    streams: BTreeMap<String, i64>,
     #[serde(default)]
     correlations: Vec<SnapshotCorrelation>,
 }
@@ -137,6 +177,9 @@ struct SnapshotCorrelation {
     fingerprint: String,
     #[serde(default)]
     counters: Counters,
+    /// The streams that fed it, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    streams: Vec<String>,
     #[serde(default)]
     groups: Vec<SnapshotGroup>,
 }
@@ -168,7 +211,7 @@ impl Detector {
         Detector {
             engine,
             windows,
-            watermark: None,
+            streams: Streams::new(),
             limits,
         }
     }
@@ -181,12 +224,19 @@ impl Detector {
         self.limits
     }
 
-    /// The newest event time seen, in milliseconds.
+    /// The newest event time seen on any stream (the global watermark), in milliseconds.
     pub fn watermark(&self) -> Option<i64> {
-        self.watermark
+        self.streams.global()
     }
 
-    /// Evaluates one event at `time` (milliseconds since the epoch). `event_id` is handed back
+    /// The newest event time seen on `stream`, in milliseconds; `None` for a stream never
+    /// seen, or forgotten as stale.
+    pub fn stream_watermark(&self, stream: &str) -> Option<i64> {
+        self.streams.get(stream)
+    }
+
+    /// Evaluates one event at `time` (milliseconds since the epoch), in [`DEFAULT_STREAM`]:
+    /// [`Detector::process_stream`] for callers with a single stream. `event_id` is handed back
     /// in the matches of the correlations it contributes to. Rule detections come first, in
     /// rule order, then correlation matches in the order they happened.
     pub fn process(
@@ -196,7 +246,24 @@ impl Detector {
         logsource: &LogSource,
         doc: &Map<String, Value>,
     ) -> Vec<Detection> {
-        self.advance(time);
+        self.process_stream(DEFAULT_STREAM, time, event_id, logsource, doc)
+    }
+
+    /// Evaluates one event of `stream` (such as its source name) at `time` (milliseconds since
+    /// the epoch): correlation windows are judged by the watermarks of the streams that feed
+    /// them, so a stream lagging behind others still correlates (see the module docs).
+    /// `event_id` is handed back in the matches of the correlations it contributes to. Rule
+    /// detections come first, in rule order, then correlation matches in the order they
+    /// happened.
+    pub fn process_stream(
+        &mut self,
+        stream: &str,
+        time: i64,
+        event_id: Option<Id>,
+        logsource: &LogSource,
+        doc: &Map<String, Value>,
+    ) -> Vec<Detection> {
+        self.advance_stream(stream, time);
         let hits = self.engine.matching(logsource, doc);
         let mut out: Vec<Detection> = hits
             .iter()
@@ -207,13 +274,17 @@ impl Detector {
             engine,
             windows,
             limits,
-            ..
+            streams,
         } = self;
         let graph = engine.graph();
         if graph.slots.is_empty() {
             return out;
         }
-        let watermark = self.watermark.unwrap_or(time);
+        let at = Arrival {
+            stream,
+            streams,
+            limits,
+        };
         let ids: Vec<Id> = event_id.into_iter().collect();
         let event = Source::Event(doc);
         // Matches of correlations waiting to feed the correlations that refer to them. The
@@ -224,12 +295,11 @@ impl Detector {
                 let fired = offer(
                     engine,
                     windows,
-                    limits,
+                    &at,
                     (feed.correlation, feed.slot),
                     &event,
                     time,
                     &ids,
-                    watermark,
                 );
                 pending.extend(fired);
             }
@@ -248,12 +318,11 @@ impl Detector {
                 let fired = offer(
                     engine,
                     windows,
-                    limits,
+                    &at,
                     (feed.correlation, feed.slot),
                     &source,
                     inner.last_time,
                     &inner.event_ids,
-                    watermark,
                 );
                 pending.extend(fired);
             }
@@ -267,10 +336,12 @@ impl Detector {
         out
     }
 
-    /// [`Detector::process`] for an [`Event`], at its own time, with its own id and document.
+    /// [`Detector::process_stream`] for an [`Event`]: in the stream of its source name, at its
+    /// own time, with its own id and document.
     pub fn process_event(&mut self, event: &Event) -> Result<Vec<Detection>, serde_json::Error> {
         let doc = event.document()?;
-        Ok(self.process(
+        Ok(self.process_stream(
+            &event.source.name,
             event.time.timestamp_millis(),
             Some(event.id),
             &event.logsource,
@@ -278,14 +349,42 @@ impl Detector {
         ))
     }
 
-    /// Moves the watermark to `now` (if later) and expires the windows it leaves behind. Call
-    /// it when time passes without events, so idle groups free their memory.
+    /// Moves every stream's watermark, and the global one, to `now` (if later) and expires the
+    /// windows they leave behind. Call it when time passes without events (`now` being a time
+    /// every stream has reached), so idle groups free their memory.
     pub fn advance(&mut self, now: i64) {
-        let watermark = self.watermark.map_or(now, |seen| seen.max(now));
-        self.watermark = Some(watermark);
-        for (window, rule) in self.windows.iter_mut().zip(self.engine.correlations()) {
-            window.expire(watermark, rule.timespan.millis);
+        let observed = self.streams.advance_all(now, &self.limits);
+        self.after_moving(observed);
+    }
+
+    /// Moves `stream`'s watermark to `now` (if later) and expires the windows it leaves behind.
+    pub fn advance_stream(&mut self, stream: &str, now: i64) {
+        let observed = self.streams.observe(stream, now, &self.limits);
+        self.after_moving(observed);
+    }
+
+    fn after_moving(&mut self, observed: Observed) {
+        if !observed.dropped.is_empty() {
+            for window in &mut self.windows {
+                window
+                    .streams
+                    .retain(|name| !observed.dropped.contains(name));
+            }
         }
+        if !observed.moved {
+            return;
+        }
+        for (window, rule) in self.windows.iter_mut().zip(self.engine.correlations()) {
+            if !window.groups.is_empty() {
+                let horizon = horizon(&self.streams, &self.limits, window, rule.timespan.millis);
+                window.expire(horizon);
+            }
+        }
+    }
+
+    /// The streams known, with their watermarks (in no particular order).
+    pub fn streams(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.streams.iter()
     }
 
     pub fn stats(&self) -> StateStats {
@@ -313,7 +412,12 @@ impl Detector {
         let snapshot = Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
             version: SNAPSHOT_VERSION,
-            watermark: self.watermark,
+            watermark: self.streams.global(),
+            streams: self
+                .streams
+                .iter()
+                .map(|(name, watermark)| (name.to_owned(), watermark))
+                .collect(),
             correlations: self
                 .windows
                 .iter()
@@ -322,10 +426,13 @@ impl Detector {
                     let mut groups: Vec<(&(i64, u64), &Vec<String>)> =
                         window.order.iter().collect();
                     groups.sort();
+                    let mut streams = window.streams.clone();
+                    streams.sort();
                     SnapshotCorrelation {
                         id: rule.id.clone(),
                         fingerprint: fingerprint(rule),
                         counters: window.counters,
+                        streams,
                         groups: groups
                             .into_iter()
                             .filter_map(|(_, key)| {
@@ -359,6 +466,15 @@ impl Detector {
                 found: snapshot.version,
             });
         }
+        // Before streams, everything was one stream at the global watermark.
+        let legacy = snapshot.streams.is_empty() && snapshot.watermark.is_some();
+        let saved_streams = if legacy {
+            let watermark = snapshot.watermark.unwrap_or_default();
+            vec![(DEFAULT_STREAM.to_owned(), watermark)]
+        } else {
+            snapshot.streams.into_iter().collect()
+        };
+        let streams = Streams::restore(snapshot.watermark, saved_streams, &self.limits);
         let mut windows = vec![CorrelationWindow::default(); self.engine.correlations().len()];
         let mut report = RestoreReport::default();
         for saved in snapshot.correlations {
@@ -374,10 +490,15 @@ impl Detector {
             let rule = &self.engine.correlations()[index];
             let window = &mut windows[index];
             window.counters = saved.counters;
-            let horizon = snapshot
-                .watermark
-                .unwrap_or(i64::MIN)
-                .saturating_sub(rule.timespan.millis);
+            window.streams = if legacy {
+                vec![DEFAULT_STREAM.to_owned()]
+            } else {
+                saved.streams
+            };
+            window.streams.retain(|name| streams.contains(name));
+            window.streams.sort();
+            window.streams.dedup();
+            let horizon = horizon(&streams, &self.limits, window, rule.timespan.millis);
             // Groups were saved stalest first; the newest are kept when the limit shrank.
             let skip = saved.groups.len().saturating_sub(self.limits.max_groups);
             for saved_group in saved.groups.into_iter().skip(skip) {
@@ -419,9 +540,39 @@ impl Detector {
             report.groups += window.groups.len();
         }
         self.windows = windows;
-        self.watermark = snapshot.watermark;
+        self.streams = streams;
         Ok(report)
     }
+}
+
+/// The oldest time a correlation's groups may have as their newest input and stay open: the
+/// lowest watermark of the streams that fed it, less the timespan, but never older than the
+/// global watermark less the timespan and the allowed lag.
+fn horizon(streams: &Streams, limits: &Limits, window: &CorrelationWindow, span: i64) -> i64 {
+    let floor = floor(streams, limits, span);
+    window
+        .streams
+        .iter()
+        .filter_map(|name| streams.get(name))
+        .min()
+        .map_or(floor, |lowest| floor.max(lowest.saturating_sub(span)))
+}
+
+/// The oldest horizon of any window with this timespan: the global watermark less the timespan
+/// and the allowed lag.
+fn floor(streams: &Streams, limits: &Limits, span: i64) -> i64 {
+    streams.global().map_or(i64::MIN, |global| {
+        global
+            .saturating_sub(span)
+            .saturating_sub(limits.max_stream_lag.max(0))
+    })
+}
+
+/// Where an input comes from: its stream, and the watermarks to judge it by.
+struct Arrival<'a> {
+    stream: &'a str,
+    streams: &'a Streams,
+    limits: &'a Limits,
 }
 
 /// Offers one input to one correlation slot, and dresses up the match if there is one.
@@ -429,17 +580,28 @@ impl Detector {
 fn offer(
     engine: &Engine,
     windows: &mut [CorrelationWindow],
-    limits: &Limits,
+    at: &Arrival<'_>,
     (correlation, slot): (usize, usize),
     source: &Source<'_>,
     time: i64,
     ids: &[Id],
-    watermark: i64,
 ) -> Option<CorrelationMatch> {
+    let limits = at.limits;
     let rule = engine.correlations().get(correlation)?;
     let spec = engine.graph().slots.get(correlation)?.get(slot)?;
     let window = windows.get_mut(correlation)?;
-    let fired = window.offer(rule, spec, slot, source, time, ids, watermark, limits)?;
+    let span = rule.timespan.millis;
+    if at.streams.contains(at.stream) && !window.streams.iter().any(|name| name == at.stream) {
+        window.streams.push(at.stream.to_owned());
+    }
+    // A new group is late when its window is already over for the input's own stream (or, for
+    // a stream forgotten as stale, for every stream).
+    let floor = floor(at.streams, limits, span);
+    let late_before = at
+        .streams
+        .get(at.stream)
+        .map_or(floor, |own| floor.max(own.saturating_sub(span)));
+    let fired = window.offer(rule, spec, slot, source, time, ids, late_before, limits)?;
     let total: usize = fired.entries.iter().map(|entry| entry.ids.len()).sum();
     let mut event_ids: Vec<Id> = fired
         .entries

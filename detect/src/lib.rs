@@ -143,6 +143,7 @@ mod pipeline;
 mod prefilter;
 mod rule;
 mod ruleset;
+mod streams;
 mod time;
 mod value;
 mod yaml;
@@ -151,7 +152,7 @@ pub use correlation::state::{Counters, Limits};
 pub use correlation::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
 pub use detector::{
     CorrelationMatch, Detection, Detector, RestoreReport, SnapshotError, StateStats,
-    SNAPSHOT_VERSION,
+    DEFAULT_STREAM, SNAPSHOT_VERSION,
 };
 pub use engine::Engine;
 pub use error::RuleError;

@@ -13,10 +13,17 @@
 //! the text's characters lowercased; a few non-ASCII characters lowercase to ASCII ones (the
 //! Kelvin sign to `k`). So the scan is ASCII-case-insensitive, and a text with non-ASCII
 //! characters is scanned twice: as written (for `cased` literals) and lowercased.
+//!
+//! Speed: the scan is most of what detection costs, so the automaton is a DFA stepped through
+//! byte by byte here (its match states list every literal ending there, which is the overlapping
+//! search without `AhoCorasick`'s per-byte dynamic dispatch), and texts shorter than the
+//! shortest literal are skipped. `benches/detect_throughput.rs` measures it.
 
 use std::cell::RefCell;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::automaton::Automaton as _;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{AhoCorasick, Anchored};
 use serde_json::{Map, Value};
 
 use crate::path::MAX_DEPTH;
@@ -68,8 +75,10 @@ pub(crate) fn any(needs: impl IntoIterator<Item = Option<Need>>) -> Option<Need>
 /// The literals of a set of rules, and which of them each rule needs.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
-    automaton: Option<AhoCorasick>,
+    automaton: Option<Literals>,
     literals: usize,
+    /// The length in bytes of the shortest literal: shorter texts hold none.
+    shortest: usize,
     /// Per rule, the literal ids one of which must be found; `None` for rules always evaluated.
     needs: Vec<Option<Box<[u32]>>>,
 }
@@ -98,13 +107,30 @@ impl Prefilter {
         let automaton = if literals.is_empty() {
             None
         } else {
-            // An automaton too large to build leaves every rule evaluated, which is only
-            // slower.
-            AhoCorasick::builder()
+            // A DFA scans fastest: the scan is most of what detection costs, and a plan's
+            // literals are few enough (hundreds) for its table. Should it be too large, the
+            // builder's own choice; an automaton too large to build at all leaves every rule
+            // evaluated, which is only slower.
+            let dfa = DFA::builder()
                 .ascii_case_insensitive(true)
                 .build(&literals)
                 .ok()
+                .and_then(|dfa| {
+                    let start = dfa.start_state(Anchored::No).ok()?;
+                    Some(Literals::Dfa {
+                        dfa: Box::new(dfa),
+                        start,
+                    })
+                });
+            dfa.or_else(|| {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(&literals)
+                    .ok()
+                    .map(Literals::General)
+            })
         };
+        let shortest = literals.iter().map(|l| l.len()).min().unwrap_or(0);
         let needs = if automaton.is_some() {
             needs
         } else {
@@ -113,6 +139,7 @@ impl Prefilter {
         Prefilter {
             automaton,
             literals: literals.len(),
+            shortest,
             needs,
         }
     }
@@ -135,8 +162,12 @@ impl Prefilter {
             scratch.found.clear();
             scratch.found.resize(self.literals.div_ceil(64), 0);
             let Scratch { found, folded } = scratch;
+            let scanner = Scanner {
+                automaton,
+                shortest: self.shortest,
+            };
             for value in doc.values() {
-                scan(automaton, value, 0, found, folded);
+                scanner.scan(value, 0, found, folded);
             }
             for (position, need) in self.needs.iter().enumerate() {
                 let possible = need.as_ref().is_none_or(|ids| {
@@ -164,45 +195,89 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Records the literals in every string of `value`, and in the text of its numbers and booleans
-/// (which string patterns also match).
-fn scan(
-    automaton: &AhoCorasick,
-    value: &Value,
-    depth: usize,
-    found: &mut [u64],
-    folded: &mut String,
-) {
-    // Deeper than matching ever looks (which stops at `MAX_DEPTH` levels of objects and
-    // arrays), so everything a rule can see is scanned.
-    if depth > 2 * MAX_DEPTH {
-        return;
-    }
-    let mut mark = |text: &str| {
-        for hit in automaton.find_overlapping_iter(text) {
-            let id = hit.pattern().as_usize();
-            found[id / 64] |= 1 << (id % 64);
-        }
-    };
-    match value {
-        Value::String(text) => {
-            mark(text);
-            if !text.is_ascii() {
-                folded.clear();
-                folded.extend(text.chars().flat_map(char::to_lowercase));
-                mark(folded);
+/// The automaton over a plan's literals.
+#[derive(Debug)]
+enum Literals {
+    /// Stepped through directly, byte by byte: `AhoCorasick`'s overlapping search goes through
+    /// a trait object for every byte, which made it most of the cost of detection.
+    Dfa {
+        dfa: Box<DFA>,
+        start: aho_corasick::automaton::StateID,
+    },
+    General(AhoCorasick),
+}
+
+impl Literals {
+    /// Calls `hit` with the id of every literal in `text`, ignoring ASCII case, overlapping
+    /// ones included (once or more each).
+    #[inline]
+    fn each_in(&self, text: &str, mut hit: impl FnMut(usize)) {
+        match self {
+            Literals::Dfa { dfa, start } => {
+                let dfa: &DFA = dfa;
+                // A standard-semantics automaton's match states hold every literal that ends
+                // there, so stepping through every byte finds them all.
+                let mut state = *start;
+                for &byte in text.as_bytes() {
+                    state = dfa.next_state(Anchored::No, state, byte);
+                    if dfa.is_special(state) && dfa.is_match(state) {
+                        for index in 0..dfa.match_len(state) {
+                            hit(dfa.match_pattern(state, index).as_usize());
+                        }
+                    }
+                }
+            }
+            Literals::General(automaton) => {
+                for found in automaton.find_overlapping_iter(text) {
+                    hit(found.pattern().as_usize());
+                }
             }
         }
-        Value::Number(number) => with_number_text(number, |text| mark(text)),
-        Value::Bool(true) => mark("true"),
-        Value::Bool(false) => mark("false"),
-        Value::Null => {}
-        Value::Array(items) => items
-            .iter()
-            .for_each(|item| scan(automaton, item, depth + 1, found, folded)),
-        Value::Object(object) => object
-            .values()
-            .for_each(|item| scan(automaton, item, depth + 1, found, folded)),
+    }
+}
+
+struct Scanner<'a> {
+    automaton: &'a Literals,
+    shortest: usize,
+}
+
+impl Scanner<'_> {
+    /// Records the literals in every string of `value`, and in the text of its numbers and
+    /// booleans (which string patterns also match).
+    fn scan(&self, value: &Value, depth: usize, found: &mut [u64], folded: &mut String) {
+        // Deeper than matching ever looks (which stops at `MAX_DEPTH` levels of objects and
+        // arrays), so everything a rule can see is scanned.
+        if depth > 2 * MAX_DEPTH {
+            return;
+        }
+        let mut mark = |text: &str| {
+            // A text shorter than every literal holds none (most values of an event are short).
+            if text.len() < self.shortest {
+                return;
+            }
+            self.automaton
+                .each_in(text, |id| found[id / 64] |= 1 << (id % 64));
+        };
+        match value {
+            Value::String(text) => {
+                mark(text);
+                if !text.is_ascii() {
+                    folded.clear();
+                    folded.extend(text.chars().flat_map(char::to_lowercase));
+                    mark(folded);
+                }
+            }
+            Value::Number(number) => with_number_text(number, |text| mark(text)),
+            Value::Bool(true) => mark("true"),
+            Value::Bool(false) => mark("false"),
+            Value::Null => {}
+            Value::Array(items) => items
+                .iter()
+                .for_each(|item| self.scan(item, depth + 1, found, folded)),
+            Value::Object(object) => object
+                .values()
+                .for_each(|item| self.scan(item, depth + 1, found, folded)),
+        }
     }
 }
 

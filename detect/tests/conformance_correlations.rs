@@ -2,7 +2,9 @@
 //! with timestamps for every correlation type, at the edges of their windows.
 
 use serde_json::{json, Map, Value};
-use vigil_detect::{CorrelationMatch, Detection, Detector, Limits, RuleSetBuilder, SnapshotError};
+use vigil_detect::{
+    CorrelationMatch, Detection, Detector, Limits, RuleSetBuilder, SnapshotError, DEFAULT_STREAM,
+};
 use vigil_event::{Id, LogSource};
 
 const SEC: i64 = 1000;
@@ -879,6 +881,7 @@ fn memory_stays_bounded_under_many_groups() {
         max_groups: 100,
         max_entries: 10,
         max_ids: 4,
+        ..Limits::default()
     };
     let mut d = detector_with(&EVENT_COUNT.replace("gte: 3", "gte: 1000000"), limits);
     let ls = LogSource::new(Some("test"), None, None);
@@ -915,6 +918,7 @@ fn match_ids_are_bounded() {
         max_groups: 10,
         max_entries: 100,
         max_ids: 4,
+        ..Limits::default()
     };
     let mut d = detector_with(&EVENT_COUNT.replace("gte: 3", "gte: 10"), limits);
     let ls = LogSource::new(Some("test"), None, None);
@@ -963,4 +967,227 @@ fn hostile_inputs_do_not_panic() {
     ] {
         let _ = run.at(0, upload("u", value));
     }
+}
+
+// Streams: each source has its own watermark, so a source lagging behind another still
+// correlates, while lateness within one source is unchanged.
+
+const HOUR: i64 = 60 * MIN;
+
+/// Feeds one event of `stream`; returns the correlation matches it completed.
+fn in_stream(d: &mut Detector, stream: &str, time: i64, event: Value) -> Vec<CorrelationMatch> {
+    d.process_stream(
+        stream,
+        time,
+        None,
+        &LogSource::new(Some("test"), None, None),
+        &doc(event),
+    )
+    .into_iter()
+    .filter_map(|d| match d {
+        Detection::Correlation(m) => Some(m),
+        Detection::Rule { .. } => None,
+    })
+    .collect()
+}
+
+fn other() -> Value {
+    json!({"kind": "net_conn", "host": "h"})
+}
+
+#[test]
+fn a_source_lagging_by_hours_still_correlates() {
+    let mut d = detector(EVENT_COUNT);
+    // CloudTrail's events, three hours ahead, arrive first.
+    for t in 0..10 {
+        in_stream(&mut d, "cloudtrail", 10 * HOUR + t * MIN, other());
+    }
+    // Then the Flask app's failed logins of three hours before.
+    assert!(in_stream(&mut d, "flask-app", 7 * HOUR, failed("alice")).is_empty());
+    assert!(in_stream(&mut d, "flask-app", 7 * HOUR + SEC, failed("alice")).is_empty());
+    let m = in_stream(&mut d, "flask-app", 7 * HOUR + 2 * SEC, failed("alice"));
+    assert_eq!(m.len(), 1, "the lagging source's brute force fires");
+    assert_eq!(m[0].first_time, 7 * HOUR);
+    assert_eq!(d.stats().counters.late, 0);
+    assert_eq!(d.stream_watermark("flask-app"), Some(7 * HOUR + 2 * SEC));
+    assert_eq!(d.stream_watermark("cloudtrail"), Some(10 * HOUR + 9 * MIN));
+    assert_eq!(d.watermark(), Some(10 * HOUR + 9 * MIN));
+
+    // The same events in a single stream: the failed logins are judged against the CloudTrail
+    // times and dropped as late. This is what the streams are for.
+    let mut d = detector(EVENT_COUNT);
+    for t in 0..10 {
+        in_stream(&mut d, DEFAULT_STREAM, 10 * HOUR + t * MIN, other());
+    }
+    for t in 0..3 {
+        assert!(in_stream(&mut d, DEFAULT_STREAM, 7 * HOUR + t * SEC, failed("alice")).is_empty());
+    }
+    assert_eq!(d.stats().counters.late, 3);
+}
+
+#[test]
+fn the_lagging_sources_windows_expire_by_its_own_watermark() {
+    let mut d = detector(EVENT_COUNT);
+    in_stream(&mut d, "cloudtrail", 10 * HOUR, other());
+    in_stream(&mut d, "flask-app", 7 * HOUR, failed("alice"));
+    in_stream(&mut d, "flask-app", 7 * HOUR, failed("bob"));
+    // CloudTrail moving on does not expire the Flask app's windows...
+    in_stream(&mut d, "cloudtrail", 11 * HOUR, other());
+    assert_eq!(d.stats().groups, 2);
+    // ...the Flask app moving past them does (5m window, so 7h05m + 1ms leaves them behind).
+    in_stream(&mut d, "flask-app", 7 * HOUR + 5 * MIN, failed("carol"));
+    assert_eq!(d.stats().groups, 3, "exactly at the edge, still open");
+    in_stream(&mut d, "flask-app", 7 * HOUR + 5 * MIN + 1, other());
+    assert_eq!(d.stats().groups, 1, "only carol's window is left");
+}
+
+#[test]
+fn a_late_event_within_one_source_is_still_late() {
+    let mut d = detector(EVENT_COUNT);
+    in_stream(&mut d, "cloudtrail", 3 * HOUR, other());
+    in_stream(&mut d, "flask-app", 2 * HOUR, failed("alice"));
+    // Ten minutes before the Flask app's own watermark, beyond the 5m window: late, although
+    // CloudTrail's watermark is far ahead anyway and another stream lags further.
+    in_stream(&mut d, "kubernetes-audit", HOUR, other());
+    assert!(in_stream(&mut d, "flask-app", 2 * HOUR - 10 * MIN, failed("bob")).is_empty());
+    assert_eq!(d.stats().counters.late, 1);
+    assert_eq!(d.stats().groups, 1);
+    // And in an existing group, older than its window: late too.
+    in_stream(&mut d, "flask-app", 2 * HOUR - 6 * MIN, failed("alice"));
+    assert_eq!(d.stats().counters.late, 2);
+    // Within the window of its own stream, an out-of-order event still counts.
+    in_stream(&mut d, "flask-app", 2 * HOUR - 4 * MIN, failed("alice"));
+    let m = in_stream(&mut d, "flask-app", 2 * HOUR - 3 * MIN, failed("alice"));
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].inputs, 3);
+}
+
+#[test]
+fn a_correlation_across_sources_waits_for_the_lagging_one() {
+    let mut d = detector(TEMPORAL);
+    // Both sources have fed the correlation; Kubernetes lags two hours behind CloudTrail.
+    in_stream(
+        &mut d,
+        "kubernetes-audit",
+        8 * HOUR,
+        recon("c", "other-host"),
+    );
+    in_stream(&mut d, "cloudtrail", 10 * HOUR, recon("a", "h"));
+    in_stream(&mut d, "cloudtrail", 10 * HOUR + SEC, recon("b", "h"));
+    // CloudTrail moves on by an hour; the window for h stays open for the lagging source.
+    in_stream(&mut d, "cloudtrail", 11 * HOUR, other());
+    in_stream(&mut d, "kubernetes-audit", 9 * HOUR, other());
+    let m = in_stream(
+        &mut d,
+        "kubernetes-audit",
+        10 * HOUR + 2 * SEC,
+        recon("c", "h"),
+    );
+    assert_eq!(m.len(), 1, "c from the lagging source completes a, b");
+    assert_eq!(m[0].inputs, 3);
+}
+
+#[test]
+fn a_stale_source_is_forgotten_and_its_windows_expire() {
+    let limits = Limits {
+        max_stream_lag: HOUR,
+        ..Limits::default()
+    };
+    let mut d = detector_with(EVENT_COUNT, limits);
+    in_stream(&mut d, "flask-app", 0, failed("alice"));
+    in_stream(&mut d, "cloudtrail", HOUR, other());
+    assert_eq!(d.stats().groups, 1, "an hour behind is allowed");
+    in_stream(&mut d, "cloudtrail", HOUR + 5 * MIN + 1, other());
+    assert_eq!(
+        d.stats().groups,
+        0,
+        "beyond the lag and the window, the group expires"
+    );
+    assert_eq!(
+        d.stream_watermark("flask-app"),
+        None,
+        "the stale stream is forgotten"
+    );
+    // An input from beyond the allowed lag is late in any stream, even a new one.
+    assert!(in_stream(&mut d, "replay", 0, failed("alice")).is_empty());
+    assert_eq!(d.stats().counters.late, 1);
+    assert_eq!(d.stats().groups, 0);
+}
+
+#[test]
+fn streams_are_bounded() {
+    let limits = Limits {
+        max_streams: 3,
+        ..Limits::default()
+    };
+    let mut d = detector_with(EVENT_COUNT, limits);
+    for i in 0..50 {
+        in_stream(&mut d, &format!("source-{i}"), i * SEC, other());
+        assert!(d.streams().count() <= 3);
+    }
+    let mut names: Vec<String> = d.streams().map(|(name, _)| name.to_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["source-47", "source-48", "source-49"]);
+}
+
+#[test]
+fn snapshot_round_trip_keeps_stream_watermarks() {
+    let mut d = detector(EVENT_COUNT);
+    in_stream(&mut d, "cloudtrail", 10 * HOUR, other());
+    in_stream(&mut d, "flask-app", 7 * HOUR, failed("alice"));
+    in_stream(&mut d, "flask-app", 7 * HOUR + SEC, failed("alice"));
+    let bytes = d.snapshot();
+
+    let mut restored = detector(EVENT_COUNT);
+    let report = restored.restore(&bytes).expect("restore");
+    assert_eq!(report.groups, 1, "the lagging source's window survives");
+    assert_eq!(restored.stream_watermark("flask-app"), Some(7 * HOUR + SEC));
+    assert_eq!(restored.stream_watermark("cloudtrail"), Some(10 * HOUR));
+    assert_eq!(restored.watermark(), Some(10 * HOUR));
+    assert_eq!(
+        restored.snapshot(),
+        bytes,
+        "restoring then saving is stable"
+    );
+    // The restored window still expires by the Flask app's watermark, not CloudTrail's...
+    in_stream(&mut restored, "cloudtrail", 11 * HOUR, other());
+    assert_eq!(restored.stats().groups, 1);
+    // ...and completes.
+    let m = in_stream(
+        &mut restored,
+        "flask-app",
+        7 * HOUR + 2 * SEC,
+        failed("alice"),
+    );
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].inputs, 3);
+}
+
+#[test]
+fn snapshot_without_streams_restores_as_one_stream() {
+    // A snapshot as written before streams existed: one watermark, no stream fields.
+    let mut d = detector(EVENT_COUNT);
+    in_stream(&mut d, DEFAULT_STREAM, 2 * HOUR, failed("alice"));
+    in_stream(&mut d, DEFAULT_STREAM, 2 * HOUR, failed("alice"));
+    let mut legacy: Value = serde_json::from_slice(&d.snapshot()).unwrap();
+    let object = legacy.as_object_mut().unwrap();
+    assert!(object.remove("streams").is_some());
+    for correlation in object["correlations"].as_array_mut().unwrap() {
+        correlation.as_object_mut().unwrap().remove("streams");
+    }
+    assert!(!legacy.to_string().contains("streams"));
+    let legacy = serde_json::to_vec(&legacy).unwrap();
+
+    let mut d = detector(EVENT_COUNT);
+    let report = d.restore(&legacy).expect("restore");
+    assert_eq!(report.groups, 1, "{report:?}");
+    assert_eq!(d.stream_watermark(DEFAULT_STREAM), Some(2 * HOUR));
+    let m = in_stream(&mut d, DEFAULT_STREAM, 2 * HOUR + SEC, failed("alice"));
+    assert_eq!(m.len(), 1, "the saved window counts");
+    // The window expires by the old global watermark, as before.
+    let mut d = detector(EVENT_COUNT);
+    d.restore(&legacy).expect("restore");
+    assert_eq!(d.stats().groups, 1);
+    in_stream(&mut d, DEFAULT_STREAM, 2 * HOUR + 5 * MIN + 1, other());
+    assert_eq!(d.stats().groups, 0);
 }

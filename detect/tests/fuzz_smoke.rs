@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use vigil_detect::{parse_rules, Engine, Pipeline, RuleSetBuilder};
+use vigil_detect::{parse_rules, Detector, Engine, Limits, Pipeline, RuleSetBuilder};
 use vigil_event::LogSource;
 
 /// xorshift64*: deterministic, so a failure reproduces with the same seed.
@@ -53,6 +53,7 @@ fn read_dir_texts(dir: &Path, out: &mut Vec<String>) {
 }
 
 const FUZZ_RULES: &str = include_str!("../fuzz/rules.yml");
+const FUZZ_CORRELATIONS: &str = include_str!("../fuzz/correlations.yml");
 
 /// Pieces of rule syntax that mutations splice in, so mutants reach deep into the loader
 /// rather than failing at the first YAML error.
@@ -370,5 +371,95 @@ fn arbitrary_events_match_exactly_as_each_rule_alone() {
     assert!(
         matched > 100,
         "random events should match some rules ({matched})"
+    );
+}
+
+/// The `snapshots` target: mutated saved states restore or fail cleanly, and the detector
+/// keeps working within its limits afterwards.
+#[test]
+fn mutated_snapshots_restore_or_fail_cleanly() {
+    let mut builder = RuleSetBuilder::new();
+    builder.add_text(FUZZ_CORRELATIONS, "correlations.yml");
+    let built = builder.build();
+    assert!(built.errors.is_empty(), "{:?}", built.errors);
+    assert_eq!(built.engine.correlations().len(), 5);
+    let limits = Limits {
+        max_groups: 8,
+        max_entries: 8,
+        max_ids: 2,
+        max_streams: 4,
+        max_stream_lag: 3_600_000,
+    };
+    let logsource = LogSource::new(Some("test"), None, None);
+    let mut rng = Rng(0x5a5a_0000_1234_9876);
+    // A real state to mutate: several streams, groups in every correlation.
+    let mut source = Detector::new(built.engine.clone());
+    for i in 0..200i64 {
+        let event = json!({"kind": if i % 3 == 0 { "b" } else { "a" }, "user": format!("u{}", i % 5), "n": i});
+        let stream = ["x", "y", "z", "w", "v"][rng.below(5)];
+        source.process_stream(
+            stream,
+            i * 1000,
+            None,
+            &logsource,
+            event.as_object().unwrap(),
+        );
+    }
+    let seed = String::from_utf8(source.snapshot()).unwrap();
+    assert!(seed.contains("\"streams\""), "{seed}");
+    let tokens = [
+        "-1",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "null",
+        "[]",
+        "{}",
+        "\"\"",
+        "1e400",
+        "0",
+        "99",
+    ];
+    let (mut restored, mut refused) = (0, 0);
+    for _ in 0..800 {
+        let mut text = seed.clone();
+        for _ in 0..1 + rng.below(3) {
+            // Replace the value after a random key (or array item) with another token; now
+            // and then, cut the text short.
+            let colons: Vec<usize> = text
+                .match_indices([':', '['])
+                .map(|(at, _)| at + 1)
+                .collect();
+            let at = *rng.pick(&colons);
+            if rng.below(20) == 0 {
+                text.truncate(at);
+                continue;
+            }
+            let end = text[at..]
+                .find([',', '}', ']'])
+                .map_or(text.len(), |offset| at + offset);
+            let token: &&str = rng.pick(&tokens);
+            text.replace_range(at..end, token);
+        }
+        let mut detector = Detector::with_limits(built.engine.clone(), limits);
+        if detector.restore(text.as_bytes()).is_err() {
+            refused += 1;
+            continue;
+        }
+        restored += 1;
+        assert!(detector.stats().groups <= 8 * 5);
+        assert!(detector.streams().count() <= 4);
+        for (stream, time) in [("x", 0), ("q", i64::MAX), ("x", i64::MIN), ("y", 5)] {
+            let event = json!({"kind": "a", "user": "u1", "n": 1});
+            detector.process_stream(stream, time, None, &logsource, event.as_object().unwrap());
+        }
+        let mut again = Detector::with_limits(built.engine.clone(), limits);
+        again
+            .restore(&detector.snapshot())
+            .expect("a saved state restores");
+    }
+    eprintln!("{restored} restored, {refused} refused");
+    assert!(
+        restored > 30 && refused > 30,
+        "{restored} restored, {refused} refused"
     );
 }

@@ -28,7 +28,8 @@ pub struct DetectArgs {
     pub rules: Vec<PathBuf>,
     /// The logsource of every event, such as `product=aws,service=cloudtrail`. Without it each
     /// line's source is recognised from its shape: a CloudTrail record, a Kubernetes audit
-    /// event, an access log line, or other JSON (which has no logsource).
+    /// event, a Flask app log record, an access log line, or other JSON (which has no
+    /// logsource).
     #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_logsource)]
     pub logsource: Option<LogSource>,
     #[command(flatten)]
@@ -166,7 +167,10 @@ fn detect_lines(
         };
         summary.events += 1;
         lines_by_id.insert(line_id(number), number);
-        let detections = detector.process(
+        // Each kind of source is its own stream, with its own watermark, so a file of
+        // CloudTrail records followed by older Flask logs still correlates the latter.
+        let detections = detector.process_stream(
+            &event.source.kind,
             event.time.timestamp_millis(),
             Some(event.id),
             &event.logsource,

@@ -8,8 +8,8 @@ use vigil_event::{Event, EventId, LogSource, Source};
 use vigil_ingest::parse::parse_access_log;
 use vigil_ingest::{normalise_line, RecordFormat, SourceSpec};
 
-/// The spec a line's shape says it is: a CloudTrail record, a Kubernetes audit `Event`, other
-/// JSON, or an access log line. With `logsource`, that logsource replaces the recognised one
+/// The spec a line's shape says it is: a CloudTrail record, a Kubernetes audit `Event`, a log
+/// record of the Flask app, other JSON, or an access log line. With `logsource`, that logsource replaces the recognised one
 /// and a line that is neither JSON nor an access log line is taken as plain text.
 pub fn recognise(line: &str, logsource: Option<&LogSource>) -> Result<SourceSpec, String> {
     let trimmed = line.trim_start();
@@ -36,7 +36,9 @@ pub fn recognise(line: &str, logsource: Option<&LogSource>) -> Result<SourceSpec
 }
 
 /// Tells CloudTrail and audit records apart by the keys only they carry, as the CloudWatch
-/// recogniser in ingest does.
+/// recogniser in ingest does, and the Flask app's records by the keys its JSON loggers write:
+/// python-json-logger's `levelname` with the logger `name` (or the `message`), or structlog's
+/// `event` with `level` and `logger`.
 fn recognise_json(text: &str) -> Result<SourceSpec, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -46,6 +48,13 @@ fn recognise_json(text: &str) -> Result<SourceSpec, String> {
         kind: Option<serde_json::Value>,
         #[serde(rename = "auditID")]
         audit_id: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "levelname")]
+        level_name: Option<serde_json::Value>,
+        name: Option<serde::de::IgnoredAny>,
+        message: Option<serde::de::IgnoredAny>,
+        level: Option<serde_json::Value>,
+        event: Option<serde::de::IgnoredAny>,
+        logger: Option<serde::de::IgnoredAny>,
     }
     let shape: Shape = serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
     Ok(
@@ -55,6 +64,13 @@ fn recognise_json(text: &str) -> Result<SourceSpec, String> {
             && shape.audit_id.is_some()
         {
             SourceSpec::kubernetes_audit()
+        } else if (shape.level_name.as_ref().is_some_and(|l| l.is_string())
+            && (shape.name.is_some() || shape.message.is_some()))
+            || (shape.level.as_ref().is_some_and(|l| l.is_string())
+                && shape.event.is_some()
+                && shape.logger.is_some())
+        {
+            SourceSpec::flask_app()
         } else {
             let mut spec = SourceSpec::generic();
             // Unrecognised JSON may still be an audit event without `kind`, so its time fields
@@ -111,6 +127,17 @@ mod tests {
             "kubernetes-audit"
         );
         assert_eq!(kind(r#"{"kind":"Pod"}"#).unwrap(), "http");
+        let flask = r#"{"asctime":"2026-11-28 10:12:01,114","levelname":"WARNING","name":"usermgmt.auth","message":"Login failed"}"#;
+        assert_eq!(kind(flask).unwrap(), "flask-app");
+        let structlog = r#"{"event":"login_failed","level":"warning","logger":"usermgmt.auth","timestamp":"2026-11-28T10:12:01Z"}"#;
+        assert_eq!(kind(structlog).unwrap(), "flask-app");
+        assert_eq!(
+            recognise(flask, None).unwrap().logsource,
+            LogSource::new(Some("python"), Some("flask"), Some("application"))
+        );
+        // A level alone, or an `event` without a logger, is not enough.
+        assert_eq!(kind(r#"{"level":"info","msg":"x"}"#).unwrap(), "http");
+        assert_eq!(kind(r#"{"event":"x","level":"info"}"#).unwrap(), "http");
         assert_eq!(
             kind(r#"1.2.3.4 - - [28/Nov/2026:09:03:11 +0000] "GET / HTTP/1.1" 200 1 "-" "x""#)
                 .unwrap(),

@@ -13,13 +13,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use vigil_detect::{Detection, Detector, Engine};
 use vigil_event::LogSource;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::events::line_event;
-use super::LoadArgs;
+use super::{Format, LoadArgs};
 use crate::rules::{self, is_test_file, read_text};
 
 #[derive(Debug, Args)]
@@ -32,6 +33,65 @@ pub struct TestArgs {
     pub require_tests: bool,
     #[command(flatten)]
     pub load: LoadArgs,
+    /// `json` prints one JSON report (every file, case and failure, and the totals) instead of
+    /// the text lines.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Everything a run found, printed as text or as JSON.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    /// Failures outside any test file: rules that did not load, rules without tests.
+    problems: Vec<Problem>,
+    files: Vec<FileReport>,
+    summary: Totals,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct FileReport {
+    file: String,
+    /// The rule under test, when the file could be read and its rule found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_title: Option<String>,
+    /// Why the file as a whole fails (unreadable, no rule, missing `match` or `no_match`).
+    failures: Vec<String>,
+    cases: Vec<CaseReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct CaseReport {
+    /// `match` or `no_match`.
+    expect: &'static str,
+    /// 1-based, within its list.
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip)]
+    label: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Totals {
+    test_files: usize,
+    cases: usize,
+    passed: usize,
+    failed: usize,
+    /// Failed cases plus every other failure: what makes the exit status 1.
+    failures: usize,
 }
 
 /// What a test file's cases are about.
@@ -80,18 +140,66 @@ fn base_time() -> DateTime<Utc> {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let report = test(&args)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Text => write_text(&report, &mut out)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+    }
+    Ok(if report.summary.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn write_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    for problem in &report.problems {
+        match problem.line {
+            Some(line) => writeln!(out, "{}:{line}: {}", problem.file, problem.reason)?,
+            None => writeln!(out, "{}: {}", problem.file, problem.reason)?,
+        }
+    }
+    for file in &report.files {
+        match &file.rule_title {
+            Some(title) => writeln!(out, "{}: {title}", file.file)?,
+            None => {
+                for failure in &file.failures {
+                    writeln!(out, "{}: {failure}", file.file)?;
+                }
+                continue;
+            }
+        }
+        for failure in &file.failures {
+            writeln!(out, "  FAIL  {failure}")?;
+        }
+        for case in &file.cases {
+            match (&case.reason, case.passed) {
+                (_, true) => writeln!(out, "  ok    {}", case.label)?,
+                (Some(reason), false) => writeln!(out, "  FAIL  {}: {reason}", case.label)?,
+                (None, false) => writeln!(out, "  FAIL  {}", case.label)?,
+            }
+        }
+    }
+    let totals = &report.summary;
+    writeln!(
+        out,
+        "{} test files, {} cases: {} passed, {} failed; {} failures in all",
+        totals.test_files, totals.cases, totals.passed, totals.failed, totals.failures,
+    )
+}
+
+fn test(args: &TestArgs) -> anyhow::Result<Report> {
     let loaded = rules::load_dirs(&args.paths, &args.load.options()?)
         .context("cannot read the rule directories")?;
     let engine = &loaded.built.engine;
-    let mut out = std::io::stdout().lock();
-    let mut failures = 0;
+    let mut report = Report::default();
     for error in &loaded.built.errors {
-        writeln!(
-            out,
-            "{}:{}: rule not loaded: {}",
-            error.origin, error.line, error.message
-        )?;
-        failures += 1;
+        report.problems.push(Problem {
+            file: error.origin.clone(),
+            line: Some(error.line),
+            reason: format!("rule not loaded: {}", error.message),
+        });
     }
 
     let mut test_files = Vec::new();
@@ -111,18 +219,15 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .any(|t| rule_file_of(t).as_ref() == Some(&rule_file))
             {
-                writeln!(
-                    out,
-                    "{}: no tests (expected {})",
-                    rule_file.display(),
-                    tests_file_name(&rule_file)
-                )?;
-                failures += 1;
+                report.problems.push(Problem {
+                    file: rule_file.display().to_string(),
+                    line: None,
+                    reason: format!("no tests (expected {})", tests_file_name(&rule_file)),
+                });
             }
         }
     }
 
-    let (mut cases_run, mut cases_failed) = (0, 0);
     for path in &test_files {
         let origin = path.display().to_string();
         let prepared = read_text(path)
@@ -136,57 +241,80 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         let (file, target) = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => {
-                writeln!(out, "{origin}: {reason}")?;
-                failures += 1;
+                report.files.push(FileReport {
+                    file: origin,
+                    rule_id: None,
+                    rule_title: None,
+                    failures: vec![reason],
+                    cases: Vec::new(),
+                });
                 continue;
             }
         };
-        let title = match target {
-            Target::Rule(index) => &engine.rules()[index].title,
-            Target::Correlation(index) => &engine.correlations()[index].title,
+        let (id, title) = match target {
+            Target::Rule(index) => {
+                let rule = &engine.rules()[index];
+                (&rule.id, &rule.title)
+            }
+            Target::Correlation(index) => {
+                let rule = &engine.correlations()[index];
+                (&rule.id, &rule.title)
+            }
         };
-        writeln!(out, "{origin}: {title}")?;
+        let mut file_report = FileReport {
+            file: origin,
+            rule_id: Some(id.clone()),
+            rule_title: Some(title.clone()),
+            failures: Vec::new(),
+            cases: Vec::new(),
+        };
         if !file.cases.iter().any(|c| c.expect_match) || file.cases.iter().all(|c| c.expect_match) {
-            writeln!(
-                out,
-                "  FAIL  needs at least one `match` and one `no_match` case"
-            )?;
-            failures += 1;
+            file_report
+                .failures
+                .push("needs at least one `match` and one `no_match` case".into());
         }
         for case in &file.cases {
-            cases_run += 1;
-            match raised(engine, target, case) {
-                Ok(raised) if raised == case.expect_match => {
-                    writeln!(out, "  ok    {}", case.label())?
-                }
+            let (passed, reason) = match raised(engine, target, case) {
+                Ok(raised) if raised == case.expect_match => (true, None),
                 Ok(raised) => {
                     let why = if raised {
                         "the rule matched, but must not"
                     } else {
                         "the rule did not match"
                     };
-                    writeln!(out, "  FAIL  {}: {why}", case.label())?;
-                    cases_failed += 1;
+                    (false, Some(why.to_owned()))
                 }
-                Err(reason) => {
-                    writeln!(out, "  FAIL  {}: {reason}", case.label())?;
-                    cases_failed += 1;
-                }
-            }
+                Err(reason) => (false, Some(reason)),
+            };
+            file_report.cases.push(CaseReport {
+                expect: if case.expect_match {
+                    "match"
+                } else {
+                    "no_match"
+                },
+                index: case.index,
+                name: case.name.clone(),
+                passed,
+                reason,
+                label: case.label(),
+            });
         }
+        report.files.push(file_report);
     }
-    failures += cases_failed;
-    writeln!(
-        out,
-        "{} test files, {cases_run} cases: {} passed, {cases_failed} failed; {failures} failures in all",
-        test_files.len(),
-        cases_run - cases_failed,
-    )?;
-    Ok(if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let totals = &mut report.summary;
+    totals.test_files = test_files.len();
+    totals.cases = report.files.iter().map(|f| f.cases.len()).sum();
+    totals.passed = report
+        .files
+        .iter()
+        .flat_map(|f| &f.cases)
+        .filter(|c| c.passed)
+        .count();
+    totals.failed = totals.cases - totals.passed;
+    totals.failures = report.problems.len()
+        + report.files.iter().map(|f| f.failures.len()).sum::<usize>()
+        + totals.failed;
+    Ok(report)
 }
 
 fn tests_file_name(rule_file: &Path) -> String {

@@ -270,9 +270,16 @@ fn detect_batch(
                 }
                 // A record's own time is attacker-controlled; one from the future would
                 // expire every correlation window, so it counts no later than its arrival.
+                // Each source is its own stream, with its own watermark, so a source that lags
+                // another still correlates.
                 let time = event.time.min(event.received).timestamp_millis();
-                let detections =
-                    detector.process(time, Some(event.id), &event.logsource, &document);
+                let detections = detector.process_stream(
+                    &event.source.name,
+                    time,
+                    Some(event.id),
+                    &event.logsource,
+                    &document,
+                );
                 let engine = detector.engine();
                 for detection in detections {
                     outcome.alerts.push(match detection {

@@ -104,6 +104,7 @@ impl Source<'_> {
 
 /// Limits on the memory correlation state may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Groups (distinct group-by values) kept per correlation; beyond it the group whose newest
     /// input is oldest is evicted.
@@ -112,6 +113,13 @@ pub struct Limits {
     pub max_entries: usize,
     /// Contributing event ids reported with a correlation match (the most recent are kept).
     pub max_ids: usize,
+    /// Input streams (sources) whose watermark is kept; beyond it the stream furthest behind
+    /// is forgotten.
+    pub max_streams: usize,
+    /// How far, in milliseconds, a stream may lag the newest time seen on any stream and still
+    /// have its correlation windows judged by its own watermark. A stream further behind is
+    /// stale: it is forgotten, and windows are expired by the newest time less this lag.
+    pub max_stream_lag: i64,
 }
 
 impl Default for Limits {
@@ -120,6 +128,8 @@ impl Default for Limits {
             max_groups: 10_000,
             max_entries: 1_000,
             max_ids: 32,
+            max_streams: 1_024,
+            max_stream_lag: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -161,6 +171,9 @@ pub(crate) struct CorrelationWindow {
     pub order: BTreeMap<(i64, u64), Vec<String>>,
     pub seq: u64,
     pub counters: Counters,
+    /// The streams that have offered inputs to this correlation (and are still known): its
+    /// windows are judged against their watermarks.
+    pub streams: Vec<String>,
 }
 
 /// What the state had to drop or did, per correlation or in total.
@@ -170,8 +183,8 @@ pub struct Counters {
     pub evicted_groups: u64,
     /// Inputs evicted because their group had `max_entries` inputs already.
     pub evicted_entries: u64,
-    /// Inputs dropped because they were older than their group's window (or older than the
-    /// newest time seen minus the timespan, for a new group).
+    /// Inputs dropped because they were older than their group's window (or, for a new group,
+    /// older than their stream's watermark minus the timespan).
     pub late: u64,
     /// Inputs skipped because a group-by or condition field was missing or not a number.
     pub missing_fields: u64,
@@ -197,9 +210,8 @@ pub(crate) struct Fired {
 }
 
 impl CorrelationWindow {
-    /// Drops the groups whose newest input is older than `now - span`.
-    pub fn expire(&mut self, now: i64, span: i64) {
-        let horizon = now.saturating_sub(span);
+    /// Drops the groups whose newest input is older than `horizon`.
+    pub fn expire(&mut self, horizon: i64) {
         while let Some(entry) = self.order.first_entry() {
             if entry.key().0 >= horizon {
                 break;
@@ -210,7 +222,8 @@ impl CorrelationWindow {
     }
 
     /// Offers one input; returns the match if the correlation's condition now holds, after
-    /// which the group starts afresh.
+    /// which the group starts afresh. An input for a new group older than `late_before` is
+    /// late (its window is already over for the stream it came from).
     #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
@@ -220,7 +233,7 @@ impl CorrelationWindow {
         source: &Source<'_>,
         time: i64,
         ids: &[Id],
-        watermark: i64,
+        late_before: i64,
         limits: &Limits,
     ) -> Option<Fired> {
         let mut key = Vec::with_capacity(spec.group.len());
@@ -262,7 +275,7 @@ impl CorrelationWindow {
         self.seq += 1;
 
         if !self.groups.contains_key(&key) {
-            if time < watermark.saturating_sub(span) {
+            if time < late_before {
                 self.counters.late += 1;
                 return None;
             }
