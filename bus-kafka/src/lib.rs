@@ -74,13 +74,17 @@ impl KafkaBus {
             .clone()
     }
 
-    /// After a failed publish: if the producer is beyond recovery, starts a fresh one so that
-    /// the retry the caller makes can succeed.
-    fn renew_if_fatal(&self, failed: &FutureProducer) {
-        let Some((code, reason)) = failed.client().fatal_error() else {
-            return;
+    /// After a failed publish: if the producer is beyond recovery, or the broker refused its
+    /// messages outright, starts a fresh one (with a fresh producer id) so that the retry the
+    /// caller makes can succeed. A broker that lost its idempotence state in a restart keeps
+    /// refusing the old producer id, and librdkafka does not always call that fatal.
+    fn renew_if_failed(&self, failed: &FutureProducer, error: Option<&KafkaError>) {
+        let reason = match (failed.client().fatal_error(), error) {
+            (Some((code, reason)), _) => format!("{code}: {reason}"),
+            (None, Some(error)) if refused_by_broker(error) => error.to_string(),
+            _ => return,
         };
-        tracing::warn!(%code, %reason, "the Kafka producer failed for good; starting a new one");
+        tracing::warn!(%reason, "the Kafka producer failed; starting a new one");
         match create_producer(&self.options) {
             Ok(fresh) => *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh,
             Err(error) => tracing::error!(%error, "cannot start a new Kafka producer"),
@@ -131,27 +135,27 @@ impl Bus for KafkaBus {
             match self.enqueue(&producer, topic, message).await {
                 Ok(delivery) => pending.push(delivery),
                 Err(error) => {
-                    self.renew_if_fatal(&producer);
+                    self.renew_if_failed(&producer, None);
                     return Err(error);
                 }
             }
         }
         // Every delivery is awaited, failed or not, so none is left in flight when we answer.
-        let mut failure = None;
+        let mut failure: Option<(String, Option<KafkaError>)> = None;
         for delivery in pending {
             let error = match delivery.await {
                 Ok(Ok(_)) => continue,
-                Ok(Err((error, _))) => error.to_string(),
-                Err(_) => "the producer was dropped before delivery".to_owned(),
+                Ok(Err((error, _))) => (error.to_string(), Some(error)),
+                Err(_) => ("the producer was dropped before delivery".to_owned(), None),
             };
             failure.get_or_insert(error);
         }
         match failure {
             None => Ok(()),
-            Some(error) => {
-                self.renew_if_fatal(&producer);
+            Some((message, error)) => {
+                self.renew_if_failed(&producer, error.as_ref());
                 Err(BusError::Unavailable(format!(
-                    "Kafka did not confirm delivery to {topic}: {error}"
+                    "Kafka did not confirm delivery to {topic}: {message}"
                 )))
             }
         }
@@ -168,14 +172,40 @@ impl Bus for KafkaBus {
     async fn save_state(&self, key: &str, state: Bytes) -> Result<(), BusError> {
         let producer = self.producer();
         let saved = self.state.save(&producer, key, state).await;
-        if saved.is_err() {
-            self.renew_if_fatal(&producer);
+        if let Err((_, error)) = &saved {
+            self.renew_if_failed(&producer, error.as_ref());
         }
-        saved
+        saved.map_err(|(error, _)| error)
     }
 
     async fn load_state(&self, key: &str) -> Result<Option<Bytes>, BusError> {
         self.state.load(key).await
+    }
+}
+
+/// Whether a delivery failed because a broker answered no, rather than because none answered
+/// in time (which a new producer would not change).
+fn refused_by_broker(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        None => false,
+        Some(code) => !matches!(
+            code,
+            MessageTimedOut
+                | QueueFull
+                | AllBrokersDown
+                | BrokerTransportFailure
+                | Resolve
+                | BrokerDestroy
+                | PurgeQueue
+                | PurgeInflight
+                | RequestTimedOut
+                | NetworkException
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+        ),
     }
 }
 

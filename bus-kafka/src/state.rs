@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use vigil_bus::BusError;
@@ -29,13 +30,11 @@ impl StateTopic {
         producer: &FutureProducer,
         key: &str,
         state: Bytes,
-    ) -> Result<(), BusError> {
+    ) -> Result<(), (BusError, Option<KafkaError>)> {
         let size = key.len() + state.len();
         if size > self.options.max_message_bytes {
-            return Err(BusError::MessageTooLarge {
-                size,
-                max: self.options.max_message_bytes,
-            });
+            let max = self.options.max_message_bytes;
+            return Err((BusError::MessageTooLarge { size, max }, None));
         }
         let record = FutureRecord::to(&self.options.state_topic)
             .key(key)
@@ -45,7 +44,9 @@ impl StateTopic {
             .await
             .map(|_| ())
             .map_err(|(error, _)| {
-                BusError::Unavailable(format!("cannot save state {key} to Kafka: {error}"))
+                let failure =
+                    BusError::Unavailable(format!("cannot save state {key} to Kafka: {error}"));
+                (failure, Some(error))
             })
     }
 

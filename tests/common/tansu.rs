@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::wait_for;
-
 /// A tansu broker, stopped when dropped.
 pub struct Tansu {
     child: Option<Child>,
@@ -51,30 +49,46 @@ impl Tansu {
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "tansu is already running");
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .unwrap();
-        let child = Command::new(Tansu::binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &self.storage])
-            .current_dir(&self.dir)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("tansu starts");
-        self.child = Some(child);
         let address = self.brokers();
-        wait_for("tansu to listen", Duration::from_secs(30), || {
-            TcpStream::connect(&address).ok()
-        });
+        // tansu binds without SO_REUSEADDR, so right after a stop it may fail to bind while
+        // the old connections linger in TIME_WAIT; it exits, and we try again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join("tansu.log"))
+                .unwrap();
+            let mut child = Command::new(Tansu::binary())
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", &self.storage])
+                .current_dir(&self.dir)
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("tansu starts");
+            let listening = wait_until(Duration::from_secs(10), || {
+                TcpStream::connect(&address).is_ok() || matches!(child.try_wait(), Ok(Some(_)))
+            }) && matches!(child.try_wait(), Ok(None));
+            if listening {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not start; see {}",
+                self.dir.join("tansu.log").display()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     pub fn stop(&mut self) {
@@ -89,6 +103,18 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Polls `done` for up to `timeout`; whether it became true.
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 pub fn free_port() -> u16 {
