@@ -10,6 +10,7 @@ mod aggregate;
 mod alerts;
 mod error;
 mod events;
+mod idfilter;
 mod index;
 mod lifecycle;
 mod partition;
