@@ -8,6 +8,7 @@
 
 mod aggregate;
 mod alerts;
+pub mod backup;
 mod error;
 mod events;
 mod idfilter;
