@@ -1,5 +1,6 @@
 //! The `vigil` binary: command line, configuration, and the wiring of Vigil's stages.
 
+mod backup;
 mod cli;
 mod config;
 mod demo;
@@ -58,6 +59,10 @@ enum Command {
     Detect(cli::DetectArgs),
     /// Searches events in a data directory (even while Vigil runs) or on a running server.
     Search(cli::search::SearchArgs),
+    /// Backs up the indices and the alert triage to a new directory, even while Vigil runs.
+    Backup(backup::BackupArgs),
+    /// Restores a backup into a data directory; Vigil must be stopped.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +112,14 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Detect(args) => cli::run_detect(args),
         Command::Search(args) => {
             cli::search::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => {
+            backup::backup(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            backup::restore(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -694,3 +694,103 @@ impl Subscription for EmbeddedSubscription {
         Ok(self.high_water.borrow().saturating_sub(self.committed))
     }
 }
+
+/// The committed offset of every consumer group of every topic of the embedded bus at `root`,
+/// by topic and then group. It only reads the offset files, each replaced atomically on
+/// commit, so it can run while another process has the bus open (`vigil backup`).
+pub fn committed_offsets(
+    root: &Path,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>, BusError> {
+    let mut topics = std::collections::BTreeMap::new();
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(topics),
+        Err(e) => {
+            return Err(BusError::Io {
+                path: root.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(BusError::io(root))?;
+        let Some(topic) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let offsets_dir = entry.path().join(OFFSETS_DIR);
+        if validate_name(&topic).is_err() || !offsets_dir.is_dir() {
+            continue;
+        }
+        let mut groups = std::collections::BTreeMap::new();
+        for group in fs::read_dir(&offsets_dir).map_err(BusError::io(&offsets_dir))? {
+            let group = group.map_err(BusError::io(&offsets_dir))?;
+            let Some(name) = group.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.ends_with(".tmp") || validate_name(&name).is_err() {
+                continue;
+            }
+            let path = group.path();
+            let text = fs::read_to_string(&path).map_err(BusError::io(&path))?;
+            let offset = text.trim().parse().map_err(|_| BusError::Corrupt {
+                path: path.clone(),
+                position: 0,
+                reason: format!("offset file holds {:?}, not a number", text.trim()),
+            })?;
+            groups.insert(name, offset);
+        }
+        topics.insert(topic, groups);
+    }
+    Ok(topics)
+}
+
+/// Moves a consumer group of `topic` back to `offset`, so that it reads again from there, in
+/// a bus no process has open (`vigil restore`). It never moves a group forward (that would
+/// skip messages: an offset from another bus's log means nothing here), nor before the oldest
+/// message still on disk. Gives the offset the group now starts from, or `None` when the
+/// topic or the group does not exist here.
+pub fn rewind_committed(
+    root: &Path,
+    topic: &str,
+    group: &str,
+    offset: u64,
+) -> Result<Option<u64>, BusError> {
+    validate_name(topic)?;
+    validate_name(group)?;
+    let dir = root.join(topic);
+    let path = dir.join(OFFSETS_DIR).join(group);
+    let current: u64 = match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| BusError::Corrupt {
+            path: path.clone(),
+            position: 0,
+            reason: format!("offset file holds {:?}, not a number", text.trim()),
+        })?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BusError::Io { path, source: e }),
+    };
+    let mut oldest = u64::MAX;
+    for entry in fs::read_dir(&dir).map_err(BusError::io(&dir))? {
+        let entry = entry.map_err(BusError::io(&dir))?;
+        if let Some(base) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            oldest = oldest.min(base);
+        }
+    }
+    let next = offset.min(current).max(oldest.min(current));
+    if next != current {
+        let tmp = path.with_extension("tmp");
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            writeln!(file, "{next}")?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(BusError::io(&path))?;
+        sync_dir(&dir.join(OFFSETS_DIR))?;
+    }
+    Ok(Some(next))
+}

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use vigil_bus::Subscription;
 
 pub use detect::run_detection;
-pub use index::{run_indexer, run_retention};
+pub use index::{run_indexer, run_retention, IndexTarget};
 
 /// How long a stage waits for messages before it looks at the shutdown signal again.
 const POLL_WAIT: Duration = Duration::from_millis(250);

@@ -26,6 +26,7 @@ use tantivy::{DocAddress, IndexReader, IndexWriter, Order, Searcher, TantivyDocu
 use vigil_event::{Event, EventId};
 
 use crate::aggregate;
+use crate::idfilter::IdFilter;
 use crate::index::{self, lock};
 use crate::partition::{PartitionKey, PartitionScheme};
 use crate::query::translate::{QueryFields, Translator};
@@ -52,7 +53,11 @@ pub mod fields {
 /// Indexing is the hot path, so the writer of the current partition gets two threads (one
 /// per core here).
 const WRITER_THREADS: usize = 2;
-const WRITER_MEMORY: usize = 50_000_000;
+/// Shared by the writer's threads. Each thread flushes a segment when its share fills, and
+/// small segments are merged again and again: at 50 MB, merging took a sixth of the indexing
+/// CPU and per-core throughput fell as the partition grew. 400 MB gave 1.5x the events per
+/// CPU second on the store benchmark (benches/store_throughput.rs).
+const WRITER_MEMORY: usize = 400_000_000;
 /// Older partitions only take late or backfilled events; tantivy's minimum budget will do.
 const LATE_WRITER_MEMORY: usize = 20_000_000;
 /// Most partitions written at once. A backfill spanning more periods commits and closes the
@@ -60,7 +65,7 @@ const LATE_WRITER_MEMORY: usize = 20_000_000;
 const MAX_OPEN_WRITERS: usize = 4;
 /// Written beside the partitions: the period they were cut with. Reading daily partitions as
 /// hourly ones would make range queries skip most of each day.
-const SCHEME_FILE: &str = "partitioning.json";
+pub(crate) const SCHEME_FILE: &str = "partitioning.json";
 
 #[derive(Clone, Copy)]
 struct EventFields {
@@ -120,6 +125,8 @@ pub(crate) struct Partition {
 struct PartitionWriter {
     writer: IndexWriter<TantivyDocument>,
     partition: Arc<Partition>,
+    /// The ids this partition may hold, committed or not: an id not in it needs no delete.
+    ids: IdFilter,
     /// Written since the last commit.
     dirty: bool,
     last_use: u64,
@@ -359,12 +366,14 @@ impl EventIndex {
                     source: Box::new(e),
                 })?;
             let reader = index::reader(&index, false)?;
+            let ids = self.id_filter(&reader.searcher())?;
             let partition = Arc::new(Partition { reader });
             writers.insert(
                 key,
                 PartitionWriter {
                     writer,
                     partition,
+                    ids,
                     dirty: false,
                     last_use: tick,
                 },
@@ -373,6 +382,32 @@ impl EventIndex {
         let writer = writers.get_mut(&key).expect("inserted above");
         writer.last_use = tick;
         Ok(writer)
+    }
+
+    /// The ids a partition holds, read from its committed segments' term dictionaries. The
+    /// writer was opened first, so no other commit can land after this read.
+    fn id_filter(&self, searcher: &Searcher) -> Result<IdFilter, StoreError> {
+        let segments = searcher.segment_readers();
+        let docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
+        let mut filter = IdFilter::with_capacity(usize::try_from(docs * 2).unwrap_or(usize::MAX));
+        for segment in segments {
+            let inverted = segment.inverted_index(self.fields.id)?;
+            let mut terms = inverted.terms().stream().map_err(|source| StoreError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            while terms.advance() {
+                // Ids are written by `document` as their 32 hex digits; anything else cannot
+                // be asked for by a new event either.
+                if let Some(id) = std::str::from_utf8(terms.key())
+                    .ok()
+                    .and_then(|text| text.parse::<EventId>().ok())
+                {
+                    filter.insert(&id);
+                }
+            }
+        }
+        Ok(filter)
     }
 
     /// Commits a writer's pending changes and closes it.
@@ -411,14 +446,14 @@ impl EventIndex {
         }
         // Documents are built before taking the writers so that serialization does not hold
         // them.
-        let mut by_partition: BTreeMap<PartitionKey, Vec<(String, bool, TantivyDocument)>> =
+        let mut by_partition: BTreeMap<PartitionKey, Vec<(EventId, bool, TantivyDocument)>> =
             BTreeMap::new();
         for event in events {
             by_partition
                 .entry(self.scheme.key(event.time))
                 .or_default()
                 .push((
-                    event.id.to_string(),
+                    event.id,
                     event.time == event.received,
                     self.document(event)?,
                 ));
@@ -426,13 +461,13 @@ impl EventIndex {
         let mut writers = lock(&self.writers);
         for (key, docs) in by_partition {
             for (id, timeless, doc) in docs {
-                let term = Term::from_field_text(self.fields.id, &id);
+                let term = || Term::from_field_text(self.fields.id, &id.to_string());
                 if timeless {
                     // Its time is its receive time, so a re-delivery may have landed in
                     // another partition; see the module notes in partition.rs.
                     for (other, writer) in writers.iter_mut() {
-                        if *other != key {
-                            writer.writer.delete_term(term.clone());
+                        if *other != key && writer.ids.may_contain(&id) {
+                            writer.writer.delete_term(term());
                             writer.dirty = true;
                         }
                     }
@@ -440,7 +475,13 @@ impl EventIndex {
                 let writer = self.writer(&mut writers, key)?;
                 // Deleting first makes a replay an upsert; tantivy orders the delete after
                 // any earlier add of the same id, committed or not, and before this add.
-                writer.writer.delete_term(term);
+                // An id the partition certainly does not hold needs no delete, and that is
+                // almost every id: see idfilter.rs.
+                if writer.ids.may_contain(&id) {
+                    writer.writer.delete_term(term());
+                } else {
+                    writer.ids.insert(&id);
+                }
                 writer.writer.add_document(doc)?;
                 writer.dirty = true;
             }

@@ -8,8 +8,10 @@
 
 mod aggregate;
 mod alerts;
+pub mod backup;
 mod error;
 mod events;
+mod idfilter;
 mod index;
 mod lifecycle;
 mod partition;

@@ -46,6 +46,24 @@ impl ApiToken {
             .collect()
     }
 
+    /// The token every page form carries and every page POST must send back: derived from
+    /// the session, so only a page served to a signed-in browser can know it. A cross-site
+    /// form can make the browser send the cookie (were it not `SameSite=Strict`), but it
+    /// cannot read this token out of our pages.
+    pub fn csrf_token(&self) -> String {
+        let key = blake3::derive_key("vigil ui csrf v1", self.0.as_bytes());
+        blake3::keyed_hash(&key, self.session_value().as_bytes())
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Compares a form's CSRF token in constant time.
+    pub fn csrf_matches(&self, candidate: &str) -> bool {
+        bool::from(self.csrf_token().as_bytes().ct_eq(candidate.as_bytes()))
+    }
+
     pub fn session_matches(&self, headers: &HeaderMap) -> bool {
         let expected = self.session_value();
         headers
@@ -57,6 +75,23 @@ impl ApiToken {
             .any(|(name, value)| {
                 name == SESSION_COOKIE && bool::from(expected.as_bytes().ct_eq(value.as_bytes()))
             })
+    }
+}
+
+/// Whether a state-changing page request comes from one of our own pages, judged by what the
+/// browser says about its origin: `Sec-Fetch-Site` when sent, else `Origin` against `Host`.
+/// Requests without either (old browsers, scripts) pass here and rely on the CSRF token.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority == host),
+        (Some(_), None) => false,
+        (None, _) => true,
     }
 }
 
@@ -115,5 +150,41 @@ mod tests {
         assert!(token.session_matches(&headers));
         assert!(!ApiToken::new("other").session_matches(&headers));
         assert_ne!(token.session_value(), "secret");
+    }
+
+    #[test]
+    fn csrf_tokens_are_tied_to_the_api_token() {
+        let token = ApiToken::new("secret");
+        let csrf = token.csrf_token();
+        assert_eq!(csrf.len(), 64);
+        assert!(token.csrf_matches(&csrf));
+        assert!(!token.csrf_matches(&csrf[1..]));
+        assert!(!token.csrf_matches(""));
+        assert!(!ApiToken::new("other").csrf_matches(&csrf));
+        assert_ne!(csrf, token.session_value());
+    }
+
+    #[test]
+    fn cross_site_requests_are_recognised() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(same_origin(&headers(&[])));
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(same_origin(&headers(&[
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "a")])));
     }
 }

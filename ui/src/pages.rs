@@ -1,21 +1,34 @@
-//! Server-rendered HTML pages: recent alerts, event search and login.
+//! Server-rendered HTML pages: alerts and their triage, event search and login.
 //!
 //! No scripts: the pages work with plain links and forms, which keeps the content security
 //! policy at `default-src 'none'` and leaves attacker-controlled text nothing to run in.
+//!
+//! Every form that changes something (triage, sign-out) carries a CSRF token derived from
+//! the session ([`crate::auth::ApiToken::csrf_token`]) and is refused without it, or when
+//! the browser says the request comes from another site. The session cookie is also
+//! `SameSite=Strict`, so a cross-site form would not carry it in the first place.
 
-use axum::extract::{Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
-use vigil_event::{Alert, Event};
-use vigil_store::SearchRequest;
+use vigil_event::Event;
+use vigil_store::{
+    AlertChange, AlertDetail, AlertFilter, AlertStatus, AlertView, CloseReason, SearchRequest,
+};
 
 use crate::api::clamp_limit;
-use crate::auth::SESSION_COOKIE;
+use crate::auth::{same_origin, SESSION_COOKIE};
 use crate::{call_store, CallError, UiState};
+
+/// Who the history says made a change through the pages, until users have identities.
+const PAGES_ACTOR: &str = "ui";
+/// Alerts listed on the home page.
+const ALERTS_SHOWN: usize = 100;
 
 /// The longest record text a results table shows; the API gives the whole record.
 const RECORD_PREVIEW_CHARS: usize = 4000;
@@ -23,6 +36,7 @@ const RECORD_PREVIEW_CHARS: usize = 4000;
 pub(crate) fn router() -> Router<UiState> {
     Router::new()
         .route("/", get(alerts_page))
+        .route("/alerts/{id}", get(alert_page).post(triage))
         .route("/search", get(search_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
@@ -36,7 +50,9 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
+/// The page frame. `csrf` is the signed-in user's CSRF token (for the sign-out form); `None`
+/// on the sign-in page.
+fn layout(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -49,10 +65,13 @@ fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
             body {
                 header {
                     a href="/" { "Vigil" }
-                    @if signed_in {
+                    @if let Some(csrf) = csrf {
                         a href="/" { "Alerts" }
                         a href="/search" { "Search" }
-                        form method="post" action="/logout" { button type="submit" { "Sign out" } }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main { (body) }
@@ -86,37 +105,72 @@ fn time_cell(time: &chrono::DateTime<chrono::Utc>) -> Markup {
     html! { td.time { (time.format("%Y-%m-%d %H:%M:%S")) } }
 }
 
-async fn alerts_page(State(state): State<UiState>, headers: HeaderMap) -> Response {
+#[derive(Debug, Deserialize)]
+struct AlertsParams {
+    status: Option<String>,
+}
+
+async fn alerts_page(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Query(params): Query<AlertsParams>,
+) -> Response {
     if !state.token.session_matches(&headers) {
         return Redirect::to("/login").into_response();
     }
+    let status = params.status.as_deref().and_then(AlertStatus::parse);
+    let filter = AlertFilter {
+        query: String::new(),
+        status,
+        level: None,
+        rule: None,
+        limit: ALERTS_SHOWN,
+    };
     let store = state.store.clone();
-    let alerts = call_store(move || store.alerts(100)).await;
+    let alerts = call_store(move || store.list_alerts(&filter)).await;
     let body = html! {
         h1 { "Recent alerts" }
         (search_form(""))
+        nav.filters {
+            "Show: "
+            a href="/" { "all" }
+            @for s in [AlertStatus::Open, AlertStatus::Acknowledged, AlertStatus::Closed] {
+                " · " a href={ "/?status=" (s.as_str()) } { (s.as_str()) }
+            }
+        }
         @match &alerts {
             Err(error) => (error_box(error)),
-            Ok(alerts) if alerts.is_empty() => p.muted { "No alerts yet." },
+            Ok(alerts) if alerts.is_empty() => p.muted { "No alerts here." },
             Ok(alerts) => (alerts_table(alerts)),
         }
     };
-    layout("Alerts", true, body).into_response()
+    layout("Alerts", Some(&state.token.csrf_token()), body).into_response()
 }
 
-fn alerts_table(alerts: &[Alert]) -> Markup {
+fn status_badge(view: &AlertView) -> Markup {
+    let status = view.state.status.as_str();
+    html! {
+        span class={ "status status-" (status) } { (status) }
+        @if let Some(reason) = view.state.reason { " " span.muted { "(" (reason.as_str()) ")" } }
+    }
+}
+
+fn alerts_table(alerts: &[AlertView]) -> Markup {
     html! {
         table {
-            thead { tr { th { "Time" } th { "Level" } th { "Rule" } th { "Source" } th { "Events" } } }
+            thead { tr { th { "Time" } th { "Level" } th { "Rule" } th { "Status" } th { "Assignee" } th { "Source" } th { "Events" } } }
             tbody {
-                @for alert in alerts {
+                @for view in alerts {
+                    @let alert = &view.alert;
                     tr {
                         (time_cell(&alert.time))
                         td { span class={ "level level-" (alert.level.as_str()) } { (alert.level.as_str()) } }
                         td {
-                            (alert.rule_title)
+                            a href={ "/alerts/" (alert.id) } { (alert.rule_title) }
                             @if !alert.tags.is_empty() { br; span.muted { (alert.tags.join(", ")) } }
                         }
+                        td { (status_badge(view)) }
+                        td { @if let Some(assignee) = &view.state.assignee { (assignee) } @else { span.muted { "—" } } }
                         td { (alert.source.name) }
                         td { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) } }
                     }
@@ -126,8 +180,266 @@ fn alerts_table(alerts: &[Alert]) -> Markup {
     }
 }
 
+async fn alert_page(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !state.token.session_matches(&headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let store = state.store.clone();
+    let detail = call_store(move || store.alert(&id)).await;
+    alert_response(&state, StatusCode::OK, detail, None)
+}
+
+/// The alert page, with `problem` (a refused change) shown above the forms.
+fn alert_response(
+    state: &UiState,
+    status: StatusCode,
+    detail: Result<AlertDetail, CallError>,
+    problem: Option<&str>,
+) -> Response {
+    let csrf = state.token.csrf_token();
+    match detail {
+        Ok(detail) => {
+            let body = alert_body(&detail, &csrf, problem);
+            (
+                status,
+                layout(&detail.view.alert.rule_title, Some(&csrf), body),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            let code = match error {
+                CallError::NotFound(_) => StatusCode::NOT_FOUND,
+                CallError::BadQuery(..) | CallError::Invalid(_) => StatusCode::BAD_REQUEST,
+                CallError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let body = html! { h1 { "Alert" } (error_box(&error)) };
+            (code, layout("Alert", Some(&csrf), body)).into_response()
+        }
+    }
+}
+
+fn alert_body(detail: &AlertDetail, csrf: &str, problem: Option<&str>) -> Markup {
+    let view = &detail.view;
+    let alert = &view.alert;
+    let action = format!("/alerts/{}", alert.id);
+    let current = view.state.status;
+    html! {
+        h1 {
+            span class={ "level level-" (alert.level.as_str()) } { (alert.level.as_str()) }
+            " " (alert.rule_title)
+        }
+        dl.facts {
+            dt { "Status" } dd { (status_badge(view)) }
+            dt { "Assignee" } dd { @if let Some(a) = &view.state.assignee { (a) } @else { span.muted { "unassigned" } } }
+            dt { "Last change" } dd { (view.state.updated.format("%Y-%m-%d %H:%M:%S")) }
+            dt { "Time" } dd { (alert.time.format("%Y-%m-%d %H:%M:%S")) }
+            dt { "Detected" } dd { (alert.detected.format("%Y-%m-%d %H:%M:%S")) }
+            dt { "Rule" } dd { code { (alert.rule_id) } }
+            dt { "Source" } dd { (alert.source.kind) " / " (alert.source.name) }
+            @if !alert.tags.is_empty() { dt { "Tags" } dd { (alert.tags.join(", ")) } }
+            @for (key, value) in &alert.group { dt { "Group " (key) } dd { (value) } }
+            dt { "Events" } dd { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) " events" } }
+        }
+        @if let Some(problem) = problem { div.error { "Not changed: " (problem) } }
+        section.triage {
+            form.triage method="post" action=(action) {
+                h2 { "Status" }
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value="status";
+                label { "New status "
+                    select name="status" required {
+                        @for s in [AlertStatus::Acknowledged, AlertStatus::Closed, AlertStatus::Open] {
+                            @if s != current && !(current == AlertStatus::Closed && s == AlertStatus::Acknowledged) {
+                                option value=(s.as_str()) { (s.as_str()) }
+                            }
+                        }
+                    }
+                }
+                label { "Reason (when closing) "
+                    select name="reason" {
+                        option value="" { "—" }
+                        @for r in [CloseReason::Resolved, CloseReason::FalsePositive, CloseReason::Duplicate, CloseReason::Other] {
+                            option value=(r.as_str()) { (r.as_str()) }
+                        }
+                    }
+                }
+                label { "Note (optional)" textarea name="note" rows="2" {} }
+                button type="submit" { "Change status" }
+            }
+            form.triage method="post" action=(action) {
+                h2 { "Assignee" }
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value="assign";
+                label { "Assign to (empty to unassign) "
+                    input type="text" name="assignee" value=[view.state.assignee.as_deref()];
+                }
+                button type="submit" { "Assign" }
+            }
+            form.triage method="post" action=(action) {
+                h2 { "Note" }
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value="note";
+                textarea name="note" rows="3" required {}
+                button type="submit" { "Add note" }
+            }
+        }
+        h2 { "Notes" }
+        @if detail.notes.is_empty() { p.muted { "No notes yet." } }
+        @for note in &detail.notes {
+            div.note {
+                div.muted { (note.author) ", " (note.at.format("%Y-%m-%d %H:%M:%S")) }
+                p { (note.text) }
+            }
+        }
+        h2 { "History" }
+        @if detail.history.is_empty() { p.muted { "No changes yet." } } @else {
+            table.history {
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "From" } th { "To" } } }
+                tbody {
+                    @for entry in &detail.history {
+                        tr {
+                            (time_cell(&entry.at))
+                            td { (entry.actor) }
+                            td { (entry.field) }
+                            td { @if let Some(old) = &entry.old { (old) } @else { span.muted { "—" } } }
+                            td { @if let Some(new) = &entry.new { (new) } @else { span.muted { "—" } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A triage form as posted: which of the three forms, and its fields.
+#[derive(Debug, Deserialize)]
+struct TriageForm {
+    #[serde(default)]
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    assignee: String,
+    #[serde(default)]
+    note: String,
+}
+
+impl TriageForm {
+    /// The change the form asks for, or why it is not one.
+    fn change(&self) -> Result<AlertChange, String> {
+        let note = Some(self.note.trim())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
+        match self.action.as_str() {
+            "status" => {
+                let status = AlertStatus::parse(&self.status).ok_or_else(|| {
+                    format!(
+                        "unknown status {:?}; use open, acknowledged or closed",
+                        self.status
+                    )
+                })?;
+                let reason = match self.reason.trim() {
+                    "" => None,
+                    text => Some(CloseReason::parse(text).ok_or_else(|| {
+                        format!("unknown reason {text:?}; use resolved, false_positive, duplicate or other")
+                    })?),
+                };
+                Ok(AlertChange {
+                    status: Some(status),
+                    reason,
+                    assignee: None,
+                    note,
+                })
+            }
+            "assign" => Ok(AlertChange {
+                assignee: Some(self.assignee.trim().to_owned()),
+                ..AlertChange::default()
+            }),
+            "note" => match note {
+                Some(note) => Ok(AlertChange {
+                    note: Some(note),
+                    ..AlertChange::default()
+                }),
+                None => Err("the note is empty".to_owned()),
+            },
+            other => Err(format!("unknown form action {other:?}")),
+        }
+    }
+}
+
+/// Refuses a state-changing page request that lacks a session, comes from another site, or
+/// lacks this session's CSRF token; the error is the 403 to send.
+fn check_form(state: &UiState, headers: &HeaderMap, csrf: &str) -> Result<(), Refused> {
+    if !state.token.session_matches(headers) {
+        return Err(Refused("sign in first\n"));
+    }
+    if !same_origin(headers) {
+        return Err(Refused("cross-site form submissions are refused\n"));
+    }
+    if !state.token.csrf_matches(csrf) {
+        return Err(Refused(
+            "the form's CSRF token is missing or wrong; reload the page\n",
+        ));
+    }
+    Ok(())
+}
+
+/// Why a form was refused.
+struct Refused(&'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (StatusCode::FORBIDDEN, self.0).into_response()
+    }
+}
+
+async fn triage(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<TriageForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        // Checked before anything else is said about the request: without a session this is
+        // no more than a refusal.
+        if let Err(refused) = check_form(&state, &headers, "") {
+            return refused.into_response();
+        }
+        return (StatusCode::BAD_REQUEST, "the form is malformed\n").into_response();
+    };
+    if let Err(refused) = check_form(&state, &headers, &form.csrf) {
+        return refused.into_response();
+    }
+    let change = match form.change() {
+        Ok(change) => change,
+        Err(problem) => {
+            let store = state.store.clone();
+            let detail = call_store(move || store.alert(&id)).await;
+            return alert_response(&state, StatusCode::BAD_REQUEST, detail, Some(&problem));
+        }
+    };
+    let store = state.store.clone();
+    let target = id.clone();
+    match call_store(move || store.update_alert(&target, &change, PAGES_ACTOR)).await {
+        Ok(detail) => Redirect::to(&format!("/alerts/{}", detail.view.alert.id)).into_response(),
+        Err(CallError::Invalid(problem)) => {
+            let store = state.store.clone();
+            let detail = call_store(move || store.alert(&id)).await;
+            alert_response(&state, StatusCode::BAD_REQUEST, detail, Some(&problem))
+        }
+        Err(error) => alert_response(&state, StatusCode::OK, Err(error), None),
+    }
+}
+
 /// A search for exactly the alert's events, already URL-encoded: ids are hex digits only.
-fn events_query(alert: &Alert) -> String {
+fn events_query(alert: &vigil_event::Alert) -> String {
     alert
         .event_ids
         .iter()
@@ -165,7 +477,7 @@ async fn search_page(
             }
         }
     };
-    layout("Search", true, body).into_response()
+    layout("Search", Some(&state.token.csrf_token()), body).into_response()
 }
 
 fn events_table(events: &[Event]) -> Markup {
@@ -200,7 +512,7 @@ fn preview(text: &str) -> String {
 fn login_form(failed: bool) -> Markup {
     layout(
         "Sign in",
-        false,
+        None,
         html! {
             form.login method="post" action="/login" {
                 h1 { "Sign in to Vigil" }
@@ -234,7 +546,21 @@ async fn login(State(state): State<UiState>, Form(form): Form<LoginForm>) -> Res
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
-async fn logout() -> Response {
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if let Err(refused) = check_form(&state, &headers, &csrf) {
+        return refused.into_response();
+    }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }

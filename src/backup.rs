@@ -1,0 +1,235 @@
+//! `vigil backup DIR` and `vigil restore DIR`: a consistent copy of the store, taken while
+//! Vigil runs, and putting it back. The design is in store/BACKUP.md.
+//!
+//! A backup holds `index/` (the event partitions, the alerts index, the lifecycle and
+//! quarantine databases) and, in `backup.json`, the bus offsets the indexers had committed
+//! when it began. Offsets are read first: an indexer commits its offsets only after the store
+//! commit that made those messages durable, so every index copied afterwards holds at least
+//! what the offsets say. Restoring sets the indexers back to those offsets when the data
+//! directory still has its bus, which then replays everything indexed after the backup;
+//! upsert by id absorbs the overlap.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use vigil_event::{Alert, Event, Quarantined};
+use vigil_store::{Store, StoreOptions};
+
+use crate::stages::IndexTarget;
+
+/// Written last into a backup directory: a backup without it is incomplete.
+const MANIFEST: &str = "backup.json";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the backup; it must not exist yet.
+    pub dir: PathBuf,
+    /// The data directory of the Vigil to back up (it may be running) [default: ./vigil-data].
+    #[arg(long, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory written by `vigil backup`.
+    pub dir: PathBuf,
+    /// The data directory to restore into; Vigil must not be running on it. Its current
+    /// index is moved aside, not deleted [default: ./vigil-data].
+    #[arg(long, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What `backup.json` records.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    vigil_version: String,
+    created: DateTime<Utc>,
+    /// The data directory backed up, for the operator's information.
+    data_dir: PathBuf,
+    /// Committed offsets of the embedded bus's consumer groups, by topic then group, read
+    /// before the indices were copied.
+    offsets: BTreeMap<String, BTreeMap<String, u64>>,
+    events: u64,
+    partitions: usize,
+    files: usize,
+    bytes: u64,
+}
+
+/// The consumer groups whose output is the store, and so whose offsets a restore rewinds.
+fn store_groups() -> [&'static str; 3] {
+    [
+        <Event as IndexTarget>::GROUP,
+        <Alert as IndexTarget>::GROUP,
+        <Quarantined as IndexTarget>::GROUP,
+    ]
+}
+
+fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone().unwrap_or_else(|| PathBuf::from("vigil-data"))
+}
+
+pub fn backup(args: BackupArgs) -> Result<()> {
+    let data_dir = data_dir(&args.data_dir);
+    let index_dir = data_dir.join("index");
+    if !index_dir.is_dir() {
+        bail!("no index in {}; pass --data-dir", data_dir.display());
+    }
+    if args.dir.exists() {
+        bail!(
+            "{} already exists; a backup goes into a new directory",
+            args.dir.display()
+        );
+    }
+    // Offsets first: see the module notes.
+    let offsets = vigil_bus::committed_offsets(&data_dir.join("bus"))
+        .context("cannot read the bus offsets")?;
+    let created = Utc::now();
+    let snapshot_dir = args.dir.join("index");
+    let report = vigil_store::backup::snapshot(&index_dir, &snapshot_dir)
+        .with_context(|| format!("cannot back up {}", index_dir.display()))?;
+    // The copy must open as a store; counting its events proves it does.
+    let events = Store::open_with(
+        &snapshot_dir,
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .and_then(|store| store.event_count())
+    .context("the backup does not open as a store")?;
+    let manifest = Manifest {
+        format: FORMAT,
+        vigil_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created,
+        data_dir,
+        offsets,
+        events,
+        partitions: report.partitions,
+        files: report.files,
+        bytes: report.bytes,
+    };
+    let path = args.dir.join(MANIFEST);
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    println!(
+        "Backed up {} events in {} partitions, the alerts and their triage to {} \
+         ({} files, {:.1} MB, {} of them copied and the rest hard-linked)",
+        events,
+        report.partitions,
+        args.dir.display(),
+        report.files,
+        report.bytes as f64 / 1e6,
+        report.copied_not_linked
+    );
+    Ok(())
+}
+
+pub fn restore(args: RestoreArgs) -> Result<()> {
+    let manifest_path = args.dir.join(MANIFEST);
+    let text = fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "{} is not a complete backup (no {MANIFEST})",
+            args.dir.display()
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    if manifest.format != FORMAT {
+        bail!(
+            "the backup has format {}; this Vigil reads format {FORMAT}",
+            manifest.format
+        );
+    }
+    let data_dir = data_dir(&args.data_dir);
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
+
+    let index_dir = data_dir.join("index");
+    if index_dir.exists() {
+        let aside = data_dir.join(format!(
+            "index.before-restore-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        fs::rename(&index_dir, &aside)
+            .with_context(|| format!("cannot move {} aside", index_dir.display()))?;
+        println!("The previous index is kept in {}", aside.display());
+    }
+    vigil_store::backup::restore(&args.dir.join("index"), &index_dir)
+        .with_context(|| format!("cannot restore into {}", index_dir.display()))?;
+
+    let bus = data_dir.join("bus");
+    if bus.is_dir() {
+        for (topic, groups) in &manifest.offsets {
+            for (group, &offset) in groups {
+                if !store_groups().contains(&group.as_str()) {
+                    continue;
+                }
+                match vigil_bus::rewind_committed(&bus, topic, group, offset)? {
+                    Some(from) if from > offset => println!(
+                        "warning: {topic} no longer holds offsets {offset}..{from}; what it \
+                         held there is missing from the index unless its sources resend it"
+                    ),
+                    Some(from) => {
+                        println!("{topic}: {group} replays from offset {from} on the next start")
+                    }
+                    None => {}
+                }
+            }
+        }
+    } else {
+        println!(
+            "No bus in {}: events after the backup ({}) are not restored unless their \
+             sources send them again.",
+            data_dir.display(),
+            manifest.created.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+    println!(
+        "Restored {} events in {} partitions and the alert triage from {} into {}",
+        manifest.events,
+        manifest.partitions,
+        args.dir.display(),
+        data_dir.display()
+    );
+    Ok(())
+}
+
+/// The lock `vigil run` takes on its data directory: a restore needs it stopped.
+fn lock_data_dir(data_dir: &Path) -> Result<File> {
+    let path = data_dir.join("lock");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "Vigil is running on {}; stop it before restoring",
+            data_dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_groups_are_the_indexers() {
+        assert_eq!(
+            store_groups(),
+            ["index", "index-alerts", "index-quarantine"]
+        );
+    }
+}
