@@ -133,6 +133,23 @@ fn wait_for_events(index: &Vigil, expected: u64, within: Duration) {
     });
 }
 
+/// Waits for `expected` alerts of our rule, and says how many came when they do not.
+fn wait_for_alerts(index: &Vigil, expected: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let raised = alert_ids(index, TRAIL_STOPPED_RULE).len();
+        if raised >= expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{raised} of {expected} alerts after 300 s; {} trail-stop events indexed",
+            index.search_total("eventName:StopLogging")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn stages_as_separate_processes_index_every_event_once() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,9 +164,7 @@ fn stages_as_separate_processes_index_every_event_once() {
 
     let expected_alerts = post_hundred_thousand(&ingest, || {});
     wait_for_events(&index, 100_000, Duration::from_secs(600));
-    wait_for("every alert", Duration::from_secs(120), || {
-        (alert_ids(&index, TRAIL_STOPPED_RULE).len() >= expected_alerts).then_some(())
-    });
+    wait_for_alerts(&index, expected_alerts);
     // Settle: late duplicates would show up now.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(index.search_total("marker:kafkarun"), 100_000);
@@ -196,9 +211,7 @@ fn a_detect_process_killed_midstream_loses_nothing() {
         restarted = Some(start_role(dir.path(), "detect-a", "detect", &env));
     });
     wait_for_events(&index, 100_000, Duration::from_secs(600));
-    wait_for("every alert", Duration::from_secs(120), || {
-        (alert_ids(&index, TRAIL_STOPPED_RULE).len() >= expected_alerts).then_some(())
-    });
+    wait_for_alerts(&index, expected_alerts);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(index.search_total("marker:kafkarun"), 100_000);
     assert_eq!(alert_ids(&index, TRAIL_STOPPED_RULE).len(), expected_alerts);
