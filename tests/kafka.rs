@@ -171,14 +171,18 @@ fn stages_as_separate_processes_index_every_event_once() {
     assert_eq!(index.search_total("seq:54321"), 1);
     assert_eq!(alert_ids(&index, TRAIL_STOPPED_RULE).len(), expected_alerts);
 
-    // Both detect processes took a share of the partitions.
-    let detected_a = detect_a.metric("vigil_events_detected_total");
-    let detected_b = detect_b.metric("vigil_events_detected_total");
+    // Both detect processes took a share of the partitions, and between them saw every
+    // event (detection may trail indexing, which does not wait for it).
+    let (detected_a, detected_b) =
+        wait_for("detection of every event", Duration::from_secs(300), || {
+            let a = detect_a.metric("vigil_events_detected_total");
+            let b = detect_b.metric("vigil_events_detected_total");
+            (a + b >= 100_000.0).then_some((a, b))
+        });
     assert!(
         detected_a > 0.0 && detected_b > 0.0,
         "detect-a {detected_a}, detect-b {detected_b}"
     );
-    assert!(detected_a + detected_b >= 100_000.0);
     // The ingest process serves ingest, not search.
     let search = ingest
         .client
