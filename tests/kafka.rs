@@ -42,7 +42,9 @@ fn kafka_env(tansu: &Tansu) -> Vec<(&'static str, String)> {
         ("VIGIL_BUS__KAFKA__PARTITIONS", "4".into()),
         // A group notices a dead member within seconds, so a rebalance does not stall a test.
         ("VIGIL_BUS__KAFKA__SESSION_TIMEOUT_MS", "6000".into()),
-        ("VIGIL_BUS__KAFKA__DELIVERY_TIMEOUT_MS", "5000".into()),
+        // Generous: with one message per batch (see write_config) a 5000-event request
+        // takes tansu a while.
+        ("VIGIL_BUS__KAFKA__DELIVERY_TIMEOUT_MS", "120000".into()),
         ("VIGIL_BUS__KAFKA__MAX_MESSAGE_BYTES", "1048576".into()),
         ("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500".into()),
     ]
@@ -249,6 +251,9 @@ fn ingest_answers_503_while_the_broker_is_down_and_resumes_after() {
     // Brokers that keep producer state (Kafka, MSK) do not; here the producer runs without
     // idempotence, through the librdkafka pass-through a deployment would use.
     write_config(dir.path(), "\"enable.idempotence\" = \"false\"\n");
+    // Short, so a request the stopped broker cannot take is answered 503 quickly.
+    let mut env = env;
+    env.push(("VIGIL_BUS__KAFKA__DELIVERY_TIMEOUT_MS", "5000".into()));
     let mut vigil = start_role(dir.path(), "vigil", "all", &env);
 
     post(&vigil, "app-1", app_batch(1, 0, 100));

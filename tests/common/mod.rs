@@ -69,7 +69,7 @@ impl Vigil {
             // No pooled connections: after an early 413 the server closes the connection, and a
             // pooled client could pick that dead connection for the next request.
             client: Client::builder()
-                .timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(180))
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
