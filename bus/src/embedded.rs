@@ -128,15 +128,7 @@ impl Bus for EmbeddedBus {
         let path = dir.join(key);
         tokio::task::spawn_blocking(move || {
             fs::create_dir_all(&dir).map_err(BusError::io(&dir))?;
-            let tmp = path.with_extension("tmp");
-            let write = || -> io::Result<()> {
-                let mut file = File::create(&tmp)?;
-                file.write_all(&state)?;
-                file.sync_all()?;
-                fs::rename(&tmp, &path)
-            };
-            write().map_err(BusError::io(&path))?;
-            sync_dir(&dir)
+            replace_file(&path, &state)
         })
         .await
         .map_err(|e| BusError::Unavailable(format!("state task failed: {e}")))?
@@ -191,6 +183,23 @@ struct TopicLog {
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
+}
+
+/// Replaces the file at `path` with `bytes` durably: a crash leaves the old content or the
+/// new, never a mix. Offsets and stage state are written this way.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), BusError> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(BusError::io(path))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BusError> {
@@ -338,15 +347,7 @@ impl TopicLog {
 
     fn store_committed(&self, group: &str, next: u64) -> Result<(), BusError> {
         let path = self.offsets_path(group);
-        let tmp = path.with_extension("tmp");
-        let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            writeln!(file, "{next}")?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(BusError::io(&path))?;
-        sync_dir(&self.dir.join(OFFSETS_DIR))
+        replace_file(&path, format!("{next}\n").as_bytes())
     }
 
     fn first_base(&self) -> u64 {
@@ -782,15 +783,7 @@ pub fn rewind_committed(
     }
     let next = offset.min(current).max(oldest.min(current));
     if next != current {
-        let tmp = path.with_extension("tmp");
-        let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            writeln!(file, "{next}")?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(BusError::io(&path))?;
-        sync_dir(&dir.join(OFFSETS_DIR))?;
+        replace_file(&path, format!("{next}\n").as_bytes())?;
     }
     Ok(Some(next))
 }
