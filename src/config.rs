@@ -289,6 +289,10 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Push requests handled at once; more wait for a turn, so memory stays bounded.
     pub max_concurrent_requests: usize,
+    /// How to read what is pushed to `/api/v1/ingest/{name}` under names other than the
+    /// built-in ones: `{ "trail-eu" = "cloudtrail", "billing" = "flask-app" }`. Unnamed
+    /// sources are generic JSON.
+    pub presets: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -331,6 +335,7 @@ impl Default for IngestConfig {
             max_line_bytes: limits.max_line_bytes,
             max_body_bytes: limits.max_body_bytes,
             max_concurrent_requests: 16,
+            presets: BTreeMap::new(),
         }
     }
 }

@@ -76,7 +76,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let ingestor = Arc::new(Ingestor::new(
         bus.clone(),
         topics.clone(),
-        SourceCatalog::builtin(),
+        push_source_catalog(&config.ingest.presets)?,
         config.ingest.limits(),
     ));
 
@@ -354,6 +354,18 @@ fn cloudwatch_source(
     Ok(CloudWatchSource::new(config, ingestor)?)
 }
 
+/// The built-in sources plus the push source names configured with a preset.
+fn push_source_catalog(presets: &BTreeMap<String, String>) -> Result<SourceCatalog> {
+    let mut catalog = SourceCatalog::builtin();
+    for (name, preset) in presets {
+        let spec = catalog
+            .preset(preset)
+            .with_context(|| format!("unknown preset {preset:?} for push source {name:?}"))?;
+        catalog.insert(name.clone(), spec);
+    }
+    Ok(catalog)
+}
+
 /// Resolves `log group = preset` settings into the specs that override recognition.
 fn log_group_overrides(settings: &BTreeMap<String, String>) -> Result<Vec<LogGroupOverride>> {
     let catalog = SourceCatalog::builtin();
@@ -517,4 +529,31 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_sources_read_with_their_configured_preset() {
+        let presets = BTreeMap::from([("trail-eu".to_owned(), "cloudtrail".to_owned())]);
+        let catalog = push_source_catalog(&presets).unwrap();
+        let configured = catalog.resolve("trail-eu");
+        assert_eq!(
+            configured.logsource,
+            catalog.resolve("cloudtrail").logsource
+        );
+        assert_ne!(configured.logsource, catalog.resolve("unnamed").logsource);
+    }
+
+    #[test]
+    fn an_unknown_push_preset_is_named_in_the_error() {
+        let presets = BTreeMap::from([("billing".to_owned(), "cloudtrial".to_owned())]);
+        let error = push_source_catalog(&presets).unwrap_err().to_string();
+        assert!(
+            error.contains("cloudtrial") && error.contains("billing"),
+            "{error}"
+        );
+    }
 }
