@@ -40,6 +40,9 @@ pub struct Config {
     /// What joins the stages: the embedded on-disk log, or Kafka.
     #[serde(default)]
     pub bus: BusConfig,
+    /// Where alerts are sent as they are raised.
+    #[serde(default)]
+    pub notify: vigil_notify::NotifyConfig,
 }
 
 /// A stage, or a set of stages, one process can run.
@@ -56,6 +59,8 @@ pub enum Role {
     Index,
     /// The pages and the search and alert API over the local store.
     Ui,
+    /// Alerts to the configured webhooks.
+    Notify,
 }
 
 fn default_roles() -> Vec<Role> {
@@ -324,6 +329,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             roles: default_roles(),
             bus: BusConfig::default(),
+            notify: Default::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    vigil_notify::install_tls_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

@@ -20,6 +20,7 @@ use vigil_ingest::cloudwatch::{
 };
 use vigil_ingest::tail::{FileTailer, TailConfig};
 use vigil_ingest::{Ingestor, SourceCatalog};
+use vigil_notify::Notifier;
 use vigil_store::Store;
 use vigil_ui::UiState;
 
@@ -59,6 +60,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     } else {
         None
     };
+    let notifier = notifier(&config, roles)?;
     let topics = config.bus.topics.topics();
     let bus = open_bus(&config, &topics).await?;
     let store = if roles.index {
@@ -113,6 +115,14 @@ pub async fn run(options: RunOptions) -> Result<()> {
             shutdown.clone(),
         ));
         stages.spawn(stages::run_retention(store.clone(), shutdown.clone()));
+    }
+    if let Some(notifier) = notifier {
+        stages.spawn(stages::run_notifier(
+            bus.clone(),
+            topics.alerts.clone(),
+            notifier,
+            shutdown.clone(),
+        ));
     }
 
     let sources = if roles.ingest {
@@ -239,6 +249,7 @@ struct Roles {
     detect: bool,
     index: bool,
     ui: bool,
+    notify: bool,
 }
 
 impl Roles {
@@ -252,16 +263,36 @@ impl Roles {
                         detect: true,
                         index: true,
                         ui: true,
+                        notify: true,
                     }
                 }
                 Role::Ingest => selected.ingest = true,
                 Role::Detect => selected.detect = true,
                 Role::Index => selected.index = true,
                 Role::Ui => selected.ui = true,
+                Role::Notify => selected.notify = true,
             }
         }
         selected
     }
+}
+
+/// The notifier when this process notifies. With no webhook configured, `all` skips the
+/// stage, but asking for the `notify` role alone is a mistake worth stopping for.
+fn notifier(config: &Config, roles: Roles) -> Result<Option<Arc<Notifier>>> {
+    if !roles.notify {
+        return Ok(None);
+    }
+    let notifier = Notifier::new(&config.notify)?;
+    if notifier.is_empty() {
+        if config.roles.contains(&Role::Notify) {
+            bail!("the notify role has nothing to do: configure [[notify.webhooks]]");
+        }
+        return Ok(None);
+    }
+    let names: Vec<&str> = notifier.webhooks().iter().map(|w| w.name()).collect();
+    tracing::info!(webhooks = ?names, "notifying");
+    Ok(Some(Arc::new(notifier)))
 }
 
 /// Opens the configured bus. Kafka is checked now, so an unreachable cluster or a missing

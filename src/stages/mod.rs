@@ -1,4 +1,5 @@
-//! The stage loops that move messages off the bus: detection, and indexing into the store.
+//! The stage loops that move messages off the bus: detection, indexing into the store, and
+//! notification.
 //!
 //! Each loop reads a batch, makes its own output durable, and only then commits its offsets,
 //! so a crash at any point replays work instead of losing it. Replays are harmless because
@@ -6,6 +7,7 @@
 
 mod detect;
 mod index;
+mod notify;
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use vigil_bus::Subscription;
 
 pub use detect::run_detection;
 pub use index::{run_indexer, run_retention, IndexTarget};
+pub use notify::run_notifier;
 
 /// How long a stage waits for messages before it looks at the shutdown signal again.
 const POLL_WAIT: Duration = Duration::from_millis(250);

@@ -62,6 +62,8 @@ impl Vigil {
             .to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
+        // Every reqwest client in this process needs a TLS provider chosen first.
+        vigil_notify::install_tls_provider();
         Vigil {
             child,
             base,
