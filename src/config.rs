@@ -165,6 +165,7 @@ impl KafkaConfig {
             delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             max_message_bytes: self.max_message_bytes,
+            auth: vigil_bus_kafka::KafkaAuth::Properties,
             properties: self.properties.clone(),
             producer_properties: self.producer.clone(),
             consumer_properties: self.consumer.clone(),
