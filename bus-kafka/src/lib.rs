@@ -14,6 +14,9 @@
 //!   is the at-least-once contract every stage already honours.
 //! - **Stage state** (correlation windows) lives in a state topic keyed by partition, so it
 //!   follows a partition to whichever process owns it next.
+//! - **Authentication** is TLS or SASL/SCRAM through librdkafka properties, or AWS MSK IAM
+//!   ([`KafkaAuth::MskIam`]): every client Vigil creates gets its OAUTHBEARER tokens from one
+//!   [`MskIamSigner`], which holds AWS credentials refreshed in the background.
 //!
 //! Topics are checked at start. When allowed, missing ones are created; otherwise, as when no
 //! broker answers, [`KafkaBus::connect`] fails with one error that says what is wrong.
