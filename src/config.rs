@@ -116,6 +116,7 @@ impl TopicsConfig {
 
 /// The Kafka bus. `properties` pass to librdkafka as they are, for TLS and SASL (MSK with
 /// SCRAM: `security.protocol = "SASL_SSL"`, `sasl.mechanism = "SCRAM-SHA-512"`...).
+/// `auth = "msk-iam"` authenticates to MSK with IAM instead, with AWS credentials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
@@ -129,9 +130,24 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub max_message_bytes: usize,
+    pub auth: KafkaAuthMode,
+    /// The MSK cluster's region for `auth = "msk-iam"`; from the AWS environment when unset.
+    pub region: Option<String>,
     pub properties: BTreeMap<String, String>,
     pub producer: BTreeMap<String, String>,
     pub consumer: BTreeMap<String, String>,
+}
+
+/// How the Kafka bus authenticates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaAuthMode {
+    /// As `properties` say: nothing, TLS client certificates, or SASL/SCRAM.
+    #[default]
+    Properties,
+    /// AWS MSK IAM access control (port 9098): SASL/OAUTHBEARER over TLS, with tokens signed
+    /// by the standard AWS credential chain.
+    MskIam,
 }
 
 impl Default for KafkaConfig {
@@ -149,6 +165,8 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: ms(defaults.delivery_timeout),
             connect_timeout_ms: ms(defaults.connect_timeout),
             max_message_bytes: defaults.max_message_bytes,
+            auth: KafkaAuthMode::Properties,
+            region: None,
             properties: defaults.properties,
             producer: defaults.producer_properties,
             consumer: defaults.consumer_properties,
@@ -170,6 +188,12 @@ impl KafkaConfig {
             delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             max_message_bytes: self.max_message_bytes,
+            auth: match self.auth {
+                KafkaAuthMode::Properties => vigil_bus_kafka::KafkaAuth::Properties,
+                KafkaAuthMode::MskIam => vigil_bus_kafka::KafkaAuth::MskIam {
+                    region: self.region.clone(),
+                },
+            },
             properties: self.properties.clone(),
             producer_properties: self.producer.clone(),
             consumer_properties: self.consumer.clone(),
@@ -541,6 +565,42 @@ overrides = { "/app/flask" = "flask-app" }
             let err =
                 Config::load(Some(Path::new("nope.toml")), &Overrides::default()).unwrap_err();
             assert!(matches!(err, ConfigError::MissingFile(_)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kafka_msk_iam_auth() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                "[bus.kafka]\nbrokers = \"b-1.msk:9098\"\nauth = \"msk-iam\"\nregion = \"eu-west-1\"\n",
+            )?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                config.bus.kafka.options().auth,
+                vigil_bus_kafka::KafkaAuth::MskIam {
+                    region: Some("eu-west-1".into())
+                }
+            );
+
+            jail.create_file("vigil.toml", "[bus.kafka]\nauth = \"msk-iam\"\n")?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                config.bus.kafka.options().auth,
+                vigil_bus_kafka::KafkaAuth::MskIam { region: None }
+            );
+
+            jail.create_file("vigil.toml", "")?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                config.bus.kafka.options().auth,
+                vigil_bus_kafka::KafkaAuth::Properties
+            );
+
+            jail.create_file("vigil.toml", "[bus.kafka]\nauth = \"iam\"\n")?;
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("msk-iam"), "{err}");
             Ok(())
         });
     }

@@ -587,4 +587,44 @@ mod tests {
             "{error}"
         );
     }
+
+    /// With no region configured and none in the AWS environment, start-up stops with one
+    /// error that says what to set, before any broker is tried.
+    #[test]
+    // figment's test jail returns its own large error type; the size does not matter in tests.
+    #[allow(clippy::result_large_err)]
+    fn msk_iam_without_a_region_stops_start_up_clearly() {
+        if ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some())
+        {
+            eprintln!("skipped: this environment names an AWS region");
+            return;
+        }
+        figment::Jail::expect_with(|jail| {
+            // No profile files and no instance metadata: nothing may name a region, and no
+            // request may leave this machine.
+            jail.set_env("AWS_CONFIG_FILE", "no-such-aws-config");
+            jail.set_env("AWS_SHARED_CREDENTIALS_FILE", "no-such-aws-credentials");
+            jail.set_env("AWS_EC2_METADATA_DISABLED", "true");
+            jail.create_file(
+                "vigil.toml",
+                "[bus]\nbackend = \"kafka\"\n[bus.kafka]\nbrokers = \"127.0.0.1:9\"\nauth = \"msk-iam\"\n",
+            )?;
+            let config = Config::load(None, &crate::config::Overrides::default()).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let error = match runtime.block_on(open_bus(&config, &Topics::default())) {
+                Ok(_) => panic!("started without a region"),
+                Err(error) => format!("{error:#}"),
+            };
+            assert!(
+                error.contains("bus.kafka.region") && error.contains("AWS_REGION"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
 }

@@ -3,18 +3,22 @@
 use std::collections::HashSet;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use vigil_bus::BusError;
 
+use crate::auth::AuthContext;
 use crate::KafkaOptions;
 
 /// Checks that the brokers answer and that `topics` exist, creating the missing ones when the
 /// options allow. The last topic of `topics` is the state topic, made with one partition and
 /// compaction, since only the newest state per key matters.
-pub(crate) async fn ensure_topics(options: &KafkaOptions, topics: &[&str]) -> Result<(), BusError> {
-    let present = existing_topics(options).await?;
+pub(crate) async fn ensure_topics(
+    options: &KafkaOptions,
+    auth: &AuthContext,
+    topics: &[&str],
+) -> Result<(), BusError> {
+    let present = existing_topics(options, auth).await?;
     let missing: Vec<&str> = topics
         .iter()
         .copied()
@@ -30,10 +34,14 @@ pub(crate) async fn ensure_topics(options: &KafkaOptions, topics: &[&str]) -> Re
             missing.join(", ")
         )));
     }
-    let admin: AdminClient<DefaultClientContext> = options
-        .admin_config()
-        .create()
+    let config = options.admin_config();
+    let admin: AdminClient<AuthContext> = config
+        .create_with_context(auth.clone())
         .map_err(|e| crate::unavailable(options, "cannot create the Kafka admin client", e))?;
+    // The admin client never polls its main queue, so this token is the only one it gets;
+    // it outlives the few seconds the client is used for.
+    auth.prime(&config, admin.inner())
+        .map_err(BusError::Unavailable)?;
     let state_topic = options.state_topic.as_str();
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
@@ -70,11 +78,16 @@ pub(crate) async fn ensure_topics(options: &KafkaOptions, topics: &[&str]) -> Re
 const MIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The names of the topics the cluster holds; the call that tells whether it answers at all.
-async fn existing_topics(options: &KafkaOptions) -> Result<HashSet<String>, BusError> {
-    let consumer: BaseConsumer = options
-        .reader_config()
-        .create()
+async fn existing_topics(
+    options: &KafkaOptions,
+    auth: &AuthContext,
+) -> Result<HashSet<String>, BusError> {
+    let config = options.reader_config();
+    let consumer: BaseConsumer<AuthContext> = config
+        .create_with_context(auth.clone())
         .map_err(|e| crate::unavailable(options, "cannot create a Kafka client", e))?;
+    auth.prime(&config, consumer.client())
+        .map_err(BusError::Unavailable)?;
     let timeout = options.connect_timeout.max(MIN_WAIT);
     let brokers = options.brokers.clone();
     tokio::task::spawn_blocking(move || {

@@ -14,11 +14,16 @@
 //!   is the at-least-once contract every stage already honours.
 //! - **Stage state** (correlation windows) lives in a state topic keyed by partition, so it
 //!   follows a partition to whichever process owns it next.
+//! - **Authentication** is TLS or SASL/SCRAM through librdkafka properties, or AWS MSK IAM
+//!   ([`KafkaAuth::MskIam`]): every client Vigil creates gets its OAUTHBEARER tokens from one
+//!   [`MskIamSigner`], which holds AWS credentials refreshed in the background.
 //!
 //! Topics are checked at start. When allowed, missing ones are created; otherwise, as when no
 //! broker answers, [`KafkaBus::connect`] fails with one error that says what is wrong.
 
 mod admin;
+mod auth;
+mod iam;
 mod options;
 mod state;
 mod subscription;
@@ -32,42 +37,59 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use vigil_bus::{Bus, BusError, Message, Subscription, Topics};
 
-pub use options::KafkaOptions;
+pub use iam::{sign_token, IamError, IamToken, MskIamSigner, TOKEN_LIFETIME};
+pub use options::{KafkaAuth, KafkaOptions};
 
+use crate::auth::AuthContext;
 use crate::state::StateTopic;
 use crate::subscription::KafkaSubscription;
 
 /// The bus over a Kafka cluster.
 pub struct KafkaBus {
     options: Arc<KafkaOptions>,
+    auth: AuthContext,
     /// Replaced when librdkafka declares it failed for good (an idempotence sequence it cannot
     /// recover after a broker lost its state, say); a new one starts a new producer id.
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<KafkaProducer>,
     state: StateTopic,
 }
 
+type KafkaProducer = FutureProducer<AuthContext>;
+
 impl KafkaBus {
     /// Connects to the cluster, checks (or creates) Vigil's topics and the state topic, and
-    /// fails with one clear error when the brokers do not answer or a topic is missing.
+    /// fails with one clear error when the brokers do not answer, a topic is missing, or MSK
+    /// IAM authentication lacks a region or credentials.
     pub async fn connect(options: KafkaOptions, topics: &Topics) -> Result<Self, BusError> {
         let options = Arc::new(options);
-        let producer = create_producer(&options)?;
+        let auth = match &options.auth {
+            KafkaAuth::Properties => AuthContext::default(),
+            KafkaAuth::MskIam { region } => {
+                let signer = MskIamSigner::load(region.clone())
+                    .await
+                    .map_err(|e| BusError::Unavailable(e.to_string()))?;
+                tracing::info!(region = %signer.region(), "authenticating to Kafka with MSK IAM");
+                AuthContext::msk_iam(signer)
+            }
+        };
+        let producer = create_producer(&options, &auth)?;
         let mut names = vec![
             topics.events.as_str(),
             topics.alerts.as_str(),
             topics.quarantine.as_str(),
         ];
         names.push(options.state_topic.as_str());
-        admin::ensure_topics(&options, &names).await?;
-        let state = StateTopic::new(options.clone());
+        admin::ensure_topics(&options, &auth, &names).await?;
+        let state = StateTopic::new(options.clone(), auth.clone());
         Ok(KafkaBus {
             options,
+            auth,
             producer: RwLock::new(producer),
             state,
         })
     }
 
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> KafkaProducer {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -78,14 +100,14 @@ impl KafkaBus {
     /// messages outright, starts a fresh one (with a fresh producer id) so that the retry the
     /// caller makes can succeed. A broker that lost its idempotence state in a restart keeps
     /// refusing the old producer id, and librdkafka does not always call that fatal.
-    fn renew_if_failed(&self, failed: &FutureProducer, error: Option<&KafkaError>) {
+    fn renew_if_failed(&self, failed: &KafkaProducer, error: Option<&KafkaError>) {
         let reason = match (failed.client().fatal_error(), error) {
             (Some((code, reason)), _) => format!("{code}: {reason}"),
             (None, Some(error)) if refused_by_broker(error) => error.to_string(),
             _ => return,
         };
         tracing::warn!(%reason, "the Kafka producer failed; starting a new one");
-        match create_producer(&self.options) {
+        match create_producer(&self.options, &self.auth) {
             Ok(fresh) => *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh,
             Err(error) => tracing::error!(%error, "cannot start a new Kafka producer"),
         }
@@ -94,7 +116,7 @@ impl KafkaBus {
     /// Sends one message, waiting while librdkafka's bounded queue is full.
     async fn enqueue(
         &self,
-        producer: &FutureProducer,
+        producer: &KafkaProducer,
         topic: &str,
         message: &Message,
     ) -> Result<rdkafka::producer::DeliveryFuture, BusError> {
@@ -164,6 +186,7 @@ impl Bus for KafkaBus {
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         Ok(Box::new(KafkaSubscription::join(
             self.options.clone(),
+            self.auth.clone(),
             topic,
             group,
         )?))
@@ -209,11 +232,14 @@ fn refused_by_broker(error: &KafkaError) -> bool {
     }
 }
 
-fn create_producer(options: &KafkaOptions) -> Result<FutureProducer, BusError> {
-    options
-        .producer_config()
-        .create()
-        .map_err(|e| unavailable(options, "cannot create the Kafka producer", e))
+fn create_producer(options: &KafkaOptions, auth: &AuthContext) -> Result<KafkaProducer, BusError> {
+    let config = options.producer_config();
+    let producer: KafkaProducer = config
+        .create_with_context(auth.clone())
+        .map_err(|e| unavailable(options, "cannot create the Kafka producer", e))?;
+    auth.prime(&config, producer.client())
+        .map_err(BusError::Unavailable)?;
+    Ok(producer)
 }
 
 /// A Kafka failure as the bus reports it: the stage retries or answers 503.

@@ -31,6 +31,8 @@ pub struct KafkaOptions {
     pub connect_timeout: Duration,
     /// The largest message Vigil produces, key and payload together.
     pub max_message_bytes: usize,
+    /// How clients authenticate beyond what `properties` configure.
+    pub auth: KafkaAuth,
     /// librdkafka settings for every client, applied last.
     pub properties: BTreeMap<String, String>,
     /// librdkafka settings for the producer only, applied after `properties`.
@@ -52,6 +54,7 @@ impl Default for KafkaOptions {
             delivery_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_message_bytes: 8 * 1024 * 1024,
+            auth: KafkaAuth::default(),
             properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
@@ -59,9 +62,29 @@ impl Default for KafkaOptions {
     }
 }
 
+/// How Vigil authenticates to the brokers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KafkaAuth {
+    /// Only as `properties` say: none, TLS certificates, or SASL/SCRAM.
+    #[default]
+    Properties,
+    /// AWS MSK IAM access control: SASL/OAUTHBEARER over TLS with SigV4-signed tokens, from
+    /// the standard AWS credential chain.
+    MskIam {
+        /// The cluster's region; from the AWS environment (`AWS_REGION`, the profile, IMDS)
+        /// when absent.
+        region: Option<String>,
+    },
+}
+
 impl KafkaOptions {
     fn base_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        if let KafkaAuth::MskIam { .. } = self.auth {
+            config
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", "OAUTHBEARER");
+        }
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
@@ -176,5 +199,32 @@ mod tests {
         assert_eq!(consumer.get("session.timeout.ms"), Some("45000"));
         assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
         assert_eq!(consumer.get("compression.type"), None);
+    }
+
+    #[test]
+    fn msk_iam_sets_sasl_oauthbearer_over_tls_for_every_client() {
+        let mut options = KafkaOptions {
+            auth: KafkaAuth::MskIam { region: None },
+            ..KafkaOptions::default()
+        };
+        let configs = [
+            options.producer_config(),
+            options.consumer_config("detect"),
+            options.reader_config(),
+            options.admin_config(),
+        ];
+        for config in configs {
+            assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(config.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        }
+        options
+            .properties
+            .insert("security.protocol".into(), "SASL_PLAINTEXT".into());
+        assert_eq!(
+            options.admin_config().get("security.protocol"),
+            Some("SASL_PLAINTEXT")
+        );
+        let plain = KafkaOptions::default().producer_config();
+        assert_eq!(plain.get("sasl.mechanism"), None);
     }
 }

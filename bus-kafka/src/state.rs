@@ -14,20 +14,22 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use vigil_bus::BusError;
 
+use crate::auth::AuthContext;
 use crate::KafkaOptions;
 
 pub(crate) struct StateTopic {
     options: Arc<KafkaOptions>,
+    auth: AuthContext,
 }
 
 impl StateTopic {
-    pub(crate) fn new(options: Arc<KafkaOptions>) -> Self {
-        StateTopic { options }
+    pub(crate) fn new(options: Arc<KafkaOptions>, auth: AuthContext) -> Self {
+        StateTopic { options, auth }
     }
 
     pub(crate) async fn save(
         &self,
-        producer: &FutureProducer,
+        producer: &FutureProducer<AuthContext>,
         key: &str,
         state: Bytes,
     ) -> Result<(), (BusError, Option<KafkaError>)> {
@@ -51,21 +53,29 @@ impl StateTopic {
     }
 
     pub(crate) async fn load(&self, key: &str) -> Result<Option<Bytes>, BusError> {
-        let options = self.options.clone();
+        let (options, auth) = (self.options.clone(), self.auth.clone());
         let key = key.to_owned();
-        tokio::task::spawn_blocking(move || read_newest(&options, &key))
+        tokio::task::spawn_blocking(move || read_newest(&options, &auth, &key))
             .await
             .map_err(|e| BusError::Unavailable(format!("state task failed: {e}")))?
     }
 }
 
-fn read_newest(options: &KafkaOptions, key: &str) -> Result<Option<Bytes>, BusError> {
+fn read_newest(
+    options: &KafkaOptions,
+    auth: &AuthContext,
+    key: &str,
+) -> Result<Option<Bytes>, BusError> {
     let failed = |error: rdkafka::error::KafkaError| {
         BusError::Unavailable(format!("cannot read state {key} from Kafka: {error}"))
     };
     let topic = options.state_topic.as_str();
     let timeout = options.connect_timeout.max(Duration::from_secs(1));
-    let consumer: BaseConsumer = options.reader_config().create().map_err(failed)?;
+    let config = options.reader_config();
+    let consumer: BaseConsumer<AuthContext> =
+        config.create_with_context(auth.clone()).map_err(failed)?;
+    auth.prime(&config, consumer.client())
+        .map_err(BusError::Unavailable)?;
     let (low, high) = consumer
         .fetch_watermarks(topic, 0, timeout)
         .map_err(failed)?;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -13,6 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use vigil_bus::{BusError, Checkpoint, Delivery, Subscription};
 
+use crate::auth::AuthContext;
 use crate::KafkaOptions;
 
 /// After the first message of a batch, how long to wait for more before returning it.
@@ -30,17 +32,21 @@ pub(crate) struct KafkaSubscription {
 impl KafkaSubscription {
     pub(crate) fn join(
         options: Arc<KafkaOptions>,
+        auth: AuthContext,
         topic: &str,
         group: &str,
     ) -> Result<Self, BusError> {
         let context = GroupContext {
             topic: topic.to_owned(),
             group: group.to_owned(),
+            auth: auth.clone(),
         };
-        let consumer: StreamConsumer<GroupContext> = options
-            .consumer_config(group)
+        let config = options.consumer_config(group);
+        let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(context)
             .map_err(|e| crate::unavailable(&options, "cannot create a Kafka consumer", e))?;
+        auth.prime(&config, consumer.client())
+            .map_err(BusError::Unavailable)?;
         consumer
             .subscribe(&[topic])
             .map_err(|e| crate::unavailable(&options, "cannot subscribe to Kafka", e))?;
@@ -191,9 +197,20 @@ fn consume_error(options: &KafkaOptions, error: KafkaError) -> BusError {
 struct GroupContext {
     topic: String,
     group: String,
+    auth: AuthContext,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = AuthContext::ENABLE_REFRESH_OAUTH_TOKEN;
+
+    // Called from `recv`, on a tokio worker: signing only reads credentials kept in memory.
+    fn generate_oauth_token(
+        &self,
+        oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.auth.generate_oauth_token(oauthbearer_config)
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
