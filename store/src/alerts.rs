@@ -106,6 +106,7 @@ fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
         record_name: fields::RECORD,
         text: field(fields::TEXT)?,
         text_name: fields::TEXT,
+        bare_terms_in_record: false,
         time: field(fields::TIME)?,
         time_name: fields::TIME,
         keywords: [

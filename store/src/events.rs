@@ -58,8 +58,13 @@ const WRITER_THREADS: usize = 2;
 /// CPU and per-core throughput fell as the partition grew. 400 MB gave 1.5x the events per
 /// CPU second on the store benchmark (benches/store_throughput.rs).
 const WRITER_MEMORY: usize = 400_000_000;
-/// Older partitions only take late or backfilled events; tantivy's minimum budget will do.
-const LATE_WRITER_MEMORY: usize = 20_000_000;
+/// Older partitions take late or backfilled events, one thread's worth. A backfill (or a
+/// replay of the bus) can send most events there, and each flush of a small segment has a
+/// fixed cost per record path (a term dictionary and a column for each): at 20 MB the store
+/// benchmark, whose events span the last day, indexed 1.4x fewer events per CPU second. The
+/// budget is only taken as events arrive, so a writer with a trickle of late events stays
+/// small.
+const LATE_WRITER_MEMORY: usize = 200_000_000;
 /// Most partitions written at once. A backfill spanning more periods commits and closes the
 /// least recently used writer to open another, which only makes those events durable early.
 const MAX_OPEN_WRITERS: usize = 4;
@@ -194,6 +199,7 @@ pub(crate) fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
         record_name: fields::RECORD,
         text: field(fields::TEXT)?,
         text_name: fields::TEXT,
+        bare_terms_in_record: true,
         time: field(fields::TIME)?,
         time_name: fields::TIME,
         keywords: [
@@ -507,12 +513,8 @@ impl EventIndex {
                 doc.add_text(field, value);
             }
         }
-        let mut text = String::new();
         match event.document() {
             Ok(object) => {
-                for value in object.values() {
-                    collect_text(value, &mut text);
-                }
                 let object = object
                     .into_iter()
                     .map(|(key, value)| (key, to_owned_value(value)))
@@ -520,10 +522,12 @@ impl EventIndex {
                 doc.add_field_value(f.record, &OwnedValue::Object(object));
             }
             // A record that is not a JSON object can still arrive off the bus; it stays
-            // findable by its words rather than failing the whole batch.
-            Err(_) => text.push_str(event.record.as_str()),
+            // findable by its words rather than failing the whole batch. Bare terms search
+            // this field as well as the record's words.
+            Err(_) => {
+                doc.add_text(f.text, event.record.as_str());
+            }
         }
-        doc.add_text(f.text, text);
         let stored = serde_json::to_string(event).map_err(StoreError::Serialize)?;
         doc.add_text(f.doc, stored);
         Ok(doc)
@@ -912,24 +916,6 @@ fn facet_column(field: &str) -> Result<String, StoreError> {
         )));
     }
     Ok(format!("{}.{path}", fields::RECORD))
-}
-
-/// Appends every string and number in `value` to `text`, one per line, for bare-word search.
-fn collect_text(value: &Json, text: &mut String) {
-    match value {
-        Json::String(s) => push_line(text, s),
-        Json::Number(n) => push_line(text, &n.to_string()),
-        Json::Array(items) => items.iter().for_each(|item| collect_text(item, text)),
-        Json::Object(map) => map.values().for_each(|item| collect_text(item, text)),
-        Json::Null | Json::Bool(_) => {}
-    }
-}
-
-fn push_line(text: &mut String, line: &str) {
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    text.push_str(line);
 }
 
 /// Converts a record value for the JSON field.

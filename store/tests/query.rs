@@ -224,6 +224,24 @@ fn bare_terms_and_phrases_search_the_full_text() {
 }
 
 #[test]
+fn bare_terms_reach_every_path_of_the_record() {
+    let (_dir, store) = loaded();
+    assert_eq!(found(&store, "18342"), ["access-500"], "a number value");
+    assert_eq!(found(&store, "12.5"), ["flask-app"]);
+    assert_eq!(found(&store, "mallory"), ["ct-attach"], "a nested value");
+    assert_eq!(found(&store, "\"kube-system\""), ["k8s-denied"]);
+    assert_eq!(
+        found(&store, "10.0.40.23"),
+        ["k8s-secret"],
+        "a value inside an array"
+    );
+    assert_eq!(found(&store, "*role/orgadmin*"), ["ct-attach"]);
+    assert!(found(&store, "*user/orgadmin*").is_empty());
+    assert_eq!(found(&store, "/administrator.*/"), ["ct-attach"]);
+    assert_eq!(found(&store, "text:sqlmap"), ["access-500"]);
+}
+
+#[test]
 fn keyword_fields_match_whole_values_ignoring_case() {
     let (_dir, store) = loaded();
     assert_eq!(

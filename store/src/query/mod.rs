@@ -4,6 +4,7 @@
 //! and lowered to tantivy queries against an index's fields ([`translate`]). The grammar and
 //! how each form matches are documented on those modules and in `store/QUERY.md`.
 
+mod anypath;
 pub(crate) mod ast;
 mod lexer;
 mod parser;

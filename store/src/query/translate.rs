@@ -33,6 +33,7 @@ use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::Term;
 use tantivy_fst::Regex;
 
+use super::anypath::{any_path_prefix, AnyPathQuery, WordsPhraseQuery};
 use super::ast::{Ast, Part, Value, Word};
 use super::time::parse_time;
 use crate::StoreError;
@@ -45,9 +46,15 @@ pub(crate) struct QueryFields {
     /// The JSON field holding the record; unknown field names are paths inside it.
     pub(crate) record: Field,
     pub(crate) record_name: &'static str,
-    /// Full text of the record's values, searched by bare terms.
+    /// Full text searched by bare terms. For events it only holds records that are not JSON
+    /// objects (and every record of partitions written before bare terms were served from
+    /// the record's own words); see [`QueryFields::bare_terms_in_record`].
     pub(crate) text: Field,
     pub(crate) text_name: &'static str,
+    /// Bare terms also search the words of every path of the record. Indexing the record's
+    /// strings a second time into the text field cost a third of the events' indexing time;
+    /// the JSON field's words with their positions answer the same terms and phrases.
+    pub(crate) bare_terms_in_record: bool,
     /// The event time.
     pub(crate) time: Field,
     pub(crate) time_name: &'static str,
@@ -153,7 +160,7 @@ impl<'a> Translator<'a> {
         match self.target(field)? {
             Target::Keyword(field) => keyword_query(field, value),
             Target::Time(field) => self.time_query(field, value),
-            Target::Text(field) => self.text_query(field, value),
+            Target::Text(field) => self.bare_query(field, value),
             Target::Json { path } => self.json_query(&path, value),
         }
     }
@@ -210,6 +217,65 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// A bare term: the text field, and when the record serves bare terms, its words at any
+    /// path. Numbers match numbers too, as they would in text; booleans, never in the text,
+    /// do not.
+    fn bare_query(&mut self, field: Field, value: &Value) -> Result<Box<dyn Query>, String> {
+        let text = self.text_query(field, value)?;
+        if !self.fields.bare_terms_in_record {
+            return Ok(text);
+        }
+        let record = self.fields.record;
+        let any = any_path_prefix();
+        let in_record: Box<dyn Query> = match value {
+            Value::Exists | Value::Range { .. } => return Ok(text),
+            Value::Word(word) if word.has_wildcard() => {
+                let regexes = word_pieces(word)
+                    .iter()
+                    .map(|piece| compile(&format!("{any}{}", piece_regex(piece))).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()?;
+                match regexes.len() {
+                    0 => Box::new(EmptyQuery),
+                    1 => Box::new(RegexQuery::from_regex(
+                        regexes.into_iter().next().expect("one regex"),
+                        record,
+                    )),
+                    _ => Box::new(WordsPhraseQuery::new(record, None, regexes)),
+                }
+            }
+            Value::Word(word) => self.any_path_literal(record, &word.literal())?,
+            Value::Phrase(text) => self.any_path_literal(record, text)?,
+            Value::Regex(pattern) => {
+                let regex = compile(&format!("{any}(?i:{})", checked_regex(pattern)?))?;
+                Box::new(RegexQuery::from_regex(regex, record))
+            }
+        };
+        Ok(Box::new(BooleanQuery::new(vec![
+            (Occur::Should, text),
+            (Occur::Should, in_record),
+        ])))
+    }
+
+    fn any_path_literal(&mut self, record: Field, literal: &str) -> Result<Box<dyn Query>, String> {
+        let words = self.tokens(literal);
+        let first = match words.first() {
+            Some(word) => {
+                let mut pattern = any_path_prefix();
+                word.chars().for_each(|c| push_escaped(&mut pattern, c));
+                Some(Arc::new(compile(&pattern)?))
+            }
+            None => None,
+        };
+        // Whether it reads as a number is decided per path (the helper needs one), so only
+        // the text is kept.
+        let probe = Term::from_field_json_path(record, "n", true);
+        let number = number_term(&probe, literal).map(|_| literal.to_owned());
+        if first.is_none() && number.is_none() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        Ok(Box::new(AnyPathQuery::new(record, words, first, number)))
+    }
+
     fn json_query(&mut self, path: &str, value: &Value) -> Result<Box<dyn Query>, String> {
         let record = self.fields.record;
         let path_term = Term::from_field_json_path(record, path, true);
@@ -230,26 +296,17 @@ impl<'a> Translator<'a> {
                         regex: Arc::new(regex),
                     }));
                 }
-                // Tantivy's regex phrases refuse JSON fields. Each word must then be under the
-                // path, and the adjacency is checked on the full text, which holds the same
-                // words in the same order.
-                let patterns: Vec<String> = pieces.iter().map(|p| piece_regex(p)).collect();
-                let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-                for pattern in &patterns {
-                    clauses.push((
-                        Occur::Must,
-                        Box::new(JsonRegexQuery {
-                            field: record,
-                            key_prefix: path_term.serialized_value_bytes().to_vec(),
-                            regex: Arc::new(compile(&format!("{prefix}{pattern}"))?),
-                        }),
-                    ));
-                }
-                clauses.push((
-                    Occur::Must,
-                    regex_terms_query(self.fields.text, &patterns, "")?,
-                ));
-                Ok(Box::new(BooleanQuery::new(clauses)))
+                // Tantivy's regex phrases refuse JSON fields; this one compares the positions
+                // of the words under the path itself.
+                let regexes = pieces
+                    .iter()
+                    .map(|piece| compile(&format!("{prefix}{}", piece_regex(piece))).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Box::new(WordsPhraseQuery::new(
+                    record,
+                    Some(path_term.serialized_value_bytes().to_vec()),
+                    regexes,
+                )))
             }
             Value::Word(word) => {
                 let literal = word.literal();
@@ -369,7 +426,7 @@ fn map_bound<T, E>(
     })
 }
 
-fn number_term(path_term: &Term, literal: &str) -> Option<Term> {
+pub(crate) fn number_term(path_term: &Term, literal: &str) -> Option<Term> {
     // Only plain decimal numbers: the helper would also read RFC 3339 text as a date term,
     // and record dates are indexed as words, never as dates.
     let looks_numeric = literal
