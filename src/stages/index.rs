@@ -9,7 +9,7 @@ use vigil_bus::{Bus, Checkpoint, Delivery};
 use vigil_event::{Alert, Event, Quarantined};
 use vigil_store::{Store, StoreError};
 
-use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
+use super::{decode_message, record_lag, retry, stopping, Shutdown, POLL_WAIT};
 use crate::config::IndexConfig;
 
 const BATCH: usize = 2000;
@@ -117,14 +117,7 @@ pub async fn run_indexer<T: IndexTarget>(
 fn decode<T: IndexTarget>(batch: &[Delivery]) -> Vec<T> {
     batch
         .iter()
-        .filter_map(|delivery| match serde_json::from_slice(&delivery.payload) {
-            Ok(item) => Some(item),
-            Err(error) => {
-                tracing::error!(offset = delivery.offset, %error, group = T::GROUP, "skipping an unreadable bus message");
-                metrics::counter!("vigil_index_unreadable_total", "group" => T::GROUP).increment(1);
-                None
-            }
-        })
+        .filter_map(|delivery| decode_message(delivery, T::GROUP))
         .collect()
 }
 

@@ -12,7 +12,7 @@ mod notify;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vigil_bus::Subscription;
+use vigil_bus::{Delivery, Subscription};
 
 pub use detect::run_detection;
 pub use index::{run_indexer, run_retention, IndexTarget};
@@ -72,6 +72,23 @@ impl Backoff {
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(Duration::from_secs(10));
         true
+    }
+}
+
+/// One bus message as `T`, or `None` after logging and counting it. Detection quarantines
+/// what it cannot read, so the later stages only count; the metric keeps its first user's
+/// name.
+fn decode_message<T: serde::de::DeserializeOwned>(
+    delivery: &Delivery,
+    group: &'static str,
+) -> Option<T> {
+    match serde_json::from_slice(&delivery.payload) {
+        Ok(item) => Some(item),
+        Err(error) => {
+            tracing::error!(offset = delivery.offset, %error, group, "skipping an unreadable bus message");
+            metrics::counter!("vigil_index_unreadable_total", "group" => group).increment(1);
+            None
+        }
     }
 }
 

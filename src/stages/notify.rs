@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use vigil_bus::{Bus, Checkpoint, Delivery};
+use vigil_bus::{Bus, Checkpoint};
 use vigil_event::Alert;
 use vigil_notify::{DeliveryError, Notifier};
 
-use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
+use super::{decode_message, record_lag, retry, stopping, Shutdown, POLL_WAIT};
 
 const GROUP: &str = "notify";
 const BATCH: usize = 100;
@@ -39,7 +39,7 @@ pub async fn run_notifier(
         let mut done = Checkpoint::default();
         let mut interrupted = false;
         for delivery in &batch {
-            if let Some(alert) = decode(delivery) {
+            if let Some(alert) = decode_message::<Alert>(delivery, GROUP) {
                 if !notify(&notifier, &alert, &shutdown).await {
                     interrupted = true;
                     break;
@@ -96,15 +96,4 @@ async fn notify(notifier: &Notifier, alert: &Alert, shutdown: &Shutdown) -> bool
         }
     }
     true
-}
-
-fn decode(delivery: &Delivery) -> Option<Alert> {
-    match serde_json::from_slice(&delivery.payload) {
-        Ok(alert) => Some(alert),
-        Err(error) => {
-            tracing::error!(offset = delivery.offset, %error, "skipping an unreadable alert message");
-            metrics::counter!("vigil_index_unreadable_total", "group" => GROUP).increment(1);
-            None
-        }
-    }
 }
