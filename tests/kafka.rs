@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use common::tansu::{free_port, Tansu};
 use common::{wait_for, Vigil, TOKEN};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 /// One Kafka test at a time: each runs a broker and several Vigil processes.
@@ -167,7 +170,7 @@ fn wait_for_events(index: &Vigil, expected: u64, within: Duration) {
 
 /// Waits for `expected` alerts of our rule, and says how many came when they do not, with
 /// what `detect` tells about the detect processes.
-fn wait_for_alerts(index: &Vigil, expected: usize, detect: &[&Vigil]) {
+fn wait_for_alerts(index: &Vigil, expected: usize, detect: &[&Vigil], brokers: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         let raised = alert_ids(index, TRAIL_STOPPED_RULE).len();
@@ -186,13 +189,97 @@ fn wait_for_alerts(index: &Vigil, expected: usize, detect: &[&Vigil]) {
                     )
                 })
                 .collect();
+            // What the broker itself holds tells a stall (offsets short of the end) from a
+            // skip (offsets at the end, alerts absent) and detection from indexing.
             panic!(
-                "{raised} of {expected} alerts after 300 s; {} trail-stop events indexed; detect processes: {processes:?}",
-                index.search_total("eventName:StopLogging")
+                "{raised} of {expected} alerts after 300 s; {} trail-stop events indexed; detect processes: {processes:?}; \
+                 detect group on vigil.events (partition, committed, end): {:?}; \
+                 index-alerts group on vigil.alerts: {:?}; distinct alerts of the rule on vigil.alerts: {}",
+                index.search_total("eventName:StopLogging"),
+                group_position(brokers, "detect", "vigil.events"),
+                group_position(brokers, "index-alerts", "vigil.alerts"),
+                alerts_on_topic(brokers, TRAIL_STOPPED_RULE).len(),
             );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A consumer outside every Vigil group, for reading what the broker holds.
+fn inspector(brokers: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("an inspecting consumer")
+}
+
+/// For each partition of `topic`: the offset `group` committed and the partition's end.
+fn group_position(brokers: &str, group: &str, topic: &str) -> Vec<(i32, i64, i64)> {
+    let consumer = inspector(brokers, group);
+    let timeout = Duration::from_secs(10);
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..4 {
+        partitions.add_partition(topic, partition);
+    }
+    let committed = match consumer.committed_offsets(partitions, timeout) {
+        Ok(committed) => committed,
+        Err(error) => panic!("cannot read {group}'s offsets: {error}"),
+    };
+    committed
+        .elements()
+        .iter()
+        .map(|element| {
+            let end = consumer
+                .fetch_watermarks(topic, element.partition(), timeout)
+                .map_or(-1, |(_, high)| high);
+            let next = match element.offset() {
+                Offset::Offset(next) => next,
+                _ => -1,
+            };
+            (element.partition(), next, end)
+        })
+        .collect()
+}
+
+/// The distinct ids of `rule`'s alerts on the alerts topic, read from its start.
+fn alerts_on_topic(brokers: &str, rule: &str) -> BTreeSet<String> {
+    let consumer = inspector(brokers, "vigil-test-inspector");
+    let timeout = Duration::from_secs(10);
+    let mut partitions = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for partition in 0..4 {
+        let end = consumer
+            .fetch_watermarks("vigil.alerts", partition, timeout)
+            .map_or(0, |(_, high)| high);
+        ends.push(end);
+        partitions
+            .add_partition_offset("vigil.alerts", partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
+    let mut ids = BTreeSet::new();
+    let mut reached = vec![false; ends.len()];
+    for (partition, end) in ends.iter().enumerate() {
+        reached[partition] = *end == 0;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !reached.iter().all(|r| *r) && std::time::Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let partition = usize::try_from(message.partition()).unwrap();
+        if message.offset() + 1 >= ends[partition] {
+            reached[partition] = true;
+        }
+        let alert: Value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or(Value::Null);
+        if alert["rule_id"] == rule {
+            ids.insert(alert["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    ids
 }
 
 #[test]
@@ -210,7 +297,12 @@ fn stages_as_separate_processes_index_every_event_once() {
 
     let expected_alerts = post_hundred_thousand(&ingest, || {});
     wait_for_events(&index, 100_000, Duration::from_secs(600));
-    wait_for_alerts(&index, expected_alerts, &[&detect_a, &detect_b]);
+    wait_for_alerts(
+        &index,
+        expected_alerts,
+        &[&detect_a, &detect_b],
+        &tansu.brokers(),
+    );
     // Settle: late duplicates would show up now.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(index.search_total("marker:kafkarun"), 100_000);
@@ -276,7 +368,12 @@ fn a_detect_process_killed_midstream_loses_nothing() {
     });
     wait_for_events(&index, 100_000, Duration::from_secs(600));
     let restarted = restarted.expect("detect-a was restarted");
-    wait_for_alerts(&index, expected_alerts, &[&restarted, &detect_b]);
+    wait_for_alerts(
+        &index,
+        expected_alerts,
+        &[&restarted, &detect_b],
+        &tansu.brokers(),
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(index.search_total("marker:kafkarun"), 100_000);
     assert_eq!(alert_ids(&index, TRAIL_STOPPED_RULE).len(), expected_alerts);
