@@ -37,6 +37,7 @@ impl KafkaSubscription {
         group: &str,
     ) -> Result<Self, BusError> {
         let context = GroupContext {
+            client: options.client_id.clone(),
             topic: topic.to_owned(),
             group: group.to_owned(),
             auth: auth.clone(),
@@ -105,7 +106,7 @@ impl Subscription for KafkaSubscription {
             // A partition handed to another member since it was read is theirs to commit;
             // they resume from the last commit, so its work is replayed, not lost.
             if assignment.find_partition(&self.topic, partition).is_none() {
-                tracing::info!(topic = %self.topic, partition, "not committing a partition this process no longer owns");
+                tracing::info!(client = %self.options.client_id, topic = %self.topic, partition, "not committing a partition this process no longer owns");
                 continue;
             }
             offsets
@@ -126,7 +127,7 @@ impl Subscription for KafkaSubscription {
                 Ok(())
             }
             Err(KafkaError::ConsumerCommit(code)) if lost_membership(code) => {
-                tracing::warn!(topic = %self.topic, %code, "commit refused after a rebalance; the new owner replays from the last commit");
+                tracing::warn!(client = %self.options.client_id, topic = %self.topic, %code, "commit refused after a rebalance; the new owner replays from the last commit");
                 Ok(())
             }
             Err(error) => Err(crate::unavailable(
@@ -195,6 +196,8 @@ fn consume_error(options: &KafkaOptions, error: KafkaError) -> BusError {
 
 /// Logs the group's assignments, so an operator sees partitions move between processes.
 struct GroupContext {
+    /// This process's `client.id`, which tells the members of a group apart in logs.
+    client: String,
     topic: String,
     group: String,
     auth: AuthContext,
@@ -223,13 +226,13 @@ impl ConsumerContext for GroupContext {
         };
         match rebalance {
             Rebalance::Assign(list) => {
-                tracing::info!(topic = %self.topic, group = %self.group, partitions = %partitions(list), "assigned partitions")
+                tracing::info!(client = %self.client, topic = %self.topic, group = %self.group, partitions = %partitions(list), "assigned partitions")
             }
             Rebalance::Revoke(list) => {
-                tracing::info!(topic = %self.topic, group = %self.group, partitions = %partitions(list), "revoked partitions")
+                tracing::info!(client = %self.client, topic = %self.topic, group = %self.group, partitions = %partitions(list), "revoked partitions")
             }
             Rebalance::Error(error) => {
-                tracing::warn!(topic = %self.topic, group = %self.group, %error, "rebalance failed")
+                tracing::warn!(client = %self.client, topic = %self.topic, group = %self.group, %error, "rebalance failed")
             }
         }
     }
