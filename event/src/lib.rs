@@ -13,7 +13,7 @@ mod id;
 mod quarantine;
 
 pub use alert::{Alert, Level};
-pub use event::{Event, LogSource, Record, RecordError, Source};
+pub use event::{Event, LogSource, Record, RecordError, Source, TEXT_FIELD};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;
 

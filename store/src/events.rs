@@ -13,13 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
 use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{
-    Field, JsonObjectOptions, NumericOptions, OwnedValue, Schema, TextOptions, Value, STORED,
-    STRING,
+    Field, JsonObjectOptions, NumericOptions, Schema, TextOptions, Value, STORED, STRING,
 };
 use tantivy::{DocAddress, IndexReader, IndexWriter, Order, Searcher, TantivyDocument, Term};
 
@@ -31,6 +29,7 @@ use crate::index::{self, lock};
 use crate::partition::{PartitionKey, PartitionScheme};
 use crate::query::translate::{QueryFields, Translator};
 use crate::query::{self, Cursor, SearchRequest, SearchResults};
+use crate::record::RecordValue;
 use crate::StoreError;
 
 /// Field names of the events index. Queries name them directly (`source_kind:cloudtrail`), so
@@ -87,7 +86,35 @@ struct EventFields {
     tiebreak: Field,
 }
 
-fn schema() -> (Schema, EventFields) {
+/// The layouts of event partitions, oldest first. Partitions are written once and kept, so a
+/// partition cut by an earlier Vigil keeps its layout, and each new layout keeps the fields,
+/// their order and their types, changing only how they are indexed: queries built for one
+/// layout run on every other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Time and tiebreak were also indexed as terms.
+    First,
+    /// Time and tiebreak are columns only: range queries read a fast field's column whether
+    /// or not it is indexed, so the terms were never read, and they cost two unique terms
+    /// per event in every term dictionary.
+    ColumnsOnly,
+}
+
+impl Layout {
+    const CURRENT: Layout = Layout::ColumnsOnly;
+    /// Every layout this store reads, the one new partitions get first.
+    const READABLE: [Layout; 2] = [Layout::ColumnsOnly, Layout::First];
+}
+
+/// The schemas of every readable layout, the current one first.
+fn readable_schemas() -> Vec<Schema> {
+    Layout::READABLE
+        .iter()
+        .map(|layout| schema(*layout).0)
+        .collect()
+}
+
+fn schema(layout: Layout) -> (Schema, EventFields) {
     let mut builder = Schema::builder();
     let keyword = index::keyword;
     // The record's words are lowercased and split like prose: `eventName:consolelogin` and
@@ -100,9 +127,19 @@ fn schema() -> (Schema, EventFields) {
         // The raw values as columns: numeric ranges, `field:*` and facets read them instead
         // of walking the term dictionary.
         .set_fast("raw");
+    let (time, tiebreak) = match layout {
+        Layout::First => (
+            index::timestamp(),
+            NumericOptions::default().set_indexed().set_fast(),
+        ),
+        Layout::ColumnsOnly => (
+            index::fast_timestamp(),
+            NumericOptions::default().set_fast(),
+        ),
+    };
     let fields = EventFields {
         id: builder.add_text_field(fields::ID, STRING | STORED),
-        time: builder.add_date_field(fields::TIME, index::timestamp()),
+        time: builder.add_date_field(fields::TIME, time),
         source_kind: builder.add_text_field(fields::SOURCE_KIND, keyword()),
         source_name: builder.add_text_field(fields::SOURCE_NAME, keyword()),
         product: builder.add_text_field(fields::PRODUCT, keyword()),
@@ -114,10 +151,7 @@ fn schema() -> (Schema, EventFields) {
             TextOptions::default().set_indexing_options(index::text_indexing()),
         ),
         doc: builder.add_text_field(fields::DOC, STORED),
-        tiebreak: builder.add_u64_field(
-            fields::TIEBREAK,
-            NumericOptions::default().set_indexed().set_fast(),
-        ),
+        tiebreak: builder.add_u64_field(fields::TIEBREAK, tiebreak),
     };
     (builder.build(), fields)
 }
@@ -163,7 +197,8 @@ pub(crate) struct EventIndex {
     scheme: PartitionScheme,
     read_only: bool,
     max_open_readers: usize,
-    schema: Schema,
+    /// The schemas partitions may have, the one new partitions get first.
+    schemas: Vec<Schema>,
     fields: EventFields,
     query_fields: QueryFields,
     /// Partitions known to exist. A writing store is the only one creating or removing them,
@@ -225,8 +260,9 @@ impl EventIndex {
         read_only: bool,
         max_open_readers: usize,
     ) -> Result<EventIndex, StoreError> {
-        let (schema, fields) = schema();
-        let query_fields = query_fields(&schema)?;
+        let (_, fields) = schema(Layout::CURRENT);
+        let schemas = readable_schemas();
+        let query_fields = query_fields(&schemas[0])?;
         let io = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -248,7 +284,7 @@ impl EventIndex {
             scheme,
             read_only,
             max_open_readers: max_open_readers.max(1),
-            schema,
+            schemas,
             fields,
             query_fields,
             known: Mutex::new(BTreeSet::new()),
@@ -316,7 +352,7 @@ impl EventIndex {
             *used = now;
             return Ok(partition.clone());
         }
-        let index = index::open_index(&self.partition_dir(key), self.schema.clone(), false)?;
+        let index = index::open_index(&self.partition_dir(key), &self.schemas, false)?;
         let reader = index::reader(&index, self.read_only)?;
         let partition = Arc::new(Partition { reader });
         self.readers_opened.fetch_add(1, Ordering::Relaxed);
@@ -357,7 +393,7 @@ impl EventIndex {
                 }
             }
             let dir = self.partition_dir(key);
-            let index = index::open_index(&dir, self.schema.clone(), true)?;
+            let index = index::open_index(&dir, &self.schemas, true)?;
             let current = key >= self.scheme.key(Utc::now());
             let (threads, memory) = if current {
                 (WRITER_THREADS, WRITER_MEMORY)
@@ -513,22 +549,17 @@ impl EventIndex {
                 doc.add_text(field, value);
             }
         }
-        match event.document() {
-            Ok(object) => {
-                let object = object
-                    .into_iter()
-                    .map(|(key, value)| (key, to_owned_value(value)))
-                    .collect();
-                doc.add_field_value(f.record, &OwnedValue::Object(object));
-            }
+        match RecordValue::of_event(event) {
+            Some(record) => doc.add_field_value(f.record, &record),
             // A record that is not a JSON object can still arrive off the bus; it stays
             // findable by its words rather than failing the whole batch. Bare terms search
             // this field as well as the record's words.
-            Err(_) => {
-                doc.add_text(f.text, event.record.as_str());
-            }
+            None => doc.add_text(f.text, event.record.as_str()),
         }
-        let stored = serde_json::to_string(event).map_err(StoreError::Serialize)?;
+        // Sized for the record, which is most of it, so the buffer is not regrown.
+        let mut stored = Vec::with_capacity(event.record.as_str().len() + 512);
+        serde_json::to_writer(&mut stored, event).map_err(StoreError::Serialize)?;
+        let stored = String::from_utf8(stored).expect("serde_json writes UTF-8");
         doc.add_text(f.doc, stored);
         Ok(doc)
     }
@@ -918,36 +949,6 @@ fn facet_column(field: &str) -> Result<String, StoreError> {
     Ok(format!("{}.{path}", fields::RECORD))
 }
 
-/// Converts a record value for the JSON field.
-///
-/// Unlike tantivy's own conversion, strings stay strings even when they look like RFC 3339
-/// dates: record timestamps then remain searchable by their words (`eventTime:"2024-05-01"`),
-/// and ordering by time uses the `time` field anyway. It also never panics on a number.
-fn to_owned_value(value: Json) -> OwnedValue {
-    match value {
-        Json::Null => OwnedValue::Null,
-        Json::Bool(b) => OwnedValue::Bool(b),
-        Json::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                OwnedValue::I64(i)
-            } else if let Some(u) = n.as_u64() {
-                OwnedValue::U64(u)
-            } else if let Some(f) = n.as_f64() {
-                OwnedValue::F64(f)
-            } else {
-                OwnedValue::Str(n.to_string())
-            }
-        }
-        Json::String(s) => OwnedValue::Str(s),
-        Json::Array(items) => OwnedValue::Array(items.into_iter().map(to_owned_value).collect()),
-        Json::Object(map) => OwnedValue::Object(
-            map.into_iter()
-                .map(|(key, value)| (key, to_owned_value(value)))
-                .collect(),
-        ),
-    }
-}
-
 /// Checks the period the partitions were cut with against the configured one, recording it
 /// on first use. A read-only store takes whatever period is recorded: it only reads, and
 /// its opener (`vigil search`) may not know the writer's configuration.
@@ -1020,4 +1021,82 @@ fn dir_size(dir: &Path) -> Result<u64, StoreError> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use serde_json::json;
+    use vigil_event::{LogSource, Record, Source};
+
+    use super::*;
+
+    fn login(n: u32) -> Event {
+        let time = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, n).unwrap();
+        let record = json!({"eventName": "ConsoleLogin", "n": n});
+        Event {
+            id: EventId::derive("layout test", &[&n.to_le_bytes()]),
+            time,
+            received: time + Duration::seconds(1),
+            source: Source {
+                kind: "cloudtrail".into(),
+                name: "trail".into(),
+            },
+            logsource: LogSource::default(),
+            record: Record::json(&record.to_string()).unwrap(),
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    fn ns(results: &SearchResults) -> Vec<i64> {
+        results
+            .hits
+            .iter()
+            .map(|e| e.document().unwrap()["n"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn partitions_of_the_first_layout_are_searched_paged_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let scheme = PartitionScheme::default();
+        {
+            let mut index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
+            // New partitions get the first schema listed: here, the first layout.
+            index.schemas.reverse();
+            index.index(&[login(1), login(2)]).unwrap();
+            index.commit().unwrap();
+        }
+        let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
+        let key = scheme.key(login(1).time);
+        let written = index::open_index(&index.partition_dir(key), &index.schemas, false)
+            .unwrap()
+            .schema();
+        assert!(written == schema(Layout::First).0 && written != schema(Layout::CURRENT).0);
+
+        // A late event lands in the old partition, in its layout.
+        index.index(&[login(3)]).unwrap();
+        index.commit().unwrap();
+        let from = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 2).unwrap();
+        let request = SearchRequest {
+            query: "eventName:consolelogin".into(),
+            from: Some(from),
+            to: None,
+            limit: 1,
+            cursor: None,
+        };
+        let first = index.search(&request).unwrap();
+        assert_eq!(ns(&first), [3]);
+        let after = |page: &SearchResults| {
+            index
+                .search(&SearchRequest {
+                    cursor: page.next_cursor.clone(),
+                    ..request.clone()
+                })
+                .unwrap()
+        };
+        let second = after(&first);
+        assert_eq!(ns(&second), [2]);
+        assert_eq!(ns(&after(&second)), Vec::<i64>::new());
+    }
 }

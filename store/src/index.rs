@@ -12,7 +12,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use crate::StoreError;
 
@@ -60,6 +60,14 @@ pub(crate) fn timestamp() -> DateOptions {
         .set_precision(DateTimePrecision::Microseconds)
 }
 
+/// A timestamp read only through its column: range queries on a fast field read the column
+/// whether or not the field is indexed, so indexing it would only add a term per document.
+pub(crate) fn fast_timestamp() -> DateOptions {
+    DateOptions::default()
+        .set_fast()
+        .set_precision(DateTimePrecision::Microseconds)
+}
+
 /// Converts to tantivy's nanosecond timestamp, clamping rather than overflowing: record times
 /// come from untrusted input and chrono reaches far beyond the i64 nanosecond range. A clamped
 /// time only affects ordering; the exact time is kept in the stored document.
@@ -78,9 +86,14 @@ pub(crate) fn to_tantivy(time: &DateTime<Utc>) -> tantivy::DateTime {
 /// directory and index are created if absent; otherwise a missing index is an error, which is
 /// what a read-only open wants rather than leaving empty directories behind.
 ///
-/// Fails when an index with a different schema is there: silently reindexing or mixing
-/// schemas would lose or misfile data.
-pub(crate) fn open_index(dir: &Path, schema: Schema, create: bool) -> Result<Index, StoreError> {
+/// `schemas` are the layouts this Vigil reads, newest first; a new index gets the first.
+/// Fails when an index with another schema is there: silently reindexing or mixing schemas
+/// would lose or misfile data.
+pub(crate) fn open_index(
+    dir: &Path,
+    schemas: &[Schema],
+    create: bool,
+) -> Result<Index, StoreError> {
     let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
         path: dir.to_path_buf(),
         source,
@@ -89,17 +102,18 @@ pub(crate) fn open_index(dir: &Path, schema: Schema, create: bool) -> Result<Ind
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
     }
     let directory = MmapDirectory::open(dir).map_err(|e| open_err(Box::new(e)))?;
-    let index = if create {
-        Index::open_or_create(directory, schema).map_err(|e| open_err(Box::new(e)))?
+    let exists = Index::exists(&directory).map_err(|e| open_err(Box::new(e)))?;
+    let index = if create && !exists {
+        Index::create(directory, schemas[0].clone(), IndexSettings::default())
     } else {
-        let index = Index::open(directory).map_err(|e| open_err(Box::new(e)))?;
-        if index.schema() != schema {
-            return Err(open_err(
-                "the index was written with a different schema".into(),
-            ));
-        }
-        index
-    };
+        Index::open(directory)
+    }
+    .map_err(|e| open_err(Box::new(e)))?;
+    if !schemas.contains(&index.schema()) {
+        return Err(open_err(
+            "the index was written with a different schema".into(),
+        ));
+    }
     // Tokenizers are not persisted with the index, so they are registered on every open.
     index.tokenizers().register(
         KEYWORD_TOKENIZER,
@@ -139,7 +153,7 @@ impl IndexHandle {
         memory_budget: usize,
         read_only: bool,
     ) -> Result<IndexHandle, StoreError> {
-        let index = open_index(dir, schema, !read_only)?;
+        let index = open_index(dir, &[schema], !read_only)?;
         let writer = if read_only {
             None
         } else {

@@ -17,6 +17,7 @@ mod lifecycle;
 mod partition;
 mod quarantine;
 mod query;
+mod record;
 
 use std::path::Path;
 

@@ -1,0 +1,275 @@
+//! A record parsed for indexing.
+//!
+//! Indexing is the store's hot path, and a record used to be parsed into `serde_json`'s map
+//! (a string allocated per key and value, a B-tree insert per key) and then converted into
+//! tantivy's own value type before tantivy copied it once more into its document. This tree
+//! borrows every string that needed no unescaping from the record's text, keeps object
+//! members in a flat vector, and is handed to tantivy as it is.
+//!
+//! It also fixes how record values are typed: strings stay strings even when they look like
+//! RFC 3339 dates (tantivy's own JSON conversion would make them dates), so record
+//! timestamps remain searchable by their words (`eventTime:"2024-05-01"`); ordering by time
+//! uses the `time` field anyway. Integers are `i64` when they fit and `u64` otherwise.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value as Json};
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value};
+use vigil_event::{Event, Record, TEXT_FIELD};
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RecordValue<'a> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Cow<'a, str>),
+    Array(Vec<RecordValue<'a>>),
+    /// Members in record order. A repeated key keeps every value, so each stays findable.
+    Object(Vec<(Cow<'a, str>, RecordValue<'a>)>),
+}
+
+impl<'a> RecordValue<'a> {
+    /// The event's record as an object for the JSON field, or `None` when it is not a JSON
+    /// object (it is then indexed as plain text). A text record is its extracted fields with
+    /// the line itself under [`TEXT_FIELD`], as [`Event::document`] presents it to rules.
+    pub(crate) fn of_event(event: &'a Event) -> Option<RecordValue<'a>> {
+        match &event.record {
+            Record::Json(raw) => match serde_json::from_str::<RecordValue<'a>>(raw.get()) {
+                Ok(object @ RecordValue::Object(_)) => Some(object),
+                _ => None,
+            },
+            Record::Text(text) => {
+                let mut members = object_members(&event.fields);
+                if !event.fields.contains_key(TEXT_FIELD) {
+                    members.push((Cow::Borrowed(TEXT_FIELD), RecordValue::Str(text.into())));
+                }
+                Some(RecordValue::Object(members))
+            }
+        }
+    }
+
+    fn from_json(value: &'a Json) -> RecordValue<'a> {
+        match value {
+            Json::Null => RecordValue::Null,
+            Json::Bool(b) => RecordValue::Bool(*b),
+            Json::Number(n) => number(n),
+            Json::String(s) => RecordValue::Str(Cow::Borrowed(s)),
+            Json::Array(items) => RecordValue::Array(items.iter().map(Self::from_json).collect()),
+            Json::Object(map) => RecordValue::Object(object_members(map)),
+        }
+    }
+}
+
+fn object_members(map: &Map<String, Json>) -> Vec<(Cow<'_, str>, RecordValue<'_>)> {
+    map.iter()
+        .map(|(key, value)| (Cow::Borrowed(key.as_str()), RecordValue::from_json(value)))
+        .collect()
+}
+
+fn number(n: &serde_json::Number) -> RecordValue<'_> {
+    if let Some(i) = n.as_i64() {
+        RecordValue::I64(i)
+    } else if let Some(u) = n.as_u64() {
+        RecordValue::U64(u)
+    } else if let Some(f) = n.as_f64() {
+        RecordValue::F64(f)
+    } else {
+        RecordValue::Str(Cow::Owned(n.to_string()))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RecordValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = RecordValue<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(RecordValue::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(RecordValue::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(RecordValue::Bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<Self::Value, E> {
+        Ok(RecordValue::I64(i))
+    }
+
+    fn visit_u64<E>(self, u: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(u).map_or(RecordValue::U64(u), RecordValue::I64))
+    }
+
+    fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+        Ok(RecordValue::F64(f))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(RecordValue::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(RecordValue::Str(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(RecordValue::Str(Cow::Owned(s)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(RecordValue::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            members.push((key.0, map.next_value()?));
+        }
+        Ok(RecordValue::Object(members))
+    }
+}
+
+/// An object key, borrowed from the record unless it held escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Object members as tantivy walks them.
+#[derive(Clone)]
+pub(crate) struct Members<'a>(std::slice::Iter<'a, (Cow<'a, str>, RecordValue<'a>)>);
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a str, &'a RecordValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(key, value)| (key.as_ref(), value))
+    }
+}
+
+impl<'a> Value<'a> for &'a RecordValue<'a> {
+    type ArrayIter = std::slice::Iter<'a, RecordValue<'a>>;
+    type ObjectIter = Members<'a>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        match self {
+            RecordValue::Null => ReferenceValueLeaf::Null.into(),
+            RecordValue::Bool(b) => ReferenceValueLeaf::Bool(*b).into(),
+            RecordValue::I64(i) => ReferenceValueLeaf::I64(*i).into(),
+            RecordValue::U64(u) => ReferenceValueLeaf::U64(*u).into(),
+            RecordValue::F64(f) => ReferenceValueLeaf::F64(*f).into(),
+            RecordValue::Str(s) => ReferenceValueLeaf::Str(s.as_ref()).into(),
+            RecordValue::Array(items) => ReferenceValue::Array(items.iter()),
+            RecordValue::Object(members) => ReferenceValue::Object(Members(members.iter())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> RecordValue<'_> {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_and_escaped_ones_decoded() {
+        let value = parse(r#"{"plain":"abc","esc\"aped":"a\nb","when":"2024-05-01T10:00:00Z"}"#);
+        let RecordValue::Object(members) = value else {
+            panic!("not an object")
+        };
+        assert!(matches!(members[0].0, Cow::Borrowed("plain")));
+        assert!(matches!(
+            &members[0].1,
+            RecordValue::Str(Cow::Borrowed("abc"))
+        ));
+        assert_eq!(members[1].0, "esc\"aped");
+        assert_eq!(members[1].1, RecordValue::Str("a\nb".into()));
+        // A date-like string stays a string.
+        assert_eq!(
+            members[2].1,
+            RecordValue::Str("2024-05-01T10:00:00Z".into())
+        );
+    }
+
+    #[test]
+    fn numbers_are_typed_as_the_json_conversion_types_them() {
+        let value = parse(r#"[1, -2, 18446744073709551615, 1.5, true, null]"#);
+        assert_eq!(
+            value,
+            RecordValue::Array(vec![
+                RecordValue::I64(1),
+                RecordValue::I64(-2),
+                RecordValue::U64(u64::MAX),
+                RecordValue::F64(1.5),
+                RecordValue::Bool(true),
+                RecordValue::Null,
+            ])
+        );
+        let json: Json = serde_json::from_str("[1, -2, 18446744073709551615, 1.5]").unwrap();
+        let RecordValue::Array(converted) = RecordValue::from_json(&json) else {
+            panic!("not an array")
+        };
+        let RecordValue::Array(parsed) = value else {
+            panic!("not an array")
+        };
+        assert_eq!(converted[..], parsed[..4]);
+    }
+
+    #[test]
+    fn repeated_keys_keep_every_value() {
+        let value = parse(r#"{"a":1,"a":2}"#);
+        assert_eq!(
+            value,
+            RecordValue::Object(vec![
+                ("a".into(), RecordValue::I64(1)),
+                ("a".into(), RecordValue::I64(2)),
+            ])
+        );
+    }
+}
