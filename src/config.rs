@@ -130,6 +130,9 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub max_message_bytes: usize,
+    /// Ingest refuses new events while detection or indexing has more than this many events
+    /// left to read (0: never); keep the events topic's retention longer than that backlog.
+    pub max_consumer_lag: u64,
     pub auth: KafkaAuthMode,
     /// The MSK cluster's region for `auth = "msk-iam"`; from the AWS environment when unset.
     pub region: Option<String>,
@@ -165,6 +168,7 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: ms(defaults.delivery_timeout),
             connect_timeout_ms: ms(defaults.connect_timeout),
             max_message_bytes: defaults.max_message_bytes,
+            max_consumer_lag: defaults.max_consumer_lag,
             auth: KafkaAuthMode::Properties,
             region: None,
             properties: defaults.properties,
@@ -188,6 +192,9 @@ impl KafkaConfig {
             delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             max_message_bytes: self.max_message_bytes,
+            max_consumer_lag: self.max_consumer_lag,
+            // Set by `vigil run` for a process that ingests.
+            lag_watched_groups: Vec::new(),
             auth: match self.auth {
                 KafkaAuthMode::Properties => vigil_bus_kafka::KafkaAuth::Properties,
                 KafkaAuthMode::MskIam => vigil_bus_kafka::KafkaAuth::MskIam {

@@ -62,7 +62,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     };
     let notifier = notifier(&config, roles)?;
     let topics = config.bus.topics.topics();
-    let bus = open_bus(&config, &topics).await?;
+    let bus = open_bus(&config, &topics, roles.ingest).await?;
     let store = if roles.index {
         let store_options = config
             .index
@@ -296,8 +296,10 @@ fn notifier(config: &Config, roles: Roles) -> Result<Option<Arc<Notifier>>> {
 }
 
 /// Opens the configured bus. Kafka is checked now, so an unreachable cluster or a missing
-/// topic stops start-up with one message instead of a silent retry loop.
-async fn open_bus(config: &Config, topics: &Topics) -> Result<Arc<dyn Bus>> {
+/// topic stops start-up with one message instead of a silent retry loop. A process that
+/// `ingests` watches how far the stages reading its events lag, and holds new events back
+/// while one lags too far.
+async fn open_bus(config: &Config, topics: &Topics, ingests: bool) -> Result<Arc<dyn Bus>> {
     Ok(match config.bus.backend {
         BusBackend::Embedded => Arc::new(EmbeddedBus::open(
             config.data_dir.join("bus"),
@@ -308,7 +310,15 @@ async fn open_bus(config: &Config, topics: &Topics) -> Result<Arc<dyn Bus>> {
             },
         )?),
         BusBackend::Kafka => {
-            let options = config.bus.kafka.options();
+            let mut options = config.bus.kafka.options();
+            if ingests {
+                // A group that never committed (a role this deployment does not run) is left
+                // out by the guard, so listing both is safe.
+                options.lag_watched_groups = vec![
+                    stages::DETECT_GROUP.to_owned(),
+                    <Event as stages::IndexTarget>::GROUP.to_owned(),
+                ];
+            }
             let brokers = options.brokers.clone();
             let bus = vigil_bus_kafka::KafkaBus::connect(options, topics)
                 .await
@@ -616,7 +626,7 @@ mod tests {
                 .enable_all()
                 .build()
                 .unwrap();
-            let error = match runtime.block_on(open_bus(&config, &Topics::default())) {
+            let error = match runtime.block_on(open_bus(&config, &Topics::default(), true)) {
                 Ok(_) => panic!("started without a region"),
                 Err(error) => format!("{error:#}"),
             };

@@ -446,6 +446,59 @@ fn ingest_answers_503_while_the_broker_is_down_and_resumes_after() {
 }
 
 #[test]
+fn ingest_refuses_events_while_detection_lags_and_accepts_them_once_it_catches_up() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path(), RESUMABLE_STORAGE);
+    let mut env = kafka_env(&tansu);
+    env.push(("VIGIL_BUS__KAFKA__MAX_CONSUMER_LAG", "3000".into()));
+    let ingest = start_role(dir.path(), "ingest", "ingest", &env);
+    let detect = start_role(dir.path(), "detect", "detect", &env);
+    // The index role is not run here: a group that never committed holds nothing back.
+    post(&ingest, "app-1", app_batch(1, 0, 500));
+    wait_for("detection to commit", Duration::from_secs(120), || {
+        (detect.metric("vigil_events_detected_total") >= 500.0).then_some(())
+    });
+    detect.kill();
+
+    // With detection stopped, accepted events pile up until the guard sees the limit passed.
+    let mut accepted = 500;
+    let refusal = wait_for("ingest to refuse", Duration::from_secs(120), || {
+        let response = ingest.post_ndjson("app-1", app_batch(1, accepted, 1000));
+        match response.status().as_u16() {
+            202 => {
+                accepted += 1000;
+                None
+            }
+            503 => Some((
+                response.headers().contains_key("retry-after"),
+                response.text().unwrap(),
+            )),
+            other => panic!("unexpected {other}: {}", response.text().unwrap()),
+        }
+    });
+    assert!(refusal.0, "a refusal says when to retry");
+    assert!(
+        refusal.1.contains("detect") && refusal.1.contains("events behind"),
+        "{}",
+        refusal.1
+    );
+    assert!(accepted > 3000, "refused at a lag of only {accepted}");
+
+    // Detection resumes, catches up, and ingest takes events again.
+    let detect = start_role(dir.path(), "detect", "detect", &env);
+    wait_for("ingest to accept again", Duration::from_secs(120), || {
+        let response = ingest.post_ndjson("app-1", app_batch(1, accepted, 100));
+        (response.status() == 202).then_some(())
+    });
+    wait_for(
+        "detection of every accepted event",
+        Duration::from_secs(120),
+        || (detect.metric("vigil_events_detected_total") >= (accepted - 500) as f64).then_some(()),
+    );
+}
+
+#[test]
 fn an_unreachable_broker_stops_start_up_with_one_clear_error() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,9 @@
 //!   stages call once their own output is durable. After a rebalance a commit for a partition
 //!   this process no longer owns is dropped: the new owner replays from the last commit, which
 //!   is the at-least-once contract every stage already honours.
+//! - **Backpressure** from lagging stages: while a group reading the events topic is more
+//!   than [`KafkaOptions::max_consumer_lag`] events behind, publishing events is refused, so
+//!   ingest answers 503 and a backlog never outgrows the topic's retention.
 //! - **Stage state** (correlation windows) lives in a state topic keyed by partition, so it
 //!   follows a partition to whichever process owns it next.
 //! - **Authentication** is TLS or SASL/SCRAM through librdkafka properties, or AWS MSK IAM
@@ -24,6 +27,7 @@
 mod admin;
 mod auth;
 mod iam;
+mod lag_guard;
 mod options;
 mod state;
 mod subscription;
@@ -41,6 +45,7 @@ pub use iam::{sign_token, IamError, IamToken, MskIamSigner, TOKEN_LIFETIME};
 pub use options::{KafkaAuth, KafkaOptions};
 
 use crate::auth::AuthContext;
+use crate::lag_guard::LagGuard;
 use crate::state::StateTopic;
 use crate::subscription::KafkaSubscription;
 
@@ -52,6 +57,8 @@ pub struct KafkaBus {
     /// recover after a broker lost its state, say); a new one starts a new producer id.
     producer: RwLock<KafkaProducer>,
     state: StateTopic,
+    /// Refuses new events while the stages reading them lag too far; `None` when off.
+    lag_guard: Option<LagGuard>,
 }
 
 type KafkaProducer = FutureProducer<AuthContext>;
@@ -81,11 +88,13 @@ impl KafkaBus {
         names.push(options.state_topic.as_str());
         admin::ensure_topics(&options, &auth, &names).await?;
         let state = StateTopic::new(options.clone(), auth.clone());
+        let lag_guard = LagGuard::start(&options, &auth, &topics.events)?;
         Ok(KafkaBus {
             options,
             auth,
             producer: RwLock::new(producer),
             state,
+            lag_guard,
         })
     }
 
@@ -141,6 +150,9 @@ impl KafkaBus {
 #[async_trait]
 impl Bus for KafkaBus {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
+        if let Some(guard) = &self.lag_guard {
+            guard.check(topic)?;
+        }
         // Sizes are checked before anything is sent, so a rejected batch sent nothing.
         for message in &messages {
             let size = message.key.len() + message.payload.len();

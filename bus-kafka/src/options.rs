@@ -31,6 +31,13 @@ pub struct KafkaOptions {
     pub connect_timeout: Duration,
     /// The largest message Vigil produces, key and payload together.
     pub max_message_bytes: usize,
+    /// Ingest refuses new events while a group of `lag_watched_groups` has more than this
+    /// many events of the events topic left to read (0: never). Kafka keeps the backlog on
+    /// disk, but deletes what outlives the topic's retention whether it was read or not.
+    pub max_consumer_lag: u64,
+    /// The consumer groups whose lag holds back new events: the stages reading the events
+    /// topic. Empty in a process that does not ingest.
+    pub lag_watched_groups: Vec<String>,
     /// How clients authenticate beyond what `properties` configure.
     pub auth: KafkaAuth,
     /// librdkafka settings for every client, applied last.
@@ -54,6 +61,8 @@ impl Default for KafkaOptions {
             delivery_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_message_bytes: 8 * 1024 * 1024,
+            max_consumer_lag: 5_000_000,
+            lag_watched_groups: Vec::new(),
             auth: KafkaAuth::default(),
             properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),

@@ -164,17 +164,41 @@ fn measure_lag(
         return Ok(0);
     }
     let committed = consumer.committed_offsets(assignment, timeout)?;
-    let mut lag = 0u64;
+    Ok(uncommitted(consumer, &committed, timeout)?.events)
+}
+
+/// What a group has left to read of some partitions.
+pub(crate) struct Uncommitted {
+    /// Messages after the group's committed offsets (from the start of a partition it never
+    /// committed).
+    pub(crate) events: u64,
+    /// Whether the group committed an offset on any of the partitions.
+    pub(crate) any_commit: bool,
+}
+
+/// The messages past `committed`, a group's committed offsets, up to each partition's end.
+pub(crate) fn uncommitted<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    committed: &TopicPartitionList,
+    timeout: Duration,
+) -> Result<Uncommitted, KafkaError> {
+    let mut left = Uncommitted {
+        events: 0,
+        any_commit: false,
+    };
     for element in committed.elements() {
         let (low, high) =
             consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
         let next = match element.offset() {
-            Offset::Offset(next) => next,
+            Offset::Offset(next) => {
+                left.any_commit = true;
+                next
+            }
             _ => low,
         };
-        lag += u64::try_from(high - next.max(low)).unwrap_or_default();
+        left.events += u64::try_from(high - next.max(low)).unwrap_or_default();
     }
-    Ok(lag)
+    Ok(left)
 }
 
 /// Commit errors that mean this member's generation is over, so its offsets are not its own.
