@@ -54,6 +54,24 @@ const TRAIL_STOPPED_METRIC: &str = "vigil_alerts_raised_total{level=\"high\"}";
 /// one and resumes exactly, so these tests run on it.
 const RESUMABLE_STORAGE: &str = "sqlite://tansu.db";
 
+/// The consumer groups' session timeout: a member silent for longer is dead.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Waits, after a group member was killed at `killed`, until its session has expired.
+///
+/// tansu 0.6.0 notices a dead member only when a request for its group arrives more than a
+/// session timeout after the member's last heartbeat. A member that joins before then can be
+/// left with nothing to read, for good: we saw a restarted process assigned no partition
+/// while the dead one, its group's leader, kept them all. Kafka expires sessions on its own
+/// and removes members that do not rejoin a rebalance, so there a restart may come at once;
+/// here it waits, as a supervisor's restart delay would.
+fn wait_for_session_expiry(killed: std::time::Instant) {
+    let expired = SESSION_TIMEOUT + Duration::from_secs(2);
+    if let Some(left) = expired.checked_sub(killed.elapsed()) {
+        std::thread::sleep(left);
+    }
+}
+
 /// The settings that put a Vigil process on `tansu`'s topics.
 fn kafka_env(tansu: &Tansu) -> Vec<(&'static str, String)> {
     vec![
@@ -61,7 +79,10 @@ fn kafka_env(tansu: &Tansu) -> Vec<(&'static str, String)> {
         ("VIGIL_BUS__KAFKA__BROKERS", tansu.brokers()),
         ("VIGIL_BUS__KAFKA__PARTITIONS", "4".into()),
         // A group notices a dead member within seconds, so a rebalance does not stall a test.
-        ("VIGIL_BUS__KAFKA__SESSION_TIMEOUT_MS", "6000".into()),
+        (
+            "VIGIL_BUS__KAFKA__SESSION_TIMEOUT_MS",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        ),
         ("VIGIL_BUS__KAFKA__DELIVERY_TIMEOUT_MS", "60000".into()),
         ("VIGIL_BUS__KAFKA__MAX_MESSAGE_BYTES", "1048576".into()),
         ("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500".into()),
@@ -345,9 +366,11 @@ fn stages_as_separate_processes_index_every_event_once() {
     assert_eq!(search.status(), 404);
 }
 
-// It failed once in fourteen runs (380 of 500 alerts after 300 s, every event indexed), before
-// a failure printed what the broker holds and which process owned which partitions. If it
-// fails again, its message tells a stalled partition from skipped events.
+// It failed once in fourteen runs (380 of 500 alerts after 300 s, every event indexed) when
+// the killed process was restarted at once. The likely cause is tansu's, seen in the lag
+// test below: a member joining while a dead member's session has not expired can be left
+// with no partition, and the dead member's partitions unread. The restart now waits for the
+// session to expire. Should it fail again, its message says what the broker holds.
 #[test]
 fn a_detect_process_killed_midstream_loses_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -368,6 +391,7 @@ fn a_detect_process_killed_midstream_loses_nothing() {
             (detect.metric("vigil_events_detected_total") > 0.0).then_some(())
         });
         detect_a.take().unwrap().kill();
+        wait_for_session_expiry(std::time::Instant::now());
         restarted = Some(start_role(dir.path(), "detect-a", "detect", &env));
     });
     wait_for_events(&index, 100_000, Duration::from_secs(600));
@@ -460,6 +484,7 @@ fn ingest_refuses_events_while_detection_lags_and_accepts_them_once_it_catches_u
         (detect.metric("vigil_events_detected_total") >= 500.0).then_some(())
     });
     detect.kill();
+    let killed = std::time::Instant::now();
 
     // With detection stopped, accepted events pile up until the guard sees the limit passed.
     let mut accepted = 500;
@@ -486,6 +511,7 @@ fn ingest_refuses_events_while_detection_lags_and_accepts_them_once_it_catches_u
     assert!(accepted > 3000, "refused at a lag of only {accepted}");
 
     // Detection resumes, catches up, and ingest takes events again.
+    wait_for_session_expiry(killed);
     let detect = start_role(dir.path(), "detect", "detect", &env);
     wait_for("ingest to accept again", Duration::from_secs(120), || {
         let response = ingest.post_ndjson("app-1", app_batch(1, accepted, 100));

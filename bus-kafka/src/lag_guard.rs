@@ -105,7 +105,7 @@ impl LagGuard {
         }
         match &*self.behind.lock().unwrap_or_else(|e| e.into_inner()) {
             None => Ok(()),
-            Some(behind) => Err(BusError::Unavailable(format!(
+            Some(behind) => Err(BusError::Behind(format!(
                 "consumer group {:?} is {} events behind {} (the limit is {}); new events wait \
                  until it catches up",
                 behind.group, behind.lag, self.topic, self.limit

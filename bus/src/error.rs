@@ -21,6 +21,10 @@ pub enum BusError {
     MessageTooLarge { size: usize, max: usize },
     #[error("the bus is unavailable: {0}")]
     Unavailable(String),
+    /// The stages reading a topic are too far behind for it to take more now: backpressure,
+    /// to retry later, not a failure.
+    #[error("the pipeline is behind: {0}")]
+    Behind(String),
 }
 
 impl BusError {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
+use vigil_bus::BusError;
 
 use crate::{IngestError, IngestReport, Ingestor};
 
@@ -77,7 +78,12 @@ pub(crate) fn report_response(
             error_response(StatusCode::BAD_REQUEST, e.to_string())
         }
         Err(e @ IngestError::Bus(_)) => {
-            tracing::error!(error = %e, "ingest could not store events");
+            if let IngestError::Bus(BusError::Behind(reason)) = &e {
+                // Expected while a stage catches up; the bus warns once when it starts.
+                tracing::debug!(%reason, "ingest holds events back");
+            } else {
+                tracing::error!(error = %e, "ingest could not store events");
+            }
             let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             response
                 .headers_mut()
