@@ -509,6 +509,7 @@ fn ingest_refuses_events_while_detection_lags_and_accepts_them_once_it_catches_u
         refusal.1
     );
     assert!(accepted > 3000, "refused at a lag of only {accepted}");
+    assert!(ingest.metric("vigil_ingest_held_back_total") >= 1.0);
 
     // Detection resumes, catches up, and ingest takes events again.
     wait_for_session_expiry(killed);

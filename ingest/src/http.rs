@@ -81,6 +81,7 @@ pub(crate) fn report_response(
             if let IngestError::Bus(BusError::Behind(reason)) = &e {
                 // Expected while a stage catches up; the bus warns once when it starts.
                 tracing::debug!(%reason, "ingest holds events back");
+                metrics::counter!("vigil_ingest_held_back_total").increment(1);
             } else {
                 tracing::error!(error = %e, "ingest could not store events");
             }
