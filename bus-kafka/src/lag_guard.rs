@@ -5,6 +5,10 @@
 //! group read them or not. Ingest therefore refuses new events (503, which push senders
 //! retry and pull sources wait out) while a watched group lags further than a limit, and the
 //! events topic's retention only has to outlast that backlog.
+//!
+//! A group that never committed is left out, so a role a deployment does not run holds
+//! nothing back. One that committed and then stopped for good (a role removed) looks like a
+//! stage that is down, and holds events back until its offsets are deleted or expire.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,8 +80,17 @@ impl LagGuard {
                     for (_, consumer) in &inspectors {
                         let _ = consumer.poll(Duration::ZERO);
                     }
-                    let now = worst_lag(&inspectors, &topic, timeout)
-                        .filter(|worst| worst.lag > limit);
+                    // A failed measurement changes nothing: a flaky coordinator lookup must
+                    // not let events through, and a broker that cannot answer refuses them
+                    // anyway.
+                    let now = match worst_lag(&inspectors, &topic, timeout) {
+                        Ok(worst) => worst.filter(|worst| worst.lag > limit),
+                        Err(error) => {
+                            tracing::debug!(%error, "cannot measure consumer lag");
+                            std::thread::sleep(MEASURE_EVERY);
+                            continue;
+                        }
+                    };
                     let mut held = behind.lock().unwrap_or_else(|e| e.into_inner());
                     match (&*held, &now) {
                         (None, Some(worst)) => tracing::warn!(
@@ -120,31 +133,25 @@ impl Drop for LagGuard {
     }
 }
 
-/// The watched group furthest behind on `topic`. A group that never committed is not
-/// running in this deployment and is left out; a failed measurement holds nothing back,
-/// since a broker that cannot answer will refuse the events anyway.
+/// The watched group furthest behind on `topic`, if any committed. A group that never
+/// committed is not running in this deployment and is left out.
 fn worst_lag(
     inspectors: &[(String, BaseConsumer<AuthContext>)],
     topic: &str,
     timeout: Duration,
-) -> Option<Behind> {
+) -> Result<Option<Behind>, KafkaError> {
     let mut worst: Option<Behind> = None;
     for (group, consumer) in inspectors {
-        match group_lag(consumer, topic, timeout) {
-            Ok(Some(lag)) if worst.as_ref().is_none_or(|w| lag > w.lag) => {
+        if let Some(lag) = group_lag(consumer, topic, timeout)? {
+            if worst.as_ref().is_none_or(|w| lag > w.lag) {
                 worst = Some(Behind {
                     group: group.clone(),
                     lag,
                 });
             }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::debug!(%group, %error, "cannot measure consumer lag");
-                return None;
-            }
         }
     }
-    worst
+    Ok(worst)
 }
 
 /// Events on `topic` that `consumer`'s group has not committed, or `None` when the group has

@@ -78,19 +78,24 @@ pub(crate) fn report_response(
             error_response(StatusCode::BAD_REQUEST, e.to_string())
         }
         Err(e @ IngestError::Bus(_)) => {
-            if let IngestError::Bus(BusError::Behind(reason)) = &e {
-                // Expected while a stage catches up; the bus warns once when it starts.
-                tracing::debug!(%reason, "ingest holds events back");
-                metrics::counter!("vigil_ingest_held_back_total").increment(1);
-            } else {
-                tracing::error!(error = %e, "ingest could not store events");
-            }
+            log_unstored(&e, "ingest could not store events");
             let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             response
         }
+    }
+}
+
+/// Logs a delivery the bus did not take: an error, unless a lagging stage holds events back,
+/// which is expected (the bus warns once when it starts) and only counted.
+pub(crate) fn log_unstored(error: &IngestError, what: &str) {
+    if let IngestError::Bus(BusError::Behind(reason)) = error {
+        tracing::debug!(%reason, "ingest holds events back");
+        metrics::counter!("vigil_ingest_held_back_total").increment(1);
+    } else {
+        tracing::error!(%error, "{what}");
     }
 }
 

@@ -12,6 +12,7 @@
 //! uses the `time` field anyway. Integers are `i64` when they fit and `u64` otherwise.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -28,7 +29,7 @@ pub(crate) enum RecordValue<'a> {
     F64(f64),
     Str(Cow<'a, str>),
     Array(Vec<RecordValue<'a>>),
-    /// Members in record order. A repeated key keeps every value, so each stays findable.
+    /// Members in record order, each key once.
     Object(Vec<(Cow<'a, str>, RecordValue<'a>)>),
 }
 
@@ -146,8 +147,39 @@ impl<'de> Visitor<'de> for RecordVisitor {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             members.push((key.0, map.next_value()?));
         }
-        Ok(RecordValue::Object(members))
+        Ok(RecordValue::Object(last_value_wins(members)))
     }
+}
+
+/// Objects up to this size are checked for repeated keys pair by pair, cheaper than hashing.
+const PAIRWISE_CHECK: usize = 32;
+
+/// Drops all but the last value of a repeated key. Detection reads records through
+/// `serde_json`'s map, where the last value wins, and the index must show what rules saw: an
+/// attacker repeating a key must not be found by the value detection never looked at.
+fn last_value_wins<'a>(
+    members: Vec<(Cow<'a, str>, RecordValue<'a>)>,
+) -> Vec<(Cow<'a, str>, RecordValue<'a>)> {
+    let repeated = if members.len() <= PAIRWISE_CHECK {
+        members
+            .iter()
+            .enumerate()
+            .any(|(i, (key, _))| members[..i].iter().any(|(other, _)| other == key))
+    } else {
+        let mut seen = HashSet::with_capacity(members.len());
+        !members.iter().all(|(key, _)| seen.insert(key.as_ref()))
+    };
+    if !repeated {
+        return members;
+    }
+    let mut seen = HashSet::new();
+    let mut kept: Vec<_> = members
+        .into_iter()
+        .rev()
+        .filter(|(key, _)| seen.insert(key.clone()))
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// An object key, borrowed from the record unless it held escapes.
@@ -262,14 +294,28 @@ mod tests {
     }
 
     #[test]
-    fn repeated_keys_keep_every_value() {
-        let value = parse(r#"{"a":1,"a":2}"#);
+    fn a_repeated_key_keeps_its_last_value_as_detection_sees_it() {
+        let value = parse(r#"{"a":1,"b":true,"a":2}"#);
         assert_eq!(
             value,
             RecordValue::Object(vec![
-                ("a".into(), RecordValue::I64(1)),
+                ("b".into(), RecordValue::Bool(true)),
                 ("a".into(), RecordValue::I64(2)),
             ])
         );
+        let seen_by_rules: Json = serde_json::from_str(r#"{"a":1,"b":true,"a":2}"#).unwrap();
+        assert_eq!(seen_by_rules["a"], 2);
+        // Large objects take the hashing path.
+        let many: String = (0..100)
+            .map(|i| format!("\"k{}\":{i}", i % 60))
+            .collect::<Vec<_>>()
+            .join(",");
+        let text = format!("{{{many}}}");
+        let RecordValue::Object(members) = parse(&text) else {
+            panic!("not an object")
+        };
+        assert_eq!(members.len(), 60);
+        let k5 = members.iter().find(|(key, _)| key == "k5").unwrap();
+        assert_eq!(k5.1, RecordValue::I64(65));
     }
 }

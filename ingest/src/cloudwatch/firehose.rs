@@ -126,7 +126,7 @@ async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: B
     match ingest_delivery(&state, &delivery.records).await {
         Ok(()) => reply(StatusCode::OK, &request_id, None),
         Err(error) => {
-            tracing::error!(%error, "Firehose delivery not stored; Firehose will retry");
+            crate::http::log_unstored(&error, "Firehose delivery not stored; Firehose will retry");
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &request_id,
