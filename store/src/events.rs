@@ -101,9 +101,9 @@ enum Layout {
 }
 
 impl Layout {
-    const CURRENT: Layout = Layout::ColumnsOnly;
     /// Every layout this store reads, the one new partitions get first.
     const READABLE: [Layout; 2] = [Layout::ColumnsOnly, Layout::First];
+    const CURRENT: Layout = Layout::READABLE[0];
 }
 
 /// The schemas of every readable layout, the current one first.
