@@ -95,8 +95,7 @@ pub fn interval_for(span_seconds: i64) -> i64 {
 }
 
 pub(crate) fn histogram(
-    searchers: &[Searcher],
-    query: &dyn Query,
+    searches: &[(&Searcher, &dyn Query)],
     time_field: &str,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -106,10 +105,10 @@ pub(crate) fn histogram(
         (Some(from), Some(to)) => (nanos(&from), nanos(&to).saturating_sub(1)),
         _ => {
             let mut seen: Option<(i64, i64)> = None;
-            for searcher in searchers {
+            for (searcher, query) in searches {
                 let found = searcher
                     .search(
-                        query,
+                        *query,
                         &MinMax {
                             field: time_field.to_owned(),
                         },
@@ -153,9 +152,9 @@ pub(crate) fn histogram(
         count,
     };
     let mut counts = vec![0u64; count];
-    for searcher in searchers {
+    for (searcher, query) in searches {
         let part = searcher
-            .search(query, &collector)
+            .search(*query, &collector)
             .map_err(query::search_error)?;
         counts.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
@@ -176,8 +175,7 @@ pub(crate) fn histogram(
 /// Top values of a fast field, merged across partitions exactly: each partition returns
 /// intermediate counts that tantivy merges before picking the top `n`.
 pub(crate) fn facets(
-    searchers: &[Searcher],
-    query: &dyn Query,
+    searches: &[(&Searcher, &dyn Query)],
     column: &str,
     label: &str,
     n: usize,
@@ -194,10 +192,10 @@ pub(crate) fn facets(
         )
     };
     let mut merged: Option<IntermediateAggregationResults> = None;
-    for searcher in searchers {
+    for (searcher, query) in searches {
         let collector = DistributedAggregationCollector::from_aggs(request.clone(), context());
         let part = searcher
-            .search(query, &collector)
+            .search(*query, &collector)
             .map_err(query::search_error)?;
         match merged.as_mut() {
             None => merged = Some(part),

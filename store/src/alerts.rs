@@ -124,6 +124,7 @@ fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
         .collect::<Result<_, StoreError>>()?,
         hidden: vec![fields::DOC, fields::DETECTED],
         analyzer: index::text_analyzer(),
+        uuid_words: false,
     })
 }
 
@@ -249,9 +250,9 @@ impl AlertIndex {
     }
 
     pub(crate) fn counts_by_rule(&self, n: usize) -> Result<crate::Facets, StoreError> {
+        let searcher = self.handle.reader.searcher();
         crate::aggregate::facets(
-            &[self.handle.reader.searcher()],
-            &AllQuery,
+            &[(&searcher, &AllQuery)],
             fields::RULE_ID,
             fields::RULE_ID,
             n,

@@ -19,6 +19,7 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{
     Field, JsonObjectOptions, NumericOptions, Schema, TextOptions, Value, STORED, STRING,
 };
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, IndexReader, IndexWriter, Order, Searcher, TantivyDocument, Term};
 
 use vigil_event::{Event, EventId};
@@ -88,9 +89,9 @@ struct EventFields {
 
 /// The layouts of event partitions, oldest first. Partitions are written once and kept, so a
 /// partition cut by an earlier Vigil keeps its layout, and each new layout keeps the fields,
-/// their order and their types, changing only how they are indexed: queries built for one
-/// layout run on every other.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// their order and their types, changing only how they are indexed. Queries are translated
+/// for each layout they meet (see [`LayoutQueries`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Layout {
     /// Time and tiebreak were also indexed as terms.
     First,
@@ -98,12 +99,32 @@ enum Layout {
     /// or not it is indexed, so the terms were never read, and they cost two unique terms
     /// per event in every term dictionary.
     ColumnsOnly,
+    /// As `ColumnsOnly`, with record and text words cut by [`index::WORDS_TOKENIZER`]: a
+    /// UUID is one word rather than five, which cut the distinct words of a partition by
+    /// more than half.
+    Words,
 }
 
 impl Layout {
     /// Every layout this store reads, the one new partitions get first.
-    const READABLE: [Layout; 2] = [Layout::ColumnsOnly, Layout::First];
+    const READABLE: [Layout; 3] = [Layout::Words, Layout::ColumnsOnly, Layout::First];
     const CURRENT: Layout = Layout::READABLE[0];
+
+    /// This layout's place in [`Layout::READABLE`], and in tables that follow it.
+    fn slot(self) -> usize {
+        Layout::READABLE
+            .iter()
+            .position(|layout| *layout == self)
+            .expect("every layout is readable")
+    }
+
+    /// The words of record and text values: how the index cut them, and so how a query must.
+    fn analyzer(self) -> TextAnalyzer {
+        match self {
+            Layout::First | Layout::ColumnsOnly => index::text_analyzer(),
+            Layout::Words => index::words_analyzer(),
+        }
+    }
 }
 
 /// The schemas of every readable layout, the current one first.
@@ -119,8 +140,12 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
     let keyword = index::keyword;
     // The record's words are lowercased and split like prose: `eventName:consolelogin` and
     // `userAgent:curl` match, and phrases (`"10.0.0.1"`) match runs of words.
+    let text_indexing = match layout {
+        Layout::First | Layout::ColumnsOnly => index::text_indexing(),
+        Layout::Words => index::words_indexing(),
+    };
     let record_options = JsonObjectOptions::default()
-        .set_indexing_options(index::text_indexing())
+        .set_indexing_options(text_indexing.clone())
         // Kubernetes annotation keys such as `authorization.k8s.io/decision` hold dots; expanding
         // them lets the same dotted path reach a nested object or a dotted key.
         .set_expand_dots_enabled()
@@ -132,7 +157,7 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
             index::timestamp(),
             NumericOptions::default().set_indexed().set_fast(),
         ),
-        Layout::ColumnsOnly => (
+        Layout::ColumnsOnly | Layout::Words => (
             index::fast_timestamp(),
             NumericOptions::default().set_fast(),
         ),
@@ -148,7 +173,7 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
         record: builder.add_json_field(fields::RECORD, record_options),
         text: builder.add_text_field(
             fields::TEXT,
-            TextOptions::default().set_indexing_options(index::text_indexing()),
+            TextOptions::default().set_indexing_options(text_indexing),
         ),
         doc: builder.add_text_field(fields::DOC, STORED),
         tiebreak: builder.add_u64_field(fields::TIEBREAK, tiebreak),
@@ -159,6 +184,37 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
 /// One partition's reader (which keeps its index open).
 pub(crate) struct Partition {
     reader: IndexReader,
+    layout: Layout,
+}
+
+/// A request's query translated for every readable layout, since each cuts words its own way.
+/// Translating is cheap next to searching, so every layout gets one whether or not the
+/// request's partitions need it.
+struct LayoutQueries {
+    /// In [`Layout::READABLE`] order.
+    queries: Vec<Box<dyn Query>>,
+}
+
+impl LayoutQueries {
+    fn get(&self, layout: Layout) -> &dyn Query {
+        self.queries[layout.slot()].as_ref()
+    }
+
+    /// Each query with `more` as a further condition.
+    fn and(&self, more: &dyn Query) -> LayoutQueries {
+        LayoutQueries {
+            queries: self
+                .queries
+                .iter()
+                .map(|query| {
+                    Box::new(BooleanQuery::new(vec![
+                        (Occur::Must, query.box_clone()),
+                        (Occur::Must, more.box_clone()),
+                    ])) as Box<dyn Query>
+                })
+                .collect(),
+        }
+    }
 }
 
 struct PartitionWriter {
@@ -200,7 +256,8 @@ pub(crate) struct EventIndex {
     /// The schemas partitions may have, the one new partitions get first.
     schemas: Vec<Schema>,
     fields: EventFields,
-    query_fields: QueryFields,
+    /// In [`Layout::READABLE`] order.
+    query_fields: Vec<QueryFields>,
     /// Partitions known to exist. A writing store is the only one creating or removing them,
     /// so it keeps this up to date; a read-only store lists the directory for each search,
     /// since the writer lives in another process.
@@ -227,7 +284,15 @@ pub(crate) fn tiebreak(id: &EventId) -> u64 {
     u64::from_be_bytes(first)
 }
 
-pub(crate) fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
+/// The layout a partition was written with, if this store reads it.
+fn layout_of(written: &Schema) -> Option<Layout> {
+    Layout::READABLE
+        .into_iter()
+        .find(|layout| schema(*layout).0 == *written)
+}
+
+fn query_fields(layout: Layout) -> Result<QueryFields, StoreError> {
+    let schema = schema(layout).0;
     let field = |name: &str| schema.get_field(name).map_err(StoreError::Index);
     Ok(QueryFields {
         record: field(fields::RECORD)?,
@@ -249,7 +314,8 @@ pub(crate) fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
         .map(|name| Ok((name, field(name)?)))
         .collect::<Result<_, StoreError>>()?,
         hidden: vec![fields::DOC, fields::TIEBREAK],
-        analyzer: index::text_analyzer(),
+        analyzer: layout.analyzer(),
+        uuid_words: layout == Layout::Words,
     })
 }
 
@@ -262,7 +328,10 @@ impl EventIndex {
     ) -> Result<EventIndex, StoreError> {
         let (_, fields) = schema(Layout::CURRENT);
         let schemas = readable_schemas();
-        let query_fields = query_fields(&schemas[0])?;
+        let query_fields = Layout::READABLE
+            .into_iter()
+            .map(query_fields)
+            .collect::<Result<_, _>>()?;
         let io = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -354,7 +423,10 @@ impl EventIndex {
         }
         let index = index::open_index(&self.partition_dir(key), &self.schemas, false)?;
         let reader = index::reader(&index, self.read_only)?;
-        let partition = Arc::new(Partition { reader });
+        let partition = Arc::new(Partition {
+            reader,
+            layout: self.layout(key, &index)?,
+        });
         self.readers_opened.fetch_add(1, Ordering::Relaxed);
         if cache.open.len() >= self.max_open_readers {
             // A partition with an open writer may be evicted too: the writer keeps its own
@@ -409,7 +481,10 @@ impl EventIndex {
                 })?;
             let reader = index::reader(&index, false)?;
             let ids = self.id_filter(&reader.searcher())?;
-            let partition = Arc::new(Partition { reader });
+            let partition = Arc::new(Partition {
+                reader,
+                layout: self.layout(key, &index)?,
+            });
             writers.insert(
                 key,
                 PartitionWriter {
@@ -424,6 +499,14 @@ impl EventIndex {
         let writer = writers.get_mut(&key).expect("inserted above");
         writer.last_use = tick;
         Ok(writer)
+    }
+
+    fn layout(&self, key: PartitionKey, index: &tantivy::Index) -> Result<Layout, StoreError> {
+        // `open_index` has checked the schema against the readable ones already.
+        layout_of(&index.schema()).ok_or_else(|| StoreError::Open {
+            path: self.partition_dir(key),
+            source: "the index was written with a different schema".into(),
+        })
     }
 
     /// The ids a partition holds, read from its committed segments' term dictionaries. The
@@ -605,17 +688,18 @@ impl EventIndex {
         Ok(self.scheme.touched(&self.partitions()?, from, to))
     }
 
-    /// Searchers over the partitions a range touches, newest first.
+    /// Searchers over the partitions a range touches, newest first, with their layouts.
     fn searchers(
         &self,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Searcher>, StoreError> {
+    ) -> Result<Vec<(Searcher, Layout)>, StoreError> {
         self.plan(from, to)?
             .into_iter()
             .map(|key| {
                 self.partitions_searched.fetch_add(1, Ordering::Relaxed);
-                Ok(self.partition(key)?.reader.searcher())
+                let partition = self.partition(key)?;
+                Ok((partition.reader.searcher(), partition.layout))
             })
             .collect()
     }
@@ -624,7 +708,7 @@ impl EventIndex {
         Ok(self
             .searchers(None, None)?
             .iter()
-            .map(Searcher::num_docs)
+            .map(|(searcher, _)| searcher.num_docs())
             .sum())
     }
 
@@ -709,18 +793,32 @@ impl EventIndex {
             .collect())
     }
 
-    /// The query for a request: its text, its time range and, past the first page, the
-    /// cursor's "older than" condition.
-    pub(crate) fn request_query(
+    /// The query for a request, for each layout: its text and its time range.
+    fn request_query(
         &self,
         text: &str,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> Result<Box<dyn Query>, StoreError> {
+    ) -> Result<LayoutQueries, StoreError> {
         let ast = query::parse(text)?;
-        let mut translator = Translator::new(&self.query_fields, now);
-        let matches = translator.query(&ast)?;
+        let queries = self
+            .query_fields
+            .iter()
+            .map(|fields| {
+                let matches = Translator::new(fields, now).query(&ast)?;
+                Ok(self.in_range(matches, from, to))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(LayoutQueries { queries })
+    }
+
+    fn in_range(
+        &self,
+        matches: Box<dyn Query>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Box<dyn Query> {
         let mut clauses = vec![(Occur::Must, matches)];
         if from.is_some() || to.is_some() {
             let time =
@@ -735,7 +833,7 @@ impl EventIndex {
                 )),
             ));
         }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        Box::new(BooleanQuery::new(clauses))
     }
 
     /// Events strictly after `cursor` in newest-first order.
@@ -773,14 +871,9 @@ impl EventIndex {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<aggregate::Histogram, StoreError> {
-        let query = self.request_query(text, from, to, Utc::now())?;
-        aggregate::histogram(
-            &self.searchers(from, to)?,
-            query.as_ref(),
-            fields::TIME,
-            from,
-            to,
-        )
+        let queries = self.request_query(text, from, to, Utc::now())?;
+        let searchers = self.searchers(from, to)?;
+        aggregate::histogram(&with_queries(&searchers, &queries), fields::TIME, from, to)
     }
 
     pub(crate) fn facets(
@@ -792,26 +885,15 @@ impl EventIndex {
         to: Option<DateTime<Utc>>,
     ) -> Result<aggregate::Facets, StoreError> {
         let column = facet_column(field)?;
-        let query = self.request_query(text, from, to, Utc::now())?;
-        aggregate::facets(
-            &self.searchers(from, to)?,
-            query.as_ref(),
-            &column,
-            field,
-            n,
-        )
+        let queries = self.request_query(text, from, to, Utc::now())?;
+        let searchers = self.searchers(from, to)?;
+        aggregate::facets(&with_queries(&searchers, &queries), &column, field, n)
     }
 
     pub(crate) fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
         let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let query = self.request_query(&request.query, request.from, request.to, Utc::now())?;
-        let page_query: Box<dyn Query> = match cursor {
-            None => query.box_clone(),
-            Some(cursor) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query.box_clone()),
-                (Occur::Must, self.after_cursor(cursor)),
-            ])),
-        };
+        let queries = self.request_query(&request.query, request.from, request.to, Utc::now())?;
+        let page_queries = cursor.map(|cursor| queries.and(self.after_cursor(cursor).as_ref()));
         let mut total = 0;
         let mut total_is_lower_bound = false;
         let mut page: Vec<(Cursor, Event)> = Vec::new();
@@ -824,8 +906,9 @@ impl EventIndex {
             };
             self.partitions_searched.fetch_add(1, Ordering::Relaxed);
             let searcher = partition.reader.searcher();
+            let query = queries.get(partition.layout);
             total += searcher
-                .search(&query, &Count)
+                .search(query, &Count)
                 .map_err(query::search_error)? as u64;
             let wanted = request.limit.saturating_sub(page.len());
             // Partitions are disjoint in time and read newest first, so each one's hits all
@@ -837,7 +920,10 @@ impl EventIndex {
             if wanted == 0 || past_cursor {
                 continue;
             }
-            for (key, address) in self.page(&searcher, page_query.as_ref(), wanted)? {
+            let page_query = page_queries
+                .as_ref()
+                .map_or(query, |q| q.get(partition.layout));
+            for (key, address) in self.page(&searcher, page_query, wanted)? {
                 let doc: TantivyDocument = searcher.doc(address)?;
                 page.push((key, self.stored_event(&doc)?));
             }
@@ -910,6 +996,17 @@ impl EventIndex {
             message: e.to_string(),
         })
     }
+}
+
+/// Each searcher with the query for its partition's layout.
+fn with_queries<'q>(
+    searchers: &'q [(Searcher, Layout)],
+    queries: &'q LayoutQueries,
+) -> Vec<(&'q Searcher, &'q dyn Query)> {
+    searchers
+        .iter()
+        .map(|(searcher, layout)| (searcher, queries.get(*layout)))
+        .collect()
 }
 
 /// The fast column behind a facet: a keyword field, or a path inside the record.
@@ -1025,15 +1122,21 @@ fn dir_size(dir: &Path) -> Result<u64, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, TimeZone};
+    use chrono::{Datelike, Duration, TimeZone};
     use serde_json::json;
     use vigil_event::{LogSource, Record, Source};
 
     use super::*;
 
+    const REQUEST_ID: &str = "648f0f94-0271-4c20-91ac-8d2e43787313";
+
     fn login(n: u32) -> Event {
-        let time = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, n).unwrap();
-        let record = json!({"eventName": "ConsoleLogin", "n": n});
+        login_on(20, n)
+    }
+
+    fn login_on(day: u32, n: u32) -> Event {
+        let time = Utc.with_ymd_and_hms(2026, 11, day, 9, 0, n).unwrap();
+        let record = json!({"eventName": "ConsoleLogin", "n": n, "requestID": REQUEST_ID});
         Event {
             id: EventId::derive("layout test", &[&n.to_le_bytes()]),
             time,
@@ -1087,6 +1190,13 @@ mod tests {
         };
         let first = index.search(&request).unwrap();
         assert_eq!(ns(&first), [3]);
+        // Its words were cut as they were then: a UUID is five words there.
+        let parts = SearchRequest {
+            query: "requestID:648f0f94".into(),
+            limit: 10,
+            ..request.clone()
+        };
+        assert_eq!(ns(&index.search(&parts).unwrap()), [3, 2]);
         let after = |page: &SearchResults| {
             index
                 .search(&SearchRequest {
@@ -1098,5 +1208,76 @@ mod tests {
         let second = after(&first);
         assert_eq!(ns(&second), [2]);
         assert_eq!(ns(&after(&second)), Vec::<i64>::new());
+    }
+
+    /// Each partition is searched with the query cut the way its layout cut the words.
+    #[test]
+    fn one_query_reaches_partitions_of_every_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let scheme = PartitionScheme::default();
+        for (layout, day) in [(Layout::First, 20), (Layout::ColumnsOnly, 21)] {
+            let mut index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
+            index.schemas.retain(|s| *s == schema(layout).0);
+            index.index(&[login_on(day, 1)]).unwrap();
+            index.commit().unwrap();
+        }
+        let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
+        index.index(&[login_on(22, 2)]).unwrap();
+        index.commit().unwrap();
+        let layouts: Vec<Layout> = index
+            .plan(None, None)
+            .unwrap()
+            .into_iter()
+            .map(|key| index.partition(key).unwrap().layout)
+            .collect();
+        assert_eq!(
+            layouts,
+            [Layout::Words, Layout::ColumnsOnly, Layout::First],
+            "newest first"
+        );
+
+        let days = |query: &str| -> Vec<u32> {
+            let request = SearchRequest {
+                query: query.into(),
+                from: None,
+                to: None,
+                limit: 10,
+                cursor: None,
+            };
+            let results = index.search(&request).unwrap();
+            assert_eq!(results.total, results.hits.len() as u64, "{query}");
+            results.hits.iter().map(|e| e.time.day()).collect()
+        };
+        for query in [
+            format!("requestID:{REQUEST_ID}"),
+            format!("requestID:{}", REQUEST_ID.to_uppercase()),
+            REQUEST_ID.to_owned(),
+            "requestID:648f0f94*".into(),
+            "requestID:*8d2e43787313".into(),
+            "requestID:648f0f94-0271*".into(),
+            "*-4c20-91ac-*".into(),
+        ] {
+            assert_eq!(days(&query), [22, 21, 20], "{query}");
+        }
+        // Only where a UUID was cut into words is a part of one a word.
+        assert_eq!(days("requestID:648f0f94"), [21, 20]);
+        assert_eq!(days("requestID:/648f0f94-.*/"), [22]);
+
+        let histogram = index
+            .histogram(&format!("requestID:{REQUEST_ID}"), None, None)
+            .unwrap();
+        let counted: u64 = histogram.buckets.iter().map(|b| b.count).sum();
+        assert_eq!(counted, 3);
+        let facets = index
+            .facets(
+                &format!("{REQUEST_ID} eventName:consolelogin"),
+                "eventName",
+                5,
+                None,
+                None,
+            )
+            .unwrap();
+        assert_eq!(facets.values.len(), 1);
+        assert_eq!(facets.values[0].count, 3);
     }
 }

@@ -14,6 +14,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
 
+use crate::words::{WordTokenizer, MAX_WORD_BYTES};
 use crate::StoreError;
 
 /// Tokenizer for keyword fields: the whole value is one token, lowercased, so that
@@ -25,13 +26,23 @@ pub(crate) const KEYWORD_TOKENIZER: &str = "vigil_keyword";
 /// other long indicators stay searchable.
 pub(crate) const TEXT_TOKENIZER: &str = "vigil_text";
 
+/// Tokenizer for record words in partitions of the current layout: as [`TEXT_TOKENIZER`], but
+/// a UUID is one word (see [`crate::words`]). A tokenizer's name is part of an index's schema,
+/// so partitions cut with the other keep it, and queries cut their words per partition.
+pub(crate) const WORDS_TOKENIZER: &str = "vigil_words";
+
 /// The analyzer behind [`TEXT_TOKENIZER`]; queries split their words with it too, so that a
 /// term is cut exactly as the indexed text was.
 pub(crate) fn text_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(256))
+        .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
         .filter(LowerCaser)
         .build()
+}
+
+/// The analyzer behind [`WORDS_TOKENIZER`].
+pub(crate) fn words_analyzer() -> TextAnalyzer {
+    TextAnalyzer::from(WordTokenizer::default())
 }
 
 /// A full-text field, with positions for phrase queries.
@@ -39,6 +50,11 @@ pub(crate) fn text_indexing() -> TextFieldIndexing {
     TextFieldIndexing::default()
         .set_tokenizer(TEXT_TOKENIZER)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+}
+
+/// A full-text field cut by [`WORDS_TOKENIZER`], with positions for phrase queries.
+pub(crate) fn words_indexing() -> TextFieldIndexing {
+    text_indexing().set_tokenizer(WORDS_TOKENIZER)
 }
 
 /// A keyword field: exact, case-insensitive match on the whole value. It is also a fast
@@ -122,6 +138,9 @@ pub(crate) fn open_index(
             .build(),
     );
     index.tokenizers().register(TEXT_TOKENIZER, text_analyzer());
+    index
+        .tokenizers()
+        .register(WORDS_TOKENIZER, words_analyzer());
     Ok(index)
 }
 

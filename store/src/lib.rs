@@ -18,6 +18,7 @@ mod partition;
 mod quarantine;
 mod query;
 mod record;
+mod words;
 
 use std::path::Path;
 

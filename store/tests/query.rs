@@ -52,6 +52,7 @@ fn samples() -> Vec<Event> {
             "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice.nguyen", "userName": "alice.nguyen"},
             "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "awsRegion": "us-east-1",
             "sourceIPAddress": "192.0.2.10",
+            "requestID": "648F0F94-0271-4c20-91ac-8d2e43787313",
             "responseElements": {"ConsoleLogin": "Success"},
             "additionalEventData": {"MFAUsed": "Yes"}, "readOnly": false
         }),
@@ -111,7 +112,8 @@ fn samples() -> Vec<Event> {
         Record::json(
             &json!({
                 "asctime": "2026-11-28 09:20:00,015", "levelname": "WARNING", "name": "users.auth",
-                "message": "login failed for user bob from 203.0.113.50", "duration_ms": 12.5
+                "message": "login failed for user bob from 203.0.113.50", "duration_ms": 12.5,
+                "detail": "session 3f1e2d4c-5b6a-4798-8a9b-0c1d2e3f4a5b expired"
             })
             .to_string(),
         )
@@ -303,6 +305,49 @@ fn wildcards_including_leading_ones() {
         Vec::<String>::new(),
         "escaped star is literal"
     );
+}
+
+#[test]
+fn a_uuid_is_one_word() {
+    let (_dir, store) = loaded();
+    let id = "648f0f94-0271-4c20-91ac-8d2e43787313";
+    assert_eq!(found(&store, &format!("requestID:{id}")), ["ct-login"]);
+    assert_eq!(
+        found(&store, &format!("requestID:{}", id.to_uppercase())),
+        ["ct-login"],
+        "case-insensitive"
+    );
+    assert_eq!(found(&store, id), ["ct-login"], "bare");
+    assert!(
+        found(&store, "requestID:648f0f94").is_empty(),
+        "a part of a UUID is not a word of its own"
+    );
+    assert!(found(&store, "4c20").is_empty());
+    assert_eq!(found(&store, "requestID:648f0f94*"), ["ct-login"]);
+    assert_eq!(found(&store, "*8D2E43787313"), ["ct-login"]);
+    assert_eq!(
+        found(&store, "requestID:648f0f94-0271*"),
+        ["ct-login"],
+        "a wildcard across its hyphens"
+    );
+    assert_eq!(found(&store, "*-4c20-*"), ["ct-login"]);
+    assert_eq!(found(&store, "requestID:/648f0f94-.*/"), ["ct-login"]);
+    assert_eq!(
+        found(
+            &store,
+            "\"session 3f1e2d4c-5b6a-4798-8a9b-0c1d2e3f4a5b expired\""
+        ),
+        ["flask-app"],
+        "a UUID in a phrase"
+    );
+    assert_eq!(
+        found(
+            &store,
+            "detail:\"3F1E2D4C-5B6A-4798-8A9B-0C1D2E3F4A5B expired\""
+        ),
+        ["flask-app"]
+    );
+    assert!(found(&store, "\"session 3f1e2d4c expired\"").is_empty());
 }
 
 #[test]

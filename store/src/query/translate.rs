@@ -6,7 +6,8 @@
 //!   hold one lowercased token per value, so terms, wildcards and regexes match the *whole
 //!   value*, ignoring case: `source_kind:kube*` finds `kubernetes-audit`.
 //! - **Record paths** (any other name, with or without the `record.` prefix) and **bare
-//!   terms** (the `text` field) are split into lowercased words, so matching is per *word*:
+//!   terms** (the `text` field) are split into lowercased words (with the partition's own
+//!   analyzer: see [`QueryFields::analyzer`]), so matching is per *word*:
 //!   `userIdentity.arn:*admin*` finds `arn:aws:iam::1:role/OrgAdmin` because `orgadmin` is one
 //!   of its words. A term or wildcard that spans separators (`*role/admin*`, `db-password`)
 //!   becomes a phrase of its words, which must then be adjacent and in order. (For a wildcard
@@ -62,7 +63,12 @@ pub(crate) struct QueryFields {
     pub(crate) keywords: Vec<(&'static str, Field)>,
     /// Fields that exist but cannot be searched (the stored document).
     pub(crate) hidden: Vec<&'static str>,
+    /// How the index cut record and text values into words; a query's words are cut the same
+    /// way, so an index written with another analyzer needs its own `QueryFields`.
     pub(crate) analyzer: TextAnalyzer,
+    /// The analyzer keeps a UUID as one word (see [`crate::words`]), so a wildcard may need
+    /// to match across a UUID's hyphens within one word.
+    pub(crate) uuid_words: bool,
 }
 
 enum Target {
@@ -181,6 +187,20 @@ impl<'a> Translator<'a> {
         Ok(Box::new(RangeQuery::new(lower, upper)))
     }
 
+    /// On layouts where a UUID is one word, a wildcard split at hyphens (`648f0f94-0271*`)
+    /// could also match inside a UUID: the regex of the whole pattern as one word, when it
+    /// has hyphens and no characters a UUID cannot hold.
+    fn uuid_pattern(&self, word: &Word, pieces: usize) -> Option<String> {
+        if !self.fields.uuid_words || pieces < 2 {
+            return None;
+        }
+        let uuid_like = word.0.iter().all(|part| match part {
+            Part::Char(c) => *c == '-' || c.is_ascii_hexdigit(),
+            Part::Star | Part::Question => true,
+        });
+        uuid_like.then(|| wildcard_regex(&word.0))
+    }
+
     fn tokens(&mut self, text: &str) -> Vec<String> {
         let mut stream = self.analyzer.token_stream(text);
         let mut out = Vec::new();
@@ -196,7 +216,14 @@ impl<'a> Translator<'a> {
             Value::Word(word) if word.has_wildcard() => {
                 let pieces = word_pieces(word);
                 let patterns: Vec<String> = pieces.iter().map(|p| piece_regex(p)).collect();
-                regex_terms_query(field, &patterns, "")
+                let words = regex_terms_query(field, &patterns, "")?;
+                Ok(match self.uuid_pattern(word, pieces.len()) {
+                    Some(whole) => either(
+                        words,
+                        Box::new(RegexQuery::from_regex(compile(&whole)?, field)),
+                    ),
+                    None => words,
+                })
             }
             Value::Word(word) => {
                 let tokens = self.tokens(&word.literal());
@@ -234,13 +261,24 @@ impl<'a> Translator<'a> {
                     .iter()
                     .map(|piece| compile(&format!("{any}{}", piece_regex(piece))).map(Arc::new))
                     .collect::<Result<Vec<_>, _>>()?;
-                match regexes.len() {
+                let whole = self.uuid_pattern(word, regexes.len());
+                let words: Box<dyn Query> = match regexes.len() {
                     0 => Box::new(EmptyQuery),
                     1 => Box::new(RegexQuery::from_regex(
                         regexes.into_iter().next().expect("one regex"),
                         record,
                     )),
                     _ => Box::new(WordsPhraseQuery::new(record, None, regexes)),
+                };
+                match whole {
+                    Some(whole) => either(
+                        words,
+                        Box::new(RegexQuery::from_regex(
+                            compile(&format!("{any}{whole}"))?,
+                            record,
+                        )),
+                    ),
+                    None => words,
                 }
             }
             Value::Word(word) => self.any_path_literal(record, &word.literal())?,
@@ -302,11 +340,22 @@ impl<'a> Translator<'a> {
                     .iter()
                     .map(|piece| compile(&format!("{prefix}{}", piece_regex(piece))).map(Arc::new))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(Box::new(WordsPhraseQuery::new(
+                let words = Box::new(WordsPhraseQuery::new(
                     record,
                     Some(path_term.serialized_value_bytes().to_vec()),
                     regexes,
-                )))
+                ));
+                Ok(match self.uuid_pattern(word, pieces.len()) {
+                    Some(whole) => either(
+                        words,
+                        Box::new(JsonRegexQuery {
+                            field: record,
+                            key_prefix: path_term.serialized_value_bytes().to_vec(),
+                            regex: Arc::new(compile(&format!("{prefix}{whole}"))?),
+                        }),
+                    ),
+                    None => words,
+                })
             }
             Value::Word(word) => {
                 let literal = word.literal();
@@ -443,6 +492,14 @@ fn term_query(term: Term) -> Box<dyn Query> {
 }
 
 /// One term, a phrase of several, or nothing for text without words (`field:::`).
+/// Documents matching either query.
+fn either(a: Box<dyn Query>, b: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Should, a),
+        (Occur::Should, b),
+    ]))
+}
+
 fn phrase_of(terms: Vec<Term>) -> Box<dyn Query> {
     match terms.len() {
         0 => Box::new(EmptyQuery),
