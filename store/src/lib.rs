@@ -9,6 +9,7 @@
 mod aggregate;
 mod alerts;
 pub mod backup;
+mod document;
 mod error;
 mod events;
 mod idfilter;
