@@ -87,34 +87,48 @@ impl TokenStream for WordStream<'_> {
 impl WordStream<'_> {
     /// The byte range of the next word, if any.
     fn next_word(&mut self) -> Option<(usize, usize)> {
-        let start = self.skip(self.cursor, false)?;
+        let start = self.find(self.cursor, true)?;
         let end = uuid_end(self.text, start)
-            .unwrap_or_else(|| self.skip(start, true).unwrap_or(self.text.len()));
+            .unwrap_or_else(|| self.find(start, false).unwrap_or(self.text.len()));
         self.cursor = end;
         Some((start, end))
     }
 
-    /// The offset of the first character at or after `from` that is (`inside_word` false) or
-    /// is not (`inside_word` true) a letter or digit; `None` at the end of the text.
-    fn skip(&self, from: usize, inside_word: bool) -> Option<usize> {
+    /// The offset of the first character at or after `from` that is (`word` true) or is
+    /// not (`word` false) a letter or digit; `None` at the end of the text.
+    fn find(&self, from: usize, word: bool) -> Option<usize> {
         let bytes = self.text.as_bytes();
         let mut at = from;
-        while at < bytes.len() {
-            let byte = bytes[at];
-            let (is_word, len) = if byte.is_ascii() {
-                (byte.is_ascii_alphanumeric(), 1)
-            } else {
-                let c = self.text[at..].chars().next()?;
-                (c.is_alphanumeric(), c.len_utf8())
-            };
-            if is_word != inside_word {
+        loop {
+            // ASCII is decided by a table lookup in a tight loop; other characters stop it
+            // and are decoded one at a time.
+            let found = bytes
+                .get(at..)?
+                .iter()
+                .position(|&byte| byte >= 0x80 || ASCII_WORD[usize::from(byte)] == word)?;
+            at += found;
+            if bytes[at] < 0x80 {
                 return Some(at);
             }
-            at += len;
+            let c = self.text[at..].chars().next()?;
+            if c.is_alphanumeric() == word {
+                return Some(at);
+            }
+            at += c.len_utf8();
         }
-        None
     }
 }
+
+/// Which ASCII bytes are letters or digits.
+static ASCII_WORD: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut byte = 0;
+    while byte < 128 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
+        byte += 1;
+    }
+    table
+};
 
 /// The end of the UUID starting at `start`, when one does and no letter or digit follows it.
 fn uuid_end(text: &str, start: usize) -> Option<usize> {
