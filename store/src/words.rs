@@ -88,8 +88,14 @@ impl WordStream<'_> {
     /// The byte range of the next word, if any.
     fn next_word(&mut self) -> Option<(usize, usize)> {
         let start = self.find(self.cursor, true)?;
-        let end = uuid_end(self.text, start)
-            .unwrap_or_else(|| self.find(start, false).unwrap_or(self.text.len()));
+        let mut end = self.find(start, false).unwrap_or(self.text.len());
+        // A UUID's first word is 8 hex digits followed by a hyphen; only then is the rest
+        // worth checking.
+        if end - start == 8 && self.text.as_bytes().get(end) == Some(&b'-') {
+            if let Some(uuid) = uuid_end(self.text, start) {
+                end = uuid;
+            }
+        }
         self.cursor = end;
         Some((start, end))
     }
@@ -98,14 +104,15 @@ impl WordStream<'_> {
     /// not (`word` false) a letter or digit; `None` at the end of the text.
     fn find(&self, from: usize, word: bool) -> Option<usize> {
         let bytes = self.text.as_bytes();
+        // Bytes of the class being passed over; ASCII is decided by one table lookup per
+        // byte in a tight loop, and other characters stop it to be decoded one at a time.
+        let passing = if word { SEPARATOR } else { ASCII_WORD };
         let mut at = from;
         loop {
-            // ASCII is decided by a table lookup in a tight loop; other characters stop it
-            // and are decoded one at a time.
             let found = bytes
                 .get(at..)?
                 .iter()
-                .position(|&byte| byte >= 0x80 || ASCII_WORD[usize::from(byte)] == word)?;
+                .position(|&byte| CLASS[usize::from(byte)] != passing)?;
             at += found;
             if bytes[at] < 0x80 {
                 return Some(at);
@@ -119,12 +126,21 @@ impl WordStream<'_> {
     }
 }
 
-/// Which ASCII bytes are letters or digits.
-static ASCII_WORD: [bool; 128] = {
-    let mut table = [false; 128];
+const SEPARATOR: u8 = 0;
+const ASCII_WORD: u8 = 1;
+const NOT_ASCII: u8 = 2;
+
+/// The class of every byte: an ASCII letter or digit, other ASCII, or part of a character
+/// beyond ASCII.
+static CLASS: [u8; 256] = {
+    let mut table = [NOT_ASCII; 256];
     let mut byte = 0;
     while byte < 128 {
-        table[byte] = (byte as u8).is_ascii_alphanumeric();
+        table[byte] = if (byte as u8).is_ascii_alphanumeric() {
+            ASCII_WORD
+        } else {
+            SEPARATOR
+        };
         byte += 1;
     }
     table
