@@ -26,12 +26,12 @@ use tantivy::{DocAddress, IndexReader, IndexWriter, Order, Searcher, TantivyDocu
 use vigil_event::{Event, EventId};
 
 use crate::aggregate;
-use crate::document::{EventDoc, Leaf, ParsedRecord};
 use crate::idfilter::IdFilter;
 use crate::index::{self, lock};
 use crate::partition::{PartitionKey, PartitionScheme};
 use crate::query::translate::{QueryFields, Translator};
 use crate::query::{self, Cursor, SearchRequest, SearchResults};
+use crate::record::RecordValue;
 use crate::StoreError;
 
 /// Field names of the events index. Queries name them directly (`source_kind:cloudtrail`), so
@@ -228,7 +228,7 @@ impl LayoutQueries {
 }
 
 struct PartitionWriter {
-    writer: IndexWriter<EventDoc>,
+    writer: IndexWriter<TantivyDocument>,
     partition: Arc<Partition>,
     /// The ids this partition may hold, committed or not: an id not in it needs no delete.
     ids: IdFilter,
@@ -581,7 +581,7 @@ impl EventIndex {
         }
         // Documents are built before taking the writers so that serialization does not hold
         // them.
-        let mut by_partition: BTreeMap<PartitionKey, Vec<(EventId, bool, EventDoc)>> =
+        let mut by_partition: BTreeMap<PartitionKey, Vec<(EventId, bool, TantivyDocument)>> =
             BTreeMap::new();
         for event in events {
             by_partition
@@ -632,14 +632,14 @@ impl EventIndex {
         Ok(())
     }
 
-    fn document(&self, event: &Event) -> Result<EventDoc, StoreError> {
+    fn document(&self, event: &Event) -> Result<TantivyDocument, StoreError> {
         let f = &self.fields;
-        let mut doc = EventDoc::with_capacity(10);
-        doc.add(f.id, Leaf::Str(event.id.to_string()));
-        doc.add(f.tiebreak, Leaf::U64(tiebreak(&event.id)));
-        doc.add(f.time, Leaf::Date(index::to_tantivy(&event.time)));
-        doc.add(f.source_kind, Leaf::Str(event.source.kind.clone()));
-        doc.add(f.source_name, Leaf::Str(event.source.name.clone()));
+        let mut doc = TantivyDocument::new();
+        doc.add_text(f.id, event.id.to_string());
+        doc.add_u64(f.tiebreak, tiebreak(&event.id));
+        doc.add_date(f.time, index::to_tantivy(&event.time));
+        doc.add_text(f.source_kind, &event.source.kind);
+        doc.add_text(f.source_name, &event.source.name);
         let logsource = &event.logsource;
         for (field, value) in [
             (f.product, &logsource.product),
@@ -647,21 +647,21 @@ impl EventIndex {
             (f.category, &logsource.category),
         ] {
             if let Some(value) = value {
-                doc.add(field, Leaf::Str(value.clone()));
+                doc.add_text(field, value);
             }
         }
-        match ParsedRecord::of_event(event) {
-            Some(record) => doc.set_record(f.record, record),
+        match RecordValue::of_event(event) {
+            Some(record) => doc.add_field_value(f.record, &record),
             // A record that is not a JSON object can still arrive off the bus; it stays
             // findable by its words rather than failing the whole batch. Bare terms search
             // this field as well as the record's words.
-            None => doc.add(f.text, Leaf::Str(event.record.as_str().to_owned())),
+            None => doc.add_text(f.text, event.record.as_str()),
         }
         // Sized for the record, which is most of it, so the buffer is not regrown.
         let mut stored = Vec::with_capacity(event.record.as_str().len() + 512);
         serde_json::to_writer(&mut stored, event).map_err(StoreError::Serialize)?;
         let stored = String::from_utf8(stored).expect("serde_json writes UTF-8");
-        doc.add(f.doc, Leaf::Str(stored));
+        doc.add_text(f.doc, stored);
         Ok(doc)
     }
 

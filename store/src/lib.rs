@@ -9,7 +9,6 @@
 mod aggregate;
 mod alerts;
 pub mod backup;
-mod document;
 mod error;
 mod events;
 mod idfilter;

@@ -4,7 +4,7 @@
 //! (a string allocated per key and value, a B-tree insert per key) and then converted into
 //! tantivy's own value type before tantivy copied it once more into its document. This tree
 //! borrows every string that needed no unescaping from the record's text, keeps object
-//! members in a flat vector, and is handed to tantivy as it is (see [`crate::document`]).
+//! members in a flat vector, and is handed to tantivy as it is.
 //!
 //! It also fixes how record values are typed: strings stay strings even when they look like
 //! RFC 3339 dates (tantivy's own JSON conversion would make them dates), so record
@@ -17,6 +17,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value};
 use vigil_event::{Event, Record, TEXT_FIELD};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,28 +50,6 @@ impl<'a> RecordValue<'a> {
                 }
                 Some(RecordValue::Object(members))
             }
-        }
-    }
-
-    /// The same tree owning its strings.
-    pub(crate) fn into_owned(self) -> RecordValue<'static> {
-        let owned = |text: Cow<'a, str>| Cow::Owned(text.into_owned());
-        match self {
-            RecordValue::Null => RecordValue::Null,
-            RecordValue::Bool(b) => RecordValue::Bool(b),
-            RecordValue::I64(i) => RecordValue::I64(i),
-            RecordValue::U64(u) => RecordValue::U64(u),
-            RecordValue::F64(f) => RecordValue::F64(f),
-            RecordValue::Str(text) => RecordValue::Str(owned(text)),
-            RecordValue::Array(items) => {
-                RecordValue::Array(items.into_iter().map(RecordValue::into_owned).collect())
-            }
-            RecordValue::Object(members) => RecordValue::Object(
-                members
-                    .into_iter()
-                    .map(|(key, value)| (owned(key), value.into_owned()))
-                    .collect(),
-            ),
         }
     }
 
@@ -229,6 +208,36 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
             }
         }
         deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Object members as tantivy walks them.
+#[derive(Clone)]
+pub(crate) struct Members<'a>(std::slice::Iter<'a, (Cow<'a, str>, RecordValue<'a>)>);
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a str, &'a RecordValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(key, value)| (key.as_ref(), value))
+    }
+}
+
+impl<'a> Value<'a> for &'a RecordValue<'a> {
+    type ArrayIter = std::slice::Iter<'a, RecordValue<'a>>;
+    type ObjectIter = Members<'a>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        match self {
+            RecordValue::Null => ReferenceValueLeaf::Null.into(),
+            RecordValue::Bool(b) => ReferenceValueLeaf::Bool(*b).into(),
+            RecordValue::I64(i) => ReferenceValueLeaf::I64(*i).into(),
+            RecordValue::U64(u) => ReferenceValueLeaf::U64(*u).into(),
+            RecordValue::F64(f) => ReferenceValueLeaf::F64(*f).into(),
+            RecordValue::Str(s) => ReferenceValueLeaf::Str(s.as_ref()).into(),
+            RecordValue::Array(items) => ReferenceValue::Array(items.iter()),
+            RecordValue::Object(members) => ReferenceValue::Object(Members(members.iter())),
+        }
     }
 }
 
