@@ -171,9 +171,8 @@ mod tests {
 
     use super::*;
 
-    fn words(text: &str) -> Vec<(String, usize, usize, usize)> {
-        let mut tokenizer = WordTokenizer::default();
-        let mut stream = tokenizer.token_stream(text);
+    /// Each token's text, position and byte offsets.
+    fn tokens(stream: &mut dyn TokenStream) -> Vec<(String, usize, usize, usize)> {
         let mut out = Vec::new();
         while stream.advance() {
             let t = stream.token();
@@ -182,18 +181,19 @@ mod tests {
         out
     }
 
+    fn words(text: &str) -> Vec<(String, usize, usize, usize)> {
+        let mut tokenizer = WordTokenizer::default();
+        let mut stream = tokenizer.token_stream(text);
+        tokens(&mut stream)
+    }
+
     fn tantivy_words(text: &str) -> Vec<(String, usize, usize, usize)> {
         let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
             .filter(LowerCaser)
             .build();
         let mut stream = analyzer.token_stream(text);
-        let mut out = Vec::new();
-        while stream.advance() {
-            let t = stream.token();
-            out.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
-        }
-        out
+        tokens(&mut stream)
     }
 
     #[test]
