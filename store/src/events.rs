@@ -18,7 +18,8 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::indexer::UserOperation;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{
-    Field, JsonObjectOptions, NumericOptions, Schema, TextOptions, Value, STORED, STRING,
+    Field, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
+    STORED, STRING,
 };
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, IndexReader, IndexWriter, Order, Searcher, TantivyDocument, Term};
@@ -124,6 +125,15 @@ impl Layout {
             .expect("every layout is readable")
     }
 
+    /// How record and text values are cut into words when indexed. [`Layout::analyzer`] must
+    /// cut a query the same way, so the two choose side by side.
+    fn text_indexing(self) -> TextFieldIndexing {
+        match self {
+            Layout::First | Layout::ColumnsOnly => index::text_indexing(),
+            Layout::Words => index::words_indexing(),
+        }
+    }
+
     /// The words of record and text values: how the index cut them, and so how a query must.
     fn analyzer(self) -> TextAnalyzer {
         match self {
@@ -146,10 +156,7 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
     let keyword = index::keyword;
     // The record's words are lowercased and split like prose: `eventName:consolelogin` and
     // `userAgent:curl` match, and phrases (`"10.0.0.1"`) match runs of words.
-    let text_indexing = match layout {
-        Layout::First | Layout::ColumnsOnly => index::text_indexing(),
-        Layout::Words => index::words_indexing(),
-    };
+    let text_indexing = layout.text_indexing();
     let record_options = JsonObjectOptions::default()
         .set_indexing_options(text_indexing.clone())
         // Kubernetes annotation keys such as `authorization.k8s.io/decision` hold dots; expanding
