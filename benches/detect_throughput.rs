@@ -21,6 +21,10 @@ use serde_json::{Map, Value};
 use vigil_detect::{Engine, LoadOptions, RuleSetBuilder};
 use vigil_event::LogSource;
 
+/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");

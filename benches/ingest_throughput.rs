@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use vigil_bus::{EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
 
+/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const LINES_PER_BODY: usize = 500;
 const RUN_FOR: Duration = Duration::from_secs(3);

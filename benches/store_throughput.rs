@@ -27,6 +27,10 @@ use vigil_event::{Event, EventId, Source};
 use vigil_ingest::{normalise_line, SourceSpec};
 use vigil_store::{interval_for, SearchRequest, Store};
 
+/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
