@@ -125,6 +125,7 @@ fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
         hidden: vec![fields::DOC, fields::DETECTED],
         analyzer: index::text_analyzer(),
         uuid_words: false,
+        event_ids: None,
     })
 }
 

@@ -30,7 +30,8 @@ use crate::aggregate;
 use crate::idfilter::IdFilter;
 use crate::index::{self, lock};
 use crate::partition::{PartitionKey, PartitionScheme};
-use crate::query::translate::{QueryFields, Translator};
+use crate::query::eventid::EventIdQuery;
+use crate::query::translate::{EventIdFields, QueryFields, Translator};
 use crate::query::{self, Cursor, SearchRequest, SearchResults};
 use crate::record::RecordValue;
 use crate::StoreError;
@@ -110,11 +111,19 @@ enum Layout {
     /// UUID is one word rather than five. The parts of UUIDs were nine in ten of the distinct
     /// record words of the store benchmark's partitions.
     Words,
+    /// As `Words`, with the id stored but not indexed, and the tiebreak (its first eight
+    /// bytes) indexed in its place; ids are found as [`EventIdQuery`] explains.
+    IdsByTiebreak,
 }
 
 impl Layout {
     /// Every layout this store reads, the one new partitions get first.
-    const READABLE: [Layout; 3] = [Layout::Words, Layout::ColumnsOnly, Layout::First];
+    const READABLE: [Layout; 4] = [
+        Layout::IdsByTiebreak,
+        Layout::Words,
+        Layout::ColumnsOnly,
+        Layout::First,
+    ];
     const CURRENT: Layout = Layout::READABLE[0];
 
     /// This layout's place in [`Layout::READABLE`], and in tables that follow it.
@@ -130,7 +139,7 @@ impl Layout {
     fn text_indexing(self) -> TextFieldIndexing {
         match self {
             Layout::First | Layout::ColumnsOnly => index::text_indexing(),
-            Layout::Words => index::words_indexing(),
+            Layout::Words | Layout::IdsByTiebreak => index::words_indexing(),
         }
     }
 
@@ -138,7 +147,28 @@ impl Layout {
     fn analyzer(self) -> TextAnalyzer {
         match self {
             Layout::First | Layout::ColumnsOnly => index::text_analyzer(),
-            Layout::Words => index::words_analyzer(),
+            Layout::Words | Layout::IdsByTiebreak => index::words_analyzer(),
+        }
+    }
+
+    /// The id has no term; the tiebreak's term and the stored id find it.
+    fn ids_by_tiebreak(self) -> bool {
+        self == Layout::IdsByTiebreak
+    }
+
+    /// A query for exactly these events in a partition of this layout.
+    fn ids_query<'a>(
+        self,
+        fields: &EventFields,
+        ids: impl IntoIterator<Item = &'a EventId>,
+    ) -> Box<dyn Query> {
+        if self.ids_by_tiebreak() {
+            Box::new(EventIdQuery::ids(fields.tiebreak, fields.id, ids))
+        } else {
+            let terms = ids
+                .into_iter()
+                .map(|id| Term::from_field_text(fields.id, &id.to_string()));
+            Box::new(tantivy::query::TermSetQuery::new(terms))
         }
     }
 }
@@ -174,9 +204,18 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
             index::fast_timestamp(),
             NumericOptions::default().set_fast(),
         ),
+        Layout::IdsByTiebreak => (
+            index::fast_timestamp(),
+            NumericOptions::default().set_indexed().set_fast(),
+        ),
+    };
+    let id: TextOptions = if layout.ids_by_tiebreak() {
+        STORED.into()
+    } else {
+        STRING | STORED
     };
     let fields = EventFields {
-        id: builder.add_text_field(fields::ID, STRING | STORED),
+        id: builder.add_text_field(fields::ID, id),
         time: builder.add_date_field(fields::TIME, time),
         source_kind: builder.add_text_field(fields::SOURCE_KIND, keyword()),
         source_name: builder.add_text_field(fields::SOURCE_NAME, keyword()),
@@ -311,6 +350,23 @@ fn layout_of(written: &Schema) -> Option<Layout> {
 fn query_fields(layout: Layout) -> Result<QueryFields, StoreError> {
     let schema = schema(layout).0;
     let field = |name: &str| schema.get_field(name).map_err(StoreError::Index);
+    let mut keywords = vec![
+        fields::SOURCE_KIND,
+        fields::SOURCE_NAME,
+        fields::PRODUCT,
+        fields::SERVICE,
+        fields::CATEGORY,
+    ];
+    let event_ids = if layout.ids_by_tiebreak() {
+        Some(EventIdFields {
+            name: fields::ID,
+            tiebreak: field(fields::TIEBREAK)?,
+            id: field(fields::ID)?,
+        })
+    } else {
+        keywords.insert(0, fields::ID);
+        None
+    };
     Ok(QueryFields {
         record: field(fields::RECORD)?,
         record_name: fields::RECORD,
@@ -319,20 +375,14 @@ fn query_fields(layout: Layout) -> Result<QueryFields, StoreError> {
         bare_terms_in_record: true,
         time: field(fields::TIME)?,
         time_name: fields::TIME,
-        keywords: [
-            fields::ID,
-            fields::SOURCE_KIND,
-            fields::SOURCE_NAME,
-            fields::PRODUCT,
-            fields::SERVICE,
-            fields::CATEGORY,
-        ]
-        .into_iter()
-        .map(|name| Ok((name, field(name)?)))
-        .collect::<Result<_, StoreError>>()?,
+        keywords: keywords
+            .into_iter()
+            .map(|name| Ok((name, field(name)?)))
+            .collect::<Result<_, StoreError>>()?,
         hidden: vec![fields::DOC, fields::TIEBREAK],
         analyzer: layout.analyzer(),
-        uuid_words: layout == Layout::Words,
+        uuid_words: matches!(layout, Layout::Words | Layout::IdsByTiebreak),
+        event_ids,
     })
 }
 
@@ -497,11 +547,9 @@ impl EventIndex {
                     source: Box::new(e),
                 })?;
             let reader = index::reader(&index, false)?;
-            let ids = self.id_filter(&reader.searcher())?;
-            let partition = Arc::new(Partition {
-                reader,
-                layout: self.layout(key, &index)?,
-            });
+            let layout = self.layout(key, &index)?;
+            let ids = self.id_filter(&reader.searcher(), layout)?;
+            let partition = Arc::new(Partition { reader, layout });
             writers.insert(
                 key,
                 PartitionWriter {
@@ -528,23 +576,34 @@ impl EventIndex {
 
     /// The ids a partition holds, read from its committed segments' term dictionaries. The
     /// writer was opened first, so no other commit can land after this read.
-    fn id_filter(&self, searcher: &Searcher) -> Result<IdFilter, StoreError> {
+    fn id_filter(&self, searcher: &Searcher, layout: Layout) -> Result<IdFilter, StoreError> {
         let segments = searcher.segment_readers();
         let docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
         let mut filter = IdFilter::with_capacity(usize::try_from(docs * 2).unwrap_or(usize::MAX));
+        let indexed = if layout.ids_by_tiebreak() {
+            self.fields.tiebreak
+        } else {
+            self.fields.id
+        };
         for segment in segments {
-            let inverted = segment.inverted_index(self.fields.id)?;
+            let inverted = segment.inverted_index(indexed)?;
             let mut terms = inverted.terms().stream().map_err(|source| StoreError::Io {
                 path: self.dir.clone(),
                 source,
             })?;
             while terms.advance() {
-                // Ids are written by `document` as their 32 hex digits; anything else cannot
-                // be asked for by a new event either.
-                if let Some(id) = std::str::from_utf8(terms.key())
+                let key = terms.key();
+                if layout.ids_by_tiebreak() {
+                    // A u64 term's key is its value, big-endian.
+                    if let Ok(bytes) = <[u8; 8]>::try_from(key) {
+                        filter.insert_tiebreak(u64::from_be_bytes(bytes));
+                    }
+                } else if let Some(id) = std::str::from_utf8(key)
                     .ok()
                     .and_then(|text| text.parse::<EventId>().ok())
                 {
+                    // Ids are written by `document` as their 32 hex digits; anything else
+                    // cannot be asked for by a new event either.
                     filter.insert(&id);
                 }
             }
@@ -604,14 +663,12 @@ impl EventIndex {
         let mut handoff = Vec::with_capacity(2 * DOCS_PER_HANDOFF);
         for (key, docs) in by_partition {
             for (id, timeless, doc) in docs {
-                let term = || Term::from_field_text(self.fields.id, &id.to_string());
                 if timeless {
                     // Its time is its receive time, so a re-delivery may have landed in
                     // another partition; see the module notes in partition.rs.
                     for (other, writer) in writers.iter_mut() {
                         if *other != key && writer.ids.may_contain(&id) {
-                            writer.writer.delete_term(term());
-                            writer.dirty = true;
+                            self.delete(writer, &id, &mut Vec::new())?;
                         }
                     }
                 }
@@ -621,7 +678,7 @@ impl EventIndex {
                 // An id the partition certainly does not hold needs no delete, and that is
                 // almost every id: see idfilter.rs.
                 if writer.ids.may_contain(&id) {
-                    handoff.push(UserOperation::Delete(term()));
+                    self.delete(writer, &id, &mut handoff)?;
                 } else {
                     writer.ids.insert(&id);
                 }
@@ -635,6 +692,34 @@ impl EventIndex {
             if let Some(writer) = writers.get_mut(&key) {
                 writer.writer.run(handoff.drain(..))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes any copy of `id` a partition holds, in order after the operations queued in
+    /// `handoff` for its writer.
+    fn delete(
+        &self,
+        writer: &mut PartitionWriter,
+        id: &EventId,
+        handoff: &mut Vec<UserOperation>,
+    ) -> Result<(), StoreError> {
+        writer.dirty = true;
+        let layout = writer.partition.layout;
+        if layout.ids_by_tiebreak() {
+            // Only a term can be queued with documents; a query is its own operation, so
+            // what was queued goes first.
+            if !handoff.is_empty() {
+                writer.writer.run(handoff.drain(..))?;
+            }
+            writer
+                .writer
+                .delete_query(layout.ids_query(&self.fields, [id]))?;
+        } else {
+            handoff.push(UserOperation::Delete(Term::from_field_text(
+                self.fields.id,
+                &id.to_string(),
+            )));
         }
         Ok(())
     }
@@ -790,15 +875,12 @@ impl EventIndex {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let terms: Vec<Term> = wanted
-            .iter()
-            .map(|id| Term::from_field_text(self.fields.id, id))
-            .collect();
-        let query = tantivy::query::TermSetQuery::new(terms);
         let to = until + chrono::Duration::nanoseconds(1);
         for key in self.plan(None, Some(to))? {
             self.partitions_searched.fetch_add(1, Ordering::Relaxed);
-            let searcher = self.partition(key)?.reader.searcher();
+            let partition = self.partition(key)?;
+            let query = partition.layout.ids_query(&self.fields, ids);
+            let searcher = partition.reader.searcher();
             let top = searcher
                 .search(&query, &TopDocs::with_limit(wanted.len()).order_by_score())
                 .map_err(query::search_error)?;
@@ -1261,14 +1343,18 @@ mod tests {
     fn one_query_reaches_partitions_of_every_layout() {
         let dir = tempfile::tempdir().unwrap();
         let scheme = PartitionScheme::default();
-        for (layout, day) in [(Layout::First, 20), (Layout::ColumnsOnly, 21)] {
+        for (layout, day) in [
+            (Layout::First, 20),
+            (Layout::ColumnsOnly, 21),
+            (Layout::Words, 22),
+        ] {
             let mut index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
             index.schemas.retain(|s| *s == schema(layout).0);
-            index.index(&[login_on(day, 1)]).unwrap();
+            index.index(&[login_on(day, day)]).unwrap();
             index.commit().unwrap();
         }
         let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
-        index.index(&[login_on(22, 2)]).unwrap();
+        index.index(&[login_on(23, 23)]).unwrap();
         index.commit().unwrap();
         let layouts: Vec<Layout> = index
             .plan(None, None)
@@ -1276,11 +1362,7 @@ mod tests {
             .into_iter()
             .map(|key| index.partition(key).unwrap().layout)
             .collect();
-        assert_eq!(
-            layouts,
-            [Layout::Words, Layout::ColumnsOnly, Layout::First],
-            "newest first"
-        );
+        assert_eq!(layouts, Layout::READABLE, "newest first");
 
         let days = |query: &str| -> Vec<u32> {
             let request = SearchRequest {
@@ -1303,17 +1385,32 @@ mod tests {
             "requestID:648f0f94-0271*".into(),
             "*-4c20-91ac-*".into(),
         ] {
-            assert_eq!(days(&query), [22, 21, 20], "{query}");
+            assert_eq!(days(&query), [23, 22, 21, 20], "{query}");
         }
         // Only where a UUID was cut into words is a part of one a word.
         assert_eq!(days("requestID:648f0f94"), [21, 20]);
-        assert_eq!(days("requestID:/648f0f94-.*/"), [22]);
+        assert_eq!(days("requestID:/648f0f94-.*/"), [23, 22]);
+
+        // Ids, whether indexed as terms or found through their tiebreak.
+        let events: Vec<Event> = (20..=23).map(|day| login_on(day, day)).collect();
+        for event in &events {
+            let id = event.id.to_string();
+            let day = event.time.day();
+            assert_eq!(days(&format!("id:{id}")), [day]);
+            assert_eq!(days(&format!("id:{}", id.to_uppercase())), [day]);
+            assert_eq!(days(&format!("id:{}*", &id[..8])), [day]);
+            assert_eq!(days(&format!("id:{}*", &id[..20])), [day]);
+        }
+        assert_eq!(days("id:*"), [23, 22, 21, 20]);
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        let until = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        assert_eq!(index.by_ids(&ids, until).unwrap(), events);
 
         let histogram = index
             .histogram(&format!("requestID:{REQUEST_ID}"), None, None)
             .unwrap();
         let counted: u64 = histogram.buckets.iter().map(|b| b.count).sum();
-        assert_eq!(counted, 3);
+        assert_eq!(counted, 4);
         let facets = index
             .facets(
                 &format!("{REQUEST_ID} eventName:consolelogin"),
@@ -1324,7 +1421,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(facets.values.len(), 1);
-        assert_eq!(facets.values[0].count, 3);
+        assert_eq!(facets.values[0].count, 4);
     }
 
     #[test]

@@ -10,10 +10,14 @@
 //! not, is in it.
 //!
 //! The filter is a chain of Bloom filters: when the newest is full, a twice larger one is
-//! added, so it grows with the partition without ever rebuilding. Ids are BLAKE3 output
-//! already, so their bytes serve as the hashes.
+//! added, so it grows with the partition without ever rebuilding. It holds each id's tiebreak
+//! (its first eight bytes), since that is all the term dictionary of the newest partition
+//! layout keeps of an id; a tiebreak shared by two ids costs one needless delete. Ids are
+//! BLAKE3 output already, so a tiebreak serves as the first hash.
 
 use vigil_event::EventId;
+
+use crate::events::tiebreak;
 
 /// Bits per id in each layer; with [`HASHES`] probes this gives under 1% false positives.
 const BITS_PER_ID: usize = 10;
@@ -63,14 +67,13 @@ pub(crate) struct IdFilter {
     layers: Vec<Layer>,
 }
 
-fn hashes(id: &EventId) -> (u64, u64) {
-    let bytes = id.as_bytes();
-    let mut low = [0u8; 8];
-    let mut high = [0u8; 8];
-    low.copy_from_slice(&bytes[..8]);
-    high.copy_from_slice(&bytes[8..]);
-    // An odd step visits distinct positions in a power-of-two table.
-    (u64::from_le_bytes(low), u64::from_le_bytes(high) | 1)
+fn hashes(tiebreak: u64) -> (u64, u64) {
+    // The second hash is the first remixed (splitmix64's finalizer); an odd step visits
+    // distinct positions in a power-of-two table.
+    let mut z = tiebreak;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (tiebreak, (z ^ (z >> 31)) | 1)
 }
 
 impl IdFilter {
@@ -82,6 +85,10 @@ impl IdFilter {
     }
 
     pub(crate) fn insert(&mut self, id: &EventId) {
+        self.insert_tiebreak(tiebreak(id));
+    }
+
+    pub(crate) fn insert_tiebreak(&mut self, tiebreak: u64) {
         let last = self.layers.last().expect("at least one layer");
         if last.len >= last.capacity {
             let capacity = last.capacity * 2;
@@ -90,12 +97,12 @@ impl IdFilter {
         self.layers
             .last_mut()
             .expect("at least one layer")
-            .insert(hashes(id));
+            .insert(hashes(tiebreak));
     }
 
     /// False only when `id` was certainly never inserted.
     pub(crate) fn may_contain(&self, id: &EventId) -> bool {
-        let hashes = hashes(id);
+        let hashes = hashes(tiebreak(id));
         self.layers.iter().any(|layer| layer.contains(hashes))
     }
 

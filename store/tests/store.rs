@@ -531,6 +531,74 @@ fn replay_after_commit_replaces_the_old_copy() {
     assert_eq!(search(&store, "source_name:other-trail").total, 1);
 }
 
+/// Ids are found through their first eight bytes and checked in full, so two ids that share
+/// those bytes are still two events to search, replay and fetch.
+#[test]
+fn ids_sharing_their_first_eight_bytes_stay_apart() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(dir.path());
+    let id = |last: u8| {
+        let mut bytes = [0x64u8; 16];
+        bytes[15] = last;
+        EventId::from_bytes(bytes)
+    };
+    let (mut first, mut second) = (console_login(), delete_trail());
+    first.id = id(0x10);
+    second.id = id(0x20);
+    store
+        .index_events(&[first.clone(), second.clone()])
+        .expect("index");
+    store.commit().expect("commit");
+
+    let first_hex = first.id.to_string();
+    assert_eq!(
+        search(&store, &format!("id:{first_hex}")).hits,
+        [first.clone()]
+    );
+    assert_eq!(
+        search(
+            &store,
+            &format!("id:{}", second.id.to_string().to_uppercase())
+        )
+        .hits,
+        [second.clone()]
+    );
+    // A prefix within the first eight bytes is a range of them; a longer one is checked.
+    assert_eq!(search(&store, "id:6464*").total, 2);
+    assert_eq!(
+        search(&store, &format!("id:{}*", &first_hex[..24])).total,
+        2
+    );
+    assert_eq!(
+        search(&store, &format!("id:{}*", &first_hex[..31])).hits,
+        [first.clone()]
+    );
+    assert_eq!(search(&store, &format!("id:{}", &first_hex[..31])).total, 0);
+    assert_eq!(search(&store, "id:not-an-id").total, 0);
+    assert_eq!(search(&store, "id:*").total, 2);
+    assert_query_error(&store, "id:*6401");
+    assert_query_error(&store, "id:/64.*/");
+
+    // A replay of one replaces it and leaves the other.
+    let mut replayed = first.clone();
+    replayed.source.name = "replayed-trail".into();
+    store
+        .index_events(std::slice::from_ref(&replayed))
+        .expect("replay");
+    store.commit().expect("commit replay");
+    assert_eq!(store.event_count().expect("count"), 2);
+    assert_eq!(
+        search(&store, &format!("id:{first_hex}")).hits,
+        [replayed.clone()]
+    );
+    assert_eq!(
+        store
+            .events_by_id(&[second.id, replayed.id], Utc::now())
+            .expect("by id"),
+        [second, replayed]
+    );
+}
+
 #[test]
 fn events_survive_reopen_and_replays_after_reopen_stay_single() {
     let dir = TempDir::new().expect("tempdir");

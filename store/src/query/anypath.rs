@@ -314,7 +314,7 @@ impl Weight for WordsPhraseQuery {
     }
 }
 
-fn explain_by_seek(
+pub(super) fn explain_by_seek(
     mut scorer: Box<dyn Scorer>,
     doc: DocId,
     what: &'static str,

@@ -6,6 +6,7 @@
 
 mod anypath;
 pub(crate) mod ast;
+pub(crate) mod eventid;
 mod lexer;
 mod parser;
 mod time;

@@ -19,6 +19,8 @@
 //!   compare the raw values byte-wise.
 //! - `field:*` matches documents where the path holds a non-null value, at that path or
 //!   beneath it (`objectRef:*`).
+//! - **Event ids** in partitions that index no term for them (see [`EventIdFields`]) match a
+//!   whole id, or its first hex digits followed by `*`, ignoring case.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use tantivy_fst::Regex;
 
 use super::anypath::{any_path_prefix, AnyPathQuery, WordsPhraseQuery};
 use super::ast::{Ast, Part, Value, Word};
+use super::eventid::{tiebreak_range, EventIdQuery};
 use super::time::parse_time;
 use crate::StoreError;
 
@@ -69,9 +72,20 @@ pub(crate) struct QueryFields {
     /// The analyzer keeps a UUID as one word (see [`crate::words`]), so a wildcard may need
     /// to match across a UUID's hyphens within one word.
     pub(crate) uuid_words: bool,
+    /// Set where the id field holds no term: ids are found through the tiebreak's term and
+    /// checked against the stored id (see [`EventIdQuery`]).
+    pub(crate) event_ids: Option<EventIdFields>,
 }
 
-enum Target {
+/// The fields that find an event by id where the id has no term.
+pub(crate) struct EventIdFields {
+    pub(crate) name: &'static str,
+    pub(crate) tiebreak: Field,
+    pub(crate) id: Field,
+}
+
+enum Target<'f> {
+    EventId(&'f EventIdFields),
     Keyword(Field),
     Time(Field),
     Text(Field),
@@ -128,7 +142,7 @@ impl<'a> Translator<'a> {
         }
     }
 
-    fn target(&self, field: Option<&str>) -> Result<Target, String> {
+    fn target(&self, field: Option<&str>) -> Result<Target<'a>, String> {
         let f = self.fields;
         let Some(name) = field else {
             return Ok(Target::Text(f.text));
@@ -138,6 +152,9 @@ impl<'a> Translator<'a> {
         }
         if name == f.time_name {
             return Ok(Target::Time(f.time));
+        }
+        if let Some(ids) = f.event_ids.as_ref().filter(|ids| ids.name == name) {
+            return Ok(Target::EventId(ids));
         }
         if let Some((_, field)) = f.keywords.iter().find(|(n, _)| *n == name) {
             return Ok(Target::Keyword(*field));
@@ -164,6 +181,7 @@ impl<'a> Translator<'a> {
         _pos: usize,
     ) -> Result<Box<dyn Query>, String> {
         match self.target(field)? {
+            Target::EventId(ids) => event_id_query(ids, value),
             Target::Keyword(field) => keyword_query(field, value),
             Target::Time(field) => self.time_query(field, value),
             Target::Text(field) => self.bare_query(field, value),
@@ -395,6 +413,52 @@ impl<'a> Translator<'a> {
                 true,
             ))),
         }
+    }
+}
+
+fn event_id_query(ids: &EventIdFields, value: &Value) -> Result<Box<dyn Query>, String> {
+    let exact = |text: &str| -> Box<dyn Query> {
+        match text.parse::<vigil_event::EventId>() {
+            Ok(id) => Box::new(EventIdQuery::ids(ids.tiebreak, ids.id, [&id])),
+            // Not an id, so no event has it.
+            Err(_) => Box::new(EmptyQuery),
+        }
+    };
+    let unsupported = || {
+        format!(
+            "`{}` takes an event id, or its first hex digits followed by `*`",
+            ids.name
+        )
+    };
+    match value {
+        Value::Word(word) if word.has_wildcard() => {
+            let literal = word.literal();
+            let prefix = literal
+                .strip_suffix('*')
+                .filter(|_| {
+                    word.0
+                        .iter()
+                        .rev()
+                        .skip(1)
+                        .all(|p| matches!(p, Part::Char(_)))
+                })
+                .ok_or_else(unsupported)?;
+            if let Some((low, high)) = tiebreak_range(prefix) {
+                return Ok(Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_u64(ids.tiebreak, low)),
+                    Bound::Included(Term::from_field_u64(ids.tiebreak, high)),
+                )));
+            }
+            match EventIdQuery::prefix(ids.tiebreak, ids.id, prefix) {
+                Some(query) => Ok(Box::new(query)),
+                None => Err(unsupported()),
+            }
+        }
+        Value::Word(word) => Ok(exact(&word.literal())),
+        Value::Phrase(text) => Ok(exact(text)),
+        // Every event has an id.
+        Value::Exists => Ok(Box::new(AllQuery)),
+        Value::Regex(_) | Value::Range { .. } => Err(unsupported()),
     }
 }
 
