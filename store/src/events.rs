@@ -668,7 +668,9 @@ impl EventIndex {
                     // another partition; see the module notes in partition.rs.
                     for (other, writer) in writers.iter_mut() {
                         if *other != key && writer.ids.may_contain(&id) {
-                            self.delete(writer, &id, &mut Vec::new())?;
+                            let mut delete = Vec::new();
+                            self.delete(writer, &id, &mut delete)?;
+                            writer.writer.run(delete)?;
                         }
                     }
                 }
@@ -1422,6 +1424,56 @@ mod tests {
             .unwrap();
         assert_eq!(facets.values.len(), 1);
         assert_eq!(facets.values[0].count, 4);
+    }
+
+    /// A re-delivered event without a time of its own replaces its copy in a partition of an
+    /// older layout, which deletes by term rather than by query.
+    #[test]
+    fn a_timeless_redelivery_replaces_its_copy_in_an_older_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let scheme = PartitionScheme::default();
+        let timeless = |day: u32| {
+            let mut event = login_on(day, 7);
+            event.received = event.time;
+            event
+        };
+        {
+            let mut index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
+            index.schemas.retain(|s| *s == schema(Layout::Words).0);
+            index.index(&[timeless(20)]).unwrap();
+            index.commit().unwrap();
+        }
+        let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
+        // Another event for the old partition opens its writer, in its own layout.
+        index.index(&[login_on(20, 8)]).unwrap();
+        index.index(&[timeless(21)]).unwrap();
+        index.commit().unwrap();
+        let layouts: Vec<Layout> = index
+            .plan(None, None)
+            .unwrap()
+            .into_iter()
+            .map(|key| index.partition(key).unwrap().layout)
+            .collect();
+        assert_eq!(layouts, [Layout::CURRENT, Layout::Words]);
+        let request = SearchRequest {
+            query: String::new(),
+            from: None,
+            to: None,
+            limit: 10,
+            cursor: None,
+        };
+        let days: Vec<u32> = index
+            .search(&request)
+            .unwrap()
+            .hits
+            .iter()
+            .map(|e| e.time.day())
+            .collect();
+        assert_eq!(
+            days,
+            [21, 20],
+            "one copy of the re-delivered event, and the other"
+        );
     }
 
     #[test]
