@@ -1281,6 +1281,16 @@ mod tests {
         }
     }
 
+    /// The layout of each partition, newest first.
+    fn layouts(index: &EventIndex) -> Vec<Layout> {
+        index
+            .plan(None, None)
+            .unwrap()
+            .into_iter()
+            .map(|key| index.partition(key).unwrap().layout)
+            .collect()
+    }
+
     fn ns(results: &SearchResults) -> Vec<i64> {
         results
             .hits
@@ -1358,13 +1368,7 @@ mod tests {
         let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
         index.index(&[login_on(23, 23)]).unwrap();
         index.commit().unwrap();
-        let layouts: Vec<Layout> = index
-            .plan(None, None)
-            .unwrap()
-            .into_iter()
-            .map(|key| index.partition(key).unwrap().layout)
-            .collect();
-        assert_eq!(layouts, Layout::READABLE, "newest first");
+        assert_eq!(layouts(&index), Layout::READABLE, "newest first");
 
         let days = |query: &str| -> Vec<u32> {
             let request = SearchRequest {
@@ -1448,13 +1452,7 @@ mod tests {
         index.index(&[login_on(20, 8)]).unwrap();
         index.index(&[timeless(21)]).unwrap();
         index.commit().unwrap();
-        let layouts: Vec<Layout> = index
-            .plan(None, None)
-            .unwrap()
-            .into_iter()
-            .map(|key| index.partition(key).unwrap().layout)
-            .collect();
-        assert_eq!(layouts, [Layout::CURRENT, Layout::Words]);
+        assert_eq!(layouts(&index), [Layout::CURRENT, Layout::Words]);
         let request = SearchRequest {
             query: String::new(),
             from: None,
