@@ -21,10 +21,6 @@ use serde_json::{Map, Value};
 use vigil_detect::{Engine, LoadOptions, RuleSetBuilder};
 use vigil_event::LogSource;
 
-/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
@@ -228,6 +224,8 @@ fn measure(events: &[(LogSource, String)], mut work: impl FnMut(&LogSource, &str
 }
 
 fn main() {
+    // The `vigil` binary's allocator and options, so the figures are the binary's.
+    vigil_allocator::configure();
     let dir = corpus_dir();
     let options = load_options();
     let start = Instant::now();

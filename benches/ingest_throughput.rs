@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 use vigil_bus::{EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
 
-/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const LINES_PER_BODY: usize = 500;
 const RUN_FOR: Duration = Duration::from_secs(3);
@@ -119,6 +115,8 @@ async fn vigil(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
 }
 
 fn main() {
+    // The `vigil` binary's allocator and options, so the figures are the binary's.
+    vigil_allocator::configure();
     let dir = tempfile::tempdir().unwrap();
     let bodies: Vec<Vec<u8>> = (0..64).map(body).collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();

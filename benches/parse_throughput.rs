@@ -12,10 +12,6 @@ use serde_json::{Map, Value};
 use vigil_event::{EventId, Source};
 use vigil_ingest::{normalise_line, RecordFormat, SourceSpec};
 
-/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const RUN_FOR: Duration = Duration::from_secs(2);
 
 /// Distinct lines from the demo records: the same shapes, different bytes.
@@ -85,6 +81,8 @@ fn measure(lines: &[String], mut work: impl FnMut(&str)) -> Figures {
 }
 
 fn main() {
+    // The `vigil` binary's allocator and options, so the figures are the binary's.
+    vigil_allocator::configure();
     let sources = [
         (
             "cloudtrail",

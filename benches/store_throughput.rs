@@ -27,10 +27,6 @@ use vigil_event::{Event, EventId, Source};
 use vigil_ingest::{normalise_line, SourceSpec};
 use vigil_store::{interval_for, SearchRequest, Store};
 
-/// The `vigil` binary's allocator (see src/main.rs), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
@@ -670,6 +666,8 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn main() {
+    // The `vigil` binary's allocator and options, so the figures are the binary's.
+    vigil_allocator::configure();
     let n = env_usize("VIGIL_BENCH_EVENTS", 1_000_000).max(1);
     let repeats = env_usize("VIGIL_BENCH_REPEATS", 20).max(1);
     let scan_repeats = env_usize("VIGIL_BENCH_SCAN_REPEATS", 3).max(1);

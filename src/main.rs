@@ -19,13 +19,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, Overrides};
 
-/// mimalloc rather than glibc's malloc. Indexing builds each document on the calling thread
-/// and tantivy frees it on its own threads; with glibc those frees and the allocator's
-/// bookkeeping took a tenth of the store's indexing CPU at a million events, measured side
-/// by side in benches/store_throughput.rs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Vigil: a security event pipeline and lightweight SIEM.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -73,6 +66,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    vigil_allocator::configure();
     vigil_notify::install_tls_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
