@@ -13,8 +13,8 @@ use std::os::raw::{c_int, c_long};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc 3's `mimalloc.h`. The sys crate names only the options
-/// mimalloc 2 shares, so the number is taken from the header; [`tests`] checks it against the
-/// option's documented default.
+/// mimalloc 2 shares, so the number is taken from the header; a test below checks it against
+/// the option's documented default.
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 
 /// How long memory mimalloc has freed stays mapped before it is returned to the system; arenas
