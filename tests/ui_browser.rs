@@ -49,11 +49,23 @@ fn executable(variable: &str, name: &str, package: &str) -> PathBuf {
         })
 }
 
+/// The chromedriver process, stopped when dropped: also when starting the session fails.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One Chromium session through a chromedriver this test started.
 struct Browser {
     http: Client,
     session: String,
-    driver: Child,
+    // Declared after `session` so that the session is closed (in `Drop`) before the driver
+    // stops.
+    _driver: Driver,
     _profile: tempfile::TempDir,
 }
 
@@ -62,12 +74,14 @@ impl Browser {
         let chromedriver = executable("VIGIL_CHROMEDRIVER", "chromedriver", "chromium-driver");
         let chromium = executable("VIGIL_CHROMIUM", "chromium", "chromium");
         let port = free_port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = Driver(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
         let http = Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -111,7 +125,7 @@ impl Browser {
         Browser {
             http,
             session: format!("{endpoint}/session/{session}"),
-            driver,
+            _driver: driver,
             _profile: profile,
         }
     }
@@ -208,8 +222,6 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.http.delete(&self.session).send();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
