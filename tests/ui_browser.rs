@@ -14,7 +14,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{Duration as Span, Utc};
 use reqwest::blocking::Client;
@@ -130,8 +130,8 @@ impl Browser {
         }
     }
 
-    /// Sends one WebDriver command and returns its value; a WebDriver error fails the test.
-    fn command(&self, path: &str, body: Option<Value>) -> Value {
+    /// Sends one WebDriver command and returns its value, or the WebDriver error.
+    fn try_command(&self, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let url = format!("{}{path}", self.session);
         let request = match body {
             Some(body) => self.http.post(url).json(&body),
@@ -139,9 +139,43 @@ impl Browser {
         };
         let answer: Value = request.send().unwrap().json().unwrap();
         if answer["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {}", answer["value"]);
+            return Err(answer["value"].clone());
         }
-        answer["value"].clone()
+        Ok(answer["value"].clone())
+    }
+
+    /// Sends one WebDriver command and returns its value; a WebDriver error fails the test.
+    fn command(&self, path: &str, body: Option<Value>) -> Value {
+        self.try_command(path, body)
+            .unwrap_or_else(|error| panic!("WebDriver {path}: {error}"))
+    }
+
+    /// Polls `check` until it gives a value. A click that submits a form can return before
+    /// the browser has left the page, so every step after one waits for what it expects. A
+    /// wait that times out fails with the page the browser is showing.
+    fn wait_until<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            if Instant::now() >= deadline {
+                let url = self.try_command("/url", None);
+                let text = self.try_eval("return document.body.innerText");
+                panic!(
+                    "timed out waiting for {what}; the browser is at {url:?}, showing:\n{text:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the browser has loaded `url`.
+    fn wait_for_url(&self, url: &str) {
+        self.wait_until(url, || {
+            let current = self.try_command("/url", None).ok()?;
+            (current == url && self.loaded()).then_some(())
+        });
     }
 
     fn goto(&self, url: &str) {
@@ -181,27 +215,35 @@ impl Browser {
         self.command(&format!("/element/{element}/click"), Some(json!({})));
     }
 
-    /// The page's text as the analyst sees it, once it has loaded.
-    fn text(&self) -> String {
-        wait_for("the page loaded", Duration::from_secs(30), || {
-            (self.eval("return document.readyState", json!([])) == "complete").then_some(())
-        });
-        self.eval("return document.body.innerText", json!([]))
-            .as_str()
-            .unwrap()
-            .to_owned()
+    /// Runs `script` in the page; `None` while the page is being replaced.
+    fn try_eval(&self, script: &str) -> Option<Value> {
+        self.try_command("/execute/sync", Some(json!({"script": script, "args": []})))
+            .ok()
+    }
+
+    fn loaded(&self) -> bool {
+        self.try_eval("return document.readyState").as_ref() == Some(&json!("complete"))
+    }
+
+    /// The page's text as the analyst sees it, once the loaded page shows all of `expected`.
+    fn text_showing(&self, expected: &[&str]) -> String {
+        self.wait_until(&format!("a page showing {expected:?}"), || {
+            if !self.loaded() {
+                return None;
+            }
+            let text = self.try_eval("return document.body.innerText")?;
+            let text = text.as_str()?;
+            expected
+                .iter()
+                .all(|expected| text.contains(expected))
+                .then(|| text.to_owned())
+        })
     }
 
     /// Checks that the page shows `hostile` as text and built nothing from it: no image,
     /// script, SVG or injected element in the page's content, and no script of it ran.
     fn assert_shown_as_text(&self, page: &str, hostile: &[&str]) {
-        let text = self.text();
-        for hostile in hostile {
-            assert!(
-                text.contains(hostile),
-                "{page}: the hostile text is not shown as text:\n{text}"
-            );
-        }
+        self.text_showing(hostile);
         // Give an injected image's load error, if any, the time to fire its handler.
         std::thread::sleep(Duration::from_millis(300));
         let built = self.eval(
@@ -271,22 +313,15 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
     assert_eq!(browser.current_url(), vigil.url("/login"));
     browser.type_into("#token", "not-the-token");
     browser.click("form.login button[type=submit]");
-    assert!(browser.text().contains("That token is not valid."));
+    browser.text_showing(&["That token is not valid."]);
     browser.type_into("#token", TOKEN);
     browser.click("form.login button[type=submit]");
-    assert_eq!(browser.current_url(), vigil.url("/"));
+    browser.wait_for_url(&vigil.url("/"));
 
     // The alert list, then the alert, which shows the user name it was grouped by.
-    let list = browser.text();
-    assert!(
-        list.contains("Flask User Management Login Brute Force"),
-        "{list}"
-    );
+    browser.text_showing(&["Flask User Management Login Brute Force"]);
     browser.click(&format!("a[href='/alerts/{alert_id}']"));
-    assert_eq!(
-        browser.current_url(),
-        vigil.url(&format!("/alerts/{alert_id}"))
-    );
+    browser.wait_for_url(&vigil.url(&format!("/alerts/{alert_id}")));
     browser.assert_shown_as_text("the alert", &[HOSTILE_USER]);
 
     // Acknowledge it with a note quoting the attacker, through the page's own form (and its
@@ -299,15 +334,16 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
     browser.type_into("form.triage textarea[name=note]", HOSTILE_REASON);
     browser.click("form.triage button[type=submit]");
     browser.assert_shown_as_text("the acknowledged alert", &[HOSTILE_USER, HOSTILE_REASON]);
-    let detail = vigil.get_json(&format!("/api/v1/alerts/{alert_id}"));
-    assert_eq!(detail["status"], "acknowledged", "{detail}");
+    let detail = wait_for("the alert acknowledged", Duration::from_secs(30), || {
+        let detail = vigil.get_json(&format!("/api/v1/alerts/{alert_id}"));
+        (detail["status"] == "acknowledged").then_some(detail)
+    });
     assert_eq!(detail["notes"][0]["text"], HOSTILE_REASON, "{detail}");
 
     // The alert's events, whose records carry the hostile text in full.
     browser.goto(&vigil.url(&format!("/alerts/{alert_id}")));
     browser.click("dl.facts a[href^='/search']");
-    let events = browser.text();
-    assert!(events.contains("5 matching events"), "{events}");
+    browser.text_showing(&["5 matching events"]);
     browser.assert_shown_as_text(
         "the alert's events",
         &["window.vigilXss", "id=\\\"injected\\\""],
@@ -317,12 +353,17 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
     browser.goto(&vigil.url("/search"));
     browser.type_into("form.search input[name=q]", "username:*onerror*");
     browser.click("form.search button[type=submit]");
-    assert!(browser.text().contains("5 matching events"));
+    // The empty search may list the same five events, so wait for the query's own page.
+    browser.wait_until("the search's results", || {
+        let url = browser.try_command("/url", None).ok()?;
+        (url.as_str()?.contains("q=username") && browser.loaded()).then_some(())
+    });
+    browser.text_showing(&["5 matching events"]);
     browser.assert_shown_as_text("the search", &["window.vigilXss"]);
 
     // Signing out ends the session: the pages send the browser back to sign in.
     browser.click("header form button[type=submit]");
-    assert_eq!(browser.current_url(), vigil.url("/login"));
+    browser.wait_for_url(&vigil.url("/login"));
     browser.goto(&vigil.url("/"));
     assert_eq!(browser.current_url(), vigil.url("/login"));
 }
