@@ -1,6 +1,6 @@
 //! The alerts index: the detections, with a searchable copy of their lifecycle state.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use tantivy::collector::sort_key::SortByStaticFastValue;
@@ -130,6 +130,7 @@ fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
 }
 
 pub(crate) struct AlertIndex {
+    dir: PathBuf,
     handle: IndexHandle,
     fields: AlertFields,
     query_fields: QueryFields,
@@ -140,11 +141,40 @@ impl AlertIndex {
         let (schema, fields) = schema();
         let query_fields = query_fields(&schema)?;
         let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY, read_only)?;
+        if read_only && !index::terms_readable(dir) {
+            return Err(index::terms_unreadable(dir));
+        }
         Ok(AlertIndex {
+            dir: dir.to_path_buf(),
             handle,
             fields,
             query_fields,
         })
+    }
+
+    /// Whether the index holds term dictionaries this Vigil cannot read, so that it must be
+    /// rewritten ([`AlertIndex::rewrite`]) before anything searches it.
+    pub(crate) fn needs_rewrite(&self) -> bool {
+        !index::terms_readable(&self.dir)
+    }
+
+    /// Rewrites every alert from its stored copy, with the state `state_of` gives it, and
+    /// commits; see [`index::TERMS_FILE`]. Returns how many alerts it rewrote.
+    pub(crate) fn rewrite(
+        &self,
+        mut state_of: impl FnMut(&Alert) -> Result<AlertState, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let searcher = self.handle.reader.searcher();
+        let rewritten = {
+            let writer = self.handle.writer()?;
+            index::rewrite_documents(&writer, &searcher, |doc| {
+                let alert = self.stored_alert(doc)?;
+                self.document(&alert, &state_of(&alert)?)
+            })?
+        };
+        self.handle.commit()?;
+        index::mark_terms_readable(&self.dir)?;
+        Ok(rewritten)
     }
 
     /// Upserts alerts with their lifecycle state.

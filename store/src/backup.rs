@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::events::SCHEME_FILE;
+use crate::index;
 use crate::partition::PartitionKey;
 use crate::{StoreError, LIFECYCLE_DB, QUARANTINE_DB};
 
@@ -173,6 +174,9 @@ fn copy_index(
     report: &mut SnapshotReport,
 ) -> Result<Option<()>, StoreError> {
     let meta_path = src.join("meta.json");
+    // Read before meta.json: the marker is written only after the commit it vouches for, so
+    // the commit read next is at least that one. A copy without it is rewritten when opened.
+    let terms_readable = index::terms_readable(src);
     for _ in 0..COPY_ATTEMPTS {
         let meta = match fs::read(&meta_path) {
             Ok(meta) => meta,
@@ -217,6 +221,9 @@ fn copy_index(
         }
         let dest_meta = dest.join("meta.json");
         fs::write(&dest_meta, &meta).map_err(io_err(&dest_meta))?;
+        if terms_readable {
+            index::mark_terms_readable(dest)?;
+        }
         report.files += attempt.files + 1;
         report.bytes += attempt.bytes + meta.len() as u64;
         report.copied_not_linked += attempt.copied_not_linked;

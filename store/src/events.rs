@@ -433,8 +433,43 @@ impl EventIndex {
             readers_opened: AtomicU64::new(0),
             partitions_searched: AtomicU64::new(0),
         };
-        *lock(&index.known) = index.list_partitions()?;
+        let partitions = index.list_partitions()?;
+        if !read_only {
+            for key in &partitions {
+                if !index::terms_readable(&index.partition_dir(*key)) {
+                    let rewritten = index.rewrite_partition(*key)?;
+                    tracing::info!(
+                        partition = %key.dir_name(),
+                        events = rewritten,
+                        "rewrote a partition's term dictionaries"
+                    );
+                }
+            }
+        }
+        *lock(&index.known) = partitions;
         Ok(index)
+    }
+
+    /// Rewrites a partition written with term dictionaries this Vigil cannot read (see
+    /// [`index::TERMS_FILE`]) from its stored events, keeping its layout. Returns how many
+    /// events it rewrote.
+    fn rewrite_partition(&self, key: PartitionKey) -> Result<u64, StoreError> {
+        let dir = self.partition_dir(key);
+        let index = index::open_index(&dir, &self.schemas, false)?;
+        let mut writer = index
+            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
+            .map_err(|e| StoreError::Open {
+                path: dir.clone(),
+                source: Box::new(e),
+            })?;
+        let searcher = index::reader(&index, false)?.searcher();
+        let rewritten = index::rewrite_documents(&writer, &searcher, |doc| {
+            self.document(&self.stored_event(doc)?)
+        })?;
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        index::mark_terms_readable(&dir)?;
+        Ok(rewritten)
     }
 
     pub(crate) fn scheme(&self) -> PartitionScheme {
@@ -488,7 +523,12 @@ impl EventIndex {
             *used = now;
             return Ok(partition.clone());
         }
-        let index = index::open_index(&self.partition_dir(key), &self.schemas, false)?;
+        let dir = self.partition_dir(key);
+        let index = index::open_index(&dir, &self.schemas, false)?;
+        // A writing store rewrote every such partition when it opened.
+        if !index::terms_readable(&dir) {
+            return Err(index::terms_unreadable(&dir));
+        }
         let reader = index::reader(&index, self.read_only)?;
         let partition = Arc::new(Partition {
             reader,

@@ -177,9 +177,32 @@ impl Store {
             options,
         };
         if !read_only {
+            if store.alerts.needs_rewrite() {
+                store.rewrite_alert_index()?;
+            }
             store.repair_alert_index()?;
         }
         Ok(store)
+    }
+
+    /// Rewrites an alerts index written with term dictionaries this Vigil cannot read (see
+    /// `index::TERMS_FILE`), taking each alert's state from the lifecycle database.
+    fn rewrite_alert_index(&self) -> Result<(), StoreError> {
+        let _writes = index::lock(&self.alert_writes);
+        let now = Utc::now();
+        let rewritten = self.alerts.rewrite(|alert| {
+            let id = alert.id.to_string();
+            let mut states = self.lifecycle.states(std::slice::from_ref(&id), now)?;
+            states.remove(&id).ok_or_else(|| StoreError::Corrupt {
+                id,
+                message: "the lifecycle database gave no state".into(),
+            })
+        })?;
+        tracing::info!(
+            alerts = rewritten,
+            "rewrote the alerts index's term dictionaries"
+        );
+        Ok(())
     }
 
     /// Re-indexes alerts whose change was saved but whose index copy may not have been
