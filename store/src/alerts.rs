@@ -16,7 +16,7 @@ use vigil_event::Alert;
 
 use crate::index::{self, IndexHandle};
 use crate::lifecycle::AlertState;
-use crate::query::translate::{QueryFields, Translator};
+use crate::query::translate::{QueryFields, Translator, WholeWords};
 use crate::StoreError;
 
 /// Field names of the alerts index.
@@ -124,7 +124,7 @@ fn query_fields(schema: &Schema) -> Result<QueryFields, StoreError> {
         .collect::<Result<_, StoreError>>()?,
         hidden: vec![fields::DOC, fields::DETECTED],
         analyzer: index::text_analyzer(),
-        uuid_words: false,
+        whole_words: WholeWords::None,
         event_ids: None,
     })
 }

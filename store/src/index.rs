@@ -28,10 +28,14 @@ pub(crate) const KEYWORD_TOKENIZER: &str = "vigil_keyword";
 /// other long indicators stay searchable.
 pub(crate) const TEXT_TOKENIZER: &str = "vigil_text";
 
-/// Tokenizer for record words in partitions of the current layout: as [`TEXT_TOKENIZER`], but
+/// Tokenizer for record words in partitions of two earlier layouts: as [`TEXT_TOKENIZER`], but
 /// a UUID is one word (see [`crate::words`]). A tokenizer's name is part of an index's schema,
 /// so partitions cut with the other keep it, and queries cut their words per partition.
 pub(crate) const WORDS_TOKENIZER: &str = "vigil_words";
+
+/// Tokenizer for record words in partitions of the current layout: as [`WORDS_TOKENIZER`],
+/// but an RFC 3339 time or an IPv4 address is one word too (see [`crate::words`]).
+pub(crate) const VALUE_WORDS_TOKENIZER: &str = "vigil_value_words";
 
 /// The analyzer behind [`TEXT_TOKENIZER`]; queries split their words with it too, so that a
 /// term is cut exactly as the indexed text was.
@@ -47,6 +51,11 @@ pub(crate) fn words_analyzer() -> TextAnalyzer {
     TextAnalyzer::from(WordTokenizer::default())
 }
 
+/// The analyzer behind [`VALUE_WORDS_TOKENIZER`].
+pub(crate) fn value_words_analyzer() -> TextAnalyzer {
+    TextAnalyzer::from(WordTokenizer::whole_values())
+}
+
 /// A full-text field, with positions for phrase queries.
 pub(crate) fn text_indexing() -> TextFieldIndexing {
     TextFieldIndexing::default()
@@ -57,6 +66,11 @@ pub(crate) fn text_indexing() -> TextFieldIndexing {
 /// A full-text field cut by [`WORDS_TOKENIZER`], with positions for phrase queries.
 pub(crate) fn words_indexing() -> TextFieldIndexing {
     text_indexing().set_tokenizer(WORDS_TOKENIZER)
+}
+
+/// A full-text field cut by [`VALUE_WORDS_TOKENIZER`], with positions for phrase queries.
+pub(crate) fn value_words_indexing() -> TextFieldIndexing {
+    text_indexing().set_tokenizer(VALUE_WORDS_TOKENIZER)
 }
 
 /// A keyword field: exact, case-insensitive match on the whole value. It is also a fast
@@ -206,6 +220,9 @@ pub(crate) fn open_index(
     index
         .tokenizers()
         .register(WORDS_TOKENIZER, words_analyzer());
+    index
+        .tokenizers()
+        .register(VALUE_WORDS_TOKENIZER, value_words_analyzer());
     Ok(index)
 }
 

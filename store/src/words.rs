@@ -9,6 +9,12 @@
 //!   table entry and a term dictionary entry. Kept whole, a UUID is one exact term, which is
 //!   also what an analyst searches for; a part of one is still found with a wildcard
 //!   (`eventID:648f0f94*`).
+//! - **With [`WordTokenizer::whole_values`], so is an RFC 3339 time or an IPv4 address.**
+//!   Cut apart, `2026-11-28T09:00:02.114203Z` gave six words and `10.0.0.1` four, nearly all
+//!   of them words every event has, each one more hash table update when indexing; a
+//!   Kubernetes audit event carries two such times. Whole, each is one term, and a search for
+//!   one address no longer matches its numbers elsewhere; part of one is found with a wildcard
+//!   (`sourceIPAddress:10.0.*`, `eventTime:2026-11-28t09*`).
 //! - **Words of [`MAX_WORD_BYTES`] or more are dropped**, as tantivy's `RemoveLongFilter`
 //!   would (tantivy's default keeps 40, too few for SHA-256 hashes); they still take a
 //!   position, so phrases do not join the words around them.
@@ -27,10 +33,22 @@ const UUID_LEN: usize = 36;
 #[derive(Clone, Default)]
 pub(crate) struct WordTokenizer {
     token: Token,
+    whole_values: bool,
+}
+
+impl WordTokenizer {
+    /// A tokenizer that also keeps RFC 3339 times and IPv4 addresses whole.
+    pub(crate) fn whole_values() -> WordTokenizer {
+        WordTokenizer {
+            token: Token::default(),
+            whole_values: true,
+        }
+    }
 }
 
 pub(crate) struct WordStream<'a> {
     text: &'a str,
+    whole_values: bool,
     /// Where the search for the next word starts.
     cursor: usize,
     token: &'a mut Token,
@@ -43,6 +61,7 @@ impl Tokenizer for WordTokenizer {
         self.token.reset();
         WordStream {
             text,
+            whole_values: self.whole_values,
             cursor: 0,
             token: &mut self.token,
         }
@@ -89,12 +108,17 @@ impl WordStream<'_> {
     fn next_word(&mut self) -> Option<(usize, usize)> {
         let start = self.find(self.cursor, true)?;
         let mut end = self.find(start, false).unwrap_or(self.text.len());
-        // A UUID's first word is 8 hex digits followed by a hyphen; only then is the rest
-        // worth checking.
-        if end - start == 8 && self.text.as_bytes().get(end) == Some(&b'-') {
-            if let Some(uuid) = uuid_end(self.text, start) {
-                end = uuid;
-            }
+        // Each whole value's first word has a fixed length and is followed by a fixed
+        // character; only then is the rest worth checking.
+        let first = (end - start, self.text.as_bytes().get(end));
+        let whole = match first {
+            (8, Some(b'-')) => uuid_end(self.text, start),
+            (4, Some(b'-')) if self.whole_values => time_end(self.text, start),
+            (1..=3, Some(b'.')) if self.whole_values => ipv4_end(self.text, start),
+            _ => None,
+        };
+        if let Some(whole) = whole {
+            end = whole;
         }
         self.cursor = end;
         Some((start, end))
@@ -146,21 +170,95 @@ static CLASS: [u8; 256] = {
     table
 };
 
-/// The end of the UUID starting at `start`, when one does and no letter or digit follows it.
-fn uuid_end(text: &str, start: usize) -> Option<usize> {
-    let bytes = text.as_bytes().get(start..start + UUID_LEN)?;
-    let shaped = bytes.iter().enumerate().all(|(i, b)| match i {
-        8 | 13 | 18 | 23 => *b == b'-',
-        _ => b.is_ascii_hexdigit(),
-    });
-    if !shaped {
-        return None;
-    }
-    let end = start + UUID_LEN;
+/// `text[at..]` if it starts with `shape`, where `9` stands for any ASCII digit and any
+/// other byte for itself.
+fn shaped(text: &[u8], at: usize, shape: &[u8]) -> bool {
+    text.get(at..at + shape.len()).is_some_and(|bytes| {
+        bytes.iter().zip(shape).all(|(b, s)| match s {
+            b'9' => b.is_ascii_digit(),
+            _ => b == s,
+        })
+    })
+}
+
+/// `end` when no letter or digit follows it: a whole value ends where a word would.
+fn ends_word(text: &str, end: usize) -> Option<usize> {
     match text[end..].chars().next() {
         Some(c) if c.is_alphanumeric() => None,
         _ => Some(end),
     }
+}
+
+/// The end of the RFC 3339 time (`2026-11-28T09:00:02`, then optional fraction digits and
+/// an optional `Z` or `+hh:mm`) starting at `start`, when one does and ends a word.
+fn time_end(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if !(shaped(bytes, start, b"9999-99-99T99:99:99")
+        || shaped(bytes, start, b"9999-99-99t99:99:99"))
+    {
+        return None;
+    }
+    let mut end = start + 19;
+    if bytes.get(end) == Some(&b'.') {
+        let digits = bytes[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        end += 1 + digits;
+    }
+    match bytes.get(end) {
+        Some(b'Z' | b'z') => end += 1,
+        Some(b'+' | b'-') if shaped(bytes, end + 1, b"99:99") => end += 6,
+        _ => {}
+    }
+    ends_word(text, end)
+}
+
+/// The end of the IPv4 address (four groups of one to three digits) starting at `start`,
+/// when one does and ends a word. A group before or after it (`1.2.3.4.5`) makes it no
+/// address.
+fn ipv4_end(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if start >= 2 && bytes[start - 1] == b'.' && bytes[start - 2].is_ascii_digit() {
+        return None;
+    }
+    let mut end = start;
+    for group in 0..4 {
+        if group > 0 {
+            if bytes.get(end) != Some(&b'.') {
+                return None;
+            }
+            end += 1;
+        }
+        let digits = bytes[end..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if !(1..=3).contains(&digits) {
+            return None;
+        }
+        end += digits;
+    }
+    if bytes.get(end) == Some(&b'.') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    ends_word(text, end)
+}
+
+/// The end of the UUID starting at `start`, when one does and no letter or digit follows it.
+fn uuid_end(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes().get(start..start + UUID_LEN)?;
+    let uuid = bytes.iter().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => *b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    if !uuid {
+        return None;
+    }
+    ends_word(text, start + UUID_LEN)
 }
 
 #[cfg(test)]
@@ -248,6 +346,69 @@ mod tests {
         ] {
             assert_eq!(words(text), tantivy_words(text), "{text}");
         }
+    }
+
+    fn whole_value_words(text: &str) -> Vec<String> {
+        let mut tokenizer = WordTokenizer::whole_values();
+        let mut stream = tokenizer.token_stream(text);
+        tokens(&mut stream).into_iter().map(|w| w.0).collect()
+    }
+
+    #[test]
+    fn times_and_addresses_can_be_one_word() {
+        let text = "At 2026-11-28T09:00:02.114203Z, 10.0.0.1 then 2026-11-28t10:00:00+01:00 \
+                    (192.168.1.254). 2026-11-28T09:00:02Z 648F0F94-0271-4c20-91ac-8d2e43787313";
+        assert_eq!(
+            whole_value_words(text),
+            [
+                "at",
+                "2026-11-28t09:00:02.114203z",
+                "10.0.0.1",
+                "then",
+                "2026-11-28t10:00:00+01:00",
+                "192.168.1.254",
+                "2026-11-28t09:00:02z",
+                "648f0f94-0271-4c20-91ac-8d2e43787313",
+            ]
+        );
+        // Positions and offsets as for any word.
+        let mut tokenizer = WordTokenizer::whole_values();
+        let mut stream = tokenizer.token_stream("from 10.0.0.1 at");
+        let got = tokens(&mut stream);
+        assert_eq!(got[1], ("10.0.0.1".into(), 1, 5, 13));
+        assert_eq!(got[2].1, 2);
+    }
+
+    #[test]
+    fn near_times_and_addresses_are_cut_as_before() {
+        for text in [
+            // Not quite an address.
+            "1.2.3",
+            "10.0.0.1.5",
+            "1234.1.1.1",
+            "10.0.0.1x",
+            "10.0.0.",
+            "x10.0.0.1",
+            // Not quite a time.
+            "2026-11-28 09:00:02",
+            "2026-11-28T09:00:0",
+            "2026-11-28T09:00:02.",
+            "2026-11-28T09:00:02.5x",
+            "2026-11-28T09:00:02+0100",
+            "20261-11-28T09:00:02Z",
+        ] {
+            let cut: Vec<String> = tantivy_words(text).into_iter().map(|w| w.0).collect();
+            let whole = whole_value_words(text);
+            // A zone without its colon is left off the time, which is still whole.
+            if text.ends_with("+0100") {
+                assert_eq!(whole, ["2026-11-28t09:00:02", "0100"], "{text}");
+            } else {
+                assert_eq!(whole, cut, "{text}");
+            }
+        }
+        // Without `whole_values`, times and addresses are cut as tantivy cuts them.
+        let text = "2026-11-28T09:00:02.114203Z 10.0.0.1";
+        assert_eq!(words(text), tantivy_words(text));
     }
 
     #[test]

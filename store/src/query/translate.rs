@@ -69,12 +69,34 @@ pub(crate) struct QueryFields {
     /// How the index cut record and text values into words; a query's words are cut the same
     /// way, so an index written with another analyzer needs its own `QueryFields`.
     pub(crate) analyzer: TextAnalyzer,
-    /// The analyzer keeps a UUID as one word (see [`crate::words`]), so a wildcard may need
-    /// to match across a UUID's hyphens within one word.
-    pub(crate) uuid_words: bool,
+    /// Values the analyzer keeps as one word although they hold separators.
+    pub(crate) whole_words: WholeWords,
     /// Set where the id field holds no term: ids are found through the tiebreak's term and
     /// checked against the stored id (see [`EventIdQuery`]).
     pub(crate) event_ids: Option<EventIdFields>,
+}
+
+/// Which values an analyzer keeps as one word although they hold separators (see
+/// [`crate::words`]): a wildcard may then need to match across those separators within one
+/// word.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WholeWords {
+    None,
+    Uuids,
+    UuidsTimesAndAddresses,
+}
+
+impl WholeWords {
+    /// Whether `c` can be part of such a word.
+    fn may_hold(self, c: char) -> bool {
+        match self {
+            WholeWords::None => false,
+            WholeWords::Uuids => c == '-' || c.is_ascii_hexdigit(),
+            WholeWords::UuidsTimesAndAddresses => {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '+')
+            }
+        }
+    }
 }
 
 /// The fields that find an event by id where the id has no term.
@@ -205,18 +227,20 @@ impl<'a> Translator<'a> {
         Ok(Box::new(RangeQuery::new(lower, upper)))
     }
 
-    /// On layouts where a UUID is one word, a wildcard split at hyphens (`648f0f94-0271*`)
-    /// could also match inside a UUID: the regex of the whole pattern as one word, when it
-    /// has hyphens and no characters a UUID cannot hold.
-    fn uuid_pattern(&self, word: &Word, pieces: usize) -> Option<String> {
-        if !self.fields.uuid_words || pieces < 2 {
+    /// On layouts that keep some values as one word, a wildcard split at separators
+    /// (`648f0f94-0271*`, `10.0.*`) could also match inside one of them: the regex of the
+    /// whole pattern as one word, when it has separators and no characters such a word cannot
+    /// hold.
+    fn whole_word_pattern(&self, word: &Word, pieces: usize) -> Option<String> {
+        let whole_words = self.fields.whole_words;
+        if whole_words == WholeWords::None || pieces < 2 {
             return None;
         }
-        let uuid_like = word.0.iter().all(|part| match part {
-            Part::Char(c) => *c == '-' || c.is_ascii_hexdigit(),
+        let holdable = word.0.iter().all(|part| match part {
+            Part::Char(c) => whole_words.may_hold(*c),
             Part::Star | Part::Question => true,
         });
-        uuid_like.then(|| wildcard_regex(&word.0))
+        holdable.then(|| wildcard_regex(&word.0))
     }
 
     fn tokens(&mut self, text: &str) -> Vec<String> {
@@ -235,7 +259,7 @@ impl<'a> Translator<'a> {
                 let pieces = word_pieces(word);
                 let patterns: Vec<String> = pieces.iter().map(|p| piece_regex(p)).collect();
                 let words = regex_terms_query(field, &patterns, "")?;
-                Ok(match self.uuid_pattern(word, pieces.len()) {
+                Ok(match self.whole_word_pattern(word, pieces.len()) {
                     Some(whole) => either(
                         words,
                         Box::new(RegexQuery::from_regex(compile(&whole)?, field)),
@@ -279,7 +303,7 @@ impl<'a> Translator<'a> {
                     .iter()
                     .map(|piece| compile(&format!("{any}{}", piece_regex(piece))).map(Arc::new))
                     .collect::<Result<Vec<_>, _>>()?;
-                let whole = self.uuid_pattern(word, regexes.len());
+                let whole = self.whole_word_pattern(word, regexes.len());
                 let words: Box<dyn Query> = match regexes.len() {
                     0 => Box::new(EmptyQuery),
                     1 => Box::new(RegexQuery::from_regex(
@@ -363,7 +387,7 @@ impl<'a> Translator<'a> {
                     Some(path_term.serialized_value_bytes().to_vec()),
                     regexes,
                 ));
-                Ok(match self.uuid_pattern(word, pieces.len()) {
+                Ok(match self.whole_word_pattern(word, pieces.len()) {
                     Some(whole) => either(
                         words,
                         Box::new(JsonRegexQuery {
