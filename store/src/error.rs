@@ -18,6 +18,13 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The index was written with term dictionaries this build does not read; a writing
+    /// store rewrites it when it opens (see `index::TERMS_FILE`).
+    #[error(
+        "the index at {path} was written by an earlier Vigil with term dictionaries this one \
+         does not read; open the data directory with `vigil run` once to rewrite it"
+    )]
+    NeedsRewrite { path: PathBuf },
     /// The store was opened read-only and was asked to change something.
     #[error("the store is open read-only")]
     ReadOnly,

@@ -143,11 +143,8 @@ pub(crate) fn mark_terms_readable(dir: &Path) -> Result<(), StoreError> {
 
 /// The error for an index a read-only store cannot read until a writing one rewrites it.
 pub(crate) fn terms_unreadable(dir: &Path) -> StoreError {
-    StoreError::Open {
+    StoreError::NeedsRewrite {
         path: dir.to_path_buf(),
-        source: "this index was written by an earlier Vigil with term dictionaries this one \
-                 does not read; open the data directory with `vigil run` once to rewrite it"
-            .into(),
     }
 }
 

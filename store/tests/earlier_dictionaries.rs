@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use tempfile::TempDir;
-use vigil_store::{AlertFilter, AlertStatus, SearchRequest, Store, StoreOptions};
+use vigil_store::{AlertFilter, AlertStatus, SearchRequest, Store, StoreError, StoreOptions};
 
 const ACKNOWLEDGED: &str = "e989a8316e82154594c2c1651d511353";
 
@@ -57,6 +57,10 @@ fn a_store_with_fst_dictionaries_is_rewritten_when_opened_for_writing() {
     let refused = Store::open_with(dir.path(), read_only())
         .err()
         .expect("a read-only open of FST dictionaries fails");
+    assert!(
+        matches!(refused, StoreError::NeedsRewrite { .. }),
+        "{refused:?}"
+    );
     assert!(refused.to_string().contains("vigil run"), "{refused}");
 
     let store = Store::open(dir.path()).unwrap();
