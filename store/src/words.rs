@@ -170,7 +170,7 @@ static CLASS: [u8; 256] = {
     table
 };
 
-/// `text[at..]` if it starts with `shape`, where `9` stands for any ASCII digit and any
+/// Whether `text[at..]` starts with `shape`, where `9` stands for any ASCII digit and any
 /// other byte for itself.
 fn shaped(text: &[u8], at: usize, shape: &[u8]) -> bool {
     text.get(at..at + shape.len()).is_some_and(|bytes| {
