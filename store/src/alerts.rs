@@ -142,7 +142,9 @@ impl AlertIndex {
         let query_fields = query_fields(&schema)?;
         let handle = IndexHandle::open(dir, schema, WRITER_THREADS, WRITER_MEMORY, read_only)?;
         if read_only && !index::terms_readable(dir) {
-            return Err(index::terms_unreadable(dir));
+            return Err(StoreError::NeedsRewrite {
+                path: dir.to_path_buf(),
+            });
         }
         Ok(AlertIndex {
             dir: dir.to_path_buf(),

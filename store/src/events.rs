@@ -545,7 +545,7 @@ impl EventIndex {
         let index = index::open_index(&dir, &self.schemas, false)?;
         // A writing store rewrote every such partition when it opened.
         if !index::terms_readable(&dir) {
-            return Err(index::terms_unreadable(&dir));
+            return Err(StoreError::NeedsRewrite { path: dir });
         }
         let reader = index::reader(&index, self.read_only)?;
         let partition = Arc::new(Partition {

@@ -120,10 +120,10 @@ pub(crate) fn to_tantivy(time: &DateTime<Utc>) -> tantivy::DateTime {
 /// rather than FSTs: building an FST's nodes took about a tenth of the CPU of indexing, and
 /// the store benchmark needed 1.11x to 1.21x less CPU without them (three runs beside the FST
 /// build), while its leading-wildcard query, which walks the dictionary, went from about 4 to
-/// about 12 ms at a million events. A tantivy
-/// build reads only the one format, so indices written before the switch (which have no such
-/// file) are rewritten from their stored documents when a writing store first opens them
-/// ([`rewrite_documents`]); a read-only open refuses them with a message saying so.
+/// about 12 ms at a million events. A tantivy build reads only the one format, so indices
+/// written before the switch (which have no such file) are rewritten from their stored
+/// documents when a writing store first opens them ([`rewrite_documents`]); a read-only open
+/// refuses them with [`StoreError::NeedsRewrite`].
 pub(crate) const TERMS_FILE: &str = "vigil-terms";
 const TERMS_FORMAT: &str = "sstable\n";
 
@@ -139,13 +139,6 @@ pub(crate) fn mark_terms_readable(dir: &Path) -> Result<(), StoreError> {
         path: dir.join(TERMS_FILE),
         source,
     })
-}
-
-/// The error for an index a read-only store cannot read until a writing one rewrites it.
-pub(crate) fn terms_unreadable(dir: &Path) -> StoreError {
-    StoreError::NeedsRewrite {
-        path: dir.to_path_buf(),
-    }
 }
 
 /// Replaces every segment of an index with its live documents as `rebuild` makes them from
