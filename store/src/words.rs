@@ -411,6 +411,62 @@ mod tests {
         assert_eq!(words(text), tantivy_words(text));
     }
 
+    /// Attacker-chosen text made of pieces of times, addresses and UUIDs, cut short and
+    /// joined in any order, with a multi-byte character among them: cutting never panics,
+    /// every word is the lowercased text at its offsets, and positions rise.
+    #[test]
+    fn any_mix_of_value_pieces_is_cut_safely() {
+        const PIECES: [&str; 17] = [
+            "2026-11-28T09:00:02",
+            "2026-11-28",
+            "T09:00:02",
+            "t09:00",
+            ".114203",
+            ".",
+            "Z",
+            "+01:00",
+            "-01:0",
+            "10.0.0.1",
+            "255.",
+            "1",
+            "-",
+            "648f0f94-0271-4c20-91ac-8d2e43787313",
+            " ",
+            "é",
+            ":",
+        ];
+        // A fixed linear congruential sequence, so a failure repeats.
+        let mut state: u64 = 0x5eed;
+        let mut next = |below: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % below
+        };
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..next(8) {
+                let piece = PIECES[next(PIECES.len())];
+                // Cut at a character boundary, so that a quarter of the pieces end early.
+                let cut = piece
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .chain([piece.len()])
+                    .nth(next(piece.chars().count() + 1))
+                    .unwrap_or(piece.len());
+                text.push_str(if next(4) > 0 { piece } else { &piece[..cut] });
+            }
+            let mut tokenizer = WordTokenizer::whole_values();
+            let mut stream = tokenizer.token_stream(&text);
+            let mut last = None;
+            for (word, position, from, to) in tokens(&mut stream) {
+                assert_eq!(word, text[from..to].to_lowercase(), "{text:?}");
+                assert!(last.is_none_or(|last| position > last), "{text:?}");
+                last = Some(position);
+            }
+        }
+    }
+
     #[test]
     fn positions_count_dropped_long_words() {
         let text = format!("before {} after", "x".repeat(MAX_WORD_BYTES + 3));
