@@ -10,11 +10,13 @@ pub mod cloudwatch;
 pub mod http;
 mod ingestor;
 pub mod kubernetes;
+mod metric_label;
 mod normalise;
 pub mod parse;
 mod source;
 pub mod tail;
 
 pub use ingestor::{IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
+pub use metric_label::{source_label, MAX_SOURCE_LABELS};
 pub use normalise::normalise_line;
 pub use source::{RecordFormat, SourceCatalog, SourceSpec};
