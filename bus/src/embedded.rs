@@ -6,7 +6,11 @@
 //!
 //! A publish writes its whole batch, then `fdatasync`s, then raises the topic's high-water mark;
 //! readers never look past that mark, so they only see durable messages. On open, a torn tail
-//! (a crash in the middle of a write that was never acknowledged) is cut off.
+//! (a crash in the middle of a write that was never acknowledged) is cut off. Recovery reads
+//! frames by [`MAX_FRAME_BODY_BYTES`], a constant of the format, never by the configured
+//! message limit: a limit lowered between two runs must not make acknowledged frames look torn.
+//! And it refuses to open a topic whose log ends before an offset a consumer group committed,
+//! since that log lost acknowledged messages and appending would hand their offsets out again.
 //!
 //! Each consumer group's next offset lives in `offsets/<group>`, replaced atomically on commit.
 //! Segments that every group has committed past are deleted.
@@ -25,6 +29,11 @@ use tokio::sync::watch;
 use crate::{Bus, BusError, Checkpoint, Delivery, Message, Subscription};
 
 const FRAME_HEADER: usize = 8;
+/// The largest frame body (key length, key and payload) the on-disk format holds. A constant
+/// of the format, independent of [`EmbeddedBusOptions::max_message_bytes`]: recovery judges
+/// frames by it, so frames written under a higher configured limit stay valid after the limit
+/// is lowered. Appends never write more than this, whatever the options say.
+pub const MAX_FRAME_BODY_BYTES: usize = 1 << 30;
 const SEGMENT_SUFFIX: &str = ".log";
 const OFFSETS_DIR: &str = "offsets";
 /// Stage state saved through [`Bus::save_state`], one file per key, beside the topics.
@@ -34,7 +43,9 @@ const STATE_DIR: &str = "state";
 pub struct EmbeddedBusOptions {
     /// A segment is closed and a new one started once it grows past this size.
     pub segment_bytes: u64,
-    /// The largest message body (key and payload) accepted.
+    /// The largest message body (key and payload) accepted by a publish, capped at
+    /// [`MAX_FRAME_BODY_BYTES`]. Only publishes are held to it; what is already on disk is read
+    /// whatever this says.
     pub max_message_bytes: usize,
 }
 
@@ -234,7 +245,22 @@ impl TopicLog {
 
         let last_base = *segments.last().expect("at least one segment");
         let path = segment_path(&dir, last_base);
-        let (count, valid_len) = recover_segment(&path, options.max_message_bytes)?;
+        let scan = scan_segment(&path)?;
+        let end = last_base + scan.frames;
+        // Checked before anything is cut: a group that committed past the valid frames read
+        // messages that were acknowledged, so the log lost data and must not be "repaired".
+        check_committed_within(&dir, end)?;
+        if scan.valid_len < scan.file_len {
+            tracing::warn!(
+                path = %path.display(),
+                position = scan.valid_len,
+                bytes = scan.file_len - scan.valid_len,
+                reason = scan.invalid_reason.as_deref().unwrap_or("unknown"),
+                "cutting off the torn tail of a bus segment (a write that was never acknowledged)"
+            );
+            truncate(&path, scan.valid_len)?;
+        }
+        let (count, valid_len) = (scan.frames, scan.valid_len);
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
@@ -259,10 +285,11 @@ impl TopicLog {
         let mut batch = Vec::new();
         for message in messages {
             let body_len = 4 + message.key.len() + message.payload.len();
-            if body_len > self.options.max_message_bytes {
+            let max = self.options.max_message_bytes.min(MAX_FRAME_BODY_BYTES);
+            if body_len > max {
                 return Err(BusError::MessageTooLarge {
                     size: body_len,
-                    max: self.options.max_message_bytes,
+                    max,
                 });
             }
             let mut crc = crc32fast::Hasher::new();
@@ -384,23 +411,34 @@ impl TopicLog {
     }
 }
 
-/// Scans a segment, cuts off a torn or corrupt tail, and returns (frames, valid length).
-fn recover_segment(path: &Path, max_body: usize) -> Result<(u64, u64), BusError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(BusError::io(path))?;
+/// What a scan of a segment found: its valid frames, and where they end.
+struct SegmentScan {
+    frames: u64,
+    /// The length of the valid frames; anything after is a torn or corrupt tail.
+    valid_len: u64,
+    file_len: u64,
+    /// Why the frame at `valid_len` is not valid, when the file goes on past it.
+    invalid_reason: Option<String>,
+}
+
+/// Reads a segment frame by frame, up to the end of the file or the first frame that is torn
+/// or fails its checksum. It changes nothing on disk.
+fn scan_segment(path: &Path) -> Result<SegmentScan, BusError> {
+    let file = File::open(path).map_err(BusError::io(path))?;
     let file_len = file.metadata().map_err(BusError::io(path))?.len();
     let mut reader = BufReader::new(&file);
     let mut position = 0u64;
-    let mut count = 0u64;
+    let mut frames = 0u64;
+    let mut invalid_reason = None;
     let mut body = Vec::new();
     loop {
-        match read_frame(&mut reader, &mut body, max_body) {
+        // What is left bounds the body, so a torn header that promises a huge frame is found
+        // out without allocating it.
+        let available = file_len - position;
+        match read_frame(&mut reader, &mut body, available) {
             Ok(true) => {
                 position += (FRAME_HEADER + body.len()) as u64;
-                count += 1;
+                frames += 1;
             }
             Ok(false) => break,
             Err(FrameError::Io(e)) => {
@@ -410,16 +448,59 @@ fn recover_segment(path: &Path, max_body: usize) -> Result<(u64, u64), BusError>
                 })
             }
             Err(FrameError::Invalid(reason)) => {
-                tracing::warn!(path = %path.display(), position, %reason, "cutting off the unacknowledged tail of a bus segment");
+                invalid_reason = Some(reason);
                 break;
             }
         }
     }
-    if position < file_len {
-        file.set_len(position).map_err(BusError::io(path))?;
-        file.sync_all().map_err(BusError::io(path))?;
+    Ok(SegmentScan {
+        frames,
+        valid_len: position,
+        file_len,
+        invalid_reason,
+    })
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), BusError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(BusError::io(path))?;
+    file.set_len(len).map_err(BusError::io(path))?;
+    file.sync_all().map_err(BusError::io(path))
+}
+
+/// Fails when a consumer group of the topic in `dir` committed an offset past `end`, the
+/// offset the next append would take.
+fn check_committed_within(dir: &Path, end: u64) -> Result<(), BusError> {
+    let offsets_dir = dir.join(OFFSETS_DIR);
+    for entry in fs::read_dir(&offsets_dir).map_err(BusError::io(&offsets_dir))? {
+        let entry = entry.map_err(BusError::io(&offsets_dir))?;
+        let name = entry.file_name();
+        let Some(group) = name.to_str().filter(|n| !n.ends_with(".tmp")) else {
+            continue;
+        };
+        let path = entry.path();
+        let committed = read_offset_file(&path)?;
+        if committed > end {
+            return Err(BusError::CommittedPastEnd {
+                path,
+                group: group.to_owned(),
+                committed,
+                end,
+            });
+        }
     }
-    Ok((count, position))
+    Ok(())
+}
+
+fn read_offset_file(path: &Path) -> Result<u64, BusError> {
+    let text = fs::read_to_string(path).map_err(BusError::io(path))?;
+    text.trim().parse().map_err(|_| BusError::Corrupt {
+        path: path.to_owned(),
+        position: 0,
+        reason: format!("offset file holds {:?}, not a number", text.trim()),
+    })
 }
 
 enum FrameError {
@@ -427,11 +508,12 @@ enum FrameError {
     Invalid(String),
 }
 
-/// Reads one frame's body into `body`. `Ok(false)` at a clean end of file.
+/// Reads one frame's body into `body`. `Ok(false)` at a clean end of file. A frame longer than
+/// `available` bytes (header included) is torn: the file ends inside it.
 fn read_frame(
     reader: &mut impl Read,
     body: &mut Vec<u8>,
-    max_body: usize,
+    available: u64,
 ) -> Result<bool, FrameError> {
     let mut header = [0u8; FRAME_HEADER];
     let mut filled = 0;
@@ -446,10 +528,13 @@ fn read_frame(
     }
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    if !(4..=max_body).contains(&len) {
+    if !(4..=MAX_FRAME_BODY_BYTES).contains(&len) {
         return Err(FrameError::Invalid(format!(
             "frame length {len} out of range"
         )));
+    }
+    if (FRAME_HEADER + len) as u64 > available {
+        return Err(FrameError::Invalid("incomplete frame body".into()));
     }
     body.resize(len, 0);
     reader.read_exact(body).map_err(|e| match e.kind() {
@@ -500,7 +585,7 @@ impl Reader {
         let mut body = Vec::new();
         while out.len() < max && self.offset < high_water {
             let segment = self.segment()?;
-            match read_frame(&mut segment.file, &mut body, usize::MAX) {
+            match read_frame(&mut segment.file, &mut body, u64::MAX) {
                 Ok(true) => {}
                 Ok(false) => {
                     return Err(BusError::Corrupt {

@@ -15,6 +15,22 @@ pub enum BusError {
         position: u64,
         reason: String,
     },
+    /// A consumer group committed past the end of the log: acknowledged messages are gone
+    /// from disk. Opening anyway would give their offsets to new messages, which that group
+    /// would then never read.
+    #[error(
+        "bus log ends at offset {end}, but consumer group {group:?} committed offset \
+         {committed} ({path}): acknowledged messages are missing from the log. Refusing to \
+         open it, since new messages would reuse those offsets and never reach that group. \
+         Restore the data directory from a backup, or, to accept the loss, write {end} into \
+         {path}"
+    )]
+    CommittedPastEnd {
+        path: PathBuf,
+        group: String,
+        committed: u64,
+        end: u64,
+    },
     #[error("invalid topic or group name {0:?}: use letters, digits, '.', '_' and '-'")]
     InvalidName(String),
     #[error("message too large: {size} bytes, at most {max}")]

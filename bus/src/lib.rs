@@ -17,7 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use embedded::{committed_offsets, rewind_committed, EmbeddedBus, EmbeddedBusOptions};
+pub use embedded::{
+    committed_offsets, rewind_committed, EmbeddedBus, EmbeddedBusOptions, MAX_FRAME_BODY_BYTES,
+};
 pub use error::BusError;
 
 /// A message to publish. The key decides the partition, so messages with one key stay in order.

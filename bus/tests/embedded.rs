@@ -220,3 +220,112 @@ async fn rejects_bad_names_and_oversized_messages() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_lower_message_limit_after_a_restart_keeps_the_frames_written_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let big_payload = vec![b'b'; 900 * 1024];
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", messages(0..2)).await.unwrap();
+        bus.publish("events", vec![Message::new("k", big_payload.clone())])
+            .await
+            .unwrap();
+        let mut sub = bus.subscribe("events", "index").await.unwrap();
+        let batch = sub.next_batch(100, WAIT).await.unwrap();
+        assert_eq!(offsets(&batch), [0, 1, 2]);
+        sub.commit(&checkpoint_after(&batch[2])).await.unwrap();
+    }
+    let segment = dir.path().join("events").join(format!("{:020}.log", 0));
+    let len_before = fs::metadata(&segment).unwrap().len();
+
+    let lower = EmbeddedBusOptions {
+        max_message_bytes: 64 * 1024,
+        ..EmbeddedBusOptions::default()
+    };
+    let bus = EmbeddedBus::open(dir.path(), lower).unwrap();
+    assert_eq!(fs::metadata(&segment).unwrap().len(), len_before);
+    // The large frame is still there and readable.
+    let mut fresh = bus.subscribe("events", "fresh").await.unwrap();
+    let all = fresh.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&all), [0, 1, 2]);
+    assert_eq!(all[2].payload.as_ref(), big_payload.as_slice());
+    // New publishes get fresh offsets, which the group that committed past the frame reads.
+    bus.publish("events", messages(3..5)).await.unwrap();
+    let mut index = bus.subscribe("events", "index").await.unwrap();
+    let batch = index.next_batch(100, WAIT).await.unwrap();
+    assert_eq!(offsets(&batch), [3, 4]);
+    assert_eq!(payloads(&batch), ["payload 3", "payload 4"]);
+    // The lower limit still holds for new publishes.
+    assert!(matches!(
+        bus.publish("events", vec![Message::new("k", big_payload)])
+            .await,
+        Err(BusError::MessageTooLarge { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_committed_offset_past_the_end_of_the_log_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", messages(0..5)).await.unwrap();
+        let mut sub = bus.subscribe("events", "index").await.unwrap();
+        let batch = sub.next_batch(100, WAIT).await.unwrap();
+        sub.commit(&checkpoint_after(batch.last().unwrap()))
+            .await
+            .unwrap();
+    }
+    // The log loses its last two acknowledged frames, as a wrong "repair" would do.
+    let segment = dir.path().join("events").join(format!("{:020}.log", 0));
+    let bytes = fs::read(&segment).unwrap();
+    let frame_len = (bytes.len()) / 5;
+    fs::write(&segment, &bytes[..3 * frame_len]).unwrap();
+
+    let error = match EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()) {
+        Ok(_) => panic!("a log behind its committed offset opened"),
+        Err(error) => error,
+    };
+    match &error {
+        BusError::CommittedPastEnd {
+            group,
+            committed,
+            end,
+            ..
+        } => {
+            assert_eq!(group, "index");
+            assert_eq!((*committed, *end), (5, 3));
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("committed offset 5"), "{message}");
+    // Nothing was cut or rewritten by the refused open.
+    assert_eq!(fs::metadata(&segment).unwrap().len(), 3 * frame_len as u64);
+}
+
+#[tokio::test]
+async fn a_torn_tail_after_committed_data_is_still_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", messages(0..3)).await.unwrap();
+        let mut sub = bus.subscribe("events", "index").await.unwrap();
+        let batch = sub.next_batch(100, WAIT).await.unwrap();
+        sub.commit(&checkpoint_after(batch.last().unwrap()))
+            .await
+            .unwrap();
+    }
+    let segment = dir.path().join("events").join(format!("{:020}.log", 0));
+    let good_len = fs::metadata(&segment).unwrap().len();
+    // A torn header that claims a frame of almost 4 GiB: cut without allocating it.
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    file.write_all(&[0xff, 0xff, 0xff, 0xf0, 9, 9, 9, 9, b'x'])
+        .unwrap();
+    drop(file);
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+    assert_eq!(fs::metadata(&segment).unwrap().len(), good_len);
+    bus.publish("events", messages(3..4)).await.unwrap();
+    let mut sub = bus.subscribe("events", "index").await.unwrap();
+    assert_eq!(offsets(&sub.next_batch(100, WAIT).await.unwrap()), [3]);
+}
