@@ -95,7 +95,8 @@ impl Ingestor {
     /// Event ids come from the content, so a retried delivery yields the same ids and the
     /// index keeps one copy. Identical lines within one delivery are told apart by how often
     /// they occurred before; a `batch_id` (unique per delivery, stable across retries) ties
-    /// ids to line positions instead.
+    /// ids to line positions as well, never instead: a line sent again under the same batch
+    /// and position with other bytes is another event, and the first one stays.
     pub async fn ingest_lines(
         &self,
         source_name: &str,
@@ -154,23 +155,16 @@ impl Ingestor {
                     self.limits.max_line_bytes
                 ))
             } else {
-                let id = match &record.key {
-                    Some(key) => {
-                        EventId::derive("vigil event v1 keyed", &[source_name.as_bytes(), key])
-                    }
+                let occurrence = match &record.key {
+                    // The key already tells identical records apart.
+                    Some(_) => 1,
                     None => {
                         let occurrence = seen.entry(record.bytes).or_insert(0);
                         *occurrence += 1;
-                        EventId::derive(
-                            "vigil event v1 content",
-                            &[
-                                source_name.as_bytes(),
-                                record.bytes,
-                                &occurrence.to_le_bytes(),
-                            ],
-                        )
+                        *occurrence
                     }
                 };
+                let id = event_id(source_name, &record, occurrence);
                 normalise_line(spec, &source, record.bytes, id, received, record.time)
             };
             match outcome {
@@ -293,10 +287,49 @@ pub struct IncomingRecord<'a> {
     /// Where the record was in its delivery: the 1-based line or item number.
     pub position: u64,
     /// What identifies the record at its source, such as a CloudWatch event id or an audit id
-    /// and stage. Without one, the id derives from the content.
+    /// and stage. The id derives from it and the content together; without one, from the
+    /// content alone. Keys must be unambiguous: no two different identities may be written
+    /// as the same bytes (length-prefix or fix the width of their parts).
     pub key: Option<Vec<u8>>,
     /// When the source says the record happened, if the record itself may not.
     pub time: Option<chrono::DateTime<Utc>>,
+}
+
+/// The id of the event made from `record`, delivered by source `source_name`.
+///
+/// A keyed record's id comes from its key *and* its content (the bytes, and the time its
+/// source stamped on it if any): a retry of the same record gets the same id, so the index
+/// keeps one copy, while a record sent again under the same key with anything changed gets a
+/// new id, and so can never overwrite the event stored under the first one, nor take it away
+/// from the alerts raised on it. Without a key, identical records of one delivery are told
+/// apart by `occurrence`: how many times the same bytes came before, counting this one.
+///
+/// Every part is length-prefixed by [`EventId::derive`], so different (source, key, content)
+/// triples cannot share an id by running into each other.
+fn event_id(source_name: &str, record: &IncomingRecord<'_>, occurrence: u64) -> EventId {
+    let time: Option<[u8; 12]> = record.time.map(|time| {
+        let mut bytes = [0u8; 12];
+        bytes[..8].copy_from_slice(&time.timestamp().to_le_bytes());
+        bytes[8..].copy_from_slice(&time.timestamp_subsec_nanos().to_le_bytes());
+        bytes
+    });
+    let occurrence = occurrence.to_le_bytes();
+    let mut parts: Vec<&[u8]> = vec![source_name.as_bytes()];
+    let domain = match &record.key {
+        Some(key) => {
+            parts.extend([key.as_slice(), record.bytes]);
+            "vigil event v2 keyed"
+        }
+        // Unchanged since v1, so a retry across an upgrade still finds the same ids.
+        None => {
+            parts.extend([record.bytes, occurrence.as_slice()]);
+            "vigil event v1 content"
+        }
+    };
+    if let Some(time) = &time {
+        parts.push(time);
+    }
+    EventId::derive(domain, &parts)
 }
 
 fn to_message(key: &str, value: &impl Serialize) -> Message {
@@ -342,6 +375,64 @@ mod tests {
         assert!(fitted
             .reason
             .contains(&format!("of its {} bytes", 3 * 1024 * 1024)));
+    }
+
+    fn keyed<'a>(bytes: &'a [u8], key: &[u8]) -> IncomingRecord<'a> {
+        IncomingRecord {
+            bytes,
+            position: 1,
+            key: Some(key.to_vec()),
+            time: None,
+        }
+    }
+
+    #[test]
+    fn a_keyed_id_follows_the_key_and_the_content() {
+        let stop = br#"{"eventName":"StopLogging"}"#;
+        let get = br#"{"eventName":"GetObject"}"#;
+        let id = |record: &IncomingRecord| event_id("trail", record, 1);
+        assert_eq!(id(&keyed(stop, b"B1")), id(&keyed(stop, b"B1")), "a retry");
+        assert_ne!(
+            id(&keyed(stop, b"B1")),
+            id(&keyed(get, b"B1")),
+            "other content under the same key is another event"
+        );
+        assert_ne!(id(&keyed(stop, b"B1")), id(&keyed(stop, b"B2")));
+        assert_ne!(
+            event_id("trail", &keyed(stop, b"B1"), 1),
+            event_id("trail2", &keyed(stop, b"B1"), 1)
+        );
+        // Where the key ends and the content begins is part of the id.
+        assert_ne!(id(&keyed(b"xy", b"k")), id(&keyed(b"y", b"kx")));
+
+        // The time a source stamps beside the record (CloudWatch's) is content too.
+        let at = |seconds: i64| {
+            let mut record = keyed(stop, b"B1");
+            record.time = chrono::DateTime::from_timestamp(seconds, 0);
+            id(&record)
+        };
+        assert_eq!(at(1_795_000_000), at(1_795_000_000));
+        assert_ne!(at(1_795_000_000), at(1_795_000_000 + 86_400));
+        assert_ne!(at(1_795_000_000), id(&keyed(stop, b"B1")));
+    }
+
+    #[test]
+    fn an_unkeyed_id_is_the_content_and_its_occurrence_as_before() {
+        let record = IncomingRecord {
+            bytes: b"{}",
+            position: 7,
+            key: None,
+            time: None,
+        };
+        assert_eq!(
+            event_id("app", &record, 2),
+            EventId::derive(
+                "vigil event v1 content",
+                &[b"app", b"{}", &2u64.to_le_bytes()]
+            ),
+            "unchanged, so a retry across an upgrade keeps its ids"
+        );
+        assert_ne!(event_id("app", &record, 1), event_id("app", &record, 2));
     }
 
     #[test]

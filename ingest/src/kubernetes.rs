@@ -52,9 +52,13 @@ struct AuditKey<'a> {
 pub fn audit_event_key(raw: &str) -> Option<Vec<u8>> {
     let key: AuditKey = serde_json::from_str(raw).ok()?;
     let audit_id = key.audit_id?;
-    let mut bytes = audit_id.as_bytes().to_vec();
-    bytes.push(0);
-    bytes.extend_from_slice(key.stage.as_deref().unwrap_or_default().as_bytes());
+    // Length-prefixed: an audit id may hold any character, NUL included.
+    let stage = key.stage.as_deref().unwrap_or_default();
+    let mut bytes = Vec::with_capacity(16 + audit_id.len() + stage.len());
+    bytes.extend_from_slice(&(audit_id.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(audit_id.as_bytes());
+    bytes.extend_from_slice(&(stage.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(stage.as_bytes());
     Some(bytes)
 }
 

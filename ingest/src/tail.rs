@@ -5,8 +5,9 @@
 //!   A file whose first line is not complete yet waits until it is.
 //! - **Checkpoints.** After every delivery the bus has acknowledged, the offset of each file
 //!   is written atomically to the checkpoint file; a restart resumes there. Event ids derive
-//!   from the fingerprint and the line's offset, so lines re-read after a crash are the same
-//!   events and the index keeps one copy.
+//!   from the fingerprint, the line's offset and the line itself, so lines re-read after a
+//!   crash are the same events and the index keeps one copy, while a line rewritten in place
+//!   is another event beside the first.
 //! - **Rotation.** Rename-and-create: the open handle is read to its end, and the renamed file
 //!   keeps its fingerprint if a glob still matches it; the new file is read from its start.
 //!   Copytruncate: the truncated file starts again from offset 0 with its new first line.

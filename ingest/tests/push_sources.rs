@@ -227,3 +227,59 @@ async fn firehose_deliveries_of_cloudwatch_subscriptions() {
     assert_eq!(again.len(), 6);
     assert_eq!(again[0].id, again[3].id);
 }
+
+#[tokio::test]
+async fn a_keyed_resend_with_other_content_never_replaces_the_first() {
+    let h = harness();
+    // Kubernetes: the same audit id and stage, once as an exec and once as a harmless get.
+    let mut harmless = exec_event("0b1c", "ResponseComplete");
+    harmless["verb"] = json!("get");
+    harmless["objectRef"]["subresource"] = Value::Null;
+    for item in [
+        exec_event("0b1c", "ResponseComplete"),
+        harmless,
+        exec_event("0b1c", "ResponseComplete"),
+    ] {
+        let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [item]});
+        let request = Request::post("/api/v1/webhooks/kubernetes-audit/prod-cluster")
+            .body(Body::from(list.to_string()))
+            .unwrap();
+        assert_eq!(send(&h.router, request).await.0, StatusCode::OK);
+    }
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events", "k").await;
+    assert_eq!(events.len(), 3);
+    assert_ne!(events[0].id, events[1].id, "the get is another event");
+    assert_eq!(
+        events[0].id, events[2].id,
+        "an identical resend is the same one"
+    );
+
+    // Firehose: one CloudWatch event id, two messages, and then a time on another day.
+    let delivery = |message: &str, timestamp: i64| {
+        let data = json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+            "logGroup": "/app/flask", "logStream": "web-1", "subscriptionFilters": ["f"],
+            "logEvents": [{"id": "3800000000000000000000000000000000000000000000000000000a",
+                           "timestamp": timestamp, "message": message}]});
+        Request::post("/ingest/firehose")
+            .header("x-amz-firehose-access-key", "firehose-secret")
+            .body(Body::from(
+                json!({"requestId": "r", "records": [firehose_record(&data)]}).to_string(),
+            ))
+            .unwrap()
+    };
+    for (message, timestamp) in [
+        ("login failed for admin", 1795862460000_i64),
+        ("healthcheck ok", 1795862460000),
+        ("login failed for admin", 1795862460000 + 86_400_000),
+        ("login failed for admin", 1795862460000),
+    ] {
+        let (status, body) = send(&h.router, delivery(message, timestamp)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events", "f").await;
+    let ids: Vec<_> = events[3..].iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 4);
+    assert_ne!(ids[0], ids[1], "other content under one CloudWatch id");
+    assert_ne!(ids[0], ids[2], "another time under one CloudWatch id");
+    assert_eq!(ids[0], ids[3], "a retry");
+}

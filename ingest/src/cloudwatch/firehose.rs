@@ -6,7 +6,8 @@
 //! is base64 of a gzip'd subscription message; control messages (sent when a subscription is
 //! created) carry no events and are dropped. The reply echoes the request id as Firehose
 //! expects; anything but 200 makes Firehose retry the whole request, which is safe because
-//! event ids derive from each log event's CloudWatch id.
+//! event ids derive from each log event's CloudWatch id and its content: a retry yields the
+//! same ids, and a different event sent under a known id is kept beside the first.
 
 use std::io::Read;
 use std::sync::Arc;

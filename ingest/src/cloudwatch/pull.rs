@@ -7,8 +7,11 @@
 //!   `max_window` each, so its checkpoint moves forward while it catches up.
 //! - **De-duplication.** The overlap reads some events twice; the ids seen at or after the
 //!   start of the next window are kept in the checkpoint and skipped when they come again.
-//!   Event ids on the bus derive from the log group and the CloudWatch `eventId`, so even an
-//!   event read again after a crash is the same event, and the index keeps one copy.
+//!   Event ids on the bus derive from the log group, the CloudWatch `eventId` and the event's
+//!   content, so even an event read again after a crash is the same event, and the index
+//!   keeps one copy. (CloudWatch never changes an event under its id; should anything else
+//!   answer with other content under a known id, that is kept as another event, never
+//!   written over the first.)
 //! - **Checkpoints.** One file per log group, replaced atomically, and only after the bus
 //!   acknowledged every event of the window. A crash re-reads at most the unfinished window.
 //! - **Limits.** `nextToken` is followed through empty pages, since CloudWatch may return an
