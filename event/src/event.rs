@@ -113,11 +113,18 @@ pub const TEXT_FIELD: &str = "message";
 impl Event {
     /// The event as one JSON object for field lookups.
     ///
-    /// A JSON record gives its own object. A text record gives its derived fields, plus the
-    /// line itself under [`TEXT_FIELD`] unless a derived field already took that name.
+    /// A JSON record gives its own object, read by [`crate::json::parse_object`], the parser
+    /// whose verdict ingest applied: a record ingest accepted always has a document (numbers
+    /// beyond `f64`, lone surrogates and deep nesting included). A text record gives its
+    /// derived fields, plus the line itself under [`TEXT_FIELD`] unless a derived field
+    /// already took that name.
+    ///
+    /// The error stays `serde_json`'s type, which callers (the detect engine's API) carry;
+    /// it holds the parser's message and byte position.
     pub fn document(&self) -> Result<Map<String, Value>, serde_json::Error> {
         match &self.record {
-            Record::Json(raw) => serde_json::from_str(raw.get()),
+            Record::Json(raw) => crate::json::parse_object(raw.get())
+                .map_err(<serde_json::Error as serde::de::Error>::custom),
             Record::Text(text) => {
                 let mut doc = self.fields.clone();
                 doc.entry(TEXT_FIELD)
@@ -172,6 +179,25 @@ mod tests {
             Record::json("{"),
             Err(RecordError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn json_document_reads_what_serde_json_refuses() {
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let text =
+            format!(r#"{{"pad":1e400,"ua":"x\ud800","deep":{deep},"eventName":"StopLogging"}}"#);
+        assert!(serde_json::from_str::<Map<String, Value>>(&text).is_err());
+        let ev = event(Record::json(&text).unwrap());
+        let doc = ev.document().unwrap();
+        assert_eq!(doc["eventName"], "StopLogging");
+        assert_eq!(doc["pad"], "1e400");
+        assert_eq!(doc["ua"], "x\u{fffd}");
+        // A record that is not an object is an error with the parser's position.
+        let ev = event(Record::Json(
+            serde_json::value::RawValue::from_string("[1]".into()).unwrap(),
+        ));
+        let err = ev.document().unwrap_err();
+        assert!(err.to_string().contains("at byte 0"), "{err}");
     }
 
     #[test]

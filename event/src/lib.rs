@@ -10,6 +10,7 @@
 mod alert;
 mod event;
 mod id;
+pub mod json;
 mod quarantine;
 
 pub use alert::{Alert, Level};
