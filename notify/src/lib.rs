@@ -92,11 +92,11 @@ impl Notifier {
                 return Err(invalid("two webhooks have this name".into()));
             }
             let url = reqwest::Url::parse(&webhook.url)
-                .map_err(|e| invalid(format!("url {:?}: {e}", webhook.url)))?;
+                .map_err(|e| invalid(format!("url {}: {e}", webhook.url_for_display())))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid(format!(
-                    "url {:?}: only http and https are supported",
-                    webhook.url
+                    "url {}: only http and https are supported",
+                    webhook.url_for_display()
                 )));
             }
             let mut headers = HeaderMap::new();
