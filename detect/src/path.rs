@@ -7,10 +7,15 @@
 
 use serde_json::{Map, Value};
 
-/// Nesting deeper than this is not searched. Sigma fields are a few levels deep; the bound keeps
-/// a hostile document (or one built in code, bypassing serde_json's own limit) from exhausting
-/// the stack.
-pub(crate) const MAX_DEPTH: usize = 64;
+/// Nesting deeper than this is not searched. The bound keeps a document built in code (bypassing
+/// the parser's limit) from exhausting the stack.
+///
+/// It is the record parser's own limit, and not a smaller one: a parsed document never holds a
+/// container deeper than `vigil_event::json::MAX_DEPTH` (what lies below is kept there as one
+/// string of raw JSON), so keyword and field matching see every value the parser kept, and
+/// nothing is lost to a fixed limit that ingest did not apply and report.
+pub(crate) const MAX_DEPTH: usize = vigil_event::json::MAX_DEPTH;
+const _: () = assert!(MAX_DEPTH >= vigil_event::json::MAX_DEPTH);
 
 /// A field name split at its dots, ready to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,5 +272,33 @@ mod tests {
         let d = doc(json!({ "x": deep }));
         assert!(!any_string(&d, &mut |_| true));
         assert!(!FieldPath::new("x").any(&d, &mut |_| true));
+    }
+
+    /// Every value a parsed record holds is within reach, however deep its text nests: the
+    /// deepest kept value, and the text of what the parser kept as raw JSON.
+    #[test]
+    fn reaches_every_value_the_record_parser_keeps() {
+        for depth in [vigil_event::json::MAX_DEPTH - 2, 100_000] {
+            let text = format!(
+                r#"{{"x":{}"needle"{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let d = vigil_event::json::parse_object(&text).unwrap();
+            let mut found = false;
+            any_string(&d, &mut |s| {
+                found = s.contains("needle");
+                found
+            });
+            assert!(found, "{depth}");
+            let mut leaf = false;
+            FieldPath::new("x").any(&d, &mut |v| {
+                leaf = v
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.contains("needle"));
+                leaf
+            });
+            assert!(leaf, "{depth}");
+        }
     }
 }

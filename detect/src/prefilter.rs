@@ -246,7 +246,7 @@ impl Scanner<'_> {
     /// booleans (which string patterns also match).
     fn scan(&self, value: &Value, depth: usize, found: &mut [u64], folded: &mut String) {
         // Deeper than matching ever looks (which stops at `MAX_DEPTH` levels of objects and
-        // arrays), so everything a rule can see is scanned.
+        // arrays, the record parser's own limit), so everything a rule can see is scanned.
         if depth > 2 * MAX_DEPTH {
             return;
         }
@@ -334,5 +334,23 @@ mod tests {
             seen.push(i)
         });
         assert_eq!(seen, [1]);
+    }
+
+    /// A literal is found at any depth a parsed record keeps, and in the text of what the
+    /// parser kept as raw JSON below its limit: padding a record deep never hides it.
+    #[test]
+    fn literals_are_found_at_every_depth_the_record_parser_keeps() {
+        let filter = Prefilter::new(&[need(&["mimikatz"])]);
+        for depth in [vigil_event::json::MAX_DEPTH - 2, 5000] {
+            let text = format!(
+                r#"{{"x":{}"MIMIKATZ"{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let doc = vigil_event::json::parse_object(&text).unwrap();
+            let mut seen = Vec::new();
+            filter.candidates(&doc, |i| seen.push(i));
+            assert_eq!(seen, [0], "{depth}");
+        }
     }
 }
