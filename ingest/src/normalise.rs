@@ -1,12 +1,9 @@
 //! Turning one delivered line into an event: format checks, the record, and its time.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
 use serde_json::Map;
-use vigil_event::{Event, EventId, Record, Source};
+use vigil_event::{json, Event, EventId, Record, Source};
 
 use crate::parse::{parse_access_log, parse_vpc_flow};
 use crate::{RecordFormat, SourceSpec};
@@ -29,13 +26,21 @@ pub fn normalise_line(
     let mut fields = Map::new();
     let (record, time) = match spec.format {
         RecordFormat::Json => {
-            let fields: HashMap<Cow<'_, str>, &RawValue> =
-                serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+            // The verdict of the parser every later stage reads records with: what it accepts
+            // here, detection matches and the index searches by field; what it refuses is
+            // refused now (a 400 line error and quarantine), never after a 202. Only the top
+            // level is built, for the time fields.
+            let top = json::check_object(text).map_err(|e| format!("not a JSON object: {e}"))?;
+            if top.depth_limited {
+                // Reported, not silent: below the parser's depth limit the record's nesting is
+                // matched and indexed as raw JSON text, not as fields.
+                metrics::counter!("vigil_ingest_depth_limited_total").increment(1);
+            }
             let time = spec
                 .time_fields
                 .iter()
-                .filter_map(|name| fields.get(name.as_str()))
-                .find_map(|value| parse_json_time(value));
+                .filter_map(|name| top.get(name))
+                .find_map(parse_json_time);
             let raw = RawValue::from_string(text.to_owned())
                 .map_err(|e| format!("not a JSON object: {e}"))?;
             (Record::Json(raw), time)
@@ -63,8 +68,10 @@ pub fn normalise_line(
     })
 }
 
-fn parse_json_time(value: &RawValue) -> Option<DateTime<Utc>> {
-    match serde_json::from_str::<serde_json::Value>(value.get()).ok()? {
+/// A time from a top-level value's raw JSON: a string in one of our spellings, or epoch seconds
+/// or milliseconds.
+fn parse_json_time(raw: &str) -> Option<DateTime<Utc>> {
+    match serde_json::from_str::<serde_json::Value>(raw).ok()? {
         serde_json::Value::String(text) => parse_time_text(&text),
         serde_json::Value::Number(n) => {
             let n = n.as_f64()?;
@@ -152,6 +159,53 @@ mod tests {
         for bad in ["[1,2]", "42", "{\"a\":", "not json"] {
             let reason = normalise(&spec, bad).unwrap_err();
             assert!(reason.starts_with("not a JSON object"), "{bad}: {reason}");
+        }
+    }
+
+    #[test]
+    fn accepts_what_every_later_stage_reads() {
+        let spec = SourceCatalog::builtin().resolve("cloudtrail");
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        let lines = [
+            r#"{"eventTime":"2026-11-28T10:15:32Z","eventName":"StopLogging","pad":1e400}"#
+                .to_owned(),
+            r#"{"eventTime":"2026-11-28T10:15:32Z","eventName":"StopLogging","ua":"x\ud800"}"#
+                .to_owned(),
+            r#"{"k\udc00":1,"eventTime":"2026-11-28T10:15:32Z","eventName":"StopLogging"}"#
+                .to_owned(),
+            format!(
+                r#"{{"eventName":"StopLogging","deep":{deep},"eventTime":"2026-11-28T10:15:32Z"}}"#
+            ),
+            // A repeated time field: the last one counts, as in the document rules read.
+            r#"{"eventTime":"2020-01-01T00:00:00Z","eventName":"StopLogging","eventTime":"2026-11-28T10:15:32Z"}"#
+                .to_owned(),
+        ];
+        for line in lines {
+            let event = normalise(&spec, &line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(
+                event.time.to_rfc3339(),
+                "2026-11-28T10:15:32+00:00",
+                "{line}"
+            );
+            let document = event.document().unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(document["eventName"], "StopLogging", "{line}");
+            assert_eq!(event.record.as_str(), line);
+        }
+    }
+
+    #[test]
+    fn refuses_what_the_parser_refuses_with_its_position() {
+        let spec = SourceSpec::generic();
+        let deep = format!(r#"{{"a":{}01{}}}"#, "[".repeat(500), "]".repeat(500));
+        for (bad, position) in [
+            (r#"{"a":"\x"}"#.to_owned(), 7),
+            ("{\"a\":1,}".to_owned(), 7),
+            ("\u{feff}{}".to_owned(), 0),
+            (deep, 506),
+        ] {
+            let reason = normalise(&spec, &bad).unwrap_err();
+            assert!(reason.starts_with("not a JSON object"), "{bad}: {reason}");
+            assert!(reason.ends_with(&format!("at byte {position}")), "{reason}");
         }
     }
 
