@@ -316,6 +316,14 @@ pub struct FirehoseConfig {
     /// `[[sources.cloudwatch]]`: `{ "/app/flask" = "flask-app" }`.
     #[serde(default)]
     pub overrides: BTreeMap<String, String>,
+    /// The most bytes the gzip'd records of one request may inflate to, all together; a
+    /// request past it gets 413 and nothing of it is stored. 1 MiB to 1 GiB.
+    #[serde(default = "default_firehose_max_inflated_bytes")]
+    pub max_inflated_bytes: usize,
+}
+
+fn default_firehose_max_inflated_bytes() -> usize {
+    vigil_ingest::cloudwatch::firehose::DEFAULT_MAX_INFLATED_BYTES
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -183,12 +183,21 @@ pub async fn run(options: RunOptions) -> Result<()> {
         if firehose.access_key.trim().len() < 16 {
             bail!("firehose.access_key must be at least 16 characters");
         }
+        const MIB: usize = 1024 * 1024;
+        if !(MIB..=1024 * MIB).contains(&firehose.max_inflated_bytes) {
+            bail!(
+                "firehose.max_inflated_bytes is {}; use {MIB} (1 MiB) to {} (1 GiB)",
+                firehose.max_inflated_bytes,
+                1024 * MIB
+            );
+        }
     }
     let ingest_routes = if roles.ingest {
         let firehose = match &config.firehose {
             Some(firehose) => Some(FirehoseState {
                 ingestor: ingestor.clone(),
                 access_key: firehose.access_key.as_str().into(),
+                max_inflated_bytes: firehose.max_inflated_bytes,
                 recogniser: Arc::new(LogGroupRecogniser::new(
                     log_group_overrides(&firehose.overrides).context("firehose")?,
                 )),

@@ -49,6 +49,10 @@ pub struct IngestReport {
 /// Beyond this many, rejections are counted but not listed, to keep replies small.
 pub const MAX_LISTED_REJECTIONS: usize = 100;
 
+/// How much of a record over the line limit is quarantined: its first bytes, with its
+/// length in the reason.
+pub const QUARANTINED_PREFIX_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("invalid source name {0:?}: use 1 to 512 letters, digits, '.', '_', '-', '/' or '#'")]
@@ -148,12 +152,19 @@ impl Ingestor {
 
         for record in records {
             bytes += record.bytes.len() as u64;
-            let outcome = if record.bytes.len() > self.limits.max_line_bytes {
-                Err(format!(
+            let oversize = record.bytes.len() > self.limits.max_line_bytes;
+            let outcome = if oversize {
+                let mut reason = format!(
                     "record is {} bytes; the limit is {}",
                     record.bytes.len(),
                     self.limits.max_line_bytes
-                ))
+                );
+                if record.bytes.len() > QUARANTINED_PREFIX_BYTES {
+                    reason.push_str(&format!(
+                        " (its first {QUARANTINED_PREFIX_BYTES} bytes are kept)"
+                    ));
+                }
+                Err(reason)
             } else {
                 let occurrence = match &record.key {
                     // The key already tells identical records apart.
@@ -182,7 +193,14 @@ impl Ingestor {
                         reason,
                         line: Some(record.position),
                         received,
-                        raw: record.bytes.to_vec(),
+                        // An oversize record's start is evidence enough; all of it, times
+                        // every record of a delivery, is a way to fill the disk.
+                        raw: if oversize {
+                            record.bytes[..record.bytes.len().min(QUARANTINED_PREFIX_BYTES)]
+                                .to_vec()
+                        } else {
+                            record.bytes.to_vec()
+                        },
                     });
                 }
             }

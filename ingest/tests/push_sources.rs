@@ -23,19 +23,27 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(
+        IngestLimits::default(),
+        firehose::DEFAULT_MAX_INFLATED_BYTES,
+    )
+}
+
+fn harness_with(limits: IngestLimits, max_inflated_bytes: usize) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap());
     let ingestor = Arc::new(Ingestor::new(
         bus.clone(),
         Topics::default(),
         SourceCatalog::builtin(),
-        IngestLimits::default(),
+        limits,
     ));
     let router =
         vigil_ingest::kubernetes::router(ingestor.clone()).merge(firehose::router(FirehoseState {
             ingestor,
             access_key: "firehose-secret".into(),
             recogniser: Arc::new(LogGroupRecogniser::default()),
+            max_inflated_bytes,
         }));
     Harness {
         _dir: dir,
@@ -282,4 +290,112 @@ async fn a_keyed_resend_with_other_content_never_replaces_the_first() {
     assert_ne!(ids[0], ids[1], "other content under one CloudWatch id");
     assert_ne!(ids[0], ids[2], "another time under one CloudWatch id");
     assert_eq!(ids[0], ids[3], "a retry");
+}
+
+/// A subscription message of one log event whose message is `size` bytes of one letter:
+/// a few kilobytes of gzip.
+fn inflating_record(log_group: &str, size: usize) -> Value {
+    firehose_record(
+        &json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+        "logGroup": log_group, "logStream": "s", "subscriptionFilters": ["f"],
+        "logEvents": [{"id": "1", "timestamp": 1795862460000_i64, "message": "a".repeat(size)}]}),
+    )
+}
+
+fn firehose_post(records: &[Value]) -> Request<Body> {
+    Request::post("/ingest/firehose")
+        .header("x-amz-firehose-access-key", "firehose-secret")
+        .body(Body::from(
+            json!({"requestId": "r", "records": records}).to_string(),
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bombs_are_bounded_by_the_request_budget() {
+    const MIB: usize = 1024 * 1024;
+    let limits = IngestLimits {
+        max_line_bytes: 256 * 1024,
+        max_body_bytes: 4 * MIB,
+    };
+    let h = harness_with(limits, 8 * MIB);
+
+    // Within the budget: each event is over the line limit, and only its start is kept.
+    let records: Vec<Value> = (0..3)
+        .map(|_| inflating_record("/app/bombs", 2 * MIB))
+        .collect();
+    let request = firehose_post(&records);
+    let (status, body) = send(&h.router, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let quarantined: Vec<Quarantined> = read_all(&h.bus, "vigil.quarantine", "q1").await;
+    assert_eq!(quarantined.len(), 3);
+    for record in &quarantined {
+        assert_eq!(record.raw.len(), 64 * 1024, "a bounded prefix");
+        assert!(
+            record
+                .reason
+                .contains(&format!("record is {} bytes", 2 * MIB)),
+            "{}",
+            record.reason
+        );
+    }
+
+    // One record past the per-record limit, within the budget: quarantined by its start.
+    let (status, _) = send(
+        &h.router,
+        firehose_post(&[inflating_record("/app/bombs", 5 * MIB)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let quarantined: Vec<Quarantined> = read_all(&h.bus, "vigil.quarantine", "q2").await;
+    assert_eq!(quarantined.len(), 4);
+    assert!(
+        quarantined[3].reason.contains("inflates past"),
+        "{}",
+        quarantined[3].reason
+    );
+
+    // Ten such records in one small request: refused whole, nothing more stored.
+    let records: Vec<Value> = (0..10)
+        .map(|_| inflating_record("/app/bombs", 3 * MIB))
+        .collect();
+    let request = firehose_post(&records);
+    let (status, body) = send(&h.router, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let reason = body["errorMessage"].as_str().unwrap();
+    assert!(reason.contains("8388608-byte budget"), "{reason}");
+    assert_eq!(
+        read_all::<Quarantined>(&h.bus, "vigil.quarantine", "q3")
+            .await
+            .len(),
+        4
+    );
+    assert!(read_all::<Event>(&h.bus, "vigil.events", "e")
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_data_message_without_a_valid_log_group_is_a_client_error() {
+    let h = harness();
+    for log_group in ["", "bad group", "x\u{0}y"] {
+        let records = [
+            inflating_record("/app/ok", 10),
+            inflating_record(log_group, 10),
+        ];
+        let (status, body) = send(&h.router, firehose_post(&records)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{log_group:?}: {body}");
+        let reason = body["errorMessage"].as_str().unwrap();
+        assert!(
+            reason.contains("record 2") && reason.contains("logGroup"),
+            "{reason}"
+        );
+    }
+    // Refused before anything was stored, so the retries duplicate nothing.
+    assert!(read_all::<Event>(&h.bus, "vigil.events", "e")
+        .await
+        .is_empty());
+    assert!(read_all::<Quarantined>(&h.bus, "vigil.quarantine", "q")
+        .await
+        .is_empty());
 }

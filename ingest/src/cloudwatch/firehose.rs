@@ -8,6 +8,13 @@
 //! expects; anything but 200 makes Firehose retry the whole request, which is safe because
 //! event ids derive from each log event's CloudWatch id and its content: a retry yields the
 //! same ids, and a different event sent under a known id is kept beside the first.
+//!
+//! Every record is read before anything is stored, so a delivery that cannot be taken is
+//! refused whole and its retry duplicates nothing: 413 when its records inflate past the
+//! per-request budget ([`FirehoseState::max_inflated_bytes`]), 400 when a data message names
+//! no valid log group. A single record that cannot be read (not base64, not gzip, too large
+//! inflated, not a subscription message) is quarantined with its reason, by its first
+//! 64 KiB, and the rest of the delivery is taken.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -25,6 +32,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::LogGroupRecogniser;
+use crate::ingestor::QUARANTINED_PREFIX_BYTES;
 use crate::{IncomingRecord, IngestError, Ingestor, SourceSpec};
 
 const REQUEST_ID_HEADER: &str = "x-amz-firehose-request-id";
@@ -32,11 +40,18 @@ const ACCESS_KEY_HEADER: &str = "x-amz-firehose-access-key";
 /// The name quarantined Firehose records are filed under when no log group can be read.
 const SOURCE_NAME: &str = "firehose";
 
+/// The default of [`FirehoseState::max_inflated_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct FirehoseState {
     pub ingestor: Arc<Ingestor>,
     pub access_key: Arc<str>,
     pub recogniser: Arc<LogGroupRecogniser>,
+    /// The most bytes the records of one request may inflate to, all together. Records are
+    /// gzip'd, and a few kilobytes of gzip can inflate to gigabytes; a request past this is
+    /// refused with 413 before anything of it is stored, and memory stays near this bound.
+    pub max_inflated_bytes: usize,
 }
 
 pub fn router(state: FirehoseState) -> Router {
@@ -124,8 +139,40 @@ async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: B
         }
     };
     let request_id = delivery.request_id.unwrap_or(header_id);
-    match ingest_delivery(&state, &delivery.records).await {
+    drop(body);
+    let limits = DecodeLimits {
+        max_record_bytes: state.ingestor.limits().max_body_bytes,
+        max_inflated_bytes: state.max_inflated_bytes,
+    };
+    // Inflating is CPU work of up to the budget's size: off the async workers.
+    let decoded =
+        tokio::task::spawn_blocking(move || decode_delivery(delivery.records, limits)).await;
+    let decoded = match decoded {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(refusal)) => {
+            let status = refusal.status();
+            tracing::warn!(request_id, reason = %refusal, "Firehose delivery refused");
+            metrics::counter!("vigil_firehose_refused_total", "reason" => refusal.label())
+                .increment(1);
+            return reply(status, &request_id, Some(refusal.to_string()));
+        }
+        Err(panic) => {
+            tracing::error!(%panic, "decoding a Firehose delivery failed");
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &request_id,
+                Some("the delivery could not be decoded".into()),
+            );
+        }
+    };
+    match ingest_delivery(&state, decoded).await {
         Ok(()) => reply(StatusCode::OK, &request_id, None),
+        // Not expected once every log group was checked, but never a reason to retry.
+        Err(error @ IngestError::InvalidSourceName(_)) => reply(
+            StatusCode::BAD_REQUEST,
+            &request_id,
+            Some(error.to_string()),
+        ),
         Err(error) => {
             crate::http::log_unstored(&error, "Firehose delivery not stored; Firehose will retry");
             reply(
@@ -137,29 +184,152 @@ async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: B
     }
 }
 
-/// Decodes every record and ingests its log events, grouped by log group and record kind.
-async fn ingest_delivery(
-    state: &FirehoseState,
-    records: &[FirehoseRecord],
-) -> Result<(), IngestError> {
-    let limit = state.ingestor.limits().max_body_bytes;
-    let mut messages = Vec::new();
-    for (index, record) in records.iter().enumerate() {
+/// Bounds on inflating the records of one request.
+#[derive(Debug, Clone, Copy)]
+struct DecodeLimits {
+    /// The most one record may inflate to; a larger one is quarantined.
+    max_record_bytes: usize,
+    /// The most all records of the request may inflate to together; past it the request is
+    /// refused.
+    max_inflated_bytes: usize,
+}
+
+/// Why a whole delivery is refused, before anything of it is stored: retrying it unchanged
+/// cannot help, so the sender is told what is wrong instead.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(
+        "the records inflate past the {budget}-byte budget for one request (record {position} \
+         reached it); send smaller batches, or raise firehose.max_inflated_bytes"
+    )]
+    InflatedBudget { budget: usize, position: u64 },
+    #[error(
+        "record {position}: a DATA_MESSAGE needs a valid logGroup, not {log_group:?}: {reason}"
+    )]
+    InvalidLogGroup {
+        position: u64,
+        log_group: String,
+        reason: &'static str,
+    },
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::InflatedBudget { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::InvalidLogGroup { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Refusal::InflatedBudget { .. } => "inflated_bytes",
+            Refusal::InvalidLogGroup { .. } => "log_group",
+        }
+    }
+}
+
+/// A delivery read, nothing of it stored yet.
+#[derive(Default)]
+struct Decoded {
+    messages: Vec<SubscriptionMessage>,
+    /// Records that cannot be read: position, the start of their data, and the reason.
+    unreadable: Vec<(u64, Vec<u8>, String)>,
+}
+
+/// Inflates and reads every record, keeping within `limits`, or says why the whole delivery
+/// is refused.
+fn decode_delivery(records: Vec<FirehoseRecord>, limits: DecodeLimits) -> Result<Decoded, Refusal> {
+    let mut decoded = Decoded::default();
+    let mut inflated = 0usize;
+    for (index, record) in records.into_iter().enumerate() {
         let position = index as u64 + 1;
-        match decode_record(&record.data, limit) {
+        let remaining = limits.max_inflated_bytes.saturating_sub(inflated);
+        let outcome = decode_record(&record.data, limits.max_record_bytes.min(remaining));
+        inflated += outcome.inflated;
+        let message = match outcome.result {
+            Err(DecodeError::TooLarge) if remaining <= limits.max_record_bytes => {
+                return Err(Refusal::InflatedBudget {
+                    budget: limits.max_inflated_bytes,
+                    position,
+                })
+            }
+            Err(DecodeError::TooLarge) => Err(format!(
+                "record data inflates past {} bytes",
+                limits.max_record_bytes
+            )),
+            Err(DecodeError::Unreadable(reason)) => Err(reason),
+            Ok(message) => Ok(message),
+        };
+        match message {
             Ok(message) if message.message_type == "CONTROL_MESSAGE" => {}
-            Ok(message) if message.message_type == "DATA_MESSAGE" => messages.push(message),
+            Ok(message) if message.message_type == "DATA_MESSAGE" => {
+                if let Err(reason) = check_log_group(&message.log_group) {
+                    return Err(Refusal::InvalidLogGroup {
+                        position,
+                        log_group: message.log_group.chars().take(600).collect(),
+                        reason,
+                    });
+                }
+                decoded.messages.push(message);
+            }
             Ok(message) => {
                 let reason = format!("unknown messageType {:?}", message.message_type);
-                quarantine(state, &record.data, position, reason).await?;
+                decoded
+                    .unreadable
+                    .push((position, prefix(&record.data), reason));
             }
-            Err(reason) => quarantine(state, &record.data, position, reason).await?,
+            Err(reason) => {
+                let reason = if record.data.len() > QUARANTINED_PREFIX_BYTES {
+                    format!(
+                        "{reason} (the first {QUARANTINED_PREFIX_BYTES} of its {} bytes of data \
+                         are kept)",
+                        record.data.len()
+                    )
+                } else {
+                    reason
+                };
+                decoded
+                    .unreadable
+                    .push((position, prefix(&record.data), reason));
+            }
         }
+    }
+    Ok(decoded)
+}
+
+fn prefix(data: &str) -> Vec<u8> {
+    data.as_bytes()[..data.len().min(QUARANTINED_PREFIX_BYTES)].to_vec()
+}
+
+/// Log groups name their events' source, so they must be valid source names, as every log
+/// group CloudWatch allows is.
+fn check_log_group(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 512 {
+        return Err("it is longer than 512 bytes");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'#'))
+    {
+        return Err("use letters, digits, '.', '_', '-', '/' or '#'");
+    }
+    Ok(())
+}
+
+/// Quarantines the unreadable records and ingests every log event, grouped by log group and
+/// record kind.
+async fn ingest_delivery(state: &FirehoseState, decoded: Decoded) -> Result<(), IngestError> {
+    for (position, data, reason) in decoded.unreadable {
+        quarantine(state, &data, position, reason).await?;
     }
 
     // (log group, spec, records): consecutive events of one group and kind go together.
     let mut groups: Vec<(&str, SourceSpec, Vec<IncomingRecord>)> = Vec::new();
-    for message in &messages {
+    for message in &decoded.messages {
         for (index, event) in message.log_events.iter().enumerate() {
             let spec =
                 state
@@ -195,28 +365,52 @@ async fn ingest_delivery(
 
 async fn quarantine(
     state: &FirehoseState,
-    data: &str,
+    data: &[u8],
     position: u64,
     reason: String,
 ) -> Result<(), IngestError> {
     state
         .ingestor
-        .quarantine(SOURCE_NAME, "firehose", data.as_bytes(), position, reason)
+        .quarantine(SOURCE_NAME, "firehose", data, position, reason)
         .await
 }
 
-fn decode_record(data: &str, limit: usize) -> Result<SubscriptionMessage, String> {
-    let compressed = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|e| format!("record data is not base64: {e}"))?;
+enum DecodeError {
+    /// The data inflates past the limit it was decoded with.
+    TooLarge,
+    Unreadable(String),
+}
+
+/// What decoding one record came to, and how many bytes it inflated to on the way.
+struct DecodeOutcome {
+    result: Result<SubscriptionMessage, DecodeError>,
+    inflated: usize,
+}
+
+fn decode_record(data: &str, limit: usize) -> DecodeOutcome {
+    let unreadable = |reason: String| DecodeOutcome {
+        result: Err(DecodeError::Unreadable(reason)),
+        inflated: 0,
+    };
+    let compressed = match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
+        Ok(compressed) => compressed,
+        Err(e) => return unreadable(format!("record data is not base64: {e}")),
+    };
     // Bounded, so a small gzip bomb cannot take the memory of the process.
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(compressed.as_slice())
+    let read = flate2::read::GzDecoder::new(compressed.as_slice())
         .take(limit as u64 + 1)
-        .read_to_end(&mut json)
-        .map_err(|e| format!("record data is not gzip: {e}"))?;
-    if json.len() > limit {
-        return Err(format!("record data inflates past {limit} bytes"));
-    }
-    serde_json::from_slice(&json).map_err(|e| format!("not a CloudWatch subscription message: {e}"))
+        .read_to_end(&mut json);
+    drop(compressed);
+    let inflated = json.len();
+    let result = match read {
+        Err(e) => Err(DecodeError::Unreadable(format!(
+            "record data is not gzip: {e}"
+        ))),
+        Ok(_) if json.len() > limit => Err(DecodeError::TooLarge),
+        Ok(_) => serde_json::from_slice(&json).map_err(|e| {
+            DecodeError::Unreadable(format!("not a CloudWatch subscription message: {e}"))
+        }),
+    };
+    DecodeOutcome { result, inflated }
 }
