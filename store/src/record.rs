@@ -41,7 +41,15 @@ impl<'a> RecordValue<'a> {
         match &event.record {
             Record::Json(raw) => match serde_json::from_str::<RecordValue<'a>>(raw.get()) {
                 Ok(object @ RecordValue::Object(_)) => Some(object),
-                _ => None,
+                Ok(_) => None,
+                // serde_json refuses what ingest accepts from an attacker's padding (a number
+                // beyond f64, a lone surrogate, nesting past its limit); the record parser
+                // reads it as detection does, so such a record is still searchable by field.
+                // Rare, so the owned strings of this path do not matter; the common path above
+                // is unchanged. (On what serde_json reads, both give the same values.)
+                Err(_) => vigil_event::json::parse_object(raw.get())
+                    .ok()
+                    .map(|object| RecordValue::Object(owned_members(object))),
             },
             Record::Text(text) => {
                 let mut members = object_members(&event.fields);
@@ -71,7 +79,31 @@ fn object_members(map: &Map<String, Json>) -> Vec<(Cow<'_, str>, RecordValue<'_>
         .collect()
 }
 
-fn number(n: &serde_json::Number) -> RecordValue<'_> {
+/// An object's members, owning their strings (objects are at most the record parser's depth
+/// limit deep, so the recursion is bounded).
+fn owned_members(object: Map<String, Json>) -> Vec<(Cow<'static, str>, RecordValue<'static>)> {
+    object
+        .into_iter()
+        .map(|(key, value)| (Cow::Owned(key), RecordValue::owned(value)))
+        .collect()
+}
+
+impl RecordValue<'static> {
+    fn owned(value: Json) -> RecordValue<'static> {
+        match value {
+            Json::String(s) => RecordValue::Str(Cow::Owned(s)),
+            Json::Array(items) => {
+                RecordValue::Array(items.into_iter().map(RecordValue::owned).collect())
+            }
+            Json::Object(object) => RecordValue::Object(owned_members(object)),
+            Json::Number(n) => number(&n),
+            Json::Bool(b) => RecordValue::Bool(b),
+            Json::Null => RecordValue::Null,
+        }
+    }
+}
+
+fn number(n: &serde_json::Number) -> RecordValue<'static> {
     if let Some(i) = n.as_i64() {
         RecordValue::I64(i)
     } else if let Some(u) = n.as_u64() {
@@ -317,5 +349,78 @@ mod tests {
         assert_eq!(members.len(), 60);
         let k5 = members.iter().find(|(key, _)| key == "k5").unwrap();
         assert_eq!(k5.1, RecordValue::I64(65));
+    }
+
+    fn json_event(text: &str) -> Event {
+        let now = chrono::Utc::now();
+        Event {
+            id: vigil_event::EventId::derive("test", &[text.as_bytes()]),
+            time: now,
+            received: now,
+            source: vigil_event::Source {
+                kind: "http".into(),
+                name: "test".into(),
+            },
+            logsource: Default::default(),
+            record: Record::json(text).unwrap(),
+            fields: Map::new(),
+        }
+    }
+
+    /// The members of the event's record as the index gets them, sorted by key.
+    fn indexed(event: &Event) -> Vec<(String, RecordValue<'_>)> {
+        let Some(RecordValue::Object(members)) = RecordValue::of_event(event) else {
+            panic!("{} is not indexed as an object", event.record.as_str())
+        };
+        let mut members: Vec<_> = members
+            .into_iter()
+            .map(|(key, value)| (key.into_owned(), value))
+            .collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        members
+    }
+
+    #[test]
+    fn records_serde_json_refuses_are_indexed_as_detection_reads_them() {
+        let deep = format!("{}\"needle\"{}", "[".repeat(300), "]".repeat(300));
+        let text = format!(
+            r#"{{"eventName":"StopLogging","pad":1e400,"ua":"x\ud800","n":-3,"big":18446744073709551615,"f":1.5,"deep":{deep},"eventName":"StopLogging2"}}"#
+        );
+        assert!(serde_json::from_str::<RecordValue>(&text).is_err());
+        let event = json_event(&text);
+        let members = indexed(&event);
+        let keys: Vec<&str> = members.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["big", "deep", "eventName", "f", "n", "pad", "ua"]);
+        assert_eq!(members[0].1, RecordValue::U64(u64::MAX));
+        // The last value of a repeated key, as rules see it.
+        assert_eq!(members[2].1, RecordValue::Str("StopLogging2".into()));
+        assert_eq!(members[3].1, RecordValue::F64(1.5));
+        assert_eq!(members[4].1, RecordValue::I64(-3));
+        assert_eq!(members[5].1, RecordValue::Str("1e400".into()));
+        assert_eq!(members[6].1, RecordValue::Str("x\u{fffd}".into()));
+        // What the document gives detection is what is indexed.
+        let document = event.document().unwrap();
+        assert_eq!(document["eventName"], "StopLogging2");
+        let mut value = &members[1].1;
+        let mut levels = 0;
+        while let RecordValue::Array(items) = value {
+            value = &items[0];
+            levels += 1;
+        }
+        assert_eq!(levels, vigil_event::json::MAX_DEPTH - 1);
+        let RecordValue::Str(raw) = value else {
+            panic!("{value:?}")
+        };
+        assert!(raw.contains("needle"));
+    }
+
+    #[test]
+    fn the_common_path_still_borrows() {
+        let event = json_event(r#"{"a":"b"}"#);
+        let Some(RecordValue::Object(members)) = RecordValue::of_event(&event) else {
+            panic!("not an object")
+        };
+        assert!(matches!(members[0].0, Cow::Borrowed("a")));
+        assert!(matches!(members[0].1, RecordValue::Str(Cow::Borrowed("b"))));
     }
 }
