@@ -43,8 +43,17 @@
 //! - **Lateness.** An input for a group that has no window yet is late when it is older than
 //!   *its own stream's* watermark minus the timespan. An input for an existing group is late
 //!   when it is older than the group's newest input minus the timespan, whichever stream it
-//!   comes from. Late inputs are dropped and counted in [`Counters::late`]; an input within
-//!   the window is placed in time order and counts.
+//!   comes from. An input within the window is placed in time order and counts.
+//! - **Late inputs** are counted in [`Counters::late`] and reported per event by
+//!   [`Detector::evaluate`]. They never enter the live windows, so backdated events can
+//!   neither add to a live count nor close a live window. Instead each correlation has a
+//!   second set of windows for late inputs alone, with the same sliding windows judged by the
+//!   inputs' own times, so a burst that arrives late together (six failed logins stamped three
+//!   days back, a log shipper catching up) still correlates. Nothing is late there: an input
+//!   older than its late group's window starts that group afresh, since late bursts arrive
+//!   together. These windows are not expired by watermarks; at most
+//!   [`Limits::max_late_groups`] groups are kept per correlation (0: late inputs are dropped).
+//!   Rules match late events as any other: only their correlation windows differ.
 //! - **Expiry.** Each correlation remembers which streams have fed it. Its groups expire when
 //!   their newest input is older than the *lowest* watermark of those streams minus the
 //!   timespan: a group stays open until every stream that feeds the correlation has moved past
@@ -63,9 +72,18 @@
 //!
 //! # Memory
 //!
-//! Each correlation keeps at most [`Limits::max_groups`] groups (evicting the group whose newest
-//! input is oldest) and each group at most [`Limits::max_entries`] inputs (evicting its oldest).
-//! Matches carry at most [`Limits::max_ids`] contributing event ids. Evictions are counted.
+//! Each correlation keeps at most [`Limits::max_groups`] groups and each group at most
+//! [`Limits::max_entries`] inputs (evicting its oldest). Matches carry at most
+//! [`Limits::max_ids`] contributing event ids. Evictions are counted.
+//!
+//! Group-by values are chosen by the sender, who can make up a new group with each event. So
+//! eviction is a segmented LRU: a group with a single input is on probation, one with two or
+//! more is protected. The least recently updated group on probation is evicted first, a
+//! protected one only when none is on probation, and at most three quarters of the groups are
+//! protected (beyond that, the least recently updated protected group goes back on probation).
+//! A flood of one-off groups therefore only evicts other one-off groups, and a group that is
+//! counting up keeps its count. A real group's very first input is still on probation: it is
+//! lost if more than a quarter of `max_groups` new groups arrive before its second.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -73,7 +91,7 @@ use vigil_event::{Event, Id, LogSource};
 
 use std::collections::BTreeMap;
 
-use crate::correlation::state::{CorrelationWindow, Counters, Entry, Group, Limits, Source};
+use crate::correlation::state::{CorrelationWindow, Counters, Entry, Lane, Limits, Source};
 use crate::correlation::CorrelationRule;
 use crate::streams::{Observed, Streams};
 use crate::Engine;
@@ -87,6 +105,8 @@ pub const DEFAULT_STREAM: &str = "";
 pub struct Detector {
     engine: Engine,
     windows: Vec<CorrelationWindow>,
+    /// Per correlation, the windows of inputs late for `windows` (see the module docs).
+    late_windows: Vec<CorrelationWindow>,
     streams: Streams,
     limits: Limits,
 }
@@ -122,10 +142,25 @@ pub struct CorrelationMatch {
     pub event_ids_truncated: bool,
 }
 
+/// What [`Detector::evaluate`] made of one event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    /// As [`Detector::process_stream`] returns them.
+    pub detections: Vec<Detection>,
+    /// How many inputs to correlations (this event, or matches it completed) came too late
+    /// for the live windows. They were correlated among late inputs instead, or dropped when
+    /// [`Limits::max_late_groups`] is 0. Rules still matched the event as usual.
+    pub late_inputs: usize,
+}
+
 /// The size of the correlation state and what it dropped so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateStats {
+    /// Groups of the live windows.
     pub groups: usize,
+    /// Groups of inputs that came late for the live windows.
+    pub late_groups: usize,
+    /// Inputs held, in either.
     pub entries: usize,
     pub counters: Counters,
 }
@@ -175,6 +210,7 @@ struct Snapshot {
 struct SnapshotCorrelation {
     id: String,
     fingerprint: String,
+    /// The counters of its live and late windows together.
     #[serde(default)]
     counters: Counters,
     /// The streams that fed it, sorted.
@@ -182,12 +218,19 @@ struct SnapshotCorrelation {
     streams: Vec<String>,
     #[serde(default)]
     groups: Vec<SnapshotGroup>,
+    /// The groups of inputs late for the live windows (added within version 1: older
+    /// snapshots have none, and older builds ignore them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    late_groups: Vec<SnapshotGroup>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotGroup {
     key: Vec<String>,
     entries: Vec<Entry>,
+    /// Whether the group was protected from eviction (added within version 1).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    protected: bool,
 }
 
 /// What must not change for saved windows to keep their meaning.
@@ -210,6 +253,7 @@ impl Detector {
         let windows = vec![CorrelationWindow::default(); engine.correlations().len()];
         Detector {
             engine,
+            late_windows: windows.clone(),
             windows,
             streams: Streams::new(),
             limits,
@@ -263,23 +307,46 @@ impl Detector {
         logsource: &LogSource,
         doc: &Map<String, Value>,
     ) -> Vec<Detection> {
+        self.evaluate(stream, time, event_id, logsource, doc)
+            .detections
+    }
+
+    /// [`Detector::process_stream`], also telling how many of the event's correlation inputs
+    /// came late for the live windows (see the module docs).
+    pub fn evaluate(
+        &mut self,
+        stream: &str,
+        time: i64,
+        event_id: Option<Id>,
+        logsource: &LogSource,
+        doc: &Map<String, Value>,
+    ) -> Evaluation {
         self.advance_stream(stream, time);
         let hits = self.engine.matching(logsource, doc);
-        let mut out: Vec<Detection> = hits
-            .iter()
-            .filter(|&&rule| self.engine.rule_generates(rule))
-            .map(|&rule| Detection::Rule { rule })
-            .collect();
+        let mut evaluation = Evaluation {
+            detections: hits
+                .iter()
+                .filter(|&&rule| self.engine.rule_generates(rule))
+                .map(|&rule| Detection::Rule { rule })
+                .collect(),
+            late_inputs: 0,
+        };
         let Detector {
             engine,
             windows,
+            late_windows,
             limits,
             streams,
         } = self;
         let graph = engine.graph();
         if graph.slots.is_empty() {
-            return out;
+            return evaluation;
         }
+        let mut state = State {
+            engine,
+            windows,
+            late_windows,
+        };
         let at = Arrival {
             stream,
             streams,
@@ -292,16 +359,9 @@ impl Detector {
         let mut pending: Vec<CorrelationMatch> = Vec::new();
         for &rule in &hits {
             for feed in graph.rule_feeds.get(rule).into_iter().flatten() {
-                let fired = offer(
-                    engine,
-                    windows,
-                    &at,
-                    (feed.correlation, feed.slot),
-                    &event,
-                    time,
-                    &ids,
-                );
-                pending.extend(fired);
+                let offered = state.offer(&at, (feed.correlation, feed.slot), &event, time, &ids);
+                evaluation.late_inputs += usize::from(offered.late);
+                pending.extend(offered.matched);
             }
         }
         let mut next = 0;
@@ -315,25 +375,24 @@ impl Detector {
                 .into_iter()
                 .flatten()
             {
-                let fired = offer(
-                    engine,
-                    windows,
+                let offered = state.offer(
                     &at,
                     (feed.correlation, feed.slot),
                     &source,
                     inner.last_time,
                     &inner.event_ids,
                 );
-                pending.extend(fired);
+                evaluation.late_inputs += usize::from(offered.late);
+                pending.extend(offered.matched);
             }
         }
-        out.extend(
+        evaluation.detections.extend(
             pending
                 .into_iter()
                 .filter(|m| engine.correlation_generates(m.correlation))
                 .map(Detection::Correlation),
         );
-        out
+        evaluation
     }
 
     /// [`Detector::process_stream`] for an [`Event`]: in the stream of its source name, at its
@@ -388,27 +447,51 @@ impl Detector {
     }
 
     pub fn stats(&self) -> StateStats {
-        let mut stats = StateStats::default();
-        for window in &self.windows {
-            stats.groups += window.groups.len();
-            stats.entries += window
+        let held = |window: &CorrelationWindow| -> usize {
+            window
                 .groups
                 .values()
                 .map(|group| group.entries.len())
-                .sum::<usize>();
+                .sum()
+        };
+        let mut stats = StateStats::default();
+        for (window, late) in self.windows.iter().zip(&self.late_windows) {
+            stats.groups += window.groups.len();
+            stats.late_groups += late.groups.len();
+            stats.entries += held(window) + held(late);
             stats.counters.add(&window.counters);
+            stats.counters.add(&late.counters);
         }
         stats
     }
 
-    /// The counters of the correlation at `index` of [`Engine::correlations`].
+    /// The counters of the correlation at `index` of [`Engine::correlations`], its live and
+    /// late windows together.
     pub fn counters(&self, index: usize) -> Option<Counters> {
-        self.windows.get(index).map(|window| window.counters)
+        let mut counters = self.windows.get(index)?.counters;
+        if let Some(late) = self.late_windows.get(index) {
+            counters.add(&late.counters);
+        }
+        Some(counters)
     }
 
     /// The correlation state as bytes (versioned JSON), to persist and [`Detector::restore`]
     /// after a restart. Correlations are keyed by id, so a snapshot survives rule changes.
     pub fn snapshot(&self) -> Vec<u8> {
+        // Stalest first, so that a restore under a smaller limit keeps the newest.
+        let groups = |window: &CorrelationWindow| -> Vec<SnapshotGroup> {
+            window
+                .order
+                .values()
+                .filter_map(|key| {
+                    window.groups.get(key).map(|group| SnapshotGroup {
+                        key: key.clone(),
+                        entries: group.entries.clone(),
+                        protected: group.recency.0,
+                    })
+                })
+                .collect()
+        };
         let snapshot = Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
             version: SNAPSHOT_VERSION,
@@ -421,27 +504,20 @@ impl Detector {
             correlations: self
                 .windows
                 .iter()
+                .zip(&self.late_windows)
                 .zip(self.engine.correlations())
-                .map(|(window, rule)| {
-                    let mut groups: Vec<(&(i64, u64), &Vec<String>)> =
-                        window.order.iter().collect();
-                    groups.sort();
+                .map(|((window, late), rule)| {
                     let mut streams = window.streams.clone();
                     streams.sort();
+                    let mut counters = window.counters;
+                    counters.add(&late.counters);
                     SnapshotCorrelation {
                         id: rule.id.clone(),
                         fingerprint: fingerprint(rule),
-                        counters: window.counters,
+                        counters,
                         streams,
-                        groups: groups
-                            .into_iter()
-                            .filter_map(|(_, key)| {
-                                window.groups.get(key).map(|group| SnapshotGroup {
-                                    key: key.clone(),
-                                    entries: group.entries.clone(),
-                                })
-                            })
-                            .collect(),
+                        groups: groups(window),
+                        late_groups: groups(late),
                     }
                 })
                 .collect(),
@@ -476,6 +552,7 @@ impl Detector {
         };
         let streams = Streams::restore(snapshot.watermark, saved_streams, &self.limits);
         let mut windows = vec![CorrelationWindow::default(); self.engine.correlations().len()];
+        let mut late_windows = windows.clone();
         let mut report = RestoreReport::default();
         for saved in snapshot.correlations {
             let Some(index) = self
@@ -499,49 +576,72 @@ impl Detector {
             window.streams.sort();
             window.streams.dedup();
             let horizon = horizon(&streams, &self.limits, window, rule.timespan.millis);
-            // Groups were saved stalest first; the newest are kept when the limit shrank.
-            let skip = saved.groups.len().saturating_sub(self.limits.max_groups);
-            for saved_group in saved.groups.into_iter().skip(skip) {
-                if saved_group.key.len() != rule.group_by.len() {
-                    continue;
-                }
-                let mut entries: Vec<Entry> = saved_group
-                    .entries
-                    .into_iter()
-                    .filter(|entry| entry.slot < rule.rules.len())
-                    .collect();
-                entries.sort_by_key(|entry| entry.time);
-                let Some(newest) = entries.last().map(|entry| entry.time) else {
-                    continue;
-                };
-                if newest < horizon {
-                    continue;
-                }
-                let start = entries.partition_point(|entry| {
-                    entry.time < newest.saturating_sub(rule.timespan.millis)
-                });
-                entries.drain(..start);
-                let excess = entries.len().saturating_sub(self.limits.max_entries);
-                entries.drain(..excess);
-                for entry in &mut entries {
-                    let excess = entry.ids.len().saturating_sub(self.limits.max_ids);
-                    entry.ids.drain(..excess);
-                }
-                let order = (newest, window.seq);
-                window.seq += 1;
-                if let Some(old) = window
-                    .groups
-                    .insert(saved_group.key.clone(), Group { entries, order })
-                {
-                    window.order.remove(&old.order);
-                }
-                window.order.insert(order, saved_group.key);
-            }
+            let limits = &self.limits;
+            restore_groups(
+                window,
+                saved.groups,
+                rule,
+                limits,
+                limits.max_groups,
+                horizon,
+            );
+            // Late groups are bounded by count, never expired by the watermarks.
+            let late = &mut late_windows[index];
+            let max_late = limits.max_late_groups;
+            restore_groups(late, saved.late_groups, rule, limits, max_late, i64::MIN);
             report.groups += window.groups.len();
         }
         self.windows = windows;
+        self.late_windows = late_windows;
         self.streams = streams;
         Ok(report)
+    }
+}
+
+/// Puts saved groups (stalest first) back into `window`, as far as the current limits allow
+/// and leaving out those whose newest input is older than `horizon`.
+fn restore_groups(
+    window: &mut CorrelationWindow,
+    saved: Vec<SnapshotGroup>,
+    rule: &CorrelationRule,
+    limits: &Limits,
+    max_groups: usize,
+    horizon: i64,
+) {
+    // The newest are kept when the limit shrank.
+    let skip = saved.len().saturating_sub(max_groups);
+    for saved_group in saved.into_iter().skip(skip) {
+        if saved_group.key.len() != rule.group_by.len() {
+            continue;
+        }
+        let mut entries: Vec<Entry> = saved_group
+            .entries
+            .into_iter()
+            .filter(|entry| entry.slot < rule.rules.len())
+            .collect();
+        entries.sort_by_key(|entry| entry.time);
+        let Some(newest) = entries.last().map(|entry| entry.time) else {
+            continue;
+        };
+        if newest < horizon {
+            continue;
+        }
+        let start = entries
+            .partition_point(|entry| entry.time < newest.saturating_sub(rule.timespan.millis));
+        entries.drain(..start);
+        let excess = entries.len().saturating_sub(limits.max_entries);
+        entries.drain(..excess);
+        for entry in &mut entries {
+            let excess = entry.ids.len().saturating_sub(limits.max_ids);
+            entry.ids.drain(..excess);
+        }
+        window.place(
+            saved_group.key,
+            entries,
+            newest,
+            saved_group.protected,
+            max_groups,
+        );
     }
 }
 
@@ -575,50 +675,93 @@ struct Arrival<'a> {
     limits: &'a Limits,
 }
 
-/// Offers one input to one correlation slot, and dresses up the match if there is one.
-#[allow(clippy::too_many_arguments)]
-fn offer(
-    engine: &Engine,
-    windows: &mut [CorrelationWindow],
-    at: &Arrival<'_>,
-    (correlation, slot): (usize, usize),
-    source: &Source<'_>,
-    time: i64,
-    ids: &[Id],
-) -> Option<CorrelationMatch> {
-    let limits = at.limits;
-    let rule = engine.correlations().get(correlation)?;
-    let spec = engine.graph().slots.get(correlation)?.get(slot)?;
-    let window = windows.get_mut(correlation)?;
-    let span = rule.timespan.millis;
-    if at.streams.contains(at.stream) && !window.streams.iter().any(|name| name == at.stream) {
-        window.streams.push(at.stream.to_owned());
+/// The parts of a [`Detector`] an input changes.
+struct State<'a> {
+    engine: &'a Engine,
+    windows: &'a mut [CorrelationWindow],
+    late_windows: &'a mut [CorrelationWindow],
+}
+
+/// What offering one input did.
+#[derive(Default)]
+struct Offered {
+    matched: Option<CorrelationMatch>,
+    /// The input came too late for the live windows.
+    late: bool,
+}
+
+impl State<'_> {
+    /// Offers one input to one correlation slot: to the live windows, or to the late ones if it
+    /// is late for those. Dresses up the match if there is one.
+    fn offer(
+        &mut self,
+        at: &Arrival<'_>,
+        (correlation, slot): (usize, usize),
+        source: &Source<'_>,
+        time: i64,
+        ids: &[Id],
+    ) -> Offered {
+        let limits = at.limits;
+        let (Some(rule), Some(spec), Some(window)) = (
+            self.engine.correlations().get(correlation),
+            self.engine
+                .graph()
+                .slots
+                .get(correlation)
+                .and_then(|slots| slots.get(slot)),
+            self.windows.get_mut(correlation),
+        ) else {
+            return Offered::default();
+        };
+        let span = rule.timespan.millis;
+        if at.streams.contains(at.stream) && !window.streams.iter().any(|name| name == at.stream) {
+            window.streams.push(at.stream.to_owned());
+        }
+        let Some(input) = window.read(rule, spec, source) else {
+            return Offered::default();
+        };
+        // A new group is late when its window is already over for the input's own stream (or,
+        // for a stream forgotten as stale, for every stream).
+        let floor = floor(at.streams, limits, span);
+        let late_before = at
+            .streams
+            .get(at.stream)
+            .map_or(floor, |own| floor.max(own.saturating_sub(span)));
+        let live = Lane::Live { late_before };
+        let (fired, late) = match window.offer(rule, slot, input, time, ids, live, limits) {
+            Ok(fired) => (fired, false),
+            Err(_) if limits.max_late_groups == 0 => (None, true),
+            Err(input) => {
+                let fired = self.late_windows.get_mut(correlation).and_then(|late| {
+                    // The late lane hands nothing back: nothing is late there.
+                    late.offer(rule, slot, input, time, ids, Lane::Late, limits)
+                        .ok()
+                        .flatten()
+                });
+                (fired, true)
+            }
+        };
+        let matched = fired.map(|fired| {
+            let total: usize = fired.entries.iter().map(|entry| entry.ids.len()).sum();
+            let mut event_ids: Vec<Id> = fired
+                .entries
+                .iter()
+                .flat_map(|entry| entry.ids.iter().copied())
+                .collect();
+            if event_ids.len() > limits.max_ids {
+                event_ids.drain(..event_ids.len() - limits.max_ids);
+            }
+            CorrelationMatch {
+                correlation,
+                group: fired.group,
+                aggregate: fired.aggregate,
+                inputs: fired.entries.len(),
+                first_time: fired.entries.first().map_or(time, |entry| entry.time),
+                last_time: fired.entries.last().map_or(time, |entry| entry.time),
+                event_ids_truncated: total > event_ids.len(),
+                event_ids,
+            }
+        });
+        Offered { matched, late }
     }
-    // A new group is late when its window is already over for the input's own stream (or, for
-    // a stream forgotten as stale, for every stream).
-    let floor = floor(at.streams, limits, span);
-    let late_before = at
-        .streams
-        .get(at.stream)
-        .map_or(floor, |own| floor.max(own.saturating_sub(span)));
-    let fired = window.offer(rule, spec, slot, source, time, ids, late_before, limits)?;
-    let total: usize = fired.entries.iter().map(|entry| entry.ids.len()).sum();
-    let mut event_ids: Vec<Id> = fired
-        .entries
-        .iter()
-        .flat_map(|entry| entry.ids.iter().copied())
-        .collect();
-    if event_ids.len() > limits.max_ids {
-        event_ids.drain(..event_ids.len() - limits.max_ids);
-    }
-    Some(CorrelationMatch {
-        correlation,
-        group: fired.group,
-        aggregate: fired.aggregate,
-        inputs: fired.entries.len(),
-        first_time: fired.entries.first().map_or(time, |entry| entry.time),
-        last_time: fired.entries.last().map_or(time, |entry| entry.time),
-        event_ids_truncated: total > event_ids.len(),
-        event_ids,
-    })
 }

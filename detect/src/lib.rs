@@ -151,7 +151,7 @@ mod yaml;
 pub use correlation::state::{Counters, Limits};
 pub use correlation::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
 pub use detector::{
-    CorrelationMatch, Detection, Detector, RestoreReport, SnapshotError, StateStats,
+    CorrelationMatch, Detection, Detector, Evaluation, RestoreReport, SnapshotError, StateStats,
     DEFAULT_STREAM, SNAPSHOT_VERSION,
 };
 pub use engine::Engine;

@@ -1014,15 +1014,42 @@ fn a_source_lagging_by_hours_still_correlates() {
     assert_eq!(d.watermark(), Some(10 * HOUR + 9 * MIN));
 
     // The same events in a single stream: the failed logins are judged against the CloudTrail
-    // times and dropped as late. This is what the streams are for.
+    // times and are late for the live windows. This is what the streams are for. They still
+    // correlate among themselves, apart from the live windows.
     let mut d = detector(EVENT_COUNT);
     for t in 0..10 {
         in_stream(&mut d, DEFAULT_STREAM, 10 * HOUR + t * MIN, other());
     }
+    let mut fired = Vec::new();
+    for t in 0..3 {
+        fired.extend(in_stream(
+            &mut d,
+            DEFAULT_STREAM,
+            7 * HOUR + t * SEC,
+            failed("alice"),
+        ));
+    }
+    assert_eq!(d.stats().counters.late, 3);
+    assert_eq!(
+        fired.len(),
+        1,
+        "the late burst correlates in its own window"
+    );
+    assert_eq!((fired[0].first_time, fired[0].inputs), (7 * HOUR, 3));
+    assert_eq!(d.stats().groups, 0, "the live windows never saw them");
+
+    // Without room for late groups, they are dropped (and still counted).
+    let limits = Limits {
+        max_late_groups: 0,
+        ..Limits::default()
+    };
+    let mut d = detector_with(EVENT_COUNT, limits);
+    in_stream(&mut d, DEFAULT_STREAM, 10 * HOUR, other());
     for t in 0..3 {
         assert!(in_stream(&mut d, DEFAULT_STREAM, 7 * HOUR + t * SEC, failed("alice")).is_empty());
     }
     assert_eq!(d.stats().counters.late, 3);
+    assert_eq!(d.stats().late_groups, 0);
 }
 
 #[test]

@@ -389,6 +389,7 @@ fn mutated_snapshots_restore_or_fail_cleanly() {
         max_ids: 2,
         max_streams: 4,
         max_stream_lag: 3_600_000,
+        max_late_groups: 4,
     };
     let logsource = LogSource::new(Some("test"), None, None);
     let mut rng = Rng(0x5a5a_0000_1234_9876);
@@ -447,6 +448,7 @@ fn mutated_snapshots_restore_or_fail_cleanly() {
         }
         restored += 1;
         assert!(detector.stats().groups <= 8 * 5);
+        assert!(detector.stats().late_groups <= 4 * 5);
         assert!(detector.streams().count() <= 4);
         for (stream, time) in [("x", 0), ("q", i64::MAX), ("x", i64::MIN), ("y", 5)] {
             let event = json!({"kind": "a", "user": "u1", "n": 1});

@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         max_ids: 2,
         max_streams: 4,
         max_stream_lag: 3_600_000,
+        max_late_groups: 4,
     };
     let mut detector = Detector::with_limits(engine().clone(), limits);
     if detector.restore(data).is_err() {
@@ -36,6 +37,10 @@ fuzz_target!(|data: &[u8]| {
     let stats = detector.stats();
     assert!(
         stats.groups <= 8 * engine().correlations().len(),
+        "{stats:?}"
+    );
+    assert!(
+        stats.late_groups <= 4 * engine().correlations().len(),
         "{stats:?}"
     );
     assert!(detector.streams().count() <= 4);

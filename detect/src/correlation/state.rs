@@ -106,8 +106,10 @@ impl Source<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Groups (distinct group-by values) kept per correlation; beyond it the group whose newest
-    /// input is oldest is evicted.
+    /// Groups (distinct group-by values) kept per correlation. Beyond it the least recently
+    /// updated group is evicted, groups that have had a single input before those that have
+    /// had more (see [`crate::Detector`]), so a flood of one-off groups cannot push out a
+    /// group that is counting up.
     pub max_groups: usize,
     /// Inputs kept per group; beyond it the oldest input is evicted.
     pub max_entries: usize,
@@ -120,6 +122,10 @@ pub struct Limits {
     /// have its correlation windows judged by its own watermark. A stream further behind is
     /// stale: it is forgotten, and windows are expired by the newest time less this lag.
     pub max_stream_lag: i64,
+    /// Groups kept per correlation for inputs that arrive too late for the live windows (see
+    /// [`crate::Detector`]): those are correlated among themselves, apart from the live
+    /// windows, in at most this many groups. 0 drops late inputs instead.
+    pub max_late_groups: usize,
 }
 
 impl Default for Limits {
@@ -130,6 +136,7 @@ impl Default for Limits {
             max_ids: 32,
             max_streams: 1_024,
             max_stream_lag: 24 * 60 * 60 * 1000,
+            max_late_groups: 1_000,
         }
     }
 }
@@ -159,16 +166,50 @@ pub(crate) enum Aggregated {
 pub(crate) struct Group {
     /// Sorted by time; inputs with equal times stay in arrival order.
     pub entries: Vec<Entry>,
-    /// Position in the eviction order: (newest time, sequence number).
+    /// Position in the expiry order: (newest time, sequence number).
     pub order: (i64, u64),
+    /// Position in the eviction order: (protected, sequence number of the last update).
+    pub recency: (bool, u64),
+}
+
+/// Which windows an input is offered to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lane {
+    /// The live windows, expired by the watermarks. An input for a new group older than
+    /// `late_before`, or for an existing group older than its window, is late: it is handed
+    /// back (and counted in [`Counters::late`]) rather than placed.
+    Live { late_before: i64 },
+    /// The windows of inputs that were late for the live ones. Nothing is late here: an input
+    /// older than its group's window starts the group afresh, since a late burst arrives
+    /// together and is judged by its own times. These groups are bounded by
+    /// [`Limits::max_late_groups`], never expired by watermarks.
+    Late,
+}
+
+/// An input read from an event or match: its group key and the value it aggregates.
+#[derive(Debug, Clone)]
+pub(crate) struct Input {
+    pub key: Vec<String>,
+    pub value: Option<Aggregated>,
 }
 
 /// The state of one correlation: its groups and what it had to drop.
+///
+/// Eviction, when a new group finds `max_groups` groups already, is segmented LRU: a group
+/// starts on probation and is protected once it holds two inputs. The least recently updated
+/// group on probation goes first, and a protected one only when none is on probation. At most
+/// three quarters of the groups are protected; beyond that the least recently updated
+/// protected group goes back on probation. So one-off groups (a flood of made-up users) only
+/// ever push out each other, and a group that is counting up survives them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CorrelationWindow {
     pub groups: HashMap<Vec<String>, Group>,
-    /// Groups by (newest time, sequence): the first is the stalest, evicted or expired first.
+    /// Groups by (newest time, sequence): the first is the stalest, expired first.
     pub order: BTreeMap<(i64, u64), Vec<String>>,
+    /// Groups by (protected, sequence of the last update): the first is evicted first.
+    pub recency: BTreeMap<(bool, u64), Vec<String>>,
+    /// How many groups are protected.
+    pub protected: usize,
     pub seq: u64,
     pub counters: Counters,
     /// The streams that have offered inputs to this correlation (and are still known): its
@@ -179,12 +220,15 @@ pub(crate) struct CorrelationWindow {
 /// What the state had to drop or did, per correlation or in total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Groups evicted because a correlation had `max_groups` groups already.
+    /// Groups evicted because a correlation had `max_groups` groups already (or, for late
+    /// inputs, `max_late_groups`).
     pub evicted_groups: u64,
-    /// Inputs evicted because their group had `max_entries` inputs already.
+    /// Inputs evicted because their group had `max_entries` inputs already, or because a late
+    /// input older than its group's window started the group afresh.
     pub evicted_entries: u64,
-    /// Inputs dropped because they were older than their group's window (or, for a new group,
-    /// older than their stream's watermark minus the timespan).
+    /// Inputs that were late for the live windows: older than their group's window (or, for a
+    /// new group, older than their stream's watermark minus the timespan). They are
+    /// correlated apart, among late inputs, unless `max_late_groups` is 0.
     pub late: u64,
     /// Inputs skipped because a group-by or condition field was missing or not a number.
     pub missing_fields: u64,
@@ -217,25 +261,131 @@ impl CorrelationWindow {
                 break;
             }
             let key = entry.remove();
-            self.groups.remove(&key);
+            if let Some(group) = self.groups.remove(&key) {
+                self.forget_recency(group.recency);
+            }
         }
     }
 
-    /// Offers one input; returns the match if the correlation's condition now holds, after
-    /// which the group starts afresh. An input for a new group older than `late_before` is
-    /// late (its window is already over for the stream it came from).
-    #[allow(clippy::too_many_arguments)]
-    pub fn offer(
+    /// The most groups that may be protected when at most `max_groups` are kept: three
+    /// quarters, so that new groups always have room on probation.
+    fn protected_cap(max_groups: usize) -> usize {
+        max_groups - max_groups / 4
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.seq;
+        self.seq += 1;
+        seq
+    }
+
+    fn forget_recency(&mut self, recency: (bool, u64)) {
+        self.recency.remove(&recency);
+        if recency.0 {
+            self.protected -= 1;
+        }
+    }
+
+    /// Removes one group from every index.
+    fn remove(&mut self, key: &[String]) -> Option<Group> {
+        let group = self.groups.remove(key)?;
+        self.order.remove(&group.order);
+        self.forget_recency(group.recency);
+        Some(group)
+    }
+
+    /// Evicts groups until there is room for one more within `max_groups`: the least recently
+    /// updated on probation first. False when no group may be kept at all.
+    fn make_room(&mut self, max_groups: usize) -> bool {
+        if max_groups == 0 {
+            return false;
+        }
+        while self.groups.len() >= max_groups {
+            let Some((_, key)) = self.recency.pop_first() else {
+                break;
+            };
+            if let Some(group) = self.groups.remove(&key) {
+                if group.recency.0 {
+                    self.protected -= 1;
+                }
+                self.order.remove(&group.order);
+            }
+            self.counters.evicted_groups += 1;
+        }
+        true
+    }
+
+    /// Adds a group whose newest input is at `newest`, holding `entries` (sorted by time), on
+    /// probation unless `protected`, making room for it first. False when `max_groups` is 0.
+    pub fn place(
+        &mut self,
+        key: Vec<String>,
+        entries: Vec<Entry>,
+        newest: i64,
+        protected: bool,
+        max_groups: usize,
+    ) -> bool {
+        self.remove(&key);
+        if !self.make_room(max_groups) {
+            return false;
+        }
+        let seq = self.next_seq();
+        let group = Group {
+            entries,
+            order: (newest, seq),
+            recency: (false, seq),
+        };
+        self.order.insert(group.order, key.clone());
+        self.recency.insert(group.recency, key.clone());
+        self.groups.insert(key.clone(), group);
+        if protected {
+            self.touch(&key, true, max_groups);
+        }
+        true
+    }
+
+    /// Marks `key` as just updated, protecting it if `protect`, and keeps the protected
+    /// groups within their share by putting the least recently updated back on probation.
+    fn touch(&mut self, key: &[String], protect: bool, max_groups: usize) {
+        let seq = self.next_seq();
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        let was = group.recency;
+        let protected = was.0 || protect;
+        group.recency = (protected, seq);
+        let now = group.recency;
+        self.recency.remove(&was);
+        self.recency.insert(now, key.to_vec());
+        if protected && !was.0 {
+            self.protected += 1;
+            if self.protected > Self::protected_cap(max_groups) {
+                let demoted = self
+                    .recency
+                    .range((true, 0)..)
+                    .next()
+                    .map(|(&recency, key)| (recency, key.clone()));
+                if let Some((recency, demoted)) = demoted {
+                    let seq = self.next_seq();
+                    self.recency.remove(&recency);
+                    self.recency.insert((false, seq), demoted.clone());
+                    self.protected -= 1;
+                    if let Some(group) = self.groups.get_mut(&demoted) {
+                        group.recency = (false, seq);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads an input's group key and aggregated value; `None` (counted) when a field is
+    /// missing.
+    pub fn read(
         &mut self,
         rule: &CorrelationRule,
         spec: &SlotSpec,
-        slot: usize,
         source: &Source<'_>,
-        time: i64,
-        ids: &[Id],
-        late_before: i64,
-        limits: &Limits,
-    ) -> Option<Fired> {
+    ) -> Option<Input> {
         let mut key = Vec::with_capacity(spec.group.len());
         for lookup in &spec.group {
             match source.text(lookup) {
@@ -270,47 +420,62 @@ impl CorrelationWindow {
         } else {
             None
         };
-        let span = rule.timespan.millis;
-        let seq = self.seq;
-        self.seq += 1;
+        Some(Input { key, value })
+    }
 
-        if !self.groups.contains_key(&key) {
-            if time < late_before {
+    /// Offers one input at `time` to the lane's windows; gives the match if the correlation's
+    /// condition now holds, after which the group starts afresh. In the live lane, a late
+    /// input is handed back as `Err` (and counted) for the caller to offer to the late lane.
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(
+        &mut self,
+        rule: &CorrelationRule,
+        slot: usize,
+        input: Input,
+        time: i64,
+        ids: &[Id],
+        lane: Lane,
+        limits: &Limits,
+    ) -> Result<Option<Fired>, Input> {
+        let span = rule.timespan.millis;
+        let max_groups = match lane {
+            Lane::Live { .. } => limits.max_groups,
+            Lane::Late => limits.max_late_groups,
+        };
+        let Input { key, value } = input;
+        let existing = self.groups.get(&key).map(|group| group.order.0);
+        match (existing, lane) {
+            (None, Lane::Live { late_before }) if time < late_before => {
                 self.counters.late += 1;
-                return None;
+                return Err(Input { key, value });
             }
-            if limits.max_groups == 0 {
-                self.counters.evicted_groups += 1;
-                return None;
+            (Some(newest), Lane::Live { .. }) if time < newest.saturating_sub(span) => {
+                self.counters.late += 1;
+                return Err(Input { key, value });
             }
-            while self.groups.len() >= limits.max_groups {
-                let Some((_, stale)) = self.order.pop_first() else {
-                    break;
-                };
-                self.groups.remove(&stale);
-                self.counters.evicted_groups += 1;
+            (Some(newest), Lane::Late) if time < newest.saturating_sub(span) => {
+                // A late burst older than this group's window: it starts the group afresh.
+                if let Some(old) = self.remove(&key) {
+                    self.counters.evicted_entries += old.entries.len() as u64;
+                }
             }
-            let order = (time, seq);
-            self.order.insert(order, key.clone());
-            self.groups.insert(
-                key.clone(),
-                Group {
-                    entries: Vec::new(),
-                    order,
-                },
-            );
+            _ => {}
         }
-        let group = self.groups.get_mut(&key)?;
-        let newest = group.order.0;
-        if time < newest.saturating_sub(span) {
-            self.counters.late += 1;
-            return None;
+        if !self.groups.contains_key(&key)
+            && !self.place(key.clone(), Vec::new(), time, false, max_groups)
+        {
+            self.counters.evicted_groups += 1;
+            return Ok(None);
         }
-        let at = group.entries.partition_point(|entry| entry.time <= time);
         let mut kept_ids = ids.to_vec();
         if kept_ids.len() > limits.max_ids {
             kept_ids.drain(..kept_ids.len() - limits.max_ids);
         }
+        let seq = self.next_seq();
+        let Some(group) = self.groups.get_mut(&key) else {
+            return Ok(None);
+        };
+        let at = group.entries.partition_point(|entry| entry.time <= time);
         group.entries.insert(
             at,
             Entry {
@@ -320,7 +485,7 @@ impl CorrelationWindow {
                 ids: kept_ids,
             },
         );
-        if time > newest {
+        if time > group.order.0 {
             self.order.remove(&group.order);
             group.order = (time, seq);
             self.order.insert(group.order, key.clone());
@@ -333,16 +498,19 @@ impl CorrelationWindow {
             group.entries.drain(..excess);
             self.counters.evicted_entries += excess as u64;
         }
-        if group.entries.is_empty() {
-            return None;
-        }
-        let aggregate = aggregate(rule, &group.entries);
+        let held = group.entries.len();
+        let aggregate = (held > 0).then(|| aggregate(rule, &group.entries));
+        self.touch(&key, held >= 2, max_groups);
+        let Some(aggregate) = aggregate else {
+            return Ok(None);
+        };
         if !rule.condition_holds(aggregate) {
-            return None;
+            return Ok(None);
         }
         // The group starts afresh, so one burst raises one match rather than one per event.
-        let group = self.groups.remove(&key)?;
-        self.order.remove(&group.order);
+        let Some(group) = self.remove(&key) else {
+            return Ok(None);
+        };
         self.counters.matches += 1;
         let mut entries = group.entries;
         if rule.kind == CorrelationType::TemporalOrdered {
@@ -356,11 +524,11 @@ impl CorrelationWindow {
                 step
             });
         }
-        Some(Fired {
+        Ok(Some(Fired {
             group: rule.group_by.iter().cloned().zip(key).collect(),
             entries,
             aggregate,
-        })
+        }))
     }
 }
 
