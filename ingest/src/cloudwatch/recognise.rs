@@ -43,6 +43,13 @@ impl LogGroupRecogniser {
             return SourceSpec::waf();
         }
         let trimmed = message.trim_start();
+        // CloudTrail names the log groups it creates so, and writes each account and region
+        // to its own stream, `<account>_CloudTrail_<region>`. What such a group holds is
+        // CloudTrail whatever keys a record has: one without `eventVersion` or `eventID` is
+        // still read with its logsource, so AWS rules see it.
+        if trimmed.starts_with('{') && is_cloudtrail_log(log_group, log_stream) {
+            return SourceSpec::cloudtrail();
+        }
         if trimmed.starts_with('{') {
             return recognise_json(trimmed);
         }
@@ -54,6 +61,26 @@ impl LogGroupRecogniser {
         text.kind = "cloudwatch".into();
         text
     }
+}
+
+/// Whether a log group, or the stream within it, is named as CloudTrail names those it writes.
+fn is_cloudtrail_log(log_group: &str, log_stream: &str) -> bool {
+    log_group.starts_with("aws-cloudtrail-logs-") || is_cloudtrail_stream(log_stream)
+}
+
+/// `123456789012_CloudTrail_eu-west-1`, or with an organization id in front for an
+/// organization trail: `o-abc123_123456789012_CloudTrail_eu-west-1`.
+fn is_cloudtrail_stream(log_stream: &str) -> bool {
+    let Some((account, region)) = log_stream.split_once("_CloudTrail_") else {
+        return false;
+    };
+    let account = account.rsplit('_').next().unwrap_or_default();
+    account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Tells CloudTrail, audit and WAF records from other JSON by the keys only they carry.
@@ -127,6 +154,48 @@ mod tests {
         );
         let spec = r.recognise("/app/flask", "web-1", "plain text line");
         assert_eq!(spec.format, RecordFormat::Text);
+    }
+
+    #[test]
+    fn json_in_a_cloudtrail_log_is_cloudtrail_without_the_usual_keys() {
+        let r = LogGroupRecogniser::default();
+        let stripped = r#"{"eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging"}"#;
+        for (group, stream) in [
+            ("aws-cloudtrail-logs-123456789012-1a2b3c4d", "anything"),
+            ("/org/trail", "123456789012_CloudTrail_eu-west-1"),
+            (
+                "/org/trail",
+                "o-a1b2c3d4e5_123456789012_CloudTrail_us-east-1",
+            ),
+        ] {
+            for message in [stripped, "{}", r#"{"eventName":"GetObject"}"#] {
+                let spec = r.recognise(group, stream, message);
+                assert_eq!(spec.kind, "cloudtrail", "{group} {stream} {message}");
+                assert_eq!(spec.logsource.product.as_deref(), Some("aws"));
+                assert_eq!(spec.logsource.service.as_deref(), Some("cloudtrail"));
+            }
+        }
+        // Elsewhere the keys decide, as before, and a stream must be named as CloudTrail names
+        // them...
+        assert_eq!(
+            r.recognise("/app/flask", "web-1", stripped).kind,
+            "cloudwatch"
+        );
+        assert_eq!(
+            r.recognise("/org/trail", "1234_CloudTrail_eu-west-1", stripped)
+                .kind,
+            "cloudwatch"
+        );
+        // ...and text in a CloudTrail log group is not forced into JSON.
+        let spec = r.recognise("aws-cloudtrail-logs-1", "s", "plain text line");
+        assert_eq!(spec.format, RecordFormat::Text);
+        // An override names the kind of its log group, whatever the record.
+        let r = LogGroupRecogniser::new([LogGroupOverride {
+            log_group: "/org/trail".into(),
+            spec: SourceSpec::cloudtrail(),
+        }]);
+        let spec = r.recognise("/org/trail", "web-1", stripped);
+        assert_eq!(spec.logsource.service.as_deref(), Some("cloudtrail"));
     }
 
     #[test]
