@@ -71,6 +71,13 @@ async fn receive_event_list(
         Ok(body) => body,
         Err(response) => return response,
     };
+    // serde reads a struct from a JSON array too, so `[]` would pass as an empty list.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "not an audit EventList: the body must be a JSON object with kind EventList".into(),
+        );
+    }
     let list: EventList = match serde_json::from_slice(&body) {
         Ok(list) => list,
         Err(e) => {
@@ -92,6 +99,13 @@ async fn receive_event_list(
                 list.kind.unwrap_or("?"),
                 list.api_version.unwrap_or("?")
             ),
+        );
+    }
+    // The API server never sends an empty batch; an empty one is a client that is wrong.
+    if list.items.is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "the EventList has no items: send at least one audit event".into(),
         );
     }
     let records = list

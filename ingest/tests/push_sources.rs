@@ -143,6 +143,22 @@ async fn kubernetes_event_lists_are_stored_with_stable_ids() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Nothing to store is not success: an empty array, or a list without items.
+    for (body, expected) in [
+        ("[]".to_owned(), "JSON object"),
+        (" [[\"EventList\"]]".to_owned(), "JSON object"),
+        (
+            json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": []}).to_string(),
+            "no items",
+        ),
+        (json!({"kind": "EventList"}).to_string(), "no items"),
+    ] {
+        let (status, reply) = send(&h.router, post(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let reason = reply["error"].as_str().unwrap();
+        assert!(reason.contains(expected), "{body}: {reason}");
+    }
 }
 
 fn firehose_record(message: &Value) -> Value {
