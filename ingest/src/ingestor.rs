@@ -206,20 +206,21 @@ impl Ingestor {
             }
         }
 
-        metrics::counter!("vigil_ingest_bytes_total", "source" => source_name.to_owned())
-            .increment(bytes);
+        // Source names are the sender's choice: a bounded set of them become labels.
+        let label = crate::source_label(source_name);
+        metrics::counter!("vigil_ingest_bytes_total", "source" => label.clone()).increment(bytes);
         // Events first: when either publish fails the sender retries the whole delivery, and
         // events have ids, so a second copy changes nothing, while quarantined records would
         // be listed twice. Events are also what a lagging stage holds back.
         if !events.is_empty() {
             let messages = events.iter().map(|e| to_message(source_name, e)).collect();
             self.bus.publish(&self.topics.events, messages).await?;
-            metrics::counter!("vigil_events_in_total", "source" => source_name.to_owned())
+            metrics::counter!("vigil_events_in_total", "source" => label.clone())
                 .increment(events.len() as u64);
         }
         if !quarantine.is_empty() {
             self.publish_quarantined(source_name, &quarantine).await?;
-            metrics::counter!("vigil_quarantined_total", "source" => source_name.to_owned())
+            metrics::counter!("vigil_quarantined_total", "source" => label)
                 .increment(quarantine.len() as u64);
         }
         report.accepted = events.len();
@@ -250,7 +251,7 @@ impl Ingestor {
         };
         self.publish_quarantined(source_name, std::slice::from_ref(&record))
             .await?;
-        metrics::counter!("vigil_quarantined_total", "source" => source_name.to_owned())
+        metrics::counter!("vigil_quarantined_total", "source" => crate::source_label(source_name))
             .increment(1);
         Ok(())
     }

@@ -151,7 +151,7 @@ impl FileTailer {
                 Err(error) => {
                     // The bus refused: keep the offset, retry on the next poll.
                     tracing::warn!(source = %self.config.name, %error, "tailer delivery failed; will retry");
-                    metrics::counter!("vigil_source_errors_total", "source" => self.config.name.clone())
+                    metrics::counter!("vigil_source_errors_total", "source" => crate::source_label(&self.config.name))
                         .increment(1);
                     return Ok(false);
                 }
@@ -247,7 +247,7 @@ impl FileTailer {
             tracing::info!(path = %tracked.path.display(), "file truncated; reading it from the start");
             tracked.offset = 0;
         }
-        metrics::gauge!("vigil_source_checkpoint_lag_bytes", "source" => self.config.name.clone(), "path" => tracked.path.display().to_string())
+        metrics::gauge!("vigil_source_checkpoint_lag_bytes", "source" => crate::source_label(&self.config.name), "path" => tracked.path.display().to_string())
             .set(size.saturating_sub(tracked.offset) as f64);
         if size == tracked.offset {
             return Ok(false);

@@ -296,7 +296,7 @@ impl CloudWatchSource {
                     Err(PollError::Stopped) => return Ok(()),
                     Err(error) => {
                         tracing::warn!(source = %self.config.name, log_group = %group, %error, "cannot read log group; will retry");
-                        metrics::counter!("vigil_source_errors_total", "source" => group.clone())
+                        metrics::counter!("vigil_source_errors_total", "source" => crate::source_label(&group))
                             .increment(1);
                     }
                 }
@@ -380,7 +380,7 @@ impl CloudWatchSource {
                 Err(PollError::Stopped) => return Err(PollError::Stopped),
                 Err(error) => {
                     tracing::warn!(source = %self.config.name, %prefix, %error, "cannot list log groups; keeping the last list");
-                    metrics::counter!("vigil_source_errors_total", "source" => self.config.name.clone())
+                    metrics::counter!("vigil_source_errors_total", "source" => crate::source_label(&self.config.name))
                         .increment(1);
                 }
             }
@@ -434,7 +434,7 @@ impl CloudWatchSource {
             if let Err(source) = save_checkpoint(&self.config.checkpoint_dir, group, &progress) {
                 // Kept in memory; a restart before the next save re-reads without duplicates.
                 tracing::error!(log_group = group, error = %source, "cannot write the CloudWatch checkpoint");
-                metrics::counter!("vigil_source_errors_total", "source" => group.to_owned())
+                metrics::counter!("vigil_source_errors_total", "source" => crate::source_label(group))
                     .increment(1);
             }
             self.progress.insert(group.to_owned(), progress);
@@ -499,7 +499,7 @@ fn dedupe_id(event: &FilteredLogEvent) -> String {
 }
 
 fn set_lag(group: &str, now_ms: i64, end_ms: i64) {
-    metrics::gauge!("vigil_source_checkpoint_lag_seconds", "source" => group.to_owned())
+    metrics::gauge!("vigil_source_checkpoint_lag_seconds", "source" => crate::source_label(group))
         .set(now_ms.saturating_sub(end_ms) as f64 / 1000.0);
 }
 
@@ -537,7 +537,7 @@ where
         }
         let delay = backoff_delay(attempt, &mut rand::rng());
         tracing::info!(%what, attempt, ?delay, error = %DisplayErrorContext(&error), "CloudWatch call failed; backing off");
-        metrics::counter!("vigil_cloudwatch_retries_total", "source" => what.to_owned())
+        metrics::counter!("vigil_cloudwatch_retries_total", "source" => crate::source_label(what))
             .increment(1);
         if !sleep_or_stop(delay, shutdown).await {
             return Err(PollError::Stopped);
