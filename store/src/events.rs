@@ -1,12 +1,15 @@
-//! The events index: one tantivy index per time partition (see [`crate::partition`]).
+//! The events index: one tantivy index per partition of arrival time (see
+//! [`crate::partition`]).
 //!
 //! Writers are opened for the partitions events arrive in and closed once a commit finds
 //! them idle, so a steady stream keeps one or two open. Readers are opened when a search's
-//! time range first touches a partition and kept in a small least-recently-used cache.
-//! Partitions never overlap in time, so a search reads them newest first and can stop
-//! collecting hits as soon as a page is full.
+//! time range first touches a partition (by the span of event times it holds, see
+//! [`crate::spans`]) and kept in a small least-recently-used cache. Spans of partitions may
+//! overlap (a backfill arrives today with last month's times), so a search merges each
+//! partition's newest hits, reading them newest first and skipping those whose span cannot
+//! improve a full page.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,11 +32,12 @@ use vigil_event::{Event, EventId};
 use crate::aggregate;
 use crate::idfilter::IdFilter;
 use crate::index::{self, lock};
-use crate::partition::{PartitionKey, PartitionScheme};
+use crate::partition::{self, PartitionKey, PartitionScheme, TimeSpan};
 use crate::query::eventid::EventIdQuery;
 use crate::query::translate::{EventIdFields, QueryFields, Translator, WholeWords};
 use crate::query::{self, Cursor, SearchRequest, SearchResults};
 use crate::record::RecordValue;
+use crate::spans;
 use crate::StoreError;
 
 /// Field names of the events index. Queries name them directly (`source_kind:cloudtrail`), so
@@ -51,6 +55,9 @@ pub mod fields {
     pub const DOC: &str = "doc";
     /// Orders events with the same time; see [`super::tiebreak`].
     pub const TIEBREAK: &str = "tiebreak";
+    /// `true` on events whose own time is implausible (see [`crate::partition::place`]);
+    /// absent on the others.
+    pub const TIME_SUSPECT: &str = "time_suspect";
 }
 
 /// Indexing is the hot path, so the writer of the current partition gets two threads (one
@@ -93,6 +100,8 @@ struct EventFields {
     text: Field,
     doc: Field,
     tiebreak: Field,
+    /// Only in partitions of [`Layout::SuspectTimes`] and later.
+    time_suspect: Field,
 }
 
 /// The layouts of event partitions, oldest first. Partitions are written once and kept, so a
@@ -120,11 +129,17 @@ enum Layout {
     /// words every event has; whole, the store benchmark needed 1.02x to 1.05x less CPU per
     /// event (three runs beside the build before).
     WholeValues,
+    /// As `WholeValues`, with a `time_suspect` keyword after the other fields, set on events
+    /// whose own time is implausible; partitions are cut by arrival from this layout on
+    /// (partitions of earlier layouts were cut by event time, and may still be written when
+    /// their period is the current one).
+    SuspectTimes,
 }
 
 impl Layout {
     /// Every layout this store reads, the one new partitions get first.
-    const READABLE: [Layout; 5] = [
+    const READABLE: [Layout; 6] = [
+        Layout::SuspectTimes,
         Layout::WholeValues,
         Layout::IdsByTiebreak,
         Layout::Words,
@@ -147,7 +162,7 @@ impl Layout {
         match self {
             Layout::First | Layout::ColumnsOnly => index::text_indexing(),
             Layout::Words | Layout::IdsByTiebreak => index::words_indexing(),
-            Layout::WholeValues => index::value_words_indexing(),
+            Layout::WholeValues | Layout::SuspectTimes => index::value_words_indexing(),
         }
     }
 
@@ -156,13 +171,21 @@ impl Layout {
         match self {
             Layout::First | Layout::ColumnsOnly => index::text_analyzer(),
             Layout::Words | Layout::IdsByTiebreak => index::words_analyzer(),
-            Layout::WholeValues => index::value_words_analyzer(),
+            Layout::WholeValues | Layout::SuspectTimes => index::value_words_analyzer(),
         }
     }
 
     /// The id has no term; the tiebreak's term and the stored id find it.
     fn ids_by_tiebreak(self) -> bool {
-        matches!(self, Layout::IdsByTiebreak | Layout::WholeValues)
+        matches!(
+            self,
+            Layout::IdsByTiebreak | Layout::WholeValues | Layout::SuspectTimes
+        )
+    }
+
+    /// Whether the layout has the `time_suspect` field.
+    fn flags_suspect_times(self) -> bool {
+        matches!(self, Layout::SuspectTimes)
     }
 
     /// Which values [`Layout::analyzer`] keeps as one word.
@@ -170,7 +193,7 @@ impl Layout {
         match self {
             Layout::First | Layout::ColumnsOnly => WholeWords::None,
             Layout::Words | Layout::IdsByTiebreak => WholeWords::Uuids,
-            Layout::WholeValues => WholeWords::UuidsTimesAndAddresses,
+            Layout::WholeValues | Layout::SuspectTimes => WholeWords::UuidsTimesAndAddresses,
         }
     }
 
@@ -222,7 +245,7 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
             index::fast_timestamp(),
             NumericOptions::default().set_fast(),
         ),
-        Layout::IdsByTiebreak | Layout::WholeValues => (
+        Layout::IdsByTiebreak | Layout::WholeValues | Layout::SuspectTimes => (
             index::fast_timestamp(),
             NumericOptions::default().set_indexed().set_fast(),
         ),
@@ -247,6 +270,17 @@ fn schema(layout: Layout) -> (Schema, EventFields) {
         ),
         doc: builder.add_text_field(fields::DOC, STORED),
         tiebreak: builder.add_u64_field(fields::TIEBREAK, tiebreak),
+        // Every layout has the fields above, in that order. Only the fields of the current
+        // layout are written, and this stands in for a field that older layouts lack.
+        time_suspect: Field::from_field_id(u32::MAX),
+    };
+    let fields = if layout.flags_suspect_times() {
+        EventFields {
+            time_suspect: builder.add_text_field(fields::TIME_SUSPECT, index::keyword()),
+            ..fields
+        }
+    } else {
+        fields
     };
     (builder.build(), fields)
 }
@@ -294,11 +328,21 @@ impl LayoutQueries {
 struct PartitionWriter {
     writer: IndexWriter<TantivyDocument>,
     partition: Arc<Partition>,
-    /// The ids this partition may hold, committed or not: an id not in it needs no delete.
-    ids: IdFilter,
+    /// The ids added since the last commit, which its reader does not see yet: another
+    /// partition's event with one of these ids is a second copy.
+    pending: HashSet<EventId>,
     /// Written since the last commit.
     dirty: bool,
     last_use: u64,
+}
+
+/// The span of event times of a partition a writing store knows of.
+#[derive(Clone, Copy, Default)]
+struct KnownSpan {
+    /// What the partition holds, committed or not; `None` while it holds nothing.
+    span: Option<TimeSpan>,
+    /// What its span file says; a commit first rewrites the file when `span` is wider.
+    recorded: Option<TimeSpan>,
 }
 
 /// Partitions opened for reading, least recently used evicted first.
@@ -320,6 +364,11 @@ pub struct PartitionStats {
     pub open_readers: usize,
     /// Partition writers open now.
     pub open_writers: usize,
+    /// Events not written because another partition already held their id (a resend that
+    /// arrived in another period), since the store was opened.
+    pub duplicates_skipped: u64,
+    /// Events indexed with `time_suspect` since the store was opened.
+    pub suspect_times: u64,
 }
 
 pub(crate) struct EventIndex {
@@ -332,15 +381,33 @@ pub(crate) struct EventIndex {
     fields: EventFields,
     /// In [`Layout::READABLE`] order.
     query_fields: Vec<QueryFields>,
-    /// Partitions known to exist. A writing store is the only one creating or removing them,
-    /// so it keeps this up to date; a read-only store lists the directory for each search,
-    /// since the writer lives in another process.
-    known: Mutex<BTreeSet<PartitionKey>>,
+    /// Partitions known to exist, with their spans. A writing store is the only one creating
+    /// or removing them, so it keeps this up to date; a read-only store lists the directory
+    /// and reads the span files for each search, since the writer lives in another process.
+    known: Mutex<BTreeMap<PartitionKey, KnownSpan>>,
     readers: Mutex<ReaderCache>,
     writers: Mutex<BTreeMap<PartitionKey, PartitionWriter>>,
+    /// The ids each partition may hold, committed or not (a writing store only): an id in
+    /// none of them is new everywhere, which is almost every id. Built from a partition's
+    /// terms when first needed, then kept up to date by indexing. Taken after `writers`.
+    id_filters: Mutex<HashMap<PartitionKey, IdFilter>>,
+    /// How far past its arrival an event's own time may lie before it is suspect.
+    future_skew: chrono::Duration,
     write_clock: AtomicU64,
     readers_opened: AtomicU64,
     partitions_searched: AtomicU64,
+    duplicates_skipped: AtomicU64,
+    suspect_times: AtomicU64,
+}
+
+/// An event ready to be written: where, at which time, and its document.
+struct Placed {
+    key: PartitionKey,
+    id: EventId,
+    /// The time it is indexed at (see [`partition::place`]).
+    time: DateTime<Utc>,
+    suspect: bool,
+    doc: TantivyDocument,
 }
 
 /// What [`EventIndex::remove_partitions`] freed.
@@ -385,6 +452,9 @@ fn query_fields(layout: Layout) -> Result<QueryFields, StoreError> {
         keywords.insert(0, fields::ID);
         None
     };
+    if layout.flags_suspect_times() {
+        keywords.push(fields::TIME_SUSPECT);
+    }
     Ok(QueryFields {
         record: field(fields::RECORD)?,
         record_name: fields::RECORD,
@@ -441,15 +511,19 @@ impl EventIndex {
             schemas,
             fields,
             query_fields,
-            known: Mutex::new(BTreeSet::new()),
+            known: Mutex::new(BTreeMap::new()),
             readers: Mutex::new(ReaderCache {
                 open: HashMap::new(),
                 clock: 0,
             }),
             writers: Mutex::new(BTreeMap::new()),
+            id_filters: Mutex::new(HashMap::new()),
+            future_skew: chrono::Duration::seconds(partition::DEFAULT_FUTURE_SKEW_SECONDS),
             write_clock: AtomicU64::new(0),
             readers_opened: AtomicU64::new(0),
             partitions_searched: AtomicU64::new(0),
+            duplicates_skipped: AtomicU64::new(0),
+            suspect_times: AtomicU64::new(0),
         };
         let partitions = index.list_partitions()?;
         if !read_only {
@@ -464,8 +538,68 @@ impl EventIndex {
                 }
             }
         }
-        *lock(&index.known) = partitions;
+        let mut known = BTreeMap::new();
+        if !read_only {
+            for key in partitions {
+                known.insert(key, index.open_span(key)?);
+            }
+        }
+        *lock(&index.known) = known;
         Ok(index)
+    }
+
+    /// Sets how far past its arrival an event's own time may lie before it is suspect.
+    pub(crate) fn with_future_skew(mut self, skew: chrono::Duration) -> EventIndex {
+        self.future_skew = skew.max(chrono::Duration::zero());
+        self
+    }
+
+    /// The span of an existing partition, for a writing store: its span file, or else its
+    /// time columns, then recorded in a span file so the next open need not read them.
+    fn open_span(&self, key: PartitionKey) -> Result<KnownSpan, StoreError> {
+        let dir = self.partition_dir(key);
+        if let Some(recorded) = spans::read(&dir) {
+            return Ok(KnownSpan {
+                span: Some(recorded),
+                recorded: Some(recorded),
+            });
+        }
+        let read = self
+            .partition(key)
+            .and_then(|partition| spans::from_columns(&partition.reader.searcher()));
+        match read {
+            Ok(span) => {
+                if let Some(span) = &span {
+                    spans::write(&dir, span)?;
+                }
+                Ok(KnownSpan {
+                    span,
+                    recorded: span,
+                })
+            }
+            Err(error) => {
+                // Searches still try it, and say their results are incomplete when it fails.
+                tracing::error!(partition = %key.dir_name(), %error, "cannot read a partition");
+                Ok(KnownSpan {
+                    span: Some(TimeSpan::everything()),
+                    recorded: None,
+                })
+            }
+        }
+    }
+
+    /// The span of a partition as a read-only store sees it: its span file, or else its time
+    /// columns. A partition that cannot be read gets an open span, so that a search tries it
+    /// and reports its results as incomplete rather than skipping it unseen.
+    fn read_span(&self, key: PartitionKey) -> Option<TimeSpan> {
+        if let Some(recorded) = spans::read(&self.partition_dir(key)) {
+            return Some(recorded);
+        }
+        match self.partition(key) {
+            Ok(partition) => spans::from_columns(&partition.reader.searcher())
+                .unwrap_or(Some(TimeSpan::everything())),
+            Err(_) => Some(TimeSpan::everything()),
+        }
     }
 
     /// Rewrites a partition written with term dictionaries this Vigil cannot read (see
@@ -482,7 +616,9 @@ impl EventIndex {
             })?;
         let searcher = index::reader(&index, false)?.searcher();
         let rewritten = index::rewrite_documents(&writer, &searcher, |doc| {
-            self.document(&self.stored_event(doc)?)
+            // Kept as it was indexed: partitions of these layouts were cut by event time.
+            let event = self.stored_event(doc)?;
+            self.document(&event, event.time)
         })?;
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -525,7 +661,22 @@ impl EventIndex {
         if self.read_only {
             return Ok(self.list_partitions()?.into_iter().collect());
         }
-        Ok(lock(&self.known).iter().copied().collect())
+        Ok(lock(&self.known).keys().copied().collect())
+    }
+
+    /// The partitions with the span of event times each holds (`None`: nothing yet).
+    fn spanned(&self) -> Result<Vec<(PartitionKey, Option<TimeSpan>)>, StoreError> {
+        if self.read_only {
+            return Ok(self
+                .list_partitions()?
+                .into_iter()
+                .map(|key| (key, self.read_span(key)))
+                .collect());
+        }
+        Ok(lock(&self.known)
+            .iter()
+            .map(|(key, known)| (*key, known.span))
+            .collect())
     }
 
     fn partition_dir(&self, key: PartitionKey) -> PathBuf {
@@ -606,14 +757,20 @@ impl EventIndex {
                 })?;
             let reader = index::reader(&index, false)?;
             let layout = self.layout(key, &index)?;
-            let ids = self.id_filter(&reader.searcher(), layout)?;
+            // The span file may be missing or (restored beside newer data) narrower than what
+            // the partition holds; the columns say what it holds before more is added.
+            if let Some(held) = spans::from_columns(&reader.searcher())? {
+                let mut known = lock(&self.known);
+                let entry = known.entry(key).or_default();
+                entry.span = Some(entry.span.map_or(held, |span| span.union(held)));
+            }
             let partition = Arc::new(Partition { reader, layout });
             writers.insert(
                 key,
                 PartitionWriter {
                     writer,
                     partition,
-                    ids,
+                    pending: HashSet::new(),
                     dirty: false,
                     last_use: tick,
                 },
@@ -632,8 +789,9 @@ impl EventIndex {
         })
     }
 
-    /// The ids a partition holds, read from its committed segments' term dictionaries. The
-    /// writer was opened first, so no other commit can land after this read.
+    /// The ids a partition holds, read from its committed segments' term dictionaries. Only a
+    /// writing store builds these, and it is the only writer, so no commit it does not know of
+    /// can land after this read.
     fn id_filter(&self, searcher: &Searcher, layout: Layout) -> Result<IdFilter, StoreError> {
         let segments = searcher.segment_readers();
         let docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
@@ -686,10 +844,24 @@ impl EventIndex {
         key: PartitionKey,
         writer: &mut PartitionWriter,
     ) -> Result<(), StoreError> {
+        // The span file must cover what the commit makes durable before the commit does, or
+        // a crash in between would hide those events from searches over their times.
+        let (span, recorded) = {
+            let known = lock(&self.known);
+            let entry = known.get(&key).copied().unwrap_or_default();
+            (entry.span, entry.recorded)
+        };
+        if let Some(span) = span {
+            if !recorded.is_some_and(|recorded| recorded.covers(&span)) {
+                spans::write(&self.partition_dir(key), &span)?;
+                lock(&self.known).entry(key).or_default().recorded = Some(span);
+            }
+        }
         writer.writer.commit()?;
         writer.partition.reader.reload()?;
         writer.dirty = false;
-        lock(&self.known).insert(key);
+        writer.pending.clear();
+        lock(&self.known).entry(key).or_default();
         // Searches read through the cache; the writer's handle is the one that sees its
         // commits, so it replaces whatever the cache holds.
         let mut cache = lock(&self.readers);
@@ -703,45 +875,70 @@ impl EventIndex {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
+        let now = Utc::now();
         // Documents are built before taking the writers so that serialization does not hold
         // them.
-        let mut by_partition: BTreeMap<PartitionKey, Vec<(EventId, bool, TantivyDocument)>> =
-            BTreeMap::new();
+        let mut placed = Vec::with_capacity(events.len());
         for event in events {
-            by_partition
-                .entry(self.scheme.key(event.time))
-                .or_default()
-                .push((
-                    event.id,
-                    event.time == event.received,
-                    self.document(event)?,
-                ));
+            let placement = partition::place(event.time, event.received, now, self.future_skew);
+            placed.push(Placed {
+                key: self.scheme.key(placement.arrival),
+                id: event.id,
+                time: placement.indexed_time,
+                suspect: placement.time_suspect,
+                doc: self.document(event, placement.indexed_time)?,
+            });
         }
         let mut writers = lock(&self.writers);
+        let first = self.first_copies(&writers, &placed)?;
+        let mut by_partition: BTreeMap<PartitionKey, Vec<Placed>> = BTreeMap::new();
+        let mut duplicates = 0;
+        for (event, first) in placed.into_iter().zip(first) {
+            if first {
+                by_partition.entry(event.key).or_default().push(event);
+            } else {
+                duplicates += 1;
+            }
+        }
+        if duplicates > 0 {
+            self.duplicates_skipped
+                .fetch_add(duplicates, Ordering::Relaxed);
+        }
         let mut handoff = Vec::with_capacity(2 * DOCS_PER_HANDOFF);
         for (key, docs) in by_partition {
-            for (id, timeless, doc) in docs {
-                if timeless {
-                    // Its time is its receive time, so a re-delivery may have landed in
-                    // another partition; see the module notes in partition.rs.
-                    for (other, writer) in writers.iter_mut() {
-                        if *other != key && writer.ids.may_contain(&id) {
-                            let mut delete = Vec::new();
-                            self.delete(writer, &id, &mut delete)?;
-                            writer.writer.run(delete)?;
-                        }
+            let held = docs
+                .iter()
+                .map(|event| TimeSpan::of(event.time))
+                .reduce(TimeSpan::union);
+            if let Some(held) = held {
+                let mut known = lock(&self.known);
+                let entry = known.entry(key).or_default();
+                entry.span = Some(entry.span.map_or(held, |span| span.union(held)));
+            }
+            let writer = self.writer(&mut writers, key)?;
+            let flags_suspect = writer.partition.layout.flags_suspect_times();
+            let mut filters = lock(&self.id_filters);
+            let ids = filters
+                .get_mut(&key)
+                .expect("first_copies gives every partition written a filter");
+            for event in docs {
+                let mut doc = event.doc;
+                if event.suspect {
+                    self.suspect_times.fetch_add(1, Ordering::Relaxed);
+                    if flags_suspect {
+                        doc.add_text(self.fields.time_suspect, "true");
                     }
                 }
-                let writer = self.writer(&mut writers, key)?;
                 // Deleting first makes a replay an upsert; tantivy orders the delete after
                 // any earlier add of the same id, committed or not, and before this add.
                 // An id the partition certainly does not hold needs no delete, and that is
                 // almost every id: see idfilter.rs.
-                if writer.ids.may_contain(&id) {
-                    self.delete(writer, &id, &mut handoff)?;
+                if ids.may_contain(&event.id) {
+                    self.delete(writer, &event.id, &mut handoff)?;
                 } else {
-                    writer.ids.insert(&id);
+                    ids.insert(&event.id);
                 }
+                writer.pending.insert(event.id);
                 handoff.push(UserOperation::Add(doc));
                 writer.dirty = true;
                 if handoff.len() >= DOCS_PER_HANDOFF {
@@ -749,11 +946,127 @@ impl EventIndex {
                 }
             }
             // Handed off before another partition's writer is opened, which may close this one.
-            if let Some(writer) = writers.get_mut(&key) {
-                writer.writer.run(handoff.drain(..))?;
-            }
+            writer.writer.run(handoff.drain(..))?;
         }
         Ok(())
+    }
+
+    /// Which of `placed` are the first copy of their id: false for an event whose id another
+    /// partition already holds (committed, or added since its last commit), or that an
+    /// earlier event of the batch bound for another partition has. Within one partition a
+    /// second copy replaces the first, as a replay of the bus does; across partitions the
+    /// copy stored first stays, so a resend can neither move an event nor give its id two
+    /// documents.
+    ///
+    /// Each partition's id filter rules out almost every id at the cost of a few memory
+    /// reads; the rest are looked up in that partition, all of a batch in one query.
+    fn first_copies(
+        &self,
+        writers: &BTreeMap<PartitionKey, PartitionWriter>,
+        placed: &[Placed],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut filters = lock(&self.id_filters);
+        let mut keys: BTreeSet<PartitionKey> = lock(&self.known).keys().copied().collect();
+        let existing = keys.clone();
+        keys.extend(placed.iter().map(|event| event.key));
+        for key in keys {
+            if let std::collections::hash_map::Entry::Vacant(vacant) = filters.entry(key) {
+                vacant.insert(if existing.contains(&key) {
+                    self.build_filter(key, writers)
+                } else {
+                    IdFilter::with_capacity(0)
+                });
+            }
+        }
+        let mut first = vec![true; placed.len()];
+        let mut bound_for: HashMap<EventId, PartitionKey> = HashMap::new();
+        let mut candidates: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
+        for (n, event) in placed.iter().enumerate() {
+            match bound_for.get(&event.id) {
+                Some(key) if *key != event.key => {
+                    first[n] = false;
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    bound_for.insert(event.id, event.key);
+                }
+            }
+            for (key, filter) in filters.iter() {
+                if *key != event.key && filter.may_contain(&event.id) {
+                    candidates.entry(*key).or_default().push(n);
+                }
+            }
+        }
+        drop(filters);
+        for (key, events) in candidates {
+            let ids: Vec<EventId> = events.iter().map(|n| placed[*n].id).collect();
+            let held = self.held_ids(key, writers, &ids)?;
+            for n in events {
+                if held.contains(&placed[n].id) {
+                    first[n] = false;
+                }
+            }
+        }
+        Ok(first)
+    }
+
+    /// A filter of the ids an existing partition holds, from its committed terms. Every add
+    /// goes through [`EventIndex::first_copies`], which gives the partition its filter first,
+    /// so no uncommitted id can be missing from it.
+    fn build_filter(
+        &self,
+        key: PartitionKey,
+        writers: &BTreeMap<PartitionKey, PartitionWriter>,
+    ) -> IdFilter {
+        let partition = match writers.get(&key) {
+            Some(writer) => Ok(writer.partition.clone()),
+            None => self.partition(key),
+        };
+        let built = partition
+            .and_then(|partition| self.id_filter(&partition.reader.searcher(), partition.layout));
+        match built {
+            Ok(filter) => filter,
+            Err(error) => {
+                // Ids a partition cannot be read for cannot be found in it either; the
+                // partition's other readers report it.
+                tracing::error!(partition = %key.dir_name(), %error, "cannot read a partition's ids");
+                IdFilter::with_capacity(0)
+            }
+        }
+    }
+
+    /// Which of `ids` the partition holds, committed or added since its last commit.
+    fn held_ids(
+        &self,
+        key: PartitionKey,
+        writers: &BTreeMap<PartitionKey, PartitionWriter>,
+        ids: &[EventId],
+    ) -> Result<HashSet<EventId>, StoreError> {
+        let mut held = HashSet::new();
+        let partition = match writers.get(&key) {
+            Some(writer) => {
+                held.extend(ids.iter().filter(|id| writer.pending.contains(id)).copied());
+                writer.partition.clone()
+            }
+            None => self.partition(key)?,
+        };
+        let searcher = partition.reader.searcher();
+        let query = partition.layout.ids_query(&self.fields, ids);
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(ids.len()).order_by_score())
+            .map_err(query::search_error)?;
+        for (_, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = doc
+                .get_first(self.fields.id)
+                .and_then(|v| v.as_str())
+                .and_then(|text| text.parse::<EventId>().ok())
+            {
+                held.insert(id);
+            }
+        }
+        Ok(held)
     }
 
     /// Deletes any copy of `id` a partition holds, in order after the operations queued in
@@ -784,12 +1097,14 @@ impl EventIndex {
         Ok(())
     }
 
-    fn document(&self, event: &Event) -> Result<TantivyDocument, StoreError> {
+    /// The document of `event`, indexed at `time`: its own time, or its arrival when that is
+    /// suspect (see [`partition::place`]).
+    fn document(&self, event: &Event, time: DateTime<Utc>) -> Result<TantivyDocument, StoreError> {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(f.id, event.id.to_string());
         doc.add_u64(f.tiebreak, tiebreak(&event.id));
-        doc.add_date(f.time, index::to_tantivy(&event.time));
+        doc.add_date(f.time, index::to_tantivy(&time));
         doc.add_text(f.source_kind, &event.source.kind);
         doc.add_text(f.source_name, &event.source.name);
         let logsource = &event.logsource;
@@ -846,16 +1161,19 @@ impl EventIndex {
             partitions_searched: self.partitions_searched.load(Ordering::Relaxed),
             open_readers: lock(&self.readers).open.len(),
             open_writers: lock(&self.writers).len(),
+            duplicates_skipped: self.duplicates_skipped.load(Ordering::Relaxed),
+            suspect_times: self.suspect_times.load(Ordering::Relaxed),
         })
     }
 
-    /// The partitions a time range touches, newest first.
+    /// The partitions that may hold events in a time range, with the span each holds, newest
+    /// first by the latest event each may hold.
     pub(crate) fn plan(
         &self,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> Result<Vec<PartitionKey>, StoreError> {
-        Ok(self.scheme.touched(&self.partitions()?, from, to))
+    ) -> Result<Vec<(PartitionKey, TimeSpan)>, StoreError> {
+        Ok(self.scheme.touched(&self.spanned()?, from, to))
     }
 
     /// Searchers over the partitions a range touches, newest first, with their layouts.
@@ -866,7 +1184,7 @@ impl EventIndex {
     ) -> Result<Vec<(Searcher, Layout)>, StoreError> {
         self.plan(from, to)?
             .into_iter()
-            .map(|key| {
+            .map(|(key, _)| {
                 self.partitions_searched.fetch_add(1, Ordering::Relaxed);
                 let partition = self.partition(key)?;
                 Ok((partition.reader.searcher(), partition.layout))
@@ -903,6 +1221,7 @@ impl EventIndex {
         let mut removed = Vec::with_capacity(keys.len());
         for key in keys {
             writers.remove(key);
+            lock(&self.id_filters).remove(key);
             lock(&self.readers).open.remove(key);
             lock(&self.known).remove(key);
             let dir = self.partition_dir(*key);
@@ -935,8 +1254,25 @@ impl EventIndex {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let to = until + chrono::Duration::nanoseconds(1);
-        for key in self.plan(None, Some(to))? {
+        // An id may be in any partition: events are stored by arrival, and a suspect time is
+        // indexed at its arrival, so neither `until` nor the spans can rule one out. The
+        // partitions whose span reaches `until` come first, as an alert's events arrived
+        // shortly before it was raised; the id filters, where built, skip the rest.
+        let mut plan = self.plan(None, None)?;
+        plan.sort_by_key(|(key, span)| (span.min > until, std::cmp::Reverse(*key)));
+        let filtered: HashMap<PartitionKey, bool> = {
+            let filters = lock(&self.id_filters);
+            plan.iter()
+                .filter_map(|(key, _)| {
+                    let filter = filters.get(key)?;
+                    Some((*key, ids.iter().any(|id| filter.may_contain(id))))
+                })
+                .collect()
+        };
+        for (key, _) in plan {
+            if filtered.get(&key) == Some(&false) {
+                continue;
+            }
             self.partitions_searched.fetch_add(1, Ordering::Relaxed);
             let partition = self.partition(key)?;
             let query = partition.layout.ids_query(&self.fields, ids);
@@ -1068,10 +1404,10 @@ impl EventIndex {
         let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
         // A partition that cannot be opened (damaged, or removed by retention just now)
         // should not hide the others; the total says it is incomplete instead.
-        let partitions: Vec<(PartitionKey, Option<Arc<Partition>>)> = self
+        let partitions: Vec<(TimeSpan, Option<Arc<Partition>>)> = self
             .plan(request.from, request.to)?
             .into_iter()
-            .map(|key| (key, self.partition(key).ok()))
+            .map(|(key, span)| (span, self.partition(key).ok()))
             .collect();
         let layouts = partitions
             .iter()
@@ -1086,8 +1422,11 @@ impl EventIndex {
         let page_queries = cursor.map(|cursor| queries.and(self.after_cursor(cursor).as_ref()));
         let mut total = 0;
         let mut total_is_lower_bound = false;
+        // Newest first, at most `limit`.
         let mut page: Vec<(Cursor, Event)> = Vec::new();
-        for (key, partition) in partitions {
+        let order = |c: &Cursor| (c.time_nanos, c.tiebreak);
+        let nanos = |t: &DateTime<Utc>| index::to_tantivy(t).into_timestamp_nanos();
+        for (span, partition) in partitions {
             let Some(partition) = partition else {
                 total_is_lower_bound = true;
                 continue;
@@ -1098,22 +1437,36 @@ impl EventIndex {
             total += searcher
                 .search(query, &Count)
                 .map_err(query::search_error)? as u64;
-            let wanted = request.limit.saturating_sub(page.len());
-            // Partitions are disjoint in time and read newest first, so each one's hits all
-            // come after the previous one's: a page fills up by appending. A partition that
-            // starts after the cursor holds nothing past it.
-            let past_cursor = cursor.is_some_and(|c| {
-                index::to_tantivy(&key.start).into_timestamp_nanos() > c.time_nanos
-            });
-            if wanted == 0 || past_cursor {
+            // Spans may overlap (events arrive out of time), so each partition's newest hits
+            // are merged into the page. A partition whose every event is newer than the
+            // cursor holds nothing past it; one whose every event is older than a full
+            // page's oldest hit cannot change the page. Partitions come newest first by
+            // their latest event, so in a stream the rest are skipped once a page is full.
+            let past_cursor = cursor.is_some_and(|c| nanos(&span.min) > c.time_nanos);
+            let full = page.len() >= request.limit;
+            let cannot_improve = full
+                && page
+                    .last()
+                    .is_some_and(|(c, _)| c.time_nanos > nanos(&span.max));
+            if request.limit == 0 || past_cursor || cannot_improve {
                 continue;
             }
             let page_query = page_queries
                 .as_ref()
                 .map_or(query, |q| q.get(partition.layout));
-            for (key, address) in self.page(&searcher, page_query, wanted)? {
+            for (key, address) in self.page(&searcher, page_query, request.limit)? {
+                if page.len() >= request.limit
+                    && page
+                        .last()
+                        .is_some_and(|(last, _)| order(&key) <= order(last))
+                {
+                    // Its hits come newest first, so none of the rest makes the page either.
+                    break;
+                }
                 let doc: TantivyDocument = searcher.doc(address)?;
-                page.push((key, self.stored_event(&doc)?));
+                let at = page.partition_point(|(other, _)| order(other) > order(&key));
+                page.insert(at, (key, self.stored_event(&doc)?));
+                page.truncate(request.limit);
             }
         }
         let next_cursor = match page.last() {
@@ -1237,6 +1590,11 @@ fn facet_column(field: &str) -> Result<String, StoreError> {
 /// Checks the period the partitions were cut with against the configured one, recording it
 /// on first use. A read-only store takes whatever period is recorded: it only reads, and
 /// its opener (`vigil search`) may not know the writer's configuration.
+///
+/// The file also says what the partitions are cut by: `"by": "arrival"`, with the period
+/// from which on they were (`arrival_since`). A file without it is from a Vigil that cut
+/// them by event time; a writing store adds it. Nothing depends on it: every partition is
+/// searched by the span of event times it holds, whichever way it was cut.
 fn check_scheme(
     dir: &Path,
     scheme: PartitionScheme,
@@ -1255,6 +1613,7 @@ fn check_scheme(
                     id: SCHEME_FILE.into(),
                     message: e.to_string(),
                 })?;
+            let cut_by_arrival = stored["by"] == "arrival";
             let stored = stored["period_seconds"].as_i64().unwrap_or(0);
             if read_only {
                 return PartitionScheme::new(chrono::Duration::seconds(stored));
@@ -1270,18 +1629,36 @@ fn check_scheme(
                     .into(),
                 });
             }
+            if !cut_by_arrival {
+                record_scheme(dir, scheme)?;
+            }
             Ok(scheme)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if read_only {
                 return Ok(scheme);
             }
-            let text = serde_json::json!({ "period_seconds": configured }).to_string();
-            std::fs::write(&path, text).map_err(io)?;
+            record_scheme(dir, scheme)?;
             Ok(scheme)
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Writes the partitioning file (see [`check_scheme`]), replacing any in one rename.
+fn record_scheme(dir: &Path, scheme: PartitionScheme) -> Result<(), StoreError> {
+    let path = dir.join(SCHEME_FILE);
+    let temporary = dir.join(format!("{SCHEME_FILE}.new"));
+    let since = scheme.key(Utc::now()).start.to_rfc3339();
+    let text = serde_json::json!({
+        "period_seconds": scheme.period().num_seconds(),
+        "by": "arrival",
+        "arrival_since": since,
+    })
+    .to_string();
+    std::fs::write(&temporary, text)
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .map_err(|source| StoreError::Io { path, source })
 }
 
 /// Total size of the files under `dir`.
@@ -1351,7 +1728,7 @@ mod tests {
             .plan(None, None)
             .unwrap()
             .into_iter()
-            .map(|key| index.partition(key).unwrap().layout)
+            .map(|(key, _)| index.partition(key).unwrap().layout)
             .collect()
     }
 
@@ -1424,6 +1801,7 @@ mod tests {
             (Layout::ColumnsOnly, 21),
             (Layout::Words, 22),
             (Layout::IdsByTiebreak, 23),
+            (Layout::WholeValues, 24),
         ] {
             let mut index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
             index.schemas.retain(|s| *s == schema(layout).0);
@@ -1431,7 +1809,7 @@ mod tests {
             index.commit().unwrap();
         }
         let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
-        index.index(&[login_on(24, 24)]).unwrap();
+        index.index(&[login_on(25, 25)]).unwrap();
         index.commit().unwrap();
         assert_eq!(layouts(&index), Layout::READABLE, "newest first");
 
@@ -1464,19 +1842,20 @@ mod tests {
             "eventTime:2026-11-2*".into(),
             "eventTime:2026-11-2?T09*".into(),
         ] {
-            assert_eq!(days(&query), [24, 23, 22, 21, 20], "{query}");
+            assert_eq!(days(&query), [25, 24, 23, 22, 21, 20], "{query}");
         }
         // Only where a UUID was cut into words is a part of one a word.
         assert_eq!(days("requestID:648f0f94"), [21, 20]);
-        assert_eq!(days("requestID:/648f0f94-.*/"), [24, 23, 22]);
+        assert_eq!(days("requestID:/648f0f94-.*/"), [25, 24, 23, 22]);
         // So too for times and addresses.
         assert_eq!(days("sourceIPAddress:113"), [23, 22, 21, 20]);
-        assert_eq!(days("sourceIPAddress:/203\\.0\\..*/"), [24]);
+        assert_eq!(days("sourceIPAddress:/203\\.0\\..*/"), [25, 24]);
+        assert_eq!(days("eventTime:\"2026-11-25T09:00:25Z\""), [25]);
         assert_eq!(days("eventTime:\"2026-11-24T09:00:24Z\""), [24]);
         assert_eq!(days("eventTime:\"2026-11-23T09:00:23Z\""), [23]);
 
         // Ids, whether indexed as terms or found through their tiebreak.
-        let events: Vec<Event> = (20..=24).map(|day| login_on(day, day)).collect();
+        let events: Vec<Event> = (20..=25).map(|day| login_on(day, day)).collect();
         for event in &events {
             let id = event.id.to_string();
             let day = event.time.day();
@@ -1485,16 +1864,16 @@ mod tests {
             assert_eq!(days(&format!("id:{}*", &id[..8])), [day]);
             assert_eq!(days(&format!("id:{}*", &id[..20])), [day]);
         }
-        assert_eq!(days("id:*"), [24, 23, 22, 21, 20]);
+        assert_eq!(days("id:*"), [25, 24, 23, 22, 21, 20]);
         let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-        let until = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        let until = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
         assert_eq!(index.by_ids(&ids, until).unwrap(), events);
 
         let histogram = index
             .histogram(&format!("requestID:{REQUEST_ID}"), None, None)
             .unwrap();
         let counted: u64 = histogram.buckets.iter().map(|b| b.count).sum();
-        assert_eq!(counted, 5);
+        assert_eq!(counted, 6);
         let facets = index
             .facets(
                 &format!("{REQUEST_ID} eventName:consolelogin"),
@@ -1505,13 +1884,16 @@ mod tests {
             )
             .unwrap();
         assert_eq!(facets.values.len(), 1);
-        assert_eq!(facets.values[0].count, 5);
+        assert_eq!(facets.values[0].count, 6);
     }
 
-    /// A re-delivered event without a time of its own replaces its copy in a partition of an
-    /// older layout, which deletes by term rather than by query.
+    /// An event resent on another day arrives in another partition, while its id is stored
+    /// in a partition of an older layout, whose ids are terms rather than tiebreaks: the copy
+    /// stored first stays and the resend adds nothing. (Before partitions were cut by arrival,
+    /// a timeless resend replaced its copy; keeping the first is what stops a resend from
+    /// rewriting an event, and needs no writer on the old partition.)
     #[test]
-    fn a_timeless_redelivery_replaces_its_copy_in_an_older_layout() {
+    fn a_resend_on_another_day_keeps_its_copy_in_an_older_layout() {
         let dir = tempfile::tempdir().unwrap();
         let scheme = PartitionScheme::default();
         let timeless = |day: u32| {
@@ -1526,8 +1908,7 @@ mod tests {
             index.commit().unwrap();
         }
         let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
-        // Another event for the old partition opens its writer, in its own layout.
-        index.index(&[login_on(20, 8)]).unwrap();
+        index.index(&[login_on(21, 8)]).unwrap();
         index.index(&[timeless(21)]).unwrap();
         index.commit().unwrap();
         assert_eq!(layouts(&index), [Layout::CURRENT, Layout::Words]);
@@ -1538,18 +1919,19 @@ mod tests {
             limit: 10,
             cursor: None,
         };
-        let days: Vec<u32> = index
+        let found: Vec<(u32, i64)> = index
             .search(&request)
             .unwrap()
             .hits
             .iter()
-            .map(|e| e.time.day())
+            .map(|e| (e.time.day(), e.document().unwrap()["n"].as_i64().unwrap()))
             .collect();
         assert_eq!(
-            days,
-            [21, 20],
-            "one copy of the re-delivered event, and the other"
+            found,
+            [(21, 8), (20, 7)],
+            "one copy of the resent event, the first, and the other event"
         );
+        assert_eq!(index.stats().unwrap().duplicates_skipped, 1);
     }
 
     #[test]

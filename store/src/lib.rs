@@ -18,6 +18,7 @@ mod partition;
 mod quarantine;
 mod query;
 mod record;
+mod spans;
 mod words;
 
 use std::path::Path;
@@ -35,7 +36,9 @@ pub use lifecycle::{
     apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
     MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
 };
-pub use partition::{PartitionKey, PartitionScheme};
+pub use partition::{
+    PartitionKey, PartitionScheme, TimeSpan, DEFAULT_FUTURE_SKEW_SECONDS, EARLIEST_PLAUSIBLE_TIME,
+};
 pub use quarantine::{QuarantineFilter, MAX_QUARANTINED};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
@@ -107,6 +110,12 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// Most event partitions kept open for searching at once.
     pub max_open_partitions: usize,
+    /// How far past its arrival an event's own time may lie before it is flagged
+    /// `time_suspect` and indexed at its arrival instead (see [`TimeSpan`] and the notes in
+    /// the partition module).
+    pub future_skew: Duration,
+    /// How often the retention stage applies [`StoreOptions::retention`].
+    pub retention_interval: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -116,6 +125,8 @@ impl Default for StoreOptions {
             retention: Retention::default(),
             read_only: false,
             max_open_partitions: 64,
+            future_skew: Duration::seconds(DEFAULT_FUTURE_SKEW_SECONDS),
+            retention_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -165,7 +176,8 @@ impl Store {
             options.partition,
             read_only,
             options.max_open_partitions,
-        )?;
+        )?
+        .with_future_skew(options.future_skew);
         let lifecycle = Lifecycle::open(&dir.join(LIFECYCLE_DB), read_only)?;
         let quarantine = QuarantineLog::open(&dir.join(QUARANTINE_DB), read_only)?;
         let store = Store {
@@ -265,7 +277,12 @@ impl Store {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<PartitionKey>, StoreError> {
-        self.events.plan(from, to)
+        Ok(self
+            .events
+            .plan(from, to)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
     }
 
     /// How many partitions searches have read and how many are open.

@@ -1,15 +1,27 @@
-//! Time partitions: which partition an event belongs to, which partitions a time range
+//! Partitions: which partition an event is written to, which partitions a time range
 //! touches, and which partitions retention removes.
 //!
 //! This is the planning half of partitioning, kept free of I/O so that it can be tested
 //! exhaustively; `events.rs` opens, writes and removes the partitions it names.
 //!
-//! An event's partition comes from its event time. That time is read from the record, and
-//! the id is derived from the record, so a replay of the same record gives the same id and
-//! the same partition: upsert-by-id (delete the id, add the document) stays inside one
-//! partition's index. The exception is a record that carries no time, where the event takes
-//! its receive time: a re-delivery on another period would land in another partition, so the
-//! writer must delete such ids from every open partition, not only the target one.
+//! An event's partition comes from its arrival: the time Vigil received it ([`arrival`]).
+//! Its own time is written by whoever sent the record, so partitioning by it let a sender
+//! choose where events are stored and when retention removes them: one body spanning 1000
+//! days made 1000 partitions, a record dated 45 days back was removed by the next retention
+//! pass while its alert stayed, and a time in the year 11476 made a directory that could not
+//! be read back. Arrival is Vigil's own clock, so a steady stream writes one partition, and
+//! retention by arrival keeps every event as long as the period it arrived in.
+//!
+//! Searches still select by event time: each partition keeps the span of event times it holds
+//! ([`TimeSpan`]), and a search over a range reads only the partitions whose span overlaps it.
+//! Partitions written by an earlier Vigil were cut by event time; their spans are read from
+//! their time column like any other partition's, so they need no conversion.
+//!
+//! A replay of the bus carries each event's receive time, so it lands in the partition the
+//! first delivery did and upsert-by-id (delete the id, add the document) stays inside one
+//! partition's index. A resend through ingest on another day arrives in another partition;
+//! the writer then keeps the copy already stored ([`crate::events`] checks every partition's
+//! id filter), so an id has one document across all partitions.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -28,6 +40,128 @@ pub struct PartitionKey {
 }
 
 const DIR_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// How finely a partition's [`TimeSpan`] is kept: its ends are rounded out to whole hours,
+/// so a partition written by a steady stream widens its span once an hour, not each commit.
+const SPAN_GRAIN_SECONDS: i64 = 3600;
+
+/// The first time taken as a plausible event time: records dated earlier (a zero or negative
+/// epoch, a year 0001 default) are flagged as suspect rather than trusted.
+pub const EARLIEST_PLAUSIBLE_TIME: &str = "2000-01-01T00:00:00Z";
+
+/// The default of [`crate::StoreOptions::future_skew`]: how far past its arrival an event's
+/// own time may lie before it is suspect. Sources stamp events before Vigil receives them,
+/// so a later time is a clock that is wrong, or a sender that lies; a few minutes allow for
+/// clocks that drift.
+pub const DEFAULT_FUTURE_SKEW_SECONDS: i64 = 15 * 60;
+
+fn earliest_plausible() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(EARLIEST_PLAUSIBLE_TIME)
+        .expect("a valid RFC 3339 time")
+        .with_timezone(&Utc)
+}
+
+/// Where an event is stored and at which time it is indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// The time its partition is chosen by.
+    pub(crate) arrival: DateTime<Utc>,
+    /// The time searches, ranges, ordering and histograms use: the event's own time, or its
+    /// arrival when that time is suspect.
+    pub(crate) indexed_time: DateTime<Utc>,
+    /// The event's own time is before [`EARLIEST_PLAUSIBLE_TIME`] or more than the skew past
+    /// its arrival.
+    pub(crate) time_suspect: bool,
+}
+
+/// Places an event received at `received` that says it happened at `time`, indexed at `now`.
+///
+/// The arrival is `received`, which Vigil stamped, unless it is itself implausible (before
+/// [`EARLIEST_PLAUSIBLE_TIME`] or past `now + skew`: an event put on the bus by another
+/// producer, or a clock that jumped), when it is `now`. A suspect event is indexed at its
+/// arrival: indexed at a time in the year 11476 it would head every newest-first page for
+/// good, and at one before 1970 it would sit below every range. Its stored record, and the
+/// `time` of the stored event, stay as received.
+pub(crate) fn place(
+    time: DateTime<Utc>,
+    received: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: Duration,
+) -> Placement {
+    let earliest = earliest_plausible();
+    let latest = now.checked_add_signed(skew).unwrap_or(now);
+    let arrival = if received >= earliest && received <= latest {
+        received
+    } else {
+        now
+    };
+    let time_suspect = time < earliest
+        || arrival
+            .checked_add_signed(skew)
+            .is_some_and(|last| time > last);
+    Placement {
+        arrival,
+        indexed_time: if time_suspect { arrival } else { time },
+        time_suspect,
+    }
+}
+
+/// The event times a partition holds (both ends inclusive), rounded out to whole hours: a
+/// search over a range reads the partition only when the two overlap. It may be wider than
+/// what the partition holds, never narrower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TimeSpan {
+    pub min: DateTime<Utc>,
+    pub max: DateTime<Utc>,
+}
+
+impl TimeSpan {
+    /// The span of one event time, rounded out to the hour around it.
+    pub fn of(time: DateTime<Utc>) -> TimeSpan {
+        let start = time.timestamp().div_euclid(SPAN_GRAIN_SECONDS) * SPAN_GRAIN_SECONDS;
+        let min = Utc
+            .timestamp_opt(start, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        // The last instant of the hour, so that an hour's span does not reach into the next.
+        let max = Utc
+            .timestamp_opt(start + SPAN_GRAIN_SECONDS, 0)
+            .single()
+            .map_or(DateTime::<Utc>::MAX_UTC, |end| {
+                end - Duration::nanoseconds(1)
+            });
+        TimeSpan {
+            min: min.min(time),
+            max: max.max(time),
+        }
+    }
+
+    /// The span that every time falls in: for a partition whose span cannot be read.
+    pub fn everything() -> TimeSpan {
+        TimeSpan {
+            min: DateTime::<Utc>::MIN_UTC,
+            max: DateTime::<Utc>::MAX_UTC,
+        }
+    }
+
+    /// The smallest span holding both.
+    pub fn union(self, other: TimeSpan) -> TimeSpan {
+        TimeSpan {
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+        }
+    }
+
+    pub fn covers(&self, other: &TimeSpan) -> bool {
+        self.min <= other.min && self.max >= other.max
+    }
+
+    /// Whether events in this span may fall in `from..to` (from inclusive, to exclusive;
+    /// `None` is open).
+    pub fn overlaps(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> bool {
+        from.is_none_or(|from| self.max >= from) && to.is_none_or(|to| self.min < to)
+    }
+}
 
 impl Default for PartitionScheme {
     fn default() -> Self {
@@ -97,24 +231,23 @@ impl PartitionScheme {
     }
 
     /// The partitions among `existing` that may hold events in `from..to` (from inclusive,
-    /// to exclusive; `None` is open), newest first, the order searches read them in.
+    /// to exclusive; `None` is open), by the span of event times each holds. A partition
+    /// without a span holds no event and is left out. They come newest first by the latest
+    /// event each may hold, the order searches read them in.
     pub fn touched(
         &self,
-        existing: &[PartitionKey],
+        existing: &[(PartitionKey, Option<TimeSpan>)],
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> Vec<PartitionKey> {
-        let mut keys: Vec<PartitionKey> = existing
+    ) -> Vec<(PartitionKey, TimeSpan)> {
+        let mut touched: Vec<(PartitionKey, TimeSpan)> = existing
             .iter()
-            .copied()
-            .filter(|key| {
-                let end = key.start + self.period();
-                from.is_none_or(|from| end > from) && to.is_none_or(|to| key.start < to)
-            })
+            .filter_map(|(key, span)| span.map(|span| (*key, span)))
+            .filter(|(_, span)| span.overlaps(from, to))
             .collect();
-        keys.sort_by(|a, b| b.cmp(a));
-        keys.dedup();
-        keys
+        touched.sort_by_key(|(key, span)| std::cmp::Reverse((span.max, *key)));
+        touched.dedup_by_key(|(key, _)| *key);
+        touched
     }
 
     /// The partitions retention removes: those whose whole period ended more than `max_age`
@@ -204,23 +337,102 @@ mod tests {
         assert!(PartitionScheme::from_name("fortnight").is_err());
     }
 
+    /// A partition written by arrival holds events of any time; searches select it by the
+    /// span of event times it holds, not by its period.
     #[test]
-    fn a_range_touches_only_the_partitions_it_overlaps() {
+    fn a_range_touches_only_the_partitions_whose_span_it_overlaps() {
         let daily = PartitionScheme::default();
-        let existing = [day(25), day(26), day(27), day(28)];
+        let span = |from: DateTime<Utc>, to: DateTime<Utc>| {
+            Some(TimeSpan::of(from).union(TimeSpan::of(to)))
+        };
+        let existing = [
+            (day(25), span(t(25, 3), t(25, 4))),
+            // Arrived on the 26th, with a backfill from the 1st.
+            (day(26), span(t(1, 0), t(26, 4))),
+            (day(27), span(t(27, 3), t(27, 4))),
+            (day(28), span(t(28, 3), t(28, 4))),
+            // Created, but nothing in it yet.
+            (day(29), None),
+        ];
+        let keys = |touched: Vec<(PartitionKey, TimeSpan)>| -> Vec<PartitionKey> {
+            touched.into_iter().map(|(key, _)| key).collect()
+        };
         assert_eq!(
-            daily.touched(&existing, Some(t(26, 12)), Some(t(27, 6))),
-            [day(27), day(26)]
-        );
-        assert_eq!(
-            daily.touched(&existing, Some(t(27, 0)), Some(t(28, 0))),
+            keys(daily.touched(&existing, Some(t(26, 12)), Some(t(27, 6)))),
             [day(27)],
-            "to is exclusive, from inclusive"
+            "the 26th's events end at 05:00"
         );
-        assert_eq!(daily.touched(&existing, Some(t(28, 1)), None), [day(28)]);
-        assert_eq!(daily.touched(&existing, None, Some(t(26, 0))), [day(25)]);
-        assert_eq!(daily.touched(&existing, None, None).len(), 4);
-        assert!(daily.touched(&existing, Some(t(29, 0)), None).is_empty());
+        assert_eq!(
+            keys(daily.touched(&existing, Some(t(5, 0)), Some(t(6, 0)))),
+            [day(26)],
+            "the backfill is found in the partition it arrived in"
+        );
+        assert_eq!(
+            keys(daily.touched(&existing, Some(t(28, 4)), Some(t(29, 0)))),
+            [day(28)],
+            "the 28th's events end in the hour from 04:00"
+        );
+        assert!(daily.touched(&existing, Some(t(28, 5)), None).is_empty());
+        assert_eq!(
+            keys(daily.touched(&existing, None, Some(t(25, 3)))),
+            [day(26)],
+            "to is exclusive"
+        );
+        assert_eq!(
+            keys(daily.touched(&existing, None, None)),
+            [day(28), day(27), day(26), day(25)],
+            "newest first by their latest event, without the empty one"
+        );
+    }
+
+    #[test]
+    fn spans_are_whole_hours_around_their_times() {
+        let span = TimeSpan::of(t(28, 5) + Duration::minutes(30));
+        let last = |time: DateTime<Utc>| time - Duration::nanoseconds(1);
+        assert_eq!((span.min, span.max), (t(28, 5), last(t(28, 6))));
+        assert_eq!(
+            TimeSpan::of(t(28, 5)),
+            span,
+            "an hour's first instant is in it"
+        );
+        let wide = span.union(TimeSpan::of(t(20, 1)));
+        assert_eq!((wide.min, wide.max), (t(20, 1), last(t(28, 6))));
+        assert!(wide.covers(&span) && !span.covers(&wide));
+        let extreme = TimeSpan::of(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(extreme.max, DateTime::<Utc>::MAX_UTC);
+        let ancient = TimeSpan::of(DateTime::<Utc>::MIN_UTC);
+        assert_eq!(ancient.min, DateTime::<Utc>::MIN_UTC);
+    }
+
+    #[test]
+    fn absurd_times_are_suspect_and_indexed_at_their_arrival() {
+        let skew = Duration::minutes(15);
+        let now = t(28, 12);
+        let received = now - Duration::seconds(2);
+        let placed = |time| place(time, received, now, skew);
+        let backfill = placed(now - Duration::days(45));
+        assert!(!backfill.time_suspect, "old but plausible");
+        assert_eq!(backfill.indexed_time, now - Duration::days(45));
+        assert_eq!(backfill.arrival, received);
+        let in_skew = placed(received + Duration::minutes(10));
+        assert!(!in_skew.time_suspect);
+        for absurd in [
+            received + Duration::minutes(16),
+            DateTime::<Utc>::MAX_UTC,
+            Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap(),
+            DateTime::<Utc>::UNIX_EPOCH,
+            DateTime::<Utc>::MIN_UTC,
+        ] {
+            let suspect = placed(absurd);
+            assert!(suspect.time_suspect, "{absurd}");
+            assert_eq!(suspect.indexed_time, received, "{absurd}");
+        }
+        // A receive time Vigil cannot have stamped gives way to the indexing time.
+        for received in [DateTime::<Utc>::MIN_UTC, now + Duration::days(3)] {
+            let placed = place(now, received, now, skew);
+            assert_eq!(placed.arrival, now);
+            assert!(!placed.time_suspect);
+        }
     }
 
     #[test]

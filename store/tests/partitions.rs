@@ -82,9 +82,18 @@ fn a_range_reads_only_the_partitions_it_touches() {
     assert_eq!(ns(&results.hits), [3, 2]);
     assert_eq!(results.total, 2);
     assert_eq!(searched(&store) - before, 1, "only the 26th is read");
+    // Partitions are chosen by the event times they hold, not by their period: the 26th's
+    // events end at 05:00 and the 28th's start at 03:00, so only the 27th is read. (When
+    // partitions were cut by event time, each period's whole day was taken to be full.)
     assert_eq!(
         store
             .partitions_for(Some(day(26, 12)), Some(day(28, 1)))
+            .unwrap(),
+        [PartitionKey { start: day(27, 0) }]
+    );
+    assert_eq!(
+        store
+            .partitions_for(Some(day(26, 4)), Some(day(28, 4)))
             .unwrap(),
         [
             PartitionKey { start: day(28, 0) },
@@ -302,6 +311,10 @@ fn replays_across_commits_and_reopens_leave_one_copy() {
     assert_eq!(store.search(&SearchRequest::new("", 100)).unwrap().total, 8);
 }
 
+/// A resend that arrives in another period finds its id stored in the first one and adds
+/// nothing: the first copy stays. (When partitions were cut by event time, the resend
+/// replaced the first copy; across partitions the first now stays, so that a resend cannot
+/// rewrite or move what is stored.)
 #[test]
 fn a_timeless_event_redelivered_in_another_period_keeps_one_copy() {
     let dir = TempDir::new().unwrap();
@@ -318,7 +331,9 @@ fn a_timeless_event_redelivered_in_another_period_keeps_one_copy() {
     store.commit().unwrap();
     let results = store.search(&SearchRequest::new("", 10)).unwrap();
     assert_eq!(results.total, 1);
-    assert_eq!(results.hits[0].time, day(26, 1));
+    assert_eq!(results.hits[0].time, day(25, 23));
+    assert_eq!(store.partitions().unwrap().len(), 1);
+    assert_eq!(store.partition_stats().unwrap().duplicates_skipped, 1);
 }
 
 #[test]
