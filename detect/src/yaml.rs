@@ -11,6 +11,12 @@ use std::collections::HashSet;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+/// How deeply lists and mappings may nest. Sigma rules and pipelines need fewer than ten
+/// levels. The limit is checked as the parser's events arrive, before a tree exists, because
+/// everything that later walks, clones or drops a tree recurses once per level: a rule of 300k
+/// nested `- ` would overflow the stack.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// A YAML node and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
@@ -239,6 +245,15 @@ impl Builder {
                     message: "mapping keys must be plain values, not lists or mappings".into(),
                 })
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                Err(YamlError {
+                    line,
+                    message: format!(
+                        "lists and mappings nest deeper than {MAX_DEPTH} levels; \
+                         rules need far fewer"
+                    ),
+                })
+            }
             Event::SequenceStart(..) => {
                 self.stack.push(Frame::Seq {
                     line,
@@ -455,6 +470,7 @@ mod tests {
             "[".repeat(100_000),
             "{a: ".repeat(10_000),
             "- ".repeat(10_000),
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
             "\u{feff}a: 1".into(),
             "\t\0\u{1}:".into(),
             "---\n---\n...\n".into(),
@@ -463,5 +479,27 @@ mod tests {
             let _ = load_documents(&text);
         }
         assert!(load_documents("").is_empty());
+    }
+
+    #[test]
+    fn nesting_is_limited_before_a_tree_is_built() {
+        // At the limit: fine.
+        let text = format!("a:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1));
+        assert!(load_documents(&text)[0].is_ok(), "{text}");
+        // One deeper, and 300k deeper (which overflowed the stack when the tree was dropped):
+        // refused with the line where the limit was crossed.
+        for depth in [MAX_DEPTH, 300_000] {
+            let text = format!(
+                "title: deep\ndetection:\n  sel:\n    - {}x\n",
+                "- ".repeat(depth)
+            );
+            let docs = load_documents(&text);
+            let err = docs[0].as_ref().unwrap_err();
+            assert_eq!(err.line, 4, "{err:?}");
+            assert!(err.message.contains("nest deeper than 64"), "{err:?}");
+        }
+        let flow = format!("a: {}1{}\n", "[".repeat(300_000), "]".repeat(300_000));
+        let err = load_documents(&flow).remove(0).unwrap_err();
+        assert_eq!(err.line, 1);
     }
 }
