@@ -154,3 +154,191 @@ fn source_names_cannot_flood_metrics_with_series() {
         (vigil.search_total("marker:labelflood") == 300).then_some(())
     });
 }
+
+const FIREHOSE_KEY: &str = "firehose-access-key-0123456789";
+
+/// `data` as gzip in stored (uncompressed) blocks, so the test needs no compressor: what
+/// matters here is how many bytes a record inflates to, not how few it was sent in.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let blocks: Vec<&[u8]> = if data.is_empty() {
+        vec![&[]]
+    } else {
+        data.chunks(65_535).collect()
+    };
+    for (index, block) in blocks.iter().enumerate() {
+        out.push(u8::from(index + 1 == blocks.len()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// Standard base64 with padding, as Firehose sends record data.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A Firehose record of one CloudWatch log event in `log_group` whose message is `message`.
+fn firehose_record(log_group: &str, message: &str) -> Value {
+    let subscription = json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+        "logGroup": log_group, "logStream": "web-1", "subscriptionFilters": ["to-vigil"],
+        "logEvents": [{"id": "36000000000000000000000000000000000000000000000000000001",
+                       "timestamp": 1_795_862_460_000_i64, "message": message}]});
+    let gzip = gzip_stored(subscription.to_string().as_bytes());
+    json!({"data": base64(&gzip)})
+}
+
+fn post_firehose(vigil: &Vigil, records: &[Value]) -> (StatusCode, Value) {
+    let response = vigil
+        .client
+        .post(vigil.url("/ingest/firehose"))
+        .header("x-amz-firehose-access-key", FIREHOSE_KEY)
+        .header("x-amz-firehose-request-id", "req-1")
+        .body(json!({"requestId": "req-1", "records": records}).to_string())
+        .send()
+        .unwrap();
+    (response.status(), response.json().unwrap())
+}
+
+/// The bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => bytes_under(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn firehose_requests_stay_within_their_inflated_budget() {
+    const MIB: usize = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let budget = 2 * MIB;
+    let vigil = Vigil::start_with_env(
+        &data,
+        &[
+            ("VIGIL_FIREHOSE__ACCESS_KEY", FIREHOSE_KEY),
+            ("VIGIL_FIREHOSE__MAX_INFLATED_BYTES", &budget.to_string()),
+        ],
+    );
+
+    // Three records of 900 KiB each: past the budget together, so refused whole.
+    let records: Vec<Value> = (0..3)
+        .map(|_| firehose_record("/app/inflate", &"a".repeat(900 * 1024)))
+        .collect();
+    let (status, reply) = post_firehose(&vigil, &records);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
+    let reason = reply["errorMessage"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{budget}-byte budget")),
+        "{reason}"
+    );
+    assert_eq!(reply["requestId"], "req-1");
+
+    // A log event over the line limit, within the budget: only its start is kept.
+    let before = bytes_under(&data);
+    let oversize = 3 * MIB / 2;
+    let (status, reply) = post_firehose(
+        &vigil,
+        &[firehose_record("/app/oversize", &"b".repeat(oversize))],
+    );
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let listed = wait_for("the quarantined event", Duration::from_secs(30), || {
+        let page = vigil.get_json("/api/v1/quarantine?source=/app/oversize");
+        let records = page["records"].as_array().cloned().unwrap_or_default();
+        (!records.is_empty()).then_some(records)
+    });
+    let reason = listed[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("record is {oversize} bytes")),
+        "{reason}"
+    );
+    let grown = bytes_under(&data).saturating_sub(before);
+    assert!(
+        grown < MIB as u64,
+        "a {oversize}-byte event grew the data directory by {grown} bytes"
+    );
+
+    // A data message naming no valid log group is the sender's error, not a reason to retry.
+    let (status, reply) = post_firehose(&vigil, &[firehose_record("", "hello")]);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["errorMessage"].as_str().unwrap().contains("logGroup"));
+}
+
+#[test]
+fn a_firehose_budget_out_of_range_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--listen", "127.0.0.1:0", "--rules"])
+        .arg(rules)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .current_dir(dir.path())
+        .env("VIGIL_API_TOKEN", TOKEN)
+        .env("VIGIL_FIREHOSE__ACCESS_KEY", FIREHOSE_KEY)
+        .env("VIGIL_FIREHOSE__MAX_INFLATED_BYTES", "100")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vigil started with firehose.max_inflated_bytes = 100");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!exited.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("firehose.max_inflated_bytes is 100"),
+        "{stderr}"
+    );
+}
