@@ -19,10 +19,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the bus, the indices and the API token live.
     pub data_dir: PathBuf,
-    /// Directories of Sigma rules, searched recursively for `.yml` and `.yaml` files.
+    /// Directories of Sigma rules, searched recursively for `.yml` and `.yaml` files. When
+    /// neither these nor `--rules` name any, Vigil's own rules, built into the binary.
     pub rules: Vec<PathBuf>,
     /// Field-mapping pipelines (files, or directories of them) the rules load with, so rules
-    /// written for other field names (W3C webserver fields, say) match Vigil's events.
+    /// written for other field names (W3C webserver fields, say) match Vigil's events. When
+    /// none are named, Vigil's own `pipelines/`, built into the binary.
     #[serde(default = "default_pipelines")]
     pub pipelines: Vec<PathBuf>,
     /// Fixes the API token instead of generating one; `VIGIL_API_TOKEN` is the usual way.
@@ -43,6 +45,9 @@ pub struct Config {
     /// Where alerts are sent as they are raised.
     #[serde(default)]
     pub notify: vigil_notify::NotifyConfig,
+    /// Deadlines and the connection cap of the HTTP listener.
+    #[serde(default)]
+    pub server: crate::server::ServerConfig,
 }
 
 /// A stage, or a set of stages, one process can run.
@@ -233,8 +238,9 @@ pub struct FileSourceConfig {
     pub poll_interval_ms: u64,
 }
 
+/// None configured: the pipelines built into the binary (see `src/rules.rs`).
 fn default_pipelines() -> Vec<PathBuf> {
-    vec![PathBuf::from("pipelines")]
+    Vec::new()
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -359,7 +365,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("vigil-data"),
-            rules: vec![PathBuf::from("rules")],
+            // None configured: the rules built into the binary (see `src/rules.rs`).
+            rules: Vec::new(),
             pipelines: default_pipelines(),
             api_token: None,
             ingest: IngestConfig::default(),
@@ -369,6 +376,7 @@ impl Default for Config {
             roles: default_roles(),
             bus: BusConfig::default(),
             notify: Default::default(),
+            server: Default::default(),
         }
     }
 }
@@ -488,6 +496,7 @@ fn is_config_key(key: &str) -> bool {
         "sources",
         "roles",
         "bus",
+        "server",
     ];
     let top = key.split("__").next().unwrap_or_default();
     TOP_LEVEL

@@ -24,17 +24,77 @@ pub fn is_test_file(path: &Path) -> bool {
         .is_some_and(|name| name.ends_with(".tests.yml") || name.ends_with(".tests.yaml"))
 }
 
+/// Vigil's own `rules/` and `pipelines/`, compiled into the binary by `build.rs`: each file's
+/// path in the repository and its text.
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+}
+
+/// Where the built-in files say they come from in errors: their repository path, marked so
+/// that nobody looks for them on disk.
+const BUILTIN_ORIGIN: &str = "(built in) ";
+
 /// Loads every `.yml` and `.yaml` rule file under `paths` (directories, searched recursively,
 /// or single files), in path order, into one rule set, so correlations and filters may refer
 /// to rules in other files.
 pub fn load_dirs(paths: &[PathBuf], options: &LoadOptions) -> std::io::Result<LoadedRules> {
     let files = rule_files(paths)?;
+    Ok(load_texts(
+        files
+            .iter()
+            .map(|file| (file.display().to_string(), read_text(file))),
+        options,
+    ))
+}
+
+/// Loads the rules built into the binary (Vigil's own `rules/`), as [`load_dirs`] would
+/// load that directory.
+pub fn load_builtin(options: &LoadOptions) -> LoadedRules {
+    load_texts(
+        builtin::RULES
+            .iter()
+            .map(|(path, text)| (format!("{BUILTIN_ORIGIN}{path}"), Ok((*text).to_owned()))),
+        options,
+    )
+}
+
+/// The pipelines built into the binary (Vigil's own `pipelines/`).
+pub fn builtin_pipelines() -> anyhow::Result<Vec<Pipeline>> {
+    builtin::PIPELINES
+        .iter()
+        .map(|(path, text)| {
+            Pipeline::parse(text, &format!("{BUILTIN_ORIGIN}{path}")).map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+/// Refuses a rule set without a single rule, unless `allowed` (`--allow-no-rules`): a Vigil
+/// that detects nothing must not look like one that found nothing.
+pub fn require_rules(built: &BuiltRules, allowed: bool) -> anyhow::Result<()> {
+    if !built.engine.rules().is_empty() || allowed {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "no detection rule loaded ({} failed to load); name a directory of Sigma rules with \
+         --rules or `rules` in vigil.toml, leave both unset for Vigil's built-in rules, or pass \
+         --allow-no-rules to run without detection",
+        built.errors.len()
+    )
+}
+
+/// One rule set from rule files given as their origin and their text (or why it could not
+/// be read).
+fn load_texts(
+    files: impl Iterator<Item = (String, Result<String, String>)>,
+    options: &LoadOptions,
+) -> LoadedRules {
     let mut builder = RuleSetBuilder::new();
     let mut unreadable = Vec::new();
     let mut filters = 0;
-    for file in &files {
-        let origin = file.display().to_string();
-        match read_text(file) {
+    let mut count = 0;
+    for (origin, text) in files {
+        count += 1;
+        match text {
             Ok(text) => {
                 let parsed = parse_rules_with(&text, &origin, options);
                 filters += parsed.filters.len();
@@ -49,11 +109,11 @@ pub fn load_dirs(paths: &[PathBuf], options: &LoadOptions) -> std::io::Result<Lo
     }
     let mut built = builder.build();
     built.errors.extend(unreadable);
-    Ok(LoadedRules {
+    LoadedRules {
         built,
-        files: files.len(),
+        files: count,
         filters,
-    })
+    }
 }
 
 /// The rule files under `paths`, sorted, without test files.
@@ -122,4 +182,36 @@ pub fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
             Pipeline::parse(&text, &file.display().to_string()).map_err(anyhow::Error::from)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_rules_are_this_repository_s() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let on_disk = rule_files(&[root.join("rules")]).unwrap();
+        assert!(!on_disk.is_empty());
+        assert_eq!(builtin::RULES.len(), on_disk.len());
+        let pipelines = builtin_pipelines().unwrap();
+        assert_eq!(pipelines.len(), builtin::PIPELINES.len());
+        assert!(!pipelines.is_empty());
+        let loaded = load_builtin(&LoadOptions {
+            pipelines,
+            ..LoadOptions::default()
+        });
+        assert!(loaded.built.errors.is_empty(), "{:?}", loaded.built.errors);
+        let from_disk = load_dirs(&[root.join("rules")], &LoadOptions::default()).unwrap();
+        assert_eq!(
+            loaded.built.engine.rules().len(),
+            from_disk.built.engine.rules().len()
+        );
+        assert!(loaded
+            .built
+            .engine
+            .rules()
+            .iter()
+            .any(|rule| rule.title.to_lowercase().contains("cloudtrail")));
+    }
 }

@@ -33,6 +33,8 @@ pub struct RunOptions {
     /// Rule directories named on the command line, beside those of the config.
     pub extra_rules: Vec<PathBuf>,
     pub demo: bool,
+    /// Starts detection even when no rule loaded (`--allow-no-rules`).
+    pub allow_no_rules: bool,
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
@@ -40,6 +42,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         config,
         extra_rules,
         demo,
+        allow_no_rules,
     } = options;
     let data_dir = &config.data_dir;
     fs::create_dir_all(data_dir)
@@ -56,7 +59,12 @@ pub async fn run(options: RunOptions) -> Result<()> {
         bail!("--demo feeds events through ingest; run it with the ingest role");
     }
     let engine = if roles.detect {
-        Some(load_engine(&config.rules, &extra_rules, &config.pipelines)?)
+        Some(load_engine(
+            &config.rules,
+            &extra_rules,
+            &config.pipelines,
+            allow_no_rules,
+        )?)
     } else {
         None
     };
@@ -220,11 +228,12 @@ pub async fn run(options: RunOptions) -> Result<()> {
         _ => None,
     };
     let app = server::router(token, ingest_routes, ui, metrics);
-    let mut server_stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = server_stop.wait_for(|stop| *stop).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let server_config = config.server.clone();
+    let server_stop = shutdown.clone();
+    let server =
+        tokio::spawn(
+            async move { server::serve(listener, app, &server_config, server_stop).await },
+        );
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
@@ -460,7 +469,11 @@ fn load_engine(
     config_dirs: &[PathBuf],
     extra_dirs: &[PathBuf],
     pipeline_paths: &[PathBuf],
+    allow_no_rules: bool,
 ) -> Result<Engine> {
+    // With no rule path configured, Vigil's own rules and pipelines, built into the binary.
+    let builtin_rules = config_dirs.is_empty() && extra_dirs.is_empty();
+    let builtin_pipelines = pipeline_paths.is_empty();
     let mut dirs = Vec::new();
     for dir in config_dirs {
         if dir.is_dir() {
@@ -488,10 +501,18 @@ fn load_engine(
         .cloned()
         .collect();
     let options = vigil_detect::LoadOptions {
-        pipelines: rules::load_pipelines(&pipeline_paths)?,
+        pipelines: if builtin_pipelines {
+            rules::builtin_pipelines()?
+        } else {
+            rules::load_pipelines(&pipeline_paths)?
+        },
         ..vigil_detect::LoadOptions::default()
     };
-    let loaded = rules::load_dirs(&dirs, &options).context("cannot read the rule directories")?;
+    let loaded = if builtin_rules {
+        rules::load_builtin(&options)
+    } else {
+        rules::load_dirs(&dirs, &options).context("cannot read the rule directories")?
+    };
     let built = loaded.built;
     for error in &built.errors {
         tracing::warn!("rule not loaded: {error}");
@@ -509,6 +530,7 @@ fn load_engine(
     metrics::gauge!("vigil_rules_loaded").set(built.engine.rules().len() as f64);
     metrics::gauge!("vigil_correlations_loaded").set(built.engine.correlations().len() as f64);
     metrics::gauge!("vigil_rules_failed").set(built.errors.len() as f64);
+    rules::require_rules(&built, allow_no_rules)?;
     Ok(built.engine)
 }
 

@@ -1,18 +1,102 @@
 //! The one HTTP listener: push sources, the API and the pages, plus health and metrics.
 //! A process mounts the parts its roles serve; health and metrics are always there.
+//!
+//! Slow and numerous clients are bounded here (see [`ServerConfig`]): a connection must send
+//! its request head within `header_read_timeout_ms` (which is also how long an idle
+//! keep-alive connection stays open), a request its body within `body_read_timeout_ms`, and
+//! at most `max_connections` connections are served at once; more wait in the listen backlog.
+//! Push bodies are read before a request takes one of ingest's turns, so senders that stall
+//! mid-body hold only the bytes they sent, never the turns other senders need.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::middleware;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use vigil_ingest::cloudwatch::firehose::FirehoseState;
 use vigil_ingest::Ingestor;
 use vigil_ui::auth::{require_bearer, ApiToken};
 use vigil_ui::UiState;
+
+/// `[server]` in `vigil.toml`: how long clients may take and how many may connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A connection must send a whole request head within this time, counted from when the
+    /// server starts waiting for it; an idle keep-alive connection is closed after it too.
+    pub header_read_timeout_ms: u64,
+    /// A request must send its whole body within this time, counted from its head; then it
+    /// gets 408 and its connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; further ones wait in the kernel's listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_ms: 20_000,
+            body_read_timeout_ms: 60_000,
+            max_connections: 512,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the settings, naming the one that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        const MAX_TIMEOUT_MS: u64 = 3_600_000;
+        for (name, value) in [
+            ("server.header_read_timeout_ms", self.header_read_timeout_ms),
+            ("server.body_read_timeout_ms", self.body_read_timeout_ms),
+        ] {
+            if value == 0 || value > MAX_TIMEOUT_MS {
+                return Err(format!(
+                    "{name} is {value}; use 1 to {MAX_TIMEOUT_MS} milliseconds"
+                ));
+            }
+        }
+        // Each connection is a file descriptor; beyond this the process limit is the cap.
+        const MAX_CONNECTIONS: usize = 1_000_000;
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err(format!(
+                "server.max_connections is {}; use 1 to {MAX_CONNECTIONS}",
+                self.max_connections
+            ));
+        }
+        Ok(())
+    }
+
+    fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+}
 
 /// What the ingest role serves over HTTP.
 pub struct IngestRoutes {
@@ -33,15 +117,30 @@ pub fn router(
     let mut open = Router::new();
     if let Some(ingest) = ingest {
         let limit = GlobalConcurrencyLimitLayer::new(ingest.max_concurrent_requests.max(1));
+        let budget = BodyBudget::new(&ingest);
+        // Layers run outermost last-added first: the body is buffered, then a turn is taken.
         api = api.merge(
             Router::new()
                 .merge(vigil_ingest::http::router(ingest.ingestor.clone()))
                 .merge(vigil_ingest::kubernetes::router(ingest.ingestor))
-                .layer(limit.clone()),
+                .layer(limit.clone())
+                .layer(middleware::from_fn_with_state(
+                    budget.clone(),
+                    buffer_push_body,
+                )),
         );
-        // Firehose authenticates with its own access key header, checked by its handler.
+        // Firehose authenticates with its own access key header, checked by its handler; its
+        // body is buffered ahead only when the key is right, so strangers hold no budget.
         if let Some(firehose) = ingest.firehose {
-            open = open.merge(vigil_ingest::cloudwatch::firehose::router(firehose).layer(limit));
+            let key = ApiToken::new(firehose.access_key.clone());
+            open = open.merge(
+                vigil_ingest::cloudwatch::firehose::router(firehose)
+                    .layer(limit)
+                    .layer(middleware::from_fn_with_state(
+                        (budget, key),
+                        buffer_firehose_body,
+                    )),
+            );
         }
     }
     if let Some(ui) = ui {
@@ -62,4 +161,291 @@ pub fn router(
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     router
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then lets the requests in flight
+/// finish (each bounded by the deadlines) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper enforces the head deadline only with a timer; axum::serve sets none.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout());
+    let body_read_timeout = config.body_read_timeout();
+    let mut served: JoinSet<()> = JoinSet::new();
+    let mut stop = shutdown.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        // A free slot first, then accept: at the cap, new connections wait in the backlog
+        // and the ones being served carry on undisturbed.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+            () = stopped.as_mut() => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopped.as_mut() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let deadline = BodyDeadline(Instant::now() + body_read_timeout);
+            let mut request = request.map(|body| Body::new(DeadlineBody::new(body, deadline.0)));
+            request.extensions_mut().insert(deadline);
+            tower::Service::call(&mut app.clone(), request)
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let mut stop = shutdown.clone();
+        served.spawn(async move {
+            let _permit: OwnedSemaphorePermit = permit;
+            let mut connection = std::pin::pin!(connection);
+            let stopping = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+        while served.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while served.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// When the body of the request it is attached to must have arrived.
+#[derive(Debug, Clone, Copy)]
+struct BodyDeadline(Instant);
+
+/// The error a request body gives once its deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyReadTimeout;
+
+/// A request body that fails with [`BodyReadTimeout`] once its deadline passes, however the
+/// bytes trickle in: the deadline covers the whole body, not each read.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, deadline: Instant) -> Self {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|result| result.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The bytes of push bodies held in memory at once, buffered or being handled. It is as
+/// much as ingest's turns could hold before (`max_concurrent_requests` full bodies), but a
+/// stalled body holds only what it sent.
+#[derive(Clone)]
+struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    max_body_bytes: usize,
+}
+
+impl BodyBudget {
+    fn new(ingest: &IngestRoutes) -> Self {
+        let max_body_bytes = ingest.ingestor.limits().max_body_bytes;
+        let total = max_body_bytes
+            .saturating_mul(ingest.max_concurrent_requests.max(1))
+            .clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            bytes: Arc::new(Semaphore::new(total)),
+            max_body_bytes,
+        }
+    }
+}
+
+/// Why a push body could not be buffered.
+enum BufferError {
+    TooLarge(usize),
+    TimedOut,
+    Unreadable,
+}
+
+impl BufferError {
+    fn status_and_message(&self) -> (StatusCode, String) {
+        match self {
+            BufferError::TooLarge(max) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than the {max}-byte limit; split it into smaller batches"),
+            ),
+            BufferError::TimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time".to_owned(),
+            ),
+            BufferError::Unreadable => (
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read".to_owned(),
+            ),
+        }
+    }
+}
+
+/// Reads the whole body of `request` within its deadline and the memory budget, and gives it
+/// back with the body in memory, and the budget it holds until the response is made.
+async fn buffer_body(
+    budget: &BodyBudget,
+    request: Request,
+) -> Result<(Request, Option<OwnedSemaphorePermit>), BufferError> {
+    let deadline = request
+        .extensions()
+        .get::<BodyDeadline>()
+        .map(|deadline| deadline.0);
+    let (parts, mut body) = request.into_parts();
+    let mut buffered = BytesMut::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(
+                |error| match error.into_inner().downcast_ref::<BodyReadTimeout>() {
+                    Some(_) => BufferError::TimedOut,
+                    None => BufferError::Unreadable,
+                },
+            )?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: nothing a push source reads
+        };
+        if buffered.len() + data.len() > budget.max_body_bytes {
+            return Err(BufferError::TooLarge(budget.max_body_bytes));
+        }
+        let wanted =
+            u32::try_from(data.len()).map_err(|_| BufferError::TooLarge(budget.max_body_bytes))?;
+        let acquire = budget.bytes.clone().acquire_many_owned(wanted);
+        let permit = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, acquire)
+                .await
+                .map_err(|_| BufferError::TimedOut)?,
+            None => acquire.await,
+        }
+        .expect("never closed");
+        match &mut held {
+            Some(held) => held.merge(permit),
+            None => held = Some(permit),
+        }
+        buffered.extend_from_slice(&data);
+    }
+    let request = Request::from_parts(parts, Body::from(buffered.freeze()));
+    Ok((request, held))
+}
+
+/// Middleware for the NDJSON and Kubernetes push routes: the body first, then the handler.
+async fn buffer_push_body(
+    State(budget): State<BodyBudget>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match buffer_body(&budget, request).await {
+        Ok((request, held)) => {
+            let response = next.run(request).await;
+            drop(held);
+            response
+        }
+        Err(error) => {
+            let (status, message) = error.status_and_message();
+            closing((status, Json(json!({ "error": message }))).into_response())
+        }
+    }
+}
+
+/// Middleware for the Firehose route: as [`buffer_push_body`] for requests with the right
+/// access key, in Firehose's reply shape; others go straight to the handler, which refuses
+/// them without reading their body.
+async fn buffer_firehose_body(
+    State((budget, key)): State<(BodyBudget, ApiToken)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorised = request
+        .headers()
+        .get("x-amz-firehose-access-key")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|candidate| key.matches(candidate));
+    if !authorised {
+        return next.run(request).await;
+    }
+    let request_id = request
+        .headers()
+        .get("x-amz-firehose-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    match buffer_body(&budget, request).await {
+        Ok((request, held)) => {
+            let response = next.run(request).await;
+            drop(held);
+            response
+        }
+        Err(error) => {
+            let (status, message) = error.status_and_message();
+            let body = json!({
+                "requestId": request_id,
+                "timestamp": chrono::Utc::now().timestamp_millis(),
+                "errorMessage": message,
+            });
+            closing((status, Json(body)).into_response())
+        }
+    }
+}
+
+/// Marks a response as the last on its connection: the rest of an unread body would
+/// otherwise be read as the next request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

@@ -95,6 +95,16 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The credentials of an `Authorization` header value that uses the bearer scheme. The scheme
+/// name is case-insensitive (RFC 9110, section 11.1): clients send `bearer` too.
+pub fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+        .filter(|credentials| !credentials.is_empty())
+}
+
 /// Middleware: lets a request through only with `Authorization: Bearer <token>`.
 pub async fn require_bearer(
     State(token): State<ApiToken>,
@@ -105,9 +115,9 @@ pub async fn require_bearer(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_credentials);
     match presented {
-        Some(candidate) if token.matches(candidate.trim()) => next.run(request).await,
+        Some(candidate) if token.matches(candidate) => next.run(request).await,
         _ => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -131,6 +141,22 @@ mod tests {
         assert!(!token.matches("secreT"));
         assert!(!token.matches("secret2"));
         assert!(!token.matches(""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer tok",
+            "bearer tok",
+            "BEARER tok",
+            "BeArEr   tok ",
+            "bearer\ttok",
+        ] {
+            assert_eq!(bearer_credentials(value), Some("tok"), "{value:?}");
+        }
+        for value in ["Basic tok", "Bearertok", "Bearer", "Bearer   ", "tok", ""] {
+            assert_eq!(bearer_credentials(value), None, "{value:?}");
+        }
     }
 
     #[test]

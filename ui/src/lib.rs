@@ -25,12 +25,26 @@ pub struct UiState {
 
 /// The JSON API under `/api/v1`; the caller wraps it with [`auth::require_bearer`].
 pub fn api_router(state: UiState) -> Router {
-    api::router().with_state(state)
+    api::router()
+        .with_state(state)
+        .layer(axum::middleware::map_response(no_store))
 }
 
 /// The HTML pages, which authenticate by a session cookie set at `/login`.
 pub fn page_router(state: UiState) -> Router {
-    pages::router().with_state(state)
+    pages::router()
+        .with_state(state)
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Marks a response as not to be kept by the browser or any cache on the way: what the API
+/// and the signed-in pages show is attacker-written event text and the analysts' triage,
+/// which must not outlive the session on a shared machine or in a proxy.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Headers that keep a browser from running or framing anything our pages did not mean to show.
@@ -87,6 +101,41 @@ pub(crate) async fn call_store<T: Send + 'static>(
         Err(error) => {
             tracing::error!(%error, "store task failed");
             Err(CallError::Failed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn pages_and_api_responses_are_not_stored() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let state = UiState {
+            store: Arc::new(Store::open(dir.path()).unwrap()),
+            token: ApiToken::new("no-store-test-token"),
+        };
+        let session = format!("{}={}", auth::SESSION_COOKIE, state.token.session_value());
+        for (router, uri) in [
+            (page_router(state.clone()), "/"),
+            (page_router(state.clone()), "/login"),
+            (api_router(state.clone()), "/api/v1/alerts"),
+        ] {
+            let request = Request::get(uri)
+                .header(header::COOKIE, &session)
+                .body(Body::empty())
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+            assert_eq!(
+                response.headers().get(header::CACHE_CONTROL).unwrap(),
+                "no-store",
+                "{uri}"
+            );
         }
     }
 }
