@@ -151,7 +151,9 @@ async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: B
         Ok(Ok(decoded)) => decoded,
         Ok(Err(refusal)) => {
             let status = refusal.status();
-            tracing::warn!(request_id, reason = %refusal, "Firehose delivery refused");
+            // Firehose's ids are UUIDs; a sender's own may be as long as the body.
+            let logged_id: String = request_id.chars().take(128).collect();
+            tracing::warn!(request_id = logged_id, reason = %refusal, "Firehose delivery refused");
             metrics::counter!("vigil_firehose_refused_total", "reason" => refusal.label())
                 .increment(1);
             return reply(status, &request_id, Some(refusal.to_string()));
