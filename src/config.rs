@@ -358,6 +358,10 @@ pub struct IndexConfig {
     pub retention_days: Option<u64>,
     /// Then the oldest partitions are removed until the events fit in this many bytes.
     pub retention_max_bytes: Option<u64>,
+    /// Bytes kept of each quarantined record; its full length and blake3 hash are kept too.
+    pub quarantine_max_record_bytes: usize,
+    /// Bytes all quarantined records may take; the oldest are evicted past it.
+    pub quarantine_max_bytes: u64,
 }
 
 impl Default for Config {
@@ -410,6 +414,8 @@ impl Default for IndexConfig {
             partition: "day".into(),
             retention_days: None,
             retention_max_bytes: None,
+            quarantine_max_record_bytes: vigil_store::DEFAULT_MAX_RECORD_BYTES,
+            quarantine_max_bytes: vigil_store::DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 }
@@ -437,6 +443,10 @@ impl IndexConfig {
             retention: vigil_store::Retention {
                 max_age,
                 max_bytes: self.retention_max_bytes,
+            },
+            quarantine: vigil_store::QuarantineLimits {
+                max_record_bytes: self.quarantine_max_record_bytes,
+                max_total_bytes: self.quarantine_max_bytes,
             },
             ..vigil_store::StoreOptions::default()
         })

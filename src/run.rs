@@ -551,6 +551,14 @@ fn install_metrics() -> Result<PrometheusHandle> {
         "Records quarantined instead of becoming events, per source"
     );
     metrics::describe_counter!(
+        "vigil_quarantine_evicted_total",
+        "Quarantined records evicted, oldest first, to keep the quarantine within its limits"
+    );
+    metrics::describe_gauge!(
+        "vigil_quarantine_bytes",
+        "What the kept quarantined records take, as counted against index.quarantine_max_bytes"
+    );
+    metrics::describe_counter!(
         "vigil_source_errors_total",
         "Failed reads or deliveries of a pulled source, per source"
     );

@@ -39,7 +39,10 @@ pub use lifecycle::{
 pub use partition::{
     PartitionKey, PartitionScheme, TimeSpan, DEFAULT_FUTURE_SKEW_SECONDS, EARLIEST_PLAUSIBLE_TIME,
 };
-pub use quarantine::{QuarantineFilter, MAX_QUARANTINED};
+pub use quarantine::{
+    QuarantineFilter, QuarantineLimits, QuarantinePage, QuarantineRecord, DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES, DEFAULT_PAGE_BYTES, MAX_QUARANTINED, MAX_REASON_BYTES,
+};
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
 };
@@ -110,6 +113,8 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// Most event partitions kept open for searching at once.
     pub max_open_partitions: usize,
+    /// How much of each quarantined record, and of all of them, is kept.
+    pub quarantine: QuarantineLimits,
     /// How far past its arrival an event's own time may lie before it is flagged
     /// `time_suspect` and indexed at its arrival instead (see [`TimeSpan`] and the notes in
     /// the partition module).
@@ -125,6 +130,7 @@ impl Default for StoreOptions {
             retention: Retention::default(),
             read_only: false,
             max_open_partitions: 64,
+            quarantine: QuarantineLimits::default(),
             future_skew: Duration::seconds(DEFAULT_FUTURE_SKEW_SECONDS),
             retention_interval: std::time::Duration::from_secs(60),
         }
@@ -179,7 +185,8 @@ impl Store {
         )?
         .with_future_skew(options.future_skew);
         let lifecycle = Lifecycle::open(&dir.join(LIFECYCLE_DB), read_only)?;
-        let quarantine = QuarantineLog::open(&dir.join(QUARANTINE_DB), read_only)?;
+        let quarantine =
+            QuarantineLog::open(&dir.join(QUARANTINE_DB), read_only, options.quarantine)?;
         let store = Store {
             events,
             alerts,
@@ -459,8 +466,9 @@ impl Store {
         self.quarantine.add(records)
     }
 
-    /// Quarantined records, newest first.
-    pub fn quarantined(&self, filter: &QuarantineFilter) -> Result<Vec<Quarantined>, StoreError> {
+    /// One page of quarantined records, newest first, each record's raw bytes cut to what
+    /// the quarantine keeps of it (see [`QuarantineLimits`]).
+    pub fn quarantined(&self, filter: &QuarantineFilter) -> Result<QuarantinePage, StoreError> {
         self.quarantine.list(filter)
     }
 

@@ -2,7 +2,7 @@
 //! `GET /api/v1/search/histogram` (`q`, `from`, `to`), `GET /api/v1/search/facets` (`q`,
 //! `field`, `from`, `to`, `size`), and the alerts: `GET /api/v1/alerts` (`status`, `level`,
 //! `rule`, `q`, `limit`), `GET` and `PATCH /api/v1/alerts/{id}`, and
-//! `GET /api/v1/alerts/{id}/events`.
+//! `GET /api/v1/alerts/{id}/events`, and `GET /api/v1/quarantine` (`source`, `limit`, `cursor`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -16,6 +16,7 @@ use serde_json::json;
 use vigil_event::Level;
 use vigil_store::{
     parse_time, AlertChange, AlertFilter, AlertStatus, QuarantineFilter, SearchRequest, StoreError,
+    DEFAULT_PAGE_BYTES,
 };
 
 use crate::{call_store, CallError, UiState};
@@ -52,9 +53,15 @@ const API_ACTOR: &str = "api";
 struct QuarantineParams {
     source: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
-/// Records that could not become events, newest first; `raw` is base64.
+/// Records that could not become events, newest first, a page at a time:
+/// `{"records": [...], "next_cursor": "..."}`. Each record's `raw` is the base64 of the first
+/// bytes the quarantine keeps of it, with `raw_len`, `raw_truncated` and `raw_blake3` telling
+/// of the whole. A page holds at most `limit` records (up to 1000) and
+/// [`DEFAULT_PAGE_BYTES`] of raw bytes and reasons, whichever comes first, so its size does
+/// not follow what senders had rejected; `cursor` continues it.
 async fn list_quarantined(
     State(state): State<UiState>,
     Query(params): Query<QuarantineParams>,
@@ -62,10 +69,12 @@ async fn list_quarantined(
     let filter = QuarantineFilter {
         source: params.source.filter(|s| !s.trim().is_empty()),
         limit: clamp_limit(params.limit),
+        cursor: params.cursor,
+        max_page_bytes: DEFAULT_PAGE_BYTES,
     };
     let store = state.store.clone();
     match call_store(move || store.quarantined(&filter)).await {
-        Ok(records) => Json(json!({ "records": records })).into_response(),
+        Ok(page) => Json(page).into_response(),
         Err(error) => error_response(error),
     }
 }
