@@ -12,18 +12,89 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
 use vigil_bus::{Bus, Checkpoint, Delivery, Message, Topics};
-use vigil_detect::{CorrelationMatch, CorrelationRule, Detection, Detector, Engine, Rule};
+use vigil_detect::{CorrelationMatch, CorrelationRule, Detection, Detector, Engine, Limits, Rule};
 use vigil_event::{Alert, Event, Quarantined, Source};
 
 use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
 
 pub const GROUP: &str = "detect";
 const BATCH: usize = 1000;
+/// Late events and evicted groups are logged at most this often (and counted always), so a
+/// flood of them cannot flood the log.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The `[detect]` settings: how late events may arrive for the live correlation windows, and
+/// how many groups each correlation keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// How far, in milliseconds, one source's events may lag behind the newest event of any
+    /// source and still be correlated in the live windows. An event further behind (or older
+    /// than its own source's newest event by more than a correlation's timespan) is late: it
+    /// is counted in `vigil_detect_late_events_total{source}`, rules still match it, and it
+    /// is correlated only with other late events.
+    pub max_stream_lag_ms: u64,
+    /// Groups (distinct group-by values) kept per correlation rule. One-off groups are
+    /// evicted before groups that are counting up; evictions are counted in
+    /// `vigil_detect_correlation_evictions_total{rule}`.
+    pub max_groups: usize,
+    /// Groups kept per correlation rule for late events; 0 drops late events from
+    /// correlations (they still match rules).
+    pub max_late_groups: usize,
+}
+
+/// The largest `max_stream_lag_ms`: a lagging source keeps windows open this long at most.
+const MAX_STREAM_LAG_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// The largest `max_groups` and `max_late_groups`, so a typo cannot let state grow unbounded.
+const MAX_GROUPS: usize = 1_000_000;
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        DetectConfig {
+            max_stream_lag_ms: u64::try_from(limits.max_stream_lag).unwrap_or(0),
+            max_groups: limits.max_groups,
+            max_late_groups: limits.max_late_groups,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// The detector's limits, or a message naming the setting that is out of range.
+    pub fn limits(&self) -> Result<Limits, String> {
+        if self.max_stream_lag_ms > MAX_STREAM_LAG_MS {
+            return Err(format!(
+                "detect.max_stream_lag_ms is {}; at most {MAX_STREAM_LAG_MS} (30 days)",
+                self.max_stream_lag_ms
+            ));
+        }
+        if !(1..=MAX_GROUPS).contains(&self.max_groups) {
+            return Err(format!(
+                "detect.max_groups is {}; use 1 to {MAX_GROUPS}",
+                self.max_groups
+            ));
+        }
+        if self.max_late_groups > MAX_GROUPS {
+            return Err(format!(
+                "detect.max_late_groups is {}; use 0 to {MAX_GROUPS}",
+                self.max_late_groups
+            ));
+        }
+        Ok(Limits {
+            max_stream_lag: i64::try_from(self.max_stream_lag_ms).unwrap_or(i64::MAX),
+            max_groups: self.max_groups,
+            max_late_groups: self.max_late_groups,
+            ..Limits::default()
+        })
+    }
+}
 
 /// What detection made of one batch of deliveries.
 #[derive(Default)]
@@ -34,11 +105,16 @@ struct BatchOutcome {
     events: u64,
     /// Partitions whose correlation state this batch changed.
     touched: BTreeSet<u32>,
+    /// Events late for the live correlation windows, by source label.
+    late: BTreeMap<String, u64>,
+    /// Correlation groups evicted, by correlation rule id.
+    evicted: BTreeMap<String, u64>,
 }
 
 /// A detector per partition of the events topic, each knowing the next offset it expects.
 struct PartitionDetectors {
     engine: Engine,
+    limits: Limits,
     correlating: bool,
     topic: String,
     partitions: HashMap<u32, PartitionDetector>,
@@ -50,13 +126,79 @@ struct PartitionDetector {
     /// partition was replayed or processed by another process meanwhile, so the state in
     /// memory is not the state for that offset and is loaded again.
     next_offset: Option<u64>,
+    /// Per correlation, the groups evicted so far as last reported; the detector's counters
+    /// persist with its state, so only what grows beyond them is new.
+    evicted: Vec<u64>,
+}
+
+impl PartitionDetector {
+    fn new(detector: Detector) -> Self {
+        let evicted = evicted_groups(&detector);
+        PartitionDetector {
+            detector,
+            next_offset: None,
+            evicted,
+        }
+    }
+
+    /// Adds the groups evicted since the last call to `out`, by correlation rule id.
+    fn report_evictions(&mut self, out: &mut BTreeMap<String, u64>) {
+        let now = evicted_groups(&self.detector);
+        for (index, (&now, before)) in now.iter().zip(&self.evicted).enumerate() {
+            if now > *before {
+                let id = &self.detector.engine().correlations()[index].id;
+                *out.entry(id.clone()).or_default() += now - before;
+            }
+        }
+        self.evicted = now;
+    }
+}
+
+fn evicted_groups(detector: &Detector) -> Vec<u64> {
+    (0..detector.engine().correlations().len())
+        .map(|index| detector.counters(index).map_or(0, |c| c.evicted_groups))
+        .collect()
+}
+
+/// Logs a summary of counts at most once per [`LOG_EVERY`], adding up what came between.
+struct Throttled {
+    what: &'static str,
+    pending: BTreeMap<String, u64>,
+    last: Option<Instant>,
+}
+
+impl Throttled {
+    fn new(what: &'static str) -> Self {
+        Throttled {
+            what,
+            pending: BTreeMap::new(),
+            last: None,
+        }
+    }
+
+    fn add(&mut self, counts: &BTreeMap<String, u64>) {
+        if counts.is_empty() {
+            return;
+        }
+        tracing::debug!(counts = ?counts, "{}", self.what);
+        for (name, count) in counts {
+            *self.pending.entry(name.clone()).or_default() += count;
+        }
+        if self.last.is_none_or(|last| last.elapsed() >= LOG_EVERY) {
+            let total: u64 = self.pending.values().sum();
+            tracing::warn!(total, counts = ?self.pending, "{}", self.what);
+            self.pending.clear();
+            self.last = Some(Instant::now());
+        }
+    }
 }
 
 impl PartitionDetectors {
-    fn new(engine: Engine, topic: &str) -> Self {
+    fn new(engine: Engine, limits: Limits, topic: &str) -> Self {
         PartitionDetectors {
             correlating: !engine.correlations().is_empty(),
             engine,
+            limits,
             topic: topic.to_owned(),
             partitions: HashMap::new(),
         }
@@ -96,7 +238,7 @@ impl PartitionDetectors {
     /// Installs a detector for `partition` holding `state`, the last saved for it. State that
     /// cannot be used is reported and replaced by empty windows.
     fn install(&mut self, partition: u32, state: Option<Bytes>) {
-        let mut detector = Detector::new(self.engine.clone());
+        let mut detector = Detector::with_limits(self.engine.clone(), self.limits);
         if let Some(bytes) = state {
             match detector.restore(&bytes) {
                 Ok(report) => {
@@ -111,17 +253,12 @@ impl PartitionDetectors {
                 }
                 Err(error) => {
                     tracing::error!(partition, %error, "correlation state unusable; starting empty");
-                    detector = Detector::new(self.engine.clone());
+                    detector = Detector::with_limits(self.engine.clone(), self.limits);
                 }
             }
         }
-        self.partitions.insert(
-            partition,
-            PartitionDetector {
-                detector,
-                next_offset: None,
-            },
-        );
+        self.partitions
+            .insert(partition, PartitionDetector::new(detector));
     }
 }
 
@@ -129,9 +266,17 @@ pub async fn run_detection(
     bus: Arc<dyn Bus>,
     topics: Topics,
     engine: Engine,
+    limits: Limits,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let mut detectors = PartitionDetectors::new(engine, &topics.events);
+    let mut detectors = PartitionDetectors::new(engine, limits, &topics.events);
+    let mut late_log = Throttled::new(
+        "events arrived too late for the live correlation windows; \
+         they were matched by rules and correlated only among late events",
+    );
+    let mut eviction_log = Throttled::new(
+        "correlation groups evicted at detect.max_groups (or max_late_groups), by rule id",
+    );
     let mut subscription = bus.subscribe(&topics.events, GROUP).await?;
     while !stopping(&shutdown) {
         let Some(batch) = retry!(
@@ -230,6 +375,16 @@ pub async fn run_detection(
             metrics::counter!("vigil_quarantined_total", "source" => "bus")
                 .increment(outcome.quarantined.len() as u64);
         }
+        for (source, &count) in &outcome.late {
+            metrics::counter!("vigil_detect_late_events_total", "source" => source.clone())
+                .increment(count);
+        }
+        for (rule, &count) in &outcome.evicted {
+            metrics::counter!("vigil_detect_correlation_evictions_total", "rule" => rule.clone())
+                .increment(count);
+        }
+        late_log.add(&outcome.late);
+        eviction_log.add(&outcome.evicted);
     }
     Ok(())
 }
@@ -247,13 +402,10 @@ fn detect_batch(
         let correlating = detectors.correlating;
         let engine = &detectors.engine;
         // run_detection installs a detector for each partition of a batch before this runs.
-        let partition = detectors
-            .partitions
-            .entry(slot)
-            .or_insert_with(|| PartitionDetector {
-                detector: Detector::new(engine.clone()),
-                next_offset: None,
-            });
+        let limits = detectors.limits;
+        let partition = detectors.partitions.entry(slot).or_insert_with(|| {
+            PartitionDetector::new(Detector::with_limits(engine.clone(), limits))
+        });
         partition.next_offset = Some(delivery.offset + 1);
         let detector = &mut partition.detector;
         let event = serde_json::from_slice::<Event>(&delivery.payload)
@@ -273,15 +425,20 @@ fn detect_batch(
                 // Each source is its own stream, with its own watermark, so a source that lags
                 // another still correlates.
                 let time = event.time.min(event.received).timestamp_millis();
-                let detections = detector.process_stream(
+                let evaluation = detector.evaluate(
                     &event.source.name,
                     time,
                     Some(event.id),
                     &event.logsource,
                     &document,
                 );
+                if evaluation.late_inputs > 0 {
+                    // Source names are the sender's: the label is bounded like ingest's.
+                    let label = vigil_ingest::source_label(&event.source.name);
+                    *outcome.late.entry(label).or_default() += 1;
+                }
                 let engine = detector.engine();
-                for detection in detections {
+                for detection in evaluation.detections {
                     outcome.alerts.push(match detection {
                         Detection::Rule { rule } => {
                             rule_alert(&engine.rules()[rule], &event, detected)
@@ -308,6 +465,11 @@ fn detect_batch(
                     raw: delivery.payload.to_vec(),
                 });
             }
+        }
+    }
+    for &slot in &outcome.touched {
+        if let Some(partition) = detectors.partitions.get_mut(&slot) {
+            partition.report_evictions(&mut outcome.evicted);
         }
     }
     outcome
@@ -363,4 +525,55 @@ fn to_messages<T: serde::Serialize>(items: &[T], key: impl Fn(&T) -> &String) ->
             Message::new(key(item).as_bytes().to_vec(), payload)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_settings_become_limits_within_their_bounds() {
+        let limits = DetectConfig::default().limits().unwrap();
+        assert_eq!(limits, Limits::default());
+        let custom = DetectConfig {
+            max_stream_lag_ms: 3_600_000,
+            max_groups: 50,
+            max_late_groups: 0,
+        };
+        let limits = custom.limits().unwrap();
+        assert_eq!(
+            (
+                limits.max_stream_lag,
+                limits.max_groups,
+                limits.max_late_groups
+            ),
+            (3_600_000, 50, 0)
+        );
+        for (bad, setting) in [
+            (
+                DetectConfig {
+                    max_stream_lag_ms: u64::MAX,
+                    ..DetectConfig::default()
+                },
+                "detect.max_stream_lag_ms",
+            ),
+            (
+                DetectConfig {
+                    max_groups: 0,
+                    ..DetectConfig::default()
+                },
+                "detect.max_groups",
+            ),
+            (
+                DetectConfig {
+                    max_late_groups: usize::MAX,
+                    ..DetectConfig::default()
+                },
+                "detect.max_late_groups",
+            ),
+        ] {
+            let message = bad.limits().unwrap_err();
+            assert!(message.starts_with(setting), "{message}");
+        }
+    }
 }

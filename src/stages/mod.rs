@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vigil_bus::{Delivery, Subscription};
 
-pub use detect::{run_detection, GROUP as DETECT_GROUP};
+pub use detect::{run_detection, DetectConfig, GROUP as DETECT_GROUP};
 pub use index::{run_indexer, run_retention, IndexTarget};
 pub use notify::run_notifier;
 
