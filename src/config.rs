@@ -45,10 +45,6 @@ pub struct Config {
     /// Where alerts are sent as they are raised.
     #[serde(default)]
     pub notify: vigil_notify::NotifyConfig,
-    /// How late events may arrive for the live correlation windows, and how many groups each
-    /// correlation keeps.
-    #[serde(default)]
-    pub detect: crate::stages::DetectConfig,
     /// Deadlines and the connection cap of the HTTP listener.
     #[serde(default)]
     pub server: crate::server::ServerConfig,
@@ -362,6 +358,11 @@ pub struct IndexConfig {
     pub retention_days: Option<u64>,
     /// Then the oldest partitions are removed until the events fit in this many bytes.
     pub retention_max_bytes: Option<u64>,
+    /// How often retention looks for partitions to remove.
+    pub retention_interval_ms: u64,
+    /// How far past its arrival an event's own time may lie before it is flagged
+    /// `time_suspect` and indexed at its arrival instead.
+    pub future_skew_secs: u64,
     /// Bytes kept of each quarantined record; its full length and blake3 hash are kept too.
     pub quarantine_max_record_bytes: usize,
     /// Bytes all quarantined records may take; the oldest are evicted past it.
@@ -384,7 +385,6 @@ impl Default for Config {
             roles: default_roles(),
             bus: BusConfig::default(),
             notify: Default::default(),
-            detect: Default::default(),
             server: Default::default(),
         }
     }
@@ -419,6 +419,8 @@ impl Default for IndexConfig {
             partition: "day".into(),
             retention_days: None,
             retention_max_bytes: None,
+            retention_interval_ms: 60_000,
+            future_skew_secs: vigil_store::DEFAULT_FUTURE_SKEW_SECONDS as u64,
             quarantine_max_record_bytes: vigil_store::DEFAULT_MAX_RECORD_BYTES,
             quarantine_max_bytes: vigil_store::DEFAULT_MAX_TOTAL_BYTES,
         }
@@ -443,12 +445,21 @@ impl IndexConfig {
             })
             .map(|age| age.ok_or("index.retention_days is too large"))
             .transpose()?;
+        let future_skew = i64::try_from(self.future_skew_secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .ok_or("index.future_skew_secs is too large")?;
+        if self.retention_interval_ms == 0 {
+            return Err("index.retention_interval_ms must be above 0".into());
+        }
         Ok(vigil_store::StoreOptions {
             partition,
             retention: vigil_store::Retention {
                 max_age,
                 max_bytes: self.retention_max_bytes,
             },
+            future_skew,
+            retention_interval: std::time::Duration::from_millis(self.retention_interval_ms),
             quarantine: vigil_store::QuarantineLimits {
                 max_record_bytes: self.quarantine_max_record_bytes,
                 max_total_bytes: self.quarantine_max_bytes,
@@ -511,7 +522,6 @@ fn is_config_key(key: &str) -> bool {
         "sources",
         "roles",
         "bus",
-        "detect",
         "server",
     ];
     let top = key.split("__").next().unwrap_or_default();

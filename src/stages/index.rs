@@ -25,7 +25,13 @@ impl IndexTarget for Event {
     const GROUP: &'static str = "index";
     const METRIC: &'static str = "vigil_events_indexed_total";
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
-        store.index_events(items)
+        store.index_events(items)?;
+        // The store counts what it did not take as sent: resends whose id another partition
+        // holds, and events whose own time is absurd (flagged `time_suspect`).
+        let stats = store.partition_stats()?;
+        metrics::counter!("vigil_index_duplicate_ids_total").absolute(stats.duplicates_skipped);
+        metrics::counter!("vigil_index_suspect_times_total").absolute(stats.suspect_times);
+        Ok(())
     }
 }
 
@@ -131,13 +137,12 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// How often retention looks for partitions to remove. Partitions are at least an hour long,
-/// so a minute's delay keeps at most a minute's worth of extra data.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Removes event partitions past the configured retention, once a minute until shutdown.
+/// Removes event partitions past the configured retention, every
+/// `index.retention_interval_ms` (a minute by default) until shutdown. Partitions are at least
+/// an hour long, so a minute's delay keeps at most a minute's worth of extra data.
 pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<()> {
     let retention = store.options().retention;
+    let interval = store.options().retention_interval;
     if retention.max_age.is_none() && retention.max_bytes.is_none() {
         // The stage set treats a stage that ends before shutdown as a failure, so an idle
         // retention stage waits for shutdown like the others.
@@ -169,7 +174,7 @@ pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<
             Err(error) => tracing::error!(%error, "retention failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() {
                     return Ok(());
