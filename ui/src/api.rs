@@ -141,9 +141,16 @@ async fn patch_alert(
 async fn alert_events(State(state): State<UiState>, Path(id): Path<String>) -> Response {
     let store = state.store.clone();
     match call_store(move || store.alert_events(&id)).await {
-        Ok(events) => Json(json!({ "events": events })).into_response(),
+        // Serialized straight to bytes, so each record's raw JSON is written as it came;
+        // json! would parse it first, and panic on what serde_json refuses (1e400, "\ud800").
+        Ok(events) => Json(AlertEvents { events }).into_response(),
         Err(error) => error_response(error),
     }
+}
+
+#[derive(serde::Serialize)]
+struct AlertEvents {
+    events: Vec<vigil_event::Event>,
 }
 
 #[derive(Debug, Deserialize)]
