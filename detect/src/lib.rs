@@ -213,6 +213,18 @@ pub fn parse_rules(text: &str, origin: &str) -> ParsedRules {
     parse_rules_with(text, origin, &LoadOptions::default())
 }
 
+/// Refuses YAML whose lists and mappings nest deeper than any rule needs (64 levels), by
+/// scanning the parser's events without building a tree. Rules, filters and pipelines are
+/// checked as they load; this is for YAML that another loader reads afterwards (rule test
+/// files), since a tree that deep overflows the stack of whatever walks or drops it.
+pub fn check_yaml_depth(text: &str, origin: &str) -> Result<(), RuleError> {
+    yaml::check_depth(text).map_err(|err| RuleError {
+        origin: origin.to_owned(),
+        line: err.line,
+        message: err.message,
+    })
+}
+
 /// [`parse_rules`] with [`LoadOptions`], such as the values of placeholders.
 pub fn parse_rules_with(text: &str, origin: &str, options: &LoadOptions) -> ParsedRules {
     let mut parsed = ParsedRules::default();

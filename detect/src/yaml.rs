@@ -97,6 +97,36 @@ pub(crate) fn load_documents(text: &str) -> Vec<Result<Document, YamlError>> {
     out
 }
 
+/// Refuses a stream whose lists and mappings nest deeper than [`MAX_DEPTH`], scanning the
+/// parser's events without building anything: for YAML that another loader reads afterwards.
+/// Syntax errors are left for that loader to report.
+pub(crate) fn check_depth(text: &str) -> Result<(), YamlError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::SequenceStart(..) | Event::MappingStart(..), mark)) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep(mark.line().max(1)));
+                }
+            }
+            Ok((Event::SequenceEnd | Event::MappingEnd, _)) => depth = depth.saturating_sub(1),
+            Ok((Event::StreamEnd, _)) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn too_deep(line: usize) -> YamlError {
+    YamlError {
+        line,
+        message: format!(
+            "lists and mappings nest deeper than {MAX_DEPTH} levels; rules need far fewer"
+        ),
+    }
+}
+
 /// Cuts a stream before each document-start line (`---` alone or followed by a space), keeping
 /// directives (`%YAML`, `%TAG`) with the document they precede. Returns each piece with the
 /// number of lines before it.
@@ -246,13 +276,7 @@ impl Builder {
                 })
             }
             Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
-                Err(YamlError {
-                    line,
-                    message: format!(
-                        "lists and mappings nest deeper than {MAX_DEPTH} levels; \
-                         rules need far fewer"
-                    ),
-                })
+                Err(too_deep(line))
             }
             Event::SequenceStart(..) => {
                 self.stack.push(Frame::Seq {
@@ -501,5 +525,17 @@ mod tests {
         let flow = format!("a: {}1{}\n", "[".repeat(300_000), "]".repeat(300_000));
         let err = load_documents(&flow).remove(0).unwrap_err();
         assert_eq!(err.line, 1);
+        // The scan for other loaders agrees, on every document of a stream.
+        let block = format!("a:\n  b:\n    - {}x\n", "- ".repeat(300_000));
+        assert_eq!(
+            check_depth(&block),
+            Err(load_documents(&block).remove(0).unwrap_err())
+        );
+        let deep_second = format!("a: 1\n---\nb:\n  {}x\n", "- ".repeat(MAX_DEPTH));
+        assert_eq!(check_depth(&deep_second).unwrap_err().line, 4);
+        assert_eq!(
+            check_depth(&format!("a:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1))),
+            Ok(())
+        );
     }
 }

@@ -401,6 +401,9 @@ fn raised(engine: &Engine, target: Target, case: &Case) -> Result<bool, String> 
 }
 
 fn parse_test_file(text: &str) -> Result<TestFile, String> {
+    // The loader's tree recurses once per level as it is converted and dropped.
+    vigil_detect::check_yaml_depth(text, "")
+        .map_err(|e| format!("line {}: {}", e.line, e.message))?;
     let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     let [document] = documents.as_slice() else {
         return Err("a test file holds exactly one YAML document".into());

@@ -196,3 +196,32 @@ fn a_deeply_nested_rule_is_refused_with_its_file_and_line() {
         "the other file still loads: {text}"
     );
 }
+
+#[test]
+fn a_deeply_nested_rule_test_file_is_refused_with_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deep.yml"), deep_rule(1)).unwrap();
+    let tests = dir.path().join("deep.tests.yml");
+    let text = format!(
+        "match:\n  - event:\n      kind:\n        {}x\n",
+        "- ".repeat(300_000)
+    );
+    std::fs::write(&tests, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["rules", "test"])
+        .arg(dir.path())
+        .env("VIGIL_LOG", "warn")
+        .output()
+        .expect("vigil runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("{}: line 4: ", tests.display())),
+        "the message names the file and line: {text}"
+    );
+    assert!(text.contains("nest deeper than 64 levels"), "{text}");
+}
