@@ -84,32 +84,32 @@ fn is_cloudtrail_stream(log_stream: &str) -> bool {
 }
 
 /// Tells CloudTrail, audit and WAF records from other JSON by the keys only they carry.
+///
+/// The keys are read with the record parser's top level, whose verdict ingest applies: a
+/// shape derived with serde would refuse a repeated key or a lone surrogate anywhere in its
+/// keys, and the record would lose its logsource, and every rule for it, to one padded key.
 fn recognise_json(message: &str) -> SourceSpec {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Shape {
-        event_version: Option<serde::de::IgnoredAny>,
-        event_source: Option<serde::de::IgnoredAny>,
-        kind: Option<String>,
-        #[serde(rename = "auditID")]
-        audit_id: Option<serde::de::IgnoredAny>,
-        webacl_id: Option<serde::de::IgnoredAny>,
-    }
-    let Ok(shape) = serde_json::from_str::<Shape>(message) else {
-        let mut generic = SourceSpec::generic();
-        generic.kind = "cloudwatch".into();
-        return generic;
-    };
-    if shape.event_version.is_some() && shape.event_source.is_some() {
-        SourceSpec::cloudtrail()
-    } else if shape.kind.as_deref() == Some("Event") && shape.audit_id.is_some() {
-        SourceSpec::kubernetes_audit()
-    } else if shape.webacl_id.is_some() {
-        SourceSpec::waf()
-    } else {
+    let generic = || {
         let mut generic = SourceSpec::generic();
         generic.kind = "cloudwatch".into();
         generic
+    };
+    let Ok(top) = vigil_event::json::check_object(message) else {
+        return generic();
+    };
+    // A key whose value is null counts as absent, as an `Option` field reads it.
+    let has = |key: &str| top.get(key).is_some_and(|raw| raw != "null");
+    let kind = top
+        .get("kind")
+        .and_then(|raw| serde_json::from_str::<String>(raw).ok());
+    if has("eventVersion") && has("eventSource") {
+        SourceSpec::cloudtrail()
+    } else if kind.as_deref() == Some("Event") && has("auditID") {
+        SourceSpec::kubernetes_audit()
+    } else if has("webaclId") {
+        SourceSpec::waf()
+    } else {
+        generic()
     }
 }
 
@@ -196,6 +196,36 @@ mod tests {
         }]);
         let spec = r.recognise("/org/trail", "web-1", stripped);
         assert_eq!(spec.logsource.service.as_deref(), Some("cloudtrail"));
+    }
+
+    #[test]
+    fn padded_keys_do_not_hide_what_a_record_is() {
+        let r = LogGroupRecogniser::default();
+        for trail in [
+            r#"{"eventVersion":"1.10","eventSource":"cloudtrail.amazonaws.com","eventVersion":"1.10"}"#,
+            r#"{"eventVersion":"1.10","k\ud800":1,"eventSource":"cloudtrail.amazonaws.com"}"#,
+            r#"{"eventVersion":"1.10","eventSource":"cloudtrail.amazonaws.com","pad":1e400}"#,
+        ] {
+            assert_eq!(
+                r.recognise("/org/custom", "s", trail).kind,
+                "cloudtrail",
+                "{trail}"
+            );
+        }
+        let audit = r#"{"kind":"Event","auditID":"a","\udc00":[],"kind":"Event"}"#;
+        assert_eq!(r.recognise("/k8s", "s", audit).kind, "kubernetes-audit");
+        // A null key is absent, and broken JSON is generic.
+        for other in [
+            r#"{"eventVersion":null,"eventSource":"cloudtrail.amazonaws.com"}"#,
+            r#"{"eventVersion":"1.10","eventSource":"x","#,
+            r#"{"kind":"\ud800","auditID":"a"}"#,
+        ] {
+            assert_eq!(
+                r.recognise("/org/custom", "s", other).kind,
+                "cloudwatch",
+                "{other}"
+            );
+        }
     }
 
     #[test]
