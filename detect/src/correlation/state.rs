@@ -355,8 +355,9 @@ impl CorrelationWindow {
         let protected = was.0 || protect;
         group.recency = (protected, seq);
         let now = group.recency;
-        self.recency.remove(&was);
-        self.recency.insert(now, key.to_vec());
+        // The stored key moves to its new place rather than being copied.
+        let stored = self.recency.remove(&was).unwrap_or_else(|| key.to_vec());
+        self.recency.insert(now, stored);
         if protected && !was.0 {
             self.protected += 1;
             if self.protected > Self::protected_cap(max_groups) {
