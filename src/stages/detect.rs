@@ -9,6 +9,12 @@
 //!
 //! Correlations therefore combine events within one partition. With the embedded bus there is
 //! one; with Kafka, a correlation across sources needs those sources in the same partition.
+//!
+//! Event times are the sender's. An event too late for the live correlation windows (see
+//! [`vigil_detect::Detector`]) is still matched by every rule, correlated only among other late
+//! events, counted in `vigil_detect_late_events_total{source}` and logged at most once a
+//! minute. Groups evicted because a correlation held `detect.max_groups` are counted in
+//! `vigil_detect_correlation_evictions_total{rule}` and logged the same way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
