@@ -4,13 +4,18 @@
 //! Slow and numerous clients are bounded here (see [`ServerConfig`]): a connection must send
 //! its request head within `header_read_timeout_ms` (which is also how long an idle
 //! keep-alive connection stays open), a request its body within `body_read_timeout_ms`, and
-//! at most `max_connections` connections are served at once; more wait in the listen backlog.
+//! at most `max_connections` connections are served at once. At the cap, the oldest
+//! connection with no authenticated request in flight (a half-sent head, an idle or refused
+//! client) is closed to make room for the newcomer, so strangers cannot lock senders out;
+//! only when every connection carries authenticated work does a newcomer wait for room.
 //! Push bodies are read before a request takes one of ingest's turns, so senders that stall
 //! mid-body hold only the bytes they sent, never the turns other senders need.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,7 +35,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -50,7 +55,8 @@ pub struct ServerConfig {
     /// A request must send its whole body within this time, counted from its head; then it
     /// gets 408 and its connection is closed.
     pub body_read_timeout_ms: u64,
-    /// Connections served at once; further ones wait in the kernel's listen backlog.
+    /// Connections served at once. A newcomer past it closes the oldest connection without
+    /// an authenticated request in flight, or waits while there is none.
     pub max_connections: usize,
 }
 
@@ -148,7 +154,10 @@ pub fn router(
         open = open.merge(vigil_ui::page_router(ui));
     }
     // Every /api/v1 route, whichever crate serves it, sits behind the bearer token.
-    let api = api.layer(middleware::from_fn_with_state(token, require_bearer));
+    // Inside it, authenticated requests mark their connection as one not to close at the cap.
+    let api = api
+        .layer(middleware::from_fn(count_authenticated))
+        .layer(middleware::from_fn_with_state(token, require_bearer));
     let mut router = Router::new()
         .merge(api)
         .merge(open)
@@ -172,6 +181,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(config.max_connections));
+    let registry = Arc::new(Registry::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper enforces the head deadline only with a timer; axum::serve sets none.
     http.timer(TokioTimer::new())
@@ -183,13 +193,8 @@ pub async fn serve(
         let _ = stop.wait_for(|stop| *stop).await;
     };
     let mut stopped = std::pin::pin!(stopped);
+    let mut next_id: u64 = 0;
     loop {
-        // A free slot first, then accept: at the cap, new connections wait in the backlog
-        // and the ones being served carry on undisturbed.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
-            () = stopped.as_mut() => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -202,16 +207,38 @@ pub async fn serve(
             },
             () = stopped.as_mut() => break,
         };
+        // At the cap, the oldest connection without authenticated work makes room: one that
+        // has not sent a whole head, or sits idle, or was refused. When every connection
+        // carries authenticated work, the new one waits here (and further ones in the
+        // backlog) until one ends; the ones being served carry on undisturbed.
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if registry.close_oldest_unauthenticated() {
+                    metrics::counter!("vigil_http_connections_evicted_total").increment(1);
+                }
+                tokio::select! {
+                    permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+                    () = stopped.as_mut() => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
+        next_id += 1;
+        let id = next_id;
+        let authenticated = InFlight::default();
+        let close = registry.add(id, authenticated.clone());
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let deadline = BodyDeadline(Instant::now() + body_read_timeout);
             let mut request = request.map(|body| Body::new(DeadlineBody::new(body, deadline.0)));
             request.extensions_mut().insert(deadline);
+            request.extensions_mut().insert(authenticated.clone());
             tower::Service::call(&mut app.clone(), request)
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let mut stop = shutdown.clone();
+        let registry = registry.clone();
         served.spawn(async move {
             let _permit: OwnedSemaphorePermit = permit;
             let mut connection = std::pin::pin!(connection);
@@ -220,11 +247,14 @@ pub async fn serve(
             };
             let result = tokio::select! {
                 result = connection.as_mut() => result,
+                // Made room for a newer connection: dropping it closes the socket.
+                _ = close => Ok(()),
                 () = stopping => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
             };
+            registry.remove(id);
             if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
@@ -234,6 +264,122 @@ pub async fn serve(
     drop(listener);
     while served.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The authenticated requests in flight on one connection, counted from when they pass
+/// authentication until their response has been sent.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<AtomicUsize>);
+
+/// Counts one authenticated request while it lives.
+struct InFlightGuard(InFlight);
+
+impl InFlightGuard {
+    fn new(in_flight: InFlight) -> Self {
+        in_flight.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(in_flight)
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The connections being served, oldest first, so that at the cap an unauthenticated one
+/// can be closed to make room.
+#[derive(Default)]
+struct Registry {
+    connections: Mutex<VecDeque<Tracked>>,
+}
+
+struct Tracked {
+    id: u64,
+    authenticated: InFlight,
+    close: oneshot::Sender<()>,
+}
+
+impl Registry {
+    /// Tracks a new connection; the receiver fires when it is to be closed.
+    fn add(&self, id: u64, authenticated: InFlight) -> oneshot::Receiver<()> {
+        let (close, closed) = oneshot::channel();
+        self.lock().push_back(Tracked {
+            id,
+            authenticated,
+            close,
+        });
+        closed
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().retain(|tracked| tracked.id != id);
+    }
+
+    /// Closes the oldest connection with no authenticated request in flight, if any.
+    fn close_oldest_unauthenticated(&self) -> bool {
+        let mut connections = self.lock();
+        let position = connections
+            .iter()
+            .position(|tracked| tracked.authenticated.0.load(Ordering::SeqCst) == 0);
+        match position.and_then(|position| connections.remove(position)) {
+            Some(tracked) => tracked.close.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Tracked>> {
+        // The list stays consistent whatever panicked while holding it.
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Middleware inside authentication: marks the connection as carrying authenticated work
+/// until the response has been sent, so it is never closed to make room for a stranger.
+async fn count_authenticated(request: Request, next: Next) -> Response {
+    let guard = request
+        .extensions()
+        .get::<InFlight>()
+        .cloned()
+        .map(InFlightGuard::new);
+    let response = next.run(request).await;
+    match guard {
+        Some(guard) => response.map(|body| {
+            Body::new(GuardedBody {
+                inner: body,
+                _guard: guard,
+            })
+        }),
+        None => response,
+    }
+}
+
+/// A response body that holds its [`InFlightGuard`] until it is sent or dropped.
+struct GuardedBody {
+    inner: Body,
+    _guard: InFlightGuard,
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// When the body of the request it is attached to must have arrived.
@@ -423,10 +569,15 @@ async fn buffer_firehose_body(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let guard = request
+        .extensions()
+        .get::<InFlight>()
+        .cloned()
+        .map(InFlightGuard::new);
     match buffer_body(&budget, request).await {
         Ok((request, held)) => {
             let response = next.run(request).await;
-            drop(held);
+            drop((held, guard));
             response
         }
         Err(error) => {
@@ -448,4 +599,26 @@ fn closing(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_settings_are_checked() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let with = |change: fn(&mut ServerConfig)| {
+            let mut config = ServerConfig::default();
+            change(&mut config);
+            config.validate()
+        };
+        let error = with(|c| c.header_read_timeout_ms = 0).unwrap_err();
+        assert!(error.contains("server.header_read_timeout_ms"), "{error}");
+        let error = with(|c| c.body_read_timeout_ms = u64::MAX).unwrap_err();
+        assert!(error.contains("server.body_read_timeout_ms"), "{error}");
+        let error = with(|c| c.max_connections = 0).unwrap_err();
+        assert!(error.contains("server.max_connections"), "{error}");
+        assert_eq!(with(|c| c.max_connections = 1), Ok(()));
+    }
 }

@@ -163,79 +163,136 @@ fn stalled_bodies_block_no_other_ingest_and_end_at_the_deadline() {
     );
 }
 
-/// Connections that never finish their request head are closed at the head deadline. While
-/// they fill the connection cap, a connection already being served goes on being served, and
-/// a new one waits for a free place rather than being served past the cap.
+/// A GET /healthz on `stream`, answered promptly.
+fn healthz_on(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&received).ends_with("ok\n") {
+        let n = stream.read(&mut buffer).expect("a prompt answer");
+        assert!(n > 0, "closed early");
+        received.extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// Opens a connection that sends part of a request head, then stalls.
+fn half_sent_head(base: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address(base)).unwrap();
+    stream
+        .write_all(b"POST /api/v1/ingest/cloudtrail HTTP/1.1\r\nHost: vig")
+        .unwrap();
+    stream
+}
+
+/// Connections that never finish their request head, and idle keep-alive connections, are
+/// closed at the head deadline; a connection that keeps sending requests is served.
 #[test]
-fn half_sent_heads_are_closed_and_the_cap_queues_new_connections() {
+fn half_sent_heads_and_idle_connections_are_closed_at_the_head_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let vigil = Vigil::start_with_env(
         &dir.path().join("data"),
-        &[
-            ("VIGIL_SERVER__HEADER_READ_TIMEOUT_MS", "2000"),
-            ("VIGIL_SERVER__MAX_CONNECTIONS", "4"),
-        ],
+        &[("VIGIL_SERVER__HEADER_READ_TIMEOUT_MS", "2000")],
     );
-    let health = b"GET /healthz HTTP/1.1\r\nHost: vigil\r\n\r\n";
-    let read_health = |stream: &mut TcpStream| {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        let mut received = Vec::new();
-        let mut buffer = [0u8; 1024];
-        while !String::from_utf8_lossy(&received).ends_with("ok\n") {
-            let n = stream.read(&mut buffer).expect("a prompt answer");
-            assert!(n > 0, "closed early");
-            received.extend_from_slice(&buffer[..n]);
-        }
-    };
-    // One keep-alive connection being served, then three that stall in their heads: the cap.
-    let mut served = TcpStream::connect(address(&vigil.base)).unwrap();
-    served.write_all(health).unwrap();
-    read_health(&mut served);
-    let stalled_at = Instant::now();
-    let mut stalled: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut stream = TcpStream::connect(address(&vigil.base)).unwrap();
-            stream
-                .write_all(b"POST /api/v1/ingest/cloudtrail HTTP/1.1\r\nHost: vig")
-                .unwrap();
-            stream
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-
-    let base = vigil.base.clone();
-    let queued = std::thread::spawn(move || {
-        let asked = Instant::now();
-        let response = Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap()
-            .get(format!("{base}/healthz"))
-            .send()
-            .expect("a queued connection is served once there is room");
-        (response.status(), asked.elapsed())
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let asked = Instant::now();
-    served.write_all(health).unwrap();
-    read_health(&mut served);
-    assert!(asked.elapsed() < Duration::from_secs(1));
-
+    let mut idle = TcpStream::connect(address(&vigil.base)).unwrap();
+    healthz_on(&mut idle);
+    let mut stalled: Vec<TcpStream> = (0..3).map(|_| half_sent_head(&vigil.base)).collect();
+    let mut busy = TcpStream::connect(address(&vigil.base)).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3000) {
+        healthz_on(&mut busy);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stalled.push(idle);
     for stream in &mut stalled {
-        let (reply, closed) = read_until_closed(stream, Duration::from_secs(10));
-        assert!(closed, "a half-sent head was not closed: {reply:?}");
+        let (reply, closed) = read_until_closed(stream, Duration::from_secs(5));
+        assert!(closed, "a connection was not closed: {reply:?}");
         assert!(
             reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
             "{reply:?}"
         );
     }
-    assert!(stalled_at.elapsed() < Duration::from_secs(8));
-    let (status, waited) = queued.join().unwrap();
-    assert_eq!(status, StatusCode::OK);
-    // It waited for the stalled heads' deadline: the cap held.
-    assert!(waited >= Duration::from_millis(1000), "{waited:?}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+/// At the connection cap, a new connection is served at once: the oldest connection without
+/// authenticated work in flight (a half-sent head, an idle one) is closed to make room, while
+/// one carrying an authenticated upload is kept until its own deadline.
+#[test]
+fn at_the_cap_strangers_make_room_and_authenticated_work_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let vigil = Vigil::start_with_env(
+        &dir.path().join("data"),
+        &[
+            ("VIGIL_SERVER__HEADER_READ_TIMEOUT_MS", "20000"),
+            ("VIGIL_SERVER__BODY_READ_TIMEOUT_MS", "5000"),
+            ("VIGIL_SERVER__MAX_CONNECTIONS", "4"),
+        ],
+    );
+    // The oldest: an authenticated upload, stalled mid-body. Then three half-sent heads.
+    let mut upload = stalled_post(&vigil.base, "/api/v1/ingest/cloudtrail", 2000, 1000);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut heads: Vec<TcpStream> = (0..3).map(|_| half_sent_head(&vigil.base)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Each newcomer is served at once and stays open, idle, so the cap stays full.
+    let started = Instant::now();
+    let mut newcomers: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(address(&vigil.base)).unwrap();
+            healthz_on(&mut stream);
+            stream
+        })
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Three heads made room for the first three; the first newcomer, idle, for the fourth.
+    for stream in heads.iter_mut().chain(newcomers.iter_mut().take(1)) {
+        let (reply, closed) = read_until_closed(stream, Duration::from_secs(1));
+        assert!(closed, "not closed to make room: {reply:?}");
+    }
+    let (reply, closed) = read_until_closed(&mut upload, Duration::from_millis(500));
+    assert!(!closed && reply.is_empty(), "the upload was cut: {reply:?}");
+    healthz_on(&mut newcomers[3]);
+    // Its own deadline still ends it.
+    let (reply, closed) = read_until_closed(&mut upload, Duration::from_secs(10));
+    assert!(closed && reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+}
+
+/// When every connection at the cap carries authenticated work, a new one waits for room
+/// rather than being served past the cap.
+#[test]
+fn at_the_cap_with_only_authenticated_work_new_connections_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let vigil = Vigil::start_with_env(
+        &dir.path().join("data"),
+        &[
+            ("VIGIL_SERVER__BODY_READ_TIMEOUT_MS", "2000"),
+            ("VIGIL_SERVER__MAX_CONNECTIONS", "1"),
+        ],
+    );
+    let mut upload = stalled_post(&vigil.base, "/api/v1/ingest/cloudtrail", 2000, 1000);
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    let response = Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(vigil.url("/healthz"))
+        .send()
+        .expect("served once there is room");
+    assert_eq!(response.status(), StatusCode::OK);
+    let waited = asked.elapsed();
+    assert!(waited >= Duration::from_millis(1200), "{waited:?}");
+    let (reply, closed) = read_until_closed(&mut upload, Duration::from_secs(5));
+    assert!(closed && reply.starts_with("HTTP/1.1 408"), "{reply:?}");
 }
 
 /// `bearer` in lower case is the bearer scheme, and what the API answers is not to be kept
