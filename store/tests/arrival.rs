@@ -315,3 +315,23 @@ fn absurd_times_are_flagged_and_stored_as_sent() {
         );
     }
 }
+
+/// A batch whose events arrived over ten periods (a bus backlog after ten days down) keeps
+/// at most four writers open at once, and loses none of them.
+#[test]
+fn writers_open_at_once_are_bounded() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let events: Vec<Event> = (0..10)
+        .map(|n| {
+            let received = now - Duration::days(i64::from(n));
+            event(n, received, received)
+        })
+        .collect();
+    store.index_events(&events).unwrap();
+    assert!(store.partition_stats().unwrap().open_writers <= 4);
+    store.commit().unwrap();
+    assert_eq!(store.partitions().unwrap().len(), 10);
+    assert_eq!(store.event_count().unwrap(), 10);
+}

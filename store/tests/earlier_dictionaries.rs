@@ -127,3 +127,58 @@ fn a_store_with_fst_dictionaries_is_rewritten_when_opened_for_writing() {
     let restored = Store::open_with(&snapshot, read_only()).unwrap();
     assert_eq!(total(&restored, "objectRef.resource:secrets"), 4);
 }
+
+/// The fixture's partition was cut by event time (the 28th of November) before partitions
+/// followed arrival. After the upgrade it is searched by the span of the event times it
+/// holds, read from its time column, while new events go to a partition of their arrival.
+#[test]
+fn a_partition_cut_by_event_time_is_searched_by_its_span_after_the_upgrade() {
+    use chrono::{Duration, TimeZone, Utc};
+
+    let dir = fixture();
+    let events = dir.path().join("events");
+    let partition = events.join("20261128T000000Z");
+    assert!(!partition.join("vigil-span").exists());
+    let store = Store::open(dir.path()).unwrap();
+    assert!(partition.join("vigil-span").exists(), "recorded on open");
+    let scheme: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(events.join("partitioning.json")).unwrap())
+            .unwrap();
+    assert_eq!(scheme["by"], "arrival", "{scheme}");
+    assert_eq!(scheme["period_seconds"], 86_400, "the period is kept");
+
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap();
+    let within = |from, to| {
+        let request = SearchRequest {
+            from: Some(from),
+            to: Some(to),
+            ..SearchRequest::new("", 1)
+        };
+        store.search(&request).unwrap().total
+    };
+    assert_eq!(within(day(28), day(29)), 159);
+    let searched = || store.partition_stats().unwrap().partitions_searched;
+    let before = searched();
+    assert_eq!(within(day(20), day(27)), 0);
+    assert_eq!(searched(), before, "no partition holds those days");
+
+    // A new event arrives now, dated the 28th: it is found beside the old ones, from the
+    // partition of its arrival.
+    let mut late = store
+        .search(&SearchRequest::new("eventName:ConsoleLogin", 1))
+        .unwrap()
+        .hits
+        .remove(0);
+    late.id = vigil_event::EventId::derive("late arrival", &[b"1"]);
+    late.received = Utc::now();
+    let (from, to) = (
+        late.time - Duration::seconds(1),
+        late.time + Duration::seconds(1),
+    );
+    let before = within(from, to);
+    assert!(before >= 1, "the event it was copied from");
+    store.index_events(std::slice::from_ref(&late)).unwrap();
+    store.commit().unwrap();
+    assert_eq!(store.partitions().unwrap().len(), 2);
+    assert_eq!(within(from, to), before + 1);
+}
