@@ -106,7 +106,11 @@ fn search_dir(args: &SearchArgs) -> Result<Value> {
     let results = store
         .search(&request)
         .map_err(|e| anyhow::anyhow!(user_message(e)))?;
-    Ok(serde_json::to_value(results)?)
+    // Written out and read back with the record parser: hits hold records as they came, with
+    // what serde_json's Value refuses (1e400, "\ud800"), and one such hit must not fail the
+    // whole search.
+    let text = serde_json::to_string(&results)?;
+    Ok(Value::Object(vigil_event::json::parse_object(&text)?))
 }
 
 fn user_message(error: StoreError) -> String {
@@ -141,8 +145,12 @@ fn search_server(server: &str, args: &SearchArgs) -> Result<Value> {
         .send()
         .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
-    let body: Value = response
-        .json()
+    // Read with the record parser, as the hits' records may hold what serde_json refuses.
+    let body = response
+        .text()
+        .ok()
+        .and_then(|text| vigil_event::json::parse_object(&text).ok())
+        .map(Value::Object)
         .with_context(|| format!("{url} answered {status} with something other than JSON"))?;
     if !status.is_success() {
         let message = body["error"].as_str().unwrap_or("no message");
