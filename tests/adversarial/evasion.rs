@@ -133,6 +133,28 @@ fn padded_records_still_raise_their_alerts_and_are_found_by_field() {
     wait_for("the six logins indexed", WAIT, || {
         (total(&vigil, "username:evsurrogate AND event:login_failed") == 6).then_some(())
     });
+    // The CLI finds them too, from the data directory and through the server: one padded hit
+    // must not fail an analyst's search.
+    let data_dir = dir.path().join("data");
+    for place in [
+        vec!["--data-dir", data_dir.to_str().unwrap()],
+        vec!["--server", &vigil.base, "--token", TOKEN],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "search",
+                "eventName:StopLogging AND pad:1e400",
+                "--format",
+                "json",
+            ])
+            .args(&place)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{place:?}: {stderr}");
+        assert!(stdout.contains(&stop_logging), "{place:?}: {stdout}");
+    }
     // The deep text is still there for keyword search.
     assert_eq!(total(&vigil, "evdeepneedle"), 1);
 
