@@ -108,7 +108,7 @@ pub fn backup(args: BackupArgs) -> Result<()> {
         format: FORMAT,
         vigil_version: env!("CARGO_PKG_VERSION").to_owned(),
         created,
-        data_dir,
+        data_dir: data_dir.clone(),
         offsets,
         events,
         partitions: report.partitions,
@@ -121,21 +121,53 @@ pub fn backup(args: BackupArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     File::open(&tmp)?.sync_all()?;
     fs::rename(&tmp, &path)?;
+    sync_dir(&args.dir)?;
     println!(
         "Backed up {} events in {} partitions, the alerts and their triage to {} \
-         ({} files, {:.1} MB, {} of them copied and the rest hard-linked)",
+         ({} files copied, {:.1} MB)",
         events,
         report.partitions,
         args.dir.display(),
         report.files,
         report.bytes as f64 / 1e6,
-        report.copied_not_linked
     );
+    if same_filesystem(&index_dir, &args.dir) {
+        eprintln!(
+            "warning: the backup in {} is on the same filesystem as {}. Its files are copies, \
+             so it survives deleted or damaged files, but not the loss of that filesystem or \
+             its disk: keep a copy of it elsewhere.",
+            args.dir.display(),
+            data_dir.display()
+        );
+    }
     Ok(())
+}
+
+/// Whether `a` and `b` are on one filesystem (one device), so one failure can take both.
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 pub fn restore(args: RestoreArgs) -> Result<()> {
     let manifest_path = args.dir.join(MANIFEST);
+    // Nothing inside a backup is followed out of it (the store's restore checks the rest).
+    if fs::symlink_metadata(&manifest_path).is_ok_and(|m| !m.is_file()) {
+        bail!(
+            "{} is not a regular file (a symbolic link?); a backup holds only regular files \
+             and directories, so this one is refused",
+            manifest_path.display()
+        );
+    }
     let text = fs::read_to_string(&manifest_path).with_context(|| {
         format!(
             "{} is not a complete backup (no {MANIFEST})",
@@ -163,6 +195,7 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
         ));
         fs::rename(&index_dir, &aside)
             .with_context(|| format!("cannot move {} aside", index_dir.display()))?;
+        sync_dir(&data_dir)?;
         println!("The previous index is kept in {}", aside.display());
     }
     vigil_store::backup::restore(&args.dir.join("index"), &index_dir)

@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -82,6 +83,25 @@ fn closed_alert(vigil: &Vigil, id: &str) -> Option<Value> {
         .cloned()
 }
 
+/// Every regular file under `dir`: its path relative to `dir`, device, inode and link count.
+fn files(dir: &Path) -> Vec<(PathBuf, u64, u64, u64)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            if metadata.is_dir() {
+                pending.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().to_path_buf();
+                found.push((name, metadata.dev(), metadata.ino(), metadata.nlink()));
+            }
+        }
+    }
+    found
+}
+
 fn wait_total(vigil: &Vigil, query: &str, expected: u64) {
     wait_for(
         &format!("{expected} events for {query}"),
@@ -148,6 +168,26 @@ fn a_backup_taken_while_running_restores_events_and_triage_without_duplicates() 
     );
     writer.join().unwrap();
     assert!(backup.join("backup.json").exists());
+    // On the same filesystem, the backup still owns its files: none is a link to a live one.
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("same filesystem"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let live = files(&data.join("index"));
+    let copies = files(&backup.join("index"));
+    let mut in_common = 0;
+    for (name, dev, ino, links) in &copies {
+        assert_eq!(*links, 1, "{} has other links", name.display());
+        if let Some((_, live_dev, live_ino, _)) = live.iter().find(|(n, ..)| n == name) {
+            in_common += 1;
+            assert_ne!((dev, ino), (live_dev, live_ino), "{}", name.display());
+        }
+    }
+    assert!(
+        in_common >= 5,
+        "{in_common} files in common with the live index"
+    );
 
     // After the backup: more events and more triage, which a restore may not keep.
     assert_eq!(
@@ -167,6 +207,19 @@ fn a_backup_taken_while_running_restores_events_and_triage_without_duplicates() 
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it"));
     vigil_a.kill();
+
+    // A backup someone slipped a symbolic link into is refused, and nothing is restored.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "not Vigil's").unwrap();
+    let link = backup.join("index").join("alerts").join("stolen");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let tampered = dir.path().join("tampered");
+    let refused = vigil(&["restore", backup.to_str().unwrap()], &tampered);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(!tampered.join("index").exists());
+    std::fs::remove_file(&link).unwrap();
 
     // Into a fresh data directory: what the backup holds, nothing after it (there is no bus
     // to replay), and the triage as it was.
