@@ -91,7 +91,9 @@ const LIFECYCLE_DB: &str = "alerts.sqlite";
 const QUARANTINE_DB: &str = "quarantine.sqlite";
 
 /// How long events are kept. Whole partitions are removed, so an event may outlive
-/// `max_age` by up to one partition period.
+/// `max_age` by up to one partition period. Partitions are cut by arrival, so an event is kept
+/// for `max_age` after Vigil received it, whatever time its record states: an alert raised
+/// on an event dated long ago keeps that event as long as any other.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     /// Remove partitions whose whole period ended longer ago than this.
@@ -297,8 +299,8 @@ impl Store {
         self.events.stats()
     }
 
-    /// Events by id, oldest first as asked, looking back from `until`; ids not found are
-    /// left out.
+    /// Events by id, in the order asked; ids not found are left out. Any partition may hold
+    /// them (events are stored by arrival); those whose events reach `until` are read first.
     pub fn events_by_id(
         &self,
         ids: &[vigil_event::EventId],
