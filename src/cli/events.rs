@@ -40,48 +40,34 @@ pub fn recognise(line: &str, logsource: Option<&LogSource>) -> Result<SourceSpec
 /// python-json-logger's `levelname` with the logger `name` (or the `message`), or structlog's
 /// `event` with `level` and `logger`.
 fn recognise_json(text: &str) -> Result<SourceSpec, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Shape {
-        event_version: Option<serde::de::IgnoredAny>,
-        event_source: Option<serde::de::IgnoredAny>,
-        kind: Option<serde_json::Value>,
-        #[serde(rename = "auditID")]
-        audit_id: Option<serde::de::IgnoredAny>,
-        #[serde(rename = "levelname")]
-        level_name: Option<serde_json::Value>,
-        name: Option<serde::de::IgnoredAny>,
-        message: Option<serde::de::IgnoredAny>,
-        level: Option<serde_json::Value>,
-        event: Option<serde::de::IgnoredAny>,
-        logger: Option<serde::de::IgnoredAny>,
-    }
-    let shape: Shape = serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    Ok(
-        if shape.event_version.is_some() && shape.event_source.is_some() {
-            SourceSpec::cloudtrail()
-        } else if shape.kind.as_ref().and_then(|k| k.as_str()) == Some("Event")
-            && shape.audit_id.is_some()
-        {
-            SourceSpec::kubernetes_audit()
-        } else if (shape.level_name.as_ref().is_some_and(|l| l.is_string())
-            && (shape.name.is_some() || shape.message.is_some()))
-            || (shape.level.as_ref().is_some_and(|l| l.is_string())
-                && shape.event.is_some()
-                && shape.logger.is_some())
-        {
-            SourceSpec::flask_app()
-        } else {
-            let mut spec = SourceSpec::generic();
-            // Unrecognised JSON may still be an audit event without `kind`, so its time fields
-            // are worth a look too.
-            spec.time_fields.extend([
-                "requestReceivedTimestamp".to_owned(),
-                "stageTimestamp".to_owned(),
-            ]);
-            spec
-        },
-    )
+    // The keys are read with the record parser's top level, whose verdict ingest applies
+    // (`vigil run` accepts a line exactly when this does), where a shape derived with serde
+    // would refuse a repeated key or a lone surrogate in a key. A null value counts as absent.
+    let top =
+        vigil_event::json::check_object(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    let has = |key: &str| top.get(key).is_some_and(|raw| raw != "null");
+    let is_string = |key: &str| top.get(key).is_some_and(|raw| raw.starts_with('"'));
+    let kind = top
+        .get("kind")
+        .and_then(|raw| serde_json::from_str::<String>(raw).ok());
+    Ok(if has("eventVersion") && has("eventSource") {
+        SourceSpec::cloudtrail()
+    } else if kind.as_deref() == Some("Event") && has("auditID") {
+        SourceSpec::kubernetes_audit()
+    } else if (is_string("levelname") && (has("name") || has("message")))
+        || (is_string("level") && has("event") && has("logger"))
+    {
+        SourceSpec::flask_app()
+    } else {
+        let mut spec = SourceSpec::generic();
+        // Unrecognised JSON may still be an audit event without `kind`, so its time fields
+        // are worth a look too.
+        spec.time_fields.extend([
+            "requestReceivedTimestamp".to_owned(),
+            "stageTimestamp".to_owned(),
+        ]);
+        spec
+    })
 }
 
 /// One line as an event. `number` (1-based) makes the id, so correlation matches can be
@@ -114,6 +100,26 @@ pub fn line_id(number: usize) -> EventId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_lines_are_recognised_as_vigil_run_reads_them() {
+        let kind = |line: &str| recognise(line, None).map(|spec| spec.kind);
+        for trail in [
+            r#"{"eventVersion":"1.09","eventSource":"cloudtrail.amazonaws.com","eventVersion":"1"}"#,
+            r#"{"eventVersion":"1.09","k\ud800":1,"eventSource":"cloudtrail.amazonaws.com"}"#,
+            r#"{"eventVersion":"1.09","eventSource":"cloudtrail.amazonaws.com","pad":1e400}"#,
+        ] {
+            assert_eq!(kind(trail).unwrap(), "cloudtrail", "{trail}");
+        }
+        let flask = r#"{"levelname":"WARNING","message":"Login failed","\udc00":0,"message":"x"}"#;
+        assert_eq!(kind(flask).unwrap(), "flask-app");
+        assert_eq!(
+            kind(r#"{"eventVersion":null,"eventSource":"s"}"#).unwrap(),
+            "http"
+        );
+        let broken = kind(r#"{"eventVersion":"1.09",}"#).unwrap_err();
+        assert!(broken.starts_with("not a JSON object"), "{broken}");
+    }
 
     #[test]
     fn recognises_by_shape() {
