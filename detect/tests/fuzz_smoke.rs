@@ -406,8 +406,15 @@ fn mutated_snapshots_restore_or_fail_cleanly() {
             event.as_object().unwrap(),
         );
     }
+    // And inputs late for the live windows, so the late groups are mutated too.
+    for i in 0..10i64 {
+        let event = json!({"kind": "a", "user": format!("u{}", i % 3), "n": i});
+        source.process_stream("x", i, None, &logsource, event.as_object().unwrap());
+    }
     let seed = String::from_utf8(source.snapshot()).unwrap();
     assert!(seed.contains("\"streams\""), "{seed}");
+    assert!(seed.contains("\"late_groups\""), "{seed}");
+    assert!(seed.contains("\"protected\""), "{seed}");
     let tokens = [
         "-1",
         "9223372036854775807",
