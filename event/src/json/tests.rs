@@ -76,6 +76,15 @@ fn agrees_with_serde_json_up_to_its_depth_limit() {
     agrees_with_serde(&deepest);
     let deeper = format!("{{\"a\":{}}}", nested(MAX_DEPTH, "\"leaf\""));
     assert!(serde_json::from_str::<Map<String, Value>>(&deeper).is_err());
+    // One container more is where the limit starts, for the parser and the top-level check.
+    let parsed = parse_object_reporting(&deeper).unwrap();
+    assert!(parsed.depth_limited);
+    assert!(check_object(&deeper).unwrap().depth_limited);
+    let mut innermost = &parsed.object["a"];
+    while let Some([item]) = innermost.as_array().map(Vec::as_slice) {
+        innermost = item;
+    }
+    assert_eq!(innermost, &Value::String("[\"leaf\"]".into()));
     agrees_with_serde(&format!("{{\"a\":{}}}", nested(10, "1")));
 }
 
