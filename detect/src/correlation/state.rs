@@ -282,7 +282,7 @@ impl CorrelationWindow {
     fn forget_recency(&mut self, recency: (bool, u64)) {
         self.recency.remove(&recency);
         if recency.0 {
-            self.protected -= 1;
+            self.protected = self.protected.saturating_sub(1);
         }
     }
 
@@ -306,7 +306,7 @@ impl CorrelationWindow {
             };
             if let Some(group) = self.groups.remove(&key) {
                 if group.recency.0 {
-                    self.protected -= 1;
+                    self.protected = self.protected.saturating_sub(1);
                 }
                 self.order.remove(&group.order);
             }
@@ -370,7 +370,7 @@ impl CorrelationWindow {
                     let seq = self.next_seq();
                     self.recency.remove(&recency);
                     self.recency.insert((false, seq), demoted.clone());
-                    self.protected -= 1;
+                    self.protected = self.protected.saturating_sub(1);
                     if let Some(group) = self.groups.get_mut(&demoted) {
                         group.recency = (false, seq);
                     }
