@@ -492,6 +492,10 @@ async fn buffer_body(
         .get::<BodyDeadline>()
         .map(|deadline| deadline.0);
     let (parts, mut body) = request.into_parts();
+    // A declared length past the limit is refused before a byte of it is read.
+    if body.size_hint().lower() > budget.max_body_bytes as u64 {
+        return Err(BufferError::TooLarge(budget.max_body_bytes));
+    }
     let mut buffered = BytesMut::new();
     let mut held: Option<OwnedSemaphorePermit> = None;
     while let Some(frame) = body.frame().await {

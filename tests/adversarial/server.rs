@@ -150,6 +150,10 @@ fn stalled_bodies_block_no_other_ingest_and_end_at_the_deadline() {
         "{:?}",
         asked.elapsed()
     );
+    // A body declared past the limit is refused at once, before it is sent.
+    let mut huge = stalled_post(&vigil.base, "/api/v1/ingest/cloudtrail", 1 << 40, 0);
+    let (reply, closed) = read_until_closed(&mut huge, Duration::from_secs(2));
+    assert!(closed && reply.starts_with("HTTP/1.1 413"), "{reply:?}");
 
     for stream in &mut stalled {
         let (reply, closed) = read_until_closed(stream, Duration::from_secs(15));
