@@ -560,6 +560,10 @@ fn install_metrics() -> Result<PrometheusHandle> {
         "What the kept quarantined records take, as counted against index.quarantine_max_bytes"
     );
     metrics::describe_counter!(
+        "vigil_http_connections_evicted_total",
+        "Connections without authenticated work closed to make room at server.max_connections"
+    );
+    metrics::describe_counter!(
         "vigil_source_errors_total",
         "Failed reads or deliveries of a pulled source, per source"
     );

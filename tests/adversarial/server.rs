@@ -265,6 +265,8 @@ fn at_the_cap_strangers_make_room_and_authenticated_work_is_kept() {
     let (reply, closed) = read_until_closed(&mut upload, Duration::from_millis(500));
     assert!(!closed && reply.is_empty(), "the upload was cut: {reply:?}");
     healthz_on(&mut newcomers[3]);
+    // Counted: the four newcomers' evictions, and the one this scrape's connection made.
+    assert!(vigil.metric("vigil_http_connections_evicted_total") >= 4.0);
     // Its own deadline still ends it.
     let (reply, closed) = read_until_closed(&mut upload, Duration::from_secs(10));
     assert!(closed && reply.starts_with("HTTP/1.1 408"), "{reply:?}");
