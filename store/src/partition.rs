@@ -23,7 +23,7 @@
 //! the writer then keeps the copy already stored ([`crate::events`] checks every partition's
 //! id filter), so an id has one document across all partitions.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
 use crate::StoreError;
 
@@ -295,10 +295,37 @@ impl PartitionKey {
 
     /// Reads a directory name written by [`PartitionKey::dir_name`]; other names are not
     /// partitions.
+    ///
+    /// Years outside 0 to 9999 are written with a sign (`+114760815T000000Z`), which chrono
+    /// does not parse back. Only partitions cut by event time, before they were cut by
+    /// arrival, have such names (made by records dated absurdly); they are read so that what
+    /// they hold can be searched after the upgrade.
     pub fn from_dir_name(name: &str) -> Option<PartitionKey> {
-        chrono::NaiveDateTime::parse_from_str(name, DIR_FORMAT)
-            .ok()
-            .map(|t| PartitionKey { start: t.and_utc() })
+        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(name, DIR_FORMAT) {
+            return Some(PartitionKey {
+                start: time.and_utc(),
+            });
+        }
+        let sign = match name.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        // The rest after the year: MMDDTHHMMSSZ.
+        let split = name.len().checked_sub(12).filter(|at| *at > 1)?;
+        let (year, rest) = (name.get(1..split)?, name.get(split..)?);
+        if !year.bytes().all(|b| b.is_ascii_digit()) || year.len() > 6 {
+            return None;
+        }
+        let year: i32 = sign * year.parse::<i32>().ok()?;
+        let time =
+            chrono::NaiveDateTime::parse_from_str(&format!("2000{rest}"), DIR_FORMAT).ok()?;
+        let start = chrono::NaiveDate::from_ymd_opt(year, time.month(), time.day())?
+            .and_time(time.time())
+            .and_utc();
+        let key = PartitionKey { start };
+        // Only names this very key would be written as.
+        (key.dir_name() == name).then_some(key)
     }
 }
 
@@ -477,6 +504,33 @@ mod tests {
         assert_eq!(key.dir_name(), "20261128T000000Z");
         assert_eq!(PartitionKey::from_dir_name(&key.dir_name()), Some(key));
         assert_eq!(PartitionKey::from_dir_name("lost+found"), None);
+        // Partitions cut by event time before arrival could be dated beyond year 9999 or
+        // before year 0, and are read back after the upgrade.
+        let daily = PartitionScheme::default();
+        for absurd in [
+            Utc.timestamp_millis_opt(300_000_000_000_000).unwrap(),
+            Utc.with_ymd_and_hms(-5000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(262_000, 2, 29, 0, 0, 0).unwrap(),
+        ] {
+            let key = daily.key(absurd);
+            let name = key.dir_name();
+            assert!(name.starts_with('+') || name.starts_with('-'), "{name}");
+            assert_eq!(PartitionKey::from_dir_name(&name), Some(key), "{name}");
+        }
+        for not_a_partition in [
+            "+",
+            "+0101T000000Z",
+            "+x1476-0815T000000Z",
+            "+114760815T000000",
+            "-50000101T0000Z",
+            "+0020000101T000000Z",
+        ] {
+            assert_eq!(
+                PartitionKey::from_dir_name(not_a_partition),
+                None,
+                "{not_a_partition}"
+            );
+        }
         assert!(day(9).dir_name() < day(28).dir_name());
     }
 }

@@ -335,3 +335,28 @@ fn writers_open_at_once_are_bounded() {
     assert_eq!(store.partitions().unwrap().len(), 10);
     assert_eq!(store.event_count().unwrap(), 10);
 }
+
+/// Before partitions followed arrival, a record dated in the year 11476 made a partition
+/// named `+114760815T000000Z`, which was never read back: its events could not be found.
+/// After the upgrade they are.
+#[test]
+fn a_partition_named_beyond_year_9999_is_read_after_the_upgrade() {
+    let dir = TempDir::new().unwrap();
+    let now = Utc::now();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.index_events(&[event(7, now, now)]).unwrap();
+        store.commit().unwrap();
+    }
+    // As an earlier Vigil left it: the name of its event time, no span file.
+    let events = dir.path().join("events");
+    let written = store_partition(&events);
+    std::fs::remove_file(written.join("vigil-span")).unwrap();
+    std::fs::rename(&written, events.join("+114760815T000000Z")).unwrap();
+    for store in [read_only(dir.path()), Store::open(dir.path()).unwrap()] {
+        let found = store.search(&SearchRequest::new("n:7", 10)).unwrap();
+        assert_eq!(ns(&found.hits), [7]);
+        assert!(!found.total_is_lower_bound);
+        assert_eq!(store.partitions().unwrap().len(), 1);
+    }
+}
