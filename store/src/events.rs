@@ -68,23 +68,27 @@ const WRITER_THREADS: usize = 2;
 /// CPU and per-core throughput fell as the partition grew. 400 MB gave 1.5x the events per
 /// CPU second on the store benchmark (benches/store_throughput.rs).
 const WRITER_MEMORY: usize = 400_000_000;
-/// Older partitions take late or backfilled events, one thread's worth. A backfill (or a
-/// replay of the bus) can send most events there, and each flush of a small segment has a
-/// fixed cost per record path (a term dictionary and a column for each): at 20 MB the store
-/// benchmark, whose events span the last day, indexed 1.4x fewer events per CPU second. The
-/// budget is only taken as events arrive, so a writer with a trickle of late events stays
-/// small.
+/// Older partitions take events that arrived in an earlier period, one thread's worth: a
+/// backlog on the bus indexed after the period turned, or a replay of the bus. Those can be
+/// most events for a while, and each flush of a small segment has a fixed cost per record
+/// path (a term dictionary and a column for each): at 20 MB the store benchmark indexed 1.4x
+/// fewer events per CPU second when partitions followed event times and its events spanned
+/// the last day. The budget is only taken as events arrive, so a writer with a trickle of
+/// late events stays small.
 const LATE_WRITER_MEMORY: usize = 200_000_000;
 /// Documents are handed to a writer's threads a few at a time. One at a time, the indexing
 /// loop waited on the writer's full queue once per document, and the spinning and parking
 /// took about a seventh of its time. Tantivy queues up to 10,000 hand-offs, each holding its
 /// documents in memory, so this stays small.
 const DOCS_PER_HANDOFF: usize = 4;
-/// Most partitions written at once. A backfill spanning more periods commits and closes the
-/// least recently used writer to open another, which only makes those events durable early.
+/// Most partitions written at once. Partitions follow arrival, so a stream writes one, two
+/// when a period turns; a backlog on the bus that arrived over more periods commits and
+/// closes the least recently used writer to open another, which only makes those events
+/// durable early. Event times, which senders choose, never open a writer.
 const MAX_OPEN_WRITERS: usize = 4;
-/// Written beside the partitions: the period they were cut with. Reading daily partitions as
-/// hourly ones would make range queries skip most of each day.
+/// Written beside the partitions: the period they were cut with, and since when by arrival
+/// (see `check_scheme`). Cutting daily partitions as hourly ones would mix periods within a
+/// partition, and retention removes whole partitions by their period.
 pub(crate) const SCHEME_FILE: &str = "partitioning.json";
 
 #[derive(Clone, Copy)]
@@ -795,7 +799,9 @@ impl EventIndex {
     fn id_filter(&self, searcher: &Searcher, layout: Layout) -> Result<IdFilter, StoreError> {
         let segments = searcher.segment_readers();
         let docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
-        let mut filter = IdFilter::with_capacity(usize::try_from(docs * 2).unwrap_or(usize::MAX));
+        // Sized for what the partition holds: every partition has a filter, and most are no
+        // longer written. One that grows adds a layer (see idfilter.rs).
+        let mut filter = IdFilter::with_capacity(usize::try_from(docs).unwrap_or(usize::MAX));
         let indexed = if layout.ids_by_tiebreak() {
             self.fields.tiebreak
         } else {
