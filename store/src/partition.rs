@@ -253,7 +253,9 @@ impl PartitionScheme {
     /// The partitions retention removes: those whose whole period ended more than `max_age`
     /// before `now`, then the oldest of the rest until the total size fits `max_bytes`.
     /// The newest partition is never removed, nor the one holding `now`: those are the ones
-    /// being written. (They differ when events arrive stamped in the future.)
+    /// being written. (They differ only after the clock went back, or where an earlier Vigil,
+    /// which cut partitions by event time, left one dated in the future.) Partitions follow
+    /// arrival, so an event is kept `max_age` after it arrived, whatever its own time.
     pub fn expired(
         &self,
         partitions: &[(PartitionKey, u64)],
