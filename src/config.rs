@@ -45,6 +45,10 @@ pub struct Config {
     /// Where alerts are sent as they are raised.
     #[serde(default)]
     pub notify: vigil_notify::NotifyConfig,
+    /// How late events may arrive for the live correlation windows, and how many groups each
+    /// correlation keeps.
+    #[serde(default)]
+    pub detect: crate::stages::DetectConfig,
     /// Deadlines and the connection cap of the HTTP listener.
     #[serde(default)]
     pub server: crate::server::ServerConfig,
@@ -385,6 +389,7 @@ impl Default for Config {
             roles: default_roles(),
             bus: BusConfig::default(),
             notify: Default::default(),
+            detect: Default::default(),
             server: Default::default(),
         }
     }
@@ -522,6 +527,7 @@ fn is_config_key(key: &str) -> bool {
         "sources",
         "roles",
         "bus",
+        "detect",
         "server",
     ];
     let top = key.split("__").next().unwrap_or_default();

@@ -97,7 +97,10 @@ pub async fn run(options: RunOptions) -> Result<()> {
             bus.clone(),
             topics.clone(),
             engine,
-            config.detect.limits().map_err(|message| anyhow::anyhow!(message))?,
+            config
+                .detect
+                .limits()
+                .map_err(|message| anyhow::anyhow!(message))?,
             shutdown.clone(),
         ));
     }

@@ -45,6 +45,9 @@ mod tests {
             .collect();
         assert!(labels.len() <= MAX_SOURCE_LABELS + 1, "{}", labels.len());
         assert!(labels.contains(OTHER));
-        assert_eq!(source_label("cardinality-test-first"), "cardinality-test-first");
+        assert_eq!(
+            source_label("cardinality-test-first"),
+            "cardinality-test-first"
+        );
     }
 }
