@@ -143,6 +143,7 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
 /// Makes every file and directory this process creates private to its user (0600 and 0700):
 /// the data directory holds the API token, the events (attacker text, but also secrets that
 /// leak into logs) and the analysts' triage, and backups hold the same.
+#[allow(unsafe_code, reason = "umask(2) through libc")]
 fn private_files() {
     // SAFETY: umask(2) only sets the process's file mode creation mask; it cannot fail and
     // touches no memory of ours.

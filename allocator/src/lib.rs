@@ -7,6 +7,8 @@
 //! tenth of the store's indexing CPU at a million events (benches/store_throughput.rs, builds
 //! run side by side).
 
+#![allow(unsafe_code, reason = "mimalloc's options are set through its C API")]
+
 use std::os::raw::{c_int, c_long};
 
 #[global_allocator]

@@ -30,6 +30,7 @@ impl AuthContext {
     /// Gives a new client its first token at once. Clients that poll their main queue would
     /// ask for one themselves, but the admin client never does, and the short-lived readers
     /// fetch metadata before they ever poll; without this they would time out unauthenticated.
+    #[allow(unsafe_code, reason = "librdkafka takes the token through its C API")]
     pub(crate) fn prime<C: ClientContext>(
         &self,
         config: &ClientConfig,
