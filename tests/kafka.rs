@@ -477,7 +477,7 @@ fn ingest_answers_503_while_the_broker_is_down_and_resumes_after() {
         },
     );
     assert!(
-        kept["reason"].as_str().unwrap().contains("only the first"),
+        kept["reason"].as_str().unwrap().contains("first 65536 bytes are kept"),
         "{kept}"
     );
 
