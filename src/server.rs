@@ -494,6 +494,7 @@ async fn buffer_body(
     let (parts, mut body) = request.into_parts();
     // A declared length past the limit is refused before a byte of it is read.
     if body.size_hint().lower() > budget.max_body_bytes as u64 {
+        discard_rest(body, budget.max_body_bytes);
         return Err(BufferError::TooLarge(budget.max_body_bytes));
     }
     let mut buffered = BytesMut::new();
@@ -510,6 +511,7 @@ async fn buffer_body(
             continue; // trailers: nothing a push source reads
         };
         if buffered.len() + data.len() > budget.max_body_bytes {
+            discard_rest(body, budget.max_body_bytes);
             return Err(BufferError::TooLarge(budget.max_body_bytes));
         }
         let wanted =
@@ -530,6 +532,24 @@ async fn buffer_body(
     }
     let request = Request::from_parts(parts, Body::from(buffered.freeze()));
     Ok((request, held))
+}
+
+/// Reads and drops what is left of a refused body, in the background and within its deadline,
+/// up to `DISCARD_FACTOR` times the limit. A client still sending when its connection closed
+/// would see a broken pipe instead of the 413 that says what to do; what the discard reads
+/// costs no memory, and the body's deadline still ends a sender that stalls.
+fn discard_rest(mut body: Body, max_body_bytes: usize) {
+    const DISCARD_FACTOR: usize = 4;
+    let mut left = max_body_bytes.saturating_mul(DISCARD_FACTOR);
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            let read = frame.data_ref().map_or(0, Bytes::len);
+            left = left.saturating_sub(read);
+            if left == 0 {
+                break;
+            }
+        }
+    });
 }
 
 /// Middleware for the NDJSON and Kubernetes push routes: the body first, then the handler.
