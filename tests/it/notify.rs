@@ -3,7 +3,6 @@
 //! The receivers are small HTTP servers in this process, so each test sees exactly what
 //! Vigil sent, and can answer with errors on purpose.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,7 +13,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Vigil};
+use crate::common::{wait_for, Vigil};
 use serde_json::Value;
 
 const TRAIL_STOPPED_RULE: &str = "8839b791-6198-4751-84ca-948372583b72";
@@ -299,7 +298,7 @@ fn the_notify_role_without_webhooks_or_with_a_bad_one_stops_with_a_reason() {
             .args(["run", "--listen", "127.0.0.1:0", "--role", role])
             .args(["--data-dir", "data"])
             .current_dir(dir.path())
-            .env("VIGIL_API_TOKEN", common::TOKEN)
+            .env("VIGIL_API_TOKEN", crate::common::TOKEN)
             .output()
             .unwrap();
         assert!(!output.status.success());

@@ -1,14 +1,13 @@
 //! `vigil backup` while Vigil runs, and `vigil restore` into a fresh data directory and into
 //! the original one, through the real binary.
 
-mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{wait_for, Vigil, TOKEN};
+use crate::common::{wait_for, Vigil, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

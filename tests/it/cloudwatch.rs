@@ -2,7 +2,6 @@
 //! of CloudTrail records, EKS audit lines and app lines, more events added while Vigil runs
 //! and while it is down after a SIGKILL, and every event indexed once with its logsource.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use common::{wait_for, Vigil};
+use crate::common::{wait_for, Vigil};
 use serde_json::{json, Value};
 
 const CLOUDTRAIL: &str = "/aws/cloudtrail/org";
@@ -236,7 +235,7 @@ fn indexed(vigil: &Vigil) -> Vec<(String, String, Option<String>)> {
                 ("q", format!("source_name:\"{group}\"")),
                 ("limit", "1000".into()),
             ])
-            .bearer_auth(common::TOKEN)
+            .bearer_auth(crate::common::TOKEN)
             .send()
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());

@@ -1,10 +1,9 @@
 //! The whole trip through the real binary: HTTP ingest, the bus, detection, the index, the API.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, Vigil, TOKEN};
+use crate::common::{wait_for, Vigil, TOKEN};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -1,13 +1,12 @@
 //! Kubernetes audit events through the real binary: webhook batches and a tailed audit log
 //! rotated mid-way, every event indexed once, and the exec rule firing.
 
-mod common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::time::Duration;
 
-use common::{wait_for, Vigil, TOKEN};
+use crate::common::{wait_for, Vigil, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -2,9 +2,6 @@
 //! would, mostly through the real `vigil` binary. Each module asserts the safe outcome for one
 //! class of attack (see the README's "Security model").
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod detection;
 mod durability;
 mod evasion;

@@ -10,7 +10,6 @@
 //! `./scripts/test` installs Debian's `chromium` and `chromium-driver`; `VIGIL_CHROMEDRIVER`
 //! and `VIGIL_CHROMIUM` point elsewhere.
 
-mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,8 +19,8 @@ use chrono::{Duration as Span, Utc};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-use common::tansu::free_port;
-use common::{wait_for, Vigil, TOKEN};
+use crate::common::tansu::free_port;
+use crate::common::{wait_for, Vigil, TOKEN};
 
 /// What an attacker puts in the user name of failed logins: markup that would load an image
 /// and run script if a page built elements from it.

@@ -3,7 +3,6 @@
 //! Each test starts its own broker on a free port and its own `vigil run --role ...`
 //! processes. The tests take the machine's cores, so they run one at a time.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,8 +10,8 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::tansu::{free_port, Tansu};
-use common::{wait_for, Vigil, TOKEN};
+use crate::common::tansu::{free_port, Tansu};
+use crate::common::{wait_for, Vigil, TOKEN};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;

@@ -1,0 +1,19 @@
+//! Vigil end to end: each module runs the real `vigil` binary (and, where it needs them, a
+//! Kafka broker, moto, an SMTP server or Chromium, which the modules start themselves).
+//!
+//! One test binary for the whole crate, so the workspace links one executable here instead
+//! of one per file.
+
+mod common;
+
+mod adversarial;
+mod backup;
+mod cli;
+mod cloudwatch;
+mod demo_rules;
+mod kafka;
+mod kubernetes;
+mod notify;
+mod pipeline;
+mod search_cli;
+mod ui_browser;
