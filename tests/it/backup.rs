@@ -1,7 +1,6 @@
 //! `vigil backup` while Vigil runs, and `vigil restore` into a fresh data directory and into
 //! the original one, through the real binary.
 
-
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

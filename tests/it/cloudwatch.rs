@@ -2,16 +2,15 @@
 //! of CloudTrail records, EKS audit lines and app lines, more events added while Vigil runs
 //! and while it is down after a SIGKILL, and every event indexed once with its logsource.
 
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{wait_for, Vigil};
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use crate::common::{wait_for, Vigil};
 use serde_json::{json, Value};
 
 const CLOUDTRAIL: &str = "/aws/cloudtrail/org";

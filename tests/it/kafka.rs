@@ -3,7 +3,6 @@
 //! Each test starts its own broker on a free port and its own `vigil run --role ...`
 //! processes. The tests take the machine's cores, so they run one at a time.
 
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -476,7 +475,10 @@ fn ingest_answers_503_while_the_broker_is_down_and_resumes_after() {
         },
     );
     assert!(
-        kept["reason"].as_str().unwrap().contains("first 65536 bytes are kept"),
+        kept["reason"]
+            .as_str()
+            .unwrap()
+            .contains("first 65536 bytes are kept"),
         "{kept}"
     );
 

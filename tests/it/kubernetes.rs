@@ -1,7 +1,6 @@
 //! Kubernetes audit events through the real binary: webhook batches and a tailed audit log
 //! rotated mid-way, every event indexed once, and the exec rule firing.
 
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! The receivers are small HTTP servers in this process, so each test sees exactly what
 //! Vigil sent, and can answer with errors on purpose.
 
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

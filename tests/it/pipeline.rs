@@ -1,6 +1,5 @@
 //! The whole trip through the real binary: HTTP ingest, the bus, detection, the index, the API.
 
-
 use std::time::Duration;
 
 use crate::common::{wait_for, Vigil, TOKEN};

@@ -10,7 +10,6 @@
 //! `./scripts/test` installs Debian's `chromium` and `chromium-driver`; `VIGIL_CHROMEDRIVER`
 //! and `VIGIL_CHROMIUM` point elsewhere.
 
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
