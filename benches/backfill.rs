@@ -30,6 +30,9 @@ use vigil_event::{Event, EventId, Source};
 use vigil_ingest::{normalise_line, SourceSpec};
 use vigil_store::{SearchRequest, Store};
 
+mod support;
+use support::{cpu_seconds, env_usize, Rng};
+
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const SEED: u64 = 0x5eed_0000_0077;
 /// As the indexing stage (src/stages/index.rs).
@@ -38,39 +41,6 @@ const BATCH: usize = 2_000;
 const COMMIT_EVENTS: usize = 20_000;
 const BACKFILL_DAYS: i64 = 77;
 const TARGET_RATIO: f64 = 1.5;
-
-/// splitmix64: deterministic runs without a dependency on `rand` in the root crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU seconds this process has used, all threads; `None` off Linux.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
 
 /// `n` CloudTrail events received at `received`, the i-th stamped `received - offsets[i]`.
 fn events(n: usize, received: DateTime<Utc>, spread: chrono::Duration) -> Vec<Event> {
@@ -86,10 +56,10 @@ fn events(n: usize, received: DateTime<Utc>, spread: chrono::Duration) -> Vec<Ev
     };
     // The same seed for both runs: the same events, only their times differ.
     let mut rng = Rng(SEED);
-    let spread_ms = spread.num_milliseconds().max(1) as u64;
+    let spread_ms = spread.num_milliseconds().max(1) as usize;
     (0..n)
         .map(|i| {
-            let mut record = templates[rng.below(templates.len() as u64) as usize].clone();
+            let mut record = templates[rng.below(templates.len())].clone();
             let time = received - chrono::Duration::milliseconds(rng.below(spread_ms) as i64);
             let object = record.as_object_mut().unwrap();
             object.insert(

@@ -8,7 +8,7 @@
 //!
 //! `cargo bench --bench bus_throughput -- --events 200000` (default 100000).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::Path;

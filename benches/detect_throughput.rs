@@ -21,6 +21,9 @@ use serde_json::{Map, Value};
 use vigil_detect::{Engine, LoadOptions, RuleSetBuilder};
 use vigil_event::LogSource;
 
+mod support;
+use support::Rng;
+
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
@@ -91,22 +94,8 @@ fn load_engine(dir: &Path, options: &LoadOptions) -> (Engine, usize, usize) {
     (built.engine, loaded, errors)
 }
 
-/// A small deterministic generator, so every run measures the same events.
-struct Rng(u64);
-
+/// Values for the varied events, from the shared seeded generator.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
     fn ip(&mut self) -> String {
         let n = self.next();
         format!("198.51.{}.{}", (n >> 8) % 256, n % 254 + 1)

@@ -48,6 +48,29 @@ struct Measurement {
 }
 
 impl Measurement {
+    /// Counts `deliver`'s deliveries of `bodies`, round and round, for `RUN_FOR`; `deliver`
+    /// gives the events each delivery took.
+    async fn of<F, Fut>(bodies: &[Vec<u8>], mut deliver: F) -> Measurement
+    where
+        F: FnMut(&[u8]) -> Fut,
+        Fut: std::future::Future<Output = usize>,
+    {
+        let (mut events, mut bytes) = (0, 0);
+        let start = Instant::now();
+        for body in bodies.iter().cycle() {
+            events += deliver(body).await;
+            bytes += body.len();
+            if start.elapsed() >= RUN_FOR {
+                break;
+            }
+        }
+        Measurement {
+            events,
+            bytes,
+            elapsed: start.elapsed(),
+        }
+    }
+
     fn events_per_second(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
@@ -61,28 +84,18 @@ impl Measurement {
     }
 }
 
-fn baseline(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
+async fn baseline(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("baseline.log"))
         .unwrap();
-    let (mut events, mut bytes) = (0, 0);
-    let start = Instant::now();
-    for body in bodies.iter().cycle() {
+    Measurement::of(bodies, |body| {
         file.write_all(body).unwrap();
         file.sync_data().unwrap();
-        events += LINES_PER_BODY;
-        bytes += body.len();
-        if start.elapsed() >= RUN_FOR {
-            break;
-        }
-    }
-    Measurement {
-        events,
-        bytes,
-        elapsed: start.elapsed(),
-    }
+        std::future::ready(LINES_PER_BODY)
+    })
+    .await
 }
 
 async fn vigil(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
@@ -93,25 +106,16 @@ async fn vigil(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
         SourceCatalog::builtin(),
         IngestLimits::default(),
     );
-    let (mut events, mut bytes) = (0, 0);
-    let start = Instant::now();
-    for body in bodies.iter().cycle() {
+    let ingestor = &ingestor;
+    Measurement::of(bodies, |body| async move {
         let report = ingestor
             .ingest_lines("cloudtrail", body, None)
             .await
             .unwrap();
         assert_eq!(report.accepted, LINES_PER_BODY);
-        events += report.accepted;
-        bytes += body.len();
-        if start.elapsed() >= RUN_FOR {
-            break;
-        }
-    }
-    Measurement {
-        events,
-        bytes,
-        elapsed: start.elapsed(),
-    }
+        report.accepted
+    })
+    .await
 }
 
 fn main() {
@@ -125,7 +129,7 @@ fn main() {
         LINES_PER_BODY,
         bodies[0].len()
     );
-    let base = baseline(dir.path(), &bodies);
+    let base = runtime.block_on(baseline(dir.path(), &bodies));
     base.report("baseline: write + fdatasync");
     let ours = runtime.block_on(vigil(dir.path(), &bodies));
     ours.report("vigil ingest -> embedded bus");

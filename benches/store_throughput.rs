@@ -27,6 +27,9 @@ use vigil_event::{Event, EventId, Source};
 use vigil_ingest::{normalise_line, SourceSpec};
 use vigil_store::{interval_for, SearchRequest, Store};
 
+mod support;
+use support::{cpu_seconds, env_usize, Rng};
+
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
@@ -41,45 +44,6 @@ const DAY: i64 = 86_400;
 const TARGET_INDEX_MB_S: f64 = 15.0;
 const TARGET_SPEEDUP: f64 = 100.0;
 const TARGET_P99: Duration = Duration::from_millis(100);
-
-/// splitmix64: deterministic runs without a dependency on `rand` in the root crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Index into a pool of `n`, skewed so the first entries are drawn far more often than the
-    /// last, as a few service principals dominate real logs.
-    fn skewed(&mut self, n: usize) -> usize {
-        ((self.unit().powi(3) * n as f64) as usize).min(n - 1)
-    }
-
-    fn uuid(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
-    }
-}
 
 const FIRST: &[&str] = &[
     "alice", "bob", "carol", "daniel", "erin", "farid", "grace", "hiro", "ines", "jamal", "kate",
@@ -326,25 +290,6 @@ fn kind(rng: &mut Rng) -> Kind {
         65..85 => Kind::AccessLog,
         _ => Kind::FlaskApp,
     }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU seconds this process has used, all threads: tantivy indexes on its own threads, so
-/// wall time alone would not say what a core does. `None` off Linux.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; the kernel
-    // reports them in USER_HZ, 100 on every mainstream Linux.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
 }
 
 fn dir_size(dir: &Path) -> u64 {
