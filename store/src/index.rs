@@ -1,19 +1,26 @@
 //! What the event and alert indices share: opening a directory, the writer and reader pair,
-//! tokenizers and time conversion.
+//! tokenizers, time conversion, reading back a stored document and the newest-first order.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use tantivy::collector::sort_key::SortByStaticFastValue;
+use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
+use tantivy::fastfield::FastValue;
+use tantivy::query::Query;
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::tokenizer::{
     LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+    DocAddress, Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, Searcher,
+    TantivyDocument,
 };
 
 use crate::words::{WordTokenizer, MAX_WORD_BYTES};
@@ -163,6 +170,58 @@ pub(crate) fn rewrite_documents(
         }
     }
     Ok(rewritten)
+}
+
+/// What a document of either index keeps as JSON in its `stored` field (the event or the
+/// alert itself), read back; `what` and the document's `id` name it in the error when the
+/// copy is missing or unreadable.
+pub(crate) fn stored_json<T: DeserializeOwned>(
+    doc: &TantivyDocument,
+    id: Field,
+    stored: Field,
+    what: &str,
+) -> Result<T, StoreError> {
+    let id = || {
+        doc.get_first(id)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let json = doc
+        .get_first(stored)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| StoreError::Corrupt {
+            id: id(),
+            message: format!("no stored {what}"),
+        })?;
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        id: id(),
+        message: e.to_string(),
+    })
+}
+
+/// The values a document has of the two fast fields [`greatest_by`] sorts by, if any.
+pub(crate) type SortValues<A, B> = (Option<A>, Option<B>);
+
+/// The `limit` matches of `query` with the greatest values of the fast field `first`, and of
+/// `second` among equal ones, greatest first, with both values. The limit is capped at the
+/// number of documents, so that a huge one does not size a huge heap.
+pub(crate) fn greatest_by<A: FastValue, B: FastValue>(
+    searcher: &Searcher,
+    query: &dyn Query,
+    limit: usize,
+    first: &str,
+    second: &str,
+) -> tantivy::Result<Vec<(SortValues<A, B>, DocAddress)>> {
+    let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let greatest = TopDocs::with_limit(limit).order_by((
+        (SortByStaticFastValue::<A>::for_field(first), Order::Desc),
+        (SortByStaticFastValue::<B>::for_field(second), Order::Desc),
+    ));
+    searcher.search(query, &greatest)
 }
 
 /// Opens the tantivy index in `dir` with its tokenizers registered. When `create` is set the

@@ -11,14 +11,12 @@ mod alerts;
 pub mod backup;
 mod error;
 mod events;
-mod idfilter;
 mod index;
 mod lifecycle;
 mod partition;
 mod quarantine;
 mod query;
 mod record;
-mod spans;
 mod words;
 
 use std::path::Path;

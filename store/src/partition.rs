@@ -2,7 +2,7 @@
 //! touches, and which partitions retention removes.
 //!
 //! This is the planning half of partitioning, kept free of I/O so that it can be tested
-//! exhaustively; `events.rs` opens, writes and removes the partitions it names.
+//! exhaustively; the events index (`events/`) opens, writes and removes the partitions it names.
 //!
 //! An event's partition comes from its arrival: the time Vigil received it ([`arrival`]).
 //! Its own time is written by whoever sent the record, so partitioning by it let a sender
@@ -20,8 +20,8 @@
 //! A replay of the bus carries each event's receive time, so it lands in the partition the
 //! first delivery did and upsert-by-id (delete the id, add the document) stays inside one
 //! partition's index. A resend through ingest on another day arrives in another partition;
-//! the writer then keeps the copy already stored ([`crate::events`] checks every partition's
-//! id filter), so an id has one document across all partitions.
+//! the writer then keeps the copy already stored (the events index checks every partition's
+//! id filter as it writes), so an id has one document across all partitions.
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 

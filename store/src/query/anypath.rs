@@ -27,6 +27,21 @@ pub(crate) fn any_path_prefix() -> String {
     format!("[^\\x00]*\\x00{}", Type::Str.to_code() as char)
 }
 
+/// The numeric term for `literal` under a JSON path term, when `literal` is a plain decimal
+/// number: record numbers are indexed as numbers, so a query for one looks for the number as
+/// well as the words.
+pub(crate) fn number_term(path_term: &Term, literal: &str) -> Option<Term> {
+    // Only plain decimal numbers: the helper would also read RFC 3339 text as a date term,
+    // and record dates are indexed as words, never as dates.
+    let looks_numeric = literal
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'));
+    if !looks_numeric || literal.parse::<f64>().is_err() {
+        return None;
+    }
+    tantivy::json_utils::convert_to_fast_value_and_append_to_json_term(path_term, literal, false)
+}
+
 /// A JSON path term (path and end marker) from the path bytes of a term key.
 fn path_term(field: Field, path: &[u8]) -> Term {
     let mut term = Term::from_field_json_path(field, "", true);
@@ -138,7 +153,7 @@ impl AnyPathQuery {
         if let Some(literal) = &self.number {
             for path in all_paths(&inverted)? {
                 let base = path_term(self.field, &path);
-                let Some(term) = super::translate::number_term(&base, literal) else {
+                let Some(term) = number_term(&base, literal) else {
                     continue;
                 };
                 if inverted

@@ -1,9 +1,9 @@
 //! Events by id in partitions where the id has no term of its own (the `IdsByTiebreak`
-//! layout in events.rs).
+//! layout in events/layout.rs).
 //!
 //! An id as a term was one unique 32-byte key per event in the term dictionary, and building
 //! those keys into the dictionary took about 8% of indexing CPU. The tiebreak (the id's first
-//! eight bytes, see [`crate::events::tiebreak`]) is indexed instead: an eight-byte key. A
+//! eight bytes, see [`crate::events::fields::tiebreak`]) is indexed instead: an eight-byte key. A
 //! match on it is checked against the id the document stores, so two events sharing their
 //! first eight bytes are still told apart, at the cost of reading the stored documents the
 //! tiebreak finds: one per id asked for, in practice.
@@ -21,7 +21,7 @@ use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TantivyDocument, Term
 use vigil_event::EventId;
 
 use super::anypath::explain_by_seek;
-use crate::events::tiebreak;
+use crate::events::fields::tiebreak;
 
 /// Hex digits in a tiebreak.
 const TIEBREAK_DIGITS: usize = 16;

@@ -36,7 +36,7 @@ use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::Term;
 use tantivy_fst::Regex;
 
-use super::anypath::{any_path_prefix, AnyPathQuery, WordsPhraseQuery};
+use super::anypath::{any_path_prefix, number_term, AnyPathQuery, WordsPhraseQuery};
 use super::ast::{Ast, Part, Value, Word};
 use super::eventid::{tiebreak_range, EventIdQuery};
 use super::time::parse_time;
@@ -561,18 +561,6 @@ fn map_bound<T, E>(
         Bound::Excluded(t) => Bound::Excluded(f(t)?),
         Bound::Unbounded => Bound::Unbounded,
     })
-}
-
-pub(crate) fn number_term(path_term: &Term, literal: &str) -> Option<Term> {
-    // Only plain decimal numbers: the helper would also read RFC 3339 text as a date term,
-    // and record dates are indexed as words, never as dates.
-    let looks_numeric = literal
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'));
-    if !looks_numeric || literal.parse::<f64>().is_err() {
-        return None;
-    }
-    tantivy::json_utils::convert_to_fast_value_and_append_to_json_term(path_term, literal, false)
 }
 
 fn term_query(term: Term) -> Box<dyn Query> {

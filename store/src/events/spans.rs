@@ -14,7 +14,7 @@ use std::path::Path;
 
 use tantivy::{DateTime as TantivyDateTime, Searcher};
 
-use crate::events::fields;
+use super::fields;
 use crate::partition::TimeSpan;
 use crate::StoreError;
 

@@ -22,7 +22,7 @@
 
 use vigil_event::EventId;
 
-use crate::events::tiebreak;
+use super::fields::tiebreak;
 
 /// Bits per id in each layer; with [`HASHES`] probes in one block this gives about 1% false
 /// positives (a little over the 0.8% of probes spread over the whole layer).

@@ -1,0 +1,403 @@
+//! Reading the events index: searches merged across partitions a page at a time, histograms
+//! and facets, counts, and events by id.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+
+use vigil_event::{Event, EventId};
+
+use super::fields;
+use super::layout::Layout;
+use super::partitions::Partition;
+use super::EventIndex;
+use crate::aggregate;
+use crate::index::{self, lock};
+use crate::partition::{PartitionKey, TimeSpan};
+use crate::query::translate::Translator;
+use crate::query::{self, Cursor, SearchRequest, SearchResults};
+use crate::StoreError;
+
+/// A request's query translated for each layout its partitions have, since each cuts words
+/// its own way. Only those are translated: compiling a wildcard's automaton takes
+/// milliseconds, which a leading wildcard's search time showed three times over.
+struct LayoutQueries {
+    /// In [`Layout::READABLE`] order; `None` for layouts not searched.
+    queries: Vec<Option<Box<dyn Query>>>,
+}
+
+impl LayoutQueries {
+    fn get(&self, layout: Layout) -> &dyn Query {
+        self.queries[layout.slot()]
+            .as_deref()
+            .expect("the query is translated for every layout searched")
+    }
+
+    /// Each query with `more` as a further condition.
+    fn and(&self, more: &dyn Query) -> LayoutQueries {
+        LayoutQueries {
+            queries: self
+                .queries
+                .iter()
+                .map(|query| {
+                    query.as_ref().map(|query| {
+                        Box::new(BooleanQuery::new(vec![
+                            (Occur::Must, query.box_clone()),
+                            (Occur::Must, more.box_clone()),
+                        ])) as Box<dyn Query>
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl EventIndex {
+    /// Searchers over the partitions a range touches, newest first, with their layouts.
+    fn searchers(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(Searcher, Layout)>, StoreError> {
+        self.plan(from, to)?
+            .into_iter()
+            .map(|(key, _)| {
+                self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+                let partition = self.partition(key)?;
+                Ok((partition.reader.searcher(), partition.layout))
+            })
+            .collect()
+    }
+
+    pub(crate) fn count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .searchers(None, None)?
+            .iter()
+            .map(|(searcher, _)| searcher.num_docs())
+            .sum())
+    }
+
+    /// Events by id, looking back from `until` (inclusive) one partition at a time and
+    /// stopping once all are found. An alert's events all happened at or before its time.
+    pub(crate) fn by_ids(
+        &self,
+        ids: &[EventId],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let wanted: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+        let mut found: BTreeMap<String, Event> = BTreeMap::new();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // An id may be in any partition: events are stored by arrival, and a suspect time is
+        // indexed at its arrival, so neither `until` nor the spans can rule one out. The
+        // partitions whose span reaches `until` come first, as an alert's events arrived
+        // shortly before it was raised; the id filters, where built, skip the rest.
+        let mut plan = self.plan(None, None)?;
+        plan.sort_by_key(|(key, span)| (span.min > until, std::cmp::Reverse(*key)));
+        let filtered: HashMap<PartitionKey, bool> = {
+            let filters = lock(&self.id_filters);
+            plan.iter()
+                .filter_map(|(key, _)| {
+                    let filter = filters.get(key)?;
+                    Some((*key, ids.iter().any(|id| filter.may_contain(id))))
+                })
+                .collect()
+        };
+        for (key, _) in plan {
+            if filtered.get(&key) == Some(&false) {
+                continue;
+            }
+            self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+            let partition = self.partition(key)?;
+            let query = partition.layout.ids_query(&self.fields, ids);
+            let searcher = partition.reader.searcher();
+            let top = searcher
+                .search(&query, &TopDocs::with_limit(wanted.len()).order_by_score())
+                .map_err(query::search_error)?;
+            for (_, address) in top {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                let event = self.stored_event(&doc)?;
+                found.entry(event.id.to_string()).or_insert(event);
+            }
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        // In the order asked for, which for an alert is oldest first.
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.get(&id.to_string()).cloned())
+            .collect())
+    }
+
+    /// The query for a request, its text and its time range, for each of `layouts`. The
+    /// current layout is always translated, so that a query that cannot be translated fails
+    /// whether or not any partition is searched.
+    fn request_query(
+        &self,
+        text: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        layouts: impl IntoIterator<Item = Layout>,
+    ) -> Result<LayoutQueries, StoreError> {
+        let ast = query::parse(text)?;
+        let mut queries: Vec<Option<Box<dyn Query>>> =
+            Layout::READABLE.iter().map(|_| None).collect();
+        for layout in std::iter::once(Layout::CURRENT).chain(layouts) {
+            let slot = &mut queries[layout.slot()];
+            if slot.is_none() {
+                let matches =
+                    Translator::new(&self.query_fields[layout.slot()], now).query(&ast)?;
+                *slot = Some(self.in_range(matches, from, to));
+            }
+        }
+        Ok(LayoutQueries { queries })
+    }
+
+    fn in_range(
+        &self,
+        matches: Box<dyn Query>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Box<dyn Query> {
+        let mut clauses = vec![(Occur::Must, matches)];
+        if from.is_some() || to.is_some() {
+            let time =
+                |t: &DateTime<Utc>| Term::from_field_date(self.fields.time, index::to_tantivy(t));
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    from.as_ref()
+                        .map_or(Bound::Unbounded, |t| Bound::Included(time(t))),
+                    to.as_ref()
+                        .map_or(Bound::Unbounded, |t| Bound::Excluded(time(t))),
+                )),
+            ));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Events strictly after `cursor` in newest-first order.
+    fn after_cursor(&self, cursor: Cursor) -> Box<dyn Query> {
+        let time = |nanos| {
+            Term::from_field_date(
+                self.fields.time,
+                tantivy::DateTime::from_timestamp_nanos(nanos),
+            )
+        };
+        let older = RangeQuery::new(Bound::Unbounded, Bound::Excluded(time(cursor.time_nanos)));
+        let same_time = RangeQuery::new(
+            Bound::Included(time(cursor.time_nanos)),
+            Bound::Included(time(cursor.time_nanos)),
+        );
+        let lower_tiebreak = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_u64(self.fields.tiebreak, cursor.tiebreak)),
+        );
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Should, Box::new(older) as Box<dyn Query>),
+            (
+                Occur::Should,
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(same_time) as Box<dyn Query>),
+                    (Occur::Must, Box::new(lower_tiebreak)),
+                ])),
+            ),
+        ]))
+    }
+
+    pub(crate) fn histogram(
+        &self,
+        text: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<aggregate::Histogram, StoreError> {
+        let searchers = self.searchers(from, to)?;
+        let layouts = searchers.iter().map(|(_, layout)| *layout);
+        let queries = self.request_query(text, from, to, Utc::now(), layouts)?;
+        aggregate::histogram(&with_queries(&searchers, &queries), fields::TIME, from, to)
+    }
+
+    pub(crate) fn facets(
+        &self,
+        text: &str,
+        field: &str,
+        n: usize,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<aggregate::Facets, StoreError> {
+        let column = facet_column(field)?;
+        let searchers = self.searchers(from, to)?;
+        let layouts = searchers.iter().map(|(_, layout)| *layout);
+        let queries = self.request_query(text, from, to, Utc::now(), layouts)?;
+        aggregate::facets(&with_queries(&searchers, &queries), &column, field, n)
+    }
+
+    pub(crate) fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
+        let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
+        // A partition that cannot be opened (damaged, or removed by retention just now)
+        // should not hide the others; the total says it is incomplete instead.
+        let partitions: Vec<(TimeSpan, Option<Arc<Partition>>)> = self
+            .plan(request.from, request.to)?
+            .into_iter()
+            .map(|(key, span)| (span, self.partition(key).ok()))
+            .collect();
+        let layouts = partitions
+            .iter()
+            .flat_map(|(_, p)| p.as_ref().map(|p| p.layout));
+        let queries = self.request_query(
+            &request.query,
+            request.from,
+            request.to,
+            Utc::now(),
+            layouts,
+        )?;
+        let page_queries = cursor.map(|cursor| queries.and(self.after_cursor(cursor).as_ref()));
+        let mut total = 0;
+        let mut total_is_lower_bound = false;
+        // Newest first, at most `limit`.
+        let mut page: Vec<(Cursor, Event)> = Vec::new();
+        let order = |c: &Cursor| (c.time_nanos, c.tiebreak);
+        let nanos = |t: &DateTime<Utc>| index::to_tantivy(t).into_timestamp_nanos();
+        for (span, partition) in partitions {
+            let Some(partition) = partition else {
+                total_is_lower_bound = true;
+                continue;
+            };
+            self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+            let searcher = partition.reader.searcher();
+            let query = queries.get(partition.layout);
+            total += searcher
+                .search(query, &Count)
+                .map_err(query::search_error)? as u64;
+            // Spans may overlap (events arrive out of time), so each partition's newest hits
+            // are merged into the page. A partition whose every event is newer than the
+            // cursor holds nothing past it; one whose every event is older than a full
+            // page's oldest hit cannot change the page. Partitions come newest first by
+            // their latest event, so in a stream the rest are skipped once a page is full.
+            let past_cursor = cursor.is_some_and(|c| nanos(&span.min) > c.time_nanos);
+            let full = page.len() >= request.limit;
+            let cannot_improve = full
+                && page
+                    .last()
+                    .is_some_and(|(c, _)| c.time_nanos > nanos(&span.max));
+            if request.limit == 0 || past_cursor || cannot_improve {
+                continue;
+            }
+            let page_query = page_queries
+                .as_ref()
+                .map_or(query, |q| q.get(partition.layout));
+            for (key, address) in self.page(&searcher, page_query, request.limit)? {
+                if page.len() >= request.limit
+                    && page
+                        .last()
+                        .is_some_and(|(last, _)| order(&key) <= order(last))
+                {
+                    // Its hits come newest first, so none of the rest makes the page either.
+                    break;
+                }
+                let doc: TantivyDocument = searcher.doc(address)?;
+                let at = page.partition_point(|(other, _)| order(other) > order(&key));
+                page.insert(at, (key, self.stored_event(&doc)?));
+                page.truncate(request.limit);
+            }
+        }
+        let next_cursor = match page.last() {
+            Some((key, _)) if page.len() == request.limit => Some(key.encode()),
+            _ => None,
+        };
+        Ok(SearchResults {
+            total,
+            total_is_lower_bound,
+            hits: page.into_iter().map(|(_, event)| event).collect(),
+            next_cursor,
+        })
+    }
+
+    /// The newest `limit` matches with the sort keys a cursor is made of.
+    fn page(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, DocAddress)>, StoreError> {
+        let top = index::greatest_by::<tantivy::DateTime, u64>(
+            searcher,
+            query,
+            limit,
+            fields::TIME,
+            fields::TIEBREAK,
+        )
+        .map_err(query::search_error)?;
+        Ok(top
+            .into_iter()
+            .map(|((time, tiebreak), address)| {
+                let cursor = Cursor {
+                    time_nanos: time.map_or(i64::MIN, |t| t.into_timestamp_nanos()),
+                    tiebreak: tiebreak.unwrap_or(0),
+                };
+                (cursor, address)
+            })
+            .collect())
+    }
+
+    pub(super) fn stored_event(&self, doc: &TantivyDocument) -> Result<Event, StoreError> {
+        index::stored_json(doc, self.fields.id, self.fields.doc, "event")
+    }
+}
+
+/// Each searcher with the query for its partition's layout.
+fn with_queries<'q>(
+    searchers: &'q [(Searcher, Layout)],
+    queries: &'q LayoutQueries,
+) -> Vec<(&'q Searcher, &'q dyn Query)> {
+    searchers
+        .iter()
+        .map(|(searcher, layout)| (searcher, queries.get(*layout)))
+        .collect()
+}
+
+/// The fast column behind a facet: a keyword field, or a path inside the record.
+fn facet_column(field: &str) -> Result<String, StoreError> {
+    let keywords = [
+        fields::SOURCE_KIND,
+        fields::SOURCE_NAME,
+        fields::PRODUCT,
+        fields::SERVICE,
+        fields::CATEGORY,
+    ];
+    if keywords.contains(&field) {
+        return Ok(field.to_owned());
+    }
+    let not_a_facet = [
+        fields::ID,
+        fields::TIME,
+        fields::TEXT,
+        fields::DOC,
+        fields::TIEBREAK,
+        fields::RECORD,
+    ];
+    if not_a_facet.contains(&field) {
+        return Err(StoreError::query(format!(
+            "`{field}` has no values to count; use a source field or a path in the record"
+        )));
+    }
+    let path = field
+        .strip_prefix(fields::RECORD)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(field);
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(StoreError::query(format!(
+            "`{field}` is not a valid field path"
+        )));
+    }
+    Ok(format!("{}.{path}", fields::RECORD))
+}
