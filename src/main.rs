@@ -1,23 +1,21 @@
-//! The `vigil` binary: command line, configuration, and the wiring of Vigil's stages.
+//! The `vigil` binary: the command line over `vigil-pipeline`, which holds the stages, the
+//! configuration and their wiring.
 
-mod backup;
 mod cli;
-mod config;
-mod demo;
-mod rules;
-mod run;
-mod server;
-mod stages;
-mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use vigil_pipeline::config::{Config, Overrides, Role};
+use vigil_pipeline::run;
+// The rule commands read rule files as `vigil run` does.
+use vigil_pipeline::rules;
 
-use crate::config::{Config, Overrides};
+use crate::cli::backup;
 
 /// Vigil: a security event pipeline and lightweight SIEM.
 #[derive(Debug, Parser)]
@@ -52,8 +50,8 @@ enum Command {
         /// The stages this process runs, comma-separated [default: all]. With the Kafka bus,
         /// stages can run as separate processes, and several `detect` or `index` processes
         /// share the work.
-        #[arg(long = "role", value_delimiter = ',', value_enum)]
-        roles: Vec<config::Role>,
+        #[arg(long = "role", value_delimiter = ',', value_parser = role_parser())]
+        roles: Vec<Role>,
     },
     /// Checks, tests and explains Sigma rules.
     #[command(subcommand)]
@@ -66,6 +64,14 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restores a backup into a data directory; Vigil must be stopped.
     Restore(backup::RestoreArgs),
+}
+
+/// `--role` takes the names `roles = [...]` takes, each listed with what it runs.
+fn role_parser() -> impl TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(
+        Role::ALL.map(|role| PossibleValue::new(role.name()).help(role.description())),
+    )
+    .map(|name| Role::from_name(&name).expect("clap admits only the names listed"))
 }
 
 fn main() -> ExitCode {

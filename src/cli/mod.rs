@@ -2,6 +2,7 @@
 //! `vigil detect`. Each runs over files, prints its report and returns the exit code; none
 //! starts a server or touches the data directory.
 
+pub mod backup;
 mod detect;
 mod events;
 mod rules_check;

@@ -55,7 +55,7 @@ pub struct Config {
 }
 
 /// A stage, or a set of stages, one process can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Every stage below.
@@ -72,149 +72,60 @@ pub enum Role {
     Notify,
 }
 
+impl Role {
+    /// Every role, in the order `--help` lists them.
+    pub const ALL: [Role; 6] = [
+        Role::All,
+        Role::Ingest,
+        Role::Detect,
+        Role::Index,
+        Role::Ui,
+        Role::Notify,
+    ];
+
+    /// The name `--role` and `roles = [...]` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Ingest => "ingest",
+            Role::Detect => "detect",
+            Role::Index => "index",
+            Role::Ui => "ui",
+            Role::Notify => "notify",
+        }
+    }
+
+    /// What the role runs, for the command line's help.
+    pub fn description(self) -> &'static str {
+        match self {
+            Role::All => "Every stage below",
+            Role::Ingest => {
+                "Push endpoints, file tailers and CloudWatch polling, onto the events topic"
+            }
+            Role::Detect => "Rules and correlations over the events topic, onto the alerts topic",
+            Role::Index => "Events, alerts and quarantined records into the local store",
+            Role::Ui => "The pages and the search and alert API over the local store",
+            Role::Notify => "Alerts to the configured webhooks",
+        }
+    }
+
+    /// The role named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
+    }
+}
+
 fn default_roles() -> Vec<Role> {
     vec![Role::All]
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BusBackend {
-    /// An append-only log in the data directory; one process.
-    #[default]
-    Embedded,
-    /// A Kafka cluster (AWS MSK in production); stages may run in many processes.
-    Kafka,
-}
-
+/// The `[bus]` section: each part's settings belong to the bus crate that reads them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
-    pub backend: BusBackend,
-    pub topics: TopicsConfig,
-    pub kafka: KafkaConfig,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopicsConfig {
-    pub events: String,
-    pub alerts: String,
-    pub quarantine: String,
-}
-
-impl Default for TopicsConfig {
-    fn default() -> Self {
-        let topics = vigil_bus::Topics::default();
-        TopicsConfig {
-            events: topics.events,
-            alerts: topics.alerts,
-            quarantine: topics.quarantine,
-        }
-    }
-}
-
-impl TopicsConfig {
-    pub fn topics(&self) -> vigil_bus::Topics {
-        vigil_bus::Topics {
-            events: self.events.clone(),
-            alerts: self.alerts.clone(),
-            quarantine: self.quarantine.clone(),
-        }
-    }
-}
-
-/// The Kafka bus. `properties` pass to librdkafka as they are, for TLS and SASL (MSK with
-/// SCRAM: `security.protocol = "SASL_SSL"`, `sasl.mechanism = "SCRAM-SHA-512"`...).
-/// `auth = "msk-iam"` authenticates to MSK with IAM instead, with AWS credentials.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    pub brokers: String,
-    pub client_id: String,
-    pub create_topics: bool,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub state_topic: String,
-    pub session_timeout_ms: u64,
-    pub delivery_timeout_ms: u64,
-    pub connect_timeout_ms: u64,
-    pub max_message_bytes: usize,
-    /// Ingest refuses new events while detection or indexing has more than this many events
-    /// left to read (0: never); keep the events topic's retention longer than that backlog.
-    pub max_consumer_lag: u64,
-    pub auth: KafkaAuthMode,
-    /// The MSK cluster's region for `auth = "msk-iam"`; from the AWS environment when unset.
-    pub region: Option<String>,
-    pub properties: BTreeMap<String, String>,
-    pub producer: BTreeMap<String, String>,
-    pub consumer: BTreeMap<String, String>,
-}
-
-/// How the Kafka bus authenticates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KafkaAuthMode {
-    /// As `properties` say: nothing, TLS client certificates, or SASL/SCRAM.
-    #[default]
-    Properties,
-    /// AWS MSK IAM access control (port 9098): SASL/OAUTHBEARER over TLS, with tokens signed
-    /// by the standard AWS credential chain.
-    MskIam,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        let defaults = vigil_bus_kafka::KafkaOptions::default();
-        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        KafkaConfig {
-            brokers: defaults.brokers,
-            client_id: defaults.client_id,
-            create_topics: defaults.create_topics,
-            partitions: defaults.partitions,
-            replication_factor: defaults.replication_factor,
-            state_topic: defaults.state_topic,
-            session_timeout_ms: ms(defaults.session_timeout),
-            delivery_timeout_ms: ms(defaults.delivery_timeout),
-            connect_timeout_ms: ms(defaults.connect_timeout),
-            max_message_bytes: defaults.max_message_bytes,
-            max_consumer_lag: defaults.max_consumer_lag,
-            auth: KafkaAuthMode::Properties,
-            region: None,
-            properties: defaults.properties,
-            producer: defaults.producer_properties,
-            consumer: defaults.consumer_properties,
-        }
-    }
-}
-
-impl KafkaConfig {
-    pub fn options(&self) -> vigil_bus_kafka::KafkaOptions {
-        use std::time::Duration;
-        vigil_bus_kafka::KafkaOptions {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            create_topics: self.create_topics,
-            partitions: self.partitions,
-            replication_factor: self.replication_factor,
-            state_topic: self.state_topic.clone(),
-            session_timeout: Duration::from_millis(self.session_timeout_ms),
-            delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
-            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
-            max_message_bytes: self.max_message_bytes,
-            max_consumer_lag: self.max_consumer_lag,
-            // Set by `vigil run` for a process that ingests.
-            lag_watched_groups: Vec::new(),
-            auth: match self.auth {
-                KafkaAuthMode::Properties => vigil_bus_kafka::KafkaAuth::Properties,
-                KafkaAuthMode::MskIam => vigil_bus_kafka::KafkaAuth::MskIam {
-                    region: self.region.clone(),
-                },
-            },
-            properties: self.properties.clone(),
-            producer_properties: self.producer.clone(),
-            consumer_properties: self.consumer.clone(),
-        }
-    }
+    pub backend: vigil_bus::Backend,
+    pub topics: vigil_bus::Topics,
+    pub kafka: vigil_bus_kafka::Config,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -634,25 +545,20 @@ overrides = { "/app/flask" = "flask-app" }
             )?;
             let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(
-                config.bus.kafka.options().auth,
-                vigil_bus_kafka::KafkaAuth::MskIam {
-                    region: Some("eu-west-1".into())
-                }
+                (config.bus.kafka.auth, config.bus.kafka.region.as_deref()),
+                (vigil_bus_kafka::Auth::MskIam, Some("eu-west-1"))
             );
 
             jail.create_file("vigil.toml", "[bus.kafka]\nauth = \"msk-iam\"\n")?;
             let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(
-                config.bus.kafka.options().auth,
-                vigil_bus_kafka::KafkaAuth::MskIam { region: None }
+                (config.bus.kafka.auth, config.bus.kafka.region.as_deref()),
+                (vigil_bus_kafka::Auth::MskIam, None)
             );
 
             jail.create_file("vigil.toml", "")?;
             let config = Config::load(None, &Overrides::default()).unwrap();
-            assert_eq!(
-                config.bus.kafka.options().auth,
-                vigil_bus_kafka::KafkaAuth::Properties
-            );
+            assert_eq!(config.bus.kafka.auth, vigil_bus_kafka::Auth::Properties);
 
             jail.create_file("vigil.toml", "[bus.kafka]\nauth = \"iam\"\n")?;
             let err = Config::load(None, &Overrides::default()).unwrap_err();

@@ -1,13 +1,14 @@
-//! Embeds Vigil's own `rules/` and `pipelines/` in the binary, so that `vigil run` started
-//! anywhere (not only in this repository) detects with them when no rule path is configured.
-//! It writes a table of `(path, include_str!(...))` pairs to `$OUT_DIR/builtin.rs`, which
-//! `src/rules.rs` includes.
+//! Embeds Vigil's own `rules/` and `pipelines/` (at the workspace root) in the library, so
+//! that `vigil run` started anywhere (not only in this repository) detects with them when no
+//! rule path is configured. It writes a table of `(path, include_str!(...))` pairs to
+//! `$OUT_DIR/builtin.rs`, which `src/rules.rs` includes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest.parent().expect("the crate sits in the workspace").to_owned();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     println!("cargo:rerun-if-changed=build.rs");
     let mut table = String::new();
@@ -15,7 +16,7 @@ fn main() {
     // directly in their directory, as `rules::load_pipelines` does.
     for (constant, dir, recursive) in [("RULES", "rules", true), ("PIPELINES", "pipelines", false)]
     {
-        println!("cargo:rerun-if-changed={dir}");
+        println!("cargo:rerun-if-changed=../{dir}");
         let mut files = Vec::new();
         collect_yaml(&root.join(dir), recursive, &mut files);
         files.sort();

@@ -24,7 +24,7 @@ use vigil_notify::Notifier;
 use vigil_store::Store;
 use vigil_ui::UiState;
 
-use crate::config::{BusBackend, CloudWatchSourceConfig, Config, FileSourceConfig, Role};
+use crate::config::{CloudWatchSourceConfig, Config, FileSourceConfig, Role};
 use crate::token::{self, TokenOrigin};
 use crate::{demo, rules, server, stages};
 
@@ -69,7 +69,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         None
     };
     let notifier = notifier(&config, roles)?;
-    let topics = config.bus.topics.topics();
+    let topics = config.bus.topics.clone();
     let bus = open_bus(&config, &topics, roles.ingest).await?;
     let store = if roles.index {
         let store_options = config
@@ -323,7 +323,7 @@ fn notifier(config: &Config, roles: Roles) -> Result<Option<Arc<Notifier>>> {
 /// while one lags too far.
 async fn open_bus(config: &Config, topics: &Topics, ingests: bool) -> Result<Arc<dyn Bus>> {
     Ok(match config.bus.backend {
-        BusBackend::Embedded => Arc::new(EmbeddedBus::open(
+        vigil_bus::Backend::Embedded => Arc::new(EmbeddedBus::open(
             config.data_dir.join("bus"),
             EmbeddedBusOptions {
                 // A quarantined record carries its raw bytes in base64, and may be a whole body.
@@ -331,20 +331,24 @@ async fn open_bus(config: &Config, topics: &Topics, ingests: bool) -> Result<Arc
                 ..EmbeddedBusOptions::default()
             },
         )?),
-        BusBackend::Kafka => {
-            let mut options = config.bus.kafka.options();
-            if ingests {
+        vigil_bus::Backend::Kafka => {
+            let kafka = config.bus.kafka.clone();
+            kafka.validate()?;
+            let lag_watched_groups = if ingests {
                 // A group that never committed (a role this deployment does not run) is left
                 // out by the guard, so listing both is safe.
-                options.lag_watched_groups = vec![
+                vec![
                     stages::DETECT_GROUP.to_owned(),
                     <Event as stages::IndexTarget>::GROUP.to_owned(),
-                ];
-            }
-            let brokers = options.brokers.clone();
-            let bus = vigil_bus_kafka::KafkaBus::connect(options, topics)
-                .await
-                .context("cannot start the Kafka bus")?;
+                ]
+            } else {
+                Vec::new()
+            };
+            let brokers = kafka.brokers.clone();
+            let bus =
+                vigil_bus_kafka::KafkaBus::connect_watching_lag(kafka, topics, &lag_watched_groups)
+                    .await
+                    .context("cannot start the Kafka bus")?;
             tracing::info!(%brokers, "connected to Kafka");
             Arc::new(bus)
         }

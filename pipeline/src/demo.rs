@@ -7,13 +7,13 @@ use vigil_ingest::Ingestor;
 /// does not matter: the detector keeps a watermark per source, so the Flask app's brute force
 /// (at 10:12) still correlates after the CloudTrail and audit events (up to 11:10) went first.
 const DEMO_SOURCES: [(&str, &str); 4] = [
-    ("cloudtrail", include_str!("../demo/cloudtrail.ndjson")),
+    ("cloudtrail", include_str!("../../demo/cloudtrail.ndjson")),
     (
         "kubernetes-audit",
-        include_str!("../demo/kubernetes-audit.ndjson"),
+        include_str!("../../demo/kubernetes-audit.ndjson"),
     ),
-    ("flask-app", include_str!("../demo/flask-app.ndjson")),
-    ("flask-access", include_str!("../demo/flask-access.log")),
+    ("flask-app", include_str!("../../demo/flask-app.ndjson")),
+    ("flask-access", include_str!("../../demo/flask-access.log")),
 ];
 
 /// Ingests the demo events. Each file is one batch with a fixed batch id, so feeding them again

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use vigil_event::{Alert, Event, Quarantined};
 use vigil_store::{Store, StoreOptions};
 
-use crate::stages::IndexTarget;
+use vigil_pipeline::stages::IndexTarget;
 
 /// Written last into a backup directory: a backup without it is incomplete.
 const MANIFEST: &str = "backup.json";
