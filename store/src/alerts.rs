@@ -3,20 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, JsonObjectOptions, OwnedValue, Schema, TextOptions, Value, STORED,
-    STRING,
+    Field, IndexRecordOption, JsonObjectOptions, OwnedValue, Schema, TextOptions, STORED, STRING,
 };
-use tantivy::{Order, TantivyDocument, Term};
+use tantivy::{TantivyDocument, Term};
 
 use vigil_event::Alert;
 
 use crate::index::{self, IndexHandle};
-use crate::lifecycle::AlertState;
 use crate::query::translate::{QueryFields, Translator, WholeWords};
+use crate::lifecycle::AlertState;
 use crate::StoreError;
 
 /// Field names of the alerts index.
@@ -299,23 +297,14 @@ impl AlertIndex {
 
     fn top(&self, query: &dyn Query, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let searcher = self.handle.reader.searcher();
-        let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let newest = TopDocs::with_limit(limit).order_by((
-            (
-                SortByStaticFastValue::<tantivy::DateTime>::for_field(fields::DETECTED),
-                Order::Desc,
-            ),
-            (
-                SortByStaticFastValue::<tantivy::DateTime>::for_field(fields::TIME),
-                Order::Desc,
-            ),
-        ));
-        let top = searcher
-            .search(query, &newest)
-            .map_err(crate::query::search_error)?;
+        let top = index::greatest_by::<tantivy::DateTime, tantivy::DateTime>(
+            &searcher,
+            query,
+            limit,
+            fields::DETECTED,
+            fields::TIME,
+        )
+        .map_err(crate::query::search_error)?;
         let mut alerts = Vec::with_capacity(top.len());
         for (_, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
@@ -325,22 +314,6 @@ impl AlertIndex {
     }
 
     fn stored_alert(&self, doc: &TantivyDocument) -> Result<Alert, StoreError> {
-        let id = || {
-            doc.get_first(self.fields.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
-                .to_owned()
-        };
-        let json = doc
-            .get_first(self.fields.doc)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| StoreError::Corrupt {
-                id: id(),
-                message: "no stored alert".into(),
-            })?;
-        serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-            id: id(),
-            message: e.to_string(),
-        })
+        index::stored_json(doc, self.fields.id, self.fields.doc, "alert")
     }
 }
