@@ -14,7 +14,7 @@ use vigil_event::Alert;
 
 use crate::index::{self, IndexHandle};
 use crate::query::translate::{QueryFields, Translator, WholeWords};
-use crate::lifecycle::AlertState;
+use crate::triage::AlertState;
 use crate::StoreError;
 
 /// Field names of the alerts index.

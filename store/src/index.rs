@@ -23,7 +23,7 @@ use tantivy::{
     TantivyDocument,
 };
 
-use crate::words::{WordTokenizer, MAX_WORD_BYTES};
+use crate::word_tokenizer::{WordTokenizer, MAX_WORD_BYTES};
 use crate::StoreError;
 
 /// Tokenizer for keyword fields: the whole value is one token, lowercased, so that
@@ -36,12 +36,12 @@ pub(crate) const KEYWORD_TOKENIZER: &str = "vigil_keyword";
 pub(crate) const TEXT_TOKENIZER: &str = "vigil_text";
 
 /// Tokenizer for record words in partitions of two earlier layouts: as [`TEXT_TOKENIZER`], but
-/// a UUID is one word (see [`crate::words`]). A tokenizer's name is part of an index's schema,
+/// a UUID is one word (see [`crate::word_tokenizer`]). A tokenizer's name is part of an index's schema,
 /// so partitions cut with the other keep it, and queries cut their words per partition.
 pub(crate) const WORDS_TOKENIZER: &str = "vigil_words";
 
 /// Tokenizer for record words in partitions of the current layout: as [`WORDS_TOKENIZER`],
-/// but an RFC 3339 time or an IPv4 address is one word too (see [`crate::words`]).
+/// but an RFC 3339 time or an IPv4 address is one word too (see [`crate::word_tokenizer`]).
 pub(crate) const VALUE_WORDS_TOKENIZER: &str = "vigil_value_words";
 
 /// The analyzer behind [`TEXT_TOKENIZER`]; queries split their words with it too, so that a

@@ -12,12 +12,13 @@ pub mod backup;
 mod error;
 mod events;
 mod index;
-mod lifecycle;
 mod partition;
 mod quarantine;
 mod query;
 mod record;
-mod words;
+mod triage;
+mod triage_db;
+mod word_tokenizer;
 
 use std::path::Path;
 
@@ -30,10 +31,6 @@ pub use aggregate::{
 pub use alerts::AlertFilter;
 pub use error::StoreError;
 pub use events::PartitionStats;
-pub use lifecycle::{
-    apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
-    MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
-};
 pub use partition::{
     PartitionKey, PartitionScheme, TimeSpan, DEFAULT_FUTURE_SKEW_SECONDS, EARLIEST_PLAUSIBLE_TIME,
 };
@@ -44,6 +41,10 @@ pub use quarantine::{
 pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
 };
+pub use triage::{
+    apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
+    MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
+};
 
 /// Names of the fields queries can use.
 pub mod schema {
@@ -53,8 +54,8 @@ pub mod schema {
 
 use alerts::AlertIndex;
 use events::EventIndex;
-use lifecycle::Lifecycle;
 use quarantine::QuarantineLog;
+use triage_db::TriageDb;
 
 /// An alert with its lifecycle state, as listed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -151,7 +152,7 @@ pub struct RetentionReport {
 pub struct Store {
     events: EventIndex,
     alerts: AlertIndex,
-    lifecycle: Lifecycle,
+    triage: TriageDb,
     quarantine: QuarantineLog,
     /// Serializes everything that writes alert documents: indexing reads the lifecycle state
     /// and then writes the document, and a change landing in between would be overwritten
@@ -184,13 +185,13 @@ impl Store {
             options.max_open_partitions,
         )?
         .with_future_skew(options.future_skew);
-        let lifecycle = Lifecycle::open(&dir.join(LIFECYCLE_DB), read_only)?;
+        let triage = TriageDb::open(&dir.join(LIFECYCLE_DB), read_only)?;
         let quarantine =
             QuarantineLog::open(&dir.join(QUARANTINE_DB), read_only, options.quarantine)?;
         let store = Store {
             events,
             alerts,
-            lifecycle,
+            triage,
             quarantine,
             alert_writes: std::sync::Mutex::new(()),
             options,
@@ -211,7 +212,7 @@ impl Store {
         let now = Utc::now();
         let rewritten = self.alerts.rewrite(|alert| {
             let id = alert.id.to_string();
-            let mut states = self.lifecycle.states(std::slice::from_ref(&id), now)?;
+            let mut states = self.triage.states(std::slice::from_ref(&id), now)?;
             states.remove(&id).ok_or_else(|| StoreError::Corrupt {
                 id,
                 message: "the lifecycle database gave no state".into(),
@@ -227,7 +228,7 @@ impl Store {
     /// Re-indexes alerts whose change was saved but whose index copy may not have been
     /// committed before a crash.
     fn repair_alert_index(&self) -> Result<(), StoreError> {
-        let pending = self.lifecycle.pending_reindex()?;
+        let pending = self.triage.pending_reindex()?;
         if pending.is_empty() {
             return Ok(());
         }
@@ -239,14 +240,14 @@ impl Store {
             }
         }
         let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
-        let states = self.lifecycle.states(&ids, Utc::now())?;
+        let states = self.triage.states(&ids, Utc::now())?;
         let pairs: Vec<(&Alert, &AlertState)> = alerts
             .iter()
             .zip(ids.iter().map(|id| &states[id]))
             .collect();
         self.alerts.index(&pairs)?;
         self.alerts.commit()?;
-        self.lifecycle.reindexed(&pending)
+        self.triage.reindexed(&pending)
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -320,7 +321,7 @@ impl Store {
     pub fn index_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
         let _writes = index::lock(&self.alert_writes);
         let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
-        let states = self.lifecycle.register(&ids, Utc::now())?;
+        let states = self.triage.register(&ids, Utc::now())?;
         let pairs: Vec<(&Alert, &AlertState)> = alerts
             .iter()
             .zip(&ids)
@@ -337,7 +338,7 @@ impl Store {
 
     fn with_states(&self, alerts: Vec<Alert>) -> Result<Vec<AlertView>, StoreError> {
         let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
-        let mut states = self.lifecycle.states(&ids, Utc::now())?;
+        let mut states = self.triage.states(&ids, Utc::now())?;
         Ok(alerts
             .into_iter()
             .zip(ids)
@@ -358,7 +359,7 @@ impl Store {
             .with_states(vec![alert])?
             .pop()
             .expect("one alert in, one out");
-        let history = self.lifecycle.history(id)?;
+        let history = self.triage.history(id)?;
         let notes = history
             .iter()
             .filter(|h| h.field == "note")
@@ -389,12 +390,12 @@ impl Store {
             .alerts
             .get(id)?
             .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
-        let state = self.lifecycle.change(id, change, actor, Utc::now())?;
+        let state = self.triage.change(id, change, actor, Utc::now())?;
         self.alerts.index(&[(&alert, &state)])?;
         // Committing here also makes durable any alerts the indexer added since its last
         // commit; that only makes them durable sooner than the bus offsets say.
         self.alerts.commit()?;
-        self.lifecycle.reindexed(&[id.to_owned()])?;
+        self.triage.reindexed(&[id.to_owned()])?;
         drop(_writes);
         self.alert(id)
     }

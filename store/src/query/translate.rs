@@ -77,7 +77,7 @@ pub(crate) struct QueryFields {
 }
 
 /// Which values an analyzer keeps as one word although they hold separators (see
-/// [`crate::words`]): a wildcard may then need to match across those separators within one
+/// [`crate::word_tokenizer`]): a wildcard may then need to match across those separators within one
 /// word.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum WholeWords {
