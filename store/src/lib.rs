@@ -9,6 +9,7 @@
 mod aggregate;
 mod alerts;
 pub mod backup;
+mod config;
 mod error;
 mod events;
 mod index;
@@ -29,6 +30,7 @@ pub use aggregate::{
     interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
 };
 pub use alerts::AlertFilter;
+pub use config::{Config, ConfigError};
 pub use error::StoreError;
 pub use events::PartitionStats;
 pub use partition::{
