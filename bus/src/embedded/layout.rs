@@ -1,0 +1,68 @@
+//! Where the embedded bus keeps things under its root: one directory per topic holding its
+//! segment files and an `offsets/` directory, and a `state/` directory beside the topics.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::BusError;
+
+const SEGMENT_SUFFIX: &str = ".log";
+/// In a topic's directory: one file per consumer group, holding its next offset.
+pub(super) const OFFSETS_DIR: &str = "offsets";
+/// Stage state saved through [`Bus::save_state`](crate::Bus::save_state), one file per key,
+/// beside the topics.
+pub(super) const STATE_DIR: &str = "state";
+
+/// The segment file of the topic in `dir` whose first message has offset `base`.
+pub(super) fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
+}
+
+/// The base offset a segment file's name gives, or `None` when the name is not a segment's.
+pub(super) fn segment_base(file_name: &str) -> Option<u64> {
+    file_name
+        .strip_suffix(SEGMENT_SUFFIX)
+        .and_then(|n| n.parse::<u64>().ok())
+}
+
+/// Topic, group and state key names become file names, so only plain ones are taken.
+pub(super) fn validate_name(name: &str) -> Result<(), BusError> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name != OFFSETS_DIR
+        && name != STATE_DIR
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::InvalidName(name.to_owned()))
+    }
+}
+
+/// Replaces the file at `path` with `bytes` durably: a crash leaves the old content or the
+/// new, never a mix. Offsets and stage state are written this way.
+pub(super) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), BusError> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(BusError::io(path))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<(), BusError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(BusError::io(dir))
+}
