@@ -5,20 +5,19 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value as Json};
 
-use crate::chain::{self, Compiled, Test};
 use crate::condition::{self, Expr};
 use crate::error::Problem;
+use crate::matcher::Matcher;
 use crate::modifier;
+use crate::modifier_chain::{self, Compiled, Test};
 use crate::path::{self, FieldPath};
-use crate::pipeline::FieldMap;
 use crate::prefilter::{self, Need};
-use crate::value::Matcher;
 use crate::yaml::{Key, Node, Value};
 use crate::LoadOptions;
 
 /// A compiled `detection` section.
 #[derive(Debug, Clone)]
-pub(crate) struct Detection {
+pub(crate) struct CompiledDetection {
     /// Search identifiers in the order the rule gives them.
     searches: Vec<(String, Search)>,
     condition: Expr,
@@ -58,22 +57,38 @@ enum Item {
     },
 }
 
-impl Detection {
+/// How a rule's field names become the event's: what field-mapping pipelines provide (see
+/// `pipeline.rs`), kept as a trait here so that compiling a detection does not depend on them.
+pub(crate) trait FieldNames {
+    /// The name a rule's field has in the event.
+    fn rename<'b>(&self, field: &'b str) -> Cow<'b, str>;
+}
+
+/// Field names as the rule writes them.
+pub(crate) struct AsWritten;
+
+impl FieldNames for AsWritten {
+    fn rename<'b>(&self, field: &'b str) -> Cow<'b, str> {
+        Cow::Borrowed(field)
+    }
+}
+
+impl CompiledDetection {
     /// Compiles a `detection` mapping, collecting every problem rather than stopping at the
     /// first, so one load shows the author all of them.
     // Rules and filters compile through `compile_mapped`; this stays for detections that no
     // pipeline applies to.
     #[allow(dead_code)]
-    pub fn compile(node: &Node, options: &LoadOptions) -> Result<Detection, Vec<Problem>> {
-        Self::compile_mapped(node, options, &FieldMap::default())
+    pub fn compile(node: &Node, options: &LoadOptions) -> Result<CompiledDetection, Vec<Problem>> {
+        Self::compile_mapped(node, options, &AsWritten)
     }
 
-    /// [`Detection::compile`] with the field names renamed by pipelines.
+    /// [`CompiledDetection::compile`] with the field names renamed by pipelines.
     pub fn compile_mapped(
         node: &Node,
         options: &LoadOptions,
-        fields: &FieldMap,
-    ) -> Result<Detection, Vec<Problem>> {
+        fields: &dyn FieldNames,
+    ) -> Result<CompiledDetection, Vec<Problem>> {
         let Value::Map(entries) = &node.value else {
             return Err(vec![Problem::new(
                 node.line,
@@ -107,7 +122,7 @@ impl Detection {
             Some((key, value)) => compile_condition(key, value, &names),
         };
         match condition {
-            Ok(condition) if problems.is_empty() => Ok(Detection {
+            Ok(condition) if problems.is_empty() => Ok(CompiledDetection {
                 searches,
                 condition,
             }),
@@ -121,9 +136,9 @@ impl Detection {
 
     /// A detection of one search (a mapping or a list, as a search identifier's definition),
     /// which is its whole condition: what a pipeline's `require` adds to rules.
-    pub fn single(node: &Node, options: &LoadOptions) -> Result<Detection, Vec<Problem>> {
-        let search = compile_search(node, options, &FieldMap::default()).map_err(|p| vec![p])?;
-        Ok(Detection {
+    pub fn single(node: &Node, options: &LoadOptions) -> Result<CompiledDetection, Vec<Problem>> {
+        let search = compile_search(node, options, &AsWritten).map_err(|p| vec![p])?;
+        Ok(CompiledDetection {
             searches: vec![("require".to_owned(), search)],
             condition: Expr::Search(0),
         })
@@ -171,7 +186,7 @@ fn compile_condition(key: &Key, value: &Node, names: &[&str]) -> Result<Expr, Pr
 fn compile_search(
     node: &Node,
     options: &LoadOptions,
-    fields: &FieldMap,
+    fields: &dyn FieldNames,
 ) -> Result<Search, Problem> {
     match &node.value {
         Value::Map(entries) => compile_map(node, entries, options, fields),
@@ -199,7 +214,7 @@ fn compile_search(
                 }
             }
             if !keywords.is_empty() {
-                let compiled = chain::compile(None, &[], &keywords, node.line, options)?;
+                let compiled = modifier_chain::compile(None, &[], &keywords, node.line, options)?;
                 alternatives.push(Search::All(vec![item(None, compiled)]));
             }
             Ok(if alternatives.len() == 1 {
@@ -222,7 +237,7 @@ fn compile_map(
     node: &Node,
     entries: &[(Key, Node)],
     options: &LoadOptions,
-    fields: &FieldMap,
+    fields: &dyn FieldNames,
 ) -> Result<Search, Problem> {
     if entries.is_empty() {
         return Err(Problem::new(node.line, "a search mapping is empty"));
@@ -238,7 +253,7 @@ fn compile_item(
     key: &Key,
     node: &Node,
     options: &LoadOptions,
-    fields: &FieldMap,
+    fields: &dyn FieldNames,
 ) -> Result<Item, Problem> {
     let (field, modifiers) =
         modifier::parse_key(&key.name).map_err(|message| Problem::new(key.line, message))?;
@@ -257,7 +272,7 @@ fn compile_item(
         }
     }
     let field = (!field.is_empty()).then_some(field);
-    let mut compiled = chain::compile(field, &modifiers, &values, key.line, options)?;
+    let mut compiled = modifier_chain::compile(field, &modifiers, &values, key.line, options)?;
     if let Test::Values(matchers) = &mut compiled.test {
         matchers
             .iter_mut()
@@ -267,7 +282,7 @@ fn compile_item(
 }
 
 /// `fieldref` names a field of the event too, so it is renamed like the keys.
-fn rename_references(matcher: &mut Matcher, fields: &FieldMap) {
+fn rename_references(matcher: &mut Matcher, fields: &dyn FieldNames) {
     match matcher {
         Matcher::FieldRef { path, .. } => {
             if let Cow::Owned(renamed) = fields.rename(path.name()) {
@@ -295,7 +310,7 @@ fn item(field: Option<&str>, compiled: Compiled) -> Item {
             all,
             negate,
         },
-        // `chain::compile` refuses `exists` without a field.
+        // `modifier_chain::compile` refuses `exists` without a field.
         (None, Test::Exists(_)) => Item::Keywords {
             matchers: Vec::new(),
             all,

@@ -93,7 +93,7 @@ use std::collections::BTreeMap;
 
 use crate::correlation::state::{CorrelationWindow, Counters, Entry, Lane, Limits, Source};
 use crate::correlation::CorrelationRule;
-use crate::streams::{Observed, Streams};
+use crate::watermarks::{Observed, Streams};
 use crate::Engine;
 
 /// The stream of [`Detector::process`] and [`Detector::advance`]'s callers that do not name
@@ -113,7 +113,7 @@ pub struct Detector {
 
 /// Something to raise an alert for.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Detection {
+pub enum Finding {
     /// The event matched the rule at this index of [`Engine::rules`].
     Rule { rule: usize },
     /// A correlation rule matched, completed by this event.
@@ -146,7 +146,7 @@ pub struct CorrelationMatch {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evaluation {
     /// As [`Detector::process_stream`] returns them.
-    pub detections: Vec<Detection>,
+    pub detections: Vec<Finding>,
     /// How many inputs to correlations (this event, or matches it completed) came too late
     /// for the live windows. They were correlated among late inputs instead, or dropped when
     /// [`Limits::max_late_groups`] is 0. Rules still matched the event as usual.
@@ -289,7 +289,7 @@ impl Detector {
         event_id: Option<Id>,
         logsource: &LogSource,
         doc: &Map<String, Value>,
-    ) -> Vec<Detection> {
+    ) -> Vec<Finding> {
         self.process_stream(DEFAULT_STREAM, time, event_id, logsource, doc)
     }
 
@@ -306,7 +306,7 @@ impl Detector {
         event_id: Option<Id>,
         logsource: &LogSource,
         doc: &Map<String, Value>,
-    ) -> Vec<Detection> {
+    ) -> Vec<Finding> {
         self.evaluate(stream, time, event_id, logsource, doc)
             .detections
     }
@@ -327,7 +327,7 @@ impl Detector {
             detections: hits
                 .iter()
                 .filter(|&&rule| self.engine.rule_generates(rule))
-                .map(|&rule| Detection::Rule { rule })
+                .map(|&rule| Finding::Rule { rule })
                 .collect(),
             late_inputs: 0,
         };
@@ -390,14 +390,14 @@ impl Detector {
             pending
                 .into_iter()
                 .filter(|m| engine.correlation_generates(m.correlation))
-                .map(Detection::Correlation),
+                .map(Finding::Correlation),
         );
         evaluation
     }
 
     /// [`Detector::process_stream`] for an [`Event`]: in the stream of its source name, at its
     /// own time, with its own id and document.
-    pub fn process_event(&mut self, event: &Event) -> Result<Vec<Detection>, serde_json::Error> {
+    pub fn process_event(&mut self, event: &Event) -> Result<Vec<Finding>, serde_json::Error> {
         let doc = event.document()?;
         Ok(self.process_stream(
             &event.source.name,

@@ -8,8 +8,9 @@ use vigil_event::{Event, LogSource};
 
 use crate::correlation::state::Graph;
 use crate::correlation::CorrelationRule;
+use crate::meta::logsource_within;
 use crate::prefilter::Prefilter;
-use crate::rule::{Rule, RuleLogSource};
+use crate::rule::Rule;
 
 /// A set of compiled rules, ready to evaluate events.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +53,7 @@ impl Clone for Plans {
 
 #[derive(Debug, Clone)]
 struct Route {
-    logsource: RuleLogSource,
+    logsource: LogSource,
     /// Indices into `rules`, ascending.
     rules: Vec<usize>,
 }
@@ -60,10 +61,10 @@ struct Route {
 impl Engine {
     pub fn new(rules: Vec<Rule>) -> Self {
         let mut routes: Vec<Route> = Vec::new();
-        let mut route_of: HashMap<RuleLogSource, usize> = HashMap::new();
+        let mut route_of: HashMap<LogSource, usize> = HashMap::new();
         let lower = |element: &Option<String>| element.as_deref().map(str::to_lowercase);
         for (index, rule) in rules.iter().enumerate() {
-            let key = RuleLogSource {
+            let key = LogSource {
                 product: lower(&rule.logsource.product),
                 service: lower(&rule.logsource.service),
                 category: lower(&rule.logsource.category),
@@ -170,7 +171,7 @@ impl Engine {
         let mut rules: Vec<usize> = self
             .routes
             .iter()
-            .filter(|route| route.logsource.applies_to(logsource))
+            .filter(|route| logsource_within(&route.logsource, logsource))
             .flat_map(|route| route.rules.iter().copied())
             .collect();
         rules.sort_unstable();

@@ -10,13 +10,14 @@
 
 use std::sync::Arc;
 
-use crate::detection::Detection;
+use crate::detection::CompiledDetection;
 use crate::error::Problem;
+use crate::meta::{keep, logsource_within, rule_logsource, text, texts, RuleMeta};
 use crate::pipeline::FieldMap;
-use crate::rule::{keep, rule_logsource, text, texts, RuleLogSource};
 use crate::yaml::{Document, Node, Value};
 use crate::LoadOptions;
 use crate::Rule;
+use vigil_event::LogSource;
 
 /// A loaded meta-filter document.
 #[derive(Debug, Clone)]
@@ -25,11 +26,11 @@ pub struct Filter {
     pub id: String,
     pub title: String,
     pub description: Option<String>,
-    pub logsource: RuleLogSource,
+    pub logsource: LogSource,
     pub targets: FilterTargets,
     pub origin: String,
     pub line: usize,
-    pub(crate) detection: Arc<Detection>,
+    pub(crate) detection: Arc<CompiledDetection>,
 }
 
 /// The rules a filter applies to.
@@ -44,14 +45,7 @@ pub enum FilterTargets {
 impl Filter {
     /// Whether a rule named by the filter is also one whose logsource the filter contains.
     pub fn fits_logsource(&self, rule: &Rule) -> bool {
-        let within = |filter: &Option<String>, rule: &Option<String>| match (filter, rule) {
-            (None, _) => true,
-            (Some(filter), Some(rule)) => filter.eq_ignore_ascii_case(rule),
-            (Some(_), None) => false,
-        };
-        within(&self.logsource.product, &rule.logsource.product)
-            && within(&self.logsource.service, &rule.logsource.service)
-            && within(&self.logsource.category, &rule.logsource.category)
+        logsource_within(&self.logsource, &rule.logsource)
     }
 }
 
@@ -90,7 +84,7 @@ pub(crate) fn from_document(
     if logsource.is_none() && !entries.iter().any(|(key, _)| key.name == "logsource") {
         problems.push(Problem::new(doc.line, "the filter has no `logsource`"));
     }
-    let fallback = RuleLogSource::default();
+    let fallback = LogSource::default();
     let fields = FieldMap::for_logsource(options, logsource.as_ref().unwrap_or(&fallback));
     let compiled = section.and_then(|node| match filter_section(node, options, &fields) {
         Ok(compiled) => Some(compiled),
@@ -102,7 +96,7 @@ pub(crate) fn from_document(
     match (title, logsource, compiled) {
         (Some(title), Some(logsource), Some((targets, detection))) if problems.is_empty() => {
             Ok(Filter {
-                id: id.unwrap_or_else(|| Rule::derive_id(origin, &title)),
+                id: id.unwrap_or_else(|| RuleMeta::derive_id(origin, &title)),
                 title,
                 description,
                 logsource,
@@ -121,11 +115,11 @@ pub(crate) fn from_document(
 
 /// A filter's logsource may be empty (pySigma accepts that: the filter then fits every rule),
 /// unlike a rule's.
-fn logsource_of(node: &Node) -> Result<RuleLogSource, Problem> {
+fn logsource_of(node: &Node) -> Result<LogSource, Problem> {
     match &node.value {
-        Value::Map(entries) if entries.is_empty() => Ok(RuleLogSource::default()),
+        Value::Map(entries) if entries.is_empty() => Ok(LogSource::default()),
         Value::Map(_) => match rule_logsource(node) {
-            Err(problem) if problem.message.contains("must state") => Ok(RuleLogSource::default()),
+            Err(problem) if problem.message.contains("must state") => Ok(LogSource::default()),
             other => other,
         },
         _ => rule_logsource(node),
@@ -136,7 +130,7 @@ fn filter_section(
     node: &Node,
     options: &LoadOptions,
     fields: &FieldMap,
-) -> Result<(FilterTargets, Detection), Vec<Problem>> {
+) -> Result<(FilterTargets, CompiledDetection), Vec<Problem>> {
     let Value::Map(entries) = &node.value else {
         return Err(vec![Problem::new(
             node.line,
@@ -186,7 +180,7 @@ fn filter_section(
         line: node.line,
         value: Value::Map(rest),
     };
-    let detection = Detection::compile_mapped(&section, options, fields);
+    let detection = CompiledDetection::compile_mapped(&section, options, fields);
     match (targets, detection) {
         (Some(targets), Ok(detection)) if problems.is_empty() => Ok((targets, detection)),
         (_, detection) => {

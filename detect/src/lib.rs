@@ -127,7 +127,6 @@
 //! - Keyword searches take the string modifiers and `re` (searched in every string of the
 //!   event); the modifiers that need a field are refused there.
 
-mod chain;
 mod condition;
 mod correlation;
 mod detection;
@@ -136,34 +135,44 @@ mod engine;
 mod error;
 mod explain;
 mod filter;
+mod matcher;
+mod meta;
 mod modifier;
+mod modifier_chain;
+mod number_text;
 mod path;
 mod pattern;
 mod pipeline;
 mod prefilter;
 mod rule;
 mod ruleset;
-mod streams;
 mod time;
-mod value;
+mod watermarks;
 mod yaml;
+mod yaml_serde;
 
 pub use correlation::state::{Counters, Limits};
 pub use correlation::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
 pub use detector::{
-    CorrelationMatch, Detection, Detector, Evaluation, RestoreReport, SnapshotError, StateStats,
+    CorrelationMatch, Detector, Evaluation, Finding, RestoreReport, SnapshotError, StateStats,
     DEFAULT_STREAM, SNAPSHOT_VERSION,
 };
 pub use engine::Engine;
+/// The former name of [`Finding`], kept while callers outside this crate move to the new one.
+pub type Detection = Finding;
 pub use error::RuleError;
 pub use explain::{
-    explain, AlternativeExplanation, Explained, ItemExplanation, RuleExplanation,
-    SearchExplanation, Skipped, ValueExplanation,
+    explain, explain_correlation, AlternativeExplanation, CorrelationExplanation, Explained,
+    FieldValues, ItemExplanation, ReferenceExplanation, ReferenceKind, RuleExplanation,
+    RuleLibrary, RuleVerdict, SearchExplanation, Skipped, ThresholdShown, ValueExplanation,
+    SEQUENCE_NOTE,
 };
 pub use filter::{Filter, FilterTargets};
+pub use meta::{RuleMeta, Status};
 pub use pipeline::Pipeline;
-pub use rule::{Rule, RuleLogSource, Status};
+pub use rule::Rule;
 pub use ruleset::{BuiltRules, RuleSetBuilder};
+pub use yaml_serde::{from_yaml_str, PathPart, YamlDeError, YamlDeErrorKind};
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Value modifiers: the `|name` suffixes of a detection key, such as `CommandLine|contains|all`.
 //!
 //! This module only reads the names; which chains make sense, and what they do to the values,
-//! is decided in [`crate::chain`].
+//! is decided where a key is compiled into matchers.
 
 use crate::pattern::Anchor;
 

@@ -51,6 +51,38 @@ impl FieldPath {
         self.in_object(doc, 0, 0, visit)
     }
 
+    /// The first value of the field that is not null, as text (strings as they are, others as
+    /// JSON): what a correlation groups and counts by. `rules explain` reports the same.
+    pub fn first_text(&self, doc: &Map<String, Value>) -> Option<String> {
+        let mut found = None;
+        self.any(doc, &mut |value| match value {
+            Some(Value::Null) | None => false,
+            Some(value) => {
+                found = Some(match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                true
+            }
+        });
+        found
+    }
+
+    /// The first value of the field that is a finite number, or a string that spells one: what
+    /// the numeric correlations (`value_sum` and the like) aggregate.
+    pub fn first_number(&self, doc: &Map<String, Value>) -> Option<f64> {
+        let mut found = None;
+        self.any(doc, &mut |value| {
+            found = match value {
+                Some(Value::Number(n)) => n.as_f64().filter(|n| n.is_finite()),
+                Some(Value::String(s)) => parse_number(s),
+                _ => None,
+            };
+            found.is_some()
+        });
+        found
+    }
+
     /// Whether the field is present anywhere in `doc`, whatever its value (even null or an
     /// empty list): what `exists` tests.
     pub fn exists(&self, doc: &Map<String, Value>) -> bool {
@@ -131,6 +163,11 @@ impl FieldPath {
             _ => visit(None),
         }
     }
+}
+
+/// A string that spells a finite number, as the numeric correlations read it.
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 /// Visits a field's value, or each element of it if it is an array.

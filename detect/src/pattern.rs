@@ -209,8 +209,8 @@ impl Pattern {
 
     /// The longest run of literal characters that every matching text contains, as the
     /// pattern holds it (lowercased unless cased). A text can match only if it contains this,
-    /// ignoring ASCII case, either as written or with every character lowercased (see
-    /// [`crate::prefilter`]). `None` when the pattern has no literal character.
+    /// ignoring ASCII case, either as written or with every character lowercased (what the
+    /// literal prefilter looks for). `None` when the pattern has no literal character.
     pub fn required_run(&self) -> Option<String> {
         let run: String = match &self.shape {
             Shape::Exact(p) | Shape::Prefix(p) | Shape::Suffix(p) => p.clone(),

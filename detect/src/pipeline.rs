@@ -38,9 +38,11 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::detection::Detection;
+use vigil_event::LogSource;
+
+use crate::detection::{CompiledDetection, FieldNames};
 use crate::error::Problem;
-use crate::rule::{rule_logsource, text, RuleLogSource};
+use crate::meta::{logsource_within, rule_logsource, text};
 use crate::yaml::{self, Node, Value};
 use crate::{LoadOptions, RuleError};
 
@@ -56,23 +58,16 @@ pub struct Pipeline {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    logsource: RuleLogSource,
+    logsource: LogSource,
     fields: Vec<(String, String)>,
     /// Longest first, so the first that fits is the longest.
     prefixes: Vec<(String, String)>,
-    require: Option<Arc<Detection>>,
+    require: Option<Arc<CompiledDetection>>,
 }
 
 impl Entry {
-    fn applies_to(&self, rule: &RuleLogSource) -> bool {
-        let within = |entry: &Option<String>, rule: &Option<String>| match (entry, rule) {
-            (None, _) => true,
-            (Some(entry), Some(rule)) => entry.eq_ignore_ascii_case(rule),
-            (Some(_), None) => false,
-        };
-        within(&self.logsource.product, &rule.product)
-            && within(&self.logsource.service, &rule.service)
-            && within(&self.logsource.category, &rule.category)
+    fn applies_to(&self, rule: &LogSource) -> bool {
+        logsource_within(&self.logsource, rule)
     }
 
     fn rename<'a>(&self, field: Cow<'a, str>) -> Cow<'a, str> {
@@ -125,7 +120,7 @@ pub(crate) struct FieldMap<'a> {
 }
 
 impl<'a> FieldMap<'a> {
-    pub fn for_logsource(options: &'a LoadOptions, logsource: &RuleLogSource) -> Self {
+    pub fn for_logsource(options: &'a LoadOptions, logsource: &LogSource) -> Self {
         let mut entries = Vec::new();
         for pipeline in &options.pipelines {
             entries.extend(
@@ -138,18 +133,19 @@ impl<'a> FieldMap<'a> {
         FieldMap { entries }
     }
 
-    /// The name a rule's field has in the event.
-    pub fn rename<'b>(&self, field: &'b str) -> Cow<'b, str> {
-        self.entries
-            .iter()
-            .fold(Cow::Borrowed(field), |field, entry| entry.rename(field))
-    }
-
     /// The searches that every rule this map belongs to must also satisfy.
-    pub fn requirements(&self) -> impl Iterator<Item = &Arc<Detection>> {
+    pub fn requirements(&self) -> impl Iterator<Item = &Arc<CompiledDetection>> {
         self.entries
             .iter()
             .filter_map(|entry| entry.require.as_ref())
+    }
+}
+
+impl FieldNames for FieldMap<'_> {
+    fn rename<'b>(&self, field: &'b str) -> Cow<'b, str> {
+        self.entries
+            .iter()
+            .fold(Cow::Borrowed(field), |field, entry| entry.rename(field))
     }
 }
 
@@ -208,7 +204,7 @@ fn entry(node: &Node) -> Result<Entry, Problem> {
         ));
     };
     let mut entry = Entry {
-        logsource: RuleLogSource::default(),
+        logsource: LogSource::default(),
         fields: Vec::new(),
         prefixes: Vec::new(),
         require: None,
@@ -219,7 +215,7 @@ fn entry(node: &Node) -> Result<Entry, Problem> {
             "fields" => entry.fields = renames(value, "fields")?,
             "prefixes" => entry.prefixes = renames(value, "prefixes")?,
             "require" => {
-                let detection = Detection::single(value, &LoadOptions::default())
+                let detection = CompiledDetection::single(value, &LoadOptions::default())
                     .map_err(|mut problems| problems.remove(0))?;
                 entry.require = Some(Arc::new(detection));
             }
@@ -246,7 +242,7 @@ fn entry(node: &Node) -> Result<Entry, Problem> {
 }
 
 /// An empty logsource is allowed here (unlike a rule's): the entry then applies to every rule.
-fn logsource(node: &Node) -> Result<RuleLogSource, Problem> {
+fn logsource(node: &Node) -> Result<LogSource, Problem> {
     match &node.value {
         Value::Map(keys) => {
             if let Some((key, _)) = keys
@@ -262,7 +258,7 @@ fn logsource(node: &Node) -> Result<RuleLogSource, Problem> {
                 ));
             }
             if keys.is_empty() {
-                Ok(RuleLogSource::default())
+                Ok(LogSource::default())
             } else {
                 rule_logsource(node)
             }
@@ -318,8 +314,8 @@ fn renames(node: &Node, what: &str) -> Result<Vec<(String, String)>, Problem> {
 mod tests {
     use super::*;
 
-    fn ls(product: Option<&str>, category: Option<&str>) -> RuleLogSource {
-        RuleLogSource {
+    fn ls(product: Option<&str>, category: Option<&str>) -> LogSource {
+        LogSource {
             product: product.map(str::to_owned),
             service: None,
             category: category.map(str::to_owned),

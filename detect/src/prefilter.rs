@@ -26,8 +26,8 @@ use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, Anchored};
 use serde_json::{Map, Value};
 
+use crate::number_text::with_number_text;
 use crate::path::MAX_DEPTH;
-use crate::value::with_number_text;
 
 /// Literals shorter than this say too little to be worth a need: they occur in most events.
 const MIN_LITERAL: usize = 3;

@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use chrono::Utc;
 use clap::Args;
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vigil_detect::{
-    explain, parse_rules_with, CorrelationRule, Explained, LoadOptions, RuleExplanation,
+    explain, explain_correlation, parse_rules_with, CorrelationExplanation, Explained, FieldValues,
+    LoadOptions, ReferenceKind, RuleLibrary, RuleVerdict,
 };
 use vigil_event::{Event, LogSource};
 
@@ -46,71 +46,6 @@ pub struct ExplainArgs {
     pub load: LoadArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-}
-
-const SEQUENCE_NOTE: &str =
-    "a correlation matches a sequence of events over time, never one event alone; \
-     this shows whether the event counts towards it. Feed a sequence to `vigil detect`, or write \
-     cases for `vigil rules test`";
-
-/// One correlation of the rule file against the event.
-#[derive(Debug, Serialize)]
-struct CorrelationExplanation {
-    id: String,
-    title: String,
-    line: usize,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    timespan: String,
-    group_by: Vec<String>,
-    condition: Vec<Value>,
-    note: &'static str,
-    rules: Vec<ReferenceExplanation>,
-    /// Whether the event counts towards the correlation through any referenced rule.
-    counts: bool,
-}
-
-/// Fields and their values as a JSON object, in the order the rule gives them (a JSON map
-/// would sort them).
-#[derive(Debug, Default)]
-struct Ordered(Vec<(String, Value)>);
-
-impl Ordered {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl Serialize for Ordered {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-/// One rule a correlation refers to, on the event.
-#[derive(Debug, Serialize)]
-struct ReferenceExplanation {
-    /// The id or name as the correlation writes it.
-    reference: String,
-    /// Where it was found; `None` when it was not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<String>,
-    /// `rule`, `correlation` or `not found`.
-    kind: &'static str,
-    /// The detection rule's explanation, with `logsource_applies` and `verdict`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    explanation: Option<Value>,
-    /// The event's value for each group-by field (after aliases), `null` when missing.
-    group: Ordered,
-    /// The event's value for the condition's field(s) of a `value_*` correlation.
-    #[serde(skip_serializing_if = "Ordered::is_empty")]
-    fields: Ordered,
-    counts: bool,
-    /// Why it does not count, when it does not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(skip)]
-    rule: Option<(String, RuleExplanation)>,
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -145,7 +80,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.rules.clone()
         };
-        let library = Library::load(&args.rule, &rule_text, &places, &options)?;
+        let library = load_library(&args.rule, &rule_text, &places, &options)?;
         correlations
             .iter()
             .map(|c| explain_correlation(c, &library, &options, &doc, &event.logsource))
@@ -188,37 +123,17 @@ fn read_event(text: &str, logsource: Option<&LogSource>) -> Result<Event, String
     line_event(&line, 1, logsource, Utc::now())
 }
 
-fn applies(rule: &RuleExplanation, logsource: &LogSource) -> bool {
-    let fits = |want: &Option<String>, got: &Option<String>| match (want, got) {
-        (None, _) => true,
-        (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
-        (Some(_), None) => false,
-    };
-    fits(&rule.logsource.product, &logsource.product)
-        && fits(&rule.logsource.service, &logsource.service)
-        && fits(&rule.logsource.category, &logsource.category)
-}
-
-/// A rule explanation as JSON, with whether its logsource applies and the verdict.
-fn rule_json(rule: &RuleExplanation, logsource: &LogSource) -> serde_json::Result<Value> {
-    let routed = applies(rule, logsource);
-    let mut value = serde_json::to_value(rule)?;
-    value["logsource_applies"] = json!(routed);
-    value["verdict"] = json!(routed && rule.matched);
-    Ok(value)
-}
-
 fn to_json(
     explained: &Explained,
     correlations: &[CorrelationExplanation],
     logsource: &LogSource,
     origin: &str,
 ) -> serde_json::Result<String> {
-    let rules: Vec<serde_json::Value> = explained
+    let rules: Vec<RuleVerdict> = explained
         .rules
         .iter()
-        .map(|rule| rule_json(rule, logsource))
-        .collect::<serde_json::Result<_>>()?;
+        .map(|rule| RuleVerdict::new(rule.clone(), logsource))
+        .collect();
     let report = json!({
         "file": origin,
         "event_logsource": logsource,
@@ -255,7 +170,7 @@ fn to_text(explained: &Explained, logsource: &LogSource, origin: &str) -> String
         );
     }
     for rule in &explained.rules {
-        let routed = applies(rule, logsource);
+        let routed = rule.applies_to(logsource);
         let verdict = match (routed, rule.matched) {
             (true, true) => "MATCH",
             (true, false) => "NO MATCH: the condition does not hold",
@@ -358,230 +273,29 @@ fn to_text(explained: &Explained, logsource: &LogSource, origin: &str) -> String
 
 /// The rule documents a correlation may refer to: those of the rule file itself first, then
 /// those under the places searched.
-struct Library {
-    /// (file, text) of each file read.
-    files: Vec<(String, String)>,
-    /// (id, name, is a correlation, index into `files`).
-    entries: Vec<(String, Option<String>, bool, usize)>,
-}
-
-impl Library {
-    fn load(
-        rule_file: &std::path::Path,
-        rule_text: &str,
-        places: &[PathBuf],
-        options: &LoadOptions,
-    ) -> anyhow::Result<Library> {
-        let mut library = Library {
-            files: Vec::new(),
-            entries: Vec::new(),
-        };
-        library.add(
-            rule_file.display().to_string(),
-            rule_text.to_owned(),
-            options,
-        );
-        let own = std::fs::canonicalize(rule_file).ok();
-        for file in rule_files(places)? {
-            if own.is_some() && std::fs::canonicalize(&file).ok() == own {
-                continue;
-            }
-            // Unreadable files are `rules check`'s to report; here they hold nothing found.
-            if let Ok(text) = read_text(&file) {
-                library.add(file.display().to_string(), text, options);
-            }
-        }
-        Ok(library)
-    }
-
-    fn add(&mut self, origin: String, text: String, options: &LoadOptions) {
-        let parsed = parse_rules_with(&text, &origin, options);
-        let index = self.files.len();
-        for rule in parsed.rules {
-            self.entries.push((rule.id, rule.name, false, index));
-        }
-        for correlation in parsed.correlations {
-            self.entries
-                .push((correlation.id, correlation.name, true, index));
-        }
-        self.files.push((origin, text));
-    }
-
-    /// The first document whose id or name is `reference`: (id, is a correlation, file, text).
-    fn find(&self, reference: &str) -> Option<(&str, bool, &str, &str)> {
-        self.entries
-            .iter()
-            .find(|(id, name, _, _)| id == reference || name.as_deref() == Some(reference))
-            .map(|(id, _, correlation, index)| {
-                let (origin, text) = &self.files[*index];
-                (id.as_str(), *correlation, origin.as_str(), text.as_str())
-            })
-    }
-}
-
-/// The first non-null value at a dotted field path (a key holding the dots matches too), as
-/// JSON; arrays give their first element.
-fn field_value(doc: &Map<String, Value>, field: &str) -> Option<Value> {
-    fn walk(value: &Value, rest: &str) -> Option<Value> {
-        match value {
-            Value::Object(object) => lookup(object, rest),
-            Value::Array(items) => items.iter().find_map(|item| walk(item, rest)),
-            _ => None,
-        }
-    }
-    fn lookup(object: &Map<String, Value>, path: &str) -> Option<Value> {
-        if let Some(value) = object.get(path) {
-            let value = match value {
-                Value::Array(items) => items.iter().find(|v| !v.is_null()).cloned(),
-                Value::Null => None,
-                other => Some(other.clone()),
-            };
-            if value.is_some() {
-                return value;
-            }
-        }
-        path.match_indices('.').find_map(|(at, _)| {
-            object
-                .get(&path[..at])
-                .and_then(|value| walk(value, &path[at + 1..]))
-        })
-    }
-    lookup(doc, field)
-}
-
-fn explain_correlation(
-    correlation: &CorrelationRule,
-    library: &Library,
+fn load_library(
+    rule_file: &std::path::Path,
+    rule_text: &str,
+    places: &[PathBuf],
     options: &LoadOptions,
-    doc: &Map<String, Value>,
-    logsource: &LogSource,
-) -> CorrelationExplanation {
-    let rules: Vec<ReferenceExplanation> = correlation
-        .rules
-        .iter()
-        .map(|reference| {
-            explain_reference(correlation, reference, library, options, doc, logsource)
-        })
-        .collect();
-    CorrelationExplanation {
-        id: correlation.id.clone(),
-        title: correlation.title.clone(),
-        line: correlation.line,
-        kind: correlation.kind.as_str(),
-        timespan: correlation.timespan.text.clone(),
-        group_by: correlation.group_by.clone(),
-        condition: correlation
-            .condition
-            .iter()
-            .map(|t| {
-                // Whole numbers as integers, as rules write them.
-                let value = if t.value.fract() == 0.0 && t.value.abs() < 1e15 {
-                    json!(t.value as i64)
-                } else {
-                    json!(t.value)
-                };
-                json!({"op": t.op.as_str(), "value": value})
-            })
-            .collect(),
-        note: SEQUENCE_NOTE,
-        counts: rules.iter().any(|r| r.counts),
-        rules,
-    }
-}
-
-fn explain_reference(
-    correlation: &CorrelationRule,
-    reference: &str,
-    library: &Library,
-    options: &LoadOptions,
-    doc: &Map<String, Value>,
-    logsource: &LogSource,
-) -> ReferenceExplanation {
-    let mut explanation = ReferenceExplanation {
-        reference: reference.to_owned(),
-        file: None,
-        kind: "not found",
-        explanation: None,
-        group: Ordered::default(),
-        fields: Ordered::default(),
-        counts: false,
-        reason: None,
-        rule: None,
-    };
-    let Some((id, is_correlation, origin, text)) = library.find(reference) else {
-        explanation.reason = Some(format!(
-            "no rule with id or name {reference:?} in the rule file or the places searched (--rules)"
-        ));
-        return explanation;
-    };
-    explanation.file = Some(origin.to_owned());
-    // Group-by fields by their alias for this rule, if any.
-    let names = [reference, id];
-    let alias = |field: &str| -> String {
-        correlation
-            .aliases
-            .iter()
-            .find(|(alias, _)| alias == field)
-            .and_then(|(_, mapping)| mapping.iter().find(|(r, _)| names.contains(&r.as_str())))
-            .map_or_else(|| field.to_owned(), |(_, source)| source.clone())
-    };
-    let mut missing = Vec::new();
-    for field in &correlation.group_by {
-        let source = alias(field);
-        let value = field_value(doc, &source);
-        if value.is_none() {
-            missing.push(source.clone());
+) -> anyhow::Result<RuleLibrary> {
+    let mut library = RuleLibrary::new();
+    library.add(
+        rule_file.display().to_string(),
+        rule_text.to_owned(),
+        options,
+    );
+    let own = std::fs::canonicalize(rule_file).ok();
+    for file in rule_files(places)? {
+        if own.is_some() && std::fs::canonicalize(&file).ok() == own {
+            continue;
         }
-        explanation
-            .group
-            .0
-            .push((source, value.unwrap_or(Value::Null)));
-    }
-    if correlation.kind.needs_field() {
-        for field in &correlation.fields {
-            let value = field_value(doc, field);
-            if value.is_none() {
-                missing.push(field.clone());
-            }
-            explanation
-                .fields
-                .0
-                .push((field.clone(), value.unwrap_or(Value::Null)));
+        // Unreadable files are `rules check`'s to report; here they hold nothing found.
+        if let Ok(text) = read_text(&file) {
+            library.add(file.display().to_string(), text, options);
         }
     }
-    if is_correlation {
-        explanation.kind = "correlation";
-        explanation.reason = Some(format!(
-            "{reference:?} is itself a correlation, whose matches feed this one; explain it on its own"
-        ));
-        return explanation;
-    }
-    explanation.kind = "rule";
-    let Some(rule) = explain(text, origin, options, doc)
-        .rules
-        .into_iter()
-        .find(|rule| rule.id == id)
-    else {
-        explanation.reason = Some(format!("{reference:?} did not load"));
-        return explanation;
-    };
-    let routed = applies(&rule, logsource);
-    explanation.explanation = rule_json(&rule, logsource).ok();
-    explanation.reason = if !routed {
-        Some("the rule's logsource does not apply to this event".to_owned())
-    } else if !rule.matched {
-        Some("the rule does not match this event".to_owned())
-    } else if !missing.is_empty() {
-        Some(format!(
-            "the event lacks {}, so it cannot be grouped",
-            missing.join(", ")
-        ))
-    } else {
-        None
-    };
-    explanation.counts = explanation.reason.is_none();
-    explanation.rule = Some((origin.to_owned(), rule));
-    explanation
+    Ok(library)
 }
 
 fn correlations_text(
@@ -599,7 +313,7 @@ fn correlations_text(
         let condition: Vec<String> = c
             .condition
             .iter()
-            .map(|t| format!("{} {}", t["op"].as_str().unwrap_or(""), t["value"]))
+            .map(|t| format!("{} {}", t.op, t.value))
             .collect();
         let grouped = if c.group_by.is_empty() {
             String::new()
@@ -623,7 +337,7 @@ fn correlations_text(
             let _ = writeln!(
                 out,
                 "  referenced {} {:?}{}",
-                if reference.kind == "correlation" {
+                if reference.kind == ReferenceKind::Correlation {
                     "correlation"
                 } else {
                     "rule"
@@ -634,16 +348,16 @@ fn correlations_text(
                     .as_ref()
                     .map_or_else(String::new, |file| format!(" in {file}"))
             );
-            if let Some((rule_origin, rule)) = &reference.rule {
+            if let (Some(rule_origin), Some(verdict)) = (&reference.file, &reference.explanation) {
                 let single = Explained {
-                    rules: vec![rule.clone()],
+                    rules: vec![verdict.rule.clone()],
                     ..Explained::default()
                 };
                 for line in to_text(&single, logsource, rule_origin).lines() {
                     let _ = writeln!(out, "    {line}");
                 }
             }
-            let shown = |values: &Ordered| -> String {
+            let shown = |values: &FieldValues| -> String {
                 values
                     .0
                     .iter()

@@ -13,11 +13,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
-use serde::Serialize;
-use serde_json::{Map, Value};
-use vigil_detect::{Detection, Detector, Engine};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vigil_detect::{Finding, Detector, Engine, PathPart, YamlDeError, YamlDeErrorKind};
 use vigil_event::LogSource;
-use yaml_rust2::{Yaml, YamlLoader};
 
 use super::events::line_event;
 use super::{Format, LoadArgs};
@@ -391,7 +390,7 @@ fn raised(engine: &Engine, target: Target, case: &Case) -> Result<bool, String> 
                     )
                     .iter()
                     .any(
-                        |d| matches!(d, Detection::Correlation(m) if m.correlation == correlation),
+                        |d| matches!(d, Finding::Correlation(m) if m.correlation == correlation),
                     );
             }
             (Target::Correlation(_), None) => {}
@@ -400,84 +399,143 @@ fn raised(engine: &Engine, target: Target, case: &Case) -> Result<bool, String> 
     Ok(raised)
 }
 
+/// A `.tests.yml` file as written; see the module's doc.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFileText {
+    rule: Option<String>,
+    logsource: Option<LogSourceText>,
+    #[serde(rename = "match")]
+    matches: Option<Vec<CaseText>>,
+    no_match: Option<Vec<CaseText>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseText {
+    name: Option<String>,
+    logsource: Option<LogSourceText>,
+    event: Option<Value>,
+    #[serde(default)]
+    events: Vec<Value>,
+}
+
+/// A logsource as a test file writes it: only the three elements, each a string.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSourceText {
+    product: Option<String>,
+    service: Option<String>,
+    category: Option<String>,
+}
+
+impl From<LogSourceText> for LogSource {
+    fn from(text: LogSourceText) -> Self {
+        LogSource {
+            product: text.product,
+            service: text.service,
+            category: text.category,
+        }
+    }
+}
+
 fn parse_test_file(text: &str) -> Result<TestFile, String> {
-    // The loader's tree recurses once per level as it is converted and dropped.
+    // Refused before any tree is built: whatever walks or drops one recurses once per level.
     vigil_detect::check_yaml_depth(text, "")
         .map_err(|e| format!("line {}: {}", e.line, e.message))?;
-    let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
-    let [document] = documents.as_slice() else {
-        return Err("a test file holds exactly one YAML document".into());
-    };
-    let Value::Object(top) = to_json(document)? else {
-        return Err("a test file is a mapping with `match` and `no_match` lists".into());
-    };
-    let logsource = top.get("logsource").map(to_logsource).transpose()?;
-    let rule = match top.get("rule") {
-        None => None,
-        Some(Value::String(rule)) => Some(rule.clone()),
-        Some(_) => return Err("`rule` must be a rule's id or name".into()),
-    };
+    let file: TestFileText = vigil_detect::from_yaml_str(text).map_err(|e| describe(&e))?;
+    let logsource = file.logsource.map(LogSource::from);
     let mut cases = Vec::new();
-    for (key, value) in &top {
-        let expect_match = match key.as_str() {
-            "match" => true,
-            "no_match" => false,
-            "rule" | "logsource" => continue,
-            other => {
-                return Err(format!(
-                    "unknown key `{other}`; expected `rule`, `logsource`, `match` and `no_match`"
-                ))
-            }
-        };
-        let Value::Array(items) = value else {
-            return Err(format!("`{key}` must be a list of cases"));
-        };
-        for (index, item) in items.iter().enumerate() {
+    for (key, items, expect_match) in [
+        ("match", file.matches, true),
+        ("no_match", file.no_match, false),
+    ] {
+        for (index, item) in items.into_iter().flatten().enumerate() {
             let case = to_case(item, expect_match, index + 1, logsource.as_ref())
                 .map_err(|reason| format!("{key} {}: {reason}", index + 1))?;
             cases.push(case);
         }
     }
-    Ok(TestFile { rule, cases })
+    Ok(TestFile {
+        rule: file.rule,
+        cases,
+    })
+}
+
+/// A reading error in the words of the test file's format, with its line when known.
+fn describe(error: &YamlDeError) -> String {
+    use PathPart::{Index, Key};
+    let key = |part: &PathPart| match part {
+        Key(key) => key.clone(),
+        Index(index) => (index + 1).to_string(),
+    };
+    let logsource = |rest: &[PathPart]| match (rest, &error.kind) {
+        ([], YamlDeErrorKind::UnknownKey { key, .. }) => format!("unknown logsource key `{key}`"),
+        ([], _) => "`logsource` must map product, service and category".to_owned(),
+        ([element, ..], _) => format!("logsource `{}` must be a string", key(element)),
+    };
+    let reason = match (error.path.as_slice(), &error.kind) {
+        (_, YamlDeErrorKind::Syntax(message)) => format!("not YAML: {message}"),
+        (_, YamlDeErrorKind::Documents(_)) => {
+            "a test file holds exactly one YAML document".to_owned()
+        }
+        ([], YamlDeErrorKind::UnknownKey { key, .. }) => {
+            format!("unknown key `{key}`; expected `rule`, `logsource`, `match` and `no_match`")
+        }
+        ([], _) => "a test file is a mapping with `match` and `no_match` lists".to_owned(),
+        ([Key(rule)], _) if rule == "rule" => "`rule` must be a rule's id or name".to_owned(),
+        ([Key(ls), rest @ ..], _) if ls == "logsource" => logsource(rest),
+        ([Key(list)], _) => format!("`{list}` must be a list of cases"),
+        ([Key(list), Index(index), rest @ ..], kind) => {
+            let reason = match (rest, kind) {
+                ([], YamlDeErrorKind::UnknownKey { key, .. }) => format!(
+                    "unexpected `{key}`; a case has `name`, `event` or `events`, and `logsource`"
+                ),
+                ([], _) => "a case is a mapping with `event` or `events`".to_owned(),
+                ([Key(ls), rest @ ..], _) if ls == "logsource" => logsource(rest),
+                (rest, kind) => {
+                    let at: Vec<String> = rest.iter().map(key).collect();
+                    format!("`{}`: {kind}", at.join("."))
+                }
+            };
+            format!("{list} {}: {reason}", index + 1)
+        }
+        (path, kind) => {
+            let at: Vec<String> = path.iter().map(key).collect();
+            format!("`{}`: {kind}", at.join("."))
+        }
+    };
+    match error.line {
+        Some(line) => format!("{reason} (line {line})"),
+        None => reason,
+    }
 }
 
 fn to_case(
-    item: &Value,
+    item: CaseText,
     expect_match: bool,
     index: usize,
     logsource: Option<&LogSource>,
 ) -> Result<Case, String> {
-    let Value::Object(fields) = item else {
-        return Err("a case is a mapping with `event` or `events`".into());
-    };
-    let mut case = Case {
-        expect_match,
-        index,
-        name: None,
-        logsource: logsource.cloned(),
-        events: Vec::new(),
-    };
-    for (key, value) in fields {
-        match (key.as_str(), value) {
-            ("name", Value::String(name)) => case.name = Some(name.clone()),
-            ("logsource", value) => case.logsource = Some(to_logsource(value)?),
-            ("event", value) => case.events.push(to_line(value)?),
-            ("events", Value::Array(events)) => {
-                for event in events {
-                    case.events.push(to_line(event)?);
-                }
-            }
-            (other, _) => {
-                return Err(format!(
-                    "unexpected `{other}`; a case has `name`, `event` or `events`, and `logsource`"
-                ))
-            }
-        }
-    }
-    if case.events.is_empty() {
+    let events: Vec<String> = item
+        .event
+        .iter()
+        .chain(&item.events)
+        .map(to_line)
+        .collect::<Result<_, _>>()?;
+    if events.is_empty() {
         return Err("the case has no `event` or `events`".into());
     }
-    Ok(case)
+    Ok(Case {
+        expect_match,
+        index,
+        name: item.name,
+        logsource: item
+            .logsource
+            .map(LogSource::from)
+            .or_else(|| logsource.cloned()),
+        events,
+    })
 }
 
 fn to_line(event: &Value) -> Result<String, String> {
@@ -486,57 +544,6 @@ fn to_line(event: &Value) -> Result<String, String> {
         Value::String(line) if !line.contains('\n') => Ok(line.clone()),
         _ => Err("an event is a mapping (a JSON record) or a single text line".into()),
     }
-}
-
-fn to_logsource(value: &Value) -> Result<LogSource, String> {
-    let Value::Object(fields) = value else {
-        return Err("`logsource` must map product, service and category".into());
-    };
-    let mut logsource = LogSource::default();
-    for (key, value) in fields {
-        let Value::String(value) = value else {
-            return Err(format!("logsource `{key}` must be a string"));
-        };
-        let slot = match key.as_str() {
-            "product" => &mut logsource.product,
-            "service" => &mut logsource.service,
-            "category" => &mut logsource.category,
-            other => return Err(format!("unknown logsource key `{other}`")),
-        };
-        *slot = Some(value.clone());
-    }
-    Ok(logsource)
-}
-
-fn to_json(yaml: &Yaml) -> Result<Value, String> {
-    Ok(match yaml {
-        Yaml::Null => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::Real(text) => text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map_or_else(|| Value::String(text.clone()), Value::Number),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
-        Yaml::Hash(entries) => {
-            let mut map = Map::new();
-            for (key, value) in entries {
-                let key = match key {
-                    Yaml::String(s) | Yaml::Real(s) => s.clone(),
-                    Yaml::Integer(i) => i.to_string(),
-                    Yaml::Boolean(b) => b.to_string(),
-                    _ => return Err("mapping keys must be scalars".into()),
-                };
-                map.insert(key, to_json(value)?);
-            }
-            Value::Object(map)
-        }
-        Yaml::Alias(_) | Yaml::BadValue => {
-            return Err("aliases and malformed values are not supported".into())
-        }
-    })
 }
 
 #[cfg(test)]

@@ -8,26 +8,17 @@ pub(crate) mod parse;
 pub(crate) mod state;
 
 use std::fmt;
+use std::ops::Deref;
 
-use vigil_event::Level;
-
-use crate::rule::Status;
+use crate::meta::RuleMeta;
 
 /// A loaded correlation rule.
 #[derive(Debug, Clone)]
 pub struct CorrelationRule {
-    /// The rule's `id`, or one derived from its origin and title like a detection rule's.
-    pub id: String,
-    pub name: Option<String>,
-    pub title: String,
-    /// `medium` when the rule states none.
-    pub level: Level,
-    pub status: Option<Status>,
-    pub description: Option<String>,
-    pub author: Option<String>,
-    pub references: Vec<String>,
-    pub tags: Vec<String>,
-    pub falsepositives: Vec<String>,
+    /// What the rule states about itself (id, title, level...), as a detection rule does; the
+    /// id is derived like a detection rule's when it states none. `correlation.title` reads
+    /// through to it.
+    pub meta: RuleMeta,
     pub kind: CorrelationType,
     /// The rules it correlates, by `id` or `name`, as written.
     pub rules: Vec<String>,
@@ -46,6 +37,15 @@ pub struct CorrelationRule {
     pub generate: bool,
     pub origin: String,
     pub line: usize,
+}
+
+/// A correlation's attributes read as its own (`correlation.id`), as callers always have.
+impl Deref for CorrelationRule {
+    type Target = RuleMeta;
+
+    fn deref(&self) -> &RuleMeta {
+        &self.meta
+    }
 }
 
 /// One entry of `aliases`: the alias name, and for each referenced rule (by id or name, as

@@ -1,10 +1,8 @@
 //! How a YAML document with a `correlation` section becomes a [`CorrelationRule`].
 
-use vigil_event::Level;
-
 use super::{Alias, CompareOp, CorrelationRule, CorrelationType, Threshold, Timespan};
 use crate::error::Problem;
-use crate::rule::{keep, parsed, text, texts, Rule};
+use crate::meta::{keep, text, texts, MetaReader};
 use crate::yaml::{Document, Key, Node, Value};
 
 /// Builds a correlation rule from a document whose root mapping has a `correlation` key,
@@ -17,36 +15,17 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<CorrelationR
         )]);
     };
     let mut problems = Vec::new();
-    let mut title = None;
-    let mut id = None;
-    let mut name = None;
-    let mut level: Option<Level> = None;
-    let mut status = None;
-    let mut description = None;
-    let mut author = None;
-    let mut references = Vec::new();
-    let mut tags = Vec::new();
-    let mut falsepositives = Vec::new();
+    let mut meta = MetaReader::default();
     let mut section = None;
     for (key, value) in entries {
-        match key.name.as_str() {
-            "title" => title = keep(&mut problems, text(key, value)).flatten(),
-            "id" => id = keep(&mut problems, text(key, value)).flatten(),
-            "name" => name = keep(&mut problems, text(key, value)).flatten(),
-            "level" => level = keep(&mut problems, parsed(key, value)).flatten(),
-            "status" => status = keep(&mut problems, parsed(key, value)).flatten(),
-            "description" => description = keep(&mut problems, text(key, value)).flatten(),
-            "author" => author = keep(&mut problems, text(key, value)).flatten(),
-            "references" => references = keep(&mut problems, texts(key, value)).unwrap_or_default(),
-            "tags" => tags = keep(&mut problems, texts(key, value)).unwrap_or_default(),
-            "falsepositives" => {
-                falsepositives = keep(&mut problems, texts(key, value)).unwrap_or_default()
-            }
-            "correlation" => section = Some(value),
-            _ => {}
+        if meta.read(key, value, &mut problems) {
+            continue;
+        }
+        if key.name == "correlation" {
+            section = Some(value);
         }
     }
-    let title = match title {
+    let title = match meta.title.clone().flatten() {
         Some(title) if !title.trim().is_empty() => Some(title),
         _ => {
             problems.push(Problem::new(
@@ -59,16 +38,7 @@ pub(crate) fn from_document(doc: &Document, origin: &str) -> Result<CorrelationR
     let section = section.and_then(|node| keep(&mut problems, section_of(node)).flatten());
     match (title, section) {
         (Some(title), Some(section)) if problems.is_empty() => Ok(CorrelationRule {
-            id: id.unwrap_or_else(|| Rule::derive_id(origin, &title)),
-            name,
-            title,
-            level: level.unwrap_or(Level::Medium),
-            status,
-            description,
-            author,
-            references,
-            tags,
-            falsepositives,
+            meta: meta.finish(title, origin),
             kind: section.kind,
             rules: section.rules,
             group_by: section.group_by,

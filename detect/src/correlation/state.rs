@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use vigil_event::Id;
 
 use super::{CorrelationRule, CorrelationType};
-use crate::path::FieldPath;
+use crate::path::{parse_number, FieldPath};
 
 /// Where the matches of one detection rule or correlation go: slot `slot` of correlation
 /// `correlation` (the slot is the position in that correlation's `rules`).
@@ -60,20 +60,7 @@ impl Source<'_> {
     /// The first non-null value of a field, as text.
     fn text(&self, lookup: &Lookup) -> Option<String> {
         match self {
-            Source::Event(doc) => {
-                let mut found = None;
-                lookup.path.any(doc, &mut |value| match value {
-                    Some(Value::Null) | None => false,
-                    Some(value) => {
-                        found = Some(match value {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        });
-                        true
-                    }
-                });
-                found
-            }
+            Source::Event(doc) => lookup.path.first_text(doc),
             Source::Match(pairs) => pairs
                 .iter()
                 .find(|(name, _)| *name == lookup.name)
@@ -83,21 +70,9 @@ impl Source<'_> {
 
     /// The first value of a field that is a number, or a string that spells one.
     fn number(&self, lookup: &Lookup) -> Option<f64> {
-        let parse = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
         match self {
-            Source::Event(doc) => {
-                let mut found = None;
-                lookup.path.any(doc, &mut |value| {
-                    found = match value {
-                        Some(Value::Number(n)) => n.as_f64().filter(|n| n.is_finite()),
-                        Some(Value::String(s)) => parse(s),
-                        _ => None,
-                    };
-                    found.is_some()
-                });
-                found
-            }
-            Source::Match(_) => self.text(lookup).and_then(|s| parse(&s)),
+            Source::Event(doc) => lookup.path.first_number(doc),
+            Source::Match(_) => self.text(lookup).and_then(|s| parse_number(&s)),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! One compiled rule value and how it compares with a JSON value of an event.
 
 use std::cmp::Ordering;
-use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -9,6 +8,7 @@ use regex::Regex;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::modifier::{Compare, TimePart};
+use crate::number_text::with_number_text;
 use crate::path::FieldPath;
 use crate::pattern::{eq_ignore_case, Anchor, Pattern};
 use crate::prefilter::{self, Need};
@@ -237,37 +237,6 @@ fn number_eq(rule: RuleNumber, json: &Number) -> bool {
             None => !json.is_u64() && json.as_f64() == Some(want as f64),
         },
         RuleNumber::Float(want) => json.as_f64() == Some(want),
-    }
-}
-
-/// Formats a JSON number into a stack buffer, so comparing it with a string pattern does not
-/// allocate; only numbers too long for the buffer (huge floats) fall back to the heap.
-pub(crate) fn with_number_text<R>(n: &Number, f: impl FnOnce(&str) -> R) -> R {
-    let mut buf = StackText {
-        bytes: [0; 32],
-        len: 0,
-    };
-    if write!(buf, "{n}").is_ok() {
-        if let Ok(text) = std::str::from_utf8(&buf.bytes[..buf.len]) {
-            return f(text);
-        }
-    }
-    f(&n.to_string())
-}
-
-/// Long enough for any integer and for floats in shortest form (at most 24 bytes).
-struct StackText {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
-        slot.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 

@@ -4,19 +4,19 @@
 //! This re-walks the rule's YAML rather than the compiled [`crate::Rule`], because the compiled
 //! form keeps neither the values as written nor their lines, and the hot path should not pay
 //! for what only an author debugging a rule needs. Each key is compiled by the same code the
-//! engine uses (`chain::compile`), so a value's result here is the engine's result for it. The
+//! engine uses (`modifier_chain::compile`), so a value's result here is the engine's result for it. The
 //! overall verdict is still taken from [`crate::Rule::matches`]; the two agreeing is tested.
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::chain::{self, Test};
 use crate::condition::{self, Expr};
 use crate::modifier::{self, Modifier};
+use crate::modifier_chain::{self, Test};
 use crate::path::{self, FieldPath};
-use crate::rule::RuleLogSource;
 use crate::yaml::{self, Key, Node, Value};
 use crate::{parse_rules_with, LoadOptions, RuleError};
+use vigil_event::LogSource;
 
 /// At most this many of an event's values are shown per field, each cut to `MAX_SHOWN_CHARS`,
 /// so one huge or list-valued field cannot drown the explanation.
@@ -47,7 +47,7 @@ pub struct RuleExplanation {
     pub id: String,
     pub title: String,
     pub line: usize,
-    pub logsource: RuleLogSource,
+    pub logsource: LogSource,
     pub searches: Vec<SearchExplanation>,
     /// The condition as written; a list of conditions is shown joined by ` | ` (any of them).
     pub condition: String,
@@ -55,6 +55,13 @@ pub struct RuleExplanation {
     /// The engine's own verdict on the detection ([`crate::Rule::matches`]); logsource routing
     /// is the caller's to report.
     pub matched: bool,
+}
+
+impl RuleExplanation {
+    /// Whether the rule is meant for events of `logsource`, as the engine routes them.
+    pub fn applies_to(&self, logsource: &LogSource) -> bool {
+        crate::meta::logsource_within(&self.logsource, logsource)
+    }
 }
 
 /// One search identifier: a mapping is one alternative, a list of mappings several (any of
@@ -115,26 +122,23 @@ pub fn explain(
         errors: parsed.errors,
         ..Explained::default()
     };
-    for correlation in &parsed.correlations {
-        explained.skipped.push(Skipped {
-            line: correlation.line,
-            kind: "correlation",
-            reason: format!(
-                "correlation {:?} counts matches of other rules over time; explain those rules, or run `vigil rules test`",
-                correlation.title
-            ),
-        });
-    }
-    for filter in &parsed.filters {
-        explained.skipped.push(Skipped {
-            line: filter.line,
-            kind: "filter",
-            reason: format!(
-                "filter {:?} applies to other rules; explain those with their filters loaded",
-                filter.title
-            ),
-        });
-    }
+    let correlations = parsed.correlations.iter().map(|correlation| Skipped {
+        line: correlation.line,
+        kind: "correlation",
+        reason: format!(
+            "correlation {:?} counts matches of other rules over time; explain those rules, or run `vigil rules test`",
+            correlation.title
+        ),
+    });
+    let filters = parsed.filters.iter().map(|filter| Skipped {
+        line: filter.line,
+        kind: "filter",
+        reason: format!(
+            "filter {:?} applies to other rules; explain those with their filters loaded",
+            filter.title
+        ),
+    });
+    explained.skipped.extend(correlations.chain(filters));
     // Documents that loaded as rules are paired with their YAML by the line they start on.
     let documents: Vec<yaml::Document> = yaml::load_documents(text)
         .into_iter()
@@ -307,7 +311,7 @@ fn explain_item(
         result: false,
     };
     // The rule loaded, so its keys compile; if one somehow does not, it is shown as failing.
-    let Ok(compiled) = chain::compile(field, modifiers, values, line, options) else {
+    let Ok(compiled) = modifier_chain::compile(field, modifiers, values, line, options) else {
         explanation.values = values
             .iter()
             .map(|node| ValueExplanation {
