@@ -1,0 +1,3 @@
+//! The bus crate's integration tests, in one test binary.
+
+mod embedded;
