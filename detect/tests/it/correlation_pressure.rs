@@ -3,7 +3,7 @@
 //! is counting up a real attack.
 
 use serde_json::{json, Map, Value};
-use vigil_detect::{Detection, Detector, Limits, RuleSetBuilder};
+use vigil_detect::{Finding, Detector, Limits, RuleSetBuilder};
 use vigil_event::LogSource;
 
 const SEC: i64 = 1000;
@@ -83,8 +83,8 @@ fn feed(
         .detections
         .iter()
         .filter_map(|detection| match detection {
-            Detection::Correlation(m) => Some(m.inputs),
-            Detection::Rule { .. } => None,
+            Finding::Correlation(m) => Some(m.inputs),
+            Finding::Rule { .. } => None,
         })
         .collect();
     (fired, evaluation.late_inputs)

@@ -1,11 +1,10 @@
 //! The engine's literal prefilter only skips rules that cannot match: on every event, the
 //! engine's matches equal those of evaluating each routed rule in turn.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{corpus_rules, yaml_files};
+use crate::common::{corpus_rules, yaml_files};
 
 use serde_json::{json, Map, Value};
 use vigil_detect::{parse_rules, Engine, Rule};

@@ -4,9 +4,8 @@
 //! The corpus root is `VIGIL_SIGMA_CORPUS_ROOT`, else `shared/corpus/sigma` beside the checkout;
 //! without either the test is skipped with a note.
 
-mod common;
 
-use common::{corpus_root, yaml_files};
+use crate::common::{corpus_root, yaml_files};
 
 use vigil_detect::{parse_rules, Detector, RuleSetBuilder};
 use vigil_event::LogSource;

@@ -52,8 +52,8 @@ fn read_dir_texts(dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-const FUZZ_RULES: &str = include_str!("../fuzz/rules.yml");
-const FUZZ_CORRELATIONS: &str = include_str!("../fuzz/correlations.yml");
+const FUZZ_RULES: &str = include_str!("../../fuzz/rules.yml");
+const FUZZ_CORRELATIONS: &str = include_str!("../../fuzz/correlations.yml");
 
 /// Pieces of rule syntax that mutations splice in, so mutants reach deep into the loader
 /// rather than failing at the first YAML error.

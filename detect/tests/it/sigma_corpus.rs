@@ -3,12 +3,11 @@
 //! The corpus is found through `VIGIL_SIGMA_CORPUS`, else at `shared/corpus/sigma/rules` beside
 //! the checkout; without either the test is skipped with a note.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use common::{corpus_rules, yaml_files};
+use crate::common::{corpus_rules, yaml_files};
 
 use serde_json::Map;
 use vigil_detect::{parse_rules, Engine};

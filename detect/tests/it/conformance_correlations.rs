@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 use vigil_detect::{
-    CorrelationMatch, Detection, Detector, Limits, RuleSetBuilder, SnapshotError, DEFAULT_STREAM,
+    CorrelationMatch, Finding, Detector, Limits, RuleSetBuilder, SnapshotError, DEFAULT_STREAM,
 };
 use vigil_event::{Id, LogSource};
 
@@ -75,13 +75,13 @@ impl Run {
         self.all(time, event)
             .into_iter()
             .filter_map(|d| match d {
-                Detection::Correlation(m) => Some(m),
-                Detection::Rule { .. } => None,
+                Finding::Correlation(m) => Some(m),
+                Finding::Rule { .. } => None,
             })
             .collect()
     }
 
-    fn all(&mut self, time: i64, event: Value) -> Vec<Detection> {
+    fn all(&mut self, time: i64, event: Value) -> Vec<Finding> {
         let event_id = id(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
         self.detector.process(
@@ -643,7 +643,7 @@ fn generate_false_hides_base_rule_matches() {
     // Rules not referred to by any correlation still report.
     let detections = run.all(1, json!({"kind": "upload", "user": "u", "bytes": 1}));
     assert_eq!(detections.len(), 1);
-    let Detection::Rule { rule } = detections[0] else {
+    let Finding::Rule { rule } = detections[0] else {
         panic!("{detections:?}")
     };
     assert_eq!(run.detector.engine().rules()[rule].title, "Rule upload");
@@ -661,8 +661,8 @@ fn generate_true_keeps_base_rule_matches() {
     for t in 0..3 {
         for d in run.all(t, failed("alice")) {
             match d {
-                Detection::Rule { .. } => rules += 1,
-                Detection::Correlation(_) => correlations += 1,
+                Finding::Rule { .. } => rules += 1,
+                Finding::Correlation(_) => correlations += 1,
             }
         }
     }
@@ -926,7 +926,7 @@ fn match_ids_are_bounded() {
     for i in 0..10u8 {
         matches.extend(d.process(i64::from(i), Some(id(i)), &ls, &doc(failed("a"))));
     }
-    let [Detection::Correlation(m)] = matches.as_slice() else {
+    let [Finding::Correlation(m)] = matches.as_slice() else {
         panic!("{matches:?}")
     };
     assert_eq!(m.event_ids, vec![id(6), id(7), id(8), id(9)]);
@@ -985,8 +985,8 @@ fn in_stream(d: &mut Detector, stream: &str, time: i64, event: Value) -> Vec<Cor
     )
     .into_iter()
     .filter_map(|d| match d {
-        Detection::Correlation(m) => Some(m),
-        Detection::Rule { .. } => None,
+        Finding::Correlation(m) => Some(m),
+        Finding::Rule { .. } => None,
     })
     .collect()
 }
