@@ -8,6 +8,7 @@
 //! [`EmbeddedBus`] is the single-process backend, an append-only log on local disk. The Kafka
 //! backend implements the same traits.
 
+mod config;
 mod embedded;
 mod error;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use config::{Backend, Topics};
 pub use embedded::{
     committed_offsets, rewind_committed, EmbeddedBus, EmbeddedBusOptions, MAX_FRAME_BODY_BYTES,
 };
@@ -101,25 +103,4 @@ pub trait Subscription: Send + Sync {
 
     /// How many published messages the group has not committed yet.
     async fn lag(&self) -> Result<u64, BusError>;
-}
-
-/// The names of the topics Vigil's stages exchange messages on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topics {
-    /// Normalised events, keyed by source so that each source's order holds.
-    pub events: String,
-    /// Alerts raised by detection.
-    pub alerts: String,
-    /// Records that could not be turned into events, with the reason.
-    pub quarantine: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Topics {
-            events: "vigil.events".into(),
-            alerts: "vigil.alerts".into(),
-            quarantine: "vigil.quarantine".into(),
-        }
-    }
 }
