@@ -8,13 +8,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use vigil_bus::BusError;
 
 use crate::auth::AuthContext;
-use crate::KafkaOptions;
+use crate::Config;
 
 /// Checks that the brokers answer and that `topics` exist, creating the missing ones when the
 /// options allow. The last topic of `topics` is the state topic, made with one partition and
 /// compaction, since only the newest state per key matters.
 pub(crate) async fn ensure_topics(
-    options: &KafkaOptions,
+    options: &Config,
     auth: &AuthContext,
     topics: &[&str],
 ) -> Result<(), BusError> {
@@ -55,7 +55,7 @@ pub(crate) async fn ensure_topics(
         })
         .collect();
     let admin_options =
-        AdminOptions::new().operation_timeout(Some(options.connect_timeout.max(MIN_WAIT)));
+        AdminOptions::new().operation_timeout(Some(options.connect_timeout().max(MIN_WAIT)));
     let results = admin
         .create_topics(&new_topics, &admin_options)
         .await
@@ -79,7 +79,7 @@ const MIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The names of the topics the cluster holds; the call that tells whether it answers at all.
 async fn existing_topics(
-    options: &KafkaOptions,
+    options: &Config,
     auth: &AuthContext,
 ) -> Result<HashSet<String>, BusError> {
     let config = options.reader_config();
@@ -88,7 +88,7 @@ async fn existing_topics(
         .map_err(|e| crate::unavailable(options, "cannot create a Kafka client", e))?;
     auth.prime(&config, consumer.client())
         .map_err(BusError::Unavailable)?;
-    let timeout = options.connect_timeout.max(MIN_WAIT);
+    let timeout = options.connect_timeout().max(MIN_WAIT);
     let brokers = options.brokers.clone();
     tokio::task::spawn_blocking(move || {
         let metadata = consumer.fetch_metadata(None, timeout).map_err(|e| {

@@ -110,17 +110,16 @@ mod tests {
     use rdkafka::consumer::{BaseConsumer, Consumer};
 
     use super::*;
-    use crate::{KafkaAuth, KafkaOptions};
+    use crate::{Auth, Config};
 
     /// An IAM reader whose broker address has nothing listening: enough for librdkafka to
     /// start SASL/OAUTHBEARER and ask for a token, without TLS or a broker.
     fn reader(auth: &AuthContext) -> (ClientConfig, BaseConsumer<AuthContext>) {
-        let mut options = KafkaOptions {
+        let mut options = Config {
             brokers: "127.0.0.1:9".into(),
-            auth: KafkaAuth::MskIam {
-                region: Some("eu-west-1".into()),
-            },
-            ..KafkaOptions::default()
+            auth: Auth::MskIam,
+            region: Some("eu-west-1".into()),
+            ..Config::default()
         };
         options
             .properties
@@ -157,7 +156,7 @@ mod tests {
     fn a_client_without_oauthbearer_is_left_alone() {
         let signer = signer();
         let auth = AuthContext::msk_iam(signer.clone());
-        let config = KafkaOptions::default().reader_config();
+        let config = Config::default().reader_config();
         let consumer: BaseConsumer<AuthContext> = config.create_with_context(auth.clone()).unwrap();
         auth.prime(&config, consumer.client()).unwrap();
         assert_eq!(signer.tokens_signed(), 0);

@@ -21,7 +21,7 @@ use vigil_bus::BusError;
 
 use crate::auth::AuthContext;
 use crate::subscription::uncommitted;
-use crate::KafkaOptions;
+use crate::Config;
 
 /// How often the lag is measured: a round trip per group and per partition.
 const MEASURE_EVERY: Duration = Duration::from_secs(2);
@@ -41,20 +41,21 @@ pub(crate) struct LagGuard {
 }
 
 impl LagGuard {
-    /// Starts measuring the lag of `options.lag_watched_groups` on `topic`, or returns `None`
-    /// when no limit is set or no group is watched.
+    /// Starts measuring the lag of `watched_groups` on `topic`, or returns `None` when no
+    /// limit is set or no group is watched.
     pub(crate) fn start(
-        options: &KafkaOptions,
+        options: &Config,
         auth: &AuthContext,
         topic: &str,
+        watched_groups: &[String],
     ) -> Result<Option<LagGuard>, BusError> {
-        if options.max_consumer_lag == 0 || options.lag_watched_groups.is_empty() {
+        if options.max_consumer_lag == 0 || watched_groups.is_empty() {
             return Ok(None);
         }
         // Committed offsets are asked in a group's name; a consumer that never subscribes
         // does not join the group.
         let mut inspectors = Vec::new();
-        for group in &options.lag_watched_groups {
+        for group in watched_groups {
             let config = options.consumer_config(group);
             let consumer: BaseConsumer<AuthContext> = config
                 .create_with_context(auth.clone())
@@ -70,7 +71,7 @@ impl LagGuard {
             stop: Arc::new(AtomicBool::new(false)),
         };
         let (behind, stop) = (guard.behind.clone(), guard.stop.clone());
-        let (topic, limit, timeout) = (guard.topic.clone(), guard.limit, options.connect_timeout);
+        let (topic, limit, timeout) = (guard.topic.clone(), guard.limit, options.connect_timeout());
         std::thread::Builder::new()
             .name("kafka-lag-guard".into())
             .spawn(move || {

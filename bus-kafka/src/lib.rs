@@ -13,12 +13,12 @@
 //!   this process no longer owns is dropped: the new owner replays from the last commit, which
 //!   is the at-least-once contract every stage already honours.
 //! - **Backpressure** from lagging stages: while a group reading the events topic is more
-//!   than [`KafkaOptions::max_consumer_lag`] events behind, publishing events is refused, so
+//!   than [`Config::max_consumer_lag`] events behind, publishing events is refused, so
 //!   ingest answers 503 and a backlog never outgrows the topic's retention.
 //! - **Stage state** (correlation windows) lives in a state topic keyed by partition, so it
 //!   follows a partition to whichever process owns it next.
 //! - **Authentication** is TLS or SASL/SCRAM through librdkafka properties, or AWS MSK IAM
-//!   ([`KafkaAuth::MskIam`]): every client Vigil creates gets its OAUTHBEARER tokens from one
+//!   ([`Auth::MskIam`]): every client Vigil creates gets its OAUTHBEARER tokens from one
 //!   [`MskIamSigner`], which holds AWS credentials refreshed in the background.
 //!
 //! Topics are checked at start. When allowed, missing ones are created; otherwise, as when no
@@ -26,9 +26,10 @@
 
 mod admin;
 mod auth;
+mod client_config;
+mod config;
 mod iam;
 mod lag_guard;
-mod options;
 mod state;
 mod subscription;
 
@@ -41,8 +42,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use vigil_bus::{Bus, BusError, Message, Subscription, Topics};
 
+pub use config::{Auth, Config, ConfigError};
 pub use iam::{sign_token, IamError, IamToken, MskIamSigner, TOKEN_LIFETIME};
-pub use options::{KafkaAuth, KafkaOptions};
 
 use crate::auth::AuthContext;
 use crate::lag_guard::LagGuard;
@@ -51,7 +52,7 @@ use crate::subscription::KafkaSubscription;
 
 /// The bus over a Kafka cluster.
 pub struct KafkaBus {
-    options: Arc<KafkaOptions>,
+    options: Arc<Config>,
     auth: AuthContext,
     /// Replaced when librdkafka declares it failed for good (an idempotence sequence it cannot
     /// recover after a broker lost its state, say); a new one starts a new producer id.
@@ -67,12 +68,23 @@ impl KafkaBus {
     /// Connects to the cluster, checks (or creates) Vigil's topics and the state topic, and
     /// fails with one clear error when the brokers do not answer, a topic is missing, or MSK
     /// IAM authentication lacks a region or credentials.
-    pub async fn connect(options: KafkaOptions, topics: &Topics) -> Result<Self, BusError> {
-        let options = Arc::new(options);
-        let auth = match &options.auth {
-            KafkaAuth::Properties => AuthContext::default(),
-            KafkaAuth::MskIam { region } => {
-                let signer = MskIamSigner::load(region.clone())
+    pub async fn connect(config: Config, topics: &Topics) -> Result<Self, BusError> {
+        Self::connect_watching_lag(config, topics, &[]).await
+    }
+
+    /// [`KafkaBus::connect`] for a process that ingests: while one of `lag_watched_groups`
+    /// (the stages reading the events topic) lags more than [`Config::max_consumer_lag`]
+    /// events, publishing events is refused. A group that never committed is left out.
+    pub async fn connect_watching_lag(
+        config: Config,
+        topics: &Topics,
+        lag_watched_groups: &[String],
+    ) -> Result<Self, BusError> {
+        let options = Arc::new(config);
+        let auth = match options.auth {
+            Auth::Properties => AuthContext::default(),
+            Auth::MskIam => {
+                let signer = MskIamSigner::load(options.region.clone())
                     .await
                     .map_err(|e| BusError::Unavailable(e.to_string()))?;
                 tracing::info!(region = %signer.region(), "authenticating to Kafka with MSK IAM");
@@ -88,7 +100,7 @@ impl KafkaBus {
         names.push(options.state_topic.as_str());
         admin::ensure_topics(&options, &auth, &names).await?;
         let state = StateTopic::new(options.clone(), auth.clone());
-        let lag_guard = LagGuard::start(&options, &auth, &topics.events)?;
+        let lag_guard = LagGuard::start(&options, &auth, &topics.events, lag_watched_groups)?;
         Ok(KafkaBus {
             options,
             auth,
@@ -244,7 +256,7 @@ fn refused_by_broker(error: &KafkaError) -> bool {
     }
 }
 
-fn create_producer(options: &KafkaOptions, auth: &AuthContext) -> Result<KafkaProducer, BusError> {
+fn create_producer(options: &Config, auth: &AuthContext) -> Result<KafkaProducer, BusError> {
     let config = options.producer_config();
     let producer: KafkaProducer = config
         .create_with_context(auth.clone())
@@ -255,6 +267,6 @@ fn create_producer(options: &KafkaOptions, auth: &AuthContext) -> Result<KafkaPr
 }
 
 /// A Kafka failure as the bus reports it: the stage retries or answers 503.
-fn unavailable(options: &KafkaOptions, what: &str, error: KafkaError) -> BusError {
+fn unavailable(options: &Config, what: &str, error: KafkaError) -> BusError {
     BusError::Unavailable(format!("{what} ({}): {error}", options.brokers))
 }

@@ -15,15 +15,15 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use vigil_bus::BusError;
 
 use crate::auth::AuthContext;
-use crate::KafkaOptions;
+use crate::Config;
 
 pub(crate) struct StateTopic {
-    options: Arc<KafkaOptions>,
+    options: Arc<Config>,
     auth: AuthContext,
 }
 
 impl StateTopic {
-    pub(crate) fn new(options: Arc<KafkaOptions>, auth: AuthContext) -> Self {
+    pub(crate) fn new(options: Arc<Config>, auth: AuthContext) -> Self {
         StateTopic { options, auth }
     }
 
@@ -42,7 +42,7 @@ impl StateTopic {
             .key(key)
             .payload(state.as_ref());
         producer
-            .send(record, self.options.delivery_timeout)
+            .send(record, self.options.delivery_timeout())
             .await
             .map(|_| ())
             .map_err(|(error, _)| {
@@ -61,16 +61,12 @@ impl StateTopic {
     }
 }
 
-fn read_newest(
-    options: &KafkaOptions,
-    auth: &AuthContext,
-    key: &str,
-) -> Result<Option<Bytes>, BusError> {
+fn read_newest(options: &Config, auth: &AuthContext, key: &str) -> Result<Option<Bytes>, BusError> {
     let failed = |error: rdkafka::error::KafkaError| {
         BusError::Unavailable(format!("cannot read state {key} from Kafka: {error}"))
     };
     let topic = options.state_topic.as_str();
-    let timeout = options.connect_timeout.max(Duration::from_secs(1));
+    let timeout = options.connect_timeout().max(Duration::from_secs(1));
     let config = options.reader_config();
     let consumer: BaseConsumer<AuthContext> =
         config.create_with_context(auth.clone()).map_err(failed)?;

@@ -15,7 +15,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use vigil_bus::{BusError, Checkpoint, Delivery, Subscription};
 
 use crate::auth::AuthContext;
-use crate::KafkaOptions;
+use crate::Config;
 
 /// After the first message of a batch, how long to wait for more before returning it.
 const BATCH_FILL_WAIT: Duration = Duration::from_millis(2);
@@ -24,14 +24,14 @@ const LAG_REFRESH: Duration = Duration::from_secs(5);
 
 pub(crate) struct KafkaSubscription {
     consumer: Arc<StreamConsumer<GroupContext>>,
-    options: Arc<KafkaOptions>,
+    options: Arc<Config>,
     topic: String,
     lag: Mutex<Option<(Instant, u64)>>,
 }
 
 impl KafkaSubscription {
     pub(crate) fn join(
-        options: Arc<KafkaOptions>,
+        options: Arc<Config>,
         auth: AuthContext,
         topic: &str,
         group: &str,
@@ -144,7 +144,7 @@ impl Subscription for KafkaSubscription {
                 return Ok(lag);
             }
         }
-        let (consumer, timeout) = (self.consumer.clone(), self.options.connect_timeout);
+        let (consumer, timeout) = (self.consumer.clone(), self.options.connect_timeout());
         let lag = tokio::task::spawn_blocking(move || measure_lag(&consumer, timeout))
             .await
             .map_err(|e| BusError::Unavailable(format!("lag task failed: {e}")))?
@@ -214,7 +214,7 @@ fn lost_membership(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-fn consume_error(options: &KafkaOptions, error: KafkaError) -> BusError {
+fn consume_error(options: &Config, error: KafkaError) -> BusError {
     crate::unavailable(options, "cannot consume from Kafka", error)
 }
 

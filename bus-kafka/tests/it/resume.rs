@@ -3,14 +3,9 @@
 use std::time::{Duration, Instant};
 
 use vigil_bus::{Bus, Checkpoint, Message, Topics};
-use vigil_bus_kafka::{KafkaBus, KafkaOptions};
+use vigil_bus_kafka::{Config, KafkaBus};
 
-// The root crate's broker helper; this test uses only part of it.
-#[allow(dead_code)]
-#[path = "../../tests/common/tansu.rs"]
-mod tansu;
-
-use tansu::Tansu;
+use crate::tansu::Tansu;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_resumes_exactly_at_its_commit() {
@@ -18,11 +13,11 @@ async fn a_group_resumes_exactly_at_its_commit() {
     // tansu's memory engine skips the rest of a produced batch for a consumer resuming
     // inside it (tests/kafka.rs says more); its SQL engine resumes exactly, as Kafka does.
     let broker = Tansu::start(dir.path(), "sqlite://tansu.db");
-    let options = KafkaOptions {
+    let options = Config {
         brokers: broker.brokers(),
         partitions: 1,
-        session_timeout: Duration::from_secs(6),
-        ..KafkaOptions::default()
+        session_timeout_ms: 6_000,
+        ..Config::default()
     };
     let topics = Topics::default();
     let bus = KafkaBus::connect(options, &topics).await.unwrap();
