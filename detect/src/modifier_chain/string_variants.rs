@@ -161,31 +161,47 @@ fn anchor_pieces(variant: Vec<Piece>, anchor: Anchor) -> Vec<Piece> {
 
 /// Pieces back to pattern tokens; the bytes must be text by now.
 fn tokens(variant: &[Piece]) -> Result<Vec<Token>, String> {
+    let not_text = concat!(
+        "the encoded value is not text (UTF-16 bytes); ",
+        "follow the utf16 modifier with `base64` or `base64offset`"
+    );
     let mut out = Vec::with_capacity(variant.len());
+    for run in text_runs(variant, not_text)? {
+        match run {
+            TextRun::Text(text) => out.extend(text.chars().map(Token::Char)),
+            TextRun::Wildcard(Piece::Any) => out.push(Token::Any),
+            TextRun::Wildcard(_) => out.push(Token::One),
+        }
+    }
+    Ok(out)
+}
+
+/// A variant read as the texts between its wildcards.
+enum TextRun {
+    Text(String),
+    /// `Piece::Any` or `Piece::One`.
+    Wildcard(Piece),
+}
+
+/// Splits a variant into its texts and wildcards, in order; `not_text` is the error when the
+/// bytes between two wildcards are not UTF-8.
+fn text_runs(variant: &[Piece], not_text: &str) -> Result<Vec<TextRun>, String> {
+    let mut out = Vec::new();
     let mut run = Vec::new();
-    let flush = |run: &mut Vec<u8>, out: &mut Vec<Token>| -> Result<(), String> {
-        let text = std::str::from_utf8(run).map_err(|_| {
-            concat!(
-                "the encoded value is not text (UTF-16 bytes); ",
-                "follow the utf16 modifier with `base64` or `base64offset`"
-            )
-            .to_owned()
-        })?;
-        out.extend(text.chars().map(Token::Char));
-        run.clear();
+    let flush = |run: &mut Vec<u8>, out: &mut Vec<TextRun>| -> Result<(), String> {
+        if !run.is_empty() {
+            let text = String::from_utf8(std::mem::take(run)).map_err(|_| not_text.to_owned())?;
+            out.push(TextRun::Text(text));
+        }
         Ok(())
     };
     for piece in variant {
         match piece {
             Piece::Byte(b) => run.push(*b),
             Piece::Percent => run.push(b'%'),
-            Piece::Any | Piece::One => {
+            wildcard => {
                 flush(&mut run, &mut out)?;
-                out.push(if *piece == Piece::Any {
-                    Token::Any
-                } else {
-                    Token::One
-                });
+                out.push(TextRun::Wildcard(*wildcard));
             }
         }
     }
@@ -293,31 +309,20 @@ fn utf16(variant: &[Piece], form: Utf16) -> Result<Vec<Piece>, String> {
     if form == Utf16::LeWithBom {
         out.extend([Piece::Byte(0xFF), Piece::Byte(0xFE)]);
     }
-    let mut run = Vec::new();
-    let flush = |run: &mut Vec<u8>, out: &mut Vec<Piece>| -> Result<(), String> {
-        let text = std::str::from_utf8(run)
-            .map_err(|_| "a utf16 modifier needs text, not an encoded value".to_owned())?;
-        for unit in text.encode_utf16() {
-            let bytes = match form {
-                Utf16::Be => unit.to_be_bytes(),
-                Utf16::Le | Utf16::LeWithBom => unit.to_le_bytes(),
-            };
-            out.extend(bytes.map(Piece::Byte));
-        }
-        run.clear();
-        Ok(())
-    };
-    for piece in variant {
-        match piece {
-            Piece::Byte(b) => run.push(*b),
-            Piece::Percent => run.push(b'%'),
-            wildcard => {
-                flush(&mut run, &mut out)?;
-                out.push(*wildcard);
+    for run in text_runs(variant, "a utf16 modifier needs text, not an encoded value")? {
+        match run {
+            TextRun::Text(text) => {
+                for unit in text.encode_utf16() {
+                    let bytes = match form {
+                        Utf16::Be => unit.to_be_bytes(),
+                        Utf16::Le | Utf16::LeWithBom => unit.to_le_bytes(),
+                    };
+                    out.extend(bytes.map(Piece::Byte));
+                }
             }
+            TextRun::Wildcard(wildcard) => out.push(wildcard),
         }
     }
-    flush(&mut run, &mut out)?;
     Ok(out)
 }
 
