@@ -359,3 +359,67 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tantivy::query::AllQuery;
+    use tantivy::schema::{NumericOptions, STORED, STRING};
+
+    use super::*;
+
+    #[test]
+    fn a_missing_or_unreadable_stored_copy_is_corrupt_and_names_its_document() {
+        let mut builder = Schema::builder();
+        let id = builder.add_text_field("id", STRING | STORED);
+        let stored = builder.add_text_field("doc", STORED);
+        let corrupt = |doc: &TantivyDocument| match stored_json::<serde_json::Value>(
+            doc, id, stored, "event",
+        ) {
+            Err(StoreError::Corrupt { id, message }) => (id, message),
+            other => panic!("not corrupt: {other:?}"),
+        };
+        let mut doc = TantivyDocument::new();
+        doc.add_text(id, "e1");
+        assert_eq!(corrupt(&doc), ("e1".into(), "no stored event".into()));
+        doc.add_text(stored, "{\"n\": ");
+        let (named, message) = corrupt(&doc);
+        assert_eq!(named, "e1");
+        assert!(message.contains("EOF"), "{message}");
+        let mut good = TantivyDocument::new();
+        good.add_text(stored, "{\"n\": 1}");
+        let read: serde_json::Value = stored_json(&good, id, stored, "event").unwrap();
+        assert_eq!(read, json!({ "n": 1 }));
+    }
+
+    #[test]
+    fn greatest_by_orders_by_the_first_field_then_the_second() {
+        let mut builder = Schema::builder();
+        let fast = || NumericOptions::default().set_fast();
+        let first = builder.add_u64_field("first", fast());
+        let second = builder.add_u64_field("second", fast());
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: IndexWriter<TantivyDocument> = index.writer(15_000_000).unwrap();
+        for (a, b) in [(1, 9), (3, 1), (3, 2), (2, 5)] {
+            let mut doc = TantivyDocument::new();
+            doc.add_u64(first, a);
+            doc.add_u64(second, b);
+            writer.add_document(doc).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let top = |limit| -> Vec<(Option<u64>, Option<u64>)> {
+            greatest_by::<u64, u64>(&searcher, &AllQuery, limit, "first", "second")
+                .unwrap()
+                .into_iter()
+                .map(|(values, _)| values)
+                .collect()
+        };
+        assert_eq!(
+            top(3),
+            [(Some(3), Some(2)), (Some(3), Some(1)), (Some(2), Some(5))]
+        );
+        assert_eq!(top(usize::MAX).len(), 4, "a huge limit is capped");
+        assert!(top(0).is_empty());
+    }
+}
