@@ -7,16 +7,21 @@
 
 mod checkpoint;
 pub mod cloudwatch;
+mod config;
 pub mod http;
 mod ingestor;
 pub mod kubernetes;
 mod metric_label;
 mod normalise;
 pub mod parse;
+mod recognise;
 mod source;
 pub mod tail;
 
+pub use checkpoint::CheckpointError;
+pub use config::{IngestConfig, IngestConfigError};
 pub use ingestor::{IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
 pub use metric_label::{source_label, MAX_SOURCE_LABELS};
 pub use normalise::normalise_line;
+pub use recognise::{recognise_record, RecordShape};
 pub use source::{RecordFormat, SourceCatalog, SourceSpec};

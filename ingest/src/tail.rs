@@ -17,7 +17,7 @@
 //!   configured; files that appear later always start at their beginning, since they are new.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::checkpoint::write_json_atomically;
-use crate::{IncomingRecord, IngestError, Ingestor, SourceSpec};
+use crate::checkpoint::{self, CheckpointError};
+use crate::{IncomingRecord, IngestError, Ingestor, SourceCatalog, SourceSpec};
 
 /// Where to start reading files that exist when the tailer first looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -37,6 +37,70 @@ pub enum StartAt {
     #[default]
     Beginning,
     End,
+}
+
+/// One `[[sources.files]]` table: log files to follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The source name events carry; also names the checkpoint.
+    pub name: String,
+    /// How to read the lines: a built-in source (`cloudtrail`, `kubernetes-audit`,
+    /// `flask-app`, `access-log`, `vpc-flow`, `waf`), or `json` or `text`.
+    pub preset: String,
+    /// Glob patterns of the files.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub start_at: StartAt,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    250
+}
+
+/// The most bytes read from one file per delivery.
+const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+impl FileSourceConfig {
+    /// Checks every setting, before anything starts.
+    pub fn validate(&self) -> Result<(), TailError> {
+        self.spec()?;
+        if !checkpoint::valid_name(&self.name) {
+            return Err(TailError::InvalidName(self.name.clone()));
+        }
+        for pattern in &self.paths {
+            check_glob(pattern)?;
+        }
+        Ok(())
+    }
+
+    /// The tailer, its checkpoint in `data_dir`'s `checkpoints/file-<name>.json`.
+    pub fn build(&self, data_dir: &Path, ingestor: Arc<Ingestor>) -> Result<FileTailer, TailError> {
+        self.validate()?;
+        let config = TailConfig {
+            name: self.name.clone(),
+            spec: self.spec()?,
+            paths: self.paths.clone(),
+            start_at: self.start_at,
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            checkpoint_path: data_dir
+                .join("checkpoints")
+                .join(format!("file-{}.json", self.name)),
+            read_chunk_bytes: READ_CHUNK_BYTES,
+        };
+        FileTailer::new(config, ingestor)
+    }
+
+    fn spec(&self) -> Result<SourceSpec, TailError> {
+        SourceCatalog::builtin()
+            .preset(&self.preset)
+            .ok_or_else(|| TailError::UnknownPreset {
+                name: self.name.clone(),
+                preset: self.preset.clone(),
+            })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,16 +119,14 @@ pub struct TailConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
+    #[error("file source {name:?}: unknown preset {preset:?}")]
+    UnknownPreset { name: String, preset: String },
+    #[error("file source name {0:?}: use letters, digits, '.', '_' and '-'")]
+    InvalidName(String),
     #[error("invalid glob {pattern:?}: {message}")]
     Glob { pattern: String, message: String },
-    #[error("checkpoint {path}: {source}")]
-    Checkpoint {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("checkpoint {path} is unreadable: {message}")]
-    CorruptCheckpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 type Fingerprint = vigil_event::Id;
@@ -72,9 +134,9 @@ type Fingerprint = vigil_event::Id;
 /// The longest first line used for a fingerprint; longer first lines are cut here.
 const FINGERPRINT_BYTES: usize = 1024;
 
+/// What the tailer's checkpoint holds: each file's fingerprint, last path and offset.
 #[derive(Debug, Serialize, Deserialize)]
-struct CheckpointFile {
-    version: u32,
+struct TailCheckpoint {
     files: Vec<CheckpointEntry>,
 }
 
@@ -108,10 +170,7 @@ pub struct FileTailer {
 impl FileTailer {
     pub fn new(config: TailConfig, ingestor: Arc<Ingestor>) -> Result<Self, TailError> {
         for pattern in &config.paths {
-            glob::Pattern::new(pattern).map_err(|e| TailError::Glob {
-                pattern: pattern.clone(),
-                message: e.to_string(),
-            })?;
+            check_glob(pattern)?;
         }
         let files = load_checkpoint(&config.checkpoint_path)?;
         Ok(FileTailer {
@@ -350,8 +409,7 @@ impl FileTailer {
     }
 
     fn save_checkpoint(&self) -> io::Result<()> {
-        let checkpoint = CheckpointFile {
-            version: 1,
+        let state = TailCheckpoint {
             files: self
                 .files
                 .iter()
@@ -362,36 +420,24 @@ impl FileTailer {
                 })
                 .collect(),
         };
-        write_json_atomically(&self.config.checkpoint_path, &checkpoint)
+        checkpoint::save(&self.config.checkpoint_path, &state)
     }
 }
 
 fn load_checkpoint(path: &Path) -> Result<HashMap<Fingerprint, Tracked>, TailError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(source) => {
-            return Err(TailError::Checkpoint {
-                path: path.to_owned(),
-                source,
-            })
-        }
+    let Some(checkpoint) = checkpoint::load::<TailCheckpoint>(path)? else {
+        return Ok(HashMap::new());
     };
-    let corrupt = |message: String| TailError::CorruptCheckpoint {
-        path: path.to_owned(),
-        message,
-    };
-    let checkpoint: CheckpointFile =
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    if checkpoint.version != 1 {
-        return Err(corrupt(format!("unknown version {}", checkpoint.version)));
-    }
     let mut files = HashMap::new();
     for entry in checkpoint.files {
-        let fingerprint: Fingerprint = entry
-            .fingerprint
-            .parse()
-            .map_err(|e| corrupt(format!("{e}")))?;
+        let fingerprint: Fingerprint =
+            entry
+                .fingerprint
+                .parse()
+                .map_err(|e| CheckpointError::Corrupt {
+                    path: path.to_owned(),
+                    message: format!("{e}"),
+                })?;
         files.insert(
             fingerprint,
             Tracked {
@@ -405,6 +451,15 @@ fn load_checkpoint(path: &Path) -> Result<HashMap<Fingerprint, Tracked>, TailErr
         );
     }
     Ok(files)
+}
+
+fn check_glob(pattern: &str) -> Result<(), TailError> {
+    glob::Pattern::new(pattern)
+        .map(drop)
+        .map_err(|e| TailError::Glob {
+            pattern: pattern.to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// The fingerprint of a file: a hash of its first complete line (up to [`FINGERPRINT_BYTES`]).
@@ -441,4 +496,68 @@ fn end_of_last_line(file: &mut File) -> io::Result<u64> {
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(value: serde_json::Value) -> Result<FileSourceConfig, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn a_file_source_takes_its_defaults_and_refuses_unknown_keys() {
+        let source = config(
+            serde_json::json!({"name": "app", "preset": "flask", "paths": ["/var/log/*.log"]}),
+        )
+        .unwrap();
+        assert_eq!(source.start_at, StartAt::Beginning);
+        assert_eq!(source.poll_interval_ms, 250);
+        assert!(source.validate().is_ok());
+        let typo = config(
+            serde_json::json!({"name": "app", "preset": "flask", "paths": [], "start": "end"}),
+        );
+        assert!(typo.unwrap_err().to_string().contains("start"));
+    }
+
+    #[test]
+    fn unknown_presets_bad_names_and_bad_globs_are_refused() {
+        let valid = FileSourceConfig {
+            name: "app".into(),
+            preset: "json".into(),
+            paths: vec!["/var/log/app/*.log".into()],
+            start_at: StartAt::End,
+            poll_interval_ms: 250,
+        };
+        let error = FileSourceConfig {
+            preset: "flsk".into(),
+            ..valid.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"file source "app": unknown preset "flsk""#
+        );
+        for name in ["", "../etc", "a/b", "app log"] {
+            let error = FileSourceConfig {
+                name: name.into(),
+                ..valid.clone()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(
+                matches!(error, TailError::InvalidName(_)),
+                "{name}: {error}"
+            );
+        }
+        let error = FileSourceConfig {
+            paths: vec!["/var/log/[".into()],
+            ..valid
+        }
+        .validate()
+        .unwrap_err();
+        assert!(matches!(error, TailError::Glob { .. }), "{error}");
+    }
 }

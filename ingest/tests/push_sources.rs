@@ -253,6 +253,39 @@ async fn firehose_deliveries_of_cloudwatch_subscriptions() {
 }
 
 #[tokio::test]
+async fn flask_app_records_from_cloudwatch_are_recognised_by_their_shape() {
+    let h = harness();
+    // Neither the log group nor an override says what these are: their keys do.
+    let python_json_logger = json!({"asctime": "2026-11-28 10:12:01,114", "levelname": "WARNING",
+        "name": "usermgmt.auth", "message": "Login failed", "remote_addr": "203.0.113.66"});
+    let structlog = json!({"event": "login_failed", "level": "warning", "logger": "usermgmt.auth",
+        "timestamp": "2026-11-28T10:12:02Z"});
+    let data = json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+    "logGroup": "/ecs/usermgmt", "logStream": "web/abc", "subscriptionFilters": ["f"],
+    "logEvents": [
+        {"id": "1", "timestamp": 1795862460000_i64, "message": python_json_logger.to_string()},
+        {"id": "2", "timestamp": 1795862460000_i64, "message": structlog.to_string()},
+        {"id": "3", "timestamp": 1795862460000_i64, "message": "worker started"}
+    ]});
+    let (status, body) = send(&h.router, firehose_post(&[firehose_record(&data)])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events: Vec<Event> = read_all(&h.bus, "vigil.events", "f").await;
+    let kinds: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.source.kind.as_str(), e.logsource.service.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("flask-app", Some("flask")),
+            ("flask-app", Some("flask")),
+            ("cloudwatch", None)
+        ]
+    );
+    assert_eq!(events[0].time.to_rfc3339(), "2026-11-28T10:12:01.114+00:00");
+}
+
+#[tokio::test]
 async fn a_keyed_resend_with_other_content_never_replaces_the_first() {
     let h = harness();
     // Kubernetes: the same audit id and stage, once as an exec and once as a harmless get.

@@ -5,69 +5,44 @@
 
 use chrono::{DateTime, Utc};
 use vigil_event::{Event, EventId, LogSource, Source};
-use vigil_ingest::parse::parse_access_log;
-use vigil_ingest::{normalise_line, RecordFormat, SourceSpec};
+use vigil_ingest::{normalise_line, recognise_record, RecordFormat, RecordShape, SourceSpec};
 
-/// The spec a line's shape says it is: a CloudTrail record, a Kubernetes audit `Event`, a log
-/// record of the Flask app, other JSON, or an access log line. With `logsource`, that logsource replaces the recognised one
-/// and a line that is neither JSON nor an access log line is taken as plain text.
+/// The spec a line's shape says it is ([`recognise_record`]: a CloudTrail record, a
+/// Kubernetes audit `Event`, a WAF record, a log record of the Flask app, a VPC flow record,
+/// an access log line, or other JSON). With `logsource`, that logsource replaces the
+/// recognised one and a line of no known text format is taken as plain text.
 pub fn recognise(line: &str, logsource: Option<&LogSource>) -> Result<SourceSpec, String> {
-    let trimmed = line.trim_start();
-    let mut spec = if trimmed.starts_with('{') {
-        recognise_json(trimmed)?
-    } else {
-        match parse_access_log(line) {
-            Ok(_) => SourceSpec::access_log(),
-            Err(_) if logsource.is_some() => SourceSpec {
+    let shape = recognise_record(line);
+    let mut spec = match shape.known_spec() {
+        Some(spec) => spec,
+        None => match shape {
+            RecordShape::BrokenJson(e) => return Err(format!("not a JSON object: {e}")),
+            RecordShape::Text(_) if logsource.is_some() => SourceSpec {
                 format: RecordFormat::Text,
                 ..SourceSpec::generic()
             },
-            Err(e) => {
+            RecordShape::Text(e) => {
                 return Err(format!(
                     "neither a JSON object nor an access log line ({e})"
                 ))
             }
-        }
+            // Other JSON, the one shape left.
+            _ => {
+                let mut spec = SourceSpec::generic();
+                // Unrecognised JSON may still be an audit event without `kind`, so its time
+                // fields are worth a look too.
+                spec.time_fields.extend([
+                    "requestReceivedTimestamp".to_owned(),
+                    "stageTimestamp".to_owned(),
+                ]);
+                spec
+            }
+        },
     };
     if let Some(logsource) = logsource {
         spec.logsource = logsource.clone();
     }
     Ok(spec)
-}
-
-/// Tells CloudTrail and audit records apart by the keys only they carry, as the CloudWatch
-/// recogniser in ingest does, and the Flask app's records by the keys its JSON loggers write:
-/// python-json-logger's `levelname` with the logger `name` (or the `message`), or structlog's
-/// `event` with `level` and `logger`.
-fn recognise_json(text: &str) -> Result<SourceSpec, String> {
-    // The keys are read with the record parser's top level, whose verdict ingest applies
-    // (`vigil run` accepts a line exactly when this does), where a shape derived with serde
-    // would refuse a repeated key or a lone surrogate in a key. A null value counts as absent.
-    let top =
-        vigil_event::json::check_object(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    let has = |key: &str| top.get(key).is_some_and(|raw| raw != "null");
-    let is_string = |key: &str| top.get(key).is_some_and(|raw| raw.starts_with('"'));
-    let kind = top
-        .get("kind")
-        .and_then(|raw| serde_json::from_str::<String>(raw).ok());
-    Ok(if has("eventVersion") && has("eventSource") {
-        SourceSpec::cloudtrail()
-    } else if kind.as_deref() == Some("Event") && has("auditID") {
-        SourceSpec::kubernetes_audit()
-    } else if (is_string("levelname") && (has("name") || has("message")))
-        || (is_string("level") && has("event") && has("logger"))
-    {
-        SourceSpec::flask_app()
-    } else {
-        let mut spec = SourceSpec::generic();
-        // Unrecognised JSON may still be an audit event without `kind`, so its time fields
-        // are worth a look too.
-        spec.time_fields.extend([
-            "requestReceivedTimestamp".to_owned(),
-            "stageTimestamp".to_owned(),
-        ]);
-        spec
-    })
 }
 
 /// One line as an event. `number` (1-based) makes the id, so correlation matches can be
@@ -154,6 +129,25 @@ mod tests {
         let named = LogSource::new(Some("x"), None, None);
         let spec = recognise("hello", Some(&named)).unwrap();
         assert_eq!((spec.format, spec.logsource), (RecordFormat::Text, named));
+    }
+
+    #[test]
+    fn waf_records_and_vpc_flow_lines_are_recognised() {
+        let waf = r#"{"timestamp":1795860000123,"formatVersion":1,"webaclId":"arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/prod/1","action":"BLOCK","httpRequest":{"clientIp":"203.0.113.66","uri":"/login"}}"#;
+        let event = line_event(waf, 1, None, Utc::now()).unwrap();
+        assert_eq!(event.source.kind, "waf");
+        assert_eq!(
+            event.logsource,
+            LogSource::new(Some("aws"), Some("waf"), None)
+        );
+        assert_eq!(event.time.timestamp_millis(), 1795860000123);
+        let flow =
+            "2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1795860000 1795860060 ACCEPT OK";
+        let spec = recognise(flow, None).unwrap();
+        assert_eq!(
+            (spec.kind.as_str(), spec.format),
+            ("vpc-flow", RecordFormat::VpcFlow)
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! inflated, not a subscription message) is quarantined with its reason, by its first
 //! 64 KiB, and the rest of the delivery is taken.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -28,10 +29,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::LogGroupRecogniser;
+use super::{log_group_overrides, LogGroupRecogniser, UnknownPreset};
 use crate::ingestor::QUARANTINED_PREFIX_BYTES;
 use crate::{IncomingRecord, IngestError, Ingestor, SourceSpec};
 
@@ -42,6 +43,77 @@ const SOURCE_NAME: &str = "firehose";
 
 /// The default of [`FirehoseState::max_inflated_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The bounds of `max_inflated_bytes`: 1 MiB to 1 GiB.
+const MIN_INFLATED_BYTES: usize = 1024 * 1024;
+const MAX_INFLATED_BYTES: usize = 1024 * 1024 * 1024;
+
+/// The shortest access key taken; Firehose sends it in every request.
+const MIN_ACCESS_KEY_CHARS: usize = 16;
+
+/// The `[firehose]` table: the endpoint for CloudWatch subscriptions, off unless configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirehoseConfig {
+    /// The access key the Firehose stream sends in `X-Amz-Firehose-Access-Key`.
+    pub access_key: String,
+    /// Presets for log groups whose records recognition would get wrong, as for
+    /// `[[sources.cloudwatch]]`: `{ "/app/flask" = "flask-app" }`.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
+    /// The most bytes the gzip'd records of one request may inflate to, all together; a
+    /// request past it gets 413 and nothing of it is stored. 1 MiB to 1 GiB.
+    #[serde(default = "default_max_inflated_bytes")]
+    pub max_inflated_bytes: usize,
+}
+
+fn default_max_inflated_bytes() -> usize {
+    DEFAULT_MAX_INFLATED_BYTES
+}
+
+/// What is wrong with a `[firehose]` table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FirehoseConfigError {
+    #[error("firehose.access_key must be at least {MIN_ACCESS_KEY_CHARS} characters")]
+    ShortAccessKey,
+    #[error(
+        "firehose.max_inflated_bytes is {0}; use {MIN_INFLATED_BYTES} (1 MiB) to {MAX_INFLATED_BYTES} (1 GiB)"
+    )]
+    MaxInflatedBytes(usize),
+    #[error("firehose: {0}")]
+    Override(UnknownPreset),
+}
+
+impl FirehoseConfig {
+    /// Checks every setting, before anything binds or starts.
+    pub fn validate(&self) -> Result<(), FirehoseConfigError> {
+        self.recogniser().map(drop)
+    }
+
+    /// The endpoint's state, for [`router`].
+    pub fn build(&self, ingestor: Arc<Ingestor>) -> Result<FirehoseState, FirehoseConfigError> {
+        Ok(FirehoseState {
+            ingestor,
+            access_key: self.access_key.as_str().into(),
+            recogniser: Arc::new(self.recogniser()?),
+            max_inflated_bytes: self.max_inflated_bytes,
+        })
+    }
+
+    fn recogniser(&self) -> Result<LogGroupRecogniser, FirehoseConfigError> {
+        if self.access_key.trim().len() < MIN_ACCESS_KEY_CHARS {
+            return Err(FirehoseConfigError::ShortAccessKey);
+        }
+        if !(MIN_INFLATED_BYTES..=MAX_INFLATED_BYTES).contains(&self.max_inflated_bytes) {
+            return Err(FirehoseConfigError::MaxInflatedBytes(
+                self.max_inflated_bytes,
+            ));
+        }
+        let overrides =
+            log_group_overrides(&self.overrides).map_err(FirehoseConfigError::Override)?;
+        Ok(LogGroupRecogniser::new(overrides))
+    }
+}
 
 #[derive(Clone)]
 pub struct FirehoseState {
@@ -415,4 +487,63 @@ fn decode_record(data: &str, limit: usize) -> DecodeOutcome {
         }),
     };
     DecodeOutcome { result, inflated }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(value: serde_json::Value) -> Result<FirehoseConfig, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn a_config_takes_its_defaults_and_refuses_unknown_keys() {
+        let firehose = config(json!({"access_key": "k".repeat(16)})).unwrap();
+        assert_eq!(firehose.max_inflated_bytes, DEFAULT_MAX_INFLATED_BYTES);
+        assert!(firehose.overrides.is_empty());
+        assert_eq!(firehose.validate(), Ok(()));
+        let typo = config(json!({"access_key": "k".repeat(16), "max_inflated": 1}));
+        assert!(typo.unwrap_err().to_string().contains("max_inflated"));
+    }
+
+    #[test]
+    fn short_keys_budgets_out_of_range_and_unknown_presets_are_refused() {
+        let valid = config(json!({"access_key": "k".repeat(16)})).unwrap();
+        let short = FirehoseConfig {
+            access_key: format!("  {}  ", "k".repeat(15)),
+            ..valid.clone()
+        };
+        assert_eq!(short.validate(), Err(FirehoseConfigError::ShortAccessKey));
+        for (bytes, ok) in [
+            (MIN_INFLATED_BYTES - 1, false),
+            (MIN_INFLATED_BYTES, true),
+            (MAX_INFLATED_BYTES, true),
+            (MAX_INFLATED_BYTES + 1, false),
+        ] {
+            let budget = FirehoseConfig {
+                max_inflated_bytes: bytes,
+                ..valid.clone()
+            };
+            assert_eq!(budget.validate().is_ok(), ok, "{bytes}");
+        }
+        let error = FirehoseConfig {
+            max_inflated_bytes: 100,
+            ..valid.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "firehose.max_inflated_bytes is 100; use 1048576 (1 MiB) to 1073741824 (1 GiB)"
+        );
+        let unknown = FirehoseConfig {
+            overrides: BTreeMap::from([("/app".to_owned(), "flsk".to_owned())]),
+            ..valid
+        };
+        assert_eq!(
+            unknown.validate().unwrap_err().to_string(),
+            r#"firehose: unknown preset "flsk" for log group "/app""#
+        );
+    }
 }

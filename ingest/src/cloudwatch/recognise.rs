@@ -1,16 +1,45 @@
 //! Which kind of record a CloudWatch log group carries, so each is parsed into its real shape
-//! with the right logsource.
+//! with the right logsource: what the log group and stream names say, then the record's own
+//! shape ([`crate::recognise_record`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::parse::parse_vpc_flow;
-use crate::SourceSpec;
+use crate::{recognise_record, RecordFormat, RecordShape, SourceCatalog, SourceSpec};
 
 /// A configured mapping for one log group, overriding recognition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogGroupOverride {
     pub log_group: String,
     pub spec: SourceSpec,
+}
+
+/// A `log group = preset` setting names no preset Vigil has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown preset {preset:?} for log group {log_group:?}")]
+pub struct UnknownPreset {
+    pub log_group: String,
+    pub preset: String,
+}
+
+/// Resolves `log group = preset` settings (a CloudWatch source's or the Firehose endpoint's
+/// `overrides`) into the specs that override recognition.
+pub fn log_group_overrides(
+    settings: &BTreeMap<String, String>,
+) -> Result<Vec<LogGroupOverride>, UnknownPreset> {
+    let catalog = SourceCatalog::builtin();
+    settings
+        .iter()
+        .map(|(log_group, preset)| {
+            let spec = catalog.preset(preset).ok_or_else(|| UnknownPreset {
+                log_group: log_group.clone(),
+                preset: preset.clone(),
+            })?;
+            Ok(LogGroupOverride {
+                log_group: log_group.clone(),
+                spec,
+            })
+        })
+        .collect()
 }
 
 /// Recognises log groups by name and stream, then by the shape of their messages.
@@ -42,24 +71,24 @@ impl LogGroupRecogniser {
         if log_group.starts_with("aws-waf-logs-") {
             return SourceSpec::waf();
         }
-        let trimmed = message.trim_start();
+        let shape = recognise_record(message);
         // CloudTrail names the log groups it creates so, and writes each account and region
         // to its own stream, `<account>_CloudTrail_<region>`. What such a group holds is
         // CloudTrail whatever keys a record has: one without `eventVersion` or `eventID` is
         // still read with its logsource, so AWS rules see it.
-        if trimmed.starts_with('{') && is_cloudtrail_log(log_group, log_stream) {
+        if shape.is_json() && is_cloudtrail_log(log_group, log_stream) {
             return SourceSpec::cloudtrail();
         }
-        if trimmed.starts_with('{') {
-            return recognise_json(trimmed);
-        }
-        if parse_vpc_flow(message).is_ok() {
-            return SourceSpec::vpc_flow();
-        }
-        let mut text = SourceSpec::generic();
-        text.format = crate::RecordFormat::Text;
-        text.kind = "cloudwatch".into();
-        text
+        shape.known_spec().unwrap_or_else(|| {
+            // Records of no known kind are named after where they came from. Broken JSON is
+            // read as JSON, so the quarantine says what is wrong with it.
+            let mut spec = SourceSpec::generic();
+            spec.kind = "cloudwatch".into();
+            if let RecordShape::Text(_) = shape {
+                spec.format = RecordFormat::Text;
+            }
+            spec
+        })
     }
 }
 
@@ -83,40 +112,9 @@ fn is_cloudtrail_stream(log_stream: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Tells CloudTrail, audit and WAF records from other JSON by the keys only they carry.
-///
-/// The keys are read with the record parser's top level, whose verdict ingest applies: a
-/// shape derived with serde would refuse a repeated key or a lone surrogate anywhere in its
-/// keys, and the record would lose its logsource, and every rule for it, to one padded key.
-fn recognise_json(message: &str) -> SourceSpec {
-    let generic = || {
-        let mut generic = SourceSpec::generic();
-        generic.kind = "cloudwatch".into();
-        generic
-    };
-    let Ok(top) = vigil_event::json::check_object(message) else {
-        return generic();
-    };
-    // A key whose value is null counts as absent, as an `Option` field reads it.
-    let has = |key: &str| top.get(key).is_some_and(|raw| raw != "null");
-    let kind = top
-        .get("kind")
-        .and_then(|raw| serde_json::from_str::<String>(raw).ok());
-    if has("eventVersion") && has("eventSource") {
-        SourceSpec::cloudtrail()
-    } else if kind.as_deref() == Some("Event") && has("auditID") {
-        SourceSpec::kubernetes_audit()
-    } else if has("webaclId") {
-        SourceSpec::waf()
-    } else {
-        generic()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RecordFormat;
 
     #[test]
     fn recognises_each_log_group_kind() {
@@ -147,10 +145,25 @@ mod tests {
             RecordFormat::VpcFlow
         );
         let app = r#"{"levelname":"INFO","message":"hi"}"#;
-        let spec = r.recognise("/app/flask", "web-1", app);
+        assert_eq!(
+            r.recognise("/app/flask", "web-1", app),
+            SourceSpec::flask_app()
+        );
+        let structlog = r#"{"event":"login_failed","level":"warning","logger":"usermgmt.auth"}"#;
+        assert_eq!(
+            r.recognise("/app/api", "web-1", structlog).kind,
+            "flask-app"
+        );
+        let other = r#"{"msg":"hi"}"#;
+        let spec = r.recognise("/app/flask", "web-1", other);
         assert_eq!(
             (spec.kind.as_str(), spec.format),
             ("cloudwatch", RecordFormat::Json)
+        );
+        let access = r#"1.2.3.4 - - [28/Nov/2026:09:03:11 +0000] "GET / HTTP/1.1" 200 1 "-" "x""#;
+        assert_eq!(
+            r.recognise("/app/nginx", "web-1", access),
+            SourceSpec::access_log()
         );
         let spec = r.recognise("/app/flask", "web-1", "plain text line");
         assert_eq!(spec.format, RecordFormat::Text);
@@ -226,6 +239,23 @@ mod tests {
                 "{other}"
             );
         }
+    }
+
+    #[test]
+    fn override_settings_name_known_presets() {
+        let settings = BTreeMap::from([
+            ("/app/flask".to_owned(), "flask".to_owned()),
+            ("/app/raw".to_owned(), "text".to_owned()),
+        ]);
+        let overrides = log_group_overrides(&settings).unwrap();
+        assert_eq!(overrides[0].spec, SourceSpec::flask_app());
+        assert_eq!(overrides[1].spec.format, RecordFormat::Text);
+        let settings = BTreeMap::from([("/org/trail".to_owned(), "cloudtrial".to_owned())]);
+        let error = log_group_overrides(&settings).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            r#"unknown preset "cloudtrial" for log group "/org/trail""#
+        );
     }
 
     #[test]
