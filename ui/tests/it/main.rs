@@ -1,0 +1,5 @@
+//! The web UI's integration tests, in one test binary: the JSON API and the HTML pages,
+//! each against a real store in a temporary directory.
+
+mod alerts_api;
+mod pages;
