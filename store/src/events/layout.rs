@@ -16,7 +16,10 @@
 //!   partition's space twice while it runs.
 //! - **It would re-index everything kept, before the store opens.** Every partition written
 //!   before the current layout (with retention, up to all of the data) would go through the
-//!   indexer again at start-up, where today opening reads no documents.
+//!   indexer again at start-up, where today opening reads no documents. At the store
+//!   benchmark's 15.7 to 19.1 MB of records per CPU second (benches/RESULTS.md), and an index
+//!   of 0.81x its records, that is at least 11 to 13 CPU minutes per 10 GB of partitions,
+//!   before reading the stored copies back, while nothing is indexed or searchable.
 //! - **It would change answers.** A partition of an older layout answers as its words were
 //!   cut: `requestID:648f0f94` (part of a UUID) finds events in partitions of the first two
 //!   layouts, and those partitions were cut by event time rather than arrival. Rewriting
