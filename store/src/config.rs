@@ -133,6 +133,7 @@ mod tests {
     #[test]
     fn settings_reach_the_store_options() {
         let config: Config = serde_json::from_value(json!({
+            "commit_interval_ms": 250,
             "partition": "hour",
             "retention_days": 3,
             "retention_max_bytes": 1000,
@@ -142,6 +143,10 @@ mod tests {
             "quarantine_max_bytes": 100,
         }))
         .unwrap();
+        assert_eq!(
+            config.commit_interval(),
+            std::time::Duration::from_millis(250)
+        );
         let options = config.store_options().unwrap();
         assert_eq!(
             options.partition,
