@@ -1,8 +1,6 @@
 //! Where the embedded bus keeps things under its root: one directory per topic holding its
 //! segment files and an `offsets/` directory, and a `state/` directory beside the topics.
 
-use std::fs::File;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::BusError;
@@ -44,25 +42,14 @@ pub(super) fn validate_name(name: &str) -> Result<(), BusError> {
     }
 }
 
-/// Replaces the file at `path` with `bytes` durably: a crash leaves the old content or the
-/// new, never a mix. Offsets and stage state are written this way.
+/// Replaces the file at `path` with `bytes` durably, through Vigil's one atomic replace: a
+/// crash leaves the old content or the new, never a mix. Offsets and stage state are written
+/// this way; the temporary file it leaves when interrupted is never read as a group.
 pub(super) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), BusError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(BusError::io(path))?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
+    vigil_durable::replace_file(path, bytes).map_err(BusError::io(path))
 }
 
+/// Syncs `dir`, so that the segment files created in it survive a power loss.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), BusError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(BusError::io(dir))
+    vigil_durable::sync_dir(dir).map_err(BusError::io(dir))
 }

@@ -21,6 +21,7 @@ pub(super) fn group_files(offsets_dir: &Path) -> Result<Vec<(String, PathBuf)>, 
     for entry in fs::read_dir(offsets_dir).map_err(BusError::io(offsets_dir))? {
         let entry = entry.map_err(BusError::io(offsets_dir))?;
         let name = entry.file_name();
+        // `vigil_durable::temp_path` names the file a replace writes first `<group>.tmp`.
         let Some(group) = name.to_str().filter(|n| !n.ends_with(".tmp")) else {
             continue;
         };
