@@ -19,8 +19,9 @@
 //!   by the SDK, then by our own loop with exponential backoff and jitter.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
 use chrono::{TimeZone, Utc};
@@ -34,9 +35,27 @@ use super::window::{GroupProgress, WindowPolicy, WindowWalk};
 use super::{CloudWatchConfig, CloudWatchError, LogGroupRecogniser};
 use crate::{IncomingRecord, Ingestor, SourceSpec};
 
+impl CloudWatchConfig {
+    /// The source, its checkpoints in `data_dir`'s `checkpoints/cloudwatch-<name>/`.
+    pub fn build(
+        &self,
+        data_dir: &Path,
+        ingestor: Arc<Ingestor>,
+    ) -> Result<CloudWatchSource, CloudWatchError> {
+        let checkpoint_dir = data_dir
+            .join("checkpoints")
+            .join(format!("cloudwatch-{}", self.name));
+        CloudWatchSource::new(self.clone(), checkpoint_dir, ingestor)
+    }
+}
+
+/// How often prefixes are listed again to find new log groups.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Reads CloudWatch log groups into the bus.
 pub struct CloudWatchSource {
     config: CloudWatchConfig,
+    checkpoint_dir: PathBuf,
     policy: WindowPolicy,
     ingestor: Arc<Ingestor>,
     recogniser: LogGroupRecogniser,
@@ -46,35 +65,21 @@ pub struct CloudWatchSource {
 }
 
 impl CloudWatchSource {
-    /// Checks the config and loads the checkpoints. A corrupt checkpoint is an error rather
-    /// than a silent restart from the lookback, which could skip events.
-    pub fn new(config: CloudWatchConfig, ingestor: Arc<Ingestor>) -> Result<Self, CloudWatchError> {
-        if config.log_groups.is_empty() && config.log_group_prefixes.is_empty() {
-            return Err(CloudWatchError::NoLogGroups(config.name.clone()));
-        }
-        for name in config.log_groups.iter().chain(&config.log_group_prefixes) {
-            if !valid_log_group_name(name) {
-                return Err(CloudWatchError::InvalidLogGroup(name.clone()));
-            }
-        }
-        let invalid = |message: &str| CloudWatchError::InvalidConfig {
-            name: config.name.clone(),
-            message: message.to_owned(),
-        };
-        if config.max_window.is_zero() {
-            return Err(invalid("max_window must be positive"));
-        }
-        if config
-            .page_size
-            .is_some_and(|size| !(1..=10_000).contains(&size))
-        {
-            return Err(invalid("page_size must be 1 to 10000"));
-        }
-        let progress = load_checkpoints(&config.checkpoint_dir)?;
+    /// Checks the config and loads the checkpoints from `checkpoint_dir`. A corrupt
+    /// checkpoint is an error rather than a silent restart from the lookback, which could
+    /// skip events.
+    pub fn new(
+        config: CloudWatchConfig,
+        checkpoint_dir: PathBuf,
+        ingestor: Arc<Ingestor>,
+    ) -> Result<Self, CloudWatchError> {
+        let overrides = config.log_group_overrides()?;
+        let progress = load_checkpoints(&checkpoint_dir)?;
         Ok(CloudWatchSource {
             policy: WindowPolicy::from_config(&config),
-            recogniser: LogGroupRecogniser::new(config.overrides.clone()),
+            recogniser: LogGroupRecogniser::new(overrides),
             config,
+            checkpoint_dir,
             ingestor,
             progress,
             discovered: HashMap::new(),
@@ -87,7 +92,7 @@ impl CloudWatchSource {
         let client = api::client(&self.config).await;
         let mut last_discovery: Option<Instant> = None;
         while !*shutdown.borrow() {
-            if last_discovery.is_none_or(|at| at.elapsed() >= self.config.discovery_interval) {
+            if last_discovery.is_none_or(|at| at.elapsed() >= DISCOVERY_INTERVAL) {
                 if let Err(PollError::Stopped) = self.discover(&client, &mut shutdown).await {
                     return Ok(());
                 }
@@ -104,7 +109,7 @@ impl CloudWatchSource {
                     }
                 }
             }
-            if !sleep_or_stop(self.config.poll_interval, &shutdown).await {
+            if !sleep_or_stop(self.config.poll_interval(), &shutdown).await {
                 return Ok(());
             }
         }
@@ -217,7 +222,7 @@ impl CloudWatchSource {
                 }
             }
             let progress = walk.finish();
-            if let Err(source) = save_checkpoint(&self.config.checkpoint_dir, group, &progress) {
+            if let Err(source) = save_checkpoint(&self.checkpoint_dir, group, &progress) {
                 // Kept in memory; a restart before the next save re-reads without duplicates.
                 tracing::error!(log_group = group, error = %source, "cannot write the CloudWatch checkpoint");
                 metrics::counter!("vigil_source_errors_total", "source" => crate::source_label(group))

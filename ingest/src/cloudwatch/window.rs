@@ -5,7 +5,6 @@
 //! so the overlap's events are skipped when they come again.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::CloudWatchConfig;
 
@@ -20,12 +19,12 @@ pub(super) struct WindowPolicy {
 
 impl WindowPolicy {
     pub(super) fn from_config(config: &CloudWatchConfig) -> Self {
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+        let ms = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX / 4);
         WindowPolicy {
-            lag_ms: ms(config.lag),
-            overlap_ms: ms(config.overlap),
-            start_lookback_ms: ms(config.start_lookback),
-            max_window_ms: ms(config.max_window).max(1),
+            lag_ms: ms(config.lag_ms),
+            overlap_ms: ms(config.overlap_ms),
+            start_lookback_ms: ms(config.start_lookback_ms),
+            max_window_ms: ms(config.max_window_ms).max(1),
         }
     }
 }
