@@ -284,14 +284,10 @@ fn refresh_delay(credentials: &Credentials, now: SystemTime) -> Duration {
 
 /// The SDK's errors say little at the top level; their sources say which provider failed.
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<String>>()
+        .join(": ")
 }
 
 #[cfg(test)]
