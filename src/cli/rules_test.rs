@@ -581,6 +581,26 @@ no_match:
         );
     }
 
+    /// Errors found while reading name the case and key, in the format's words, and the line.
+    #[test]
+    fn says_where_a_file_is_malformed() {
+        for (text, reason) in [
+            (
+                "match:\n  - event: {a: 1}\n    logsource: {prodct: x}\n",
+                "match 1: unknown logsource key `prodct` (line 3)",
+            ),
+            (
+                "match: [{event: {a: 1}}]\nno_match:\n  - event: {a: 1}\n  - events: {a: 2}\n",
+                "no_match 2: `events`: invalid type: map, expected a sequence (line 4)",
+            ),
+            ("rule: [a]\n", "`rule` must be a rule's id or name (line 1)"),
+            ("match: []\nmatch: []\n", "not YAML: duplicate key `match` (line 2)"),
+        ] {
+            let error = parse_test_file(text).unwrap_err();
+            assert_eq!(error, reason, "{text:?}");
+        }
+    }
+
     #[test]
     fn refuses_malformed_files() {
         for (text, reason) in [
