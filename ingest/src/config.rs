@@ -1,11 +1,14 @@
-//! The `[ingest]` table: the limits every source reads within, and the presets of push
-//! sources. Each source's own table lives with it: `tail::FileSourceConfig`,
-//! `cloudwatch::CloudWatchConfig`, `cloudwatch::firehose::FirehoseConfig`.
+//! The `[ingest]` table (the limits every source reads within, and the presets of push
+//! sources) and the `[sources]` table that lists the pulled sources. Each source's own table
+//! lives with it: `tail::FileSourceConfig`, `cloudwatch::CloudWatchConfig`,
+//! `cloudwatch::firehose::FirehoseConfig`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloudwatch::{CloudWatchConfig, CloudWatchError};
+use crate::tail::{FileSourceConfig, TailError};
 use crate::{IngestLimits, SourceCatalog};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,47 @@ impl IngestConfig {
     }
 }
 
+/// The `[sources]` table: the sources Vigil pulls from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Log files to follow.
+    pub files: Vec<FileSourceConfig>,
+    /// CloudWatch Logs log groups to poll.
+    pub cloudwatch: Vec<CloudWatchConfig>,
+}
+
+/// What is wrong with the `[sources]` table.
+#[derive(Debug, thiserror::Error)]
+pub enum SourcesConfigError {
+    #[error(transparent)]
+    File(#[from] TailError),
+    #[error(transparent)]
+    CloudWatch(#[from] CloudWatchError),
+    /// Two CloudWatch sources would share one checkpoint directory.
+    #[error("two CloudWatch sources are named {0:?}; give each its own name")]
+    DuplicateCloudWatchName(String),
+}
+
+impl SourcesConfig {
+    /// Checks every source, before anything starts.
+    pub fn validate(&self) -> Result<(), SourcesConfigError> {
+        for source in &self.files {
+            source.validate()?;
+        }
+        let mut names = HashSet::new();
+        for source in &self.cloudwatch {
+            if !names.insert(source.name.as_str()) {
+                return Err(SourcesConfigError::DuplicateCloudWatchName(
+                    source.name.clone(),
+                ));
+            }
+            source.validate()?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +156,46 @@ mod tests {
             error,
             r#"unknown preset "cloudtrial" for push source "billing""#
         );
+    }
+
+    #[test]
+    fn sources_are_checked_each_and_cloudwatch_names_once() {
+        let cloudwatch = CloudWatchConfig {
+            log_groups: vec!["/app/flask".into()],
+            ..CloudWatchConfig::default()
+        };
+        let mut sources = SourcesConfig {
+            files: Vec::new(),
+            cloudwatch: vec![cloudwatch.clone()],
+        };
+        assert!(sources.validate().is_ok());
+        sources.cloudwatch.push(cloudwatch.clone());
+        assert_eq!(
+            sources.validate().unwrap_err().to_string(),
+            r#"two CloudWatch sources are named "cloudwatch"; give each its own name"#
+        );
+        sources.cloudwatch[1].name = "other".into();
+        assert!(sources.validate().is_ok());
+        sources.cloudwatch[1].log_groups.clear();
+        assert!(matches!(
+            sources.validate(),
+            Err(SourcesConfigError::CloudWatch(
+                CloudWatchError::NoLogGroups(_)
+            ))
+        ));
+        let sources = SourcesConfig {
+            files: vec![FileSourceConfig {
+                name: "app".into(),
+                preset: "flsk".into(),
+                paths: Vec::new(),
+                start_at: crate::tail::StartAt::Beginning,
+                poll_interval_ms: 250,
+            }],
+            cloudwatch: Vec::new(),
+        };
+        assert!(matches!(
+            sources.validate(),
+            Err(SourcesConfigError::File(TailError::UnknownPreset { .. }))
+        ));
     }
 }

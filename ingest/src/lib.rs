@@ -19,7 +19,7 @@ mod source;
 pub mod tail;
 
 pub use checkpoint::CheckpointError;
-pub use config::{IngestConfig, IngestConfigError};
+pub use config::{IngestConfig, IngestConfigError, SourcesConfig, SourcesConfigError};
 pub use ingestor::{IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
 pub use metric_label::{source_label, MAX_SOURCE_LABELS};
 pub use normalise::normalise_line;
