@@ -153,12 +153,7 @@ impl Config {
 
 /// Kafka's rule for topic names.
 fn is_topic_name(name: &str) -> bool {
-    (1..=249).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    vigil_bus::is_plain_name(name) && name.len() <= 249 && name != "." && name != ".."
 }
 
 #[cfg(test)]

@@ -4,6 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Whether `name` is non-empty and holds only letters, digits, '.', '_' and '-': what topic,
+/// group and state names may hold on either backend, which also keeps them plain file names
+/// (save "." and "..") for the embedded one.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// What joins the stages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

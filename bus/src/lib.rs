@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use config::{Backend, Topics};
+pub use config::{is_plain_name, Backend, Topics};
 pub use embedded::{
     committed_offsets, rewind_committed, EmbeddedBus, EmbeddedBusOptions, MAX_FRAME_BODY_BYTES,
 };

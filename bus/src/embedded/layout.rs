@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::BusError;
+use crate::{is_plain_name, BusError};
 
 const SEGMENT_SUFFIX: &str = ".log";
 /// In a topic's directory: one file per consumer group, holding its next offset.
@@ -26,15 +26,12 @@ pub(super) fn segment_base(file_name: &str) -> Option<u64> {
 
 /// Topic, group and state key names become file names, so only plain ones are taken.
 pub(super) fn validate_name(name: &str) -> Result<(), BusError> {
-    let valid = !name.is_empty()
+    let valid = is_plain_name(name)
         && name.len() <= 200
         && name != "."
         && name != ".."
         && name != OFFSETS_DIR
-        && name != STATE_DIR
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name != STATE_DIR;
     if valid {
         Ok(())
     } else {

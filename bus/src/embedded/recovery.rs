@@ -160,23 +160,28 @@ mod tests {
         fs::metadata(segment_path(dir.path(), base)).unwrap().len()
     }
 
+    /// Recovers a segment based at `base` holding `bytes`, and checks that it keeps `frames`
+    /// frames, `len` bytes long, and that recovering again changes nothing.
+    fn assert_recovers(bytes: &[u8], base: u64, frames: u64, len: u64) -> tempfile::TempDir {
+        let dir = topic_with(base, bytes);
+        let expected = Recovered { frames, len };
+        let recovered = recover_last_segment(dir.path(), base).unwrap();
+        assert_eq!(recovered, expected, "a segment of {} bytes", bytes.len());
+        assert_eq!(
+            segment_len(&dir, base),
+            len,
+            "a segment of {} bytes",
+            bytes.len()
+        );
+        assert_eq!(recover_last_segment(dir.path(), base).unwrap(), expected);
+        dir
+    }
+
     /// Three good frames followed by `tail` recover to the three frames, with the tail cut.
     fn assert_tail_is_cut(tail: &[u8]) {
         let (mut bytes, ends) = frames(3);
         bytes.extend_from_slice(tail);
-        let dir = topic_with(0, &bytes);
-        let recovered = recover_last_segment(dir.path(), 0).unwrap();
-        assert_eq!(
-            recovered,
-            Recovered {
-                frames: 3,
-                len: ends[2]
-            },
-            "tail {tail:?}"
-        );
-        assert_eq!(segment_len(&dir, 0), ends[2], "tail {tail:?}");
-        // Recovering again finds nothing more to cut.
-        assert_eq!(recover_last_segment(dir.path(), 0).unwrap(), recovered);
+        assert_recovers(&bytes, 0, 3, ends[2]);
     }
 
     #[test]
@@ -206,16 +211,7 @@ mod tests {
         let (mut bytes, ends) = frames(3);
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        let dir = topic_with(0, &bytes);
-        let recovered = recover_last_segment(dir.path(), 0).unwrap();
-        assert_eq!(
-            recovered,
-            Recovered {
-                frames: 2,
-                len: ends[1]
-            }
-        );
-        assert_eq!(segment_len(&dir, 0), ends[1]);
+        assert_recovers(&bytes, 0, 2, ends[1]);
     }
 
     #[test]
@@ -240,20 +236,9 @@ mod tests {
     #[test]
     fn a_segment_ending_at_a_frame_boundary_is_kept_whole() {
         let (bytes, ends) = frames(3);
-        let dir = topic_with(7, &bytes);
-        let recovered = recover_last_segment(dir.path(), 7).unwrap();
-        assert_eq!(
-            recovered,
-            Recovered {
-                frames: 3,
-                len: ends[2]
-            }
-        );
+        let dir = assert_recovers(&bytes, 7, 3, ends[2]);
         assert_eq!(fs::read(segment_path(dir.path(), 7)).unwrap(), bytes);
-
-        let empty = topic_with(0, &[]);
-        let recovered = recover_last_segment(empty.path(), 0).unwrap();
-        assert_eq!(recovered, Recovered { frames: 0, len: 0 });
+        assert_recovers(&[], 0, 0, 0);
     }
 
     #[test]
@@ -262,19 +247,10 @@ mod tests {
         let (mut bytes, ends) = frames(1);
         let big = Message::new("big", vec![b'b'; limit + 1]);
         frame::encode(&big, &mut bytes);
-        let dir = topic_with(0, &bytes);
-        let recovered = recover_last_segment(dir.path(), 0).unwrap();
-        assert_eq!(
-            recovered,
-            Recovered {
-                frames: 2,
-                len: bytes.len() as u64
-            }
-        );
-        assert!(recovered.len - ends[0] > limit as u64);
-        assert_eq!(segment_len(&dir, 0), bytes.len() as u64);
+        assert!(bytes.len() as u64 - ends[0] > limit as u64);
+        let dir = assert_recovers(&bytes, 0, 2, bytes.len() as u64);
 
-        // Opening the topic under the same (or a lower) limit keeps it too.
+        // Opening the topic under a lower limit keeps it too.
         let lower = EmbeddedBusOptions {
             max_message_bytes: 1024,
             ..EmbeddedBusOptions::default()
