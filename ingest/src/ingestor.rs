@@ -357,7 +357,7 @@ fn to_message(key: &str, value: &impl Serialize) -> Message {
 }
 
 /// Source names may be CloudWatch log group names, hence `/` and `#`.
-fn valid_source_name(name: &str) -> bool {
+pub(crate) fn valid_source_name(name: &str) -> bool {
     (1..=512).contains(&name.len())
         && name
             .bytes()

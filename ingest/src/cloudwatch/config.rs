@@ -154,13 +154,9 @@ impl CloudWatchConfig {
     }
 }
 
-/// Log group names as CloudWatch allows them, which are also valid source names.
-pub(super) fn valid_log_group_name(name: &str) -> bool {
-    (1..=512).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'#'))
-}
+/// Log group names as CloudWatch allows them: exactly the names a source may have, since
+/// events carry their log group as their source name.
+pub(super) use crate::ingestor::valid_source_name as valid_log_group_name;
 
 #[cfg(test)]
 mod tests {
