@@ -160,6 +160,58 @@ fn is_topic_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The keys `[bus.kafka]` has always taken, each set away from its default.
+    #[test]
+    fn every_key_of_the_section_is_read() {
+        let section = serde_json::json!({
+            "brokers": "b-1.msk:9098,b-2.msk:9098",
+            "client_id": "vigil-eu",
+            "create_topics": false,
+            "partitions": 12,
+            "replication_factor": 3,
+            "state_topic": "vigil.eu.state",
+            "session_timeout_ms": 6000,
+            "delivery_timeout_ms": 7000,
+            "connect_timeout_ms": 8000,
+            "max_message_bytes": 1024,
+            "max_consumer_lag": 10,
+            "auth": "msk-iam",
+            "region": "eu-west-1",
+            "properties": {"security.protocol": "SASL_SSL"},
+            "producer": {"compression.type": "zstd"},
+            "consumer": {"fetch.wait.max.ms": "50"},
+        });
+        let config: Config = serde_json::from_value(section).unwrap();
+        let expected = Config {
+            brokers: "b-1.msk:9098,b-2.msk:9098".into(),
+            client_id: "vigil-eu".into(),
+            create_topics: false,
+            partitions: 12,
+            replication_factor: 3,
+            state_topic: "vigil.eu.state".into(),
+            session_timeout_ms: 6000,
+            delivery_timeout_ms: 7000,
+            connect_timeout_ms: 8000,
+            max_message_bytes: 1024,
+            max_consumer_lag: 10,
+            auth: Auth::MskIam,
+            region: Some("eu-west-1".into()),
+            properties: BTreeMap::from([("security.protocol".into(), "SASL_SSL".into())]),
+            producer: BTreeMap::from([("compression.type".into(), "zstd".into())]),
+            consumer: BTreeMap::from([("fetch.wait.max.ms".into(), "50".into())]),
+        };
+        assert_eq!(config, expected);
+        assert_eq!(config.session_timeout(), Duration::from_secs(6));
+
+        // Absent keys take their defaults; unknown keys and auth modes are refused.
+        let empty: Config = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(empty, Config::default());
+        let unknown = serde_json::from_value::<Config>(serde_json::json!({"broker": "x:9092"}));
+        assert!(unknown.unwrap_err().to_string().contains("broker"));
+        let auth = serde_json::from_value::<Config>(serde_json::json!({"auth": "iam"}));
+        assert!(auth.unwrap_err().to_string().contains("msk-iam"));
+    }
+
     #[test]
     fn the_defaults_are_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
