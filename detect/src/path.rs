@@ -201,6 +201,18 @@ fn string_in(value: &Value, depth: usize, visit: &mut dyn FnMut(&str) -> bool) -
     }
 }
 
+/// A record `{"x": [[..."leaf"...]]}` whose text nests `depth` lists deep, read by the record
+/// parser as ingest reads it: for tests that deep nesting hides nothing.
+#[cfg(test)]
+pub(crate) fn nested_record(depth: usize, leaf: &str) -> Map<String, Value> {
+    let text = format!(
+        r#"{{"x":{}"{leaf}"{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    vigil_event::json::parse_object(&text).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -316,12 +328,7 @@ mod tests {
     #[test]
     fn reaches_every_value_the_record_parser_keeps() {
         for depth in [vigil_event::json::MAX_DEPTH - 2, 100_000] {
-            let text = format!(
-                r#"{{"x":{}"needle"{}}}"#,
-                "[".repeat(depth),
-                "]".repeat(depth)
-            );
-            let d = vigil_event::json::parse_object(&text).unwrap();
+            let d = nested_record(depth, "needle");
             let mut found = false;
             any_string(&d, &mut |s| {
                 found = s.contains("needle");

@@ -342,12 +342,7 @@ mod tests {
     fn literals_are_found_at_every_depth_the_record_parser_keeps() {
         let filter = Prefilter::new(&[need(&["mimikatz"])]);
         for depth in [vigil_event::json::MAX_DEPTH - 2, 5000] {
-            let text = format!(
-                r#"{{"x":{}"MIMIKATZ"{}}}"#,
-                "[".repeat(depth),
-                "]".repeat(depth)
-            );
-            let doc = vigil_event::json::parse_object(&text).unwrap();
+            let doc = crate::path::nested_record(depth, "MIMIKATZ");
             let mut seen = Vec::new();
             filter.candidates(&doc, |i| seen.push(i));
             assert_eq!(seen, [0], "{depth}");
