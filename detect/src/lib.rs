@@ -5,6 +5,9 @@
 //! here: reading rule files, feeding events and raising alerts belong to the callers.
 //! [`explain()`] tells a rule author why one event did or did not match the rules of one file,
 //! search by search, field by field and value by value.
+//! [`explain_correlation`] tells whether the event counts towards a correlation, with the
+//! group-by values the detector reads from it. [`from_yaml_str`] reads other YAML files (rule
+//! test files) into serde types over the same YAML reader the rules use.
 //!
 //! The crate implements a subset of the Sigma 2.1 specification and refuses what it does not
 //! implement (a rule with an unsupported modifier fails to load with a [`RuleError`] saying so)
