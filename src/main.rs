@@ -111,20 +111,19 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
                 roles,
             };
             let config = Config::load(config.as_deref(), &overrides)?;
-            config
-                .server
-                .validate()
-                .map_err(|message| anyhow::anyhow!(message))?;
-            private_dir(&config.data_dir)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(run::run(run::RunOptions {
+            // Every setting is checked, and the rules loaded, before the data directory is
+            // touched or anything is bound.
+            let startup = run::Startup::new(run::RunOptions {
                 config,
                 extra_rules: rules,
                 demo,
                 allow_no_rules,
-            }))?;
+            })?;
+            private_dir(startup.data_dir())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(startup.run())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules(command) => cli::run_rules(command),
@@ -181,4 +180,85 @@ fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot make {} private", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error `vigil run` stops with, given `toml` as its configuration and `data_dir` as
+    /// its data directory; a panic if it starts instead (its thread is left running).
+    fn run_error(toml: &str, data_dir: &std::path::Path) -> String {
+        let file = data_dir.with_extension("toml");
+        std::fs::write(&file, toml).unwrap();
+        let command = Command::Run {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(data_dir.to_owned()),
+            config: Some(file),
+            rules: Vec::new(),
+            demo: false,
+            allow_no_rules: false,
+            roles: Vec::new(),
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(run_command(command).map_err(|error| format!("{error:#}")));
+        });
+        match receiver.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(Err(error)) => error,
+            Ok(Ok(code)) => panic!("{toml:?} ran and ended with {code:?}"),
+            Err(_) => panic!("{toml:?} started"),
+        }
+    }
+
+    /// Each mistake is reported by the setting it is in, before the data directory is made or
+    /// anything is bound.
+    #[test]
+    fn every_config_error_is_reported_before_anything_starts() {
+        let cases = [
+            ("[firehose]\naccess_key = \"short\"\n", "firehose.access_key"),
+            (
+                "[firehose]\naccess_key = \"0123456789abcdef\"\nmax_inflated_bytes = 100\n",
+                "firehose.max_inflated_bytes is 100",
+            ),
+            (
+                "[firehose]\naccess_key = \"0123456789abcdef\"\noverrides = { \"/app\" = \"nope\" }\n",
+                "unknown preset \"nope\" for log group \"/app\"",
+            ),
+            ("[detect]\nmax_groups = 0\n", "detect.max_groups"),
+            ("[detect]\nmax_stream_lag_ms = 99999999999999\n", "detect.max_stream_lag_ms"),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[index]\npartition = \"month\"\n", "index.partition"),
+            ("[index]\nretention_interval_ms = 0\n", "index.retention_interval_ms"),
+            (
+                "[ingest.presets]\n\"billing\" = \"cloudtrial\"\n",
+                "unknown preset \"cloudtrial\" for push source \"billing\"",
+            ),
+            (
+                "[[sources.files]]\nname = \"app\"\npreset = \"nope\"\npaths = [\"/tmp/x\"]\n",
+                "file source \"app\": unknown preset \"nope\"",
+            ),
+            (
+                "[[sources.files]]\nname = \"a/b\"\npreset = \"json\"\npaths = [\"/tmp/x\"]\n",
+                "file source name \"a/b\"",
+            ),
+            (
+                "[[sources.cloudwatch]]\nlog_groups = [\"/a\"]\n[[sources.cloudwatch]]\nlog_groups = [\"/b\"]\n",
+                "two CloudWatch sources are named \"cloudwatch\"",
+            ),
+            (
+                "[[notify.webhooks]]\nname = \"ops\"\nurl = \"ftp://example.com/hook\"\n",
+                "only http and https",
+            ),
+            ("api_token = \"short\"\n", "API token must be at least 16 characters"),
+            ("roles = [\"ui\"]\n", "the ui role searches the index"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (index, (toml, expected)) in cases.iter().enumerate() {
+            let data_dir = dir.path().join(format!("data-{index}"));
+            let error = run_error(toml, &data_dir);
+            assert!(error.contains(expected), "{toml:?}: {error}");
+            assert!(!data_dir.exists(), "{toml:?} made the data directory");
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! The bundled demo: sample events from every source, fed through the normal ingest path.
 
-use anyhow::Result;
-use vigil_ingest::Ingestor;
+use vigil_ingest::{IngestError, Ingestor};
 
 /// (source name, records): CloudTrail, Kubernetes audit and the Flask app's logs. The order
 /// does not matter: the detector keeps a watermark per source, so the Flask app's brute force
@@ -18,7 +17,7 @@ const DEMO_SOURCES: [(&str, &str); 4] = [
 
 /// Ingests the demo events. Each file is one batch with a fixed batch id, so feeding them again
 /// on the next start yields the same event ids and the index keeps a single copy.
-pub async fn feed(ingestor: &Ingestor) -> Result<()> {
+pub async fn feed(ingestor: &Ingestor) -> Result<(), IngestError> {
     for (source, records) in DEMO_SOURCES {
         let batch_id = format!("vigil-demo-{source}");
         let report = ingestor

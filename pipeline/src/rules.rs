@@ -4,8 +4,32 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use vigil_detect::{
-    parse_rules_with, BuiltRules, LoadOptions, Pipeline, RuleError, RuleSetBuilder,
+    parse_rules_with, BuiltRules, Engine, LoadOptions, Pipeline, RuleError, RuleSetBuilder,
 };
+
+/// Why rules or pipelines could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error(transparent)]
+    Pipeline(#[from] RuleError),
+    #[error("{}: cannot read: {source}", path.display())]
+    ReadPipeline {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("rule directory {} not found", .0.display())]
+    MissingDir(PathBuf),
+    #[error("cannot read the rule directories")]
+    ReadDirs(#[source] std::io::Error),
+    #[error(
+        "no detection rule loaded ({failed} failed to load); name a directory of Sigma rules \
+         with --rules or `rules` in vigil.toml, leave both unset for Vigil's built-in rules, \
+         or pass --allow-no-rules to run without detection"
+    )]
+    NoRules { failed: usize },
+}
 
 /// What loading a set of rule directories gave.
 #[derive(Debug)]
@@ -59,27 +83,22 @@ pub fn load_builtin(options: &LoadOptions) -> LoadedRules {
 }
 
 /// The pipelines built into the binary (Vigil's own `pipelines/`).
-pub fn builtin_pipelines() -> anyhow::Result<Vec<Pipeline>> {
+pub fn builtin_pipelines() -> Result<Vec<Pipeline>, RulesError> {
     builtin::PIPELINES
         .iter()
-        .map(|(path, text)| {
-            Pipeline::parse(text, &format!("{BUILTIN_ORIGIN}{path}")).map_err(anyhow::Error::from)
-        })
+        .map(|(path, text)| Ok(Pipeline::parse(text, &format!("{BUILTIN_ORIGIN}{path}"))?))
         .collect()
 }
 
 /// Refuses a rule set without a single rule, unless `allowed` (`--allow-no-rules`): a Vigil
 /// that detects nothing must not look like one that found nothing.
-pub fn require_rules(built: &BuiltRules, allowed: bool) -> anyhow::Result<()> {
+pub fn require_rules(built: &BuiltRules, allowed: bool) -> Result<(), RulesError> {
     if !built.engine.rules().is_empty() || allowed {
         return Ok(());
     }
-    anyhow::bail!(
-        "no detection rule loaded ({} failed to load); name a directory of Sigma rules with \
-         --rules or `rules` in vigil.toml, leave both unset for Vigil's built-in rules, or pass \
-         --allow-no-rules to run without detection",
-        built.errors.len()
-    )
+    Err(RulesError::NoRules {
+        failed: built.errors.len(),
+    })
 }
 
 /// One rule set from rule files given as their origin and their text (or why it could not
@@ -160,7 +179,7 @@ pub fn read_text(path: &Path) -> Result<String, String> {
 
 /// Reads field-mapping pipelines: each path is a pipeline file or a directory of them
 /// (`.yml`/`.yaml`, in name order). A pipeline that fails to parse names its file and line.
-pub fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
+pub fn load_pipelines(paths: &[PathBuf]) -> Result<Vec<Pipeline>, RulesError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -177,11 +196,101 @@ pub fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
     files
         .iter()
         .map(|file| {
-            let text = fs::read_to_string(file)
-                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
-            Pipeline::parse(&text, &file.display().to_string()).map_err(anyhow::Error::from)
+            let text = fs::read_to_string(file).map_err(|source| RulesError::ReadPipeline {
+                path: file.clone(),
+                source,
+            })?;
+            Ok(Pipeline::parse(&text, &file.display().to_string())?)
         })
         .collect()
+}
+
+/// The detection engine `vigil run` uses: Vigil's own rules and pipelines, built in, unless
+/// rule directories (`rules` in the config, then `--rules`) or pipeline paths are named.
+/// Configured directories that are missing are skipped with a warning; a missing `--rules`
+/// directory is an error.
+pub fn load_engine(
+    config_dirs: &[PathBuf],
+    extra_dirs: &[PathBuf],
+    pipeline_paths: &[PathBuf],
+    allow_no_rules: bool,
+) -> Result<LoadedEngine, RulesError> {
+    // With no rule path configured, Vigil's own rules and pipelines, built into the binary.
+    let use_builtin_rules = config_dirs.is_empty() && extra_dirs.is_empty();
+    let use_builtin_pipelines = pipeline_paths.is_empty();
+    let mut dirs = Vec::new();
+    for dir in config_dirs {
+        if dir.is_dir() {
+            dirs.push(dir.clone());
+        } else {
+            tracing::warn!(dir = %dir.display(), "rule directory not found; skipping it");
+        }
+    }
+    for dir in extra_dirs {
+        if !dir.is_dir() {
+            return Err(RulesError::MissingDir(dir.clone()));
+        }
+        dirs.push(dir.clone());
+    }
+    // The default pipelines directory may be absent (a binary run outside the repository).
+    let pipeline_paths: Vec<PathBuf> = pipeline_paths
+        .iter()
+        .filter(|path| {
+            let present = path.exists();
+            if !present {
+                tracing::warn!(path = %path.display(), "pipeline path not found; skipping it");
+            }
+            present
+        })
+        .cloned()
+        .collect();
+    let options = vigil_detect::LoadOptions {
+        pipelines: if use_builtin_pipelines {
+            builtin_pipelines()?
+        } else {
+            load_pipelines(&pipeline_paths)?
+        },
+        ..vigil_detect::LoadOptions::default()
+    };
+    let loaded = if use_builtin_rules {
+        load_builtin(&options)
+    } else {
+        load_dirs(&dirs, &options).map_err(RulesError::ReadDirs)?
+    };
+    let built = loaded.built;
+    for error in &built.errors {
+        tracing::warn!("rule not loaded: {error}");
+    }
+    for warning in &built.warnings {
+        tracing::warn!("rule warning: {warning}");
+    }
+    tracing::info!(
+        rules = built.engine.rules().len(),
+        correlations = built.engine.correlations().len(),
+        failed = built.errors.len(),
+        files = loaded.files,
+        "loaded detection rules"
+    );
+    require_rules(&built, allow_no_rules)?;
+    Ok(LoadedEngine {
+        engine: built.engine,
+        failed: built.errors.len(),
+    })
+}
+
+/// The engine `vigil run` detects with, and how many rules failed to load into it.
+pub struct LoadedEngine {
+    pub engine: Engine,
+    pub failed: usize,
+}
+
+impl LoadedEngine {
+    /// Sets the rule gauges; called once the metrics recorder is installed.
+    pub fn record_metrics(&self) {
+        metrics::gauge!("vigil_rules_loaded").set(self.engine.rules().len() as f64);
+        metrics::gauge!("vigil_correlations_loaded").set(self.engine.correlations().len() as f64);
+        metrics::gauge!("vigil_rules_failed").set(self.failed as f64);
+    }
 }
 
 #[cfg(test)]

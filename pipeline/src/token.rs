@@ -5,8 +5,10 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use vigil_ui::ApiToken;
+
+use crate::config::validate_api_token;
+use crate::error::RunError;
 
 pub const TOKEN_FILE: &str = "api-token";
 
@@ -20,44 +22,46 @@ pub enum TokenOrigin {
     Stored(PathBuf),
 }
 
-pub fn resolve(configured: Option<&str>, data_dir: &Path) -> Result<(ApiToken, TokenOrigin)> {
+pub fn resolve(
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> Result<(ApiToken, TokenOrigin), RunError> {
     if let Some(token) = configured {
-        let token = token.trim();
-        if token.len() < 16 {
-            bail!("the configured API token must be at least 16 characters");
-        }
-        return Ok((ApiToken::new(token), TokenOrigin::Configured));
+        validate_api_token(Some(token))?;
+        return Ok((ApiToken::new(token.trim()), TokenOrigin::Configured));
     }
     let path = data_dir.join(TOKEN_FILE);
     match fs::read_to_string(&path) {
         Ok(stored) => {
-            let mode = fs::metadata(&path)?.permissions().mode();
+            let mode = fs::metadata(&path)
+                .map_err(RunError::io("cannot read", &path))?
+                .permissions()
+                .mode();
             if mode & 0o077 != 0 {
                 tracing::warn!(path = %path.display(), "the API token file is readable by others; tightening it to 0600");
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(RunError::io("cannot make private", &path))?;
             }
             let stored = stored.trim();
             if stored.is_empty() {
-                bail!(
-                    "{} is empty; delete it to generate a new token",
-                    path.display()
-                );
+                return Err(RunError::EmptyToken(path));
             }
             Ok((ApiToken::new(stored), TokenOrigin::Stored(path)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = ApiToken::generate().context("cannot generate an API token")?;
+            let token = ApiToken::generate().map_err(|e| RunError::GenerateToken(Box::new(e)))?;
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            writeln!(file, "{}", token.expose())?;
-            file.sync_all()?;
+                .map_err(RunError::io("cannot create", &path))?;
+            writeln!(file, "{}", token.expose())
+                .and_then(|()| file.sync_all())
+                .map_err(RunError::io("cannot write", &path))?;
             Ok((token, TokenOrigin::Generated(path)))
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => Err(RunError::io("cannot read", &path)(e)),
     }
 }
 

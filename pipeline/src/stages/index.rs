@@ -1,15 +1,16 @@
 //! Indexing: events and alerts from the bus into the store, committed in batches.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Result;
 use serde::de::DeserializeOwned;
-use vigil_bus::{Bus, Checkpoint, Delivery};
+use vigil_bus::{Bus, BusError, Delivery};
 use vigil_event::{Alert, Event, Quarantined};
 use vigil_store::{Store, StoreError};
 
-use super::{decode_message, record_lag, retry, stopping, Shutdown, POLL_WAIT};
+use super::consume::{run_stage, Processed, Stage, StageSettings};
+use super::{decode_message, retry, stopping, Shutdown};
 use crate::config::IndexConfig;
 
 const BATCH: usize = 2000;
@@ -17,13 +18,16 @@ const BATCH: usize = 2000;
 /// One kind of document the store indexes from one topic.
 pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
     const GROUP: &'static str;
-    const METRIC: &'static str;
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError>;
+    /// Counts `n` documents indexed, in the kind's own metric.
+    fn count_indexed(n: u64);
 }
 
 impl IndexTarget for Event {
     const GROUP: &'static str = "index";
-    const METRIC: &'static str = "vigil_events_indexed_total";
+    fn count_indexed(n: u64) {
+        metrics::counter!("vigil_events_indexed_total").increment(n);
+    }
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
         store.index_events(items)?;
         // The store counts what it did not take as sent: resends whose id another partition
@@ -37,7 +41,9 @@ impl IndexTarget for Event {
 
 impl IndexTarget for Quarantined {
     const GROUP: &'static str = "index-quarantine";
-    const METRIC: &'static str = "vigil_quarantine_indexed_total";
+    fn count_indexed(n: u64) {
+        metrics::counter!("vigil_quarantine_indexed_total").increment(n);
+    }
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
         store.add_quarantined(items).map(|_| ())
     }
@@ -45,7 +51,9 @@ impl IndexTarget for Quarantined {
 
 impl IndexTarget for Alert {
     const GROUP: &'static str = "index-alerts";
-    const METRIC: &'static str = "vigil_alerts_indexed_total";
+    fn count_indexed(n: u64) {
+        metrics::counter!("vigil_alerts_indexed_total").increment(n);
+    }
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
         store.index_alerts(items)
     }
@@ -59,64 +67,55 @@ pub async fn run_indexer<T: IndexTarget>(
     store: Arc<Store>,
     config: IndexConfig,
     shutdown: Shutdown,
-) -> Result<()> {
-    let mut subscription = bus.subscribe(&topic, T::GROUP).await?;
-    let interval = Duration::from_millis(config.commit_interval_ms);
-    let mut uncommitted = Checkpoint::default();
-    let mut pending = 0usize;
-    let mut last_commit = Instant::now();
-    loop {
-        let stop = stopping(&shutdown);
-        if !stop {
-            let Some(batch) = retry!(
-                "reading the bus for indexing",
-                &shutdown,
-                subscription.next_batch(BATCH, POLL_WAIT).await
-            ) else {
-                break;
-            };
-            record_lag(subscription.as_ref(), &topic, T::GROUP).await;
-            if !batch.is_empty() {
-                let items = Arc::new(decode::<T>(&batch));
-                let indexed = retry!("indexing", &shutdown, {
-                    let (store, items) = (store.clone(), items.clone());
-                    blocking(move || T::index(&store, &items)).await
-                });
-                if indexed.is_none() {
-                    break;
-                }
-                batch.iter().for_each(|d| uncommitted.advance(d));
-                pending += batch.len();
-                metrics::counter!(T::METRIC).increment(items.len() as u64);
-            }
+) -> Result<(), BusError> {
+    let stage = IndexStage::<T> {
+        store,
+        commit_interval: Duration::from_millis(config.commit_interval_ms),
+        commit_events: config.commit_events,
+        target: PhantomData,
+    };
+    let settings = StageSettings {
+        topic,
+        group: T::GROUP,
+        batch: BATCH,
+    };
+    run_stage(bus, settings, stage, shutdown).await
+}
+
+/// Indexing as a [`Stage`]: documents are added as they come and made durable by a store
+/// commit every `commit_events` documents or `commit_interval`, whichever comes first.
+struct IndexStage<T> {
+    store: Arc<Store>,
+    commit_interval: Duration,
+    commit_events: usize,
+    target: PhantomData<fn() -> T>,
+}
+
+impl<T: IndexTarget> Stage for IndexStage<T> {
+    async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
+        let items = Arc::new(decode::<T>(batch));
+        let indexed = retry!("indexing", shutdown, {
+            let (store, items) = (self.store.clone(), items.clone());
+            blocking(move || T::index(&store, &items)).await
+        });
+        if indexed.is_none() {
+            return Processed::Stopped;
         }
-        let due = pending >= config.commit_events || last_commit.elapsed() >= interval || stop;
-        if pending > 0 && due {
-            let committed = retry!("committing the index", &shutdown, {
-                let store = store.clone();
-                blocking(move || store.commit()).await
-            });
-            if committed.is_none()
-                || retry!(
-                    "committing index offsets",
-                    &shutdown,
-                    subscription.commit(&uncommitted).await
-                )
-                .is_none()
-            {
-                break;
-            }
-            uncommitted = Checkpoint::default();
-            pending = 0;
-            last_commit = Instant::now();
-        } else if pending == 0 {
-            last_commit = Instant::now();
-        }
-        if stop {
-            break;
-        }
+        T::count_indexed(items.len() as u64);
+        Processed::All
     }
-    Ok(())
+
+    async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
+        retry!("committing the index", shutdown, {
+            let store = self.store.clone();
+            blocking(move || store.commit()).await
+        })
+        .is_some()
+    }
+
+    fn commit_due(&self, pending: usize, since: Duration) -> bool {
+        pending >= self.commit_events || since >= self.commit_interval
+    }
 }
 
 /// Decodes what it can; detection quarantines unreadable messages, so here they are only counted.
@@ -140,7 +139,7 @@ async fn blocking<T: Send + 'static>(
 /// Removes event partitions past the configured retention, every
 /// `index.retention_interval_ms` (a minute by default) until shutdown. Partitions are at least
 /// an hour long, so a minute's delay keeps at most a minute's worth of extra data.
-pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<()> {
+pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) {
     let retention = store.options().retention;
     let interval = store.options().retention_interval;
     if retention.max_age.is_none() && retention.max_bytes.is_none() {
@@ -151,7 +150,7 @@ pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<
                 break;
             }
         }
-        return Ok(());
+        return;
     }
     loop {
         let applied = {
@@ -177,12 +176,12 @@ pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) -> Result<
             _ = tokio::time::sleep(interval) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() {
-                    return Ok(());
+                    return;
                 }
             }
         }
         if stopping(&shutdown) {
-            return Ok(());
+            return;
         }
     }
 }

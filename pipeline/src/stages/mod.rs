@@ -1,25 +1,35 @@
 //! The stage loops that move messages off the bus: detection, indexing into the store, and
 //! notification.
 //!
-//! Each loop reads a batch, makes its own output durable, and only then commits its offsets,
-//! so a crash at any point replays work instead of losing it. Replays are harmless because
-//! event and alert ids are stable and the store upserts by id.
+//! Each is a [`Stage`] run by the one loop in [`consume`]: it reads a batch, the stage
+//! processes it and makes its output durable, and only then are the offsets committed, so a
+//! crash at any point replays work instead of losing it. Replays are harmless because event
+//! and alert ids are stable and the store upserts by id.
 
+mod consume;
 mod detect;
 mod index;
 mod notify;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use vigil_bus::{Delivery, Subscription};
+use vigil_retry::{Backoff, BackoffPolicy};
 
+pub use consume::{run_stage, Processed, Stage, StageSettings};
 pub use detect::{run_detection, DetectConfig, GROUP as DETECT_GROUP};
 pub use index::{run_indexer, run_retention, IndexTarget};
 pub use notify::run_notifier;
 
 /// How long a stage waits for messages before it looks at the shutdown signal again.
 const POLL_WAIT: Duration = Duration::from_millis(250);
+
+/// Retries of a failing step start around a tenth of a second and wait at most ten seconds.
+const RETRY_POLICY: BackoffPolicy =
+    BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Tells stage loops to finish their batch, commit and stop.
 pub type Shutdown = watch::Receiver<bool>;
@@ -33,12 +43,19 @@ fn stopping(shutdown: &Shutdown) -> bool {
 /// a stage that skipped its failed work would lose it.
 macro_rules! retry {
     ($what:expr, $shutdown:expr, $attempt:expr) => {{
-        let mut backoff = $crate::stages::Backoff::default();
+        let mut backoff = $crate::stages::new_backoff();
         loop {
             match $attempt {
                 Ok(value) => break Some(value),
                 Err(error) => {
-                    if !backoff.wait($what, error.to_string(), $shutdown).await {
+                    if !$crate::stages::wait_to_retry(
+                        &mut backoff,
+                        $what,
+                        error.to_string(),
+                        $shutdown,
+                    )
+                    .await
+                    {
                         break None;
                     }
                 }
@@ -48,31 +65,24 @@ macro_rules! retry {
 }
 pub(crate) use retry;
 
-/// Exponential delay between retries of a failing step.
-struct Backoff {
-    delay: Duration,
+fn new_backoff() -> Backoff {
+    Backoff::new(RETRY_POLICY)
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            delay: Duration::from_millis(100),
-        }
+/// Logs the failure and waits before the next attempt; false when the stage should stop
+/// instead, leaving the failed work to be replayed.
+async fn wait_to_retry(
+    backoff: &mut Backoff,
+    what: &str,
+    error: String,
+    shutdown: &Shutdown,
+) -> bool {
+    if stopping(shutdown) {
+        tracing::error!(%error, "{what} failed during shutdown; it will be replayed");
+        return false;
     }
-}
-
-impl Backoff {
-    /// Logs the failure and sleeps; false when the stage should stop instead.
-    async fn wait(&mut self, what: &str, error: String, shutdown: &Shutdown) -> bool {
-        if stopping(shutdown) {
-            tracing::error!(%error, "{what} failed during shutdown; it will be replayed");
-            return false;
-        }
-        tracing::error!(%error, "{what} failed; retrying in {:?}", self.delay);
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Duration::from_secs(10));
-        true
-    }
+    tracing::error!(%error, failures = backoff.failures() + 1, "{what} failed; retrying");
+    backoff.wait(shutdown).await
 }
 
 /// One bus message as `T`, or `None` after logging and counting it. Detection quarantines

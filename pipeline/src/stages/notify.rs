@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
-use vigil_bus::{Bus, Checkpoint};
+use vigil_bus::{Bus, BusError, Delivery};
 use vigil_event::Alert;
 use vigil_notify::{DeliveryError, Notifier};
 
-use super::{decode_message, record_lag, retry, stopping, Shutdown, POLL_WAIT};
+use super::consume::{run_stage, Processed, Stage, StageSettings};
+use super::{decode_message, retry, Shutdown};
 
 const GROUP: &str = "notify";
 const BATCH: usize = 100;
@@ -22,47 +22,33 @@ pub async fn run_notifier(
     topic: String,
     notifier: Arc<Notifier>,
     shutdown: Shutdown,
-) -> Result<()> {
-    let mut subscription = bus.subscribe(&topic, GROUP).await?;
-    while !stopping(&shutdown) {
-        let Some(batch) = retry!(
-            "reading alerts to notify",
-            &shutdown,
-            subscription.next_batch(BATCH, POLL_WAIT).await
-        ) else {
-            break;
-        };
-        record_lag(subscription.as_ref(), &topic, GROUP).await;
-        if batch.is_empty() {
-            continue;
-        }
-        let mut done = Checkpoint::default();
-        let mut interrupted = false;
-        for delivery in &batch {
+) -> Result<(), BusError> {
+    let settings = StageSettings {
+        topic,
+        group: GROUP,
+        batch: BATCH,
+    };
+    run_stage(bus, settings, NotifyStage { notifier }, shutdown).await
+}
+
+/// Notification as a [`Stage`]: a webhook that took an alert holds it, so there is nothing
+/// more to make durable before the commit. What was sent before a shutdown is committed, so
+/// a restart resends less.
+struct NotifyStage {
+    notifier: Arc<Notifier>,
+}
+
+impl Stage for NotifyStage {
+    async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
+        for (done, delivery) in batch.iter().enumerate() {
             if let Some(alert) = decode_message::<Alert>(delivery, GROUP) {
-                if !notify(&notifier, &alert, &shutdown).await {
-                    interrupted = true;
-                    break;
+                if !notify(&self.notifier, &alert, shutdown).await {
+                    return Processed::Prefix(done);
                 }
             }
-            done.advance(delivery);
         }
-        // What was sent before a shutdown is committed, so a restart resends less.
-        if !done.is_empty()
-            && retry!(
-                "committing notify offsets",
-                &shutdown,
-                subscription.commit(&done).await
-            )
-            .is_none()
-        {
-            break;
-        }
-        if interrupted {
-            break;
-        }
+        Processed::All
     }
-    Ok(())
 }
 
 /// Sends `alert` to every webhook that wants it; false when shutdown interrupted the retries.

@@ -1,13 +1,23 @@
 //! Vigil's configuration: defaults, then `vigil.toml`, then `VIGIL_*` variables, then flags.
+//!
+//! [`Config`] only composes the sections each component owns, and [`Config::validate`] asks
+//! each to check itself, so every mistake is reported before anything is opened or bound.
 
-use std::collections::BTreeMap;
+mod index;
+mod sources;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-use vigil_ingest::IngestLimits;
+
+pub use self::index::IndexConfig;
+pub use self::sources::{
+    log_group_overrides, push_source_catalog, valid_checkpoint_name, CloudWatchSourceConfig,
+    FileSourceConfig, FirehoseConfig, IngestConfig, SourcesConfig,
+};
 
 /// Read from the working directory when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "vigil.toml";
@@ -128,162 +138,6 @@ pub struct BusConfig {
     pub kafka: vigil_bus_kafka::Config,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SourcesConfig {
-    /// Log files to follow.
-    pub files: Vec<FileSourceConfig>,
-    /// CloudWatch Logs log groups to poll.
-    pub cloudwatch: Vec<CloudWatchSourceConfig>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSourceConfig {
-    /// The source name events carry; also names the checkpoint.
-    pub name: String,
-    /// How to read the lines: a built-in source (`cloudtrail`, `kubernetes-audit`,
-    /// `flask-app`, `access-log`, `vpc-flow`, `waf`), or `json` or `text`.
-    pub preset: String,
-    /// Glob patterns of the files.
-    pub paths: Vec<String>,
-    #[serde(default)]
-    pub start_at: vigil_ingest::tail::StartAt,
-    #[serde(default = "default_poll_interval_ms")]
-    pub poll_interval_ms: u64,
-}
-
-/// None configured: the pipelines built into the binary (see `src/rules.rs`).
-fn default_pipelines() -> Vec<PathBuf> {
-    Vec::new()
-}
-
-fn default_poll_interval_ms() -> u64 {
-    250
-}
-
-/// Polls CloudWatch Logs with `FilterLogEvents`. Credentials come from the standard AWS chain.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudWatchSourceConfig {
-    /// Names the checkpoint directory; events carry their log group as the source name.
-    #[serde(default = "default_cloudwatch_name")]
-    pub name: String,
-    #[serde(default)]
-    pub log_groups: Vec<String>,
-    #[serde(default)]
-    pub log_group_prefixes: Vec<String>,
-    /// Overrides the region of the AWS chain (`AWS_REGION`, the profile, ...).
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-    #[serde(default = "cloudwatch_defaults::poll_interval_ms")]
-    pub poll_interval_ms: u64,
-    #[serde(default = "cloudwatch_defaults::lag_ms")]
-    pub lag_ms: u64,
-    #[serde(default = "cloudwatch_defaults::overlap_ms")]
-    pub overlap_ms: u64,
-    #[serde(default = "cloudwatch_defaults::start_lookback_ms")]
-    pub start_lookback_ms: u64,
-    #[serde(default = "cloudwatch_defaults::max_window_ms")]
-    pub max_window_ms: u64,
-    /// Events per `FilterLogEvents` page, 1 to 10000; the API's default when unset.
-    #[serde(default)]
-    pub page_size: Option<i32>,
-    /// Log group name to preset, for groups recognition would read wrongly.
-    #[serde(default)]
-    pub overrides: BTreeMap<String, String>,
-}
-
-fn default_cloudwatch_name() -> String {
-    "cloudwatch".into()
-}
-
-/// The pull source's own defaults, so the two never drift apart.
-mod cloudwatch_defaults {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
-    use vigil_ingest::cloudwatch::CloudWatchConfig;
-
-    fn ms(pick: impl Fn(&CloudWatchConfig) -> Duration) -> u64 {
-        let defaults = CloudWatchConfig::new("", PathBuf::new());
-        u64::try_from(pick(&defaults).as_millis()).unwrap_or(u64::MAX)
-    }
-    pub fn poll_interval_ms() -> u64 {
-        ms(|c| c.poll_interval)
-    }
-    pub fn lag_ms() -> u64 {
-        ms(|c| c.lag)
-    }
-    pub fn overlap_ms() -> u64 {
-        ms(|c| c.overlap)
-    }
-    pub fn start_lookback_ms() -> u64 {
-        ms(|c| c.start_lookback)
-    }
-    pub fn max_window_ms() -> u64 {
-        ms(|c| c.max_window)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FirehoseConfig {
-    /// The access key the Firehose stream sends in `X-Amz-Firehose-Access-Key`.
-    pub access_key: String,
-    /// Presets for log groups whose records recognition would get wrong, as for
-    /// `[[sources.cloudwatch]]`: `{ "/app/flask" = "flask-app" }`.
-    #[serde(default)]
-    pub overrides: BTreeMap<String, String>,
-    /// The most bytes the gzip'd records of one request may inflate to, all together; a
-    /// request past it gets 413 and nothing of it is stored. 1 MiB to 1 GiB.
-    #[serde(default = "default_firehose_max_inflated_bytes")]
-    pub max_inflated_bytes: usize,
-}
-
-fn default_firehose_max_inflated_bytes() -> usize {
-    vigil_ingest::cloudwatch::firehose::DEFAULT_MAX_INFLATED_BYTES
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngestConfig {
-    pub max_line_bytes: usize,
-    pub max_body_bytes: usize,
-    /// Push requests handled at once; more wait for a turn, so memory stays bounded.
-    pub max_concurrent_requests: usize,
-    /// How to read what is pushed to `/api/v1/ingest/{name}` under names other than the
-    /// built-in ones: `{ "trail-eu" = "cloudtrail", "billing" = "flask-app" }`. Unnamed
-    /// sources are generic JSON.
-    pub presets: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IndexConfig {
-    /// The index commits at least this often while events arrive.
-    pub commit_interval_ms: u64,
-    /// ...and whenever this many events wait for a commit.
-    pub commit_events: usize,
-    /// One events index per `hour`, `day` or `week`. Fixed once the index exists.
-    pub partition: String,
-    /// Events older than this many days are removed, a whole partition at a time.
-    pub retention_days: Option<u64>,
-    /// Then the oldest partitions are removed until the events fit in this many bytes.
-    pub retention_max_bytes: Option<u64>,
-    /// How often retention looks for partitions to remove.
-    pub retention_interval_ms: u64,
-    /// How far past its arrival an event's own time may lie before it is flagged
-    /// `time_suspect` and indexed at its arrival instead.
-    pub future_skew_secs: u64,
-    /// Bytes kept of each quarantined record; its full length and blake3 hash are kept too.
-    pub quarantine_max_record_bytes: usize,
-    /// Bytes all quarantined records may take; the oldest are evicted past it.
-    pub quarantine_max_bytes: u64,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -306,83 +160,9 @@ impl Default for Config {
     }
 }
 
-impl Default for IngestConfig {
-    fn default() -> Self {
-        let limits = IngestLimits::default();
-        IngestConfig {
-            max_line_bytes: limits.max_line_bytes,
-            max_body_bytes: limits.max_body_bytes,
-            max_concurrent_requests: 16,
-            presets: BTreeMap::new(),
-        }
-    }
-}
-
-impl IngestConfig {
-    pub fn limits(&self) -> IngestLimits {
-        IngestLimits {
-            max_line_bytes: self.max_line_bytes,
-            max_body_bytes: self.max_body_bytes,
-        }
-    }
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        IndexConfig {
-            commit_interval_ms: 1000,
-            commit_events: 20_000,
-            partition: "day".into(),
-            retention_days: None,
-            retention_max_bytes: None,
-            retention_interval_ms: 60_000,
-            future_skew_secs: vigil_store::DEFAULT_FUTURE_SKEW_SECONDS as u64,
-            quarantine_max_record_bytes: vigil_store::DEFAULT_MAX_RECORD_BYTES,
-            quarantine_max_bytes: vigil_store::DEFAULT_MAX_TOTAL_BYTES,
-        }
-    }
-}
-
-impl IndexConfig {
-    /// The store's options, or a message naming the setting that is wrong.
-    pub fn store_options(&self) -> Result<vigil_store::StoreOptions, String> {
-        let partition = vigil_store::PartitionScheme::from_name(&self.partition).map_err(|_| {
-            format!(
-                "index.partition is `{}`; use hour, day or week",
-                self.partition
-            )
-        })?;
-        let max_age = self
-            .retention_days
-            .map(|days| {
-                i64::try_from(days)
-                    .ok()
-                    .and_then(chrono::Duration::try_days)
-            })
-            .map(|age| age.ok_or("index.retention_days is too large"))
-            .transpose()?;
-        let future_skew = i64::try_from(self.future_skew_secs)
-            .ok()
-            .and_then(chrono::Duration::try_seconds)
-            .ok_or("index.future_skew_secs is too large")?;
-        if self.retention_interval_ms == 0 {
-            return Err("index.retention_interval_ms must be above 0".into());
-        }
-        Ok(vigil_store::StoreOptions {
-            partition,
-            retention: vigil_store::Retention {
-                max_age,
-                max_bytes: self.retention_max_bytes,
-            },
-            future_skew,
-            retention_interval: std::time::Duration::from_millis(self.retention_interval_ms),
-            quarantine: vigil_store::QuarantineLimits {
-                max_record_bytes: self.quarantine_max_record_bytes,
-                max_total_bytes: self.quarantine_max_bytes,
-            },
-            ..vigil_store::StoreOptions::default()
-        })
-    }
+/// None configured: the pipelines built into the binary (see `src/rules.rs`).
+fn default_pipelines() -> Vec<PathBuf> {
+    Vec::new()
 }
 
 /// Settings given on the command line; they win over every other source.
@@ -421,6 +201,39 @@ impl Config {
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
+
+    /// Checks every section, each by its own rules, so that no mistake is found only after
+    /// the listener is bound or a stage has started.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_api_token(self.api_token.as_deref())?;
+        self.server.validate()?;
+        self.detect.validate()?;
+        self.index.store_options()?;
+        self.ingest.validate()?;
+        if let Some(firehose) = &self.firehose {
+            firehose.validate()?;
+        }
+        self.sources.validate()?;
+        if self.bus.backend == vigil_bus::Backend::Kafka {
+            self.bus
+                .kafka
+                .validate()
+                .map_err(|error| ConfigError::Setting(error.to_string()))?;
+        }
+        vigil_notify::Notifier::new(&self.notify)
+            .map_err(|error| ConfigError::Setting(error.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Checks a configured API token: long enough to resist guessing.
+pub fn validate_api_token(configured: Option<&str>) -> Result<(), ConfigError> {
+    match configured {
+        Some(token) if token.trim().len() < 16 => Err(ConfigError::Setting(
+            "the configured API token must be at least 16 characters".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a `VIGIL_*` variable (prefix removed) names a setting. Others, such as `VIGIL_LOG` or
@@ -453,6 +266,15 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
+    /// A setting that parsed but is out of range or refers to nothing; the message names it.
+    #[error("{0}")]
+    Setting(String),
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        ConfigError::Setting(message)
+    }
 }
 
 #[cfg(test)]

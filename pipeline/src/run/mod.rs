@@ -1,0 +1,483 @@
+//! `vigil run`: the stages this process's roles name (every one by default), joined by the
+//! embedded bus or by Kafka.
+//!
+//! Start-up has two halves. [`Startup::new`] checks every setting and loads the rules; it
+//! writes nothing, opens nothing and binds nothing, so every mistake is reported while the
+//! data directory is still untouched. [`Startup::run`] then opens the data directory, the
+//! bus and the store, starts the stages and the sources, and binds the listener.
+
+mod sources;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
+use vigil_event::{Alert, Event, Quarantined};
+use vigil_ingest::cloudwatch::firehose::FirehoseState;
+use vigil_ingest::cloudwatch::LogGroupRecogniser;
+use vigil_ingest::Ingestor;
+use vigil_notify::Notifier;
+use vigil_store::Store;
+use vigil_ui::UiState;
+
+use crate::config::{log_group_overrides, push_source_catalog, Config, ConfigError, Role};
+use crate::error::RunError;
+use crate::rules::{load_engine, LoadedEngine};
+use crate::token::{self, TokenOrigin};
+use crate::{demo, server, stages};
+
+pub struct RunOptions {
+    pub config: Config,
+    /// Rule directories named on the command line, beside those of the config.
+    pub extra_rules: Vec<PathBuf>,
+    pub demo: bool,
+    /// Starts detection even when no rule loaded (`--allow-no-rules`).
+    pub allow_no_rules: bool,
+}
+
+/// A `vigil run` whose settings are checked and whose rules are loaded, with nothing opened,
+/// written or bound yet.
+pub struct Startup {
+    config: Config,
+    demo: bool,
+    roles: Roles,
+    rules: Option<LoadedEngine>,
+    notifier: Option<Arc<Notifier>>,
+}
+
+impl Startup {
+    /// Checks the configuration, the roles and the flags, and loads the rules.
+    pub fn new(options: RunOptions) -> Result<Startup, RunError> {
+        let RunOptions {
+            config,
+            extra_rules,
+            demo,
+            allow_no_rules,
+        } = options;
+        config.validate()?;
+        let roles = Roles::from_config(&config.roles);
+        if roles.ui && !roles.index {
+            return Err(RunError::Roles("the ui role searches the index this process writes; run it with the index role (--role index,ui)"));
+        }
+        if demo && !roles.ingest {
+            return Err(RunError::Roles(
+                "--demo feeds events through ingest; run it with the ingest role",
+            ));
+        }
+        let rules = if roles.detect {
+            Some(load_engine(
+                &config.rules,
+                &extra_rules,
+                &config.pipelines,
+                allow_no_rules,
+            )?)
+        } else {
+            None
+        };
+        let notifier = notifier(&config, roles)?;
+        Ok(Startup {
+            config,
+            demo,
+            roles,
+            rules,
+            notifier,
+        })
+    }
+
+    /// The data directory `run` will use.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Runs until SIGINT or SIGTERM, or until a stage fails.
+    pub async fn run(self) -> Result<(), RunError> {
+        let Startup {
+            config,
+            demo,
+            roles,
+            rules,
+            notifier,
+        } = self;
+        let data_dir = &config.data_dir;
+        fs::create_dir_all(data_dir)
+            .map_err(RunError::io("cannot create the data directory", data_dir))?;
+        let _lock = lock_data_dir(data_dir)?;
+        let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
+        let metrics = crate::metric_catalogue::install().map_err(RunError::Metrics)?;
+        if let Some(rules) = &rules {
+            rules.record_metrics();
+        }
+
+        let topics = config.bus.topics.clone();
+        let bus = open_bus(&config, &topics, roles.ingest).await?;
+        let store = if roles.index {
+            let store_options = config.index.store_options().map_err(ConfigError::Setting)?;
+            Some(Arc::new(Store::open_with(
+                &data_dir.join("index"),
+                store_options,
+            )?))
+        } else {
+            None
+        };
+        let ingestor = Arc::new(Ingestor::new(
+            bus.clone(),
+            topics.clone(),
+            push_source_catalog(&config.ingest.presets).map_err(ConfigError::Setting)?,
+            config.ingest.limits(),
+        ));
+
+        let (stop, shutdown) = watch::channel(false);
+        let mut stages: JoinSet<Result<(), RunError>> = JoinSet::new();
+        if let Some(rules) = rules {
+            let limits = config.detect.limits().map_err(ConfigError::Setting)?;
+            let detection = stages::run_detection(
+                bus.clone(),
+                topics.clone(),
+                rules.engine,
+                limits,
+                shutdown.clone(),
+            );
+            stages.spawn(async move { Ok(detection.await?) });
+        }
+        if let Some(store) = &store {
+            let events = stages::run_indexer::<Event>(
+                bus.clone(),
+                topics.events.clone(),
+                store.clone(),
+                config.index.clone(),
+                shutdown.clone(),
+            );
+            stages.spawn(async move { Ok(events.await?) });
+            let quarantine = stages::run_indexer::<Quarantined>(
+                bus.clone(),
+                topics.quarantine.clone(),
+                store.clone(),
+                config.index.clone(),
+                shutdown.clone(),
+            );
+            stages.spawn(async move { Ok(quarantine.await?) });
+            let alerts = stages::run_indexer::<Alert>(
+                bus.clone(),
+                topics.alerts.clone(),
+                store.clone(),
+                config.index.clone(),
+                shutdown.clone(),
+            );
+            stages.spawn(async move { Ok(alerts.await?) });
+            let retention = stages::run_retention(store.clone(), shutdown.clone());
+            stages.spawn(async move {
+                retention.await;
+                Ok(())
+            });
+        }
+        if let Some(notifier) = notifier {
+            let notification = stages::run_notifier(
+                bus.clone(),
+                topics.alerts.clone(),
+                notifier,
+                shutdown.clone(),
+            );
+            stages.spawn(async move { Ok(notification.await?) });
+        }
+
+        let sources = if roles.ingest {
+            &config.sources
+        } else {
+            &Default::default()
+        };
+        for source in &sources.files {
+            let tailer = sources::file_tailer(source, data_dir, ingestor.clone())?;
+            let (handle, shutdown) = (tokio::runtime::Handle::current(), shutdown.clone());
+            stages.spawn(async move {
+                tokio::task::spawn_blocking(move || tailer.run_blocking(handle, shutdown))
+                    .await??;
+                Ok(())
+            });
+        }
+        for source in &sources.cloudwatch {
+            let pull = sources::cloudwatch_source(source, data_dir, ingestor.clone())?;
+            let shutdown = shutdown.clone();
+            stages.spawn(async move {
+                pull.run(shutdown).await?;
+                Ok(())
+            });
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(RunError::Serve)?;
+        println!("Vigil is listening on http://{address}");
+        match &token_origin {
+            TokenOrigin::Generated(path) => println!(
+                "API token (shown once; kept in {}): {}",
+                path.display(),
+                token.expose()
+            ),
+            TokenOrigin::Stored(path) => println!("API token: in {}", path.display()),
+            TokenOrigin::Configured => println!("API token: as configured"),
+        }
+
+        if demo {
+            let ingestor = ingestor.clone();
+            tokio::spawn(async move {
+                if let Err(error) = demo::feed(&ingestor).await {
+                    tracing::error!(%error, "feeding the demo events failed");
+                }
+            });
+        }
+
+        let ingest_routes = if roles.ingest {
+            let firehose = match &config.firehose {
+                Some(firehose) => Some(FirehoseState {
+                    ingestor: ingestor.clone(),
+                    access_key: firehose.access_key.as_str().into(),
+                    max_inflated_bytes: firehose.max_inflated_bytes,
+                    recogniser: Arc::new(LogGroupRecogniser::new(
+                        log_group_overrides(&firehose.overrides).map_err(|message| {
+                            ConfigError::Setting(format!("firehose: {message}"))
+                        })?,
+                    )),
+                }),
+                None => None,
+            };
+            Some(server::IngestRoutes {
+                ingestor,
+                firehose,
+                max_concurrent_requests: config.ingest.max_concurrent_requests,
+            })
+        } else {
+            None
+        };
+        let ui = match (&store, roles.ui) {
+            (Some(store), true) => Some(UiState {
+                store: store.clone(),
+                token: token.clone(),
+            }),
+            _ => None,
+        };
+        let app = server::router(token, ingest_routes, ui, metrics);
+        let server_config = config.server.clone();
+        let server_stop = shutdown.clone();
+        let server =
+            tokio::spawn(
+                async move { server::serve(listener, app, &server_config, server_stop).await },
+            );
+
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+            Some(result) = stages.join_next() => {
+                // A stage only returns early on a fatal error; stop the rest cleanly.
+                let _ = stop.send(true);
+                result??;
+                return Err(RunError::StageStopped);
+            }
+        }
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(result) = stages.join_next().await {
+                if let Err(error) = result.map_err(RunError::from).and_then(|r| r) {
+                    tracing::error!(%error, "a stage failed while stopping");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("stages did not stop within 30 s; uncommitted work will be replayed");
+        }
+        server.await?.map_err(RunError::Serve)?;
+        Ok(())
+    }
+}
+
+/// The stages one process runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Roles {
+    ingest: bool,
+    detect: bool,
+    index: bool,
+    ui: bool,
+    notify: bool,
+}
+
+impl Roles {
+    fn from_config(roles: &[Role]) -> Self {
+        let mut selected = Roles::default();
+        for role in roles {
+            match role {
+                Role::All => {
+                    selected = Roles {
+                        ingest: true,
+                        detect: true,
+                        index: true,
+                        ui: true,
+                        notify: true,
+                    }
+                }
+                Role::Ingest => selected.ingest = true,
+                Role::Detect => selected.detect = true,
+                Role::Index => selected.index = true,
+                Role::Ui => selected.ui = true,
+                Role::Notify => selected.notify = true,
+            }
+        }
+        selected
+    }
+}
+
+/// The notifier when this process notifies. With no webhook configured, `all` skips the
+/// stage, but asking for the `notify` role alone is a mistake worth stopping for.
+fn notifier(config: &Config, roles: Roles) -> Result<Option<Arc<Notifier>>, RunError> {
+    if !roles.notify {
+        return Ok(None);
+    }
+    let notifier = Notifier::new(&config.notify)?;
+    if notifier.is_empty() {
+        if config.roles.contains(&Role::Notify) {
+            return Err(RunError::Roles(
+                "the notify role has nothing to do: configure [[notify.webhooks]]",
+            ));
+        }
+        return Ok(None);
+    }
+    let names: Vec<&str> = notifier.webhooks().iter().map(|w| w.name()).collect();
+    tracing::info!(webhooks = ?names, "notifying");
+    Ok(Some(Arc::new(notifier)))
+}
+
+/// Opens the configured bus. Kafka is checked now, so an unreachable cluster or a missing
+/// topic stops start-up with one message instead of a silent retry loop. A process that
+/// `ingests` watches how far the stages reading its events lag, and holds new events back
+/// while one lags too far.
+async fn open_bus(
+    config: &Config,
+    topics: &Topics,
+    ingests: bool,
+) -> Result<Arc<dyn Bus>, RunError> {
+    Ok(match config.bus.backend {
+        vigil_bus::Backend::Embedded => Arc::new(EmbeddedBus::open(
+            config.data_dir.join("bus"),
+            EmbeddedBusOptions {
+                // A quarantined record carries its raw bytes in base64, and may be a whole body.
+                max_message_bytes: 2 * config.ingest.max_body_bytes + 64 * 1024,
+                ..EmbeddedBusOptions::default()
+            },
+        )?),
+        vigil_bus::Backend::Kafka => {
+            let kafka = config.bus.kafka.clone();
+            let lag_watched_groups = if ingests {
+                // A group that never committed (a role this deployment does not run) is left
+                // out by the guard, so listing both is safe.
+                vec![
+                    stages::DETECT_GROUP.to_owned(),
+                    <Event as stages::IndexTarget>::GROUP.to_owned(),
+                ]
+            } else {
+                Vec::new()
+            };
+            let brokers = kafka.brokers.clone();
+            let bus =
+                vigil_bus_kafka::KafkaBus::connect_watching_lag(kafka, topics, &lag_watched_groups)
+                    .await
+                    .map_err(RunError::Kafka)?;
+            tracing::info!(%brokers, "connected to Kafka");
+            Arc::new(bus)
+        }
+    })
+}
+
+/// One process per data directory: two would interleave writes to the same bus log.
+fn lock_data_dir(data_dir: &Path) -> Result<File, RunError> {
+    let path = data_dir.join("lock");
+    let file = File::create(&path).map_err(RunError::io("cannot create", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::DataDirInUse(data_dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(RunError::io("cannot lock", &path)(e)),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error and its sources, as the binary prints them.
+    fn error_chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    /// With no region configured and none in the AWS environment, start-up stops with one
+    /// error that says what to set, before any broker is tried.
+    #[test]
+    // figment's test jail returns its own large error type; the size does not matter in tests.
+    #[allow(clippy::result_large_err)]
+    fn msk_iam_without_a_region_stops_start_up_clearly() {
+        if ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some())
+        {
+            eprintln!("skipped: this environment names an AWS region");
+            return;
+        }
+        figment::Jail::expect_with(|jail| {
+            // No profile files and no instance metadata: nothing may name a region, and no
+            // request may leave this machine.
+            jail.set_env("AWS_CONFIG_FILE", "no-such-aws-config");
+            jail.set_env("AWS_SHARED_CREDENTIALS_FILE", "no-such-aws-credentials");
+            jail.set_env("AWS_EC2_METADATA_DISABLED", "true");
+            jail.create_file(
+                "vigil.toml",
+                "[bus]\nbackend = \"kafka\"\n[bus.kafka]\nbrokers = \"127.0.0.1:9\"\nauth = \"msk-iam\"\n",
+            )?;
+            let config = Config::load(None, &crate::config::Overrides::default()).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let error = match runtime.block_on(open_bus(&config, &Topics::default(), true)) {
+                Ok(_) => panic!("started without a region"),
+                Err(error) => error_chain(&error),
+            };
+            assert!(
+                error.contains("bus.kafka.region") && error.contains("AWS_REGION"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+}

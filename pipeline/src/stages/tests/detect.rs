@@ -1,0 +1,145 @@
+//! Detection's loop: alerts replayed after a lost commit, and correlation windows that the
+//! next owner of a partition resumes.
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vigil_bus::Topics;
+use vigil_detect::{parse_rules, Engine, Limits, RuleSetBuilder};
+use vigil_event::Alert;
+
+use super::*;
+use crate::stages::{run_detection, DETECT_GROUP};
+
+/// A rule for failed logins, and a correlation of three of them for one user in 5 minutes.
+const RULES: &str = r#"
+title: Failed login
+id: 0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a01
+name: test_login_failed
+logsource:
+    product: test
+    service: app
+detection:
+    selection:
+        action: login_failed
+    condition: selection
+level: low
+---
+title: Repeated failed logins
+id: 0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a02
+correlation:
+    type: event_count
+    rules:
+        - test_login_failed
+    group-by:
+        - user
+    timespan: 5m
+    condition:
+        gte: 3
+level: high
+"#;
+const CORRELATION: &str = "0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a02";
+
+fn engine() -> Engine {
+    let mut builder = RuleSetBuilder::new();
+    builder.add_parsed(parse_rules(RULES, "stage test"));
+    let built = builder.build();
+    assert!(built.errors.is_empty(), "{:?}", built.errors);
+    assert_eq!(built.engine.correlations().len(), 1);
+    built.engine
+}
+
+fn failed_logins(seqs: std::ops::Range<u32>) -> Vec<Event> {
+    seqs.map(|seq| app_event(seq, "alice", "login_failed", i64::from(seq) * 10))
+        .collect()
+}
+
+/// Starts detection (a new owner of the events topic's partition, with empty memory).
+fn start(bus: Arc<dyn Bus>) -> (watch::Sender<bool>, JoinHandle<Result<(), BusError>>) {
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(run_detection(
+        bus,
+        Topics::default(),
+        engine(),
+        Limits::default(),
+        shutdown,
+    ));
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_state_moves_with_its_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    let topics = Topics::default();
+    bus.publish(&topics.events, event_messages(&failed_logins(0..2)))
+        .await
+        .unwrap();
+
+    // The first owner sees two failed logins, commits them and goes away.
+    let (stop, task) = start(hooked(&bus, no_hook()));
+    until("the first owner committed", || {
+        committed(&bus, &topics.events, DETECT_GROUP) == 2
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+
+    // The third arrives for the next owner, which resumes the window the first one saved.
+    bus.publish(&topics.events, event_messages(&failed_logins(2..3)))
+        .await
+        .unwrap();
+    let (stop, task) = start(hooked(&bus, no_hook()));
+    until("the next owner committed", || {
+        committed(&bus, &topics.events, DETECT_GROUP) == 3
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+
+    // Rules referred to by a correlation raise no alerts of their own: only the correlation.
+    let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].rule_id, CORRELATION);
+    let expected: Vec<EventId> = failed_logins(0..3).iter().map(|e| e.id).collect();
+    assert_eq!(alerts[0].event_ids, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detection_replays_a_batch_whose_commit_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    let topics = Topics::default();
+    bus.publish(&topics.events, event_messages(&failed_logins(0..3)))
+        .await
+        .unwrap();
+
+    // The first owner publishes the alert, but dies before its state or offsets are stored.
+    let (_stop, task) = start(refusing(&bus));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let first: Vec<Alert> = loop {
+        let alerts = read_all(&bus, &topics.alerts).await;
+        if !alerts.is_empty() {
+            break alerts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no alert");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(committed(&bus, &topics.events, DETECT_GROUP), 0);
+
+    // The next owner is given the same batch and raises the same alert again, same id.
+    let (stop, task) = start(hooked(&bus, no_hook()));
+    until("the next owner committed", || {
+        committed(&bus, &topics.events, DETECT_GROUP) == 3
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(alerts
+        .iter()
+        .all(|alert| alert.id == first[0].id && alert.rule_id == CORRELATION));
+}
