@@ -3,9 +3,6 @@
 //! [`Config`] only composes the sections each component owns, and [`Config::validate`] asks
 //! each to check itself, so every mistake is reported before anything is opened or bound.
 
-mod index;
-mod sources;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -13,11 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use self::index::IndexConfig;
-pub use self::sources::{
-    log_group_overrides, push_source_catalog, valid_checkpoint_name, CloudWatchSourceConfig,
-    FileSourceConfig, FirehoseConfig, IngestConfig, SourcesConfig,
-};
+use vigil_ingest::cloudwatch::firehose::{FirehoseConfig, FirehoseConfigError};
+use vigil_ingest::{IngestConfig, IngestConfigError, SourcesConfig, SourcesConfigError};
 
 /// Read from the working directory when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "vigil.toml";
@@ -39,11 +33,14 @@ pub struct Config {
     pub pipelines: Vec<PathBuf>,
     /// Fixes the API token instead of generating one; `VIGIL_API_TOKEN` is the usual way.
     pub api_token: Option<String>,
+    /// Limits every source reads within, and the presets of push sources.
     pub ingest: IngestConfig,
-    pub index: IndexConfig,
+    /// How the store commits, partitions and keeps events.
+    pub index: vigil_store::Config,
     /// The Firehose endpoint for CloudWatch subscriptions; off unless a key is set.
     #[serde(default)]
     pub firehose: Option<FirehoseConfig>,
+    /// Files to follow and CloudWatch log groups to poll.
     #[serde(default)]
     pub sources: SourcesConfig,
     /// Which stages this process runs; all of them unless Vigil is spread over processes.
@@ -148,7 +145,7 @@ impl Default for Config {
             pipelines: default_pipelines(),
             api_token: None,
             ingest: IngestConfig::default(),
-            index: IndexConfig::default(),
+            index: vigil_store::Config::default(),
             firehose: None,
             sources: SourcesConfig::default(),
             roles: default_roles(),
@@ -208,20 +205,16 @@ impl Config {
         validate_api_token(self.api_token.as_deref())?;
         self.server.validate()?;
         self.detect.validate()?;
-        self.index.store_options()?;
+        self.index.validate()?;
         self.ingest.validate()?;
         if let Some(firehose) = &self.firehose {
             firehose.validate()?;
         }
         self.sources.validate()?;
         if self.bus.backend == vigil_bus::Backend::Kafka {
-            self.bus
-                .kafka
-                .validate()
-                .map_err(|error| ConfigError::Setting(error.to_string()))?;
+            self.bus.kafka.validate()?;
         }
-        vigil_notify::Notifier::new(&self.notify)
-            .map_err(|error| ConfigError::Setting(error.to_string()))?;
+        vigil_notify::Notifier::new(&self.notify)?;
         Ok(())
     }
 }
@@ -269,6 +262,18 @@ pub enum ConfigError {
     /// A setting that parsed but is out of range or refers to nothing; the message names it.
     #[error("{0}")]
     Setting(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestConfigError),
+    #[error(transparent)]
+    Index(#[from] vigil_store::ConfigError),
+    #[error(transparent)]
+    Firehose(#[from] FirehoseConfigError),
+    #[error(transparent)]
+    Sources(#[from] SourcesConfigError),
+    #[error(transparent)]
+    Kafka(#[from] vigil_bus_kafka::ConfigError),
+    #[error(transparent)]
+    Notify(#[from] vigil_notify::NotifyError),
 }
 
 impl From<String> for ConfigError {

@@ -6,8 +6,6 @@
 //! data directory is still untouched. [`Startup::run`] then opens the data directory, the
 //! bus and the store, starts the stages and the sources, and binds the listener.
 
-mod sources;
-
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,14 +15,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_event::{Alert, Event, Quarantined};
-use vigil_ingest::cloudwatch::firehose::FirehoseState;
-use vigil_ingest::cloudwatch::LogGroupRecogniser;
 use vigil_ingest::Ingestor;
 use vigil_notify::Notifier;
 use vigil_store::Store;
 use vigil_ui::UiState;
 
-use crate::config::{log_group_overrides, push_source_catalog, Config, ConfigError, Role};
+use crate::config::{Config, ConfigError, Role};
 use crate::error::RunError;
 use crate::rules::{load_engine, LoadedEngine};
 use crate::token::{self, TokenOrigin};
@@ -115,7 +111,7 @@ impl Startup {
         let topics = config.bus.topics.clone();
         let bus = open_bus(&config, &topics, roles.ingest).await?;
         let store = if roles.index {
-            let store_options = config.index.store_options().map_err(ConfigError::Setting)?;
+            let store_options = config.index.store_options().map_err(ConfigError::from)?;
             Some(Arc::new(Store::open_with(
                 &data_dir.join("index"),
                 store_options,
@@ -126,7 +122,7 @@ impl Startup {
         let ingestor = Arc::new(Ingestor::new(
             bus.clone(),
             topics.clone(),
-            push_source_catalog(&config.ingest.presets).map_err(ConfigError::Setting)?,
+            config.ingest.catalog().map_err(ConfigError::from)?,
             config.ingest.limits(),
         ));
 
@@ -190,7 +186,7 @@ impl Startup {
             &Default::default()
         };
         for source in &sources.files {
-            let tailer = sources::file_tailer(source, data_dir, ingestor.clone())?;
+            let tailer = source.build(data_dir, ingestor.clone())?;
             let (handle, shutdown) = (tokio::runtime::Handle::current(), shutdown.clone());
             stages.spawn(async move {
                 tokio::task::spawn_blocking(move || tailer.run_blocking(handle, shutdown))
@@ -199,7 +195,7 @@ impl Startup {
             });
         }
         for source in &sources.cloudwatch {
-            let pull = sources::cloudwatch_source(source, data_dir, ingestor.clone())?;
+            let pull = source.build(data_dir, ingestor.clone())?;
             let shutdown = shutdown.clone();
             stages.spawn(async move {
                 pull.run(shutdown).await?;
@@ -236,16 +232,11 @@ impl Startup {
 
         let ingest_routes = if roles.ingest {
             let firehose = match &config.firehose {
-                Some(firehose) => Some(FirehoseState {
-                    ingestor: ingestor.clone(),
-                    access_key: firehose.access_key.as_str().into(),
-                    max_inflated_bytes: firehose.max_inflated_bytes,
-                    recogniser: Arc::new(LogGroupRecogniser::new(
-                        log_group_overrides(&firehose.overrides).map_err(|message| {
-                            ConfigError::Setting(format!("firehose: {message}"))
-                        })?,
-                    )),
-                }),
+                Some(firehose) => Some(
+                    firehose
+                        .build(ingestor.clone())
+                        .map_err(ConfigError::from)?,
+                ),
                 None => None,
             };
             Some(server::IngestRoutes {

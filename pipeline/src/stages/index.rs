@@ -11,7 +11,6 @@ use vigil_store::{Store, StoreError};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
 use super::{decode_message, retry, stopping, Shutdown};
-use crate::config::IndexConfig;
 
 const BATCH: usize = 2000;
 
@@ -65,12 +64,12 @@ pub async fn run_indexer<T: IndexTarget>(
     bus: Arc<dyn Bus>,
     topic: String,
     store: Arc<Store>,
-    config: IndexConfig,
+    config: vigil_store::Config,
     shutdown: Shutdown,
 ) -> Result<(), BusError> {
     let stage = IndexStage::<T> {
         store,
-        commit_interval: Duration::from_millis(config.commit_interval_ms),
+        commit_interval: config.commit_interval(),
         commit_events: config.commit_events,
         target: PhantomData,
     };
@@ -219,9 +218,9 @@ mod tests {
 
     /// Indexes the topic until the group has committed everything on it, then stops.
     async fn index_everything(bus: Arc<EmbeddedBus>, store: Arc<Store>, topic: &str) {
-        let config = IndexConfig {
+        let config = vigil_store::Config {
             commit_interval_ms: 50,
-            ..IndexConfig::default()
+            ..vigil_store::Config::default()
         };
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(run_indexer::<Event>(

@@ -7,7 +7,6 @@ use vigil_bus::Topics;
 use vigil_store::Store;
 
 use super::*;
-use crate::config::IndexConfig;
 use crate::stages::{run_indexer, run_stage, Processed, Shutdown, Stage, StageSettings};
 
 const TOPIC: &str = "test.topic";
@@ -178,10 +177,10 @@ async fn the_indexer_commits_offsets_only_after_the_store_commit() {
             Ok(())
         })
     };
-    let config = IndexConfig {
+    let config = vigil_store::Config {
         commit_events: 150,
         commit_interval_ms: 60_000,
-        ..IndexConfig::default()
+        ..vigil_store::Config::default()
     };
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(run_indexer::<Event>(
