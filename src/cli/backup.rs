@@ -116,12 +116,8 @@ pub fn backup(args: BackupArgs) -> Result<()> {
         bytes: report.bytes,
     };
     let path = args.dir.join(MANIFEST);
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    sync_dir(&args.dir)?;
+    vigil_durable::write_json(&path, &manifest)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!(
         "Backed up {} events in {} partitions, the alerts and their triage to {} \
          ({} files copied, {:.1} MB)",
