@@ -218,7 +218,7 @@ fn a_body_spanning_a_thousand_days_makes_a_handful_of_partitions() {
 /// ids ingest gives the resends, the index never holds one id twice. Partitioned by event
 /// time, the resend went to another partition while the first copy stayed, so one id had two
 /// documents. (The store's own check, for a resend whose id is stored in another partition,
-/// is tried in store/tests/arrival.rs, where arrival days can be chosen.)
+/// is tried in store/tests/it/arrival.rs, where arrival days can be chosen.)
 #[test]
 fn a_keyed_resend_with_another_day_leaves_no_id_twice() {
     let dir = tempfile::tempdir().unwrap();
