@@ -66,6 +66,19 @@ fn start(bus: Arc<dyn Bus>) -> (watch::Sender<bool>, JoinHandle<Result<(), BusEr
     (stop, task)
 }
 
+/// Runs detection as the next owner of the events topic's partition until it has committed
+/// up to `offset`, then stops it.
+async fn own_until_committed(bus: &Arc<EmbeddedBus>, offset: u64) {
+    let (stop, task) = start(hooked(bus, no_hook()));
+    let events = Topics::default().events;
+    until("the owner committed", || {
+        committed(bus, &events, DETECT_GROUP) == offset
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_state_moves_with_its_partition() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,25 +89,13 @@ async fn correlation_state_moves_with_its_partition() {
         .unwrap();
 
     // The first owner sees two failed logins, commits them and goes away.
-    let (stop, task) = start(hooked(&bus, no_hook()));
-    until("the first owner committed", || {
-        committed(&bus, &topics.events, DETECT_GROUP) == 2
-    })
-    .await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    own_until_committed(&bus, 2).await;
 
     // The third arrives for the next owner, which resumes the window the first one saved.
     bus.publish(&topics.events, event_messages(&failed_logins(2..3)))
         .await
         .unwrap();
-    let (stop, task) = start(hooked(&bus, no_hook()));
-    until("the next owner committed", || {
-        committed(&bus, &topics.events, DETECT_GROUP) == 3
-    })
-    .await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    own_until_committed(&bus, 3).await;
 
     // Rules referred to by a correlation raise no alerts of their own: only the correlation.
     let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
@@ -129,13 +130,7 @@ async fn detection_replays_a_batch_whose_commit_was_lost() {
     assert_eq!(committed(&bus, &topics.events, DETECT_GROUP), 0);
 
     // The next owner is given the same batch and raises the same alert again, same id.
-    let (stop, task) = start(hooked(&bus, no_hook()));
-    until("the next owner committed", || {
-        committed(&bus, &topics.events, DETECT_GROUP) == 3
-    })
-    .await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    own_until_committed(&bus, 3).await;
     let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(alerts.len(), 2, "{alerts:?}");
