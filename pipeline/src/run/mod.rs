@@ -140,30 +140,10 @@ impl Startup {
             stages.spawn(async move { Ok(detection.await?) });
         }
         if let Some(store) = &store {
-            let events = stages::run_indexer::<Event>(
-                bus.clone(),
-                topics.events.clone(),
-                store.clone(),
-                config.index.clone(),
-                shutdown.clone(),
-            );
-            stages.spawn(async move { Ok(events.await?) });
-            let quarantine = stages::run_indexer::<Quarantined>(
-                bus.clone(),
-                topics.quarantine.clone(),
-                store.clone(),
-                config.index.clone(),
-                shutdown.clone(),
-            );
-            stages.spawn(async move { Ok(quarantine.await?) });
-            let alerts = stages::run_indexer::<Alert>(
-                bus.clone(),
-                topics.alerts.clone(),
-                store.clone(),
-                config.index.clone(),
-                shutdown.clone(),
-            );
-            stages.spawn(async move { Ok(alerts.await?) });
+            let (index, set) = (&config.index, &mut stages);
+            spawn_indexer::<Event>(set, &bus, &topics.events, store, index, &shutdown);
+            spawn_indexer::<Quarantined>(set, &bus, &topics.quarantine, store, index, &shutdown);
+            spawn_indexer::<Alert>(set, &bus, &topics.alerts, store, index, &shutdown);
             let retention = stages::run_retention(store.clone(), shutdown.clone());
             stages.spawn(async move {
                 retention.await;
@@ -286,6 +266,25 @@ impl Startup {
         server.await?.map_err(RunError::Serve)?;
         Ok(())
     }
+}
+
+/// Starts indexing `topic`'s documents of kind `T` into `store`, in `stages`.
+fn spawn_indexer<T: stages::IndexTarget>(
+    stages: &mut JoinSet<Result<(), RunError>>,
+    bus: &Arc<dyn Bus>,
+    topic: &str,
+    store: &Arc<Store>,
+    config: &vigil_store::Config,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let indexer = stages::run_indexer::<T>(
+        bus.clone(),
+        topic.to_owned(),
+        store.clone(),
+        config.clone(),
+        shutdown.clone(),
+    );
+    stages.spawn(async move { Ok(indexer.await?) });
 }
 
 /// The stages one process runs.
