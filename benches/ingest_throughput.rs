@@ -50,15 +50,11 @@ struct Measurement {
 impl Measurement {
     /// Counts `deliver`'s deliveries of `bodies`, round and round, for `RUN_FOR`; `deliver`
     /// gives the events each delivery took.
-    async fn of<F, Fut>(bodies: &[Vec<u8>], mut deliver: F) -> Measurement
-    where
-        F: FnMut(&[u8]) -> Fut,
-        Fut: std::future::Future<Output = usize>,
-    {
+    fn of(bodies: &[Vec<u8>], mut deliver: impl FnMut(&[u8]) -> usize) -> Measurement {
         let (mut events, mut bytes) = (0, 0);
         let start = Instant::now();
         for body in bodies.iter().cycle() {
-            events += deliver(body).await;
+            events += deliver(body);
             bytes += body.len();
             if start.elapsed() >= RUN_FOR {
                 break;
@@ -84,7 +80,7 @@ impl Measurement {
     }
 }
 
-async fn baseline(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
+fn baseline(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -93,12 +89,16 @@ async fn baseline(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
     Measurement::of(bodies, |body| {
         file.write_all(body).unwrap();
         file.sync_data().unwrap();
-        std::future::ready(LINES_PER_BODY)
+        LINES_PER_BODY
     })
-    .await
 }
 
-async fn vigil(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
+fn vigil(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    bodies: &[Vec<u8>],
+) -> Measurement {
+    let _context = runtime.enter();
     let bus = Arc::new(EmbeddedBus::open(dir.join("bus"), EmbeddedBusOptions::default()).unwrap());
     let ingestor = Ingestor::new(
         bus,
@@ -106,16 +106,13 @@ async fn vigil(dir: &std::path::Path, bodies: &[Vec<u8>]) -> Measurement {
         SourceCatalog::builtin(),
         IngestLimits::default(),
     );
-    let ingestor = &ingestor;
-    Measurement::of(bodies, |body| async move {
-        let report = ingestor
-            .ingest_lines("cloudtrail", body, None)
-            .await
+    Measurement::of(bodies, |body| {
+        let report = runtime
+            .block_on(ingestor.ingest_lines("cloudtrail", body, None))
             .unwrap();
         assert_eq!(report.accepted, LINES_PER_BODY);
         report.accepted
     })
-    .await
 }
 
 fn main() {
@@ -129,9 +126,9 @@ fn main() {
         LINES_PER_BODY,
         bodies[0].len()
     );
-    let base = runtime.block_on(baseline(dir.path(), &bodies));
+    let base = baseline(dir.path(), &bodies);
     base.report("baseline: write + fdatasync");
-    let ours = runtime.block_on(vigil(dir.path(), &bodies));
+    let ours = vigil(&runtime, dir.path(), &bodies);
     ours.report("vigil ingest -> embedded bus");
     println!(
         "vigil / baseline: {:.2}",
