@@ -535,12 +535,17 @@ async fn buffer_body(
 }
 
 /// Reads and drops what is left of a refused body, in the background and within its deadline,
-/// up to `DISCARD_FACTOR` times the limit. A client still sending when its connection closed
-/// would see a broken pipe instead of the 413 that says what to do; what the discard reads
-/// costs no memory, and the body's deadline still ends a sender that stalls.
+/// when it is declared (or turns out) to be at most `DISCARD_FACTOR` times the limit. A client
+/// still sending when its connection closed would see a broken pipe instead of the 413 that
+/// says what to do; what the discard reads costs no memory, and the body's deadline still ends
+/// a sender that stalls. A body declared larger than that is not worth reading: its connection
+/// closes at once.
 fn discard_rest(mut body: Body, max_body_bytes: usize) {
     const DISCARD_FACTOR: usize = 4;
     let mut left = max_body_bytes.saturating_mul(DISCARD_FACTOR);
+    if body.size_hint().lower() > left as u64 {
+        return;
+    }
     tokio::spawn(async move {
         while let Some(Ok(frame)) = body.frame().await {
             let read = frame.data_ref().map_or(0, Bytes::len);
