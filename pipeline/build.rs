@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.parent().expect("the crate sits in the workspace").to_owned();
+    let root = manifest
+        .parent()
+        .expect("the crate sits in the workspace")
+        .to_owned();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     println!("cargo:rerun-if-changed=build.rs");
     let mut table = String::new();

@@ -161,8 +161,6 @@ pub use detector::{
     DEFAULT_STREAM, SNAPSHOT_VERSION,
 };
 pub use engine::Engine;
-/// The former name of [`Finding`], kept while callers outside this crate move to the new one.
-pub type Detection = Finding;
 pub use error::RuleError;
 pub use explain::{
     explain, explain_correlation, AlternativeExplanation, CorrelationExplanation, Explained,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
-use vigil_detect::{Detection, Detector};
+use vigil_detect::{Detector, Finding};
 use vigil_event::{EventId, LogSource};
 
 use super::events::{line_event, line_id};
@@ -179,7 +179,7 @@ fn detect_lines(
         for detection in detections {
             let engine = detector.engine();
             let record = match detection {
-                Detection::Rule { rule } => {
+                Finding::Rule { rule } => {
                     let rule = &engine.rules()[rule];
                     Match {
                         rule_id: &rule.id,
@@ -189,7 +189,7 @@ fn detect_lines(
                         correlation: None,
                     }
                 }
-                Detection::Correlation(m) => {
+                Finding::Correlation(m) => {
                     let rule = &engine.correlations()[m.correlation];
                     let mut lines: Vec<usize> = m
                         .event_ids

@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vigil_detect::{Finding, Detector, Engine, PathPart, YamlDeError, YamlDeErrorKind};
+use vigil_detect::{Detector, Engine, Finding, PathPart, YamlDeError, YamlDeErrorKind};
 use vigil_event::LogSource;
 
 use super::events::line_event;
@@ -389,9 +389,7 @@ fn raised(engine: &Engine, target: Target, case: &Case) -> Result<bool, String> 
                         &doc,
                     )
                     .iter()
-                    .any(
-                        |d| matches!(d, Finding::Correlation(m) if m.correlation == correlation),
-                    );
+                    .any(|d| matches!(d, Finding::Correlation(m) if m.correlation == correlation));
             }
             (Target::Correlation(_), None) => {}
         }
@@ -594,7 +592,10 @@ no_match:
                 "no_match 2: `events`: invalid type: map, expected a sequence (line 4)",
             ),
             ("rule: [a]\n", "`rule` must be a rule's id or name (line 1)"),
-            ("match: []\nmatch: []\n", "not YAML: duplicate key `match` (line 2)"),
+            (
+                "match: []\nmatch: []\n",
+                "not YAML: duplicate key `match` (line 2)",
+            ),
         ] {
             let error = parse_test_file(text).unwrap_err();
             assert_eq!(error, reason, "{text:?}");

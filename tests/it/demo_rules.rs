@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::Utc;
-use vigil_detect::{Detection, Detector, Engine, RuleSetBuilder};
+use vigil_detect::{Detector, Engine, Finding, RuleSetBuilder};
 use vigil_event::{EventId, Source};
 use vigil_ingest::{normalise_line, SourceCatalog};
 
@@ -103,8 +103,8 @@ fn every_rule_matches_exactly_its_demo_records() {
             );
             for detection in detections {
                 let id = match detection {
-                    Detection::Rule { rule } => ids[rule].clone(),
-                    Detection::Correlation(m) => correlation_ids[m.correlation].clone(),
+                    Finding::Rule { rule } => ids[rule].clone(),
+                    Finding::Correlation(m) => correlation_ids[m.correlation].clone(),
                 };
                 actual.insert((id, file.to_owned(), index + 1));
             }

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 use vigil_detect::{
-    CorrelationMatch, Finding, Detector, Limits, RuleSetBuilder, SnapshotError, DEFAULT_STREAM,
+    CorrelationMatch, Detector, Finding, Limits, RuleSetBuilder, SnapshotError, DEFAULT_STREAM,
 };
 use vigil_event::{Id, LogSource};
 

@@ -4,7 +4,6 @@
 //! The corpus root is `VIGIL_SIGMA_CORPUS_ROOT`, else `shared/corpus/sigma` beside the checkout;
 //! without either the test is skipped with a note.
 
-
 use crate::common::{corpus_root, yaml_files};
 
 use vigil_detect::{parse_rules, Detector, RuleSetBuilder};

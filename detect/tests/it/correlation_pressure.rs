@@ -3,7 +3,7 @@
 //! is counting up a real attack.
 
 use serde_json::{json, Map, Value};
-use vigil_detect::{Finding, Detector, Limits, RuleSetBuilder};
+use vigil_detect::{Detector, Finding, Limits, RuleSetBuilder};
 use vigil_event::LogSource;
 
 const SEC: i64 = 1000;

@@ -1,7 +1,6 @@
 //! The engine's literal prefilter only skips rules that cannot match: on every event, the
 //! engine's matches equal those of evaluating each routed rule in turn.
 
-
 use std::path::{Path, PathBuf};
 
 use crate::common::{corpus_rules, yaml_files};

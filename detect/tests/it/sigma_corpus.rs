@@ -3,7 +3,6 @@
 //! The corpus is found through `VIGIL_SIGMA_CORPUS`, else at `shared/corpus/sigma/rules` beside
 //! the checkout; without either the test is skipped with a note.
 
-
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

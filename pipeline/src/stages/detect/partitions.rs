@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use vigil_bus::{Delivery, Message};
-use vigil_detect::{CorrelationMatch, CorrelationRule, Detection, Detector, Engine, Limits, Rule};
+use vigil_detect::{CorrelationMatch, CorrelationRule, Detector, Engine, Finding, Limits, Rule};
 use vigil_event::{Alert, Event, Quarantined, Source};
 
 use super::GROUP;
@@ -199,10 +199,10 @@ pub(super) fn detect_batch(
                 let engine = detector.engine();
                 for detection in evaluation.detections {
                     outcome.alerts.push(match detection {
-                        Detection::Rule { rule } => {
+                        Finding::Rule { rule } => {
                             rule_alert(&engine.rules()[rule], &event, detected)
                         }
-                        Detection::Correlation(matched) => correlation_alert(
+                        Finding::Correlation(matched) => correlation_alert(
                             &engine.correlations()[matched.correlation],
                             matched,
                             &event,
