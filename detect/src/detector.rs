@@ -30,7 +30,7 @@
 //!
 //! # Time, order and streams
 //!
-//! Events come in **streams**, named by the caller: [`Detector::process_stream`] takes the
+//! Events come in **streams**, named by the caller: [`Detector::evaluate`] takes the
 //! stream's name, [`Detector::process_event`] uses the event's source name (in Kafka mode,
 //! events are partitioned by that source key, so a stream is also what one partition carries),
 //! and [`Detector::process`] puts everything in one unnamed stream ([`DEFAULT_STREAM`]).
@@ -145,7 +145,7 @@ pub struct CorrelationMatch {
 /// What [`Detector::evaluate`] made of one event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evaluation {
-    /// As [`Detector::process_stream`] returns them.
+    /// As [`Detector::evaluate`] returns them.
     pub detections: Vec<Finding>,
     /// How many inputs to correlations (this event, or matches it completed) came too late
     /// for the live windows. They were correlated among late inputs instead, or dropped when
@@ -280,9 +280,7 @@ impl Detector {
     }
 
     /// Evaluates one event at `time` (milliseconds since the epoch), in [`DEFAULT_STREAM`]:
-    /// [`Detector::process_stream`] for callers with a single stream. `event_id` is handed back
-    /// in the matches of the correlations it contributes to. Rule detections come first, in
-    /// rule order, then correlation matches in the order they happened.
+    /// [`Detector::evaluate`] for callers with a single stream, keeping only the findings.
     pub fn process(
         &mut self,
         time: i64,
@@ -290,7 +288,8 @@ impl Detector {
         logsource: &LogSource,
         doc: &Map<String, Value>,
     ) -> Vec<Finding> {
-        self.process_stream(DEFAULT_STREAM, time, event_id, logsource, doc)
+        self.evaluate(DEFAULT_STREAM, time, event_id, logsource, doc)
+            .detections
     }
 
     /// Evaluates one event of `stream` (such as its source name) at `time` (milliseconds since
@@ -298,21 +297,8 @@ impl Detector {
     /// them, so a stream lagging behind others still correlates (see the module docs).
     /// `event_id` is handed back in the matches of the correlations it contributes to. Rule
     /// detections come first, in rule order, then correlation matches in the order they
-    /// happened.
-    pub fn process_stream(
-        &mut self,
-        stream: &str,
-        time: i64,
-        event_id: Option<Id>,
-        logsource: &LogSource,
-        doc: &Map<String, Value>,
-    ) -> Vec<Finding> {
-        self.evaluate(stream, time, event_id, logsource, doc)
-            .detections
-    }
-
-    /// [`Detector::process_stream`], also telling how many of the event's correlation inputs
-    /// came late for the live windows (see the module docs).
+    /// happened; the evaluation also tells how many of the event's correlation inputs came
+    /// late for the live windows.
     pub fn evaluate(
         &mut self,
         stream: &str,
@@ -395,17 +381,19 @@ impl Detector {
         evaluation
     }
 
-    /// [`Detector::process_stream`] for an [`Event`]: in the stream of its source name, at its
-    /// own time, with its own id and document.
+    /// [`Detector::evaluate`] for an [`Event`]: in the stream of its source name, at its own
+    /// time, with its own id and document.
     pub fn process_event(&mut self, event: &Event) -> Result<Vec<Finding>, serde_json::Error> {
         let doc = event.document()?;
-        Ok(self.process_stream(
-            &event.source.name,
-            event.time.timestamp_millis(),
-            Some(event.id),
-            &event.logsource,
-            &doc,
-        ))
+        Ok(self
+            .evaluate(
+                &event.source.name,
+                event.time.timestamp_millis(),
+                Some(event.id),
+                &event.logsource,
+                &doc,
+            )
+            .detections)
     }
 
     /// Moves every stream's watermark, and the global one, to `now` (if later) and expires the

@@ -169,13 +169,15 @@ fn detect_lines(
         lines_by_id.insert(line_id(number), number);
         // Each kind of source is its own stream, with its own watermark, so a file of
         // CloudTrail records followed by older Flask logs still correlates the latter.
-        let detections = detector.process_stream(
-            &event.source.kind,
-            event.time.timestamp_millis(),
-            Some(event.id),
-            &event.logsource,
-            &doc,
-        );
+        let detections = detector
+            .evaluate(
+                &event.source.kind,
+                event.time.timestamp_millis(),
+                Some(event.id),
+                &event.logsource,
+                &doc,
+            )
+            .detections;
         for detection in detections {
             let engine = detector.engine();
             let record = match detection {

@@ -94,13 +94,15 @@ fn every_rule_matches_exactly_its_demo_records() {
                 .unwrap_or_else(|reason| panic!("{file}:{}: {reason}", index + 1));
             let document = event.document().unwrap();
             let time = event.time.timestamp_millis();
-            let detections = detector.process_stream(
-                source.name.as_str(),
-                time,
-                Some(event.id),
-                &event.logsource,
-                &document,
-            );
+            let detections = detector
+                .evaluate(
+                    source.name.as_str(),
+                    time,
+                    Some(event.id),
+                    &event.logsource,
+                    &document,
+                )
+                .detections;
             for detection in detections {
                 let id = match detection {
                     Finding::Rule { rule } => ids[rule].clone(),

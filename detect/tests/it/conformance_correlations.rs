@@ -976,13 +976,14 @@ const HOUR: i64 = 60 * MIN;
 
 /// Feeds one event of `stream`; returns the correlation matches it completed.
 fn in_stream(d: &mut Detector, stream: &str, time: i64, event: Value) -> Vec<CorrelationMatch> {
-    d.process_stream(
+    d.evaluate(
         stream,
         time,
         None,
         &LogSource::new(Some("test"), None, None),
         &doc(event),
     )
+    .detections
     .into_iter()
     .filter_map(|d| match d {
         Finding::Correlation(m) => Some(m),

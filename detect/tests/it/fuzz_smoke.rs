@@ -398,7 +398,7 @@ fn mutated_snapshots_restore_or_fail_cleanly() {
     for i in 0..200i64 {
         let event = json!({"kind": if i % 3 == 0 { "b" } else { "a" }, "user": format!("u{}", i % 5), "n": i});
         let stream = ["x", "y", "z", "w", "v"][rng.below(5)];
-        source.process_stream(
+        source.evaluate(
             stream,
             i * 1000,
             None,
@@ -409,7 +409,7 @@ fn mutated_snapshots_restore_or_fail_cleanly() {
     // And inputs late for the live windows, so the late groups are mutated too.
     for i in 0..10i64 {
         let event = json!({"kind": "a", "user": format!("u{}", i % 3), "n": i});
-        source.process_stream("x", i, None, &logsource, event.as_object().unwrap());
+        source.evaluate("x", i, None, &logsource, event.as_object().unwrap());
     }
     let seed = String::from_utf8(source.snapshot()).unwrap();
     assert!(seed.contains("\"streams\""), "{seed}");
@@ -459,7 +459,7 @@ fn mutated_snapshots_restore_or_fail_cleanly() {
         assert!(detector.streams().count() <= 4);
         for (stream, time) in [("x", 0), ("q", i64::MAX), ("x", i64::MIN), ("y", 5)] {
             let event = json!({"kind": "a", "user": "u1", "n": 1});
-            detector.process_stream(stream, time, None, &logsource, event.as_object().unwrap());
+            detector.evaluate(stream, time, None, &logsource, event.as_object().unwrap());
         }
         let mut again = Detector::with_limits(built.engine.clone(), limits);
         again
