@@ -177,12 +177,16 @@ impl EventIndex {
     }
 
     pub(crate) fn stats(&self) -> Result<PartitionStats, StoreError> {
+        // One lock at a time: inside the struct expression both guards would live to its end,
+        // holding `readers` while waiting for `writers`, the reverse of a commit's order.
+        let open_readers = lock(&self.readers).open.len();
+        let open_writers = lock(&self.writers).len();
         Ok(PartitionStats {
             partitions: self.partitions()?.len(),
             readers_opened: self.readers_opened.load(Ordering::Relaxed),
             partitions_searched: self.partitions_searched.load(Ordering::Relaxed),
-            open_readers: lock(&self.readers).open.len(),
-            open_writers: lock(&self.writers).len(),
+            open_readers,
+            open_writers,
             duplicates_skipped: self.duplicates_skipped.load(Ordering::Relaxed),
             suspect_times: self.suspect_times.load(Ordering::Relaxed),
         })
