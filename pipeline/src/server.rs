@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -195,9 +196,9 @@ pub async fn serve(
     let mut stopped = std::pin::pin!(stopped);
     let mut next_id: u64 = 0;
     loop {
-        let stream = tokio::select! {
+        let (stream, client_address) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, say: wait rather than spin.
                     tracing::warn!(%error, "cannot accept a connection");
@@ -234,6 +235,10 @@ pub async fn serve(
             let mut request = request.map(|body| Body::new(DeadlineBody::new(body, deadline.0)));
             request.extensions_mut().insert(deadline);
             request.extensions_mut().insert(authenticated.clone());
+            // Handlers and middleware read the client's address with axum's `ConnectInfo`.
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(client_address));
             tower::Service::call(&mut app.clone(), request)
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
@@ -649,5 +654,38 @@ mod tests {
         let error = with(|c| c.max_connections = 0).unwrap_err();
         assert!(error.contains("server.max_connections"), "{error}");
         assert_eq!(with(|c| c.max_connections = 1), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_client_address() {
+        use std::io::{Read, Write};
+        let app = Router::new().route(
+            "/whoami",
+            get(|ConnectInfo(client): ConnectInfo<SocketAddr>| async move { client.to_string() }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let server =
+            tokio::spawn(
+                async move { serve(listener, app, &ServerConfig::default(), shutdown).await },
+            );
+        let (client, reply) = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            let client = stream.local_addr().unwrap();
+            stream
+                .write_all(b"GET /whoami HTTP/1.1\r\nhost: vigil\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).unwrap();
+            (client, reply)
+        })
+        .await
+        .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(body, client.to_string(), "{reply}");
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
     }
 }
