@@ -64,6 +64,12 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restores a backup into a data directory; Vigil must be stopped.
     Restore(backup::RestoreArgs),
+    /// Adds, lists and disables local users and sets their passwords, even while Vigil runs.
+    #[command(subcommand)]
+    Users(cli::users::UsersCommand),
+    /// Creates, lists and revokes scoped API tokens, even while Vigil runs.
+    #[command(subcommand)]
+    Tokens(cli::tokens::TokensCommand),
 }
 
 /// `--role` takes the names `roles = [...]` takes, each listed with what it runs.
@@ -141,6 +147,14 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             private_files();
             backup::restore(args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Users(command) => {
+            private_files();
+            Ok(cli::users::run(command))
+        }
+        Command::Tokens(command) => {
+            private_files();
+            Ok(cli::tokens::run(command))
         }
     }
 }

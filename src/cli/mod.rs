@@ -9,6 +9,8 @@ mod rules_check;
 mod rules_explain;
 mod rules_test;
 pub mod search;
+pub mod tokens;
+pub mod users;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
