@@ -59,6 +59,9 @@ pub struct Config {
     /// Deadlines and the connection cap of the HTTP listener.
     #[serde(default)]
     pub server: crate::server::ServerConfig,
+    /// Sessions, sign-in throttling and the trusted single sign-on proxy.
+    #[serde(default)]
+    pub auth: vigil_access::AccessConfig,
 }
 
 /// A stage, or a set of stages, one process can run.
@@ -153,6 +156,7 @@ impl Default for Config {
             notify: Default::default(),
             detect: Default::default(),
             server: Default::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -204,6 +208,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_api_token(self.api_token.as_deref())?;
         self.server.validate()?;
+        self.auth.validate()?;
         self.detect.validate()?;
         self.index.validate()?;
         self.ingest.validate()?;
@@ -246,6 +251,7 @@ fn is_config_key(key: &str) -> bool {
         "bus",
         "detect",
         "server",
+        "auth",
     ];
     let top = key.split("__").next().unwrap_or_default();
     TOP_LEVEL

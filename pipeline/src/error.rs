@@ -49,6 +49,9 @@ pub enum RunError {
     Kafka(#[source] BusError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The access database (users, tokens, sessions, the audit log) could not be opened.
+    #[error(transparent)]
+    Access(#[from] vigil_access::AccessError),
     #[error(transparent)]
     Tail(#[from] TailError),
     #[error(transparent)]

@@ -86,6 +86,10 @@ pub const CATALOGUE: &[Metric] = &[
         "vigil_http_connections_evicted_total",
         "Connections without authenticated work closed to make room at server.max_connections",
     ),
+    counter(
+        "vigil_auth_failures_total",
+        "Failed authentications, by kind (bearer, sign_in) and reason; each is also in the audit log",
+    ),
     // The bus.
     gauge(
         "vigil_bus_lag",

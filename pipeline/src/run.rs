@@ -103,6 +103,7 @@ impl Startup {
             .map_err(RunError::io("cannot create the data directory", data_dir))?;
         let _lock = lock_data_dir(data_dir)?;
         let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
+        let access = Arc::new(vigil_access::AccessDb::open_in(data_dir)?);
         let metrics = crate::metric_catalogue::install().map_err(RunError::Metrics)?;
         if let Some(rules) = &rules {
             rules.record_metrics();
@@ -227,14 +228,21 @@ impl Startup {
         } else {
             None
         };
+        let gate = Arc::new(vigil_ui::Gate::new(
+            access,
+            Some(token.clone()),
+            config.auth.clone(),
+            false,
+        ));
         let ui = match (&store, roles.ui) {
             (Some(store), true) => Some(UiState {
                 store: store.clone(),
                 token: token.clone(),
+                gate: gate.clone(),
             }),
             _ => None,
         };
-        let app = server::router(token, ingest_routes, ui, metrics);
+        let app = server::router(gate, ingest_routes, ui, metrics);
         let server_config = config.server.clone();
         let server_stop = shutdown.clone();
         let server =

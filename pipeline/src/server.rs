@@ -43,8 +43,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use vigil_ingest::cloudwatch::firehose::FirehoseState;
 use vigil_ingest::Ingestor;
-use vigil_ui::auth::{require_bearer, ApiToken};
-use vigil_ui::UiState;
+use vigil_ui::auth::ApiToken;
+use vigil_ui::{Caller, Gate, UiState};
 
 /// `[server]` in `vigil.toml`: how long clients may take and how many may connect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,8 +114,10 @@ pub struct IngestRoutes {
     pub max_concurrent_requests: usize,
 }
 
+/// Every route this process serves, each behind the access check ([`vigil_ui::guard`]):
+/// what a route needs is in `vigil_access::routes::ROUTES`.
 pub fn router(
-    token: ApiToken,
+    gate: Arc<Gate>,
     ingest: Option<IngestRoutes>,
     ui: Option<UiState>,
     metrics: PrometheusHandle,
@@ -154,19 +156,19 @@ pub fn router(
         api = api.merge(vigil_ui::api_router(ui.clone()));
         open = open.merge(vigil_ui::page_router(ui));
     }
-    // Every /api/v1 route, whichever crate serves it, sits behind the bearer token.
-    // Inside it, authenticated requests mark their connection as one not to close at the cap.
-    let api = api
-        .layer(middleware::from_fn(count_authenticated))
-        .layer(middleware::from_fn_with_state(token, require_bearer));
-    let mut router = Router::new()
+    let router = Router::new()
         .merge(api)
         .merge(open)
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
-        );
+        )
+        // Inside the access check: a request it let through with credentials marks its
+        // connection as one not to close at the cap.
+        .route_layer(middleware::from_fn(count_authenticated));
+    // Every route, whichever crate serves it, is looked up in the one access table.
+    let mut router = vigil_ui::guard(router, gate);
     for (name, value) in vigil_ui::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
@@ -341,12 +343,14 @@ impl Registry {
     }
 }
 
-/// Middleware inside authentication: marks the connection as carrying authenticated work
+/// Middleware inside the access check: marks the connection as carrying authenticated work
 /// until the response has been sent, so it is never closed to make room for a stranger.
+/// Only a request with valid credentials (a [`Caller`]) counts, not one to a public route.
 async fn count_authenticated(request: Request, next: Next) -> Response {
     let guard = request
         .extensions()
         .get::<InFlight>()
+        .filter(|_| request.extensions().get::<Caller>().is_some())
         .cloned()
         .map(InFlightGuard::new);
     let response = next.run(request).await;

@@ -14,16 +14,18 @@ use axum::http::{header, HeaderValue};
 use axum::Router;
 use vigil_store::{Store, StoreError};
 
-pub use auth::ApiToken;
+pub use auth::{guard, ApiToken, Caller, Gate};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct UiState {
     pub store: Arc<Store>,
     pub token: ApiToken,
+    /// Users, tokens, sessions and the audit log; also what [`guard`] checks requests with.
+    pub gate: Arc<Gate>,
 }
 
-/// The JSON API under `/api/v1`; the caller wraps it with [`auth::require_bearer`].
+/// The JSON API under `/api/v1`; the caller puts it behind [`guard`] with every other route.
 pub fn api_router(state: UiState) -> Router {
     api::router()
         .with_state(state)
@@ -118,6 +120,12 @@ mod tests {
         let state = UiState {
             store: Arc::new(Store::open(dir.path()).unwrap()),
             token: ApiToken::new("no-store-test-token"),
+            gate: Arc::new(Gate::new(
+                Arc::new(vigil_access::AccessDb::open_in(dir.path()).unwrap()),
+                None,
+                Default::default(),
+                false,
+            )),
         };
         let session = format!("{}={}", auth::SESSION_COOKIE, state.token.session_value());
         for (router, uri) in [

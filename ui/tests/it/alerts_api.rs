@@ -10,9 +10,13 @@ use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 use tower::ServiceExt;
+use vigil_access::AccessDb;
 use vigil_event::{Alert, Event, EventId, Level, LogSource, Record, Source};
 use vigil_store::Store;
-use vigil_ui::{api_router, ApiToken, UiState};
+use vigil_ui::{api_router, guard, ApiToken, Gate, UiState};
+
+/// The bootstrap token the fixture's gate accepts: an admin, who may triage.
+const TOKEN: &str = "alerts-api-test-token";
 
 fn source() -> Source {
     Source {
@@ -81,10 +85,7 @@ fn fixture() -> Fixture {
     store.index_events(&events).unwrap();
     store.index_alerts(&[trail.clone(), login.clone()]).unwrap();
     store.commit().unwrap();
-    let app = api_router(UiState {
-        store: store.clone(),
-        token: ApiToken::new("test-token"),
-    });
+    let app = guarded_api(&dir, store.clone());
     Fixture {
         _dir: dir,
         store,
@@ -95,8 +96,30 @@ fn fixture() -> Fixture {
     }
 }
 
+/// The API behind the access check, as `vigil run` serves it, with the access database in
+/// `dir` and [`TOKEN`] as the bootstrap token.
+fn guarded_api(dir: &TempDir, store: Arc<Store>) -> Router {
+    let gate = Arc::new(Gate::new(
+        Arc::new(AccessDb::open_in(dir.path()).unwrap()),
+        Some(ApiToken::new(TOKEN)),
+        Default::default(),
+        false,
+    ));
+    guard(
+        api_router(UiState {
+            store,
+            token: ApiToken::new(TOKEN),
+            gate: gate.clone(),
+        }),
+        gate,
+    )
+}
+
 async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"));
     let body = match body {
         Some(body) => {
             request = request.header("content-type", "application/json");
