@@ -62,6 +62,9 @@ pub struct Config {
     /// Sessions, sign-in throttling and the trusted single sign-on proxy.
     #[serde(default)]
     pub auth: vigil_access::AccessConfig,
+    /// Serve HTTPS with this certificate and key; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// A stage, or a set of stages, one process can run.
@@ -157,6 +160,7 @@ impl Default for Config {
             detect: Default::default(),
             server: Default::default(),
             auth: Default::default(),
+            tls: None,
         }
     }
 }
@@ -209,6 +213,9 @@ impl Config {
         validate_api_token(self.api_token.as_deref())?;
         self.server.validate()?;
         self.auth.validate()?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         self.detect.validate()?;
         self.index.validate()?;
         self.ingest.validate()?;
@@ -221,6 +228,11 @@ impl Config {
         }
         vigil_notify::Notifier::new(&self.notify)?;
         Ok(())
+    }
+
+    /// Whether the listener serves HTTPS: cookies can then be `Secure`.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 
@@ -252,6 +264,7 @@ fn is_config_key(key: &str) -> bool {
         "detect",
         "server",
         "auth",
+        "tls",
     ];
     let top = key.split("__").next().unwrap_or_default();
     TOP_LEVEL
@@ -280,6 +293,8 @@ pub enum ConfigError {
     Kafka(#[from] vigil_bus_kafka::ConfigError),
     #[error(transparent)]
     Notify(#[from] vigil_notify::NotifyError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl From<String> for ConfigError {

@@ -12,6 +12,7 @@ pub mod rules;
 pub mod run;
 pub mod server;
 pub mod stages;
+pub mod tls;
 mod token;
 
 pub use error::RunError;

@@ -90,6 +90,14 @@ pub const CATALOGUE: &[Metric] = &[
         "vigil_auth_failures_total",
         "Failed authentications, by kind (bearer, sign_in) and reason; each is also in the audit log",
     ),
+    counter(
+        "vigil_tls_reloads_total",
+        "TLS certificate and key reloads (on SIGHUP) now served to new connections",
+    ),
+    counter(
+        "vigil_tls_reload_failures_total",
+        "TLS reloads refused for an unreadable or unusable file; the previous certificate stays",
+    ),
     // The bus.
     gauge(
         "vigil_bus_lag",

@@ -184,6 +184,12 @@ impl Startup {
             });
         }
 
+        // Read again (start-up checked them): the files may have changed since.
+        let tls = match &config.tls {
+            Some(tls) => Some(crate::tls::Tls::load(tls.clone()).map_err(ConfigError::from)?),
+            None => None,
+        };
+        let tls_on = tls.is_some();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| RunError::Listen {
@@ -191,7 +197,8 @@ impl Startup {
                 source,
             })?;
         let address = listener.local_addr().map_err(RunError::Serve)?;
-        println!("Vigil is listening on http://{address}");
+        let scheme = if tls_on { "https" } else { "http" };
+        println!("Vigil is listening on {scheme}://{address}");
         match &token_origin {
             TokenOrigin::Generated(path) => println!(
                 "API token (shown once; kept in {}): {}",
@@ -245,10 +252,12 @@ impl Startup {
         let app = server::router(gate, ingest_routes, ui, metrics);
         let server_config = config.server.clone();
         let server_stop = shutdown.clone();
-        let server =
-            tokio::spawn(
-                async move { server::serve(listener, app, &server_config, server_stop).await },
-            );
+        if let Some(tls) = &tls {
+            tls.reload_on_hangup(shutdown.clone());
+        }
+        let server = tokio::spawn(async move {
+            server::serve(listener, app, &server_config, tls, server_stop).await
+        });
 
         tokio::select! {
             _ = shutdown_signal() => tracing::info!("shutting down"),

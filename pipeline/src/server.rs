@@ -35,6 +35,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -45,6 +46,8 @@ use vigil_ingest::cloudwatch::firehose::FirehoseState;
 use vigil_ingest::Ingestor;
 use vigil_ui::auth::ApiToken;
 use vigil_ui::{Caller, Gate, UiState};
+
+use crate::tls::Tls;
 
 /// `[server]` in `vigil.toml`: how long clients may take and how many may connect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,19 +179,23 @@ pub fn router(
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then lets the requests in flight
-/// finish (each bounded by the deadlines) and returns.
+/// finish (each bounded by the deadlines) and returns. With `tls`, every connection must
+/// first complete a TLS handshake within the head deadline; each gets the certificate
+/// loaded when it connects.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &ServerConfig,
+    tls: Option<Arc<Tls>>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let header_read_timeout = config.header_read_timeout();
     let connections = Arc::new(Semaphore::new(config.max_connections));
     let registry = Arc::new(Registry::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper enforces the head deadline only with a timer; axum::serve sets none.
     http.timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout());
+        .header_read_timeout(header_read_timeout);
     let body_read_timeout = config.body_read_timeout();
     let mut served: JoinSet<()> = JoinSet::new();
     let mut stop = shutdown.clone();
@@ -243,34 +250,81 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(client_address));
             tower::Service::call(&mut app.clone(), request)
         });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let mut stop = shutdown.clone();
+        let http = http.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        let stop = shutdown.clone();
         let registry = registry.clone();
         served.spawn(async move {
             let _permit: OwnedSemaphorePermit = permit;
-            let mut connection = std::pin::pin!(connection);
-            let stopping = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                // Made room for a newer connection: dropping it closes the socket.
-                _ = close => Ok(()),
-                () = stopping => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let mut close = close;
+            // The handshake runs here, not in the accept loop, so a slow one holds up no one;
+            // until it ends the connection counts as unauthenticated, to be closed at the cap.
+            let stream: Option<Box<dyn ClientStream>> = match acceptor {
+                None => Some(Box::new(stream)),
+                Some(acceptor) => {
+                    let handshake = handshake(acceptor, stream, header_read_timeout);
+                    tokio::select! {
+                        stream = handshake => stream,
+                        // Made room for a newer connection: dropping it closes the socket.
+                        _ = &mut close => None,
+                        () = stopping(stop.clone()) => None,
+                    }
                 }
             };
-            registry.remove(id);
-            if let Err(error) = result {
-                tracing::debug!(%error, "connection ended with an error");
+            if let Some(stream) = stream {
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                let mut connection = std::pin::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    // Made room for a newer connection: dropping it closes the socket.
+                    _ = close => Ok(()),
+                    () = stopping(stop) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
             }
+            registry.remove(id);
         });
         while served.try_join_next().is_some() {}
     }
     drop(listener);
     while served.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A client's connection, over TLS or not.
+trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for S {}
+
+/// Shakes hands with a TLS client within `deadline`, as the head of a request must arrive
+/// within it: a client that opens a socket and stalls holds it no longer than one that
+/// stalls mid-head. None when the client failed or ran out of time.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    deadline: Duration,
+) -> Option<Box<dyn ClientStream>> {
+    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(Box::new(stream)),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake not completed within server.header_read_timeout_ms");
+            None
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true.
+async fn stopping(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// The authenticated requests in flight on one connection, counted from when they pass
@@ -670,10 +724,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, shutdown) = watch::channel(false);
-        let server =
-            tokio::spawn(
-                async move { serve(listener, app, &ServerConfig::default(), shutdown).await },
-            );
+        let server = tokio::spawn(async move {
+            serve(listener, app, &ServerConfig::default(), None, shutdown).await
+        });
         let (client, reply) = tokio::task::spawn_blocking(move || {
             let mut stream = std::net::TcpStream::connect(address).unwrap();
             let client = stream.local_addr().unwrap();

@@ -5,7 +5,7 @@
 //! `GET /api/v1/alerts/{id}/events`, and `GET /api/v1/quarantine` (`source`, `limit`, `cursor`).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,12 +13,14 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
+use vigil_access::{AuditRecord, Outcome};
 use vigil_event::Level;
 use vigil_store::{
     parse_time, AlertChange, AlertFilter, AlertStatus, QuarantineFilter, SearchRequest, StoreError,
     DEFAULT_PAGE_BYTES,
 };
 
+use crate::auth::Caller;
 use crate::{call_store, CallError, UiState};
 
 pub(crate) const DEFAULT_LIMIT: usize = 100;
@@ -44,10 +46,6 @@ struct AlertsParams {
     #[serde(default)]
     q: String,
 }
-
-/// Who the API records as making a change. Every caller shares the one API token for now,
-/// so there is no one more specific to name; per-user identities will replace this.
-const API_ACTOR: &str = "api";
 
 #[derive(Debug, Deserialize)]
 struct QuarantineParams {
@@ -115,8 +113,11 @@ async fn get_alert(State(state): State<UiState>, Path(id): Path<String>) -> Resp
     }
 }
 
+/// Changes an alert's triage. The history and the audit log name the caller: the user, the
+/// token (`token:NAME`) or `bootstrap-token`.
 async fn patch_alert(
     State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Json<AlertChange>, JsonRejection>,
 ) -> Response {
@@ -131,8 +132,37 @@ async fn patch_alert(
             ))
         }
     };
+    let detail = json!({
+        "status": change.status.map(|status| status.as_str()),
+        "reason": change.reason.map(|reason| reason.as_str()),
+        "assignee": change.assignee,
+        "note": change.note,
+    });
+    let actor = caller.principal.actor();
     let store = state.store.clone();
-    match call_store(move || store.update_alert(&id, &change, API_ACTOR)).await {
+    let target = id.clone();
+    let result = call_store(move || store.update_alert(&target, &change, &actor)).await;
+    let (outcome, reason) = match &result {
+        Ok(_) => (Outcome::Success, None),
+        Err(CallError::Invalid(message) | CallError::BadQuery(message, _)) => {
+            (Outcome::Failure, Some(message.clone()))
+        }
+        Err(CallError::NotFound(message)) => (Outcome::Failure, Some(message.clone())),
+        Err(CallError::Failed) => (Outcome::Failure, Some("internal_error".to_owned())),
+    };
+    state
+        .gate
+        .audit(AuditRecord {
+            actor: caller.principal.actor(),
+            action: "alert.update".to_owned(),
+            outcome,
+            target: Some(id),
+            client_address: caller.address.map(|address| address.to_string()),
+            reason,
+            detail,
+        })
+        .await;
+    match result {
         Ok(alert) => Json(alert).into_response(),
         Err(error) => error_response(error),
     }

@@ -4,6 +4,7 @@
 //! and render JSON or HTML. Every page escapes what it shows (maud escapes by default), and the
 //! responses forbid scripts and framing, because events and alerts carry attacker-controlled text.
 
+mod admin_api;
 mod api;
 pub mod auth;
 mod pages;
@@ -28,6 +29,7 @@ pub struct UiState {
 /// The JSON API under `/api/v1`; the caller puts it behind [`guard`] with every other route.
 pub fn api_router(state: UiState) -> Router {
     api::router()
+        .merge(admin_api::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }

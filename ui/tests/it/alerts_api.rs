@@ -60,6 +60,7 @@ struct Fixture {
     _dir: TempDir,
     store: Arc<Store>,
     app: Router,
+    gate: Arc<Gate>,
     trail: Alert,
     login: Alert,
     events: Vec<Event>,
@@ -85,11 +86,12 @@ fn fixture() -> Fixture {
     store.index_events(&events).unwrap();
     store.index_alerts(&[trail.clone(), login.clone()]).unwrap();
     store.commit().unwrap();
-    let app = guarded_api(&dir, store.clone());
+    let (app, gate) = guarded_api(&dir, store.clone());
     Fixture {
         _dir: dir,
         store,
         app,
+        gate,
         trail,
         login,
         events,
@@ -98,28 +100,40 @@ fn fixture() -> Fixture {
 
 /// The API behind the access check, as `vigil run` serves it, with the access database in
 /// `dir` and [`TOKEN`] as the bootstrap token.
-fn guarded_api(dir: &TempDir, store: Arc<Store>) -> Router {
+fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
     let gate = Arc::new(Gate::new(
         Arc::new(AccessDb::open_in(dir.path()).unwrap()),
         Some(ApiToken::new(TOKEN)),
         Default::default(),
         false,
     ));
-    guard(
+    let app = guard(
         api_router(UiState {
             store,
             token: ApiToken::new(TOKEN),
             gate: gate.clone(),
         }),
-        gate,
-    )
+        gate.clone(),
+    );
+    (app, gate)
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call_as(app, TOKEN, method, uri, body).await
+}
+
+/// A request with `bearer` as its token.
+async fn call_as(
+    app: &Router,
+    bearer: &str,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"));
+        .header("authorization", format!("Bearer {bearer}"));
     let body = match body {
         Some(body) => {
             request = request.header("content-type", "application/json");
@@ -177,7 +191,7 @@ async fn an_alert_moves_from_open_to_acknowledged_to_closed_with_history() {
     assert_eq!(detail["status"], "acknowledged");
     assert_eq!(detail["assignee"], "dana");
     assert_eq!(detail["notes"][0]["text"], "looking at the trail");
-    assert_eq!(detail["notes"][0]["author"], "api");
+    assert_eq!(detail["notes"][0]["author"], "bootstrap-token");
 
     let (status, detail) = patch(
         &f.app,
@@ -193,7 +207,7 @@ async fn an_alert_moves_from_open_to_acknowledged_to_closed_with_history() {
         .unwrap()
         .iter()
         .map(|h| {
-            assert_eq!(h["actor"], "api");
+            assert_eq!(h["actor"], "bootstrap-token");
             assert!(h["at"].is_string());
             (
                 h["field"].as_str().unwrap().to_owned(),
@@ -396,4 +410,70 @@ async fn changes_survive_a_restart() {
     let detail = store.alert(&trail.id.to_string()).unwrap();
     assert_eq!(detail.view.state.assignee.as_deref(), Some("lee"));
     assert_eq!(detail.history.len(), 1);
+}
+
+#[tokio::test]
+async fn the_history_and_the_audit_log_name_who_changed_an_alert() {
+    let f = fixture();
+    let id = f.trail.id.to_string();
+    let token = |name: &str, scopes: &str| {
+        f.gate
+            .db
+            .create_token(name, &scopes.parse().unwrap(), None, "test")
+            .unwrap()
+            .secret
+    };
+    let triager = token("triager", "triage");
+    let reader = token("reader", "read");
+
+    // A read token may look but not change.
+    let uri = format!("/api/v1/alerts/{id}");
+    let (status, _) = call_as(&f.app, reader.expose(), Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let change = json!({"assignee": "dana", "note": "mine"});
+    let (status, body) = call_as(
+        &f.app,
+        reader.expose(),
+        Method::PATCH,
+        &uri,
+        Some(change.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let (status, detail) =
+        call_as(&f.app, triager.expose(), Method::PATCH, &uri, Some(change)).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["notes"][0]["author"], "token:triager");
+    for entry in detail["history"].as_array().unwrap() {
+        assert_eq!(entry["actor"], "token:triager", "{entry}");
+    }
+    // An invalid change is refused, and recorded as refused.
+    let (status, _) = call_as(
+        &f.app,
+        triager.expose(),
+        Method::PATCH,
+        &uri,
+        Some(json!({"reason": "duplicate"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, log) = call(
+        &f.app,
+        Method::GET,
+        "/api/v1/audit?action=alert.update",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{log}");
+    // Newest first: the refusal, then the change.
+    assert_eq!(entries[0]["outcome"], "failure");
+    assert_eq!(entries[1]["actor"], "token:triager");
+    assert_eq!(entries[1]["outcome"], "success");
+    assert_eq!(entries[1]["target"], id.as_str());
+    assert_eq!(entries[1]["detail"]["assignee"], "dana");
+    assert!(entries.iter().all(|e| e["actor"] == "token:triager"));
 }
