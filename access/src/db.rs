@@ -213,6 +213,13 @@ pub(crate) fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, Access
         .map_err(|e| AccessError::Corrupt(format!("bad time {text:?} in {what}: {e}")))
 }
 
+pub(crate) fn parse_optional_time(
+    what: &str,
+    text: Option<String>,
+) -> Result<Option<DateTime<Utc>>, AccessError> {
+    text.map(|text| parse_time(what, &text)).transpose()
+}
+
 /// Whether SQLite refused a row because it broke a UNIQUE or PRIMARY KEY constraint.
 pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(

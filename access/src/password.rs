@@ -54,6 +54,8 @@ pub fn verify(password: &str, hash: &str) -> Result<bool, AccessError> {
             parsed.algorithm
         )));
     }
+    #[cfg(test)]
+    tests::VERIFICATIONS.with(|count| count.set(count.get() + 1));
     // Argon2's verifier takes the parameters from the PHC string, not from `hasher()`.
     match Argon2::default().verify_password(password.as_bytes(), &parsed) {
         Ok(()) => Ok(true),
@@ -110,8 +112,23 @@ pub fn check_strength(password: &str) -> Result<(), AccessError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// Argon2 verifications run on this thread: lets tests see that work was done
+        /// without timing it (each test runs on a thread of its own).
+        pub(crate) static VERIFICATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// How many argon2 verifications `f` ran.
+    pub(crate) fn verifications_in<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = VERIFICATIONS.with(Cell::get);
+        let out = f();
+        (out, VERIFICATIONS.with(Cell::get) - before)
+    }
 
     #[test]
     fn hashes_are_argon2id_salted_and_verify() {
