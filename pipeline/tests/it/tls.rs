@@ -11,6 +11,8 @@ use axum::routing::get;
 use axum::Router;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::sync::watch;
+use vigil_pipeline::config::Config;
+use vigil_pipeline::run::{RunOptions, Startup};
 use vigil_pipeline::server::{serve, ServerConfig};
 use vigil_pipeline::tls::{Tls, TlsConfig, TlsError};
 
@@ -289,6 +291,37 @@ fn start_up_names_the_file_that_cannot_be_served() {
     };
     let error = named(message(&broken), &broken.cert);
     assert!(error.contains("not a valid PEM file"), "{error}");
+}
+
+#[test]
+fn start_up_stops_on_a_tls_file_it_cannot_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsConfig {
+        cert: dir.path().join("missing-cert.pem"),
+        key: dir.path().join("missing-key.pem"),
+    };
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        tls: Some(tls),
+        ..Config::default()
+    };
+    assert!(config.serves_tls());
+    assert!(!Config::default().serves_tls());
+    let options = RunOptions {
+        config,
+        extra_rules: Vec::new(),
+        demo: false,
+        allow_no_rules: true,
+    };
+    let error = match Startup::new(options) {
+        Ok(_) => panic!("started with a missing certificate"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("missing-cert.pem"), "{error}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "start-up wrote before checking"
+    );
 }
 
 #[test]
