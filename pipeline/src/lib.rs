@@ -8,6 +8,7 @@ pub mod config;
 mod demo;
 pub mod error;
 pub mod metric_catalogue;
+mod first_admin;
 pub mod rules;
 pub mod run;
 pub mod server;

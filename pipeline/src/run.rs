@@ -104,6 +104,7 @@ impl Startup {
         let _lock = lock_data_dir(data_dir)?;
         let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
         let access = Arc::new(vigil_access::AccessDb::open_in(data_dir)?);
+        let first_admin_password = crate::first_admin::ensure_first_admin(&access)?;
         let metrics = crate::metric_catalogue::install().map_err(RunError::Metrics)?;
         if let Some(rules) = &rules {
             rules.record_metrics();
@@ -216,6 +217,13 @@ impl Startup {
                     tracing::error!(%error, "feeding the demo events failed");
                 }
             });
+        }
+        if let Some(password) = &first_admin_password {
+            println!(
+                "Admin user: {}, password (shown once, stored only as a hash): {}",
+                crate::first_admin::FIRST_ADMIN,
+                password.expose()
+            );
         }
 
         let ingest_routes = if roles.ingest {
