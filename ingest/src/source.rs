@@ -99,6 +99,17 @@ impl SourceSpec {
         )
     }
 
+    /// Vigil's own audit log, which Vigil forwards into its pipeline as JSON lines (one
+    /// serialized entry each) so that rules can watch Vigil itself.
+    pub fn vigil_audit() -> Self {
+        SourceSpec::new(
+            "vigil-audit",
+            LogSource::new(Some("vigil"), Some("audit"), None),
+            RecordFormat::Json,
+            &["time"],
+        )
+    }
+
     /// AWS WAF logs, one JSON object each with epoch-millisecond `timestamp`.
     pub fn waf() -> Self {
         SourceSpec::new(
@@ -133,6 +144,7 @@ impl SourceCatalog {
             ),
             (&["vpc-flow"][..], SourceSpec::vpc_flow()),
             (&["waf"][..], SourceSpec::waf()),
+            (&["vigil-audit"][..], SourceSpec::vigil_audit()),
         ] {
             for name in names {
                 specs.insert((*name).to_owned(), spec.clone());

@@ -4,6 +4,7 @@
 //! checks it all before anything starts, then runs the stages a process's roles name. The
 //! `vigil` binary is the command line over this crate.
 
+pub mod audit_forward;
 pub mod config;
 mod demo;
 pub mod error;

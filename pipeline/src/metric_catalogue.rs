@@ -46,6 +46,10 @@ pub const CATALOGUE: &[Metric] = &[
     counter("vigil_events_in_total", "Events accepted onto the bus, per source"),
     counter("vigil_ingest_bytes_total", "Bytes delivered to ingest, per source"),
     counter(
+        "vigil_audit_forwarded_total",
+        "Audit log entries forwarded into the pipeline as vigil-audit events",
+    ),
+    counter(
         "vigil_quarantined_total",
         "Records quarantined instead of becoming events, per source",
     ),

@@ -184,6 +184,15 @@ impl Startup {
                 Ok(())
             });
         }
+        if roles.ingest {
+            // The audit log into the pipeline, as source `vigil-audit`, so rules watch Vigil.
+            let forwarder =
+                crate::audit_forward::run(access.clone(), ingestor.clone(), shutdown.clone());
+            stages.spawn(async move {
+                forwarder.await;
+                Ok(())
+            });
+        }
 
         // Read again (start-up checked them): the files may have changed since.
         let tls = match &config.tls {
