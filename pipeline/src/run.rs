@@ -261,7 +261,6 @@ impl Startup {
         let ui = match (&store, roles.ui) {
             (Some(store), true) => Some(UiState {
                 store: store.clone(),
-                token: token.clone(),
                 gate: gate.clone(),
             }),
             _ => None,

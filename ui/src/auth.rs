@@ -63,45 +63,6 @@ impl ApiToken {
     pub fn matches(&self, candidate: &str) -> bool {
         bool::from(self.0.as_bytes().ct_eq(candidate.as_bytes()))
     }
-
-    /// The session cookie value: derived, so a leaked cookie is not the API token itself.
-    pub fn session_value(&self) -> String {
-        blake3::derive_key("vigil ui session v1", self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    /// The token every page form carries and every page POST must send back: derived from
-    /// the session, so only a page served to a signed-in browser can know it. A cross-site
-    /// form can make the browser send the cookie (were it not `SameSite=Strict`), but it
-    /// cannot read this token out of our pages.
-    pub fn csrf_token(&self) -> String {
-        let key = blake3::derive_key("vigil ui csrf v1", self.0.as_bytes());
-        blake3::keyed_hash(&key, self.session_value().as_bytes())
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    /// Compares a form's CSRF token in constant time.
-    pub fn csrf_matches(&self, candidate: &str) -> bool {
-        bool::from(self.csrf_token().as_bytes().ct_eq(candidate.as_bytes()))
-    }
-
-    pub fn session_matches(&self, headers: &HeaderMap) -> bool {
-        let expected = self.session_value();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(name, value)| {
-                name == SESSION_COOKIE && bool::from(expected.as_bytes().ct_eq(value.as_bytes()))
-            })
-    }
 }
 
 /// Whether a state-changing page request comes from one of our own pages, judged by what the
@@ -703,29 +664,6 @@ mod tests {
         let b = ApiToken::generate().unwrap();
         assert_eq!(a.expose().len(), 64);
         assert_ne!(a.expose(), b.expose());
-    }
-
-    #[test]
-    fn session_cookie_is_found_among_others() {
-        let token = ApiToken::new("secret");
-        let mut headers = HeaderMap::new();
-        let cookie = format!("theme=dark; {SESSION_COOKIE}={}", token.session_value());
-        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert!(token.session_matches(&headers));
-        assert!(!ApiToken::new("other").session_matches(&headers));
-        assert_ne!(token.session_value(), "secret");
-    }
-
-    #[test]
-    fn csrf_tokens_are_tied_to_the_api_token() {
-        let token = ApiToken::new("secret");
-        let csrf = token.csrf_token();
-        assert_eq!(csrf.len(), 64);
-        assert!(token.csrf_matches(&csrf));
-        assert!(!token.csrf_matches(&csrf[1..]));
-        assert!(!token.csrf_matches(""));
-        assert!(!ApiToken::new("other").csrf_matches(&csrf));
-        assert_ne!(csrf, token.session_value());
     }
 
     #[test]

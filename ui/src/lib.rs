@@ -6,8 +6,10 @@
 
 mod admin_api;
 mod api;
+mod audit_page;
 pub mod auth;
 mod pages;
+mod sign_in;
 
 use std::sync::Arc;
 
@@ -21,7 +23,6 @@ pub use auth::{guard, ApiToken, Caller, Gate};
 #[derive(Clone)]
 pub struct UiState {
     pub store: Arc<Store>,
-    pub token: ApiToken,
     /// Users, tokens, sessions and the audit log; also what [`guard`] checks requests with.
     pub gate: Arc<Gate>,
 }
@@ -118,18 +119,30 @@ mod tests {
 
     #[tokio::test]
     async fn pages_and_api_responses_are_not_stored() {
+        const TOKEN: &str = "no-store-test-token";
         let dir = tempfile::TempDir::new().unwrap();
+        let db = Arc::new(vigil_access::AccessDb::open_in(dir.path()).unwrap());
+        db.add_user(
+            "viewer",
+            vigil_access::Role::Viewer,
+            &vigil_access::Secret::new("a long enough password"),
+        )
+        .unwrap();
+        let started = db
+            .start_session("viewer", None, chrono::Utc::now())
+            .unwrap();
+        let gate = Arc::new(Gate::new(
+            db,
+            Some(ApiToken::new(TOKEN)),
+            Default::default(),
+            false,
+        ));
         let state = UiState {
             store: Arc::new(Store::open(dir.path()).unwrap()),
-            token: ApiToken::new("no-store-test-token"),
-            gate: Arc::new(Gate::new(
-                Arc::new(vigil_access::AccessDb::open_in(dir.path()).unwrap()),
-                None,
-                Default::default(),
-                false,
-            )),
+            gate: gate.clone(),
         };
-        let session = format!("{}={}", auth::SESSION_COOKIE, state.token.session_value());
+        let session = format!("{}={}", auth::SESSION_COOKIE, started.id.expose());
+        let bearer = format!("Bearer {TOKEN}");
         for (router, uri) in [
             (page_router(state.clone()), "/"),
             (page_router(state.clone()), "/login"),
@@ -137,8 +150,10 @@ mod tests {
         ] {
             let request = Request::get(uri)
                 .header(header::COOKIE, &session)
+                .header(header::AUTHORIZATION, &bearer)
                 .body(Body::empty())
                 .unwrap();
+            let router = guard(router, gate.clone());
             let response = router.oneshot(request).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{uri}");
             assert_eq!(

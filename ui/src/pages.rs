@@ -1,32 +1,34 @@
-//! Server-rendered HTML pages: alerts and their triage, event search and login.
+//! Server-rendered HTML pages: alerts and their triage, and event search. Signing in and
+//! out is in [`crate::sign_in`], the audit log's page in [`crate::audit_page`].
 //!
 //! No scripts: the pages work with plain links and forms, which keeps the content security
 //! policy at `default-src 'none'` and leaves attacker-controlled text nothing to run in.
 //!
-//! Every form that changes something (triage, sign-out) carries a CSRF token derived from
-//! the session ([`crate::auth::ApiToken::csrf_token`]) and is refused without it, or when
-//! the browser says the request comes from another site. The session cookie is also
-//! `SameSite=Strict`, so a cross-site form would not carry it in the first place.
+//! The gate ([`crate::auth`]) has decided who may reach each page before a handler runs; a
+//! handler only decides what to show its [`Caller`]: the triage forms only to those who may
+//! triage. Every form that changes something (triage, sign-out) carries its session's CSRF
+//! token and is refused without it, or when the browser says the request comes from another
+//! site. The session cookie is also `SameSite=Strict`, so a cross-site form would not carry
+//! it in the first place.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
+use vigil_access::{AuditRecord, Outcome, Permission, Principal};
 use vigil_event::Event;
 use vigil_store::{
     AlertChange, AlertDetail, AlertFilter, AlertStatus, AlertView, CloseReason, SearchRequest,
 };
 
 use crate::api::clamp_limit;
-use crate::auth::{same_origin, SESSION_COOKIE};
+use crate::auth::{same_origin, Caller};
 use crate::{call_store, CallError, UiState};
 
-/// Who the history says made a change through the pages, until users have identities.
-const PAGES_ACTOR: &str = "ui";
 /// Alerts listed on the home page.
 const ALERTS_SHOWN: usize = 100;
 
@@ -38,9 +40,9 @@ pub(crate) fn router() -> Router<UiState> {
         .route("/", get(alerts_page))
         .route("/alerts/{id}", get(alert_page).post(triage))
         .route("/search", get(search_page))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", axum::routing::post(logout))
         .route("/static/vigil.css", get(stylesheet))
+        .merge(crate::sign_in::router())
+        .merge(crate::audit_page::router())
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -50,9 +52,23 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// The page frame. `csrf` is the signed-in user's CSRF token (for the sign-out form); `None`
-/// on the sign-in page.
-fn layout(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
+/// The session's CSRF token, which every form that changes something carries.
+fn csrf(caller: &Caller) -> &str {
+    caller.session.as_ref().map_or("", |s| s.csrf.as_str())
+}
+
+/// Who the header says is signed in: a name and a role.
+fn who(principal: &Principal) -> (String, &'static str) {
+    match principal {
+        Principal::User { name, role, .. } => (name.clone(), role.as_str()),
+        Principal::Token { name, .. } => (name.clone(), "token"),
+        Principal::Bootstrap => ("bootstrap token".to_owned(), "admin"),
+    }
+}
+
+/// The page frame. `caller` is the signed-in person, shown with their role and a sign-out
+/// button; `None` on the sign-in page.
+pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -65,12 +81,23 @@ fn layout(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
             body {
                 header {
                     a href="/" { "Vigil" }
-                    @if let Some(csrf) = csrf {
+                    @if let Some(caller) = caller {
                         a href="/" { "Alerts" }
                         a href="/search" { "Search" }
-                        form method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(csrf);
-                            button type="submit" { "Sign out" }
+                        @if caller.principal.may(Permission::ReadAudit) {
+                            a href="/audit" { "Audit" }
+                        }
+                        @let (name, role) = who(&caller.principal);
+                        span.who {
+                            span.name { (name) } " "
+                            span.role { (role) }
+                        }
+                        // A single sign-on proxy's users have no session here to end.
+                        @if caller.session.is_some() {
+                            form.sign-out method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(csrf(caller));
+                                button type="submit" { "Sign out" }
+                            }
                         }
                     }
                 }
@@ -112,12 +139,9 @@ struct AlertsParams {
 
 async fn alerts_page(
     State(state): State<UiState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<AlertsParams>,
 ) -> Response {
-    if !state.token.session_matches(&headers) {
-        return Redirect::to("/login").into_response();
-    }
     let status = params.status.as_deref().and_then(AlertStatus::parse);
     let filter = AlertFilter {
         query: String::new(),
@@ -144,7 +168,7 @@ async fn alerts_page(
             Ok(alerts) => (alerts_table(alerts)),
         }
     };
-    layout("Alerts", Some(&state.token.csrf_token()), body).into_response()
+    layout("Alerts", Some(&caller), body).into_response()
 }
 
 fn status_badge(view: &AlertView) -> Markup {
@@ -182,31 +206,27 @@ fn alerts_table(alerts: &[AlertView]) -> Markup {
 
 async fn alert_page(
     State(state): State<UiState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    if !state.token.session_matches(&headers) {
-        return Redirect::to("/login").into_response();
-    }
     let store = state.store.clone();
     let detail = call_store(move || store.alert(&id)).await;
-    alert_response(&state, StatusCode::OK, detail, None)
+    alert_response(&caller, StatusCode::OK, detail, None)
 }
 
 /// The alert page, with `problem` (a refused change) shown above the forms.
 fn alert_response(
-    state: &UiState,
+    caller: &Caller,
     status: StatusCode,
     detail: Result<AlertDetail, CallError>,
     problem: Option<&str>,
 ) -> Response {
-    let csrf = state.token.csrf_token();
     match detail {
         Ok(detail) => {
-            let body = alert_body(&detail, &csrf, problem);
+            let body = alert_body(&detail, caller, problem);
             (
                 status,
-                layout(&detail.view.alert.rule_title, Some(&csrf), body),
+                layout(&detail.view.alert.rule_title, Some(caller), body),
             )
                 .into_response()
         }
@@ -217,12 +237,13 @@ fn alert_response(
                 CallError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let body = html! { h1 { "Alert" } (error_box(&error)) };
-            (code, layout("Alert", Some(&csrf), body)).into_response()
+            (code, layout("Alert", Some(caller), body)).into_response()
         }
     }
 }
 
-fn alert_body(detail: &AlertDetail, csrf: &str, problem: Option<&str>) -> Markup {
+fn alert_body(detail: &AlertDetail, caller: &Caller, problem: Option<&str>) -> Markup {
+    let csrf = csrf(caller);
     let view = &detail.view;
     let alert = &view.alert;
     let action = format!("/alerts/{}", alert.id);
@@ -245,7 +266,8 @@ fn alert_body(detail: &AlertDetail, csrf: &str, problem: Option<&str>) -> Markup
             dt { "Events" } dd { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) " events" } }
         }
         @if let Some(problem) = problem { div.error { "Not changed: " (problem) } }
-        section.triage {
+        // Only those who may triage are shown the forms; the gate refuses the others' posts.
+        @if caller.principal.may(Permission::Triage) { section.triage {
             form.triage method="post" action=(action) {
                 h2 { "Status" }
                 input type="hidden" name="csrf" value=(csrf);
@@ -286,7 +308,7 @@ fn alert_body(detail: &AlertDetail, csrf: &str, problem: Option<&str>) -> Markup
                 textarea name="note" rows="3" required {}
                 button type="submit" { "Add note" }
             }
-        }
+        } }
         h2 { "Notes" }
         @if detail.notes.is_empty() { p.muted { "No notes yet." } }
         @for note in &detail.notes {
@@ -374,16 +396,18 @@ impl TriageForm {
     }
 }
 
-/// Refuses a state-changing page request that lacks a session, comes from another site, or
-/// lacks this session's CSRF token; the error is the 403 to send.
-fn check_form(state: &UiState, headers: &HeaderMap, csrf: &str) -> Result<(), Refused> {
-    if !state.token.session_matches(headers) {
-        return Err(Refused("sign in first\n"));
-    }
+/// Refuses a state-changing page request that comes from another site, or lacks the CSRF
+/// token of the caller's session; the error is the 403 to send.
+pub(crate) fn check_form(caller: &Caller, headers: &HeaderMap, csrf: &str) -> Result<(), Refused> {
     if !same_origin(headers) {
         return Err(Refused("cross-site form submissions are refused\n"));
     }
-    if !state.token.csrf_matches(csrf) {
+    // Per session: a token from another session, even the same user's, is refused.
+    let matches = caller
+        .session
+        .as_ref()
+        .is_some_and(|session| !csrf.is_empty() && session.csrf_matches(csrf));
+    if !matches {
         return Err(Refused(
             "the form's CSRF token is missing or wrong; reload the page\n",
         ));
@@ -392,7 +416,7 @@ fn check_form(state: &UiState, headers: &HeaderMap, csrf: &str) -> Result<(), Re
 }
 
 /// Why a form was refused.
-struct Refused(&'static str);
+pub(crate) struct Refused(pub(crate) &'static str);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
@@ -400,21 +424,41 @@ impl IntoResponse for Refused {
     }
 }
 
+/// What a change touched, for the audit log: the fields it set, not the note's text, which
+/// the alert keeps.
+pub(crate) fn change_detail(change: &AlertChange) -> serde_json::Value {
+    let mut detail = serde_json::Map::new();
+    if let Some(status) = change.status {
+        detail.insert("status".into(), status.as_str().into());
+    }
+    if let Some(reason) = change.reason {
+        detail.insert("reason".into(), reason.as_str().into());
+    }
+    if let Some(assignee) = &change.assignee {
+        detail.insert("assignee".into(), assignee.as_str().into());
+    }
+    if change.note.is_some() {
+        detail.insert("note_added".into(), true.into());
+    }
+    serde_json::Value::Object(detail)
+}
+
 async fn triage(
     State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Result<Form<TriageForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        // Checked before anything else is said about the request: without a session this is
-        // no more than a refusal.
-        if let Err(refused) = check_form(&state, &headers, "") {
+        // Checked before anything else is said about the request: without the session's
+        // token this is no more than a refusal.
+        if let Err(refused) = check_form(&caller, &headers, "") {
             return refused.into_response();
         }
         return (StatusCode::BAD_REQUEST, "the form is malformed\n").into_response();
     };
-    if let Err(refused) = check_form(&state, &headers, &form.csrf) {
+    if let Err(refused) = check_form(&caller, &headers, &form.csrf) {
         return refused.into_response();
     }
     let change = match form.change() {
@@ -422,19 +466,40 @@ async fn triage(
         Err(problem) => {
             let store = state.store.clone();
             let detail = call_store(move || store.alert(&id)).await;
-            return alert_response(&state, StatusCode::BAD_REQUEST, detail, Some(&problem));
+            return alert_response(&caller, StatusCode::BAD_REQUEST, detail, Some(&problem));
         }
     };
     let store = state.store.clone();
     let target = id.clone();
-    match call_store(move || store.update_alert(&target, &change, PAGES_ACTOR)).await {
-        Ok(detail) => Redirect::to(&format!("/alerts/{}", detail.view.alert.id)).into_response(),
+    let actor = caller.principal.actor();
+    let detail = change_detail(&change);
+    let updated = {
+        let actor = actor.clone();
+        call_store(move || store.update_alert(&target, &change, &actor)).await
+    };
+    match updated {
+        Ok(updated) => {
+            let alert_id = updated.view.alert.id.to_string();
+            state
+                .gate
+                .audit(AuditRecord {
+                    actor,
+                    action: "alert.update".into(),
+                    outcome: Outcome::Success,
+                    target: Some(alert_id.clone()),
+                    client_address: caller.address.map(|a| a.to_string()),
+                    reason: None,
+                    detail,
+                })
+                .await;
+            Redirect::to(&format!("/alerts/{alert_id}")).into_response()
+        }
         Err(CallError::Invalid(problem)) => {
             let store = state.store.clone();
             let detail = call_store(move || store.alert(&id)).await;
-            alert_response(&state, StatusCode::BAD_REQUEST, detail, Some(&problem))
+            alert_response(&caller, StatusCode::BAD_REQUEST, detail, Some(&problem))
         }
-        Err(error) => alert_response(&state, StatusCode::OK, Err(error), None),
+        Err(error) => alert_response(&caller, StatusCode::OK, Err(error), None),
     }
 }
 
@@ -457,12 +522,9 @@ struct SearchParams {
 
 async fn search_page(
     State(state): State<UiState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<SearchParams>,
 ) -> Response {
-    if !state.token.session_matches(&headers) {
-        return Redirect::to("/login").into_response();
-    }
     let request = SearchRequest::new(params.q.clone(), clamp_limit(params.limit));
     let store = state.store.clone();
     let results = call_store(move || store.search(&request)).await;
@@ -477,7 +539,7 @@ async fn search_page(
             }
         }
     };
-    layout("Search", Some(&state.token.csrf_token()), body).into_response()
+    layout("Search", Some(&caller), body).into_response()
 }
 
 fn events_table(events: &[Event]) -> Markup {
@@ -507,60 +569,4 @@ fn preview(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-fn login_form(failed: bool) -> Markup {
-    layout(
-        "Sign in",
-        None,
-        html! {
-            form.login method="post" action="/login" {
-                h1 { "Sign in to Vigil" }
-                @if failed { div.error { "That token is not valid." } }
-                label for="token" { "API token" }
-                input #token type="password" name="token" autocomplete="current-password" required;
-                p.muted { "Vigil printed the token when it first started; it is also in " code { "api-token" } " in the data directory." }
-                button type="submit" { "Sign in" }
-            }
-        },
-    )
-}
-
-async fn login_page() -> Markup {
-    login_form(false)
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-async fn login(State(state): State<UiState>, Form(form): Form<LoginForm>) -> Response {
-    if !state.token.matches(form.token.trim()) {
-        return (StatusCode::UNAUTHORIZED, login_form(true)).into_response();
-    }
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-        state.token.session_value()
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
-}
-
-#[derive(Deserialize)]
-struct LogoutForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn logout(
-    State(state): State<UiState>,
-    headers: HeaderMap,
-    form: Result<Form<LogoutForm>, FormRejection>,
-) -> Response {
-    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Err(refused) = check_form(&state, &headers, &csrf) {
-        return refused.into_response();
-    }
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }

@@ -110,7 +110,6 @@ fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
     let app = guard(
         api_router(UiState {
             store,
-            token: ApiToken::new(TOKEN),
             gate: gate.clone(),
         }),
         gate.clone(),

@@ -1,5 +1,6 @@
-//! Alert triage through the HTML pages: the session cookie, the CSRF token, the forms and
-//! what the pages show, through the real page routes against a real store.
+//! Alert triage through the HTML pages: signing in, sessions and their CSRF tokens, the
+//! forms each role is shown, the audit page, and what the pages show, through the real page
+//! routes behind the real gate, against a real store and access database.
 
 use std::sync::Arc;
 
@@ -11,18 +12,21 @@ use http_body_util::BodyExt;
 use serde_json::Map;
 use tempfile::TempDir;
 use tower::ServiceExt;
+use vigil_access::{AccessConfig, AccessDb, AuditFilter, Outcome, Role, Secret};
 use vigil_event::{Alert, Event, EventId, Level, LogSource, Record, Source};
 use vigil_store::{AlertStatus, Store};
-use vigil_ui::{page_router, ApiToken, UiState};
+use vigil_ui::{guard, page_router, Gate, UiState};
 
-const TOKEN: &str = "pages-test-token";
+/// Every test user's password.
+const PASSWORD: &str = "correct horse battery staple";
 
 struct Fixture {
     _dir: TempDir,
     store: Arc<Store>,
+    access: Arc<AccessDb>,
     app: Router,
     alert: Alert,
-    /// `name=value` of the session cookie, as a browser sends it back.
+    /// `name=value` of the analyst's session cookie, as a browser sends it back.
     session: String,
 }
 
@@ -64,34 +68,56 @@ async fn fixture() -> Fixture {
     store.index_events(&[event]).unwrap();
     store.index_alerts(std::slice::from_ref(&alert)).unwrap();
     store.commit().unwrap();
-    let app = page_router(UiState {
-        store: store.clone(),
-        token: ApiToken::new(TOKEN),
-    });
-    let (status, headers, _) = send(
-        &app,
-        Method::POST,
-        "/login",
-        &[],
-        Some(&form(&[("token", TOKEN)])),
-    )
-    .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let cookie = headers
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"));
-    let session = cookie.split(';').next().unwrap().to_owned();
+    let access = Arc::new(AccessDb::open_in(dir.path()).unwrap());
+    access
+        .add_user("alice", Role::Analyst, &Secret::new(PASSWORD))
+        .unwrap();
+    let gate = Arc::new(Gate::new(
+        access.clone(),
+        None,
+        AccessConfig::default(),
+        false,
+    ));
+    let app = guard(
+        page_router(UiState {
+            store: store.clone(),
+            gate: gate.clone(),
+        }),
+        gate,
+    );
+    let session = sign_in(&app, "alice", PASSWORD).await;
     Fixture {
         _dir: dir,
         store,
+        access,
         app,
         alert,
         session,
     }
+}
+
+/// Signs in through the form and gives the session cookie as a browser sends it back.
+async fn sign_in(app: &Router, name: &str, password: &str) -> String {
+    let (status, headers, body) = send(
+        app,
+        Method::POST,
+        "/login",
+        &[],
+        Some(&form(&[("username", name), ("password", password)])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(headers["location"], "/");
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"));
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_in(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
@@ -149,33 +175,42 @@ impl Fixture {
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String) {
-        let (status, _, body) = send(
-            &self.app,
-            Method::GET,
-            uri,
-            &[("cookie", &self.session)],
-            None,
-        )
-        .await;
+        self.get_as(&self.session, uri).await
+    }
+
+    async fn get_as(&self, session: &str, uri: &str) -> (StatusCode, String) {
+        let (status, _, body) =
+            send(&self.app, Method::GET, uri, &[("cookie", session)], None).await;
         (status, body)
     }
 
-    /// The CSRF token in the alert page's forms.
+    /// The CSRF token in the alert page's forms, for the analyst's session.
     async fn csrf(&self) -> String {
-        let (status, html) = self.get(&self.path()).await;
-        assert_eq!(status, StatusCode::OK, "{html}");
-        let marker = r#"name="csrf" value=""#;
-        let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
+        self.csrf_of(&self.session).await
     }
 
-    /// Posts a triage form with the session cookie and the given extra headers.
+    async fn csrf_of(&self, session: &str) -> String {
+        let (status, html) = self.get_as(session, &self.path()).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        csrf_in(&html)
+    }
+
+    /// Posts a triage form with the analyst's session cookie and the given extra headers.
     async fn post(
         &self,
         fields: &[(&str, &str)],
         headers: &[(&str, &str)],
     ) -> (StatusCode, axum::http::HeaderMap, String) {
-        let mut all = vec![("cookie", self.session.as_str())];
+        self.post_as(&self.session, fields, headers).await
+    }
+
+    async fn post_as(
+        &self,
+        session: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let mut all = vec![("cookie", session)];
         all.extend_from_slice(headers);
         send(
             &self.app,
@@ -185,6 +220,14 @@ impl Fixture {
             Some(&form(fields)),
         )
         .await
+    }
+
+    /// Adds a user and signs them in.
+    async fn user(&self, name: &str, role: Role) -> String {
+        self.access
+            .add_user(name, role, &Secret::new(PASSWORD))
+            .unwrap();
+        sign_in(&self.app, name, PASSWORD).await
     }
 
     fn status(&self) -> AlertStatus {
@@ -266,7 +309,32 @@ async fn an_alert_is_triaged_through_the_forms_and_shows_its_history() {
         Some(hostile_assignee)
     );
     assert_eq!(detail.notes.len(), 2);
-    assert!(detail.history.iter().all(|h| h.actor == "ui"));
+    // The history names who made each change, and so does the audit log.
+    assert!(
+        detail.history.iter().all(|h| h.actor == "alice"),
+        "{:?}",
+        detail.history
+    );
+    let audited = f
+        .access
+        .audit_entries(&AuditFilter {
+            action: Some("alert.update".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(audited.len(), 4, "{audited:?}");
+    for entry in &audited {
+        assert_eq!(entry.record.actor, "alice");
+        assert_eq!(entry.record.outcome, Outcome::Success);
+        assert_eq!(
+            entry.record.target.as_deref(),
+            Some(f.alert.id.to_string().as_str())
+        );
+    }
+    // Newest first: the closing change, with what it set.
+    assert_eq!(audited[0].record.detail["status"], "closed", "{audited:?}");
+    assert_eq!(audited[0].record.detail["reason"], "false_positive");
 
     let (status, page) = f.get(&f.path()).await;
     assert_eq!(status, StatusCode::OK);
@@ -324,8 +392,8 @@ async fn forms_without_the_csrf_token_or_from_other_sites_change_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // The right token without the session cookie.
-    let (status, _, _) = send(
+    // The right token without the session cookie: the gate sends the browser to sign in.
+    let (status, headers, _) = send(
         &f.app,
         Method::POST,
         &f.path(),
@@ -333,6 +401,17 @@ async fn forms_without_the_csrf_token_or_from_other_sites_change_nothing() {
         Some(&form(&note_form(&csrf))),
     )
     .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/login");
+    // Tokens are per session: the same user's second session has a token of its own, and
+    // each session's token is refused in the other.
+    let second = sign_in(&f.app, "alice", PASSWORD).await;
+    assert_ne!(second, f.session);
+    let second_csrf = f.csrf_of(&second).await;
+    assert_ne!(second_csrf, csrf);
+    let (status, _, _) = f.post_as(&second, &note_form(&csrf), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = f.post(&note_form(&second_csrf), &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Sign-out is a form too.
     let (status, _, _) = send(
@@ -369,10 +448,29 @@ async fn forms_without_the_csrf_token_or_from_other_sites_change_nothing() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/login");
     assert!(headers["set-cookie"]
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
+    // The session is over on the server, whatever the browser keeps: its cookie and token
+    // are refused, and the other session goes on.
+    let (status, _) = f.get("/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = f.post(&note_form(&csrf), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = f.get_as(&second, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let signed_out = f
+        .access
+        .audit_entries(&AuditFilter {
+            action: Some("sign_out".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(signed_out.len(), 1, "{signed_out:?}");
+    assert_eq!(signed_out[0].record.actor, "alice");
 }
 
 #[tokio::test]
@@ -424,4 +522,169 @@ async fn alert_pages_need_a_session() {
     let (status, headers, _) = send(&f.app, Method::GET, &f.path(), &[], None).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/login");
+}
+
+#[tokio::test]
+async fn a_viewer_reads_alerts_but_is_shown_no_triage_forms_and_cannot_post_one() {
+    let f = fixture().await;
+    let viewer = f.user("vera", Role::Viewer).await;
+    let (status, page) = f.get_as(&viewer, &f.path()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Trail stopped &lt;script&gt;"), "{page}");
+    assert!(!page.contains("form class=\"triage\""), "{page}");
+    assert!(!page.contains("name=\"action\""), "{page}");
+    // The header names who is signed in, with their role and a way out.
+    assert!(page.contains("vera") && page.contains("viewer"), "{page}");
+    assert!(page.contains(r#"action="/logout""#), "{page}");
+    assert!(!page.contains(r#"href="/audit""#), "{page}");
+    // Even with a CSRF token of their own session, the gate refuses the post.
+    let csrf = csrf_in(&page);
+    let (status, _, _) = f.post_as(&viewer, &note_form(&csrf), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(f
+        .store
+        .alert(&f.alert.id.to_string())
+        .unwrap()
+        .notes
+        .is_empty());
+
+    // The analyst is shown the forms.
+    let (_, page) = f.get(&f.path()).await;
+    assert!(page.contains("form class=\"triage\""), "{page}");
+    assert!(page.contains("alice") && page.contains("analyst"), "{page}");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_say_the_same_and_are_audited() {
+    let f = fixture().await;
+    f.access
+        .add_user("dora", Role::Analyst, &Secret::new(PASSWORD))
+        .unwrap();
+    f.access.disable_user("dora").unwrap();
+    let hostile = r#"<img src=x onerror=alert(7)>"#;
+    let mut answers = Vec::new();
+    for (name, password) in [
+        ("alice", "not the password at all"),
+        ("nobody", PASSWORD),
+        ("dora", PASSWORD),
+        (hostile, PASSWORD),
+    ] {
+        let (status, headers, page) = send(
+            &f.app,
+            Method::POST,
+            "/login",
+            &[],
+            Some(&form(&[("username", name), ("password", password)])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {page}");
+        assert!(headers.get("set-cookie").is_none(), "{name}");
+        assert!(
+            page.contains("That user name and password do not match."),
+            "{page}"
+        );
+        assert!(!page.contains("<img src=x"), "{page}");
+        answers.push(page.replace(&maud::html! { (name) }.into_string(), "NAME"));
+    }
+    // The pages differ only in the name tried, so they tell no one which names exist.
+    assert!(answers.windows(2).all(|pair| pair[0] == pair[1]));
+
+    let failures = f
+        .access
+        .audit_entries(&AuditFilter {
+            action: Some("sign_in".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    let failures: Vec<(&str, &str)> = failures
+        .iter()
+        .filter(|e| e.record.outcome == Outcome::Failure)
+        .map(|e| {
+            (
+                e.record.actor.as_str(),
+                e.record.reason.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (hostile, "unknown_or_disabled"),
+            ("dora", "unknown_or_disabled"),
+            ("nobody", "unknown_or_disabled"),
+            ("alice", "wrong_password"),
+        ]
+    );
+    // An empty form is a mistake, not a guess.
+    let (status, _, _) = send(
+        &f.app,
+        Method::POST,
+        "/login",
+        &[],
+        Some(&form(&[("username", "alice")])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn admins_read_the_audit_log_as_text_and_others_may_not() {
+    let f = fixture().await;
+    let hostile = r#"</td><script>alert(8)</script>"#;
+    let (status, _, _) = send(
+        &f.app,
+        Method::POST,
+        "/login",
+        &[],
+        Some(&form(&[
+            ("username", hostile),
+            ("password", "wrong password"),
+        ])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The analyst has no link to it and is refused.
+    let (_, home) = f.get("/").await;
+    assert!(!home.contains(r#"href="/audit""#), "{home}");
+    let (status, _) = f.get("/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let admin = f.user("root", Role::Admin).await;
+    let (_, home) = f.get_as(&admin, "/").await;
+    assert!(home.contains(r#"href="/audit""#), "{home}");
+    let (status, page) = f.get_as(&admin, "/audit").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("&lt;/td&gt;&lt;script&gt;alert(8)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"), "{page}");
+    // Newest first: root's sign-in, before the hostile failure.
+    let root_at = page
+        .find("<td>root</td>")
+        .expect("root's sign-in is listed");
+    let hostile_at = page.find("&lt;/td&gt;").unwrap();
+    assert!(root_at < hostile_at);
+    assert!(page.contains("wrong_password") || page.contains("unknown_or_disabled"));
+
+    // Filtered by actor, and by action.
+    let (_, only_root) = f.get_as(&admin, "/audit?actor=root&action=").await;
+    assert!(only_root.contains("<td>root</td>"), "{only_root}");
+    assert!(!only_root.contains("<td>alice</td>"), "{only_root}");
+    assert!(!only_root.contains("&lt;/td&gt;"), "{only_root}");
+    let (_, sign_ins) = f.get_as(&admin, "/audit?action=sign_in").await;
+    assert!(sign_ins.contains("<td>alice</td>"), "{sign_ins}");
+    let (_, none) = f.get_as(&admin, "/audit?action=alert.update").await;
+    assert!(none.contains("No entries here."), "{none}");
+    // Paging back from before the first entry finds nothing; a mangled number is explained.
+    let (_, before_all) = f.get_as(&admin, "/audit?before=1").await;
+    assert!(before_all.contains("No entries here."), "{before_all}");
+    let (status, mangled) = f.get_as(&admin, "/audit?before=x%3Cb%3E").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        mangled.contains("&quot;x&lt;b&gt;&quot; is not an entry number"),
+        "{mangled}"
+    );
 }
