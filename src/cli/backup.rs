@@ -8,6 +8,11 @@
 //! what the offsets say. Restoring sets the indexers back to those offsets when the data
 //! directory still has its bus, which then replays everything indexed after the backup;
 //! upsert by id absorbs the overlap.
+//!
+//! A backup also holds `access.sqlite` (users, tokens, sessions and the audit log), copied
+//! with SQLite's online backup API as the store copies its databases. Each backup and restore
+//! is itself audited (`backup.create`, `backup.restore`, by `cli:<user>`): a backup in the
+//! data directory it copied, a restore in the data directory it restored, after restoring.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -20,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use vigil_event::{Alert, Event, Quarantined};
 use vigil_store::{Store, StoreOptions};
 
+use vigil_access::{AccessDb, AccessError, ACCESS_DB};
 use vigil_pipeline::stages::IndexTarget;
+
+use super::users::cli_actor;
 
 /// Written last into a backup directory: a backup without it is incomplete.
 const MANIFEST: &str = "backup.json";
@@ -60,6 +68,9 @@ struct Manifest {
     partitions: usize,
     files: usize,
     bytes: u64,
+    /// Whether the backup holds the access database; backups from before it do not.
+    #[serde(default)]
+    access: bool,
 }
 
 /// The consumer groups whose output is the store, and so whose offsets a restore rewinds.
@@ -77,6 +88,55 @@ fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
 
 pub fn backup(args: BackupArgs) -> Result<()> {
     let data_dir = data_dir(&args.data_dir);
+    let result = take_backup(&args, &data_dir);
+    // Only a Vigil data directory gets an entry: a mistyped path is not made into one.
+    if data_dir.join("index").is_dir() {
+        let audited = AccessDb::open_in(&data_dir)
+            .and_then(|db| audit(&db, "backup.create", &args.dir, &result));
+        report_audit(audited, &result)?;
+    }
+    result
+}
+
+/// Appends a `backup.create` or `backup.restore` entry naming `target` and the outcome.
+fn audit(
+    db: &AccessDb,
+    action: &str,
+    target: &Path,
+    result: &Result<()>,
+) -> Result<(), AccessError> {
+    let (outcome, reason) = match result {
+        Ok(()) => (vigil_access::Outcome::Success, None),
+        Err(error) => (vigil_access::Outcome::Failure, Some(format!("{error:#}"))),
+    };
+    db.audit(vigil_access::AuditRecord {
+        actor: cli_actor(),
+        action: action.to_owned(),
+        outcome,
+        target: Some(target.display().to_string()),
+        client_address: None,
+        reason,
+        detail: serde_json::Value::Null,
+    })
+    .map(|_| ())
+}
+
+/// A failure to audit fails a command that otherwise succeeded; after a failure, the first
+/// error is the one to report, so the audit's is only printed.
+fn report_audit(audited: Result<(), AccessError>, result: &Result<()>) -> Result<()> {
+    match (audited, result) {
+        (Ok(()), _) => Ok(()),
+        (Err(error), Ok(())) => {
+            Err(anyhow::Error::new(error).context("done, but it could not be audited"))
+        }
+        (Err(error), Err(_)) => {
+            eprintln!("warning: the failure could not be audited: {error}");
+            Ok(())
+        }
+    }
+}
+
+fn take_backup(args: &BackupArgs, data_dir: &Path) -> Result<()> {
     let index_dir = data_dir.join("index");
     if !index_dir.is_dir() {
         bail!("no index in {}; pass --data-dir", data_dir.display());
@@ -104,25 +164,42 @@ pub fn backup(args: BackupArgs) -> Result<()> {
     )
     .and_then(|store| store.event_count())
     .context("the backup does not open as a store")?;
+    let live_access = data_dir.join(ACCESS_DB);
+    let access = live_access.is_file();
+    if access {
+        let copy = args.dir.join(ACCESS_DB);
+        copy_database(&live_access, &copy)
+            .with_context(|| format!("cannot back up {}", live_access.display()))?;
+        File::open(&copy)
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("cannot sync {}", copy.display()))?;
+        sync_dir(&args.dir)?;
+    }
     let manifest = Manifest {
         format: FORMAT,
         vigil_version: env!("CARGO_PKG_VERSION").to_owned(),
         created,
-        data_dir: data_dir.clone(),
+        data_dir: data_dir.to_path_buf(),
         offsets,
         events,
         partitions: report.partitions,
         files: report.files,
         bytes: report.bytes,
+        access,
     };
     let path = args.dir.join(MANIFEST);
     vigil_durable::write_json(&path, &manifest)
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!(
-        "Backed up {} events in {} partitions, the alerts and their triage to {} \
+        "Backed up {} events in {} partitions, the alerts and their triage{} to {} \
          ({} files copied, {:.1} MB)",
         events,
         report.partitions,
+        if access {
+            ", the users, tokens and audit log"
+        } else {
+            ""
+        },
         args.dir.display(),
         report.files,
         report.bytes as f64 / 1e6,
@@ -148,6 +225,28 @@ fn same_filesystem(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Copies a live SQLite database with the online backup API: one transaction-consistent
+/// image while Vigil writes, stored as a plain (non-WAL) file.
+fn copy_database(src: &Path, dest: &Path) -> Result<()> {
+    use rusqlite::{Connection, OpenFlags};
+    let source = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    source.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut copy = Connection::open(dest)?;
+    {
+        // Waits out a writer holding a lock, and starts over if the database changes under
+        // the copy.
+        let backup = rusqlite::backup::Backup::new(&source, &mut copy)?;
+        backup.run_to_completion(256, std::time::Duration::from_millis(10), None)?;
+    }
+    // No -wal or -shm beside the copy to go missing; the access database switches it back
+    // to WAL when it opens it.
+    copy.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -155,6 +254,19 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 pub fn restore(args: RestoreArgs) -> Result<()> {
+    let data_dir = data_dir(&args.data_dir);
+    let result = restore_backup(&args, &data_dir);
+    // After the restore, so the entry lands in the access database now in place (the
+    // restored one, when the backup held one).
+    if data_dir.join("index").is_dir() || data_dir.join(ACCESS_DB).is_file() {
+        let audited = AccessDb::open_in(&data_dir)
+            .and_then(|db| audit(&db, "backup.restore", &args.dir, &result));
+        report_audit(audited, &result)?;
+    }
+    result
+}
+
+fn restore_backup(args: &RestoreArgs, data_dir: &Path) -> Result<()> {
     let manifest_path = args.dir.join(MANIFEST);
     // Nothing inside a backup is followed out of it (the store's restore checks the rest).
     if fs::symlink_metadata(&manifest_path).is_ok_and(|m| !m.is_file()) {
@@ -178,10 +290,9 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
             manifest.format
         );
     }
-    let data_dir = data_dir(&args.data_dir);
-    fs::create_dir_all(&data_dir)
+    fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let _lock = lock_data_dir(&data_dir)?;
+    let _lock = lock_data_dir(data_dir)?;
 
     let index_dir = data_dir.join("index");
     if index_dir.exists() {
@@ -191,11 +302,20 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
         ));
         fs::rename(&index_dir, &aside)
             .with_context(|| format!("cannot move {} aside", index_dir.display()))?;
-        sync_dir(&data_dir)?;
+        sync_dir(data_dir)?;
         println!("The previous index is kept in {}", aside.display());
     }
     vigil_store::backup::restore(&args.dir.join("index"), &index_dir)
         .with_context(|| format!("cannot restore into {}", index_dir.display()))?;
+    if manifest.access {
+        restore_access(&args.dir, data_dir)?;
+    } else {
+        println!(
+            "The backup holds no users, tokens or audit log (it predates them); those of {} \
+             stay as they are",
+            data_dir.display()
+        );
+    }
 
     let bus = data_dir.join("bus");
     if bus.is_dir() {
@@ -231,6 +351,44 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
         args.dir.display(),
         data_dir.display()
     );
+    Ok(())
+}
+
+/// Puts the backup's access database in place, the data directory's own moved aside (with
+/// its -wal and -shm, which may hold its last commits).
+fn restore_access(backup_dir: &Path, data_dir: &Path) -> Result<()> {
+    let copy = backup_dir.join(ACCESS_DB);
+    // As for the manifest: nothing inside a backup is followed out of it.
+    if !fs::symlink_metadata(&copy).is_ok_and(|m| m.is_file()) {
+        bail!(
+            "{} is missing or not a regular file (a symbolic link?); the backup is refused",
+            copy.display()
+        );
+    }
+    let live = data_dir.join(ACCESS_DB);
+    if live.exists() {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        for suffix in ["", "-wal", "-shm"] {
+            let from = data_dir.join(format!("{ACCESS_DB}{suffix}"));
+            if from.exists() {
+                let aside = data_dir.join(format!("{ACCESS_DB}.before-restore-{stamp}{suffix}"));
+                fs::rename(&from, &aside)
+                    .with_context(|| format!("cannot move {} aside", from.display()))?;
+            }
+        }
+        sync_dir(data_dir)?;
+        println!(
+            "The previous users, tokens and audit log are kept in {}.before-restore-{stamp}",
+            live.display()
+        );
+    }
+    copy_database(&copy, &live).with_context(|| format!("cannot restore {}", live.display()))?;
+    File::open(&live)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("cannot sync {}", live.display()))?;
+    sync_dir(data_dir)?;
+    // Proves the copy opens as an access database (and brings it back to WAL).
+    AccessDb::open(&live).context("the restored access database does not open")?;
     Ok(())
 }
 
