@@ -139,6 +139,17 @@ impl AccessDb {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Starts a transaction that takes the write lock at once. A deferred one that reads
+    /// first would fail with SQLITE_BUSY, without waiting, if another process (the CLI, or
+    /// the server) wrote between its read and its write.
+    pub(crate) fn write_transaction<'c>(
+        &self,
+        conn: &'c mut Connection,
+    ) -> Result<rusqlite::Transaction<'c>, AccessError> {
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err())
+    }
+
     pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> AccessError + '_ {
         db_err(&self.path)
     }
@@ -284,6 +295,38 @@ pub(crate) mod tests {
         drop(second);
         drop(db);
         AccessDb::open_in(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn two_handles_write_at_once_without_busy_errors() {
+        // The server and `vigil users add` each hold a handle on the same file.
+        let (dir, db) = temp_db();
+        db.add_user(
+            "alice",
+            crate::Role::Viewer,
+            &crate::Secret::new("alice's long secret"),
+        )
+        .unwrap();
+        let other = AccessDb::open_in(dir.path()).unwrap();
+        let now = Utc::now();
+        std::thread::scope(|scope| {
+            for handle in [&db, &other] {
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        // Refused while the other thread has alice disabled; never busy.
+                        match handle.start_session("alice", None, now) {
+                            Ok(_) | Err(AccessError::Invalid(_)) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                        handle.disable_user("alice").unwrap();
+                        handle
+                            .lock()
+                            .execute("UPDATE users SET disabled = 0", [])
+                            .unwrap();
+                    }
+                });
+            }
+        });
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl AccessDb {
         let id = Secret::random(SESSION_SECRET_BYTES)?;
         let csrf = Secret::random(SESSION_SECRET_BYTES)?.expose().to_owned();
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(self.err())?;
+        let tx = self.write_transaction(&mut conn)?;
         let disabled: Option<(String, bool)> = tx
             .query_row(
                 "SELECT name, disabled FROM users WHERE name = ?1",

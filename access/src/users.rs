@@ -135,7 +135,7 @@ impl AccessDb {
     /// Disables the user and ends every session of theirs, in one transaction.
     pub fn disable_user(&self, name: &str) -> Result<(), AccessError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(self.err())?;
+        let tx = self.write_transaction(&mut conn)?;
         let changed = tx
             .execute(
                 "UPDATE users SET disabled = 1 WHERE name = ?1",
@@ -158,7 +158,7 @@ impl AccessDb {
         password::check_strength(password.expose())?;
         let hash = password::hash(password.expose())?;
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(self.err())?;
+        let tx = self.write_transaction(&mut conn)?;
         let changed = tx
             .execute(
                 "UPDATE users SET password_hash = ?2 WHERE name = ?1",
