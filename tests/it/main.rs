@@ -6,6 +6,8 @@
 
 mod common;
 
+mod access_matrix;
+mod access_tokens;
 mod adversarial;
 mod backup;
 mod cli;

@@ -130,18 +130,18 @@ async fn access_call<T: Send + 'static>(
     }
 }
 
-/// Records a change made by `caller`: `Ok` as a success, `Err` as a failure with its reason.
-async fn audit_change<T>(
+/// Records a change made by `caller`: a success, or with `failure` a refusal and its reason.
+async fn audit_change(
     state: &UiState,
     caller: &Caller,
     action: &str,
     target: &str,
     detail: Value,
-    result: &Result<T, Failure>,
+    failure: Option<&Failure>,
 ) {
-    let (outcome, reason) = match result {
-        Ok(_) => (Outcome::Success, None),
-        Err(failure) => (Outcome::Failure, Some(failure.reason())),
+    let (outcome, reason) = match failure {
+        None => (Outcome::Success, None),
+        Some(failure) => (Outcome::Failure, Some(failure.reason())),
     };
     state
         .gate
@@ -155,6 +155,21 @@ async fn audit_change<T>(
             detail,
         })
         .await;
+}
+
+/// Refuses a change the request itself gets wrong (an unknown role or scope), recording the
+/// attempt as the database's own refusals are.
+async fn refuse(
+    state: &UiState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    detail: Value,
+    message: String,
+) -> Response {
+    let failure = Failure::Access(AccessError::Invalid(message));
+    audit_change(state, caller, action, target, detail, Some(&failure)).await;
+    failure.response()
 }
 
 fn bad_body(expected: &str, rejection: JsonRejection) -> Response {
@@ -198,7 +213,10 @@ async fn add_user(
         };
     let role = match new.role.parse::<Role>() {
         Ok(role) => role,
-        Err(message) => return Failure::Access(AccessError::Invalid(message)).response(),
+        Err(message) => {
+            let detail = json!({ "role": new.role });
+            return refuse(&state, &caller, "user.add", &new.name, detail, message).await;
+        }
     };
     let generated = new.password.is_none();
     let name = new.name.clone();
@@ -212,7 +230,15 @@ async fn add_user(
     })
     .await;
     let detail = json!({ "role": role, "password": if generated { "generated" } else { "given" } });
-    audit_change(&state, &caller, "user.add", &name, detail, &result).await;
+    audit_change(
+        &state,
+        &caller,
+        "user.add",
+        &name,
+        detail,
+        result.as_ref().err(),
+    )
+    .await;
     match result {
         Ok((user, password)) => {
             let mut body = json!({ "user": user });
@@ -233,7 +259,15 @@ async fn disable_user(
 ) -> Response {
     let target = name.clone();
     let result = access_call(&state, move |db| db.disable_user(&target)).await;
-    audit_change(&state, &caller, "user.disable", &name, Value::Null, &result).await;
+    audit_change(
+        &state,
+        &caller,
+        "user.disable",
+        &name,
+        Value::Null,
+        result.as_ref().err(),
+    )
+    .await;
     match result {
         Ok(()) => Json(json!({ "disabled": name })).into_response(),
         Err(failure) => failure.response(),
@@ -268,7 +302,7 @@ async fn set_password(
         "user.password",
         &name,
         Value::Null,
-        &result,
+        result.as_ref().err(),
     )
     .await;
     match result {
@@ -311,19 +345,23 @@ async fn create_token(
     };
     let scopes = match new.scopes.parse::<Scopes>() {
         Ok(scopes) => scopes,
-        Err(message) => return Failure::Access(AccessError::Invalid(message)).response(),
+        Err(message) => {
+            let detail = json!({ "scopes": new.scopes });
+            return refuse(&state, &caller, "token.create", &new.name, detail, message).await;
+        }
     };
     let expires = match new.expires_in_days {
         None => None,
         Some(days) if (1..=MAX_TOKEN_DAYS).contains(&days) => {
             Some(Utc::now() + Duration::days(i64::from(days)))
         }
-        Some(_) => {
-            return Failure::Access(AccessError::Invalid(format!(
+        Some(days) => {
+            let message = format!(
                 "expires_in_days: use 1 to {MAX_TOKEN_DAYS}, or leave it out for a token \
                  that does not expire"
-            )))
-            .response()
+            );
+            let detail = json!({ "scopes": scopes.to_string(), "expires_in_days": days });
+            return refuse(&state, &caller, "token.create", &new.name, detail, message).await;
         }
     };
     let detail = json!({ "scopes": scopes.to_string(), "expires": expires });
@@ -333,7 +371,15 @@ async fn create_token(
         db.create_token(&new.name, &scopes, expires, &created_by)
     })
     .await;
-    audit_change(&state, &caller, "token.create", &name, detail, &result).await;
+    audit_change(
+        &state,
+        &caller,
+        "token.create",
+        &name,
+        detail,
+        result.as_ref().err(),
+    )
+    .await;
     match result {
         Ok(token) => (
             StatusCode::CREATED,
@@ -352,7 +398,15 @@ async fn revoke_token(
 ) -> Response {
     let target = name.clone();
     let result = access_call(&state, move |db| db.revoke_token(&target)).await;
-    audit_change(&state, &caller, "token.revoke", &name, Value::Null, &result).await;
+    audit_change(
+        &state,
+        &caller,
+        "token.revoke",
+        &name,
+        Value::Null,
+        result.as_ref().err(),
+    )
+    .await;
     match result {
         Ok(()) => Json(json!({ "revoked": name })).into_response(),
         Err(failure) => failure.response(),
