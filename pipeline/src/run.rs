@@ -256,7 +256,7 @@ impl Startup {
             access,
             Some(token.clone()),
             config.auth.clone(),
-            false,
+            tls_on,
         ));
         let ui = match (&store, roles.ui) {
             (Some(store), true) => Some(UiState {
