@@ -18,4 +18,5 @@ mod kubernetes;
 mod notify;
 mod pipeline;
 mod search_cli;
+mod sessions;
 mod ui_browser;
