@@ -260,6 +260,20 @@ pub(crate) mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(db.path()), 0o600);
         assert_eq!(db.path(), dir.path().join(ACCESS_DB));
+        // SQLite's side files hold the same rows until a checkpoint: as private.
+        db.audit(crate::AuditRecord {
+            actor: "test".into(),
+            action: "sign_in".into(),
+            outcome: crate::Outcome::Success,
+            target: None,
+            client_address: None,
+            reason: None,
+            detail: serde_json::Value::Null,
+        })
+        .unwrap();
+        for side in ["access.sqlite-wal", "access.sqlite-shm"] {
+            assert_eq!(mode(&dir.path().join(side)), 0o600, "{side}");
+        }
         drop(db);
         let path = dir.path().join(ACCESS_DB);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -43,3 +43,26 @@ impl fmt::Debug for Secret {
         f.write_str("Secret(..)")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_hidden_from_debug_and_kept_as_a_keyed_digest() {
+        let first = Secret::random(32).unwrap();
+        let second = Secret::random(32).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(first.expose().len(), 64);
+        assert!(first.expose().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(format!("{first:?}"), "Secret(..)");
+        assert_eq!(first.digest(), digest(first.expose()));
+        assert_eq!(first.digest().len(), 64);
+        assert_ne!(first.digest(), second.digest());
+        // Not a bare hash: a digest from elsewhere does not match ours.
+        assert_ne!(
+            first.digest(),
+            blake3::hash(first.expose().as_bytes()).to_hex().as_str()
+        );
+    }
+}
