@@ -3,9 +3,10 @@
 //!
 //! An attacker chooses much of what the pages show (user names, messages, anything in a log
 //! line), so the test feeds Vigil events carrying HTML and script, raises an alert from them,
-//! and walks the pages an analyst would: sign in, the alert list, the alert, its events, a
-//! status change with a note, sign out. On every page the hostile text must be shown as text,
-//! and must not have become elements or run.
+//! and walks the pages an analyst would: sign in with a user name and password, the alert
+//! list, the alert, its events, a status change with a note, sign out. On every page the
+//! hostile text must be shown as text, and must not have become elements or run. Then a
+//! viewer signs in and is shown the alert without any triage form.
 //!
 //! `./scripts/test` installs Debian's `chromium` and `chromium-driver`; `VIGIL_CHROMEDRIVER`
 //! and `VIGIL_CHROMIUM` point elsewhere.
@@ -18,8 +19,13 @@ use chrono::{Duration as Span, Utc};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
+use vigil_access::{AccessDb, Role, Secret};
+
 use crate::common::tansu::free_port;
-use crate::common::{wait_for, Vigil, TOKEN};
+use crate::common::{wait_for, Vigil};
+
+const ANALYST_PASSWORD: &str = "analyst password, long enough";
+const VIEWER_PASSWORD: &str = "viewer password, long enough";
 
 /// What an attacker puts in the user name of failed logins: markup that would load an image
 /// and run script if a page built elements from it.
@@ -208,6 +214,24 @@ impl Browser {
         );
     }
 
+    /// How many elements match `css` on the page.
+    fn count(&self, css: &str) -> u64 {
+        self.eval(
+            "return document.querySelectorAll(arguments[0]).length",
+            json!([css]),
+        )
+        .as_u64()
+        .unwrap()
+    }
+
+    /// Signs in through the page's form and waits for the alert list.
+    fn sign_in(&self, vigil: &Vigil, name: &str, password: &str) {
+        self.type_into("#username", name);
+        self.type_into("#password", password);
+        self.click("form.login button[type=submit]");
+        self.wait_for_url(&vigil.url("/"));
+    }
+
     fn click(&self, css: &str) {
         let element = self.find(css);
         self.command(&format!("/element/{element}/click"), Some(json!({})));
@@ -291,7 +315,16 @@ fn failed_logins() -> String {
 #[test]
 fn an_analyst_triages_hostile_events_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let vigil = Vigil::start(&dir.path().join("data"));
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let access = AccessDb::open_in(&data).unwrap();
+    access
+        .add_user("ana", Role::Analyst, &Secret::new(ANALYST_PASSWORD))
+        .unwrap();
+    access
+        .add_user("vic", Role::Viewer, &Secret::new(VIEWER_PASSWORD))
+        .unwrap();
+    let vigil = Vigil::start(&data);
     let response = vigil.post_ndjson("flask-app", failed_logins());
     assert!(response.status().is_success(), "{}", response.status());
     let alert_id = wait_for("the brute-force alert", Duration::from_secs(60), || {
@@ -309,12 +342,15 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
     // Pages need a session: the browser is sent to sign in first.
     browser.goto(&vigil.url("/"));
     assert_eq!(browser.current_url(), vigil.url("/login"));
-    browser.type_into("#token", "not-the-token");
+    browser.type_into("#username", "ana");
+    browser.type_into("#password", "not the password");
     browser.click("form.login button[type=submit]");
-    browser.text_showing(&["That token is not valid."]);
-    browser.type_into("#token", TOKEN);
+    browser.text_showing(&["That user name and password do not match."]);
+    // The form keeps the name tried; the password is typed again.
+    browser.type_into("#password", ANALYST_PASSWORD);
     browser.click("form.login button[type=submit]");
     browser.wait_for_url(&vigil.url("/"));
+    browser.text_showing(&["ana", "analyst", "Sign out"]);
 
     // The alert list, then the alert, which shows the user name it was grouped by.
     browser.text_showing(&["Flask User Management Login Brute Force"]);
@@ -364,4 +400,14 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
     browser.wait_for_url(&vigil.url("/login"));
     browser.goto(&vigil.url("/"));
     assert_eq!(browser.current_url(), vigil.url("/login"));
+
+    // A viewer reads the same alert, hostile text as text, and is shown no triage form.
+    browser.sign_in(&vigil, "vic", VIEWER_PASSWORD);
+    browser.text_showing(&["vic", "viewer"]);
+    browser.goto(&vigil.url(&format!("/alerts/{alert_id}")));
+    browser.wait_for_url(&vigil.url(&format!("/alerts/{alert_id}")));
+    browser.assert_shown_as_text("the alert, to a viewer", &[HOSTILE_USER, HOSTILE_REASON]);
+    assert_eq!(browser.count("main form"), 0, "a viewer was shown a form");
+    assert_eq!(browser.count("main select, main textarea"), 0);
+    assert_eq!(browser.count("header form[action='/logout']"), 1);
 }
