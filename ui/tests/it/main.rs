@@ -2,4 +2,5 @@
 //! each against a real store in a temporary directory.
 
 mod alerts_api;
+mod gate;
 mod pages;
