@@ -9,6 +9,7 @@ mod common;
 mod access_matrix;
 mod access_tokens;
 mod adversarial;
+mod audit_events;
 mod backup;
 mod cli;
 mod cloudwatch;
