@@ -26,7 +26,8 @@ use vigil_access::{
     Via,
 };
 
-/// The secret that grants access to Vigil's API and pages.
+/// The bootstrap token (`VIGIL_API_TOKEN`, the `api-token` file), an admin's; also Firehose's
+/// access key, compared the same way.
 #[derive(Clone)]
 pub struct ApiToken(Arc<str>);
 
@@ -90,30 +91,6 @@ pub fn bearer_credentials(value: &str) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| credentials.trim())
         .filter(|credentials| !credentials.is_empty())
-}
-
-/// Middleware: lets a request through only with `Authorization: Bearer <token>`.
-pub async fn require_bearer(
-    State(token): State<ApiToken>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_credentials);
-    match presented {
-        Some(candidate) if token.matches(candidate) => next.run(request).await,
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({
-                "error": "missing or wrong API token; send `Authorization: Bearer <token>`"
-            })),
-        )
-            .into_response(),
-    }
 }
 
 /// What the access middleware needs: the database of users, tokens and sessions, the
