@@ -414,4 +414,26 @@ overrides = { "/app/flask" = "flask-app" }
             Ok(())
         });
     }
+    #[test]
+    fn auth_settings_come_from_the_file_and_the_environment_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                "[auth.proxy]\ntrusted = [\"10.0.4.17/32\"]\n[auth.proxy.roles]\nsoc = \"analyst\"\n",
+            )?;
+            jail.set_env("VIGIL_AUTH__THROTTLE__LOCKOUT_SECONDS", "5");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.auth.throttle.lockout_seconds, 5);
+            let proxy = config.auth.proxy.as_ref().expect("[auth.proxy] is read");
+            assert!(proxy.trusts("10.0.4.17".parse().unwrap()));
+            assert_eq!(proxy.role_for("soc"), Some(vigil_access::Role::Analyst));
+            config.validate().unwrap();
+
+            jail.set_env("VIGIL_AUTH__SESSION_IDLE_SECONDS", "0");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(err.to_string().contains("auth.session_idle_seconds"), "{err}");
+            Ok(())
+        });
+    }
 }
