@@ -19,7 +19,8 @@ use axum::routing::get;
 use axum::{Extension, Form, Router};
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
-use vigil_access::{AuditRecord, Outcome, Permission, Principal};
+use subtle::ConstantTimeEq;
+use vigil_access::{AuditRecord, Outcome, Permission, Principal, Via};
 use vigil_event::Event;
 use vigil_store::{
     AlertChange, AlertDetail, AlertFilter, AlertStatus, AlertView, CloseReason, SearchRequest,
@@ -52,9 +53,47 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// The session's CSRF token, which every form that changes something carries.
-fn csrf(caller: &Caller) -> &str {
-    caller.session.as_ref().map_or("", |s| s.csrf.as_str())
+/// The CSRF token every form that changes something carries: the session's own, or for a
+/// person a single sign-on proxy names (who has no session here) one bound to their name.
+fn csrf(caller: &Caller) -> String {
+    match (&caller.session, &caller.principal) {
+        (Some(session), _) => session.csrf.clone(),
+        (
+            None,
+            Principal::User {
+                name,
+                via: Via::Proxy,
+                ..
+            },
+        ) => proxy_csrf(name),
+        // Pages authenticate people only; no form is shown to anyone else.
+        (None, _) => String::new(),
+    }
+}
+
+/// The CSRF token of a person the single sign-on proxy names: a keyed hash of their name
+/// under a key this process drew at random when it first needed one. Another site cannot
+/// compute it, so a form it plants is refused, as with a session's token; a restart changes
+/// it, and a form loaded before one asks to reload the page.
+fn proxy_csrf(name: &str) -> String {
+    static KEY: std::sync::OnceLock<Option<[u8; 32]>> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        match getrandom::fill(&mut key) {
+            Ok(()) => Some(key),
+            Err(error) => {
+                tracing::error!(%error, "no randomness for the proxy users' CSRF key; their forms are refused");
+                None
+            }
+        }
+    });
+    match key {
+        // Never empty, and so never matching an empty field, only when there is a key.
+        Some(key) => blake3::keyed_hash(key, format!("vigil proxy csrf v1\0{name}").as_bytes())
+            .to_hex()
+            .to_string(),
+        None => String::new(),
+    }
 }
 
 /// Who the header says is signed in: a name and a role.
@@ -243,7 +282,7 @@ fn alert_response(
 }
 
 fn alert_body(detail: &AlertDetail, caller: &Caller, problem: Option<&str>) -> Markup {
-    let csrf = csrf(caller);
+    let csrf = &csrf(caller);
     let view = &detail.view;
     let alert = &view.alert;
     let action = format!("/alerts/{}", alert.id);
@@ -403,10 +442,13 @@ pub(crate) fn check_form(caller: &Caller, headers: &HeaderMap, csrf: &str) -> Re
         return Err(Refused("cross-site form submissions are refused\n"));
     }
     // Per session: a token from another session, even the same user's, is refused.
-    let matches = caller
-        .session
-        .as_ref()
-        .is_some_and(|session| !csrf.is_empty() && session.csrf_matches(csrf));
+    let matches = match &caller.session {
+        Some(session) => !csrf.is_empty() && session.csrf_matches(csrf),
+        None => {
+            let expected = self::csrf(caller);
+            !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(csrf.as_bytes()))
+        }
+    };
     if !matches {
         return Err(Refused(
             "the form's CSRF token is missing or wrong; reload the page\n",

@@ -4,3 +4,4 @@
 mod alerts_api;
 mod gate;
 mod pages;
+mod sign_in_and_audit;
