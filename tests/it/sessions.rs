@@ -361,11 +361,18 @@ fn guessing_a_password_is_slowed_then_locked_out_and_the_right_one_works_after()
         "no backoff after the free failures: {statuses:?}"
     );
 
-    // Locked out: the right password is refused too, without being checked.
-    let refused = post_sign_in(&vigil, "alice", PASSWORD, None);
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(retry_after(&refused) <= Duration::from_secs(3));
-    assert!(refused.headers().get("set-cookie").is_none());
+    // Locked out: the right password is refused too, without being checked. A flood of
+    // refusals is counted in full, but the audit log takes at most one a second from an
+    // address, so it cannot be made to fill the disk.
+    let audited_before = audit(&access, "alice", "sign_in").len();
+    for _ in 0..20 {
+        let refused = post_sign_in(&vigil, "alice", PASSWORD, None);
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(retry_after(&refused) <= Duration::from_secs(3));
+        assert!(refused.headers().get("set-cookie").is_none());
+    }
+    assert!(audit(&access, "alice", "sign_in").len() <= audited_before + 2);
+    assert_eq!(sign_in_failures(&vigil, "locked_out"), 21.0);
 
     // Once the lockout has passed, the right password signs in.
     std::thread::sleep(
@@ -379,7 +386,6 @@ fn guessing_a_password_is_slowed_then_locked_out_and_the_right_one_works_after()
         sign_in_failures(&vigil, "wrong_password"),
         LOCKOUT_FAILURES as f64
     );
-    assert!(sign_in_failures(&vigil, "locked_out") >= 2.0);
     let entries = audit(&access, "alice", "sign_in");
     assert_eq!(entries[0].record.outcome, Outcome::Success);
     let reasons: Vec<&str> = entries[1..]
@@ -390,9 +396,7 @@ fn guessing_a_password_is_slowed_then_locked_out_and_the_right_one_works_after()
             e.record.reason.as_deref().unwrap()
         })
         .collect();
-    assert_eq!(reasons.len(), statuses.len() + 1, "{reasons:?}");
-    assert_eq!(reasons[0], "locked_out");
-    assert_eq!(reasons[1], "locked_out");
+    assert_eq!(reasons[0], "locked_out", "{reasons:?}");
     assert_eq!(
         reasons.iter().filter(|r| **r == "wrong_password").count(),
         LOCKOUT_FAILURES

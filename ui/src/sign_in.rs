@@ -6,7 +6,9 @@
 //! after it. The cookie carries only that id; the session, its expiry and its CSRF token
 //! live in the access database.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::FormRejection;
@@ -22,7 +24,8 @@ use vigil_access::throttle::Verdict;
 use vigil_access::{AuditRecord, Outcome};
 
 use crate::auth::{
-    count_failure, session_cookie_name, session_id, Caller, ClientAddress, FailureKind, Gate,
+    count_failure, same_origin, session_cookie_name, session_id, Caller, ClientAddress,
+    FailureKind, Gate,
 };
 use crate::pages::{check_form, layout, Refused};
 use crate::UiState;
@@ -105,6 +108,11 @@ async fn login(
         )
             .into_response();
     };
+    // Signing a browser in to someone else's account from another site (login CSRF) would
+    // have its owner's triage recorded under that account.
+    if !same_origin(&headers) {
+        return Refused("cross-site sign-ins are refused\n").into_response();
+    }
     let gate = &state.gate;
     // The gate puts the address it trusts in every request, signed in or not.
     let address = client.and_then(|Extension(ClientAddress(address))| address);
@@ -124,10 +132,10 @@ async fn login(
     match gate.throttle.check(Some(&account), address, Instant::now()) {
         Verdict::Allowed => {}
         Verdict::Wait(wait) => {
-            return refuse_throttled(gate, &shown_name, address, Failure::Throttled, wait).await
+            return refuse_throttled(&state, &shown_name, address, Failure::Throttled, wait).await
         }
         Verdict::LockedOut(wait) => {
-            return refuse_throttled(gate, &shown_name, address, Failure::LockedOut, wait).await
+            return refuse_throttled(&state, &shown_name, address, Failure::LockedOut, wait).await
         }
     }
 
@@ -197,14 +205,16 @@ fn bounded(name: &str) -> String {
 }
 
 async fn refuse_throttled(
-    gate: &Gate,
+    state: &UiState,
     name: &str,
     address: Option<IpAddr>,
     failure: Failure,
     wait: Duration,
 ) -> Response {
     count_failure(FailureKind::SignIn, failure.as_str());
-    audit_failure(gate, name, address, failure).await;
+    if first_refusal_in_a_while(state, address, Instant::now()) {
+        audit_failure(&state.gate, name, address, failure).await;
+    }
     // Whole seconds, rounded up: a client that waits as told is not refused again.
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = seconds.max(1);
@@ -220,6 +230,41 @@ async fn refuse_throttled(
         message,
     )
         .into_response()
+}
+
+/// How often a throttled refusal from one client address is written to the audit log.
+const REFUSAL_AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Client addresses remembered for [`first_refusal_in_a_while`]; past it the map is cleared.
+const MAX_REFUSING_ADDRESSES: usize = 10_000;
+
+/// Whether a throttled refusal from `address` should be audited: the first in
+/// [`REFUSAL_AUDIT_INTERVAL`]. Refusals cost their sender nothing (no password is checked),
+/// so while every one is counted in the metric, a flood during a lockout writes at most one
+/// audit entry a second per address instead of filling the disk with the same line. Failed
+/// password checks, which argon2 already slows, are all audited.
+fn first_refusal_in_a_while(state: &UiState, address: Option<IpAddr>, now: Instant) -> bool {
+    type Recent = Mutex<HashMap<(usize, Option<IpAddr>), Instant>>;
+    static RECENT: OnceLock<Recent> = OnceLock::new();
+    // Keyed by the gate too, so that servers in one process (tests) do not share a budget.
+    let key = (std::sync::Arc::as_ptr(&state.gate) as usize, address);
+    let mut recent = RECENT
+        .get_or_init(Recent::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(last) = recent.get(&key) {
+        if now.saturating_duration_since(*last) < REFUSAL_AUDIT_INTERVAL {
+            return false;
+        }
+    }
+    if recent.len() >= MAX_REFUSING_ADDRESSES {
+        recent.retain(|_, at| now.saturating_duration_since(*at) < REFUSAL_AUDIT_INTERVAL);
+        if recent.len() >= MAX_REFUSING_ADDRESSES {
+            recent.clear();
+        }
+    }
+    recent.insert(key, now);
+    true
 }
 
 async fn audit_failure(gate: &Gate, name: &str, address: Option<IpAddr>, failure: Failure) {

@@ -68,6 +68,17 @@ async fn failed_sign_ins_say_the_same_and_are_audited() {
             ("alice", "wrong_password"),
         ]
     );
+    // A sign-in posted from another site (login CSRF) is refused, right password or not.
+    let (status, headers, _) = send(
+        &f.app,
+        Method::POST,
+        "/login",
+        &[("sec-fetch-site", "cross-site")],
+        Some(&form(&[("username", "alice"), ("password", PASSWORD)])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(headers.get("set-cookie").is_none());
     // An empty form is a mistake, not a guess.
     let (status, _, _) = send(
         &f.app,
