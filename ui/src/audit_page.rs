@@ -15,7 +15,7 @@ use serde::Deserialize;
 use vigil_access::{AuditEntry, AuditFilter, Outcome};
 
 use crate::auth::Caller;
-use crate::pages::layout;
+use crate::frame::layout;
 use crate::UiState;
 
 /// Entries on one page.

@@ -8,6 +8,7 @@ mod admin_api;
 mod api;
 mod audit_page;
 pub mod auth;
+mod frame;
 mod pages;
 mod sign_in;
 
@@ -38,6 +39,8 @@ pub fn api_router(state: UiState) -> Router {
 /// The HTML pages, which authenticate by a session cookie set at `/login`.
 pub fn page_router(state: UiState) -> Router {
     pages::router()
+        .merge(sign_in::router())
+        .merge(audit_page::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }

@@ -27,7 +27,7 @@ use crate::auth::{
     count_failure, same_origin, session_cookie_name, session_id, Caller, ClientAddress,
     FailureKind, Gate,
 };
-use crate::pages::{check_form, layout, Refused};
+use crate::frame::{check_form, layout, Refused};
 use crate::UiState;
 
 /// What a failed sign-in says, whatever the cause, so that it does not tell which names exist.
