@@ -8,23 +8,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use reqwest::StatusCode;
 use vigil_access::{AccessDb, AuditEntry, AuditFilter, Outcome, Role, Secret};
 
-use crate::common::Vigil;
+use crate::common::{client_without_redirects as client, Vigil};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A browser without a cookie jar: each request carries the cookie the test gives it, and
-/// redirects are left for the test to see.
-fn client() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
 
 /// Starts Vigil on a new data directory holding `users`, with `env` settings.
 fn start(users: &[(&str, Role)], env: &[(&str, &str)]) -> (tempfile::TempDir, Vigil, AccessDb) {

@@ -154,6 +154,16 @@ impl Drop for Vigil {
     }
 }
 
+/// A client like a browser without a cookie jar: it sends the cookies a test gives it, and
+/// leaves redirects (a sign-in's 303, a page's redirect to `/login`) for the test to see.
+pub fn client_without_redirects() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 /// Polls `check` until it gives a value or `timeout` passes.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
