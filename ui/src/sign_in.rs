@@ -20,6 +20,7 @@ use axum::{Extension, Form, Router};
 use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 use vigil_access::throttle::Verdict;
 use vigil_access::{AuditRecord, Outcome};
 
@@ -29,6 +30,12 @@ use crate::auth::{
 };
 use crate::frame::{check_form, layout, Refused};
 use crate::UiState;
+
+/// Password checks run at once. Each argon2id verification holds 19 MiB for tens of
+/// milliseconds: unbounded, a burst of sign-ins would hold that much per request, and every
+/// request in the burst would pass the throttle before the first failure was counted.
+const CONCURRENT_PASSWORD_CHECKS: usize = 4;
+static PASSWORD_CHECKS: Semaphore = Semaphore::const_new(CONCURRENT_PASSWORD_CHECKS);
 
 /// What a failed sign-in says, whatever the cause, so that it does not tell which names exist.
 pub(crate) const NO_MATCH: &str = "That user name and password do not match.";
@@ -129,14 +136,24 @@ async fn login(
     // `Alice` and `alice` are one account to guess at.
     let account = shown_name.to_lowercase();
 
-    match gate.throttle.check(Some(&account), address, Instant::now()) {
-        Verdict::Allowed => {}
-        Verdict::Wait(wait) => {
-            return refuse_throttled(&state, &shown_name, address, Failure::Throttled, wait).await
-        }
-        Verdict::LockedOut(wait) => {
-            return refuse_throttled(&state, &shown_name, address, Failure::LockedOut, wait).await
-        }
+    let throttled = || async {
+        let failure = match gate.throttle.check(Some(&account), address, Instant::now()) {
+            Verdict::Allowed => return None,
+            Verdict::Wait(wait) => (Failure::Throttled, wait),
+            Verdict::LockedOut(wait) => (Failure::LockedOut, wait),
+        };
+        Some(refuse_throttled(&state, &shown_name, address, failure.0, failure.1).await)
+    };
+    if let Some(refusal) = throttled().await {
+        return refusal;
+    }
+    let Ok(_permit) = PASSWORD_CHECKS.acquire().await else {
+        return server_error("the password checks' semaphore closed", &"closed");
+    };
+    // Again, now that it is this request's turn: the failures of the checks it waited for
+    // count against it, so a burst of guesses sent at once is throttled like a series.
+    if let Some(refusal) = throttled().await {
+        return refusal;
     }
 
     let db = gate.db.clone();

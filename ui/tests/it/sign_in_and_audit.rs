@@ -1,8 +1,11 @@
 //! Signing in through the form and the audit log's page: failures that say no more than
 //! they must and are audited, and the page admins read them on, attacker text as text.
 
+use std::sync::Arc;
+
 use axum::http::{Method, StatusCode};
-use vigil_access::{AuditFilter, Outcome, Role, Secret};
+use vigil_access::{AccessConfig, AuditFilter, Outcome, Role, Secret, ThrottleConfig};
+use vigil_ui::{guard, page_router, Gate, UiState};
 
 use crate::pages::{fixture, form, send, PASSWORD};
 
@@ -190,4 +193,51 @@ async fn the_audit_page_goes_back_a_page_at_a_time_keeping_its_filters() {
     assert!(!second.contains("run-030"), "{second}");
     assert!(!second.contains("<td>root</td>"), "{second}");
     assert!(!second.contains(marker), "the last page links further back");
+}
+
+#[tokio::test]
+async fn a_burst_of_guesses_sent_at_once_is_throttled_like_a_series() {
+    let f = fixture().await;
+    let config = AccessConfig {
+        throttle: ThrottleConfig {
+            free_failures: 2,
+            lockout_failures: 3,
+            address_lockout_failures: 1000,
+            lockout_seconds: 600,
+            ..ThrottleConfig::default()
+        },
+        ..AccessConfig::default()
+    };
+    let gate = Arc::new(Gate::new(f.access.clone(), None, config, false));
+    let app = guard(
+        page_router(UiState {
+            store: f.store.clone(),
+            gate: gate.clone(),
+        }),
+        gate,
+    );
+    let guesses: Vec<_> = (0..24)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let guess = format!("guess number {i}");
+                let body = form(&[("username", "alice"), ("password", &guess)]);
+                send(&app, Method::POST, "/login", &[], Some(&body)).await.0
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        match guess.await.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("a guess answered {other}"),
+        }
+    }
+    // Password checks run a few at a time, each after the throttle has seen the failures
+    // before it: the lockout comes at three, give or take the checks already under way.
+    assert!(
+        (3..=6).contains(&checked),
+        "{checked} of 24 guesses checked"
+    );
 }
