@@ -12,6 +12,7 @@ mod adversarial;
 mod audit_events;
 mod backup;
 mod cli;
+mod cli_access;
 mod cloudwatch;
 mod demo_rules;
 mod kafka;
