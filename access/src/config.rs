@@ -32,8 +32,8 @@ impl Default for AccessConfig {
     }
 }
 
-/// `[auth.throttle]`: failures are counted per account and per client address. After
-/// `free_failures`, each further attempt waits twice as long as the one before, from
+/// `[auth.throttle]`: failures are counted per account and per client address. Once more than
+/// `free_failures` have failed, each further attempt waits twice as long as the one before, from
 /// `backoff_base_ms` up to the lockout; at `lockout_failures` the account (or address) is
 /// refused for `lockout_seconds`, right password or not.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -131,17 +131,24 @@ impl AccessConfig {
             return Err("auth.throttle: free_failures must be below lockout_failures, which must be at least 1".into());
         }
         if t.address_lockout_failures < t.lockout_failures {
-            return Err("auth.throttle.address_lockout_failures must be at least lockout_failures".into());
+            return Err(
+                "auth.throttle.address_lockout_failures must be at least lockout_failures".into(),
+            );
         }
         if t.lockout_seconds == 0 || t.lockout_seconds > DAY || t.window_seconds == 0 {
-            return Err("auth.throttle: lockout_seconds must be 1 to 86400, window_seconds at least 1".into());
+            return Err(
+                "auth.throttle: lockout_seconds must be 1 to 86400, window_seconds at least 1"
+                    .into(),
+            );
         }
         if t.max_tracked < 16 {
             return Err("auth.throttle.max_tracked must be at least 16".into());
         }
         if let Some(proxy) = &self.proxy {
             if proxy.trusted.is_empty() {
-                return Err("auth.proxy.trusted names no address: list the proxy's addresses".into());
+                return Err(
+                    "auth.proxy.trusted names no address: list the proxy's addresses".into(),
+                );
             }
             for header in [&proxy.user_header, &proxy.groups_header] {
                 if valid_header_name(header).is_none() {
@@ -168,17 +175,24 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_mistakes_named() {
         assert!(AccessConfig::default().validate().is_ok());
-        let mut config = AccessConfig::default();
-        config.session_max_seconds = 10;
-        assert!(config.validate().unwrap_err().contains("session_max_seconds"));
-        let mut config = AccessConfig::default();
-        config.proxy = Some(ProxyConfig {
-            trusted: vec![],
-            user_header: default_user_header(),
-            groups_header: default_groups_header(),
-            roles: BTreeMap::new(),
-            default_role: None,
-        });
+        let config = AccessConfig {
+            session_max_seconds: 10,
+            ..AccessConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("session_max_seconds"));
+        let config = AccessConfig {
+            proxy: Some(ProxyConfig {
+                trusted: vec![],
+                user_header: default_user_header(),
+                groups_header: default_groups_header(),
+                roles: BTreeMap::new(),
+                default_role: None,
+            }),
+            ..AccessConfig::default()
+        };
         assert!(config.validate().unwrap_err().contains("trusted"));
     }
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// What a request needs to be allowed to do. Each route names one (see [`crate::routes`]).
+/// What a request needs to be allowed to do. Each route in the route table names one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
@@ -223,9 +223,9 @@ impl FromStr for Scopes {
                     Some(source)
                         if !source.is_empty()
                             && source.len() <= MAX_SOURCE_NAME
-                            && source.bytes().all(|b| {
-                                b.is_ascii_alphanumeric() || b"._-/#".contains(&b)
-                            }) =>
+                            && source
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"._-/#".contains(&b)) =>
                     {
                         Scope::Ingest(Some(vec![source.to_owned()]))
                     }
@@ -240,7 +240,10 @@ impl FromStr for Scopes {
             scopes.push(scope);
         }
         if scopes.is_empty() {
-            return Err("a token needs at least one scope: ingest, ingest:SOURCE, read, triage or admin".into());
+            return Err(
+                "a token needs at least one scope: ingest, ingest:SOURCE, read, triage or admin"
+                    .into(),
+            );
         }
         Ok(scopes)
     }
@@ -283,8 +286,15 @@ pub enum Via {
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    User { name: String, role: Role, via: Via },
-    Token { name: String, scopes: Scopes },
+    User {
+        name: String,
+        role: Role,
+        via: Via,
+    },
+    Token {
+        name: String,
+        scopes: Scopes,
+    },
     /// `VIGIL_API_TOKEN` or the `api-token` file: an admin token kept so that deployments
     /// from before users and scoped tokens keep running.
     Bootstrap,
