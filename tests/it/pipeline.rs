@@ -218,12 +218,20 @@ fn api_needs_the_token_but_health_and_metrics_do_not() {
 
 #[test]
 fn pages_escape_attacker_text_and_need_a_session() {
+    const PASSWORD: &str = "correct horse battery staple";
     let dir = tempfile::tempdir().unwrap();
-    let vigil = Vigil::start(&dir.path().join("data"));
-    let no_redirects = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    vigil_access::AccessDb::open_in(&data)
+        .unwrap()
+        .add_user(
+            "ana",
+            vigil_access::Role::Analyst,
+            &vigil_access::Secret::new(PASSWORD),
+        )
         .unwrap();
+    let vigil = Vigil::start(&data);
+    let no_redirects = crate::common::client_without_redirects();
 
     let response = no_redirects.get(vigil.url("/")).send().unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -240,21 +248,21 @@ fn pages_escape_attacker_text_and_need_a_session() {
 
     let wrong = no_redirects
         .post(vigil.url("/login"))
-        .form(&[("token", "not-the-token")])
+        .form(&[("username", "ana"), ("password", "not-the-password")])
         .send()
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let login = no_redirects
         .post(vigil.url("/login"))
-        .form(&[("token", TOKEN)])
+        .form(&[("username", "ana"), ("password", PASSWORD)])
         .send()
         .unwrap();
     assert_eq!(login.status(), StatusCode::SEE_OTHER);
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     assert!(
-        !cookie.contains(TOKEN),
-        "the cookie must not carry the API token"
+        !cookie.contains(TOKEN) && !cookie.contains(PASSWORD),
+        "the cookie must carry neither the API token nor the password"
     );
     let session = cookie.split(';').next().unwrap().to_owned();
 
