@@ -458,24 +458,16 @@ fn proxy_principal(
 }
 
 /// The principal a bearer token stands for. Failures are throttled per client address,
-/// counted and audited; a throttled address is refused before its token is even looked at,
-/// so guessing gets no faster by sending more.
+/// counted and audited. A valid token is honoured even from a throttled address: tokens are
+/// 256 random bits, so the throttle is not what stops guessing, and refusing valid tokens
+/// would let anyone behind the same address (a NAT, a node of log shippers) lock the
+/// senders out by sending bad tokens. What the throttle bounds is the failures: past it they
+/// get 429, and are counted but no longer audited one by one, so they cannot flood the log.
 async fn bearer_principal(
     gate: &Arc<Gate>,
     candidate: &str,
     address: Option<IpAddr>,
 ) -> Result<Principal, Refusal> {
-    match gate.throttle.check(None, address, Instant::now()) {
-        Verdict::Allowed => {}
-        Verdict::Wait(wait) => {
-            count_failure(FailureKind::Bearer, "backoff");
-            return Err(Refusal::Throttled(wait));
-        }
-        Verdict::LockedOut(wait) => {
-            count_failure(FailureKind::Bearer, "locked_out");
-            return Err(Refusal::Throttled(wait));
-        }
-    }
     if let Some(bootstrap) = &gate.bootstrap {
         if bootstrap.matches(candidate) {
             return Ok(Principal::Bootstrap);
@@ -491,10 +483,20 @@ async fn bearer_principal(
             scopes: token.scopes,
         }),
         Ok(Ok(None)) => {
+            match gate.throttle.check(None, address, Instant::now()) {
+                Verdict::Allowed => {}
+                Verdict::Wait(wait) => {
+                    count_failure(FailureKind::Bearer, "backoff");
+                    return Err(Refusal::Throttled(wait));
+                }
+                Verdict::LockedOut(wait) => {
+                    count_failure(FailureKind::Bearer, "locked_out");
+                    return Err(Refusal::Throttled(wait));
+                }
+            }
             const REASON: &str = "unknown_revoked_or_expired_token";
             gate.throttle.record_failure(None, address, Instant::now());
             count_failure(FailureKind::Bearer, REASON);
-            // Throttling bounds how fast these writes can come from one address.
             gate.audit(AuditRecord {
                 actor: "unknown-token".to_owned(),
                 action: "bearer".to_owned(),
