@@ -10,7 +10,9 @@ use chrono::{Duration, Utc};
 use clap::{Args, Subcommand};
 use vigil_access::Scopes;
 
-use super::users::{audited, exit_code, open_db, show_once, write_table, DataDirArgs, Refusal};
+use super::users::{
+    audited, exit_code, open_db, show_once, write_table, DataDirArgs, ListArgs, NameArgs, Refusal,
+};
 use super::Format;
 
 /// The longest life a token may be given: ten years, so the expiry date stays representable
@@ -26,7 +28,7 @@ pub enum TokensCommand {
     /// last use.
     List(ListArgs),
     /// Revokes a token: requests with it are refused from now on. Its name stays taken.
-    Revoke(RevokeArgs),
+    Revoke(NameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,21 +42,6 @@ pub struct CreateArgs {
     /// The token stops working this many days from now [default: never].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_EXPIRES_IN_DAYS)))]
     pub expires_in_days: Option<u32>,
-    #[command(flatten)]
-    pub dir: DataDirArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    #[command(flatten)]
-    pub dir: DataDirArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct RevokeArgs {
-    pub name: String,
     #[command(flatten)]
     pub dir: DataDirArgs,
 }
@@ -152,7 +139,7 @@ fn list(args: ListArgs) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn revoke(args: RevokeArgs) -> Result<(), Refusal> {
+fn revoke(args: NameArgs) -> Result<(), Refusal> {
     let db = open_db(&args.dir)?;
     audited(
         &db,
