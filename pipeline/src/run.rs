@@ -218,6 +218,13 @@ impl Startup {
             TokenOrigin::Stored(path) => println!("API token: in {}", path.display()),
             TokenOrigin::Configured => println!("API token: as configured"),
         }
+        if let Some(password) = &first_admin_password {
+            println!(
+                "Admin user: {}, password (shown once, stored only as a hash): {}",
+                crate::first_admin::FIRST_ADMIN,
+                password.expose()
+            );
+        }
 
         if demo {
             let ingestor = ingestor.clone();
@@ -226,13 +233,6 @@ impl Startup {
                     tracing::error!(%error, "feeding the demo events failed");
                 }
             });
-        }
-        if let Some(password) = &first_admin_password {
-            println!(
-                "Admin user: {}, password (shown once, stored only as a hash): {}",
-                crate::first_admin::FIRST_ADMIN,
-                password.expose()
-            );
         }
 
         let ingest_routes = if roles.ingest {
