@@ -148,6 +148,21 @@ impl AccessDb {
                 name: name.to_owned(),
             });
         }
+        // Disabling the last admin would leave no one to add users, tokens or admins again
+        // but someone with a shell on the data directory.
+        let (was_admin, admins_left): (bool, i64) = tx
+            .query_row(
+                "SELECT (SELECT role = 'admin' FROM users WHERE name = ?1),
+                        (SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0)",
+                params![name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(self.err())?;
+        if was_admin && admins_left == 0 {
+            return Err(AccessError::Invalid(format!(
+                "{name:?} is the last enabled admin; add another admin before disabling it"
+            )));
+        }
         tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
             .map_err(self.err())?;
         tx.commit().map_err(self.err())
@@ -278,6 +293,27 @@ mod tests {
             Err(AccessError::Invalid(_))
         ));
         assert_eq!(db.user_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn the_last_enabled_admin_cannot_be_disabled() {
+        let (_dir, db) = temp_db();
+        db.add_user("root", Role::Admin, &pw("root's long secret"))
+            .unwrap();
+        db.add_user("viewer", Role::Viewer, &pw("viewer's long secret"))
+            .unwrap();
+        assert!(matches!(
+            db.disable_user("ROOT"),
+            Err(AccessError::Invalid(message)) if message.contains("last enabled admin")
+        ));
+        assert!(!db.user("root").unwrap().unwrap().disabled);
+        // Others may go, and so may an admin while another remains.
+        db.disable_user("viewer").unwrap();
+        db.add_user("second", Role::Admin, &pw("second's long secret"))
+            .unwrap();
+        db.disable_user("root").unwrap();
+        assert!(db.user("root").unwrap().unwrap().disabled);
+        assert!(db.disable_user("second").is_err());
     }
 
     #[test]
