@@ -12,6 +12,10 @@ use crate::policy::Role;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
+    /// Whether `VIGIL_API_TOKEN` or the `api-token` file is accepted as an admin token. On so
+    /// that deployments from before users and scoped tokens keep running; turn it off once
+    /// every sender has a token of its own.
+    pub bootstrap_token: bool,
     /// A session unused for this long ends.
     pub session_idle_seconds: u64,
     /// A session ends this long after sign-in, used or not.
@@ -24,6 +28,7 @@ pub struct AccessConfig {
 impl Default for AccessConfig {
     fn default() -> Self {
         AccessConfig {
+            bootstrap_token: true,
             session_idle_seconds: 30 * 60,
             session_max_seconds: 12 * 60 * 60,
             throttle: ThrottleConfig::default(),

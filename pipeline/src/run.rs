@@ -102,7 +102,13 @@ impl Startup {
         fs::create_dir_all(data_dir)
             .map_err(RunError::io("cannot create the data directory", data_dir))?;
         let _lock = lock_data_dir(data_dir)?;
-        let (token, token_origin) = token::resolve(config.api_token.as_deref(), data_dir)?;
+        // The bootstrap token is an admin token with no name; a deployment that has moved to
+        // users and scoped tokens turns it off (`auth.bootstrap_token = false`).
+        let bootstrap = if config.auth.bootstrap_token {
+            Some(token::resolve(config.api_token.as_deref(), data_dir)?)
+        } else {
+            None
+        };
         let access = Arc::new(vigil_access::AccessDb::open_in(data_dir)?);
         let first_admin_password = crate::first_admin::ensure_first_admin(&access)?;
         let metrics = crate::metric_catalogue::install().map_err(RunError::Metrics)?;
@@ -184,8 +190,10 @@ impl Startup {
                 Ok(())
             });
         }
-        if roles.ingest {
+        {
             // The audit log into the pipeline, as source `vigil-audit`, so rules watch Vigil.
+            // Every process forwards its own: each role has a bus to publish to, and a UI
+            // process is where most entries are written.
             let forwarder =
                 crate::audit_forward::run(access.clone(), ingestor.clone(), shutdown.clone());
             stages.spawn(async move {
@@ -209,14 +217,15 @@ impl Startup {
         let address = listener.local_addr().map_err(RunError::Serve)?;
         let scheme = if tls_on { "https" } else { "http" };
         println!("Vigil is listening on {scheme}://{address}");
-        match &token_origin {
-            TokenOrigin::Generated(path) => println!(
+        match &bootstrap {
+            Some((token, TokenOrigin::Generated(path))) => println!(
                 "API token (shown once; kept in {}): {}",
                 path.display(),
                 token.expose()
             ),
-            TokenOrigin::Stored(path) => println!("API token: in {}", path.display()),
-            TokenOrigin::Configured => println!("API token: as configured"),
+            Some((_, TokenOrigin::Stored(path))) => println!("API token: in {}", path.display()),
+            Some((_, TokenOrigin::Configured)) => println!("API token: as configured"),
+            None => println!("API token: off (auth.bootstrap_token = false)"),
         }
         if let Some(password) = &first_admin_password {
             println!(
@@ -254,7 +263,7 @@ impl Startup {
         };
         let gate = Arc::new(vigil_ui::Gate::new(
             access,
-            Some(token.clone()),
+            bootstrap.map(|(token, _)| token),
             config.auth.clone(),
             tls_on,
         ));

@@ -344,3 +344,18 @@ fn guessing_tokens_is_locked_out_per_address_but_good_tokens_still_pass() {
         assert!(entry["reason"].as_str().unwrap().contains("token"));
     }
 }
+
+#[test]
+fn the_bootstrap_token_can_be_turned_off() {
+    let (_dir, vigil) = start(&[("VIGIL_AUTH__BOOTSTRAP_TOKEN", "false")]);
+    assert_eq!(
+        get(&vigil, TOKEN, "/api/v1/alerts").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!vigil.data_dir.join("api-token").exists());
+    let reader = token(&vigil, "reader", "read");
+    assert_eq!(
+        get(&vigil, &reader, "/api/v1/alerts").status(),
+        StatusCode::OK
+    );
+}
