@@ -432,7 +432,10 @@ overrides = { "/app/flask" = "flask-app" }
             jail.set_env("VIGIL_AUTH__SESSION_IDLE_SECONDS", "0");
             let config = Config::load(None, &Overrides::default()).unwrap();
             let err = config.validate().unwrap_err();
-            assert!(err.to_string().contains("auth.session_idle_seconds"), "{err}");
+            assert!(
+                err.to_string().contains("auth.session_idle_seconds"),
+                "{err}"
+            );
             Ok(())
         });
     }
