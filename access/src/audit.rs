@@ -74,17 +74,7 @@ type AuditRow = (
 );
 
 fn audit_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-    ))
+    AuditRow::try_from(row)
 }
 
 fn entry_from_row(

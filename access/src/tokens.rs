@@ -38,15 +38,7 @@ type TokenRow = (
 );
 
 fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
+    TokenRow::try_from(row)
 }
 
 fn token_from_row(
