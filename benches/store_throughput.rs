@@ -577,14 +577,26 @@ fn run_indexed(store: &Store, what: &Indexed, from: DateTime<Utc>, to: DateTime<
             store.search(&request).unwrap().total
         }
         Indexed::Histogram => store
-            .histogram("", Some(from), Some(to))
+            .histogram(
+                "",
+                &vigil_store::Visibility::everything(),
+                Some(from),
+                Some(to),
+            )
             .unwrap()
             .buckets
             .iter()
             .map(|b| b.count)
             .sum(),
         Indexed::Facets(field) => store
-            .facets("", field, TOP, Some(from), Some(to))
+            .facets(
+                "",
+                &vigil_store::Visibility::everything(),
+                field,
+                TOP,
+                Some(from),
+                Some(to),
+            )
             .unwrap()
             .values
             .first()

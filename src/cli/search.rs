@@ -102,6 +102,7 @@ fn search_dir(args: &SearchArgs) -> Result<Value> {
         to: time("to", &args.to)?,
         limit: args.limit.max(1),
         cursor: args.cursor.clone(),
+        visibility: Default::default(),
     };
     let results = store
         .search(&request)

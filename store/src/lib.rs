@@ -41,7 +41,8 @@ pub use quarantine::{
     DEFAULT_MAX_TOTAL_BYTES, DEFAULT_PAGE_BYTES, MAX_QUARANTINED, MAX_REASON_BYTES,
 };
 pub use query::{
-    check_query, parse_time, SearchRequest, SearchResults, MAX_QUERY_DEPTH, MAX_QUERY_LEN,
+    check_query, parse_time, SearchRequest, SearchResults, Visibility, MAX_QUERY_DEPTH,
+    MAX_QUERY_LEN,
 };
 pub use triage::{
     apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
@@ -434,10 +435,11 @@ impl Store {
     pub fn histogram(
         &self,
         query: &str,
+        visibility: &Visibility,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Histogram, StoreError> {
-        self.events.histogram(query, from, to)
+        self.events.histogram(query, visibility, from, to)
     }
 
     /// The `n` most frequent values of `field` among events matching `query`: a source
@@ -445,12 +447,13 @@ impl Store {
     pub fn facets(
         &self,
         query: &str,
+        visibility: &Visibility,
         field: &str,
         n: usize,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Facets, StoreError> {
-        self.events.facets(query, field, n, from, to)
+        self.events.facets(query, visibility, field, n, from, to)
     }
 
     /// Alert counts per rule, most frequent first.

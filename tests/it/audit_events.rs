@@ -95,6 +95,59 @@ fn wrong_passwords_at_the_sign_in_form_raise_the_shipped_brute_force_alert() {
     assert!(event["weekday_utc"].as_str().unwrap().len() == 3, "{event}");
     assert_eq!(found["hits"][0]["logsource"]["product"], "vigil");
 
+    // Only those who may read the audit log find it in search: for a `read` token the
+    // entries are not there, by query, histogram, facet or under the alert they raised.
+    let reader = db
+        .create_token("reader", &"read".parse().unwrap(), None, "test")
+        .unwrap()
+        .secret;
+    let as_reader = |path: &str| -> Value {
+        let response = vigil
+            .client
+            .get(vigil.url(path))
+            .bearer_auth(reader.expose())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().unwrap()
+    };
+    for query in [
+        "source_kind:vigil-audit",
+        "alice",
+        "",
+        "NOT source_kind:cloudtrail",
+    ] {
+        let found = as_reader(&format!("/api/v1/search?q={query}&limit=5"));
+        assert!(
+            found["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|hit| hit["source"]["kind"] != "vigil-audit"),
+            "{query}: {found}"
+        );
+        assert_eq!(found["total"], 0, "{query}: {found}");
+    }
+    let histogram = as_reader("/api/v1/search/histogram?q=source_kind:vigil-audit");
+    let counted: u64 = histogram["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 0, "{histogram}");
+    let facets = as_reader("/api/v1/search/facets?field=source_kind");
+    assert!(!facets.to_string().contains("vigil-audit"), "{facets}");
+    let alert_id = alert["id"].as_str().unwrap();
+    let under_alert = as_reader(&format!("/api/v1/alerts/{alert_id}/events"));
+    assert_eq!(under_alert["events"], Value::Array(vec![]), "{under_alert}");
+    let as_admin = vigil.get_json(&format!("/api/v1/alerts/{alert_id}/events"));
+    assert_eq!(
+        as_admin["events"].as_array().unwrap().len(),
+        THRESHOLD,
+        "{as_admin}"
+    );
+
     // And the audit log itself lists each failure by the name tried and the address.
     let entries = db
         .audit_entries(&AuditFilter {

@@ -168,12 +168,21 @@ async fn patch_alert(
     }
 }
 
-async fn alert_events(State(state): State<UiState>, Path(id): Path<String>) -> Response {
+async fn alert_events(
+    State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
     let store = state.store.clone();
     match call_store(move || store.alert_events(&id)).await {
         // Serialized straight to bytes, so each record's raw JSON is written as it came;
         // json! would parse it first, and panic on what serde_json refuses (1e400, "\ud800").
-        Ok(events) => Json(AlertEvents { events }).into_response(),
+        Ok(mut events) => {
+            // An alert on Vigil's audit log (a sign-in brute force) is for everyone who reads
+            // alerts; the entries under it are for those who may read the audit log.
+            events.retain(|event| caller.may_see(event));
+            Json(AlertEvents { events }).into_response()
+        }
         Err(error) => error_response(error),
     }
 }
@@ -225,6 +234,7 @@ fn bad_request(message: String) -> Response {
 
 async fn search_events(
     State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<SearchParams>,
 ) -> Response {
     let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
@@ -237,6 +247,7 @@ async fn search_events(
         to: range.to,
         limit: clamp_limit(params.limit),
         cursor: params.cursor.filter(|c| !c.is_empty()),
+        visibility: caller.visibility(),
     };
     let store = state.store.clone();
     match call_store(move || store.search(&request)).await {
@@ -255,6 +266,7 @@ struct HistogramParams {
 
 async fn search_histogram(
     State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<HistogramParams>,
 ) -> Response {
     let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
@@ -262,7 +274,8 @@ async fn search_histogram(
         Err(message) => return bad_request(message),
     };
     let store = state.store.clone();
-    match call_store(move || store.histogram(&params.q, range.from, range.to)).await {
+    let visibility = caller.visibility();
+    match call_store(move || store.histogram(&params.q, &visibility, range.from, range.to)).await {
         Ok(histogram) => Json(histogram).into_response(),
         Err(error) => error_response(error),
     }
@@ -282,6 +295,7 @@ struct FacetParams {
 
 async fn search_facets(
     State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<FacetParams>,
 ) -> Response {
     let range = match time_range(params.from.as_deref(), params.to.as_deref()) {
@@ -293,8 +307,18 @@ async fn search_facets(
         .unwrap_or(DEFAULT_FACET_VALUES)
         .clamp(1, vigil_store::MAX_FACET_VALUES);
     let store = state.store.clone();
-    match call_store(move || store.facets(&params.q, &params.field, size, range.from, range.to))
-        .await
+    let visibility = caller.visibility();
+    match call_store(move || {
+        store.facets(
+            &params.q,
+            &visibility,
+            &params.field,
+            size,
+            range.from,
+            range.to,
+        )
+    })
+    .await
     {
         Ok(facets) => Json(facets).into_response(),
         Err(error) => error_response(error),

@@ -25,6 +25,7 @@ use vigil_access::{
     AccessConfig, AccessDb, AuditRecord, Outcome, Permission, Principal, Session, SessionLimits,
     Via,
 };
+use vigil_store::Visibility;
 
 /// The bootstrap token (`VIGIL_API_TOKEN`, the `api-token` file), an admin's; also Firehose's
 /// access key, compared the same way.
@@ -39,9 +40,29 @@ pub const SESSION_COOKIE: &str = "vigil_session";
 /// page can plant or overwrite it.
 pub const TLS_SESSION_COOKIE: &str = "__Host-vigil_session";
 
-/// The source name of Vigil's own audit events. Push routes refuse it to every sender, so no
-/// one can forge an entry of the audit trail that Sigma rules watch.
-pub const AUDIT_SOURCE: &str = "vigil-audit";
+// Refused here before a push body is read, and again by ingest on every path.
+use vigil_event::AUDIT_SOURCE;
+
+impl Caller {
+    /// The events this caller may see: Vigil's own audit log reaches the index as events of
+    /// source `vigil-audit`, and only those who may read the audit log may find them there
+    /// (failed sign-ins record what was typed as a name, which is sometimes a password).
+    pub fn visibility(&self) -> Visibility {
+        if self.principal.may(Permission::ReadAudit) {
+            Visibility::everything()
+        } else {
+            Visibility::hiding(&[AUDIT_SOURCE])
+        }
+    }
+
+    /// Whether this caller may see `event`, by the same rule as [`Caller::visibility`].
+    pub fn may_see(&self, event: &vigil_event::Event) -> bool {
+        self.visibility()
+            .hidden_source_kinds
+            .iter()
+            .all(|kind| *kind != event.source.kind)
+    }
+}
 
 impl ApiToken {
     pub fn new(token: impl Into<Arc<str>>) -> Self {

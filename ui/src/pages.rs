@@ -442,7 +442,10 @@ async fn search_page(
     Extension(caller): Extension<Caller>,
     Query(params): Query<SearchParams>,
 ) -> Response {
-    let request = SearchRequest::new(params.q.clone(), clamp_limit(params.limit));
+    let request = SearchRequest {
+        visibility: caller.visibility(),
+        ..SearchRequest::new(params.q.clone(), clamp_limit(params.limit))
+    };
     let store = state.store.clone();
     let results = call_store(move || store.search(&request)).await;
     let body = html! {

@@ -309,6 +309,7 @@ mod tests {
     use super::*;
     use crate::events::EventIndex;
     use crate::partition::PartitionScheme;
+    use crate::query::Visibility;
     use crate::query::{SearchRequest, SearchResults};
     use chrono::Utc;
     use vigil_event::Event;
@@ -388,6 +389,7 @@ mod tests {
             to: None,
             limit: 1,
             cursor: None,
+            visibility: Default::default(),
         };
         let first = index.search(&request).unwrap();
         assert_eq!(ns(&first), [3]);
@@ -440,6 +442,7 @@ mod tests {
                 to: None,
                 limit: 10,
                 cursor: None,
+                visibility: Default::default(),
             };
             let results = index.search(&request).unwrap();
             assert_eq!(results.total, results.hits.len() as u64, "{query}");
@@ -490,13 +493,19 @@ mod tests {
         assert_eq!(index.by_ids(&ids, until).unwrap(), events);
 
         let histogram = index
-            .histogram(&format!("requestID:{REQUEST_ID}"), None, None)
+            .histogram(
+                &format!("requestID:{REQUEST_ID}"),
+                &Visibility::everything(),
+                None,
+                None,
+            )
             .unwrap();
         let counted: u64 = histogram.buckets.iter().map(|b| b.count).sum();
         assert_eq!(counted, 6);
         let facets = index
             .facets(
                 &format!("{REQUEST_ID} eventName:consolelogin"),
+                &Visibility::everything(),
                 "eventName",
                 5,
                 None,
@@ -538,6 +547,7 @@ mod tests {
             to: None,
             limit: 10,
             cursor: None,
+            visibility: Default::default(),
         };
         let found: Vec<(u32, i64)> = index
             .search(&request)
@@ -564,11 +574,14 @@ mod tests {
             to: None,
             limit: 10,
             cursor: None,
+            visibility: Default::default(),
         };
         assert!(matches!(
             index.search(&request),
             Err(StoreError::Query { .. })
         ));
-        assert!(index.histogram("verb:/(unclosed/", None, None).is_err());
+        assert!(index
+            .histogram("verb:/(unclosed/", &Visibility::everything(), None, None)
+            .is_err());
     }
 }

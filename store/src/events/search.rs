@@ -20,8 +20,9 @@ use super::EventIndex;
 use crate::aggregate;
 use crate::index::{self, lock};
 use crate::partition::{PartitionKey, TimeSpan};
+use crate::query::ast::{Ast, Part, Value, Word};
 use crate::query::translate::Translator;
-use crate::query::{self, Cursor, SearchRequest, SearchResults};
+use crate::query::{self, Cursor, SearchRequest, SearchResults, Visibility};
 use crate::StoreError;
 
 /// A request's query translated for each layout its partitions have, since each cuts words
@@ -143,12 +144,13 @@ impl EventIndex {
     fn request_query(
         &self,
         text: &str,
+        visibility: &Visibility,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         layouts: impl IntoIterator<Item = Layout>,
     ) -> Result<LayoutQueries, StoreError> {
-        let ast = query::parse(text)?;
+        let ast = restrict(query::parse(text)?, visibility);
         let mut queries: Vec<Option<Box<dyn Query>>> =
             Layout::READABLE.iter().map(|_| None).collect();
         for layout in std::iter::once(Layout::CURRENT).chain(layouts) {
@@ -217,18 +219,20 @@ impl EventIndex {
     pub(crate) fn histogram(
         &self,
         text: &str,
+        visibility: &Visibility,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<aggregate::Histogram, StoreError> {
         let searchers = self.searchers(from, to)?;
         let layouts = searchers.iter().map(|(_, layout)| *layout);
-        let queries = self.request_query(text, from, to, Utc::now(), layouts)?;
+        let queries = self.request_query(text, visibility, from, to, Utc::now(), layouts)?;
         aggregate::histogram(&with_queries(&searchers, &queries), fields::TIME, from, to)
     }
 
     pub(crate) fn facets(
         &self,
         text: &str,
+        visibility: &Visibility,
         field: &str,
         n: usize,
         from: Option<DateTime<Utc>>,
@@ -237,7 +241,7 @@ impl EventIndex {
         let column = facet_column(field)?;
         let searchers = self.searchers(from, to)?;
         let layouts = searchers.iter().map(|(_, layout)| *layout);
-        let queries = self.request_query(text, from, to, Utc::now(), layouts)?;
+        let queries = self.request_query(text, visibility, from, to, Utc::now(), layouts)?;
         aggregate::facets(&with_queries(&searchers, &queries), &column, field, n)
     }
 
@@ -255,6 +259,7 @@ impl EventIndex {
             .flat_map(|(_, p)| p.as_ref().map(|p| p.layout));
         let queries = self.request_query(
             &request.query,
+            &request.visibility,
             request.from,
             request.to,
             Utc::now(),
@@ -400,4 +405,21 @@ fn facet_column(field: &str) -> Result<String, StoreError> {
         )));
     }
     Ok(format!("{}.{path}", fields::RECORD))
+}
+
+/// `ast`, restricted to the events `visibility` lets the caller see. The restriction is a
+/// clause of its own beside the parsed query, so no query text can undo it.
+fn restrict(ast: Ast, visibility: &Visibility) -> Ast {
+    if visibility.hidden_source_kinds.is_empty() {
+        return ast;
+    }
+    let mut clauses = vec![ast];
+    for kind in &visibility.hidden_source_kinds {
+        clauses.push(Ast::Not(Box::new(Ast::Leaf {
+            field: Some(fields::SOURCE_KIND.to_owned()),
+            value: Value::Word(Word(kind.chars().map(Part::Char).collect())),
+            pos: 0,
+        })));
+    }
+    Ast::And(clauses)
 }

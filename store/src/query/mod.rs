@@ -43,6 +43,33 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Where the previous page ended ([`SearchResults::next_cursor`]); `None` for the first.
     pub cursor: Option<String>,
+    /// What the caller may not see, whatever the query says.
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// Events a caller may not see. Vigil's own audit log reaches the index as events, so that
+/// rules can watch it, but only admins may read it: a search, histogram or facet count for
+/// anyone else leaves it out. The restriction is added to the parsed query, never spliced
+/// into its text, so nothing a user types can escape it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visibility {
+    /// Source kinds left out of every result.
+    pub hidden_source_kinds: Vec<String>,
+}
+
+impl Visibility {
+    /// Every event.
+    pub fn everything() -> Visibility {
+        Visibility::default()
+    }
+
+    /// Every event except those of these source kinds.
+    pub fn hiding(kinds: &[&str]) -> Visibility {
+        Visibility {
+            hidden_source_kinds: kinds.iter().map(|kind| (*kind).to_owned()).collect(),
+        }
+    }
 }
 
 impl SearchRequest {

@@ -103,7 +103,12 @@ fn a_range_reads_only_the_partitions_it_touches() {
     );
     let before = searched(&store);
     store
-        .histogram("", Some(day(27, 0)), Some(day(29, 0)))
+        .histogram(
+            "",
+            &vigil_store::Visibility::everything(),
+            Some(day(27, 0)),
+            Some(day(29, 0)),
+        )
         .unwrap();
     assert_eq!(searched(&store) - before, 2);
     let before = searched(&store);
