@@ -107,6 +107,10 @@ pub struct Event {
     pub fields: Map<String, Value>,
 }
 
+/// The source name and kind of Vigil's own audit log, forwarded into the pipeline so that rules
+/// can watch Vigil. No sender may use it: ingest refuses it on every path but the forwarder's.
+pub const AUDIT_SOURCE: &str = "vigil-audit";
+
 /// The field name under which a text record's line appears in [`Event::document`].
 pub const TEXT_FIELD: &str = "message";
 

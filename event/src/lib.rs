@@ -14,7 +14,7 @@ pub mod json;
 mod quarantine;
 
 pub use alert::{Alert, Level};
-pub use event::{Event, LogSource, Record, RecordError, Source, TEXT_FIELD};
+pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;
 

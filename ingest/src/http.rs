@@ -77,6 +77,9 @@ pub(crate) fn report_response(
         Err(e @ IngestError::InvalidSourceName(_)) => {
             error_response(StatusCode::BAD_REQUEST, e.to_string())
         }
+        Err(e @ IngestError::ReservedSource) => {
+            error_response(StatusCode::FORBIDDEN, e.to_string())
+        }
         Err(e @ IngestError::Bus(_)) => {
             log_unstored(&e, "ingest could not store events");
             let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());

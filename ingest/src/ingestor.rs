@@ -4,7 +4,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 use vigil_bus::{Bus, BusError, Message, Topics};
-use vigil_event::{EventId, Quarantined, Source};
+use vigil_event::{EventId, Quarantined, Source, AUDIT_SOURCE};
 
 use crate::normalise::normalise_line;
 use crate::{SourceCatalog, SourceSpec};
@@ -57,6 +57,8 @@ pub const QUARANTINED_PREFIX_BYTES: usize = 64 * 1024;
 pub enum IngestError {
     #[error("invalid source name {0:?}: use 1 to 512 letters, digits, '.', '_', '-', '/' or '#'")]
     InvalidSourceName(String),
+    #[error("the source name and kind {AUDIT_SOURCE} are reserved for Vigil's own audit log")]
+    ReservedSource,
     #[error("events could not be stored: {0}")]
     Bus(#[from] BusError),
 }
@@ -107,30 +109,40 @@ impl Ingestor {
         body: &[u8],
         batch_id: Option<&str>,
     ) -> Result<IngestReport, IngestError> {
-        let records = body
-            .split(|&b| b == b'\n')
-            .enumerate()
-            .map(|(index, line)| {
-                let position = index as u64 + 1;
-                IncomingRecord {
-                    bytes: line.strip_suffix(b"\r").unwrap_or(line),
-                    position,
-                    key: batch_id.map(|batch| {
-                        let mut key = batch.as_bytes().to_vec();
-                        key.extend_from_slice(&position.to_le_bytes());
-                        key
-                    }),
-                    time: None,
-                }
-            })
-            .filter(|record| !record.bytes.iter().all(u8::is_ascii_whitespace));
         let spec = self.catalog.resolve(source_name);
-        self.ingest_records(source_name, &spec, records).await
+        self.ingest_records(source_name, &spec, lines(body, batch_id))
+            .await
+    }
+
+    /// Ingests Vigil's own audit log entries, one JSON object per line, as events of source
+    /// [`AUDIT_SOURCE`]: the one path by which that source is written.
+    pub async fn ingest_audit_log(
+        &self,
+        body: &[u8],
+        batch_id: &str,
+    ) -> Result<IngestReport, IngestError> {
+        let spec = self.catalog.resolve(AUDIT_SOURCE);
+        self.ingest_any_records(AUDIT_SOURCE, &spec, lines(body, Some(batch_id)))
+            .await
     }
 
     /// Ingests records of one delivery from source `source_name`, read as `spec` says,
-    /// returning once every accepted event and every quarantined record is durable.
+    /// returning once every accepted event and every quarantined record is durable. The
+    /// audit log's source name and kind are refused: a sender that could write them could
+    /// forge the record of who did what, and set off the rules that watch it.
     pub async fn ingest_records<'a>(
+        &self,
+        source_name: &str,
+        spec: &SourceSpec,
+        records: impl IntoIterator<Item = IncomingRecord<'a>>,
+    ) -> Result<IngestReport, IngestError> {
+        if source_name.eq_ignore_ascii_case(AUDIT_SOURCE) || spec.kind == AUDIT_SOURCE {
+            return Err(IngestError::ReservedSource);
+        }
+        self.ingest_any_records(source_name, spec, records).await
+    }
+
+    async fn ingest_any_records<'a>(
         &self,
         source_name: &str,
         spec: &SourceSpec,
@@ -354,6 +366,30 @@ fn event_id(source_name: &str, record: &IncomingRecord<'_>, occurrence: u64) -> 
 fn to_message(key: &str, value: &impl Serialize) -> Message {
     let payload = serde_json::to_vec(value).expect("events and quarantine records serialise");
     Message::new(key.as_bytes().to_vec(), payload)
+}
+
+/// The lines of a delivery as records: empty lines skipped, `\r\n` read as `\n`, each keyed
+/// by `batch_id` and its line number when there is a batch id.
+fn lines<'a>(
+    body: &'a [u8],
+    batch_id: Option<&'a str>,
+) -> impl Iterator<Item = IncomingRecord<'a>> + 'a {
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(move |(index, line)| {
+            let position = index as u64 + 1;
+            IncomingRecord {
+                bytes: line.strip_suffix(b"\r").unwrap_or(line),
+                position,
+                key: batch_id.map(|batch| {
+                    let mut key = batch.as_bytes().to_vec();
+                    key.extend_from_slice(&position.to_le_bytes());
+                    key
+                }),
+                time: None,
+            }
+        })
+        .filter(|record| !record.bytes.iter().all(u8::is_ascii_whitespace))
 }
 
 /// Source names may be CloudWatch log group names, hence `/` and `#`.

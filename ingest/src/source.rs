@@ -103,7 +103,7 @@ impl SourceSpec {
     /// serialized entry each) so that rules can watch Vigil itself.
     pub fn vigil_audit() -> Self {
         SourceSpec::new(
-            "vigil-audit",
+            vigil_event::AUDIT_SOURCE,
             LogSource::new(Some("vigil"), Some("audit"), None),
             RecordFormat::Json,
             &["time"],
@@ -144,7 +144,7 @@ impl SourceCatalog {
             ),
             (&["vpc-flow"][..], SourceSpec::vpc_flow()),
             (&["waf"][..], SourceSpec::waf()),
-            (&["vigil-audit"][..], SourceSpec::vigil_audit()),
+            (&[vigil_event::AUDIT_SOURCE][..], SourceSpec::vigil_audit()),
         ] {
             for name in names {
                 specs.insert((*name).to_owned(), spec.clone());

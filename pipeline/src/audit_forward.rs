@@ -16,9 +16,8 @@ use tokio::sync::watch;
 use vigil_access::{AccessDb, AccessError, AuditEntry};
 use vigil_ingest::{IngestError, Ingestor};
 
-/// The source name (and kind) audit events carry. Push routes refuse it, so only this
-/// forwarder writes it.
-pub const AUDIT_SOURCE: &str = "vigil-audit";
+// The source name and kind audit events carry; ingest refuses it on every other path.
+use vigil_event::AUDIT_SOURCE;
 
 /// The most entries one delivery carries.
 const BATCH: usize = 500;
@@ -102,9 +101,7 @@ async fn deliver(
     // Keyed by where the batch starts, not where it ends: a retry after a crash starts at the
     // same cursor but may reach further, and must give the entries it repeats the same ids.
     let batch_id = format!("{AUDIT_SOURCE}-after-{after}");
-    let report = ingestor
-        .ingest_lines(AUDIT_SOURCE, &body, Some(&batch_id))
-        .await?;
+    let report = ingestor.ingest_audit_log(&body, &batch_id).await?;
     if report.rejected > 0 {
         // Quarantined records are durable too, so the cursor still moves past them.
         tracing::warn!(

@@ -242,7 +242,7 @@ async fn receive(State(state): State<FirehoseState>, headers: HeaderMap, body: B
     match ingest_delivery(&state, decoded).await {
         Ok(()) => reply(StatusCode::OK, &request_id, None),
         // Not expected once every log group was checked, but never a reason to retry.
-        Err(error @ IngestError::InvalidSourceName(_)) => reply(
+        Err(error @ (IngestError::InvalidSourceName(_) | IngestError::ReservedSource)) => reply(
             StatusCode::BAD_REQUEST,
             &request_id,
             Some(error.to_string()),

@@ -137,3 +137,40 @@ async fn invalid_utf8_and_bad_source_names_are_rejected() {
         .unwrap()
         .contains("invalid source name"));
 }
+
+/// Vigil's audit log arrives as events of source `vigil-audit`, and rules watch it: no sender
+/// may write that source, by its name in any case, by a preset that maps to its kind, or by
+/// calling the ingestor directly. Only the forwarder's own entry point writes it.
+#[tokio::test]
+async fn the_audit_source_is_written_only_by_the_audit_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap());
+    let mut catalog = SourceCatalog::builtin();
+    let audit_spec = catalog.preset("vigil-audit").unwrap();
+    catalog.insert("looks-harmless", audit_spec);
+    let ingestor = Arc::new(Ingestor::new(
+        bus.clone(),
+        Topics::default(),
+        catalog,
+        IngestLimits::default(),
+    ));
+    let forged = br#"{"time":"2026-12-03T03:00:00Z","actor":"root","action":"token.create","outcome":"success"}"#;
+    for name in ["vigil-audit", "VIGIL-Audit", "looks-harmless"] {
+        let refused = ingestor.ingest_lines(name, forged, None).await;
+        assert!(
+            matches!(refused, Err(vigil_ingest::IngestError::ReservedSource)),
+            "{name}: {refused:?}"
+        );
+    }
+    let router = vigil_ingest::http::router(ingestor.clone());
+    let (status, reply) = post(&router, "/api/v1/ingest/vigil-audit", &forged[..]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert!(read_all::<Event>(&bus, "vigil.events").await.is_empty());
+
+    let report = ingestor.ingest_audit_log(forged, "batch-1").await.unwrap();
+    assert_eq!(report.accepted, 1);
+    let events: Vec<Event> = read_all(&bus, "vigil.events").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].source.kind, "vigil-audit");
+    assert_eq!(events[0].source.name, "vigil-audit");
+}
