@@ -68,14 +68,54 @@ struct Failures {
 pub struct Throttle {
     config: ThrottleConfig,
     entries: Mutex<HashMap<Key, Failures>>,
+    /// When a refusal from each address (IPv6 by /64) was last written to the audit log.
+    refusals_recorded: Mutex<HashMap<Option<Key>, Instant>>,
 }
+
+/// Addresses remembered for [`Throttle::record_refusal`]; past it the stale are forgotten.
+const MAX_REFUSING_ADDRESSES: usize = 10_000;
 
 impl Throttle {
     pub fn new(config: ThrottleConfig) -> Throttle {
         Throttle {
             config,
             entries: Mutex::new(HashMap::new()),
+            refusals_recorded: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a refusal from `address` at `now` should be written to the audit log: the
+    /// first in each `interval` from the address, counted as failures are (IPv6 by /64), so
+    /// a sender hopping through its addresses gets one entry, not one per address. Refused
+    /// attempts cost their sender nothing, so every one is counted in metrics, but writing
+    /// each to disk would let a flood during a lockout fill it.
+    pub fn record_refusal(
+        &self,
+        address: Option<IpAddr>,
+        interval: Duration,
+        now: Instant,
+    ) -> bool {
+        let key = address.map(Key::address);
+        let mut recorded = self
+            .refusals_recorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recorded
+            .get(&key)
+            .is_some_and(|last| now.saturating_duration_since(*last) < interval)
+        {
+            return false;
+        }
+        if recorded.len() >= MAX_REFUSING_ADDRESSES {
+            recorded.retain(|_, last| now.saturating_duration_since(*last) < interval);
+            if recorded.len() >= MAX_REFUSING_ADDRESSES {
+                // Still full of live entries: a sender with that many networks gets its
+                // entries written rather than memory grown without bound.
+                recorded.clear();
+            }
+        }
+        recorded.insert(key, now);
+        true
     }
 
     /// Whether an attempt for `account` (none for a bearer token) from `address` may be made
@@ -495,5 +535,22 @@ mod tests {
         throttle.record_failure(None, None, t0);
         assert_eq!(throttle.check(None, None, t0), Verdict::Allowed);
         assert_eq!(throttle.tracked(), 0);
+    }
+
+    #[test]
+    fn refusals_are_recorded_once_an_interval_per_network() {
+        let throttle = Throttle::new(ThrottleConfig::default());
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let host = |n: u16| -> Option<IpAddr> {
+            Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, n)))
+        };
+        assert!(throttle.record_refusal(host(1), second, start));
+        // Another address in the same /64 is the same sender.
+        assert!(!throttle.record_refusal(host(2), second, start));
+        assert!(!throttle.record_refusal(host(1), second, start + second / 2));
+        let elsewhere = Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1)));
+        assert!(throttle.record_refusal(elsewhere, second, start));
+        assert!(throttle.record_refusal(host(3), second, start + second));
     }
 }

@@ -4,7 +4,7 @@
 //! matched route up in [`vigil_access::routes::ROUTES`] (a route missing there is refused to
 //! everyone), authenticates the caller the way the route's surface allows (the API by
 //! `Authorization: Bearer` only, so it has nothing a cross-site form could ride on; pages by
-//! the session cookie; both by a trusted single sign-on proxy's header), and checks the
+//! the session cookie or a trusted single sign-on proxy's header), and checks the
 //! caller's [`Principal`] against what the route needs. A request with valid credentials
 //! carries a [`Caller`] in its extensions for the handlers.
 
@@ -419,10 +419,14 @@ async fn authenticate(
                     }
                 }
             }
+            // A proxy's sign-in is a cookie of the proxy's, which a browser also sends with
+            // requests another site makes; pages check a CSRF token on every form, the API
+            // has none to check, so the API takes bearer tokens only.
+            return proxy_principal(gate, headers, extensions)
+                .map(|principal| principal.map(|principal| caller(principal, None)));
         }
     }
-    proxy_principal(gate, headers, extensions)
-        .map(|principal| principal.map(|principal| caller(principal, None)))
+    Ok(None)
 }
 
 /// The person a trusted single sign-on proxy names, if it is configured, the connection

@@ -6,9 +6,7 @@
 //! after it. The cookie carries only that id; the session, its expiry and its CSRF token
 //! live in the access database.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::FormRejection;
@@ -229,7 +227,11 @@ async fn refuse_throttled(
     wait: Duration,
 ) -> Response {
     count_failure(FailureKind::SignIn, failure.as_str());
-    if first_refusal_in_a_while(state, address, Instant::now()) {
+    if state
+        .gate
+        .throttle
+        .record_refusal(address, REFUSAL_AUDIT_INTERVAL, Instant::now())
+    {
         audit_failure(&state.gate, name, address, failure).await;
     }
     // Whole seconds, rounded up: a client that waits as told is not refused again.
@@ -251,38 +253,6 @@ async fn refuse_throttled(
 
 /// How often a throttled refusal from one client address is written to the audit log.
 const REFUSAL_AUDIT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Client addresses remembered for [`first_refusal_in_a_while`]; past it the map is cleared.
-const MAX_REFUSING_ADDRESSES: usize = 10_000;
-
-/// Whether a throttled refusal from `address` should be audited: the first in
-/// [`REFUSAL_AUDIT_INTERVAL`]. Refusals cost their sender nothing (no password is checked),
-/// so while every one is counted in the metric, a flood during a lockout writes at most one
-/// audit entry a second per address instead of filling the disk with the same line. Failed
-/// password checks, which argon2 already slows, are all audited.
-fn first_refusal_in_a_while(state: &UiState, address: Option<IpAddr>, now: Instant) -> bool {
-    type Recent = Mutex<HashMap<(usize, Option<IpAddr>), Instant>>;
-    static RECENT: OnceLock<Recent> = OnceLock::new();
-    // Keyed by the gate too, so that servers in one process (tests) do not share a budget.
-    let key = (std::sync::Arc::as_ptr(&state.gate) as usize, address);
-    let mut recent = RECENT
-        .get_or_init(Recent::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(last) = recent.get(&key) {
-        if now.saturating_duration_since(*last) < REFUSAL_AUDIT_INTERVAL {
-            return false;
-        }
-    }
-    if recent.len() >= MAX_REFUSING_ADDRESSES {
-        recent.retain(|_, at| now.saturating_duration_since(*at) < REFUSAL_AUDIT_INTERVAL);
-        if recent.len() >= MAX_REFUSING_ADDRESSES {
-            recent.clear();
-        }
-    }
-    recent.insert(key, now);
-    true
-}
 
 async fn audit_failure(gate: &Gate, name: &str, address: Option<IpAddr>, failure: Failure) {
     gate.audit(AuditRecord {
