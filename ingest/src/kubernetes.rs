@@ -67,6 +67,19 @@ async fn receive_event_list(
     Path(source): Path<String>,
     body: Body,
 ) -> Response {
+    // A name that already stands for another kind of log (`cloudtrail`, or one configured
+    // as such) is not a cluster: were it taken, a token bound to that name could write
+    // Kubernetes events under it, and the rules and searches for either kind would be fooled.
+    let kind = ingestor.spec_for(&source).kind;
+    if kind != SourceSpec::generic().kind && kind != SourceSpec::kubernetes_audit().kind {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the source {source:?} is a {kind} source, not a Kubernetes cluster; name the \
+                 cluster instead"
+            ),
+        );
+    }
     let body = match read_body(&ingestor, body).await {
         Ok(body) => body,
         Err(response) => return response,

@@ -111,6 +111,16 @@ async fn kubernetes_event_lists_are_stored_with_stable_ids() {
             .body(Body::from(body))
             .unwrap()
     };
+    // A name that stands for another kind of log is not a cluster, so a token bound to
+    // `cloudtrail` cannot slip Kubernetes events in under it.
+    let as_trail = Request::post("/api/v1/webhooks/kubernetes-audit/cloudtrail")
+        .header("content-type", "application/json")
+        .body(Body::from(list.to_string()))
+        .unwrap();
+    let (status, refusal) = send(&h.router, as_trail).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refusal}");
+    assert!(refusal.to_string().contains("not a Kubernetes cluster"));
+
     let (status, report) = send(&h.router, post(list.to_string())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["accepted"], 3);
