@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use vigil_access::AccessDb;
+use vigil_access::{AccessDb, Role, Secret};
 
 use crate::common::{Vigil, TOKEN};
 
@@ -324,6 +324,18 @@ fn guessing_tokens_is_locked_out_per_address_but_good_tokens_still_pass() {
         StatusCode::OK
     );
     assert!(auth_failures(&vigil, "bearer") >= 5.0);
+    // Nor are the people at that address kept from signing in: bad tokens and bad
+    // passwords are counted apart.
+    AccessDb::open_in(&vigil.data_dir)
+        .unwrap()
+        .add_user("ana", Role::Analyst, &Secret::new("ana's long password"))
+        .unwrap();
+    let signed_in = crate::common::client_without_redirects()
+        .post(vigil.url("/login"))
+        .form(&[("username", "ana"), ("password", "ana's long password")])
+        .send()
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
 
     std::thread::sleep(Duration::from_secs(retry_after) + Duration::from_millis(200));
     assert!(locked_at.elapsed() >= Duration::from_secs(retry_after));

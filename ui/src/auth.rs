@@ -121,7 +121,11 @@ pub struct Gate {
     /// `VIGIL_API_TOKEN` or the `api-token` file: an admin token for older deployments.
     pub bootstrap: Option<ApiToken>,
     pub config: AccessConfig,
+    /// Sign-in failures, per account and per address.
     pub throttle: Throttle,
+    /// Bearer token failures, per address, kept apart from sign-ins: a log shipper left with
+    /// a revoked token must not lock the people behind the same address out of signing in.
+    pub bearer_throttle: Throttle,
     /// Whether pages are served over TLS, which decides the session cookie's name.
     pub tls: bool,
 }
@@ -134,11 +138,13 @@ impl Gate {
         tls: bool,
     ) -> Gate {
         let throttle = Throttle::new(config.throttle.clone());
+        let bearer_throttle = Throttle::new(config.throttle.clone());
         Gate {
             db,
             bootstrap,
             config,
             throttle,
+            bearer_throttle,
             tls,
         }
     }
@@ -508,7 +514,7 @@ async fn bearer_principal(
             scopes: token.scopes,
         }),
         Ok(Ok(None)) => {
-            match gate.throttle.check(None, address, Instant::now()) {
+            match gate.bearer_throttle.check(None, address, Instant::now()) {
                 Verdict::Allowed => {}
                 Verdict::Wait(wait) => {
                     count_failure(FailureKind::Bearer, "backoff");
@@ -520,7 +526,7 @@ async fn bearer_principal(
                 }
             }
             const REASON: &str = "unknown_revoked_or_expired_token";
-            gate.throttle.record_failure(None, address, Instant::now());
+            gate.bearer_throttle.record_failure(None, address, Instant::now());
             count_failure(FailureKind::Bearer, REASON);
             gate.audit(AuditRecord {
                 actor: "unknown-token".to_owned(),
