@@ -31,4 +31,4 @@ pub use policy::{Permission, Principal, Role, Scope, Scopes, Via, GRANTS};
 pub use secret::Secret;
 pub use sessions::{NewSession, Session, SessionLimits};
 pub use tokens::{NewToken, TokenInfo};
-pub use users::User;
+pub use users::{check_name, User};

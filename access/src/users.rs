@@ -22,7 +22,7 @@ const MAX_NAME_CHARS: usize = 64;
 
 /// Checks a user or token name: 1 to 64 ASCII letters, digits, `.`, `_`, `-` and `@`, so
 /// that names print plainly in the audit log, on pages and in a terminal.
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), AccessError> {
+pub fn check_name(kind: &str, name: &str) -> Result<(), AccessError> {
     if name.is_empty() || name.len() > MAX_NAME_CHARS {
         return Err(AccessError::Invalid(format!(
             "a {kind} name needs 1 to {MAX_NAME_CHARS} characters"

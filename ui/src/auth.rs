@@ -269,8 +269,18 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Ne
     let method = request.method().clone();
     let Some(route) = routes::lookup(method.as_str(), matched.as_str()) else {
         if routes::knows_path(matched.as_str()) {
-            // Another method on a known route: the router answers 405 with what it allows.
-            return next.run(request).await;
+            // Another method on a known route. Answered here, not by the router, so that a
+            // method added to a route without its entry is refused rather than let through.
+            let allowed: Vec<&str> = routes::ROUTES
+                .iter()
+                .filter(|route| route.path == matched.as_str())
+                .map(|route| route.method)
+                .collect();
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, allowed.join(", "))],
+            )
+                .into_response();
         }
         tracing::error!(
             %method,
@@ -445,9 +455,19 @@ fn proxy_principal(
     let Some(proxy) = &gate.config.proxy else {
         return Ok(None);
     };
-    let Some(name) = headers.get(proxy.user_header.as_str()) else {
+    let mut names = headers.get_all(proxy.user_header.as_str()).iter();
+    let Some(name) = names.next() else {
         return Ok(None);
     };
+    // Two values mean a proxy that appended to what the client sent instead of replacing it:
+    // which one is the proxy's cannot be told, so neither is believed.
+    if names.next().is_some() {
+        tracing::warn!(
+            header = proxy.user_header,
+            "a trusted proxy sent the user header twice; refused"
+        );
+        return Err(Refusal::BadProxyUser);
+    }
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
@@ -459,13 +479,19 @@ fn proxy_principal(
         );
         return Ok(None);
     }
+    // Held to the rules for local user names, so that a proxy's user prints plainly and can
+    // never read as a token (`token:NAME`) or the bootstrap token in history and the audit log.
     let name = name
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|name| !name.is_empty() && name.len() <= 256);
+        .filter(|name| vigil_access::check_name("user", name).is_ok());
     let Some(name) = name else {
-        return Ok(None);
+        tracing::warn!(
+            header = proxy.user_header,
+            "a trusted proxy named a user that is not a valid user name; refused"
+        );
+        return Err(Refusal::BadProxyUser);
     };
     let groups = headers
         .get(proxy.groups_header.as_str())
@@ -526,7 +552,8 @@ async fn bearer_principal(
                 }
             }
             const REASON: &str = "unknown_revoked_or_expired_token";
-            gate.bearer_throttle.record_failure(None, address, Instant::now());
+            gate.bearer_throttle
+                .record_failure(None, address, Instant::now());
             count_failure(FailureKind::Bearer, REASON);
             gate.audit(AuditRecord {
                 actor: "unknown-token".to_owned(),
@@ -560,6 +587,8 @@ enum Refusal {
     BadToken,
     /// A trusted proxy named a user whose groups map to no role.
     NoRole,
+    /// A trusted proxy named no valid user: a bad name, or the header twice.
+    BadProxyUser,
     /// The access database failed.
     Unavailable,
 }
@@ -572,6 +601,10 @@ impl Refusal {
             Refusal::NoRole => forbidden(
                 surface,
                 "you are signed in, but none of your groups is given a role in Vigil",
+            ),
+            Refusal::BadProxyUser => forbidden(
+                surface,
+                "the single sign-on proxy did not name one valid user; ask its operator",
             ),
             Refusal::Unavailable => unavailable(surface),
         }

@@ -60,7 +60,8 @@ fn app(gate: Arc<Gate>) -> Router {
     let router = Router::new()
         .route("/api/v1/whoami", get(who))
         .route("/api/v1/ingest/{source}", post(who))
-        .route("/", get(who))
+        // DELETE / is served here but has no entry in the route table.
+        .route("/", get(who).delete(who))
         .route("/audit", get(who))
         .route("/login", get(who))
         .route("/api/v1/not-in-the-table", get(who));
@@ -123,6 +124,29 @@ async fn a_trusted_proxy_names_the_user_and_anyone_else_is_ignored() {
     let stranger = [("x-forwarded-user", "eve"), ("x-forwarded-groups", "staff")];
     let (status, _) = send(&app, "GET", "/", "10.1.2.3", &stranger).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A name that is not a valid user name, or two of them, names no one.
+    for forged in [
+        &[
+            ("x-forwarded-user", "token:ci"),
+            ("x-forwarded-groups", "secops"),
+        ][..],
+        &[
+            ("x-forwarded-user", "<b>eve</b>"),
+            ("x-forwarded-groups", "secops"),
+        ][..],
+        &[
+            ("x-forwarded-user", "eve"),
+            ("x-forwarded-user", "root"),
+            ("x-forwarded-groups", "secops"),
+        ][..],
+    ] {
+        let (status, _) = send(&app, "GET", "/", "10.1.2.3", forged).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{forged:?}");
+    }
+    // A method the router serves on a known path, but the table does not list, is refused
+    // to everyone, however signed in.
+    let (status, _) = send(&app, "DELETE", "/", "10.9.9.9", &admin).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     // A public page still opens for them.
     let (status, body) = send(&app, "GET", "/login", "10.1.2.3", &stranger).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "nobody 10.1.2.3"));
