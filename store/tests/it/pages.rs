@@ -170,7 +170,12 @@ fn histograms_pick_their_interval_and_count_each_bucket() {
     let from = base();
     let to = base() + Duration::hours(1);
     let histogram = store
-        .histogram("", Some(from), Some(to))
+        .histogram(
+            "",
+            &vigil_store::Visibility::everything(),
+            Some(from),
+            Some(to),
+        )
         .expect("histogram");
     assert_eq!(histogram.interval_seconds, 30, "an hour in 30 s buckets");
     assert_eq!(histogram.buckets.len(), 120);
@@ -184,23 +189,43 @@ fn histograms_pick_their_interval_and_count_each_bucket() {
     assert_eq!(histogram.buckets.iter().map(|b| b.count).sum::<u64>(), 36);
 
     let errors = store
-        .histogram("sc-status:>=500", Some(from), Some(to))
+        .histogram(
+            "sc-status:>=500",
+            &vigil_store::Visibility::everything(),
+            Some(from),
+            Some(to),
+        )
         .expect("histogram");
     assert_eq!(errors.buckets.iter().map(|b| b.count).sum::<u64>(), 10);
 
     let day = store
-        .histogram("", Some(from), Some(from + Duration::days(1)))
+        .histogram(
+            "",
+            &vigil_store::Visibility::everything(),
+            Some(from),
+            Some(from + Duration::days(1)),
+        )
         .expect("day");
     assert_eq!(day.interval_seconds, 1800);
     assert_eq!(day.buckets[0].count, 36, "all within the first half hour");
 
     let spanning = store
-        .histogram("source_kind:cloudtrail", None, None)
+        .histogram(
+            "source_kind:cloudtrail",
+            &vigil_store::Visibility::everything(),
+            None,
+            None,
+        )
         .expect("auto");
     assert_eq!(spanning.buckets.first().map(|b| b.start), Some(base()));
     assert_eq!(spanning.buckets.iter().map(|b| b.count).sum::<u64>(), 6);
     assert!(store
-        .histogram("nomatch", None, None)
+        .histogram(
+            "nomatch",
+            &vigil_store::Visibility::everything(),
+            None,
+            None
+        )
         .expect("empty")
         .buckets
         .is_empty());
@@ -210,7 +235,14 @@ fn histograms_pick_their_interval_and_count_each_bucket() {
 fn facets_count_top_values_of_source_fields_and_record_paths() {
     let (_dir, store) = mixed();
     let by_source = store
-        .facets("", "source_kind", 10, None, None)
+        .facets(
+            "",
+            &vigil_store::Visibility::everything(),
+            "source_kind",
+            10,
+            None,
+            None,
+        )
         .expect("facets");
     let pairs: Vec<(serde_json::Value, u64)> = by_source
         .values
@@ -223,7 +255,14 @@ fn facets_count_top_values_of_source_fields_and_record_paths() {
     );
 
     let statuses = store
-        .facets("", "sc-status", 10, None, None)
+        .facets(
+            "",
+            &vigil_store::Visibility::everything(),
+            "sc-status",
+            10,
+            None,
+            None,
+        )
         .expect("statuses");
     let pairs: Vec<(serde_json::Value, u64)> = statuses
         .values
@@ -233,7 +272,14 @@ fn facets_count_top_values_of_source_fields_and_record_paths() {
     assert_eq!(pairs, [(json!(200), 20), (json!(500), 10)]);
 
     let paths = store
-        .facets("sc-status:500", "record.cs-uri-stem", 1, None, None)
+        .facets(
+            "sc-status:500",
+            &vigil_store::Visibility::everything(),
+            "record.cs-uri-stem",
+            1,
+            None,
+            None,
+        )
         .expect("paths");
     assert_eq!(paths.values.len(), 1);
     assert_eq!(paths.values[0].value, json!("/login"));
@@ -243,6 +289,7 @@ fn facets_count_top_values_of_source_fields_and_record_paths() {
     let users = store
         .facets(
             "",
+            &vigil_store::Visibility::everything(),
             "userIdentity.userName",
             3,
             Some(base()),
@@ -254,7 +301,14 @@ fn facets_count_top_values_of_source_fields_and_record_paths() {
     for bad in ["time", "doc", "text", "a..b"] {
         assert!(
             matches!(
-                store.facets("", bad, 5, None, None),
+                store.facets(
+                    "",
+                    &vigil_store::Visibility::everything(),
+                    bad,
+                    5,
+                    None,
+                    None
+                ),
                 Err(StoreError::Query { .. })
             ),
             "{bad}"

@@ -147,12 +147,26 @@ fn hits_totals_histograms_and_facets_merge_across_partitions() {
     );
 
     let histogram = store
-        .histogram("", Some(day(25, 0)), Some(day(29, 0)))
+        .histogram(
+            "",
+            &vigil_store::Visibility::everything(),
+            Some(day(25, 0)),
+            Some(day(29, 0)),
+        )
         .unwrap();
     let counted: u64 = histogram.buckets.iter().map(|b| b.count).sum();
     assert_eq!(counted, 8);
 
-    let facets = store.facets("", "user", 10, None, None).unwrap();
+    let facets = store
+        .facets(
+            "",
+            &vigil_store::Visibility::everything(),
+            "user",
+            10,
+            None,
+            None,
+        )
+        .unwrap();
     let user0 = facets
         .values
         .iter()
