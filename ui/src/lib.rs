@@ -5,12 +5,12 @@
 //! responses forbid scripts and framing, because events and alerts carry attacker-controlled text.
 
 mod admin_api;
+mod alerts_page;
 mod api;
 mod audit_page;
 pub mod auth;
 mod frame;
 mod pages;
-mod search_page;
 mod sign_in;
 
 use std::sync::Arc;
@@ -40,9 +40,9 @@ pub fn api_router(state: UiState) -> Router {
 /// The HTML pages, which authenticate by a session cookie set at `/login`.
 pub fn page_router(state: UiState) -> Router {
     pages::router()
+        .merge(alerts_page::router())
         .merge(sign_in::router())
         .merge(audit_page::router())
-        .merge(search_page::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }

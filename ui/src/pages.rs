@@ -1,5 +1,4 @@
-//! Server-rendered HTML pages: alerts and their triage. Event search is in
-//! [`crate::search_page`]. Signing in and
+//! Server-rendered HTML pages: alerts and their triage, and event search. Signing in and
 //! out is in [`crate::sign_in`], the audit log's page in [`crate::audit_page`], and what
 //! every page shares (its frame, the forms' CSRF check) in [`crate::frame`].
 //!
@@ -22,19 +21,21 @@ use axum::{Extension, Form, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 use vigil_access::{AuditRecord, Outcome, Permission};
-use vigil_store::{AlertChange, AlertDetail, AlertFilter, AlertStatus, AlertView, CloseReason};
+use vigil_event::Event;
+use vigil_store::{AlertChange, AlertDetail, AlertStatus, AlertView, CloseReason, SearchRequest};
 
+use crate::api::clamp_limit;
 use crate::auth::Caller;
 use crate::frame::{check_form, csrf, layout};
 use crate::{call_store, CallError, UiState};
 
-/// Alerts listed on the home page.
-const ALERTS_SHOWN: usize = 100;
+/// The longest record text a results table shows; the API gives the whole record.
+const RECORD_PREVIEW_CHARS: usize = 4000;
 
 pub(crate) fn router() -> Router<UiState> {
     Router::new()
-        .route("/", get(alerts_page))
         .route("/alerts/{id}", get(alert_page).post(triage))
+        .route("/search", get(search_page))
         .route("/static/vigil.css", get(stylesheet))
 }
 
@@ -45,7 +46,7 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-pub(crate) fn search_form(query: &str) -> Markup {
+fn search_form(query: &str) -> Markup {
     html! {
         form.search method="get" action="/search" {
             input type="search" name="q" value=(query) placeholder="eventName:StopLogging, objectRef.resource:secrets, or any word" autofocus;
@@ -54,7 +55,7 @@ pub(crate) fn search_form(query: &str) -> Markup {
     }
 }
 
-pub(crate) fn error_box(error: &CallError) -> Markup {
+fn error_box(error: &CallError) -> Markup {
     html! {
         div.error {
             @match error {
@@ -66,79 +67,15 @@ pub(crate) fn error_box(error: &CallError) -> Markup {
     }
 }
 
-pub(crate) fn time_cell(time: &chrono::DateTime<chrono::Utc>) -> Markup {
+fn time_cell(time: &chrono::DateTime<chrono::Utc>) -> Markup {
     html! { td.time { (time.format("%Y-%m-%d %H:%M:%S")) } }
 }
 
-#[derive(Debug, Deserialize)]
-struct AlertsParams {
-    status: Option<String>,
-}
-
-async fn alerts_page(
-    State(state): State<UiState>,
-    Extension(caller): Extension<Caller>,
-    Query(params): Query<AlertsParams>,
-) -> Response {
-    let status = params.status.as_deref().and_then(AlertStatus::parse);
-    let filter = AlertFilter {
-        query: String::new(),
-        status,
-        level: None,
-        rule: None,
-        limit: ALERTS_SHOWN,
-    };
-    let store = state.store.clone();
-    let alerts = call_store(move || store.list_alerts(&filter)).await;
-    let body = html! {
-        h1 { "Recent alerts" }
-        (search_form(""))
-        nav.filters {
-            "Show: "
-            a href="/" { "all" }
-            @for s in [AlertStatus::Open, AlertStatus::Acknowledged, AlertStatus::Closed] {
-                " · " a href={ "/?status=" (s.as_str()) } { (s.as_str()) }
-            }
-        }
-        @match &alerts {
-            Err(error) => (error_box(error)),
-            Ok(alerts) if alerts.is_empty() => p.muted { "No alerts here." },
-            Ok(alerts) => (alerts_table(alerts)),
-        }
-    };
-    layout("Alerts", Some(&caller), body).into_response()
-}
-
-fn status_badge(view: &AlertView) -> Markup {
+pub(crate) fn status_badge(view: &AlertView) -> Markup {
     let status = view.state.status.as_str();
     html! {
         span class={ "status status-" (status) } { (status) }
         @if let Some(reason) = view.state.reason { " " span.muted { "(" (reason.as_str()) ")" } }
-    }
-}
-
-fn alerts_table(alerts: &[AlertView]) -> Markup {
-    html! {
-        table {
-            thead { tr { th { "Time" } th { "Level" } th { "Rule" } th { "Status" } th { "Assignee" } th { "Source" } th { "Events" } } }
-            tbody {
-                @for view in alerts {
-                    @let alert = &view.alert;
-                    tr {
-                        (time_cell(&alert.time))
-                        td { span class={ "level level-" (alert.level.as_str()) } { (alert.level.as_str()) } }
-                        td {
-                            a href={ "/alerts/" (alert.id) } { (alert.rule_title) }
-                            @if !alert.tags.is_empty() { br; span.muted { (alert.tags.join(", ")) } }
-                        }
-                        td { (status_badge(view)) }
-                        td { @if let Some(assignee) = &view.state.assignee { (assignee) } @else { span.muted { "—" } } }
-                        td { (alert.source.name) }
-                        td { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) } }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -414,11 +351,72 @@ async fn triage(
 }
 
 /// A search for exactly the alert's events, already URL-encoded: ids are hex digits only.
-fn events_query(alert: &vigil_event::Alert) -> String {
+pub(crate) fn events_query(alert: &vigil_event::Alert) -> String {
     alert
         .event_ids
         .iter()
         .map(|id| format!("id%3A{id}"))
         .collect::<Vec<_>>()
         .join("+OR+")
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    limit: Option<usize>,
+}
+
+async fn search_page(
+    State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<SearchParams>,
+) -> Response {
+    let request = SearchRequest {
+        visibility: caller.visibility(),
+        ..SearchRequest::new(params.q.clone(), clamp_limit(params.limit))
+    };
+    let store = state.store.clone();
+    let results = call_store(move || store.search(&request)).await;
+    let body = html! {
+        h1 { "Search events" }
+        (search_form(&params.q))
+        @match &results {
+            Err(error) => (error_box(error)),
+            Ok(results) => {
+                p.muted { (results.total) " matching events; newest " (results.hits.len()) " shown." }
+                (events_table(&results.hits))
+            }
+        }
+    };
+    layout("Search", Some(&caller), body).into_response()
+}
+
+fn events_table(events: &[Event]) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Time" } th { "Source" } th { "Logsource" } th { "Record" } } }
+            tbody {
+                @for event in events {
+                    tr {
+                        (time_cell(&event.time))
+                        td { (event.source.kind) br; span.muted { (event.source.name) } }
+                        td.muted {
+                            @for part in [&event.logsource.product, &event.logsource.service, &event.logsource.category].into_iter().flatten() {
+                                (part) br;
+                            }
+                        }
+                        td { pre { (preview(event.record.as_str())) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(RECORD_PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
