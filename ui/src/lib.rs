@@ -11,6 +11,7 @@ mod audit_page;
 pub mod auth;
 mod frame;
 mod pages;
+mod search_page;
 mod sign_in;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub fn page_router(state: UiState) -> Router {
         .merge(alerts_page::router())
         .merge(sign_in::router())
         .merge(audit_page::router())
+        .merge(search_page::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }

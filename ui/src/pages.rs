@@ -1,4 +1,5 @@
-//! Server-rendered HTML pages: alerts and their triage, and event search. Signing in and
+//! Server-rendered HTML pages: alerts and their triage. Event search is in
+//! [`crate::search_page`]. Signing in and
 //! out is in [`crate::sign_in`], the audit log's page in [`crate::audit_page`], and what
 //! every page shares (its frame, the forms' CSRF check) in [`crate::frame`].
 //!
@@ -13,7 +14,7 @@
 //! it in the first place.
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -21,21 +22,15 @@ use axum::{Extension, Form, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 use vigil_access::{AuditRecord, Outcome, Permission};
-use vigil_event::Event;
-use vigil_store::{AlertChange, AlertDetail, AlertStatus, AlertView, CloseReason, SearchRequest};
+use vigil_store::{AlertChange, AlertDetail, AlertStatus, AlertView, CloseReason};
 
-use crate::api::clamp_limit;
 use crate::auth::Caller;
 use crate::frame::{check_form, csrf, layout};
 use crate::{call_store, CallError, UiState};
 
-/// The longest record text a results table shows; the API gives the whole record.
-const RECORD_PREVIEW_CHARS: usize = 4000;
-
 pub(crate) fn router() -> Router<UiState> {
     Router::new()
         .route("/alerts/{id}", get(alert_page).post(triage))
-        .route("/search", get(search_page))
         .route("/static/vigil.css", get(stylesheet))
 }
 
@@ -46,7 +41,7 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-fn search_form(query: &str) -> Markup {
+pub(crate) fn search_form(query: &str) -> Markup {
     html! {
         form.search method="get" action="/search" {
             input type="search" name="q" value=(query) placeholder="eventName:StopLogging, objectRef.resource:secrets, or any word" autofocus;
@@ -55,7 +50,7 @@ fn search_form(query: &str) -> Markup {
     }
 }
 
-fn error_box(error: &CallError) -> Markup {
+pub(crate) fn error_box(error: &CallError) -> Markup {
     html! {
         div.error {
             @match error {
@@ -67,7 +62,7 @@ fn error_box(error: &CallError) -> Markup {
     }
 }
 
-fn time_cell(time: &chrono::DateTime<chrono::Utc>) -> Markup {
+pub(crate) fn time_cell(time: &chrono::DateTime<chrono::Utc>) -> Markup {
     html! { td.time { (time.format("%Y-%m-%d %H:%M:%S")) } }
 }
 
@@ -358,65 +353,4 @@ pub(crate) fn events_query(alert: &vigil_event::Alert) -> String {
         .map(|id| format!("id%3A{id}"))
         .collect::<Vec<_>>()
         .join("+OR+")
-}
-
-#[derive(Debug, Deserialize)]
-struct SearchParams {
-    #[serde(default)]
-    q: String,
-    limit: Option<usize>,
-}
-
-async fn search_page(
-    State(state): State<UiState>,
-    Extension(caller): Extension<Caller>,
-    Query(params): Query<SearchParams>,
-) -> Response {
-    let request = SearchRequest {
-        visibility: caller.visibility(),
-        ..SearchRequest::new(params.q.clone(), clamp_limit(params.limit))
-    };
-    let store = state.store.clone();
-    let results = call_store(move || store.search(&request)).await;
-    let body = html! {
-        h1 { "Search events" }
-        (search_form(&params.q))
-        @match &results {
-            Err(error) => (error_box(error)),
-            Ok(results) => {
-                p.muted { (results.total) " matching events; newest " (results.hits.len()) " shown." }
-                (events_table(&results.hits))
-            }
-        }
-    };
-    layout("Search", Some(&caller), body).into_response()
-}
-
-fn events_table(events: &[Event]) -> Markup {
-    html! {
-        table {
-            thead { tr { th { "Time" } th { "Source" } th { "Logsource" } th { "Record" } } }
-            tbody {
-                @for event in events {
-                    tr {
-                        (time_cell(&event.time))
-                        td { (event.source.kind) br; span.muted { (event.source.name) } }
-                        td.muted {
-                            @for part in [&event.logsource.product, &event.logsource.service, &event.logsource.category].into_iter().flatten() {
-                                (part) br;
-                            }
-                        }
-                        td { pre { (preview(event.record.as_str())) } }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(RECORD_PREVIEW_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
