@@ -1,32 +1,240 @@
-//! The search page: a query box and the newest matching events.
+//! The search page, Discover-style and without scripts: a query box with a time range kept
+//! in the URL, a histogram of the matches drawn as SVG whose bars zoom into their bucket, a
+//! sidebar of the fields in the shown events with their top values, and the events as
+//! summary rows that open into a tree where every value is a filter link.
+//!
+//! Every value shown here is attacker-written (keys included). It reaches the page only
+//! through maud, which escapes it, and reaches a link only percent-encoded inside a query
+//! parameter of a `/search` URL, and in that query only as one quoted term ([`quote_term`]).
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use vigil_event::Event;
-use vigil_store::SearchRequest;
+use vigil_store::{parse_time, Facets, Histogram, SearchRequest, SearchResults, StoreError};
 
 use crate::api::clamp_limit;
 use crate::auth::Caller;
 use crate::frame::layout;
-use crate::pages::{error_box, search_form, time_cell};
-use crate::{call_store, UiState};
+use crate::pages::time_cell;
+use crate::{call_store, CallError, UiState};
 
-/// The longest record text a results table shows; the API gives the whole record.
+/// The longest raw record text an event shows; the API gives the whole record.
 const RECORD_PREVIEW_CHARS: usize = 4000;
+/// The most fields the sidebar lists, and how deep into a record it looks for them.
+const SIDEBAR_FIELDS: usize = 30;
+const SIDEBAR_DEPTH: usize = 3;
+/// Top values per sidebar field.
+const SIDEBAR_VALUES: usize = 5;
+/// The most extra columns, and the longest column path, a URL may ask for.
+const MAX_COLUMNS: usize = 10;
+const MAX_COLUMN_CHARS: usize = 200;
+/// Bounds on an event's tree, so one hostile record cannot make the page huge.
+const TREE_DEPTH: usize = 16;
+const TREE_NODES: usize = 1000;
+/// The longest cell text in a summary row.
+const CELL_CHARS: usize = 200;
+
+/// The time range presets: label and `from` (all end at `now`).
+const PRESETS: [(&str, &str); 5] = [
+    ("15 min", "now-15m"),
+    ("1 h", "now-1h"),
+    ("24 h", "now-24h"),
+    ("7 d", "now-7d"),
+    ("30 d", "now-30d"),
+];
 
 pub(crate) fn router() -> Router<UiState> {
     Router::new().route("/search", get(search_page))
 }
 
-#[derive(Debug, Deserialize)]
-struct SearchParams {
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SearchParams {
     #[serde(default)]
-    q: String,
+    pub(crate) q: String,
+    #[serde(default)]
+    pub(crate) from: String,
+    #[serde(default)]
+    pub(crate) to: String,
+    #[serde(default)]
+    columns: String,
     limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// What the page was asked for, as typed: links and inputs repeat it.
+#[derive(Debug, Clone, Default)]
+struct View {
+    q: String,
+    from: String,
+    to: String,
+    columns: Vec<String>,
+}
+
+impl View {
+    fn of(params: &SearchParams) -> View {
+        View {
+            q: params.q.clone(),
+            from: params.from.trim().to_owned(),
+            to: params.to.trim().to_owned(),
+            columns: params
+                .columns
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && c.chars().count() <= MAX_COLUMN_CHARS)
+                .take(MAX_COLUMNS)
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// This search's URL with `change` applied.
+    fn url_with(&self, change: impl FnOnce(&mut View)) -> String {
+        let mut view = self.clone();
+        change(&mut view);
+        view.url()
+    }
+
+    fn url(&self) -> String {
+        let mut parts = Vec::new();
+        let columns = self.columns.join(",");
+        for (name, value) in [
+            ("q", self.q.as_str()),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("columns", &columns),
+        ] {
+            if !value.is_empty() {
+                parts.push(format!("{name}={}", encode(value)));
+            }
+        }
+        format!("/search?{}", parts.join("&"))
+    }
+
+    /// The URL of this search narrowed by `clause`.
+    fn narrowed(&self, clause: &str) -> String {
+        self.url_with(|view| view.q = add_clause(&view.q, clause))
+    }
+}
+
+/// Percent-encodes everything but the unreserved characters, for a query parameter.
+pub(crate) fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// `text` as one phrase term of the query language: quoted, with the two characters a
+/// phrase gives meaning to (`"` and `\`) escaped, so that whatever it holds (spaces,
+/// colons, parentheses, `OR`) stays one term.
+pub(crate) fn quote_term(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A record path as a field name of the query language: every character that could end the
+/// name or mean something (`:`, spaces, parentheses, a leading `-`, wildcards) escaped.
+pub(crate) fn quote_field(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c.is_alphanumeric() || c == '_' || c == '.') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The clause `path:value` (or `-path:value`), a value as its own term: numbers and
+/// booleans bare, as the store matches them, anything else as a quoted phrase.
+pub(crate) fn filter_clause(path: &str, value: &Value, exclude: bool) -> String {
+    let value = match value {
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::String(s) => quote_term(s),
+        other => quote_term(&other.to_string()),
+    };
+    format!(
+        "{}{}:{value}",
+        if exclude { "-" } else { "" },
+        quote_field(path)
+    )
+}
+
+/// `query` narrowed by `clause`. A query with `OR` in it is grouped first, since the added
+/// clause would otherwise bind to its last alternative only.
+fn add_clause(query: &str, clause: &str) -> String {
+    let query = query.trim();
+    if query.is_empty() || query == "*" {
+        clause.to_owned()
+    } else if query.contains("OR") {
+        format!("({query}) {clause}")
+    } else {
+        format!("{query} {clause}")
+    }
+}
+
+/// The text of a value as shown.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// A time range's `from` and `to`, each open when `None`.
+pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The time range read against one `now`; the error is the message to show.
+pub(crate) fn read_range(from: &str, to: &str) -> Result<TimeRange, String> {
+    let now = Utc::now();
+    let read = |name: &str, text: &str| -> Result<Option<DateTime<Utc>>, String> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_time(text, now)
+            .map(Some)
+            .map_err(|error| match error {
+                StoreError::Query { message, .. } => format!("{name}: {message}"),
+                other => format!("{name}: {other}"),
+            })
+    };
+    Ok((read("from", from)?, read("to", to)?))
+}
+
+/// Everything the page shows, fetched in one blocking call.
+struct Found {
+    results: SearchResults,
+    histogram: Histogram,
+    sidebar: Vec<Facets>,
 }
 
 async fn search_page(
@@ -34,41 +242,282 @@ async fn search_page(
     Extension(caller): Extension<Caller>,
     Query(params): Query<SearchParams>,
 ) -> Response {
-    let request = SearchRequest {
-        visibility: caller.visibility(),
-        ..SearchRequest::new(params.q.clone(), clamp_limit(params.limit))
-    };
-    let store = state.store.clone();
-    let results = call_store(move || store.search(&request)).await;
-    let body = html! {
-        h1 { "Search events" }
-        (search_form(&params.q))
-        @match &results {
-            Err(error) => (error_box(error)),
-            Ok(results) => {
-                p.muted { (results.total) " matching events; newest " (results.hits.len()) " shown." }
-                (events_table(&results.hits))
-            }
+    let view = View::of(&params);
+    let (from, to) = match read_range(&view.from, &view.to) {
+        Ok(range) => range,
+        Err(message) => {
+            let body = html! { (search_header(&view)) div.error { "Time range: " (message) } };
+            return (
+                StatusCode::BAD_REQUEST,
+                layout("Search", Some(&caller), body),
+            )
+                .into_response();
         }
     };
-    layout("Search", Some(&caller), body).into_response()
+    let request = SearchRequest {
+        query: view.q.clone(),
+        from,
+        to,
+        limit: clamp_limit(params.limit),
+        cursor: params.cursor.clone().filter(|c| !c.is_empty()),
+        visibility: caller.visibility(),
+    };
+    let store = state.store.clone();
+    let found = call_store(move || {
+        let visibility = request.visibility.clone();
+        let results = store.search(&request)?;
+        let histogram = store.histogram(&request.query, &visibility, from, to)?;
+        let mut sidebar = Vec::new();
+        for field in sidebar_fields(&results.hits) {
+            // A path the index cannot count (a hostile key) leaves its field out, not the page.
+            match store.facets(
+                &request.query,
+                &visibility,
+                &field,
+                SIDEBAR_VALUES,
+                from,
+                to,
+            ) {
+                Ok(facets) if !facets.values.is_empty() => sidebar.push(facets),
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, field, "no facets for a sidebar field"),
+            }
+        }
+        Ok(Found {
+            results,
+            histogram,
+            sidebar,
+        })
+    })
+    .await;
+    let (status, content) = match &found {
+        Ok(found) => (StatusCode::OK, found_body(&view, found)),
+        Err(error) => {
+            let status = match error {
+                CallError::BadQuery(..) | CallError::Invalid(_) => StatusCode::BAD_REQUEST,
+                CallError::NotFound(_) => StatusCode::NOT_FOUND,
+                CallError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, query_error(&view.q, error))
+        }
+    };
+    let body = html! { (search_header(&view)) (content) };
+    (status, layout("Search", Some(&caller), body)).into_response()
 }
 
-fn events_table(events: &[Event]) -> Markup {
+/// The title, the query form with its time range and presets, and the query help.
+fn search_header(view: &View) -> Markup {
     html! {
-        table {
-            thead { tr { th { "Time" } th { "Source" } th { "Logsource" } th { "Record" } } }
-            tbody {
-                @for event in events {
-                    tr {
-                        (time_cell(&event.time))
-                        td { (event.source.kind) br; span.muted { (event.source.name) } }
-                        td.muted {
-                            @for part in [&event.logsource.product, &event.logsource.service, &event.logsource.category].into_iter().flatten() {
-                                (part) br;
+        h1 { "Search events" }
+        form.search-page method="get" action="/search" {
+            div.query-row {
+                label.visually-hidden for="q" { "Query" }
+                input #q type="search" name="q" value=(view.q) placeholder="eventName:StopLogging, objectRef.resource:secrets, or any word" autofocus;
+                button type="submit" { "Search" }
+            }
+            div.range-row {
+                label { "From " input type="text" name="from" value=(view.from) placeholder="now-24h or 2026-11-28T09:00:00Z"; }
+                label { "To " input type="text" name="to" value=(view.to) placeholder="now"; }
+                @if !view.columns.is_empty() {
+                    input type="hidden" name="columns" value=(view.columns.join(","));
+                }
+                nav.presets aria-label="Time range presets" {
+                    @for (label, from) in PRESETS {
+                        @let current = view.from == from && (view.to.is_empty() || view.to == "now");
+                        a.current[current] href=(view.url_with(|v| { v.from = from.to_owned(); v.to = "now".to_owned(); }))
+                            aria-current=[current.then_some("true")] { (label) }
+                    }
+                    a href=(view.url_with(|v| { v.from.clear(); v.to.clear(); })) { "all time" }
+                }
+            }
+        }
+        (query_help())
+    }
+}
+
+/// The grammar, one click away.
+fn query_help() -> Markup {
+    html! {
+        details.query-help {
+            summary { "Query syntax" }
+            ul {
+                li { code { "word" } " finds a word anywhere in the event; " code { "\"two words\"" } " finds them adjacent." }
+                li { code { "field:value" } " looks at one path of the record, such as " code { "eventName:ConsoleLogin" } " or " code { "user.username:alice" } "; " code { "source_kind" } ", " code { "source_name" } ", " code { "product" } ", " code { "service" } " and " code { "category" } " match the whole value." }
+                li { code { "a b" } " and " code { "a AND b" } " need both; " code { "a OR b" } " either; " code { "-a" } " or " code { "NOT a" } " excludes; parentheses group: " code { "(a OR b) c" } ". Operators are upper case." }
+                li { code { "*" } " and " code { "?" } " are wildcards (" code { "userIdentity.arn:*admin*" } "); " code { "/regex/" } " matches one whole word." }
+                li { "Ranges and comparisons: " code { "sc-status:[500 TO 599]" } ", " code { "bytes:>1000" } ", " code { "time:>now-1h" } "; " code { "field:*" } " means the field is present." }
+                li { "A backslash escapes the next character; inside quotes only " code { "\\\"" } " and " code { "\\\\" } " need it." }
+                li { "Times (" code { "from" } ", " code { "to" } ") take RFC 3339, a date, " code { "now" } " or " code { "now-15m" } " (units s m h d w); " code { "from" } " is inclusive, " code { "to" } " exclusive." }
+            }
+        }
+    }
+}
+
+/// A failed search: a query error with a marker under where it went wrong.
+fn query_error(query: &str, error: &CallError) -> Markup {
+    html! {
+        div.error {
+            @match error {
+                CallError::BadQuery(message, position) => {
+                    "Query error: " (message)
+                    @if let Some(position) = position {
+                        @let (line, marker) = marked(query, *position);
+                        pre.query-marker aria-hidden="true" { (line) "\n" (marker) }
+                    }
+                }
+                CallError::Invalid(message) | CallError::NotFound(message) => { "Query error: " (message) }
+                CallError::Failed => { "The search failed; the server log has the details." }
+            }
+        }
+    }
+}
+
+/// The query on one line and a `^` under the character at byte `position` (or just past
+/// the end); a position inside a character points at that character.
+pub(crate) fn marked(query: &str, position: usize) -> (String, String) {
+    let flat: String = query
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut at = position.min(query.len());
+    while !query.is_char_boundary(at) {
+        at -= 1;
+    }
+    let column = query[..at].chars().count();
+    (flat, format!("{}^", " ".repeat(column)))
+}
+
+fn found_body(view: &View, found: &Found) -> Markup {
+    let results = &found.results;
+    html! {
+        p.muted {
+            (results.total) @if results.total_is_lower_bound { " or more" } " matching events; "
+            (results.hits.len()) " shown, newest first."
+        }
+        (histogram_svg(view, &found.histogram))
+        div.discover {
+            (sidebar(view, &found.sidebar))
+            section.results aria-label="Events" {
+                @if results.hits.is_empty() { p.muted { "No events match." } } @else {
+                    (events_table(view, &results.hits))
+                }
+                @if let Some(cursor) = &results.next_cursor {
+                    p { a href={ (view.url()) "&cursor=" (encode(cursor)) } { "Older events" } }
+                }
+            }
+        }
+    }
+}
+
+/// The histogram: one bar per bucket, each a link to the same search over its bucket.
+fn histogram_svg(view: &View, histogram: &Histogram) -> Markup {
+    const BAR: usize = 10;
+    const HEIGHT: u64 = 60;
+    let buckets = &histogram.buckets;
+    if buckets.is_empty() {
+        return html! {};
+    }
+    let most = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+    let width = buckets.len() * BAR;
+    let interval = Duration::seconds(histogram.interval_seconds);
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    html! {
+        figure.histogram {
+            svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (width) " " (HEIGHT) }
+                preserveAspectRatio="none" role="group" aria-label="Matching events over time; each bar zooms into its interval" {
+                @for (i, bucket) in buckets.iter().enumerate() {
+                    @let end = bucket.start + interval;
+                    @let height = if bucket.count == 0 { 0 } else { (bucket.count * HEIGHT).div_ceil(most).max(1) };
+                    a href=(view.url_with(|v| { v.from = stamp(bucket.start); v.to = stamp(end); })) {
+                        title { (bucket.count) " events from " (stamp(bucket.start)) " to " (stamp(end)) }
+                        // A full-height transparent target keeps short bars easy to click.
+                        rect.target x=(i * BAR) y="0" width=(BAR) height=(HEIGHT) {}
+                        rect.bar x=(i * BAR + 1) y=(HEIGHT - height) width=(BAR - 2) height=(height) {}
+                    }
+                }
+            }
+            figcaption.muted {
+                (stamp(buckets[0].start)) " – " (stamp(buckets[buckets.len() - 1].start + interval))
+                ", " (histogram.interval_seconds) " s per bar"
+            }
+        }
+    }
+}
+
+/// The record paths in `events`, most common first and at most [`SIDEBAR_FIELDS`], then by
+/// name; `source_kind` first, to count the sources.
+fn sidebar_fields(events: &[Event]) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for event in events {
+        if let Ok(document) = event.document() {
+            let mut seen = std::collections::BTreeSet::new();
+            collect_paths(&document, "", 1, &mut seen);
+            for path in seen {
+                *counts.entry(path).or_default() += 1;
+            }
+        }
+    }
+    let mut fields: Vec<(String, usize)> = counts.into_iter().collect();
+    fields.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    fields.truncate(SIDEBAR_FIELDS - 1);
+    let mut names: Vec<String> = fields.into_iter().map(|(name, _)| name).collect();
+    names.sort();
+    names.insert(0, "source_kind".to_owned());
+    names
+}
+
+fn collect_paths(
+    object: &Map<String, Value>,
+    prefix: &str,
+    depth: usize,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    for (key, value) in object {
+        if key.is_empty() || key.chars().count() > 100 {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) if depth < SIDEBAR_DEPTH => {
+                collect_paths(inner, &path, depth + 1, out)
+            }
+            Value::Object(_) | Value::Null => {}
+            Value::Array(items) => {
+                if items.iter().any(|i| !i.is_object() && !i.is_array()) {
+                    out.insert(path);
+                }
+            }
+            _ => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+fn sidebar(view: &View, facets: &[Facets]) -> Markup {
+    html! {
+        aside.fields aria-label="Fields" {
+            h2 { "Fields" }
+            @if facets.is_empty() { p.muted { "No fields." } }
+            @for facet in facets {
+                details open[facet.field == "source_kind"] {
+                    summary { (facet.field) }
+                    ul {
+                        @for value in &facet.values {
+                            @let text = value_text(&value.value);
+                            li {
+                                a.value href=(view.narrowed(&filter_clause(&facet.field, &value.value, false)))
+                                    title={ "Only " (facet.field) " " (cut(&text, CELL_CHARS)) } { (cut(&text, 80)) }
+                                " " span.count { (value.count) } " "
+                                a.exclude href=(view.narrowed(&filter_clause(&facet.field, &value.value, true)))
+                                    aria-label={ "Without " (facet.field) " " (cut(&text, CELL_CHARS)) } { "−" }
                             }
                         }
-                        td { pre { (preview(event.record.as_str())) } }
+                        @if facet.other_count > 0 { li.muted { "other values: " (facet.other_count) } }
                     }
                 }
             }
@@ -76,9 +525,233 @@ fn events_table(events: &[Event]) -> Markup {
     }
 }
 
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(RECORD_PREVIEW_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+/// One summary cell: a label, the path it comes from, and the value there.
+pub(crate) struct Cell {
+    pub(crate) label: String,
+    pub(crate) value: Option<String>,
+}
+
+/// The value at `path` in `document`, where a key may itself hold dots
+/// (`annotations.authorization.k8s.io/decision`).
+pub(crate) fn lookup<'a>(document: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = document.get(path) {
+        return Some(value);
+    }
+    for (at, _) in path.match_indices('.') {
+        if let Some(Value::Object(inner)) = document.get(&path[..at]) {
+            if let Some(found) = lookup(inner, &path[at + 1..]) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// What a row says about an event, by its source kind.
+pub(crate) fn summary(event: &Event, document: &Map<String, Value>) -> Vec<Cell> {
+    let at = |paths: &[&str]| -> Option<String> {
+        paths
+            .iter()
+            .find_map(|p| lookup(document, p).filter(|v| !v.is_null()))
+            .map(value_text)
+    };
+    let cell = |label: &str, paths: &[&str]| Cell {
+        label: label.to_owned(),
+        value: at(paths),
+    };
+    match event.source.kind.as_str() {
+        "cloudtrail" => vec![
+            cell("event", &["eventName"]),
+            cell("user", &["userIdentity.arn"]),
+            cell("address", &["sourceIPAddress"]),
+            cell("region", &["awsRegion"]),
+            cell("error", &["errorCode"]),
+        ],
+        "kubernetes-audit" => {
+            let object = match (at(&["objectRef.namespace"]), at(&["objectRef.name"])) {
+                (Some(namespace), Some(name)) => Some(format!("{namespace}/{name}")),
+                (namespace, name) => namespace.or(name),
+            };
+            vec![
+                cell("verb", &["verb"]),
+                cell("resource", &["objectRef.resource"]),
+                Cell {
+                    label: "object".into(),
+                    value: object,
+                },
+                cell("user", &["user.username"]),
+            ]
+        }
+        _ if ["levelname", "level", "message", "msg"]
+            .iter()
+            .any(|k| document.contains_key(*k)) =>
+        {
+            vec![
+                cell("level", &["levelname", "level"]),
+                cell("message", &["message", "msg"]),
+                cell("user", &["username", "user"]),
+                cell("address", &["remote_addr", "client_ip", "address"]),
+            ]
+        }
+        _ => document
+            .iter()
+            .filter(|(_, v)| !v.is_object() && !v.is_array() && !v.is_null())
+            .take(4)
+            .map(|(k, v)| Cell {
+                label: k.clone(),
+                value: Some(value_text(v)),
+            })
+            .collect(),
+    }
+}
+
+fn events_table(view: &View, events: &[Event]) -> Markup {
+    html! {
+        table.events {
+            thead { tr {
+                th { "Time" } th { "Source" } th { "Event" }
+                @for column in &view.columns { th { (column) } }
+            } }
+            tbody {
+                @for event in events {
+                    @let document = event.document().unwrap_or_default();
+                    tr {
+                        (time_cell(&event.time))
+                        td { (event.source.kind) br; span.muted { (event.source.name) } }
+                        td.event {
+                            details {
+                                summary {
+                                    @for cell in summary(event, &document) {
+                                        @if let Some(value) = &cell.value {
+                                            span.cell { span.label { (cell.label) } " " (cut(value, CELL_CHARS)) } " "
+                                        }
+                                    }
+                                }
+                                (event_tree(view, &document))
+                                details.raw {
+                                    summary { "Raw JSON" }
+                                    pre { (cut(event.record.as_str(), RECORD_PREVIEW_CHARS)) }
+                                }
+                            }
+                        }
+                        @for column in &view.columns {
+                            td { @if let Some(value) = lookup(&document, column) { (cut(&value_text(value), CELL_CHARS)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The event as nested lists, each scalar a link that narrows the search to it.
+fn event_tree(view: &View, document: &Map<String, Value>) -> Markup {
+    let budget = std::cell::Cell::new(TREE_NODES);
+    html! { div.tree { (object_tree(view, document, "", 0, &budget)) } }
+}
+
+fn object_tree(
+    view: &View,
+    object: &Map<String, Value>,
+    prefix: &str,
+    depth: usize,
+    budget: &std::cell::Cell<usize>,
+) -> Markup {
+    html! {
+        dl {
+            @for (key, value) in object {
+                @let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                dt { (key) }
+                dd { (value_tree(view, value, &path, depth + 1, budget)) }
+            }
+        }
+    }
+}
+
+fn value_tree(
+    view: &View,
+    value: &Value,
+    path: &str,
+    depth: usize,
+    budget: &std::cell::Cell<usize>,
+) -> Markup {
+    let left = budget.get();
+    if left == 0 {
+        return html! { span.muted { "…" } };
+    }
+    budget.set(left - 1);
+    if depth > TREE_DEPTH {
+        return html! { code { (cut(&value.to_string(), CELL_CHARS)) } };
+    }
+    html! {
+        @match value {
+            Value::Object(inner) => (object_tree(view, inner, path, depth, budget)),
+            Value::Array(items) => ul { @for item in items { li { (value_tree(view, item, path, depth + 1, budget)) } } },
+            Value::Null => span.muted { "null" },
+            scalar => a.filter href=(view.narrowed(&filter_clause(path, scalar, false))) { (cut(&value_text(scalar), RECORD_PREVIEW_CHARS)) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_terms_keep_their_text_and_stay_one_term() {
+        for (text, quoted) in [
+            ("plain", r#""plain""#),
+            ("two words", r#""two words""#),
+            (r#"say "hi""#, r#""say \"hi\"""#),
+            (r"C:\temp\", r#""C:\\temp\\""#),
+            ("a:b:c", r#""a:b:c""#),
+            ("(x) OR y AND NOT z", r#""(x) OR y AND NOT z""#),
+            (r#"\" OR *"#, r#""\\\" OR *""#),
+        ] {
+            assert_eq!(quote_term(text), quoted, "{text}");
+            // The store reads it back as exactly one clause with the text unchanged: a
+            // quoted term followed by a second clause parses, so it did not swallow or leak.
+            let query = format!("f:{quoted} other");
+            vigil_store::check_query(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        }
+        // Unescaped, a quote would end the phrase early and leave `OR` to the parser.
+        assert!(vigil_store::check_query(r#"f:"" OR (""#).is_err());
+        assert!(vigil_store::check_query(&format!("f:{}", quote_term(r#"" OR ("#))).is_ok());
+    }
+
+    #[test]
+    fn field_names_are_escaped_and_clauses_narrow_grouped_queries() {
+        assert_eq!(quote_field("userIdentity.arn"), "userIdentity.arn");
+        assert_eq!(quote_field("-a b:c"), r"\-a\ b\:c");
+        vigil_store::check_query(&filter_clause("-a b:(c)", &Value::from("x"), true)).unwrap();
+        assert_eq!(
+            filter_clause("sc-status", &Value::from(500), false),
+            r"sc\-status:500"
+        );
+        assert_eq!(add_clause("", "x:1"), "x:1");
+        assert_eq!(add_clause("a OR b", "x:1"), "(a OR b) x:1");
+        assert_eq!(add_clause("a", "x:1"), "a x:1");
+    }
+
+    #[test]
+    fn the_marker_points_at_the_character_at_the_position() {
+        assert_eq!(marked("ab cd", 3), ("ab cd".into(), "   ^".into()));
+        assert_eq!(marked("é x", 3), ("é x".into(), "  ^".into()));
+        assert_eq!(marked("é\nx", 1), ("é x".into(), "^".into()));
+        assert_eq!(marked("ab", 99), ("ab".into(), "  ^".into()));
+    }
+
+    #[test]
+    fn lookups_follow_dotted_paths_and_dotted_keys() {
+        let document: Map<String, Value> = serde_json::from_str(
+            r#"{"a":{"b":1},"annotations":{"authorization.k8s.io/decision":"allow"}}"#,
+        )
+        .unwrap();
+        assert_eq!(lookup(&document, "a.b"), Some(&Value::from(1)));
+        assert_eq!(
+            lookup(&document, "annotations.authorization.k8s.io/decision"),
+            Some(&Value::from("allow"))
+        );
+        assert_eq!(lookup(&document, "a.c"), None);
     }
 }

@@ -4,4 +4,5 @@
 mod alerts_api;
 mod gate;
 mod pages;
+mod search_page;
 mod sign_in_and_audit;
