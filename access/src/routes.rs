@@ -100,6 +100,7 @@ pub const ROUTES: &[Route] = &[
     page("GET", "/", may(Read)),
     page("GET", "/alerts/{id}", may(Read)),
     page("POST", "/alerts/{id}", may(Triage)),
+    page("POST", "/alerts/bulk", may(Triage)),
     page("GET", "/search", may(Read)),
     page("GET", "/audit", may(ReadAudit)),
     page("GET", "/login", Public),

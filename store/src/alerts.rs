@@ -1,10 +1,11 @@
 //! The alerts index: the detections, with a searchable copy of their lifecycle state.
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use tantivy::collector::TopDocs;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, TermQuery};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, OwnedValue, Schema, TextOptions, STORED, STRING,
 };
@@ -47,6 +48,15 @@ pub struct AlertFilter {
     pub level: Option<vigil_event::Level>,
     /// A rule id.
     pub rule: Option<String>,
+    /// Who the alert is assigned to, exactly (case-insensitive).
+    pub assignee: Option<String>,
+    /// One of the alert's tags, exactly (case-insensitive).
+    pub tag: Option<String>,
+    /// The kind of source whose events raised it: `cloudtrail`, `kubernetes_audit`, ...
+    pub source_kind: Option<String>,
+    /// The alert's time (that of its last event) from `from`, inclusive, to `to`, exclusive.
+    pub from: Option<chrono::DateTime<Utc>>,
+    pub to: Option<chrono::DateTime<Utc>>,
     pub limit: usize,
 }
 
@@ -252,6 +262,16 @@ impl AlertIndex {
 
     /// Alerts matching `filter`, newest first like [`AlertIndex::newest`].
     pub(crate) fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        self.top(&self.filter_query(filter)?, filter.limit)
+    }
+
+    /// How many alerts match `filter`, whatever its limit.
+    pub(crate) fn count(&self, filter: &AlertFilter) -> Result<usize, StoreError> {
+        let searcher = self.handle.reader.searcher();
+        Ok(searcher.search(&self.filter_query(filter)?, &Count)?)
+    }
+
+    fn filter_query(&self, filter: &AlertFilter) -> Result<BooleanQuery, StoreError> {
         let ast = crate::query::parse(&filter.query)?;
         let mut translator = Translator::new(&self.query_fields, Utc::now());
         let mut clauses: Vec<(Occur, Box<dyn Query>)> =
@@ -273,7 +293,36 @@ impl AlertIndex {
         if let Some(rule) = &filter.rule {
             clauses.push(keyword(self.fields.rule_id, rule));
         }
-        self.top(&BooleanQuery::new(clauses), filter.limit)
+        if let Some(assignee) = &filter.assignee {
+            clauses.push(keyword(self.fields.assignee, assignee));
+        }
+        if let Some(tag) = &filter.tag {
+            clauses.push(keyword(self.fields.tags, tag));
+        }
+        if let Some(kind) = &filter.source_kind {
+            clauses.push(keyword(self.fields.source_kind, kind));
+        }
+        if filter.from.is_some() || filter.to.is_some() {
+            let bound = |time: Option<chrono::DateTime<Utc>>, inclusive: bool| match time {
+                Some(time) => {
+                    let term = Term::from_field_date(self.fields.time, index::to_tantivy(&time));
+                    if inclusive {
+                        Bound::Included(term)
+                    } else {
+                        Bound::Excluded(term)
+                    }
+                }
+                None => Bound::Unbounded,
+            };
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    bound(filter.from, true),
+                    bound(filter.to, false),
+                )),
+            ));
+        }
+        Ok(BooleanQuery::new(clauses))
     }
 
     pub(crate) fn commit(&self) -> Result<(), StoreError> {

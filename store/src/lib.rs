@@ -339,6 +339,11 @@ impl Store {
         self.with_states(alerts)
     }
 
+    /// How many alerts match `filter`, whatever its limit.
+    pub fn count_alerts(&self, filter: &AlertFilter) -> Result<usize, StoreError> {
+        self.alerts.count(filter)
+    }
+
     fn with_states(&self, alerts: Vec<Alert>) -> Result<Vec<AlertView>, StoreError> {
         let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
         let mut states = self.triage.states(&ids, Utc::now())?;

@@ -323,6 +323,14 @@ const TABLE: &[Expect] = &[
         Only(TRIAGERS),
     ),
     expect(
+        "POST",
+        "/alerts/bulk",
+        "/alerts/bulk",
+        Body::Form("action=assign&assign_to={who}&id={alert}&csrf={csrf}"),
+        303,
+        Only(TRIAGERS),
+    ),
+    expect(
         "GET",
         "/search",
         "/search?q=*",

@@ -1,33 +1,359 @@
-//! The alerts list, Vigil's home page (`GET /`).
+//! The alerts list, Vigil's home page (`GET /`), and bulk triage from it (`POST /alerts/bulk`).
 //!
 //! Server-rendered, no scripts: filters are a GET form and links, so every view of the list
-//! is a URL. An alert's own page and its triage forms are in [`crate::pages`].
+//! is a URL. Counts by status and by level head the page, each a link that filters. Alerts
+//! are grouped by rule and group key (a correlation's group-by values), each group a row
+//! with its count, first and last seen, level, status mix and a sparkline, expanding
+//! (`<details>`) to its alerts. An alert's own page and its triage forms are in
+//! [`crate::pages`].
+//!
+//! Everything shown (rule titles, group values, assignees, tags) is attacker-controlled text:
+//! maud escapes it, and URLs built here percent-encode every value they carry.
 
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use vigil_store::{AlertFilter, AlertStatus, AlertView};
+use vigil_access::{AuditRecord, Outcome, Permission};
+use vigil_event::Level;
+use vigil_store::{parse_time, AlertChange, AlertFilter, AlertStatus, AlertView, CloseReason};
 
 use crate::auth::Caller;
-use crate::frame::layout;
-use crate::pages::{events_query, status_badge};
+use crate::frame::{check_form, csrf, layout};
+use crate::pages::{change_detail, status_badge};
 use crate::{call_store, CallError, UiState};
 
-/// Alerts listed on the home page.
-const ALERTS_SHOWN: usize = 100;
+/// The most alerts grouped on one page: grouping needs them all in memory, so a flood of
+/// alerts shows its newest this many, and the page says so.
+pub(crate) const GROUPED_AT_MOST: usize = 5_000;
+
+/// The most alerts one bulk request changes; each is a store write and an audit entry.
+pub(crate) const BULK_AT_MOST: usize = 1_000;
+
+/// Bars in a group's sparkline.
+const SPARK_BUCKETS: usize = 24;
+
+const STATUSES: [AlertStatus; 3] = [
+    AlertStatus::Open,
+    AlertStatus::Acknowledged,
+    AlertStatus::Closed,
+];
 
 pub(crate) fn router() -> Router<UiState> {
-    Router::new().route("/", get(alerts_page))
+    Router::new()
+        .route("/", get(alerts_page))
+        .route("/alerts/bulk", post(bulk_triage))
+}
+
+/// The list's filters and sort order, as the URL carries them. Empty fields (a GET form
+/// sends every field) mean no filter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ListParams {
+    status: String,
+    level: String,
+    rule: String,
+    assignee: String,
+    source: String,
+    tag: String,
+    from: String,
+    to: String,
+    sort: String,
+}
+
+/// The parameter names of [`ListParams`], in the order URLs write them.
+const LIST_KEYS: [&str; 9] = [
+    "status", "level", "rule", "assignee", "source", "tag", "from", "to", "sort",
+];
+
+impl ListParams {
+    fn get(&self, key: &str) -> &str {
+        match key {
+            "status" => &self.status,
+            "level" => &self.level,
+            "rule" => &self.rule,
+            "assignee" => &self.assignee,
+            "source" => &self.source,
+            "tag" => &self.tag,
+            "from" => &self.from,
+            "to" => &self.to,
+            "sort" => &self.sort,
+            _ => "",
+        }
+    }
+
+    /// The query string of these parameters with `overrides` applied, empty ones left out.
+    fn query_with(&self, overrides: &[(&str, &str)]) -> String {
+        LIST_KEYS
+            .iter()
+            .map(|key| {
+                let value = overrides
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or_else(|| self.get(key), |(_, v)| *v);
+                (*key, value.trim())
+            })
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(key, value)| format!("{key}={}", encode(value)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// The list's URL with `overrides` applied.
+    fn url_with(&self, overrides: &[(&str, &str)]) -> String {
+        let query = self.query_with(overrides);
+        if query.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/?{query}")
+        }
+    }
+
+    /// The store filter these parameters ask for, or what is wrong with them.
+    fn filter(&self, limit: usize) -> Result<AlertFilter, String> {
+        let text = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        let status = match text(&self.status) {
+            None => None,
+            Some(s) => Some(AlertStatus::parse(&s).ok_or_else(|| {
+                format!("status: unknown status {s:?}; use open, acknowledged or closed")
+            })?),
+        };
+        let level = match text(&self.level) {
+            None => None,
+            Some(l) => Some(l.parse::<Level>().map_err(|e| format!("level: {e}"))?),
+        };
+        let now = Utc::now();
+        let time = |name: &str, value: &str| -> Result<Option<DateTime<Utc>>, String> {
+            text(value)
+                .map(|t| parse_time(&t, now).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        Ok(AlertFilter {
+            status,
+            level,
+            rule: text(&self.rule),
+            assignee: text(&self.assignee),
+            tag: text(&self.tag),
+            source_kind: text(&self.source),
+            from: time("from", &self.from)?,
+            to: time("to", &self.to)?,
+            limit,
+            ..AlertFilter::default()
+        })
+    }
+
+    fn sort(&self) -> Sort {
+        match self.sort.trim() {
+            "count" => Sort::Count,
+            "level" => Sort::Level,
+            "rule" => Sort::Rule,
+            _ => Sort::LastSeen,
+        }
+    }
+}
+
+/// Percent-encodes a query string value: everything but unreserved characters.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Count,
+    LastSeen,
+    Level,
+    Rule,
+}
+
+/// What a bulk triage did, as the redirect back to the list carries it: counts and fixed
+/// codes only, so a link someone else writes cannot put words on the page.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct BulkOutcome {
+    done: String,
+    changed: usize,
+    /// Refused because the alert is already in the asked-for state.
+    refused_same: usize,
+    /// Refused because a closed alert cannot be acknowledged.
+    refused_closed: usize,
+    /// Refused for another reason: unknown alert, invalid change, failure.
+    refused_other: usize,
+    /// Over [`BULK_AT_MOST`]: not attempted.
+    skipped: usize,
+}
+
+/// Alerts of one rule and group key.
+struct Group<'a> {
+    rule_id: &'a str,
+    rule_title: &'a str,
+    group: &'a BTreeMap<String, String>,
+    /// Newest first, as listed.
+    alerts: Vec<&'a AlertView>,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    level: Level,
+    statuses: [usize; 3],
+}
+
+fn status_index(status: AlertStatus) -> usize {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
+}
+
+/// Groups `alerts` by rule and group key, sorted by `sort` (ties: newest first).
+fn group(alerts: &[AlertView], sort: Sort) -> Vec<Group<'_>> {
+    let mut groups: BTreeMap<(&str, &BTreeMap<String, String>), Group<'_>> = BTreeMap::new();
+    for view in alerts {
+        let alert = &view.alert;
+        let entry = groups
+            .entry((alert.rule_id.as_str(), &alert.group))
+            .or_insert_with(|| Group {
+                rule_id: &alert.rule_id,
+                rule_title: &alert.rule_title,
+                group: &alert.group,
+                alerts: Vec::new(),
+                first: alert.time,
+                last: alert.time,
+                level: alert.level,
+                statuses: [0; 3],
+            });
+        entry.alerts.push(view);
+        entry.first = entry.first.min(alert.time);
+        entry.last = entry.last.max(alert.time);
+        entry.level = entry.level.max(alert.level);
+        entry.statuses[status_index(view.state.status)] += 1;
+    }
+    let mut groups: Vec<Group<'_>> = groups.into_values().collect();
+    groups.sort_by(|a, b| {
+        let primary = match sort {
+            Sort::Count => b.alerts.len().cmp(&a.alerts.len()),
+            Sort::LastSeen => std::cmp::Ordering::Equal,
+            Sort::Level => b.level.cmp(&a.level),
+            Sort::Rule => a
+                .rule_title
+                .to_lowercase()
+                .cmp(&b.rule_title.to_lowercase()),
+        };
+        primary.then(b.last.cmp(&a.last))
+    });
+    groups
+}
+
+/// What identifies a group in the bulk form: its rule and group key, as JSON.
+fn group_token(group: &Group<'_>) -> String {
+    serde_json::json!([group.rule_id, group.group]).to_string()
+}
+
+/// Counts of matching alerts by status (whatever the status filter) and by level (whatever
+/// the level filter), so each count is what its link would list.
+struct Counts {
+    statuses: Vec<(AlertStatus, usize)>,
+    levels: Vec<(Level, usize)>,
+    /// All alerts the filters match.
+    total: usize,
+}
+
+fn counts(
+    store: &vigil_store::Store,
+    filter: &AlertFilter,
+) -> Result<Counts, vigil_store::StoreError> {
+    let statuses = STATUSES
+        .iter()
+        .map(|&status| {
+            let one = AlertFilter {
+                status: Some(status),
+                ..filter.clone()
+            };
+            Ok((status, store.count_alerts(&one)?))
+        })
+        .collect::<Result<Vec<_>, vigil_store::StoreError>>()?;
+    let levels = Level::ALL
+        .iter()
+        .rev()
+        .map(|&level| {
+            let one = AlertFilter {
+                level: Some(level),
+                ..filter.clone()
+            };
+            Ok((level, store.count_alerts(&one)?))
+        })
+        .collect::<Result<Vec<_>, vigil_store::StoreError>>()?;
+    let total = store.count_alerts(filter)?;
+    Ok(Counts {
+        statuses,
+        levels,
+        total,
+    })
+}
+
+/// What the page lists: the counts and the newest matching alerts.
+struct Listing {
+    counts: Counts,
+    alerts: Vec<AlertView>,
+}
+
+async fn alerts_page(
+    State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
+    params: Result<Query<ListParams>, QueryRejection>,
+    outcome: Result<Query<BulkOutcome>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        let body = html! { h1 { "Alerts" } div.error { "The page's parameters are malformed." } };
+        return (
+            StatusCode::BAD_REQUEST,
+            layout("Alerts", Some(&caller), body),
+        )
+            .into_response();
+    };
+    let outcome = outcome.map(|Query(o)| o).unwrap_or_default();
+    let filter = match params.filter(GROUPED_AT_MOST) {
+        Ok(filter) => filter,
+        Err(problem) => {
+            let body = html! {
+                h1 { "Alerts" }
+                (filter_form(&params))
+                div.error { (problem) }
+            };
+            return (
+                StatusCode::BAD_REQUEST,
+                layout("Alerts", Some(&caller), body),
+            )
+                .into_response();
+        }
+    };
+    let store = state.store.clone();
+    let listing = call_store(move || {
+        let counts = counts(&store, &filter)?;
+        let alerts = store.list_alerts(&filter)?;
+        Ok(Listing { counts, alerts })
+    })
+    .await;
+    let body = match &listing {
+        Err(error) => html! { h1 { "Alerts" } (filter_form(&params)) (error_box(error)) },
+        Ok(listing) => list_body(&caller, &params, &outcome, listing),
+    };
+    layout("Alerts", Some(&caller), body).into_response()
 }
 
 fn error_box(error: &CallError) -> Markup {
     html! {
         div.error {
             @match error {
-                CallError::BadQuery(message, _) | CallError::Invalid(message) => { "Query error: " (message) }
+                CallError::BadQuery(message, _) | CallError::Invalid(message) => { "Filter error: " (message) }
                 CallError::NotFound(message) => { (message) }
                 CallError::Failed => { "Listing the alerts failed; the server log has the details." }
             }
@@ -35,69 +361,527 @@ fn error_box(error: &CallError) -> Markup {
     }
 }
 
-fn time_cell(time: &chrono::DateTime<chrono::Utc>) -> Markup {
-    html! { td.time { (time.format("%Y-%m-%d %H:%M:%S")) } }
-}
-
-#[derive(Debug, Deserialize)]
-struct AlertsParams {
-    status: Option<String>,
-}
-
-async fn alerts_page(
-    State(state): State<UiState>,
-    Extension(caller): Extension<Caller>,
-    Query(params): Query<AlertsParams>,
-) -> Response {
-    let status = params.status.as_deref().and_then(AlertStatus::parse);
-    let filter = AlertFilter {
-        query: String::new(),
-        status,
-        level: None,
-        rule: None,
-        limit: ALERTS_SHOWN,
-    };
-    let store = state.store.clone();
-    let alerts = call_store(move || store.list_alerts(&filter)).await;
-    let body = html! {
-        h1 { "Recent alerts" }
-        nav.filters {
-            "Show: "
-            a href="/" { "all" }
-            @for s in [AlertStatus::Open, AlertStatus::Acknowledged, AlertStatus::Closed] {
-                " · " a href={ "/?status=" (s.as_str()) } { (s.as_str()) }
+fn list_body(
+    caller: &Caller,
+    params: &ListParams,
+    outcome: &BulkOutcome,
+    listing: &Listing,
+) -> Markup {
+    let counts = &listing.counts;
+    let groups = group(&listing.alerts, params.sort());
+    let triage = caller.principal.may(Permission::Triage);
+    html! {
+        h1 { "Alerts" }
+        (counts_nav(params, counts))
+        (filter_form(params))
+        (outcome_box(outcome))
+        @if counts.total > listing.alerts.len() {
+            p.notice.bound {
+                "The newest " (listing.alerts.len()) " of " (counts.total)
+                " matching alerts are grouped here; narrow the filters to see the rest."
             }
         }
-        @match &alerts {
-            Err(error) => (error_box(error)),
-            Ok(alerts) if alerts.is_empty() => p.muted { "No alerts here." },
-            Ok(alerts) => (alerts_table(alerts)),
+        @if groups.is_empty() {
+            p.muted { "No alerts here." }
+        } @else if triage {
+            form.bulk method="post" action="/alerts/bulk" {
+                input type="hidden" name="csrf" value=(csrf(caller));
+                @for key in LIST_KEYS {
+                    @let value = params.get(key).trim();
+                    @if !value.is_empty() { input type="hidden" name=(key) value=(value); }
+                }
+                (bulk_controls())
+                (groups_table(params, &groups, true))
+            }
+        } @else {
+            (groups_table(params, &groups, false))
         }
-    };
-    layout("Alerts", Some(&caller), body).into_response()
+    }
 }
 
-fn alerts_table(alerts: &[AlertView]) -> Markup {
+fn counts_nav(params: &ListParams, counts: &Counts) -> Markup {
     html! {
-        table {
-            thead { tr { th { "Time" } th { "Level" } th { "Rule" } th { "Status" } th { "Assignee" } th { "Source" } th { "Events" } } }
-            tbody {
-                @for view in alerts {
-                    @let alert = &view.alert;
-                    tr {
-                        (time_cell(&alert.time))
-                        td { span class={ "level level-" (alert.level.as_str()) } { (alert.level.as_str()) } }
-                        td {
-                            a href={ "/alerts/" (alert.id) } { (alert.rule_title) }
-                            @if !alert.tags.is_empty() { br; span.muted { (alert.tags.join(", ")) } }
-                        }
-                        td { (status_badge(view)) }
-                        td { @if let Some(assignee) = &view.state.assignee { (assignee) } @else { span.muted { "—" } } }
-                        td { (alert.source.name) }
-                        td { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) } }
+        nav.counts aria-label="Alert counts" {
+            span.count-group {
+                span.muted { "Status: " }
+                @for (status, n) in &counts.statuses {
+                    a class={ "count status-" (status.as_str()) } href=(params.url_with(&[("status", status.as_str())])) {
+                        (status.as_str()) " " strong { (n) }
+                    }
+                }
+            }
+            span.count-group {
+                span.muted { "Level: " }
+                @for (level, n) in &counts.levels {
+                    a class={ "count level-" (level.as_str()) } href=(params.url_with(&[("level", level.as_str())])) {
+                        (level.as_str()) " " strong { (n) }
                     }
                 }
             }
         }
     }
+}
+
+fn filter_form(params: &ListParams) -> Markup {
+    let text = |name: &'static str, label: &'static str, hint: &'static str| {
+        html! { label { (label) " " input type="text" name=(name) value=(params.get(name)) placeholder=(hint); } }
+    };
+    html! {
+        form.filters.alert-filters method="get" action="/" {
+            label { "Status "
+                select name="status" {
+                    option value="" { "any" }
+                    @for s in STATUSES {
+                        option value=(s.as_str()) selected[params.status.trim().eq_ignore_ascii_case(s.as_str())] { (s.as_str()) }
+                    }
+                }
+            }
+            label { "Level "
+                select name="level" {
+                    option value="" { "any" }
+                    @for l in Level::ALL.iter().rev() {
+                        option value=(l.as_str()) selected[params.level.trim().eq_ignore_ascii_case(l.as_str())] { (l.as_str()) }
+                    }
+                }
+            }
+            (text("rule", "Rule", "rule id"))
+            (text("assignee", "Assignee", "user"))
+            (text("source", "Source", "cloudtrail"))
+            (text("tag", "Tag", "attack.t1078"))
+            (text("from", "From", "now-24h"))
+            (text("to", "To", "now"))
+            @if !params.sort.trim().is_empty() { input type="hidden" name="sort" value=(params.sort.trim()); }
+            button type="submit" { "Filter" }
+            a href="/" { "Clear" }
+        }
+    }
+}
+
+fn outcome_box(outcome: &BulkOutcome) -> Markup {
+    let done = match outcome.done.as_str() {
+        "acknowledge" => "acknowledged",
+        "close" => "closed",
+        "assign" => "assigned",
+        _ => return html! {},
+    };
+    let refused = outcome.refused_same + outcome.refused_closed + outcome.refused_other;
+    html! {
+        div.notice.bulk-outcome role="status" {
+            (outcome.changed) " " (plural(outcome.changed)) " " (done) "."
+            @if refused > 0 {
+                " " (refused) " refused:"
+                @if outcome.refused_same > 0 { " " (outcome.refused_same) " already in that state;" }
+                @if outcome.refused_closed > 0 { " " (outcome.refused_closed) " closed (reopen before acknowledging);" }
+                @if outcome.refused_other > 0 { " " (outcome.refused_other) " unknown or not changeable;" }
+            }
+            @if outcome.skipped > 0 {
+                " " (outcome.skipped) " not attempted: one request changes at most " (BULK_AT_MOST) " alerts."
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        "alert"
+    } else {
+        "alerts"
+    }
+}
+
+fn bulk_controls() -> Markup {
+    html! {
+        fieldset.bulk-actions {
+            legend { "With the selected alerts and groups" }
+            label { "Action "
+                select name="action" required {
+                    option value="acknowledge" { "acknowledge" }
+                    option value="close" { "close" }
+                    option value="assign" { "assign" }
+                }
+            }
+            label { "Reason (to close) "
+                select name="reason" {
+                    option value="" { "—" }
+                    @for r in [CloseReason::Resolved, CloseReason::FalsePositive, CloseReason::Duplicate, CloseReason::Other] {
+                        option value=(r.as_str()) { (r.as_str()) }
+                    }
+                }
+            }
+            label { "Assignee (to assign; empty unassigns) " input type="text" name="assign_to"; }
+            button type="submit" { "Apply" }
+        }
+    }
+}
+
+fn sort_header(params: &ListParams, sort: &'static str, label: &'static str) -> Markup {
+    let current = params.sort.trim() == sort || (sort == "last" && params.sort() == Sort::LastSeen);
+    html! {
+        th aria-sort=[current.then_some("descending")] {
+            a href=(params.url_with(&[("sort", sort)])) { (label) }
+        }
+    }
+}
+
+fn groups_table(params: &ListParams, groups: &[Group<'_>], selectable: bool) -> Markup {
+    html! {
+        table.alert-groups {
+            thead { tr {
+                @if selectable { th { span.visually-hidden { "Select" } } }
+                (sort_header(params, "count", "Count"))
+                (sort_header(params, "last", "Last seen"))
+                th { "First seen" }
+                (sort_header(params, "level", "Level"))
+                (sort_header(params, "rule", "Rule and alerts"))
+                th { "Status" }
+                th { "Over time" }
+            } }
+            tbody {
+                @for group in groups { (group_row(group, selectable)) }
+            }
+        }
+    }
+}
+
+fn group_row(group: &Group<'_>, selectable: bool) -> Markup {
+    let count = group.alerts.len();
+    html! {
+        tr.group {
+            @if selectable {
+                td { input type="checkbox" name="group" value=(group_token(group)) aria-label={ "Select all " (count) " alerts of this group" }; }
+            }
+            td.count { (count) }
+            td.time { (group.last.format("%Y-%m-%d %H:%M:%S")) }
+            td.time { (group.first.format("%Y-%m-%d %H:%M:%S")) }
+            td { span class={ "level level-" (group.level.as_str()) } { (group.level.as_str()) } }
+            td {
+                details {
+                    summary {
+                        span.rule-title { (group.rule_title) }
+                        @for (key, value) in group.group {
+                            " " span.group-value { (key) "=" (value) }
+                        }
+                    }
+                    ul.group-alerts {
+                        @for view in &group.alerts {
+                            li {
+                                @if selectable {
+                                    input type="checkbox" name="id" value=(view.alert.id) aria-label={ "Select alert " (view.alert.id) };
+                                    " "
+                                }
+                                a href={ "/alerts/" (view.alert.id) } { (view.alert.time.format("%Y-%m-%d %H:%M:%S")) }
+                                " " (status_badge(view))
+                                @if let Some(assignee) = &view.state.assignee { " " span.assignee { (assignee) } }
+                                " " span.muted { (view.alert.source.kind) " / " (view.alert.source.name) }
+                                @if !view.alert.tags.is_empty() { " " span.muted { (view.alert.tags.join(", ")) } }
+                            }
+                        }
+                    }
+                }
+            }
+            td.status-mix {
+                @for (status, n) in STATUSES.iter().zip(group.statuses) {
+                    @if n > 0 { span class={ "status status-" (status.as_str()) } { (status.as_str()) " " (n) } " " }
+                }
+            }
+            td.spark { (sparkline(group)) }
+        }
+    }
+}
+
+/// A small bar chart of the group's alerts per time bucket over its span, as inline SVG
+/// with presentational attributes only (the content security policy allows no `style`).
+fn sparkline(group: &Group<'_>) -> Markup {
+    const WIDTH: usize = 96;
+    const HEIGHT: usize = 20;
+    let span = (group.last - group.first).num_milliseconds().max(0);
+    let mut buckets = [0usize; SPARK_BUCKETS];
+    for view in &group.alerts {
+        let offset = (view.alert.time - group.first).num_milliseconds().max(0);
+        let index = if span == 0 {
+            SPARK_BUCKETS - 1
+        } else {
+            ((offset as i128 * SPARK_BUCKETS as i128) / (span as i128 + 1)) as usize
+        };
+        buckets[index.min(SPARK_BUCKETS - 1)] += 1;
+    }
+    let peak = buckets.iter().copied().max().unwrap_or(1).max(1);
+    let bar = WIDTH / SPARK_BUCKETS;
+    let title = format!(
+        "{} {} from {} to {}",
+        group.alerts.len(),
+        plural(group.alerts.len()),
+        group.first.format("%Y-%m-%d %H:%M:%S"),
+        group.last.format("%Y-%m-%d %H:%M:%S"),
+    );
+    html! {
+        svg.sparkline xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(HEIGHT) viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" {
+            title { (title) }
+            @for (i, n) in buckets.iter().enumerate() {
+                @if *n > 0 {
+                    @let h = (n * HEIGHT).div_ceil(peak).max(1);
+                    rect x=(i * bar) y=(HEIGHT - h) width=(bar.saturating_sub(1).max(1)) height=(h) fill="currentColor" {}
+                }
+            }
+        }
+    }
+}
+
+/// Parses the bulk form by hand: it repeats `id` and `group`, which a struct cannot hold.
+struct BulkForm {
+    csrf: String,
+    action: String,
+    reason: String,
+    assignee: String,
+    ids: Vec<String>,
+    groups: Vec<String>,
+    list: ListParams,
+}
+
+impl BulkForm {
+    fn read(pairs: Vec<(String, String)>) -> BulkForm {
+        let mut form = BulkForm {
+            csrf: String::new(),
+            action: String::new(),
+            reason: String::new(),
+            assignee: String::new(),
+            ids: Vec::new(),
+            groups: Vec::new(),
+            list: ListParams::default(),
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "csrf" => form.csrf = value,
+                "action" => form.action = value,
+                "reason" => form.reason = value,
+                "assign_to" => form.assignee = value,
+                "assignee" => form.list.assignee = value,
+                "id" => form.ids.push(value),
+                "group" => form.groups.push(value),
+                "status" => form.list.status = value,
+                "level" => form.list.level = value,
+                "rule" => form.list.rule = value,
+                "source" => form.list.source = value,
+                "tag" => form.list.tag = value,
+                "from" => form.list.from = value,
+                "to" => form.list.to = value,
+                "sort" => form.list.sort = value,
+                _ => {}
+            }
+        }
+        form
+    }
+
+    /// The change the form asks for, or why it is not one.
+    fn change(&self) -> Result<AlertChange, String> {
+        match self.action.as_str() {
+            "acknowledge" => Ok(AlertChange {
+                status: Some(AlertStatus::Acknowledged),
+                ..AlertChange::default()
+            }),
+            "close" => {
+                let reason = CloseReason::parse(&self.reason).ok_or_else(|| {
+                    "closing needs a reason: resolved, false_positive, duplicate or other"
+                        .to_owned()
+                })?;
+                Ok(AlertChange {
+                    status: Some(AlertStatus::Closed),
+                    reason: Some(reason),
+                    ..AlertChange::default()
+                })
+            }
+            "assign" => Ok(AlertChange {
+                assignee: Some(self.assignee.trim().to_owned()),
+                ..AlertChange::default()
+            }),
+            other => Err(format!(
+                "unknown action {other:?}; use acknowledge, close or assign"
+            )),
+        }
+    }
+}
+
+/// How one alert of a bulk request fared.
+enum Fate {
+    Changed,
+    RefusedSame,
+    RefusedClosed,
+    RefusedOther,
+}
+
+/// The alerts the form names: those ticked one by one, and those of each ticked group as
+/// the list's filters (carried in the form) show it, each once, in order.
+fn selected_ids(
+    store: &vigil_store::Store,
+    form: &BulkForm,
+) -> Result<Vec<String>, vigil_store::StoreError> {
+    let mut ids: Vec<String> = form
+        .ids
+        .iter()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .collect();
+    if !form.groups.is_empty() {
+        // A filter the page showed was valid; one that is not now selects nothing.
+        if let Ok(filter) = form.list.filter(GROUPED_AT_MOST) {
+            for token in &form.groups {
+                let Ok((rule, group)) =
+                    serde_json::from_str::<(String, BTreeMap<String, String>)>(token)
+                else {
+                    continue;
+                };
+                let of_rule = AlertFilter {
+                    rule: Some(rule),
+                    ..filter.clone()
+                };
+                for view in store.list_alerts(&of_rule)? {
+                    if view.alert.group == group {
+                        ids.push(view.alert.id.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    Ok(ids)
+}
+
+/// How a change went, with the reason of a refusal; an error of the store itself (not of
+/// the change) stops the whole request.
+fn fate_of(
+    result: Result<vigil_store::AlertDetail, vigil_store::StoreError>,
+) -> Result<(Fate, Option<String>), vigil_store::StoreError> {
+    use vigil_store::StoreError;
+    match result {
+        Ok(_) => Ok((Fate::Changed, None)),
+        Err(StoreError::InvalidChange(message)) => {
+            let fate = if message.starts_with("the alert is already") {
+                Fate::RefusedSame
+            } else if message.starts_with("a closed alert cannot") {
+                Fate::RefusedClosed
+            } else {
+                Fate::RefusedOther
+            };
+            Ok((fate, Some(message)))
+        }
+        Err(error @ StoreError::NotFound { .. }) => {
+            Ok((Fate::RefusedOther, Some(error.to_string())))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn bulk_triage(
+    State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(pairs)) = form else {
+        // Without the session's token this is no more than a refusal.
+        if let Err(refused) = check_form(&caller, &headers, "") {
+            return refused.into_response();
+        }
+        return (StatusCode::BAD_REQUEST, "the form is malformed\n").into_response();
+    };
+    let form = BulkForm::read(pairs);
+    if let Err(refused) = check_form(&caller, &headers, &form.csrf) {
+        return refused.into_response();
+    }
+    let change = match form.change() {
+        Ok(change) => change,
+        Err(problem) => return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response(),
+    };
+    let actor = caller.principal.actor();
+    let detail = change_detail(&change);
+    let done = match change.status {
+        Some(AlertStatus::Acknowledged) => "acknowledge",
+        Some(_) => "close",
+        None => "assign",
+    };
+    let store = state.store.clone();
+    let work = {
+        let actor = actor.clone();
+        call_store(move || {
+            let mut ids = selected_ids(&store, &form)?;
+            let skipped = ids.len().saturating_sub(BULK_AT_MOST);
+            ids.truncate(BULK_AT_MOST);
+            let fates = ids
+                .into_iter()
+                .map(|id| {
+                    let (fate, reason) = fate_of(store.update_alert(&id, &change, &actor))?;
+                    Ok((id, fate, reason))
+                })
+                .collect::<Result<Vec<_>, vigil_store::StoreError>>();
+            Ok((form.list, skipped, fates?))
+        })
+        .await
+    };
+    let (list, skipped, fates) = match work {
+        Ok(done) => done,
+        Err(CallError::BadQuery(message, _) | CallError::Invalid(message)) => {
+            return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+        }
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the bulk change failed; the server log has the details\n",
+            )
+                .into_response()
+        }
+    };
+    let mut outcome = BulkOutcome {
+        done: done.to_owned(),
+        skipped,
+        ..BulkOutcome::default()
+    };
+    // One `alert.update` entry per alert, as a change through the alert's own page or the
+    // API writes: whoever reads the audit log for one alert finds its bulk changes too, and
+    // no entry grows with the size of the selection.
+    for (id, fate, reason) in fates {
+        let success = matches!(fate, Fate::Changed);
+        match fate {
+            Fate::Changed => outcome.changed += 1,
+            Fate::RefusedSame => outcome.refused_same += 1,
+            Fate::RefusedClosed => outcome.refused_closed += 1,
+            Fate::RefusedOther => outcome.refused_other += 1,
+        }
+        let mut detail = detail.clone();
+        if let serde_json::Value::Object(map) = &mut detail {
+            map.insert("bulk".into(), true.into());
+        }
+        state
+            .gate
+            .audit(AuditRecord {
+                actor: actor.clone(),
+                action: "alert.update".into(),
+                outcome: if success {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+                target: Some(id),
+                client_address: caller.address.map(|a| a.to_string()),
+                reason,
+                detail,
+            })
+            .await;
+    }
+    let summary = format!(
+        "done={}&changed={}&refused_same={}&refused_closed={}&refused_other={}&skipped={}",
+        outcome.done,
+        outcome.changed,
+        outcome.refused_same,
+        outcome.refused_closed,
+        outcome.refused_other,
+        outcome.skipped
+    );
+    let query = list.query_with(&[]);
+    let target = if query.is_empty() {
+        format!("/?{summary}")
+    } else {
+        format!("/?{query}&{summary}")
+    };
+    Redirect::to(&target).into_response()
 }

@@ -97,6 +97,7 @@ async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsPa
         level,
         rule: nonempty(params.rule),
         limit: clamp_limit(params.limit),
+        ..AlertFilter::default()
     };
     let store = state.store.clone();
     match call_store(move || store.list_alerts(&filter)).await {

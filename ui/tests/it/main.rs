@@ -2,6 +2,7 @@
 //! each against a real store in a temporary directory.
 
 mod alerts_api;
+mod alerts_page;
 mod gate;
 mod pages;
 mod search_page;
