@@ -102,6 +102,7 @@ pub const ROUTES: &[Route] = &[
     page("POST", "/alerts/{id}", may(Triage)),
     page("POST", "/alerts/bulk", may(Triage)),
     page("GET", "/search", may(Read)),
+    page("GET", "/search/export", may(Read)),
     page("GET", "/audit", may(ReadAudit)),
     page("GET", "/login", Public),
     page("POST", "/login", Public),

@@ -338,6 +338,14 @@ const TABLE: &[Expect] = &[
         200,
         Only(READERS),
     ),
+    expect(
+        "GET",
+        "/search/export",
+        "/search/export?q=*&format=csv",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
     expect("GET", "/login", "/login", Body::None, 200, Everyone),
     // A correct sign-in, which is for everyone.

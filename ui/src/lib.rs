@@ -11,6 +11,7 @@ mod audit_page;
 pub mod auth;
 mod frame;
 mod pages;
+mod search_export;
 mod search_page;
 mod sign_in;
 
@@ -45,6 +46,7 @@ pub fn page_router(state: UiState) -> Router {
         .merge(sign_in::router())
         .merge(audit_page::router())
         .merge(search_page::router())
+        .merge(search_export::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }

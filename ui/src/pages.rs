@@ -41,15 +41,6 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-pub(crate) fn search_form(query: &str) -> Markup {
-    html! {
-        form.search method="get" action="/search" {
-            input type="search" name="q" value=(query) placeholder="eventName:StopLogging, objectRef.resource:secrets, or any word" autofocus;
-            button type="submit" { "Search" }
-        }
-    }
-}
-
 pub(crate) fn error_box(error: &CallError) -> Markup {
     html! {
         div.error {

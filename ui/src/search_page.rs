@@ -394,6 +394,11 @@ fn found_body(view: &View, found: &Found) -> Markup {
             (results.total) @if results.total_is_lower_bound { " or more" } " matching events; "
             (results.hits.len()) " shown, newest first."
         }
+        p.export {
+            "Export these events: "
+            a href=(export_url(view, "ndjson")) { "NDJSON" } " · "
+            a href=(export_url(view, "csv")) { "CSV" }
+        }
         (histogram_svg(view, &found.histogram))
         div.discover {
             (sidebar(view, &found.sidebar))
@@ -407,6 +412,13 @@ fn found_body(view: &View, found: &Found) -> Markup {
             }
         }
     }
+}
+
+/// The export of this search in `format`.
+fn export_url(view: &View, format: &str) -> String {
+    let url = view.url_with(|v| v.columns.clear());
+    let query = url.strip_prefix("/search?").unwrap_or_default();
+    format!("/search/export?format={format}&{query}")
 }
 
 /// The histogram: one bar per bucket, each a link to the same search over its bucket.

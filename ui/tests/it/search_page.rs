@@ -408,3 +408,139 @@ async fn a_viewer_sees_no_audit_events_anywhere_on_the_page() {
     assert!(page.contains("secret-admin-audit-entry"), "{page}");
     assert!(page.contains(">actor<"), "{page}");
 }
+
+/// Gets `uri` with a fresh session of `role`, giving the status, content type and body.
+async fn download(f: &Fixture, name: &str, role: Role, uri: &str) -> (StatusCode, String, String) {
+    let session = f.user(name, role).await;
+    let (status, headers, body) = crate::pages::send(
+        &f.app,
+        axum::http::Method::GET,
+        uri,
+        &[("cookie", &session)],
+        None,
+    )
+    .await;
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, body)
+}
+
+#[tokio::test]
+async fn exports_stream_ndjson_and_csv_with_formulas_kept_as_text() {
+    let f = searchable().await;
+    let formula = event(
+        6,
+        "cloudtrail",
+        at(9, 45),
+        r#"{"eventName":"=cmd|' /C calc'!A0","userIdentity":{"arn":"@SUM(1+1)"},"sourceIPAddress":"+1","awsRegion":"-2","errorCode":"a \"quoted\", comma"}"#,
+    );
+    f.store
+        .index_events(std::slice::from_ref(&formula))
+        .unwrap();
+    f.store.commit().unwrap();
+    // The search page links to its export.
+    let (_, page) = f.get("/search?q=*&from=2026-11-28").await;
+    assert!(hrefs(&page).contains(&"/search/export?format=csv&q=%2A&from=2026-11-28".to_owned()));
+
+    let (status, kind, body) = download(
+        &f,
+        "nina",
+        Role::Analyst,
+        "/search/export?format=ndjson&q=*",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(kind, "application/x-ndjson");
+    let lines: Vec<&str> = body.lines().collect();
+    // Five events of the fixture without the audit one, and the formula event.
+    assert_eq!(lines.len(), 6, "{body}");
+    // Newest first: the formula event (09:45) is the fourth.
+    assert_eq!(lines[3], serde_json::to_string(&formula).unwrap());
+    for line in &lines {
+        let event: Event = serde_json::from_str(line).unwrap();
+        assert_ne!(event.source.kind, AUDIT_SOURCE);
+    }
+
+    let (status, kind, body) = download(
+        &f,
+        "carl",
+        Role::Analyst,
+        "/search/export?format=csv&q=source_kind:cloudtrail",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(kind, "text/csv; charset=utf-8");
+    let rows: Vec<&str> = body.lines().collect();
+    assert_eq!(rows.len(), 4, "{body}");
+    assert!(rows[0].starts_with(r#""time","source_kind","source_name","id","event","#));
+    let row = rows[1];
+    assert!(row.contains(&format!(r#""{}""#, formula.id)), "{row}");
+    for cell in [
+        r#""'=cmd|' /C calc'!A0""#,
+        r#""'@SUM(1+1)""#,
+        r#""'+1""#,
+        r#""'-2""#,
+        r#""a ""quoted"", comma""#,
+    ] {
+        assert!(row.contains(cell), "{cell} in {row}");
+    }
+    assert!(!body.contains(",\"=") && !body.contains(",\"@") && !body.contains(",\"+"));
+}
+
+#[tokio::test]
+async fn exports_page_through_every_match_and_refuse_bad_requests() {
+    let f = fixture().await;
+    let events: Vec<Event> = (0..1100)
+        .map(|n| {
+            event(
+                100 + n,
+                "flask-app",
+                at(10, 0) + chrono::Duration::seconds(n.into()),
+                &format!(r#"{{"message":"line {n}"}}"#),
+            )
+        })
+        .collect();
+    f.store.index_events(&events).unwrap();
+    f.store.commit().unwrap();
+    let (status, _, body) = download(
+        &f,
+        "nina",
+        Role::Analyst,
+        "/search/export?q=source_kind:flask-app",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.lines().count(), 1100);
+    let ids: std::collections::BTreeSet<&str> = body.lines().collect();
+    assert_eq!(ids.len(), 1100, "no event twice");
+    for (uri, said) in [
+        ("/search/export?format=xml", "unknown format"),
+        ("/search/export?q=a:[1", "query:"),
+        (
+            "/search/export?from=yesterday",
+            "from: `yesterday` is not a time",
+        ),
+    ] {
+        let (status, _, body) = download(&f, &format!("u{}", uri.len()), Role::Analyst, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body.contains(said), "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_exports_no_audit_events() {
+    let f = searchable().await;
+    for format in ["ndjson", "csv"] {
+        let uri = format!("/search/export?format={format}&q=*");
+        let (status, _, body) = download(&f, &format!("v-{format}"), Role::Viewer, &uri).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains(AUDIT_SOURCE) && !body.contains("secret-admin-audit-entry"),
+            "{body}"
+        );
+        let (_, _, body) = download(&f, &format!("a-{format}"), Role::Admin, &uri).await;
+        assert!(body.contains(AUDIT_SOURCE), "{body}");
+    }
+}
