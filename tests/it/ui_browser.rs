@@ -354,6 +354,8 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
 
     // The alert list, then the alert, which shows the user name it was grouped by.
     browser.text_showing(&["Flask User Management Login Brute Force"]);
+    // Alerts are grouped by rule and group key; a group opens to its alerts.
+    browser.click("table.alert-groups tr.group summary");
     browser.click(&format!("a[href='/alerts/{alert_id}']"));
     browser.wait_for_url(&vigil.url(&format!("/alerts/{alert_id}")));
     browser.assert_shown_as_text("the alert", &[HOSTILE_USER]);

@@ -312,7 +312,7 @@ async fn alerts_page(
     outcome: Result<Query<BulkOutcome>, QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
-        let body = html! { h1 { "Alerts" } div.error { "The page's parameters are malformed." } };
+        let body = html! { h1 { "Recent alerts" } div.error { "The page's parameters are malformed." } };
         return (
             StatusCode::BAD_REQUEST,
             layout("Alerts", Some(&caller), body),
@@ -324,7 +324,7 @@ async fn alerts_page(
         Ok(filter) => filter,
         Err(problem) => {
             let body = html! {
-                h1 { "Alerts" }
+                h1 { "Recent alerts" }
                 (filter_form(&params))
                 div.error { (problem) }
             };
@@ -343,7 +343,7 @@ async fn alerts_page(
     })
     .await;
     let body = match &listing {
-        Err(error) => html! { h1 { "Alerts" } (filter_form(&params)) (error_box(error)) },
+        Err(error) => html! { h1 { "Recent alerts" } (filter_form(&params)) (error_box(error)) },
         Ok(listing) => list_body(&caller, &params, &outcome, listing),
     };
     layout("Alerts", Some(&caller), body).into_response()
@@ -371,7 +371,7 @@ fn list_body(
     let groups = group(&listing.alerts, params.sort());
     let triage = caller.principal.may(Permission::Triage);
     html! {
-        h1 { "Alerts" }
+        h1 { "Recent alerts" }
         (counts_nav(params, counts))
         (filter_form(params))
         (outcome_box(outcome))
