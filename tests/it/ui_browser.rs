@@ -266,11 +266,12 @@ impl Browser {
     /// script, SVG or injected element in the page's content, and no script of it ran.
     fn assert_shown_as_text(&self, page: &str, hostile: &[&str]) {
         self.text_showing(hostile);
-        // Give an injected image's load error, if any, the time to fire its handler.
+        // Give an injected image's load error, if any, the time to fire its handler. The
+        // search page's own histogram is the one SVG a page may hold.
         std::thread::sleep(Duration::from_millis(300));
         let built = self.eval(
             "return {
-                elements: document.querySelectorAll('main img, main script, main svg, #injected').length,
+                elements: document.querySelectorAll('main img, main script, main svg:not(figure.histogram > svg), #injected').length,
                 ran: window.vigilXss === undefined ? null : String(window.vigilXss),
             }",
             json!([]),
@@ -380,6 +381,11 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
     browser.goto(&vigil.url(&format!("/alerts/{alert_id}")));
     browser.click("dl.facts a[href^='/search']");
     browser.text_showing(&["5 matching events"]);
+    // The search page folds each event's tree and raw JSON into `<details>`: open them all.
+    browser.eval(
+        "document.querySelectorAll('main details').forEach(d => { d.open = true; })",
+        json!([]),
+    );
     browser.assert_shown_as_text(
         "the alert's events",
         &["window.vigilXss", "id=\\\"injected\\\""],
@@ -395,6 +401,11 @@ fn an_analyst_triages_hostile_events_in_a_browser() {
         (url.as_str()?.contains("q=username") && browser.loaded()).then_some(())
     });
     browser.text_showing(&["5 matching events"]);
+    // The search page folds each event's tree and raw JSON into `<details>`: open them all.
+    browser.eval(
+        "document.querySelectorAll('main details').forEach(d => { d.open = true; })",
+        json!([]),
+    );
     browser.assert_shown_as_text("the search", &["window.vigilXss"]);
 
     // Signing out ends the session: the pages send the browser back to sign in.

@@ -309,7 +309,7 @@ async fn search_page(
 fn search_header(view: &View) -> Markup {
     html! {
         h1 { "Search events" }
-        form.search-page method="get" action="/search" {
+        form.search.search-page method="get" action="/search" {
             div.query-row {
                 label.visually-hidden for="q" { "Query" }
                 input #q type="search" name="q" value=(view.q) placeholder="eventName:StopLogging, objectRef.resource:secrets, or any word" autofocus;
