@@ -312,7 +312,8 @@ async fn alerts_page(
     outcome: Result<Query<BulkOutcome>, QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
-        let body = html! { h1 { "Recent alerts" } div.error { "The page's parameters are malformed." } };
+        let body =
+            html! { h1 { "Recent alerts" } div.error { "The page's parameters are malformed." } };
         return (
             StatusCode::BAD_REQUEST,
             layout("Alerts", Some(&caller), body),
@@ -747,14 +748,11 @@ fn selected_ids(
     Ok(ids)
 }
 
-/// How a change went, with the reason of a refusal; an error of the store itself (not of
-/// the change) stops the whole request.
-fn fate_of(
-    result: Result<vigil_store::AlertDetail, vigil_store::StoreError>,
-) -> Result<(Fate, Option<String>), vigil_store::StoreError> {
+/// How a change went, with the reason of a refusal.
+fn fate_of(outcome: Result<(), vigil_store::StoreError>) -> (Fate, Option<String>) {
     use vigil_store::StoreError;
-    match result {
-        Ok(_) => Ok((Fate::Changed, None)),
+    match outcome {
+        Ok(()) => (Fate::Changed, None),
         Err(StoreError::InvalidChange(message)) => {
             let fate = if message.starts_with("the alert is already") {
                 Fate::RefusedSame
@@ -763,12 +761,9 @@ fn fate_of(
             } else {
                 Fate::RefusedOther
             };
-            Ok((fate, Some(message)))
+            (fate, Some(message))
         }
-        Err(error @ StoreError::NotFound { .. }) => {
-            Ok((Fate::RefusedOther, Some(error.to_string())))
-        }
-        Err(error) => Err(error),
+        Err(error) => (Fate::RefusedOther, Some(error.to_string())),
     }
 }
 
@@ -807,14 +802,16 @@ async fn bulk_triage(
             let mut ids = selected_ids(&store, &form)?;
             let skipped = ids.len().saturating_sub(BULK_AT_MOST);
             ids.truncate(BULK_AT_MOST);
+            let outcomes = store.update_alerts(&ids, &change, &actor)?;
             let fates = ids
                 .into_iter()
-                .map(|id| {
-                    let (fate, reason) = fate_of(store.update_alert(&id, &change, &actor))?;
-                    Ok((id, fate, reason))
+                .zip(outcomes)
+                .map(|(id, outcome)| {
+                    let (fate, reason) = fate_of(outcome);
+                    (id, fate, reason)
                 })
-                .collect::<Result<Vec<_>, vigil_store::StoreError>>();
-            Ok((form.list, skipped, fates?))
+                .collect::<Vec<_>>();
+            Ok((form.list, skipped, fates))
         })
         .await
     };

@@ -512,13 +512,23 @@ async fn a_group_is_acknowledged_in_bulk_and_alerts_closed_with_a_reason() {
     let (status, location) = page
         .bulk(
             &page.alice,
-            &close(&csrf, vec![&ids[0], &ids[1], &ids[2]]),
+            &close(
+                &csrf,
+                vec![
+                    &ids[0],
+                    &ids[1],
+                    &ids[2],
+                    "00112233445566778899aabbccddeeff",
+                ],
+            ),
             &[],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(
-        location.contains("changed=2") && location.contains("refused_same=1"),
+        location.contains("changed=2")
+            && location.contains("refused_same=1")
+            && location.contains("refused_other=1"),
         "{location}"
     );
     for alert in &alerts[20..] {
@@ -530,6 +540,10 @@ async fn a_group_is_acknowledged_in_bulk_and_alerts_closed_with_a_reason() {
     let html = page.get(&location).await;
     assert!(html.contains("2 alerts closed."), "{html}");
     assert!(html.contains("1 already in that state"), "{html}");
+    assert!(html.contains("1 unknown or not changeable"), "{html}");
+    // The index sees the closed alerts too.
+    let html = page.get("/?status=closed").await;
+    assert!(html.contains(r#"<td class="count">3</td>"#), "{html}");
 
     // Assigning a group by a ticked alert.
     let (status, _) = page
@@ -655,4 +669,27 @@ async fn hostile_titles_group_values_and_assignees_stay_text() {
     for raw in ["<script>", "<img", "<b ", "<svg onload"] {
         assert!(!html.contains(raw), "{raw} in {html}");
     }
+}
+
+#[tokio::test]
+async fn the_page_says_when_it_groups_only_the_newest_alerts() {
+    let flood = spec("r-flood", "Flood", Level::Low);
+    let alerts: Vec<Alert> = (0..5_001).map(|n| alert(&flood, n)).collect();
+    let page = Page::new(&alerts).await;
+    let html = page.get("/").await;
+    assert!(
+        html.contains("The newest 5000 of 5001 matching alerts are grouped here"),
+        "{}",
+        &html[..html.len().min(4000)]
+    );
+    assert!(html.contains(r#"<td class="count">5000</td>"#));
+    // The oldest is the one left out.
+    assert!(!html.contains(&link(&alerts[0])));
+    assert!(html.contains(&link(&alerts[5_000])));
+    // Under the bound, no such notice.
+    let html = page.get("/?to=2026-11-28T10:00:00Z").await;
+    assert!(
+        !html.contains("matching alerts are grouped here"),
+        "under the bound"
+    );
 }
