@@ -66,7 +66,7 @@ async fn searchable() -> Fixture {
             3,
             "flask-app",
             at(10, 45),
-            r#"{"levelname":"WARNING","message":"login failed for user","username":"mallory","remote_addr":"198.51.100.7"}"#,
+            r#"{"levelname":"WARNING","message":"login failed for user","username":"mallory","remote_addr":"198.51.100.7","status":401}"#,
         ),
         event(
             4,
@@ -265,6 +265,14 @@ async fn sidebar_values_add_a_filter_or_its_negation_and_hostile_values_stay_one
         ))
         .await;
     assert_eq!(total(&without), 4, "{without}");
+    // A keyword field's value, quoted, still matches the whole value.
+    let (_, flask) = f
+        .get(&format!(
+            "/search?q={}",
+            encode(r#"source_kind:"flask-app""#)
+        ))
+        .await;
+    assert_eq!(total(&flask), 1, "{flask}");
     // Filters add to the query there is.
     let (_, page) = f.get("/search?q=a+OR+b").await;
     let aside = &page[page.find("<aside").unwrap()..page.find("</aside>").unwrap()];
@@ -340,6 +348,7 @@ async fn rows_summarise_each_kind_and_the_tree_values_are_filter_links() {
         r#"userIdentity.arn:"arn:aws:iam::1:user/bob""#,
         r#"objectRef.namespace:"payments""#,
         r#"remote_addr:"198.51.100.7""#,
+        "status:401",
     ] {
         assert!(links.contains(&wanted.to_owned()), "{wanted}: {links:?}");
     }
@@ -349,6 +358,8 @@ async fn rows_summarise_each_kind_and_the_tree_values_are_filter_links() {
             encode(r#"objectRef.namespace:"payments""#)
         ))
         .await;
+    assert_eq!(total(&narrowed), 1, "{narrowed}");
+    let (_, narrowed) = f.get("/search?q=status%3A401").await;
     assert_eq!(total(&narrowed), 1, "{narrowed}");
     // Chosen columns.
     let (_, page) = f.get("/search?q=*&columns=awsRegion,verb").await;
@@ -515,6 +526,22 @@ async fn exports_page_through_every_match_and_refuse_bad_requests() {
     assert_eq!(body.lines().count(), 1100);
     let ids: std::collections::BTreeSet<&str> = body.lines().collect();
     assert_eq!(ids.len(), 1100, "no event twice");
+    // The page shows the newest hundred and links to the next ones.
+    let (_, page) = f.get("/search?q=source_kind:flask-app").await;
+    assert!(
+        page.contains("line 1099") && !page.contains("line 999<"),
+        "{page}"
+    );
+    let older = hrefs(&page)
+        .into_iter()
+        .find(|h| h.contains("&cursor="))
+        .expect("a link to older events");
+    let (status, page) = f.get(&older).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("line 999<") && !page.contains("line 1099"),
+        "{page}"
+    );
     for (uri, said) in [
         ("/search/export?format=xml", "unknown format"),
         ("/search/export?q=a:[1", "query:"),
