@@ -5,6 +5,7 @@
 //! responses forbid scripts and framing, because events and alerts carry attacker-controlled text.
 
 mod admin_api;
+mod alerts_bulk;
 mod alerts_page;
 mod api;
 mod audit_page;
@@ -13,6 +14,7 @@ mod frame;
 mod pages;
 mod search_export;
 mod search_page;
+mod search_terms;
 mod sign_in;
 
 use std::sync::Arc;

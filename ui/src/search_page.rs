@@ -5,7 +5,8 @@
 //!
 //! Every value shown here is attacker-written (keys included). It reaches the page only
 //! through maud, which escapes it, and reaches a link only percent-encoded inside a query
-//! parameter of a `/search` URL, and in that query only as one quoted term ([`quote_term`]).
+//! parameter of a `/search` URL, and in that query only as one quoted term
+//! ([`crate::search_terms::quote_term`]).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -23,6 +24,7 @@ use crate::api::clamp_limit;
 use crate::auth::Caller;
 use crate::frame::layout;
 use crate::pages::time_cell;
+use crate::search_terms::{add_clause, encode, filter_clause};
 use crate::{call_store, CallError, UiState};
 
 /// The longest raw record text an event shows; the API gives the whole record.
@@ -120,78 +122,6 @@ impl View {
     /// The URL of this search narrowed by `clause`.
     fn narrowed(&self, clause: &str) -> String {
         self.url_with(|view| view.q = add_clause(&view.q, clause))
-    }
-}
-
-/// Percent-encodes everything but the unreserved characters, for a query parameter.
-pub(crate) fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-/// `text` as one phrase term of the query language: quoted, with the two characters a
-/// phrase gives meaning to (`"` and `\`) escaped, so that whatever it holds (spaces,
-/// colons, parentheses, `OR`) stays one term.
-pub(crate) fn quote_term(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// A record path as a field name of the query language: every character that could end the
-/// name or mean something (`:`, spaces, parentheses, a leading `-`, wildcards) escaped.
-pub(crate) fn quote_field(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        if !(c.is_alphanumeric() || c == '_' || c == '.') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The clause `path:value` (or `-path:value`), a value as its own term: numbers and
-/// booleans bare, as the store matches them, anything else as a quoted phrase.
-pub(crate) fn filter_clause(path: &str, value: &Value, exclude: bool) -> String {
-    let value = match value {
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::String(s) => quote_term(s),
-        other => quote_term(&other.to_string()),
-    };
-    format!(
-        "{}{}:{value}",
-        if exclude { "-" } else { "" },
-        quote_field(path)
-    )
-}
-
-/// `query` narrowed by `clause`. A query with `OR` in it is grouped first, since the added
-/// clause would otherwise bind to its last alternative only.
-fn add_clause(query: &str, clause: &str) -> String {
-    let query = query.trim();
-    if query.is_empty() || query == "*" {
-        clause.to_owned()
-    } else if query.contains("OR") {
-        format!("({query}) {clause}")
-    } else {
-        format!("{query} {clause}")
     }
 }
 
@@ -708,42 +638,6 @@ fn value_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoted_terms_keep_their_text_and_stay_one_term() {
-        for (text, quoted) in [
-            ("plain", r#""plain""#),
-            ("two words", r#""two words""#),
-            (r#"say "hi""#, r#""say \"hi\"""#),
-            (r"C:\temp\", r#""C:\\temp\\""#),
-            ("a:b:c", r#""a:b:c""#),
-            ("(x) OR y AND NOT z", r#""(x) OR y AND NOT z""#),
-            (r#"\" OR *"#, r#""\\\" OR *""#),
-        ] {
-            assert_eq!(quote_term(text), quoted, "{text}");
-            // The store reads it back as exactly one clause with the text unchanged: a
-            // quoted term followed by a second clause parses, so it did not swallow or leak.
-            let query = format!("f:{quoted} other");
-            vigil_store::check_query(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
-        }
-        // Unescaped, a quote would end the phrase early and leave `OR` to the parser.
-        assert!(vigil_store::check_query(r#"f:"" OR (""#).is_err());
-        assert!(vigil_store::check_query(&format!("f:{}", quote_term(r#"" OR ("#))).is_ok());
-    }
-
-    #[test]
-    fn field_names_are_escaped_and_clauses_narrow_grouped_queries() {
-        assert_eq!(quote_field("userIdentity.arn"), "userIdentity.arn");
-        assert_eq!(quote_field("-a b:c"), r"\-a\ b\:c");
-        vigil_store::check_query(&filter_clause("-a b:(c)", &Value::from("x"), true)).unwrap();
-        assert_eq!(
-            filter_clause("sc-status", &Value::from(500), false),
-            r"sc\-status:500"
-        );
-        assert_eq!(add_clause("", "x:1"), "x:1");
-        assert_eq!(add_clause("a OR b", "x:1"), "(a OR b) x:1");
-        assert_eq!(add_clause("a", "x:1"), "a x:1");
-    }
 
     #[test]
     fn the_marker_points_at_the_character_at_the_position() {
