@@ -5,6 +5,7 @@
 //! responses forbid scripts and framing, because events and alerts carry attacker-controlled text.
 
 mod admin_api;
+mod alerts_bulk;
 mod alerts_page;
 mod api;
 mod audit_page;
