@@ -57,6 +57,8 @@ pub struct AlertFilter {
     /// The alert's time (that of its last event) from `from`, inclusive, to `to`, exclusive.
     pub from: Option<chrono::DateTime<Utc>>,
     pub to: Option<chrono::DateTime<Utc>>,
+    /// Raised by Vigil at or after this time (whatever the time of its events).
+    pub detected_from: Option<chrono::DateTime<Utc>>,
     pub limit: usize,
 }
 
@@ -320,6 +322,13 @@ impl AlertIndex {
                     bound(filter.from, true),
                     bound(filter.to, false),
                 )),
+            ));
+        }
+        if let Some(from) = filter.detected_from {
+            let term = Term::from_field_date(self.fields.detected, index::to_tantivy(&from));
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(Bound::Included(term), Bound::Unbounded)),
             ));
         }
         Ok(BooleanQuery::new(clauses))

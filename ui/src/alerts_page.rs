@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -67,11 +67,13 @@ pub(crate) struct ListParams {
     from: String,
     to: String,
     sort: String,
+    /// Alerts raised since this time: the "new since your last visit" badge's link.
+    since: String,
 }
 
 /// The parameter names of [`ListParams`], in the order URLs write them.
-const LIST_KEYS: [&str; 9] = [
-    "status", "level", "rule", "assignee", "source", "tag", "from", "to", "sort",
+const LIST_KEYS: [&str; 10] = [
+    "status", "level", "rule", "assignee", "source", "tag", "from", "to", "sort", "since",
 ];
 
 impl ListParams {
@@ -87,6 +89,7 @@ impl ListParams {
             "from" => &mut self.from,
             "to" => &mut self.to,
             "sort" => &mut self.sort,
+            "since" => &mut self.since,
             _ => return false,
         };
         *field = value;
@@ -104,6 +107,7 @@ impl ListParams {
             "from" => &self.from,
             "to" => &self.to,
             "sort" => &self.sort,
+            "since" => &self.since,
             _ => "",
         }
     }
@@ -163,6 +167,7 @@ impl ListParams {
             source_kind: text(&self.source),
             from: time("from", &self.from)?,
             to: time("to", &self.to)?,
+            detected_from: time("since", &self.since)?,
             limit,
             ..AlertFilter::default()
         })
@@ -322,11 +327,14 @@ fn counts(
 struct Listing {
     counts: Counts,
     alerts: Vec<AlertView>,
+    /// Alerts raised since the caller's last visit, when there was one.
+    new: Option<(DateTime<Utc>, usize)>,
 }
 
 async fn alerts_page(
     State(state): State<UiState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
     outcome: Result<Query<BulkOutcome>, QueryRejection>,
 ) -> Response {
@@ -355,18 +363,119 @@ async fn alerts_page(
                 .into_response();
         }
     };
+    let visit = Visit::read(
+        &headers,
+        state.gate.tls,
+        &caller.principal.actor(),
+        Utc::now(),
+    );
+    let since = visit.since;
     let store = state.store.clone();
     let listing = call_store(move || {
         let counts = counts(&store, &filter)?;
         let alerts = store.list_alerts(&filter)?;
-        Ok(Listing { counts, alerts })
+        let new = match since {
+            Some(since) => {
+                let raised = AlertFilter {
+                    detected_from: Some(since),
+                    ..AlertFilter::default()
+                };
+                Some((since, store.count_alerts(&raised)?))
+            }
+            None => None,
+        };
+        Ok(Listing {
+            counts,
+            alerts,
+            new,
+        })
     })
     .await;
     let body = match &listing {
         Err(error) => html! { h1 { "Recent alerts" } (filter_form(&params)) (error_box(error)) },
         Ok(listing) => list_body(&caller, &params, &outcome, listing),
     };
-    layout("Alerts", Some(&caller), body).into_response()
+    (
+        [(header::SET_COOKIE, visit.cookie(state.gate.tls))],
+        layout("Alerts", Some(&caller), body),
+    )
+        .into_response()
+}
+
+/// The "new since your last visit" state, kept in a cookie of the browser rather than on
+/// the server: a visit is a run of page loads less than [`VISIT_GAP`] apart, and the badge
+/// counts the alerts raised since the previous visit ended, so following the page's own
+/// links does not reset it. The cookie names the user by a hash, so another person signing
+/// in on the same browser starts afresh; it holds numbers only, and a value that does not
+/// parse is a first visit.
+struct Visit {
+    /// When the previous visit ended; `None` on a first visit.
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    user: String,
+}
+
+/// How long without loading the alerts page ends a visit.
+const VISIT_GAP: chrono::Duration = chrono::Duration::minutes(30);
+
+fn visit_cookie_name(tls: bool) -> &'static str {
+    // Over TLS the `__Host-` prefix makes browsers refuse it from a sibling host or plain HTTP.
+    if tls {
+        "__Host-vigil_alerts_visit"
+    } else {
+        "vigil_alerts_visit"
+    }
+}
+
+impl Visit {
+    fn read(headers: &HeaderMap, tls: bool, actor: &str, now: DateTime<Utc>) -> Visit {
+        let user = blake3::hash(format!("vigil alerts visit v1\0{actor}").as_bytes()).to_hex()
+            [..16]
+            .to_owned();
+        let name = visit_cookie_name(tls);
+        let value = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value);
+        let parsed = value.and_then(|value| {
+            let mut parts = value.split('.');
+            let last = parts.next()?.parse::<i64>().ok()?;
+            let since = parts.next()?.parse::<i64>().ok()?;
+            let owner = parts.next()?;
+            (parts.next().is_none() && owner == user).then_some(())?;
+            Some((
+                DateTime::<Utc>::from_timestamp(last, 0)?,
+                DateTime::<Utc>::from_timestamp(since, 0)?,
+            ))
+        });
+        let since = parsed.map(
+            |(last, since)| {
+                if now - last > VISIT_GAP {
+                    last
+                } else {
+                    since
+                }
+            },
+        );
+        Visit { since, now, user }
+    }
+
+    /// The cookie that records this page load.
+    fn cookie(&self, tls: bool) -> String {
+        let since = self.since.unwrap_or(self.now);
+        let secure = if tls { "; Secure" } else { "" };
+        format!(
+            "{}={}.{}.{}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000{secure}",
+            visit_cookie_name(tls),
+            self.now.timestamp(),
+            since.timestamp(),
+            self.user
+        )
+    }
 }
 
 fn error_box(error: &CallError) -> Markup {
@@ -392,6 +501,15 @@ fn list_body(
     let triage = caller.principal.may(Permission::Triage);
     html! {
         h1 { "Recent alerts" }
+        @if let Some((since, n)) = listing.new {
+            @if n > 0 {
+                p.new-since {
+                    a.badge href=(ListParams::default().url_with(&[("since", &since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))])) {
+                        (n) " new since your last visit"
+                    }
+                }
+            }
+        }
         (counts_nav(params, counts))
         (filter_form(params))
         (outcome_box(outcome))
@@ -471,6 +589,7 @@ fn filter_form(params: &ListParams) -> Markup {
             (text("from", "From", "now-24h"))
             (text("to", "To", "now"))
             @if !params.sort.trim().is_empty() { input type="hidden" name="sort" value=(params.sort.trim()); }
+            @if !params.since.trim().is_empty() { label { "Raised since " input type="text" name="since" value=(params.since.trim()); } }
             button type="submit" { "Filter" }
             a href="/" { "Clear" }
         }

@@ -693,3 +693,69 @@ async fn the_page_says_when_it_groups_only_the_newest_alerts() {
         "under the bound"
     );
 }
+
+/// The alerts page's response to `cookie`: its HTML and the visit cookie it sets.
+async fn visit(page: &Page, cookie: &str) -> (String, String) {
+    let (status, headers, html) =
+        send(&page.app, Method::GET, "/", &[("cookie", cookie)], None).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let set = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set.contains("; HttpOnly") && set.contains("; SameSite=Strict"),
+        "{set}"
+    );
+    (html, set.split(';').next().unwrap().to_owned())
+}
+
+/// The href of the "new since your last visit" badge.
+fn badge_link(html: &str) -> Option<String> {
+    let marker = r#"<a class="badge" href=""#;
+    let start = html.find(marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn a_badge_counts_the_alerts_raised_since_the_last_visit() {
+    let old = alert(&spec("r-old", "Old", Level::Low), 0);
+    let page = Page::new(std::slice::from_ref(&old)).await;
+    // A first visit has nothing to compare with.
+    let (html, cookie) = visit(&page, &page.alice).await;
+    assert!(!html.contains("new since your last visit"), "{html}");
+    let tag = cookie.rsplit('.').next().unwrap().to_owned();
+
+    let mut fresh = alert(&spec("r-fresh", "Fresh", Level::High), 0);
+    fresh.detected = Utc::now() - Duration::hours(1);
+    page.store
+        .index_alerts(std::slice::from_ref(&fresh))
+        .unwrap();
+    page.store.commit().unwrap();
+    // The last visit ended two hours ago.
+    let now = Utc::now().timestamp();
+    let earlier = format!("vigil_alerts_visit={}.{}.{tag}", now - 7_200, now - 10_800);
+    let (html, next) = visit(&page, &format!("{}; {earlier}", page.alice)).await;
+    assert!(html.contains("1 new since your last visit"), "{html}");
+    let link = badge_link(&html).unwrap();
+    assert!(link.starts_with("/?since="), "{link}");
+    let listed = page.get(&link).await;
+    assert!(listed.contains(&self::link(&fresh)), "{listed}");
+    assert!(!listed.contains(&self::link(&old)), "{listed}");
+    // Within the same visit the badge stays, whatever the page's links load.
+    let (html, _) = visit(&page, &format!("{}; {next}", page.alice)).await;
+    assert!(html.contains("1 new since your last visit"), "{html}");
+
+    // Another user's visit, or a cookie that does not parse, is a first visit.
+    for other in [
+        format!(
+            "vigil_alerts_visit={}.{}.0000000000000000",
+            now - 7_200,
+            now - 10_800
+        ),
+        "vigil_alerts_visit=<script>.1.x".to_owned(),
+        format!("vigil_alerts_visit={}.{}", now - 7_200, now - 10_800),
+    ] {
+        let (html, _) = visit(&page, &format!("{}; {other}", page.alice)).await;
+        assert!(!html.contains("new since your last visit"), "{other}");
+        assert!(!html.contains("<script>"));
+    }
+}
