@@ -11,7 +11,8 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::routing::post;
+use axum::{Extension, Form, Router};
 use vigil_access::{AuditRecord, Outcome};
 use vigil_store::{AlertChange, AlertFilter, AlertStatus, CloseReason};
 
@@ -20,6 +21,10 @@ use crate::auth::Caller;
 use crate::frame::check_form;
 use crate::pages::change_detail;
 use crate::{call_store, CallError, UiState};
+
+pub(crate) fn router() -> Router<UiState> {
+    Router::new().route("/alerts/bulk", post(bulk_triage))
+}
 
 /// Parses the bulk form by hand: it repeats `id` and `group`, which a struct cannot hold.
 struct BulkForm {
@@ -154,7 +159,7 @@ fn fate_of(outcome: Result<(), vigil_store::StoreError>) -> (Fate, Option<String
     }
 }
 
-pub(crate) async fn bulk_triage(
+async fn bulk_triage(
     State(state): State<UiState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,

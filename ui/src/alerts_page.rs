@@ -1,5 +1,5 @@
 //! The alerts list, Vigil's home page (`GET /`); bulk triage from it (`POST /alerts/bulk`) is in
-//! [`crate::alerts_bulk`].
+//! `alerts_bulk.rs`.
 //!
 //! Server-rendered, no scripts: filters are a GET form and links, so every view of the list
 //! is a URL. Counts by status and by level head the page, each a link that filters. Alerts
@@ -17,7 +17,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
@@ -48,9 +48,7 @@ const STATUSES: [AlertStatus; 3] = [
 ];
 
 pub(crate) fn router() -> Router<UiState> {
-    Router::new()
-        .route("/", get(alerts_page))
-        .route("/alerts/bulk", post(crate::alerts_bulk::bulk_triage))
+    Router::new().route("/", get(alerts_page))
 }
 
 /// The list's filters and sort order, as the URL carries them. Empty fields (a GET form

@@ -45,6 +45,7 @@ pub fn api_router(state: UiState) -> Router {
 pub fn page_router(state: UiState) -> Router {
     pages::router()
         .merge(alerts_page::router())
+        .merge(alerts_bulk::router())
         .merge(sign_in::router())
         .merge(audit_page::router())
         .merge(search_page::router())
