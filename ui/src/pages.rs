@@ -1,7 +1,7 @@
-//! Server-rendered HTML pages: alerts and their triage. Event search is in
-//! [`crate::search_page`]. Signing in and
-//! out is in [`crate::sign_in`], the audit log's page in [`crate::audit_page`], and what
-//! every page shares (its frame, the forms' CSRF check) in [`crate::frame`].
+//! Server-rendered HTML pages: an alert and its triage, and the small pieces other pages
+//! borrow (a time cell, a status badge, an error box). The alert list, search, sign-in and
+//! the audit log each have a module of their own, and what every page shares (its frame, the
+//! forms' CSRF check) is in [`crate::frame`].
 //!
 //! No scripts: the pages work with plain links and forms, which keeps the content security
 //! policy at `default-src 'none'` and leaves attacker-controlled text nothing to run in.
