@@ -7,6 +7,7 @@
 mod anypath;
 pub(crate) mod ast;
 pub(crate) mod eventid;
+mod forward_only;
 mod lexer;
 mod parser;
 mod time;

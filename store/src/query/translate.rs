@@ -39,6 +39,7 @@ use tantivy_fst::Regex;
 use super::anypath::{any_path_prefix, number_term, AnyPathQuery, WordsPhraseQuery};
 use super::ast::{Ast, Part, Value, Word};
 use super::eventid::{tiebreak_range, EventIdQuery};
+use super::forward_only::ForwardOnlyQuery;
 use super::time::parse_time;
 use crate::StoreError;
 
@@ -129,12 +130,18 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// The query for a clause to exclude: its scorer may be asked about documents behind
+    /// the one it sits on (see [`ForwardOnlyQuery`]).
+    fn excluded(&mut self, ast: &Ast) -> Result<Box<dyn Query>, StoreError> {
+        Ok(Box::new(ForwardOnlyQuery(self.query(ast)?)))
+    }
+
     pub(crate) fn query(&mut self, ast: &Ast) -> Result<Box<dyn Query>, StoreError> {
         match ast {
             Ast::All => Ok(Box::new(AllQuery)),
             Ast::Not(inner) => Ok(Box::new(BooleanQuery::new(vec![
                 (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
-                (Occur::MustNot, self.query(inner)?),
+                (Occur::MustNot, self.excluded(inner)?),
             ]))),
             Ast::And(clauses) => {
                 let mut parts = Vec::with_capacity(clauses.len() + 1);
@@ -142,7 +149,7 @@ impl<'a> Translator<'a> {
                     // Subtracting directly, rather than intersecting with a complement, lets
                     // tantivy skip through the excluded postings.
                     parts.push(match clause {
-                        Ast::Not(inner) => (Occur::MustNot, self.query(inner)?),
+                        Ast::Not(inner) => (Occur::MustNot, self.excluded(inner)?),
                         other => (Occur::Must, self.query(other)?),
                     });
                 }

@@ -569,3 +569,26 @@ fn relative_time_ranges_on_requests() {
         "from inclusive, to exclusive"
     );
 }
+
+/// Excluding a phrase leaves every other event: the analyst's "not this value" link on a
+/// multi-word value, as the search page's field sidebar writes it.
+#[test]
+fn negated_phrases_exclude_exactly_their_events() {
+    let (_dir, store) = loaded();
+    let all = found(&store, "");
+    let without = |query: &str| {
+        let excluded = found(&store, query);
+        all.iter()
+            .filter(|label| !excluded.contains(label))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for (negated, phrase) in [
+        ("-message:\"user bob\"", "message:\"user bob\""),
+        ("NOT message:\"user bob\"", "message:\"user bob\""),
+        ("-\"login failed\"", "\"login failed\""),
+        ("sqlmap OR -\"login failed\"", "-sqlmap \"login failed\""),
+    ] {
+        assert_eq!(found(&store, negated), without(phrase), "{negated}");
+    }
+}
