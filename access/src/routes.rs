@@ -104,6 +104,7 @@ pub const ROUTES: &[Route] = &[
     page("GET", "/search", may(Read)),
     page("GET", "/search/export", may(Read)),
     page("GET", "/audit", may(ReadAudit)),
+    page("GET", "/health", may(Read)),
     page("GET", "/login", Public),
     page("POST", "/login", Public),
     page("POST", "/logout", SignedIn),

@@ -347,6 +347,7 @@ const TABLE: &[Expect] = &[
         Only(READERS),
     ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
+    expect("GET", "/health", "/health", Body::None, 200, Only(READERS)),
     expect("GET", "/login", "/login", Body::None, 200, Everyone),
     // A correct sign-in, which is for everyone.
     expect(

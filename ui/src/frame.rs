@@ -79,6 +79,9 @@ pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Mark
                     @if let Some(caller) = caller {
                         a href="/" { "Alerts" }
                         a href="/search" { "Search" }
+                        @if caller.principal.may(Permission::Read) {
+                            a href="/health" { "Health" }
+                        }
                         @if caller.principal.may(Permission::ReadAudit) {
                             a href="/audit" { "Audit" }
                         }

@@ -11,6 +11,7 @@ mod api;
 mod audit_page;
 pub mod auth;
 mod frame;
+mod health_page;
 mod pages;
 mod search_export;
 mod search_page;
@@ -45,6 +46,7 @@ pub fn api_router(state: UiState) -> Router {
 pub fn page_router(state: UiState) -> Router {
     pages::router()
         .merge(alerts_page::router())
+        .merge(health_page::router())
         .merge(alerts_bulk::router())
         .merge(sign_in::router())
         .merge(audit_page::router())

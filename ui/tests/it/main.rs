@@ -4,6 +4,7 @@
 mod alerts_api;
 mod alerts_page;
 mod gate;
+mod health_page;
 mod pages;
 mod search_page;
 mod sign_in_and_audit;
