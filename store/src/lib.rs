@@ -32,7 +32,7 @@ pub use aggregate::{
 pub use alerts::AlertFilter;
 pub use config::{Config, ConfigError};
 pub use error::StoreError;
-pub use events::PartitionStats;
+pub use events::{PartitionInfo, PartitionStats};
 pub use partition::{
     PartitionKey, PartitionScheme, TimeSpan, DEFAULT_FUTURE_SKEW_SECONDS, EARLIEST_PLAUSIBLE_TIME,
 };
@@ -294,6 +294,11 @@ impl Store {
             .into_iter()
             .map(|(key, _)| key)
             .collect())
+    }
+
+    /// Each event partition's span of event times, events and size on disk, oldest first.
+    pub fn partition_infos(&self) -> Result<Vec<events::PartitionInfo>, StoreError> {
+        self.events.infos()
     }
 
     /// How many partitions searches have read and how many are open.

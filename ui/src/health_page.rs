@@ -14,7 +14,9 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use maud::{html, Markup};
-use vigil_store::{QuarantineFilter, QuarantineRecord, SearchRequest, Store, Visibility};
+use vigil_store::{
+    PartitionInfo, QuarantineFilter, QuarantineRecord, Retention, SearchRequest, Store, Visibility,
+};
 
 use crate::auth::Caller;
 use crate::frame::layout;
@@ -61,6 +63,16 @@ struct Health {
     now: DateTime<Utc>,
     sources: Vec<SourceHealth>,
     quarantine: QuarantineSummary,
+    index: IndexHealth,
+}
+
+/// The event partitions and what keeps them, with the rules this process loaded.
+struct IndexHealth {
+    partitions: Vec<PartitionInfo>,
+    period: Duration,
+    retention: Retention,
+    /// Rules and correlations loaded; `None` when this process does not detect.
+    rules_loaded: Option<usize>,
 }
 
 async fn health_page(
@@ -70,11 +82,19 @@ async fn health_page(
     let visibility = caller.visibility();
     let store = state.store.clone();
     let now = Utc::now();
+    let rules_loaded = state.rules.is_loaded().then(|| state.rules.len());
     let gathered = call_store(move || {
+        let options = store.options();
         Ok(Health {
             now,
             sources: sources(&store, &visibility, now)?,
             quarantine: quarantine(&store, &visibility, now)?,
+            index: IndexHealth {
+                partitions: store.partition_infos()?,
+                period: options.partition.period(),
+                retention: options.retention,
+                rules_loaded,
+            },
         })
     })
     .await;
@@ -284,6 +304,7 @@ fn render(health: &Health) -> Markup {
             }
         }
         (render_quarantine(&health.quarantine))
+        (render_index(&health.index))
         section.health-metrics {
             h2 { "Bus, detection and late events" }
             p {
@@ -380,6 +401,56 @@ fn render_quarantine(summary: &QuarantineSummary) -> Markup {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+fn render_index(index: &IndexHealth) -> Markup {
+    let total: u64 = index.partitions.iter().map(|p| p.bytes).sum();
+    html! {
+        section.health-index {
+            h2 { "Index" }
+            p {
+                "Retention: "
+                @match index.retention.max_age {
+                    Some(age) => { "partitions older than " (age.num_hours()) " h are removed" }
+                    None => { "no age limit" }
+                }
+                "; "
+                @match index.retention.max_bytes {
+                    Some(bytes) => { "at most " (bytes) " bytes kept" }
+                    None => { "no size limit" }
+                }
+                ". Partitions of " (index.period.num_hours()) " h by arrival, "
+                (total) " bytes in all."
+                @if let Some(oldest) = index.partitions.first() {
+                    " The oldest kept starts " time datetime=(stamp(oldest.key.start)) { (stamp(oldest.key.start)) } "."
+                }
+            }
+            @if index.partitions.is_empty() {
+                p.muted { "No partitions yet." }
+            } @else {
+                table.health.partitions {
+                    thead { tr { th { "Partition (arrival)" } th { "Event times" } th { "Events" } th { "Bytes on disk" } } }
+                    tbody {
+                        @for partition in &index.partitions {
+                            tr {
+                                td { time datetime=(stamp(partition.key.start)) { (stamp(partition.key.start)) } }
+                                td { @if let Some(span) = partition.span { (stamp(span.min)) " – " (stamp(span.max)) } @else { "empty" } }
+                                td.count { (partition.events) }
+                                td.count { (partition.bytes) }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Rules" }
+            p.rules {
+                @match index.rules_loaded {
+                    Some(loaded) => { (loaded) " rules and correlations loaded. Rules that failed to load are counted by " code { "vigil_rules_failed" } " at " a href="/metrics" { "/metrics" } " and named in the log." }
+                    None => { "This process does not run detection, so it loaded no rules; the detecting process reports them." }
                 }
             }
         }

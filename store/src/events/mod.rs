@@ -41,6 +41,7 @@ use idfilter::IdFilter;
 use layout::{query_fields, readable_schemas, schema, EventFields, Layout};
 pub(crate) use partitions::SCHEME_FILE;
 use partitions::{check_scheme, KnownSpan, ReaderCache};
+pub use partitions::PartitionInfo;
 use write::PartitionWriter;
 
 /// Counters that show how much work searches did; tests use them to check partition pruning.

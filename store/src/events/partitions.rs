@@ -28,6 +28,18 @@ pub(crate) struct Partition {
     pub(super) layout: Layout,
 }
 
+/// One event partition as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionInfo {
+    pub key: PartitionKey,
+    /// The event times it holds; `None` while it holds nothing.
+    pub span: Option<TimeSpan>,
+    /// Events searchable in it now.
+    pub events: u64,
+    /// What it takes on disk.
+    pub bytes: u64,
+}
+
 /// The span of event times of a partition a writing store knows of.
 #[derive(Clone, Copy, Default)]
 pub(super) struct KnownSpan {
@@ -208,6 +220,22 @@ impl EventIndex {
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<(PartitionKey, TimeSpan)>, StoreError> {
         Ok(self.scheme.touched(&self.spanned()?, from, to))
+    }
+
+    /// Each partition with the span of event times it holds, its searchable events and its
+    /// size on disk, oldest first: what an operator's health page shows.
+    pub(crate) fn infos(&self) -> Result<Vec<PartitionInfo>, StoreError> {
+        self.spanned()?
+            .into_iter()
+            .map(|(key, span)| {
+                Ok(PartitionInfo {
+                    key,
+                    span,
+                    events: self.partition(key)?.reader.searcher().num_docs(),
+                    bytes: dir_size(&self.partition_dir(key))?,
+                })
+            })
+            .collect()
     }
 
     /// Sizes of the partitions on disk.

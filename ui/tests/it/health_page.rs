@@ -219,3 +219,26 @@ async fn hostile_names_and_bytes_stay_text() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn partitions_are_listed_with_their_events_and_the_retention() {
+    let fixture = fixture().await;
+    let html = fixture.health_as("admin").await;
+    let start = html
+        .find(r#"<table class="health partitions">"#)
+        .unwrap_or_else(|| panic!("no partition table: {html}"));
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    assert!(!rows.is_empty(), "{table}");
+    // Each row: start, event times, events, bytes; every event indexed is in one of them.
+    let counts: Vec<u64> = rows
+        .iter()
+        .flat_map(|row| row.split(r#"<td class="count">"#).skip(1))
+        .map(|cell| cell[..cell.find('<').unwrap()].parse().unwrap())
+        .collect();
+    let events: u64 = counts.iter().step_by(2).sum();
+    assert_eq!(events, 5, "{table}");
+    assert!(counts.iter().skip(1).step_by(2).all(|bytes| *bytes > 0), "{table}");
+    assert!(html.contains("no age limit"), "{html}");
+    assert!(html.contains("does not run detection"), "{html}");
+}
