@@ -18,7 +18,7 @@ use vigil_event::{Alert, Event, Quarantined};
 use vigil_ingest::Ingestor;
 use vigil_notify::Notifier;
 use vigil_store::Store;
-use vigil_ui::UiState;
+use vigil_ui::{RuleCatalog, RuleInfo, UiState};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::error::RunError;
@@ -136,6 +136,14 @@ impl Startup {
 
         let (stop, shutdown) = watch::channel(false);
         let mut stages: JoinSet<Result<(), RunError>> = JoinSet::new();
+        // An alert's page shows its rule's own words. A process that does not detect has
+        // loaded no rules, and the UI says so rather than load them again: rules loaded here
+        // could differ from those of the process that raised the alerts (another host, other
+        // `--rules`), and words from the wrong rule would mislead more than none.
+        let rule_catalog = Arc::new(match &rules {
+            Some(rules) => rule_catalog(&rules.engine),
+            None => RuleCatalog::not_loaded(),
+        });
         if let Some(rules) = rules {
             let limits = config.detect.limits().map_err(ConfigError::Setting)?;
             let detection = stages::run_detection(
@@ -271,6 +279,7 @@ impl Startup {
             (Some(store), true) => Some(UiState {
                 store: store.clone(),
                 gate: gate.clone(),
+                rules: rule_catalog,
             }),
             _ => None,
         };
@@ -456,6 +465,41 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// What the pages know about the rules `engine` detects with: its rules and correlations by id.
+fn rule_catalog(engine: &vigil_detect::Engine) -> RuleCatalog {
+    let info = |meta: &vigil_detect::RuleMeta,
+                logsource: vigil_event::LogSource,
+                origin: &str,
+                line: usize| {
+        let info = RuleInfo {
+            title: meta.title.clone(),
+            description: meta.description.clone(),
+            falsepositives: meta.falsepositives.clone(),
+            references: meta.references.clone(),
+            tags: meta.tags.clone(),
+            level: Some(meta.level),
+            logsource,
+            file: origin.to_owned(),
+            line,
+        };
+        (meta.id.clone(), info)
+    };
+    let rules = engine
+        .rules()
+        .iter()
+        .map(|rule| info(&rule.meta, rule.logsource.clone(), &rule.origin, rule.line));
+    let correlations = engine.correlations().iter().map(|correlation| {
+        let logsource = vigil_event::LogSource::default();
+        info(
+            &correlation.meta,
+            logsource,
+            &correlation.origin,
+            correlation.line,
+        )
+    });
+    RuleCatalog::loaded(rules.chain(correlations))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! responses forbid scripts and framing, because events and alerts carry attacker-controlled text.
 
 mod admin_api;
+mod alert_story;
 mod alerts_bulk;
 mod alerts_page;
 mod api;
@@ -13,6 +14,7 @@ pub mod auth;
 mod frame;
 mod health_page;
 mod pages;
+pub mod rule_catalog;
 mod search_export;
 mod search_page;
 mod search_terms;
@@ -25,6 +27,7 @@ use axum::Router;
 use vigil_store::{Store, StoreError};
 
 pub use auth::{guard, ApiToken, Caller, Gate};
+pub use rule_catalog::{RuleCatalog, RuleInfo};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -32,6 +35,9 @@ pub struct UiState {
     pub store: Arc<Store>,
     /// Users, tokens, sessions and the audit log; also what [`guard`] checks requests with.
     pub gate: Arc<Gate>,
+    /// The loaded rules' own words, for an alert's page; empty when this process does not
+    /// detect (see [`RuleCatalog::not_loaded`]).
+    pub rules: Arc<RuleCatalog>,
 }
 
 /// The JSON API under `/api/v1`; the caller puts it behind [`guard`] with every other route.
@@ -154,6 +160,7 @@ mod tests {
         let state = UiState {
             store: Arc::new(Store::open(dir.path()).unwrap()),
             gate: gate.clone(),
+            rules: Default::default(),
         };
         let session = format!("{}={}", auth::SESSION_COOKIE, started.id.expose());
         let bearer = format!("Bearer {TOKEN}");

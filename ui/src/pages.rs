@@ -24,8 +24,10 @@ use serde::Deserialize;
 use vigil_access::{AuditRecord, Outcome, Permission};
 use vigil_store::{AlertChange, AlertDetail, AlertStatus, AlertView, CloseReason};
 
+use crate::alert_story::{around_section, events_section, rule_section};
 use crate::auth::Caller;
 use crate::frame::{check_form, csrf, layout};
+use crate::rule_catalog::RuleCatalog;
 use crate::{call_store, CallError, UiState};
 
 pub(crate) fn router() -> Router<UiState> {
@@ -70,24 +72,46 @@ async fn alert_page(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
+    let story = load_alert(&state, &caller, id).await;
+    alert_response(&caller, &state, StatusCode::OK, story, None)
+}
+
+/// An alert with its triage and the events behind it that the caller may see.
+struct AlertStory {
+    detail: AlertDetail,
+    events: Vec<vigil_event::Event>,
+    /// How many of the alert's events the caller may not see (Vigil's own audit events).
+    hidden: usize,
+}
+
+async fn load_alert(state: &UiState, caller: &Caller, id: String) -> Result<AlertStory, CallError> {
     let store = state.store.clone();
-    let detail = call_store(move || store.alert(&id)).await;
-    alert_response(&caller, StatusCode::OK, detail, None)
+    let (detail, events) =
+        call_store(move || Ok((store.alert(&id)?, store.alert_events(&id)?))).await?;
+    let found = events.len();
+    let events: Vec<vigil_event::Event> =
+        events.into_iter().filter(|e| caller.may_see(e)).collect();
+    Ok(AlertStory {
+        detail,
+        hidden: found - events.len(),
+        events,
+    })
 }
 
 /// The alert page, with `problem` (a refused change) shown above the forms.
 fn alert_response(
     caller: &Caller,
+    state: &UiState,
     status: StatusCode,
-    detail: Result<AlertDetail, CallError>,
+    story: Result<AlertStory, CallError>,
     problem: Option<&str>,
 ) -> Response {
-    match detail {
-        Ok(detail) => {
-            let body = alert_body(&detail, caller, problem);
+    match story {
+        Ok(story) => {
+            let body = alert_body(&story, &state.rules, caller, problem);
             (
                 status,
-                layout(&detail.view.alert.rule_title, Some(caller), body),
+                layout(&story.detail.view.alert.rule_title, Some(caller), body),
             )
                 .into_response()
         }
@@ -103,7 +127,13 @@ fn alert_response(
     }
 }
 
-fn alert_body(detail: &AlertDetail, caller: &Caller, problem: Option<&str>) -> Markup {
+fn alert_body(
+    story: &AlertStory,
+    catalog: &RuleCatalog,
+    caller: &Caller,
+    problem: Option<&str>,
+) -> Markup {
+    let detail = &story.detail;
     let csrf = &csrf(caller);
     let view = &detail.view;
     let alert = &view.alert;
@@ -122,10 +152,11 @@ fn alert_body(detail: &AlertDetail, caller: &Caller, problem: Option<&str>) -> M
             dt { "Detected" } dd { (alert.detected.format("%Y-%m-%d %H:%M:%S")) }
             dt { "Rule" } dd { code { (alert.rule_id) } }
             dt { "Source" } dd { (alert.source.kind) " / " (alert.source.name) }
-            @if !alert.tags.is_empty() { dt { "Tags" } dd { (alert.tags.join(", ")) } }
-            @for (key, value) in &alert.group { dt { "Group " (key) } dd { (value) } }
             dt { "Events" } dd { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) " events" } }
         }
+        (rule_section(alert, catalog))
+        (events_section(alert, &story.events, story.hidden))
+        (around_section(alert, &story.events))
         @if let Some(problem) = problem { div.error { "Not changed: " (problem) } }
         // Only those who may triage are shown the forms; the gate refuses the others' posts.
         @if caller.principal.may(Permission::Triage) { section.triage {
@@ -297,9 +328,14 @@ async fn triage(
     let change = match form.change() {
         Ok(change) => change,
         Err(problem) => {
-            let store = state.store.clone();
-            let detail = call_store(move || store.alert(&id)).await;
-            return alert_response(&caller, StatusCode::BAD_REQUEST, detail, Some(&problem));
+            let story = load_alert(&state, &caller, id).await;
+            return alert_response(
+                &caller,
+                &state,
+                StatusCode::BAD_REQUEST,
+                story,
+                Some(&problem),
+            );
         }
     };
     let store = state.store.clone();
@@ -328,11 +364,16 @@ async fn triage(
             Redirect::to(&format!("/alerts/{alert_id}")).into_response()
         }
         Err(CallError::Invalid(problem)) => {
-            let store = state.store.clone();
-            let detail = call_store(move || store.alert(&id)).await;
-            alert_response(&caller, StatusCode::BAD_REQUEST, detail, Some(&problem))
+            let story = load_alert(&state, &caller, id).await;
+            alert_response(
+                &caller,
+                &state,
+                StatusCode::BAD_REQUEST,
+                story,
+                Some(&problem),
+            )
         }
-        Err(error) => alert_response(&caller, StatusCode::OK, Err(error), None),
+        Err(error) => alert_response(&caller, &state, StatusCode::OK, Err(error), None),
     }
 }
 

@@ -111,6 +111,7 @@ fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
         api_router(UiState {
             store,
             gate: gate.clone(),
+            rules: Default::default(),
         }),
         gate.clone(),
     );

@@ -122,6 +122,7 @@ impl Page {
             page_router(UiState {
                 store: store.clone(),
                 gate: gate.clone(),
+                rules: Default::default(),
             }),
             gate,
         );

@@ -1,6 +1,7 @@
 //! The web UI's integration tests, in one test binary: the JSON API and the HTML pages,
 //! each against a real store in a temporary directory.
 
+mod alert_page;
 mod alerts_api;
 mod alerts_page;
 mod gate;

@@ -82,6 +82,7 @@ pub(crate) async fn fixture() -> Fixture {
         page_router(UiState {
             store: store.clone(),
             gate: gate.clone(),
+            rules: Default::default(),
         }),
         gate,
     );
@@ -584,6 +585,7 @@ async fn people_a_trusted_proxy_names_triage_with_a_csrf_token_of_their_own() {
         page_router(UiState {
             store: f.store.clone(),
             gate: gate.clone(),
+            rules: Default::default(),
         }),
         gate,
     );

@@ -213,6 +213,7 @@ async fn a_burst_of_guesses_sent_at_once_is_throttled_like_a_series() {
         page_router(UiState {
             store: f.store.clone(),
             gate: gate.clone(),
+            rules: Default::default(),
         }),
         gate,
     );
