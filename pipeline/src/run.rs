@@ -506,6 +506,29 @@ fn rule_catalog(engine: &vigil_detect::Engine) -> RuleCatalog {
 mod tests {
     use super::*;
 
+    /// The pages describe exactly the rules detection loaded, each in its file's own words.
+    #[test]
+    fn the_rule_catalogue_holds_every_loaded_rule_as_its_file_states_it() {
+        let loaded = load_engine(&[], &[], &[], false).unwrap();
+        let catalog = rule_catalog(&loaded.engine);
+        assert!(catalog.is_loaded());
+        let rules = loaded.engine.rules();
+        assert_eq!(
+            catalog.len(),
+            rules.len() + loaded.engine.correlations().len()
+        );
+        for rule in rules {
+            let info = catalog.get(&rule.id).unwrap();
+            assert_eq!(info.title, rule.title);
+            assert_eq!(info.description, rule.description);
+            assert_eq!(info.falsepositives, rule.falsepositives);
+            assert_eq!(info.references, rule.references);
+            assert_eq!(info.tags, rule.tags);
+            assert_eq!(info.file, rule.origin);
+        }
+        assert!(rules.iter().any(|rule| rule.description.is_some()));
+    }
+
     /// The error and its sources, as the binary prints them.
     fn error_chain(error: &dyn std::error::Error) -> String {
         let mut text = error.to_string();
