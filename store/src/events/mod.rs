@@ -39,9 +39,9 @@ use crate::query::translate::QueryFields;
 use crate::StoreError;
 use idfilter::IdFilter;
 use layout::{query_fields, readable_schemas, schema, EventFields, Layout};
+pub use partitions::PartitionInfo;
 pub(crate) use partitions::SCHEME_FILE;
 use partitions::{check_scheme, KnownSpan, ReaderCache};
-pub use partitions::PartitionInfo;
 use write::PartitionWriter;
 
 /// Counters that show how much work searches did; tests use them to check partition pruning.

@@ -238,7 +238,10 @@ async fn partitions_are_listed_with_their_events_and_the_retention() {
         .collect();
     let events: u64 = counts.iter().step_by(2).sum();
     assert_eq!(events, 5, "{table}");
-    assert!(counts.iter().skip(1).step_by(2).all(|bytes| *bytes > 0), "{table}");
+    assert!(
+        counts.iter().skip(1).step_by(2).all(|bytes| *bytes > 0),
+        "{table}"
+    );
     assert!(html.contains("no age limit"), "{html}");
     assert!(html.contains("does not run detection"), "{html}");
 }
