@@ -162,25 +162,7 @@ mod tests {
     }
 
     async fn events(bus: &EmbeddedBus) -> Vec<Event> {
-        let mut subscription = bus
-            .subscribe(&Topics::default().events, "test")
-            .await
-            .unwrap();
-        let mut events = Vec::new();
-        loop {
-            let batch = subscription
-                .next_batch(1000, Duration::from_millis(50))
-                .await
-                .unwrap();
-            if batch.is_empty() {
-                return events;
-            }
-            events.extend(
-                batch
-                    .iter()
-                    .map(|delivery| serde_json::from_slice::<Event>(&delivery.payload).unwrap()),
-            );
-        }
+        crate::stages::tests::read_all(bus, &Topics::default().events).await
     }
 
     /// A bus that refuses every publish, as an unreachable Kafka would.

@@ -29,6 +29,7 @@ use vigil_store::{parse_time, AlertFilter, AlertStatus, AlertView, CloseReason};
 use crate::auth::Caller;
 use crate::frame::{csrf, layout};
 use crate::pages::status_badge;
+use crate::search_terms::encode;
 use crate::{call_store, CallError, UiState};
 
 /// The most alerts grouped on one page: grouping needs them all in memory, so a flood of
@@ -179,18 +180,6 @@ impl ListParams {
             _ => Sort::LastSeen,
         }
     }
-}
-
-/// Percent-encodes a query string value: everything but unreserved characters.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use vigil_access::{AuditEntry, AuditFilter, Outcome};
 
 use crate::auth::Caller;
 use crate::frame::layout;
+use crate::search_terms::encode;
 use crate::UiState;
 
 /// Entries on one page.
@@ -167,18 +168,6 @@ fn older_link(filter: &AuditFilter, before: i64) -> String {
         }
     }
     link
-}
-
-/// Percent-encodes a query value: everything but unreserved characters.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

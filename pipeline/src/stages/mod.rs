@@ -11,7 +11,7 @@ mod detect;
 mod index;
 mod notify;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 

@@ -145,7 +145,10 @@ fn event_messages(events: &[Event]) -> Vec<Message> {
 }
 
 /// Everything on `topic` so far, read by a group of its own.
-async fn read_all<T: serde::de::DeserializeOwned>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
+pub(crate) async fn read_all<T: serde::de::DeserializeOwned>(
+    bus: &EmbeddedBus,
+    topic: &str,
+) -> Vec<T> {
     let mut subscription = bus.subscribe(topic, "test-reader").await.unwrap();
     let mut items = Vec::new();
     loop {
