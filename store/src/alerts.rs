@@ -267,6 +267,11 @@ impl AlertIndex {
         self.top(&self.filter_query(filter)?, filter.limit)
     }
 
+    /// A searcher over the committed alerts, for aggregations of their columns.
+    pub(crate) fn searcher(&self) -> tantivy::Searcher {
+        self.handle.reader.searcher()
+    }
+
     /// How many alerts match `filter`, whatever its limit.
     pub(crate) fn count(&self, filter: &AlertFilter) -> Result<usize, StoreError> {
         let searcher = self.handle.reader.searcher();

@@ -17,6 +17,7 @@ mod partition;
 mod quarantine;
 mod query;
 mod record;
+mod rule_hits;
 mod triage;
 mod triage_db;
 mod word_tokenizer;
@@ -44,6 +45,7 @@ pub use query::{
     check_query, parse_time, SearchRequest, SearchResults, Visibility, MAX_QUERY_DEPTH,
     MAX_QUERY_LEN,
 };
+pub use rule_hits::RuleHits;
 pub use triage::{
     apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
     MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
