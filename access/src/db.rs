@@ -15,7 +15,9 @@ use crate::AccessError;
 pub const ACCESS_DB: &str = "access.sqlite";
 
 /// The schema this code writes, kept in SQLite's `user_version`. A later change to the
-/// tables raises it and migrates from the number it finds.
+/// tables raises it and migrates from the number it finds. A table added later (such as
+/// `saved_searches`) needs no new number: every open runs the `IF NOT EXISTS` schema, which
+/// creates it in an older file, and an older Vigil ignores it.
 const SCHEMA_VERSION: i64 = 1;
 
 /// How long a write waits for another process's (the CLI's, or the server's) to finish.
@@ -76,6 +78,19 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS audit_cursor (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         forwarded_up_to INTEGER NOT NULL
+    );
+    -- each person's saved searches (saved_searches.rs); ids are never reused
+    CREATE TABLE IF NOT EXISTS saved_searches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL COLLATE NOCASE,
+        name TEXT NOT NULL COLLATE NOCASE,
+        q TEXT NOT NULL,
+        time_from TEXT NOT NULL,
+        time_to TEXT NOT NULL,
+        columns TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        UNIQUE (owner, name)
     );
 ";
 
@@ -297,12 +312,12 @@ pub(crate) mod tests {
             let tables: i64 = conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN
-                     ('users', 'tokens', 'sessions', 'audit', 'audit_cursor')",
+                     ('users', 'tokens', 'sessions', 'audit', 'audit_cursor', 'saved_searches')",
                     [],
                     |row| row.get(0),
                 )
                 .unwrap();
-            assert_eq!(tables, 5);
+            assert_eq!(tables, 6);
         }
         // A second handle, as the CLI opens beside a running server.
         let second = AccessDb::open_in(dir.path()).unwrap();
