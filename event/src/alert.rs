@@ -76,6 +76,32 @@ pub struct Alert {
     /// For a correlation, the group-by fields and the values this alert is about.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group: BTreeMap<String, String>,
+    /// Per event, the fields and values that made the rule match it, as the detection engine
+    /// reported them. Alerts raised before the engine reported them have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matched: Vec<MatchedEvent>,
+}
+
+/// The fields of one event that made a rule match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedEvent {
+    pub event_id: EventId,
+    pub fields: Vec<MatchedField>,
+}
+
+/// One field of an event and the value in it that a rule matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedField {
+    /// The field's dotted path, as the rule names it (after field mapping); for a keyword, the
+    /// path of the string the keyword was found in.
+    pub field: String,
+    /// The event's value: strings as they are, other values as JSON. The engine cuts long
+    /// values, ending them with `…`.
+    pub value: String,
+    /// Whether a keyword search (over every string of the event) found it, rather than a
+    /// search naming the field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyword: bool,
 }
 
 impl Alert {
@@ -85,6 +111,21 @@ impl Alert {
         parts.push(rule_id.as_bytes());
         parts.extend(event_ids.iter().map(|id| id.as_bytes().as_slice()));
         AlertId::derive("vigil alert v1", &parts)
+    }
+
+    /// Records what made the rule match the event `event_id`; nothing when `fields` is empty.
+    pub fn add_matched(&mut self, event_id: EventId, fields: Vec<MatchedField>) {
+        if !fields.is_empty() {
+            self.matched.push(MatchedEvent { event_id, fields });
+        }
+    }
+
+    /// The matched fields reported for the event `event_id`.
+    pub fn matched_fields(&self, event_id: &EventId) -> &[MatchedField] {
+        self.matched
+            .iter()
+            .find(|matched| matched.event_id == *event_id)
+            .map_or(&[], |matched| matched.fields.as_slice())
     }
 }
 
@@ -106,5 +147,69 @@ mod tests {
         assert_eq!(Alert::derive_id("r", &[e1]), Alert::derive_id("r", &[e1]));
         assert_ne!(Alert::derive_id("r", &[e1]), Alert::derive_id("r", &[e2]));
         assert_ne!(Alert::derive_id("r", &[e1]), Alert::derive_id("q", &[e1]));
+    }
+
+    fn sample(matched: Vec<MatchedEvent>) -> Alert {
+        let event = EventId::derive("e", &[b"1"]);
+        let time: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        Alert {
+            id: Alert::derive_id("r", &[event]),
+            rule_id: "r".into(),
+            rule_title: "R".into(),
+            level: Level::High,
+            tags: vec!["attack.t1078".into()],
+            event_ids: vec![event],
+            time,
+            detected: time,
+            source: Source {
+                kind: "cloudtrail".into(),
+                name: "prod".into(),
+            },
+            logsource: LogSource::default(),
+            group: BTreeMap::new(),
+            matched,
+        }
+    }
+
+    #[test]
+    fn matched_fields_round_trip_and_are_left_out_when_empty() {
+        let mut alert = sample(Vec::new());
+        let json = serde_json::to_string(&alert).unwrap();
+        assert!(!json.contains("matched"), "{json}");
+        assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), alert);
+
+        let event = alert.event_ids[0];
+        alert.add_matched(event, Vec::new());
+        assert!(alert.matched.is_empty());
+        let fields = vec![
+            MatchedField {
+                field: "eventName".into(),
+                value: "StopLogging".into(),
+                keyword: false,
+            },
+            MatchedField {
+                field: "requestParameters.name".into(),
+                value: "<script>evil</script>".into(),
+                keyword: true,
+            },
+        ];
+        alert.add_matched(event, fields.clone());
+        let json = serde_json::to_string(&alert).unwrap();
+        // `keyword` is written only when true.
+        assert_eq!(json.matches("\"keyword\"").count(), 1, "{json}");
+        let back: Alert = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, alert);
+        assert_eq!(back.matched_fields(&event), fields.as_slice());
+        assert!(back
+            .matched_fields(&EventId::derive("e", &[b"2"]))
+            .is_empty());
+    }
+
+    #[test]
+    fn an_alert_stored_before_matched_fields_still_reads() {
+        let old = r#"{"id":"IDX","rule_id":"r","rule_title":"R","level":"low","event_ids":[],"time":"2026-01-02T03:04:05Z","detected":"2026-01-02T03:04:05Z","source":{"kind":"k","name":"n"}}"#
+            .replace("IDX", &Alert::derive_id("r", &[]).to_string());
+        let alert: Alert = serde_json::from_str(&old).unwrap();
+        assert!(alert.matched.is_empty());
     }
 }

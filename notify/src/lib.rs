@@ -258,6 +258,7 @@ mod tests {
             },
             logsource: LogSource::default(),
             group: BTreeMap::new(),
+            matched: Vec::new(),
         }
     }
 

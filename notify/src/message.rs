@@ -102,6 +102,7 @@ mod tests {
             },
             logsource: LogSource::default(),
             group,
+            matched: Vec::new(),
         }
     }
 

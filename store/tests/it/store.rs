@@ -835,6 +835,7 @@ fn alert(rule: &str, level: Level, detected: DateTime<Utc>, time: DateTime<Utc>)
             name: "org-trail".into(),
         },
         group: Default::default(),
+        matched: Vec::new(),
         logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
     }
 }

@@ -105,6 +105,7 @@ async fn story(rules: RuleCatalog) -> Story {
         source: cloudtrail.source.clone(),
         logsource: LogSource::default(),
         group: [("user.name".to_owned(), HOSTILE_GROUP.to_owned())].into(),
+        matched: Vec::new(),
     };
     let (cloudtrail_id, audit_id) = (cloudtrail.id, audit.id);
     store

@@ -53,6 +53,7 @@ fn alert(rule: &str, title: &str, level: Level, events: &[Event]) -> Alert {
         source: source(),
         logsource: LogSource::default(),
         group: Default::default(),
+        matched: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ fn alert(spec: &Spec, n: usize) -> Alert {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
+        matched: Vec::new(),
     }
 }
 

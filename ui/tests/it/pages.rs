@@ -64,6 +64,7 @@ pub(crate) async fn fixture() -> Fixture {
         source: source(),
         logsource: LogSource::default(),
         group: Default::default(),
+        matched: Vec::new(),
     };
     store.index_events(&[event]).unwrap();
     store.index_alerts(std::slice::from_ref(&alert)).unwrap();

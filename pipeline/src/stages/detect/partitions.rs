@@ -247,6 +247,7 @@ fn rule_alert(rule: &Rule, event: &Event, detected: DateTime<Utc>) -> Alert {
         source: event.source.clone(),
         logsource: event.logsource.clone(),
         group: BTreeMap::new(),
+        matched: Vec::new(),
     }
 }
 
@@ -272,6 +273,7 @@ fn correlation_alert(
         source: event.source.clone(),
         logsource: event.logsource.clone(),
         group: matched.group.into_iter().collect(),
+        matched: Vec::new(),
     }
 }
 
