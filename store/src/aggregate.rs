@@ -94,9 +94,12 @@ pub fn interval_for(span_seconds: i64) -> i64 {
         })
 }
 
+/// One searcher's part of a histogram: its query, and the column of times it is cut by
+/// (partitions of older layouts lack the arrivals column, and give their event times).
+pub(crate) type TimedSearch<'a> = (&'a Searcher, &'a dyn Query, &'a str);
+
 pub(crate) fn histogram(
-    searches: &[(&Searcher, &dyn Query)],
-    time_field: &str,
+    searches: &[TimedSearch<'_>],
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Histogram, StoreError> {
@@ -105,12 +108,12 @@ pub(crate) fn histogram(
         (Some(from), Some(to)) => (nanos(&from), nanos(&to).saturating_sub(1)),
         _ => {
             let mut seen: Option<(i64, i64)> = None;
-            for (searcher, query) in searches {
+            for (searcher, query, time_field) in searches {
                 let found = searcher
                     .search(
                         *query,
                         &MinMax {
-                            field: time_field.to_owned(),
+                            field: (*time_field).to_owned(),
                         },
                     )
                     .map_err(query::search_error)?;
@@ -143,16 +146,16 @@ pub(crate) fn histogram(
     let count = usize::try_from(hi.saturating_sub(first) / step + 1)
         .unwrap_or(0)
         .min(MAX_BUCKETS as usize * 2);
-    let collector = TimeBuckets {
-        field: time_field.to_owned(),
-        first,
-        step,
-        lo,
-        hi,
-        count,
-    };
     let mut counts = vec![0u64; count];
-    for (searcher, query) in searches {
+    for (searcher, query, time_field) in searches {
+        let collector = TimeBuckets {
+            field: (*time_field).to_owned(),
+            first,
+            step,
+            lo,
+            hi,
+            count,
+        };
         let part = searcher
             .search(*query, &collector)
             .map_err(query::search_error)?;

@@ -17,6 +17,7 @@ mod partition;
 mod quarantine;
 mod query;
 mod record;
+mod tail;
 mod rule_hits;
 mod triage;
 mod triage_db;
@@ -33,7 +34,7 @@ pub use aggregate::{
 pub use alerts::AlertFilter;
 pub use config::{Config, ConfigError};
 pub use error::StoreError;
-pub use events::{PartitionInfo, PartitionStats};
+pub use events::{EventsInOrder, PartitionInfo, PartitionStats, MAX_IN_ORDER_PAGE};
 pub use partition::{
     PartitionKey, PartitionScheme, TimeSpan, DEFAULT_FUTURE_SKEW_SECONDS, EARLIEST_PLAUSIBLE_TIME,
 };
@@ -46,6 +47,7 @@ pub use query::{
     MAX_QUERY_LEN,
 };
 pub use rule_hits::RuleHits;
+pub use tail::{Arrived, KEPT_ARRIVALS};
 pub use triage::{
     apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
     MAX_ASSIGNEE_BYTES, MAX_NOTE_BYTES,
@@ -164,6 +166,8 @@ pub struct Store {
     /// by the stale state.
     alert_writes: std::sync::Mutex<()>,
     options: StoreOptions,
+    /// The ids of the latest committed events, in commit order, for live tails.
+    arrivals: tail::ArrivalLog,
 }
 
 impl Store {
@@ -199,6 +203,7 @@ impl Store {
             triage,
             quarantine,
             alert_writes: std::sync::Mutex::new(()),
+            arrivals: tail::ArrivalLog::new(),
             options,
         };
         if !read_only {
@@ -321,7 +326,9 @@ impl Store {
     /// Adds events. An event whose id is already indexed replaces the old copy, so replays
     /// are idempotent. Nothing is visible to searches until [`Store::commit`].
     pub fn index_events(&self, events: &[Event]) -> Result<(), StoreError> {
-        self.events.index(events)
+        self.events.index(events)?;
+        self.arrivals.stage(events.iter().map(|event| event.id));
+        Ok(())
     }
 
     /// Adds alerts, replacing any with the same id. Visible after [`Store::commit`].
@@ -474,7 +481,13 @@ impl Store {
     /// Events are committed before alerts, so a crash in between never leaves an alert whose
     /// events are missing.
     pub fn commit(&self) -> Result<(), StoreError> {
-        self.events.commit()?;
+        // Taken first: what was staged by now was indexed before this commit (see tail.rs).
+        let staged = self.arrivals.take_staged();
+        if let Err(error) = self.events.commit() {
+            self.arrivals.restage(staged);
+            return Err(error);
+        }
+        self.arrivals.committed(staged);
         self.alerts.commit()
     }
 
@@ -510,6 +523,28 @@ impl Store {
         to: Option<DateTime<Utc>>,
     ) -> Result<Facets, StoreError> {
         self.events.facets(query, visibility, field, n, from, to)
+    }
+
+    /// How many events matching `query` arrived (were received by Vigil) in each interval
+    /// of `from..to`. Unlike [`Store::histogram`], senders cannot move events in it by
+    /// dating them: what rates and silences are read from.
+    pub fn arrival_histogram(
+        &self,
+        query: &str,
+        visibility: &Visibility,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Histogram, StoreError> {
+        self.events.arrival_histogram(query, visibility, from, to)
+    }
+
+    /// The event matching `query` that arrived last, whatever its own time.
+    pub fn last_arrived(
+        &self,
+        query: &str,
+        visibility: &Visibility,
+    ) -> Result<Option<Event>, StoreError> {
+        self.events.last_arrived(query, visibility)
     }
 
     /// Alert counts per rule, most frequent first.

@@ -21,6 +21,9 @@ pub const TIEBREAK: &str = "tiebreak";
 /// `true` on events whose own time is implausible (see [`crate::partition::place`]);
 /// absent on the others.
 pub const TIME_SUSPECT: &str = "time_suspect";
+/// When Vigil received the event (its arrival, which partitions are cut by): a column read
+/// by aggregations, not a name queries use, so `received:` still means the record's field.
+pub const RECEIVED: &str = "received";
 
 /// The second sort key after time, taken from the id: hits with equal times then come in a
 /// fixed order, which a cursor needs to resume exactly where a page ended.

@@ -3,13 +3,13 @@
 //!
 //! # Why old layouts are read as they are, not rewritten on open
 //!
-//! A store reads six layouts ([`Layout::READABLE`]). The term-dictionary upgrade
+//! A store reads seven layouts ([`Layout::READABLE`]). The term-dictionary upgrade
 //! (`index::TERMS_FILE`) rewrites old indices when a writing store opens them, and the same
 //! could be done here, leaving one layout to read. It is not, for these reasons:
 //!
 //! - **It cannot be done in place.** The term-dictionary upgrade keeps each index's schema and
 //!   swaps all its segments in one commit, so a crash leaves the old index whole. A layout is
-//!   a schema (tokenizer names, which fields are indexed, the `time_suspect` field), and
+//!   a schema (tokenizer names, which fields are indexed, the `time_suspect` field, the `received` column), and
 //!   tantivy fixes the schema when an index is created. Moving a partition to the current
 //!   layout means building a second index beside it and swapping directories, which is not
 //!   one atomic step and would need a recovery protocol of its own, and takes the
@@ -68,6 +68,8 @@ pub(super) struct EventFields {
     pub(super) tiebreak: Field,
     /// Only in partitions of [`Layout::SuspectTimes`] and later.
     pub(super) time_suspect: Field,
+    /// Only in partitions of [`Layout::Arrivals`].
+    pub(super) received: Field,
 }
 
 /// The layouts of event partitions, oldest first. Partitions are written once and kept, so a
@@ -100,11 +102,17 @@ pub(super) enum Layout {
     /// (partitions of earlier layouts were cut by event time, and may still be written when
     /// their period is the current one).
     SuspectTimes,
+    /// As `SuspectTimes`, with each event's arrival (the time partitions are cut by) as a
+    /// column after the other fields. Event times are the sender's to choose, so rates and
+    /// "last seen" figures read arrivals; partitions without the column answer those by
+    /// event time (see `EventIndex::arrivals`).
+    Arrivals,
 }
 
 impl Layout {
     /// Every layout this store reads, the one new partitions get first.
-    pub(super) const READABLE: [Layout; 6] = [
+    pub(super) const READABLE: [Layout; 7] = [
+        Layout::Arrivals,
         Layout::SuspectTimes,
         Layout::WholeValues,
         Layout::IdsByTiebreak,
@@ -128,7 +136,9 @@ impl Layout {
         match self {
             Layout::First | Layout::ColumnsOnly => index::text_indexing(),
             Layout::Words | Layout::IdsByTiebreak => index::words_indexing(),
-            Layout::WholeValues | Layout::SuspectTimes => index::value_words_indexing(),
+            Layout::WholeValues | Layout::SuspectTimes | Layout::Arrivals => {
+                index::value_words_indexing()
+            }
         }
     }
 
@@ -137,7 +147,9 @@ impl Layout {
         match self {
             Layout::First | Layout::ColumnsOnly => index::text_analyzer(),
             Layout::Words | Layout::IdsByTiebreak => index::words_analyzer(),
-            Layout::WholeValues | Layout::SuspectTimes => index::value_words_analyzer(),
+            Layout::WholeValues | Layout::SuspectTimes | Layout::Arrivals => {
+                index::value_words_analyzer()
+            }
         }
     }
 
@@ -145,13 +157,18 @@ impl Layout {
     pub(super) fn ids_by_tiebreak(self) -> bool {
         matches!(
             self,
-            Layout::IdsByTiebreak | Layout::WholeValues | Layout::SuspectTimes
+            Layout::IdsByTiebreak | Layout::WholeValues | Layout::SuspectTimes | Layout::Arrivals
         )
     }
 
     /// Whether the layout has the `time_suspect` field.
     pub(super) fn flags_suspect_times(self) -> bool {
-        matches!(self, Layout::SuspectTimes)
+        matches!(self, Layout::SuspectTimes | Layout::Arrivals)
+    }
+
+    /// Whether the layout has the `received` column of arrivals.
+    pub(super) fn has_arrivals(self) -> bool {
+        matches!(self, Layout::Arrivals)
     }
 
     /// Which values [`Layout::analyzer`] keeps as one word.
@@ -159,7 +176,9 @@ impl Layout {
         match self {
             Layout::First | Layout::ColumnsOnly => WholeWords::None,
             Layout::Words | Layout::IdsByTiebreak => WholeWords::Uuids,
-            Layout::WholeValues | Layout::SuspectTimes => WholeWords::UuidsTimesAndAddresses,
+            Layout::WholeValues | Layout::SuspectTimes | Layout::Arrivals => {
+                WholeWords::UuidsTimesAndAddresses
+            }
         }
     }
 
@@ -211,7 +230,7 @@ pub(super) fn schema(layout: Layout) -> (Schema, EventFields) {
             index::fast_timestamp(),
             NumericOptions::default().set_fast(),
         ),
-        Layout::IdsByTiebreak | Layout::WholeValues | Layout::SuspectTimes => (
+        Layout::IdsByTiebreak | Layout::WholeValues | Layout::SuspectTimes | Layout::Arrivals => (
             index::fast_timestamp(),
             NumericOptions::default().set_indexed().set_fast(),
         ),
@@ -239,10 +258,21 @@ pub(super) fn schema(layout: Layout) -> (Schema, EventFields) {
         // Every layout has the fields above, in that order. Only the fields of the current
         // layout are written, and this stands in for a field that older layouts lack.
         time_suspect: Field::from_field_id(u32::MAX),
+        received: Field::from_field_id(u32::MAX),
     };
     let fields = if layout.flags_suspect_times() {
         EventFields {
             time_suspect: builder.add_text_field(fields::TIME_SUSPECT, index::keyword()),
+            ..fields
+        }
+    } else {
+        fields
+    };
+    let fields = if layout.has_arrivals() {
+        // A column only: aggregations and sorts read it, no query names it, so a record's
+        // own `received` field keeps its name in queries.
+        EventFields {
+            received: builder.add_date_field(fields::RECEIVED, index::fast_timestamp()),
             ..fields
         }
     } else {
@@ -424,6 +454,7 @@ mod tests {
             (Layout::Words, 22),
             (Layout::IdsByTiebreak, 23),
             (Layout::WholeValues, 24),
+            (Layout::SuspectTimes, 25),
         ] {
             let mut index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
             index.schemas.retain(|s| *s == schema(layout).0);
@@ -431,7 +462,7 @@ mod tests {
             index.commit().unwrap();
         }
         let index = EventIndex::open(dir.path(), scheme, false, 8).unwrap();
-        index.index(&[login_on(25, 25)]).unwrap();
+        index.index(&[login_on(26, 26)]).unwrap();
         index.commit().unwrap();
         assert_eq!(layouts(&index), Layout::READABLE, "newest first");
 
@@ -465,20 +496,20 @@ mod tests {
             "eventTime:2026-11-2*".into(),
             "eventTime:2026-11-2?T09*".into(),
         ] {
-            assert_eq!(days(&query), [25, 24, 23, 22, 21, 20], "{query}");
+            assert_eq!(days(&query), [26, 25, 24, 23, 22, 21, 20], "{query}");
         }
         // Only where a UUID was cut into words is a part of one a word.
         assert_eq!(days("requestID:648f0f94"), [21, 20]);
-        assert_eq!(days("requestID:/648f0f94-.*/"), [25, 24, 23, 22]);
+        assert_eq!(days("requestID:/648f0f94-.*/"), [26, 25, 24, 23, 22]);
         // So too for times and addresses.
         assert_eq!(days("sourceIPAddress:113"), [23, 22, 21, 20]);
-        assert_eq!(days("sourceIPAddress:/203\\.0\\..*/"), [25, 24]);
+        assert_eq!(days("sourceIPAddress:/203\\.0\\..*/"), [26, 25, 24]);
         assert_eq!(days("eventTime:\"2026-11-25T09:00:25Z\""), [25]);
         assert_eq!(days("eventTime:\"2026-11-24T09:00:24Z\""), [24]);
         assert_eq!(days("eventTime:\"2026-11-23T09:00:23Z\""), [23]);
 
         // Ids, whether indexed as terms or found through their tiebreak.
-        let events: Vec<Event> = (20..=25).map(|day| login_on(day, day)).collect();
+        let events: Vec<Event> = (20..=26).map(|day| login_on(day, day)).collect();
         for event in &events {
             let id = event.id.to_string();
             let day = event.time.day();
@@ -487,9 +518,9 @@ mod tests {
             assert_eq!(days(&format!("id:{}*", &id[..8])), [day]);
             assert_eq!(days(&format!("id:{}*", &id[..20])), [day]);
         }
-        assert_eq!(days("id:*"), [25, 24, 23, 22, 21, 20]);
+        assert_eq!(days("id:*"), [26, 25, 24, 23, 22, 21, 20]);
         let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-        let until = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        let until = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
         assert_eq!(index.by_ids(&ids, until).unwrap(), events);
 
         let histogram = index
@@ -501,7 +532,7 @@ mod tests {
             )
             .unwrap();
         let counted: u64 = histogram.buckets.iter().map(|b| b.count).sum();
-        assert_eq!(counted, 6);
+        assert_eq!(counted, 7);
         let facets = index
             .facets(
                 &format!("{REQUEST_ID} eventName:consolelogin"),
@@ -513,7 +544,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(facets.values.len(), 1);
-        assert_eq!(facets.values[0].count, 6);
+        assert_eq!(facets.values[0].count, 7);
     }
 
     /// An event resent on another day arrives in another partition, while its id is stored

@@ -16,10 +16,15 @@
 //!   file recording how they are cut;
 //! - `write`: placing events in partitions, once per id, and committing them;
 //! - `search`: searches, histograms, facets and events by id, across partitions;
+//! - `in_order`: the events of a time range oldest first, a page at a time, for backtests;
+//! - `arrivals`: matches counted by when they arrived, which senders cannot choose;
 //! - `spans` and `idfilter`: the span of event times and the id filter each partition has.
 
+mod arrivals;
+mod among;
 pub mod fields;
 mod idfilter;
+mod in_order;
 mod layout;
 mod partitions;
 mod search;
@@ -39,6 +44,7 @@ use crate::query::translate::QueryFields;
 use crate::StoreError;
 use idfilter::IdFilter;
 use layout::{query_fields, readable_schemas, schema, EventFields, Layout};
+pub use in_order::{EventsInOrder, MAX_IN_ORDER_PAGE};
 pub use partitions::PartitionInfo;
 pub(crate) use partitions::SCHEME_FILE;
 use partitions::{check_scheme, KnownSpan, ReaderCache};

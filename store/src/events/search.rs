@@ -28,13 +28,13 @@ use crate::StoreError;
 /// A request's query translated for each layout its partitions have, since each cuts words
 /// its own way. Only those are translated: compiling a wildcard's automaton takes
 /// milliseconds, which a leading wildcard's search time showed three times over.
-struct LayoutQueries {
+pub(super) struct LayoutQueries {
     /// In [`Layout::READABLE`] order; `None` for layouts not searched.
     queries: Vec<Option<Box<dyn Query>>>,
 }
 
 impl LayoutQueries {
-    fn get(&self, layout: Layout) -> &dyn Query {
+    pub(super) fn get(&self, layout: Layout) -> &dyn Query {
         self.queries[layout.slot()]
             .as_deref()
             .expect("the query is translated for every layout searched")
@@ -141,7 +141,7 @@ impl EventIndex {
     /// The query for a request, its text and its time range, for each of `layouts`. The
     /// current layout is always translated, so that a query that cannot be translated fails
     /// whether or not any partition is searched.
-    fn request_query(
+    pub(super) fn request_query(
         &self,
         text: &str,
         visibility: &Visibility,
@@ -226,7 +226,11 @@ impl EventIndex {
         let searchers = self.searchers(from, to)?;
         let layouts = searchers.iter().map(|(_, layout)| *layout);
         let queries = self.request_query(text, visibility, from, to, Utc::now(), layouts)?;
-        aggregate::histogram(&with_queries(&searchers, &queries), fields::TIME, from, to)
+        let timed: Vec<aggregate::TimedSearch<'_>> = with_queries(&searchers, &queries)
+            .into_iter()
+            .map(|(searcher, query)| (searcher, query, fields::TIME))
+            .collect();
+        aggregate::histogram(&timed, from, to)
     }
 
     pub(crate) fn facets(

@@ -74,6 +74,8 @@ struct Placed {
     id: EventId,
     /// The time it is indexed at (see [`partition::place`]).
     time: DateTime<Utc>,
+    /// When it arrived, as the partition is chosen by.
+    arrival: DateTime<Utc>,
     suspect: bool,
     doc: TantivyDocument,
 }
@@ -262,6 +264,7 @@ impl EventIndex {
                 key: self.scheme.key(placement.arrival),
                 id: event.id,
                 time: placement.indexed_time,
+                arrival: placement.arrival,
                 suspect: placement.time_suspect,
                 doc: self.document(event, placement.indexed_time)?,
             });
@@ -294,6 +297,7 @@ impl EventIndex {
             }
             let writer = self.writer(&mut writers, key)?;
             let flags_suspect = writer.partition.layout.flags_suspect_times();
+            let has_arrivals = writer.partition.layout.has_arrivals();
             let mut filters = lock(&self.id_filters);
             let ids = filters
                 .get_mut(&key)
@@ -305,6 +309,9 @@ impl EventIndex {
                     if flags_suspect {
                         doc.add_text(self.fields.time_suspect, "true");
                     }
+                }
+                if has_arrivals {
+                    doc.add_date(self.fields.received, index::to_tantivy(&event.arrival));
                 }
                 // Deleting first makes a replay an upsert; tantivy orders the delete after
                 // any earlier add of the same id, committed or not, and before this add.
