@@ -3,6 +3,7 @@
 
 mod arrival;
 mod earlier_dictionaries;
+mod live_tail;
 mod pages;
 mod partitions;
 mod quarantine;
