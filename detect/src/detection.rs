@@ -19,13 +19,13 @@ use crate::LoadOptions;
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledDetection {
     /// Search identifiers in the order the rule gives them.
-    searches: Vec<(String, Search)>,
-    condition: Expr,
+    pub(crate) searches: Vec<(String, Search)>,
+    pub(crate) condition: Expr,
 }
 
 /// One search identifier's definition.
 #[derive(Debug, Clone)]
-enum Search {
+pub(crate) enum Search {
     /// A mapping: every item must match.
     All(Vec<Item>),
     /// A list: any alternative must match.
@@ -34,7 +34,7 @@ enum Search {
 
 /// One key of a search mapping, or the keywords of a list.
 #[derive(Debug, Clone)]
-enum Item {
+pub(crate) enum Item {
     Field {
         path: FieldPath,
         values: Vec<Matcher>,
@@ -332,7 +332,7 @@ impl Search {
         }
     }
 
-    fn matches(&self, doc: &Map<String, Json>) -> bool {
+    pub(crate) fn matches(&self, doc: &Map<String, Json>) -> bool {
         match self {
             Search::All(items) => items.iter().all(|item| item.matches(doc)),
             Search::Any(alternatives) => alternatives.iter().any(|search| search.matches(doc)),

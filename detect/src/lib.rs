@@ -5,6 +5,8 @@
 //! here: reading rule files, feeding events and raising alerts belong to the callers.
 //! [`explain()`] tells a rule author why one event did or did not match the rules of one file,
 //! search by search, field by field and value by value.
+//! [`Rule::matched_fields`] and [`Engine::matched_fields`] say, for the alert a match raises,
+//! which fields and values of the event made it match.
 //! [`explain_correlation`] tells whether the event counts towards a correlation, with the
 //! group-by values the detector reads from it. [`from_yaml_str`] reads other YAML files (rule
 //! test files) into serde types over the same YAML reader the rules use.
@@ -166,7 +168,7 @@ pub use explain::{
     explain, explain_correlation, AlternativeExplanation, CorrelationExplanation, Explained,
     FieldValues, ItemExplanation, ReferenceExplanation, ReferenceKind, RuleExplanation,
     RuleLibrary, RuleVerdict, SearchExplanation, Skipped, ThresholdShown, ValueExplanation,
-    SEQUENCE_NOTE,
+    MAX_MATCHED_CHARS, MAX_MATCHED_FIELDS, SEQUENCE_NOTE,
 };
 pub use filter::{Filter, FilterTargets};
 pub use meta::{RuleMeta, Status};

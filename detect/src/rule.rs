@@ -59,6 +59,11 @@ impl Rule {
         self.detection.matches(doc) && self.filters.iter().all(|filter| filter.matches(doc))
     }
 
+    /// The detection, then the meta-filters: everything [`Rule::matches`] needs to hold.
+    pub(crate) fn detections(&self) -> impl Iterator<Item = &CompiledDetection> {
+        std::iter::once(&self.detection).chain(self.filters.iter().map(|filter| &**filter))
+    }
+
     /// What an event must contain to match (see [`crate::prefilter`]): the detection and the
     /// filters must all hold.
     pub(crate) fn need(&self) -> Option<Need> {
