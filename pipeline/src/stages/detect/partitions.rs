@@ -198,7 +198,9 @@ pub(super) fn detect_batch(
                 }
                 let engine = detector.engine();
                 for detection in evaluation.detections {
-                    outcome.alerts.push(match detection {
+                    // Asked only of what matched, so the events that do not never pay for it.
+                    let matched = engine.matched_fields(&detection, &event.logsource, &document);
+                    let mut alert = match detection {
                         Finding::Rule { rule } => {
                             rule_alert(&engine.rules()[rule], &event, detected)
                         }
@@ -208,7 +210,9 @@ pub(super) fn detect_batch(
                             &event,
                             detected,
                         ),
-                    });
+                    };
+                    alert.add_matched(event.id, matched);
+                    outcome.alerts.push(alert);
                 }
             }
             Err(reason) => {
