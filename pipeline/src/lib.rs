@@ -10,6 +10,7 @@ mod demo;
 pub mod error;
 mod first_admin;
 pub mod metric_catalogue;
+pub mod rule_runtime;
 pub mod rules;
 pub mod run;
 pub mod server;

@@ -111,6 +111,15 @@ pub const CATALOGUE: &[Metric] = &[
     gauge("vigil_rules_loaded", "Detection rules loaded"),
     gauge("vigil_correlations_loaded", "Correlation rules loaded"),
     gauge("vigil_rules_failed", "Rule files or rules that failed to load"),
+    gauge("vigil_rules_disabled", "Rules and correlations disabled at runtime"),
+    gauge(
+        "vigil_rules_generation",
+        "The generation of the rules detection runs; it counts up with each reload or enable/disable",
+    ),
+    counter(
+        "vigil_rules_reloads_total",
+        "Rule reloads and enable/disable changes, by outcome: swapped, or refused (the rules running stay)",
+    ),
     counter("vigil_events_detected_total", "Events evaluated by detection"),
     counter("vigil_alerts_raised_total", "Alerts raised, per level"),
     counter(

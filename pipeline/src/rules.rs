@@ -1,10 +1,12 @@
 //! Reading rule files from disk for the detection engine, which itself does no I/O.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use vigil_detect::{
-    parse_rules_with, BuiltRules, Engine, LoadOptions, Pipeline, RuleError, RuleSetBuilder,
+    parse_rules_with, BuiltRules, Engine, FilterTargets, LoadOptions, ParsedRules, Pipeline,
+    RuleError, RuleSetBuilder,
 };
 
 /// Why rules or pipelines could not be loaded.
@@ -29,6 +31,8 @@ pub enum RulesError {
          or pass --allow-no-rules to run without detection"
     )]
     NoRules { failed: usize },
+    #[error("cannot use the list of rules disabled at runtime")]
+    Disabled(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What loading a set of rule directories gave.
@@ -205,76 +209,342 @@ pub fn load_pipelines(paths: &[PathBuf]) -> Result<Vec<Pipeline>, RulesError> {
         .collect()
 }
 
-/// The detection engine `vigil run` uses: Vigil's own rules and pipelines, built in, unless
+/// Where `vigil run` reads its rules from: Vigil's own rules and pipelines, built in, unless
 /// rule directories (`rules` in the config, then `--rules`) or pipeline paths are named.
-/// Configured directories that are missing are skipped with a warning; a missing `--rules`
-/// directory is an error.
+/// Read again on every reload, so a reload sees what start-up would.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSources {
+    pub config_dirs: Vec<PathBuf>,
+    pub extra_dirs: Vec<PathBuf>,
+    pub pipelines: Vec<PathBuf>,
+    pub allow_no_rules: bool,
+}
+
+/// Every rule file's origin and text (or why it could not be read), and the options they
+/// load with: what one rule set is built from.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTexts {
+    pub files: Vec<(String, Result<String, String>)>,
+    pub options: LoadOptions,
+}
+
+impl SourceTexts {
+    /// The text of the file a rule came from, by the origin its rule names.
+    pub fn text_of(&self, origin: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|(name, _)| name == origin)
+            .and_then(|(_, text)| text.as_deref().ok())
+    }
+}
+
+impl RuleSources {
+    fn uses_builtin_rules(&self) -> bool {
+        self.config_dirs.is_empty() && self.extra_dirs.is_empty()
+    }
+
+    /// The rule directories that exist. Configured directories that are missing are skipped
+    /// with a warning; a missing `--rules` directory is an error.
+    fn dirs(&self) -> Result<Vec<PathBuf>, RulesError> {
+        let mut dirs = Vec::new();
+        for dir in &self.config_dirs {
+            if dir.is_dir() {
+                dirs.push(dir.clone());
+            } else {
+                tracing::warn!(dir = %dir.display(), "rule directory not found; skipping it");
+            }
+        }
+        for dir in &self.extra_dirs {
+            if !dir.is_dir() {
+                return Err(RulesError::MissingDir(dir.clone()));
+            }
+            dirs.push(dir.clone());
+        }
+        Ok(dirs)
+    }
+
+    /// The pipeline paths that exist: the default pipelines directory may be absent (a
+    /// binary run outside the repository).
+    fn pipeline_paths(&self) -> Vec<PathBuf> {
+        self.pipelines
+            .iter()
+            .filter(|path| {
+                let present = path.exists();
+                if !present {
+                    tracing::warn!(path = %path.display(), "pipeline path not found; skipping it");
+                }
+                present
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Reads every rule file and pipeline, as start-up does.
+    pub fn read(&self) -> Result<SourceTexts, RulesError> {
+        let options = LoadOptions {
+            pipelines: if self.pipelines.is_empty() {
+                builtin_pipelines()?
+            } else {
+                load_pipelines(&self.pipeline_paths())?
+            },
+            ..LoadOptions::default()
+        };
+        let files = if self.uses_builtin_rules() {
+            builtin::RULES
+                .iter()
+                .map(|(path, text)| (format!("{BUILTIN_ORIGIN}{path}"), Ok((*text).to_owned())))
+                .collect()
+        } else {
+            rule_files(&self.dirs()?)
+                .map_err(RulesError::ReadDirs)?
+                .into_iter()
+                .map(|file| (file.display().to_string(), read_text(&file)))
+                .collect()
+        };
+        Ok(SourceTexts { files, options })
+    }
+
+    /// The files whose changes a reload would see: every rule file and pipeline file named
+    /// on disk (none when the built-in ones are used), for watching.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if !self.uses_builtin_rules() {
+            let dirs: Vec<PathBuf> = self
+                .config_dirs
+                .iter()
+                .chain(&self.extra_dirs)
+                .filter(|dir| dir.is_dir())
+                .cloned()
+                .collect();
+            files.extend(rule_files(&dirs).unwrap_or_default());
+        }
+        for path in &self.pipelines {
+            if path.is_dir() {
+                let _ = collect_files(path, &mut files);
+            } else {
+                files.push(path.clone());
+            }
+        }
+        files
+    }
+}
+
+/// A rule set built with some rules disabled: everything that loaded (for the pages and the
+/// error check), and the engine detection runs, without what is disabled.
+#[derive(Debug)]
+pub struct BuiltSet {
+    /// Every rule and correlation that loaded, disabled or not, with the load errors.
+    pub full: BuiltRules,
+    /// What detection evaluates.
+    pub engine: Engine,
+    /// Rules and correlations in `engine` only to feed an enabled correlation (disabled, or
+    /// a building block of a disabled correlation): their own matches are not reported.
+    pub suppressed: HashSet<String>,
+    pub files: usize,
+    pub filters: usize,
+}
+
+/// Builds the rule set of `texts` with the rules and correlations whose ids are in
+/// `disabled` left out. A disabled rule that an enabled correlation refers to stays in the
+/// engine to feed it, but reports nothing of its own.
+pub fn build_set(texts: &SourceTexts, disabled: &BTreeSet<String>) -> BuiltSet {
+    let mut all = ParsedRules::default();
+    let mut unreadable = Vec::new();
+    let mut filters = 0;
+    for (origin, text) in &texts.files {
+        match text {
+            Ok(text) => {
+                let parsed = parse_rules_with(text, origin, &texts.options);
+                filters += parsed.filters.len();
+                all.rules.extend(parsed.rules);
+                all.correlations.extend(parsed.correlations);
+                all.filters.extend(parsed.filters);
+                all.errors.extend(parsed.errors);
+            }
+            Err(message) => unreadable.push(RuleError {
+                origin: origin.clone(),
+                line: 1,
+                message: message.clone(),
+            }),
+        }
+    }
+    let (effective, suppressed) = select_enabled(&all, disabled);
+    let mut full = {
+        let mut builder = RuleSetBuilder::new();
+        builder.add_parsed(all);
+        builder.build()
+    };
+    full.errors.extend(unreadable);
+    let engine = if disabled.is_empty() {
+        full.engine.clone()
+    } else {
+        let mut builder = RuleSetBuilder::new();
+        builder.add_parsed(effective);
+        builder.build().engine
+    };
+    BuiltSet {
+        full,
+        engine,
+        suppressed,
+        files: texts.files.len(),
+        filters,
+    }
+}
+
+/// A rule or correlation, by its index in the parsed documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Item {
+    Rule(usize),
+    Correlation(usize),
+}
+
+/// The documents of `all` that detection needs with `disabled` off, and the ids among them
+/// whose own matches must not be reported.
+fn select_enabled(
+    all: &ParsedRules,
+    disabled: &BTreeSet<String>,
+) -> (ParsedRules, HashSet<String>) {
+    // References name an id first, then a name, as the builder resolves them; the first
+    // document with an id keeps it.
+    let mut by_id: HashMap<&str, Item> = HashMap::new();
+    let mut by_name: HashMap<&str, Item> = HashMap::new();
+    for (index, rule) in all.rules.iter().enumerate() {
+        by_id.entry(&rule.id).or_insert(Item::Rule(index));
+        if let Some(name) = &rule.name {
+            by_name.entry(name).or_insert(Item::Rule(index));
+        }
+    }
+    for (index, c) in all.correlations.iter().enumerate() {
+        by_id.entry(&c.id).or_insert(Item::Correlation(index));
+        if let Some(name) = &c.name {
+            by_name.entry(name).or_insert(Item::Correlation(index));
+        }
+    }
+    let resolve = |reference: &str| {
+        by_id
+            .get(reference)
+            .or_else(|| by_name.get(reference))
+            .copied()
+    };
+    // Building blocks: referred to by a correlation without `generate: true`, so silent in
+    // the full set; they must stay silent when that correlation is disabled.
+    let mut silent: HashSet<Item> = HashSet::new();
+    for c in &all.correlations {
+        if !c.generate {
+            silent.extend(c.rules.iter().filter_map(|r| resolve(r)));
+        }
+    }
+    // What the enabled correlations need, through nested correlations.
+    let mut needed: HashSet<Item> = HashSet::new();
+    let mut pending: Vec<usize> = (0..all.correlations.len())
+        .filter(|&index| !disabled.contains(&all.correlations[index].id))
+        .collect();
+    let mut visited: HashSet<usize> = HashSet::new();
+    while let Some(index) = pending.pop() {
+        if !visited.insert(index) {
+            continue;
+        }
+        for target in all.correlations[index]
+            .rules
+            .iter()
+            .filter_map(|r| resolve(r))
+        {
+            needed.insert(target);
+            if let Item::Correlation(inner) = target {
+                pending.push(inner);
+            }
+        }
+    }
+    let mut suppressed = HashSet::new();
+    let mut keep = |item: Item, id: &str| -> bool {
+        let enabled = !disabled.contains(id);
+        let kept = needed.contains(&item) || (enabled && !silent.contains(&item));
+        if kept && (!enabled || silent.contains(&item)) {
+            suppressed.insert(id.to_owned());
+        }
+        kept
+    };
+    let rules: Vec<_> = all
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(index, rule)| keep(Item::Rule(*index), &rule.id))
+        .map(|(_, rule)| rule.clone())
+        .collect();
+    let correlations: Vec<_> = all
+        .correlations
+        .iter()
+        .enumerate()
+        .filter(|(index, c)| keep(Item::Correlation(*index), &c.id))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let kept_rule = |reference: &str| match resolve(reference) {
+        Some(Item::Rule(index)) => rules.iter().any(|r| r.id == all.rules[index].id),
+        // Unknown names stay, so the builder reports them as it would have.
+        _ => true,
+    };
+    let filters = all
+        .filters
+        .iter()
+        .filter_map(|filter| {
+            let mut filter = filter.clone();
+            if let FilterTargets::Rules(references) = &mut filter.targets {
+                references.retain(|reference| kept_rule(reference));
+                // An empty list would mean every rule.
+                if references.is_empty() {
+                    return None;
+                }
+            }
+            Some(filter)
+        })
+        .collect();
+    let effective = ParsedRules {
+        rules,
+        correlations,
+        filters,
+        errors: Vec::new(),
+    };
+    (effective, suppressed)
+}
+
+/// Logs what a rule set holds and what failed to load.
+pub fn log_built(built: &BuiltSet) {
+    for error in &built.full.errors {
+        tracing::warn!("rule not loaded: {error}");
+    }
+    for warning in &built.full.warnings {
+        tracing::warn!("rule warning: {warning}");
+    }
+    tracing::info!(
+        rules = built.full.engine.rules().len(),
+        correlations = built.full.engine.correlations().len(),
+        failed = built.full.errors.len(),
+        files = built.files,
+        evaluated = built.engine.rules().len(),
+        "loaded detection rules"
+    );
+}
+
+/// The detection engine `vigil run` uses, read from `sources` (see [`RuleSources`]) with
+/// nothing disabled.
 pub fn load_engine(
     config_dirs: &[PathBuf],
     extra_dirs: &[PathBuf],
     pipeline_paths: &[PathBuf],
     allow_no_rules: bool,
 ) -> Result<LoadedEngine, RulesError> {
-    // With no rule path configured, Vigil's own rules and pipelines, built into the binary.
-    let use_builtin_rules = config_dirs.is_empty() && extra_dirs.is_empty();
-    let use_builtin_pipelines = pipeline_paths.is_empty();
-    let mut dirs = Vec::new();
-    for dir in config_dirs {
-        if dir.is_dir() {
-            dirs.push(dir.clone());
-        } else {
-            tracing::warn!(dir = %dir.display(), "rule directory not found; skipping it");
-        }
-    }
-    for dir in extra_dirs {
-        if !dir.is_dir() {
-            return Err(RulesError::MissingDir(dir.clone()));
-        }
-        dirs.push(dir.clone());
-    }
-    // The default pipelines directory may be absent (a binary run outside the repository).
-    let pipeline_paths: Vec<PathBuf> = pipeline_paths
-        .iter()
-        .filter(|path| {
-            let present = path.exists();
-            if !present {
-                tracing::warn!(path = %path.display(), "pipeline path not found; skipping it");
-            }
-            present
-        })
-        .cloned()
-        .collect();
-    let options = vigil_detect::LoadOptions {
-        pipelines: if use_builtin_pipelines {
-            builtin_pipelines()?
-        } else {
-            load_pipelines(&pipeline_paths)?
-        },
-        ..vigil_detect::LoadOptions::default()
+    let sources = RuleSources {
+        config_dirs: config_dirs.to_vec(),
+        extra_dirs: extra_dirs.to_vec(),
+        pipelines: pipeline_paths.to_vec(),
+        allow_no_rules,
     };
-    let loaded = if use_builtin_rules {
-        load_builtin(&options)
-    } else {
-        load_dirs(&dirs, &options).map_err(RulesError::ReadDirs)?
-    };
-    let built = loaded.built;
-    for error in &built.errors {
-        tracing::warn!("rule not loaded: {error}");
-    }
-    for warning in &built.warnings {
-        tracing::warn!("rule warning: {warning}");
-    }
-    tracing::info!(
-        rules = built.engine.rules().len(),
-        correlations = built.engine.correlations().len(),
-        failed = built.errors.len(),
-        files = loaded.files,
-        "loaded detection rules"
-    );
-    require_rules(&built, allow_no_rules)?;
+    let built = build_set(&sources.read()?, &BTreeSet::new());
+    log_built(&built);
+    require_rules(&built.full, allow_no_rules)?;
     Ok(LoadedEngine {
+        failed: built.full.errors.len(),
         engine: built.engine,
-        failed: built.errors.len(),
     })
 }
 
@@ -282,15 +552,6 @@ pub fn load_engine(
 pub struct LoadedEngine {
     pub engine: Engine,
     pub failed: usize,
-}
-
-impl LoadedEngine {
-    /// Sets the rule gauges; called once the metrics recorder is installed.
-    pub fn record_metrics(&self) {
-        metrics::gauge!("vigil_rules_loaded").set(self.engine.rules().len() as f64);
-        metrics::gauge!("vigil_correlations_loaded").set(self.engine.correlations().len() as f64);
-        metrics::gauge!("vigil_rules_failed").set(self.failed as f64);
-    }
 }
 
 #[cfg(test)]

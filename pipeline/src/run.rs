@@ -18,11 +18,12 @@ use vigil_event::{Alert, Event, Quarantined};
 use vigil_ingest::Ingestor;
 use vigil_notify::Notifier;
 use vigil_store::Store;
-use vigil_ui::{RuleCatalog, RuleInfo, UiState};
+use vigil_ui::{Rules, UiState};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::error::RunError;
-use crate::rules::{load_engine, LoadedEngine};
+use crate::rule_runtime::LiveRules;
+use crate::rules::RuleSources;
 use crate::token::{self, TokenOrigin};
 use crate::{demo, server, stages};
 
@@ -41,7 +42,7 @@ pub struct Startup {
     config: Config,
     demo: bool,
     roles: Roles,
-    rules: Option<LoadedEngine>,
+    rules: Option<Arc<LiveRules>>,
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -65,12 +66,14 @@ impl Startup {
             ));
         }
         let rules = if roles.detect {
-            Some(load_engine(
-                &config.rules,
-                &extra_rules,
-                &config.pipelines,
+            let sources = RuleSources {
+                config_dirs: config.rules.clone(),
+                extra_dirs: extra_rules,
+                pipelines: config.pipelines.clone(),
                 allow_no_rules,
-            )?)
+            };
+            // Rules disabled at runtime stay disabled: their list is read, not written, here.
+            Some(Arc::new(LiveRules::load(sources, &config.data_dir)?))
         } else {
             None
         };
@@ -140,16 +143,24 @@ impl Startup {
         // loaded no rules, and the UI says so rather than load them again: rules loaded here
         // could differ from those of the process that raised the alerts (another host, other
         // `--rules`), and words from the wrong rule would mislead more than none.
-        let rule_catalog = Arc::new(match &rules {
-            Some(rules) => rule_catalog(&rules.engine),
-            None => RuleCatalog::not_loaded(),
-        });
+        let rule_catalog = match &rules {
+            Some(rules) => Rules::new(rules.clone()),
+            None => Rules::default(),
+        };
         if let Some(rules) = rules {
             let limits = config.detect.limits().map_err(ConfigError::Setting)?;
-            let detection = stages::run_detection(
+            crate::rule_runtime::reload_on_hangup(rules.clone(), shutdown.clone());
+            if config.detect.watch_rules {
+                crate::rule_runtime::watch_files(
+                    rules.clone(),
+                    crate::rule_runtime::WATCH_EVERY,
+                    shutdown.clone(),
+                );
+            }
+            let detection = stages::run_detection_with(
                 bus.clone(),
                 topics.clone(),
-                rules.engine,
+                rules,
                 limits,
                 shutdown.clone(),
             );
@@ -467,67 +478,9 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// What the pages know about the rules `engine` detects with: its rules and correlations by id.
-fn rule_catalog(engine: &vigil_detect::Engine) -> RuleCatalog {
-    let info = |meta: &vigil_detect::RuleMeta,
-                logsource: vigil_event::LogSource,
-                origin: &str,
-                line: usize| {
-        let info = RuleInfo {
-            title: meta.title.clone(),
-            description: meta.description.clone(),
-            falsepositives: meta.falsepositives.clone(),
-            references: meta.references.clone(),
-            tags: meta.tags.clone(),
-            level: Some(meta.level),
-            logsource,
-            file: origin.to_owned(),
-            line,
-        };
-        (meta.id.clone(), info)
-    };
-    let rules = engine
-        .rules()
-        .iter()
-        .map(|rule| info(&rule.meta, rule.logsource.clone(), &rule.origin, rule.line));
-    let correlations = engine.correlations().iter().map(|correlation| {
-        let logsource = vigil_event::LogSource::default();
-        info(
-            &correlation.meta,
-            logsource,
-            &correlation.origin,
-            correlation.line,
-        )
-    });
-    RuleCatalog::loaded(rules.chain(correlations))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The pages describe exactly the rules detection loaded, each in its file's own words.
-    #[test]
-    fn the_rule_catalogue_holds_every_loaded_rule_as_its_file_states_it() {
-        let loaded = load_engine(&[], &[], &[], false).unwrap();
-        let catalog = rule_catalog(&loaded.engine);
-        assert!(catalog.is_loaded());
-        let rules = loaded.engine.rules();
-        assert_eq!(
-            catalog.len(),
-            rules.len() + loaded.engine.correlations().len()
-        );
-        for rule in rules {
-            let info = catalog.get(&rule.id).unwrap();
-            assert_eq!(info.title, rule.title);
-            assert_eq!(info.description, rule.description);
-            assert_eq!(info.falsepositives, rule.falsepositives);
-            assert_eq!(info.references, rule.references);
-            assert_eq!(info.tags, rule.tags);
-            assert_eq!(info.file, rule.origin);
-        }
-        assert!(rules.iter().any(|rule| rule.description.is_some()));
-    }
 
     /// The error and its sources, as the binary prints them.
     fn error_chain(error: &dyn std::error::Error) -> String {

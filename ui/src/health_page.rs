@@ -82,7 +82,8 @@ async fn health_page(
     let visibility = caller.visibility();
     let store = state.store.clone();
     let now = Utc::now();
-    let rules_loaded = state.rules.is_loaded().then(|| state.rules.len());
+    let rules = state.rules.catalog();
+    let rules_loaded = rules.is_loaded().then(|| rules.len());
     let gathered = call_store(move || {
         let options = store.options();
         Ok(Health {

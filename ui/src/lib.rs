@@ -15,6 +15,7 @@ mod frame;
 mod health_page;
 mod pages;
 pub mod rule_catalog;
+pub mod rule_runtime;
 mod search_export;
 mod search_page;
 mod search_terms;
@@ -28,6 +29,7 @@ use vigil_store::{Store, StoreError};
 
 pub use auth::{guard, ApiToken, Caller, Gate};
 pub use rule_catalog::{RuleCatalog, RuleInfo};
+pub use rule_runtime::{RuleRuntime, Rules};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -35,9 +37,9 @@ pub struct UiState {
     pub store: Arc<Store>,
     /// Users, tokens, sessions and the audit log; also what [`guard`] checks requests with.
     pub gate: Arc<Gate>,
-    /// The loaded rules' own words, for an alert's page; empty when this process does not
-    /// detect (see [`RuleCatalog::not_loaded`]).
-    pub rules: Arc<RuleCatalog>,
+    /// The loaded rules (their own words for an alert's page, and the rules pages' reload and
+    /// enable/disable); none when this process does not detect (see [`Rules::default`]).
+    pub rules: Rules,
 }
 
 /// The JSON API under `/api/v1`; the caller puts it behind [`guard`] with every other route.

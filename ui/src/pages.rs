@@ -108,7 +108,7 @@ fn alert_response(
 ) -> Response {
     match story {
         Ok(story) => {
-            let body = alert_body(&story, &state.rules, caller, problem);
+            let body = alert_body(&story, &state.rules.catalog(), caller, problem);
             (
                 status,
                 layout(&story.detail.view.alert.rule_title, Some(caller), body),

@@ -1,7 +1,8 @@
 //! What the pages know about the loaded rules: each rule's own words (title, description,
 //! false positives, references, tags) by rule id, so an alert's page can say what its rule
-//! looks for and why it may be wrong. The ui crate does not depend on the detection engine;
-//! whoever loads the rules fills this in.
+//! looks for and why it may be wrong, and the rules pages can list them with their files'
+//! text, their state and what failed to load. The ui crate does not depend on the detection
+//! engine; whoever loads the rules fills this in.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,22 @@ pub struct RuleInfo {
     /// The file (or built-in path) the rule was loaded from, and the line its document starts on.
     pub file: String,
     pub line: usize,
+    /// The Sigma `status` (stable, test, experimental...), when the rule gives one.
+    pub status: Option<String>,
+    /// Whether detection reports this rule's matches; disabled at runtime otherwise.
+    pub enabled: bool,
+    /// A correlation rule rather than a detection rule.
+    pub correlation: bool,
+    /// The whole text of the file the rule came from (every document in it).
+    pub yaml: String,
+}
+
+/// A rule file, or a document in one, that did not load, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleFailure {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
 }
 
 /// The loaded rules by id, or the knowledge that this process did not load any.
@@ -30,6 +47,9 @@ pub struct RuleCatalog {
     /// False when the process does not run detection, so it has no rules to describe: the
     /// pages then say that, rather than that the rule is unknown.
     loaded: bool,
+    failures: Vec<RuleFailure>,
+    /// Counts up with every rule set swapped in; 0 for one that never changes.
+    generation: u64,
 }
 
 impl RuleCatalog {
@@ -38,7 +58,35 @@ impl RuleCatalog {
         RuleCatalog {
             rules: rules.into_iter().collect(),
             loaded: true,
+            failures: Vec::new(),
+            generation: 0,
         }
+    }
+
+    /// The same catalogue, with what failed to load and its generation.
+    pub fn with_failures(mut self, failures: Vec<RuleFailure>, generation: u64) -> Self {
+        self.failures = failures;
+        self.generation = generation;
+        self
+    }
+
+    /// Every rule and correlation, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &RuleInfo)> {
+        self.rules.iter()
+    }
+
+    /// The rule files and documents that did not load.
+    pub fn failures(&self) -> &[RuleFailure] {
+        &self.failures
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How many rules are disabled.
+    pub fn disabled(&self) -> usize {
+        self.rules.values().filter(|rule| !rule.enabled).count()
     }
 
     /// The catalogue of a process that loaded no rules because it does not detect.

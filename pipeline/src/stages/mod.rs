@@ -20,7 +20,9 @@ use vigil_bus::{Delivery, Subscription};
 use vigil_retry::{Backoff, BackoffPolicy};
 
 pub use consume::{run_stage, Processed, Stage, StageSettings};
-pub use detect::{run_detection, DetectConfig, GROUP as DETECT_GROUP};
+pub use detect::{
+    run_detection, run_detection_with, ActiveRules, DetectConfig, RuleFeed, GROUP as DETECT_GROUP,
+};
 pub use index::{run_indexer, run_retention, IndexTarget};
 pub use notify::run_notifier;
 

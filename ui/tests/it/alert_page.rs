@@ -65,6 +65,7 @@ fn catalog() -> RuleCatalog {
             logsource: LogSource::default(),
             file: "rules/brute.yml".into(),
             line: 1,
+            ..RuleInfo::default()
         },
     )])
 }
@@ -122,7 +123,7 @@ async fn story(rules: RuleCatalog) -> Story {
         page_router(UiState {
             store,
             gate: gate.clone(),
-            rules: Arc::new(rules),
+            rules: Arc::new(rules).into(),
         }),
         gate,
     );

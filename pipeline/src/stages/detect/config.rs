@@ -1,5 +1,5 @@
-//! The `[detect]` section: how late events may arrive for the live correlation windows, and
-//! how many groups each correlation keeps.
+//! The `[detect]` section: how late events may arrive for the live correlation windows, how
+//! many groups each correlation keeps, and whether the rule files are watched for changes.
 
 use serde::{Deserialize, Serialize};
 use vigil_detect::Limits;
@@ -22,6 +22,9 @@ pub struct DetectConfig {
     /// Groups kept per correlation rule for late events; 0 drops late events from
     /// correlations (they still match rules).
     pub max_late_groups: usize,
+    /// Reload the rules when their files change (looked at every 2 s). Off by default: the
+    /// rules reload on SIGHUP and on `POST /api/v1/rules/reload` either way.
+    pub watch_rules: bool,
 }
 
 /// The largest `max_stream_lag_ms`: a lagging source keeps windows open this long at most.
@@ -36,6 +39,7 @@ impl Default for DetectConfig {
             max_stream_lag_ms: u64::try_from(limits.max_stream_lag).unwrap_or(0),
             max_groups: limits.max_groups,
             max_late_groups: limits.max_late_groups,
+            watch_rules: false,
         }
     }
 }
@@ -87,6 +91,7 @@ mod tests {
             max_stream_lag_ms: 3_600_000,
             max_groups: 50,
             max_late_groups: 0,
+            ..DetectConfig::default()
         };
         let limits = custom.limits().unwrap();
         assert_eq!(

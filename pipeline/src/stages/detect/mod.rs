@@ -15,11 +15,17 @@
 //! events, counted in `vigil_detect_late_events_total{source}` and logged at most once a
 //! minute. Groups evicted because a correlation held `detect.max_groups` are counted in
 //! `vigil_detect_correlation_evictions_total{rule}` and logged the same way.
+//!
+//! The rules may change while the stage runs (see `rule_runtime`): between two batches, never
+//! during one, the stage takes up a new generation of them, moving each partition's windows
+//! over by snapshot and restore, which keeps those of the correlations that did not change.
 
 mod config;
 mod partitions;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,12 +76,43 @@ impl Throttled {
     }
 }
 
+/// One generation of rules as detection runs them.
+#[derive(Debug, Clone)]
+pub struct ActiveRules {
+    pub generation: u64,
+    pub engine: Engine,
+    /// Rules and correlations in `engine` only to feed correlations: their own matches are
+    /// not reported (disabled at runtime, or building blocks of a disabled correlation).
+    pub suppressed: Arc<HashSet<String>>,
+}
+
+/// Where detection gets its rules, asked between batches.
+pub trait RuleFeed: Send + Sync + 'static {
+    /// The generation of the rules now current; cheap, asked before every batch.
+    fn generation(&self) -> u64;
+    fn current(&self) -> ActiveRules;
+}
+
+/// Rules that never change.
+struct FixedRules(ActiveRules);
+
+impl RuleFeed for FixedRules {
+    fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    fn current(&self) -> ActiveRules {
+        self.0.clone()
+    }
+}
+
 /// Detection as a [`Stage`]: each batch's alerts and quarantined records are published, then
 /// the correlation state of the partitions it changed is saved, and only then are its offsets
 /// committed.
 struct DetectStage {
     bus: Arc<dyn Bus>,
     topics: Topics,
+    rules: Arc<dyn RuleFeed>,
     /// Taken while a batch is evaluated on a blocking thread.
     detectors: Option<PartitionDetectors>,
     /// Partitions whose correlation state changed since it was last saved.
@@ -86,6 +123,7 @@ struct DetectStage {
     eviction_log: Throttled,
 }
 
+/// Detection with rules that never change.
 pub async fn run_detection(
     bus: Arc<dyn Bus>,
     topics: Topics,
@@ -93,8 +131,29 @@ pub async fn run_detection(
     limits: Limits,
     shutdown: Shutdown,
 ) -> Result<(), BusError> {
+    let rules = FixedRules(ActiveRules {
+        generation: 0,
+        engine,
+        suppressed: Arc::default(),
+    });
+    run_detection_with(bus, topics, Arc::new(rules), limits, shutdown).await
+}
+
+/// Detection with the rules `rules` holds, taking up each new generation between batches.
+pub async fn run_detection_with(
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    rules: Arc<dyn RuleFeed>,
+    limits: Limits,
+    shutdown: Shutdown,
+) -> Result<(), BusError> {
     let stage = DetectStage {
-        detectors: Some(PartitionDetectors::new(engine, limits, &topics.events)),
+        detectors: Some(PartitionDetectors::new(
+            rules.current(),
+            limits,
+            &topics.events,
+        )),
+        rules,
         bus: bus.clone(),
         topics: topics.clone(),
         unsaved: BTreeSet::new(),
@@ -120,6 +179,9 @@ impl Stage for DetectStage {
         let Some(mut detectors) = self.detectors.take() else {
             unreachable!("the detectors are put back after every batch");
         };
+        if self.rules.generation() != detectors.generation() {
+            detectors.take_up(self.rules.current());
+        }
         for partition in detectors.stale(batch) {
             let state = if detectors.correlating {
                 let key = detectors.state_key(partition);

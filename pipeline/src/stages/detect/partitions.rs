@@ -8,7 +8,7 @@ use vigil_bus::{Delivery, Message};
 use vigil_detect::{CorrelationMatch, CorrelationRule, Detector, Engine, Finding, Limits, Rule};
 use vigil_event::{Alert, Event, Quarantined, Source};
 
-use super::GROUP;
+use super::{ActiveRules, GROUP};
 
 /// What detection made of one batch of deliveries.
 #[derive(Default)]
@@ -27,6 +27,9 @@ pub(super) struct BatchOutcome {
 /// A detector per partition of the events topic, each knowing the next offset it expects.
 pub(super) struct PartitionDetectors {
     engine: Engine,
+    generation: u64,
+    /// Ids whose own matches are not reported; see [`ActiveRules::suppressed`].
+    suppressed: std::sync::Arc<std::collections::HashSet<String>>,
     limits: Limits,
     pub(super) correlating: bool,
     topic: String,
@@ -74,14 +77,69 @@ fn evicted_groups(detector: &Detector) -> Vec<u64> {
 }
 
 impl PartitionDetectors {
-    pub(super) fn new(engine: Engine, limits: Limits, topic: &str) -> Self {
+    pub(super) fn new(rules: ActiveRules, limits: Limits, topic: &str) -> Self {
+        let ActiveRules {
+            generation,
+            engine,
+            suppressed,
+        } = rules;
         PartitionDetectors {
             correlating: !engine.correlations().is_empty(),
             engine,
+            generation,
+            suppressed,
             limits,
             topic: topic.to_owned(),
             partitions: HashMap::new(),
         }
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Detects with `rules` from now on. Each partition's windows move to a detector of the
+    /// new engine by snapshot and restore, which keeps those of the correlations that did not
+    /// change and drops those of the ones that did.
+    pub(super) fn take_up(&mut self, rules: ActiveRules) {
+        let ActiveRules {
+            generation,
+            engine,
+            suppressed,
+        } = rules;
+        tracing::info!(
+            generation,
+            rules = engine.rules().len(),
+            correlations = engine.correlations().len(),
+            "detecting with new rules"
+        );
+        let correlating = !engine.correlations().is_empty();
+        let partitions = std::mem::take(&mut self.partitions);
+        // Without correlations one detector served every partition: there are no windows to
+        // carry, and the partitions' own are installed from their saved state as they come.
+        if self.correlating && correlating {
+            for (slot, known) in partitions {
+                let mut detector = Detector::with_limits(engine.clone(), self.limits);
+                match detector.restore(&known.detector.snapshot()) {
+                    Ok(report) => {
+                        for id in report.dropped_correlations {
+                            tracing::info!(partition = slot, correlation = %id, "correlation changed; its windows start empty");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(partition = slot, %error, "correlation state not carried over; starting empty");
+                        detector = Detector::with_limits(engine.clone(), self.limits);
+                    }
+                }
+                let mut partition = PartitionDetector::new(detector);
+                partition.next_offset = known.next_offset;
+                self.partitions.insert(slot, partition);
+            }
+        }
+        self.correlating = correlating;
+        self.engine = engine;
+        self.generation = generation;
+        self.suppressed = suppressed;
     }
 
     /// Without correlations nothing is remembered, so every partition shares one detector.
@@ -197,7 +255,17 @@ pub(super) fn detect_batch(
                     *outcome.late.entry(label).or_default() += 1;
                 }
                 let engine = detector.engine();
-                for detection in evaluation.detections {
+                let suppressed = &detectors.suppressed;
+                let reported = |finding: &Finding| {
+                    let id = match finding {
+                        Finding::Rule { rule, .. } => &engine.rules()[*rule].id,
+                        Finding::Correlation(matched) => {
+                            &engine.correlations()[matched.correlation].id
+                        }
+                    };
+                    !suppressed.contains(id)
+                };
+                for detection in evaluation.detections.into_iter().filter(reported) {
                     // Asked only of what matched, so the events that do not never pay for it.
                     let matched = engine.matched_fields(&detection, &event.logsource, &document);
                     let mut alert = match detection {
