@@ -4,6 +4,7 @@
 //! One test binary for the whole crate, so the workspace links one executable here instead
 //! of one per file.
 
+mod browser;
 mod common;
 
 mod access_matrix;
@@ -22,3 +23,4 @@ mod pipeline;
 mod search_cli;
 mod sessions;
 mod ui_browser;
+mod ui_console;

@@ -197,7 +197,7 @@ fn alert_body(
                 h2 { "Note" }
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="action" value="note";
-                textarea name="note" rows="3" required {}
+                textarea name="note" rows="3" required aria-label="Note" {}
                 button type="submit" { "Add note" }
             }
         } }
