@@ -1,6 +1,7 @@
 //! The parts of an alert's page that tell its story: what the rule looks for (from the
-//! [`RuleCatalog`]), the events that matched, a correlation's group values, and "search
-//! around" links to the same user, address or resource near the alert's time.
+//! [`RuleCatalog`]), the events that matched with the fields the engine found matching
+//! marked, a correlation's group values, and "search around" links to the same user, address
+//! or resource near the alert's time.
 //!
 //! Everything here is attacker-written (rule files, event values, group values): it stays
 //! text, and a value becomes a link only inside a query parameter, percent-encoded and quoted
@@ -13,7 +14,7 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use maud::{html, Markup};
 use serde_json::{Map, Value};
-use vigil_event::{Alert, Event};
+use vigil_event::{Alert, Event, MatchedField};
 
 use crate::rule_catalog::{attack_technique_url, is_web_url, RuleCatalog};
 use crate::search_terms::{encode, quote_field, quote_term};
@@ -141,19 +142,40 @@ pub(crate) fn events_section(alert: &Alert, events: &[Event], hidden: usize) -> 
                     thead { tr { th { "Time" } th { "Source" } th { "Event" } } }
                     tbody { @for event in events {
                         @let document = event.document().unwrap_or_default();
+                        @let matched = alert.matched_fields(&event.id);
                         tr {
                             td.time { a href={ "/search?q=id%3A" (event.id) } { (event.time.format("%Y-%m-%d %H:%M:%S")) } }
                             td { (event.source.kind) " / " (event.source.name) }
-                            td { @for path in key_fields(&event.source.kind) {
-                                @if let Some(value) = field(&document, path).filter(|v| !v.is_null()) {
-                                    span.cell { span.muted { (path) " " } (cut(&value_text(value))) } " "
+                            td {
+                                @for path in key_fields(&event.source.kind) {
+                                    @if let Some(value) = field(&document, path).filter(|v| !v.is_null()) {
+                                        @let text = cut(&value_text(value));
+                                        span.cell { span.muted { (path) " " }
+                                            @if matched.iter().any(|m| m.field == *path) { mark { (text) } } @else { (text) }
+                                        } " "
+                                    }
                                 }
-                            } }
+                                (matched_list(matched))
+                            }
                         }
                     } }
                 }
             }
             @if hidden > 0 { p.muted { (hidden) " of the alert's events are not shown to you." } }
+        }
+    }
+}
+
+/// What the detection engine reported made the rule match one event, each value marked.
+fn matched_list(matched: &[MatchedField]) -> Markup {
+    html! {
+        @if !matched.is_empty() {
+            ul.matched-fields aria-label="Matched fields" { @for found in matched {
+                li {
+                    code { (found.field) } " = " mark { (cut(&found.value)) }
+                    @if found.keyword { " " span.muted { "(keyword)" } }
+                }
+            } }
         }
     }
 }

@@ -10,7 +10,9 @@ use chrono::{TimeZone, Utc};
 use serde_json::Map;
 use tempfile::TempDir;
 use vigil_access::{AccessConfig, AccessDb, Role, Secret};
-use vigil_event::{Alert, Event, EventId, Level, LogSource, Record, Source};
+use vigil_event::{
+    Alert, Event, EventId, Level, LogSource, MatchedEvent, MatchedField, Record, Source,
+};
 use vigil_store::Store;
 use vigil_ui::{guard, page_router, Gate, RuleCatalog, RuleInfo, UiState};
 
@@ -18,6 +20,7 @@ use crate::pages::{form, send, PASSWORD};
 
 const HOSTILE_ARN: &str = r#"arn:aws:iam::1:user/<script>alert(5)</script>" OR x"#;
 const HOSTILE_GROUP: &str = "<img src=x onerror=alert(6)>";
+const HOSTILE_KEYWORD: &str = "<svg onload=alert(7)>";
 
 struct Story {
     _dir: TempDir,
@@ -106,7 +109,22 @@ async fn story(rules: RuleCatalog) -> Story {
         source: cloudtrail.source.clone(),
         logsource: LogSource::default(),
         group: [("user.name".to_owned(), HOSTILE_GROUP.to_owned())].into(),
-        matched: Vec::new(),
+        // What the engine reported for the CloudTrail event; the others have nothing.
+        matched: vec![MatchedEvent {
+            event_id: cloudtrail.id,
+            fields: [
+                ("eventName", "ConsoleLogin", false),
+                ("userIdentity.arn", HOSTILE_ARN, false),
+                ("responseElements.note", HOSTILE_KEYWORD, true),
+            ]
+            .into_iter()
+            .map(|(field, value, keyword)| MatchedField {
+                field: field.into(),
+                value: value.into(),
+                keyword,
+            })
+            .collect(),
+        }],
     };
     let (cloudtrail_id, audit_id) = (cloudtrail.id, audit.id);
     store
@@ -210,6 +228,31 @@ async fn the_matched_events_and_group_values_render_and_link_to_their_search() {
 }
 
 #[tokio::test]
+async fn the_fields_that_matched_are_marked_and_listed_under_their_event() {
+    let page = story(catalog()).await.page("vera").await;
+    let arn = "arn:aws:iam::1:user/&lt;script&gt;alert(5)&lt;/script&gt;&quot; OR x";
+    // The key fields that matched are marked in the row; the others are not.
+    assert!(
+        page.contains(r#"<span class="muted">eventName </span><mark>ConsoleLogin</mark>"#),
+        "{page}"
+    );
+    assert!(page.contains(&format!(
+        r#"<span class="muted">userIdentity.arn </span><mark>{arn}</mark>"#
+    )));
+    assert!(page.contains(r#"<span class="muted">sourceIPAddress </span>203.0.113.9"#));
+    // Under the event, each matched field with its value marked, hostile text escaped.
+    assert!(page.contains(&format!(
+        "<li><code>userIdentity.arn</code> = <mark>{arn}</mark></li>"
+    )));
+    assert!(page.contains(
+        r#"<li><code>responseElements.note</code> = <mark>&lt;svg onload=alert(7)&gt;</mark> <span class="muted">(keyword)</span></li>"#
+    ), "{page}");
+    // Only the CloudTrail event has matched fields.
+    assert_eq!(page.matches(r#"class="matched-fields""#).count(), 1);
+    assert_eq!(page.matches("<mark>").count(), 5, "{page}");
+}
+
+#[tokio::test]
 async fn search_around_links_carry_the_quoted_value_and_fifteen_minutes_either_side() {
     let page = story(catalog()).await.page("vera").await;
     let range = "&amp;from=2026-11-28T08%3A45%3A00Z&amp;to=2026-11-28T09%3A15%3A00Z";
@@ -249,12 +292,14 @@ async fn a_viewer_does_not_see_audit_events_under_an_alert_and_an_admin_does() {
 #[tokio::test]
 async fn hostile_text_stays_text() {
     let page = story(catalog()).await.page("vera").await;
+    // `<script src=` is the page's own same-origin script; the payloads are `<script>alert`.
     for raw in [
-        "<script",
+        "<script>",
         "<img",
         "<b>force",
         "<i>passwords",
         "onerror=alert(6)>",
+        "<svg",
     ] {
         assert!(!page.contains(raw), "{raw} in {page}");
     }
