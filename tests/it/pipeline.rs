@@ -47,6 +47,23 @@ fn an_event_travels_from_ingest_to_alert_and_search() {
     assert_eq!(alert["level"], "high");
     assert_eq!(alert["source"]["kind"], "cloudtrail");
     assert_eq!(alert["event_ids"].as_array().unwrap().len(), 1);
+    // The engine's account of what matched travels with the alert through the bus and the
+    // alert index.
+    let matched = &alert["matched"][0];
+    assert_eq!(matched["event_id"], alert["event_ids"][0], "{alert}");
+    let fields: Vec<(&str, &str)> = matched["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["field"].as_str().unwrap(), f["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("eventSource", "cloudtrail.amazonaws.com"),
+            ("eventName", "StopLogging")
+        ]
+    );
 
     let hits = wait_for("the event in search", Duration::from_secs(30), || {
         let found = vigil.get_json("/api/v1/search?q=userAgent:tripmarker1");
