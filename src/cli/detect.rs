@@ -11,7 +11,7 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 use vigil_detect::{Detector, Finding};
-use vigil_event::{EventId, LogSource};
+use vigil_event::{EventId, LogSource, MatchedField};
 
 use super::events::{line_event, line_id};
 use super::{parse_logsource, LoadArgs};
@@ -81,6 +81,10 @@ struct Match<'a> {
     line: usize,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     correlation: Option<CorrelationFields>,
+    /// The fields and values of this line that made the rule (or the correlation's rules)
+    /// match, as alerts carry them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    matched: Vec<MatchedField>,
 }
 
 #[derive(Serialize)]
@@ -180,6 +184,7 @@ fn detect_lines(
             .detections;
         for detection in detections {
             let engine = detector.engine();
+            let matched = engine.matched_fields(&detection, &event.logsource, &doc);
             let record = match detection {
                 Finding::Rule { rule } => {
                     let rule = &engine.rules()[rule];
@@ -189,6 +194,7 @@ fn detect_lines(
                         level: rule.level.as_str(),
                         line: number,
                         correlation: None,
+                        matched,
                     }
                 }
                 Finding::Correlation(m) => {
@@ -212,6 +218,7 @@ fn detect_lines(
                             lines,
                             lines_truncated: m.event_ids_truncated,
                         }),
+                        matched,
                     }
                 }
             };

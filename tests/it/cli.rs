@@ -249,6 +249,14 @@ fn detect_reports_rule_matches_with_their_lines() {
         .as_str()
         .unwrap()
         .contains("CloudTrail"));
+    // What matched, as alerts carry it.
+    let matched = stop[0]["matched"].as_array().unwrap();
+    assert!(
+        matched
+            .iter()
+            .any(|f| f["field"] == "eventName" && f["value"] == "StopLogging"),
+        "{matched:?}"
+    );
     assert!(
         stderr(&output).contains("43 events, 0 bad lines"),
         "{}",
