@@ -86,6 +86,10 @@ pub const ROUTES: &[Route] = &[
     api("PATCH", "/api/v1/alerts/{id}", may(Triage)),
     api("GET", "/api/v1/alerts/{id}/events", may(Read)),
     api("GET", "/api/v1/quarantine", may(Read)),
+    // Backtests: a rule run over stored events; a job is read only by who started it (or an
+    // admin), which the handler checks.
+    api("POST", "/api/v1/rules/backtest", may(Backtest)),
+    api("GET", "/api/v1/rules/backtest/{job}", may(Backtest)),
     // Identity.
     api("GET", "/api/v1/whoami", SignedIn),
     api("GET", "/api/v1/users", may(ManageUsers)),
@@ -105,6 +109,10 @@ pub const ROUTES: &[Route] = &[
     page("GET", "/search/export", may(Read)),
     page("GET", "/audit", may(ReadAudit)),
     page("GET", "/health", may(Read)),
+    page("GET", "/rules/backtest", may(Backtest)),
+    page("POST", "/rules/backtest", may(Backtest)),
+    page("GET", "/rules/backtest/{job}", may(Backtest)),
+    page("GET", "/rules/attack", may(Read)),
     page("GET", "/login", Public),
     page("POST", "/login", Public),
     page("POST", "/logout", SignedIn),

@@ -5,6 +5,7 @@
 //! `vigil` binary is the command line over this crate.
 
 pub mod audit_forward;
+pub mod backtest;
 pub mod config;
 mod demo;
 pub mod error;

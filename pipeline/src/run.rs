@@ -147,6 +147,16 @@ impl Startup {
             Some(rules) => Rules::new(rules.clone()),
             None => Rules::default(),
         };
+        // Backtests read the rule files as they stand, every rule that loads, disabled or not.
+        let backtests = rules.as_ref().map(|live| {
+            let live = live.clone();
+            let current: crate::backtest::CurrentRules =
+                Arc::new(move || crate::backtest::rules_of(live.sources()));
+            Arc::new(vigil_ui::BacktestJobs::new(
+                Arc::new(crate::backtest::EngineBacktester::new(current)),
+                Default::default(),
+            ))
+        });
         if let Some(rules) = rules {
             let limits = config.detect.limits().map_err(ConfigError::Setting)?;
             crate::rule_runtime::reload_on_hangup(rules.clone(), shutdown.clone());
@@ -291,6 +301,7 @@ impl Startup {
                 store: store.clone(),
                 gate: gate.clone(),
                 rules: rule_catalog,
+                backtests,
             }),
             _ => None,
         };

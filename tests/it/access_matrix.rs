@@ -138,6 +138,9 @@ use Who::{Everyone, Only};
 const CLOUDTRAIL_LINE: &str = "{\"eventVersion\":\"1.09\",\"eventTime\":\"2026-11-28T10:00:00Z\",\"eventSource\":\"cloudtrail.amazonaws.com\",\"eventName\":\"DescribeTrails\",\"awsRegion\":\"us-east-1\",\"eventID\":\"matrix-{who}\"}\n";
 const EVENT_LIST: &str = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"matrix-{who}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"default"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-11-28T11:00:00.000000Z","stageTimestamp":"2026-11-28T11:00:00.010000Z"}]}"#;
 
+const BACKTEST_JSON: &str = r#"{"yaml":"title: matrix\nlogsource: {product: aws}\ndetection: {sel: {eventName: x}, condition: sel}\n","from":"now-1h","to":"now"}"#;
+const BACKTEST_FORM: &str = "rule=&yaml=title%3A+matrix%0Alogsource%3A+%7Bproduct%3A+aws%7D%0Adetection%3A+%7Bsel%3A+%7BeventName%3A+x%7D%2C+condition%3A+sel%7D%0A&from=now-1h&to=now&csrf={csrf}";
+
 /// Every route in `ROUTES`, with its expectation.
 const TABLE: &[Expect] = &[
     // Senders.
@@ -230,6 +233,24 @@ const TABLE: &[Expect] = &[
         Body::None,
         200,
         Only(READERS),
+    ),
+    // Backtests (an analyst's right, as the grant table has it). A pasted rule over the last
+    // hour starts a job; nobody has a job of this id, so the allowed are told there is none.
+    expect(
+        "POST",
+        "/api/v1/rules/backtest",
+        "/api/v1/rules/backtest",
+        Body::Json(BACKTEST_JSON),
+        202,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "GET",
+        "/api/v1/rules/backtest/{job}",
+        "/api/v1/rules/backtest/no-such-job",
+        Body::None,
+        404,
+        Only(TRIAGERS),
     ),
     // Identity.
     expect(
@@ -348,6 +369,38 @@ const TABLE: &[Expect] = &[
     ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
     expect("GET", "/health", "/health", Body::None, 200, Only(READERS)),
+    expect(
+        "GET",
+        "/rules/backtest",
+        "/rules/backtest",
+        Body::None,
+        200,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "POST",
+        "/rules/backtest",
+        "/rules/backtest",
+        Body::Form(BACKTEST_FORM),
+        303,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "GET",
+        "/rules/backtest/{job}",
+        "/rules/backtest/no-such-job",
+        Body::None,
+        404,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "GET",
+        "/rules/attack",
+        "/rules/attack",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
     expect("GET", "/login", "/login", Body::None, 200, Everyone),
     // A correct sign-in, which is for everyone.
     expect(

@@ -64,12 +64,26 @@ fn who(principal: &Principal) -> (String, &'static str) {
 /// The page frame. `caller` is the signed-in person, shown with their role and a sign-out
 /// button; `None` on the sign-in page.
 pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
+    layout_refreshing(title, caller, None, body)
+}
+
+/// [`layout`] for a page that reloads itself every `refresh` seconds, such as a running
+/// backtest's, by a `meta` refresh rather than a script.
+pub(crate) fn layout_refreshing(
+    title: &str,
+    caller: Option<&Caller>,
+    refresh: Option<u32>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
                 title { (title) " · Vigil" }
                 link rel="stylesheet" href="/static/vigil.css";
             }

@@ -72,7 +72,8 @@ struct IndexHealth {
     period: Duration,
     retention: Retention,
     /// Rules and correlations loaded; `None` when this process does not detect.
-    rules_loaded: Option<usize>,
+    /// Rules loaded, failed to load and disabled.
+    rules_loaded: Option<(usize, usize, usize)>,
 }
 
 async fn health_page(
@@ -83,7 +84,9 @@ async fn health_page(
     let store = state.store.clone();
     let now = Utc::now();
     let rules = state.rules.catalog();
-    let rules_loaded = rules.is_loaded().then(|| rules.len());
+    let rules_loaded = rules
+        .is_loaded()
+        .then(|| (rules.len(), rules.failures().len(), rules.disabled()));
     let gathered = call_store(move || {
         let options = store.options();
         Ok(Health {
@@ -450,7 +453,7 @@ fn render_index(index: &IndexHealth) -> Markup {
             h2 { "Rules" }
             p.rules {
                 @match index.rules_loaded {
-                    Some(loaded) => { (loaded) " rules and correlations loaded. Rules that failed to load are counted by " code { "vigil_rules_failed" } " at " a href="/metrics" { "/metrics" } " and named in the log." }
+                    Some((loaded, failed, disabled)) => { "Rules: " (loaded) " loaded, " (failed) " failed to load, " (disabled) " disabled; see " a href="/rules" { "the rules page" } " for which, and " code { "vigil_rules_failed" } " at " a href="/metrics" { "/metrics" } "." }
                     None => { "This process does not run detection, so it loaded no rules; the detecting process reports them." }
                 }
             }

@@ -9,8 +9,11 @@ mod alert_story;
 mod alerts_bulk;
 mod alerts_page;
 mod api;
+mod attack_page;
 mod audit_page;
 pub mod auth;
+pub mod backtest_jobs;
+mod backtest_page;
 mod frame;
 mod health_page;
 mod pages;
@@ -28,6 +31,7 @@ use axum::Router;
 use vigil_store::{Store, StoreError};
 
 pub use auth::{guard, ApiToken, Caller, Gate};
+pub use backtest_jobs::{BacktestJobs, Backtester};
 pub use rule_catalog::{RuleCatalog, RuleInfo};
 pub use rule_runtime::{RuleRuntime, Rules};
 
@@ -40,12 +44,16 @@ pub struct UiState {
     /// The loaded rules (their own words for an alert's page, and the rules pages' reload and
     /// enable/disable); none when this process does not detect (see [`Rules::default`]).
     pub rules: Rules,
+    /// Backtests of rules over stored events; `None` when this process does not detect, so
+    /// has no rules to run.
+    pub backtests: Option<Arc<BacktestJobs>>,
 }
 
 /// The JSON API under `/api/v1`; the caller puts it behind [`guard`] with every other route.
 pub fn api_router(state: UiState) -> Router {
     api::router()
         .merge(admin_api::router())
+        .merge(backtest_page::api_router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }
@@ -60,6 +68,8 @@ pub fn page_router(state: UiState) -> Router {
         .merge(audit_page::router())
         .merge(search_page::router())
         .merge(search_export::router())
+        .merge(backtest_page::router())
+        .merge(attack_page::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }
@@ -163,6 +173,7 @@ mod tests {
             store: Arc::new(Store::open(dir.path()).unwrap()),
             gate: gate.clone(),
             rules: Default::default(),
+            backtests: None,
         };
         let session = format!("{}={}", auth::SESSION_COOKIE, started.id.expose());
         let bearer = format!("Bearer {TOKEN}");

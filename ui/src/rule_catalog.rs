@@ -33,7 +33,7 @@ pub struct RuleInfo {
 }
 
 /// A rule file, or a document in one, that did not load, and why.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RuleFailure {
     pub file: String,
     pub line: usize,

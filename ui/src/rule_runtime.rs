@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::rule_catalog::{RuleCatalog, RuleFailure};
 
 /// What one reload or enable/disable did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReloadOutcome {
     pub at: DateTime<Utc>,
     /// What asked for it: `api`, `page`, `sighup`, `watch`, `enable`, `disable`.
@@ -25,6 +25,7 @@ pub struct ReloadOutcome {
     /// Why the new set was refused: each file and document that did not load.
     pub errors: Vec<RuleFailure>,
     /// Why the rules could not be read at all, such as a rule directory gone missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 

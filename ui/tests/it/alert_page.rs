@@ -142,6 +142,7 @@ async fn story(rules: RuleCatalog) -> Story {
             store,
             gate: gate.clone(),
             rules: Arc::new(rules).into(),
+            backtests: None,
         }),
         gate,
     );

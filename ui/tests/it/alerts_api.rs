@@ -113,6 +113,7 @@ fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
             store,
             gate: gate.clone(),
             rules: Default::default(),
+            backtests: None,
         }),
         gate.clone(),
     );

@@ -124,6 +124,7 @@ impl Page {
                 store: store.clone(),
                 gate: gate.clone(),
                 rules: Default::default(),
+                backtests: None,
             }),
             gate,
         );

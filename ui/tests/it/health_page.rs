@@ -100,6 +100,7 @@ async fn fixture() -> Fixture {
             store,
             gate: gate.clone(),
             rules: Default::default(),
+            backtests: None,
         }),
         gate,
     );

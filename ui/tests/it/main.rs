@@ -7,5 +7,6 @@ mod alerts_page;
 mod gate;
 mod health_page;
 mod pages;
+mod rules_page;
 mod search_page;
 mod sign_in_and_audit;

@@ -84,6 +84,7 @@ pub(crate) async fn fixture() -> Fixture {
             store: store.clone(),
             gate: gate.clone(),
             rules: Default::default(),
+            backtests: None,
         }),
         gate,
     );
@@ -587,6 +588,7 @@ async fn people_a_trusted_proxy_names_triage_with_a_csrf_token_of_their_own() {
             store: f.store.clone(),
             gate: gate.clone(),
             rules: Default::default(),
+            backtests: None,
         }),
         gate,
     );

@@ -214,6 +214,7 @@ async fn a_burst_of_guesses_sent_at_once_is_throttled_like_a_series() {
             store: f.store.clone(),
             gate: gate.clone(),
             rules: Default::default(),
+            backtests: None,
         }),
         gate,
     );
