@@ -86,6 +86,11 @@ pub const ROUTES: &[Route] = &[
     api("PATCH", "/api/v1/alerts/{id}", may(Triage)),
     api("GET", "/api/v1/alerts/{id}/events", may(Read)),
     api("GET", "/api/v1/quarantine", may(Read)),
+    // Rules.
+    api("GET", "/api/v1/rules", may(Read)),
+    api("POST", "/api/v1/rules/reload", may(ManageRules)),
+    api("POST", "/api/v1/rules/{id}/enable", may(ManageRules)),
+    api("POST", "/api/v1/rules/{id}/disable", may(ManageRules)),
     // Backtests: a rule run over stored events; a job is read only by who started it (or an
     // admin), which the handler checks.
     api("POST", "/api/v1/rules/backtest", may(Backtest)),
@@ -109,6 +114,10 @@ pub const ROUTES: &[Route] = &[
     page("GET", "/search/export", may(Read)),
     page("GET", "/audit", may(ReadAudit)),
     page("GET", "/health", may(Read)),
+    page("GET", "/rules", may(Read)),
+    page("GET", "/rules/{id}", may(Read)),
+    page("POST", "/rules/reload", may(ManageRules)),
+    page("POST", "/rules/{id}/state", may(ManageRules)),
     page("GET", "/rules/backtest", may(Backtest)),
     page("POST", "/rules/backtest", may(Backtest)),
     page("GET", "/rules/backtest/{job}", may(Backtest)),

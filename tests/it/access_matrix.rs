@@ -67,6 +67,9 @@ const TRIAGERS: &[&str] = &[
     "bootstrap",
 ];
 const ADMINS: &[&str] = &["admin", "token:admin", "bootstrap"];
+/// Who reloads, enables and disables rules: rule authors and admins (no token scope but
+/// admin carries the rule-author level).
+const RULE_MANAGERS: &[&str] = &["rule-author", "admin", "token:admin", "bootstrap"];
 const SIGNED_IN: &[&str] = &[
     "viewer",
     "analyst",
@@ -252,6 +255,39 @@ const TABLE: &[Expect] = &[
         404,
         Only(TRIAGERS),
     ),
+    // Rules.
+    expect(
+        "GET",
+        "/api/v1/rules",
+        "/api/v1/rules",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/rules/reload",
+        "/api/v1/rules/reload",
+        Body::None,
+        200,
+        Only(RULE_MANAGERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/rules/{id}/enable",
+        "/api/v1/rules/no-such-rule/enable",
+        Body::None,
+        404,
+        Only(RULE_MANAGERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/rules/{id}/disable",
+        "/api/v1/rules/no-such-rule/disable",
+        Body::None,
+        404,
+        Only(RULE_MANAGERS),
+    ),
     // Identity.
     expect(
         "GET",
@@ -369,6 +405,32 @@ const TABLE: &[Expect] = &[
     ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
     expect("GET", "/health", "/health", Body::None, 200, Only(READERS)),
+    expect("GET", "/rules", "/rules", Body::None, 200, Only(READERS)),
+    // No rule has this id: the allowed reach the handler, which finds none.
+    expect(
+        "GET",
+        "/rules/{id}",
+        "/rules/no-such-rule",
+        Body::None,
+        404,
+        Only(READERS),
+    ),
+    expect(
+        "POST",
+        "/rules/reload",
+        "/rules/reload",
+        Body::Form("csrf={csrf}"),
+        303,
+        Only(RULE_MANAGERS),
+    ),
+    expect(
+        "POST",
+        "/rules/{id}/state",
+        "/rules/no-such-rule/state",
+        Body::Form("csrf={csrf}&enabled=false"),
+        404,
+        Only(RULE_MANAGERS),
+    ),
     expect(
         "GET",
         "/rules/backtest",

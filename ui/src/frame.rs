@@ -96,6 +96,9 @@ pub(crate) fn layout_refreshing(
                         @if caller.principal.may(Permission::Read) {
                             a href="/health" { "Health" }
                         }
+                        @if caller.principal.may(Permission::Read) {
+                            a href="/rules" { "Rules" }
+                        }
                         @if caller.principal.may(Permission::ReadAudit) {
                             a href="/audit" { "Audit" }
                         }

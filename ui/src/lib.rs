@@ -19,6 +19,7 @@ mod health_page;
 mod pages;
 pub mod rule_catalog;
 pub mod rule_runtime;
+mod rules_page;
 mod search_export;
 mod search_page;
 mod search_terms;
@@ -53,6 +54,7 @@ pub struct UiState {
 pub fn api_router(state: UiState) -> Router {
     api::router()
         .merge(admin_api::router())
+        .merge(rules_page::api_router())
         .merge(backtest_page::api_router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
@@ -63,6 +65,7 @@ pub fn page_router(state: UiState) -> Router {
     pages::router()
         .merge(alerts_page::router())
         .merge(health_page::router())
+        .merge(rules_page::router())
         .merge(alerts_bulk::router())
         .merge(sign_in::router())
         .merge(audit_page::router())

@@ -130,6 +130,7 @@ async fn fixture() -> Fixture {
         store,
         gate: gate.clone(),
         rules: Rules::new(rules.clone()),
+        backtests: None,
     };
     Fixture {
         _dir: dir,
