@@ -112,6 +112,11 @@ pub const ROUTES: &[Route] = &[
     page("POST", "/alerts/bulk", may(Triage)),
     page("GET", "/search", may(Read)),
     page("GET", "/search/export", may(Read)),
+    page("GET", "/search/tail", may(Read)),
+    page("GET", "/search/live", may(Read)),
+    page("GET", "/searches", may(SavedSearches)),
+    page("POST", "/searches", may(SavedSearches)),
+    page("POST", "/searches/{id}/delete", may(SavedSearches)),
     page("GET", "/audit", may(ReadAudit)),
     page("GET", "/health", may(Read)),
     page("GET", "/rules", may(Read)),
@@ -126,6 +131,8 @@ pub const ROUTES: &[Route] = &[
     page("POST", "/login", Public),
     page("POST", "/logout", SignedIn),
     page("GET", "/static/vigil.css", Public),
+    page("GET", "/static/tail.js", Public),
+    page("GET", "/static/keys.js", Public),
     // Operations: probes and Prometheus scrape without credentials, as they expect. Metrics
     // carry counts and source names, never event text; keep the port off the internet.
     page("GET", "/healthz", Public),

@@ -239,11 +239,14 @@ pub async fn serve(
         let authenticated = InFlight::default();
         let close = registry.add(id, authenticated.clone());
         let app = app.clone();
+        // Streams that would outlive a graceful shutdown (the live tail) end when it begins.
+        let stop_streams = vigil_ui::Stopping(shutdown.clone());
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let deadline = BodyDeadline(Instant::now() + body_read_timeout);
             let mut request = request.map(|body| Body::new(DeadlineBody::new(body, deadline.0)));
             request.extensions_mut().insert(deadline);
             request.extensions_mut().insert(authenticated.clone());
+            request.extensions_mut().insert(stop_streams.clone());
             // Handlers and middleware read the client's address with axum's `ConnectInfo`.
             request
                 .extensions_mut()

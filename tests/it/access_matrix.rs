@@ -70,6 +70,8 @@ const ADMINS: &[&str] = &["admin", "token:admin", "bootstrap"];
 /// Who reloads, enables and disables rules: rule authors and admins (no token scope but
 /// admin carries the rule-author level).
 const RULE_MANAGERS: &[&str] = &["rule-author", "admin", "token:admin", "bootstrap"];
+/// Who keeps saved searches: people from analyst up (they are pages only).
+const SAVERS: &[&str] = &["analyst", "rule-author", "admin"];
 const SIGNED_IN: &[&str] = &[
     "viewer",
     "analyst",
@@ -403,6 +405,41 @@ const TABLE: &[Expect] = &[
         200,
         Only(READERS),
     ),
+    // Its stream is left once the headers are in; dropping it ends the tail.
+    expect(
+        "GET",
+        "/search/tail",
+        "/search/tail?q=*",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    expect(
+        "GET",
+        "/search/live",
+        "/search/live?q=*",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    expect("GET", "/searches", "/searches", Body::None, 200, Only(SAVERS)),
+    expect(
+        "POST",
+        "/searches",
+        "/searches",
+        Body::Form("name=by+{who}&q=eventName%3A*&csrf={csrf}"),
+        303,
+        Only(SAVERS),
+    ),
+    // Nobody has a search of this id: the allowed reach the handler, which finds none.
+    expect(
+        "POST",
+        "/searches/{id}/delete",
+        "/searches/999999/delete",
+        Body::Form("csrf={csrf}"),
+        404,
+        Only(SAVERS),
+    ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
     expect("GET", "/health", "/health", Body::None, 200, Only(READERS)),
     expect("GET", "/rules", "/rules", Body::None, 200, Only(READERS)),
@@ -486,6 +523,22 @@ const TABLE: &[Expect] = &[
         "GET",
         "/static/vigil.css",
         "/static/vigil.css",
+        Body::None,
+        200,
+        Everyone,
+    ),
+    expect(
+        "GET",
+        "/static/tail.js",
+        "/static/tail.js",
+        Body::None,
+        200,
+        Everyone,
+    ),
+    expect(
+        "GET",
+        "/static/keys.js",
+        "/static/keys.js",
         Body::None,
         200,
         Everyone,

@@ -86,6 +86,9 @@ pub(crate) fn layout_refreshing(
                 }
                 title { (title) " · Vigil" }
                 link rel="stylesheet" href="/static/vigil.css";
+                // Enhancements only: every page works without them (see scripts.rs).
+                script src="/static/keys.js" defer {}
+                script src="/static/tail.js" defer {}
             }
             body {
                 header {

@@ -2,7 +2,9 @@
 //!
 //! Handlers are thin: they parse the request, ask [`vigil_store::Store`] on a blocking thread,
 //! and render JSON or HTML. Every page escapes what it shows (maud escapes by default), and the
-//! responses forbid scripts and framing, because events and alerts carry attacker-controlled text.
+//! responses forbid framing and every script but the pages' own files from this origin (which
+//! put event text in the page as text only), because events and alerts carry attacker-controlled
+//! text.
 
 mod admin_api;
 mod alert_story;
@@ -16,10 +18,13 @@ pub mod backtest_jobs;
 mod backtest_page;
 mod frame;
 mod health_page;
+mod live_tail;
 mod pages;
 pub mod rule_catalog;
 pub mod rule_runtime;
 mod rules_page;
+mod saved_searches;
+mod scripts;
 mod search_export;
 mod search_page;
 mod search_terms;
@@ -32,6 +37,7 @@ use axum::Router;
 use vigil_store::{Store, StoreError};
 
 pub use auth::{guard, ApiToken, Caller, Gate};
+pub use live_tail::Stopping;
 pub use backtest_jobs::{BacktestJobs, Backtester};
 pub use rule_catalog::{RuleCatalog, RuleInfo};
 pub use rule_runtime::{RuleRuntime, Rules};
@@ -73,6 +79,9 @@ pub fn page_router(state: UiState) -> Router {
         .merge(search_export::router())
         .merge(backtest_page::router())
         .merge(attack_page::router())
+        .merge(saved_searches::router())
+        .merge(live_tail::router())
+        .merge(scripts::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }
@@ -93,8 +102,8 @@ pub fn security_headers() -> [(header::HeaderName, HeaderValue); 4] {
         (
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         ),
         (

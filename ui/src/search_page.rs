@@ -17,12 +17,13 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use vigil_access::Permission;
 use vigil_event::Event;
 use vigil_store::{parse_time, Facets, Histogram, SearchRequest, SearchResults, StoreError};
 
 use crate::api::clamp_limit;
 use crate::auth::Caller;
-use crate::frame::layout;
+use crate::frame::{csrf, layout};
 use crate::pages::time_cell;
 use crate::search_terms::{add_clause, encode, filter_clause};
 use crate::{call_store, CallError, UiState};
@@ -125,6 +126,19 @@ impl View {
     }
 }
 
+/// The search page's URL for these parameters, as typed (`columns` comma-separated): the
+/// link a saved search shares.
+pub(crate) fn search_url(q: &str, from: &str, to: &str, columns: &str) -> String {
+    View::of(&SearchParams {
+        q: q.to_owned(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        columns: columns.to_owned(),
+        ..SearchParams::default()
+    })
+    .url()
+}
+
 /// The text of a value as shown.
 fn value_text(value: &Value) -> String {
     match value {
@@ -221,7 +235,7 @@ async fn search_page(
     })
     .await;
     let (status, content) = match &found {
-        Ok(found) => (StatusCode::OK, found_body(&view, found)),
+        Ok(found) => (StatusCode::OK, found_body(&view, &caller, found)),
         Err(error) => {
             let status = match error {
                 CallError::BadQuery(..) | CallError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -317,7 +331,7 @@ pub(crate) fn marked(query: &str, position: usize) -> (String, String) {
     (flat, format!("{}^", " ".repeat(column)))
 }
 
-fn found_body(view: &View, found: &Found) -> Markup {
+fn found_body(view: &View, caller: &Caller, found: &Found) -> Markup {
     let results = &found.results;
     html! {
         p.muted {
@@ -329,6 +343,7 @@ fn found_body(view: &View, found: &Found) -> Markup {
             a href=(export_url(view, "ndjson")) { "NDJSON" } " · "
             a href=(export_url(view, "csv")) { "CSV" }
         }
+        (keep_and_follow(view, caller))
         (histogram_svg(view, &found.histogram))
         div.discover {
             (sidebar(view, &found.sidebar))
@@ -338,6 +353,45 @@ fn found_body(view: &View, found: &Found) -> Markup {
                 }
                 @if let Some(cursor) = &results.next_cursor {
                     p { a href={ (view.url()) "&cursor=" (encode(cursor)) } { "Older events" } }
+                }
+            }
+        }
+    }
+}
+
+/// The save form (for those who may keep searches), the link to the saved ones, and the
+/// live tail: a link to the page without scripts, which tail.js turns into a toggle that
+/// streams into the hidden panel below it.
+fn keep_and_follow(view: &View, caller: &Caller) -> Markup {
+    let query = encode(&view.q);
+    html! {
+        div.keep-and-follow {
+            p.live-tail-links {
+                a #live-tail-toggle .live-tail-toggle href={ "/search/live?q=" (query) }
+                    data-stream={ "/search/tail?q=" (query) } { "Live tail" }
+                @if caller.principal.may(Permission::SavedSearches) {
+                    " · " a href="/searches" { "Saved searches" }
+                }
+            }
+            @if caller.principal.may(Permission::SavedSearches) {
+                form #save-search .save-search method="post" action="/searches" {
+                    input type="hidden" name="csrf" value=(csrf(caller));
+                    input type="hidden" name="q" value=(view.q);
+                    input type="hidden" name="from" value=(view.from);
+                    input type="hidden" name="to" value=(view.to);
+                    input type="hidden" name="columns" value=(view.columns.join(","));
+                    label { "Save this search as " input #save-search-name type="text" name="name" required maxlength="100"; }
+                    " " button type="submit" { "Save" }
+                }
+            }
+            section #live-tail .live-tail hidden aria-label="Live tail" {
+                p.live-tail-bar {
+                    button #live-tail-pause type="button" { "Pause" } " "
+                    span #live-tail-status role="status" aria-live="polite" {}
+                }
+                table #live-tail-table .events .live-events {
+                    thead { tr { th { "Time" } th { "Source" } th { "Event" } } }
+                    tbody #live-tail-rows {}
                 }
             }
         }

@@ -8,5 +8,6 @@ mod gate;
 mod health_page;
 mod pages;
 mod rules_page;
+mod saved_and_live;
 mod search_page;
 mod sign_in_and_audit;
