@@ -5,7 +5,7 @@
 //! techniques in a column of their own.
 //!
 //! Tags come from rule files, which can come from anywhere: only well-formed technique tags
-//! become links (to MITRE's page, and to the rules list filtered by the tag), and everything
+//! become links (to MITRE's page, and to the rules list searched for the tag), and everything
 //! shown stays text.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,7 +196,8 @@ fn cell_markup(technique: &str, cell: &Cell) -> Markup {
             a href=(url) rel="noreferrer" { (label) }
         } @else { (label) }
         br;
-        a href={ "/rules?tag=" (encode(technique)) } {
+        // The rules list filters by text in titles, ids and tags; it has no exact tag filter.
+        a href={ "/rules?q=" (encode(technique)) } {
             (rules) @if rules == 1 { " rule" } @else { " rules" }
         }
         ", " (cell.hits_7d) " hits (7 d)"
