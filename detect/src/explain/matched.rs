@@ -8,8 +8,8 @@
 //!
 //! Only what made the condition true is reported: the searches that hold where the condition
 //! needs them to (`sel1 and not sel2` reports `sel1`, never `sel2`), and within them the items
-//! that matched a value. Negated items (`neq`), `exists: false` and `null` hold by a value's
-//! absence, so they report nothing. An event is attacker-sized, so the report is bounded:
+//! that matched a value. Negated items (`neq`), `exists: false` and `null` on a missing field
+//! hold by a value's absence, so they report nothing. An event is attacker-sized, so the report is bounded:
 //! at most [`MAX_MATCHED_FIELDS`] fields, names and values cut to [`MAX_MATCHED_CHARS`].
 
 use serde_json::{Map, Value as Json};
