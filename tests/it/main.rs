@@ -20,6 +20,7 @@ mod kafka;
 mod kubernetes;
 mod notify;
 mod pipeline;
+mod rules_reload;
 mod search_cli;
 mod sessions;
 mod ui_browser;
