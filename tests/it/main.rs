@@ -25,3 +25,4 @@ mod search_cli;
 mod sessions;
 mod ui_browser;
 mod ui_console;
+mod ui_xss;
