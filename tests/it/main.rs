@@ -18,6 +18,7 @@ mod cloudwatch;
 mod demo_rules;
 mod kafka;
 mod kubernetes;
+mod live_tail;
 mod notify;
 mod pipeline;
 mod rules_reload;

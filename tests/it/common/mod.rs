@@ -145,6 +145,24 @@ impl Vigil {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Asks the process to stop as a service manager does (SIGTERM) and gives how long it
+    /// took to exit, or `None` if it was still running after `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM failed");
+        while started.elapsed() < timeout {
+            if !self.is_running() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Stops the process the hard way: no shutdown hooks, no final commits.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
