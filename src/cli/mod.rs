@@ -5,6 +5,7 @@
 pub mod backup;
 mod detect;
 mod events;
+mod rules_backtest;
 mod rules_check;
 mod rules_explain;
 mod rules_test;
@@ -31,6 +32,8 @@ pub enum RulesCommand {
     Test(rules_test::TestArgs),
     /// Shows why the rules of one file did or did not match one event.
     Explain(rules_explain::ExplainArgs),
+    /// Runs a rule file, or a loaded rule by id, over the stored events of a running Vigil.
+    Backtest(rules_backtest::BacktestArgs),
 }
 
 pub fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
@@ -38,6 +41,7 @@ pub fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
         RulesCommand::Check(args) => rules_check::run(args),
         RulesCommand::Test(args) => rules_test::run(args),
         RulesCommand::Explain(args) => rules_explain::run(args),
+        RulesCommand::Backtest(args) => rules_backtest::run(args),
     }
 }
 
