@@ -136,7 +136,11 @@ async fn set_enabled(
             },
             target: Some(id.chars().take(MAX_TARGET_CHARS).collect()),
             client_address: caller.address.map(|a| a.to_string()),
-            reason: result.as_ref().err().map(|error| error.to_string()),
+            // The id is the caller's text: the target holds it, bounded, not the reason.
+            reason: result.as_ref().err().map(|error| match error {
+                RuleRuntimeError::UnknownRule(_) => "unknown rule".to_owned(),
+                other => other.to_string(),
+            }),
             detail,
         })
         .await;

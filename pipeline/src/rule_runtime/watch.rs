@@ -52,7 +52,14 @@ pub fn watch_files(rules: Arc<LiveRules>, every: Duration, mut shutdown: watch::
                 .unwrap_or_default()
         };
         let mut loaded = look(rules.clone()).await;
-        tracing::info!(files = loaded.len(), "watching the rule files for changes");
+        if loaded.is_empty() {
+            // Built-in rules live in the binary; there is nothing on disk to watch.
+            tracing::warn!(
+                "detect.watch_rules is on, but no rule or pipeline file is named on disk to watch"
+            );
+        } else {
+            tracing::info!(files = loaded.len(), "watching the rule files for changes");
+        }
         let mut pending: Option<Fingerprint> = None;
         loop {
             tokio::select! {

@@ -300,6 +300,8 @@ async fn a_viewer_cannot_disable_a_rule_and_a_rule_author_can_with_the_form_s_to
     assert_eq!(status, StatusCode::NOT_FOUND);
     let refused = f.audited("rule.disable");
     assert_eq!(refused[0].record.outcome, Outcome::Failure);
+    assert_eq!(refused[0].record.reason.as_deref(), Some("unknown rule"));
+    assert_eq!(refused[0].record.target.as_deref(), Some("no-such-rule"));
 }
 
 #[tokio::test]
