@@ -87,3 +87,70 @@ fn a_tail_streams_what_arrives_and_ends_when_vigil_stops() {
     eprintln!("vigil stopped {took:?} after SIGTERM with a live tail open");
     read_until("shutdown", &mut text);
 }
+
+/// A CloudTrail line of `eventName` whose user ARN is `arn`.
+fn trail_line(n: u32, event_name: &str, arn: &str) -> String {
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "arn": arn},
+        "eventTime": "2003-01-01T00:00:00Z",
+        "eventSource": "cloudtrail.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": "us-east-1",
+        "eventID": format!("tail-browser-{n}"),
+    });
+    format!("{record}\n")
+}
+
+#[test]
+fn the_live_tail_streams_into_the_search_page_pauses_and_keeps_text_text() {
+    use crate::browser::Browser;
+    const PASSWORD: &str = "a long enough password";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    AccessDb::open_in(&data)
+        .unwrap()
+        .add_user("tail-watcher", Role::Analyst, &Secret::new(PASSWORD))
+        .unwrap();
+    let vigil = Vigil::start(&data);
+    let browser = Browser::start();
+    browser.sign_in_from_start(&vigil, "tail-watcher", PASSWORD);
+    browser.goto(&vigil.url("/search?q=eventName%3ADeleteTrail"));
+    browser.text_showing(&["Live tail"]);
+    browser.click("#live-tail-toggle");
+    browser.wait_until("the tail to connect", || {
+        let status =
+            browser.try_eval("return document.getElementById('live-tail-status').textContent")?;
+        status.as_str()?.starts_with("Live:").then_some(())
+    });
+    let rows = "#live-tail-rows tr.live-tail-row";
+
+    let hostile = "<img src=x onerror=\"window.vigilXss=1\">";
+    let posted = vigil.post_ndjson("cloudtrail", trail_line(1, "DeleteTrail", hostile));
+    assert_eq!(posted.status(), StatusCode::ACCEPTED);
+    vigil.post_ndjson("cloudtrail", trail_line(2, "DescribeTrails", "not-tailed"));
+    browser.wait_until("the first row", || (browser.count(rows) == 1).then_some(()));
+    browser.assert_shown_as_text("the live tail", &[hostile]);
+
+    // Paused, nothing comes; resumed, what arrived meanwhile does.
+    browser.click("#live-tail-pause");
+    browser.text_showing(&["Resume"]);
+    vigil.post_ndjson(
+        "cloudtrail",
+        trail_line(3, "DeleteTrail", "arn:aws:iam::1:user/while-paused"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(browser.count(rows), 1);
+    browser.click("#live-tail-pause");
+    browser.wait_until("the row from the pause", || {
+        (browser.count(rows) == 2).then_some(())
+    });
+    let text = browser.text_showing(&["user/while-paused"]);
+    assert!(!text.contains("not-tailed"), "{text}");
+    browser.screenshot("live-tail");
+
+    // keys.js: `/` goes to the query box.
+    browser.press(&["/"]);
+    assert!(browser.focus_matches("#q"), "{}", browser.focused());
+}
