@@ -283,6 +283,8 @@ impl BacktestJobs {
                 .into());
             }
         }
+        // Refused before the rule is parsed, so that a busy caller costs nothing.
+        self.admit(&mut lock(&self.jobs), owner)?;
         let prepared = self.backtester.prepare(&rule)?;
         let job = Arc::new(Job {
             id: new_id(),
@@ -300,35 +302,20 @@ impl BacktestJobs {
             running: AtomicBool::new(true),
         });
         {
+            // Checked again: others may have started jobs while this one was prepared.
             let mut jobs = lock(&self.jobs);
-            self.forget_old(&mut jobs);
-            let running: Vec<&Arc<Job>> = jobs
-                .values()
-                .filter(|job| job.running.load(Ordering::Acquire))
-                .collect();
-            if running.iter().filter(|job| job.owner == owner).count() >= self.limits.per_owner {
-                return Err(StartError::Busy(format!(
-                    "you already have {} backtests running; wait for one to finish",
-                    self.limits.per_owner
-                )));
-            }
-            if running.len() >= self.limits.running {
-                return Err(StartError::Busy(
-                    "the server is running as many backtests as it may; try again shortly".into(),
-                ));
-            }
-            if jobs.len() >= self.limits.kept {
-                return Err(StartError::Busy(
-                    "too many backtests are kept; try again later".into(),
-                ));
-            }
+            self.admit(&mut jobs, owner)?;
             jobs.insert(job.id.clone(), job.clone());
         }
         let worker = job.clone();
         let spawned = std::thread::Builder::new()
             .name("backtest".into())
             .spawn(move || {
-                let outcome = prepared.run(&store, &request, &worker.progress);
+                // A panic must still end the job, or it would hold its place for good.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    prepared.run(&store, &request, &worker.progress)
+                }))
+                .unwrap_or(Err(BacktestError::Failed));
                 if let Err(error) = &outcome {
                     tracing::warn!(job = %worker.id, %error, "backtest failed");
                 }
@@ -374,6 +361,32 @@ impl BacktestJobs {
         })
     }
 
+    /// Whether `owner` may start another job now; forgets finished jobs kept long enough.
+    fn admit(&self, jobs: &mut HashMap<String, Arc<Job>>, owner: &str) -> Result<(), StartError> {
+        self.forget_old(jobs);
+        let running: Vec<&Arc<Job>> = jobs
+            .values()
+            .filter(|job| job.running.load(Ordering::Acquire))
+            .collect();
+        if running.iter().filter(|job| job.owner == owner).count() >= self.limits.per_owner {
+            return Err(StartError::Busy(format!(
+                "you already have {} backtests running; wait for one to finish",
+                self.limits.per_owner
+            )));
+        }
+        if running.len() >= self.limits.running {
+            return Err(StartError::Busy(
+                "the server is running as many backtests as it may; try again shortly".into(),
+            ));
+        }
+        if jobs.len() >= self.limits.kept {
+            return Err(StartError::Busy(
+                "too many backtests are kept; try again later".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn forget_old(&self, jobs: &mut HashMap<String, Arc<Job>>) {
         let keep = self.limits.keep_finished;
         jobs.retain(|_, job| match lock(&job.outcome).as_ref() {
@@ -392,4 +405,120 @@ fn new_id() -> String {
         bytes[..8].copy_from_slice(&nanos.to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Runs until the test drops (or sends on) the job's channel.
+    struct Waiting(Mutex<Vec<mpsc::Receiver<()>>>);
+
+    struct WaitingRun(mpsc::Receiver<()>);
+
+    impl Backtester for Waiting {
+        fn prepare(&self, _: &BacktestRule) -> Result<Box<dyn PreparedBacktest>, BacktestError> {
+            let receiver = lock(&self.0).pop().expect("a channel per job");
+            Ok(Box::new(WaitingRun(receiver)))
+        }
+    }
+
+    impl PreparedBacktest for WaitingRun {
+        fn rules(&self) -> Vec<String> {
+            vec!["r".into()]
+        }
+
+        fn run(
+            self: Box<Self>,
+            _: &Store,
+            _: &BacktestRequest,
+            progress: &BacktestProgress,
+        ) -> Result<BacktestReport, BacktestError> {
+            progress.add_scanned(1);
+            let _ = self.0.recv();
+            Ok(BacktestReport::default())
+        }
+    }
+
+    fn request() -> BacktestRequest {
+        BacktestRequest {
+            from: Utc::now() - chrono::Duration::hours(1),
+            to: Utc::now(),
+            visibility: Visibility::everything(),
+            max_events: 10,
+            max_matches: 10,
+            summarise: |_, _| Vec::new(),
+        }
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{what}");
+    }
+
+    #[test]
+    fn each_owner_and_the_process_run_a_bounded_number_of_jobs() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..8).map(|_| mpsc::channel()).unzip();
+        let jobs = BacktestJobs::new(
+            Arc::new(Waiting(Mutex::new(receivers))),
+            BacktestLimits {
+                per_owner: 2,
+                running: 3,
+                keep_finished: Duration::ZERO,
+                ..BacktestLimits::default()
+            },
+        );
+        let start = |owner: &str| {
+            jobs.start(
+                store.clone(),
+                owner,
+                BacktestRule::Yaml("x".into()),
+                request(),
+            )
+        };
+        let first = start("alice").unwrap();
+        start("alice").unwrap();
+        assert!(matches!(start("alice"), Err(StartError::Busy(_))));
+        start("bob").unwrap();
+        // Three running in all: bob may not start a second.
+        assert!(matches!(start("bob"), Err(StartError::Busy(_))));
+        // Alice's job is hers and an admin's only.
+        let view = jobs.get(&first, "alice", false).unwrap();
+        assert_eq!(view.state, "running");
+        assert!(jobs.get(&first, "bob", false).is_none());
+        assert!(jobs.get(&first, "bob", true).is_some());
+        assert!(jobs.get("no-such-job", "alice", true).is_none());
+        // A backwards range is refused before anything runs.
+        let mut backwards = request();
+        backwards.to = backwards.from;
+        assert!(matches!(
+            jobs.start(
+                store.clone(),
+                "carol",
+                BacktestRule::Yaml("x".into()),
+                backwards
+            ),
+            Err(StartError::Backtest(BacktestError::Invalid { .. }))
+        ));
+
+        drop(senders);
+        wait_until("the jobs to finish", || {
+            jobs.get(&first, "alice", false)
+                .is_some_and(|view| view.state == "done")
+        });
+        // Finished jobs free their places, and are forgotten once kept long enough.
+        wait_until("alice's jobs to free their places", || {
+            start("alice").is_ok()
+        });
+        assert!(jobs.get(&first, "alice", false).is_none());
+    }
 }

@@ -101,17 +101,18 @@ async fn start(state: &UiState, caller: &Caller, asked: Asked) -> Result<String,
             "this process does not run detection, so it has no rules to backtest",
         ));
     };
-    let rule = match (asked.rule.filter(|r| !r.trim().is_empty()), asked.yaml) {
+    let id = asked.rule.filter(|r| !r.trim().is_empty());
+    let yaml = asked.yaml.filter(|y| !y.trim().is_empty());
+    let rule = match (id, yaml) {
         (Some(id), None) => BacktestRule::Stored(id.trim().to_owned()),
-        (None, Some(yaml)) if !yaml.trim().is_empty() => BacktestRule::Yaml(yaml),
-        (Some(_), Some(yaml)) if yaml.trim().is_empty() => {
+        (None, Some(yaml)) => BacktestRule::Yaml(yaml),
+        (Some(_), Some(_)) => {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "choose a loaded rule or paste a rule, not both",
             ))
         }
-        (Some(id), Some(_)) => BacktestRule::Stored(id.trim().to_owned()),
-        _ => {
+        (None, None) => {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "choose a loaded rule or paste a rule's YAML",

@@ -102,6 +102,12 @@ pub(crate) fn layout_refreshing(
                         @if caller.principal.may(Permission::Read) {
                             a href="/rules" { "Rules" }
                         }
+                        @if caller.principal.may(Permission::Read) {
+                            a href="/rules/attack" { "ATT&CK" }
+                        }
+                        @if caller.principal.may(Permission::Backtest) {
+                            a href="/rules/backtest" { "Backtest" }
+                        }
                         @if caller.principal.may(Permission::ReadAudit) {
                             a href="/audit" { "Audit" }
                         }
