@@ -183,11 +183,54 @@ pub(crate) fn facets(
     label: &str,
     n: usize,
 ) -> Result<Facets, StoreError> {
+    let mut all = facets_of_columns(searches, &[(column.to_owned(), label.to_owned())], n)?;
+    Ok(all.pop().expect("one facet per column"))
+}
+
+/// Top values of several fast fields (column and label each), in one pass over the matches:
+/// the query runs once and each match's columns are read together, where a pass per field
+/// would run the query and walk the matches once per field.
+pub(crate) fn facets_of_columns(
+    searches: &[(&Searcher, &dyn Query)],
+    columns: &[(String, String)],
+    n: usize,
+) -> Result<Vec<Facets>, StoreError> {
     let n = n.clamp(1, MAX_FACET_VALUES);
-    let request: Aggregations = serde_json::from_value(serde_json::json!({
-        "facet": {"terms": {"field": column, "size": n, "segment_size": n.saturating_mul(10).max(100)}}
-    }))
-    .map_err(|e| StoreError::query(format!("cannot aggregate on `{label}`: {e}")))?;
+    let empty = || {
+        columns
+            .iter()
+            .map(|(_, label)| Facets {
+                field: label.clone(),
+                values: Vec::new(),
+                other_count: 0,
+            })
+            .collect()
+    };
+    if columns.is_empty() {
+        return Ok(empty());
+    }
+    let named: serde_json::Map<String, serde_json::Value> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| {
+            (
+                facet_name(i),
+                serde_json::json!({"terms": {
+                    "field": column,
+                    "size": n,
+                    "segment_size": n.saturating_mul(10).max(100),
+                }}),
+            )
+        })
+        .collect();
+    let request: Aggregations =
+        serde_json::from_value(serde_json::Value::Object(named)).map_err(|e| {
+            let labels: Vec<&str> = columns.iter().map(|(_, label)| label.as_str()).collect();
+            StoreError::query(format!(
+                "cannot aggregate on `{}`: {e}",
+                labels.join("`, `")
+            ))
+        })?;
     let context = || {
         AggContextParams::new(
             AggregationLimitsGuard::default(),
@@ -206,32 +249,40 @@ pub(crate) fn facets(
         }
     }
     let Some(merged) = merged else {
-        return Ok(Facets {
-            field: label.to_owned(),
-            values: Vec::new(),
-            other_count: 0,
-        });
+        return Ok(empty());
     };
     let result = merged.into_final_result(request, AggregationLimitsGuard::default())?;
     let json = serde_json::to_value(&result).map_err(StoreError::Serialize)?;
-    let facet = &json["facet"];
-    let values = facet["buckets"]
-        .as_array()
-        .map(|buckets| {
-            buckets
-                .iter()
-                .map(|b| FacetValue {
-                    value: b["key"].clone(),
-                    count: b["doc_count"].as_u64().unwrap_or(0),
+    Ok(columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, label))| {
+            let facet = &json[facet_name(i)];
+            let values = facet["buckets"]
+                .as_array()
+                .map(|buckets| {
+                    buckets
+                        .iter()
+                        .map(|b| FacetValue {
+                            value: b["key"].clone(),
+                            count: b["doc_count"].as_u64().unwrap_or(0),
+                        })
+                        .collect()
                 })
-                .collect()
+                .unwrap_or_default();
+            Facets {
+                field: label.clone(),
+                values,
+                other_count: facet["sum_other_doc_count"].as_u64().unwrap_or(0),
+            }
         })
-        .unwrap_or_default();
-    Ok(Facets {
-        field: label.to_owned(),
-        values,
-        other_count: facet["sum_other_doc_count"].as_u64().unwrap_or(0),
-    })
+        .collect())
+}
+
+/// The name of the `i`th facet in an aggregation request: never a field's own text, which
+/// the sender of an event chose.
+fn facet_name(i: usize) -> String {
+    format!("facet{i}")
 }
 
 /// Division rounding up, for positive operands.

@@ -525,6 +525,22 @@ impl Store {
         self.events.facets(query, visibility, field, n, from, to)
     }
 
+    /// [`Store::facets`] for each of `fields`, counted in one pass over the matching events
+    /// rather than one pass per field, as a page with a sidebar of fields asks for. Each
+    /// field gets its values or its own error; a bad query fails them all.
+    pub fn facets_of_fields(
+        &self,
+        query: &str,
+        visibility: &Visibility,
+        fields: &[String],
+        n: usize,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Result<Facets, StoreError>>, StoreError> {
+        self.events
+            .facets_of_fields(query, visibility, fields, n, from, to)
+    }
+
     /// How many events matching `query` arrived (were received by Vigil) in each interval
     /// of `from..to`. Unlike [`Store::histogram`], senders cannot move events in it by
     /// dating them: what rates and silences are read from.
@@ -536,6 +552,21 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<Histogram, StoreError> {
         self.events.arrival_histogram(query, visibility, from, to)
+    }
+
+    /// How many events matching `query` that arrived in `from..to` arrived more than
+    /// `lateness` after their own time (partitions written before arrivals were kept add
+    /// nothing).
+    pub fn late_arrivals(
+        &self,
+        query: &str,
+        visibility: &Visibility,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        lateness: Duration,
+    ) -> Result<u64, StoreError> {
+        self.events
+            .late_arrivals(query, visibility, from, to, lateness)
     }
 
     /// The event matching `query` that arrived last, whatever its own time.

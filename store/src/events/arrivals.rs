@@ -11,9 +11,11 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::Field;
-use tantivy::{Searcher, TantivyDocument, Term};
+use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
 use vigil_event::Event;
 
@@ -123,6 +125,107 @@ impl EventIndex {
     }
 }
 
+impl EventIndex {
+    /// How many events matching `text` that arrived in `from..to` arrived more than
+    /// `lateness` after their own time: a shipper that lags, a backlog delivered at once, or
+    /// a clock that runs slow. Partitions without arrivals cannot tell, and add nothing.
+    pub(crate) fn late_arrivals(
+        &self,
+        text: &str,
+        visibility: &Visibility,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        lateness: chrono::Duration,
+    ) -> Result<u64, StoreError> {
+        let mut partitions = Vec::new();
+        for key in self.arrived_in(Some(from), Some(to))? {
+            let partition = self.partition(key)?;
+            if partition.layout.has_arrivals() {
+                partitions.push(partition);
+            }
+        }
+        let layouts = partitions.iter().map(|p| p.layout);
+        let matches = self.request_query(text, visibility, None, None, Utc::now(), layouts)?;
+        let collector = LateCount {
+            lateness_nanos: lateness.num_nanoseconds().unwrap_or(i64::MAX),
+        };
+        let mut late = 0;
+        for partition in partitions {
+            self.partitions_searched.fetch_add(1, Ordering::Relaxed);
+            let query = within(
+                matches.get(partition.layout),
+                self.fields.received,
+                from,
+                to,
+            );
+            late += partition
+                .reader
+                .searcher()
+                .search(query.as_ref(), &collector)
+                .map_err(query::search_error)?;
+        }
+        Ok(late)
+    }
+}
+
+/// Counts matches whose arrival is more than `lateness_nanos` after their indexed time.
+struct LateCount {
+    lateness_nanos: i64,
+}
+
+struct SegmentLateCount {
+    time: Column<tantivy::DateTime>,
+    arrival: Column<tantivy::DateTime>,
+    lateness_nanos: i64,
+    late: u64,
+}
+
+impl Collector for LateCount {
+    type Fruit = u64;
+    type Child = SegmentLateCount;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentLateCount> {
+        Ok(SegmentLateCount {
+            time: reader.fast_fields().date(fields::TIME)?,
+            arrival: reader.fast_fields().date(fields::RECEIVED)?,
+            lateness_nanos: self.lateness_nanos,
+            late: 0,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<u64>) -> tantivy::Result<u64> {
+        Ok(fruits.into_iter().sum())
+    }
+}
+
+impl SegmentCollector for SegmentLateCount {
+    type Fruit = u64;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        let (Some(time), Some(arrival)) = (self.time.first(doc), self.arrival.first(doc)) else {
+            return;
+        };
+        let behind = arrival
+            .into_timestamp_nanos()
+            .saturating_sub(time.into_timestamp_nanos());
+        if behind > self.lateness_nanos {
+            self.late += 1;
+        }
+    }
+
+    fn harvest(self) -> u64 {
+        self.late
+    }
+}
+
 /// `matches` with its `field` (a date column) in `from..to`.
 fn within(
     matches: &dyn Query,
@@ -222,6 +325,16 @@ mod tests {
 
         let last = index.last_arrived(trail, &everyone).unwrap().unwrap();
         assert_eq!((n(&last), last.time), (3, long_ago));
+        // Dated years back, two arrived late; the one dated ahead and the other source's
+        // event (a minute behind) did not.
+        let late = |text: &str, lateness: Duration| {
+            index
+                .late_arrivals(text, &everyone, now - Duration::minutes(10), now, lateness)
+                .unwrap()
+        };
+        assert_eq!(late(trail, Duration::minutes(15)), 2);
+        assert_eq!(late("", Duration::minutes(15)), 2);
+        assert_eq!(late("", Duration::seconds(10)), 3);
         let last = index.last_arrived("", &everyone).unwrap().unwrap();
         assert_eq!(n(&last), 4);
         assert!(index

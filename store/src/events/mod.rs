@@ -20,8 +20,8 @@
 //! - `arrivals`: matches counted by when they arrived, which senders cannot choose;
 //! - `spans` and `idfilter`: the span of event times and the id filter each partition has.
 
-mod arrivals;
 mod among;
+mod arrivals;
 pub mod fields;
 mod idfilter;
 mod in_order;
