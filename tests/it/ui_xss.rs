@@ -103,6 +103,23 @@ fn cloudtrail() -> String {
     format!("{stop}\n{named}\n")
 }
 
+/// The event the live tail is open for when it arrives.
+fn tail_event() -> String {
+    json!({
+        "eventVersion": "1.10",
+        "userIdentity": {"type": "IAMUser", "arn": SVG},
+        "eventTime": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": IMG,
+        "awsRegion": CSS,
+        "sourceIPAddress": ATTRIBUTE,
+        "errorCode": ANCHOR,
+        "eventID": "xss-tail",
+    })
+    .to_string()
+        + "\n"
+}
+
 /// Kubernetes audit events whose verb, user, resource and object hold payloads.
 fn kubernetes_audit() -> Value {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -312,6 +329,31 @@ fn hostile_events_stay_text_on_every_page() {
             .contains(r#"<img id=\"injected\" src=x onerror="#),
         "{typed}"
     );
+    // Saved under a hostile name, it is listed as text.
+    browser.type_into("#save-search-name", ANCHOR);
+    browser.click("form#save-search button[type=submit]");
+    browser.wait_for_url_where("the saved searches", |url| url.contains("/searches"));
+    assert_inert(&browser, "the saved searches", &[ANCHOR, "onerror="]);
+
+    // The live tail, open while a hostile event arrives: tail.js writes it as text.
+    browser.goto(&vigil.url("/search?q=eventID%3Axss-tail"));
+    browser.text_showing(&["0 matching events"]);
+    browser.click("#live-tail-toggle");
+    browser.wait_until("the tail streaming", || {
+        let status =
+            browser.try_eval("return document.querySelector('#live-tail-status').textContent")?;
+        status.as_str()?.starts_with("Live").then_some(())
+    });
+    let response = vigil.post_ndjson("cloudtrail", tail_event());
+    assert!(response.status().is_success(), "{}", response.status());
+    browser.wait_until("the hostile event in the tail", || {
+        (browser.count("#live-tail-rows tr") == 1).then_some(())
+    });
+    assert_inert(&browser, "the live tail", &[IMG, SVG, ATTRIBUTE, CSS]);
+    // And the tail's page without scripts.
+    browser.goto(&vigil.url("/search/live?q=eventID%3Axss-tail"));
+    assert_inert(&browser, "the live page", &[IMG, SVG, ATTRIBUTE]);
+
     // A query error quotes the query under its marker.
     let mut url = reqwest::Url::parse(&vigil.url("/search")).unwrap();
     url.query_pairs_mut()
