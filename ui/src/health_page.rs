@@ -2,6 +2,11 @@
 //! and when the last one did, with sources gone quiet flagged; what was quarantined in the
 //! last day and why; and where the bus and detection figures are (Prometheus, at `/metrics`).
 //!
+//! Rates, counts and silences are read from arrivals (when Vigil received each event), never
+//! from event times: those are the sender's to write, and a source dating its records last
+//! year would otherwise look silent, or a silent one busy. The last event's own time is
+//! shown beside its arrival, so a clock that is off shows as the gap between them.
+//!
 //! Source names, quarantine reasons and quarantined bytes are written by senders, so all of
 //! it is text that maud escapes; nothing here is `PreEscaped`. Counts honour the caller's
 //! visibility: Vigil's own audit source is shown only to those who may read the audit log.
@@ -15,7 +20,7 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use maud::{html, Markup};
 use vigil_store::{
-    PartitionInfo, QuarantineFilter, QuarantineRecord, Retention, SearchRequest, Store, Visibility,
+    PartitionInfo, QuarantineFilter, QuarantineRecord, Retention, Store, Visibility,
 };
 
 use crate::auth::Caller;
@@ -33,20 +38,28 @@ const SAMPLES_PER_REASON: usize = 3;
 const SAMPLE_BYTES: usize = 120;
 /// A source with nothing for longer than this is flagged silent.
 const SILENCE: Duration = Duration::hours(1);
+/// An event that arrived more than this after its own time is counted as late: a shipper
+/// that lags, or a backlog delivered at once. Detection has its own, finer measure of
+/// lateness (`vigil_detect_late_events_total`), against the other sources' streams.
+const LATE: Duration = Duration::minutes(15);
+/// A last event whose own time is further than this from its arrival has the gap shown.
+const SKEW_SHOWN: Duration = Duration::minutes(5);
 
 pub(crate) fn router() -> Router<UiState> {
     Router::new().route("/health", get(health_page))
 }
 
-/// One source's recent traffic.
+/// One source's recent traffic, by arrival.
 struct SourceHealth {
     kind: String,
     name: String,
-    /// Events per minute over the last hour, oldest first.
+    /// Events arrived per minute over the last hour, oldest first.
     per_minute: Vec<u64>,
     last_hour: u64,
     last_day: u64,
-    /// The newest event's own time and its arrival.
+    /// Of the last day's, those that arrived more than [`LATE`] after their own time.
+    late_day: u64,
+    /// The last event to arrive: its own time (the sender's) and its arrival.
     last: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
@@ -143,8 +156,7 @@ fn sources(
                 continue;
             };
             let query = source_query(&kind, &name);
-            let histogram =
-                store.histogram(&query, visibility, Some(hour_start), Some(hour_end))?;
+            let histogram = store.arrival_histogram(&query, visibility, hour_start, hour_end)?;
             let mut per_minute = vec![0u64; 60];
             for bucket in &histogram.buckets {
                 let minute = (bucket.start - hour_start).num_minutes();
@@ -155,27 +167,26 @@ fn sources(
                     *slot += bucket.count;
                 }
             }
-            let day = store.search(&SearchRequest {
-                query: query.clone(),
-                from: Some(now - Duration::hours(24)),
-                to: None,
-                limit: 0,
-                cursor: None,
-                visibility: visibility.clone(),
-            })?;
-            let newest = store.search(&SearchRequest {
-                query,
-                from: None,
-                to: None,
-                limit: 1,
-                cursor: None,
-                visibility: visibility.clone(),
-            })?;
+            let day = store.arrival_histogram(
+                &query,
+                visibility,
+                hour_end - Duration::hours(24),
+                hour_end,
+            )?;
+            let late_day = store.late_arrivals(
+                &query,
+                visibility,
+                hour_end - Duration::hours(24),
+                hour_end,
+                LATE,
+            )?;
+            let newest = store.last_arrived(&query, visibility)?;
             found.push(SourceHealth {
                 last_hour: per_minute.iter().sum(),
                 per_minute,
-                last_day: day.total,
-                last: newest.hits.first().map(|e| (e.time, e.received)),
+                last_day: day.buckets.iter().map(|b| b.count).sum(),
+                late_day,
+                last: newest.map(|e| (e.time, e.received)),
                 kind: kind.clone(),
                 name,
             });
@@ -250,6 +261,20 @@ fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     }
 }
 
+/// The gap between an event's own time and its arrival, when it is more than clocks and
+/// shipping delays explain: a sender's clock that is wrong, or a backlog delivered late.
+fn skew(time: DateTime<Utc>, received: DateTime<Utc>) -> Option<String> {
+    let gap = received - time;
+    let size = |d: Duration| ago(received, received - d).replace(" ago", "");
+    if gap > SKEW_SHOWN {
+        Some(format!("{} before its arrival", size(gap)))
+    } else if -gap > SKEW_SHOWN {
+        Some(format!("{} after its arrival", size(-gap)))
+    } else {
+        None
+    }
+}
+
 /// Events per minute as a line, scaled to the busiest minute.
 fn sparkline(source: &SourceHealth) -> Markup {
     const WIDTH: usize = 120;
@@ -265,7 +290,7 @@ fn sparkline(source: &SourceHealth) -> Markup {
     html! {
         svg.sparkline xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (WIDTH) " " (HEIGHT) }
             width=(WIDTH) height=(HEIGHT) role="img" preserveAspectRatio="none" {
-            title { (source.last_hour) " events in the last hour; at most " (most) " in a minute" }
+            title { (source.last_hour) " events arrived in the last hour; at most " (most) " in a minute" }
             polyline fill="none" stroke="currentColor" stroke-width="1" points=(points.join(" ")) {}
         }
     }
@@ -282,8 +307,11 @@ fn render(health: &Health) -> Markup {
             } @else {
                 table.health {
                     thead { tr {
-                        th { "Kind" } th { "Name" } th { "Events per minute, last hour" }
-                        th { "Last hour" } th { "Last 24 h" } th { "Last event (arrived)" } th { "Status" }
+                        th { "Kind" } th { "Name" } th { "Arrivals per minute, last hour" }
+                        th { "Last hour" } th { "Last 24 h" }
+                        th { "Of those, late (over " (LATE.num_minutes()) " min after their own time)" }
+                        th { "Last arrival" }
+                        th { "Its event time (the sender's)" } th { "Status" }
                     } }
                     tbody {
                         @for source in &health.sources {
@@ -294,10 +322,16 @@ fn render(health: &Health) -> Markup {
                                 td { (sparkline(source)) }
                                 td.count { (source.last_hour) }
                                 td.count { (source.last_day) }
-                                td {
+                                td.count.late { (source.late_day) }
+                                td.arrival {
+                                    @if let Some((_, received)) = source.last {
+                                        time datetime=(stamp(received)) { (stamp(received)) } " (" (ago(now, received)) ")"
+                                    }
+                                }
+                                td.event-time {
                                     @if let Some((time, received)) = source.last {
                                         time datetime=(stamp(time)) { (stamp(time)) }
-                                        " (arrived " time datetime=(stamp(received)) { (stamp(received)) } ", " (ago(now, received)) ")"
+                                        @if let Some(skew) = skew(time, received) { " " span.flag { (skew) } }
                                     }
                                 }
                                 td { @if silent { span.flag { "silent for over an hour" } } @else { "receiving" } }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use axum::Router;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Map;
 use tempfile::TempDir;
 use vigil_access::{AccessConfig, AccessDb, Role, Secret};
@@ -47,9 +47,14 @@ fn event(n: u32, source: Source, ago: Duration) -> Event {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Vec::new()).await
+}
+
+/// The fixture's events and quarantine, with `more` events beside them.
+async fn fixture_with(more: Vec<Event>) -> Fixture {
     let dir = TempDir::new().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let mut events = Vec::new();
+    let mut events = more;
     // Three recent events from a live source.
     for n in 0..3 {
         events.push(event(
@@ -154,7 +159,7 @@ async fn sources_show_their_counts_last_event_and_silence() {
         "{live}"
     );
     assert!(
-        live.contains("<svg") && live.contains("<title>3 events in the last hour"),
+        live.contains("<svg") && live.contains("<title>3 events arrived in the last hour"),
         "{live}"
     );
     assert!(
@@ -212,7 +217,8 @@ async fn a_viewer_does_not_see_the_audit_source_and_an_admin_does() {
 async fn hostile_names_and_bytes_stay_text() {
     let fixture = fixture().await;
     let html = fixture.health_as("admin").await;
-    assert!(!html.contains("<script"), "{html}");
+    // The frame's own same-origin scripts aside, no element comes from hostile text.
+    assert!(!html.contains("<script>"), "{html}");
     assert!(!html.contains("<img"), "{html}");
     assert!(!html.contains("<b>"), "{html}");
     assert!(
@@ -245,4 +251,97 @@ async fn partitions_are_listed_with_their_events_and_the_retention() {
     );
     assert!(html.contains("no age limit"), "{html}");
     assert!(html.contains("does not run detection"), "{html}");
+}
+
+/// `event`, dated `dated` by its sender and received `arrived` ago.
+fn dated(n: u32, source: Source, dated: DateTime<Utc>, arrived: Duration) -> Event {
+    Event {
+        time: dated,
+        received: Utc::now() - arrived,
+        ..event(n, source, Duration::zero())
+    }
+}
+
+/// Senders choose their events' times; the page counts and dates what arrived. A source
+/// dating its records years back (or minutes ahead) still shows as busy now, and one dating
+/// stale records as new still shows as silent, with its own times beside the arrivals.
+#[tokio::test]
+async fn rates_and_the_last_event_follow_arrival_not_the_senders_times() {
+    let long_ago = Utc.with_ymd_and_hms(2021, 3, 1, 12, 0, 0).unwrap();
+    let fixture = fixture_with(vec![
+        dated(
+            30,
+            source("cloudtrail", "backdated"),
+            long_ago,
+            Duration::minutes(3),
+        ),
+        dated(
+            31,
+            source("cloudtrail", "backdated"),
+            long_ago,
+            Duration::minutes(2),
+        ),
+        dated(
+            32,
+            source("cloudtrail", "backdated"),
+            Utc::now() + Duration::minutes(10),
+            Duration::seconds(150),
+        ),
+        dated(
+            40,
+            source("cloudtrail", "stale"),
+            Utc::now() - Duration::minutes(1),
+            Duration::hours(3),
+        ),
+    ])
+    .await;
+    let html = fixture.health_as("viewer").await;
+
+    let busy = row(&html, "<td>backdated</td>");
+    assert!(
+        busy.contains(r#"<td class="count">3</td><td class="count">3</td>"#),
+        "{busy}"
+    );
+    assert!(
+        busy.contains("<title>3 events arrived in the last hour"),
+        "{busy}"
+    );
+    assert!(
+        busy.contains("receiving") && !busy.contains("silent"),
+        "{busy}"
+    );
+    // The two dated years back arrived late; the one dated minutes ahead did not.
+    assert!(cell(busy, "count late").ends_with(">2"), "{busy}");
+    // The last to arrive was dated in 2021: its arrival is minutes ago, its own time shown
+    // apart, with the gap.
+    let arrival = cell(busy, "arrival");
+    assert!(arrival.contains("2 min ago"), "{arrival}");
+    let own = cell(busy, "event-time");
+    assert!(
+        own.contains("2021-03-01T12:00:00Z") && own.contains("days before its arrival"),
+        "{own}"
+    );
+
+    let stale = row(&html, "<td>stale</td>");
+    assert!(
+        stale.contains(r#"<td class="count">0</td><td class="count">1</td>"#),
+        "{stale}"
+    );
+    assert!(stale.contains("silent for over an hour"), "{stale}");
+    assert!(cell(stale, "count late").ends_with(">0"), "{stale}");
+    assert!(cell(stale, "arrival").contains("3 h ago"), "{stale}");
+    assert!(
+        cell(stale, "event-time").contains("h after its arrival"),
+        "{stale}"
+    );
+}
+
+/// The cell of `row` with class `class`.
+fn cell<'a>(row: &'a str, class: &str) -> &'a str {
+    let open = format!(r#"<td class="{class}">"#);
+    let at = row
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {class} cell: {row}"));
+    let rest = &row[at..];
+    &rest[..rest.find("</td>").unwrap()]
 }
