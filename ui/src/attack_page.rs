@@ -24,6 +24,7 @@ use crate::frame::layout;
 use crate::rule_catalog::{attack_technique_url, RuleCatalog};
 use crate::search_terms::encode;
 use crate::{call_store, UiState};
+use vigil_access::Permission;
 
 /// The enterprise tactics in kill-chain order, by the names their Sigma tags use.
 pub(crate) const TACTICS: [(&str, &str); 14] = [
@@ -123,7 +124,7 @@ async fn attack_page(
         @if !catalog.is_loaded() {
             p { "This process does not run detection, so it has no rules to map." }
         } @else {
-            (intro(&catalog))
+            (intro(&catalog, caller.principal.may(Permission::Backtest)))
             @if hits_missing { p.error { "Hit counts could not be read; they show as 0." } }
             (matrix(&coverage(&catalog, &hits)))
         }
@@ -135,7 +136,7 @@ async fn attack_page(
         .into_response()
 }
 
-fn intro(catalog: &RuleCatalog) -> Markup {
+fn intro(catalog: &RuleCatalog, may_backtest: bool) -> Markup {
     let tagged = catalog
         .iter()
         .filter(|(_, rule)| rule.tags.iter().any(|t| technique_of(t).is_some()))
@@ -145,7 +146,8 @@ fn intro(catalog: &RuleCatalog) -> Markup {
             (tagged) " of " (catalog.len()) " loaded rules name an ATT&CK technique. Each cell \
              gives the technique, the rules tagged with it and that tactic, and their alerts \
              in the last 7 days. "
-            a href="/rules" { "All rules" } " · " a href="/rules/backtest" { "Backtest a rule" }
+            a href="/rules" { "All rules" }
+            @if may_backtest { " · " a href="/rules/backtest" { "Backtest a rule" } }
         }
     }
 }
@@ -166,7 +168,7 @@ fn matrix(columns: &Coverage) -> Markup {
                     @for &column in &shown {
                         th scope="col" {
                             @if column == UNTAGGED { "No tactic tag" } @else { (TACTICS[column].1) }
-                            br; span.muted { (columns[column].len()) " techniques" }
+                            br; span.muted { (count(columns[column].len(), "technique")) }
                         }
                     }
                 } }
@@ -185,6 +187,15 @@ fn matrix(columns: &Coverage) -> Markup {
     }
 }
 
+/// `1 rule`, `2 rules`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn cell_markup(technique: &str, cell: &Cell) -> Markup {
     let label = technique
         .strip_prefix("attack.")
@@ -198,9 +209,9 @@ fn cell_markup(technique: &str, cell: &Cell) -> Markup {
         br;
         // The rules list filters by text in titles, ids and tags; it has no exact tag filter.
         a href={ "/rules?q=" (encode(technique)) } {
-            (rules) @if rules == 1 { " rule" } @else { " rules" }
+            (count(rules, "rule"))
         }
-        ", " (cell.hits_7d) " hits (7 d)"
+        ", " (count(cell.hits_7d as usize, "hit")) " (7 d)"
     }
 }
 

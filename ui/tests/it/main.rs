@@ -4,6 +4,7 @@
 mod alert_page;
 mod alerts_api;
 mod alerts_page;
+mod attack_page;
 mod backtest_page;
 mod gate;
 mod health_page;
