@@ -153,4 +153,27 @@ fn the_live_tail_streams_into_the_search_page_pauses_and_keeps_text_text() {
     // keys.js: `/` goes to the query box.
     browser.press(&["/"]);
     assert!(browser.focus_matches("#q"), "{}", browser.focused());
+
+    // On the results (the tail closed), `j` and `k` move between rows, `o` opens one, and
+    // `?` lists the keys.
+    browser.goto(&vigil.url("/search?q=eventName%3ADeleteTrail"));
+    browser.text_showing(&["2 matching events"]);
+    let selected = "section.results table.events tr.key-selected";
+    // The query box has the focus (autofocus), where keys are typed; Escape leaves it.
+    browser.press(&["\u{E00C}", "j", "j", "k"]);
+    assert_eq!(browser.count(selected), 1);
+    assert_eq!(
+        browser.eval(
+            "return document.querySelector('section.results table.events tbody tr').classList.contains('key-selected')",
+            serde_json::json!([]),
+        ),
+        serde_json::json!(true)
+    );
+    browser.press(&["o"]);
+    assert_eq!(
+        browser.count("section.results tr.key-selected td.event > details[open]"),
+        1
+    );
+    browser.press(&["?"]);
+    browser.text_showing(&["Keyboard shortcuts", "Next row"]);
 }
