@@ -28,6 +28,7 @@ const ADMIN: &str = "root-admin";
 const ADMIN_PASSWORD: &str = "admin password, long enough";
 
 const STOP_LOGGING_RULE: &str = "AWS CloudTrail Logging Stopped Or Trail Deleted";
+const STOP_LOGGING_ID: &str = "8839b791-6198-4751-84ca-948372583b72";
 const POD_EXEC_RULE: &str = "Kubernetes Interactive Exec Into A Pod By A User";
 const BRUTE_FORCE_RULE: &str = "Flask User Management Login Brute Force";
 
@@ -311,9 +312,119 @@ fn an_analyst_works_through_the_console() {
     browser.click("header form.sign-out button[type=submit]");
     browser.wait_for_url(&vigil.url("/login"));
     browser.sign_in(vigil, ADMIN, ADMIN_PASSWORD);
+    rules_at_runtime(&browser, &console);
     browser.goto(&vigil.url("/audit"));
     browser.text_showing(&["Audit log", ANALYST]);
     page_done(&browser, "audit");
+}
+
+/// Whether the running rules hold `rule_id` enabled, as the API says.
+fn rule_enabled(vigil: &Vigil, rule_id: &str) -> bool {
+    let rules = vigil.get_json("/api/v1/rules");
+    let rule = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == rule_id)
+        .unwrap_or_else(|| panic!("{rule_id} is not loaded: {rules}"));
+    rule["enabled"].as_bool().unwrap()
+}
+
+/// A StopLogging call by `user`, now.
+fn stop_logging(user: &str) -> String {
+    cloudtrail_ndjson(&[Trail {
+        time: Utc::now().trunc_subsecs(0),
+        name: "StopLogging",
+        arn: arn(user),
+        address: "192.0.2.99",
+    }])
+    .replace("console-0", &format!("console-{user}"))
+}
+
+/// A rule author's flows: the rules list and a rule's page, disabling and enabling it (and
+/// what that does to detection), a reload, a backtest and the ATT&CK coverage.
+fn rules_at_runtime(browser: &Browser, console: &Console) {
+    let vigil = &console.vigil;
+    browser.goto(&vigil.url("/rules"));
+    browser.text_showing(&["Rules", STOP_LOGGING_RULE, POD_EXEC_RULE]);
+    page_done(browser, "rules");
+    browser.click_element(&browser.find_link(STOP_LOGGING_RULE));
+    let path = format!("/rules/{STOP_LOGGING_ID}");
+    browser.wait_for_url(&vigil.url(&path));
+    browser.text_showing(&["YAML", "eventName:", "Disable this rule"]);
+    page_done(browser, "rule");
+
+    // Disabled, the rule lets a StopLogging call pass; enabled again, it alerts on the next.
+    browser.click("form.rule-state button[type=submit]");
+    browser.text_showing(&["Enable this rule"]);
+    assert!(!rule_enabled(vigil, STOP_LOGGING_ID));
+    let alerts_of = |vigil: &Vigil| {
+        alerts_by_rule(vigil)
+            .get(STOP_LOGGING_RULE)
+            .map_or(0, Vec::len)
+    };
+    assert!(vigil
+        .post_ndjson("cloudtrail", stop_logging("while-disabled"))
+        .status()
+        .is_success());
+    wait_for(
+        "the call while disabled indexed",
+        Duration::from_secs(30),
+        || (vigil.search_total("eventID:console-while-disabled") == 1).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    browser.click("form.rule-state button[type=submit]");
+    browser.text_showing(&["Disable this rule"]);
+    assert!(rule_enabled(vigil, STOP_LOGGING_ID));
+    assert!(vigil
+        .post_ndjson("cloudtrail", stop_logging("after-enable"))
+        .status()
+        .is_success());
+    wait_for("the alert after enabling", Duration::from_secs(30), || {
+        (alerts_of(vigil) == 4).then_some(())
+    });
+    // Three from the fixture and one after enabling: none for the call while disabled.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(alerts_of(vigil), 4, "the disabled rule alerted");
+
+    // A reload from the files swaps in a new generation, with the rule still enabled.
+    browser.goto(&vigil.url("/rules"));
+    browser.text_showing(&["Reload rules from their files"]);
+    let before = vigil.get_json("/api/v1/rules")["generation"].clone();
+    browser.click("form.reload button[type=submit]");
+    browser.text_showing(&["is running, with"]);
+    let after = vigil.get_json("/api/v1/rules")["generation"].clone();
+    assert_ne!(before, after, "the reload changed no generation");
+    assert!(rule_enabled(vigil, STOP_LOGGING_ID));
+
+    // A backtest of the rule over the last day finds every StopLogging call.
+    browser.goto(&vigil.url("/rules/backtest"));
+    browser.text_showing(&["Backtest a rule"]);
+    browser.click(&format!("#backtest-rule option[value='{STOP_LOGGING_ID}']"));
+    browser.clear("#backtest-from");
+    browser.type_into("#backtest-from", "now-24h");
+    browser.clear("#backtest-to");
+    browser.type_into("#backtest-to", "now");
+    browser.click("form.backtest button[type=submit]");
+    browser.wait_for_url_where("the backtest's page", |url| {
+        url.contains("/rules/backtest/")
+    });
+    let calls = console
+        .trail
+        .iter()
+        .filter(|t| t.name == "StopLogging")
+        .count()
+        + 2;
+    let text = browser.text_showing(&["Alerts it would have raised", "Matched events"]);
+    assert!(
+        text.contains(&format!("Events matched\n{calls}")),
+        "not {calls} matches:\n{text}"
+    );
+    page_done(browser, "backtest");
+
+    browser.goto(&vigil.url("/rules/attack"));
+    browser.text_showing(&["ATT&CK coverage", "T1562"]);
+    page_done(browser, "attack");
 }
 
 fn search_with_time_ranges(browser: &Browser, console: &Console) {

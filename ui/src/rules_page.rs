@@ -583,7 +583,8 @@ async fn rule_page(
         @if rule.yaml.is_empty() {
             p.muted { "The file's text is not available." }
         } @else {
-            pre.yaml { (rule.yaml) }
+            // Focusable, so that a keyboard can scroll a long rule sideways.
+            pre.yaml tabindex="0" aria-label="The rule's YAML" { (rule.yaml) }
         }
     };
     layout(&rule.title, Some(&caller), body).into_response()
