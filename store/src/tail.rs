@@ -107,8 +107,10 @@ impl ArrivalLog {
         lock(&self.inner).last
     }
 
-    /// Up to `limit` ids numbered after `cursor`, and whether some after it are gone.
-    fn since(&self, cursor: u64, limit: usize) -> (Vec<(u64, EventId)>, bool) {
+    /// Up to `limit` ids numbered after `cursor`, whether some after it are gone, and the
+    /// last number given (where a caller that got no ids carries on from: read under the
+    /// same lock, so no commit falls between).
+    fn since(&self, cursor: u64, limit: usize) -> (Vec<(u64, EventId)>, bool, u64) {
         let inner = lock(&self.inner);
         // A cursor past the last number is not one this process gave: start from now.
         let cursor = cursor.min(inner.last);
@@ -126,7 +128,7 @@ impl ArrivalLog {
             .take(limit)
             .copied()
             .collect();
-        (ids, gap)
+        (ids, gap, inner.last)
     }
 }
 
@@ -147,7 +149,7 @@ impl Store {
         visibility: &Visibility,
         limit: usize,
     ) -> Result<Arrived, StoreError> {
-        let (numbered, gap) = self.arrivals.since(cursor, IDS_PER_CALL);
+        let (numbered, gap, last) = self.arrivals.since(cursor, IDS_PER_CALL);
         let ids: Vec<EventId> = numbered.iter().map(|(_, id)| *id).collect();
         let mut matching: std::collections::HashMap<EventId, Event> = self
             .events
@@ -155,9 +157,7 @@ impl Store {
             .into_iter()
             .map(|event| (event.id, event))
             .collect();
-        let mut next = numbered
-            .last()
-            .map_or(cursor.min(self.arrivals.cursor()), |(number, _)| *number);
+        let mut next = numbered.last().map_or(last, |(number, _)| *number);
         let mut events = Vec::new();
         for (number, id) in numbered {
             if let Some(event) = matching.remove(&id) {
@@ -196,9 +196,16 @@ mod tests {
         log.committed(taken);
         assert_eq!(
             log.since(start, 10),
-            (vec![(start + 1, id(1)), (start + 2, id(2))], false)
+            (
+                vec![(start + 1, id(1)), (start + 2, id(2))],
+                false,
+                start + 2
+            )
         );
-        assert_eq!(log.since(start + 1, 10), (vec![(start + 2, id(2))], false));
+        assert_eq!(
+            log.since(start + 1, 10),
+            (vec![(start + 2, id(2))], false, start + 2)
+        );
         assert_eq!(log.since(start, 1).0, vec![(start + 1, id(1))]);
         // A failed commit puts its ids back ahead of those staged since.
         let taken = log.take_staged();
@@ -213,7 +220,7 @@ mod tests {
             .collect();
         assert_eq!(after, vec![id(3), id(4)]);
         // A future cursor reads as now; one from before this log started is a gap.
-        assert_eq!(log.since(u64::MAX, 10), (vec![], false));
+        assert_eq!(log.since(u64::MAX, 10), (vec![], false, start + 4));
         assert!(log.since(start - 1, 10).1);
     }
 
@@ -222,10 +229,10 @@ mod tests {
         let log = ArrivalLog::new();
         let start = log.cursor();
         log.committed((0..KEPT_ARRIVALS as u32 + 5).map(id).collect());
-        let (ids, gap) = log.since(start, 1);
+        let (ids, gap, _) = log.since(start, 1);
         assert!(gap);
         assert_eq!(ids, vec![(start + 6, id(5))]);
-        let (_, gap) = log.since(start + 5, 1);
+        let (_, gap, _) = log.since(start + 5, 1);
         assert!(!gap);
     }
 }
