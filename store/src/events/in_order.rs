@@ -51,29 +51,37 @@ impl EventIndex {
     ) -> Result<EventsInOrder, StoreError> {
         let limit = limit.min(MAX_IN_ORDER_PAGE);
         let cursor = cursor.map(Cursor::decode).transpose()?;
-        let plan = self.plan(Some(from), Some(to))?;
-        let mut partitions = Vec::with_capacity(plan.len());
-        for (key, _) in &plan {
-            partitions.push(self.partition(*key)?);
-        }
-        let queries = self.request_query(
-            "",
-            visibility,
-            Some(from),
-            Some(to),
-            Utc::now(),
-            partitions.iter().map(|p| p.layout),
-        )?;
+        // Oldest first by their earliest event, so that a full page can skip the partitions
+        // whose every event comes after it; and those whose every event is at or before the
+        // cursor are skipped too, so a long range is not searched whole for every page.
+        let mut plan = self.plan(Some(from), Some(to))?;
+        plan.sort_by_key(|(key, span)| (span.min, *key));
+        let nanos = |time: &DateTime<Utc>| index::to_tantivy(time).into_timestamp_nanos();
+        let now = Utc::now();
         let past = cursor.map(|cursor| self.past_cursor(cursor));
         let order = |c: &Cursor| (c.time_nanos, c.tiebreak);
         // The oldest `limit` across partitions, oldest first.
         let mut page: Vec<(Cursor, Event)> = Vec::new();
-        for ((_, span), partition) in plan.iter().zip(&partitions) {
-            let nanos = index::to_tantivy(&span.max).into_timestamp_nanos();
-            if cursor.is_some_and(|c| nanos < c.time_nanos) || limit == 0 {
-                // Every event in it is at or before the cursor.
+        for (key, span) in &plan {
+            let before_cursor = cursor.is_some_and(|c| nanos(&span.max) < c.time_nanos);
+            let after_page = page.len() >= limit
+                && page
+                    .last()
+                    .is_some_and(|(last, _)| last.time_nanos < nanos(&span.min));
+            if limit == 0 || before_cursor || after_page {
                 continue;
             }
+            let partition = self.partition(*key)?;
+            // The query is the range and the visibility alone, so translating it for each
+            // partition's layout costs next to nothing.
+            let queries = self.request_query(
+                "",
+                visibility,
+                Some(from),
+                Some(to),
+                now,
+                [partition.layout],
+            )?;
             self.partitions_searched.fetch_add(1, Ordering::Relaxed);
             let searcher = partition.reader.searcher();
             let base = queries.get(partition.layout);
@@ -284,10 +292,61 @@ mod tests {
         let everything = store
             .events_in_time_order(at(0), at(60), &Visibility::everything(), None, 100)
             .unwrap();
-        assert_eq!(numbers(&everything.events), vec![1, 2, 3, 4, 100, 5, 6, 7, 8]);
+        assert_eq!(
+            numbers(&everything.events),
+            vec![1, 2, 3, 4, 100, 5, 6, 7, 8]
+        );
         assert_eq!(everything.next_cursor, None);
         assert!(store
             .events_in_time_order(at(0), at(60), &hiding, Some("not a cursor"), 2)
             .is_err());
+    }
+
+    /// Partitions whose events all come after a full page, or all at or before the cursor,
+    /// are not searched: paging through a long range reads each partition about once.
+    #[test]
+    fn pages_skip_partitions_they_cannot_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            dir.path(),
+            StoreOptions {
+                partition: PartitionScheme::hourly(),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let base = Utc.with_ymd_and_hms(2026, 11, 1, 10, 30, 0).unwrap();
+        let events: Vec<Event> = (0..3)
+            .map(|n| {
+                let arrived = Utc::now() - Duration::hours(3 - i64::from(n));
+                event(
+                    n + 1,
+                    "cloudtrail",
+                    base + Duration::hours(2 * i64::from(n)),
+                    arrived,
+                )
+            })
+            .collect();
+        store.index_events(&events).unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.partitions().unwrap().len(), 3);
+        let before = store.partition_stats().unwrap().partitions_searched;
+        let (from, to) = (base - Duration::hours(1), base + Duration::hours(6));
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .events_in_time_order(from, to, &Visibility::everything(), cursor.as_deref(), 1)
+                .unwrap();
+            seen.extend(numbers(&page.events));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec![1, 2, 3]);
+        // Four pages: 1 + 2 + 2 + 1 partitions, where searching all would be 3 + 3 + 2 + 1.
+        let searched = store.partition_stats().unwrap().partitions_searched - before;
+        assert_eq!(searched, 6);
     }
 }
