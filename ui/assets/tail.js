@@ -40,6 +40,7 @@
     var tr = document.createElement('tr');
     tr.className = 'live-tail-row';
     textCell(tr, data.time, 'time');
+    textCell(tr, data.received, 'time');
     var source = textCell(tr, data.source_kind);
     source.appendChild(document.createElement('br'));
     var name = document.createElement('span');

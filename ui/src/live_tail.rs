@@ -145,6 +145,8 @@ struct TailParams {
 struct Row {
     id: String,
     time: String,
+    /// When Vigil received it, which senders cannot choose.
+    received: String,
     source_kind: String,
     source_name: String,
     summary: Vec<(String, String)>,
@@ -163,6 +165,7 @@ fn row(event: &Event) -> Row {
     Row {
         id: event.id.to_string(),
         time: event.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        received: event.received.format("%Y-%m-%d %H:%M:%S").to_string(),
         source_kind: event.source.kind.clone(),
         source_name: event.source.name.clone(),
         summary: summary(event, &document)
@@ -406,12 +409,13 @@ async fn live_page(
                     }
                     @if events.is_empty() { p.muted { "None yet." } } @else {
                         table.events.live-events {
-                            thead { tr { th { "Time" } th { "Source" } th { "Event" } } }
+                            thead { tr { th { "Time" } th { "Received" } th { "Source" } th { "Event" } } }
                             tbody {
                                 @for event in &events {
                                     @let row = row(event);
                                     tr {
                                         (time_cell(&event.time))
+                                        (time_cell(&event.received))
                                         td { (row.source_kind) br; span.muted { (row.source_name) } }
                                         td.event {
                                             @for (label, value) in &row.summary {

@@ -321,6 +321,9 @@ async fn the_tail_streams_new_matches_and_nothing_hidden_from_the_caller() {
     let seen = theirs.until("DeleteTrail", Duration::from_secs(10)).await;
     assert!(seen.contains("\"<img src=x onerror=alert(1)>\""), "{seen}");
     assert!(seen.contains("1999-03-04 05:06:07"), "{seen}");
+    // Beside its own time, when it arrived: today.
+    let today = format!(r#""received":"{}"#, Utc::now().format("%Y-%m-%d"));
+    assert!(seen.contains(&today), "{seen}");
     assert!(!seen.contains("DescribeTrails"), "{seen}");
     assert!(!seen.contains("hidden-audit-entry"), "{seen}");
     assert!(!seen.contains(AUDIT_SOURCE), "{seen}");
