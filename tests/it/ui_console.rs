@@ -467,7 +467,7 @@ fn search_with_time_ranges(browser: &Browser, console: &Console) {
 
 fn zoom_through_the_histogram(browser: &Browser, console: &Console) {
     let vigil = &console.vigil;
-    search(browser, vigil, "/search?q=&from=now-24h&to=now");
+    search(browser, vigil, "/search?from=now-4h&to=now");
     page_done(browser, "search");
     search(
         browser,
