@@ -9,8 +9,8 @@
 //!
 //! Rule text, event values and rule ids are attacker-written: they stay text.
 
-use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{Extension, Form, Path, State};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::{Extension, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -307,8 +307,34 @@ impl Default for StartForm {
     }
 }
 
-async fn form_page(State(state): State<UiState>, Extension(caller): Extension<Caller>) -> Response {
-    form_response(&state, &caller, StatusCode::OK, &StartForm::default(), None)
+/// What a link to the form may fill in: `/rules/backtest?rule=ID` from a rule's page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Prefill {
+    rule: String,
+    from: String,
+    to: String,
+}
+
+async fn form_page(
+    State(state): State<UiState>,
+    Extension(caller): Extension<Caller>,
+    prefill: Result<Query<Prefill>, QueryRejection>,
+) -> Response {
+    // A malformed query string only loses the prefill.
+    let prefill = prefill.map(|Query(p)| p).unwrap_or_default();
+    let defaults = StartForm::default();
+    let form = StartForm {
+        rule: prefill.rule,
+        from: Some(prefill.from)
+            .filter(|f| !f.is_empty())
+            .unwrap_or(defaults.from),
+        to: Some(prefill.to)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(defaults.to),
+        ..StartForm::default()
+    };
+    form_response(&state, &caller, StatusCode::OK, &form, None)
 }
 
 async fn start_from_form(

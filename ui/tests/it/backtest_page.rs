@@ -287,6 +287,9 @@ async fn a_rule_author_backtests_a_pasted_rule_and_reads_it_while_it_runs_and_af
     let (status, html) = f.get(&rita, "/rules/backtest").await;
     assert_eq!(status, StatusCode::OK, "{html}");
     let csrf = csrf_in(&html);
+    // A link may fill the form in.
+    let (_, prefilled) = f.get(&rita, "/rules/backtest?from=now-7d&rule=x").await;
+    assert!(prefilled.contains(r#"value="now-7d""#), "{prefilled}");
 
     // Without the form's token: refused, and nothing started.
     let fields = [
