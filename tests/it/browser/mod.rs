@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod axe;
+pub mod console_events;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
