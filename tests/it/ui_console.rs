@@ -154,6 +154,17 @@ fn an_analyst_works_through_the_console() {
     triage_groups_in_bulk(&browser, vigil);
     open_an_alert_and_pivot(&browser, vigil);
 
+    // A saved search, the list of them, and the live tail's page without scripts.
+    browser.goto(&vigil.url("/search?q=source_kind%3Acloudtrail&from=now-24h&to=now"));
+    browser.type_into("#save-search-name", "CloudTrail, last day");
+    browser.click("form#save-search button[type=submit]");
+    browser.wait_for_url_where("the saved searches", |url| url.ends_with("/searches"));
+    browser.text_showing(&["CloudTrail, last day", "source_kind:cloudtrail"]);
+    page_done(&browser, "saved-searches");
+    browser.goto(&vigil.url("/search/live?q=source_kind%3Acloudtrail"));
+    browser.wait_until("the live page", || browser.loaded().then_some(()));
+    page_done(&browser, "live");
+
     browser.goto(&vigil.url("/health"));
     browser.text_showing(&["Sources", "cloudtrail", "prod-cluster", "flask-app"]);
     page_done(&browser, "health");
@@ -270,6 +281,7 @@ fn rules_at_runtime(browser: &Browser, console: &Console) {
     // A backtest of the rule over the last day finds every StopLogging call.
     browser.goto(&vigil.url("/rules/backtest"));
     browser.text_showing(&["Backtest a rule"]);
+    assert_accessible(browser, "the backtest form");
     browser.click(&format!("#backtest-rule option[value='{STOP_LOGGING_ID}']"));
     browser.clear("#backtest-from");
     browser.type_into("#backtest-from", "now-24h");
@@ -589,6 +601,26 @@ fn keyboard_only(browser: &Browser, vigil: &Vigil) {
         browser.focused()
     );
     eprintln!("keyboard: {tabs} Tabs from the query to the first result");
+    // The shortcuts of keys.js go there at once: j and k move through the rows, o opens
+    // one, / goes back to the query box.
+    browser.press(&["j", "j"]);
+    let second_row = "table.events tbody tr:nth-child(2) td.event > details > summary";
+    assert!(
+        browser.focus_matches(second_row),
+        "j j: {}",
+        browser.focused()
+    );
+    browser.press(&["o"]);
+    assert_eq!(
+        browser.eval(
+            "return document.querySelector(arguments[0]).parentElement.open",
+            json!([second_row])
+        ),
+        json!(true),
+        "o did not open the event"
+    );
+    browser.press(&["/"]);
+    assert!(browser.focus_matches("#q"), "/: {}", browser.focused());
 
     // The bulk form: action, reason, assignee, the button, then the first group.
     browser.goto(&vigil.url("/"));
