@@ -361,6 +361,24 @@ fn hostile_events_stay_text_on_every_page() {
     browser.goto(url.as_str());
     assert_inert(&browser, "a query error", &["Query error", IMG]);
 
+    // A backtest of a pasted rule with a hostile title, over the hostile events: its page
+    // lists the matches and the alerts it would raise.
+    browser.goto(&vigil.url("/rules/backtest"));
+    browser.text_showing(&["Backtest a rule"]);
+    let rule = format!(
+        "title: '{}'\nid: 5d3c7a0e-6f7e-4f57-9d0e-2b1f6c1a9e11\nstatus: test\n\
+         logsource:\n    product: aws\n    service: cloudtrail\n\
+         detection:\n    selection:\n        eventSource: cloudtrail.amazonaws.com\n\
+         \x20   condition: selection\nlevel: high\n",
+        SVG.replace('\'', "''")
+    );
+    browser.type_into("#backtest-yaml", &rule);
+    browser.clear("#backtest-from");
+    browser.type_into("#backtest-from", "now-1h");
+    browser.click("form.backtest button[type=submit]");
+    browser.wait_for_url_where("the backtest", |url| url.contains("/rules/backtest/"));
+    assert_inert(&browser, "the backtest", &["Matched events", IMG, CSS]);
+
     browser.goto(&vigil.url("/health"));
     // Samples are shown escaped, as Rust writes a string's debug form.
     assert_inert(
