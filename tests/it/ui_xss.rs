@@ -389,6 +389,58 @@ fn hostile_events_stay_text_on_every_page() {
     browser.goto(&vigil.url("/audit"));
     assert_inert(&browser, "the audit log", &[IMG]);
 
+    // Parameters a link could carry, reflected into inputs, headers and error messages.
+    let with = |path: &str, pairs: &[(&str, &str)]| {
+        let mut url = reqwest::Url::parse(&vigil.url(path)).unwrap();
+        url.query_pairs_mut().extend_pairs(pairs);
+        url.to_string()
+    };
+    for (url, shown) in [
+        (
+            with(
+                "/",
+                &[
+                    ("rule", ATTRIBUTE),
+                    ("assignee", IMG),
+                    ("tag", SVG),
+                    ("source", CSS),
+                ],
+            ),
+            "Recent alerts",
+        ),
+        (with("/", &[("status", SVG)]), "unknown status"),
+        (
+            with("/search", &[("columns", ATTRIBUTE), ("q", "*")]),
+            "matching events",
+        ),
+        (
+            with("/search", &[("from", ATTRIBUTE), ("to", IMG)]),
+            "Time range",
+        ),
+        (
+            with("/audit", &[("actor", ATTRIBUTE), ("action", SVG)]),
+            "Audit log",
+        ),
+        (with("/rules", &[("q", ATTRIBUTE)]), "Rules"),
+    ] {
+        browser.goto(&url);
+        assert_inert(&browser, &url, &[shown]);
+        let values = browser.eval(
+            "return [...document.querySelectorAll('main input:not([type=hidden])')].map((i) => i.value).join('\\n')",
+            json!([]),
+        );
+        let text = browser.eval("return document.body.innerText", json!([]));
+        assert!(
+            // An error message may quote a value in its debug form, escaped.
+            ["onerror=", "onload="].iter().any(|handler| values
+                .as_str()
+                .unwrap()
+                .contains(handler)
+                || text.as_str().unwrap().contains(handler)),
+            "{url}: the parameters are neither in the inputs nor in the text"
+        );
+    }
+
     // The export is a download, never a page, and its CSV runs no formula.
     let cookies = browser.cookie_header();
     let http = client_without_redirects();
