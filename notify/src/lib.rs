@@ -11,11 +11,15 @@
 
 mod config;
 mod message;
+mod notification;
 
 use std::time::Duration;
 
 pub use config::{MessageFormat, NotifyConfig, WebhookConfig};
 pub use message::{json_message, slack_message};
+pub use notification::{
+    AlertState, AlertStates, Notification, NotificationKind, Receiver, SendFuture,
+};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use vigil_event::Alert;
 
