@@ -20,7 +20,7 @@ use maud::{html, Markup};
 use vigil_store::RuleHits;
 
 use crate::auth::Caller;
-use crate::frame::layout;
+use crate::frame::{count, layout};
 use crate::rule_catalog::{attack_technique_url, RuleCatalog};
 use crate::search_terms::encode;
 use crate::{call_store, UiState};
@@ -184,15 +184,6 @@ fn matrix(columns: &Coverage) -> Markup {
                 }
             }
         }
-    }
-}
-
-/// `1 rule`, `2 rules`.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }
 

@@ -133,6 +133,15 @@ pub(crate) fn layout_refreshing(
 
 /// Refuses a state-changing page request that comes from another site, or lacks the CSRF
 /// token of the caller's session; the error is the 403 to send.
+/// A count in words: `1 rule`, `2 rules` (for nouns whose plural adds an s).
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub(crate) fn check_form(caller: &Caller, headers: &HeaderMap, csrf: &str) -> Result<(), Refused> {
     if !same_origin(headers) {
         return Err(Refused("cross-site form submissions are refused\n"));

@@ -26,7 +26,7 @@ use vigil_store::{AlertChange, AlertDetail, AlertStatus, AlertView, CloseReason}
 
 use crate::alert_story::{around_section, events_section, rule_section};
 use crate::auth::Caller;
-use crate::frame::{check_form, csrf, layout};
+use crate::frame::{check_form, count, csrf, layout};
 use crate::rule_catalog::RuleCatalog;
 use crate::{call_store, CallError, UiState};
 
@@ -152,7 +152,7 @@ fn alert_body(
             dt { "Detected" } dd { (alert.detected.format("%Y-%m-%d %H:%M:%S")) }
             dt { "Rule" } dd { code { (alert.rule_id) } }
             dt { "Source" } dd { (alert.source.kind) " / " (alert.source.name) }
-            dt { "Events" } dd { a href={ "/search?q=" (events_query(alert)) } { (alert.event_ids.len()) " events" } }
+            dt { "Events" } dd { a href={ "/search?q=" (events_query(alert)) } { (count(alert.event_ids.len(), "event")) } }
         }
         (rule_section(alert, catalog))
         (events_section(alert, &story.events, story.hidden))
