@@ -78,6 +78,29 @@ pub struct Facets {
     pub values: Vec<FacetValue>,
     /// Matching events holding some other value of the field.
     pub other_count: u64,
+    /// Set when the values were counted in a sample of the matches, not all of them: the
+    /// counts above are then the sample's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<FacetSample>,
+}
+
+/// When [`crate::Store::facets_of_fields`] counts a sample of the matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleAbove {
+    /// Past this many matches, an even sample of about this many is counted.
+    pub limit: u64,
+    /// How many events match, when the caller knows it exactly (a search of the same query
+    /// and range gave its total); otherwise they are counted first.
+    pub matches: Option<u64>,
+}
+
+/// Which matches a sampled facet counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FacetSample {
+    /// One match in every `one_in` was counted (by the order they were indexed).
+    pub one_in: u64,
+    /// How many events matched.
+    pub matches: u64,
 }
 
 /// The bucket width for a range: the smallest of [`INTERVALS`] that needs at most
@@ -203,6 +226,7 @@ pub(crate) fn facets_of_columns(
                 field: label.clone(),
                 values: Vec::new(),
                 other_count: 0,
+                sample: None,
             })
             .collect()
     };
@@ -274,6 +298,7 @@ pub(crate) fn facets_of_columns(
                 field: label.clone(),
                 values,
                 other_count: facet["sum_other_doc_count"].as_u64().unwrap_or(0),
+                sample: None,
             }
         })
         .collect())

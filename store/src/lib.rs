@@ -29,7 +29,8 @@ use chrono::{DateTime, Duration, Utc};
 use vigil_event::{Alert, Event, Quarantined};
 
 pub use aggregate::{
-    interval_for, Bucket, FacetValue, Facets, Histogram, MAX_BUCKETS, MAX_FACET_VALUES,
+    interval_for, Bucket, FacetSample, FacetValue, Facets, Histogram, SampleAbove, MAX_BUCKETS,
+    MAX_FACET_VALUES,
 };
 pub use alerts::AlertFilter;
 pub use config::{Config, ConfigError};
@@ -527,7 +528,10 @@ impl Store {
 
     /// [`Store::facets`] for each of `fields`, counted in one pass over the matching events
     /// rather than one pass per field, as a page with a sidebar of fields asks for. Each
-    /// field gets its values or its own error; a bad query fails them all.
+    /// field gets its values or its own error; a bad query fails them all. With
+    /// `sample_above`, when more events match than its limit, an even sample of about that
+    /// many is counted and each facet's `sample` says so.
+    #[allow(clippy::too_many_arguments)]
     pub fn facets_of_fields(
         &self,
         query: &str,
@@ -536,9 +540,10 @@ impl Store {
         n: usize,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
+        sample_above: Option<SampleAbove>,
     ) -> Result<Vec<Result<Facets, StoreError>>, StoreError> {
         self.events
-            .facets_of_fields(query, visibility, fields, n, from, to)
+            .facets_of_fields(query, visibility, fields, n, from, to, sample_above)
     }
 
     /// How many events matching `query` arrived (were received by Vigil) in each interval

@@ -27,6 +27,7 @@ mod idfilter;
 mod in_order;
 mod layout;
 mod partitions;
+mod sample;
 mod search;
 mod spans;
 mod write;

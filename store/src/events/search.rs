@@ -16,6 +16,7 @@ use vigil_event::{Event, EventId};
 use super::fields;
 use super::layout::Layout;
 use super::partitions::Partition;
+use super::sample::StrideQuery;
 use super::EventIndex;
 use crate::aggregate;
 use crate::index::{self, lock};
@@ -252,6 +253,11 @@ impl EventIndex {
     /// The top values of each of `fields` in one pass over the matches (see
     /// [`aggregate::facets_of_columns`]). A field that cannot be counted gets its error and
     /// the others their values; a query that cannot be translated fails them all.
+    ///
+    /// With `sample_above`, when more events match than that, the values are counted in an
+    /// even sample of about that many matches (see [`super::sample`]), and each facet says
+    /// so: counting every match costs time in proportion to the matches and the fields.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn facets_of_fields(
         &self,
         text: &str,
@@ -260,10 +266,45 @@ impl EventIndex {
         n: usize,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
+        sample_above: Option<aggregate::SampleAbove>,
     ) -> Result<Vec<Result<aggregate::Facets, StoreError>>, StoreError> {
         let searchers = self.searchers(from, to)?;
         let layouts = searchers.iter().map(|(_, layout)| *layout);
         let queries = self.request_query(text, visibility, from, to, Utc::now(), layouts)?;
+        let mut sample = None;
+        let queries = match sample_above {
+            // Fewer documents than the limit cannot match more than it: no count needed.
+            Some(aggregate::SampleAbove { limit, matches })
+                if searchers
+                    .iter()
+                    .map(|(searcher, _)| searcher.num_docs())
+                    .sum::<u64>()
+                    > limit =>
+            {
+                let matches = match matches {
+                    Some(known) => known,
+                    None => {
+                        let mut counted = 0u64;
+                        for (searcher, query) in with_queries(&searchers, &queries) {
+                            counted += searcher
+                                .search(query, &Count)
+                                .map_err(query::search_error)?
+                                as u64;
+                        }
+                        counted
+                    }
+                };
+                if matches > limit {
+                    let one_in = matches.div_ceil(limit.max(1));
+                    sample = Some(aggregate::FacetSample { one_in, matches });
+                    let step = u32::try_from(one_in).unwrap_or(u32::MAX);
+                    queries.and(&StrideQuery { step })
+                } else {
+                    queries
+                }
+            }
+            _ => queries,
+        };
         let searches = with_queries(&searchers, &queries);
         let columns: Vec<Result<String, StoreError>> =
             fields.iter().map(|field| facet_column(field)).collect();
@@ -285,7 +326,10 @@ impl EventIndex {
         Ok(columns
             .into_iter()
             .map(|column| match column {
-                Ok(_) => counted.next().expect("one count per countable field"),
+                Ok(_) => counted
+                    .next()
+                    .expect("one count per countable field")
+                    .map(|facets| aggregate::Facets { sample, ..facets }),
                 Err(error) => Err(error),
             })
             .collect())
@@ -487,7 +531,12 @@ mod tests {
             time,
             received: time,
             source: Source {
-                kind: if n.is_multiple_of(3) { "k8s" } else { "cloudtrail" }.into(),
+                kind: if n.is_multiple_of(3) {
+                    "k8s"
+                } else {
+                    "cloudtrail"
+                }
+                .into(),
                 name: "bench".into(),
             },
             logsource: LogSource::default(),
@@ -498,6 +547,10 @@ mod tests {
 
     /// Counted in one pass, every field has the values and counts a pass of its own gives,
     /// and a field that cannot be counted fails alone.
+    fn above(limit: u64, matches: Option<u64>) -> aggregate::SampleAbove {
+        aggregate::SampleAbove { limit, matches }
+    }
+
     #[test]
     fn facets_of_fields_count_as_one_field_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
@@ -533,7 +586,7 @@ mod tests {
         .to_vec();
         for query in ["", "-eventName:getobject", "user.name:user3"] {
             let together = index
-                .facets_of_fields(query, &everyone, &fields, 3, None, None)
+                .facets_of_fields(query, &everyone, &fields, 3, None, None, None)
                 .unwrap();
             assert_eq!(together.len(), fields.len());
             for (field, together) in fields.iter().zip(together) {
@@ -546,13 +599,49 @@ mod tests {
             }
         }
         let together = index
-            .facets_of_fields("", &everyone, &fields, 3, None, None)
+            .facets_of_fields("", &everyone, &fields, 3, None, None, None)
             .unwrap();
         assert_eq!(together[1].as_ref().unwrap().values[0].count, 20);
         assert_eq!(together[0].as_ref().unwrap().values[0].count, 40);
         assert!(together[3].is_err() && together[7].is_err());
+
+        // Over the limit, an even sample is counted, and each facet says which.
+        let sampled = index
+            .facets_of_fields("", &everyone, &fields, 3, None, None, Some(above(10, None)))
+            .unwrap();
+        let kinds = sampled[0].as_ref().unwrap();
+        let counted: u64 = kinds.values.iter().map(|v| v.count).sum::<u64>() + kinds.other_count;
+        assert_eq!(counted, 10);
+        assert_eq!(
+            kinds.sample,
+            Some(aggregate::FacetSample {
+                one_in: 6,
+                matches: 60
+            })
+        );
+        // A count the caller knows is taken as given.
+        let told = index
+            .facets_of_fields(
+                "",
+                &everyone,
+                &fields,
+                3,
+                None,
+                None,
+                Some(above(10, Some(30))),
+            )
+            .unwrap();
+        let kinds = told[0].as_ref().unwrap();
+        let counted: u64 = kinds.values.iter().map(|v| v.count).sum::<u64>() + kinds.other_count;
+        assert_eq!((counted, kinds.sample.unwrap().one_in), (20, 3));
+        // Under it, all are counted.
+        let whole = index
+            .facets_of_fields("", &everyone, &fields, 3, None, None, Some(above(60, None)))
+            .unwrap();
+        assert_eq!(whole[0].as_ref().unwrap().sample, None);
+        assert_eq!(whole[0].as_ref().unwrap(), together[0].as_ref().unwrap());
         assert!(index
-            .facets_of_fields("verb:/(unclosed/", &everyone, &fields, 3, None, None)
+            .facets_of_fields("verb:/(unclosed/", &everyone, &fields, 3, None, None, None)
             .is_err());
     }
 }
