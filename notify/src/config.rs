@@ -15,6 +15,10 @@ pub struct NotifyConfig {
     /// How long one delivery may take.
     pub timeout_ms: u64,
     pub webhooks: Vec<WebhookConfig>,
+    /// The routing tree (notify/src/routing.rs).
+    pub route: crate::routing::RouteConfig,
+    /// Inhibition rules (notify/src/silences.rs).
+    pub inhibit: Vec<crate::silences::InhibitConfig>,
 }
 
 impl Default for NotifyConfig {
@@ -23,6 +27,8 @@ impl Default for NotifyConfig {
             ui_url: None,
             timeout_ms: 10_000,
             webhooks: Vec::new(),
+            route: crate::routing::RouteConfig::default(),
+            inhibit: Vec::new(),
         }
     }
 }

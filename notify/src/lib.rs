@@ -10,11 +10,16 @@
 //! retrying would only repeat.
 
 mod config;
+pub mod db;
+mod dispatcher;
 mod message;
 mod notification;
+pub mod routing;
+pub mod silences;
 
 use std::time::Duration;
 
+pub use dispatcher::{Accepted, DispatchError, Dispatcher};
 pub use config::{MessageFormat, NotifyConfig, WebhookConfig};
 pub use message::{json_message, slack_message};
 pub use notification::{
