@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use vigil_access::Permission;
 use vigil_event::Event;
-use vigil_store::{parse_time, Facets, Histogram, SearchRequest, SearchResults, StoreError};
+use vigil_store::{
+    parse_time, Facets, Histogram, SampleAbove, SearchRequest, SearchResults, StoreError,
+};
 
 use crate::api::clamp_limit;
 use crate::auth::Caller;
@@ -35,6 +37,9 @@ const SIDEBAR_FIELDS: usize = 30;
 const SIDEBAR_DEPTH: usize = 3;
 /// Top values per sidebar field.
 const SIDEBAR_VALUES: usize = 5;
+/// The most matches the sidebar counts values in; past it, an even sample of about as many.
+/// Counting every match of a million took 250 ms and more (benches/RESULTS.md).
+const SIDEBAR_SAMPLE: u64 = 20_000;
 /// The most extra columns, and the longest column path, a URL may ask for.
 const MAX_COLUMNS: usize = 10;
 const MAX_COLUMN_CHARS: usize = 200;
@@ -212,16 +217,23 @@ async fn search_page(
         let results = store.search(&request)?;
         let histogram = store.histogram(&request.query, &visibility, from, to)?;
         let mut sidebar = Vec::new();
-        for field in sidebar_fields(&results.hits) {
+        let fields = sidebar_fields(&results.hits);
+        let counted = store.facets_of_fields(
+            &request.query,
+            &visibility,
+            &fields,
+            SIDEBAR_VALUES,
+            from,
+            to,
+            Some(SampleAbove {
+                limit: SIDEBAR_SAMPLE,
+                // The search just counted them, unless a partition could not be read.
+                matches: (!results.total_is_lower_bound).then_some(results.total),
+            }),
+        )?;
+        for (field, facets) in fields.iter().zip(counted) {
             // A path the index cannot count (a hostile key) leaves its field out, not the page.
-            match store.facets(
-                &request.query,
-                &visibility,
-                &field,
-                SIDEBAR_VALUES,
-                from,
-                to,
-            ) {
+            match facets {
                 Ok(facets) if !facets.values.is_empty() => sidebar.push(facets),
                 Ok(_) => {}
                 Err(error) => tracing::debug!(%error, field, "no facets for a sidebar field"),
@@ -500,6 +512,9 @@ fn sidebar(view: &View, facets: &[Facets]) -> Markup {
         aside.fields aria-label="Fields" {
             h2 { "Fields" }
             @if facets.is_empty() { p.muted { "No fields." } }
+            @if let Some(sample) = facets.first().and_then(|f| f.sample) {
+                p.muted.sampled { "Values counted in 1 of every " (sample.one_in) " of the " (sample.matches) " matches." }
+            }
             @for facet in facets {
                 details open[facet.field == "source_kind"] {
                     summary { (facet.field) }
