@@ -15,6 +15,8 @@ pub struct NotifyConfig {
     /// How long one delivery may take.
     pub timeout_ms: u64,
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[notify.receivers]]`: webhook, slack, pagerduty and email (notify/src/receivers/).
+    pub receivers: Vec<crate::receivers::ReceiverConfig>,
     /// The routing tree (notify/src/routing.rs).
     pub route: crate::routing::RouteConfig,
     /// Inhibition rules (notify/src/silences.rs).
@@ -27,6 +29,7 @@ impl Default for NotifyConfig {
             ui_url: None,
             timeout_ms: 10_000,
             webhooks: Vec::new(),
+            receivers: Vec::new(),
             route: crate::routing::RouteConfig::default(),
             inhibit: Vec::new(),
         }

@@ -12,9 +12,12 @@
 mod config;
 pub mod db;
 mod dispatcher;
+pub mod guard;
 mod message;
 mod notification;
+pub mod receivers;
 pub mod routing;
+pub mod signature;
 pub mod silences;
 
 use std::time::Duration;

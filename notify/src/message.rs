@@ -48,7 +48,7 @@ pub fn slack_message(alert: &Alert, url: Option<&str>) -> Value {
 }
 
 /// Slack's three control characters, as its formatting guide asks.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -63,7 +63,7 @@ fn escape(text: &str) -> String {
 
 /// Escaped for inside backticks: a backtick would end the code span early, and newlines
 /// would let a value fake further lines of the message.
-fn escape_code(text: &str) -> String {
+pub(crate) fn escape_code(text: &str) -> String {
     escape(text)
         .chars()
         .map(|c| match c {
