@@ -21,6 +21,8 @@ pub struct NotifyConfig {
     pub route: crate::routing::RouteConfig,
     /// Inhibition rules (notify/src/silences.rs).
     pub inhibit: Vec<crate::silences::InhibitConfig>,
+    /// `[notify.outbox]`: retries, dead letters and keeping (notify/src/outbox.rs).
+    pub outbox: crate::outbox::OutboxConfig,
 }
 
 impl Default for NotifyConfig {
@@ -32,6 +34,7 @@ impl Default for NotifyConfig {
             receivers: Vec::new(),
             route: crate::routing::RouteConfig::default(),
             inhibit: Vec::new(),
+            outbox: crate::outbox::OutboxConfig::default(),
         }
     }
 }

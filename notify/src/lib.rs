@@ -15,6 +15,7 @@ mod dispatcher;
 pub mod guard;
 mod message;
 mod notification;
+pub mod outbox;
 pub mod receivers;
 pub mod routing;
 pub mod signature;
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use dispatcher::{Accepted, DispatchError, Dispatcher};
 pub use config::{MessageFormat, NotifyConfig, WebhookConfig};
 pub use message::{json_message, slack_message};
+pub use outbox::{AfterFailure, Delivery, DeliveryState, Outbox, OutboxConfig, OutboxError};
 pub use notification::{
     AlertState, AlertStates, Notification, NotificationKind, Receiver, SendFuture,
 };
