@@ -25,7 +25,7 @@ use vigil_store::{
 
 use crate::api::clamp_limit;
 use crate::auth::Caller;
-use crate::frame::{csrf, layout};
+use crate::frame::{count, csrf, layout};
 use crate::pages::time_cell;
 use crate::search_terms::{add_clause, encode, filter_clause};
 use crate::{call_store, CallError, UiState};
@@ -356,10 +356,13 @@ fn found_body(view: &View, caller: &Caller, found: &Found) -> Markup {
             a href=(export_url(view, "csv")) { "CSV" }
         }
         (keep_and_follow(view, caller))
+        // Every bar of the histogram is a link, so a keyboard would tab through a hundred of
+        // them before reaching an event.
+        a.skip-link href="#events" { "Skip to the events" }
         (histogram_svg(view, &found.histogram))
         div.discover {
             (sidebar(view, &found.sidebar))
-            section.results aria-label="Events" {
+            section.results #events tabindex="-1" aria-label="Events" {
                 @if results.hits.is_empty() { p.muted { "No events match." } } @else {
                     (events_table(view, &results.hits))
                 }
@@ -438,7 +441,7 @@ fn histogram_svg(view: &View, histogram: &Histogram) -> Markup {
                     @let end = bucket.start + interval;
                     @let height = if bucket.count == 0 { 0 } else { (bucket.count * HEIGHT).div_ceil(most).max(1) };
                     a href=(view.url_with(|v| { v.from = stamp(bucket.start); v.to = stamp(end); })) {
-                        title { (bucket.count) " events from " (stamp(bucket.start)) " to " (stamp(end)) }
+                        title { (count(bucket.count as usize, "event")) " from " (stamp(bucket.start)) " to " (stamp(end)) }
                         // A full-height transparent target keeps short bars easy to click.
                         rect.target x=(i * BAR) y="0" width=(BAR) height=(HEIGHT) {}
                         rect.bar x=(i * BAR + 1) y=(HEIGHT - height) width=(BAR - 2) height=(height) {}
