@@ -2,17 +2,19 @@
 //! alert goes, and its group decides when it is told. Everything is in notify.sqlite, so a
 //! restart keeps the groups and re-emits the same notification ids.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
-use vigil_event::Alert;
+use rusqlite::{Connection, TransactionBehavior};
+use vigil_event::{Alert, AlertId};
 
 use crate::db::DbError;
-use crate::routing::RouteConfig;
-use crate::silences::InhibitConfig;
-use crate::{AlertStates, Notification};
+use crate::grouping::{self, Judge};
+use crate::routing::{Matchers, RouteConfig, RouteError, RouteTree};
+use crate::silences::{self, InhibitConfig, InhibitRule};
+use crate::{AlertState, AlertStates, Notification};
 
 /// Why the dispatcher could not start or do its work.
 #[derive(Debug, thiserror::Error)]
@@ -21,24 +23,31 @@ pub enum DispatchError {
     Db(#[from] DbError),
     #[error("notify database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] RouteError),
 }
 
-/// What became of one accepted alert, for the stage's metrics.
+/// What became of one accepted alert, for the stage's metrics
+/// (`vigil_notifications_grouped_total`, `_silenced_total`, `_inhibited_total`, by route).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accepted {
-    /// The routes (names) whose group took the alert.
+    /// The routes whose group took the alert.
     pub grouped: Vec<String>,
-    /// The routes (names) where a silence kept it out.
+    /// The routes a silence kept it from.
     pub silenced: Vec<String>,
-    /// The routes (names) where an inhibition rule kept it out.
+    /// The routes an inhibition rule kept it from.
     pub inhibited: Vec<String>,
+    /// The routes it matched that name no receiver (such as the root of a configuration
+    /// with only legacy webhooks, for an alert none of them wants).
+    pub unrouted: Vec<String>,
 }
 
-/// Routes, groups, silences and inhibits alerts; durable in notify.sqlite.
+/// Routes, groups, silences and inhibits alerts; durable in notify.sqlite. One connection,
+/// behind a mutex: accept and due are short transactions.
 pub struct Dispatcher {
     conn: Mutex<Connection>,
+    routes: RouteTree,
+    inhibit: Vec<InhibitRule>,
 }
 
 impl Dispatcher {
@@ -46,35 +55,115 @@ impl Dispatcher {
     /// tree and inhibition rules of the configuration.
     pub fn open(
         path: &Path,
-        _route: &RouteConfig,
-        _inhibit: &[InhibitConfig],
+        route: &RouteConfig,
+        inhibit: &[InhibitConfig],
     ) -> Result<Dispatcher, DispatchError> {
+        let routes = RouteTree::new(route)?;
+        let inhibit = InhibitRule::compile(inhibit)?;
         let conn = crate::db::open(path)?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {} {} COMMIT;",
+            grouping::SCHEMA,
+            silences::SCHEMA
+        ))?;
         Ok(Dispatcher {
             conn: Mutex::new(conn),
+            routes,
+            inhibit,
         })
     }
 
+    /// The checked routing tree (its receiver names, its routes' settings).
+    pub fn routes(&self) -> &RouteTree {
+        &self.routes
+    }
+
     /// Takes one alert into its groups. Durable when it returns: the caller may then commit
-    /// the alert's offset.
-    pub fn accept(&self, _alert: &Alert, _now: DateTime<Utc>) -> Result<Accepted, DispatchError> {
-        let _conn = self.lock();
-        Ok(Accepted::default())
+    /// the alert's offset. Taking the same alert twice changes nothing.
+    pub fn accept(&self, alert: &Alert, now: DateTime<Utc>) -> Result<Accepted, DispatchError> {
+        let mut accepted = Accepted::default();
+        let routes = self.routes.routes_for(alert);
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let silenced = silences::active(&tx, now)?
+            .iter()
+            .any(|matchers| matchers.matches(alert));
+        let inhibited = !silenced && self.inhibited(&tx, alert)?;
+        for route in routes {
+            let name = route.name.clone();
+            if route.receivers.is_empty() {
+                accepted.unrouted.push(name);
+            } else if silenced {
+                accepted.silenced.push(name);
+            } else if inhibited {
+                accepted.inhibited.push(name);
+            } else {
+                grouping::add(&tx, route, alert, now)?;
+                accepted.grouped.push(name);
+            }
+        }
+        tx.commit()?;
+        Ok(accepted)
+    }
+
+    /// Whether a live group holds an alert that inhibits this one.
+    fn inhibited(&self, conn: &Connection, alert: &Alert) -> rusqlite::Result<bool> {
+        let rules: Vec<&InhibitRule> = self.inhibit.iter().filter(|r| r.targets(alert)).collect();
+        if rules.is_empty() {
+            return Ok(false);
+        }
+        let live = grouping::live_alerts(conn)?;
+        Ok(rules
+            .iter()
+            .any(|rule| live.iter().any(|source| rule.inhibits(source, alert))))
     }
 
     /// The notifications due at `now`. The same ids come back until [`Dispatcher::emitted`]
     /// is called with them, also after a restart.
     pub fn due(
         &self,
-        _now: DateTime<Utc>,
-        _states: &dyn AlertStates,
+        now: DateTime<Utc>,
+        states: &dyn AlertStates,
     ) -> Result<Vec<Notification>, DispatchError> {
-        Ok(Vec::new())
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let judge = DueJudge {
+            states,
+            silences: silences::active(&tx, now)?,
+        };
+        let due = grouping::due_groups(&tx, now, &judge)?;
+        tx.commit()?;
+        Ok(due)
     }
 
-    /// Marks notifications as handed to the outbox (durably): their groups move on.
-    pub fn emitted(&self, _ids: &[String]) -> Result<(), DispatchError> {
+    /// Records that these notifications are durably in the outbox: their groups move on.
+    /// Unknown or already recorded ids are ignored.
+    pub fn emitted(&self, ids: &[String]) -> Result<(), DispatchError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        grouping::confirm(&tx, ids)?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The groups that are not over, by route, for `/health`-like summaries and tests.
+    pub fn live_groups(&self) -> Result<BTreeMap<String, u64>, DispatchError> {
+        let conn = self.lock();
+        let mut statement = conn
+            .prepare("SELECT route, COUNT(*) FROM groups WHERE state != 'ended' GROUP BY route")?;
+        let rows =
+            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (route, count) = row?;
+            out.insert(route, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    /// Every receiver name the routing tree uses.
+    pub fn receiver_names(&self) -> BTreeSet<String> {
+        self.routes.receiver_names()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -83,3 +172,22 @@ impl Dispatcher {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+struct DueJudge<'a> {
+    states: &'a dyn AlertStates,
+    silences: Vec<Matchers>,
+}
+
+impl Judge for DueJudge<'_> {
+    fn states(&self, ids: &[AlertId]) -> BTreeMap<AlertId, AlertState> {
+        self.states.states(ids)
+    }
+
+    fn silenced(&self, alert: &Alert) -> bool {
+        self.silences.iter().any(|m| m.matches(alert))
+    }
+}
+
+#[cfg(test)]
+#[path = "dispatcher_tests.rs"]
+mod tests;

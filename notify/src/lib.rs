@@ -12,6 +12,7 @@
 mod config;
 pub mod db;
 mod dispatcher;
+mod grouping;
 pub mod guard;
 mod message;
 mod notification;
