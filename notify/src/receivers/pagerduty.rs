@@ -19,6 +19,9 @@ use crate::{Notification, NotificationKind, Receiver, SendFuture};
 const MAX_DEDUP_KEY: usize = 255;
 /// PagerDuty's limit on `payload.summary`.
 const MAX_SUMMARY: usize = 1024;
+/// A bound for the payload's shorter fields (`source`, `component`, `group`, `class`), which
+/// carry attacker-chosen titles.
+const MAX_FIELD: usize = 255;
 
 /// Sends Events v2 events to one PagerDuty integration.
 pub struct PagerDutyReceiver {
@@ -149,11 +152,11 @@ pub fn pagerduty_event(
         .collect();
     let mut payload = json!({
         "summary": truncate(&summary, MAX_SUMMARY),
-        "source": truncate(&source, 255),
+        "source": truncate(&source, MAX_FIELD),
         "severity": severity(level),
         "timestamp": newest.map_or(notification.created, |alert| alert.time).to_rfc3339(),
-        "group": rule_ids(notification).join(","),
-        "class": title(notification),
+        "group": truncate(&rule_ids(notification).join(","), MAX_FIELD),
+        "class": truncate(title(notification), MAX_FIELD),
         "custom_details": {
             "notification_id": notification.id,
             "group_key": notification.group_key,
@@ -165,7 +168,7 @@ pub fn pagerduty_event(
         },
     });
     if let Some(component) = component {
-        payload["component"] = json!(component);
+        payload["component"] = json!(truncate(&component, MAX_FIELD));
     }
     event.insert("payload".into(), payload);
     event.insert("client".into(), json!("Vigil"));
