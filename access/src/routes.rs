@@ -105,6 +105,10 @@ pub const ROUTES: &[Route] = &[
     api("POST", "/api/v1/tokens", may(ManageTokens)),
     api("DELETE", "/api/v1/tokens/{name}", may(ManageTokens)),
     api("GET", "/api/v1/audit", may(ReadAudit)),
+    // Silences: read by anyone who reads alerts; made and ended by those who triage.
+    api("GET", "/api/v1/silences", may(Read)),
+    api("POST", "/api/v1/silences", may(Triage)),
+    api("POST", "/api/v1/silences/{id}/expire", may(Triage)),
     // Pages.
     page("GET", "/", may(Read)),
     page("GET", "/alerts/{id}", may(Read)),
@@ -118,6 +122,9 @@ pub const ROUTES: &[Route] = &[
     page("POST", "/searches", may(SavedSearches)),
     page("POST", "/searches/{id}/delete", may(SavedSearches)),
     page("GET", "/audit", may(ReadAudit)),
+    page("GET", "/silences", may(Read)),
+    page("POST", "/silences", may(Triage)),
+    page("POST", "/silences/{id}/expire", may(Triage)),
     page("GET", "/health", may(Read)),
     page("GET", "/rules", may(Read)),
     page("GET", "/rules/{id}", may(Read)),

@@ -25,6 +25,8 @@ pub enum DispatchError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Config(#[from] RouteError),
+    #[error(transparent)]
+    Silences(#[from] silences::SilenceError),
 }
 
 /// What became of one accepted alert, for the stage's metrics

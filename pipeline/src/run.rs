@@ -302,6 +302,8 @@ impl Startup {
                 gate: gate.clone(),
                 rules: rule_catalog,
                 backtests,
+                // Set once the notify stage opens notify.sqlite (issue 18, N2 wires it).
+                silences: None,
             }),
             _ => None,
         };

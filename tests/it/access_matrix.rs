@@ -290,6 +290,32 @@ const TABLE: &[Expect] = &[
         404,
         Only(RULE_MANAGERS),
     ),
+    // Silences: this process notifies nobody, so it keeps none; the allowed reach the
+    // handler, which says so.
+    expect(
+        "GET",
+        "/api/v1/silences",
+        "/api/v1/silences",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/silences",
+        "/api/v1/silences",
+        Body::Json(r#"{"matchers":{"rule_id":"r1"},"comment":"c","duration":"1h"}"#),
+        404,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/silences/{id}/expire",
+        "/api/v1/silences/1/expire",
+        Body::None,
+        404,
+        Only(TRIAGERS),
+    ),
     // Identity.
     expect(
         "GET",
@@ -441,6 +467,23 @@ const TABLE: &[Expect] = &[
         Only(SAVERS),
     ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
+    expect("GET", "/silences", "/silences", Body::None, 200, Only(READERS)),
+    expect(
+        "POST",
+        "/silences",
+        "/silences",
+        Body::Form("csrf={csrf}&matchers=rule_id%3Dr1&comment=c&duration=1h"),
+        404,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "POST",
+        "/silences/{id}/expire",
+        "/silences/1/expire",
+        Body::Form("csrf={csrf}"),
+        404,
+        Only(TRIAGERS),
+    ),
     expect("GET", "/health", "/health", Body::None, 200, Only(READERS)),
     expect("GET", "/rules", "/rules", Body::None, 200, Only(READERS)),
     // No rule has this id: the allowed reach the handler, which finds none.

@@ -108,6 +108,9 @@ pub(crate) fn layout_refreshing(
                         @if caller.principal.may(Permission::Backtest) {
                             a href="/rules/backtest" { "Backtest" }
                         }
+                        @if caller.principal.may(Permission::Read) {
+                            a href="/silences" { "Silences" }
+                        }
                         @if caller.principal.may(Permission::ReadAudit) {
                             a href="/audit" { "Audit" }
                         }

@@ -28,6 +28,7 @@ mod scripts;
 mod search_export;
 mod search_page;
 mod search_terms;
+mod silences_page;
 mod sign_in;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct UiState {
     /// Backtests of rules over stored events; `None` when this process does not detect, so
     /// has no rules to run.
     pub backtests: Option<Arc<BacktestJobs>>,
+    /// Silences (list, make, expire) when this process notifies; `None` otherwise.
+    pub silences: Option<Arc<vigil_notify::silences::Silences>>,
 }
 
 /// The JSON API under `/api/v1`; the caller puts it behind [`guard`] with every other route.
@@ -62,6 +65,7 @@ pub fn api_router(state: UiState) -> Router {
         .merge(admin_api::router())
         .merge(rules_page::api_router())
         .merge(backtest_page::api_router())
+        .merge(silences_page::api_router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }
@@ -78,6 +82,7 @@ pub fn page_router(state: UiState) -> Router {
         .merge(search_page::router())
         .merge(search_export::router())
         .merge(backtest_page::router())
+        .merge(silences_page::router())
         .merge(attack_page::router())
         .merge(saved_searches::router())
         .merge(live_tail::router())
@@ -186,6 +191,7 @@ mod tests {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            silences: None,
         };
         let session = format!("{}={}", auth::SESSION_COOKIE, started.id.expose());
         let bearer = format!("Bearer {TOKEN}");

@@ -85,6 +85,7 @@ pub(crate) async fn fixture() -> Fixture {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            silences: None,
         }),
         gate,
     );
@@ -589,6 +590,7 @@ async fn people_a_trusted_proxy_names_triage_with_a_csrf_token_of_their_own() {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            silences: None,
         }),
         gate,
     );
