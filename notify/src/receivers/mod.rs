@@ -24,10 +24,11 @@ pub use pagerduty::{pagerduty_event, PagerDutyReceiver};
 pub use slack::{slack_blocks, SlackReceiver};
 pub use webhook::{webhook_payload, WebhookReceiver};
 
-use vigil_event::{Alert, Level};
+use vigil_event::Level;
 
 use crate::config::{redacted_url, MessageFormat, WebhookConfig};
 use crate::guard::Guard;
+use crate::routing::RouteConfig;
 use crate::{DeliveryError, Notification, NotificationKind, NotifyConfig, NotifyError, Receiver};
 
 /// Every configured receiver, ready to send: `[[notify.receivers]]` first, then one per
@@ -77,7 +78,7 @@ pub fn build(config: &NotifyConfig) -> Result<Vec<Arc<dyn Receiver>>, NotifyErro
 
 /// The receiver each `[[notify.webhooks]]` entry becomes, under the same name: a webhook
 /// receiver for `format = "json"`, a Slack one for `format = "slack"`. Its filters become a
-/// route (see [`legacy_routes`]).
+/// route (see [`route_tree`]).
 pub fn legacy_receivers(config: &NotifyConfig) -> Vec<ReceiverConfig> {
     config
         .webhooks
@@ -105,44 +106,23 @@ pub fn legacy_receivers(config: &NotifyConfig) -> Vec<ReceiverConfig> {
         .collect()
 }
 
-/// What an old `[[notify.webhooks]]` entry routes: the router adds one child route per entry
-/// under its root, with `continue = true`, sending to the receiver of the same name the
-/// alerts at or above `min_level`, of `rules` and of `tags` when they name any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LegacyRoute {
-    pub receiver: String,
-    pub min_level: Level,
-    pub rules: Vec<String>,
-    pub tags: Vec<String>,
-}
-
-impl LegacyRoute {
-    /// Whether the old webhook wanted `alert` (what [`crate::Webhook::wants`] said).
-    pub fn wants(&self, alert: &Alert) -> bool {
-        alert.level >= self.min_level
-            && (self.rules.is_empty() || self.rules.contains(&alert.rule_id))
-            && (self.tags.is_empty()
-                || self.tags.iter().any(|wanted| {
-                    alert
-                        .tags
-                        .iter()
-                        .any(|tag| tag.eq_ignore_ascii_case(wanted))
-                }))
-    }
-}
-
-/// One [`LegacyRoute`] per `[[notify.webhooks]]` entry, in order.
-pub fn legacy_routes(config: &NotifyConfig) -> Vec<LegacyRoute> {
-    config
-        .webhooks
-        .iter()
-        .map(|webhook: &WebhookConfig| LegacyRoute {
-            receiver: webhook.name.clone(),
-            min_level: webhook.min_level,
-            rules: webhook.rules.clone(),
-            tags: webhook.tags.clone(),
-        })
-        .collect()
+/// The routing tree the dispatcher runs: `[notify.route]` with one child route put first per
+/// `[[notify.webhooks]]` entry ([`RouteConfig::legacy_webhook`]: its level, rules and tags as
+/// matchers, its receiver of the same name, `continue = true`), so that the old webhooks keep
+/// getting what they wanted beside whatever the new routes send.
+pub fn route_tree(config: &NotifyConfig) -> RouteConfig {
+    let mut root = config.route.clone();
+    // First, and continuing: a configured route that stops matching cannot starve them.
+    let legacy = config.webhooks.iter().map(|webhook: &WebhookConfig| {
+        RouteConfig::legacy_webhook(
+            &webhook.name,
+            webhook.min_level,
+            &webhook.rules,
+            &webhook.tags,
+        )
+    });
+    root.routes = legacy.chain(root.routes).collect();
+    root
 }
 
 /// What every receiver is built with.
@@ -367,15 +347,17 @@ mod tests {
         let built = build(&config).unwrap();
         let names: Vec<&str> = built.iter().map(|r| r.name()).collect();
         assert_eq!(names, ["hook", "chat", "pager", "mail", "old"]);
+        let tree = route_tree(&config);
         assert_eq!(
-            legacy_routes(&config),
-            [LegacyRoute {
-                receiver: "old".into(),
-                min_level: Level::High,
-                rules: vec!["r1".into()],
-                tags: vec![],
-            }]
+            tree.routes,
+            [RouteConfig::legacy_webhook(
+                "old",
+                Level::High,
+                &["r1".into()],
+                &[]
+            )]
         );
+        assert!(tree.routes[0].continue_matching);
         assert!(matches!(
             &legacy_receivers(&config)[0],
             ReceiverConfig::Slack(s) if s.url.as_deref() == Some("http://127.0.0.1:9/old")
