@@ -13,3 +13,4 @@ mod rules_page;
 mod saved_and_live;
 mod search_page;
 mod sign_in_and_audit;
+mod silences;
