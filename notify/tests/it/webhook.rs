@@ -9,6 +9,21 @@ use vigil_notify::{DeliveryError, NotificationKind};
 
 use crate::common::{alert, build, notification, secret_file, HttpReceiver};
 
+/// The README's receiver-side check, word for word.
+const README_VERIFY: &str = r#"
+import hashlib, hmac, time
+
+def verify(secret: bytes, header: str, body: bytes, tolerance: int = 300) -> bool:
+    """True when X-Vigil-Signature `header` signs the raw request `body` and is recent."""
+    fields = [part.strip().split("=", 1) for part in header.split(",") if "=" in part]
+    t = next((value for key, value in fields if key == "t"), "")
+    signatures = [value for key, value in fields if key == "v1"]
+    if not t.isdigit() or abs(time.time() - int(t)) > tolerance:
+        return False
+    expected = hmac.new(secret, t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, s) for s in signatures)
+"#;
+
 #[tokio::test]
 async fn a_webhook_is_signed_keyed_and_verifiable_by_its_receiver() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,6 +93,27 @@ async fn a_webhook_is_signed_keyed_and_verifiable_by_its_receiver() {
         ),
         Err(SignatureError::Stale { .. })
     ));
+
+    // And what the README's Python does, over the same request.
+    let body_file = dir.path().join("body");
+    std::fs::write(&body_file, &request.body).unwrap();
+    let check = format!(
+        "{README_VERIFY}\nimport sys\nbody = open(sys.argv[1], 'rb').read()\n\
+         print(verify(sys.argv[2].encode(), sys.argv[3], body), \
+         verify(sys.argv[2].encode(), sys.argv[3], body + b' '))"
+    );
+    let output = std::process::Command::new("python3")
+        .args(["-c", &check])
+        .arg(&body_file)
+        .args([secret, header])
+        .output()
+        .expect("python3 runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "True False",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let body = request.json();
     assert_eq!(body["type"], "vigil.notification");
