@@ -25,7 +25,7 @@ pub mod silences;
 use std::time::Duration;
 
 pub use dispatcher::{Accepted, DispatchError, Dispatcher};
-pub use config::{MessageFormat, NotifyConfig, WebhookConfig};
+pub use config::{redacted_url, MessageFormat, NotifyConfig, WebhookConfig};
 pub use message::{json_message, slack_message};
 pub use outbox::{AfterFailure, Delivery, DeliveryState, Outbox, OutboxConfig, OutboxError};
 pub use notification::{

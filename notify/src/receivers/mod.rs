@@ -26,10 +26,12 @@ pub use webhook::{webhook_payload, WebhookReceiver};
 
 use vigil_event::Level;
 
-use crate::config::{redacted_url, MessageFormat, WebhookConfig};
 use crate::guard::Guard;
 use crate::routing::RouteConfig;
-use crate::{DeliveryError, Notification, NotificationKind, NotifyConfig, NotifyError, Receiver};
+use crate::{
+    redacted_url, DeliveryError, MessageFormat, Notification, NotificationKind, NotifyConfig,
+    NotifyError, Receiver, WebhookConfig,
+};
 
 /// Every configured receiver, ready to send: `[[notify.receivers]]` first, then one per
 /// `[[notify.webhooks]]`.
