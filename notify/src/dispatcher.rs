@@ -50,7 +50,13 @@ pub struct Dispatcher {
     conn: Mutex<Connection>,
     routes: RouteTree,
     inhibit: Vec<InhibitRule>,
+    /// When `due` last asked triage about every told group (ms), so that it asks every
+    /// [`STATE_SWEEP_MS`], not on every tick.
+    last_sweep_ms: Mutex<i64>,
 }
+
+/// How often acknowledgements and closures are looked for in groups with nothing due.
+const STATE_SWEEP_MS: i64 = 5_000;
 
 impl Dispatcher {
     /// Opens (creating) the groups and silences in the database at `path`, with the routing
@@ -72,6 +78,7 @@ impl Dispatcher {
             conn: Mutex::new(conn),
             routes,
             inhibit,
+            last_sweep_ms: Mutex::new(i64::MIN),
         })
     }
 
@@ -129,9 +136,22 @@ impl Dispatcher {
     ) -> Result<Vec<Notification>, DispatchError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sweep = {
+            let mut last = self
+                .last_sweep_ms
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now_ms = now.timestamp_millis();
+            let sweep = now_ms.saturating_sub(*last) >= STATE_SWEEP_MS || now_ms < *last;
+            if sweep {
+                *last = now_ms;
+            }
+            sweep
+        };
         let judge = DueJudge {
             states,
             silences: silences::active(&tx, now)?,
+            sweep,
         };
         let due = grouping::due_groups(&tx, now, &judge)?;
         tx.commit()?;
@@ -178,6 +198,7 @@ impl Dispatcher {
 struct DueJudge<'a> {
     states: &'a dyn AlertStates,
     silences: Vec<Matchers>,
+    sweep: bool,
 }
 
 impl Judge for DueJudge<'_> {
@@ -187,6 +208,10 @@ impl Judge for DueJudge<'_> {
 
     fn silenced(&self, alert: &Alert) -> bool {
         self.silences.iter().any(|m| m.matches(alert))
+    }
+
+    fn sweep_states(&self) -> bool {
+        self.sweep
     }
 }
 

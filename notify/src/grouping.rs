@@ -20,6 +20,9 @@ use crate::{AlertState, Notification, NotificationKind};
 const MAX_IDS: i64 = 500;
 /// Alerts whose whole JSON a group keeps, for the message.
 const MAX_BODIES: i64 = 20;
+/// How long a group that never repeats lives on after its last notification, for its
+/// acknowledge and resolve.
+const MAX_IDLE_MS: i64 = 7 * 86_400_000;
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS groups (
@@ -256,6 +259,8 @@ pub(crate) trait Judge {
     fn states(&self, ids: &[AlertId]) -> BTreeMap<AlertId, AlertState>;
     /// Whether a silence covers this alert now.
     fn silenced(&self, alert: &Alert) -> bool;
+    /// Whether to ask triage about every told group in this call, not only the due ones.
+    fn sweep_states(&self) -> bool;
 }
 
 /// The notifications due at `now`, each group's recorded as pending.
@@ -267,8 +272,8 @@ pub(crate) fn due_groups(
     let now_ms = ms(now);
     let mut out = Vec::new();
     for group in groups(tx)? {
-        let (ids, alerts) = members(tx, &group.key)?;
         if let Some(pending) = &group.pending {
+            let (_, alerts) = members(tx, &group.key)?;
             out.extend(notifications(&group, pending, &alerts));
             continue;
         }
@@ -278,10 +283,24 @@ pub(crate) fn due_groups(
             && group.state == FIRING
             && matches!((group.notified_ms, group.repeat_ms), (Some(at), Some(every)) if at.saturating_add(every) <= now_ms);
         let told = group.seq > 0;
-        // Triage is only asked about groups something may be said of.
-        if !(new_due || repeat_due || told) {
+        // A group that never repeats and has been quiet for long is over: without this,
+        // groups of one alert each (the legacy webhooks' routes) would pile up for ever.
+        if !new_due
+            && new <= 0
+            && group.repeat_ms.is_none()
+            && group
+                .notified_ms
+                .is_some_and(|at| at.saturating_add(MAX_IDLE_MS) <= now_ms)
+        {
+            end(tx, &group.key)?;
             continue;
         }
+        // Triage is asked about groups something is due for, and about the others that
+        // were told (might they be acknowledged or resolved?) only now and then.
+        if !(new_due || repeat_due || (told && judge.sweep_states())) {
+            continue;
+        }
+        let (ids, alerts) = members(tx, &group.key)?;
         let states = judge.states(&ids);
         let state_of = |id: &AlertId| states.get(id).copied().unwrap_or(AlertState::Open);
         let all_closed = !ids.is_empty() && ids.iter().all(|id| state_of(id) == AlertState::Closed);
