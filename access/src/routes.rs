@@ -85,6 +85,10 @@ pub const ROUTES: &[Route] = &[
     api("GET", "/api/v1/alerts/{id}", may(Read)),
     api("PATCH", "/api/v1/alerts/{id}", may(Triage)),
     api("GET", "/api/v1/alerts/{id}/events", may(Read)),
+    // Playbook runs: read with the alert; approved and undone by those who triage.
+    api("GET", "/api/v1/alerts/{id}/playbook-runs", may(Read)),
+    api("POST", "/api/v1/playbook-runs/{id}/approve", may(Triage)),
+    api("POST", "/api/v1/playbook-runs/{id}/undo", may(Triage)),
     api("GET", "/api/v1/quarantine", may(Read)),
     // Rules.
     api("GET", "/api/v1/rules", may(Read)),
@@ -113,6 +117,8 @@ pub const ROUTES: &[Route] = &[
     page("GET", "/", may(Read)),
     page("GET", "/alerts/{id}", may(Read)),
     page("POST", "/alerts/{id}", may(Triage)),
+    page("POST", "/alerts/{id}/playbook-runs/{run}/approve", may(Triage)),
+    page("POST", "/alerts/{id}/playbook-runs/{run}/undo", may(Triage)),
     page("POST", "/alerts/bulk", may(Triage)),
     page("GET", "/search", may(Read)),
     page("GET", "/search/export", may(Read)),

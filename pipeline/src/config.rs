@@ -52,6 +52,9 @@ pub struct Config {
     /// Where alerts are sent as they are raised.
     #[serde(default)]
     pub notify: vigil_notify::NotifyConfig,
+    /// Playbooks: automated, approved or dry-run responses to alerts (see respond/).
+    #[serde(default)]
+    pub respond: vigil_respond::RespondConfig,
     /// How late events may arrive for the live correlation windows, and how many groups each
     /// correlation keeps.
     #[serde(default)]
@@ -157,6 +160,7 @@ impl Default for Config {
             roles: default_roles(),
             bus: BusConfig::default(),
             notify: Default::default(),
+            respond: Default::default(),
             detect: Default::default(),
             server: Default::default(),
             auth: Default::default(),

@@ -25,6 +25,9 @@ pub enum RunError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// Playbooks that do not load, or respond.sqlite.
+    #[error(transparent)]
+    Respond(#[from] vigil_respond::RespondError),
     #[error("{what} {}", path.display())]
     Io {
         what: &'static str,

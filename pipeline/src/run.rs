@@ -196,6 +196,8 @@ impl Startup {
             );
             stages.spawn(async move { Ok(notification.await?) });
         }
+        let responder =
+            stages::start_respond(&mut stages, &config, &bus, store.as_ref(), &access, &shutdown)?;
 
         let sources = if roles.ingest {
             &config.sources
@@ -302,6 +304,9 @@ impl Startup {
                 gate: gate.clone(),
                 rules: rule_catalog,
                 backtests,
+                playbook_runs: responder.map(|responder| {
+                    Arc::new(stages::ResponderRuns { responder }) as Arc<dyn vigil_ui::PlaybookRuns>
+                }),
                 // Set once the notify stage opens notify.sqlite (issue 18, N2 wires it).
                 silences: None,
             }),

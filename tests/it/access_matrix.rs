@@ -231,6 +231,32 @@ const TABLE: &[Expect] = &[
         200,
         Only(READERS),
     ),
+    // No playbooks are configured here: the list is empty and a run is not found, for
+    // those allowed; the gate refuses the others first.
+    expect(
+        "GET",
+        "/api/v1/alerts/{id}/playbook-runs",
+        "/api/v1/alerts/{alert}/playbook-runs",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/playbook-runs/{id}/approve",
+        "/api/v1/playbook-runs/{alert}:p:0/approve",
+        Body::None,
+        404,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/playbook-runs/{id}/undo",
+        "/api/v1/playbook-runs/{alert}:p:0/undo",
+        Body::None,
+        404,
+        Only(TRIAGERS),
+    ),
     expect(
         "GET",
         "/api/v1/quarantine",
@@ -405,6 +431,22 @@ const TABLE: &[Expect] = &[
         "/alerts/{alert}",
         Body::Form("action=note&note=seen&csrf={csrf}"),
         303,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "POST",
+        "/alerts/{id}/playbook-runs/{run}/approve",
+        "/alerts/{alert}/playbook-runs/{alert}:p:0/approve",
+        Body::Form("csrf={csrf}"),
+        404,
+        Only(TRIAGERS),
+    ),
+    expect(
+        "POST",
+        "/alerts/{id}/playbook-runs/{run}/undo",
+        "/alerts/{alert}/playbook-runs/{alert}:p:0/undo",
+        Body::Form("csrf={csrf}"),
+        404,
         Only(TRIAGERS),
     ),
     expect(

@@ -21,6 +21,7 @@ mod kubernetes;
 mod live_tail;
 mod notify;
 mod pipeline;
+mod playbooks;
 mod rules_backtest;
 mod rules_reload;
 mod search_cli;

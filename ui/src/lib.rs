@@ -20,6 +20,7 @@ mod frame;
 mod health_page;
 mod live_tail;
 mod pages;
+pub mod playbook_runs;
 pub mod rule_catalog;
 pub mod rule_runtime;
 mod rules_page;
@@ -39,6 +40,7 @@ use vigil_store::{Store, StoreError};
 
 pub use auth::{guard, ApiToken, Caller, Gate};
 pub use live_tail::Stopping;
+pub use playbook_runs::{PlaybookRuns, RunView};
 pub use backtest_jobs::{BacktestJobs, Backtester};
 pub use rule_catalog::{RuleCatalog, RuleInfo};
 pub use rule_runtime::{RuleRuntime, Rules};
@@ -55,6 +57,8 @@ pub struct UiState {
     /// Backtests of rules over stored events; `None` when this process does not detect, so
     /// has no rules to run.
     pub backtests: Option<Arc<BacktestJobs>>,
+    /// Playbook runs (approve, undo) when this process responds; `None` otherwise.
+    pub playbook_runs: Option<Arc<dyn PlaybookRuns>>,
     /// Silences (list, make, expire) when this process notifies; `None` otherwise.
     pub silences: Option<Arc<vigil_notify::silences::Silences>>,
 }
@@ -65,6 +69,7 @@ pub fn api_router(state: UiState) -> Router {
         .merge(admin_api::router())
         .merge(rules_page::api_router())
         .merge(backtest_page::api_router())
+        .merge(playbook_runs::api_router())
         .merge(silences_page::api_router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
@@ -82,6 +87,7 @@ pub fn page_router(state: UiState) -> Router {
         .merge(search_page::router())
         .merge(search_export::router())
         .merge(backtest_page::router())
+        .merge(playbook_runs::router())
         .merge(silences_page::router())
         .merge(attack_page::router())
         .merge(saved_searches::router())
@@ -191,6 +197,7 @@ mod tests {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            playbook_runs: None,
             silences: None,
         };
         let session = format!("{}={}", auth::SESSION_COOKIE, started.id.expose());

@@ -10,6 +10,7 @@ mod consume;
 mod detect;
 mod index;
 mod notify;
+mod respond;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -25,6 +26,7 @@ pub use detect::{
 };
 pub use index::{run_indexer, run_retention, IndexTarget};
 pub use notify::run_notifier;
+pub use respond::{run_responder, start as start_respond, ResponderRuns};
 
 /// How long a stage waits for messages before it looks at the shutdown signal again.
 const POLL_WAIT: Duration = Duration::from_millis(250);

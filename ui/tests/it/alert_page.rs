@@ -143,6 +143,7 @@ async fn story(rules: RuleCatalog) -> Story {
             gate: gate.clone(),
             rules: Arc::new(rules).into(),
             backtests: None,
+            playbook_runs: None,
             silences: None,
         }),
         gate,

@@ -114,6 +114,7 @@ fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            playbook_runs: None,
             silences: None,
         }),
         gate.clone(),

@@ -125,6 +125,7 @@ impl Page {
                 gate: gate.clone(),
                 rules: Default::default(),
                 backtests: None,
+                playbook_runs: None,
                 silences: None,
             }),
             gate,

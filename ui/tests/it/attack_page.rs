@@ -75,6 +75,7 @@ async fn techniques_show_under_their_tactics_with_rules_and_hits_as_text() {
         gate: gate.clone(),
         rules: Arc::new(catalog).into(),
         backtests: None,
+        playbook_runs: None,
         silences: None,
     };
     let app = guard(page_router(state), gate);

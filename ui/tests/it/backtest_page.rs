@@ -169,6 +169,7 @@ fn fixture() -> Fixture {
         gate: gate.clone(),
         rules: Default::default(),
         backtests: Some(Arc::new(jobs)),
+        playbook_runs: None,
         silences: None,
     };
     Fixture {

@@ -106,6 +106,7 @@ async fn fixture_with(more: Vec<Event>) -> Fixture {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            playbook_runs: None,
             silences: None,
         }),
         gate,

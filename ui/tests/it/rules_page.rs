@@ -131,6 +131,7 @@ async fn fixture() -> Fixture {
         gate: gate.clone(),
         rules: Rules::new(rules.clone()),
         backtests: None,
+        playbook_runs: None,
         silences: None,
     };
     Fixture {

@@ -215,6 +215,7 @@ async fn a_burst_of_guesses_sent_at_once_is_throttled_like_a_series() {
             gate: gate.clone(),
             rules: Default::default(),
             backtests: None,
+            playbook_runs: None,
             silences: None,
         }),
         gate,

@@ -41,6 +41,7 @@ fn fixture() -> Fixture {
         gate: gate.clone(),
         rules: Default::default(),
         backtests: None,
+        playbook_runs: None,
         silences: Some(silences.clone()),
     };
     Fixture {
