@@ -142,6 +142,9 @@ pub struct EmailReceiverConfig {
     pub username_env: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<String>,
+    /// A PEM file of further root certificates the server's may chain to (a private relay's
+    /// CA), trusted besides the public roots.
+    pub ca_file: Option<String>,
     /// Adds an HTML part (escaped) beside the plain text.
     #[serde(default)]
     pub html: bool,

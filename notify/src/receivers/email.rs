@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::config::{load_secret, EmailReceiverConfig, Secret, StartTls};
@@ -29,6 +29,8 @@ pub struct EmailReceiver {
     to: Vec<Mailbox>,
     credentials: Option<(String, Secret)>,
     html: bool,
+    /// Root certificates from `ca_file`, as PEM.
+    extra_roots: Option<Vec<u8>>,
     guard: Guard,
     context: Context,
 }
@@ -86,6 +88,16 @@ impl EmailReceiver {
         if credentials.is_some() && config.starttls == StartTls::None {
             return Err("starttls = \"none\" would send the password in plain text".into());
         }
+        let extra_roots = match &config.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("ca_file: cannot read the file {path}: {e}"))?;
+                Certificate::from_pem(&pem)
+                    .map_err(|e| format!("ca_file {path}: not a PEM certificate: {e}"))?;
+                Some(pem)
+            }
+        };
         Ok(EmailReceiver {
             name: config.name.clone(),
             host: config.host.clone(),
@@ -95,6 +107,7 @@ impl EmailReceiver {
             to,
             credentials,
             html: config.html,
+            extra_roots,
             guard,
             context: context.clone(),
         })
@@ -137,7 +150,15 @@ impl EmailReceiver {
             .map_err(|e| DeliveryError::Transient(e.to_string()))?;
         let address = addresses[0].ip().to_string();
         let tls_parameters = || {
-            TlsParameters::new(self.host.clone())
+            let mut builder = TlsParameters::builder(self.host.clone());
+            if let Some(pem) = &self.extra_roots {
+                // Read and checked at load; a failure here is not worth retrying either.
+                let certificate = Certificate::from_pem(pem)
+                    .map_err(|e| DeliveryError::Transient(format!("ca_file: {e}")))?;
+                builder = builder.add_root_certificate(certificate);
+            }
+            builder
+                .build()
                 .map_err(|e| DeliveryError::Transient(format!("TLS: {e}")))
         };
         let tls = match self.starttls {

@@ -18,6 +18,12 @@ import asyncio, email, email.policy, json, os, sys, time
 from aiosmtpd.controller import Controller
 
 port, out = int(sys.argv[1]), sys.argv[2]
+tls = {}
+if len(sys.argv) > 3:
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    tls = {"tls_context": context, "require_starttls": True}
 
 class Recorder:
     async def handle_DATA(self, server, session, envelope):
@@ -33,6 +39,7 @@ class Recorder:
             "message_id": str(message["message-id"]),
             "body": body.get_content() if body is not None else None,
             "html": message.get_body(("html",)) is not None,
+            "tls": session.ssl is not None,
         }
         path = os.path.join(out, "%d.json" % len(os.listdir(out)))
         with open(path + ".tmp", "w") as f:
@@ -40,7 +47,7 @@ class Recorder:
         os.rename(path + ".tmp", path)
         return "250 OK"
 
-controller = Controller(Recorder(), hostname="127.0.0.1", port=port)
+controller = Controller(Recorder(), hostname="127.0.0.1", port=port, **tls)
 controller.start()
 print("ready", flush=True)
 try:
@@ -58,6 +65,12 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start() -> SmtpServer {
+        SmtpServer::start_with(&[])
+    }
+
+    /// With `tls` (the certificate's and its key's PEM files), STARTTLS is offered and
+    /// required before a message is taken.
+    fn start_with(tls: &[&Path]) -> SmtpServer {
         let out = tempfile::tempdir().unwrap();
         // A free port: bound and released, then given to aiosmtpd.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -68,6 +81,7 @@ impl SmtpServer {
         let mut child = Command::new("python3")
             .args(["-c", SERVER, &port.to_string()])
             .arg(out.path())
+            .args(tls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -189,4 +203,30 @@ async fn required_starttls_refuses_a_server_without_it() {
     let error = receivers[0].send(&sent).await.unwrap_err();
     assert!(error.to_string().to_lowercase().contains("tls"), "{error}");
     assert!(server.messages().is_empty(), "sent in plain text");
+}
+
+#[tokio::test]
+async fn starttls_upgrades_the_connection_to_a_server_whose_certificate_it_checks() {
+    let certs = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let server = SmtpServer::start_with(&[&cert, &key]);
+    let mail = |ca_file: Option<&Path>| {
+        build(json!({
+            "receivers": [{"name": "mail", "kind": "email", "host": "localhost",
+                           "port": server.port, "starttls": "required", "ca_file": ca_file,
+                           "from": "vigil@example.com", "to": ["oncall@example.com"]}],
+        }))
+    };
+    let sent = notification("n-tls", NotificationKind::Firing, vec![]);
+    // The certificate is nobody's public CA's: without ca_file it is refused.
+    let error = mail(None)[0].send(&sent).await.unwrap_err();
+    assert!(server.messages().is_empty(), "sent despite {error}");
+    mail(Some(&cert))[0].send(&sent).await.unwrap();
+    let messages = server.wait_for(1);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["tls"], true, "{messages:?}");
 }
