@@ -603,3 +603,86 @@ fn glob_matches(glob: &str, text: &str) -> bool {
     }
     rest.len() >= last.len() && rest.ends_with(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert() -> Alert {
+        let now = chrono::Utc::now();
+        Alert {
+            id: Alert::derive_id("aws_root_login", &[]),
+            rule_id: "aws_root_login".into(),
+            rule_title: "Root login".into(),
+            level: Level::High,
+            tags: vec!["attack.t1078".into(), "cloud".into()],
+            event_ids: vec![],
+            time: now,
+            detected: now,
+            source: vigil_event::Source {
+                kind: "cloudtrail".into(),
+                name: "org-trail".into(),
+            },
+            logsource: vigil_event::LogSource::new(Some("aws"), None, None),
+            group: BTreeMap::from([("user".to_owned(), "Alice".to_owned())]),
+            matched: Vec::new(),
+        }
+    }
+
+    fn matches(field: &str, pattern: &str) -> bool {
+        let config = BTreeMap::from([(field.to_owned(), MatchValue::One(pattern.to_owned()))]);
+        Matchers::parse(&config).unwrap().matches(&alert())
+    }
+
+    #[test]
+    fn matchers_compare_levels_and_match_text_with_globs_negation_and_literals() {
+        let cases = [
+            ("level", ">=high", true),
+            ("level", ">high", false),
+            ("level", "<=high", true),
+            ("level", "<critical", true),
+            ("level", "high", true),
+            ("level", "=medium", false),
+            ("rule_id", "aws_*", true),
+            ("rule_id", "*root*", true),
+            ("rule_id", "*_login", true),
+            ("rule_id", "*root", false),
+            ("rule_id", "aws*login*", true),
+            ("rule_id", "aws", false),
+            ("rule_id", "AWS_ROOT_LOGIN", true),
+            ("rule_id", "!aws_*", false),
+            ("rule_id", "=aws_*", false),
+            ("tag", "attack.*", true),
+            ("tag", "=cloud", true),
+            ("tag", "!cloud", false),
+            ("source", "org-trail", true),
+            ("source_kind", "cloudtrail", true),
+            ("logsource.product", "aws", true),
+            // Unset: no value matches, so only a negation does.
+            ("logsource.service", "*", false),
+            ("logsource.service", "!*", true),
+            ("group.user", "alice", true),
+            ("group.host", "*", false),
+        ];
+        for (field, pattern, expected) in cases {
+            assert_eq!(matches(field, pattern), expected, "{field} {pattern}");
+        }
+        let any = BTreeMap::from([(
+            "rule_id".to_owned(),
+            MatchValue::Any(vec!["other".into(), "aws_root_login".into()]),
+        )]);
+        assert!(Matchers::parse(&any).unwrap().matches(&alert()));
+    }
+
+    #[test]
+    fn durations_read_units_and_refuse_the_rest() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "5", "h", "5x", "-5s", "1.5h", "999999999999s", "400d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
