@@ -174,6 +174,26 @@ pub const CATALOGUE: &[Metric] = &[
         "vigil_notification_retries_total",
         "Deliveries to a webhook that failed and were retried, per webhook",
     ),
+    counter(
+        "vigil_playbook_runs_total",
+        "Playbook runs recorded, per action and first state (running, awaiting_approval, dry_run, failed)",
+    ),
+    counter(
+        "vigil_playbook_actions_sent_total",
+        "Playbook actions that succeeded, per action",
+    ),
+    counter(
+        "vigil_playbook_actions_failed_total",
+        "Playbook actions that failed for good (refused, or out of attempts), per action",
+    ),
+    counter(
+        "vigil_playbook_action_retries_total",
+        "Playbook action attempts that failed and will be retried after a backoff, per action",
+    ),
+    histogram(
+        "vigil_playbook_action_seconds",
+        "Seconds one attempt of a playbook action took, per action",
+    ),
 ];
 
 /// Installs the Prometheus recorder and describes every metric of [`CATALOGUE`]; the handle
