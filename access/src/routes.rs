@@ -109,6 +109,10 @@ pub const ROUTES: &[Route] = &[
     api("POST", "/api/v1/tokens", may(ManageTokens)),
     api("DELETE", "/api/v1/tokens/{name}", may(ManageTokens)),
     api("GET", "/api/v1/audit", may(ReadAudit)),
+    // Notifications: the outbox read by anyone who reads alerts; a dead letter re-sent by
+    // those who triage.
+    api("GET", "/api/v1/notifications", may(Read)),
+    api("POST", "/api/v1/notifications/{id}/resend", may(Triage)),
     // Silences: read by anyone who reads alerts; made and ended by those who triage.
     api("GET", "/api/v1/silences", may(Read)),
     api("POST", "/api/v1/silences", may(Triage)),
@@ -128,6 +132,8 @@ pub const ROUTES: &[Route] = &[
     page("POST", "/searches", may(SavedSearches)),
     page("POST", "/searches/{id}/delete", may(SavedSearches)),
     page("GET", "/audit", may(ReadAudit)),
+    page("GET", "/notifications", may(Read)),
+    page("POST", "/notifications/{id}/resend", may(Triage)),
     page("GET", "/silences", may(Read)),
     page("POST", "/silences", may(Triage)),
     page("POST", "/silences/{id}/expire", may(Triage)),

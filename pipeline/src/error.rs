@@ -25,6 +25,12 @@ pub enum RunError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// notify.sqlite: the dispatcher's groups and silences.
+    #[error(transparent)]
+    Dispatch(#[from] vigil_notify::DispatchError),
+    /// notify.sqlite: the outbox.
+    #[error(transparent)]
+    Outbox(#[from] vigil_notify::OutboxError),
     /// Playbooks that do not load, or respond.sqlite.
     #[error(transparent)]
     Respond(#[from] vigil_respond::RespondError),

@@ -40,6 +40,14 @@ const fn gauge(name: &'static str, help: &'static str) -> Metric {
     }
 }
 
+const fn histogram(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        kind: Kind::Histogram,
+        name,
+        help,
+    }
+}
+
 /// Every metric, grouped by the stage that emits it.
 pub const CATALOGUE: &[Metric] = &[
     // Ingest and its sources.
@@ -163,16 +171,52 @@ pub const CATALOGUE: &[Metric] = &[
     ),
     // Notification.
     counter(
+        "vigil_notifications_grouped_total",
+        "Alerts taken into a notification group, per route",
+    ),
+    counter(
+        "vigil_notifications_silenced_total",
+        "Alerts a silence kept from a route, per route",
+    ),
+    counter(
+        "vigil_notifications_inhibited_total",
+        "Alerts an inhibition rule kept from a route, per route",
+    ),
+    counter(
+        "vigil_notifications_enqueued_total",
+        "Notifications written to the outbox, per receiver",
+    ),
+    counter(
+        "vigil_notify_dispatch_errors_total",
+        "Rounds of the dispatch timer that failed (retried on the next round)",
+    ),
+    counter(
         "vigil_notifications_sent_total",
-        "Alerts a webhook took, per webhook",
+        "Notifications a receiver took, per receiver",
+    ),
+    counter(
+        "vigil_notifications_failed_total",
+        "Delivery attempts that failed, per receiver",
     ),
     counter(
         "vigil_notifications_refused_total",
-        "Alerts a webhook refused for good (not retried), per webhook",
+        "Notifications a receiver refused for good (dead letters at once), per receiver",
     ),
     counter(
         "vigil_notification_retries_total",
-        "Deliveries to a webhook that failed and were retried, per webhook",
+        "Failed deliveries that will be retried after a backoff, per receiver",
+    ),
+    counter(
+        "vigil_notifications_dead_lettered_total",
+        "Notifications that became dead letters (refused, or out of attempts), per receiver",
+    ),
+    histogram(
+        "vigil_notification_latency_seconds",
+        "Seconds from a notification's entry in the outbox to its delivery, per receiver",
+    ),
+    gauge(
+        "vigil_notification_outbox",
+        "Notifications in the outbox by state (pending, dead), refreshed every 15 s",
     ),
     counter(
         "vigil_playbook_runs_total",

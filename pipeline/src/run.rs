@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_event::{Alert, Event, Quarantined};
 use vigil_ingest::Ingestor;
-use vigil_notify::Notifier;
+use vigil_notify::{Dispatcher, Outbox, Receiver};
 use vigil_store::Store;
 use vigil_ui::{Rules, UiState};
 
@@ -43,7 +43,8 @@ pub struct Startup {
     demo: bool,
     roles: Roles,
     rules: Option<Arc<LiveRules>>,
-    notifier: Option<Arc<Notifier>>,
+    /// The receivers, built and checked, when this process notifies.
+    receivers: Option<Vec<Arc<dyn Receiver>>>,
 }
 
 impl Startup {
@@ -77,13 +78,13 @@ impl Startup {
         } else {
             None
         };
-        let notifier = notifier(&config, roles)?;
+        let receivers = receivers(&config, roles)?;
         Ok(Startup {
             config,
             demo,
             roles,
             rules,
-            notifier,
+            receivers,
         })
     }
 
@@ -99,7 +100,7 @@ impl Startup {
             demo,
             roles,
             rules,
-            notifier,
+            receivers,
         } = self;
         let data_dir = &config.data_dir;
         fs::create_dir_all(data_dir)
@@ -187,15 +188,17 @@ impl Startup {
                 Ok(())
             });
         }
-        if let Some(notifier) = notifier {
-            let notification = stages::run_notifier(
-                bus.clone(),
-                topics.alerts.clone(),
-                notifier,
-                shutdown.clone(),
-            );
-            stages.spawn(async move { Ok(notification.await?) });
-        }
+        let outbox = match receivers {
+            Some(receivers) => Some(spawn_notification(
+                &mut stages,
+                &config,
+                &bus,
+                store.as_ref(),
+                receivers,
+                &shutdown,
+            )?),
+            None => None,
+        };
         let responder =
             stages::start_respond(&mut stages, &config, &bus, store.as_ref(), &access, &shutdown)?;
 
@@ -304,11 +307,20 @@ impl Startup {
                 gate: gate.clone(),
                 rules: rule_catalog,
                 backtests,
+                notifications: outbox.clone(),
+                // The dispatcher reads the silences in the same notify.sqlite.
+                silences: match &outbox {
+                    Some(_) => Some(Arc::new(
+                        vigil_notify::silences::Silences::open(&vigil_notify::db::path_in(
+                            &config.data_dir,
+                        ))
+                        .map_err(|e| RunError::Dispatch(e.into()))?,
+                    )),
+                    None => None,
+                },
                 playbook_runs: responder.map(|responder| {
                     Arc::new(stages::ResponderRuns { responder }) as Arc<dyn vigil_ui::PlaybookRuns>
                 }),
-                // Set once the notify stage opens notify.sqlite (issue 18, N2 wires it).
-                silences: None,
             }),
             _ => None,
         };
@@ -402,24 +414,74 @@ impl Roles {
     }
 }
 
-/// The notifier when this process notifies. With no webhook configured, `all` skips the
-/// stage, but asking for the `notify` role alone is a mistake worth stopping for.
-fn notifier(config: &Config, roles: Roles) -> Result<Option<Arc<Notifier>>, RunError> {
+/// The receivers when this process notifies. With none configured, `all` skips the stage,
+/// but asking for the `notify` role alone is a mistake worth stopping for.
+fn receivers(config: &Config, roles: Roles) -> Result<Option<Vec<Arc<dyn Receiver>>>, RunError> {
     if !roles.notify {
         return Ok(None);
     }
-    let notifier = Notifier::new(&config.notify)?;
-    if notifier.is_empty() {
+    config
+        .notify
+        .outbox
+        .check()
+        .map_err(|reason| RunError::Config(ConfigError::Setting(reason)))?;
+    let receivers = vigil_notify::receivers::build(&config.notify)?;
+    if receivers.is_empty() {
         if config.roles.contains(&Role::Notify) {
             return Err(RunError::Roles(
-                "the notify role has nothing to do: configure [[notify.webhooks]]",
+                "the notify role has nothing to do: configure [[notify.receivers]] or [[notify.webhooks]]",
             ));
         }
         return Ok(None);
     }
-    let names: Vec<&str> = notifier.webhooks().iter().map(|w| w.name()).collect();
-    tracing::info!(webhooks = ?names, "notifying");
-    Ok(Some(Arc::new(notifier)))
+    let names: Vec<&str> = receivers.iter().map(|r| r.name()).collect();
+    tracing::info!(receivers = ?names, "notifying");
+    Ok(Some(receivers))
+}
+
+/// Starts notification: the alerts' consumer into the dispatcher, the dispatch timer into
+/// the outbox, and one delivery task per receiver. Gives the outbox, for the UI's dead
+/// letters.
+fn spawn_notification(
+    stages: &mut JoinSet<Result<(), RunError>>,
+    config: &Config,
+    bus: &Arc<dyn Bus>,
+    store: Option<&Arc<Store>>,
+    receivers: Vec<Arc<dyn Receiver>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Arc<Outbox>, RunError> {
+    let notify = &config.notify;
+    let db = vigil_notify::db::path_in(&config.data_dir);
+    // [notify.route] with a continuing child route per old [[notify.webhooks]] entry.
+    let route = vigil_notify::receivers::route_tree(notify);
+    let dispatcher = Arc::new(Dispatcher::open(&db, &route, &notify.inhibit)?);
+    let outbox = Arc::new(Outbox::open(&db, notify.outbox.clone())?);
+    // Triage's word on alerts (acknowledged, closed) comes from the store this process
+    // indexes into; without it, groups only fire.
+    let states: Arc<dyn vigil_notify::AlertStates> = match store {
+        Some(store) => Arc::new(stages::StoreAlertStates(store.clone())),
+        None => Arc::new(stages::NoAlertStates),
+    };
+    let consumer = stages::run_notifier(
+        bus.clone(),
+        config.bus.topics.alerts.clone(),
+        dispatcher.clone(),
+        shutdown.clone(),
+    );
+    stages.spawn(async move { Ok(consumer.await?) });
+    let dispatch = stages::run_dispatch(dispatcher, outbox.clone(), states, shutdown.clone());
+    stages.spawn(async move {
+        dispatch.await;
+        Ok(())
+    });
+    for receiver in receivers {
+        let delivery = stages::run_delivery(outbox.clone(), receiver, shutdown.clone());
+        stages.spawn(async move {
+            delivery.await;
+            Ok(())
+        });
+    }
+    Ok(outbox)
 }
 
 /// Opens the configured bus. Kafka is checked now, so an unreachable cluster or a missing

@@ -217,6 +217,18 @@ pub fn apply_change(
     Ok((next, history))
 }
 
+impl crate::Store {
+    /// Where each of `ids` stands in triage, for the notification dispatcher (acknowledge
+    /// and resolve a group once all its alerts are). An id the store has not seen yet reads
+    /// as open.
+    pub fn alert_states(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, AlertState>, StoreError> {
+        self.triage.states(ids, Utc::now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -316,6 +316,23 @@ const TABLE: &[Expect] = &[
         404,
         Only(RULE_MANAGERS),
     ),
+    // Notifications.
+    expect(
+        "GET",
+        "/api/v1/notifications",
+        "/api/v1/notifications?state=dead",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    expect(
+        "POST",
+        "/api/v1/notifications/{id}/resend",
+        "/api/v1/notifications/no-such-notification/resend",
+        Body::None,
+        404,
+        Only(TRIAGERS),
+    ),
     // Silences: this process notifies nobody, so it keeps none; the allowed reach the
     // handler, which says so.
     expect(
@@ -509,6 +526,23 @@ const TABLE: &[Expect] = &[
         Only(SAVERS),
     ),
     expect("GET", "/audit", "/audit", Body::None, 200, Only(ADMINS)),
+    expect(
+        "GET",
+        "/notifications",
+        "/notifications",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
+    // No dead letter has this id: the allowed reach the handler, which finds none.
+    expect(
+        "POST",
+        "/notifications/{id}/resend",
+        "/notifications/no-such-notification/resend",
+        Body::Form("csrf={csrf}"),
+        404,
+        Only(TRIAGERS),
+    ),
     expect("GET", "/silences", "/silences", Body::None, 200, Only(READERS)),
     expect(
         "POST",

@@ -19,14 +19,14 @@ const TRAIL_STOPPED_RULE: &str = "8839b791-6198-4751-84ca-948372583b72";
 
 /// One request a receiver got, and the status it answered.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: Vec<(String, String)>,
     body: Value,
     status: u16,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -36,14 +36,14 @@ impl Received {
 
 /// A webhook receiver on a free loopback port. It answers every request with `status`
 /// (settable while running) and records what came.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     status: Arc<AtomicU16>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start(status: u16) -> Receiver {
+    pub(crate) fn start(status: u16) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let status = Arc::new(AtomicU16::new(status));
@@ -62,16 +62,16 @@ impl Receiver {
         }
     }
 
-    fn set_status(&self, status: u16) {
+    pub(crate) fn set_status(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
     /// The alert ids this receiver accepted (answered 2xx).
-    fn accepted_ids(&self) -> Vec<String> {
+    pub(crate) fn accepted_ids(&self) -> Vec<String> {
         self.received()
             .into_iter()
             .filter(|r| r.status < 300)
@@ -120,7 +120,7 @@ fn serve(stream: TcpStream, answer: &AtomicU16, log: &Mutex<Vec<Received>>) {
 }
 
 /// CloudTrail records: `stops` trails stopped (each a high alert) among routine calls.
-fn cloudtrail(first: usize, stops: usize) -> String {
+pub(crate) fn cloudtrail(first: usize, stops: usize) -> String {
     (first..first + stops * 3)
         .map(|seq| {
             let name = if seq % 3 == 0 { "StopLogging" } else { "DescribeTrails" };
@@ -140,11 +140,11 @@ fn cloudtrail(first: usize, stops: usize) -> String {
         .collect()
 }
 
-fn write_config(dir: &Path, toml: &str) {
+pub(crate) fn write_config(dir: &Path, toml: &str) {
     std::fs::write(dir.join("vigil.toml"), toml).unwrap();
 }
 
-fn distinct(ids: &[String]) -> BTreeSet<String> {
+pub(crate) fn distinct(ids: &[String]) -> BTreeSet<String> {
     ids.iter().cloned().collect()
 }
 
@@ -211,7 +211,9 @@ tags = ["attack.t1562.008"]
     // Settle, then count: a duplicate would show now.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(oncall.accepted_ids().len(), 5, "{accepted:?}");
-    assert_eq!(distinct(&chat.accepted_ids()), distinct(&accepted));
+    // One notification per alert and receiver, each under its own key.
+    assert_eq!(chat.accepted_ids().len(), 5);
+    assert_eq!(distinct(&chat.accepted_ids()).len(), 5);
 
     let first = oncall
         .received()
@@ -219,11 +221,15 @@ tags = ["attack.t1562.008"]
         .find(|r| r.status == 200)
         .unwrap();
     assert_eq!(first.header("authorization"), Some("Bearer hook-secret"));
-    assert_eq!(first.body["type"], "vigil.alert");
-    assert_eq!(first.body["alert"]["rule_id"], TRAIL_STOPPED_RULE);
-    assert_eq!(first.body["alert"]["level"], "high");
-    let id = first.body["alert"]["id"].as_str().unwrap();
-    assert_eq!(first.header("idempotency-key"), Some(id));
+    assert_eq!(first.body["type"], "vigil.notification");
+    assert_eq!(first.body["alerts"][0]["rule_id"], TRAIL_STOPPED_RULE);
+    assert_eq!(first.body["alerts"][0]["level"], "high");
+    let id = first.body["alerts"][0]["id"].as_str().unwrap();
+    // The key is the notification's id, the same at every retry.
+    assert_eq!(
+        first.header("idempotency-key"),
+        first.body["id"].as_str()
+    );
     assert_eq!(
         first.body["url"],
         format!("https://vigil.example.com/alerts/{id}")
@@ -233,24 +239,21 @@ tags = ["attack.t1562.008"]
     assert_eq!(alert["rule_id"], TRAIL_STOPPED_RULE);
 
     let text = chat.received()[0].body["text"].as_str().unwrap().to_owned();
-    assert!(
-        text.starts_with("*[HIGH]* <https://vigil.example.com/alerts/"),
-        "{text}"
-    );
+    assert!(text.contains("<https://vigil.example.com/alerts/"), "{text}");
     assert!(text.contains("AWS CloudTrail Logging Stopped"), "{text}");
 
     // Below its level: nothing. Refusing: each alert tried once, and the rest still flowed.
     assert!(critical_only.received().is_empty());
     assert_eq!(broken.received().len(), 5);
     assert_eq!(
-        vigil.metric("vigil_notifications_refused_total{webhook=\"broken\"}"),
+        vigil.metric("vigil_notifications_refused_total{receiver=\"broken\"}"),
         5.0
     );
     assert_eq!(
-        vigil.metric("vigil_notifications_sent_total{webhook=\"oncall\"}"),
+        vigil.metric("vigil_notifications_sent_total{receiver=\"oncall\"}"),
         5.0
     );
-    assert!(vigil.metric("vigil_notification_retries_total{webhook=\"oncall\"}") >= 3.0);
+    assert!(vigil.metric("vigil_notification_retries_total{receiver=\"oncall\"}") >= 3.0);
 }
 
 #[test]

@@ -109,6 +109,9 @@ pub(crate) fn layout_refreshing(
                             a href="/rules/backtest" { "Backtest" }
                         }
                         @if caller.principal.may(Permission::Read) {
+                            a href="/notifications" { "Notifications" }
+                        }
+                        @if caller.principal.may(Permission::Read) {
                             a href="/silences" { "Silences" }
                         }
                         @if caller.principal.may(Permission::ReadAudit) {

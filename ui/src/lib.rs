@@ -18,7 +18,9 @@ pub mod backtest_jobs;
 mod backtest_page;
 mod frame;
 mod health_page;
+mod deliveries;
 mod live_tail;
+mod notifications_page;
 mod pages;
 pub mod playbook_runs;
 pub mod rule_catalog;
@@ -59,6 +61,9 @@ pub struct UiState {
     pub backtests: Option<Arc<BacktestJobs>>,
     /// Playbook runs (approve, undo) when this process responds; `None` otherwise.
     pub playbook_runs: Option<Arc<dyn PlaybookRuns>>,
+    /// The notification outbox (dead letters, re-sending, each alert's deliveries) when this
+    /// process delivers notifications; `None` otherwise.
+    pub notifications: Option<Arc<vigil_notify::Outbox>>,
     /// Silences (list, make, expire) when this process notifies; `None` otherwise.
     pub silences: Option<Arc<vigil_notify::silences::Silences>>,
 }
@@ -69,8 +74,9 @@ pub fn api_router(state: UiState) -> Router {
         .merge(admin_api::router())
         .merge(rules_page::api_router())
         .merge(backtest_page::api_router())
-        .merge(playbook_runs::api_router())
+        .merge(notifications_page::api_router())
         .merge(silences_page::api_router())
+        .merge(playbook_runs::api_router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }
@@ -87,8 +93,9 @@ pub fn page_router(state: UiState) -> Router {
         .merge(search_page::router())
         .merge(search_export::router())
         .merge(backtest_page::router())
-        .merge(playbook_runs::router())
+        .merge(notifications_page::router())
         .merge(silences_page::router())
+        .merge(playbook_runs::router())
         .merge(attack_page::router())
         .merge(saved_searches::router())
         .merge(live_tail::router())
@@ -198,6 +205,7 @@ mod tests {
             rules: Default::default(),
             backtests: None,
             playbook_runs: None,
+            notifications: None,
             silences: None,
         };
         let session = format!("{}={}", auth::SESSION_COOKIE, started.id.expose());

@@ -82,10 +82,13 @@ struct AlertStory {
     events: Vec<vigil_event::Event>,
     /// How many of the alert's events the caller may not see (Vigil's own audit events).
     hidden: usize,
+    /// The notifications that carried the alert, when this process delivers them.
+    deliveries: crate::deliveries::Deliveries,
 }
 
 async fn load_alert(state: &UiState, caller: &Caller, id: String) -> Result<AlertStory, CallError> {
     let store = state.store.clone();
+    let deliveries = crate::deliveries::load(state.notifications.as_ref(), &id).await;
     let (detail, events) =
         call_store(move || Ok((store.alert(&id)?, store.alert_events(&id)?))).await?;
     let found = events.len();
@@ -95,6 +98,7 @@ async fn load_alert(state: &UiState, caller: &Caller, id: String) -> Result<Aler
         detail,
         hidden: found - events.len(),
         events,
+        deliveries,
     })
 }
 
@@ -159,6 +163,7 @@ fn alert_body(
         (rule_section(alert, catalog))
         (events_section(alert, &story.events, story.hidden))
         (around_section(alert, &story.events))
+        (crate::deliveries::section(&story.deliveries))
         @if let Some(problem) = problem { div.error { "Not changed: " (problem) } }
         // Only those who may triage are shown the forms; the gate refuses the others' posts.
         @if caller.principal.may(Permission::Triage) { section.triage {

@@ -7,6 +7,7 @@
 //! and alert ids are stable and the store upserts by id.
 
 mod consume;
+mod deliver;
 mod detect;
 mod index;
 mod notify;
@@ -25,7 +26,8 @@ pub use detect::{
     run_detection, run_detection_with, ActiveRules, DetectConfig, RuleFeed, GROUP as DETECT_GROUP,
 };
 pub use index::{run_indexer, run_retention, IndexTarget};
-pub use notify::run_notifier;
+pub use deliver::run_delivery;
+pub use notify::{run_dispatch, run_notifier, NoAlertStates, StoreAlertStates};
 pub use respond::{run_responder, start as start_respond, ResponderRuns};
 
 /// How long a stage waits for messages before it looks at the shutdown signal again.

@@ -1,26 +1,45 @@
-//! Notification: alerts from the bus to the configured webhooks, at least once.
+//! Notification: alerts from the bus into the dispatcher's groups, and the groups' due
+//! notifications into the outbox.
 //!
-//! Offsets are committed only after every webhook that wants an alert has taken it, or has
-//! refused it for good, so a receiver that is down holds the alerts on the bus (visible as
-//! lag) until it returns. A replay may resend an alert a webhook already took; the
-//! `Idempotency-Key` header (the alert id) lets the receiver drop it.
+//! Two loops. The stage reads `vigil.alerts` and hands each alert to
+//! [`Dispatcher::accept`], which routes, silences and groups it durably; only then is the
+//! offset committed, so a crash replays alerts rather than lose them (the dispatcher takes
+//! a known alert again harmlessly). The dispatch timer asks the dispatcher what is due,
+//! writes it to the outbox and only then tells the dispatcher it was emitted, so a crash in
+//! between re-emits the same notification ids, which the outbox ignores. Sending is the
+//! delivery tasks' work ([`super::deliver`]), one per receiver.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use vigil_bus::{Bus, BusError, Delivery};
-use vigil_event::Alert;
-use vigil_notify::{DeliveryError, Notifier};
+use vigil_event::{Alert, AlertId};
+use vigil_notify::{AlertState, AlertStates, DeliveryState, Dispatcher, Outbox};
+use vigil_store::{AlertStatus, Store};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
-use super::{decode_message, retry, Shutdown};
+use super::deliver::blocking;
+use super::{decode_message, retry, stopping, Shutdown};
 
 const GROUP: &str = "notify";
 const BATCH: usize = 100;
 
+/// How often the dispatch timer asks for due notifications: the shortest wait a group can
+/// have beyond its own `group_wait`.
+pub const DISPATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Delivered rows and old dead letters are pruned this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The outbox's gauge (pending and dead notifications) is refreshed this often.
+const COUNT_EVERY: Duration = Duration::from_secs(15);
+
 pub async fn run_notifier(
     bus: Arc<dyn Bus>,
     topic: String,
-    notifier: Arc<Notifier>,
+    dispatcher: Arc<Dispatcher>,
     shutdown: Shutdown,
 ) -> Result<(), BusError> {
     let settings = StageSettings {
@@ -28,58 +47,177 @@ pub async fn run_notifier(
         group: GROUP,
         batch: BATCH,
     };
-    run_stage(bus, settings, NotifyStage { notifier }, shutdown).await
+    run_stage(bus, settings, NotifyStage { dispatcher }, shutdown).await
 }
 
-/// Notification as a [`Stage`]: a webhook that took an alert holds it, so there is nothing
-/// more to make durable before the commit. What was sent before a shutdown is committed, so
-/// a restart resends less.
+/// The alerts' consumer: a batch is committed once the dispatcher has taken every alert of
+/// it, which is durable when `accept` returns.
 struct NotifyStage {
-    notifier: Arc<Notifier>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Stage for NotifyStage {
     async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
-        for (done, delivery) in batch.iter().enumerate() {
-            if let Some(alert) = decode_message::<Alert>(delivery, GROUP) {
-                if !notify(&self.notifier, &alert, shutdown).await {
-                    return Processed::Prefix(done);
-                }
+        let alerts: Arc<Vec<Alert>> = Arc::new(
+            batch
+                .iter()
+                .filter_map(|delivery| decode_message::<Alert>(delivery, GROUP))
+                .collect(),
+        );
+        let accepted = retry!("grouping alerts for notification", shutdown, {
+            let (dispatcher, alerts) = (self.dispatcher.clone(), alerts.clone());
+            match tokio::task::spawn_blocking(move || accept_all(&dispatcher, &alerts)).await {
+                Ok(result) => result,
+                Err(join) => Err(format!("grouping stopped: {join}")),
             }
+        });
+        match accepted {
+            Some(()) => Processed::All,
+            None => Processed::Prefix(0),
         }
-        Processed::All
     }
 }
 
-/// Sends `alert` to every webhook that wants it; false when shutdown interrupted the retries.
-async fn notify(notifier: &Notifier, alert: &Alert, shutdown: &Shutdown) -> bool {
-    for webhook in notifier.routes(alert) {
-        let what = format!("notifying webhook {:?}", webhook.name());
-        let sent = retry!(&what, shutdown, {
-            match notifier.deliver(webhook, alert).await {
-                Err(DeliveryError::Rejected { status, body }) => {
-                    // Retrying would be refused the same way; holding the stream back for it
-                    // would stop every later alert too.
-                    tracing::error!(webhook = webhook.name(), alert = %alert.id, status, %body, "the webhook refused an alert; it is not retried");
-                    metrics::counter!("vigil_notifications_refused_total", "webhook" => webhook.name().to_owned())
-                        .increment(1);
-                    Ok(())
-                }
-                Ok(()) => {
-                    metrics::counter!("vigil_notifications_sent_total", "webhook" => webhook.name().to_owned())
-                        .increment(1);
-                    Ok(())
-                }
-                Err(transient) => {
-                    metrics::counter!("vigil_notification_retries_total", "webhook" => webhook.name().to_owned())
-                        .increment(1);
-                    Err(transient)
-                }
-            }
-        });
-        if sent.is_none() {
-            return false;
+/// Every alert into the dispatcher, counting what became of it per route. A replayed batch
+/// is accepted again from its start: the dispatcher knows the alerts it holds.
+fn accept_all(dispatcher: &Dispatcher, alerts: &[Alert]) -> Result<(), String> {
+    for alert in alerts {
+        let accepted = dispatcher
+            .accept(alert, Utc::now())
+            .map_err(|e| e.to_string())?;
+        for route in accepted.grouped {
+            metrics::counter!("vigil_notifications_grouped_total", "route" => route).increment(1);
+        }
+        for route in accepted.silenced {
+            metrics::counter!("vigil_notifications_silenced_total", "route" => route).increment(1);
+        }
+        for route in accepted.inhibited {
+            metrics::counter!("vigil_notifications_inhibited_total", "route" => route).increment(1);
         }
     }
-    true
+    Ok(())
+}
+
+/// The dispatch timer: due notifications into the outbox, every [`DISPATCH_EVERY`], until
+/// shutdown. A failed round is logged and the next one tries again: nothing is emitted that
+/// the outbox did not take.
+pub async fn run_dispatch(
+    dispatcher: Arc<Dispatcher>,
+    outbox: Arc<Outbox>,
+    states: Arc<dyn AlertStates>,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(DISPATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<Instant> = None;
+    let mut last_count: Option<Instant> = None;
+    let mut stop = shutdown.clone();
+    while !stopping(&shutdown) {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => continue,
+        }
+        let prune = last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        let count = last_count.is_none_or(|at| at.elapsed() >= COUNT_EVERY);
+        let round = {
+            let (dispatcher, states) = (dispatcher.clone(), states.clone());
+            blocking(&outbox, move |outbox| {
+                Ok(dispatch_once(
+                    &dispatcher,
+                    outbox,
+                    states.as_ref(),
+                    prune,
+                    count,
+                ))
+            })
+            .await
+        };
+        match round.and_then(|round| round) {
+            Ok(()) => {
+                if prune {
+                    last_prune = Some(Instant::now());
+                }
+                if count {
+                    last_count = Some(Instant::now());
+                }
+            }
+            Err(error) => {
+                metrics::counter!("vigil_notify_dispatch_errors_total").increment(1);
+                tracing::error!(%error, "dispatching notifications failed; trying again");
+            }
+        }
+    }
+}
+
+/// One round of the timer: due → outbox (durable) → emitted.
+fn dispatch_once(
+    dispatcher: &Dispatcher,
+    outbox: &Outbox,
+    states: &dyn AlertStates,
+    prune: bool,
+    count: bool,
+) -> Result<(), String> {
+    let now = Utc::now();
+    let due = dispatcher.due(now, states).map_err(|e| e.to_string())?;
+    if !due.is_empty() {
+        outbox.enqueue(&due, now).map_err(|e| e.to_string())?;
+        for notification in &due {
+            metrics::counter!("vigil_notifications_enqueued_total", "receiver" => notification.receiver.clone())
+                .increment(1);
+        }
+        let ids: Vec<String> = due.into_iter().map(|n| n.id).collect();
+        dispatcher.emitted(&ids).map_err(|e| e.to_string())?;
+    }
+    if prune {
+        let pruned = outbox.prune(now).map_err(|e| e.to_string())?;
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned old notifications from the outbox");
+        }
+    }
+    if count {
+        let counts = outbox.counts().map_err(|e| e.to_string())?;
+        for state in [DeliveryState::Pending, DeliveryState::Dead] {
+            let count = counts.get(&state).copied().unwrap_or(0);
+            metrics::gauge!("vigil_notification_outbox", "state" => state.as_str())
+                .set(count as f64);
+        }
+    }
+    Ok(())
+}
+
+/// What triage says of alerts, read from the store this process indexes into.
+pub struct StoreAlertStates(pub Arc<Store>);
+
+impl AlertStates for StoreAlertStates {
+    fn states(&self, ids: &[AlertId]) -> BTreeMap<AlertId, AlertState> {
+        let keys: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let mut found = match self.0.alert_states(&keys) {
+            Ok(found) => found,
+            Err(error) => {
+                // Without states, groups keep firing and are not resolved: late, not lost.
+                tracing::warn!(%error, "cannot read alert states for notifications");
+                return BTreeMap::new();
+            }
+        };
+        ids.iter()
+            .zip(keys)
+            .filter_map(|(id, key)| {
+                let state = match found.remove(&key)?.status {
+                    AlertStatus::Open => AlertState::Open,
+                    AlertStatus::Acknowledged => AlertState::Acknowledged,
+                    AlertStatus::Closed => AlertState::Closed,
+                };
+                Some((*id, state))
+            })
+            .collect()
+    }
+}
+
+/// A process that does not index knows nothing of triage: its groups only fire.
+pub struct NoAlertStates;
+
+impl AlertStates for NoAlertStates {
+    fn states(&self, _ids: &[AlertId]) -> BTreeMap<AlertId, AlertState> {
+        BTreeMap::new()
+    }
 }

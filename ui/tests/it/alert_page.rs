@@ -144,6 +144,7 @@ async fn story(rules: RuleCatalog) -> Story {
             rules: Arc::new(rules).into(),
             backtests: None,
             playbook_runs: None,
+            notifications: None,
             silences: None,
         }),
         gate,

@@ -115,6 +115,7 @@ fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
             rules: Default::default(),
             backtests: None,
             playbook_runs: None,
+            notifications: None,
             silences: None,
         }),
         gate.clone(),

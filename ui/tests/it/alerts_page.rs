@@ -126,6 +126,7 @@ impl Page {
                 rules: Default::default(),
                 backtests: None,
                 playbook_runs: None,
+                notifications: None,
                 silences: None,
             }),
             gate,

@@ -76,6 +76,7 @@ async fn techniques_show_under_their_tactics_with_rules_and_hits_as_text() {
         rules: Arc::new(catalog).into(),
         backtests: None,
         playbook_runs: None,
+        notifications: None,
         silences: None,
     };
     let app = guard(page_router(state), gate);

@@ -170,6 +170,7 @@ fn fixture() -> Fixture {
         rules: Default::default(),
         backtests: Some(Arc::new(jobs)),
         playbook_runs: None,
+        notifications: None,
         silences: None,
     };
     Fixture {

@@ -107,6 +107,7 @@ async fn fixture_with(more: Vec<Event>) -> Fixture {
             rules: Default::default(),
             backtests: None,
             playbook_runs: None,
+            notifications: None,
             silences: None,
         }),
         gate,

@@ -8,6 +8,7 @@ mod attack_page;
 mod backtest_page;
 mod gate;
 mod health_page;
+mod notifications_page;
 mod pages;
 mod rules_page;
 mod saved_and_live;

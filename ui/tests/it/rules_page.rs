@@ -132,6 +132,7 @@ async fn fixture() -> Fixture {
         rules: Rules::new(rules.clone()),
         backtests: None,
         playbook_runs: None,
+        notifications: None,
         silences: None,
     };
     Fixture {

@@ -216,6 +216,7 @@ async fn a_burst_of_guesses_sent_at_once_is_throttled_like_a_series() {
             rules: Default::default(),
             backtests: None,
             playbook_runs: None,
+            notifications: None,
             silences: None,
         }),
         gate,

@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
         rules: Default::default(),
         backtests: None,
         playbook_runs: None,
+        notifications: None,
         silences: Some(silences.clone()),
     };
     Fixture {
