@@ -135,7 +135,6 @@ impl Dispatcher {
         states: &dyn AlertStates,
     ) -> Result<Vec<Notification>, DispatchError> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let sweep = {
             let mut last = self
                 .last_sweep_ms
@@ -148,8 +147,16 @@ impl Dispatcher {
             }
             sweep
         };
+        // Nothing else changes the groups meanwhile: accept() waits for this connection.
+        let questions = grouping::triage_questions(&conn, now, sweep)?;
+        let known = if questions.is_empty() {
+            BTreeMap::new()
+        } else {
+            states.states(&questions)
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let judge = DueJudge {
-            states,
+            known,
             silences: silences::active(&tx, now)?,
             sweep,
         };
@@ -195,15 +202,18 @@ impl Dispatcher {
     }
 }
 
-struct DueJudge<'a> {
-    states: &'a dyn AlertStates,
+struct DueJudge {
+    /// Triage's answer for the ids `triage_questions` named.
+    known: BTreeMap<AlertId, AlertState>,
     silences: Vec<Matchers>,
     sweep: bool,
 }
 
-impl Judge for DueJudge<'_> {
+impl Judge for DueJudge {
     fn states(&self, ids: &[AlertId]) -> BTreeMap<AlertId, AlertState> {
-        self.states.states(ids)
+        ids.iter()
+            .filter_map(|id| self.known.get(id).map(|state| (*id, *state)))
+            .collect()
     }
 
     fn silenced(&self, alert: &Alert) -> bool {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -40,7 +41,7 @@ fn alert(n: u32, rule: &str, level: Level) -> Alert {
 
 /// Triage as the test says it.
 #[derive(Default)]
-struct Triage(Mutex<BTreeMap<AlertId, AlertState>>);
+struct Triage(Mutex<BTreeMap<AlertId, AlertState>>, AtomicUsize);
 
 impl Triage {
     fn set(&self, alert: &Alert, state: AlertState) {
@@ -50,6 +51,7 @@ impl Triage {
 
 impl AlertStates for Triage {
     fn states(&self, ids: &[AlertId]) -> BTreeMap<AlertId, AlertState> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         let known = self.0.lock().unwrap();
         ids.iter()
             .filter_map(|id| known.get(id).map(|s| (*id, *s)))
@@ -534,4 +536,27 @@ fn bad_routes_are_refused_with_where_and_why() {
             .to_string();
         assert!(err.contains(says), "{err:?} should say {says:?}");
     }
+}
+
+#[test]
+fn triage_is_asked_once_a_round_and_about_quiet_groups_only_every_few_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = open(dir.path(), SIMPLE);
+    let triage = Triage::default();
+    let asked = || triage.1.load(Ordering::SeqCst);
+    for rule in ["r1", "r2", "r3"] {
+        dispatcher
+            .accept(&alert(1, rule, Level::High), t(0))
+            .unwrap();
+    }
+    assert!(flush(&dispatcher, t(10), &triage).is_empty());
+    assert_eq!(asked(), 0, "nothing due, nothing told: nobody to ask about");
+    assert_eq!(flush(&dispatcher, t(30), &triage).len(), 3);
+    assert_eq!(asked(), 1, "one question for the three groups");
+    // Told and quiet: asked again only once STATE_SWEEP_MS has passed.
+    flush(&dispatcher, t(31), &triage);
+    flush(&dispatcher, t(33), &triage);
+    assert_eq!(asked(), 1);
+    flush(&dispatcher, t(35), &triage);
+    assert_eq!(asked(), 2);
 }

@@ -263,6 +263,56 @@ pub(crate) trait Judge {
     fn sweep_states(&self) -> bool;
 }
 
+struct Timing {
+    /// Alerts not yet told.
+    new: i64,
+    /// They may be told now.
+    new_due: bool,
+    /// Nothing new, and the group's repeat is due.
+    repeat_due: bool,
+}
+
+fn timing(group: &GroupRow, now_ms: i64) -> Timing {
+    let new = group.total - group.notified_total;
+    Timing {
+        new,
+        new_due: new > 0 && group.next_ms.is_some_and(|next| next <= now_ms),
+        repeat_due: new <= 0
+            && group.state == FIRING
+            && matches!((group.notified_ms, group.repeat_ms), (Some(at), Some(every)) if at.saturating_add(every) <= now_ms),
+    }
+}
+
+/// The alert ids [`due_groups`] will ask triage about at `now`: asked beforehand, outside
+/// the write transaction, so that the store's answer does not hold up the outbox and the
+/// silences, which write to the same file.
+pub(crate) fn triage_questions(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    sweep: bool,
+) -> rusqlite::Result<Vec<AlertId>> {
+    let now_ms = ms(now);
+    let mut ids = Vec::new();
+    for group in groups(conn)? {
+        let Timing {
+            new_due,
+            repeat_due,
+            ..
+        } = timing(&group, now_ms);
+        if group.pending.is_none() && (new_due || repeat_due || (group.seq > 0 && sweep)) {
+            let mut statement =
+                conn.prepare_cached("SELECT alert_id FROM group_alerts WHERE group_key = ?1")?;
+            let rows = statement.query_map([&group.key], |r| r.get::<_, String>(0))?;
+            for id in rows {
+                if let Ok(id) = id?.parse() {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
 /// The notifications due at `now`, each group's recorded as pending.
 pub(crate) fn due_groups(
     tx: &Transaction<'_>,
@@ -277,11 +327,11 @@ pub(crate) fn due_groups(
             out.extend(notifications(&group, pending, &alerts));
             continue;
         }
-        let new = group.total - group.notified_total;
-        let new_due = new > 0 && group.next_ms.is_some_and(|next| next <= now_ms);
-        let repeat_due = new <= 0
-            && group.state == FIRING
-            && matches!((group.notified_ms, group.repeat_ms), (Some(at), Some(every)) if at.saturating_add(every) <= now_ms);
+        let Timing {
+            new,
+            new_due,
+            repeat_due,
+        } = timing(&group, now_ms);
         let told = group.seq > 0;
         // A group that never repeats and has been quiet for long is over: without this,
         // groups of one alert each (the legacy webhooks' routes) would pile up for ever.
