@@ -10,6 +10,7 @@ mod gate;
 mod health_page;
 mod notifications_page;
 mod pages;
+mod playbook_runs;
 mod rules_page;
 mod saved_and_live;
 mod search_page;
