@@ -458,6 +458,29 @@ impl Outbox {
         Ok(counts)
     }
 
+    /// How many pending notifications each receiver has, for start-up to name those whose
+    /// receiver is no longer configured (renamed or removed): nothing would deliver them.
+    pub fn pending_by_receiver(&self) -> Result<Vec<(String, u64)>, OutboxError> {
+        let conn = self.lock();
+        let mut statement = conn
+            .prepare(
+                "SELECT receiver, COUNT(*) FROM outbox WHERE state = 'pending' \
+                 GROUP BY receiver ORDER BY receiver",
+            )
+            .map_err(self.err())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(self.err())?;
+        let mut pending = Vec::new();
+        for row in rows {
+            let (receiver, count) = row.map_err(self.err())?;
+            pending.push((receiver, count.max(0) as u64));
+        }
+        Ok(pending)
+    }
+
     /// Every notification that carried `alert_id`, oldest first (bounded: an alert is in
     /// few notifications, one per receiver and group change).
     pub fn deliveries_for_alert(&self, alert_id: &str) -> Result<Vec<Delivery>, OutboxError> {

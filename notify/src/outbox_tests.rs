@@ -60,7 +60,10 @@ fn enqueue_is_idempotent_by_id_and_survives_a_reopen() {
     {
         let outbox = open(dir.path(), 3);
         let first = notification("n1", "pager", vec![a.clone()]);
-        assert_eq!(outbox.enqueue(std::slice::from_ref(&first), now).unwrap(), 1);
+        assert_eq!(
+            outbox.enqueue(std::slice::from_ref(&first), now).unwrap(),
+            1
+        );
         // The same id again, even with other contents: a no-op.
         let mut again = first.clone();
         again.new_alerts = 99;
@@ -170,6 +173,10 @@ fn a_refusal_is_dead_at_once_and_old_rows_are_pruned() {
     assert!(!outbox.mark_dead("refused", "again", now).unwrap());
     assert_eq!(outbox.get("refused").unwrap().unwrap().attempts, 1);
     outbox.mark_sent("sent", now).unwrap();
+    assert_eq!(
+        outbox.pending_by_receiver().unwrap(),
+        [("chat".to_owned(), 1)]
+    );
     let counts = outbox.counts().unwrap();
     assert_eq!(counts.get(&DeliveryState::Pending), Some(&1));
     assert_eq!(counts.get(&DeliveryState::Dead), Some(&1));

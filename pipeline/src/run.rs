@@ -456,6 +456,11 @@ fn spawn_notification(
     let route = vigil_notify::receivers::route_tree(notify);
     let dispatcher = Arc::new(Dispatcher::open(&db, &route, &notify.inhibit)?);
     let outbox = Arc::new(Outbox::open(&db, notify.outbox.clone())?);
+    for (receiver, pending) in outbox.pending_by_receiver()? {
+        if !receivers.iter().any(|r| r.name() == receiver) {
+            tracing::warn!(%receiver, pending, "notifications wait in the outbox for a receiver that is no longer configured; configure it again to deliver them");
+        }
+    }
     // Triage's word on alerts (acknowledged, closed) comes from the store this process
     // indexes into; without it, groups only fire.
     let states: Arc<dyn vigil_notify::AlertStates> = match store {
