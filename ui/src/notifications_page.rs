@@ -377,6 +377,7 @@ fn table(rows: &[Delivery], may_resend: bool, csrf: &str) -> Markup {
                         }
                         td { (row.attempts) }
                         td {
+                            span class={ "delivery delivery-" (row.state.as_str()) } { (row.state.as_str()) } " "
                             @match row.state {
                                 DeliveryState::Pending => { "next " (row.next_attempt_at.format("%H:%M:%S")) }
                                 DeliveryState::Sent => @if let Some(at) = row.sent_at { "sent " (at.format("%H:%M:%S")) },
