@@ -19,13 +19,13 @@ const FLASK: &str = "/app/flask";
 const WORKER: &str = "/app/worker";
 
 /// moto's server on a free port, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let installed = Command::new("python3")
             .args(["-c", "import moto.server"])
             .status()

@@ -4,9 +4,7 @@
 //! isolated instance has only the quarantine group and undo restores its groups, and a
 //! dry run changes nothing.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,42 +13,20 @@ use tempfile::TempDir;
 use vigil_event::{Alert, Event, EventId, Level, LogSource, Record, Source};
 use vigil_respond::{Playbook, RespondConfig, Responder, RunState};
 
+use crate::cloudwatch::Moto;
 use crate::common::{wait_for, Vigil, TOKEN};
 
 const REGION: &str = "us-east-1";
 /// The shipped rule "AWS IAM Access Key Created For A Named User".
 const KEY_RULE: &str = "6968dbfa-1c4d-425b-b5cc-a1bae6645e4e";
 
-/// moto's server on a free port, stopped when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
+/// What the tests need of moto besides its server (tests/it/cloudwatch.rs starts it).
+trait MotoClients {
+    fn sdk(&self, runtime: &tokio::runtime::Runtime) -> aws_config::SdkConfig;
+    fn respond_config(&self) -> RespondConfig;
 }
 
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs moto.server (./scripts/test installs moto[server])");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        wait_for("moto to listen", Duration::from_secs(60), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        moto
-    }
-
+impl MotoClients for Moto {
     fn sdk(&self, runtime: &tokio::runtime::Runtime) -> aws_config::SdkConfig {
         use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
         let http = aws_smithy_http_client::Builder::new()
@@ -76,13 +52,6 @@ impl Moto {
         config.retry_max_ms = 200;
         config.max_attempts = 3;
         config
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -259,30 +228,24 @@ fn an_attackers_key_is_deactivated_and_an_approval_waits_for_the_api() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(key_status(&runtime, &iam, "mallory", &stolen), "Active");
 
-    let approved = vigil
-        .client
-        .post(vigil.url(&format!(
-            "/api/v1/playbook-runs/{}/approve",
-            waiting["id"].as_str().unwrap()
-        )))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
+    let approve = || {
+        vigil
+            .client
+            .post(vigil.url(&format!(
+                "/api/v1/playbook-runs/{}/approve",
+                waiting["id"].as_str().unwrap()
+            )))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+    };
+    let approved = approve();
     assert_eq!(approved.status(), 200);
     let approved: Value = approved.json().unwrap();
     assert_eq!(approved["state"], "succeeded", "{approved}");
     assert_eq!(key_status(&runtime, &iam, "mallory", &stolen), "Inactive");
     // A second approval is refused: the run no longer waits.
-    let again = vigil
-        .client
-        .post(vigil.url(&format!(
-            "/api/v1/playbook-runs/{}/approve",
-            waiting["id"].as_str().unwrap()
-        )))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert_eq!(again.status(), 409);
+    assert_eq!(approve().status(), 409);
     // Each result is in the alert's history, under the playbook or the approver.
     let alert = vigil.get_json(&format!("/api/v1/alerts/{alert_id}"));
     let history = alert["history"].to_string();
