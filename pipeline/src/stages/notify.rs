@@ -221,3 +221,69 @@ impl AlertStates for NoAlertStates {
         BTreeMap::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use vigil_event::{EventId, Level, LogSource, Source};
+    use vigil_store::AlertChange;
+
+    use super::*;
+
+    fn alert(key: &[u8]) -> Alert {
+        let now = Utc::now();
+        let event_ids = vec![EventId::derive("notify stage test", &[key])];
+        Alert {
+            id: Alert::derive_id("r", &event_ids),
+            rule_id: "r".into(),
+            rule_title: "t".into(),
+            level: Level::High,
+            tags: vec![],
+            event_ids,
+            time: now,
+            detected: now,
+            source: Source {
+                kind: "cloudtrail".into(),
+                name: "trail".into(),
+            },
+            logsource: LogSource::default(),
+            group: BTreeMap::new(),
+            matched: Vec::new(),
+        }
+    }
+
+    /// The dispatcher hears triage's word: acknowledged and closed alerts as such, others
+    /// open; a process without the store says nothing.
+    #[test]
+    fn alert_states_come_from_triage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (open, acked, closed) = (alert(b"1"), alert(b"2"), alert(b"3"));
+        store
+            .index_alerts(&[open.clone(), acked.clone(), closed.clone()])
+            .unwrap();
+        store.commit().unwrap();
+        let change = |status| AlertChange {
+            status: Some(status),
+            reason: (status == AlertStatus::Closed).then_some(vigil_store::CloseReason::Resolved),
+            ..AlertChange::default()
+        };
+        store
+            .update_alert(
+                &acked.id.to_string(),
+                &change(AlertStatus::Acknowledged),
+                "ana",
+            )
+            .unwrap();
+        store
+            .update_alert(&closed.id.to_string(), &change(AlertStatus::Closed), "ana")
+            .unwrap();
+        let ids = [open.id, acked.id, closed.id];
+        let states = StoreAlertStates(store).states(&ids);
+        assert_eq!(states.get(&open.id), Some(&AlertState::Open));
+        assert_eq!(states.get(&acked.id), Some(&AlertState::Acknowledged));
+        assert_eq!(states.get(&closed.id), Some(&AlertState::Closed));
+        assert!(NoAlertStates.states(&ids).is_empty());
+    }
+}
