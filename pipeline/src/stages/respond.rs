@@ -37,6 +37,9 @@ const BATCH: usize = 20;
 const EVENTS_WAIT: BackoffPolicy =
     BackoffPolicy::new(Duration::from_millis(200), Duration::from_secs(5));
 const EVENTS_ATTEMPTS: u32 = 12;
+/// How many times (a quarter second apart) a run's history note waits for its alert to be
+/// indexed.
+const HISTORY_ATTEMPTS: u32 = 40;
 
 pub async fn run_responder(
     bus: Arc<dyn Bus>,
@@ -183,10 +186,17 @@ async fn record(store: &Arc<Store>, access: &Arc<AccessDb>, run: &Run) {
             note: Some(note),
             ..AlertChange::default()
         };
-        match store.update_alert(&alert, &change, &actor) {
-            Ok(_) | Err(StoreError::NotFound { .. }) => {}
-            Err(error) => {
-                tracing::error!(%error, "cannot record a playbook run in the alert's history")
+        // The indexer takes the alert from the same topic; it may not have committed it yet.
+        for attempt in 1..=HISTORY_ATTEMPTS {
+            match store.update_alert(&alert, &change, &actor) {
+                Err(StoreError::NotFound { .. }) if attempt < HISTORY_ATTEMPTS => {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::error!(%error, "cannot record a playbook run in the alert's history");
+                    break;
+                }
             }
         }
     })
