@@ -206,6 +206,115 @@ mod tests {
         assert!(matches!(missing, Err(ActionError::Plan(_))));
     }
 
+    /// A one-request HTTP receiver on loopback: gives its URL and, once called, the body.
+    fn receiver(status: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/isolate", listener.local_addr().unwrap());
+        let (sender, bodies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut buffer).unwrap();
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        let reply = format!(
+                            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        stream.write_all(reply.as_bytes()).unwrap();
+                        sender.send(body.to_owned()).unwrap();
+                        return;
+                    }
+                }
+            }
+        });
+        (url, bodies)
+    }
+
+    fn hostile_alert() -> (Alert, Vec<Event>) {
+        let time = chrono::Utc::now();
+        let record = json!({ "pod": "web-1\", \"namespace\": \"kube-system" });
+        let event = Event {
+            id: vigil_event::EventId::derive("webhook test", &[b"1"]),
+            time,
+            received: time,
+            source: vigil_event::Source {
+                kind: "k8s".into(),
+                name: "audit".into(),
+            },
+            logsource: Default::default(),
+            record: vigil_event::Record::json(&record.to_string()).unwrap(),
+            fields: Default::default(),
+        };
+        let alert = Alert {
+            id: Alert::derive_id("pod-exec", &[event.id]),
+            rule_id: "pod-exec".into(),
+            rule_title: "Exec into a pod".into(),
+            level: vigil_event::Level::High,
+            tags: vec![],
+            event_ids: vec![event.id],
+            time,
+            detected: time,
+            source: event.source.clone(),
+            logsource: Default::default(),
+            group: Default::default(),
+            matched: vec![],
+        };
+        (alert, vec![event])
+    }
+
+    #[tokio::test]
+    async fn the_planned_body_is_posted_with_attacker_text_inside_its_strings() {
+        let (url, bodies) = receiver("200 OK");
+        let values: BTreeMap<String, Value> = [
+            ("url".to_owned(), json!(url)),
+            ("headers".to_owned(), json!({ "X-Team": "secops" })),
+            (
+                "body".to_owned(),
+                json!({ "pod": "{{event.pod}}", "alert": "{{alert.id}}", "namespace": "default" }),
+            ),
+        ]
+        .into();
+        let webhook = Webhook::new(Params::new(&values), &RespondConfig::default()).unwrap();
+        let (alert, events) = hostile_alert();
+        let plan = webhook.plan(&alert, &events).unwrap();
+        let executed = webhook.execute(&plan).await.unwrap();
+        assert_eq!(executed.result["status"], 200);
+        let body: Value = serde_json::from_str(&bodies.recv().unwrap()).unwrap();
+        assert_eq!(body["pod"], "web-1\", \"namespace\": \"kube-system");
+        assert_eq!(body["namespace"], "default");
+        assert_eq!(body["alert"], alert.id.to_string());
+        assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried_and_a_server_error_is() {
+        for (status, transient) in [
+            ("400 Bad Request", false),
+            ("503 Service Unavailable", true),
+        ] {
+            let (url, _bodies) = receiver(status);
+            let values: BTreeMap<String, Value> = [("url".to_owned(), json!(url))].into();
+            let webhook = Webhook::new(Params::new(&values), &RespondConfig::default()).unwrap();
+            let (alert, events) = hostile_alert();
+            let plan = webhook.plan(&alert, &events).unwrap();
+            let error = webhook.execute(&plan).await.unwrap_err();
+            assert_eq!(error.is_transient(), transient, "{status}: {error}");
+        }
+    }
+
     #[test]
     fn metadata_urls_are_refused() {
         let values: BTreeMap<String, Value> = [(
