@@ -121,7 +121,11 @@ pub const ROUTES: &[Route] = &[
     page("GET", "/", may(Read)),
     page("GET", "/alerts/{id}", may(Read)),
     page("POST", "/alerts/{id}", may(Triage)),
-    page("POST", "/alerts/{id}/playbook-runs/{run}/approve", may(Triage)),
+    page(
+        "POST",
+        "/alerts/{id}/playbook-runs/{run}/approve",
+        may(Triage),
+    ),
     page("POST", "/alerts/{id}/playbook-runs/{run}/undo", may(Triage)),
     page("POST", "/alerts/bulk", may(Triage)),
     page("GET", "/search", may(Read)),

@@ -54,7 +54,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err)?;
     Ok(conn)
 }
 

@@ -230,7 +230,7 @@ impl Config {
         if self.bus.backend == vigil_bus::Backend::Kafka {
             self.bus.kafka.validate()?;
         }
-        vigil_notify::Notifier::new(&self.notify)?;
+        vigil_notify::check(&self.notify)?;
         Ok(())
     }
 

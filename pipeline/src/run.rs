@@ -199,8 +199,14 @@ impl Startup {
             )?),
             None => None,
         };
-        let responder =
-            stages::start_respond(&mut stages, &config, &bus, store.as_ref(), &access, &shutdown)?;
+        let responder = stages::start_respond(
+            &mut stages,
+            &config,
+            &bus,
+            store.as_ref(),
+            &access,
+            &shutdown,
+        )?;
 
         let sources = if roles.ingest {
             &config.sources

@@ -91,8 +91,7 @@ const MAX_ID_BYTES: usize = 64;
 impl Playbook {
     /// Whether `alert` is one this playbook answers: its rule is listed, or one of its tags.
     pub fn matches(&self, alert: &Alert) -> bool {
-        self.rules.contains(&alert.rule_id)
-            || self.tags.iter().any(|tag| alert.tags.contains(tag))
+        self.rules.contains(&alert.rule_id) || self.tags.iter().any(|tag| alert.tags.contains(tag))
     }
 
     /// Reads one playbook from `text`, naming `file` in errors.

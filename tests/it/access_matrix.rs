@@ -507,7 +507,14 @@ const TABLE: &[Expect] = &[
         200,
         Only(READERS),
     ),
-    expect("GET", "/searches", "/searches", Body::None, 200, Only(SAVERS)),
+    expect(
+        "GET",
+        "/searches",
+        "/searches",
+        Body::None,
+        200,
+        Only(SAVERS),
+    ),
     expect(
         "POST",
         "/searches",
@@ -543,7 +550,14 @@ const TABLE: &[Expect] = &[
         404,
         Only(TRIAGERS),
     ),
-    expect("GET", "/silences", "/silences", Body::None, 200, Only(READERS)),
+    expect(
+        "GET",
+        "/silences",
+        "/silences",
+        Body::None,
+        200,
+        Only(READERS),
+    ),
     expect(
         "POST",
         "/silences",

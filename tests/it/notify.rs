@@ -226,10 +226,7 @@ tags = ["attack.t1562.008"]
     assert_eq!(first.body["alerts"][0]["level"], "high");
     let id = first.body["alerts"][0]["id"].as_str().unwrap();
     // The key is the notification's id, the same at every retry.
-    assert_eq!(
-        first.header("idempotency-key"),
-        first.body["id"].as_str()
-    );
+    assert_eq!(first.header("idempotency-key"), first.body["id"].as_str());
     assert_eq!(
         first.body["url"],
         format!("https://vigil.example.com/alerts/{id}")
@@ -239,7 +236,10 @@ tags = ["attack.t1562.008"]
     assert_eq!(alert["rule_id"], TRAIL_STOPPED_RULE);
 
     let text = chat.received()[0].body["text"].as_str().unwrap().to_owned();
-    assert!(text.contains("<https://vigil.example.com/alerts/"), "{text}");
+    assert!(
+        text.contains("<https://vigil.example.com/alerts/"),
+        "{text}"
+    );
     assert!(text.contains("AWS CloudTrail Logging Stopped"), "{text}");
 
     // Below its level: nothing. Refusing: each alert tried once, and the rest still flowed.

@@ -16,9 +16,9 @@ mod audit_page;
 pub mod auth;
 pub mod backtest_jobs;
 mod backtest_page;
+mod deliveries;
 mod frame;
 mod health_page;
-mod deliveries;
 mod live_tail;
 mod notifications_page;
 mod pages;
@@ -31,8 +31,8 @@ mod scripts;
 mod search_export;
 mod search_page;
 mod search_terms;
-mod silences_page;
 mod sign_in;
+mod silences_page;
 
 use std::sync::Arc;
 
@@ -41,9 +41,9 @@ use axum::Router;
 use vigil_store::{Store, StoreError};
 
 pub use auth::{guard, ApiToken, Caller, Gate};
+pub use backtest_jobs::{BacktestJobs, Backtester};
 pub use live_tail::Stopping;
 pub use playbook_runs::{PlaybookRuns, RunView};
-pub use backtest_jobs::{BacktestJobs, Backtester};
 pub use rule_catalog::{RuleCatalog, RuleInfo};
 pub use rule_runtime::{RuleRuntime, Rules};
 

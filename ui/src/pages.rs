@@ -113,7 +113,11 @@ fn alert_response(
     match story {
         Ok(story) => {
             let body = alert_body(&story, &state.rules.catalog(), caller, problem);
-            let runs = crate::playbook_runs::section(caller, state, &story.detail.view.alert.id.to_string());
+            let runs = crate::playbook_runs::section(
+                caller,
+                state,
+                &story.detail.view.alert.id.to_string(),
+            );
             let body = maud::html! { (body) (runs) };
             (
                 status,

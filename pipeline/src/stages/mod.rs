@@ -22,11 +22,11 @@ use vigil_bus::{Delivery, Subscription};
 use vigil_retry::{Backoff, BackoffPolicy};
 
 pub use consume::{run_stage, Processed, Stage, StageSettings};
+pub use deliver::run_delivery;
 pub use detect::{
     run_detection, run_detection_with, ActiveRules, DetectConfig, RuleFeed, GROUP as DETECT_GROUP,
 };
 pub use index::{run_indexer, run_retention, IndexTarget};
-pub use deliver::run_delivery;
 pub use notify::{run_dispatch, run_notifier, NoAlertStates, StoreAlertStates};
 pub use respond::{run_responder, start as start_respond, ResponderRuns};
 

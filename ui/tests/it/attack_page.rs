@@ -100,7 +100,10 @@ async fn techniques_show_under_their_tactics_with_rules_and_hits_as_text() {
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(!html.contains("<script>"), "{html}");
     // The malformed technique tag is no technique: not shown, and never a link.
-    assert!(!html.contains("t1552&quot;") && !html.contains("t1552\""), "{html}");
+    assert!(
+        !html.contains("t1552&quot;") && !html.contains("t1552\""),
+        "{html}"
+    );
     // A viewer may not backtest, so is not offered it.
     assert!(!html.contains("/rules/backtest"), "{html}");
     // T1110 under Credential Access, with its rule and its two alerts of the week.
