@@ -20,6 +20,7 @@ mod kafka;
 mod kubernetes;
 mod live_tail;
 mod notify;
+mod notify_groups;
 mod notify_outbox;
 mod pipeline;
 mod playbooks;

@@ -20,9 +20,11 @@ const TRAIL_STOPPED_RULE: &str = "8839b791-6198-4751-84ca-948372583b72";
 /// One request a receiver got, and the status it answered.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
-    headers: Vec<(String, String)>,
-    body: Value,
-    status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Value,
+    /// The body as sent, to check a signature over.
+    pub(crate) raw: Vec<u8>,
+    pub(crate) status: u16,
 }
 
 impl Received {
@@ -108,6 +110,7 @@ fn serve(stream: TcpStream, answer: &AtomicU16, log: &Mutex<Vec<Received>>) {
     log.lock().unwrap().push(Received {
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: body,
         status,
     });
     let reply = if status < 300 { "ok" } else { "not now" };
