@@ -103,7 +103,7 @@ pub(crate) async fn fixture() -> Fixture {
 }
 
 /// Signs in through the form and gives the session cookie as a browser sends it back.
-async fn sign_in(app: &Router, name: &str, password: &str) -> String {
+pub(crate) async fn sign_in(app: &Router, name: &str, password: &str) -> String {
     let (status, headers, body) = send(
         app,
         Method::POST,
@@ -175,6 +175,55 @@ pub(crate) async fn send(
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
+/// A page as the holder of the session cookie `session` gets it.
+pub(crate) async fn get_page(app: &Router, session: &str, uri: &str) -> (StatusCode, String) {
+    let (status, _, body) = send(app, Method::GET, uri, &[("cookie", session)], None).await;
+    (status, body)
+}
+
+/// An API call with a bearer token and an optional JSON body; the answer as JSON (null when
+/// it is not JSON).
+pub(crate) async fn send_api(
+    api: &Router,
+    method: Method,
+    uri: &str,
+    bearer: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {bearer}"));
+    let body = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = api
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A new API token's secret.
+pub(crate) fn token(access: &vigil_access::AccessDb, name: &str, scopes: &str) -> String {
+    access
+        .create_token(name, &scopes.parse().unwrap(), None, "test")
+        .unwrap()
+        .secret
+        .expose()
+        .to_owned()
+}
+
 impl Fixture {
     fn path(&self) -> String {
         format!("/alerts/{}", self.alert.id)
@@ -185,9 +234,7 @@ impl Fixture {
     }
 
     pub(crate) async fn get_as(&self, session: &str, uri: &str) -> (StatusCode, String) {
-        let (status, _, body) =
-            send(&self.app, Method::GET, uri, &[("cookie", session)], None).await;
-        (status, body)
+        get_page(&self.app, session, uri).await
     }
 
     /// The CSRF token in the alert page's forms, for the analyst's session.

@@ -146,18 +146,11 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn sign_in(&self, name: &str) -> String {
-        let body = form(&[("username", name), ("password", PASSWORD)]);
-        let (status, headers, text) =
-            send(&self.app, Method::POST, "/login", &[], Some(&body)).await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
-        let cookie = headers["set-cookie"].to_str().unwrap();
-        cookie.split(';').next().unwrap().to_owned()
+        crate::pages::sign_in(&self.app, name, PASSWORD).await
     }
 
     async fn get(&self, session: &str, uri: &str) -> (StatusCode, String) {
-        let (status, _, body) =
-            send(&self.app, Method::GET, uri, &[("cookie", session)], None).await;
-        (status, body)
+        crate::pages::get_page(&self.app, session, uri).await
     }
 
     async fn post(&self, session: &str, uri: &str, body: &str) -> StatusCode {

@@ -56,12 +56,7 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     async fn sign_in(&self, name: &str) -> String {
-        let body = form(&[("username", name), ("password", PASSWORD)]);
-        let (status, headers, text) =
-            send(&self.app, Method::POST, "/login", &[], Some(&body)).await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
-        let cookie = headers["set-cookie"].to_str().unwrap();
-        cookie.split(';').next().unwrap().to_owned()
+        crate::pages::sign_in(&self.app, name, PASSWORD).await
     }
 
     async fn page(&self, session: &str) -> (StatusCode, String) {
@@ -103,38 +98,11 @@ impl Fixture {
         bearer: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {bearer}"));
-        let body = match body {
-            Some(body) => {
-                request = request.header("content-type", "application/json");
-                axum::body::Body::from(body.to_string())
-            }
-            None => axum::body::Body::empty(),
-        };
-        let response = tower::ServiceExt::oneshot(self.api.clone(), request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        crate::pages::send_api(&self.api, method, uri, bearer, body).await
     }
 
     fn token(&self, name: &str, scopes: &str) -> String {
-        self.access
-            .create_token(name, &scopes.parse().unwrap(), None, "test")
-            .unwrap()
-            .secret
-            .expose()
-            .to_owned()
+        crate::pages::token(&self.access, name, scopes)
     }
 
     fn audited(&self, action: &str) -> Vec<vigil_access::AuditRecord> {
