@@ -6,74 +6,16 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use vigil_event::Event;
 use vigil_store::{SampleAbove, SearchRequest, Store};
 
 use super::{ms, percentile, verdict, Corpus, Templates};
 use crate::support::env_usize;
+// The page's own choice of sidebar fields and its bounds, so the bench measures what it renders.
+use vigil_ui::{sidebar_fields, SIDEBAR_FIELDS, SIDEBAR_SAMPLE, SIDEBAR_VALUES};
 
 /// Hits on the first page: the page's default limit (`DEFAULT_LIMIT` in ui/src/api.rs).
 const PAGE_HITS: usize = 100;
-/// The sidebar: `source_kind` and the 29 record paths most common among the hits, down to
-/// three levels, each with its 5 top values (`SIDEBAR_*` in ui/src/search_page.rs).
-const SIDEBAR_FIELDS: usize = 30;
-const SIDEBAR_DEPTH: usize = 3;
-const SIDEBAR_VALUES: usize = 5;
 pub(super) const TARGET_PAGE_P99: Duration = Duration::from_millis(150);
-
-/// The sidebar's fields for a page of hits, chosen as `sidebar_fields` in
-/// ui/src/search_page.rs chooses them (a copy: the page keeps it private).
-fn sidebar_fields(events: &[Event]) -> Vec<String> {
-    fn collect(
-        object: &serde_json::Map<String, Value>,
-        prefix: &str,
-        depth: usize,
-        out: &mut std::collections::BTreeSet<String>,
-    ) {
-        for (key, value) in object {
-            if key.is_empty() || key.chars().count() > 100 {
-                continue;
-            }
-            let path = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}.{key}")
-            };
-            match value {
-                Value::Object(inner) if depth < SIDEBAR_DEPTH => {
-                    collect(inner, &path, depth + 1, out)
-                }
-                Value::Object(_) | Value::Null => {}
-                Value::Array(items) => {
-                    if items.iter().any(|i| !i.is_object() && !i.is_array()) {
-                        out.insert(path);
-                    }
-                }
-                _ => {
-                    out.insert(path);
-                }
-            }
-        }
-    }
-    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-    for event in events {
-        if let Ok(document) = event.document() {
-            let mut seen = std::collections::BTreeSet::new();
-            collect(&document, "", 1, &mut seen);
-            for path in seen {
-                *counts.entry(path).or_default() += 1;
-            }
-        }
-    }
-    let mut fields: Vec<(String, usize)> = counts.into_iter().collect();
-    fields.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    fields.truncate(SIDEBAR_FIELDS - 1);
-    let mut names: Vec<String> = fields.into_iter().map(|(name, _)| name).collect();
-    names.sort();
-    names.insert(0, "source_kind".to_owned());
-    names
-}
 
 /// How the sidebar's top values are counted.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,9 +28,6 @@ enum Sidebar {
     /// as the page does.
     Sampled,
 }
-
-/// The most matches the page's sidebar counts (`SIDEBAR_SAMPLE` in ui/src/search_page.rs).
-const SIDEBAR_SAMPLE: u64 = 20_000;
 
 /// What one render of the search page reads: the first page of hits, the histogram of the
 /// range, and the sidebar's top values. Gives the hits' total and the sidebar's fields.

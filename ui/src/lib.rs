@@ -46,6 +46,7 @@ pub use live_tail::Stopping;
 pub use playbook_runs::{PlaybookRuns, RunView};
 pub use rule_catalog::{RuleCatalog, RuleInfo};
 pub use rule_runtime::{RuleRuntime, Rules};
+pub use search_page::{sidebar_fields, SIDEBAR_FIELDS, SIDEBAR_SAMPLE, SIDEBAR_VALUES};
 
 /// What the handlers share.
 #[derive(Clone)]

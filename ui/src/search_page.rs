@@ -33,13 +33,13 @@ use crate::{call_store, CallError, UiState};
 /// The longest raw record text an event shows; the API gives the whole record.
 const RECORD_PREVIEW_CHARS: usize = 4000;
 /// The most fields the sidebar lists, and how deep into a record it looks for them.
-const SIDEBAR_FIELDS: usize = 30;
+pub const SIDEBAR_FIELDS: usize = 30;
 const SIDEBAR_DEPTH: usize = 3;
 /// Top values per sidebar field.
-const SIDEBAR_VALUES: usize = 5;
+pub const SIDEBAR_VALUES: usize = 5;
 /// The most matches the sidebar counts values in; past it, an even sample of about as many.
 /// Counting every match of a million took 250 ms and more (benches/RESULTS.md).
-const SIDEBAR_SAMPLE: u64 = 20_000;
+pub const SIDEBAR_SAMPLE: u64 = 20_000;
 /// The most extra columns, and the longest column path, a URL may ask for.
 const MAX_COLUMNS: usize = 10;
 const MAX_COLUMN_CHARS: usize = 200;
@@ -457,8 +457,8 @@ fn histogram_svg(view: &View, histogram: &Histogram) -> Markup {
 }
 
 /// The record paths in `events`, most common first and at most [`SIDEBAR_FIELDS`], then by
-/// name; `source_kind` first, to count the sources.
-fn sidebar_fields(events: &[Event]) -> Vec<String> {
+/// name; `source_kind` first, to count the sources. Public for the benchmark of the page.
+pub fn sidebar_fields(events: &[Event]) -> Vec<String> {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for event in events {
         if let Ok(document) = event.document() {
