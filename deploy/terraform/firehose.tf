@@ -82,7 +82,7 @@ data "aws_iam_policy_document" "firehose" {
   statement {
     sid       = "ReadTheAccessKey"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.firehose_access_key.arn]
+    resources = [aws_secretsmanager_secret.this["firehose-access-key"].arn]
   }
 
   statement {
@@ -133,7 +133,7 @@ resource "aws_kinesis_firehose_delivery_stream" "vigil" {
 
     secrets_manager_configuration {
       enabled    = true
-      secret_arn = aws_secretsmanager_secret.firehose_access_key.arn
+      secret_arn = aws_secretsmanager_secret.this["firehose-access-key"].arn
       role_arn   = aws_iam_role.firehose.arn
     }
 

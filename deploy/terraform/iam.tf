@@ -1,13 +1,15 @@
 # One IAM role per Vigil process, assumed through IRSA by that process's service account only,
 # with inline policies per concern, each scoped to the resources Vigil really touches:
 #
-# | process | Kafka (MSK IAM)            | CloudWatch Logs  | Secrets          | playbooks | backups |
-# |---------|----------------------------|------------------|------------------|-----------|---------|
-# | ingest  | write events, quarantine   | FilterLogEvents  | firehose key     |           |         |
-# | detect  | read events, write alerts  |                  |                  |           |         |
-# | index   | read events/alerts/quar.   |                  |                  | yes       | write   |
-# | notify  | read alerts                |                  | notify secrets   |           |         |
-# | all     | (embedded bus, no Kafka)   | FilterLogEvents  | all of the above | yes       | write   |
+# | process | Kafka (MSK IAM)                          | CloudWatch Logs | playbooks | backups |
+# |---------|------------------------------------------|-----------------|-----------|---------|
+# | ingest  | write events and quarantine              | FilterLogEvents |           |         |
+# | detect  | read events, write alerts and state      |                 |           |         |
+# | index   | read events, alerts, quarantine          |                 | yes       | upload  |
+# | all     | none (single-node layout, embedded bus)  | FilterLogEvents | yes       | upload  |
+#
+# No Vigil process reads Secrets Manager: External Secrets Operator does, as its own service
+# account with its own role (secrets.tf), and hands the values to the pods as a Secret.
 
 locals {
   oidc_issuer = replace(aws_iam_openid_connect_provider.eks.url, "https://", "")
@@ -20,15 +22,6 @@ locals {
   backup_roles     = [for r in local.vigil_roles : r if contains(["index", "all"], r)]
   kafka_roles      = [for r in local.vigil_roles : r if r != "all"]
 
-  secret_readers = {
-    ingest = [aws_secretsmanager_secret.firehose_access_key.arn]
-    detect = []
-    index  = []
-    notify = [for s in aws_secretsmanager_secret.notify : s.arn]
-    all    = concat([aws_secretsmanager_secret.firehose_access_key.arn], [for s in aws_secretsmanager_secret.notify : s.arn])
-  }
-  secret_roles = [for r in local.vigil_roles : r if length(local.secret_readers[r]) > 0]
-
   # --- Kafka resources (README "Running on Kafka"; bus-kafka and pipeline/src/stages) -------
   msk_arn          = local.kafka_enabled ? aws_msk_cluster.this[0].arn : ""
   kafka_topic_base = replace(local.msk_arn, ":cluster/", ":topic/")
@@ -38,21 +31,21 @@ locals {
   # Every process publishes: its audit entries go into vigil.events through its own ingestor
   # (pipeline/src/audit_forward.rs), and lines that cannot become events into quarantine.
   # Consumer groups are fixed in the code: detect, index, index-alerts, index-quarantine,
-  # respond (playbooks, in the index process) and notify. Ingest reads the committed offsets
-  # of detect and index to hold new events back while they lag; every client's metadata
-  # and state reads run as the group "<client_id>-reader" without joining it.
+  # respond (playbooks) and notify, the last two in the index process. Ingest reads the
+  # committed offsets of detect and index to hold new events back while they lag, and every
+  # client lists topics and reads state as the group "<client_id>-reader" without joining it.
   kafka_access = {
     ingest = { read = [], write = ["events", "quarantine"], join = [], watch = ["detect", "index"] }
     detect = { read = ["events", "state"], write = ["events", "quarantine", "alerts", "state"], join = ["detect"], watch = [] }
-    index  = { read = ["events", "alerts", "quarantine"], write = ["events", "quarantine"], join = ["index", "index-alerts", "index-quarantine", "respond"], watch = [] }
-    notify = { read = ["alerts"], write = ["events", "quarantine"], join = ["notify"], watch = [] }
+    index  = { read = ["events", "alerts", "quarantine"], write = ["events", "quarantine"], join = ["index", "index-alerts", "index-quarantine", "respond", "notify"], watch = [] }
   }
 }
 
 # --- Roles -----------------------------------------------------------------------------------
 
+# Vigil's processes and External Secrets Operator's service account (secrets.tf).
 data "aws_iam_policy_document" "irsa_trust" {
-  for_each = toset(local.vigil_roles)
+  for_each = toset(concat(local.vigil_roles, ["secrets"]))
 
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -183,38 +176,6 @@ resource "aws_iam_role_policy" "cloudwatch_read" {
   name   = "cloudwatch-logs-read"
   role   = aws_iam_role.vigil[each.key].id
   policy = data.aws_iam_policy_document.cloudwatch_read[0].json
-}
-
-# --- Secrets Manager -------------------------------------------------------------------------
-
-data "aws_iam_policy_document" "secrets_read" {
-  for_each = toset(local.secret_roles)
-
-  statement {
-    sid       = "ReadOwnSecretsOnly"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    resources = local.secret_readers[each.key]
-  }
-
-  statement {
-    sid       = "DecryptThemThroughSecretsManager"
-    actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.this["secrets"].arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${var.region}.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role_policy" "secrets_read" {
-  for_each = toset(local.secret_roles)
-
-  name   = "secrets-read"
-  role   = aws_iam_role.vigil[each.key].id
-  policy = data.aws_iam_policy_document.secrets_read[each.key].json
 }
 
 # --- Playbooks -------------------------------------------------------------------------------

@@ -34,13 +34,18 @@ output "eks_oidc_provider_arn" {
 }
 
 output "irsa_role_arns" {
-  description = "IAM role of each Vigil process, by role; annotate its service account with eks.amazonaws.com/role-arn = this."
+  description = "IAM role of each Vigil process, by role; the Helm chart's components.<role>.serviceAccount.roleArn (the eks.amazonaws.com/role-arn annotation)."
   value       = { for r, role in aws_iam_role.vigil : r => role.arn }
+}
+
+output "secrets_reader_role_arn" {
+  description = "IAM role of External Secrets Operator's service account: the Helm chart's externalSecrets.secretStore.roleArn."
+  value       = aws_iam_role.secrets_reader.arn
 }
 
 output "service_accounts" {
   description = "Namespace and service account each IRSA role trusts, by role."
-  value       = { for r in local.vigil_roles : r => "${var.kubernetes_namespace}/${var.service_accounts[r]}" }
+  value       = { for r in concat(local.vigil_roles, ["secrets"]) : r => "${var.kubernetes_namespace}/${var.service_accounts[r]}" }
 }
 
 output "msk_bootstrap_brokers_iam" {
@@ -70,10 +75,7 @@ output "firehose_failed_bucket" {
 
 output "secret_arns" {
   description = "Secrets Manager secrets Terraform created empty, by name; put their values out of band."
-  value = merge(
-    { (aws_secretsmanager_secret.firehose_access_key.name) = aws_secretsmanager_secret.firehose_access_key.arn },
-    { for s in aws_secretsmanager_secret.notify : s.name => s.arn },
-  )
+  value       = { for s in aws_secretsmanager_secret.this : s.name => s.arn }
 }
 
 output "kms_key_arns" {

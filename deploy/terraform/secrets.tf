@@ -1,41 +1,76 @@
 # Vigil's secrets, encrypted with their own key. Terraform creates the secrets but never their
-# values: no aws_secretsmanager_secret_version here, so no secret reaches the Terraform state
-# or plan. Put each value once, out of band (deploy/terraform/README.md):
+# values: there is no aws_secretsmanager_secret_version here, so no secret value reaches the
+# Terraform plan or state. Put each value once, out of band (README.md in this directory).
 #
-#   aws secretsmanager put-secret-value --secret-id <name>/firehose-access-key \
-#     --secret-string "{\"api_key\":\"$(openssl rand -hex 32)\"}"
+# Two secrets, so that Firehose can read its key and nothing else:
+# - <name>/firehose-access-key, {"api_key": "..."}: the form Firehose reads for an HTTP
+#   endpoint; it sends the value as X-Amz-Firehose-Access-Key, and Vigil's ingest process
+#   checks it (firehose.access_key, i.e. VIGIL_FIREHOSE__ACCESS_KEY).
+# - <name>/app, a JSON object of Vigil's other secrets (api_token for VIGIL_API_TOKEN,
+#   receivers' HMAC secrets, the SMTP password, ...), whose properties the Helm chart's
+#   externalSecrets.data picks.
 #
-# Pods read them through the External Secrets Operator or the Secrets Store CSI driver with
-# their own IRSA role (iam.tf), so values never appear in Helm values files.
+# External Secrets Operator reads both as its own service account (deploy/kubernetes/vigil's
+# "<fullname>-secrets-manager") with the role below; no Vigil pod can read Secrets Manager.
 
-# Shared by the Firehose stream (it sends the value as X-Amz-Firehose-Access-Key) and Vigil's
-# ingest process (firehose.access_key, VIGIL_FIREHOSE__ACCESS_KEY). Firehose reads HTTP
-# endpoint secrets as JSON with the key "api_key"; give Vigil the same property.
-resource "aws_secretsmanager_secret" "firehose_access_key" {
-  #checkov:skip=CKV2_AWS_57:A shared key between Firehose and Vigil has no rotation Lambda; rotate it by hand (put a new value; Firehose re-reads within 10 minutes, restart ingest).
-  name                    = "${var.name}/firehose-access-key"
-  description             = "Access key Firehose sends to Vigil's /ingest/firehose as X-Amz-Firehose-Access-Key, as {\"api_key\":\"...\"} (at least 16 characters)"
+locals {
+  secrets = {
+    firehose-access-key = "Access key Firehose sends to Vigil's /ingest/firehose as X-Amz-Firehose-Access-Key, as {\"api_key\":\"...\"} (16 characters or more)"
+    app                 = "Vigil's own secrets as one JSON object (api_token, receivers' secrets), read by External Secrets Operator"
+  }
+}
+
+resource "aws_secretsmanager_secret" "this" {
+  for_each = local.secrets
+
+  #checkov:skip=CKV2_AWS_57:No rotation Lambda exists for these values: the Firehose key is shared by Firehose and Vigil, the others are issued by other systems (PagerDuty, SMTP relay, webhook receivers); they are rotated by hand, as README.md here describes.
+  name                    = "${var.name}/${each.key}"
+  description             = each.value
   kms_key_id              = aws_kms_key.this["secrets"].arn
   recovery_window_in_days = 30
 }
 
-resource "aws_secretsmanager_secret" "notify" {
-  for_each = toset(var.notify_secret_names)
+# --- The reader: External Secrets Operator ---------------------------------------------------
 
-  #checkov:skip=CKV2_AWS_57:Receivers' credentials (HMAC secret, PagerDuty routing key, SMTP password) are issued by other systems; there is no rotation Lambda for them, they are rotated by hand.
-  name                    = "${var.name}/notify/${each.key}"
-  description             = "Secret of Vigil's notification receivers: ${each.key}"
-  kms_key_id              = aws_kms_key.this["secrets"].arn
-  recovery_window_in_days = 30
+resource "aws_iam_role" "secrets_reader" {
+  name                 = "${var.name}-secrets-reader"
+  description          = "External Secrets Operator for Vigil (service account ${var.kubernetes_namespace}/${var.service_accounts["secrets"]}): reads Vigil's secrets only"
+  assume_role_policy   = data.aws_iam_policy_document.irsa_trust["secrets"].json
+  max_session_duration = 3600
 }
 
-# Only the roles named here may read Vigil's secrets; the playbook policy's RotateSecret needs
-# the vigil-may-rotate tag, which these secrets do not carry.
+data "aws_iam_policy_document" "secrets_reader" {
+  statement {
+    sid       = "ReadVigilsSecretsOnly"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [for s in aws_secretsmanager_secret.this : s.arn]
+  }
+
+  statement {
+    sid       = "DecryptThemThroughSecretsManager"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this["secrets"].arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${var.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "secrets_reader" {
+  name   = "secrets-read"
+  role   = aws_iam_role.secrets_reader.id
+  policy = data.aws_iam_policy_document.secrets_reader.json
+}
+
+# --- Resource policies: nobody else reads them -----------------------------------------------
+
+# Even a principal whose IAM policy allows secretsmanager:GetSecretValue on "*" cannot read
+# these. The playbook policy's RotateSecret needs the vigil-may-rotate tag, which they lack.
 data "aws_iam_policy_document" "secret_resource" {
-  for_each = merge(
-    { "firehose-access-key" = aws_secretsmanager_secret.firehose_access_key.arn },
-    { for k, s in aws_secretsmanager_secret.notify : "notify/${k}" => s.arn },
-  )
+  for_each = local.secrets
 
   statement {
     sid       = "DenyReadsByOtherPrincipals"
@@ -49,10 +84,10 @@ data "aws_iam_policy_document" "secret_resource" {
     }
 
     condition {
-      test     = "StringNotLike"
+      test     = "StringNotEquals"
       variable = "aws:PrincipalArn"
       values = concat(
-        [for r in local.vigil_roles : aws_iam_role.vigil[r].arn if contains(local.secret_roles, r) && contains(local.secret_readers[r], each.value)],
+        [aws_iam_role.secrets_reader.arn],
         each.key == "firehose-access-key" ? [aws_iam_role.firehose.arn] : [],
       )
     }
@@ -60,8 +95,9 @@ data "aws_iam_policy_document" "secret_resource" {
 }
 
 resource "aws_secretsmanager_secret_policy" "this" {
-  for_each = data.aws_iam_policy_document.secret_resource
+  for_each = local.secrets
 
-  secret_arn = each.key == "firehose-access-key" ? aws_secretsmanager_secret.firehose_access_key.arn : aws_secretsmanager_secret.notify[trimprefix(each.key, "notify/")].arn
-  policy     = each.value.json
+  secret_arn          = aws_secretsmanager_secret.this[each.key].arn
+  policy              = data.aws_iam_policy_document.secret_resource[each.key].json
+  block_public_policy = true
 }

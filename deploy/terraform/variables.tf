@@ -24,7 +24,7 @@ variable "region" {
 }
 
 variable "layout" {
-  description = "Vigil's process layout: \"single\" runs one `vigil run --role all` process on its embedded bus (no MSK is created); \"roles\" runs ingest, detect, index(+ui) and notify as separate processes over MSK."
+  description = "Vigil's process layout: \"single\" runs one `vigil run --role all` process on its embedded bus (no MSK is created); \"roles\" runs ingest, detect and index (with ui, and notify when configured) as separate processes over MSK."
   type        = string
   default     = "roles"
 
@@ -193,19 +193,19 @@ variable "kubernetes_namespace" {
 }
 
 variable "service_accounts" {
-  description = "Kubernetes service account of each Vigil process, by role: ingest, detect, index (with ui; it also runs playbooks and uploads `vigil backup` output) and notify in the role layout, all in the single-node layout. Each gets its own IAM role through IRSA, trusted by that service account only."
+  description = "Kubernetes service accounts, by role, as deploy/kubernetes/vigil names them (\"<release fullname>-<component>\"): ingest, detect and index (index,ui, and notify when it runs there; it also runs playbooks and uploads `vigil backup` output) in the role layout, all in the single-node layout, and secrets, the one External Secrets Operator signs in with. Each gets its own IAM role through IRSA, trusted by that service account only."
   type        = map(string)
   default = {
-    ingest = "vigil-ingest"
-    detect = "vigil-detect"
-    index  = "vigil-index"
-    notify = "vigil-notify"
-    all    = "vigil"
+    ingest  = "vigil-ingest"
+    detect  = "vigil-detect"
+    index   = "vigil-index"
+    all     = "vigil-all"
+    secrets = "vigil-secrets-manager"
   }
 
   validation {
-    condition     = length(setsubtract(["ingest", "detect", "index", "notify", "all"], keys(var.service_accounts))) == 0 && length(setsubtract(keys(var.service_accounts), ["ingest", "detect", "index", "notify", "all"])) == 0
-    error_message = "service_accounts must have exactly the keys ingest, detect, index, notify and all."
+    condition     = length(setsubtract(["ingest", "detect", "index", "all", "secrets"], keys(var.service_accounts))) == 0 && length(setsubtract(keys(var.service_accounts), ["ingest", "detect", "index", "all", "secrets"])) == 0
+    error_message = "service_accounts must have exactly the keys ingest, detect, index, all and secrets."
   }
 
   validation {
@@ -417,16 +417,5 @@ variable "backup_lock_days" {
   validation {
     condition     = var.backup_lock_days >= 1 && var.backup_lock_days <= 365
     error_message = "backup_lock_days must be from 1 to 365."
-  }
-}
-
-variable "notify_secret_names" {
-  description = "Secrets the notify stage reads (receivers' *_env / *_file values), each created empty under <name>/notify/<key>: e.g. a webhook's HMAC secret, the PagerDuty routing key, the SMTP password."
-  type        = list(string)
-  default     = ["webhook-hmac", "pagerduty-routing-key", "smtp-password"]
-
-  validation {
-    condition     = alltrue([for s in var.notify_secret_names : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", s))])
-    error_message = "notify_secret_names must be lower case names of letters, digits and hyphens (at most 63 characters)."
   }
 }

@@ -42,8 +42,9 @@ locals {
   # Names in the order of the IDs given.
   azs = [for id in var.availability_zone_ids : data.aws_availability_zones.available.names[index(data.aws_availability_zones.available.zone_ids, id)]]
 
-  # Vigil's processes. "all" is the single-node layout (embedded bus, no Kafka); the others
-  # are the Kafka role layout ("ui" runs in the index process, which reads the store).
+  # Vigil's processes, as deploy/kubernetes/vigil runs them. "all" is the single-node layout
+  # (embedded bus, no Kafka); the others the Kafka role layout, where ui (and notify, when
+  # enabled) run in the index process, which holds the store.
   kafka_enabled = var.layout == "roles"
-  vigil_roles   = local.kafka_enabled ? ["ingest", "detect", "index", "notify"] : ["all"]
+  vigil_roles   = local.kafka_enabled ? ["ingest", "detect", "index"] : ["all"]
 }

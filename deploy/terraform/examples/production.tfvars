@@ -32,6 +32,14 @@ node_instance_types = ["m6i.xlarge", "m5.xlarge"]
 node_count          = { min = 3, desired = 3, max = 6 }
 
 kubernetes_namespace = "vigil"
+# As deploy/kubernetes/vigil names them for a release called "vigil".
+service_accounts = {
+  ingest  = "vigil-ingest"
+  detect  = "vigil-detect"
+  index   = "vigil-index"
+  all     = "vigil-all"
+  secrets = "vigil-secrets-manager"
+}
 
 kafka_version       = "3.6.0"
 msk_instance_type   = "kafka.m5.large"
@@ -52,5 +60,3 @@ firehose_buffer         = { size_mib = 1, interval_sec = 60 }
 backup_lock_days       = 14
 backup_expiry_days     = 180
 backup_noncurrent_days = 90
-
-notify_secret_names = ["webhook-hmac", "pagerduty-routing-key", "smtp-password"]
