@@ -75,8 +75,9 @@ resource "aws_eks_cluster" "this" {
     security_group_ids      = [aws_security_group.eks_control_plane.id]
     endpoint_private_access = true
     endpoint_public_access  = local.eks_public_endpoint
-    # Ignored while the public endpoint is off; never 0.0.0.0/0 (variables.tf).
-    public_access_cidrs = local.eks_public_endpoint ? var.eks_public_access_cidrs : ["127.0.0.1/32"]
+    # Unset while the public endpoint is off (it then applies to nothing); when on, only the
+    # CIDRs given, never 0.0.0.0/0 (variables.tf).
+    public_access_cidrs = local.eks_public_endpoint ? var.eks_public_access_cidrs : null
   }
 
   encryption_config {
@@ -125,6 +126,61 @@ resource "aws_iam_openid_connect_provider" "eks" {
   client_id_list = ["sts.amazonaws.com"]
 
   tags = { Name = "${local.cluster_name}-irsa" }
+}
+
+# --- Storage for the index's PersistentVolume ----------------------------------------------
+
+# The EBS CSI driver provisions the index StatefulSet's volume. Its controller has its own
+# IRSA role with AWS's managed policy for the driver (volumes and snapshots it tags).
+data "aws_iam_policy_document" "ebs_csi_trust" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.eks.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = ["system:serviceaccount:kube-system:ebs-csi-controller-sa"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "ebs_csi" {
+  name               = "${var.name}-ebs-csi"
+  description        = "EBS CSI controller of ${local.cluster_name} (kube-system/ebs-csi-controller-sa)"
+  assume_role_policy = data.aws_iam_policy_document.ebs_csi_trust.json
+}
+
+resource "aws_iam_role_policy_attachment" "ebs_csi" {
+  role       = aws_iam_role.ebs_csi.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+}
+
+resource "aws_eks_addon" "ebs_csi" {
+  cluster_name             = aws_eks_cluster.this.name
+  addon_name               = "aws-ebs-csi-driver"
+  service_account_role_arn = aws_iam_role.ebs_csi.arn
+
+  depends_on = [aws_eks_node_group.this]
+}
+
+# Every new EBS volume in this account and Region is encrypted, whatever StorageClass or
+# launch template asks for: the index's volume included. An account-wide setting: turn
+# ebs_encryption_by_default off if another stack owns it.
+resource "aws_ebs_encryption_by_default" "this" {
+  count = var.ebs_encryption_by_default ? 1 : 0
+
+  enabled = true
 }
 
 # --- Nodes -----------------------------------------------------------------------------------

@@ -161,11 +161,17 @@ data "aws_iam_policy_document" "cloudwatch_read" {
   dynamic "statement" {
     for_each = length(var.cloudwatch_log_group_prefixes) > 0 ? [1] : []
     content {
-      # DescribeLogGroups cannot be narrowed below the account's log groups in the Region; it
-      # returns names and settings, not events.
+      # DescribeLogGroups has no resource-level permissions (IAM evaluates it against "*");
+      # it returns group names and settings, not events. Bound to this Region.
       sid       = "ListLogGroupsForPrefixes"
       actions   = ["logs:DescribeLogGroups"]
-      resources = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:*"]
+      resources = ["*"]
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestedRegion"
+        values   = [var.region]
+      }
     }
   }
 }

@@ -134,13 +134,12 @@ variable "eks_public_access_cidrs" {
 }
 
 variable "eks_admin_arns" {
-  description = "IAM roles or users given cluster-admin through EKS access entries. The cluster's creator gets no implicit admin rights."
+  description = "IAM roles or users given cluster-admin through EKS access entries. The cluster's creator gets no implicit admin rights, so at least one is needed to install the Helm chart."
   type        = list(string)
-  default     = []
 
   validation {
-    condition     = alltrue([for arn in var.eks_admin_arns : can(regex("^arn:aws(-cn|-us-gov|-iso[a-z-]*)?:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", arn))])
-    error_message = "eks_admin_arns must be IAM role or user ARNs."
+    condition     = length(var.eks_admin_arns) > 0 && alltrue([for arn in var.eks_admin_arns : can(regex("^arn:aws(-cn|-us-gov|-iso[a-z-]*)?:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", arn))])
+    error_message = "eks_admin_arns must list at least one IAM role or user ARN."
   }
 }
 
@@ -179,6 +178,12 @@ variable "node_disk_gib" {
     condition     = var.node_disk_gib >= 20 && var.node_disk_gib <= 1000
     error_message = "node_disk_gib must be from 20 to 1000."
   }
+}
+
+variable "ebs_encryption_by_default" {
+  description = "Turn on EBS encryption by default for the account in this Region, so that the index's PersistentVolume is encrypted whatever its StorageClass says. An account-wide setting: set false if another stack manages it (and give the StorageClass encrypted: \"true\")."
+  type        = bool
+  default     = true
 }
 
 variable "kubernetes_namespace" {

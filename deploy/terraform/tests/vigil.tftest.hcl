@@ -83,6 +83,7 @@ variables {
   region                        = "eu-west-1"
   availability_zone_ids         = ["euw1-az1", "euw1-az2", "euw1-az3"]
   kms_admin_arns                = ["arn:aws:iam::123456789012:role/terraform-deployer"]
+  eks_admin_arns                = ["arn:aws:iam::123456789012:role/platform-admin"]
   vigil_firehose_url            = "https://vigil.example.com/ingest/firehose"
   cloudwatch_log_groups         = ["aws-cloudtrail-logs-org"]
   cloudwatch_log_group_prefixes = ["/app/"]
