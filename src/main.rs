@@ -70,6 +70,8 @@ enum Command {
     /// Creates, lists and revokes scoped API tokens, even while Vigil runs.
     #[command(subcommand)]
     Tokens(cli::tokens::TokensCommand),
+    /// Exits 0 when a running Vigil's /healthz answers 200, else 1: a container health check.
+    Healthcheck(cli::healthcheck::HealthcheckArgs),
 }
 
 /// `--role` takes the names `roles = [...]` takes, each listed with what it runs.
@@ -156,6 +158,7 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             private_files();
             Ok(cli::tokens::run(command))
         }
+        Command::Healthcheck(args) => Ok(cli::healthcheck::run(args)),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod backup;
 mod detect;
 mod events;
+pub mod healthcheck;
 mod rules_backtest;
 mod rules_check;
 mod rules_explain;
