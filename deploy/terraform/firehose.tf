@@ -7,7 +7,6 @@
 
 locals {
   firehose_name = "${var.name}-to-vigil"
-  firehose_arn  = "arn:${local.partition}:firehose:${var.region}:${local.account_id}:deliverystream/${local.firehose_name}"
 }
 
 resource "aws_cloudwatch_log_group" "firehose" {
@@ -34,16 +33,12 @@ data "aws_iam_policy_document" "firehose_trust" {
       identifiers = ["firehose.amazonaws.com"]
     }
 
+    # Firehose passes the stream's account as the external id: streams of other accounts
+    # cannot use this role (confused deputy).
     condition {
       test     = "StringEquals"
-      variable = "aws:SourceAccount"
+      variable = "sts:ExternalId"
       values   = [local.account_id]
-    }
-
-    condition {
-      test     = "ArnLike"
-      variable = "aws:SourceArn"
-      values   = [local.firehose_arn]
     }
   }
 }
