@@ -18,10 +18,17 @@ data "aws_iam_policy_document" "eks_cluster_trust" {
       identifiers = ["eks.amazonaws.com"]
     }
 
+    # This account's cluster of this name only (confused deputy).
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:eks:${var.region}:${local.account_id}:cluster/${local.cluster_name}"]
     }
   }
 }

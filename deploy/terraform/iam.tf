@@ -45,7 +45,7 @@ locals {
 
 # Vigil's processes and External Secrets Operator's service account (secrets.tf).
 data "aws_iam_policy_document" "irsa_trust" {
-  for_each = toset(concat(local.vigil_roles, ["secrets"]))
+  for_each = toset(concat(local.vigil_roles, ["eso"]))
 
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]

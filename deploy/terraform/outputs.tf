@@ -45,7 +45,7 @@ output "secrets_reader_role_arn" {
 
 output "service_accounts" {
   description = "Namespace and service account each IRSA role trusts, by role."
-  value       = { for r in concat(local.vigil_roles, ["secrets"]) : r => "${var.kubernetes_namespace}/${var.service_accounts[r]}" }
+  value       = { for r in concat(local.vigil_roles, ["eso"]) : r => "${var.kubernetes_namespace}/${var.service_accounts[r]}" }
 }
 
 output "msk_bootstrap_brokers_iam" {

@@ -34,8 +34,8 @@ resource "aws_secretsmanager_secret" "this" {
 
 resource "aws_iam_role" "secrets_reader" {
   name                 = "${var.name}-secrets-reader"
-  description          = "External Secrets Operator for Vigil (service account ${var.kubernetes_namespace}/${var.service_accounts["secrets"]}): reads Vigil's secrets only"
-  assume_role_policy   = data.aws_iam_policy_document.irsa_trust["secrets"].json
+  description          = "External Secrets Operator for Vigil (service account ${var.kubernetes_namespace}/${var.service_accounts["eso"]}): reads Vigil's secrets only"
+  assume_role_policy   = data.aws_iam_policy_document.irsa_trust["eso"].json
   max_session_duration = 3600
 }
 

@@ -198,19 +198,19 @@ variable "kubernetes_namespace" {
 }
 
 variable "service_accounts" {
-  description = "Kubernetes service accounts, by role, as deploy/kubernetes/vigil names them (\"<release fullname>-<component>\"): ingest, detect and index (index,ui, and notify when it runs there; it also runs playbooks and uploads `vigil backup` output) in the role layout, all in the single-node layout, and secrets, the one External Secrets Operator signs in with. Each gets its own IAM role through IRSA, trusted by that service account only."
+  description = "Kubernetes service accounts, by role, as deploy/kubernetes/vigil names them (\"<release fullname>-<component>\"): ingest, detect and index (index,ui, and notify when it runs there; it also runs playbooks and uploads `vigil backup` output) in the role layout, all in the single-node layout, and eso, the one External Secrets Operator (ESO) signs in with. Each gets its own IAM role through IRSA, trusted by that service account only."
   type        = map(string)
   default = {
-    ingest  = "vigil-ingest"
-    detect  = "vigil-detect"
-    index   = "vigil-index"
-    all     = "vigil-all"
-    secrets = "vigil-secrets-manager"
+    ingest = "vigil-ingest"
+    detect = "vigil-detect"
+    index  = "vigil-index"
+    all    = "vigil-all"
+    eso    = "vigil-secrets-manager" # External Secrets Operator
   }
 
   validation {
-    condition     = length(setsubtract(["ingest", "detect", "index", "all", "secrets"], keys(var.service_accounts))) == 0 && length(setsubtract(keys(var.service_accounts), ["ingest", "detect", "index", "all", "secrets"])) == 0
-    error_message = "service_accounts must have exactly the keys ingest, detect, index, all and secrets."
+    condition     = length(setsubtract(["ingest", "detect", "index", "all", "eso"], keys(var.service_accounts))) == 0 && length(setsubtract(keys(var.service_accounts), ["ingest", "detect", "index", "all", "eso"])) == 0
+    error_message = "service_accounts must have exactly the keys ingest, detect, index, all and eso."
   }
 
   validation {

@@ -34,11 +34,11 @@ node_count          = { min = 3, desired = 3, max = 6 }
 kubernetes_namespace = "vigil"
 # As deploy/kubernetes/vigil names them for a release called "vigil".
 service_accounts = {
-  ingest  = "vigil-ingest"
-  detect  = "vigil-detect"
-  index   = "vigil-index"
-  all     = "vigil-all"
-  secrets = "vigil-secrets-manager"
+  ingest = "vigil-ingest"
+  detect = "vigil-detect"
+  index  = "vigil-index"
+  all    = "vigil-all"
+  eso    = "vigil-secrets-manager" # External Secrets Operator
 }
 
 kafka_version       = "3.6.0"
