@@ -127,6 +127,44 @@ resource "aws_vpc_endpoint" "s3" {
   tags = { Name = "${var.name}-s3" }
 }
 
+# AWS APIs the nodes and Vigil's pods call most (STS for IRSA and MSK IAM, CloudWatch Logs for
+# polling, Secrets Manager for External Secrets, ECR for images) answer inside the VPC, with
+# private DNS, so those calls never cross the NAT gateways.
+resource "aws_security_group" "endpoints" {
+  count = length(var.interface_endpoints) > 0 ? 1 : 0
+
+  name        = "${var.name}-vpc-endpoints"
+  description = "Interface VPC endpoints of ${var.name}: HTTPS from the VPC only"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-vpc-endpoints" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
+  count = length(var.interface_endpoints) > 0 ? 1 : 0
+
+  security_group_id = aws_security_group.endpoints[0].id
+  description       = "HTTPS to the AWS API endpoints from inside the VPC"
+  cidr_ipv4         = var.vpc_cidr
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  # Keyed without dots (ecr.api -> ecr-api), which checkov cannot follow in resource keys.
+  for_each = { for e in var.interface_endpoints : replace(e, ".", "-") => e }
+
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${var.region}.${each.value}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.endpoints[0].id]
+  private_dns_enabled = true
+
+  tags = { Name = "${var.name}-${each.key}" }
+}
+
 # --- Flow logs -------------------------------------------------------------------------------
 
 resource "aws_cloudwatch_log_group" "flow_logs" {

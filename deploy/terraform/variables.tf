@@ -107,6 +107,17 @@ variable "nat_gateway_per_az" {
   default     = true
 }
 
+variable "interface_endpoints" {
+  description = "AWS services reached through interface VPC endpoints with private DNS instead of NAT (each costs an hourly fee per zone). Empty for none."
+  type        = list(string)
+  default     = ["sts", "logs", "secretsmanager", "ecr.api", "ecr.dkr"]
+
+  validation {
+    condition     = alltrue([for e in var.interface_endpoints : can(regex("^[a-z0-9-]+(\\.[a-z0-9-]+)?$", e))])
+    error_message = "interface_endpoints must be service names as in com.amazonaws.<region>.<name>, e.g. sts or ecr.api."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # EKS
 # ---------------------------------------------------------------------------------------------

@@ -105,6 +105,11 @@ run "role_layout" {
   }
 
   assert {
+    condition     = toset([for e in aws_vpc_endpoint.interface : e.service_name]) == toset(["com.amazonaws.eu-west-1.sts", "com.amazonaws.eu-west-1.logs", "com.amazonaws.eu-west-1.secretsmanager", "com.amazonaws.eu-west-1.ecr.api", "com.amazonaws.eu-west-1.ecr.dkr"]) && alltrue([for e in aws_vpc_endpoint.interface : e.private_dns_enabled])
+    error_message = "STS, CloudWatch Logs, Secrets Manager and ECR must be reached through private endpoints."
+  }
+
+  assert {
     condition     = aws_flow_log.vpc.traffic_type == "ALL"
     error_message = "VPC flow logs must record all traffic."
   }
