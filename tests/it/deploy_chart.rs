@@ -14,6 +14,8 @@ use std::process::Command;
 use vigil_pipeline::config::{Config, Overrides};
 use yaml_rust2::{Yaml, YamlLoader};
 
+use crate::common::Vigil;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ROLES_VALUES: &str = "deploy/kubernetes/vigil/values-kafka-roles.yaml";
 const WORKLOAD_KINDS: [&str; 5] = ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"];
@@ -338,13 +340,17 @@ fn run_args(workload: &Yaml) -> Vec<&str> {
     strings(&pod_template(workload)["spec"]["containers"][0]["args"])
 }
 
+/// The vigil.toml of the chart's ConfigMap.
+fn config_file(docs: &[Yaml]) -> &str {
+    of_kind(docs, "ConfigMap")
+        .into_iter()
+        .find_map(|cm| cm["data"]["vigil.toml"].as_str())
+        .expect("a ConfigMap with vigil.toml")
+}
+
 /// The vigil.toml of the chart's ConfigMap, loaded and checked as `vigil run` does.
 fn assert_config_loads(docs: &[Yaml]) -> Config {
-    let config_map = of_kind(docs, "ConfigMap")
-        .into_iter()
-        .find(|cm| !cm["data"]["vigil.toml"].is_badvalue())
-        .expect("a ConfigMap with vigil.toml");
-    let text = config_map["data"]["vigil.toml"].as_str().unwrap();
+    let text = config_file(docs);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("vigil.toml");
     std::fs::write(&file, text).unwrap();
@@ -395,6 +401,44 @@ fn single_node_layout_is_one_restricted_statefulset_with_a_volume() {
     assert!(of_kind(&docs, "HorizontalPodAutoscaler").is_empty());
     let config = assert_config_loads(&docs);
     assert_eq!(config.index.retention_days, Some(30));
+}
+
+/// The single-node pod's command, with the chart's vigil.toml and its data directory inside a
+/// volume, starts Vigil, and `vigil healthcheck` (the image's HEALTHCHECK) finds it healthy.
+#[test]
+fn the_single_node_pod_starts_with_the_charts_config() {
+    let docs = single();
+    let vigil = by_name(&docs, "StatefulSet", "vigil-all");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, config_file(&docs)).unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let env = &pod_template(vigil)["spec"]["containers"][0]["env"];
+    let data_dir = list(env)
+        .iter()
+        .find(|variable| variable["name"].as_str() == Some("VIGIL_DATA_DIR"))
+        .and_then(|variable| variable["value"].as_str())
+        .expect("VIGIL_DATA_DIR");
+    let data_dir = volume.join(Path::new(data_dir).strip_prefix("/var/lib/vigil").unwrap());
+    // `vigil run` as the pod runs it, but on a free port and in the temporary volume.
+    let args = &run_args(vigil)[1..];
+    let args: Vec<&str> = args
+        .iter()
+        .map(|arg| {
+            if arg.ends_with("vigil.toml") {
+                config.to_str().unwrap()
+            } else {
+                arg
+            }
+        })
+        .collect();
+    let mut running = Vigil::start_with(&data_dir, &args, &[]);
+    let healthy = healthcheck(&running.url("/healthz"));
+    assert!(healthy.status.success(), "{healthy:?}");
+    running.terminate(std::time::Duration::from_secs(30));
+    let down = healthcheck(&running.url("/healthz"));
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
 }
 
 #[test]
