@@ -55,16 +55,18 @@ resource "aws_cloudwatch_log_group" "eks" {
 
 resource "aws_security_group" "eks_control_plane" {
   name        = "${var.name}-eks-control-plane"
-  description = "Extra group of the EKS control plane ENIs: HTTPS to the API from the VPC only"
+  description = "Extra group of the EKS control plane ENIs: HTTPS to the API from the private subnets only"
   vpc_id      = aws_vpc.this.id
 
   tags = { Name = "${var.name}-eks-control-plane" }
 }
 
-resource "aws_vpc_security_group_ingress_rule" "eks_api_from_vpc" {
+resource "aws_vpc_security_group_ingress_rule" "eks_api_from_private_subnets" {
+  for_each = toset(local.private_cidrs)
+
   security_group_id = aws_security_group.eks_control_plane.id
-  description       = "Kubernetes API over HTTPS from inside the VPC (nodes, bastion, VPN)"
-  cidr_ipv4         = var.vpc_cidr
+  description       = "Kubernetes API over HTTPS from a private subnet (nodes, bastion, VPN)"
+  cidr_ipv4         = each.value
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

@@ -134,18 +134,18 @@ resource "aws_security_group" "endpoints" {
   count = length(var.interface_endpoints) > 0 ? 1 : 0
 
   name        = "${var.name}-vpc-endpoints"
-  description = "Interface VPC endpoints of ${var.name}: HTTPS from the VPC only"
+  description = "Interface VPC endpoints of ${var.name}: HTTPS from the private subnets only"
   vpc_id      = aws_vpc.this.id
 
   tags = { Name = "${var.name}-vpc-endpoints" }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
-  count = length(var.interface_endpoints) > 0 ? 1 : 0
+  for_each = length(var.interface_endpoints) > 0 ? toset(local.private_cidrs) : toset([])
 
   security_group_id = aws_security_group.endpoints[0].id
-  description       = "HTTPS to the AWS API endpoints from inside the VPC"
-  cidr_ipv4         = var.vpc_cidr
+  description       = "HTTPS to the AWS API endpoints from a private subnet"
+  cidr_ipv4         = each.value
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
