@@ -539,6 +539,26 @@ fn kafka_role_layout_runs_each_stage_where_its_state_lives() {
         Some("SecretsManager")
     );
 
+    // Each pod gets the secrets its role uses: the Firehose key only ingest.
+    for (workload_name, workload_kind, _) in expected {
+        let container =
+            &pod_template(by_name(&docs, workload_kind, workload_name))["spec"]["containers"][0];
+        let from_secret: Vec<&str> = list(&container["env"])
+            .iter()
+            .filter(|variable| {
+                variable["valueFrom"]["secretKeyRef"]["name"].as_str() == Some("vigil-secrets")
+            })
+            .filter_map(|variable| variable["name"].as_str())
+            .collect();
+        let wanted = if workload_name == "vigil-ingest" {
+            &["VIGIL_API_TOKEN", "VIGIL_FIREHOSE__ACCESS_KEY"][..]
+        } else {
+            &["VIGIL_API_TOKEN"][..]
+        };
+        assert_eq!(from_secret, wanted, "{workload_name}");
+        assert!(container["envFrom"].is_badvalue(), "{workload_name}");
+    }
+
     let config = assert_config_loads(&docs);
     assert_eq!(
         config.bus.kafka.partitions, 6,
@@ -578,6 +598,22 @@ fn irsa_role_arns_and_the_optional_objects_render() {
         .as_str()
         .unwrap();
     assert!(image.contains("@sha256:"), "{image}");
+
+    // A Secret made outside the chart reaches every pod whole.
+    let docs = render(&[
+        "--set",
+        "externalSecrets.enabled=false",
+        "--set",
+        "existingSecret=vigil-from-csi",
+    ]);
+    assert_no_problems("single-node (existing Secret)", layout_problems(&docs));
+    assert!(of_kind(&docs, "ExternalSecret").is_empty());
+    let container =
+        &pod_template(by_name(&docs, "StatefulSet", "vigil-all"))["spec"]["containers"][0];
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"].as_str(),
+        Some("vigil-from-csi")
+    );
 
     // With KEDA, its ScaledObject replaces the chart's HPA.
     let docs = render(&[
