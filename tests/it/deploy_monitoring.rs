@@ -1,6 +1,7 @@
 //! deploy/monitoring: the Grafana dashboard and the Prometheus alerting rules read only
-//! metrics Vigil exports, every alert has its severity, summary, description and runbook
-//! note, and the rules pass `promtool check rules` and their own `promtool test rules`.
+//! metrics Vigil exports, the dashboard's queries are valid PromQL, every alert has its
+//! severity, summary, description and runbook note, and the rules pass `promtool check rules`
+//! and their own `promtool test rules`.
 //!
 //! The names are checked against a running Vigil's `/metrics` after a little traffic: events,
 //! a broken line (quarantined), an alert delivered to one webhook and refused by another (a
@@ -295,6 +296,42 @@ fn run_promtool(args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The dashboard's expressions with Grafana's variables given values, as PromQL.
+fn as_promql(expression: &str) -> String {
+    expression
+        .replace("$__rate_interval", "5m")
+        .replace("$__range", "6h")
+        .replace("$job", ".*")
+        .replace("$role", ".*")
+        .replace("$instance", ".*")
+}
+
+#[test]
+fn the_dashboards_queries_are_valid_promql() {
+    let dashboard: Value = serde_json::from_str(&read("grafana/vigil.json")).unwrap();
+    let mut expressions = Vec::new();
+    dashboard_expressions(&dashboard, &mut expressions);
+    // The variables' `label_values(...)` and the data source's type are Grafana's own.
+    let queries: Vec<String> = expressions
+        .iter()
+        .filter(|e| !e.starts_with("label_values(") && e.as_str() != "prometheus")
+        .map(|e| as_promql(e))
+        .collect();
+    assert!(queries.len() >= 50, "only {} queries", queries.len());
+    // promtool parses PromQL when it checks rules: one recording rule per query.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, query) in queries.iter().enumerate() {
+        let quoted = serde_json::to_string(query).unwrap();
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-queries.yaml");
+    std::fs::write(&file, rules).unwrap();
+    run_promtool(&["check", "rules", file.to_str().unwrap()]);
 }
 
 #[test]
