@@ -34,8 +34,9 @@ data "aws_iam_policy_document" "eks_cluster_trust" {
 }
 
 resource "aws_iam_role" "eks_cluster" {
-  name               = "${var.name}-eks-cluster"
-  assume_role_policy = data.aws_iam_policy_document.eks_cluster_trust.json
+  name                 = "${var.name}-eks-cluster"
+  assume_role_policy   = data.aws_iam_policy_document.eks_cluster_trust.json
+  permissions_boundary = var.iam_permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy_attachment" "eks_cluster" {
@@ -165,9 +166,10 @@ data "aws_iam_policy_document" "ebs_csi_trust" {
 }
 
 resource "aws_iam_role" "ebs_csi" {
-  name               = "${var.name}-ebs-csi"
-  description        = "EBS CSI controller of ${local.cluster_name} (kube-system/ebs-csi-controller-sa)"
-  assume_role_policy = data.aws_iam_policy_document.ebs_csi_trust.json
+  name                 = "${var.name}-ebs-csi"
+  description          = "EBS CSI controller of ${local.cluster_name} (kube-system/ebs-csi-controller-sa)"
+  assume_role_policy   = data.aws_iam_policy_document.ebs_csi_trust.json
+  permissions_boundary = var.iam_permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy_attachment" "ebs_csi" {
@@ -206,8 +208,9 @@ data "aws_iam_policy_document" "eks_node_trust" {
 }
 
 resource "aws_iam_role" "eks_node" {
-  name               = "${var.name}-eks-node"
-  assume_role_policy = data.aws_iam_policy_document.eks_node_trust.json
+  name                 = "${var.name}-eks-node"
+  assume_role_policy   = data.aws_iam_policy_document.eks_node_trust.json
+  permissions_boundary = var.iam_permissions_boundary_arn
 }
 
 # The node role holds only what the kubelet and the VPC CNI need; pods cannot reach it

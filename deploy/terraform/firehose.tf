@@ -44,9 +44,10 @@ data "aws_iam_policy_document" "firehose_trust" {
 }
 
 resource "aws_iam_role" "firehose" {
-  name               = "${var.name}-firehose"
-  description        = "Firehose stream ${local.firehose_name}: reads its access key, writes failed records and its error log"
-  assume_role_policy = data.aws_iam_policy_document.firehose_trust.json
+  name                 = "${var.name}-firehose"
+  description          = "Firehose stream ${local.firehose_name}: reads its access key, writes failed records and its error log"
+  assume_role_policy   = data.aws_iam_policy_document.firehose_trust.json
+  permissions_boundary = var.iam_permissions_boundary_arn
 }
 
 data "aws_iam_policy_document" "firehose" {
@@ -184,9 +185,10 @@ data "aws_iam_policy_document" "cwl_to_firehose_trust" {
 }
 
 resource "aws_iam_role" "cwl_to_firehose" {
-  name               = "${var.name}-cwl-to-firehose"
-  description        = "CloudWatch Logs subscription filters: put records to ${local.firehose_name} only"
-  assume_role_policy = data.aws_iam_policy_document.cwl_to_firehose_trust.json
+  name                 = "${var.name}-cwl-to-firehose"
+  description          = "CloudWatch Logs subscription filters: put records to ${local.firehose_name} only"
+  assume_role_policy   = data.aws_iam_policy_document.cwl_to_firehose_trust.json
+  permissions_boundary = var.iam_permissions_boundary_arn
 }
 
 data "aws_iam_policy_document" "cwl_to_firehose" {

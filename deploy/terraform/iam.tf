@@ -75,6 +75,7 @@ resource "aws_iam_role" "vigil" {
   name                 = "${var.name}-${each.key}"
   description          = "Vigil ${each.key} process (service account ${var.kubernetes_namespace}/${var.service_accounts[each.key]})"
   assume_role_policy   = data.aws_iam_policy_document.irsa_trust[each.key].json
+  permissions_boundary = var.iam_permissions_boundary_arn
   max_session_duration = 3600
 }
 

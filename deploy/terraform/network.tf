@@ -213,8 +213,9 @@ data "aws_iam_policy_document" "flow_logs" {
 }
 
 resource "aws_iam_role" "flow_logs" {
-  name               = "${var.name}-vpc-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_trust.json
+  name                 = "${var.name}-vpc-flow-logs"
+  assume_role_policy   = data.aws_iam_policy_document.flow_logs_trust.json
+  permissions_boundary = var.iam_permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "flow_logs" {

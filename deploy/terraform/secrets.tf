@@ -36,6 +36,7 @@ resource "aws_iam_role" "secrets_reader" {
   name                 = "${var.name}-secrets-reader"
   description          = "External Secrets Operator for Vigil (service account ${var.kubernetes_namespace}/${var.service_accounts["eso"]}): reads Vigil's secrets only"
   assume_role_policy   = data.aws_iam_policy_document.irsa_trust["eso"].json
+  permissions_boundary = var.iam_permissions_boundary_arn
   max_session_duration = 3600
 }
 

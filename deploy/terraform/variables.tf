@@ -55,6 +55,17 @@ variable "kms_admin_arns" {
   }
 }
 
+variable "iam_permissions_boundary_arn" {
+  description = "Managed policy set as the permissions boundary of every IAM role this module creates, where the account requires one (null for none)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.iam_permissions_boundary_arn == null || can(regex("^arn:aws(-cn|-us-gov|-iso[a-z-]*)?:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=,.@_/-]+$", var.iam_permissions_boundary_arn))
+    error_message = "iam_permissions_boundary_arn must be an IAM managed policy ARN, or null."
+  }
+}
+
 variable "log_retention_days" {
   description = "Days CloudWatch keeps the logs this module creates (VPC flow logs, EKS control plane, MSK brokers, Firehose errors). One year or more is the usual audit requirement."
   type        = number
