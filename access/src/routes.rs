@@ -13,7 +13,7 @@ use crate::policy::Permission;
 /// What a route needs from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Nothing: the sign-in page, the stylesheet, health and metrics.
+    /// Nothing: the sign-in page, the stylesheet, health, metrics and the API description.
     Public,
     /// Authenticated by its own handler with a key of its own: Firehose's access key, which
     /// AWS sends in a header of its own and which no user or token carries.
@@ -117,6 +117,9 @@ pub const ROUTES: &[Route] = &[
     api("GET", "/api/v1/silences", may(Read)),
     api("POST", "/api/v1/silences", may(Triage)),
     api("POST", "/api/v1/silences/{id}/expire", may(Triage)),
+    // The API's description (ui/openapi.yaml): public like /healthz, since it says what the
+    // source code says, and tools read it before they hold a token.
+    api("GET", "/api/v1/openapi.json", Public),
     // Pages.
     page("GET", "/", may(Read)),
     page("GET", "/alerts/{id}", may(Read)),

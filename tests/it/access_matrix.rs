@@ -677,6 +677,14 @@ const TABLE: &[Expect] = &[
         Everyone,
     ),
     expect("GET", "/healthz", "/healthz", Body::None, 200, Everyone),
+    expect(
+        "GET",
+        "/api/v1/openapi.json",
+        "/api/v1/openapi.json",
+        Body::None,
+        200,
+        Everyone,
+    ),
     expect("GET", "/metrics", "/metrics", Body::None, 200, Everyone),
 ];
 

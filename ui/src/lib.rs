@@ -21,6 +21,7 @@ mod frame;
 mod health_page;
 mod live_tail;
 mod notifications_page;
+pub mod openapi;
 mod pages;
 pub mod playbook_runs;
 pub mod rule_catalog;
@@ -78,6 +79,7 @@ pub fn api_router(state: UiState) -> Router {
         .merge(notifications_page::api_router())
         .merge(silences_page::api_router())
         .merge(playbook_runs::api_router())
+        .merge(openapi::router())
         .with_state(state)
         .layer(axum::middleware::map_response(no_store))
 }
@@ -179,6 +181,28 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
+
+    /// A state over an empty store in `dir`, and its gate, which takes `token` as the
+    /// bootstrap token.
+    pub(crate) fn test_state(dir: &std::path::Path, token: Option<&str>) -> (UiState, Arc<Gate>) {
+        let db = Arc::new(vigil_access::AccessDb::open_in(dir).unwrap());
+        let gate = Arc::new(Gate::new(
+            db,
+            token.map(ApiToken::new),
+            Default::default(),
+            false,
+        ));
+        let state = UiState {
+            store: Arc::new(Store::open(dir).unwrap()),
+            gate: gate.clone(),
+            rules: Default::default(),
+            backtests: None,
+            playbook_runs: None,
+            notifications: None,
+            silences: None,
+        };
+        (state, gate)
+    }
 
     #[tokio::test]
     async fn pages_and_api_responses_are_not_stored() {
