@@ -81,6 +81,7 @@ pub fn api_router(state: UiState) -> Router {
         .merge(playbook_runs::api_router())
         .merge(openapi::router())
         .with_state(state)
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -115,6 +116,39 @@ async fn no_store(mut response: axum::response::Response) -> axum::response::Res
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The most of a plain-text refusal [`json_errors`] reads; axum's are a line or two.
+const MAX_PLAIN_ERROR_BYTES: usize = 16 * 1024;
+
+/// Gives every API refusal the one shape the API documents, `{"error": TEXT}`: the handlers
+/// write their own so, but axum's extractors answer a query string or path that does not
+/// deserialize (`limit=abc`, a missing `field`) in plain text.
+async fn json_errors(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_PLAIN_ERROR_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim_end().to_owned(),
+        Err(_) => status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "error": text }).to_string();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Headers that keep a browser from running or framing anything our pages did not mean to show.
@@ -202,6 +236,43 @@ mod tests {
             silences: None,
         };
         (state, gate)
+    }
+
+    /// What axum's extractors refuse in plain text reaches the client as the API's JSON
+    /// error; the handlers' own errors pass unchanged.
+    #[tokio::test]
+    async fn api_refusals_are_json() {
+        const TOKEN: &str = "json-errors-test-token";
+        let dir = tempfile::TempDir::new().unwrap();
+        let (state, gate) = test_state(dir.path(), Some(TOKEN));
+        for (uri, says) in [
+            ("/api/v1/search?limit=abc", "limit"),
+            ("/api/v1/search/facets?q=", "field"),
+            ("/api/v1/audit?before=soon", "before"),
+            ("/api/v1/alerts?status=nope", "status: unknown status"),
+        ] {
+            let request = Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap();
+            let router = guard(api_router(state.clone()), gate.clone());
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(
+                response.headers().get(header::CONTENT_TYPE).unwrap(),
+                "application/json",
+                "{uri}"
+            );
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let error = body["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{uri}: {body}"));
+            assert!(error.contains(says), "{uri}: {error}");
+        }
     }
 
     #[tokio::test]
