@@ -5,7 +5,7 @@
 //! `"vigil_..."` name) must be listed in [`CATALOGUE`] with its help text; a test reads the
 //! workspace's sources and fails on a name missing here, or listed here and emitted nowhere.
 
-use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use vigil_event::Level;
 
 /// What kind of value a metric is.
@@ -59,7 +59,7 @@ pub const CATALOGUE: &[Metric] = &[
     ),
     counter(
         "vigil_quarantined_total",
-        "Records quarantined instead of becoming events, per source",
+        "Records quarantined instead of becoming events, per source and reason (a fixed set of kinds: too_large, utf8, json, access_log, vpc_flow, undecodable, unreadable)",
     ),
     counter(
         "vigil_ingest_depth_limited_total",
@@ -94,6 +94,10 @@ pub const CATALOGUE: &[Metric] = &[
         "CloudWatch calls retried after throttling or a transient error",
     ),
     // The HTTP listener.
+    histogram(
+        "vigil_http_request_duration_seconds",
+        "Seconds to answer a request (to its response head), by route template, method and status class",
+    ),
     counter(
         "vigil_http_connections_evicted_total",
         "Connections without authenticated work closed to make room at server.max_connections",
@@ -240,10 +244,41 @@ pub const CATALOGUE: &[Metric] = &[
     ),
 ];
 
+/// The bucket bounds, in seconds, of each histogram. The exporter renders a histogram
+/// without buckets as a summary, whose quantiles are per process and cannot be added up
+/// across instances; with buckets, `histogram_quantile` over the summed `_bucket` rates can.
+pub const BUCKETS: &[(&str, &[f64])] = &[
+    (
+        "vigil_http_request_duration_seconds",
+        &[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ],
+    ),
+    (
+        "vigil_notification_latency_seconds",
+        &[
+            0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0,
+        ],
+    ),
+    (
+        "vigil_playbook_action_seconds",
+        &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+    ),
+];
+
+/// The recorder's settings: every histogram of [`BUCKETS`] with its buckets.
+pub fn builder() -> Result<PrometheusBuilder, BuildError> {
+    BUCKETS
+        .iter()
+        .try_fold(PrometheusBuilder::new(), |builder, (name, bounds)| {
+            builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), bounds)
+        })
+}
+
 /// Installs the Prometheus recorder and describes every metric of [`CATALOGUE`]; the handle
 /// renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
+    let handle = builder()?.install_recorder()?;
     describe();
     // Present from the start, so dashboards and alerts on them see zeros, not gaps.
     metrics::counter!("vigil_events_detected_total").absolute(0);

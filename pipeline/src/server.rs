@@ -171,7 +171,9 @@ pub fn router(
         // connection as one not to close at the cap.
         .route_layer(middleware::from_fn(count_authenticated));
     // Every route, whichever crate serves it, is looked up in the one access table.
-    let mut router = vigil_ui::guard(router, gate);
+    // Timed outside the access check, so that its refusals are timed too.
+    let mut router =
+        vigil_ui::guard(router, gate).route_layer(middleware::from_fn(time_request));
     for (name, value) in vigil_ui::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
@@ -403,6 +405,55 @@ impl Registry {
 /// Middleware inside the access check: marks the connection as carrying authenticated work
 /// until the response has been sent, so it is never closed to make room for a stranger.
 /// Only a request with valid credentials (a [`Caller`]) counts, not one to a public route.
+/// Records how long a request took to be answered (its response head, not the streaming of
+/// its body) in `vigil_http_request_duration_seconds`, by route template, method and status
+/// class. Labels come only from bounded sets: the template the router matched (never the
+/// path the client sent), a known method or `other`, and a status class.
+async fn time_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|matched| matched.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "vigil_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => status_class(response.status()),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The method as a label: a standard one, or `other` (a client may send any token).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `2xx`, `4xx` and the like.
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
 async fn count_authenticated(request: Request, next: Next) -> Response {
     let guard = request
         .extensions()
@@ -715,6 +766,66 @@ mod tests {
         let error = with(|c| c.max_connections = 0).unwrap_err();
         assert!(error.contains("server.max_connections"), "{error}");
         assert_eq!(with(|c| c.max_connections = 1), Ok(()));
+    }
+
+    #[test]
+    fn requests_are_timed_by_route_template_and_status_class_in_buckets() {
+        use tower::Service;
+        let recorder = crate::metric_catalogue::builder()
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let mut app = Router::new()
+                    .route(
+                        "/items/{id}",
+                        get(|| async { "item" }).post(|| async { StatusCode::FORBIDDEN }),
+                    )
+                    .route_layer(middleware::from_fn(time_request));
+                for (method, path) in [
+                    ("GET", "/items/secret-1"),
+                    ("GET", "/items/secret-2"),
+                    ("POST", "/items/secret-3"),
+                    ("GET", "/nothing-here"),
+                ] {
+                    let request = Request::builder()
+                        .method(method)
+                        .uri(path)
+                        .body(Body::empty())
+                        .unwrap();
+                    app.call(request).await.unwrap();
+                }
+            })
+        });
+        let text = handle.render();
+        let series = |labels: &str| {
+            format!("vigil_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}}")
+        };
+        let count = |labels: &str| {
+            let prefix = series(labels);
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .map(|value| value.trim().to_owned())
+        };
+        // Buckets, not a summary's quantiles, and the template, not the path asked for.
+        assert_eq!(
+            count(r#"route="/items/{id}",method="GET",status="2xx""#).as_deref(),
+            Some("2"),
+            "{text}"
+        );
+        assert_eq!(
+            count(r#"route="/items/{id}",method="POST",status="4xx""#).as_deref(),
+            Some("1"),
+            "{text}"
+        );
+        assert!(text.contains(r#"le="0.005""#), "{text}");
+        assert!(!text.contains("quantile"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("nothing-here"), "{text}");
     }
 
     #[tokio::test]
