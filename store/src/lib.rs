@@ -23,7 +23,7 @@ mod triage;
 mod triage_db;
 mod word_tokenizer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use vigil_event::{Alert, Event, Quarantined};
@@ -154,6 +154,50 @@ pub struct RetentionReport {
     pub freed_bytes: u64,
     /// What the remaining partitions take on disk.
     pub remaining_bytes: u64,
+    /// What each part of the store takes on disk after the pass.
+    pub usage: DiskUsage,
+}
+
+/// What each part of a [`Store`] takes on disk, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// The event partitions: what `index.retention_max_bytes` limits.
+    pub events: u64,
+    /// The alerts index.
+    pub alerts: u64,
+    /// The alert lifecycle database (states, notes, history).
+    pub lifecycle: u64,
+    /// The quarantine database. Its records are limited by `index.quarantine_max_bytes`, as
+    /// counted by `vigil_quarantine_bytes`; the file also holds their index and free pages.
+    pub quarantine: u64,
+}
+
+impl DiskUsage {
+    /// Each part with its name, as the `part` label of `vigil_store_bytes`.
+    pub fn parts(&self) -> [(&'static str, u64); 4] {
+        [
+            ("events", self.events),
+            ("alerts", self.alerts),
+            ("lifecycle", self.lifecycle),
+            ("quarantine", self.quarantine),
+        ]
+    }
+}
+
+/// The size of a SQLite database with its write-ahead log and shared-memory file.
+fn database_size(path: &Path) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) => total += meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::Io { path: file, source }),
+        }
+    }
+    Ok(total)
 }
 
 /// The event and alert indices under one directory.
@@ -167,6 +211,8 @@ pub struct Store {
     /// by the stale state.
     alert_writes: std::sync::Mutex<()>,
     options: StoreOptions,
+    /// The directory the store was opened in.
+    dir: PathBuf,
     /// The ids of the latest committed events, in commit order, for live tails.
     arrivals: tail::ArrivalLog,
 }
@@ -206,6 +252,7 @@ impl Store {
             alert_writes: std::sync::Mutex::new(()),
             arrivals: tail::ArrivalLog::new(),
             options,
+            dir: dir.to_path_buf(),
         };
         if !read_only {
             if store.alerts.needs_rewrite() {
@@ -278,10 +325,28 @@ impl Store {
         let removed = self.events.remove_partitions(&expired)?;
         let freed_bytes = removed.iter().map(|r| r.bytes).sum();
         let total: u64 = sizes.iter().map(|(_, size)| size).sum();
+        let remaining_bytes = total.saturating_sub(freed_bytes);
         Ok(RetentionReport {
             removed: removed.iter().map(|r| r.key).collect(),
             freed_bytes,
-            remaining_bytes: total.saturating_sub(freed_bytes),
+            remaining_bytes,
+            // The partitions were measured above; the rest is measured here.
+            usage: self.usage_besides_events(remaining_bytes)?,
+        })
+    }
+
+    /// What each part of the store takes on disk now.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StoreError> {
+        let partitions = self.events.sizes()?.iter().map(|(_, size)| size).sum();
+        self.usage_besides_events(partitions)
+    }
+
+    fn usage_besides_events(&self, partitions: u64) -> Result<DiskUsage, StoreError> {
+        Ok(DiskUsage {
+            events: partitions,
+            alerts: events::dir_size(&self.dir.join("alerts"))?,
+            lifecycle: database_size(&self.dir.join(LIFECYCLE_DB))?,
+            quarantine: database_size(&self.dir.join(QUARANTINE_DB))?,
         })
     }
 

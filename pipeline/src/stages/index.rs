@@ -138,36 +138,32 @@ async fn blocking<T: Send + 'static>(
 /// Removes event partitions past the configured retention, every
 /// `index.retention_interval_ms` (a minute by default) until shutdown. Partitions are at least
 /// an hour long, so a minute's delay keeps at most a minute's worth of extra data.
+///
+/// Each pass also measures the store on disk (`vigil_store_bytes`, per part); the limits it
+/// is kept within are exported once, at the start, beside it. Without a retention limit the
+/// pass removes nothing and only measures.
 pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) {
-    let retention = store.options().retention;
+    export_limits(store.options());
     let interval = store.options().retention_interval;
-    if retention.max_age.is_none() && retention.max_bytes.is_none() {
-        // The stage set treats a stage that ends before shutdown as a failure, so an idle
-        // retention stage waits for shutdown like the others.
-        while !stopping(&shutdown) {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-        return;
-    }
     loop {
         let applied = {
             let store = store.clone();
             blocking(move || store.apply_retention(chrono::Utc::now())).await
         };
         match applied {
-            Ok(report) if !report.removed.is_empty() => {
-                tracing::info!(
-                    removed = ?report.removed.iter().map(|k| k.dir_name()).collect::<Vec<_>>(),
-                    freed_bytes = report.freed_bytes,
-                    remaining_bytes = report.remaining_bytes,
-                    "retention removed event partitions"
-                );
-                metrics::counter!("vigil_partitions_removed_total")
-                    .increment(report.removed.len() as u64);
+            Ok(report) => {
+                if !report.removed.is_empty() {
+                    tracing::info!(
+                        removed = ?report.removed.iter().map(|k| k.dir_name()).collect::<Vec<_>>(),
+                        freed_bytes = report.freed_bytes,
+                        remaining_bytes = report.remaining_bytes,
+                        "retention removed event partitions"
+                    );
+                    metrics::counter!("vigil_partitions_removed_total")
+                        .increment(report.removed.len() as u64);
+                }
+                export_usage(&report.usage);
             }
-            Ok(_) => {}
             // A failed pass is retried at the next tick; nothing is lost by waiting.
             Err(error) => tracing::error!(%error, "retention failed"),
         }
@@ -182,6 +178,25 @@ pub async fn run_retention(store: Arc<Store>, mut shutdown: Shutdown) {
         if stopping(&shutdown) {
             return;
         }
+    }
+}
+
+/// The limits the store is kept within, as gauges; a limit not configured is not exported,
+/// so a ratio to it is no series rather than a division by zero.
+fn export_limits(options: &vigil_store::StoreOptions) {
+    if let Some(max_bytes) = options.retention.max_bytes {
+        metrics::gauge!("vigil_store_retention_max_bytes").set(max_bytes as f64);
+    }
+    if let Some(max_age) = options.retention.max_age {
+        metrics::gauge!("vigil_store_retention_max_age_seconds").set(max_age.num_seconds() as f64);
+    }
+    metrics::gauge!("vigil_store_quarantine_max_bytes")
+        .set(options.quarantine.max_total_bytes as f64);
+}
+
+fn export_usage(usage: &vigil_store::DiskUsage) {
+    for (part, bytes) in usage.parts() {
+        metrics::gauge!("vigil_store_bytes", "part" => part).set(bytes as f64);
     }
 }
 

@@ -47,8 +47,8 @@ use idfilter::IdFilter;
 pub use in_order::{EventsInOrder, MAX_IN_ORDER_PAGE};
 use layout::{query_fields, readable_schemas, schema, EventFields, Layout};
 pub use partitions::PartitionInfo;
-pub(crate) use partitions::SCHEME_FILE;
 use partitions::{check_scheme, KnownSpan, ReaderCache};
+pub(crate) use partitions::{dir_size, SCHEME_FILE};
 use write::PartitionWriter;
 
 /// Counters that show how much work searches did; tests use them to check partition pruning.

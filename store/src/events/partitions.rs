@@ -356,7 +356,7 @@ fn record_scheme(dir: &Path, scheme: PartitionScheme) -> Result<(), StoreError> 
 }
 
 /// Total size of the files under `dir`.
-fn dir_size(dir: &Path) -> Result<u64, StoreError> {
+pub(crate) fn dir_size(dir: &Path) -> Result<u64, StoreError> {
     let mut total = 0;
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,

@@ -314,6 +314,39 @@ fn retention_removes_the_oldest_partitions_until_the_size_fits() {
 }
 
 #[test]
+fn retention_reports_what_each_part_of_the_store_takes_on_disk() {
+    let (dir, store) = loaded(StoreOptions::default());
+    let before = store.disk_usage().unwrap();
+    let events_on_disk: u64 = store
+        .partition_infos()
+        .unwrap()
+        .iter()
+        .map(|p| p.bytes)
+        .sum();
+    assert_eq!(before.events, events_on_disk);
+    assert!(before.events > 0 && before.alerts > 0, "{before:?}");
+    assert!(before.lifecycle > 0 && before.quarantine > 0, "{before:?}");
+    let parts: Vec<&str> = before.parts().iter().map(|(name, _)| *name).collect();
+    assert_eq!(parts, ["events", "alerts", "lifecycle", "quarantine"]);
+    drop(store);
+
+    // After a pass that removes the oldest day, the report's usage is what is left.
+    let options = StoreOptions {
+        retention: Retention {
+            max_age: Some(Duration::days(2)),
+            max_bytes: None,
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    let report = store.apply_retention(day(28, 12)).unwrap();
+    assert_eq!(report.removed.len(), 1);
+    assert_eq!(report.usage.events, report.remaining_bytes);
+    assert!(report.usage.events < before.events, "{report:?}");
+    assert_eq!(report.usage, store.disk_usage().unwrap());
+}
+
+#[test]
 fn replays_across_commits_and_reopens_leave_one_copy() {
     let (dir, store) = loaded(StoreOptions::default());
     store.index_events(&four_days()).unwrap();
