@@ -7,7 +7,7 @@ use vigil_bus::{Bus, BusError, Message, Topics};
 use vigil_event::{EventId, Quarantined, Source, AUDIT_SOURCE};
 
 use crate::normalise::normalise_line;
-use crate::{SourceCatalog, SourceSpec};
+use crate::{RecordFormat, SourceCatalog, SourceSpec};
 
 /// Size limits on what a source may deliver.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +52,53 @@ pub const MAX_LISTED_REJECTIONS: usize = 100;
 /// How much of a record over the line limit is quarantined: its first bytes, with its
 /// length in the reason.
 pub const QUARANTINED_PREFIX_BYTES: usize = 64 * 1024;
+
+/// Why a record was quarantined, as the `reason` label of `vigil_quarantined_total`: a fixed
+/// set of kinds, since the reason text itself holds the sender's bytes and labels must stay
+/// few.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QuarantineKind {
+    /// Longer than the record (line) limit.
+    TooLarge,
+    /// Not UTF-8.
+    Utf8,
+    /// A JSON source's record that is not a JSON object.
+    Json,
+    /// An access log source's line that does not parse.
+    AccessLog,
+    /// A VPC flow log source's record that does not parse.
+    VpcFlow,
+    /// Delivered data that holds no readable record (a Firehose record that does not decode).
+    Undecodable,
+}
+
+impl QuarantineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineKind::TooLarge => "too_large",
+            QuarantineKind::Utf8 => "utf8",
+            QuarantineKind::Json => "json",
+            QuarantineKind::AccessLog => "access_log",
+            QuarantineKind::VpcFlow => "vpc_flow",
+            QuarantineKind::Undecodable => "undecodable",
+        }
+    }
+
+    /// The kind of a record within the size limit that `spec` refused: the check that
+    /// failed, taken in the order normalising makes them.
+    fn of_refused(spec: &SourceSpec, bytes: &[u8]) -> QuarantineKind {
+        if std::str::from_utf8(bytes).is_err() {
+            return QuarantineKind::Utf8;
+        }
+        match spec.format {
+            RecordFormat::Json => QuarantineKind::Json,
+            RecordFormat::AccessLog => QuarantineKind::AccessLog,
+            RecordFormat::VpcFlow => QuarantineKind::VpcFlow,
+            // Text takes any UTF-8; nothing else refuses it.
+            RecordFormat::Text => QuarantineKind::Utf8,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -159,6 +206,7 @@ impl Ingestor {
         let mut report = IngestReport::default();
         let mut events = Vec::new();
         let mut quarantine = Vec::new();
+        let mut kinds: std::collections::BTreeMap<QuarantineKind, u64> = Default::default();
         let mut seen: HashMap<&[u8], u64> = HashMap::new();
         let mut bytes = 0u64;
 
@@ -200,6 +248,12 @@ impl Ingestor {
                         });
                     }
                     report.rejected += 1;
+                    let kind = if oversize {
+                        QuarantineKind::TooLarge
+                    } else {
+                        QuarantineKind::of_refused(spec, record.bytes)
+                    };
+                    *kinds.entry(kind).or_default() += 1;
                     quarantine.push(Quarantined {
                         source: source.clone(),
                         reason,
@@ -232,8 +286,14 @@ impl Ingestor {
         }
         if !quarantine.is_empty() {
             self.publish_quarantined(source_name, &quarantine).await?;
-            metrics::counter!("vigil_quarantined_total", "source" => label)
-                .increment(quarantine.len() as u64);
+            for (kind, count) in kinds {
+                metrics::counter!(
+                    "vigil_quarantined_total",
+                    "source" => label.clone(),
+                    "reason" => kind.as_str(),
+                )
+                .increment(count);
+            }
         }
         report.accepted = events.len();
         Ok(report)
@@ -249,6 +309,7 @@ impl Ingestor {
         source_kind: &str,
         raw: &[u8],
         position: u64,
+        kind: QuarantineKind,
         reason: String,
     ) -> Result<(), IngestError> {
         let record = Quarantined {
@@ -263,8 +324,12 @@ impl Ingestor {
         };
         self.publish_quarantined(source_name, std::slice::from_ref(&record))
             .await?;
-        metrics::counter!("vigil_quarantined_total", "source" => crate::source_label(source_name))
-            .increment(1);
+        metrics::counter!(
+            "vigil_quarantined_total",
+            "source" => crate::source_label(source_name),
+            "reason" => kind.as_str(),
+        )
+        .increment(1);
         Ok(())
     }
 }

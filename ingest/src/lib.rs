@@ -20,7 +20,9 @@ pub mod tail;
 
 pub use checkpoint::CheckpointError;
 pub use config::{IngestConfig, IngestConfigError, SourcesConfig, SourcesConfigError};
-pub use ingestor::{IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, Rejection};
+pub use ingestor::{
+    IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, QuarantineKind, Rejection,
+};
 pub use metric_label::{source_label, MAX_SOURCE_LABELS};
 pub use normalise::normalise_line;
 pub use recognise::{recognise_record, RecordShape};

@@ -372,6 +372,7 @@ impl FileTailer {
                 &self.config.spec.kind,
                 kept,
                 position,
+                crate::QuarantineKind::TooLarge,
                 reason,
             ))?;
         }

@@ -170,6 +170,22 @@ pub const CATALOGUE: &[Metric] = &[
         "Quarantined records evicted, oldest first, to keep the quarantine within its limits",
     ),
     gauge(
+        "vigil_store_bytes",
+        "Bytes the store takes on disk, per part (events, alerts, lifecycle, quarantine), measured at each retention pass",
+    ),
+    gauge(
+        "vigil_store_retention_max_bytes",
+        "index.retention_max_bytes: the bytes the event partitions are kept within (absent when unset)",
+    ),
+    gauge(
+        "vigil_store_retention_max_age_seconds",
+        "index.retention_days in seconds: how long event partitions are kept (absent when unset)",
+    ),
+    gauge(
+        "vigil_store_quarantine_max_bytes",
+        "index.quarantine_max_bytes: what the kept quarantined records may take (vigil_quarantine_bytes)",
+    ),
+    gauge(
         "vigil_quarantine_bytes",
         "What the kept quarantined records take, as counted against index.quarantine_max_bytes",
     ),
@@ -413,6 +429,21 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn every_histogram_has_buckets() {
+        let histograms: BTreeSet<&str> = CATALOGUE
+            .iter()
+            .filter(|m| m.kind == Kind::Histogram)
+            .map(|m| m.name)
+            .collect();
+        let bucketed: BTreeSet<&str> = BUCKETS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(histograms, bucketed);
+        for (name, bounds) in BUCKETS {
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{name}: {bounds:?}");
+        }
+        builder().unwrap();
     }
 
     #[test]

@@ -34,7 +34,7 @@ use serde_json::json;
 
 use super::{log_group_overrides, LogGroupRecogniser, UnknownPreset};
 use crate::ingestor::QUARANTINED_PREFIX_BYTES;
-use crate::{IncomingRecord, IngestError, Ingestor, SourceSpec};
+use crate::{IncomingRecord, IngestError, Ingestor, QuarantineKind, SourceSpec};
 
 const REQUEST_ID_HEADER: &str = "x-amz-firehose-request-id";
 const ACCESS_KEY_HEADER: &str = "x-amz-firehose-access-key";
@@ -445,7 +445,14 @@ async fn quarantine(
 ) -> Result<(), IngestError> {
     state
         .ingestor
-        .quarantine(SOURCE_NAME, "firehose", data, position, reason)
+        .quarantine(
+            SOURCE_NAME,
+            "firehose",
+            data,
+            position,
+            QuarantineKind::Undecodable,
+            reason,
+        )
         .await
 }
 

@@ -285,7 +285,7 @@ fn count(outcome: &BatchOutcome) {
             .increment(1);
     }
     if !outcome.quarantined.is_empty() {
-        metrics::counter!("vigil_quarantined_total", "source" => "bus")
+        metrics::counter!("vigil_quarantined_total", "source" => "bus", "reason" => "unreadable")
             .increment(outcome.quarantined.len() as u64);
     }
     for (source, &count) in &outcome.late {
