@@ -507,6 +507,61 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_record_is_labelled_by_the_check_it_failed_never_its_text() {
+        let generic = SourceSpec::generic();
+        let cases: [(&SourceSpec, &[u8], QuarantineKind); 4] = [
+            (&generic, b"{\"user\": ", QuarantineKind::Json),
+            (&generic, b"{\"user\": \"\xff\"}", QuarantineKind::Utf8),
+            (
+                &SourceSpec::access_log(),
+                b"not an access log",
+                QuarantineKind::AccessLog,
+            ),
+            (
+                &SourceSpec::vpc_flow(),
+                b"2 123 eni-1",
+                QuarantineKind::VpcFlow,
+            ),
+        ];
+        let source = Source {
+            kind: "http".into(),
+            name: "app".into(),
+        };
+        for (spec, bytes, expected) in cases {
+            let id = EventId::derive("test", &[bytes]);
+            let refused = normalise_line(spec, &source, bytes, id, Utc::now(), None);
+            assert!(
+                refused.is_err(),
+                "{:?} is refused",
+                String::from_utf8_lossy(bytes)
+            );
+            assert_eq!(QuarantineKind::of_refused(spec, bytes), expected);
+        }
+        let labels: Vec<&str> = [
+            QuarantineKind::TooLarge,
+            QuarantineKind::Utf8,
+            QuarantineKind::Json,
+            QuarantineKind::AccessLog,
+            QuarantineKind::VpcFlow,
+            QuarantineKind::Undecodable,
+        ]
+        .iter()
+        .map(|kind| kind.as_str())
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "too_large",
+                "utf8",
+                "json",
+                "access_log",
+                "vpc_flow",
+                "undecodable"
+            ]
+        );
+    }
+
+    #[test]
     fn a_keyed_id_follows_the_key_and_the_content() {
         let stop = br#"{"eventName":"StopLogging"}"#;
         let get = br#"{"eventName":"GetObject"}"#;

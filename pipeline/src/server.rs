@@ -172,8 +172,7 @@ pub fn router(
         .route_layer(middleware::from_fn(count_authenticated));
     // Every route, whichever crate serves it, is looked up in the one access table.
     // Timed outside the access check, so that its refusals are timed too.
-    let mut router =
-        vigil_ui::guard(router, gate).route_layer(middleware::from_fn(time_request));
+    let mut router = vigil_ui::guard(router, gate).route_layer(middleware::from_fn(time_request));
     for (name, value) in vigil_ui::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
@@ -771,9 +770,7 @@ mod tests {
     #[test]
     fn requests_are_timed_by_route_template_and_status_class_in_buckets() {
         use tower::Service;
-        let recorder = crate::metric_catalogue::builder()
-            .unwrap()
-            .build_recorder();
+        let recorder = crate::metric_catalogue::builder().unwrap().build_recorder();
         let handle = recorder.handle();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
