@@ -8,6 +8,11 @@ output "private_subnet_ids" {
   value       = aws_subnet.private[*].id
 }
 
+output "private_subnet_cidrs" {
+  description = "CIDRs of the private subnets, where the MSK brokers are: the Helm chart's networkPolicy.kafka.cidrs."
+  value       = aws_subnet.private[*].cidr_block
+}
+
 output "vpc_flow_log_group" {
   description = "Log group of the VPC flow logs; add it to cloudwatch_log_groups or firehose_log_groups for Vigil to read (preset vpc-flow)."
   value       = aws_cloudwatch_log_group.flow_logs.name

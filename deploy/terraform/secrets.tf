@@ -6,8 +6,8 @@
 # - <name>/firehose-access-key, {"api_key": "..."}: the form Firehose reads for an HTTP
 #   endpoint; it sends the value as X-Amz-Firehose-Access-Key, and Vigil's ingest process
 #   checks it (firehose.access_key, i.e. VIGIL_FIREHOSE__ACCESS_KEY).
-# - <name>/app, a JSON object of Vigil's other secrets (api_token for VIGIL_API_TOKEN,
-#   receivers' HMAC secrets, the SMTP password, ...), whose properties the Helm chart's
+# - <name>/app, a JSON object of Vigil's other secrets (api_token, the console's admin token;
+#   ingest_token, the ingest pods' own, which senders hold; receivers' HMAC secrets, the SMTP password, ...), whose properties the Helm chart's
 #   externalSecrets.data picks.
 #
 # External Secrets Operator reads both as its own service account (deploy/kubernetes/vigil's
@@ -16,7 +16,7 @@
 locals {
   secrets = {
     firehose-access-key = "Access key Firehose sends to Vigil's /ingest/firehose as X-Amz-Firehose-Access-Key, as {\"api_key\":\"...\"} (16 characters or more)"
-    app                 = "Vigil's own secrets as one JSON object (api_token, receivers' secrets), read by External Secrets Operator"
+    app                 = "Vigil's own secrets as one JSON object (api_token, ingest_token, receivers' secrets), read by External Secrets Operator"
   }
 }
 

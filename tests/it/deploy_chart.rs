@@ -539,21 +539,31 @@ fn kafka_role_layout_runs_each_stage_where_its_state_lives() {
         Some("SecretsManager")
     );
 
-    // Each pod gets the secrets its role uses: the Firehose key only ingest.
+    // Each pod gets the secrets its role uses, as (variable, the Secret's key): the console's
+    // admin token only where the console runs, a token of their own to ingest pods (what
+    // senders hold), the Firehose key only to ingest, and nothing to detect.
     for (workload_name, workload_kind, _) in expected {
         let container =
             &pod_template(by_name(&docs, workload_kind, workload_name))["spec"]["containers"][0];
-        let from_secret: Vec<&str> = list(&container["env"])
+        let from_secret: Vec<(&str, &str)> = list(&container["env"])
             .iter()
             .filter(|variable| {
                 variable["valueFrom"]["secretKeyRef"]["name"].as_str() == Some("vigil-secrets")
             })
-            .filter_map(|variable| variable["name"].as_str())
+            .filter_map(|variable| {
+                Some((
+                    variable["name"].as_str()?,
+                    variable["valueFrom"]["secretKeyRef"]["key"].as_str()?,
+                ))
+            })
             .collect();
-        let wanted = if workload_name == "vigil-ingest" {
-            &["VIGIL_API_TOKEN", "VIGIL_FIREHOSE__ACCESS_KEY"][..]
-        } else {
-            &["VIGIL_API_TOKEN"][..]
+        let wanted: &[(&str, &str)] = match workload_name {
+            "vigil-ingest" => &[
+                ("VIGIL_API_TOKEN", "VIGIL_INGEST_API_TOKEN"),
+                ("VIGIL_FIREHOSE__ACCESS_KEY", "VIGIL_FIREHOSE__ACCESS_KEY"),
+            ],
+            "vigil-detect" => &[],
+            _ => &[("VIGIL_API_TOKEN", "VIGIL_API_TOKEN")],
         };
         assert_eq!(from_secret, wanted, "{workload_name}");
         assert!(container["envFrom"].is_badvalue(), "{workload_name}");
@@ -577,8 +587,6 @@ fn irsa_role_arns_and_the_optional_objects_render() {
         "--set",
         "serviceMonitor.enabled=true",
         "--set",
-        "namespace.create=true",
-        "--set",
         "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     ]);
     assert_no_problems("role (all options)", layout_problems(&docs));
@@ -586,11 +594,6 @@ fn irsa_role_arns_and_the_optional_objects_render() {
     assert_eq!(
         account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str(),
         Some(arn)
-    );
-    let namespace = by_name(&docs, "Namespace", "vigil");
-    assert_eq!(
-        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
-        Some("restricted")
     );
     assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
     let image = pod_template(by_name(&docs, "Deployment", "vigil-detect"))["spec"]["containers"][0]
