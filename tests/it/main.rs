@@ -16,6 +16,8 @@ mod cli;
 mod cli_access;
 mod cloudwatch;
 mod demo_rules;
+mod deploy_chart;
+mod deploy_monitoring;
 mod kafka;
 mod kubernetes;
 mod live_tail;
