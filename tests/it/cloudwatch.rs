@@ -254,13 +254,7 @@ fn indexed(vigil: &Vigil) -> Vec<(String, String, Option<String>)> {
 }
 
 fn events_in(vigil: &Vigil, group: &str) -> u64 {
-    let text = vigil
-        .client
-        .get(vigil.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = vigil.metrics_text();
     let prefix = format!("vigil_events_in_total{{source=\"{group}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&prefix))

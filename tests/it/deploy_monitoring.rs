@@ -223,13 +223,7 @@ fn the_dashboard_and_the_rules_read_only_metrics_vigil_exports() {
         "the driven metrics on /metrics",
         Duration::from_secs(45),
         || {
-            let text = vigil
-                .client
-                .get(vigil.url("/metrics"))
-                .send()
-                .unwrap()
-                .text()
-                .unwrap();
+            let text = vigil.metrics_text();
             let names = exported_names(&text);
             DRIVEN
                 .iter()

@@ -215,12 +215,7 @@ fn api_needs_the_token_but_health_and_metrics_do_not() {
         StatusCode::ACCEPTED
     );
     let metrics = wait_for("detection metrics", Duration::from_secs(30), || {
-        let text = client
-            .get(vigil.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let text = vigil.metrics_text();
         text.contains("vigil_alerts_raised_total{level=\"high\"} 1")
             .then_some(text)
     });

@@ -283,20 +283,10 @@ fn sessions_end_when_idle_and_at_their_absolute_limit() {
 
 /// `vigil_auth_failures_total{kind="sign_in",reason="REASON"}` on `/metrics`.
 fn sign_in_failures(vigil: &Vigil, reason: &str) -> f64 {
-    let text = vigil
-        .client
-        .get(vigil.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with("vigil_auth_failures_total{"))
-        .filter(|line| {
-            line.contains(r#"kind="sign_in""#) && line.contains(&format!(r#"reason="{reason}""#))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    vigil.labelled_metric(
+        "vigil_auth_failures_total",
+        &[r#"kind="sign_in""#, &format!(r#"reason="{reason}""#)],
+    )
 }
 
 fn retry_after(response: &Response) -> Duration {

@@ -45,21 +45,6 @@ fn deep_rule(depth: usize) -> String {
     )
 }
 
-/// The value of `name{labels}` on `/metrics` whose labels include `label`, 0 when absent.
-fn labelled_metric(vigil: &Vigil, name: &str, label: &str) -> f64 {
-    let text = vigil
-        .client
-        .get(vigil.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn alerts_of(vigil: &Vigil, rule: &str) -> Vec<Value> {
     vigil.get_json("/api/v1/alerts?limit=100")["alerts"]
         .as_array()
@@ -119,11 +104,8 @@ fn a_backdated_burst_is_matched_counted_and_still_correlates() {
     // The six late failures are counted for their source; the live one and the escalation,
     // which feeds no correlation, are not.
     let late = wait_for("the late events counter", Duration::from_secs(30), || {
-        let late = labelled_metric(
-            &vigil,
-            "vigil_detect_late_events_total",
-            "source=\"flask-app\"",
-        );
+        let late =
+            vigil.labelled_metric("vigil_detect_late_events_total", &["source=\"flask-app\""]);
         (late > 0.0).then_some(late)
     });
     assert_eq!(late, 6.0);
@@ -161,7 +143,7 @@ fn made_up_users_do_not_push_out_a_real_brute_force() {
     assert_eq!(alerts_of(&vigil, BRUTE_FORCE_RULE).len(), 1);
     let label = format!("rule=\"{BRUTE_FORCE_RULE}\"");
     let evicted = wait_for("the evictions counter", Duration::from_secs(30), || {
-        let evicted = labelled_metric(&vigil, "vigil_detect_correlation_evictions_total", &label);
+        let evicted = vigil.labelled_metric("vigil_detect_correlation_evictions_total", &[&label]);
         (evicted > 0.0).then_some(evicted)
     });
     // 200 made-up groups in eight places (the real one fired and left), all counted.

@@ -108,14 +108,9 @@ fn a_resend_under_a_known_batch_and_line_never_rewrites_history() {
 
 /// The distinct values of the `source` label on `/metrics`.
 fn source_labels(vigil: &Vigil) -> std::collections::BTreeSet<String> {
-    let text = vigil
-        .client
-        .get(vigil.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
+    vigil
+        .metrics_text()
+        .lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
             let start = line.find("source=\"")? + "source=\"".len();

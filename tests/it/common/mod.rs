@@ -119,16 +119,32 @@ impl Vigil {
         response.json::<Value>().unwrap()["total"].as_u64().unwrap()
     }
 
-    /// The value of an unlabelled Prometheus counter or gauge on `/metrics`, 0 when absent.
-    pub fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
+    /// What `/metrics` shows now, in Prometheus's text format.
+    pub fn metrics_text(&self) -> String {
+        self.client
             .get(self.url("/metrics"))
             .send()
             .unwrap()
             .text()
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The sum of the samples of `name{...}` on `/metrics` whose labels include every one of
+    /// `labels` (each written `key="value"`), 0 when there are none.
+    pub fn labelled_metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let series = format!("{name}{{");
+        self.metrics_text()
+            .lines()
+            .filter(|line| line.starts_with(&series))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The value of an unlabelled Prometheus counter or gauge on `/metrics`, 0 when absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .lines()
             .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .filter_map(|value| value.trim().parse().ok())
             .next()
