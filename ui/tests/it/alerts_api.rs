@@ -2,18 +2,18 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::Router;
 use chrono::{TimeZone, Utc};
-use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
-use tower::ServiceExt;
+
 use vigil_access::AccessDb;
 use vigil_event::{Alert, Event, EventId, Level, LogSource, Record, Source};
 use vigil_store::Store;
 use vigil_ui::{api_router, guard, ApiToken, Gate, UiState};
+
+use crate::pages::send_api;
 
 /// The bootstrap token the fixture's gate accepts: an admin, who may triage.
 const TOKEN: &str = "alerts-api-test-token";
@@ -124,37 +124,7 @@ fn guarded_api(dir: &TempDir, store: Arc<Store>) -> (Router, Arc<Gate>) {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    call_as(app, TOKEN, method, uri, body).await
-}
-
-/// A request with `bearer` as its token.
-async fn call_as(
-    app: &Router,
-    bearer: &str,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {bearer}"));
-    let body = match body {
-        Some(body) => {
-            request = request.header("content-type", "application/json");
-            Body::from(body.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, value)
+    send_api(app, method, uri, TOKEN, body).await
 }
 
 async fn patch(app: &Router, id: &str, body: Value) -> (StatusCode, Value) {
@@ -433,32 +403,32 @@ async fn the_history_and_the_audit_log_name_who_changed_an_alert() {
 
     // A read token may look but not change.
     let uri = format!("/api/v1/alerts/{id}");
-    let (status, _) = call_as(&f.app, reader.expose(), Method::GET, &uri, None).await;
+    let (status, _) = send_api(&f.app, Method::GET, &uri, reader.expose(), None).await;
     assert_eq!(status, StatusCode::OK);
     let change = json!({"assignee": "dana", "note": "mine"});
-    let (status, body) = call_as(
+    let (status, body) = send_api(
         &f.app,
-        reader.expose(),
         Method::PATCH,
         &uri,
+        reader.expose(),
         Some(change.clone()),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     let (status, detail) =
-        call_as(&f.app, triager.expose(), Method::PATCH, &uri, Some(change)).await;
+        send_api(&f.app, Method::PATCH, &uri, triager.expose(), Some(change)).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert_eq!(detail["notes"][0]["author"], "token:triager");
     for entry in detail["history"].as_array().unwrap() {
         assert_eq!(entry["actor"], "token:triager", "{entry}");
     }
     // An invalid change is refused, and recorded as refused.
-    let (status, _) = call_as(
+    let (status, _) = send_api(
         &f.app,
-        triager.expose(),
         Method::PATCH,
         &uri,
+        triager.expose(),
         Some(json!({"reason": "duplicate"})),
     )
     .await;
