@@ -307,8 +307,42 @@ impl Detector {
         logsource: &LogSource,
         doc: &Map<String, Value>,
     ) -> Evaluation {
-        self.advance_stream(stream, time);
         let hits = self.engine.matching(logsource, doc);
+        self.evaluate_hits(stream, time, event_id, hits, doc)
+    }
+
+    /// [`Detector::evaluate`] for a JSON record given as its text, parsed by `document` only
+    /// when some rule may match it ([`Engine::matching_record`]). The document comes back
+    /// with the evaluation when it was parsed, for [`Engine::matched_fields`].
+    pub fn evaluate_record<E>(
+        &mut self,
+        stream: &str,
+        time: i64,
+        event_id: Option<Id>,
+        logsource: &LogSource,
+        record: &str,
+        document: impl FnOnce() -> Result<Map<String, Value>, E>,
+    ) -> Result<(Evaluation, Option<Map<String, Value>>), E> {
+        let matches = self.engine.matching_record(logsource, record, document)?;
+        let Some(doc) = matches.document else {
+            // Nothing matched, so nothing feeds a correlation: only the stream's time moves.
+            self.advance_stream(stream, time);
+            return Ok((Evaluation::default(), None));
+        };
+        let evaluation = self.evaluate_hits(stream, time, event_id, matches.hits, &doc);
+        Ok((evaluation, Some(doc)))
+    }
+
+    /// What the rules at `hits` matching `doc` raise, correlations included.
+    fn evaluate_hits(
+        &mut self,
+        stream: &str,
+        time: i64,
+        event_id: Option<Id>,
+        hits: Vec<usize>,
+        doc: &Map<String, Value>,
+    ) -> Evaluation {
+        self.advance_stream(stream, time);
         let mut evaluation = Evaluation {
             detections: hits
                 .iter()

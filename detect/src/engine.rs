@@ -12,6 +12,15 @@ use crate::meta::logsource_within;
 use crate::prefilter::Prefilter;
 use crate::rule::Rule;
 
+/// What [`Engine::matching_record`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordMatches {
+    /// The indices of the matching rules, ascending.
+    pub hits: Vec<usize>,
+    /// The record's document, when it was parsed: not when its text ruled out every rule.
+    pub document: Option<Map<String, Value>>,
+}
+
 /// A set of compiled rules, ready to evaluate events.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
@@ -152,6 +161,46 @@ impl Engine {
             }
         });
         hits
+    }
+
+    /// [`Engine::matching`] for a JSON record (an object) given as its text: the literal
+    /// prefilter runs over the text first, and `document` (the record parsed, as
+    /// [`Event::document`] gives it) is called only when some rule may match. Most events of a
+    /// stream match no rule, and then cost a scan of their bytes and no parse.
+    ///
+    /// The matches are those [`Engine::matching`] finds in the document; the scan finds at least
+    /// the literals the document scan does, and when it cannot say (see the prefilter's
+    /// `record` module) the document is scanned instead.
+    pub fn matching_record<E>(
+        &self,
+        logsource: &LogSource,
+        record: &str,
+        document: impl FnOnce() -> Result<Map<String, Value>, E>,
+    ) -> Result<RecordMatches, E> {
+        let plan = self.plan(logsource);
+        let found = plan.prefilter.scan_record(record).ok();
+        if found
+            .as_ref()
+            .is_some_and(|found| !plan.prefilter.any_candidate(found))
+        {
+            return Ok(RecordMatches {
+                hits: Vec::new(),
+                document: None,
+            });
+        }
+        let document = document()?;
+        let found = found.unwrap_or_else(|| plan.prefilter.scan_document(&document));
+        let mut hits = Vec::new();
+        plan.prefilter.each_candidate(&found, |position| {
+            let index = plan.rules[position];
+            if self.rules[index].matches(&document) {
+                hits.push(index);
+            }
+        });
+        Ok(RecordMatches {
+            hits,
+            document: Some(document),
+        })
     }
 
     fn plan(&self, logsource: &LogSource) -> Arc<Plan> {

@@ -72,7 +72,9 @@
 //! the event's strings. Only rules whose literals occur are evaluated; rules whose matches
 //! cannot be told from literals (negations, `null`, numbers, regular expressions, field
 //! references) always are. The prefilter is conservative: it never changes what matches,
-//! which a test checks against evaluating every rule.
+//! which a test checks against evaluating every rule. [`Engine::matching_record`] runs the
+//! prefilter over a record's text before parsing it, and parses it only when some rule may
+//! match, with the same matches (a second test checks that over SigmaHQ's rules).
 //!
 //! # Value modifiers
 //!
@@ -162,7 +164,7 @@ pub use detector::{
     CorrelationMatch, Detector, Evaluation, Finding, RestoreReport, SnapshotError, StateStats,
     DEFAULT_STREAM, SNAPSHOT_VERSION,
 };
-pub use engine::Engine;
+pub use engine::{Engine, RecordMatches};
 pub use error::RuleError;
 pub use explain::{
     explain, explain_correlation, AlternativeExplanation, CorrelationExplanation, Explained,

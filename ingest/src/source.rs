@@ -79,6 +79,20 @@ impl SourceSpec {
         )
     }
 
+    /// The preset for JSON records whose logsource is exactly `logsource` (CloudTrail,
+    /// Kubernetes audit, the Flask app's logs, WAF), for callers told what their records are
+    /// rather than left to recognise them.
+    pub fn json_preset(logsource: &LogSource) -> Option<Self> {
+        [
+            SourceSpec::cloudtrail(),
+            SourceSpec::kubernetes_audit(),
+            SourceSpec::flask_app(),
+            SourceSpec::waf(),
+        ]
+        .into_iter()
+        .find(|spec| spec.logsource == *logsource)
+    }
+
     /// Common or combined web access logs.
     pub fn access_log() -> Self {
         SourceSpec::new(

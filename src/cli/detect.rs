@@ -13,7 +13,7 @@ use serde::Serialize;
 use vigil_detect::{Detector, Finding};
 use vigil_event::{EventId, LogSource, MatchedField};
 
-use super::events::{line_event, line_id};
+use super::events::{line_id, LineReader};
 use super::{parse_logsource, LoadArgs};
 use crate::rules;
 
@@ -29,7 +29,8 @@ pub struct DetectArgs {
     /// The logsource of every event, such as `product=aws,service=cloudtrail`. Without it each
     /// line's source is recognised from its shape: a CloudTrail record, a Kubernetes audit
     /// event, a Flask app log record, an access log line, or other JSON (which has no
-    /// logsource).
+    /// logsource). With it, a JSON line is read as a record of the source Vigil has a preset
+    /// for under exactly that logsource (its time fields), without looking at its shape.
     #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_logsource)]
     pub logsource: Option<LogSource>,
     #[command(flatten)]
@@ -125,6 +126,7 @@ fn detect_lines(
     let mut summary = Summary::default();
     // Correlation matches name their events by id; ids are derived from line numbers.
     let mut lines_by_id: HashMap<EventId, usize> = HashMap::new();
+    let lines = LineReader::new(logsource);
     let mut buffer = Vec::new();
     let mut number = 0;
     loop {
@@ -153,7 +155,7 @@ fn detect_lines(
                 continue;
             }
         };
-        let event = match line_event(line, number, logsource, Utc::now()) {
+        let event = match lines.event(line, number, Utc::now()) {
             Ok(event) => event,
             Err(reason) => {
                 bad(reason);
@@ -161,9 +163,32 @@ fn detect_lines(
                 continue;
             }
         };
-        let doc = match event.document() {
-            Ok(doc) => doc,
+        // Each kind of source is its own stream, with its own watermark, so a file of
+        // CloudTrail records followed by older Flask logs still correlates the latter.
+        let stream = &event.source.kind;
+        let time = event.time.timestamp_millis();
+        let evaluated = if event.record.is_json() {
+            // Parsed only when the record's text says some rule may match it.
+            detector.evaluate_record(
+                stream,
+                time,
+                Some(event.id),
+                &event.logsource,
+                event.record.as_str(),
+                || event.document(),
+            )
+        } else {
+            event.document().map(|doc| {
+                let evaluation =
+                    detector.evaluate(stream, time, Some(event.id), &event.logsource, &doc);
+                (evaluation, Some(doc))
+            })
+        };
+        let (detections, doc) = match evaluated {
+            Ok((evaluation, doc)) => (evaluation.detections, doc.unwrap_or_default()),
             Err(e) => {
+                // Not reached for a line the reader accepted: the parser is the one ingest
+                // applies. Said, not skipped silently, should it ever be.
                 bad(format!("not a JSON object: {e}"));
                 summary.bad += 1;
                 continue;
@@ -171,17 +196,6 @@ fn detect_lines(
         };
         summary.events += 1;
         lines_by_id.insert(line_id(number), number);
-        // Each kind of source is its own stream, with its own watermark, so a file of
-        // CloudTrail records followed by older Flask logs still correlates the latter.
-        let detections = detector
-            .evaluate(
-                &event.source.kind,
-                event.time.timestamp_millis(),
-                Some(event.id),
-                &event.logsource,
-                &doc,
-            )
-            .detections;
         for detection in detections {
             let engine = detector.engine();
             let matched = engine.matched_fields(&detection, &event.logsource, &doc);

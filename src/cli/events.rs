@@ -45,27 +45,64 @@ pub fn recognise(line: &str, logsource: Option<&LogSource>) -> Result<SourceSpec
     Ok(spec)
 }
 
-/// One line as an event. `number` (1-based) makes the id, so correlation matches can be
-/// traced back to their lines; `received` is the time of records that state none.
+/// How the lines of one run become events: recognised one by one ([`recognise`]), or, under a
+/// logsource naming a JSON source Vigil has a preset for, read as that source's records
+/// without looking at their shape (which costs a parse of its own).
+pub struct LineReader {
+    logsource: Option<LogSource>,
+    /// The source named by `logsource`, and its `Source`, made once for every line.
+    preset: Option<(SourceSpec, Source)>,
+}
+
+impl LineReader {
+    pub fn new(logsource: Option<&LogSource>) -> Self {
+        let preset = logsource.and_then(SourceSpec::json_preset).map(|spec| {
+            let source = cli_source(&spec);
+            (spec, source)
+        });
+        LineReader {
+            logsource: logsource.cloned(),
+            preset,
+        }
+    }
+
+    /// One line as an event. `number` (1-based) makes the id, so correlation matches can be
+    /// traced back to their lines; `received` is the time of records that state none.
+    pub fn event(
+        &self,
+        line: &str,
+        number: usize,
+        received: DateTime<Utc>,
+    ) -> Result<Event, String> {
+        let id = line_id(number);
+        match &self.preset {
+            Some((spec, source)) if line.trim_start().starts_with('{') => {
+                normalise_line(spec, source, line.as_bytes(), id, received, None)
+            }
+            _ => {
+                let spec = recognise(line, self.logsource.as_ref())?;
+                let source = cli_source(&spec);
+                normalise_line(&spec, &source, line.as_bytes(), id, received, None)
+            }
+        }
+    }
+}
+
+fn cli_source(spec: &SourceSpec) -> Source {
+    Source {
+        kind: spec.kind.clone(),
+        name: "cli".into(),
+    }
+}
+
+/// One line as an event: [`LineReader::event`] for a single line.
 pub fn line_event(
     line: &str,
     number: usize,
     logsource: Option<&LogSource>,
     received: DateTime<Utc>,
 ) -> Result<Event, String> {
-    let spec = recognise(line, logsource)?;
-    let source = Source {
-        kind: spec.kind.clone(),
-        name: "cli".into(),
-    };
-    normalise_line(
-        &spec,
-        &source,
-        line.as_bytes(),
-        line_id(number),
-        received,
-        None,
-    )
+    LineReader::new(logsource).event(line, number, received)
 }
 
 pub fn line_id(number: usize) -> EventId {
@@ -147,6 +184,60 @@ mod tests {
         assert_eq!(
             (spec.kind.as_str(), spec.format),
             ("vpc-flow", RecordFormat::VpcFlow)
+        );
+    }
+
+    /// Reading lines under a preset's logsource skips recognising them, and gives the events
+    /// recognising them would.
+    #[test]
+    fn a_preset_logsource_reads_its_records_as_recognising_them_would() {
+        let received = Utc::now();
+        for (file, logsource) in [
+            (
+                "cloudtrail.ndjson",
+                LogSource::new(Some("aws"), Some("cloudtrail"), None),
+            ),
+            (
+                "kubernetes-audit.ndjson",
+                LogSource::new(Some("kubernetes"), Some("audit"), Some("application")),
+            ),
+            (
+                "flask-app.ndjson",
+                LogSource::new(Some("python"), Some("flask"), Some("application")),
+            ),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("demo")
+                .join(file);
+            let reader = LineReader::new(Some(&logsource));
+            assert!(reader.preset.is_some(), "{file}");
+            for (index, line) in std::fs::read_to_string(path).unwrap().lines().enumerate() {
+                let spec = recognise(line, Some(&logsource)).unwrap();
+                let source = cli_source(&spec);
+                let recognised = normalise_line(
+                    &spec,
+                    &source,
+                    line.as_bytes(),
+                    line_id(index + 1),
+                    received,
+                    None,
+                )
+                .unwrap();
+                assert_eq!(
+                    reader.event(line, index + 1, received),
+                    Ok(recognised),
+                    "{line}"
+                );
+            }
+        }
+        // Other logsources, and lines that are not JSON, are still recognised.
+        let reader = LineReader::new(Some(&LogSource::new(Some("aws"), None, None)));
+        assert!(reader.preset.is_none());
+        let access = r#"1.2.3.4 - - [28/Nov/2026:09:03:11 +0000] "GET / HTTP/1.1" 200 1 "-" "x""#;
+        let reader = LineReader::new(Some(&LogSource::new(Some("aws"), Some("cloudtrail"), None)));
+        assert_eq!(
+            reader.event(access, 1, received).unwrap().source.kind,
+            "access-log"
         );
     }
 

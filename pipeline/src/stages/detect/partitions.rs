@@ -225,30 +225,48 @@ pub(super) fn detect_batch(
         });
         partition.next_offset = Some(delivery.offset + 1);
         let detector = &mut partition.detector;
-        let event = serde_json::from_slice::<Event>(&delivery.payload)
+        // The record is parsed only when its text says some rule may match it: most events
+        // match none, and then cost the bus decode and a scan of their bytes.
+        let evaluated = serde_json::from_slice::<Event>(&delivery.payload)
             .map_err(|e| format!("unreadable event on the bus: {e}"))
-            .and_then(|event| match event.document() {
-                Ok(document) => Ok((event, document)),
-                Err(e) => Err(format!("event record is not valid JSON: {e}")),
-            });
-        match event {
-            Ok((event, document)) => {
-                outcome.events += 1;
-                if correlating {
-                    outcome.touched.insert(slot);
-                }
+            .and_then(|event| {
                 // A record's own time is attacker-controlled; one from the future would
                 // expire every correlation window, so it counts no later than its arrival.
                 // Each source is its own stream, with its own watermark, so a source that lags
                 // another still correlates.
                 let time = event.time.min(event.received).timestamp_millis();
-                let evaluation = detector.evaluate(
-                    &event.source.name,
-                    time,
-                    Some(event.id),
-                    &event.logsource,
-                    &document,
-                );
+                let stream = &event.source.name;
+                let evaluated = if event.record.is_json() {
+                    detector.evaluate_record(
+                        stream,
+                        time,
+                        Some(event.id),
+                        &event.logsource,
+                        event.record.as_str(),
+                        || event.document(),
+                    )
+                } else {
+                    event.document().map(|document| {
+                        let evaluation = detector.evaluate(
+                            stream,
+                            time,
+                            Some(event.id),
+                            &event.logsource,
+                            &document,
+                        );
+                        (evaluation, Some(document))
+                    })
+                };
+                evaluated
+                    .map(|(evaluation, document)| (event, evaluation, document.unwrap_or_default()))
+                    .map_err(|e| format!("event record is not valid JSON: {e}"))
+            });
+        match evaluated {
+            Ok((event, evaluation, document)) => {
+                outcome.events += 1;
+                if correlating {
+                    outcome.touched.insert(slot);
+                }
                 if evaluation.late_inputs > 0 {
                     // Source names are the sender's: the label is bounded like ingest's.
                     let label = vigil_ingest::source_label(&event.source.name);

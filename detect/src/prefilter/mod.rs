@@ -9,6 +9,10 @@
 //! be said (a `not` at the top, `null`, numbers, regular expressions, field references...) has
 //! no need and is always evaluated, so the prefilter never changes what matches.
 //!
+//! A JSON record can be scanned from its text, before it is parsed
+//! ([`Prefilter::scan_record`], in [`record`]): an event none of whose rules can match is then
+//! never parsed at all. Events usually match nothing, so in the pipeline that is most of them.
+//!
 //! Case needs care. Patterns hold their literals lowercased (unless `cased`), and compare with
 //! the text's characters lowercased; a few non-ASCII characters lowercase to ASCII ones (the
 //! Kelvin sign to `k`). So the scan is ASCII-case-insensitive, and a text with non-ASCII
@@ -28,6 +32,10 @@ use serde_json::{Map, Value};
 
 use crate::number_text::with_number_text;
 use crate::path::MAX_DEPTH;
+
+mod record;
+
+pub(crate) use record::Unreadable;
 
 /// Literals shorter than this say too little to be worth a need: they occur in most events.
 const MIN_LITERAL: usize = 3;
@@ -146,53 +154,89 @@ impl Prefilter {
 
     /// Calls `evaluate` with the position (in the order given to [`Prefilter::new`]) of each rule
     /// that may match `doc`.
-    pub fn candidates(&self, doc: &Map<String, Value>, mut evaluate: impl FnMut(usize)) {
+    pub fn candidates(&self, doc: &Map<String, Value>, evaluate: impl FnMut(usize)) {
+        self.each_candidate(&self.scan_document(doc), evaluate);
+    }
+
+    /// The literals in the strings, numbers and booleans of `doc`.
+    pub fn scan_document(&self, doc: &Map<String, Value>) -> Found {
+        let mut found = Found(vec![0; self.literals.div_ceil(64)]);
         let Some(automaton) = &self.automaton else {
-            (0..self.needs.len()).for_each(evaluate);
-            return;
+            return found;
         };
-        SCRATCH.with(|scratch| {
-            // Borrowed already only if `evaluate` came back here; a fresh scratch then.
-            let mut fresh = Scratch::default();
-            let mut borrowed = scratch.try_borrow_mut();
-            let scratch = match &mut borrowed {
-                Ok(scratch) => &mut **scratch,
+        FOLDED.with(|folded| {
+            // Borrowed already only if this runs inside itself; a fresh buffer then.
+            let mut fresh = String::new();
+            let mut borrowed = folded.try_borrow_mut();
+            let folded = match &mut borrowed {
+                Ok(folded) => &mut **folded,
                 Err(_) => &mut fresh,
             };
-            scratch.found.clear();
-            scratch.found.resize(self.literals.div_ceil(64), 0);
-            let Scratch { found, folded } = scratch;
             let scanner = Scanner {
                 automaton,
                 shortest: self.shortest,
             };
             for value in doc.values() {
-                scanner.scan(value, 0, found, folded);
-            }
-            for (position, need) in self.needs.iter().enumerate() {
-                let possible = need.as_ref().is_none_or(|ids| {
-                    ids.iter()
-                        .any(|&id| found[id as usize / 64] & (1 << (id % 64)) != 0)
-                });
-                if possible {
-                    evaluate(position);
-                }
+                scanner.scan(value, 0, &mut found.0, folded);
             }
         });
+        found
+    }
+
+    /// The literals in the text of a JSON record (an object), found without parsing it: at
+    /// least those [`Prefilter::scan_document`] finds in its document. [`Unreadable`] when the
+    /// text holds what only the document can tell (see [`record`]).
+    pub fn scan_record(&self, record: &str) -> Result<Found, Unreadable> {
+        let mut found = Found(vec![0; self.literals.div_ceil(64)]);
+        match &self.automaton {
+            None => {}
+            Some(Literals::Dfa { dfa, start }) => {
+                let bits = &mut found.0;
+                let mut matcher = record::Matcher {
+                    dfa,
+                    start: *start,
+                    shortest: self.shortest,
+                    hit: |id: usize| bits[id / 64] |= 1 << (id % 64),
+                };
+                record::scan(&mut matcher, record.as_bytes())?;
+            }
+            // Too many literals for a DFA: rare enough to leave to the document scan.
+            Some(Literals::General(_)) => return Err(Unreadable),
+        }
+        Ok(found)
+    }
+
+    /// Calls `evaluate` with the position of each rule whose need `found` meets.
+    pub fn each_candidate(&self, found: &Found, mut evaluate: impl FnMut(usize)) {
+        for (position, need) in self.needs.iter().enumerate() {
+            if found.meets(need) {
+                evaluate(position);
+            }
+        }
+    }
+
+    /// Whether `found` meets the need of any rule: if not, no rule can match.
+    pub fn any_candidate(&self, found: &Found) -> bool {
+        self.needs.iter().any(|need| found.meets(need))
     }
 }
 
-#[derive(Default)]
-struct Scratch {
-    /// A bit per literal: found in this event.
-    found: Vec<u64>,
-    /// The lowercased form of a non-ASCII text.
-    folded: String,
+/// The literals found in one event, a bit each.
+#[derive(Debug)]
+pub(crate) struct Found(Vec<u64>);
+
+impl Found {
+    fn meets(&self, need: &Option<Box<[u32]>>) -> bool {
+        need.as_ref().is_none_or(|ids| {
+            ids.iter()
+                .any(|&id| self.0[id as usize / 64] & (1 << (id % 64)) != 0)
+        })
+    }
 }
 
 thread_local! {
-    /// Reused across events so that scanning allocates nothing once warm.
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// The lowercased form of a non-ASCII text, reused across events.
+    static FOLDED: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// The automaton over a plan's literals.
