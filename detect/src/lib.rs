@@ -151,6 +151,7 @@ mod path;
 mod pattern;
 mod pipeline;
 mod prefilter;
+mod regex_need;
 mod rule;
 mod ruleset;
 mod time;

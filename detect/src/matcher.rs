@@ -30,8 +30,9 @@ pub(crate) enum Matcher {
     /// The variants one rule value expands into (`windash`, `base64offset`, `expand`): any of
     /// them. They stay grouped so that `all` still needs each rule value, not each variant.
     AnyOf(Vec<Matcher>),
-    /// `re`: an unanchored search, on strings and on the text of numbers and booleans.
-    Regex(Regex),
+    /// `re`: an unanchored search, on strings and on the text of numbers and booleans; with
+    /// the literals every match holds ([`crate::regex_need`]).
+    Regex(Regex, Option<Need>),
     /// `cidr`: string values that are IP addresses inside the network.
     Cidr(IpNet),
     /// `lt`, `lte`, `gt`, `gte`: numbers, and strings that are numbers.
@@ -79,7 +80,7 @@ impl Matcher {
             (Matcher::Number { text, .. }, Json::String(s)) => text.matches(s),
             (Matcher::Bool(want), Json::Bool(b)) => want == b,
             (Matcher::Bool(want), Json::String(s)) => s.eq_ignore_ascii_case(bool_text(*want)),
-            (Matcher::Regex(re), json) => with_text(json, |s| re.is_match(s)).unwrap_or(false),
+            (Matcher::Regex(re, _), json) => with_text(json, |s| re.is_match(s)).unwrap_or(false),
             (Matcher::Cidr(net), Json::String(s)) => in_network(net, s),
             (Matcher::Compare { op, value }, json) => event_number(json)
                 .and_then(|got| compare(got, *value))
@@ -104,12 +105,23 @@ impl Matcher {
         }
     }
 
-    /// The literals of which a matching value contains one (see [`crate::prefilter`]). Only
-    /// string patterns have any: the other matchers compare numbers, addresses, times or
-    /// other fields, or are regular expressions.
+    /// The literals of which a matching value contains one (see [`crate::prefilter`]): from
+    /// string patterns, regular expressions, and integers. The other matchers compare
+    /// numbers in other ways, addresses, times or other fields.
     pub fn need(&self) -> Option<Need> {
         match self {
             Matcher::String(pattern) => pattern.required_run().and_then(Need::literal),
+            Matcher::Regex(_, need) => need.clone(),
+            // A string matches when it spells the rule's text; a number when it equals the
+            // integer, and then its text (`401`, or `401.0` for a float) holds the integer's
+            // digits. Beyond 10^15, `serde_json` writes an equal float with an exponent.
+            Matcher::Number {
+                value: RuleNumber::Int(int),
+                text,
+            } if int.unsigned_abs() < 10u64.pow(15) => prefilter::any([
+                text.required_run().and_then(Need::literal),
+                Need::literal(int.to_string()),
+            ]),
             Matcher::AnyOf(variants) => prefilter::any(variants.iter().map(Matcher::need)),
             _ => None,
         }
@@ -119,7 +131,7 @@ impl Matcher {
     pub fn matches_text(&self, text: &str) -> bool {
         match self {
             Matcher::String(p) => p.matches(text),
-            Matcher::Regex(re) => re.is_match(text),
+            Matcher::Regex(re, _) => re.is_match(text),
             Matcher::AnyOf(variants) => variants.iter().any(|m| m.matches_text(text)),
             _ => false,
         }
@@ -309,7 +321,7 @@ mod tests {
         assert!(gt.matches(Some(&json!(11)), &doc) && gt.matches(Some(&json!("10.5")), &doc));
         assert!(!gt.matches(Some(&json!(10)), &doc) && !gt.matches(Some(&json!("inf")), &doc));
         assert!(gt.matches(Some(&json!(u64::MAX)), &doc));
-        let re = Matcher::Regex(Regex::new("^a.c$").unwrap());
+        let re = Matcher::Regex(Regex::new("^a.c$").unwrap(), None);
         assert!(re.matches(Some(&json!("abc")), &doc) && !re.matches(Some(&json!("ABC")), &doc));
         let net = Matcher::Cidr("10.0.0.0/8".parse().unwrap());
         assert!(net.matches(Some(&json!("10.1.2.3")), &doc));

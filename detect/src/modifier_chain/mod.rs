@@ -12,6 +12,7 @@ use crate::matcher::{Matcher, RuleNumber};
 use crate::modifier::{Modifier, ReFlag};
 use crate::path::FieldPath;
 use crate::pattern::{sigma_tokens, Anchor, Pattern, Token};
+use crate::regex_need;
 use crate::yaml::{Node, Value};
 use crate::LoadOptions;
 
@@ -248,13 +249,18 @@ fn compile_value(
                 Anchor::Start => format!(r"\A(?:{source})"),
                 Anchor::End => format!(r"(?:{source})\z"),
             };
+            let flags = regex_need::Flags {
+                case_insensitive: flags.contains(&ReFlag::IgnoreCase),
+                multi_line: flags.contains(&ReFlag::MultiLine),
+                dot_matches_new_line: flags.contains(&ReFlag::DotAll),
+            };
             RegexBuilder::new(&source)
-                .case_insensitive(flags.contains(&ReFlag::IgnoreCase))
-                .multi_line(flags.contains(&ReFlag::MultiLine))
-                .dot_matches_new_line(flags.contains(&ReFlag::DotAll))
+                .case_insensitive(flags.case_insensitive)
+                .multi_line(flags.multi_line)
+                .dot_matches_new_line(flags.dot_matches_new_line)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
-                .map(Matcher::Regex)
+                .map(|regex| Matcher::Regex(regex, regex_need::regex_need(&source, flags)))
                 .map_err(|e| err(format!("invalid regular expression: {}", one_line(&e))))
         }
         Kind::FieldRef(anchor) => {

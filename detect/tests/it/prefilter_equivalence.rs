@@ -256,3 +256,95 @@ fn record_text_prefilter_never_hides_a_match() {
         "{skipped} of {records} records are ruled out by their text"
     );
 }
+
+/// Integers and regular expressions give needs of their own (the integer's digits, the runs
+/// every match of the expression holds); none of them hides a match, in any spelling of the
+/// values that match.
+#[test]
+fn integer_and_regex_needs_never_hide_a_match() {
+    let rules = r#"
+title: integer
+id: 00000000-0000-0000-0000-000000000001
+logsource: {product: test}
+detection:
+    selection:
+        code: [401, -4031, 123456789012345, 12345678901234567]
+    condition: selection
+---
+title: alternation
+id: 00000000-0000-0000-0000-000000000002
+logsource: {product: test}
+detection:
+    selection:
+        arn|re: '^arn:aws:(iam|sts)::\d+:(role|assumed-role)/admin'
+    condition: selection
+---
+title: folded
+id: 00000000-0000-0000-0000-000000000003
+logsource: {product: test}
+detection:
+    selection:
+        cmd|re|i: 'mimikatz|sekurlsa::\w+'
+    condition: selection
+---
+title: optional and repeated
+id: 00000000-0000-0000-0000-000000000004
+logsource: {product: test}
+detection:
+    selection:
+        cmd|re: '(?:powershell(\.exe)?|pwsh)\s+-(?:enc|e)\b'
+        path|re: '(/tmp/){1,3}x[0-9]+'
+    condition: selection
+---
+title: optional part longer than the rest
+id: 00000000-0000-0000-0000-000000000005
+logsource: {product: test}
+detection:
+    selection:
+        opt|re: 'abc(defghij)?xyz'
+    condition: selection
+"#;
+    let parsed = parse_rules(rules, "inline.yml");
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let engine = Engine::new(parsed.rules);
+    let test = LogSource::new(Some("test"), None, None);
+    let values = [
+        r#""code":401"#,
+        r#""code":401.0"#,
+        r#""code":4.01e2"#,
+        r#""code":"401""#,
+        r#""code":-4031"#,
+        r#""code":-4031.0"#,
+        r#""code":123456789012345"#,
+        r#""code":1.23456789012345e14"#,
+        r#""code":402"#,
+        r#""code":1.2345678901234567e16"#,
+        r#""opt":"abcxyz""#,
+        r#""opt":"abcdefghijxyz""#,
+        r#""arn":"arn:aws:sts::1234:assumed-role/admin-x""#,
+        r#""arn":"arn:aws:iam::1:role/admin""#,
+        r#""arn":"arn:aws:iam::1:user/admin""#,
+        r#""cmd":"run MIMIKATZ now""#,
+        r#""cmd":"SEKURLSA::logonpasswords""#,
+        r#""cmd":"mimi\u212Aatz""#,
+        r#""cmd":"pwsh -e AAAA","path":"/tmp//tmp/x1""#,
+        r#""cmd":"powershell.exe\t-enc A","path":"/tmp/x99""#,
+        r#""cmd":"powershell -encode","path":"/tmp/x1""#,
+    ];
+    let mut matched = std::collections::BTreeSet::new();
+    for value in values {
+        let text = format!("{{{value}}}");
+        let doc: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        let expected = brute_force(&engine, &test, &doc);
+        assert_eq!(engine.matching(&test, &doc), expected, "{text}");
+        let parsed = || serde_json::from_str::<Map<String, Value>>(&text);
+        let record = engine.matching_record(&test, &text, parsed).unwrap();
+        assert_eq!(record.hits, expected, "{text}");
+        matched.extend(expected);
+    }
+    assert_eq!(
+        matched.len(),
+        5,
+        "every rule matches some value: {matched:?}"
+    );
+}
