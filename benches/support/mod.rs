@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod records;
+
 /// splitmix64: deterministic runs without a dependency on `rand` in the root crate.
 pub struct Rng(pub u64);
 

@@ -26,7 +26,21 @@ pub(crate) struct KafkaSubscription {
     consumer: Arc<StreamConsumer<GroupContext>>,
     options: Arc<Config>,
     topic: String,
-    lag: Mutex<Option<(Instant, u64)>>,
+    lag: Arc<Mutex<LagGauge>>,
+}
+
+/// The group's lag as last measured, off the consume loop.
+///
+/// Measuring takes a round trip for the committed offsets and one per partition for its end,
+/// which against a broker a few milliseconds away is most of a second: done in the loop, as
+/// it was after every commit, it capped a stage at one batch per measurement (the detect
+/// stage at about 2,400 events/s against tansu). So the loop only reads the last figure, and
+/// a stale one starts a measurement in the background.
+#[derive(Debug, Default)]
+struct LagGauge {
+    last: Option<u64>,
+    measured: Option<Instant>,
+    measuring: bool,
 }
 
 impl KafkaSubscription {
@@ -55,7 +69,7 @@ impl KafkaSubscription {
             consumer: Arc::new(consumer),
             options,
             topic: topic.to_owned(),
-            lag: Mutex::new(None),
+            lag: Arc::default(),
         })
     }
 
@@ -122,10 +136,7 @@ impl Subscription for KafkaSubscription {
                 .await
                 .map_err(|e| BusError::Unavailable(format!("commit task failed: {e}")))?;
         match result {
-            Ok(()) => {
-                *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(KafkaError::ConsumerCommit(code)) if lost_membership(code) => {
                 tracing::warn!(client = %self.options.client_id, topic = %self.topic, %code, "commit refused after a rebalance; the new owner replays from the last commit");
                 Ok(())
@@ -138,19 +149,34 @@ impl Subscription for KafkaSubscription {
         }
     }
 
+    /// The lag as last measured, at most [`LAG_REFRESH`] old once measuring succeeds; never
+    /// waits for a measurement (see [`LagGauge`]). Unavailable until the first one is done.
     async fn lag(&self) -> Result<u64, BusError> {
-        if let Some((measured, lag)) = *self.lag.lock().unwrap_or_else(|e| e.into_inner()) {
-            if measured.elapsed() < LAG_REFRESH {
-                return Ok(lag);
-            }
+        let mut gauge = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = gauge
+            .measured
+            .is_none_or(|measured| measured.elapsed() >= LAG_REFRESH);
+        if stale && !gauge.measuring {
+            gauge.measuring = true;
+            let (consumer, timeout) = (self.consumer.clone(), self.options.connect_timeout());
+            let (shared, topic) = (Arc::clone(&self.lag), self.topic.clone());
+            tokio::task::spawn_blocking(move || {
+                let measured = measure_lag(&consumer, timeout);
+                let mut gauge = shared.lock().unwrap_or_else(|e| e.into_inner());
+                gauge.measuring = false;
+                // A failure is tried again after the same wait, not on the next batch.
+                gauge.measured = Some(Instant::now());
+                match measured {
+                    Ok(lag) => gauge.last = Some(lag),
+                    Err(error) => {
+                        tracing::warn!(%topic, %error, "cannot measure consumer lag")
+                    }
+                }
+            });
         }
-        let (consumer, timeout) = (self.consumer.clone(), self.options.connect_timeout());
-        let lag = tokio::task::spawn_blocking(move || measure_lag(&consumer, timeout))
-            .await
-            .map_err(|e| BusError::Unavailable(format!("lag task failed: {e}")))?
-            .map_err(|e| crate::unavailable(&self.options, "cannot measure consumer lag", e))?;
-        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), lag));
-        Ok(lag)
+        gauge
+            .last
+            .ok_or_else(|| BusError::Unavailable("consumer lag not measured yet".into()))
     }
 }
 
