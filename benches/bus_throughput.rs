@@ -17,6 +17,10 @@
 //! uses a local tansu broker with in-memory storage, so it measures Vigil's Kafka path, not a
 //! production cluster's disks; the broker shares the two cores.
 //!
+//! A third run puts each stage in a process of its own on Kafka (`--role ingest`, `detect` and
+//! `index,ui`, as the Helm chart's role layout does), for each stage's peak memory;
+//! `--no-roles` leaves it out.
+//!
 //! `cargo bench --bench bus_throughput -- --events 200000` (default 100000). The latency phase
 //! lasts `--latency-seconds` (default 15).
 
@@ -119,6 +123,53 @@ fn main() {
          events/s or more",
         kafka / embedded
     );
+    if !flag("--no-roles") {
+        // The deployment's layout: each stage its own process, for each stage's memory.
+        let roles_dir = dir.path().join("roles");
+        std::fs::create_dir_all(&roles_dir).unwrap();
+        // Each process reads the vigil.toml above its data directory: the same presets.
+        std::fs::copy(dir.path().join("vigil.toml"), roles_dir.join("vigil.toml")).unwrap();
+        let env = [
+            ("VIGIL_BUS__BACKEND", "kafka"),
+            ("VIGIL_BUS__KAFKA__BROKERS", brokers.as_str()),
+            ("VIGIL_BUS__KAFKA__PARTITIONS", "4"),
+            ("VIGIL_BUS__KAFKA__SESSION_TIMEOUT_MS", "6000"),
+            // Topics of their own, so the groups start from the beginning of these only.
+            ("VIGIL_BUS__TOPICS__EVENTS", "roles.events"),
+            ("VIGIL_BUS__TOPICS__ALERTS", "roles.alerts"),
+            ("VIGIL_BUS__TOPICS__QUARANTINE", "roles.quarantine"),
+            ("VIGIL_BUS__KAFKA__STATE_TOPIC", "roles.state"),
+        ];
+        let start = |role: &str| {
+            let data_dir = roles_dir.join(role.replace(',', "-"));
+            std::fs::create_dir_all(&data_dir).unwrap();
+            let mut env = env.to_vec();
+            env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500"));
+            // Every process loads the same rules, as a deployment's do: the console lists
+            // alerts of the rules it knows.
+            let args = ["--role", role, "--rules", setup.probe_rules.as_str()];
+            Vigil::start_with(&data_dir, &args, &env)
+        };
+        let processes = [start("ingest"), start("detect"), start("index,ui")];
+        let [ingest, detect, index] = &processes;
+        run_with(
+            &setup,
+            "roles",
+            Stages {
+                ingest,
+                index,
+                all: &[("ingest", ingest), ("detect", detect), ("index,ui", index)],
+            },
+            &batches,
+        );
+    }
+}
+
+/// Where a run posts, where it searches, and whose memory it reports.
+struct Stages<'a> {
+    ingest: &'a Vigil,
+    index: &'a Vigil,
+    all: &'a [(&'a str, &'a Vigil)],
 }
 
 struct Setup {
@@ -145,17 +196,27 @@ fn run(
     let mut env = env.to_vec();
     env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500"));
     let vigil = Vigil::start_with(data_dir, &["--rules", &setup.probe_rules], &env);
+    let stages = Stages {
+        ingest: &vigil,
+        index: &vigil,
+        all: &[("every role", &vigil)],
+    };
+    run_with(setup, label, stages, batches)
+}
+
+/// [`run`] over processes already started.
+fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, String)]) -> f64 {
     let events = setup.lines.len();
     let start = Instant::now();
     for (source, body) in batches {
-        let response = vigil.post_ndjson(source, body.clone());
+        let response = stages.ingest.post_ndjson(source, body.clone());
         assert_eq!(response.status(), 202, "{}", response.text().unwrap());
     }
     let accepted = start.elapsed();
     wait_for(
         "every event to be indexed",
         Duration::from_secs(1800),
-        || (vigil.search_total("marker:busbench") >= events as u64).then_some(()),
+        || (stages.index.search_total("marker:busbench") >= events as u64).then_some(()),
     );
     let total = start.elapsed();
     let rate = events as f64 / total.as_secs_f64();
@@ -167,17 +228,23 @@ fn run(
         total.as_secs_f64(),
         rate
     );
-    latency(setup, label, &vigil, rate / 2.0);
-    println!(
-        "{label:>8}: peak resident memory {} MB",
-        peak_rss_kb(vigil.pid()).map_or("?".into(), |kb| (kb / 1024).to_string())
-    );
+    latency(setup, label, &stages, rate / 2.0);
+    let memory: Vec<String> = stages
+        .all
+        .iter()
+        .map(|(role, vigil)| {
+            let mb = peak_rss_kb(vigil.pid()).map_or("?".into(), |kb| (kb / 1024).to_string());
+            format!("{role} {mb} MB")
+        })
+        .collect();
+    println!("{label:>8}: peak resident memory: {}", memory.join(", "));
     rate
 }
 
 /// Posts at `rate` events/s with a probe at the end of each batch, and reports how long each
 /// probe took from its batch's acknowledgement to its alert.
-fn latency(setup: &Setup, label: &str, vigil: &Vigil, rate: f64) {
+fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) {
+    let vigil = stages.index;
     let interval = Duration::from_secs_f64(LATENCY_BATCH as f64 / rate);
     let acknowledged: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
     let seen: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
@@ -214,16 +281,23 @@ fn latency(setup: &Setup, label: &str, vigil: &Vigil, rate: f64) {
             .collect();
         body.push_str(&probe_record(probe));
         let source = format!("trail{}", probe as usize % SOURCES);
-        let response = vigil.post_ndjson(&source, body);
+        let response = stages.ingest.post_ndjson(&source, body);
         assert_eq!(response.status(), 202, "{}", response.text().unwrap());
         acknowledged.lock().unwrap().insert(probe, Instant::now());
         probe += 1;
     }
     let sent = start.elapsed();
     // Which stage, if any, fell behind: the consumer groups' lag as the posting stops.
-    let lags: Vec<String> = vigil
-        .metrics_text()
-        .lines()
+    let lags: Vec<String> = stages
+        .all
+        .iter()
+        .flat_map(|(_, vigil)| {
+            vigil
+                .metrics_text()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .filter(|line| line.starts_with("vigil_bus_lag{"))
         .map(|line| line.trim_start_matches("vigil_bus_lag").to_owned())
         .collect();
@@ -298,6 +372,10 @@ fn batches(lines: &[String]) -> Vec<(String, String)> {
             (format!("trail{}", n % SOURCES), body)
         })
         .collect()
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|arg| arg == name)
 }
 
 fn arg(name: &str) -> Option<usize> {
