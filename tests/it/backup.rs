@@ -82,13 +82,24 @@ fn closed_alert(vigil: &Vigil, id: &str) -> Option<Value> {
 }
 
 /// Every regular file under `dir`: its path relative to `dir`, device, inode and link count.
+///
+/// `dir` may be a running Vigil's index, whose merges delete files while this walks it: a file
+/// or directory gone by the time it is looked at is left out, not an error.
 fn files(dir: &Path) -> Vec<(PathBuf, u64, u64, u64)> {
+    let gone = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).unwrap() {
+        let entries = match std::fs::read_dir(&current) {
+            Err(error) if gone(&error) && current != dir => continue,
+            entries => entries.unwrap(),
+        };
+        for entry in entries {
             let path = entry.unwrap().path();
-            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            let metadata = match std::fs::symlink_metadata(&path) {
+                Err(error) if gone(&error) => continue,
+                metadata => metadata.unwrap(),
+            };
             if metadata.is_dir() {
                 pending.push(path);
             } else {
