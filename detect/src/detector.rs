@@ -333,6 +333,33 @@ impl Detector {
         Ok((evaluation, Some(doc)))
     }
 
+    /// [`Detector::evaluate`] for an [`Event`], in `stream` at `time`: a JSON record through
+    /// [`Detector::evaluate_record`] (parsed only when some rule may match it), a text record
+    /// as its derived fields. The document comes back when it was built, for
+    /// [`Engine::matched_fields`].
+    pub fn evaluate_event(
+        &mut self,
+        stream: &str,
+        time: i64,
+        event: &Event,
+    ) -> Result<(Evaluation, Option<Map<String, Value>>), serde_json::Error> {
+        let id = Some(event.id);
+        if event.record.is_json() {
+            let parse = || event.document();
+            return self.evaluate_record(
+                stream,
+                time,
+                id,
+                &event.logsource,
+                event.record.as_str(),
+                parse,
+            );
+        }
+        let doc = event.document()?;
+        let evaluation = self.evaluate(stream, time, id, &event.logsource, &doc);
+        Ok((evaluation, Some(doc)))
+    }
+
     /// What the rules at `hits` matching `doc` raise, correlations included.
     fn evaluate_hits(
         &mut self,
@@ -418,16 +445,9 @@ impl Detector {
     /// [`Detector::evaluate`] for an [`Event`]: in the stream of its source name, at its own
     /// time, with its own id and document.
     pub fn process_event(&mut self, event: &Event) -> Result<Vec<Finding>, serde_json::Error> {
-        let doc = event.document()?;
-        Ok(self
-            .evaluate(
-                &event.source.name,
-                event.time.timestamp_millis(),
-                Some(event.id),
-                &event.logsource,
-                &doc,
-            )
-            .detections)
+        let time = event.time.timestamp_millis();
+        let (evaluation, _) = self.evaluate_event(&event.source.name, time, event)?;
+        Ok(evaluation.detections)
     }
 
     /// Moves every stream's watermark, and the global one, to `now` (if later) and expires the

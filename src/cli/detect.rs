@@ -165,25 +165,9 @@ fn detect_lines(
         };
         // Each kind of source is its own stream, with its own watermark, so a file of
         // CloudTrail records followed by older Flask logs still correlates the latter.
-        let stream = &event.source.kind;
+        // A JSON record is parsed only when its text says some rule may match it.
         let time = event.time.timestamp_millis();
-        let evaluated = if event.record.is_json() {
-            // Parsed only when the record's text says some rule may match it.
-            detector.evaluate_record(
-                stream,
-                time,
-                Some(event.id),
-                &event.logsource,
-                event.record.as_str(),
-                || event.document(),
-            )
-        } else {
-            event.document().map(|doc| {
-                let evaluation =
-                    detector.evaluate(stream, time, Some(event.id), &event.logsource, &doc);
-                (evaluation, Some(doc))
-            })
-        };
+        let evaluated = detector.evaluate_event(&event.source.kind, time, &event);
         let (detections, doc) = match evaluated {
             Ok((evaluation, doc)) => (evaluation.detections, doc.unwrap_or_default()),
             Err(e) => {

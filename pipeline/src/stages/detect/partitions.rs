@@ -225,8 +225,9 @@ pub(super) fn detect_batch(
         });
         partition.next_offset = Some(delivery.offset + 1);
         let detector = &mut partition.detector;
-        // The record is parsed only when its text says some rule may match it: most events
-        // match none, and then cost the bus decode and a scan of their bytes.
+        // The record is parsed only when its text says some rule may match it
+        // (`Detector::evaluate_event`): most events match none, and then cost the bus decode
+        // and a scan of their bytes.
         let evaluated = serde_json::from_slice::<Event>(&delivery.payload)
             .map_err(|e| format!("unreadable event on the bus: {e}"))
             .and_then(|event| {
@@ -235,29 +236,8 @@ pub(super) fn detect_batch(
                 // Each source is its own stream, with its own watermark, so a source that lags
                 // another still correlates.
                 let time = event.time.min(event.received).timestamp_millis();
-                let stream = &event.source.name;
-                let evaluated = if event.record.is_json() {
-                    detector.evaluate_record(
-                        stream,
-                        time,
-                        Some(event.id),
-                        &event.logsource,
-                        event.record.as_str(),
-                        || event.document(),
-                    )
-                } else {
-                    event.document().map(|document| {
-                        let evaluation = detector.evaluate(
-                            stream,
-                            time,
-                            Some(event.id),
-                            &event.logsource,
-                            &document,
-                        );
-                        (evaluation, Some(document))
-                    })
-                };
-                evaluated
+                detector
+                    .evaluate_event(&event.source.name, time, &event)
                     .map(|(evaluation, document)| (event, evaluation, document.unwrap_or_default()))
                     .map_err(|e| format!("event record is not valid JSON: {e}"))
             });
