@@ -96,6 +96,8 @@ use crate::correlation::CorrelationRule;
 use crate::watermarks::{Observed, Streams};
 use crate::Engine;
 
+mod record;
+
 /// The stream of [`Detector::process`] and [`Detector::advance`]'s callers that do not name
 /// streams, and of snapshots written before streams existed.
 pub const DEFAULT_STREAM: &str = "";
@@ -309,55 +311,6 @@ impl Detector {
     ) -> Evaluation {
         let hits = self.engine.matching(logsource, doc);
         self.evaluate_hits(stream, time, event_id, hits, doc)
-    }
-
-    /// [`Detector::evaluate`] for a JSON record given as its text, parsed by `document` only
-    /// when some rule may match it ([`Engine::matching_record`]). The document comes back
-    /// with the evaluation when it was parsed, for [`Engine::matched_fields`].
-    pub fn evaluate_record<E>(
-        &mut self,
-        stream: &str,
-        time: i64,
-        event_id: Option<Id>,
-        logsource: &LogSource,
-        record: &str,
-        document: impl FnOnce() -> Result<Map<String, Value>, E>,
-    ) -> Result<(Evaluation, Option<Map<String, Value>>), E> {
-        let matches = self.engine.matching_record(logsource, record, document)?;
-        let Some(doc) = matches.document else {
-            // Nothing matched, so nothing feeds a correlation: only the stream's time moves.
-            self.advance_stream(stream, time);
-            return Ok((Evaluation::default(), None));
-        };
-        let evaluation = self.evaluate_hits(stream, time, event_id, matches.hits, &doc);
-        Ok((evaluation, Some(doc)))
-    }
-
-    /// [`Detector::evaluate`] for an [`Event`], in `stream` at `time`: a JSON record through
-    /// [`Detector::evaluate_record`] (parsed only when some rule may match it), a text record
-    /// as its derived fields. The document comes back when it was built, for
-    /// [`Engine::matched_fields`].
-    pub fn evaluate_event(
-        &mut self,
-        stream: &str,
-        time: i64,
-        event: &Event,
-    ) -> Result<(Evaluation, Option<Map<String, Value>>), serde_json::Error> {
-        let id = Some(event.id);
-        if event.record.is_json() {
-            let parse = || event.document();
-            return self.evaluate_record(
-                stream,
-                time,
-                id,
-                &event.logsource,
-                event.record.as_str(),
-                parse,
-            );
-        }
-        let doc = event.document()?;
-        let evaluation = self.evaluate(stream, time, id, &event.logsource, &doc);
-        Ok((evaluation, Some(doc)))
     }
 
     /// What the rules at `hits` matching `doc` raise, correlations included.
