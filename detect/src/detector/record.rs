@@ -32,7 +32,7 @@ impl Detector {
     /// [`Detector::evaluate`] for an [`Event`], in `stream` at `time`: a JSON record through
     /// [`Detector::evaluate_record`] (parsed only when some rule may match it), a text record
     /// as its derived fields. The document comes back when it was built, for
-    /// [`Engine::matched_fields`].
+    /// [`crate::Engine::matched_fields`].
     pub fn evaluate_event(
         &mut self,
         stream: &str,
