@@ -9,7 +9,7 @@ use vigil_event::{Event, LogSource};
 use crate::correlation::state::Graph;
 use crate::correlation::CorrelationRule;
 use crate::meta::logsource_within;
-use crate::prefilter::Prefilter;
+use crate::prefilter::{Found, Prefilter};
 use crate::rule::Rule;
 
 /// What [`Engine::matching_record`] found.
@@ -153,8 +153,19 @@ impl Engine {
     /// The indices of the rules [`Engine::evaluate`] returns, ascending.
     pub fn matching(&self, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<usize> {
         let plan = self.plan(logsource);
+        let found = plan.prefilter.scan_document(doc);
+        self.matching_candidates(&plan, &found, doc)
+    }
+
+    /// The rules of `plan` whose need `found` meets and that match `doc`, ascending.
+    fn matching_candidates(
+        &self,
+        plan: &Plan,
+        found: &Found,
+        doc: &Map<String, Value>,
+    ) -> Vec<usize> {
         let mut hits = Vec::new();
-        plan.prefilter.candidates(doc, |position| {
+        plan.prefilter.each_candidate(found, |position| {
             let index = plan.rules[position];
             if self.rules[index].matches(doc) {
                 hits.push(index);
@@ -190,15 +201,8 @@ impl Engine {
         }
         let document = document()?;
         let found = found.unwrap_or_else(|| plan.prefilter.scan_document(&document));
-        let mut hits = Vec::new();
-        plan.prefilter.each_candidate(&found, |position| {
-            let index = plan.rules[position];
-            if self.rules[index].matches(&document) {
-                hits.push(index);
-            }
-        });
         Ok(RecordMatches {
-            hits,
+            hits: self.matching_candidates(&plan, &found, &document),
             document: Some(document),
         })
     }

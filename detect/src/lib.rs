@@ -69,9 +69,9 @@
 //! [`Engine::matching`] works out, once per event logsource, which rules apply (most of a
 //! SigmaHQ checkout is for Windows and never does) and a literal prefilter over them: the
 //! literals each rule needs at least one of, in one Aho-Corasick automaton that runs once over
-//! the event's strings. Only rules whose literals occur are evaluated; rules whose matches
-//! cannot be told from literals (negations, `null`, numbers, regular expressions, field
-//! references) always are. The prefilter is conservative: it never changes what matches,
+//! the event's strings (integers give their digits, regular expressions the runs every match
+//! holds). Only rules whose literals occur are evaluated; rules whose matches cannot be told
+//! from literals (negations, `null`, comparisons, floats, field references) always are. The prefilter is conservative: it never changes what matches,
 //! which a test checks against evaluating every rule. [`Engine::matching_record`] runs the
 //! prefilter over a record's text before parsing it, and parses it only when some rule may
 //! match, with the same matches (a second test checks that over SigmaHQ's rules).

@@ -5,9 +5,10 @@
 //! [`Need`]: a set of literals of which at least one must occur somewhere in the event's text
 //! for the rule to have any chance. The engine gathers the literals of every rule that an
 //! event's logsource routes to into one Aho-Corasick automaton, runs it once over every string
-//! of the event, and evaluates only the rules whose need is met. A rule about which nothing can
-//! be said (a `not` at the top, `null`, numbers, regular expressions, field references...) has
-//! no need and is always evaluated, so the prefilter never changes what matches.
+//! of the event, and evaluates only the rules whose need is met. Integers need their digits and
+//! regular expressions the runs every match holds (`crate::regex_need`). A rule about which
+//! nothing can be said (a `not` at the top, `null`, comparisons, floats, field references...)
+//! has no need and is always evaluated, so the prefilter never changes what matches.
 //!
 //! A JSON record can be scanned from its text, before it is parsed
 //! ([`Prefilter::scan_record`], in [`record`]): an event none of whose rules can match is then
@@ -25,7 +26,7 @@
 
 use std::cell::RefCell;
 
-use aho_corasick::automaton::Automaton as _;
+use aho_corasick::automaton::{Automaton as _, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, Anchored};
 use serde_json::{Map, Value};
@@ -152,12 +153,6 @@ impl Prefilter {
         }
     }
 
-    /// Calls `evaluate` with the position (in the order given to [`Prefilter::new`]) of each rule
-    /// that may match `doc`.
-    pub fn candidates(&self, doc: &Map<String, Value>, evaluate: impl FnMut(usize)) {
-        self.each_candidate(&self.scan_document(doc), evaluate);
-    }
-
     /// The literals in the strings, numbers and booleans of `doc`.
     pub fn scan_document(&self, doc: &Map<String, Value>) -> Found {
         let mut found = Found(vec![0; self.literals.div_ceil(64)]);
@@ -206,7 +201,8 @@ impl Prefilter {
         Ok(found)
     }
 
-    /// Calls `evaluate` with the position of each rule whose need `found` meets.
+    /// Calls `evaluate` with the position (in the order given to [`Prefilter::new`]) of each
+    /// rule whose need `found` meets.
     pub fn each_candidate(&self, found: &Found, mut evaluate: impl FnMut(usize)) {
         for (position, need) in self.needs.iter().enumerate() {
             if found.meets(need) {
@@ -239,6 +235,23 @@ thread_local! {
     static FOLDED: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// Calls `hit` with the id of every literal of `dfa` in `text`, overlapping ones included: the
+/// one loop both the document scan and the record scan step the automaton with.
+#[inline]
+fn dfa_each_in(dfa: &DFA, start: StateID, text: &[u8], mut hit: impl FnMut(usize)) {
+    // A standard-semantics automaton's match states hold every literal that ends there, so
+    // stepping through every byte finds them all.
+    let mut state = start;
+    for &byte in text {
+        state = dfa.next_state(Anchored::No, state, byte);
+        if dfa.is_special(state) && dfa.is_match(state) {
+            for index in 0..dfa.match_len(state) {
+                hit(dfa.match_pattern(state, index).as_usize());
+            }
+        }
+    }
+}
+
 /// The automaton over a plan's literals.
 #[derive(Debug)]
 enum Literals {
@@ -246,7 +259,7 @@ enum Literals {
     /// a trait object for every byte, which made it most of the cost of detection.
     Dfa {
         dfa: Box<DFA>,
-        start: aho_corasick::automaton::StateID,
+        start: StateID,
     },
     General(AhoCorasick),
 }
@@ -257,20 +270,7 @@ impl Literals {
     #[inline]
     fn each_in(&self, text: &str, mut hit: impl FnMut(usize)) {
         match self {
-            Literals::Dfa { dfa, start } => {
-                let dfa: &DFA = dfa;
-                // A standard-semantics automaton's match states hold every literal that ends
-                // there, so stepping through every byte finds them all.
-                let mut state = *start;
-                for &byte in text.as_bytes() {
-                    state = dfa.next_state(Anchored::No, state, byte);
-                    if dfa.is_special(state) && dfa.is_match(state) {
-                        for index in 0..dfa.match_len(state) {
-                            hit(dfa.match_pattern(state, index).as_usize());
-                        }
-                    }
-                }
-            }
+            Literals::Dfa { dfa, start } => dfa_each_in(dfa, *start, text.as_bytes(), hit),
             Literals::General(automaton) => {
                 for found in automaton.find_overlapping_iter(text) {
                     hit(found.pattern().as_usize());
@@ -331,6 +331,13 @@ mod tests {
 
     use super::*;
 
+    /// The positions of the rules that may match `doc`, as the engine evaluates them.
+    fn candidates(filter: &Prefilter, doc: &Map<String, Value>) -> Vec<usize> {
+        let mut seen = Vec::new();
+        filter.each_candidate(&filter.scan_document(doc), |i| seen.push(i));
+        seen
+    }
+
     fn need(literals: &[&str]) -> Option<Need> {
         Some(Need(literals.iter().map(|l| l.to_string()).collect()))
     }
@@ -370,14 +377,12 @@ mod tests {
             "n": 991234,
             "t": true,
         });
-        let mut seen = Vec::new();
-        filter.candidates(doc.as_object().unwrap(), |i| seen.push(i));
-        assert_eq!(seen, [0, 1, 2, 3, 4, 5, 6]);
-        let mut seen = Vec::new();
-        filter.candidates(json!({"k": "nothing"}).as_object().unwrap(), |i| {
-            seen.push(i)
-        });
-        assert_eq!(seen, [1]);
+        assert_eq!(
+            candidates(&filter, doc.as_object().unwrap()),
+            [0, 1, 2, 3, 4, 5, 6]
+        );
+        let nothing = json!({"k": "nothing"});
+        assert_eq!(candidates(&filter, nothing.as_object().unwrap()), [1]);
     }
 
     /// A literal is found at any depth a parsed record keeps, and in the text of what the
@@ -387,9 +392,7 @@ mod tests {
         let filter = Prefilter::new(&[need(&["mimikatz"])]);
         for depth in [vigil_event::json::MAX_DEPTH - 2, 5000] {
             let doc = crate::path::nested_record(depth, "MIMIKATZ");
-            let mut seen = Vec::new();
-            filter.candidates(&doc, |i| seen.push(i));
-            assert_eq!(seen, [0], "{depth}");
+            assert_eq!(candidates(&filter, &doc), [0], "{depth}");
         }
     }
 }

@@ -25,9 +25,8 @@
 //! would have without this. So is anything that is not JSON; callers give only records ingest
 //! accepted.
 
-use aho_corasick::automaton::{Automaton as _, StateID};
+use aho_corasick::automaton::StateID;
 use aho_corasick::dfa::DFA;
-use aho_corasick::Anchored;
 
 /// Nesting at which the scan gives up: half the record parser's limit, below which it keeps
 /// containers as their raw text.
@@ -55,17 +54,8 @@ impl<F: FnMut(usize)> Matcher<'_, F> {
     /// scan does for one value.
     #[inline]
     fn mark(&mut self, text: &[u8]) {
-        if text.len() < self.shortest {
-            return;
-        }
-        let mut state = self.start;
-        for &byte in text {
-            state = self.dfa.next_state(Anchored::No, state, byte);
-            if self.dfa.is_special(state) && self.dfa.is_match(state) {
-                for index in 0..self.dfa.match_len(state) {
-                    (self.hit)(self.dfa.match_pattern(state, index).as_usize());
-                }
-            }
+        if text.len() >= self.shortest {
+            super::dfa_each_in(self.dfa, self.start, text, &mut self.hit);
         }
     }
 }
@@ -232,6 +222,9 @@ fn plain_integer(number: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use aho_corasick::automaton::Automaton as _;
+    use aho_corasick::Anchored;
+
     use super::*;
 
     fn found(literals: &[&str], record: &str) -> Result<Vec<usize>, Unreadable> {
