@@ -6,7 +6,7 @@
 //! for the rule to have any chance. The engine gathers the literals of every rule that an
 //! event's logsource routes to into one Aho-Corasick automaton, runs it once over every string
 //! of the event, and evaluates only the rules whose need is met. Integers need their digits and
-//! regular expressions the runs every match holds (`crate::regex_need`). A rule about which
+//! regular expressions the runs every match holds (see `regex_need.rs`). A rule about which
 //! nothing can be said (a `not` at the top, `null`, comparisons, floats, field references...)
 //! has no need and is always evaluated, so the prefilter never changes what matches.
 //!
