@@ -22,7 +22,7 @@ use vigil_detect::{Engine, LoadOptions, RuleSetBuilder};
 use vigil_event::LogSource;
 
 mod support;
-use support::Rng;
+use support::{corpus_dir, repo, Rng};
 
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
@@ -32,16 +32,6 @@ const EVENTS: usize = 3000;
 /// machine's load (other builds share these cores) hits both alike.
 const ROUND: Duration = Duration::from_millis(700);
 const ROUNDS: usize = 4;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("VIGIL_SIGMA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/corpus/sigma/rules"))
-}
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

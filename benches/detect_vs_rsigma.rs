@@ -42,19 +42,9 @@ use serde_json::Value;
 
 mod support;
 use support::records::{cloudtrail_events, kubernetes_events};
-use support::{env_usize, Rng};
+use support::{corpus_dir, env_usize, Rng};
 
 const RSIGMA_VERSION: &str = "0.23.0";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("VIGIL_SIGMA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/corpus/sigma/rules"))
-}
 
 fn executable(path: &Path) -> bool {
     path.is_file()

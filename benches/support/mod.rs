@@ -6,6 +6,21 @@
 
 pub mod records;
 
+use std::path::PathBuf;
+
+/// The checkout the benchmarks are built from.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// SigmaHQ's `rules/`: `VIGIL_SIGMA_CORPUS`, else `../shared/corpus/sigma/rules` beside the
+/// checkout.
+pub fn corpus_dir() -> PathBuf {
+    std::env::var_os("VIGIL_SIGMA_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/corpus/sigma/rules"))
+}
+
 /// splitmix64: deterministic runs without a dependency on `rand` in the root crate.
 pub struct Rng(pub u64);
 
