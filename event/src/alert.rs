@@ -80,6 +80,19 @@ pub struct Alert {
     /// reported them. Alerts raised before the engine reported them have none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matched: Vec<MatchedEvent>,
+    /// Where the event that raised the alert (for a correlation, the one that completed it)
+    /// sits on the events topic. The indexer lists an alert only once the events index has
+    /// committed that far, so that an alert's events are searchable by the time it is.
+    /// Alerts not raised from the bus (or before this was recorded) have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_position: Option<BusPosition>,
+}
+
+/// A message's place on a bus topic: its partition, and its offset in that partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusPosition {
+    pub partition: u32,
+    pub offset: u64,
 }
 
 /// The fields of one event that made a rule match.
@@ -168,6 +181,7 @@ mod tests {
             logsource: LogSource::default(),
             group: BTreeMap::new(),
             matched,
+            event_position: None,
         }
     }
 

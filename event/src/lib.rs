@@ -13,7 +13,7 @@ mod id;
 pub mod json;
 mod quarantine;
 
-pub use alert::{Alert, Level, MatchedEvent, MatchedField};
+pub use alert::{Alert, BusPosition, Level, MatchedEvent, MatchedField};
 pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;

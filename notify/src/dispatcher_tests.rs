@@ -36,6 +36,7 @@ fn alert(n: u32, rule: &str, level: Level) -> Alert {
         logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
         group: BTreeMap::new(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn alert(rule: &str, key: &str) -> Alert {
         logsource: LogSource::default(),
         group: BTreeMap::new(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

@@ -626,6 +626,7 @@ mod tests {
             logsource: vigil_event::LogSource::new(Some("aws"), None, None),
             group: BTreeMap::from([("user".to_owned(), "Alice".to_owned())]),
             matched: Vec::new(),
+            event_position: None,
         }
     }
 

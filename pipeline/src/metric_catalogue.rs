@@ -161,6 +161,14 @@ pub const CATALOGUE: &[Metric] = &[
         "vigil_index_suspect_times_total",
         "Events whose own time was implausible, flagged time_suspect and indexed at their arrival",
     ),
+    histogram(
+        "vigil_index_alert_wait_seconds",
+        "Seconds a batch of alerts waited for the events index to make their events searchable",
+    ),
+    counter(
+        "vigil_index_alerts_unconfirmed_total",
+        "Alerts listed after the longest wait without their events confirmed searchable",
+    ),
     counter(
         "vigil_partitions_removed_total",
         "Event partitions removed by retention",
@@ -275,6 +283,10 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         &[
             0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0,
         ],
+    ),
+    (
+        "vigil_index_alert_wait_seconds",
+        &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
     ),
     (
         "vigil_playbook_action_seconds",

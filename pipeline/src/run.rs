@@ -178,10 +178,16 @@ impl Startup {
             stages.spawn(async move { Ok(detection.await?) });
         }
         if let Some(store) = &store {
-            let (index, set) = (&config.index, &mut stages);
-            spawn_indexer::<Event>(set, &bus, &topics.events, store, index, &shutdown);
-            spawn_indexer::<Quarantined>(set, &bus, &topics.quarantine, store, index, &shutdown);
-            spawn_indexer::<Alert>(set, &bus, &topics.alerts, store, index, &shutdown);
+            let indexing = Indexing {
+                bus: &bus,
+                store,
+                config: &config.index,
+                events_indexed: Arc::default(),
+                shutdown: &shutdown,
+            };
+            indexing.spawn::<Event>(&mut stages, &topics.events);
+            indexing.spawn::<Quarantined>(&mut stages, &topics.quarantine);
+            indexing.spawn::<Alert>(&mut stages, &topics.alerts);
             let retention = stages::run_retention(store.clone(), shutdown.clone());
             stages.spawn(async move {
                 retention.await;
@@ -366,23 +372,33 @@ impl Startup {
     }
 }
 
-/// Starts indexing `topic`'s documents of kind `T` into `store`, in `stages`.
-fn spawn_indexer<T: stages::IndexTarget>(
-    stages: &mut JoinSet<Result<(), RunError>>,
-    bus: &Arc<dyn Bus>,
-    topic: &str,
-    store: &Arc<Store>,
-    config: &vigil_store::Config,
-    shutdown: &watch::Receiver<bool>,
-) {
-    let indexer = stages::run_indexer::<T>(
-        bus.clone(),
-        topic.to_owned(),
-        store.clone(),
-        config.clone(),
-        shutdown.clone(),
-    );
-    stages.spawn(async move { Ok(indexer.await?) });
+/// What the indexers of one process share: one store, and the events indexer's progress that
+/// the alerts indexer waits on.
+struct Indexing<'a> {
+    bus: &'a Arc<dyn Bus>,
+    store: &'a Arc<Store>,
+    config: &'a vigil_store::Config,
+    events_indexed: Arc<stages::EventsIndexed>,
+    shutdown: &'a watch::Receiver<bool>,
+}
+
+impl Indexing<'_> {
+    /// Starts indexing `topic`'s documents of kind `T`, in `stages`.
+    fn spawn<T: stages::IndexTarget>(
+        &self,
+        stages: &mut JoinSet<Result<(), RunError>>,
+        topic: &str,
+    ) {
+        let indexer = stages::run_indexer::<T>(
+            self.bus.clone(),
+            topic.to_owned(),
+            self.store.clone(),
+            self.config.clone(),
+            self.events_indexed.clone(),
+            self.shutdown.clone(),
+        );
+        stages.spawn(async move { Ok(indexer.await?) });
+    }
 }
 
 /// The stages one process runs.

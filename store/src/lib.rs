@@ -547,6 +547,18 @@ impl Store {
     /// Events are committed before alerts, so a crash in between never leaves an alert whose
     /// events are missing.
     pub fn commit(&self) -> Result<(), StoreError> {
+        self.commit_events()?;
+        self.commit_alerts()
+    }
+
+    /// Makes the events indexed so far durable and searchable, and only them.
+    ///
+    /// The pipeline commits events and alerts apart, each at its own pace: committing the
+    /// events index is the costly part, and an alert should not wait for a commit of events
+    /// it does not refer to. Whoever commits alerts alone keeps the order [`Store::commit`]
+    /// keeps (an alert never searchable before its events); the pipeline's alerts indexer
+    /// waits for the events indexer's progress on the bus for that.
+    pub fn commit_events(&self) -> Result<(), StoreError> {
         // Taken first: what was staged by now was indexed before this commit (see tail.rs).
         let staged = self.arrivals.take_staged();
         if let Err(error) = self.events.commit() {
@@ -554,6 +566,12 @@ impl Store {
             return Err(error);
         }
         self.arrivals.committed(staged);
+        Ok(())
+    }
+
+    /// Makes the alerts indexed so far durable and listed, and only them; see
+    /// [`Store::commit_events`] for the order this leaves to the caller.
+    pub fn commit_alerts(&self) -> Result<(), StoreError> {
         self.alerts.commit()
     }
 

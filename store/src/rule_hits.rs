@@ -214,6 +214,7 @@ mod tests {
             logsource: LogSource::default(),
             group: Default::default(),
             matched: Vec::new(),
+            event_position: None,
         }
     }
 

@@ -115,6 +115,7 @@ fn alert_for(rule_id: &str, record: &Value) -> (Alert, Vec<Event>) {
         logsource: event.logsource.clone(),
         group: Default::default(),
         matched: Vec::new(),
+        event_position: None,
     };
     (alert, vec![event])
 }

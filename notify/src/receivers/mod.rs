@@ -289,6 +289,7 @@ pub(crate) mod test_support {
             },
             group,
             matched: Vec::new(),
+            event_position: None,
         }
     }
 

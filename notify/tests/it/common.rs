@@ -98,6 +98,7 @@ pub fn alert(rule: &str, title: &str, level: Level, group: &[(&str, &str)]) -> A
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

@@ -1,29 +1,56 @@
 //! Indexing: events and alerts from the bus into the store, committed in batches.
+//!
+//! Events and alerts are committed apart, each by its own indexer: the events index at
+//! `index.commit_interval_ms` (its commit is the costly one), the alerts index after every
+//! batch of alerts, but only once the events those alerts were raised on are searchable
+//! ([`EventsIndexed`]). An analyst who opens an alert finds its events, and an alert waits
+//! for one commit of the events index rather than for a commit of both.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use vigil_bus::{Bus, BusError, Delivery};
-use vigil_event::{Alert, Event, Quarantined};
+use vigil_bus::{Bus, BusError, Checkpoint, Delivery};
+use vigil_event::{Alert, BusPosition, Event, Quarantined};
 use vigil_store::{Store, StoreError};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
+use super::events_indexed::{Awaited, EventsIndexed, Waited, MAX_WAIT};
 use super::{decode_message, retry, stopping, Shutdown};
 
-const BATCH: usize = 2000;
+/// The part an indexer plays in keeping alerts behind their events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexOrder {
+    /// It reports how far the events it indexed are searchable.
+    ReportsProgress,
+    /// Its documents wait for the events they name to be searchable.
+    WaitsForEvents,
+    /// Neither.
+    Independent,
+}
 
 /// One kind of document the store indexes from one topic.
 pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
     const GROUP: &'static str;
+    /// The most documents one batch holds.
+    const BATCH: usize = 2000;
+    const ORDER: IndexOrder = IndexOrder::Independent;
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError>;
+    /// Makes what [`IndexTarget::index`] added durable and visible, and only that.
+    fn commit(store: &Store) -> Result<(), StoreError>;
     /// Counts `n` documents indexed, in the kind's own metric.
     fn count_indexed(n: u64);
+    /// Where the event this document waits for sits on the events topic; see
+    /// [`IndexOrder::WaitsForEvents`].
+    fn event_position(&self) -> Option<BusPosition> {
+        None
+    }
 }
 
 impl IndexTarget for Event {
     const GROUP: &'static str = "index";
+    const ORDER: IndexOrder = IndexOrder::ReportsProgress;
     fn count_indexed(n: u64) {
         metrics::counter!("vigil_events_indexed_total").increment(n);
     }
@@ -36,6 +63,9 @@ impl IndexTarget for Event {
         metrics::counter!("vigil_index_suspect_times_total").absolute(stats.suspect_times);
         Ok(())
     }
+    fn commit(store: &Store) -> Result<(), StoreError> {
+        store.commit_events()
+    }
 }
 
 impl IndexTarget for Quarantined {
@@ -46,53 +76,114 @@ impl IndexTarget for Quarantined {
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
         store.add_quarantined(items).map(|_| ())
     }
+    /// The quarantine's database commits each write as it is made.
+    fn commit(_store: &Store) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl IndexTarget for Alert {
     const GROUP: &'static str = "index-alerts";
+    /// Alert batches wait for a commit of the events index, about one a commit interval, so
+    /// they are larger than event batches: a flood of alerts (the demo's attacks raise one for
+    /// every three events) must not be held to one small batch an interval.
+    const BATCH: usize = 10_000;
+    const ORDER: IndexOrder = IndexOrder::WaitsForEvents;
     fn count_indexed(n: u64) {
         metrics::counter!("vigil_alerts_indexed_total").increment(n);
     }
     fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
         store.index_alerts(items)
     }
+    fn commit(store: &Store) -> Result<(), StoreError> {
+        store.commit_alerts()
+    }
+    fn event_position(&self) -> Option<BusPosition> {
+        self.event_position
+    }
 }
 
 /// Indexes `topic` into `store`. Offsets are committed only after the store commit that made
 /// the documents durable, so the offsets on the bus always trail what the index holds.
+/// `events_indexed` is shared by the indexers of one store: the events indexer reports to it,
+/// the alerts indexer waits on it.
 pub async fn run_indexer<T: IndexTarget>(
     bus: Arc<dyn Bus>,
     topic: String,
     store: Arc<Store>,
     config: vigil_store::Config,
+    events_indexed: Arc<EventsIndexed>,
     shutdown: Shutdown,
 ) -> Result<(), BusError> {
     let stage = IndexStage::<T> {
         store,
         commit_interval: config.commit_interval(),
         commit_events: config.commit_events,
+        events_indexed,
+        uncommitted: Checkpoint::default(),
         target: PhantomData,
     };
     let settings = StageSettings {
         topic,
         group: T::GROUP,
-        batch: BATCH,
+        batch: T::BATCH,
     };
     run_stage(bus, settings, stage, shutdown).await
 }
 
 /// Indexing as a [`Stage`]: documents are added as they come and made durable by a store
-/// commit every `commit_events` documents or `commit_interval`, whichever comes first.
+/// commit every `commit_events` documents or `commit_interval`, whichever comes first; alerts
+/// after each batch.
 struct IndexStage<T> {
     store: Arc<Store>,
     commit_interval: Duration,
     commit_events: usize,
+    events_indexed: Arc<EventsIndexed>,
+    /// What was indexed since the last commit, reported once it is committed.
+    uncommitted: Checkpoint,
     target: PhantomData<fn() -> T>,
+}
+
+impl<T: IndexTarget> IndexStage<T> {
+    /// Holds a batch of alerts until their events are searchable; false on shutdown.
+    async fn wait_for_events(&self, items: &[T], read_at: Instant, shutdown: &Shutdown) -> bool {
+        let mut awaited = Awaited::default();
+        items
+            .iter()
+            .for_each(|item| awaited.add(item.event_position()));
+        let waited = self
+            .events_indexed
+            .wait_for(&awaited, read_at, MAX_WAIT, shutdown)
+            .await;
+        metrics::histogram!("vigil_index_alert_wait_seconds")
+            .record(read_at.elapsed().as_secs_f64());
+        match waited {
+            Waited::Searchable => true,
+            Waited::TimedOut => {
+                tracing::warn!(
+                    alerts = items.len(),
+                    waited_s = MAX_WAIT.as_secs(),
+                    "listing alerts whose events the events index has not confirmed searchable"
+                );
+                metrics::counter!("vigil_index_alerts_unconfirmed_total")
+                    .increment(items.len() as u64);
+                true
+            }
+            Waited::Stopped => false,
+        }
+    }
 }
 
 impl<T: IndexTarget> Stage for IndexStage<T> {
     async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
+        let read_at = Instant::now();
         let items = Arc::new(decode::<T>(batch));
+        if T::ORDER == IndexOrder::WaitsForEvents
+            && !items.is_empty()
+            && !self.wait_for_events(&items, read_at, shutdown).await
+        {
+            return Processed::Stopped;
+        }
         let indexed = retry!("indexing", shutdown, {
             let (store, items) = (self.store.clone(), items.clone());
             blocking(move || T::index(&store, &items)).await
@@ -101,19 +192,33 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
             return Processed::Stopped;
         }
         T::count_indexed(items.len() as u64);
+        batch.iter().for_each(|d| self.uncommitted.advance(d));
         Processed::All
     }
 
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
-        retry!("committing the index", shutdown, {
+        let committed = retry!("committing the index", shutdown, {
             let store = self.store.clone();
-            blocking(move || store.commit()).await
+            blocking(move || T::commit(&store)).await
         })
-        .is_some()
+        .is_some();
+        let uncommitted = std::mem::take(&mut self.uncommitted);
+        if committed && T::ORDER == IndexOrder::ReportsProgress {
+            self.events_indexed.committed(&uncommitted);
+        }
+        committed
     }
 
     fn commit_due(&self, pending: usize, since: Duration) -> bool {
-        pending >= self.commit_events || since >= self.commit_interval
+        T::ORDER == IndexOrder::WaitsForEvents
+            || pending >= self.commit_events
+            || since >= self.commit_interval
+    }
+
+    fn caught_up(&mut self, polled_at: Instant) {
+        if T::ORDER == IndexOrder::ReportsProgress {
+            self.events_indexed.caught_up(polled_at);
+        }
     }
 }
 
@@ -243,6 +348,7 @@ mod tests {
             topic.to_owned(),
             store,
             config,
+            Arc::default(),
             shutdown,
         ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -270,6 +376,121 @@ mod tests {
             .join(topic)
             .join("offsets")
             .join(<Event as IndexTarget>::GROUP)
+    }
+
+    fn alert_on(seq: u32, position: Option<BusPosition>) -> Alert {
+        let event = event(seq);
+        Alert {
+            id: Alert::derive_id("rule", &[event.id]),
+            rule_id: "rule".into(),
+            rule_title: "Rule".into(),
+            level: vigil_event::Level::High,
+            tags: Vec::new(),
+            event_ids: vec![event.id],
+            time: event.time,
+            detected: event.time,
+            source: event.source,
+            logsource: event.logsource,
+            group: Default::default(),
+            matched: Vec::new(),
+            event_position: position,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_alert_is_listed_only_once_its_events_are_searchable() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
+        );
+        let topics = Topics::default();
+        let events = (0..300)
+            .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
+            .collect();
+        bus.publish(&topics.events, events).await.unwrap();
+        // Offsets count from 0 in the one partition of the embedded bus.
+        let at = |offset| {
+            Some(BusPosition {
+                partition: 0,
+                offset,
+            })
+        };
+        let alerts = [
+            alert_on(3, at(3)),
+            alert_on(299, at(299)),
+            alert_on(150, None),
+        ];
+        let messages = alerts
+            .iter()
+            .map(|alert| Message::new("rule", serde_json::to_vec(alert).unwrap()))
+            .collect();
+        bus.publish(&topics.alerts, messages).await.unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        let config = vigil_store::Config {
+            commit_interval_ms: 50,
+            ..vigil_store::Config::default()
+        };
+        let events_indexed = Arc::new(EventsIndexed::default());
+        let (stop, shutdown) = watch::channel(false);
+        let listed = || {
+            store
+                .list_alerts(&vigil_store::AlertFilter {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+
+        // With no events searchable, the alerts wait.
+        let alerts_task = tokio::spawn(run_indexer::<Alert>(
+            bus.clone(),
+            topics.alerts.clone(),
+            store.clone(),
+            config.clone(),
+            events_indexed.clone(),
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            listed().is_empty(),
+            "listed before any event: {:?}",
+            listed()
+        );
+
+        // Once they are, the alerts are listed, never ahead of their events.
+        let events_task = tokio::spawn(run_indexer::<Event>(
+            bus.clone(),
+            topics.events.clone(),
+            store.clone(),
+            config,
+            events_indexed,
+            shutdown,
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now_listed = listed();
+            for view in &now_listed {
+                let found = store.alert_events(&view.alert.id.to_string()).unwrap();
+                assert_eq!(
+                    found.len(),
+                    1,
+                    "{} listed before its event",
+                    view.alert.event_ids[0]
+                );
+            }
+            if now_listed.len() == alerts.len() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "listed {} of the alerts",
+                now_listed.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.send(true).unwrap();
+        alerts_task.await.unwrap().unwrap();
+        events_task.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

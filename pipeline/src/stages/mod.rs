@@ -9,6 +9,7 @@
 mod consume;
 mod deliver;
 mod detect;
+mod events_indexed;
 mod index;
 mod notify;
 mod respond;
@@ -26,7 +27,8 @@ pub use deliver::run_delivery;
 pub use detect::{
     run_detection, run_detection_with, ActiveRules, DetectConfig, RuleFeed, GROUP as DETECT_GROUP,
 };
-pub use index::{run_indexer, run_retention, IndexTarget};
+pub use events_indexed::EventsIndexed;
+pub use index::{run_indexer, run_retention, IndexOrder, IndexTarget};
 pub use notify::{run_dispatch, run_notifier, NoAlertStates, StoreAlertStates};
 pub use respond::{run_responder, start as start_respond, ResponderRuns};
 

@@ -250,6 +250,7 @@ mod tests {
             logsource: LogSource::default(),
             group: BTreeMap::new(),
             matched: Vec::new(),
+            event_position: None,
         }
     }
 

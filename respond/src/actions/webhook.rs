@@ -271,6 +271,7 @@ mod tests {
             logsource: Default::default(),
             group: Default::default(),
             matched: vec![],
+            event_position: None,
         };
         (alert, vec![event])
     }

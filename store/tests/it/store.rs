@@ -837,6 +837,7 @@ fn alert(rule: &str, level: Level, detected: DateTime<Utc>, time: DateTime<Utc>)
         group: Default::default(),
         matched: Vec::new(),
         logsource: LogSource::new(Some("aws"), Some("cloudtrail"), None),
+        event_position: None,
     }
 }
 

@@ -125,6 +125,7 @@ async fn story(rules: RuleCatalog) -> Story {
             })
             .collect(),
         }],
+        event_position: None,
     };
     let (cloudtrail_id, audit_id) = (cloudtrail.id, audit.id);
     store

@@ -54,6 +54,7 @@ fn alert(rule: &str, title: &str, level: Level, events: &[Event]) -> Alert {
         logsource: LogSource::default(),
         group: Default::default(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

@@ -86,6 +86,7 @@ fn alert(spec: &Spec, n: usize) -> Alert {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

@@ -41,6 +41,7 @@ fn alert(rule_id: &str, n: u8) -> Alert {
         logsource: LogSource::default(),
         group: Default::default(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

@@ -52,6 +52,7 @@ fn fixture() -> Fixture {
         logsource: LogSource::default(),
         group: BTreeMap::new(),
         matched: Vec::new(),
+        event_position: None,
     };
     store.index_alerts(std::slice::from_ref(&alert)).unwrap();
     store.commit().unwrap();

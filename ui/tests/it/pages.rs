@@ -65,6 +65,7 @@ pub(crate) async fn fixture() -> Fixture {
         logsource: LogSource::default(),
         group: Default::default(),
         matched: Vec::new(),
+        event_position: None,
     };
     store.index_events(&[event]).unwrap();
     store.index_alerts(std::slice::from_ref(&alert)).unwrap();

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use vigil_bus::{Delivery, Message};
 use vigil_detect::{CorrelationMatch, CorrelationRule, Detector, Engine, Finding, Limits, Rule};
-use vigil_event::{Alert, Event, Quarantined, Source};
+use vigil_event::{Alert, BusPosition, Event, Quarantined, Source};
 
 use super::{ActiveRules, GROUP};
 
@@ -278,6 +278,10 @@ pub(super) fn detect_batch(
                         ),
                     };
                     alert.add_matched(event.id, matched);
+                    alert.event_position = Some(BusPosition {
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    });
                     outcome.alerts.push(alert);
                 }
             }
@@ -318,6 +322,7 @@ fn rule_alert(rule: &Rule, event: &Event, detected: DateTime<Utc>) -> Alert {
         logsource: event.logsource.clone(),
         group: BTreeMap::new(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 
@@ -344,6 +349,7 @@ fn correlation_alert(
         logsource: event.logsource.clone(),
         group: matched.group.into_iter().collect(),
         matched: Vec::new(),
+        event_position: None,
     }
 }
 

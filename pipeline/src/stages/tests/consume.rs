@@ -188,6 +188,7 @@ async fn the_indexer_commits_offsets_only_after_the_store_commit() {
         topic.clone(),
         store.clone(),
         config,
+        Arc::default(),
         shutdown,
     ));
     for start in (0..500u32).step_by(100) {
