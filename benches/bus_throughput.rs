@@ -22,7 +22,8 @@
 //! `--no-roles` leaves it out.
 //!
 //! `cargo bench --bench bus_throughput -- --events 200000` (default 100000). The latency phase
-//! lasts `--latency-seconds` (default 15).
+//! lasts `--latency-seconds` (default 15); the events index commits every
+//! `--commit-interval-ms` (default 500).
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -61,6 +62,7 @@ level: low
 fn main() {
     let events = arg("--events").unwrap_or(100_000);
     let latency_seconds = arg("--latency-seconds").unwrap_or(15);
+    let commit_interval_ms = arg("--commit-interval-ms").unwrap_or(500).to_string();
     let mut rng = Rng(0xb05_b0b5);
     let lines: Vec<String> = cloudtrail_events(events, &mut rng)
         .into_iter()
@@ -91,6 +93,7 @@ fn main() {
     let setup = Setup {
         probe_rules: probe_rules.to_str().unwrap().to_owned(),
         latency: Duration::from_secs(latency_seconds as u64),
+        commit_interval_ms,
         lines,
     };
 
@@ -144,7 +147,7 @@ fn main() {
             let data_dir = roles_dir.join(role.replace(',', "-"));
             std::fs::create_dir_all(&data_dir).unwrap();
             let mut env = env.to_vec();
-            env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500"));
+            env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", &setup.commit_interval_ms));
             // Every process loads the same rules, as a deployment's do: the console lists
             // alerts of the rules it knows.
             let args = ["--role", role, "--rules", setup.probe_rules.as_str()];
@@ -175,6 +178,8 @@ struct Stages<'a> {
 struct Setup {
     probe_rules: String,
     latency: Duration,
+    /// The events index's `index.commit_interval_ms` (`--commit-interval-ms`, default 500).
+    commit_interval_ms: String,
     /// The background records the latency phase draws from.
     lines: Vec<String>,
 }
@@ -194,7 +199,7 @@ fn run(
 ) -> f64 {
     std::fs::create_dir_all(data_dir).unwrap();
     let mut env = env.to_vec();
-    env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", "500"));
+    env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", &setup.commit_interval_ms));
     let vigil = Vigil::start_with(data_dir, &["--rules", &setup.probe_rules], &env);
     let stages = Stages {
         ingest: &vigil,
@@ -270,15 +275,18 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) {
     let start = Instant::now();
     let mut probe = 0u64;
     let mut next = start;
-    let mut background = setup.lines.iter().cycle();
+    // Numbered, so that no record repeats one the throughput phase sent: a repeat is a replay,
+    // which the store turns into a delete and an add, and which a live feed seldom sends.
+    let mut background = setup
+        .lines
+        .iter()
+        .cycle()
+        .enumerate()
+        .map(|(n, line)| format!("{{\"benchSeq\":{n},{}\n", &line[1..]));
     while start.elapsed() < setup.latency {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next += interval;
-        let mut body: String = background
-            .by_ref()
-            .take(LATENCY_BATCH - 1)
-            .flat_map(|line| [line.as_str(), "\n"])
-            .collect();
+        let mut body: String = background.by_ref().take(LATENCY_BATCH - 1).collect();
         body.push_str(&probe_record(probe));
         let source = format!("trail{}", probe as usize % SOURCES);
         let response = stages.ingest.post_ndjson(&source, body);
@@ -302,6 +310,23 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) {
         .map(|line| line.trim_start_matches("vigil_bus_lag").to_owned())
         .collect();
     println!("{label:>8}: lag as posting stops: {}", lags.join(", "));
+    // Where an alert's latency goes: the store commits, and the alerts' wait for the events
+    // index to make their events searchable. Means over the whole run, both phases.
+    let means: Vec<String> = stages
+        .all
+        .iter()
+        .flat_map(|(_, vigil)| {
+            let text = vigil.metrics_text();
+            [
+                "vigil_index_commit_seconds",
+                "vigil_index_alert_wait_seconds",
+            ]
+            .into_iter()
+            .flat_map(|name| histogram_means(&text, name))
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    println!("{label:>8}: mean seconds: {}", means.join(", "));
     wait_for("every probe's alert", Duration::from_secs(300), || {
         (seen.lock().unwrap().len() as u64 >= probe).then_some(())
     });
@@ -328,6 +353,28 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) {
         latencies.last().copied().unwrap_or_default() * 1e3,
         POLL.as_millis()
     );
+}
+
+/// Each series of histogram `name` in a Prometheus text page, as `series mean (count)`.
+fn histogram_means(text: &str, name: &str) -> Vec<String> {
+    let value = |line: &str| -> Option<(String, f64)> {
+        let (series, number) = line.rsplit_once(' ')?;
+        Some((series.to_owned(), number.parse().ok()?))
+    };
+    let sums = text
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}_sum")))
+        .filter_map(value);
+    sums.filter_map(|(series, sum)| {
+        let labels = series.trim_start_matches(&format!("{name}_sum"));
+        let count_series = format!("{name}_count{labels}");
+        let (_, count) = text
+            .lines()
+            .filter_map(value)
+            .find(|(series, _)| *series == count_series)?;
+        (count > 0.0).then(|| format!("{name}{labels} {:.3} ({count})", sum / count))
+    })
+    .collect()
 }
 
 /// A CloudTrail record only the probe rule matches, numbered.

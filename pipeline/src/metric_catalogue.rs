@@ -162,6 +162,10 @@ pub const CATALOGUE: &[Metric] = &[
         "Events whose own time was implausible, flagged time_suspect and indexed at their arrival",
     ),
     histogram(
+        "vigil_index_commit_seconds",
+        "Seconds each store commit took, per indexer (consumer group)",
+    ),
+    histogram(
         "vigil_index_alert_wait_seconds",
         "Seconds a batch of alerts waited for the events index to make their events searchable",
     ),
@@ -283,6 +287,10 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         &[
             0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0,
         ],
+    ),
+    (
+        "vigil_index_commit_seconds",
+        &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
     ),
     (
         "vigil_index_alert_wait_seconds",

@@ -404,13 +404,13 @@ impl Store {
     pub fn index_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
         let _writes = index::lock(&self.alert_writes);
         let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
-        let states = self.triage.register(&ids, Utc::now())?;
+        let registered = self.triage.register(&ids, Utc::now())?;
         let pairs: Vec<(&Alert, &AlertState)> = alerts
             .iter()
             .zip(&ids)
-            .filter_map(|(alert, id)| states.get(id).map(|state| (alert, state)))
+            .filter_map(|(alert, id)| registered.states.get(id).map(|state| (alert, state)))
             .collect();
-        self.alerts.index(&pairs)
+        self.alerts.add(&pairs, &registered.new)
     }
 
     /// Alerts matching `filter` with their state, newest first.

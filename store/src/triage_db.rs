@@ -7,7 +7,7 @@
 //! database is the truth, and a change marks its alert for re-indexing in the same
 //! transaction, so a crash between the two is repaired when the store next opens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -67,6 +67,16 @@ fn parse_time(id: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
         })
 }
 
+/// What [`TriageDb::register`] found.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    /// Every alert's state.
+    pub(crate) states: HashMap<String, AlertState>,
+    /// The alerts registered for the first time: none of them can be in the alerts index
+    /// yet, since an alert is registered before it is indexed.
+    pub(crate) new: HashSet<String>,
+}
+
 impl TriageDb {
     pub(crate) fn open(path: &Path, read_only: bool) -> Result<TriageDb, StoreError> {
         let err = db_err(path);
@@ -106,17 +116,18 @@ impl TriageDb {
     }
 
     /// Records alerts seen for the first time as open, leaving known ones as they are (a
-    /// replayed alert keeps its triage), and gives every one's state.
+    /// replayed alert keeps its triage), and gives every one's state and which were new.
     pub(crate) fn register(
         &self,
         ids: &[String],
         now: DateTime<Utc>,
-    ) -> Result<HashMap<String, AlertState>, StoreError> {
+    ) -> Result<Registered, StoreError> {
         let Some(conn) = &self.conn else {
             return Err(StoreError::ReadOnly);
         };
         let mut conn = lock(conn);
         let tx = conn.transaction().map_err(self.err())?;
+        let mut new = HashSet::new();
         {
             let mut insert = tx
                 .prepare_cached(
@@ -125,12 +136,14 @@ impl TriageDb {
                 .map_err(self.err())?;
             let now = time_text(now);
             for id in ids {
-                insert.execute(params![id, now]).map_err(self.err())?;
+                if insert.execute(params![id, now]).map_err(self.err())? == 1 {
+                    new.insert(id.clone());
+                }
             }
         }
         let states = read_states(&tx, ids)?;
         tx.commit().map_err(self.err())?;
-        Ok(states)
+        Ok(Registered { states, new })
     }
 
     /// The states of `ids`; alerts never registered (or a read-only store with no database
@@ -338,18 +351,18 @@ mod tests {
         let path = dir.path().join("alerts.sqlite");
         let lifecycle = TriageDb::open(&path, false).unwrap();
         let ids = ["a".to_owned(), "b".to_owned()];
-        assert!(lifecycle
-            .register(&ids, now())
-            .unwrap()
-            .values()
-            .all(|s| s.status == AlertStatus::Open));
+        let first = lifecycle.register(&ids, now()).unwrap();
+        assert!(first.states.values().all(|s| s.status == AlertStatus::Open));
+        assert_eq!(first.new, HashSet::from(ids.clone()));
         let ack = AlertChange {
             status: Some(AlertStatus::Acknowledged),
             ..AlertChange::default()
         };
         lifecycle.change("a", &ack, "api", now()).unwrap();
         assert_eq!(lifecycle.pending_reindex().unwrap(), ["a"]);
-        let states = lifecycle.register(&ids, now()).unwrap();
+        let registered = lifecycle.register(&ids, now()).unwrap();
+        assert!(registered.new.is_empty(), "{:?}", registered.new);
+        let states = registered.states;
         assert_eq!(
             states["a"].status,
             AlertStatus::Acknowledged,

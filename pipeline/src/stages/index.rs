@@ -197,11 +197,14 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
     }
 
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
+        let started = Instant::now();
         let committed = retry!("committing the index", shutdown, {
             let store = self.store.clone();
             blocking(move || T::commit(&store)).await
         })
         .is_some();
+        metrics::histogram!("vigil_index_commit_seconds", "group" => T::GROUP)
+            .record(started.elapsed().as_secs_f64());
         let uncommitted = std::mem::take(&mut self.uncommitted);
         if committed && T::ORDER == IndexOrder::ReportsProgress {
             self.events_indexed.committed(&uncommitted);
