@@ -23,7 +23,7 @@
 //!
 //! `cargo bench --bench bus_throughput -- --events 200000` (default 100000). The latency phase
 //! lasts `--latency-seconds` (default 15); the events index commits every
-//! `--commit-interval-ms` (default 500).
+//! `--commit-interval-ms` (default: Vigil's own, `index.commit_interval_ms`).
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -62,7 +62,7 @@ level: low
 fn main() {
     let events = arg("--events").unwrap_or(100_000);
     let latency_seconds = arg("--latency-seconds").unwrap_or(15);
-    let commit_interval_ms = arg("--commit-interval-ms").unwrap_or(500).to_string();
+    let commit_interval_ms = arg("--commit-interval-ms").map(|ms| ms.to_string());
     let mut rng = Rng(0xb05_b0b5);
     let lines: Vec<String> = cloudtrail_events(events, &mut rng)
         .into_iter()
@@ -147,7 +147,9 @@ fn main() {
             let data_dir = roles_dir.join(role.replace(',', "-"));
             std::fs::create_dir_all(&data_dir).unwrap();
             let mut env = env.to_vec();
-            env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", &setup.commit_interval_ms));
+            if let Some(ms) = &setup.commit_interval_ms {
+                env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", ms.as_str()));
+            }
             // Every process loads the same rules, as a deployment's do: the console lists
             // alerts of the rules it knows.
             let args = ["--role", role, "--rules", setup.probe_rules.as_str()];
@@ -178,8 +180,9 @@ struct Stages<'a> {
 struct Setup {
     probe_rules: String,
     latency: Duration,
-    /// The events index's `index.commit_interval_ms` (`--commit-interval-ms`, default 500).
-    commit_interval_ms: String,
+    /// The events index's `index.commit_interval_ms` (`--commit-interval-ms`), or Vigil's
+    /// default.
+    commit_interval_ms: Option<String>,
     /// The background records the latency phase draws from.
     lines: Vec<String>,
 }
@@ -199,7 +202,9 @@ fn run(
 ) -> f64 {
     std::fs::create_dir_all(data_dir).unwrap();
     let mut env = env.to_vec();
-    env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", &setup.commit_interval_ms));
+    if let Some(ms) = &setup.commit_interval_ms {
+        env.push(("VIGIL_INDEX__COMMIT_INTERVAL_MS", ms.as_str()));
+    }
     let vigil = Vigil::start_with(data_dir, &["--rules", &setup.probe_rules], &env);
     let stages = Stages {
         ingest: &vigil,

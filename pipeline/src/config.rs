@@ -323,7 +323,7 @@ mod tests {
             let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(config.listen.port(), 9000);
             assert_eq!(config.index.commit_events, 5);
-            assert_eq!(config.index.commit_interval_ms, 1000);
+            assert_eq!(config.index.commit_interval_ms, 250);
 
             jail.set_env("VIGIL_DATA_DIR", "/from/env");
             jail.set_env("VIGIL_LOG", "debug");

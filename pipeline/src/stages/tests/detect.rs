@@ -103,6 +103,14 @@ async fn correlation_state_moves_with_its_partition() {
     assert_eq!(alerts[0].rule_id, CORRELATION);
     let expected: Vec<EventId> = failed_logins(0..3).iter().map(|e| e.id).collect();
     assert_eq!(alerts[0].event_ids, expected);
+    // It names where the event that completed it sits, which its indexer waits for.
+    assert_eq!(
+        alerts[0].event_position,
+        Some(vigil_event::BusPosition {
+            partition: 0,
+            offset: 2
+        })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
