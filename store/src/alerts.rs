@@ -199,6 +199,11 @@ impl AlertIndex {
     /// without looking for an earlier copy. The commit looks each replaced id up in every
     /// segment, which made committing a batch of a few thousand alerts take half a second;
     /// an alert the triage database registered just now cannot have a copy to replace.
+    ///
+    /// That holds while `alerts.sqlite` is never older than this index, as everything in Vigil
+    /// keeps it (an alert is registered before it is added; a backup copies the indices
+    /// first). A database replaced or rolled back on its own would make replayed alerts
+    /// second copies.
     pub(crate) fn add(
         &self,
         alerts: &[(&Alert, &AlertState)],

@@ -17,9 +17,10 @@ use crate::{
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The events index commits at least this often while events arrive, and an alert is
-    /// listed once the events it was raised on are committed, so this bounds how late both
-    /// become searchable. A quarter of a second costs no measurable throughput
-    /// (`benches/RESULTS.md`); longer intervals mean fewer, larger segments.
+    /// listed once the events it was raised on are committed, so this sets most of how late
+    /// both become searchable (add the time a commit takes, and the indexers' reads). A
+    /// quarter of a second costs no measurable throughput (`benches/RESULTS.md`); longer
+    /// intervals mean fewer, larger segments.
     pub commit_interval_ms: u64,
     /// ...and whenever this many events wait for a commit.
     pub commit_events: usize,

@@ -54,12 +54,6 @@ pub trait Stage: Send {
 
     /// Called once the offsets of what was processed are committed, for counting.
     fn committed(&mut self) {}
-
-    /// Called when a read begun at `polled_at` found nothing new and nothing processed is
-    /// left uncommitted: the stage has done everything published before that moment.
-    fn caught_up(&mut self, polled_at: Instant) {
-        let _ = polled_at;
-    }
 }
 
 /// Where a stage reads from, and how much at a time.
@@ -92,8 +86,6 @@ pub async fn run_stage<S: Stage>(
     loop {
         let stop = stopping(&shutdown);
         let mut interrupted = false;
-        let polled_at = Instant::now();
-        let mut found_nothing = false;
         if !stop {
             let what = format!("reading {topic} for {group}");
             let Some(batch) = retry!(
@@ -104,7 +96,6 @@ pub async fn run_stage<S: Stage>(
                 break;
             };
             record_lag(subscription.as_ref(), &topic, group).await;
-            found_nothing = batch.is_empty();
             if !batch.is_empty() {
                 let done = match stage.process(&batch, &shutdown).await {
                     Processed::All => batch.len(),
@@ -133,9 +124,6 @@ pub async fn run_stage<S: Stage>(
             last_commit = Instant::now();
         } else if pending == 0 {
             last_commit = Instant::now();
-        }
-        if found_nothing && pending == 0 {
-            stage.caught_up(polled_at);
         }
         if finishing {
             break;

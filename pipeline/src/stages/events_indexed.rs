@@ -2,67 +2,116 @@
 //! waits for so that an alert is never listed before its events can be found.
 //!
 //! The two indexers commit apart: the events index at its own interval (the costly commit),
-//! the alerts index as soon as a batch of alerts may be listed. An alert may be listed once
-//! the event that raised it is searchable, which is known in one of two ways:
+//! the alerts index as soon as a batch of alerts may be listed. Detection records where the
+//! event that raised an alert sits on the events topic ([`vigil_event::Alert::event_position`]),
+//! and an alert may be listed once the events index holds everything up to that offset of that
+//! partition, which is known in one of two ways:
 //!
-//! - **By position.** Detection records where that event sits on the events topic
-//!   ([`vigil_event::Alert::event_position`]); the events indexer reports, after each store
-//!   commit, the offsets up to which everything it read is searchable.
-//! - **By catching up.** When the events indexer finds nothing new to read with nothing left
-//!   uncommitted, every event published before that read began is searchable. An alert is
-//!   read after its event was published, so an alert read before that moment may be listed.
-//!   This covers a restart, when the indexer may have nothing new to read for a while, and
-//!   alerts that carry no position.
+//! - **Reported.** After each store commit, the events indexer reports the offsets up to which
+//!   everything it read is searchable ([`EventsIndexed::committed`]). This is the common case,
+//!   and costs nothing.
+//! - **Confirmed.** What the events indexer has not read since it started (after a restart, a
+//!   partition no new event arrived on) it cannot report. When a report has not come within
+//!   [`CONFIRM_EVERY`], the alerts indexer looks the newest alert's events up in the store; the
+//!   events indexer reads each partition in order and commits offsets only after the store, so
+//!   if those events are searchable, so is everything before them on that partition
+//!   ([`EventsIndexed::confirmed`]). Alerts that carry no position (raised before it was
+//!   recorded) are confirmed by their own events. The inference assumes an event id appears
+//!   once on its partition; a sender's retry can publish it twice, and then alerts between the
+//!   two copies may be listed a moment before their events, but only on this fallback path.
 //!
-//! Neither may ever come (a partition read by another process, an events indexer that is
-//! stuck), so an alert waits at most [`MAX_WAIT`]; past it, it is listed anyway and counted in
-//! `vigil_index_alerts_unconfirmed_total`: visible early rather than held back, and never lost.
+//! An alert waits at most [`MAX_WAIT`] (the events indexer stuck, or far behind after an
+//! outage); past it, it is listed anyway and counted in `vigil_index_alerts_unconfirmed_total`:
+//! visible early rather than held back, and never lost. [`MAX_WAIT`] stays well under Kafka's
+//! `max.poll.interval.ms` (at least 30 s here), since the alerts consumer does not poll while
+//! it waits.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use vigil_bus::Checkpoint;
-use vigil_event::BusPosition;
+use vigil_event::{BusPosition, EventId};
 
 use super::Shutdown;
 
-/// The longest an alert waits for its event to be searchable before it is listed anyway.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long an alert waits for a report before its events are looked up in the store.
+pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest an alert waits for its events to be searchable before it is listed anyway.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// What the events indexer has made searchable so far, shared with the alerts indexer.
 #[derive(Debug)]
 pub struct EventsIndexed {
-    progress: watch::Sender<Progress>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Progress {
     /// Per partition of the events topic, the offset below which every event is searchable.
-    searchable_below: BTreeMap<u32, u64>,
-    /// The start of the latest read that found nothing new, with nothing left uncommitted.
-    caught_up_at: Option<Instant>,
+    searchable_below: watch::Sender<BTreeMap<u32, u64>>,
 }
 
-/// What the alerts of one batch wait for before they may be listed.
+/// What one batch of alerts waits for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Awaited {
-    /// Per partition, the offset that must be searchable (the newest alert's event).
-    positions: BTreeMap<u32, u64>,
-    /// Whether some alert carries no position, and so waits for the indexer to catch up.
-    unplaced: bool,
+    /// Per partition, the newest awaited offset, with the events of an alert raised there.
+    newest: BTreeMap<u32, (u64, Vec<EventId>)>,
+    /// The events of alerts that carry no position.
+    unplaced: Vec<EventId>,
 }
 
 impl Awaited {
-    pub fn add(&mut self, position: Option<BusPosition>) {
+    /// Adds an alert raised at `position` on `events`.
+    pub fn add(&mut self, position: Option<BusPosition>, events: &[EventId]) {
         match position {
             Some(BusPosition { partition, offset }) => {
-                let at = self.positions.entry(partition).or_insert(offset);
-                *at = (*at).max(offset);
+                let newest = self.newest.entry(partition).or_insert((offset, Vec::new()));
+                if offset > newest.0 || newest.1.is_empty() {
+                    *newest = (offset, events.to_vec());
+                }
             }
-            None => self.unplaced = true,
+            None => self.unplaced.extend_from_slice(events),
         }
     }
+
+    /// The events whose being searchable would settle what is still awaited beyond
+    /// `searchable_below`: for each partition not covered, the newest alert's; and those of
+    /// alerts without a position.
+    pub fn to_confirm(
+        &self,
+        searchable_below: &BTreeMap<u32, u64>,
+    ) -> Vec<(Option<u32>, u64, Vec<EventId>)> {
+        let mut left: Vec<_> = self
+            .newest
+            .iter()
+            .filter(|(partition, (offset, _))| !covered(searchable_below, **partition, *offset))
+            .map(|(partition, (offset, events))| (Some(*partition), *offset, events.clone()))
+            .collect();
+        if !self.unplaced.is_empty() {
+            let mut events = self.unplaced.clone();
+            events.sort_unstable_by_key(|id| *id.as_bytes());
+            events.dedup();
+            left.push((None, 0, events));
+        }
+        left
+    }
+
+    /// Whether everything awaited is settled by `searchable_below`.
+    fn is_covered(&self, searchable_below: &BTreeMap<u32, u64>) -> bool {
+        self.unplaced.is_empty()
+            && self
+                .newest
+                .iter()
+                .all(|(partition, (offset, _))| covered(searchable_below, *partition, *offset))
+    }
+
+    /// Settles the alerts without a position, whose events were found searchable.
+    pub fn unplaced_confirmed(&mut self) {
+        self.unplaced.clear();
+    }
+}
+
+fn covered(searchable_below: &BTreeMap<u32, u64>, partition: u32, offset: u64) -> bool {
+    searchable_below
+        .get(&partition)
+        .is_some_and(|&below| offset < below)
 }
 
 /// How a wait ended.
@@ -70,30 +119,16 @@ impl Awaited {
 pub enum Waited {
     /// Every awaited event is searchable.
     Searchable,
-    /// [`MAX_WAIT`] (or the limit given) passed first.
+    /// The time given passed first.
     TimedOut,
     /// Shutdown began first.
     Stopped,
 }
 
-impl Progress {
-    fn covers(&self, awaited: &Awaited, read_at: Instant) -> bool {
-        if self.caught_up_at.is_some_and(|at| at >= read_at) {
-            return true;
-        }
-        !awaited.unplaced
-            && awaited.positions.iter().all(|(partition, &offset)| {
-                self.searchable_below
-                    .get(partition)
-                    .is_some_and(|&below| offset < below)
-            })
-    }
-}
-
 impl Default for EventsIndexed {
     fn default() -> Self {
         EventsIndexed {
-            progress: watch::Sender::new(Progress::default()),
+            searchable_below: watch::Sender::new(BTreeMap::new()),
         }
     }
 }
@@ -104,35 +139,38 @@ impl EventsIndexed {
         if checkpoint.is_empty() {
             return;
         }
-        self.progress.send_modify(|progress| {
+        self.searchable_below.send_modify(|below| {
             for (partition, next) in checkpoint.partitions() {
-                let below = progress.searchable_below.entry(partition).or_insert(next);
-                *below = (*below).max(next);
+                let at = below.entry(partition).or_insert(next);
+                *at = (*at).max(next);
             }
         });
     }
 
-    /// Notes that a read begun at `polled_at` found nothing new, with nothing uncommitted.
-    pub fn caught_up(&self, polled_at: Instant) {
-        self.progress.send_modify(|progress| {
-            if progress.caught_up_at.is_none_or(|at| at < polled_at) {
-                progress.caught_up_at = Some(polled_at);
-            }
+    /// Notes that the store holds the events raised at `offset` of `partition`, so everything
+    /// up to it is searchable.
+    pub fn confirmed(&self, partition: u32, offset: u64) {
+        self.searchable_below.send_modify(|below| {
+            let at = below.entry(partition).or_insert(offset + 1);
+            *at = (*at).max(offset + 1);
         });
     }
 
-    /// Waits until the events `awaited` names, of alerts read at `read_at`, are searchable, for
-    /// at most `limit`.
+    /// The offsets below which every event is searchable, per partition, as now known.
+    pub fn searchable_below(&self) -> BTreeMap<u32, u64> {
+        self.searchable_below.borrow().clone()
+    }
+
+    /// Waits until what `awaited` names is searchable, for at most `limit`.
     pub async fn wait_for(
         &self,
         awaited: &Awaited,
-        read_at: Instant,
         limit: Duration,
         shutdown: &Shutdown,
     ) -> Waited {
-        let mut progress = self.progress.subscribe();
+        let mut progress = self.searchable_below.subscribe();
         let mut shutdown = shutdown.clone();
-        let searchable = progress.wait_for(|progress| progress.covers(awaited, read_at));
+        let searchable = progress.wait_for(|below| awaited.is_covered(below));
         tokio::select! {
             // The sender lives as long as `self`, so the wait ends only when covered.
             Ok(_) = searchable => Waited::Searchable,
@@ -162,10 +200,15 @@ mod tests {
         checkpoint
     }
 
+    fn event(n: u8) -> EventId {
+        EventId::derive("test", &[&[n]])
+    }
+
     fn awaited(positions: &[Option<(u32, u64)>]) -> Awaited {
         let mut awaited = Awaited::default();
-        for position in positions {
-            awaited.add(position.map(|(partition, offset)| BusPosition { partition, offset }));
+        for (n, position) in positions.iter().enumerate() {
+            let position = position.map(|(partition, offset)| BusPosition { partition, offset });
+            awaited.add(position, &[event(n as u8)]);
         }
         awaited
     }
@@ -176,11 +219,10 @@ mod tests {
     async fn an_alert_waits_until_its_partition_is_committed_past_its_event() {
         let (_stop, shutdown) = watch::channel(false);
         let indexed = EventsIndexed::default();
-        let read_at = Instant::now();
         let wanted = awaited(&[Some((0, 10)), Some((1, 3)), Some((0, 4))]);
         let waited = |wanted: Awaited| {
             let (indexed, shutdown) = (&indexed, &shutdown);
-            async move { indexed.wait_for(&wanted, read_at, SHORT, shutdown).await }
+            async move { indexed.wait_for(&wanted, SHORT, shutdown).await }
         };
         assert_eq!(waited(wanted.clone()).await, Waited::TimedOut);
         // Offset 10 is searchable once the checkpoint's next offset is beyond it.
@@ -195,29 +237,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn catching_up_after_the_read_releases_every_alert() {
+    async fn what_is_left_to_confirm_is_the_newest_alert_of_each_partition_not_covered() {
         let (_stop, shutdown) = watch::channel(false);
         let indexed = EventsIndexed::default();
-        let before = Instant::now();
-        let read_at = Instant::now();
-        let wanted = awaited(&[Some((0, 10)), None]);
-        indexed.committed(&checkpoint(&[(0, 50)]));
-        // Without a position, the alert's event may be anywhere.
+        let mut wanted = awaited(&[Some((0, 10)), Some((1, 3)), Some((0, 4)), None]);
+        indexed.committed(&checkpoint(&[(1, 3)]));
+        let left = wanted.to_confirm(&indexed.searchable_below());
         assert_eq!(
-            indexed.wait_for(&wanted, read_at, SHORT, &shutdown).await,
+            left,
+            [(Some(0), 10, vec![event(0)]), (None, 0, vec![event(3)])]
+        );
+
+        // A confirmation covers everything up to it; alerts without a position only wait
+        // for their own events.
+        indexed.confirmed(0, 10);
+        assert_eq!(
+            indexed.wait_for(&wanted, SHORT, &shutdown).await,
             Waited::TimedOut
         );
-        // A catch-up begun before the alerts were read says nothing of their events.
-        indexed.caught_up(before);
+        wanted.unplaced_confirmed();
         assert_eq!(
-            indexed.wait_for(&wanted, read_at, SHORT, &shutdown).await,
-            Waited::TimedOut
-        );
-        indexed.caught_up(Instant::now());
-        assert_eq!(
-            indexed.wait_for(&wanted, read_at, SHORT, &shutdown).await,
+            indexed.wait_for(&wanted, SHORT, &shutdown).await,
             Waited::Searchable
         );
+        assert!(wanted.to_confirm(&indexed.searchable_below()).is_empty());
+        // A confirmation never moves progress back.
+        indexed.confirmed(0, 2);
+        assert_eq!(indexed.searchable_below()[&0], 11);
     }
 
     #[tokio::test]
@@ -227,11 +273,7 @@ mod tests {
         let wanted = awaited(&[Some((0, 5))]);
         let waiting = {
             let (indexed, shutdown, wanted) = (indexed.clone(), shutdown.clone(), wanted.clone());
-            tokio::spawn(async move {
-                indexed
-                    .wait_for(&wanted, Instant::now(), MAX_WAIT, &shutdown)
-                    .await
-            })
+            tokio::spawn(async move { indexed.wait_for(&wanted, MAX_WAIT, &shutdown).await })
         };
         tokio::time::sleep(SHORT).await;
         indexed.committed(&checkpoint(&[(0, 5)]));
@@ -241,12 +283,7 @@ mod tests {
             let (indexed, shutdown) = (indexed.clone(), shutdown.clone());
             tokio::spawn(async move {
                 indexed
-                    .wait_for(
-                        &awaited(&[Some((0, 99))]),
-                        Instant::now(),
-                        MAX_WAIT,
-                        &shutdown,
-                    )
+                    .wait_for(&awaited(&[Some((0, 99))]), MAX_WAIT, &shutdown)
                     .await
             })
         };

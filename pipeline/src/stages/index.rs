@@ -3,8 +3,9 @@
 //! Events and alerts are committed apart, each by its own indexer: the events index at
 //! `index.commit_interval_ms` (its commit is the costly one), the alerts index after every
 //! batch of alerts, but only once the events those alerts were raised on are searchable
-//! ([`EventsIndexed`]). An analyst who opens an alert finds its events, and an alert waits
-//! for one commit of the events index rather than for a commit of both.
+//! ([`EventsIndexed`]), or after [`MAX_WAIT`], counted. An analyst who opens an alert finds
+//! its events, and an alert waits for one commit of the events index rather than for a
+//! commit of both.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use vigil_bus::{Bus, BusError, Checkpoint, Delivery};
-use vigil_event::{Alert, BusPosition, Event, Quarantined};
+use vigil_event::{Alert, BusPosition, Event, EventId, Quarantined};
 use vigil_store::{Store, StoreError};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
-use super::events_indexed::{Awaited, EventsIndexed, Waited, MAX_WAIT};
+use super::events_indexed::{Awaited, EventsIndexed, Waited, CONFIRM_EVERY, MAX_WAIT};
 use super::{decode_message, retry, stopping, Shutdown};
 
 /// The part an indexer plays in keeping alerts behind their events.
@@ -45,6 +46,10 @@ pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
     /// [`IndexOrder::WaitsForEvents`].
     fn event_position(&self) -> Option<BusPosition> {
         None
+    }
+    /// The events this document waits for.
+    fn awaited_events(&self) -> &[EventId] {
+        &[]
     }
 }
 
@@ -101,6 +106,9 @@ impl IndexTarget for Alert {
     fn event_position(&self) -> Option<BusPosition> {
         self.event_position
     }
+    fn awaited_events(&self) -> &[EventId] {
+        &self.event_ids
+    }
 }
 
 /// Indexes `topic` into `store`. Offsets are committed only after the store commit that made
@@ -145,42 +153,84 @@ struct IndexStage<T> {
 }
 
 impl<T: IndexTarget> IndexStage<T> {
-    /// Holds a batch of alerts until their events are searchable; false on shutdown.
-    async fn wait_for_events(&self, items: &[T], read_at: Instant, shutdown: &Shutdown) -> bool {
+    /// Holds a batch of alerts until their events are searchable, as the events indexer
+    /// reports or, failing a report, as the store confirms; at most [`MAX_WAIT`]. False on
+    /// shutdown.
+    async fn wait_for_events(&self, items: &[T], shutdown: &Shutdown) -> bool {
+        let started = Instant::now();
         let mut awaited = Awaited::default();
-        items
-            .iter()
-            .for_each(|item| awaited.add(item.event_position()));
-        let waited = self
-            .events_indexed
-            .wait_for(&awaited, read_at, MAX_WAIT, shutdown)
-            .await;
-        metrics::histogram!("vigil_index_alert_wait_seconds")
-            .record(read_at.elapsed().as_secs_f64());
-        match waited {
-            Waited::Searchable => true,
-            Waited::TimedOut => {
-                tracing::warn!(
-                    alerts = items.len(),
-                    waited_s = MAX_WAIT.as_secs(),
-                    "listing alerts whose events the events index has not confirmed searchable"
-                );
-                metrics::counter!("vigil_index_alerts_unconfirmed_total")
-                    .increment(items.len() as u64);
-                true
-            }
-            Waited::Stopped => false,
+        for item in items {
+            awaited.add(item.event_position(), item.awaited_events());
         }
+        let listed = loop {
+            let left = MAX_WAIT.saturating_sub(started.elapsed());
+            let round = CONFIRM_EVERY.min(left);
+            match self
+                .events_indexed
+                .wait_for(&awaited, round, shutdown)
+                .await
+            {
+                Waited::Searchable => break true,
+                Waited::Stopped => return false,
+                Waited::TimedOut if left.is_zero() => break false,
+                Waited::TimedOut => {
+                    if self.confirm(&mut awaited, shutdown).await.is_none() {
+                        return false;
+                    }
+                }
+            }
+        };
+        metrics::histogram!("vigil_index_alert_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if !listed {
+            let searchable_below = self.events_indexed.searchable_below();
+            let unconfirmed = items
+                .iter()
+                .filter(|item| match item.event_position() {
+                    Some(BusPosition { partition, offset }) => searchable_below
+                        .get(&partition)
+                        .is_none_or(|&below| offset >= below),
+                    None => true,
+                })
+                .count();
+            tracing::warn!(
+                alerts = unconfirmed,
+                waited_s = MAX_WAIT.as_secs(),
+                "listing alerts whose events the events index has not confirmed searchable"
+            );
+            metrics::counter!("vigil_index_alerts_unconfirmed_total").increment(unconfirmed as u64);
+        }
+        true
+    }
+
+    /// Looks up in the store the events that would settle what `awaited` still waits for,
+    /// and notes those it finds. None on shutdown.
+    async fn confirm(&self, awaited: &mut Awaited, shutdown: &Shutdown) -> Option<()> {
+        let to_confirm = awaited.to_confirm(&self.events_indexed.searchable_below());
+        for (partition, offset, events) in to_confirm {
+            let wanted = events.len();
+            let found = retry!("looking up an alert's events", shutdown, {
+                let (store, events) = (self.store.clone(), events.clone());
+                blocking(move || store.events_by_id(&events, chrono::Utc::now())).await
+            })?;
+            if found.len() < wanted {
+                continue;
+            }
+            match partition {
+                Some(partition) => self.events_indexed.confirmed(partition, offset),
+                None => awaited.unplaced_confirmed(),
+            }
+        }
+        Some(())
     }
 }
 
 impl<T: IndexTarget> Stage for IndexStage<T> {
     async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
-        let read_at = Instant::now();
         let items = Arc::new(decode::<T>(batch));
         if T::ORDER == IndexOrder::WaitsForEvents
             && !items.is_empty()
-            && !self.wait_for_events(&items, read_at, shutdown).await
+            && !self.wait_for_events(&items, shutdown).await
         {
             return Processed::Stopped;
         }
@@ -203,8 +253,10 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
             blocking(move || T::commit(&store)).await
         })
         .is_some();
-        metrics::histogram!("vigil_index_commit_seconds", "group" => T::GROUP)
-            .record(started.elapsed().as_secs_f64());
+        if committed {
+            metrics::histogram!("vigil_index_commit_seconds", "group" => T::GROUP)
+                .record(started.elapsed().as_secs_f64());
+        }
         let uncommitted = std::mem::take(&mut self.uncommitted);
         if committed && T::ORDER == IndexOrder::ReportsProgress {
             self.events_indexed.committed(&uncommitted);
@@ -216,12 +268,6 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
         T::ORDER == IndexOrder::WaitsForEvents
             || pending >= self.commit_events
             || since >= self.commit_interval
-    }
-
-    fn caught_up(&mut self, polled_at: Instant) {
-        if T::ORDER == IndexOrder::ReportsProgress {
-            self.events_indexed.caught_up(polled_at);
-        }
     }
 }
 
@@ -494,6 +540,64 @@ mod tests {
         stop.send(true).unwrap();
         alerts_task.await.unwrap().unwrap();
         events_task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn alerts_whose_events_were_indexed_before_a_restart_are_confirmed_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
+        );
+        let topics = Topics::default();
+        // The events were indexed and committed by the process before; this one's events
+        // indexer has read nothing new, so it reports nothing.
+        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        store
+            .index_events(&(0..50).map(event).collect::<Vec<_>>())
+            .unwrap();
+        store.commit_events().unwrap();
+        let at = |offset| {
+            Some(BusPosition {
+                partition: 0,
+                offset,
+            })
+        };
+        let alerts = [alert_on(7, at(7)), alert_on(49, at(49)), alert_on(20, None)];
+        let messages = alerts
+            .iter()
+            .map(|alert| Message::new("rule", serde_json::to_vec(alert).unwrap()))
+            .collect();
+        bus.publish(&topics.alerts, messages).await.unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let task = tokio::spawn(run_indexer::<Alert>(
+            bus.clone(),
+            topics.alerts.clone(),
+            store.clone(),
+            vigil_store::Config::default(),
+            Arc::default(),
+            shutdown,
+        ));
+        loop {
+            let listed = store
+                .list_alerts(&vigil_store::AlertFilter {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            if listed.len() == alerts.len() {
+                break;
+            }
+            // Well before the longest wait: found in the store, not given up on.
+            assert!(
+                started.elapsed() < MAX_WAIT / 2,
+                "listed {} of the alerts",
+                listed.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
