@@ -93,9 +93,13 @@ impl KafkaSubscription {
 impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let mut batch = Vec::new();
-        let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
-            Err(_) => return Ok(batch),
-            Ok(received) => received.map_err(|e| consume_error(&self.options, e))?,
+        let deadline = tokio::time::Instant::now() + wait;
+        let first = loop {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => return Ok(batch),
+                Ok(Err(error)) if is_connection_event(&error) => continue,
+                Ok(received) => break received.map_err(|e| consume_error(&self.options, e))?,
+            }
         };
         batch.push(self.delivery(&first));
         drop(first);
@@ -240,6 +244,23 @@ fn lost_membership(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Whether a consume error only reports the state of the connections, which librdkafka
+/// restores by itself and has already logged through the client context.
+///
+/// librdkafka queues one such event per failed reconnect, in the consumer's own queue. Each
+/// was a failed read, and the stage backed off (up to ten seconds) before the next: after a
+/// broker outage of a few seconds, a consumer could spend minutes draining stale
+/// `AllBrokersDown` events while its messages waited. They are read past instead, and a
+/// broker that stays down is an empty read, as a quiet topic is.
+fn is_connection_event(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
+        )
+    )
+}
+
 fn consume_error(options: &Config, error: KafkaError) -> BusError {
     crate::unavailable(options, "cannot consume from Kafka", error)
 }
@@ -284,6 +305,32 @@ impl ConsumerContext for GroupContext {
             Rebalance::Error(error) => {
                 tracing::warn!(client = %self.client, topic = %self.topic, group = %self.group, %error, "rebalance failed")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_about_the_connections_are_read_past() {
+        for code in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            assert!(is_connection_event(&KafkaError::MessageConsumption(code)));
+            // A fatal error stops the consumer for good; the stage must hear of it.
+            assert!(!is_connection_event(&KafkaError::MessageConsumptionFatal(
+                code
+            )));
+        }
+        // Errors a broker answers with are the stage's to report and retry.
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(!is_connection_event(&KafkaError::MessageConsumption(code)));
         }
     }
 }
