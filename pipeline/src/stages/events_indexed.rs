@@ -20,6 +20,10 @@
 //!   once on its partition; a sender's retry can publish it twice, and then alerts between the
 //!   two copies may be listed a moment before their events, but only on this fallback path.
 //!
+//! While alerts wait, the events indexer commits as soon as a commit would let them be listed
+//! ([`EventsIndexed::commit_would_release`]), rather than at the end of its interval: the
+//! interval keeps commits few while nothing waits, and an alert does not pay for it.
+//!
 //! An alert waits at most [`MAX_WAIT`] (the events indexer stuck, or far behind after an
 //! outage); past it, it is listed anyway and counted in `vigil_index_alerts_unconfirmed_total`:
 //! visible early rather than held back, and never lost. [`MAX_WAIT`] stays well under Kafka's
@@ -27,6 +31,7 @@
 //! it waits.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -46,6 +51,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(10);
 pub struct EventsIndexed {
     /// Per partition of the events topic, the offset below which every event is searchable.
     searchable_below: watch::Sender<BTreeMap<u32, u64>>,
+    /// Per partition, the newest offset the alerts waiting now need searchable.
+    waiting: Mutex<BTreeMap<u32, u64>>,
 }
 
 /// What one batch of alerts waits for.
@@ -129,6 +136,7 @@ impl Default for EventsIndexed {
     fn default() -> Self {
         EventsIndexed {
             searchable_below: watch::Sender::new(BTreeMap::new()),
+            waiting: Mutex::default(),
         }
     }
 }
@@ -170,6 +178,7 @@ impl EventsIndexed {
     ) -> Waited {
         let mut progress = self.searchable_below.subscribe();
         let mut shutdown = shutdown.clone();
+        let _waiting = Waiting::start(&self.waiting, awaited);
         let searchable = progress.wait_for(|below| awaited.is_covered(below));
         tokio::select! {
             // The sender lives as long as `self`, so the wait ends only when covered.
@@ -178,6 +187,46 @@ impl EventsIndexed {
             _ = shutdown.wait_for(|stop| *stop) => Waited::Stopped,
         }
     }
+
+    /// Whether committing the events `indexed` covers (read, not yet committed) would let
+    /// the alerts waiting now be listed: what the events indexer asks between its reads.
+    pub fn commit_would_release(&self, indexed: &Checkpoint) -> bool {
+        let waiting = lock(&self.waiting);
+        if waiting.is_empty() {
+            return false;
+        }
+        let searchable_below = self.searchable_below.borrow();
+        let indexed: BTreeMap<u32, u64> = indexed.partitions().collect();
+        waiting.iter().all(|(&partition, &offset)| {
+            covered(&searchable_below, partition, offset) || covered(&indexed, partition, offset)
+        })
+    }
+}
+
+/// Records what a wait needs, for [`EventsIndexed::commit_would_release`], while it lasts.
+struct Waiting<'a>(&'a Mutex<BTreeMap<u32, u64>>);
+
+impl<'a> Waiting<'a> {
+    fn start(slot: &'a Mutex<BTreeMap<u32, u64>>, awaited: &Awaited) -> Self {
+        *lock(slot) = awaited
+            .newest
+            .iter()
+            .map(|(&partition, (offset, _))| (partition, *offset))
+            .collect();
+        Waiting(slot)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(self.0).clear();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -264,6 +313,31 @@ mod tests {
         // A confirmation never moves progress back.
         indexed.confirmed(0, 2);
         assert_eq!(indexed.searchable_below()[&0], 11);
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_asked_for_only_when_it_would_release_the_waiting_alerts() {
+        let (_stop, shutdown) = watch::channel(false);
+        let indexed = std::sync::Arc::new(EventsIndexed::default());
+        // Nothing waits: no early commit, whatever was read.
+        assert!(!indexed.commit_would_release(&checkpoint(&[(0, 99)])));
+        let waiting = {
+            let (indexed, shutdown) = (indexed.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let wanted = awaited(&[Some((0, 10)), Some((1, 3))]);
+                indexed.wait_for(&wanted, MAX_WAIT, &shutdown).await
+            })
+        };
+        tokio::time::sleep(SHORT).await;
+        // Read past one partition's alert but not the other's: a commit would not do.
+        assert!(!indexed.commit_would_release(&checkpoint(&[(0, 10), (1, 2)])));
+        // Partition 1 already searchable, partition 0 read: it would.
+        indexed.committed(&checkpoint(&[(1, 3)]));
+        assert!(indexed.commit_would_release(&checkpoint(&[(0, 10)])));
+        indexed.committed(&checkpoint(&[(0, 10)]));
+        assert_eq!(waiting.await.unwrap(), Waited::Searchable);
+        // The wait is over: nothing asks for a commit any more.
+        assert!(!indexed.commit_would_release(&checkpoint(&[(0, 10)])));
     }
 
     #[tokio::test]

@@ -20,6 +20,9 @@ use super::consume::{run_stage, Processed, Stage, StageSettings};
 use super::events_indexed::{Awaited, EventsIndexed, Waited, CONFIRM_EVERY, MAX_WAIT};
 use super::{decode_message, retry, stopping, Shutdown};
 
+/// The least time between two commits of the events index that alerts ask for early.
+const MIN_COMMIT_GAP: Duration = Duration::from_millis(100);
+
 /// The part an indexer plays in keeping alerts behind their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexOrder {
@@ -265,9 +268,18 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
     }
 
     fn commit_due(&self, pending: usize, since: Duration) -> bool {
-        T::ORDER == IndexOrder::WaitsForEvents
-            || pending >= self.commit_events
-            || since >= self.commit_interval
+        match T::ORDER {
+            IndexOrder::WaitsForEvents => true,
+            // Early, when alerts wait for events read since the last commit; never more
+            // often than a commit takes, so a flood of alerts cannot make commits back to back.
+            IndexOrder::ReportsProgress
+                if since >= MIN_COMMIT_GAP
+                    && self.events_indexed.commit_would_release(&self.uncommitted) =>
+            {
+                true
+            }
+            _ => pending >= self.commit_events || since >= self.commit_interval,
+        }
     }
 }
 
@@ -540,6 +552,75 @@ mod tests {
         stop.send(true).unwrap();
         alerts_task.await.unwrap().unwrap();
         events_task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_alerts_make_the_events_index_commit_before_its_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
+        );
+        let topics = Topics::default();
+        let events = (0..100)
+            .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
+            .collect();
+        bus.publish(&topics.events, events).await.unwrap();
+        let position = BusPosition {
+            partition: 0,
+            offset: 60,
+        };
+        let alert = alert_on(60, Some(position));
+        bus.publish(
+            &topics.alerts,
+            vec![Message::new("rule", serde_json::to_vec(&alert).unwrap())],
+        )
+        .await
+        .unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        // Left to its interval, the events index would not commit for a minute.
+        let config = vigil_store::Config {
+            commit_interval_ms: 60_000,
+            ..vigil_store::Config::default()
+        };
+        let events_indexed = Arc::new(EventsIndexed::default());
+        let (stop, shutdown) = watch::channel(false);
+        let tasks = [
+            tokio::spawn(run_indexer::<Event>(
+                bus.clone(),
+                topics.events.clone(),
+                store.clone(),
+                config.clone(),
+                events_indexed.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(run_indexer::<Alert>(
+                bus.clone(),
+                topics.alerts.clone(),
+                store.clone(),
+                config,
+                events_indexed,
+                shutdown,
+            )),
+        ];
+        let started = tokio::time::Instant::now();
+        loop {
+            let listed = store
+                .list_alerts(&vigil_store::AlertFilter {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            if !listed.is_empty() {
+                assert_eq!(store.alert_events(&alert.id.to_string()).unwrap().len(), 1);
+                break;
+            }
+            assert!(started.elapsed() < MAX_WAIT / 2, "the alert was not listed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
