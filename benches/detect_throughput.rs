@@ -22,10 +22,9 @@ use vigil_detect::{Engine, LoadOptions, RuleSetBuilder};
 use vigil_event::LogSource;
 
 mod support;
+use support::records::{objects, DEMO_CLOUDTRAIL, DEMO_KUBERNETES};
 use support::{corpus_dir, repo, Rng};
 
-const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
-const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
 const DEMO_ACCESS_LOG: &str = include_str!("../demo/flask-access.log");
 const EVENTS: usize = 3000;
 /// Each measurement runs this long; the two alternate for several rounds so that drift in the
@@ -99,14 +98,6 @@ impl Rng {
         out.truncate(len);
         out
     }
-}
-
-fn objects(ndjson: &str) -> Vec<Map<String, Value>> {
-    ndjson
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 const USERS: &[&str] = &["alice.nguyen", "bob", "carol.diaz", "deploy-bot", "erin"];

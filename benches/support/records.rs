@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::Rng;
 
-const DEMO_CLOUDTRAIL: &str = include_str!("../../demo/cloudtrail.ndjson");
-const DEMO_KUBERNETES: &str = include_str!("../../demo/kubernetes-audit.ndjson");
+pub const DEMO_CLOUDTRAIL: &str = include_str!("../../demo/cloudtrail.ndjson");
+pub const DEMO_KUBERNETES: &str = include_str!("../../demo/kubernetes-audit.ndjson");
 
 const ACCOUNTS: &[&str] = &[
     "123456789012",
@@ -104,7 +104,8 @@ impl Rng {
     }
 }
 
-fn objects(ndjson: &str) -> Vec<Map<String, Value>> {
+/// The JSON objects of an NDJSON text, one a line; blank lines are skipped.
+pub fn objects(ndjson: &str) -> Vec<Map<String, Value>> {
     ndjson
         .lines()
         .filter(|line| !line.trim().is_empty())
