@@ -31,7 +31,6 @@
 //! it waits.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -51,8 +50,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(10);
 pub struct EventsIndexed {
     /// Per partition of the events topic, the offset below which every event is searchable.
     searchable_below: watch::Sender<BTreeMap<u32, u64>>,
-    /// Per partition, the newest offset the alerts waiting now need searchable.
-    waiting: Mutex<BTreeMap<u32, u64>>,
+    /// Per partition, the newest offset the alerts waiting now need searchable. A watch
+    /// channel only for its lock-free reads; nothing subscribes.
+    waiting: watch::Sender<BTreeMap<u32, u64>>,
 }
 
 /// What one batch of alerts waits for.
@@ -113,6 +113,19 @@ impl Awaited {
     pub fn unplaced_confirmed(&mut self) {
         self.unplaced.clear();
     }
+
+    /// Whether the alert raised at `position`, one of those awaited, is settled by
+    /// `searchable_below` or, without a position, by the store's confirmation.
+    pub fn settled(
+        &self,
+        position: Option<BusPosition>,
+        searchable_below: &BTreeMap<u32, u64>,
+    ) -> bool {
+        match position {
+            Some(BusPosition { partition, offset }) => covered(searchable_below, partition, offset),
+            None => self.unplaced.is_empty(),
+        }
+    }
 }
 
 fn covered(searchable_below: &BTreeMap<u32, u64>, partition: u32, offset: u64) -> bool {
@@ -136,7 +149,7 @@ impl Default for EventsIndexed {
     fn default() -> Self {
         EventsIndexed {
             searchable_below: watch::Sender::new(BTreeMap::new()),
-            waiting: Mutex::default(),
+            waiting: watch::Sender::new(BTreeMap::new()),
         }
     }
 }
@@ -144,23 +157,24 @@ impl Default for EventsIndexed {
 impl EventsIndexed {
     /// Notes that everything `checkpoint` covers is now searchable (a store commit returned).
     pub fn committed(&self, checkpoint: &Checkpoint) {
-        if checkpoint.is_empty() {
-            return;
+        if !checkpoint.is_empty() {
+            self.raise(checkpoint.partitions());
         }
-        self.searchable_below.send_modify(|below| {
-            for (partition, next) in checkpoint.partitions() {
-                let at = below.entry(partition).or_insert(next);
-                *at = (*at).max(next);
-            }
-        });
     }
 
     /// Notes that the store holds the events raised at `offset` of `partition`, so everything
     /// up to it is searchable.
     pub fn confirmed(&self, partition: u32, offset: u64) {
-        self.searchable_below.send_modify(|below| {
-            let at = below.entry(partition).or_insert(offset + 1);
-            *at = (*at).max(offset + 1);
+        self.raise([(partition, offset + 1)]);
+    }
+
+    /// Moves each partition's `searchable_below` up to the offset given, never down.
+    fn raise(&self, below: impl IntoIterator<Item = (u32, u64)>) {
+        self.searchable_below.send_modify(|searchable_below| {
+            for (partition, next) in below {
+                let at = searchable_below.entry(partition).or_insert(next);
+                *at = (*at).max(next);
+            }
         });
     }
 
@@ -191,7 +205,7 @@ impl EventsIndexed {
     /// Whether committing the events `indexed` covers (read, not yet committed) would let
     /// the alerts waiting now be listed: what the events indexer asks between its reads.
     pub fn commit_would_release(&self, indexed: &Checkpoint) -> bool {
-        let waiting = lock(&self.waiting);
+        let waiting = self.waiting.borrow();
         if waiting.is_empty() {
             return false;
         }
@@ -204,29 +218,25 @@ impl EventsIndexed {
 }
 
 /// Records what a wait needs, for [`EventsIndexed::commit_would_release`], while it lasts.
-struct Waiting<'a>(&'a Mutex<BTreeMap<u32, u64>>);
+struct Waiting<'a>(&'a watch::Sender<BTreeMap<u32, u64>>);
 
 impl<'a> Waiting<'a> {
-    fn start(slot: &'a Mutex<BTreeMap<u32, u64>>, awaited: &Awaited) -> Self {
-        *lock(slot) = awaited
-            .newest
-            .iter()
-            .map(|(&partition, (offset, _))| (partition, *offset))
-            .collect();
+    fn start(slot: &'a watch::Sender<BTreeMap<u32, u64>>, awaited: &Awaited) -> Self {
+        slot.send_replace(
+            awaited
+                .newest
+                .iter()
+                .map(|(&partition, (offset, _))| (partition, *offset))
+                .collect(),
+        );
         Waiting(slot)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        lock(self.0).clear();
+        self.0.send_replace(BTreeMap::new());
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -304,7 +314,18 @@ mod tests {
             indexed.wait_for(&wanted, SHORT, &shutdown).await,
             Waited::TimedOut
         );
+        let below = indexed.searchable_below();
+        let position = |offset| {
+            Some(BusPosition {
+                partition: 0,
+                offset,
+            })
+        };
+        assert!(wanted.settled(position(10), &below));
+        assert!(!wanted.settled(position(11), &below));
+        assert!(!wanted.settled(None, &below));
         wanted.unplaced_confirmed();
+        assert!(wanted.settled(None, &below));
         assert_eq!(
             indexed.wait_for(&wanted, SHORT, &shutdown).await,
             Waited::Searchable

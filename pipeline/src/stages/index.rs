@@ -189,12 +189,7 @@ impl<T: IndexTarget> IndexStage<T> {
             let searchable_below = self.events_indexed.searchable_below();
             let unconfirmed = items
                 .iter()
-                .filter(|item| match item.event_position() {
-                    Some(BusPosition { partition, offset }) => searchable_below
-                        .get(&partition)
-                        .is_none_or(|&below| offset >= below),
-                    None => true,
-                })
+                .filter(|item| !awaited.settled(item.event_position(), &searchable_below))
                 .count();
             tracing::warn!(
                 alerts = unconfirmed,
@@ -458,80 +453,116 @@ mod tests {
         }
     }
 
+    /// `offset` in the one partition of the embedded bus, where offsets count from 0.
+    fn at(offset: u64) -> Option<BusPosition> {
+        Some(BusPosition {
+            partition: 0,
+            offset,
+        })
+    }
+
+    /// An embedded bus and a store in a directory of their own.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        bus: Arc<EmbeddedBus>,
+        topics: Topics,
+        store: Arc<Store>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let bus = EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default());
+            let store = Store::open(&dir.path().join("index")).unwrap();
+            Fixture {
+                bus: Arc::new(bus.unwrap()),
+                topics: Topics::default(),
+                store: Arc::new(store),
+                _dir: dir,
+            }
+        }
+
+        /// Publishes events `0..count`, so event `n` is at offset `n`.
+        async fn publish_events(&self, count: u32) {
+            let events = (0..count)
+                .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
+                .collect();
+            self.bus.publish(&self.topics.events, events).await.unwrap();
+        }
+
+        async fn publish_alerts(&self, alerts: &[Alert]) {
+            let messages = alerts
+                .iter()
+                .map(|alert| Message::new("rule", serde_json::to_vec(alert).unwrap()))
+                .collect();
+            self.bus
+                .publish(&self.topics.alerts, messages)
+                .await
+                .unwrap();
+        }
+
+        /// Starts indexing `topic` as documents of kind `T`.
+        fn spawn<T: IndexTarget>(
+            &self,
+            topic: &str,
+            config: &vigil_store::Config,
+            events_indexed: &Arc<EventsIndexed>,
+            shutdown: &Shutdown,
+        ) -> tokio::task::JoinHandle<Result<(), BusError>> {
+            tokio::spawn(run_indexer::<T>(
+                self.bus.clone(),
+                topic.to_owned(),
+                self.store.clone(),
+                config.clone(),
+                events_indexed.clone(),
+                shutdown.clone(),
+            ))
+        }
+
+        fn listed(&self) -> Vec<vigil_store::AlertView> {
+            let filter = vigil_store::AlertFilter {
+                limit: 10,
+                ..Default::default()
+            };
+            self.store.list_alerts(&filter).unwrap()
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_alert_is_listed_only_once_its_events_are_searchable() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Arc::new(
-            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
-        );
-        let topics = Topics::default();
-        let events = (0..300)
-            .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
-            .collect();
-        bus.publish(&topics.events, events).await.unwrap();
-        // Offsets count from 0 in the one partition of the embedded bus.
-        let at = |offset| {
-            Some(BusPosition {
-                partition: 0,
-                offset,
-            })
-        };
+        let fixture = Fixture::new();
+        fixture.publish_events(300).await;
         let alerts = [
             alert_on(3, at(3)),
             alert_on(299, at(299)),
             alert_on(150, None),
         ];
-        let messages = alerts
-            .iter()
-            .map(|alert| Message::new("rule", serde_json::to_vec(alert).unwrap()))
-            .collect();
-        bus.publish(&topics.alerts, messages).await.unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        fixture.publish_alerts(&alerts).await;
         let config = vigil_store::Config {
             commit_interval_ms: 50,
             ..vigil_store::Config::default()
         };
         let events_indexed = Arc::new(EventsIndexed::default());
         let (stop, shutdown) = watch::channel(false);
-        let listed = || {
-            store
-                .list_alerts(&vigil_store::AlertFilter {
-                    limit: 10,
-                    ..Default::default()
-                })
-                .unwrap()
-        };
 
         // With no events searchable, the alerts wait.
-        let alerts_task = tokio::spawn(run_indexer::<Alert>(
-            bus.clone(),
-            topics.alerts.clone(),
-            store.clone(),
-            config.clone(),
-            events_indexed.clone(),
-            shutdown.clone(),
-        ));
+        let alerts_task =
+            fixture.spawn::<Alert>(&fixture.topics.alerts, &config, &events_indexed, &shutdown);
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(
-            listed().is_empty(),
-            "listed before any event: {:?}",
-            listed()
-        );
+        let listed = fixture.listed();
+        assert!(listed.is_empty(), "listed before any event: {listed:?}");
 
         // Once they are, the alerts are listed, never ahead of their events.
-        let events_task = tokio::spawn(run_indexer::<Event>(
-            bus.clone(),
-            topics.events.clone(),
-            store.clone(),
-            config,
-            events_indexed,
-            shutdown,
-        ));
+        let events_task =
+            fixture.spawn::<Event>(&fixture.topics.events, &config, &events_indexed, &shutdown);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let now_listed = listed();
+            let now_listed = fixture.listed();
             for view in &now_listed {
-                let found = store.alert_events(&view.alert.id.to_string()).unwrap();
+                let found = fixture
+                    .store
+                    .alert_events(&view.alert.id.to_string())
+                    .unwrap();
                 assert_eq!(
                     found.len(),
                     1,
@@ -556,27 +587,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waiting_alerts_make_the_events_index_commit_before_its_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Arc::new(
-            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
-        );
-        let topics = Topics::default();
-        let events = (0..100)
-            .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
-            .collect();
-        bus.publish(&topics.events, events).await.unwrap();
-        let position = BusPosition {
-            partition: 0,
-            offset: 60,
-        };
-        let alert = alert_on(60, Some(position));
-        bus.publish(
-            &topics.alerts,
-            vec![Message::new("rule", serde_json::to_vec(&alert).unwrap())],
-        )
-        .await
-        .unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        let fixture = Fixture::new();
+        fixture.publish_events(100).await;
+        let alert = alert_on(60, at(60));
+        fixture.publish_alerts(std::slice::from_ref(&alert)).await;
         // Left to its interval, the events index would not commit for a minute.
         let config = vigil_store::Config {
             commit_interval_ms: 60_000,
@@ -585,33 +599,14 @@ mod tests {
         let events_indexed = Arc::new(EventsIndexed::default());
         let (stop, shutdown) = watch::channel(false);
         let tasks = [
-            tokio::spawn(run_indexer::<Event>(
-                bus.clone(),
-                topics.events.clone(),
-                store.clone(),
-                config.clone(),
-                events_indexed.clone(),
-                shutdown.clone(),
-            )),
-            tokio::spawn(run_indexer::<Alert>(
-                bus.clone(),
-                topics.alerts.clone(),
-                store.clone(),
-                config,
-                events_indexed,
-                shutdown,
-            )),
+            fixture.spawn::<Event>(&fixture.topics.events, &config, &events_indexed, &shutdown),
+            fixture.spawn::<Alert>(&fixture.topics.alerts, &config, &events_indexed, &shutdown),
         ];
         let started = tokio::time::Instant::now();
         loop {
-            let listed = store
-                .list_alerts(&vigil_store::AlertFilter {
-                    limit: 10,
-                    ..Default::default()
-                })
-                .unwrap();
-            if !listed.is_empty() {
-                assert_eq!(store.alert_events(&alert.id.to_string()).unwrap().len(), 1);
+            if !fixture.listed().is_empty() {
+                let events = fixture.store.alert_events(&alert.id.to_string()).unwrap();
+                assert_eq!(events.len(), 1);
                 break;
             }
             assert!(started.elapsed() < MAX_WAIT / 2, "the alert was not listed");
@@ -625,47 +620,23 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn alerts_whose_events_were_indexed_before_a_restart_are_confirmed_in_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Arc::new(
-            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
-        );
-        let topics = Topics::default();
+        let fixture = Fixture::new();
         // The events were indexed and committed by the process before; this one's events
         // indexer has read nothing new, so it reports nothing.
-        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        let store = &fixture.store;
         store
             .index_events(&(0..50).map(event).collect::<Vec<_>>())
             .unwrap();
         store.commit_events().unwrap();
-        let at = |offset| {
-            Some(BusPosition {
-                partition: 0,
-                offset,
-            })
-        };
         let alerts = [alert_on(7, at(7)), alert_on(49, at(49)), alert_on(20, None)];
-        let messages = alerts
-            .iter()
-            .map(|alert| Message::new("rule", serde_json::to_vec(alert).unwrap()))
-            .collect();
-        bus.publish(&topics.alerts, messages).await.unwrap();
+        fixture.publish_alerts(&alerts).await;
         let (stop, shutdown) = watch::channel(false);
         let started = tokio::time::Instant::now();
-        let task = tokio::spawn(run_indexer::<Alert>(
-            bus.clone(),
-            topics.alerts.clone(),
-            store.clone(),
-            vigil_store::Config::default(),
-            Arc::default(),
-            shutdown,
-        ));
+        let config = vigil_store::Config::default();
+        let task =
+            fixture.spawn::<Alert>(&fixture.topics.alerts, &config, &Arc::default(), &shutdown);
         loop {
-            let listed = store
-                .list_alerts(&vigil_store::AlertFilter {
-                    limit: 10,
-                    ..Default::default()
-                })
-                .unwrap();
+            let listed = fixture.listed();
             if listed.len() == alerts.len() {
                 break;
             }
@@ -683,24 +654,17 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn indexing_the_same_bus_segment_twice_adds_no_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Arc::new(
-            EmbeddedBus::open(dir.path().join("bus"), EmbeddedBusOptions::default()).unwrap(),
-        );
-        let topic = Topics::default().events;
-        let messages = (0..1000)
-            .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
-            .collect();
-        bus.publish(&topic, messages).await.unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("index")).unwrap());
+        let fixture = Fixture::new();
+        fixture.publish_events(1000).await;
+        let (bus, store, topic) = (&fixture.bus, &fixture.store, &fixture.topics.events);
 
-        index_everything(bus.clone(), store.clone(), &topic).await;
+        index_everything(bus.clone(), store.clone(), topic).await;
         assert_eq!(store.event_count().unwrap(), 1000);
 
         // Rewind the group to the start of the segment, as a crash before the offset commit
         // or an operator's replay would, and index it all again.
-        std::fs::write(bus_offsets(&bus, &topic), "0\n").unwrap();
-        index_everything(bus.clone(), store.clone(), &topic).await;
+        std::fs::write(bus_offsets(bus, topic), "0\n").unwrap();
+        index_everything(bus.clone(), store.clone(), topic).await;
         assert_eq!(store.event_count().unwrap(), 1000);
         let hits = store
             .search(&vigil_store::SearchRequest::new("eventID:replay-7", 10))
