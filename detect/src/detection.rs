@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value as Json};
+use vigil_event::Object;
 
 use crate::condition::{self, Expr};
 use crate::error::Problem;
@@ -150,7 +150,8 @@ impl CompiledDetection {
     }
 
     /// Whether the event document satisfies the condition.
-    pub fn matches(&self, doc: &Map<String, Json>) -> bool {
+    pub fn matches<'d>(&self, doc: impl Into<Object<'d>>) -> bool {
+        let doc = doc.into();
         // `compile` succeeds only when every search compiled, so the condition's indices
         // (positions among all identifiers) are positions in `searches`.
         self.condition
@@ -332,7 +333,7 @@ impl Search {
         }
     }
 
-    pub(crate) fn matches(&self, doc: &Map<String, Json>) -> bool {
+    pub(crate) fn matches(&self, doc: Object<'_>) -> bool {
         match self {
             Search::All(items) => items.iter().all(|item| item.matches(doc)),
             Search::Any(alternatives) => alternatives.iter().any(|search| search.matches(doc)),
@@ -365,7 +366,7 @@ impl Item {
         }
     }
 
-    fn matches(&self, doc: &Map<String, Json>) -> bool {
+    fn matches(&self, doc: Object<'_>) -> bool {
         match self {
             // With `all`, each value may be met by a different element of a list-valued field,
             // the way `field=a AND field=b` behaves in a search backend.

@@ -86,8 +86,7 @@
 //! lost if more than a quarter of `max_groups` new groups arrive before its second.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use vigil_event::{Event, Id, LogSource};
+use vigil_event::{Event, Id, LogSource, Object};
 
 use std::collections::BTreeMap;
 
@@ -283,12 +282,12 @@ impl Detector {
 
     /// Evaluates one event at `time` (milliseconds since the epoch), in [`DEFAULT_STREAM`]:
     /// [`Detector::evaluate`] for callers with a single stream, keeping only the findings.
-    pub fn process(
+    pub fn process<'d>(
         &mut self,
         time: i64,
         event_id: Option<Id>,
         logsource: &LogSource,
-        doc: &Map<String, Value>,
+        doc: impl Into<Object<'d>>,
     ) -> Vec<Finding> {
         self.evaluate(DEFAULT_STREAM, time, event_id, logsource, doc)
             .detections
@@ -301,14 +300,15 @@ impl Detector {
     /// detections come first, in rule order, then correlation matches in the order they
     /// happened; the evaluation also tells how many of the event's correlation inputs came
     /// late for the live windows.
-    pub fn evaluate(
+    pub fn evaluate<'d>(
         &mut self,
         stream: &str,
         time: i64,
         event_id: Option<Id>,
         logsource: &LogSource,
-        doc: &Map<String, Value>,
+        doc: impl Into<Object<'d>>,
     ) -> Evaluation {
+        let doc = doc.into();
         let hits = self.engine.matching(logsource, doc);
         self.evaluate_hits(stream, time, event_id, hits, doc)
     }
@@ -320,7 +320,7 @@ impl Detector {
         time: i64,
         event_id: Option<Id>,
         hits: Vec<usize>,
-        doc: &Map<String, Value>,
+        doc: Object<'_>,
     ) -> Evaluation {
         self.advance_stream(stream, time);
         let mut evaluation = Evaluation {

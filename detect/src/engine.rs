@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use serde_json::{Map, Value};
-use vigil_event::{Event, LogSource};
+use vigil_event::{Document, Event, LogSource, Object};
 
 use crate::correlation::state::Graph;
 use crate::correlation::CorrelationRule;
@@ -14,11 +13,11 @@ use crate::rule::Rule;
 
 /// What [`Engine::matching_record`] found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordMatches {
+pub struct RecordMatches<'r> {
     /// The indices of the matching rules, ascending.
     pub hits: Vec<usize>,
     /// The record's document, when it was parsed: not when its text ruled out every rule.
-    pub document: Option<Map<String, Value>>,
+    pub document: Option<Document<'r>>,
 }
 
 /// A set of compiled rules, ready to evaluate events.
@@ -143,7 +142,7 @@ impl Engine {
     ///
     /// This is stateless: it ignores correlations and `generate`. Use [`crate::Detector`] to
     /// raise alerts when the rules may hold correlations.
-    pub fn evaluate(&self, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<&Rule> {
+    pub fn evaluate<'d>(&self, logsource: &LogSource, doc: impl Into<Object<'d>>) -> Vec<&Rule> {
         self.matching(logsource, doc)
             .into_iter()
             .map(|index| &self.rules[index])
@@ -151,19 +150,15 @@ impl Engine {
     }
 
     /// The indices of the rules [`Engine::evaluate`] returns, ascending.
-    pub fn matching(&self, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<usize> {
+    pub fn matching<'d>(&self, logsource: &LogSource, doc: impl Into<Object<'d>>) -> Vec<usize> {
+        let doc = doc.into();
         let plan = self.plan(logsource);
         let found = plan.prefilter.scan_document(doc);
         self.matching_candidates(&plan, &found, doc)
     }
 
     /// The rules of `plan` whose need `found` meets and that match `doc`, ascending.
-    fn matching_candidates(
-        &self,
-        plan: &Plan,
-        found: &Found,
-        doc: &Map<String, Value>,
-    ) -> Vec<usize> {
+    fn matching_candidates(&self, plan: &Plan, found: &Found, doc: Object<'_>) -> Vec<usize> {
         let mut hits = Vec::new();
         plan.prefilter.each_candidate(found, |position| {
             let index = plan.rules[position];
@@ -182,12 +177,12 @@ impl Engine {
     /// The matches are those [`Engine::matching`] finds in the document; the scan finds at least
     /// the literals the document scan does, and when it cannot say (see the prefilter's
     /// `record` module) the document is scanned instead.
-    pub fn matching_record<E>(
+    pub fn matching_record<'r, E>(
         &self,
         logsource: &LogSource,
         record: &str,
-        document: impl FnOnce() -> Result<Map<String, Value>, E>,
-    ) -> Result<RecordMatches, E> {
+        document: impl FnOnce() -> Result<Document<'r>, E>,
+    ) -> Result<RecordMatches<'r>, E> {
         let plan = self.plan(logsource);
         let found = plan.prefilter.scan_record(record).ok();
         if found
@@ -200,9 +195,9 @@ impl Engine {
             });
         }
         let document = document()?;
-        let found = found.unwrap_or_else(|| plan.prefilter.scan_document(&document));
+        let found = found.unwrap_or_else(|| plan.prefilter.scan_document(document.root()));
         Ok(RecordMatches {
-            hits: self.matching_candidates(&plan, &found, &document),
+            hits: self.matching_candidates(&plan, &found, document.root()),
             document: Some(document),
         })
     }
@@ -248,6 +243,6 @@ impl Engine {
 
     /// [`Engine::evaluate`] for an event, with its own logsource and document.
     pub fn evaluate_event(&self, event: &Event) -> Result<Vec<&Rule>, serde_json::Error> {
-        Ok(self.evaluate(&event.logsource, &event.document()?))
+        Ok(self.evaluate(&event.logsource, &event.document_view()?))
     }
 }

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use regex::Regex;
-use serde_json::{Map, Number, Value as Json};
+use serde_json::Number;
+use vigil_event::{JsonRef as Json, Object};
 
 use crate::modifier::{Compare, TimePart};
 use crate::number_text::with_number_text;
@@ -62,7 +63,7 @@ pub(crate) enum RuleNumber {
 impl Matcher {
     /// Whether a resolved field value matches; `None` means the field is missing. `doc` is the
     /// whole event, which field references look into.
-    pub fn matches(&self, value: Option<&Json>, doc: &Map<String, Json>) -> bool {
+    pub fn matches(&self, value: Option<Json<'_>>, doc: Object<'_>) -> bool {
         let Some(value) = value else {
             return match self {
                 Matcher::Null => true,
@@ -75,10 +76,10 @@ impl Matcher {
             (Matcher::AnyOf(variants), json) => variants.iter().any(|m| m.matches(Some(json), doc)),
             (Matcher::String(p), Json::String(s)) => p.matches(s),
             (Matcher::String(p), Json::Number(n)) => with_number_text(n, |s| p.matches(s)),
-            (Matcher::String(p), Json::Bool(b)) => p.matches(bool_text(*b)),
+            (Matcher::String(p), Json::Bool(b)) => p.matches(bool_text(b)),
             (Matcher::Number { value, .. }, Json::Number(n)) => number_eq(*value, n),
             (Matcher::Number { text, .. }, Json::String(s)) => text.matches(s),
-            (Matcher::Bool(want), Json::Bool(b)) => want == b,
+            (Matcher::Bool(want), Json::Bool(b)) => *want == b,
             (Matcher::Bool(want), Json::String(s)) => s.eq_ignore_ascii_case(bool_text(*want)),
             (Matcher::Regex(re, _), json) => with_text(json, |s| re.is_match(s)).unwrap_or(false),
             (Matcher::Cidr(net), Json::String(s)) => in_network(net, s),
@@ -139,11 +140,11 @@ impl Matcher {
 }
 
 /// Calls `f` with the text of a scalar JSON value; `None` for null, arrays and objects.
-fn with_text<R>(value: &Json, f: impl FnOnce(&str) -> R) -> Option<R> {
+fn with_text<R>(value: Json<'_>, f: impl FnOnce(&str) -> R) -> Option<R> {
     match value {
         Json::String(s) => Some(f(s)),
         Json::Number(n) => Some(with_number_text(n, f)),
-        Json::Bool(b) => Some(f(bool_text(*b))),
+        Json::Bool(b) => Some(f(bool_text(b))),
         Json::Null | Json::Array(_) | Json::Object(_) => None,
     }
 }
@@ -199,7 +200,7 @@ enum EventNumber {
     Float(f64),
 }
 
-fn event_number(value: &Json) -> Option<EventNumber> {
+fn event_number(value: Json<'_>) -> Option<EventNumber> {
     match value {
         Json::Number(n) => Some(if let Some(i) = n.as_i64() {
             EventNumber::Int(i.into())
@@ -254,9 +255,14 @@ fn number_eq(rule: RuleNumber, json: &Number) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     use super::*;
+
+    /// `matcher` on `value`, in an event with no other fields.
+    fn on(matcher: &Matcher, value: Option<&Value>) -> bool {
+        matcher.matches(value.map(Json::from), Object::from(&Map::new()))
+    }
 
     fn string(p: &str) -> Matcher {
         Matcher::String(Pattern::sigma(p, Anchor::Whole))
@@ -271,62 +277,58 @@ mod tests {
 
     #[test]
     fn numbers_match_numbers_and_their_text() {
-        assert!(int(200).matches(Some(&json!(200)), &Map::new()));
-        assert!(int(200).matches(Some(&json!("200")), &Map::new()));
-        assert!(int(200).matches(Some(&json!(200.0)), &Map::new()));
-        assert!(!int(200).matches(Some(&json!(201)), &Map::new()));
-        assert!(!int(200).matches(Some(&json!("2000")), &Map::new()));
-        assert!(!int(-1).matches(Some(&json!(u64::MAX)), &Map::new()));
+        assert!(on(&int(200), Some(&json!(200))));
+        assert!(on(&int(200), Some(&json!("200"))));
+        assert!(on(&int(200), Some(&json!(200.0))));
+        assert!(!on(&int(200), Some(&json!(201))));
+        assert!(!on(&int(200), Some(&json!("2000"))));
+        assert!(!on(&int(-1), Some(&json!(u64::MAX))));
         let float = Matcher::Number {
             value: RuleNumber::Float(1.5),
             text: Pattern::literal("1.5"),
         };
-        assert!(
-            float.matches(Some(&json!(1.5)), &Map::new())
-                && !float.matches(Some(&json!(1)), &Map::new())
-        );
+        assert!(on(&float, Some(&json!(1.5))) && !on(&float, Some(&json!(1))));
     }
 
     #[test]
     fn strings_match_the_text_of_numbers_and_booleans() {
-        assert!(string("200").matches(Some(&json!(200)), &Map::new()));
-        assert!(string("2*").matches(Some(&json!(250)), &Map::new()));
-        assert!(!string("3*").matches(Some(&json!(250)), &Map::new()));
-        assert!(string("TRUE").matches(Some(&json!(true)), &Map::new()));
-        assert!(string("1.5").matches(Some(&json!(1.5)), &Map::new()));
-        assert!(!string("x").matches(Some(&json!(null)), &Map::new()));
-        assert!(!string("*").matches(None, &Map::new()));
-        assert!(!string("*").matches(Some(&json!({"a": 1})), &Map::new()));
+        assert!(on(&string("200"), Some(&json!(200))));
+        assert!(on(&string("2*"), Some(&json!(250))));
+        assert!(!on(&string("3*"), Some(&json!(250))));
+        assert!(on(&string("TRUE"), Some(&json!(true))));
+        assert!(on(&string("1.5"), Some(&json!(1.5))));
+        assert!(!on(&string("x"), Some(&json!(null))));
+        assert!(!on(&string("*"), None));
+        assert!(!on(&string("*"), Some(&json!({"a": 1}))));
     }
 
     #[test]
     fn booleans_and_null() {
-        assert!(Matcher::Bool(true).matches(Some(&json!(true)), &Map::new()));
-        assert!(Matcher::Bool(true).matches(Some(&json!("True")), &Map::new()));
-        assert!(!Matcher::Bool(true).matches(Some(&json!(false)), &Map::new()));
-        assert!(!Matcher::Bool(false).matches(Some(&json!(0)), &Map::new()));
-        assert!(Matcher::Null.matches(None, &Map::new()));
-        assert!(Matcher::Null.matches(Some(&json!(null)), &Map::new()));
-        assert!(!Matcher::Null.matches(Some(&json!("")), &Map::new()));
-        assert!(!Matcher::Null.matches(Some(&json!("null")), &Map::new()));
+        assert!(on(&Matcher::Bool(true), Some(&json!(true))));
+        assert!(on(&Matcher::Bool(true), Some(&json!("True"))));
+        assert!(!on(&Matcher::Bool(true), Some(&json!(false))));
+        assert!(!on(&Matcher::Bool(false), Some(&json!(0))));
+        assert!(on(&Matcher::Null, None));
+        assert!(on(&Matcher::Null, Some(&json!(null))));
+        assert!(!on(&Matcher::Null, Some(&json!(""))));
+        assert!(!on(&Matcher::Null, Some(&json!("null"))));
     }
 
     #[test]
     fn comparisons_regexes_and_networks() {
-        let doc = Map::new();
         let gt = Matcher::Compare {
             op: Compare::Gt,
             value: RuleNumber::Int(10),
         };
-        assert!(gt.matches(Some(&json!(11)), &doc) && gt.matches(Some(&json!("10.5")), &doc));
-        assert!(!gt.matches(Some(&json!(10)), &doc) && !gt.matches(Some(&json!("inf")), &doc));
-        assert!(gt.matches(Some(&json!(u64::MAX)), &doc));
+        assert!(on(&gt, Some(&json!(11))) && on(&gt, Some(&json!("10.5"))));
+        assert!(!on(&gt, Some(&json!(10))) && !on(&gt, Some(&json!("inf"))));
+        assert!(on(&gt, Some(&json!(u64::MAX))));
         let re = Matcher::Regex(Regex::new("^a.c$").unwrap(), None);
-        assert!(re.matches(Some(&json!("abc")), &doc) && !re.matches(Some(&json!("ABC")), &doc));
+        assert!(on(&re, Some(&json!("abc"))) && !on(&re, Some(&json!("ABC"))));
         let net = Matcher::Cidr("10.0.0.0/8".parse().unwrap());
-        assert!(net.matches(Some(&json!("10.1.2.3")), &doc));
-        assert!(net.matches(Some(&json!("::ffff:10.1.2.3")), &doc));
-        assert!(!net.matches(Some(&json!("11.1.2.3")), &doc));
-        assert!(!net.matches(Some(&json!("10.1.2.3:80")), &doc));
+        assert!(on(&net, Some(&json!("10.1.2.3"))));
+        assert!(on(&net, Some(&json!("::ffff:10.1.2.3"))));
+        assert!(!on(&net, Some(&json!("11.1.2.3"))));
+        assert!(!on(&net, Some(&json!("10.1.2.3:80"))));
     }
 }

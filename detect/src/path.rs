@@ -5,7 +5,7 @@
 //! labels, flattened exports), so at every level each dot may either step into an object or be
 //! part of the key.
 
-use serde_json::{Map, Value};
+use vigil_event::{JsonRef, Object};
 
 /// Nesting deeper than this is not searched. The bound keeps a document built in code (bypassing
 /// the parser's limit) from exhausting the stack.
@@ -43,24 +43,24 @@ impl FieldPath {
     /// Arrays stand for each of their elements, both on the way (`a.b` looks into every object
     /// of an array `a`) and at the end (a list-valued field is each of its values). Where the
     /// path leads nowhere, `visit` gets `None`, which `null` in a rule matches.
-    pub fn any(
+    pub fn any<'d>(
         &self,
-        doc: &Map<String, Value>,
-        visit: &mut dyn FnMut(Option<&Value>) -> bool,
+        doc: Object<'d>,
+        visit: &mut dyn FnMut(Option<JsonRef<'d>>) -> bool,
     ) -> bool {
         self.in_object(doc, 0, 0, visit)
     }
 
     /// The first value of the field that is not null, as text (strings as they are, others as
     /// JSON): what a correlation groups and counts by. `rules explain` reports the same.
-    pub fn first_text(&self, doc: &Map<String, Value>) -> Option<String> {
+    pub fn first_text(&self, doc: Object<'_>) -> Option<String> {
         let mut found = None;
         self.any(doc, &mut |value| match value {
-            Some(Value::Null) | None => false,
+            Some(JsonRef::Null) | None => false,
             Some(value) => {
                 found = Some(match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    JsonRef::String(s) => s.to_owned(),
+                    other => other.to_value().to_string(),
                 });
                 true
             }
@@ -70,12 +70,12 @@ impl FieldPath {
 
     /// The first value of the field that is a finite number, or a string that spells one: what
     /// the numeric correlations (`value_sum` and the like) aggregate.
-    pub fn first_number(&self, doc: &Map<String, Value>) -> Option<f64> {
+    pub fn first_number(&self, doc: Object<'_>) -> Option<f64> {
         let mut found = None;
         self.any(doc, &mut |value| {
             found = match value {
-                Some(Value::Number(n)) => n.as_f64().filter(|n| n.is_finite()),
-                Some(Value::String(s)) => parse_number(s),
+                Some(JsonRef::Number(n)) => n.as_f64().filter(|n| n.is_finite()),
+                Some(JsonRef::String(s)) => parse_number(s),
                 _ => None,
             };
             found.is_some()
@@ -85,11 +85,11 @@ impl FieldPath {
 
     /// Whether the field is present anywhere in `doc`, whatever its value (even null or an
     /// empty list): what `exists` tests.
-    pub fn exists(&self, doc: &Map<String, Value>) -> bool {
+    pub fn exists(&self, doc: Object<'_>) -> bool {
         self.present_in_object(doc, 0, 0)
     }
 
-    fn present_in_object(&self, object: &Map<String, Value>, start: usize, depth: usize) -> bool {
+    fn present_in_object(&self, object: Object<'_>, start: usize, depth: usize) -> bool {
         if depth > MAX_DEPTH {
             return false;
         }
@@ -106,23 +106,23 @@ impl FieldPath {
         false
     }
 
-    fn present_in_value(&self, value: &Value, start: usize, depth: usize) -> bool {
+    fn present_in_value(&self, value: JsonRef<'_>, start: usize, depth: usize) -> bool {
         match value {
-            Value::Object(object) => self.present_in_object(object, start, depth),
-            Value::Array(items) if depth <= MAX_DEPTH => items
-                .iter()
+            JsonRef::Object(object) => self.present_in_object(object, start, depth),
+            JsonRef::Array(items) if depth <= MAX_DEPTH => items
+                .items()
                 .any(|item| self.present_in_value(item, start, depth + 1)),
             _ => false,
         }
     }
 
     /// Resolves the part of the path from byte `start` (just after a dot, or 0) in `object`.
-    fn in_object(
+    fn in_object<'d>(
         &self,
-        object: &Map<String, Value>,
+        object: Object<'d>,
         start: usize,
         depth: usize,
-        visit: &mut dyn FnMut(Option<&Value>) -> bool,
+        visit: &mut dyn FnMut(Option<JsonRef<'d>>) -> bool,
     ) -> bool {
         let mut found = false;
         // The whole rest as one key, then every shorter prefix that ends before a dot.
@@ -145,21 +145,28 @@ impl FieldPath {
         !found && visit(None)
     }
 
-    fn in_value(
+    fn in_value<'d>(
         &self,
-        value: &Value,
+        value: JsonRef<'d>,
         start: usize,
         depth: usize,
-        visit: &mut dyn FnMut(Option<&Value>) -> bool,
+        visit: &mut dyn FnMut(Option<JsonRef<'d>>) -> bool,
     ) -> bool {
         if depth > MAX_DEPTH {
             return false;
         }
         match value {
-            Value::Object(object) => self.in_object(object, start, depth, visit),
-            Value::Array(items) if !items.is_empty() => items
-                .iter()
-                .any(|item| self.in_value(item, start, depth + 1, visit)),
+            JsonRef::Object(object) => self.in_object(object, start, depth, visit),
+            JsonRef::Array(items) => {
+                let mut any = false;
+                for item in items.items() {
+                    any = true;
+                    if self.in_value(item, start, depth + 1, visit) {
+                        return true;
+                    }
+                }
+                !any && visit(None)
+            }
             _ => visit(None),
         }
     }
@@ -171,40 +178,47 @@ pub(crate) fn parse_number(text: &str) -> Option<f64> {
 }
 
 /// Visits a field's value, or each element of it if it is an array.
-fn leaves(value: &Value, depth: usize, visit: &mut dyn FnMut(Option<&Value>) -> bool) -> bool {
+fn leaves<'d>(
+    value: JsonRef<'d>,
+    depth: usize,
+    visit: &mut dyn FnMut(Option<JsonRef<'d>>) -> bool,
+) -> bool {
     match value {
-        Value::Array(items) if depth <= MAX_DEPTH => {
-            items.iter().any(|item| leaves(item, depth + 1, visit))
+        JsonRef::Array(items) if depth <= MAX_DEPTH => {
+            items.items().any(|item| leaves(item, depth + 1, visit))
         }
-        Value::Array(_) => false,
+        JsonRef::Array(_) => false,
         value => visit(Some(value)),
     }
 }
 
 /// Calls `visit` with every string value anywhere in the document (not keys) until it returns
 /// true. Keyword searches look at these.
-pub(crate) fn any_string(doc: &Map<String, Value>, visit: &mut dyn FnMut(&str) -> bool) -> bool {
-    doc.values().any(|value| string_in(value, 0, visit))
+pub(crate) fn any_string(doc: Object<'_>, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+    doc.members().any(|(_, value)| string_in(value, 0, visit))
 }
 
-fn string_in(value: &Value, depth: usize, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+fn string_in(value: JsonRef<'_>, depth: usize, visit: &mut dyn FnMut(&str) -> bool) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }
     match value {
-        Value::String(s) => visit(s),
-        Value::Array(items) => items.iter().any(|item| string_in(item, depth + 1, visit)),
-        Value::Object(object) => object
-            .values()
-            .any(|item| string_in(item, depth + 1, visit)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        JsonRef::String(s) => visit(s),
+        JsonRef::Array(items) => items.items().any(|item| string_in(item, depth + 1, visit)),
+        JsonRef::Object(object) => object
+            .members()
+            .any(|(_, item)| string_in(item, depth + 1, visit)),
+        JsonRef::Null | JsonRef::Bool(_) | JsonRef::Number(_) => false,
     }
 }
 
 /// A record `{"x": [[..."leaf"...]]}` whose text nests `depth` lists deep, read by the record
 /// parser as ingest reads it: for tests that deep nesting hides nothing.
 #[cfg(test)]
-pub(crate) fn nested_record(depth: usize, leaf: &str) -> Map<String, Value> {
+pub(crate) fn nested_record(
+    depth: usize,
+    leaf: &str,
+) -> serde_json::Map<String, serde_json::Value> {
     let text = format!(
         r#"{{"x":{}"{leaf}"{}}}"#,
         "[".repeat(depth),
@@ -215,7 +229,7 @@ pub(crate) fn nested_record(depth: usize, leaf: &str) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     use super::*;
 
@@ -229,8 +243,8 @@ mod tests {
     /// Every value the path gives, with `None` for missing.
     fn values(path: &str, doc: &Map<String, Value>) -> Vec<Option<Value>> {
         let mut out = Vec::new();
-        FieldPath::new(path).any(doc, &mut |v| {
-            out.push(v.cloned());
+        FieldPath::new(path).any(Object::from(doc), &mut |v| {
+            out.push(v.map(JsonRef::to_value));
             false
         });
         out
@@ -286,10 +300,13 @@ mod tests {
     fn presence_ignores_the_value() {
         let d = doc(json!({"a": {"b": null, "c": []}, "l": [{"x": 1}, {"y": ""}], "d.e": 0}));
         for present in ["a", "a.b", "a.c", "l.y", "l.x", "d.e"] {
-            assert!(FieldPath::new(present).exists(&d), "{present}");
+            assert!(
+                FieldPath::new(present).exists(Object::from(&d)),
+                "{present}"
+            );
         }
         for absent in ["b", "a.d", "a.b.c", "l.z", "d", "l.x.y"] {
-            assert!(!FieldPath::new(absent).exists(&d), "{absent}");
+            assert!(!FieldPath::new(absent).exists(Object::from(&d)), "{absent}");
         }
     }
 
@@ -297,7 +314,7 @@ mod tests {
     fn stops_at_the_first_hit() {
         let d = doc(json!({"a": [1, 2, 3]}));
         let mut seen = 0;
-        assert!(FieldPath::new("a").any(&d, &mut |_| {
+        assert!(FieldPath::new("a").any(Object::from(&d), &mut |_| {
             seen += 1;
             seen == 2
         }));
@@ -308,7 +325,7 @@ mod tests {
     fn finds_strings_anywhere_but_not_too_deep() {
         let d = doc(json!({"a": {"b": [1, "needle"]}, "needle-key": 5}));
         let mut strings = Vec::new();
-        any_string(&d, &mut |s| {
+        any_string(Object::from(&d), &mut |s| {
             strings.push(s.to_owned());
             false
         });
@@ -319,8 +336,8 @@ mod tests {
             deep = json!([deep]);
         }
         let d = doc(json!({ "x": deep }));
-        assert!(!any_string(&d, &mut |_| true));
-        assert!(!FieldPath::new("x").any(&d, &mut |_| true));
+        assert!(!any_string(Object::from(&d), &mut |_| true));
+        assert!(!FieldPath::new("x").any(Object::from(&d), &mut |_| true));
     }
 
     /// Every value a parsed record holds is within reach, however deep its text nests: the
@@ -330,16 +347,14 @@ mod tests {
         for depth in [vigil_event::json::MAX_DEPTH - 2, 100_000] {
             let d = nested_record(depth, "needle");
             let mut found = false;
-            any_string(&d, &mut |s| {
+            any_string(Object::from(&d), &mut |s| {
                 found = s.contains("needle");
                 found
             });
             assert!(found, "{depth}");
             let mut leaf = false;
-            FieldPath::new("x").any(&d, &mut |v| {
-                leaf = v
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| s.contains("needle"));
+            FieldPath::new("x").any(Object::from(&d), &mut |v| {
+                leaf = matches!(v, Some(JsonRef::String(s)) if s.contains("needle"));
                 leaf
             });
             assert!(leaf, "{depth}");

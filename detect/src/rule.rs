@@ -3,8 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
-use vigil_event::LogSource;
+use vigil_event::{LogSource, Object};
 
 use crate::detection::CompiledDetection;
 use crate::error::Problem;
@@ -55,7 +54,8 @@ impl Rule {
     }
 
     /// Whether the event document satisfies the rule's detection, whatever its logsource.
-    pub fn matches(&self, doc: &Map<String, Json>) -> bool {
+    pub fn matches<'d>(&self, doc: impl Into<Object<'d>>) -> bool {
+        let doc = doc.into();
         self.detection.matches(doc) && self.filters.iter().all(|filter| filter.matches(doc))
     }
 

@@ -5,7 +5,7 @@
 //! string is read as written: `2024-03-05T23:10:00+02:00` has hour 23, whatever its offset.
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
-use serde_json::Value as Json;
+use vigil_event::JsonRef as Json;
 
 use crate::modifier::TimePart;
 
@@ -26,7 +26,7 @@ impl TimePart {
 
 /// The part of a field value read as a timestamp; `None` when it is not one, or when it has no
 /// such part (a bare date has no hour).
-pub(crate) fn part_of(value: &Json, part: TimePart) -> Option<i64> {
+pub(crate) fn part_of(value: Json<'_>, part: TimePart) -> Option<i64> {
     match value {
         Json::String(text) => part_of_text(text, part),
         // Numbers are Unix times in seconds, in UTC.
@@ -96,23 +96,23 @@ mod tests {
     #[test]
     fn reads_parts_as_written() {
         let t = json!("2024-03-05T23:10:59.123+02:00");
-        assert_eq!(part_of(&t, TimePart::Minute), Some(10));
-        assert_eq!(part_of(&t, TimePart::Hour), Some(23));
-        assert_eq!(part_of(&t, TimePart::Day), Some(5));
-        assert_eq!(part_of(&t, TimePart::Week), Some(10));
-        assert_eq!(part_of(&t, TimePart::Month), Some(3));
-        assert_eq!(part_of(&t, TimePart::Year), Some(2024));
+        assert_eq!(part_of(Json::from(&t), TimePart::Minute), Some(10));
+        assert_eq!(part_of(Json::from(&t), TimePart::Hour), Some(23));
+        assert_eq!(part_of(Json::from(&t), TimePart::Day), Some(5));
+        assert_eq!(part_of(Json::from(&t), TimePart::Week), Some(10));
+        assert_eq!(part_of(Json::from(&t), TimePart::Month), Some(3));
+        assert_eq!(part_of(Json::from(&t), TimePart::Year), Some(2024));
         let spaced = json!("2021-01-03 04:05:06");
-        assert_eq!(part_of(&spaced, TimePart::Hour), Some(4));
+        assert_eq!(part_of(Json::from(&spaced), TimePart::Hour), Some(4));
         // 2021-01-03 is a Sunday of ISO week 53 of 2020.
-        assert_eq!(part_of(&spaced, TimePart::Week), Some(53));
+        assert_eq!(part_of(Json::from(&spaced), TimePart::Week), Some(53));
     }
 
     #[test]
     fn dates_have_no_time_and_junk_has_nothing() {
         let date = json!("2024-03-05");
-        assert_eq!(part_of(&date, TimePart::Day), Some(5));
-        assert_eq!(part_of(&date, TimePart::Hour), None);
+        assert_eq!(part_of(Json::from(&date), TimePart::Day), Some(5));
+        assert_eq!(part_of(Json::from(&date), TimePart::Hour), None);
         for junk in [
             "",
             "2024",
@@ -121,18 +121,28 @@ mod tests {
             "x024-01-01",
             "2024-01-01X",
         ] {
-            assert_eq!(part_of(&json!(junk), TimePart::Year), None, "{junk}");
+            assert_eq!(
+                part_of(Json::from(&json!(junk)), TimePart::Year),
+                None,
+                "{junk}"
+            );
         }
-        assert_eq!(part_of(&json!("2024-01-01T25:00"), TimePart::Hour), None);
-        assert_eq!(part_of(&json!(true), TimePart::Year), None);
-        assert_eq!(part_of(&json!("٢٠٢٤-01-01"), TimePart::Year), None);
+        assert_eq!(
+            part_of(Json::from(&json!("2024-01-01T25:00")), TimePart::Hour),
+            None
+        );
+        assert_eq!(part_of(Json::from(&json!(true)), TimePart::Year), None);
+        assert_eq!(
+            part_of(Json::from(&json!("٢٠٢٤-01-01")), TimePart::Year),
+            None
+        );
     }
 
     #[test]
     fn numbers_are_unix_seconds() {
-        assert_eq!(part_of(&json!(0), TimePart::Year), Some(1970));
-        assert_eq!(part_of(&json!(3600.5), TimePart::Hour), Some(1));
-        assert_eq!(part_of(&json!(i64::MAX), TimePart::Year), None);
-        assert_eq!(part_of(&json!(1e300), TimePart::Year), None);
+        assert_eq!(part_of(Json::from(&json!(0)), TimePart::Year), Some(1970));
+        assert_eq!(part_of(Json::from(&json!(3600.5)), TimePart::Hour), Some(1));
+        assert_eq!(part_of(Json::from(&json!(i64::MAX)), TimePart::Year), None);
+        assert_eq!(part_of(Json::from(&json!(1e300)), TimePart::Year), None);
     }
 }

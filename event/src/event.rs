@@ -1,9 +1,11 @@
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::EventId;
+use crate::{Document, EventId};
 
 /// Where an event came from: the kind of source and the name of this instance of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,6 +137,17 @@ impl Event {
                     .or_insert_with(|| Value::String(text.clone()));
                 Ok(doc)
             }
+        }
+    }
+
+    /// [`Event::document`]'s fields, read without building a map for a JSON record: its
+    /// [`Document`] borrows from the record's text.
+    pub fn document_view(&self) -> Result<Document<'_>, serde_json::Error> {
+        match &self.record {
+            Record::Json(raw) => {
+                Document::parse(raw.get()).map_err(<serde_json::Error as serde::de::Error>::custom)
+            }
+            Record::Text(_) => self.document().map(|map| Document::Map(Cow::Owned(map))),
         }
     }
 }

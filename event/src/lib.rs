@@ -8,12 +8,14 @@
 //! An [`Alert`] is what detection makes of one or more events that matched a rule.
 
 mod alert;
+mod document;
 mod event;
 mod id;
 pub mod json;
 mod quarantine;
 
 pub use alert::{Alert, BusPosition, Level, MatchedEvent, MatchedField};
+pub use document::{Array, Document, Items, JsonRef, Members, Object, Tape};
 pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;

@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use vigil_event::Id;
+use vigil_event::{Id, Object};
 
 use super::{CorrelationRule, CorrelationType};
 use crate::path::{parse_number, FieldPath};
@@ -52,7 +51,7 @@ pub(crate) struct Graph {
 /// What arrives at a correlation: an event matched by a detection rule, or the match of an
 /// inner correlation (whose fields are its group key).
 pub(crate) enum Source<'a> {
-    Event(&'a Map<String, Value>),
+    Event(Object<'a>),
     Match(&'a [(String, String)]),
 }
 
@@ -60,7 +59,7 @@ impl Source<'_> {
     /// The first non-null value of a field, as text.
     fn text(&self, lookup: &Lookup) -> Option<String> {
         match self {
-            Source::Event(doc) => lookup.path.first_text(doc),
+            Source::Event(doc) => lookup.path.first_text(*doc),
             Source::Match(pairs) => pairs
                 .iter()
                 .find(|(name, _)| *name == lookup.name)
@@ -71,7 +70,7 @@ impl Source<'_> {
     /// The first value of a field that is a number, or a string that spells one.
     fn number(&self, lookup: &Lookup) -> Option<f64> {
         match self {
-            Source::Event(doc) => lookup.path.first_number(doc),
+            Source::Event(doc) => lookup.path.first_number(*doc),
             Source::Match(_) => self.text(lookup).and_then(|s| parse_number(&s)),
         }
     }

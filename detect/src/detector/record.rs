@@ -1,8 +1,7 @@
 //! [`Detector`] fed a whole [`Event`], or a JSON record as its text: the record is parsed
 //! only when the engine's prefilter, run over its text, says some rule may match it.
 
-use serde_json::{Map, Value};
-use vigil_event::{Event, Id, LogSource};
+use vigil_event::{Document, Event, Id, LogSource};
 
 use super::{Detector, Evaluation};
 
@@ -10,22 +9,22 @@ impl Detector {
     /// [`Detector::evaluate`] for a JSON record given as its text, parsed by `document` only
     /// when some rule may match it ([`crate::Engine::matching_record`]). The document comes back
     /// with the evaluation when it was parsed, for [`crate::Engine::matched_fields`].
-    pub fn evaluate_record<E>(
+    pub fn evaluate_record<'r, E>(
         &mut self,
         stream: &str,
         time: i64,
         event_id: Option<Id>,
         logsource: &LogSource,
         record: &str,
-        document: impl FnOnce() -> Result<Map<String, Value>, E>,
-    ) -> Result<(Evaluation, Option<Map<String, Value>>), E> {
+        document: impl FnOnce() -> Result<Document<'r>, E>,
+    ) -> Result<(Evaluation, Option<Document<'r>>), E> {
         let matches = self.engine.matching_record(logsource, record, document)?;
         let Some(doc) = matches.document else {
             // Nothing matched, so nothing feeds a correlation: only the stream's time moves.
             self.advance_stream(stream, time);
             return Ok((Evaluation::default(), None));
         };
-        let evaluation = self.evaluate_hits(stream, time, event_id, matches.hits, &doc);
+        let evaluation = self.evaluate_hits(stream, time, event_id, matches.hits, doc.root());
         Ok((evaluation, Some(doc)))
     }
 
@@ -33,15 +32,15 @@ impl Detector {
     /// [`Detector::evaluate_record`] (parsed only when some rule may match it), a text record
     /// as its derived fields. The document comes back when it was built, for
     /// [`crate::Engine::matched_fields`].
-    pub fn evaluate_event(
+    pub fn evaluate_event<'e>(
         &mut self,
         stream: &str,
         time: i64,
-        event: &Event,
-    ) -> Result<(Evaluation, Option<Map<String, Value>>), serde_json::Error> {
+        event: &'e Event,
+    ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
         let id = Some(event.id);
         if event.record.is_json() {
-            let parse = || event.document();
+            let parse = || event.document_view();
             return self.evaluate_record(
                 stream,
                 time,
@@ -51,7 +50,7 @@ impl Detector {
                 parse,
             );
         }
-        let doc = event.document()?;
+        let doc = event.document_view()?;
         let evaluation = self.evaluate(stream, time, id, &event.logsource, &doc);
         Ok((evaluation, Some(doc)))
     }

@@ -247,7 +247,9 @@ fn read_values(
     let mut group = FieldValues::default();
     for field in &correlation.group_by {
         let source = correlation.alias_for(field, &known).to_owned();
-        let value = FieldPath::new(&source).first_text(doc).map(Json::String);
+        let value = FieldPath::new(&source)
+            .first_text(doc.into())
+            .map(Json::String);
         if value.is_none() {
             missing.push(source.clone());
         }
@@ -265,9 +267,9 @@ fn read_values(
             let source = correlation.alias_for(field, &known).to_owned();
             let path = FieldPath::new(&source);
             let value = if correlation.kind.is_numeric() {
-                path.first_number(doc).map(|n| json!(n))
+                path.first_number(doc.into()).map(|n| json!(n))
             } else {
-                path.first_text(doc).map(Json::String)
+                path.first_text(doc.into()).map(Json::String)
             };
             if value.is_none() {
                 missing.push(source.clone());

@@ -12,8 +12,7 @@
 //! hold by a value's absence, so they report nothing. An event is attacker-sized, so the report is bounded:
 //! at most [`MAX_MATCHED_FIELDS`] fields, names and values cut to [`MAX_MATCHED_CHARS`].
 
-use serde_json::{Map, Value as Json};
-use vigil_event::{LogSource, MatchedField};
+use vigil_event::{JsonRef as Json, LogSource, MatchedField, Object};
 
 use crate::condition::Expr;
 use crate::detection::{Item, Search};
@@ -28,7 +27,8 @@ pub const MAX_MATCHED_CHARS: usize = 256;
 impl Rule {
     /// The fields and values of `doc` that made the rule match it: those of its detection, then
     /// of its filters, at most [`MAX_MATCHED_FIELDS`]. Empty when the rule does not match.
-    pub fn matched_fields(&self, doc: &Map<String, Json>) -> Vec<MatchedField> {
+    pub fn matched_fields<'d>(&self, doc: impl Into<Object<'d>>) -> Vec<MatchedField> {
+        let doc = doc.into();
         let mut found = Found::default();
         add_rule(self, doc, &mut found);
         found.fields
@@ -40,12 +40,13 @@ impl Engine {
     /// for a correlation, those of each rule it counts (directly or through inner correlations)
     /// that matched this event, the one that completed it. The earlier events of the window
     /// are not at hand: the detector keeps their ids, not their documents.
-    pub fn matched_fields(
+    pub fn matched_fields<'d>(
         &self,
         finding: &Finding,
         logsource: &LogSource,
-        doc: &Map<String, Json>,
+        doc: impl Into<Object<'d>>,
     ) -> Vec<MatchedField> {
+        let doc = doc.into();
         let mut found = Found::default();
         match finding {
             Finding::Rule { rule, .. } => {
@@ -87,7 +88,7 @@ impl Engine {
 }
 
 /// Adds what made `rule` match `doc`; nothing when it does not.
-fn add_rule(rule: &Rule, doc: &Map<String, Json>, found: &mut Found) {
+fn add_rule(rule: &Rule, doc: Object<'_>, found: &mut Found) {
     if !rule.matches(doc) {
         return;
     }
@@ -140,7 +141,7 @@ fn witnesses(
     }
 }
 
-fn search_fields(search: &Search, doc: &Map<String, Json>, found: &mut Found) {
+fn search_fields(search: &Search, doc: Object<'_>, found: &mut Found) {
     match search {
         Search::All(items) => items.iter().for_each(|item| item_fields(item, doc, found)),
         Search::Any(alternatives) => alternatives
@@ -150,7 +151,7 @@ fn search_fields(search: &Search, doc: &Map<String, Json>, found: &mut Found) {
     }
 }
 
-fn item_fields(item: &Item, doc: &Map<String, Json>, found: &mut Found) {
+fn item_fields(item: &Item, doc: Object<'_>, found: &mut Found) {
     match item {
         Item::Field {
             negate: false,
@@ -221,12 +222,12 @@ fn item_fields(item: &Item, doc: &Map<String, Json>, found: &mut Found) {
 /// Calls `visit` with every string of the document and the keys that lead to it, as
 /// [`crate::path::any_string`] visits them for keyword searches, until it returns true.
 fn strings_with_paths<'a>(
-    object: &'a Map<String, Json>,
+    object: Object<'a>,
     keys: &mut Vec<&'a str>,
     depth: usize,
     visit: &mut dyn FnMut(&[&'a str], &str) -> bool,
 ) -> bool {
-    object.iter().any(|(key, value)| {
+    object.members().any(|(key, value)| {
         keys.push(key);
         let stop = string_in(value, keys, depth, visit);
         keys.pop();
@@ -235,7 +236,7 @@ fn strings_with_paths<'a>(
 }
 
 fn string_in<'a>(
-    value: &'a Json,
+    value: Json<'a>,
     keys: &mut Vec<&'a str>,
     depth: usize,
     visit: &mut dyn FnMut(&[&'a str], &str) -> bool,
@@ -246,7 +247,7 @@ fn string_in<'a>(
     match value {
         Json::String(text) => visit(keys, text),
         Json::Array(items) => items
-            .iter()
+            .items()
             .any(|item| string_in(item, keys, depth + 1, visit)),
         Json::Object(object) => strings_with_paths(object, keys, depth + 1, visit),
         Json::Null | Json::Bool(_) | Json::Number(_) => false,
@@ -264,10 +265,10 @@ impl Found {
         self.fields.len() >= MAX_MATCHED_FIELDS
     }
 
-    fn field(&mut self, path: &FieldPath, value: &Json) {
+    fn field(&mut self, path: &FieldPath, value: Json<'_>) {
         let value = match value {
             Json::String(text) => cut(text),
-            other => cut(&other.to_string()),
+            other => cut(&other.to_value().to_string()),
         };
         self.push(cut(path.name()), value, false);
     }
@@ -317,10 +318,12 @@ fn cut(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
     use crate::{parse_rules, RuleSetBuilder};
 
-    fn doc(json: &str) -> Map<String, Json> {
+    fn doc(json: &str) -> Map<String, Value> {
         serde_json::from_str(json).unwrap()
     }
 

@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
+use vigil_event::{JsonRef, Object};
 
 use crate::condition::{self, Expr};
 use crate::modifier::{self, Modifier};
@@ -287,6 +288,7 @@ fn explain_item(
     options: &LoadOptions,
     doc: &Map<String, Json>,
 ) -> ItemExplanation {
+    let doc = Object::from(doc);
     let path = field.map(FieldPath::new);
     let mut found = Vec::new();
     if let Some(path) = &path {
@@ -354,10 +356,10 @@ fn explain_item(
     explanation
 }
 
-fn shown(value: &Json) -> String {
+fn shown(value: JsonRef<'_>) -> String {
     let text = match value {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
+        JsonRef::String(s) => s.to_owned(),
+        other => other.to_value().to_string(),
     };
     if text.chars().count() > MAX_SHOWN_CHARS {
         let mut cut: String = text.chars().take(MAX_SHOWN_CHARS).collect();

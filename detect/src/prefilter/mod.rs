@@ -29,7 +29,7 @@ use std::cell::RefCell;
 use aho_corasick::automaton::{Automaton as _, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, Anchored};
-use serde_json::{Map, Value};
+use vigil_event::{JsonRef, Object};
 
 use crate::number_text::with_number_text;
 use crate::path::MAX_DEPTH;
@@ -154,7 +154,7 @@ impl Prefilter {
     }
 
     /// The literals in the strings, numbers and booleans of `doc`.
-    pub fn scan_document(&self, doc: &Map<String, Value>) -> Found {
+    pub fn scan_document(&self, doc: Object<'_>) -> Found {
         let mut found = Found(vec![0; self.literals.div_ceil(64)]);
         let Some(automaton) = &self.automaton else {
             return found;
@@ -171,7 +171,7 @@ impl Prefilter {
                 automaton,
                 shortest: self.shortest,
             };
-            for value in doc.values() {
+            for (_, value) in doc.members() {
                 scanner.scan(value, 0, &mut found.0, folded);
             }
         });
@@ -288,7 +288,7 @@ struct Scanner<'a> {
 impl Scanner<'_> {
     /// Records the literals in every string of `value`, and in the text of its numbers and
     /// booleans (which string patterns also match).
-    fn scan(&self, value: &Value, depth: usize, found: &mut [u64], folded: &mut String) {
+    fn scan(&self, value: JsonRef<'_>, depth: usize, found: &mut [u64], folded: &mut String) {
         // Deeper than matching ever looks (which stops at `MAX_DEPTH` levels of objects and
         // arrays, the record parser's own limit), so everything a rule can see is scanned.
         if depth > 2 * MAX_DEPTH {
@@ -303,7 +303,7 @@ impl Scanner<'_> {
                 .each_in(text, |id| found[id / 64] |= 1 << (id % 64));
         };
         match value {
-            Value::String(text) => {
+            JsonRef::String(text) => {
                 mark(text);
                 if !text.is_ascii() {
                     folded.clear();
@@ -311,30 +311,30 @@ impl Scanner<'_> {
                     mark(folded);
                 }
             }
-            Value::Number(number) => with_number_text(number, |text| mark(text)),
-            Value::Bool(true) => mark("true"),
-            Value::Bool(false) => mark("false"),
-            Value::Null => {}
-            Value::Array(items) => items
-                .iter()
+            JsonRef::Number(number) => with_number_text(number, |text| mark(text)),
+            JsonRef::Bool(true) => mark("true"),
+            JsonRef::Bool(false) => mark("false"),
+            JsonRef::Null => {}
+            JsonRef::Array(items) => items
+                .items()
                 .for_each(|item| self.scan(item, depth + 1, found, folded)),
-            Value::Object(object) => object
-                .values()
-                .for_each(|item| self.scan(item, depth + 1, found, folded)),
+            JsonRef::Object(object) => object
+                .members()
+                .for_each(|(_, item)| self.scan(item, depth + 1, found, folded)),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     use super::*;
 
     /// The positions of the rules that may match `doc`, as the engine evaluates them.
     fn candidates(filter: &Prefilter, doc: &Map<String, Value>) -> Vec<usize> {
         let mut seen = Vec::new();
-        filter.each_candidate(&filter.scan_document(doc), |i| seen.push(i));
+        filter.each_candidate(&filter.scan_document(doc.into()), |i| seen.push(i));
         seen
     }
 

@@ -237,7 +237,7 @@ fn record_text_prefilter_never_hides_a_match() {
         for doc in &docs {
             let expected = brute_force(&engine, logsource, doc);
             for text in spellings(doc, &mut rng) {
-                let parsed = || serde_json::from_str::<Map<String, Value>>(&text);
+                let parsed = || vigil_event::Document::parse(&text);
                 let result = engine.matching_record(logsource, &text, parsed).unwrap();
                 assert_eq!(result.hits, expected, "{text}");
                 records += 1;
@@ -337,7 +337,7 @@ detection:
         let doc: Map<String, Value> = serde_json::from_str(&text).unwrap();
         let expected = brute_force(&engine, &test, &doc);
         assert_eq!(engine.matching(&test, &doc), expected, "{text}");
-        let parsed = || serde_json::from_str::<Map<String, Value>>(&text);
+        let parsed = || vigil_event::Document::parse(&text);
         let record = engine.matching_record(&test, &text, parsed).unwrap();
         assert_eq!(record.hits, expected, "{text}");
         matched.extend(expected);

@@ -228,19 +228,20 @@ pub(super) fn detect_batch(
         // The record is parsed only when its text says some rule may match it
         // (`Detector::evaluate_event`): most events match none, and then cost the bus decode
         // and a scan of their bytes.
-        let evaluated = serde_json::from_slice::<Event>(&delivery.payload)
-            .map_err(|e| format!("unreadable event on the bus: {e}"))
-            .and_then(|event| {
-                // A record's own time is attacker-controlled; one from the future would
-                // expire every correlation window, so it counts no later than its arrival.
-                // Each source is its own stream, with its own watermark, so a source that lags
-                // another still correlates.
-                let time = event.time.min(event.received).timestamp_millis();
-                detector
-                    .evaluate_event(&event.source.name, time, &event)
-                    .map(|(evaluation, document)| (event, evaluation, document.unwrap_or_default()))
-                    .map_err(|e| format!("event record is not valid JSON: {e}"))
-            });
+        let decoded = serde_json::from_slice::<Event>(&delivery.payload)
+            .map_err(|e| format!("unreadable event on the bus: {e}"));
+        // The document borrows the record's text from the decoded event.
+        let evaluated = decoded.as_ref().map_err(String::clone).and_then(|event| {
+            // A record's own time is attacker-controlled; one from the future would
+            // expire every correlation window, so it counts no later than its arrival.
+            // Each source is its own stream, with its own watermark, so a source that lags
+            // another still correlates.
+            let time = event.time.min(event.received).timestamp_millis();
+            detector
+                .evaluate_event(&event.source.name, time, event)
+                .map(|(evaluation, document)| (event, evaluation, document.unwrap_or_default()))
+                .map_err(|e| format!("event record is not valid JSON: {e}"))
+        });
         match evaluated {
             Ok((event, evaluation, document)) => {
                 outcome.events += 1;
@@ -268,12 +269,12 @@ pub(super) fn detect_batch(
                     let matched = engine.matched_fields(&detection, &event.logsource, &document);
                     let mut alert = match detection {
                         Finding::Rule { rule } => {
-                            rule_alert(&engine.rules()[rule], &event, detected)
+                            rule_alert(&engine.rules()[rule], event, detected)
                         }
                         Finding::Correlation(matched) => correlation_alert(
                             &engine.correlations()[matched.correlation],
                             matched,
-                            &event,
+                            event,
                             detected,
                         ),
                     };

@@ -1,0 +1,354 @@
+//! The tape: a parsed record's values in one vector, containers followed by their contents.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
+
+use super::{Array, JsonRef, Object};
+
+/// Objects with more members than this get a sorted index; smaller ones are scanned, which is
+/// faster at their size. The index keeps a record with thousands of keys from costing a scan of
+/// them all for each field a rule names.
+const SCANNED_MEMBERS: usize = 16;
+
+/// A parsed JSON object, laid out flat: see the module documentation of [`super`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tape<'a> {
+    slots: Vec<Slot<'a>>,
+    /// For each indexed object, the slot indices of its members ordered by key, and by position
+    /// among equal keys.
+    sorted: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Slot<'a> {
+    /// The member's key; empty for an array item and the root.
+    key: Cow<'a, str>,
+    node: Node<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    /// `end` is the index just past the array's last descendant.
+    Array {
+        end: u32,
+    },
+    /// `end` as for arrays; `index` is where the sorted index of its `len` members starts in
+    /// [`Tape::sorted`], or `NO_INDEX` for a small object.
+    Object {
+        end: u32,
+        len: u32,
+        index: u32,
+    },
+}
+
+const NO_INDEX: u32 = u32::MAX;
+
+impl<'a> Tape<'a> {
+    /// `text` as a tape, if `serde_json` accepts it as one object. `None` otherwise, for the
+    /// caller to ask the tolerant parser, whose verdict on such a text is the final one.
+    pub(crate) fn parse(text: &'a str) -> Option<Self> {
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        // About one slot per 30 bytes of a CloudTrail or Kubernetes audit record.
+        let mut tape = Tape {
+            slots: Vec::with_capacity(text.len() / 24 + 4),
+            sorted: Vec::new(),
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let built = Build {
+            tape: &mut tape,
+            key: Cow::Borrowed(""),
+        }
+        .deserialize(&mut deserializer);
+        built.and_then(|()| deserializer.end()).ok()?;
+        Some(tape)
+    }
+
+    /// The value of the slot at `at`.
+    pub(super) fn value(&self, at: u32) -> JsonRef<'_> {
+        match &self.slots[at as usize].node {
+            Node::Null => JsonRef::Null,
+            Node::Bool(b) => JsonRef::Bool(*b),
+            Node::Number(n) => JsonRef::Number(n),
+            Node::String(s) => JsonRef::String(s),
+            Node::Array { .. } => JsonRef::Array(Array::Tape(self, at)),
+            Node::Object { .. } => JsonRef::Object(Object::Tape(self, at)),
+        }
+    }
+
+    fn key(&self, at: u32) -> &str {
+        &self.slots[at as usize].key
+    }
+
+    /// The slot just past the value at `at` and its contents: its next sibling, if any.
+    fn after(&self, at: u32) -> u32 {
+        match self.slots[at as usize].node {
+            Node::Array { end } | Node::Object { end, .. } => end,
+            _ => at + 1,
+        }
+    }
+
+    /// The slots of the container at `at`'s direct contents, with their values.
+    pub(super) fn children(&self, at: u32) -> Children<'_> {
+        let end = self.after(at);
+        Children {
+            tape: self,
+            next: at + 1,
+            end,
+        }
+    }
+
+    /// The sorted index of the object at `at`, if it has one.
+    fn index(&self, at: u32) -> Option<&[u32]> {
+        match self.slots[at as usize].node {
+            Node::Object { len, index, .. } if index != NO_INDEX => {
+                Some(&self.sorted[index as usize..(index + len) as usize])
+            }
+            _ => None,
+        }
+    }
+
+    /// The slot of `key`'s value in the object at `at`: the last where the key repeats.
+    pub(super) fn get(&self, at: u32, key: &str) -> Option<u32> {
+        match self.index(at) {
+            Some(index) => {
+                // Past every member whose key sorts at or before `key`; the one before that
+                // is the key's last occurrence, if the key is there.
+                let past = index.partition_point(|&slot| self.key(slot) <= key);
+                past.checked_sub(1)
+                    .map(|found| index[found])
+                    .filter(|&slot| self.key(slot) == key)
+            }
+            None => {
+                let mut found = None;
+                let mut next = at + 1;
+                let end = self.after(at);
+                while next < end {
+                    if self.key(next) == key {
+                        found = Some(next);
+                    }
+                    next = self.after(next);
+                }
+                found
+            }
+        }
+    }
+
+    /// Whether a later member of the object at `at` has the same key as the member at `slot`.
+    fn shadowed(&self, at: u32, slot: u32) -> bool {
+        let key = self.key(slot);
+        match self.index(at) {
+            Some(_) => self.get(at, key) != Some(slot),
+            None => {
+                let end = self.after(at);
+                let mut next = self.after(slot);
+                while next < end {
+                    if self.key(next) == key {
+                        return true;
+                    }
+                    next = self.after(next);
+                }
+                false
+            }
+        }
+    }
+
+    pub(super) fn members(&self, at: u32) -> Members<'_> {
+        Members {
+            object: at,
+            children: self.children(at),
+        }
+    }
+
+    /// Indexes the object at `at` if it is large; called once its members are on the tape.
+    fn close_object(&mut self, at: u32) {
+        let end = self.slots.len() as u32;
+        let mut members = Vec::new();
+        let mut next = at + 1;
+        while next < end {
+            members.push(next);
+            next = self.after(next);
+        }
+        let len = members.len() as u32;
+        let mut index = NO_INDEX;
+        if members.len() > SCANNED_MEMBERS {
+            // Stable, so equal keys stay in record order and the last of them is the value.
+            members.sort_by(|&a, &b| self.key(a).cmp(self.key(b)));
+            index = self.sorted.len() as u32;
+            self.sorted.extend_from_slice(&members);
+        }
+        self.slots[at as usize].node = Node::Object { end, len, index };
+    }
+
+    fn push(&mut self, key: Cow<'a, str>, node: Node<'a>) {
+        self.slots.push(Slot { key, node });
+    }
+}
+
+/// The direct contents of a tape's container, with each one's slot.
+pub struct Children<'d> {
+    tape: &'d Tape<'d>,
+    next: u32,
+    end: u32,
+}
+
+impl<'d> Iterator for Children<'d> {
+    type Item = (u32, JsonRef<'d>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let at = self.next;
+        self.next = self.tape.after(at);
+        Some((at, self.tape.value(at)))
+    }
+}
+
+/// The members of a tape's object, each key once, with its last value.
+pub struct Members<'d> {
+    object: u32,
+    children: Children<'d>,
+}
+
+impl<'d> Iterator for Members<'d> {
+    type Item = (&'d str, JsonRef<'d>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let tape = self.children.tape;
+        self.children
+            .by_ref()
+            .find(|&(slot, _)| !tape.shadowed(self.object, slot))
+            .map(|(slot, value)| (tape.key(slot), value))
+    }
+}
+
+/// Adds one value, under `key`, to the tape, as `serde_json` hands it over.
+struct Build<'t, 'a> {
+    tape: &'t mut Tape<'a>,
+    key: Cow<'a, str>,
+}
+
+impl<'de> DeserializeSeed<'de> for Build<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Build<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.tape.push(self.key, Node::Null);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        self.tape.push(self.key, Node::Bool(b));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.tape.push(self.key, Node::Number(n.into()));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.tape.push(self.key, Node::Number(n.into()));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        // As serde_json's own `Value` reads it; its parser never hands over a non-finite one.
+        let node = Number::from_f64(n).map_or(Node::Null, Node::Number);
+        self.tape.push(self.key, node);
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<(), E> {
+        self.tape.push(self.key, Node::String(Cow::Borrowed(s)));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.tape
+            .push(self.key, Node::String(Cow::Owned(s.to_owned())));
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let at = self.tape.slots.len();
+        self.tape.push(self.key, Node::Array { end: 0 });
+        while items
+            .next_element_seed(Build {
+                tape: &mut *self.tape,
+                key: Cow::Borrowed(""),
+            })?
+            .is_some()
+        {}
+        let end = self.tape.slots.len() as u32;
+        self.tape.slots[at].node = Node::Array { end };
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        let at = self.tape.slots.len();
+        self.tape.push(
+            self.key,
+            Node::Object {
+                end: 0,
+                len: 0,
+                index: NO_INDEX,
+            },
+        );
+        while let Some(key) = members.next_key_seed(Key)? {
+            members.next_value_seed(Build {
+                tape: &mut *self.tape,
+                key,
+            })?;
+        }
+        self.tape.close_object(at as u32);
+        Ok(())
+    }
+}
+
+/// An object's key, borrowed from the text unless it holds an escape.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(s))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(s.to_owned()))
+    }
+}

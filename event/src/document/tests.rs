@@ -1,0 +1,123 @@
+use serde_json::json;
+
+use super::*;
+use crate::json::parse_object;
+
+/// Texts that cover what a tape must read as the map does: nesting, arrays, escapes, numbers,
+/// repeated keys in small and in indexed objects, and what only the tolerant parser reads.
+fn texts() -> Vec<String> {
+    let many: String = (0..40)
+        .map(|i| format!(r#""k{}":{i},"#, i % 25))
+        .collect::<String>();
+    vec![
+        r#"{}"#.into(),
+        r#" {"a":1,"b":{"c":[1,{"d":"x"},[],{}],"e":null},"f":true}"#.into(),
+        r#"{"esc\"aped":"line\nbreak","\u00e9":"\u00e9t\u00e9","plain":"été"}"#.into(),
+        r#"{"big":18446744073709551615,"neg":-9223372036854775808,"f":1.5,"z":-0,"tiny":1e-400,"huge":1e300}"#.into(),
+        r#"{"a":1,"b":2,"a":{"x":1},"b":[3]}"#.into(),
+        format!(r#"{{{many}"k3":"last"}}"#),
+        format!(r#"{{"outer":{{{many}"k0":"last"}},"after":1}}"#),
+        r#"{"pad":1e400,"ua":"x\ud800","ok":"y"}"#.into(),
+        format!(r#"{{"deep":{}1{},"top":2}}"#, "[".repeat(200), "]".repeat(200)),
+    ]
+}
+
+#[test]
+fn a_document_reads_every_text_as_parse_object_does() {
+    for text in texts() {
+        let document = Document::parse(&text).unwrap();
+        assert_eq!(document.to_map(), parse_object(&text).unwrap(), "{text}");
+    }
+}
+
+#[test]
+fn what_serde_json_reads_is_a_tape_and_the_rest_a_map() {
+    let texts = texts();
+    let kinds: Vec<bool> = texts
+        .iter()
+        .map(|text| matches!(Document::parse(text).unwrap(), Document::Tape(_)))
+        .collect();
+    assert_eq!(
+        kinds,
+        [true, true, true, true, true, true, true, false, false]
+    );
+}
+
+#[test]
+fn texts_parse_object_refuses_are_refused_with_its_error() {
+    for text in [
+        "",
+        "[1]",
+        "\"s\"",
+        "{",
+        r#"{"a":}"#,
+        "{} x",
+        r#"{"a":"\x"}"#,
+        "\u{feff}{}",
+    ] {
+        let expected = parse_object(text).unwrap_err();
+        assert_eq!(Document::parse(text).unwrap_err(), expected, "{text:?}");
+    }
+}
+
+#[test]
+fn lookups_take_the_last_of_a_repeated_key_in_small_and_indexed_objects() {
+    let texts = texts();
+    let small = Document::parse(&texts[4]).unwrap();
+    assert_eq!(small.root().get("a").unwrap().to_value(), json!({"x": 1}));
+    assert_eq!(small.root().get("b").unwrap().to_value(), json!([3]));
+    assert!(small.root().get("c").is_none());
+    let indexed = Document::parse(&texts[6]).unwrap();
+    let JsonRef::Object(outer) = indexed.root().get("outer").unwrap() else {
+        panic!("not an object");
+    };
+    assert_eq!(outer.get("k0").unwrap().to_value(), json!("last"));
+    assert_eq!(outer.get("k14").unwrap().to_value(), json!(39));
+    assert_eq!(outer.get("k1").unwrap().to_value(), json!(26));
+    assert!(outer.get("k25").is_none() && outer.get("").is_none());
+    assert_eq!(outer.members().count(), 25);
+    assert_eq!(indexed.root().get("after").unwrap().to_value(), json!(1));
+}
+
+#[test]
+fn members_come_in_record_order_once_each() {
+    let document = Document::parse(r#"{"z":1,"a":2,"z":3,"m":{"b":1,"a":2}}"#).unwrap();
+    let keys: Vec<&str> = document.root().members().map(|(key, _)| key).collect();
+    assert_eq!(keys, ["a", "z", "m"]);
+    let JsonRef::Object(m) = document.root().get("m").unwrap() else {
+        panic!("not an object");
+    };
+    let keys: Vec<&str> = m.members().map(|(key, _)| key).collect();
+    assert_eq!(keys, ["b", "a"]);
+}
+
+#[test]
+fn strings_without_escapes_are_borrowed_from_the_text() {
+    let text = r#"{"name":"plain","esc":"a\tb"}"#;
+    let Document::Tape(tape) = Document::parse(text).unwrap() else {
+        panic!("not a tape");
+    };
+    let root = Object::Tape(&tape, 0);
+    let Some(JsonRef::String(plain)) = root.get("name") else {
+        panic!("not a string");
+    };
+    let within = text.as_bytes().as_ptr_range();
+    assert!(within.contains(&plain.as_ptr()));
+    let Some(JsonRef::String(escaped)) = root.get("esc") else {
+        panic!("not a string");
+    };
+    assert_eq!(escaped, "a\tb");
+    assert!(!within.contains(&escaped.as_ptr()));
+}
+
+#[test]
+fn a_map_reads_through_the_same_views() {
+    let map = parse_object(r#"{"a":[1,{"b":"c"}]}"#).unwrap();
+    let object = Object::from(&map);
+    let JsonRef::Array(items) = object.get("a").unwrap() else {
+        panic!("not an array");
+    };
+    let items: Vec<Value> = items.items().map(JsonRef::to_value).collect();
+    assert_eq!(items, [json!(1), json!({"b": "c"})]);
+    assert_eq!(Document::default().root().members().count(), 0);
+}
