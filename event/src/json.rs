@@ -24,7 +24,10 @@
 //! value, as `serde_json`'s map does). [`MAX_DEPTH`] is `serde_json`'s own limit for that
 //! reason: a document `serde_json` reads never holds a container the limit would turn into
 //! text. That agreement lets [`parse_object`] try `serde_json` first (the common, fast case)
-//! and run this parser only when it fails, with an identical result either way.
+//! and run this parser only when it fails, with an identical result either way. It holds for
+//! `serde_json`'s parser, not for its `Value`, which reads an object keyed by its private
+//! raw-value token as the JSON the token's string holds; both readings here keep such a key
+//! as written.
 //!
 //! The parser never recurses: containers are kept on an explicit stack, and the values it
 //! builds are at most [`MAX_DEPTH`] deep, so dropping them cannot exhaust the stack either.
@@ -118,16 +121,20 @@ pub fn parse_object(text: &str) -> Result<Map<String, Value>, JsonError> {
 
 /// [`parse_object`], also saying whether the depth limit applied.
 pub fn parse_object_reporting(text: &str) -> Result<Parsed, JsonError> {
-    // The fast path: serde_json's result is the tolerant parser's on every text serde_json
+    // The fast path: serde_json's reading is the tolerant parser's on every text serde_json
     // accepts (see the module's documentation, and the tests that hold it to that), and such a
     // text is never depth limited since MAX_DEPTH is serde_json's own limit. Only texts it
     // refuses pay for a second parse, whose verdict and error are then the final ones.
-    match serde_json::from_str::<Map<String, Value>>(text) {
-        Ok(object) => Ok(Parsed {
-            object,
+    //
+    // It reads through the tape, not serde_json's `Value`: with the `raw_value` feature on,
+    // `Value` takes an object keyed by serde_json's private raw-value token for the JSON its
+    // string holds, so a sender could show detection one structure and the index another.
+    match crate::document::Tape::parse(text) {
+        Some(tape) => Ok(Parsed {
+            object: crate::Document::Tape(tape).to_map(),
             depth_limited: false,
         }),
-        Err(_) => parse_object_tolerant(text),
+        None => parse_object_tolerant(text),
     }
 }
 

@@ -54,7 +54,8 @@ impl<'a> Tape<'a> {
     /// `text` as a tape, if `serde_json` accepts it as one object. `None` otherwise, for the
     /// caller to ask the tolerant parser, whose verdict on such a text is the final one.
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
-        if !text.trim_start().starts_with('{') {
+        // Slot indices are u32: each slot takes at least a byte of text.
+        if !text.trim_start().starts_with('{') || u32::try_from(text.len()).is_err() {
             return None;
         }
         // About one slot per 30 bytes of a CloudTrail or Kubernetes audit record.
@@ -168,18 +169,18 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// Indexes the object at `at` if it is large; called once its members are on the tape.
-    fn close_object(&mut self, at: u32) {
+    /// Closes the object at `at`, of `len` members, once they are on the tape: indexed if it
+    /// is large.
+    fn close_object(&mut self, at: u32, len: u32) {
         let end = self.slots.len() as u32;
-        let mut members = Vec::new();
-        let mut next = at + 1;
-        while next < end {
-            members.push(next);
-            next = self.after(next);
-        }
-        let len = members.len() as u32;
         let mut index = NO_INDEX;
-        if members.len() > SCANNED_MEMBERS {
+        if len as usize > SCANNED_MEMBERS {
+            let mut members = Vec::with_capacity(len as usize);
+            let mut next = at + 1;
+            while next < end {
+                members.push(next);
+                next = self.after(next);
+            }
             // Stable, so equal keys stay in record order and the last of them is the value.
             members.sort_by(|&a, &b| self.key(a).cmp(self.key(b)));
             index = self.sorted.len() as u32;
@@ -315,13 +316,15 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
                 index: NO_INDEX,
             },
         );
+        let mut len = 0;
         while let Some(key) = members.next_key_seed(Key)? {
             members.next_value_seed(Build {
                 tape: &mut *self.tape,
                 key,
             })?;
+            len += 1;
         }
-        self.tape.close_object(at as u32);
+        self.tape.close_object(at as u32, len);
         Ok(())
     }
 }

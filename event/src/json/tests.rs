@@ -259,3 +259,28 @@ fn the_error_says_where() {
     let err = parse_object(r#"{"a":tru}"#).unwrap_err();
     assert_eq!(err.to_string(), "invalid literal at byte 8");
 }
+
+/// serde_json's own `Value` reader takes an object whose key is its private raw-value token for
+/// the JSON its string holds. A record is read as written: such a key is a key like any other,
+/// for the index, the pages and detection alike, however the key is spelt.
+#[test]
+fn a_key_named_like_serde_jsons_raw_value_token_is_read_as_written() {
+    for key in [
+        "$serde_json::private::RawValue",
+        "\\u0024serde_json::private::RawValue",
+    ] {
+        let text = format!(r#"{{"userIdentity":{{"{key}":"{{\"type\":\"Root\"}}"}},"n":1}}"#);
+        let expected = json!({
+            "userIdentity": {"$serde_json::private::RawValue": "{\"type\":\"Root\"}"},
+            "n": 1,
+        });
+        assert_eq!(
+            Value::Object(parse_object(&text).unwrap()),
+            expected,
+            "{text}"
+        );
+        assert_eq!(Value::Object(tolerant(&text)), expected, "{text}");
+        let document = crate::Document::parse(&text).unwrap();
+        assert_eq!(Value::Object(document.to_map()), expected, "{text}");
+    }
+}
