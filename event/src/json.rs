@@ -228,6 +228,34 @@ impl Frame {
     }
 }
 
+/// Where the run of plain string bytes from `from` ends: at the first `"`, `\\` or control
+/// character, or at the end. Eight bytes are tested at a time (most of a record is the plain
+/// text of its strings); the word tests flag every such byte, and the lowest flag is exact.
+fn plain_run_end(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A high bit for each byte of `word` below `limit` (at most 0x80); exact for the lowest.
+    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let flags = below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+            | below(word, 0x20);
+        if flags != 0 {
+            return at + (flags.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(&byte) = bytes.get(at) {
+        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
 struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -481,12 +509,7 @@ impl<'a> Parser<'a> {
     fn string(&mut self, mut out: Option<&mut String>) -> Result<(), JsonError> {
         loop {
             let start = self.pos;
-            while let Some(&byte) = self.bytes.get(self.pos) {
-                if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos = plain_run_end(self.bytes, self.pos);
             // The run stops only at ASCII bytes, so it ends on a character boundary.
             if let Some(out) = out.as_deref_mut() {
                 out.push_str(&self.text[start..self.pos]);

@@ -284,3 +284,30 @@ fn a_key_named_like_serde_jsons_raw_value_token_is_read_as_written() {
         assert_eq!(Value::Object(document.to_map()), expected, "{text}");
     }
 }
+
+/// The word-at-a-time scan stops where a byte-at-a-time one does, wherever the stopping byte
+/// sits in a word, after any bytes (multi-byte characters and DEL included).
+#[test]
+fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character() {
+    let plain: &[u8] = b"abcxyz 0129~\x7f\x20\x21\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80";
+    for stop in [b'"', b'\\', 0x00, 0x1f, b'\n', b'\t'] {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes: Vec<u8> = (0..len).map(|i| plain[i % plain.len()]).collect();
+                let expected = if at < len {
+                    bytes[at] = stop;
+                    at
+                } else {
+                    len
+                };
+                for from in [0, at.min(3)] {
+                    assert_eq!(
+                        plain_run_end(&bytes, from),
+                        expected,
+                        "{bytes:?} from {from}"
+                    );
+                }
+            }
+        }
+    }
+}
