@@ -89,9 +89,9 @@ impl Engine {
 
 /// Adds what made `rule` match `doc`; nothing when it does not.
 fn add_rule(rule: &Rule, doc: Object<'_>, found: &mut Found) {
-    if !rule.matches(doc) {
-        return;
-    }
+    // Each search is evaluated once, and its results say both whether the rule matches (every
+    // detection's condition holds) and which searches made it.
+    let mut witnessed = Vec::new();
     for detection in rule.detections() {
         let results: Vec<bool> = detection
             .searches
@@ -99,8 +99,14 @@ fn add_rule(rule: &Rule, doc: Object<'_>, found: &mut Found) {
             .map(|(_, search)| search.matches(doc))
             .collect();
         let mut result = |index: usize| results.get(index).copied().unwrap_or(false);
+        if !detection.condition.eval(&mut result) {
+            return;
+        }
         let mut holding = Vec::new();
         witnesses(&detection.condition, true, &mut result, &mut holding);
+        witnessed.push((detection, holding));
+    }
+    for (detection, holding) in witnessed {
         for index in holding {
             if let Some((_, search)) = detection.searches.get(index) {
                 search_fields(search, doc, found);
