@@ -71,15 +71,17 @@ pub fn normalise_line(
 /// A time from a top-level value's raw JSON: a string in one of our spellings, or epoch seconds
 /// or milliseconds.
 fn parse_json_time(raw: &str) -> Option<DateTime<Utc>> {
-    match serde_json::from_str::<serde_json::Value>(raw).ok()? {
-        serde_json::Value::String(text) => parse_time_text(&text),
-        serde_json::Value::Number(n) => {
-            let n = n.as_f64()?;
+    // Read as the type the value is written as, never as serde_json's `Value`: that takes an
+    // object keyed by its private raw-value token for the JSON the token's string holds, so an
+    // object every other stage sees would set the event's time.
+    match raw.as_bytes().first()? {
+        b'"' => parse_time_text(&serde_json::from_str::<String>(raw).ok()?),
+        _ => {
+            let n = serde_json::from_str::<f64>(raw).ok()?;
             // Epoch milliseconds are the common numeric form; anything this large is not seconds.
             let millis = if n.abs() >= 1e11 { n } else { n * 1000.0 };
             Utc.timestamp_millis_opt(millis as i64).single()
         }
-        _ => None,
     }
 }
 
@@ -141,6 +143,15 @@ mod tests {
         let spec = SourceCatalog::builtin().resolve("cloudtrail");
         let event = normalise(&spec, r#"{"eventTime":"yesterday"}"#).unwrap();
         assert_eq!(event.time, event.received);
+        // An object is no time, even one keyed like serde_json's raw-value token.
+        for line in [
+            r#"{"eventTime":{"$serde_json::private::RawValue":"\"2026-11-28T10:15:32Z\""}}"#,
+            r#"{"eventTime":["2026-11-28T10:15:32Z"]}"#,
+            r#"{"eventTime":true}"#,
+        ] {
+            let event = normalise(&spec, line).unwrap();
+            assert_eq!(event.time, event.received, "{line}");
+        }
     }
 
     #[test]
