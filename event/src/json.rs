@@ -129,9 +129,9 @@ pub fn parse_object_reporting(text: &str) -> Result<Parsed, JsonError> {
     // It reads through the tape, not serde_json's `Value`: with the `raw_value` feature on,
     // `Value` takes an object keyed by serde_json's private raw-value token for the JSON its
     // string holds, so a sender could show detection one structure and the index another.
-    match crate::document::Tape::parse(text) {
+    match crate::tape::Tape::parse(text) {
         Some(tape) => Ok(Parsed {
-            object: crate::Document::Tape(tape).to_map(),
+            object: tape.to_map(),
             depth_limited: false,
         }),
         None => parse_object_tolerant(text),

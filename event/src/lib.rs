@@ -13,12 +13,14 @@ mod event;
 mod id;
 pub mod json;
 mod quarantine;
+mod tape;
 
 pub use alert::{Alert, BusPosition, Level, MatchedEvent, MatchedField};
-pub use document::{Array, Document, Items, JsonRef, Members, Object, Tape};
+pub use document::{Array, Document, Items, JsonRef, Members, Object};
 pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;
+pub use tape::Tape;
 
 /// Identifies an event; derived from its content so that a replay yields the same id.
 pub type EventId = Id;

@@ -15,13 +15,11 @@
 //! beyond `f64`, lone surrogates, nesting beyond [`crate::json::MAX_DEPTH`]). A repeated key
 //! keeps its last value, in lookups and when members are listed, as the map does.
 
-mod tape;
-
 use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
 
-pub use tape::Tape;
+use crate::tape::{self, SlotValue, Tape};
 
 /// An event's fields: a parsed record's tape, or a map (a text record's derived fields, a
 /// record only the tolerant parser reads, or a document built in code).
@@ -60,7 +58,7 @@ impl<'a> Document<'a> {
     /// The document as a `serde_json` map, built anew for a tape.
     pub fn to_map(&self) -> Map<String, Value> {
         match self {
-            Document::Tape(_) => self.root().to_map(),
+            Document::Tape(tape) => tape.to_map(),
             Document::Map(map) => map.as_ref().clone(),
         }
     }
@@ -122,7 +120,7 @@ impl<'d> Object<'d> {
     /// The value of `key`; the last one where the key repeats.
     pub fn get(self, key: &str) -> Option<JsonRef<'d>> {
         match self {
-            Object::Tape(tape, at) => tape.get(at, key).map(|slot| tape.value(slot)),
+            Object::Tape(tape, at) => tape.get(at, key).map(|slot| JsonRef::of_slot(tape, slot)),
             Object::Map(map) => map.get(key).map(JsonRef::from),
         }
     }
@@ -131,7 +129,7 @@ impl<'d> Object<'d> {
     /// a tape, in key order for a map.
     pub fn members(self) -> Members<'d> {
         match self {
-            Object::Tape(tape, at) => Members::Tape(tape.members(at)),
+            Object::Tape(tape, at) => Members::Tape(tape, tape.members(at)),
             Object::Map(map) => Members::Map(map.iter()),
         }
     }
@@ -148,13 +146,25 @@ impl<'d> Array<'d> {
     /// The array's items, in order.
     pub fn items(self) -> Items<'d> {
         match self {
-            Array::Tape(tape, at) => Items::Tape(tape.children(at)),
+            Array::Tape(tape, at) => Items::Tape(tape, tape.children(at)),
             Array::Slice(items) => Items::Slice(items.iter()),
         }
     }
 }
 
-impl JsonRef<'_> {
+impl<'d> JsonRef<'d> {
+    /// The value of the tape's slot at `at`.
+    fn of_slot(tape: &'d Tape<'d>, at: u32) -> Self {
+        match tape.value(at) {
+            SlotValue::Null => JsonRef::Null,
+            SlotValue::Bool(b) => JsonRef::Bool(b),
+            SlotValue::Number(n) => JsonRef::Number(n),
+            SlotValue::String(s) => JsonRef::String(s),
+            SlotValue::Array => JsonRef::Array(Array::Tape(tape, at)),
+            SlotValue::Object => JsonRef::Object(Object::Tape(tape, at)),
+        }
+    }
+
     pub fn is_null(self) -> bool {
         matches!(self, JsonRef::Null)
     }
@@ -174,7 +184,7 @@ impl JsonRef<'_> {
 
 /// The members of an [`Object`]: see [`Object::members`].
 pub enum Members<'d> {
-    Tape(tape::Members<'d>),
+    Tape(&'d Tape<'d>, tape::Members<'d>),
     Map(serde_json::map::Iter<'d>),
 }
 
@@ -183,7 +193,9 @@ impl<'d> Iterator for Members<'d> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Members::Tape(members) => members.next(),
+            Members::Tape(tape, members) => members
+                .next()
+                .map(|slot| (tape.key(slot), JsonRef::of_slot(tape, slot))),
             Members::Map(members) => members
                 .next()
                 .map(|(key, value)| (key.as_str(), JsonRef::from(value))),
@@ -193,7 +205,7 @@ impl<'d> Iterator for Members<'d> {
 
 /// The items of an [`Array`].
 pub enum Items<'d> {
-    Tape(tape::Children<'d>),
+    Tape(&'d Tape<'d>, tape::Children<'d>),
     Slice(std::slice::Iter<'d, Value>),
 }
 
@@ -202,7 +214,7 @@ impl<'d> Iterator for Items<'d> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Items::Tape(children) => children.next().map(|(_, value)| value),
+            Items::Tape(tape, children) => children.next().map(|slot| JsonRef::of_slot(tape, slot)),
             Items::Slice(items) => items.next().map(JsonRef::from),
         }
     }

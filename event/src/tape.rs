@@ -1,19 +1,19 @@
 //! The tape: a parsed record's values in one vector, containers followed by their contents.
+//! [`crate::Document`] reads it through its views; this module knows nothing of them, so that
+//! the record parser's fast path (`parse_object`, in the `json` module) can build one too.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
-
-use super::{Array, JsonRef, Object};
+use serde_json::{Map, Number, Value};
 
 /// Objects with more members than this get a sorted index; smaller ones are scanned, which is
 /// faster at their size. The index keeps a record with thousands of keys from costing a scan of
 /// them all for each field a rule names.
 const SCANNED_MEMBERS: usize = 16;
 
-/// A parsed JSON object, laid out flat: see the module documentation of [`super`].
+/// A parsed JSON object, laid out flat: see [`crate::Document`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tape<'a> {
     slots: Vec<Slot<'a>>,
@@ -74,18 +74,42 @@ impl<'a> Tape<'a> {
     }
 
     /// The value of the slot at `at`.
-    pub(super) fn value(&self, at: u32) -> JsonRef<'_> {
+    pub(crate) fn value(&self, at: u32) -> SlotValue<'_> {
         match &self.slots[at as usize].node {
-            Node::Null => JsonRef::Null,
-            Node::Bool(b) => JsonRef::Bool(*b),
-            Node::Number(n) => JsonRef::Number(n),
-            Node::String(s) => JsonRef::String(s),
-            Node::Array { .. } => JsonRef::Array(Array::Tape(self, at)),
-            Node::Object { .. } => JsonRef::Object(Object::Tape(self, at)),
+            Node::Null => SlotValue::Null,
+            Node::Bool(b) => SlotValue::Bool(*b),
+            Node::Number(n) => SlotValue::Number(n),
+            Node::String(s) => SlotValue::String(s),
+            Node::Array { .. } => SlotValue::Array,
+            Node::Object { .. } => SlotValue::Object,
         }
     }
 
-    fn key(&self, at: u32) -> &str {
+    /// The whole object as a `serde_json` map: a repeated key keeps its last value.
+    pub(crate) fn to_map(&self) -> Map<String, Value> {
+        self.object_map(0)
+    }
+
+    fn object_map(&self, at: u32) -> Map<String, Value> {
+        self.children(at)
+            .map(|slot| (self.key(slot).to_owned(), self.to_value(slot)))
+            .collect()
+    }
+
+    fn to_value(&self, at: u32) -> Value {
+        match self.value(at) {
+            SlotValue::Null => Value::Null,
+            SlotValue::Bool(b) => Value::Bool(b),
+            SlotValue::Number(n) => Value::Number(n.clone()),
+            SlotValue::String(s) => Value::String(s.to_owned()),
+            SlotValue::Array => {
+                Value::Array(self.children(at).map(|slot| self.to_value(slot)).collect())
+            }
+            SlotValue::Object => Value::Object(self.object_map(at)),
+        }
+    }
+
+    pub(crate) fn key(&self, at: u32) -> &str {
         &self.slots[at as usize].key
     }
 
@@ -97,8 +121,8 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// The slots of the container at `at`'s direct contents, with their values.
-    pub(super) fn children(&self, at: u32) -> Children<'_> {
+    /// The slots of the container at `at`'s direct contents.
+    pub(crate) fn children(&self, at: u32) -> Children<'_> {
         let end = self.after(at);
         Children {
             tape: self,
@@ -118,7 +142,7 @@ impl<'a> Tape<'a> {
     }
 
     /// The slot of `key`'s value in the object at `at`: the last where the key repeats.
-    pub(super) fn get(&self, at: u32, key: &str) -> Option<u32> {
+    pub(crate) fn get(&self, at: u32, key: &str) -> Option<u32> {
         match self.index(at) {
             Some(index) => {
                 // Past every member whose key sorts at or before `key`; the one before that
@@ -162,7 +186,7 @@ impl<'a> Tape<'a> {
         }
     }
 
-    pub(super) fn members(&self, at: u32) -> Members<'_> {
+    pub(crate) fn members(&self, at: u32) -> Members<'_> {
         Members {
             object: at,
             children: self.children(at),
@@ -194,15 +218,25 @@ impl<'a> Tape<'a> {
     }
 }
 
-/// The direct contents of a tape's container, with each one's slot.
+/// A slot's value, without its contents: [`Tape::children`] has those.
+pub(crate) enum SlotValue<'d> {
+    Null,
+    Bool(bool),
+    Number(&'d Number),
+    String(&'d str),
+    Array,
+    Object,
+}
+
+/// The slots of a tape's container's direct contents.
 pub struct Children<'d> {
     tape: &'d Tape<'d>,
     next: u32,
     end: u32,
 }
 
-impl<'d> Iterator for Children<'d> {
-    type Item = (u32, JsonRef<'d>);
+impl Iterator for Children<'_> {
+    type Item = u32;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.end {
@@ -210,25 +244,24 @@ impl<'d> Iterator for Children<'d> {
         }
         let at = self.next;
         self.next = self.tape.after(at);
-        Some((at, self.tape.value(at)))
+        Some(at)
     }
 }
 
-/// The members of a tape's object, each key once, with its last value.
+/// The slots of a tape's object's members, each key once, with its last value.
 pub struct Members<'d> {
     object: u32,
     children: Children<'d>,
 }
 
-impl<'d> Iterator for Members<'d> {
-    type Item = (&'d str, JsonRef<'d>);
+impl Iterator for Members<'_> {
+    type Item = u32;
 
     fn next(&mut self) -> Option<Self::Item> {
         let tape = self.children.tape;
         self.children
             .by_ref()
-            .find(|&(slot, _)| !tape.shadowed(self.object, slot))
-            .map(|(slot, value)| (tape.key(slot), value))
+            .find(|&slot| !tape.shadowed(self.object, slot))
     }
 }
 
