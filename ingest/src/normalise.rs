@@ -26,21 +26,7 @@ pub fn normalise_line(
     let mut fields = Map::new();
     let (record, time) = match spec.format {
         RecordFormat::Json => {
-            // The verdict of the parser every later stage reads records with: what it accepts
-            // here, detection matches and the index searches by field; what it refuses is
-            // refused now (a 400 line error and quarantine), never after a 202. Only the top
-            // level is built, for the time fields.
-            let top = json::check_object(text).map_err(|e| format!("not a JSON object: {e}"))?;
-            if top.depth_limited {
-                // Reported, not silent: below the parser's depth limit the record's nesting is
-                // matched and indexed as raw JSON text, not as fields.
-                metrics::counter!("vigil_ingest_depth_limited_total").increment(1);
-            }
-            let time = spec
-                .time_fields
-                .iter()
-                .filter_map(|name| top.get(name))
-                .find_map(parse_json_time);
+            let time = check_json_record(spec, text)?;
             let raw = RawValue::from_string(text.to_owned())
                 .map_err(|e| format!("not a JSON object: {e}"))?;
             (Record::Json(raw), time)
@@ -66,6 +52,27 @@ pub fn normalise_line(
         record,
         fields,
     })
+}
+
+/// Checks a JSON record as [`normalise_line`] does, without building the event: the reason it
+/// is refused, or the time it states in one of `spec`'s time fields.
+///
+/// The verdict is that of the parser every later stage reads records with: what it accepts
+/// here, detection matches and the index searches by field; what it refuses is refused now (a
+/// 400 line error and quarantine), never after a 202. Only the top level is built, for the
+/// time fields.
+pub fn check_json_record(spec: &SourceSpec, text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    let top = json::check_object(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    if top.depth_limited {
+        // Reported, not silent: below the parser's depth limit the record's nesting is
+        // matched and indexed as raw JSON text, not as fields.
+        metrics::counter!("vigil_ingest_depth_limited_total").increment(1);
+    }
+    Ok(spec
+        .time_fields
+        .iter()
+        .filter_map(|name| top.get(name))
+        .find_map(parse_json_time))
 }
 
 /// A time from a top-level value's raw JSON: a string in one of our spellings, or epoch seconds

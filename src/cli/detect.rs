@@ -11,7 +11,8 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 use vigil_detect::{Detector, Finding};
-use vigil_event::{EventId, LogSource, MatchedField};
+use vigil_event::{Document, EventId, LogSource, MatchedField};
+use vigil_ingest::check_json_record;
 
 use super::events::{line_id, LineReader};
 use super::{parse_logsource, LoadArgs};
@@ -155,19 +156,48 @@ fn detect_lines(
                 continue;
             }
         };
-        let event = match lines.event(line, number, Utc::now()) {
-            Ok(event) => event,
-            Err(reason) => {
-                bad(reason);
-                summary.bad += 1;
-                continue;
-            }
-        };
         // Each kind of source is its own stream, with its own watermark, so a file of
         // CloudTrail records followed by older Flask logs still correlates the latter.
         // A JSON record is parsed only when its text says some rule may match it.
-        let time = event.time.timestamp_millis();
-        let evaluated = detector.evaluate_event(&event.source.kind, time, &event);
+        let id = line_id(number);
+        let event;
+        let (evaluated, logsource) = match lines.preset_json(line) {
+            // A record of the named source: checked as ingest checks it, then matched as its
+            // text, with no event built around it (nothing here needs its wire form).
+            Some((spec, source)) => match check_json_record(spec, line) {
+                Ok(time) => {
+                    let time = time.unwrap_or_else(Utc::now).timestamp_millis();
+                    let parse = || Document::parse(line).map_err(serde::de::Error::custom);
+                    let evaluated = detector.evaluate_record(
+                        &source.kind,
+                        time,
+                        Some(id),
+                        &spec.logsource,
+                        line,
+                        parse,
+                    );
+                    (evaluated, &spec.logsource)
+                }
+                Err(reason) => {
+                    bad(reason);
+                    summary.bad += 1;
+                    continue;
+                }
+            },
+            None => {
+                event = match lines.event(line, number, Utc::now()) {
+                    Ok(event) => event,
+                    Err(reason) => {
+                        bad(reason);
+                        summary.bad += 1;
+                        continue;
+                    }
+                };
+                let time = event.time.timestamp_millis();
+                let evaluated = detector.evaluate_event(&event.source.kind, time, &event);
+                (evaluated, &event.logsource)
+            }
+        };
         let (detections, doc) = match evaluated {
             Ok((evaluation, doc)) => (evaluation.detections, doc.unwrap_or_default()),
             Err(e) => {
@@ -179,10 +209,10 @@ fn detect_lines(
             }
         };
         summary.events += 1;
-        lines_by_id.insert(line_id(number), number);
+        lines_by_id.insert(id, number);
         for detection in detections {
             let engine = detector.engine();
-            let matched = engine.matched_fields(&detection, &event.logsource, &doc);
+            let matched = engine.matched_fields(&detection, logsource, &doc);
             let record = match detection {
                 Finding::Rule { rule } => {
                     let rule = &engine.rules()[rule];

@@ -66,6 +66,16 @@ impl LineReader {
         }
     }
 
+    /// The preset's spec and source, when there is one and `line` is JSON: such a line is read
+    /// as that source's record without looking at its shape, and `vigil detect` can match its
+    /// text without building an event ([`vigil_ingest::check_json_record`]).
+    pub fn preset_json(&self, line: &str) -> Option<(&SourceSpec, &Source)> {
+        self.preset
+            .as_ref()
+            .filter(|_| line.trim_start().starts_with('{'))
+            .map(|(spec, source)| (spec, source))
+    }
+
     /// One line as an event. `number` (1-based) makes the id, so correlation matches can be
     /// traced back to their lines; `received` is the time of records that state none.
     pub fn event(
@@ -75,11 +85,11 @@ impl LineReader {
         received: DateTime<Utc>,
     ) -> Result<Event, String> {
         let id = line_id(number);
-        match &self.preset {
-            Some((spec, source)) if line.trim_start().starts_with('{') => {
+        match self.preset_json(line) {
+            Some((spec, source)) => {
                 normalise_line(spec, source, line.as_bytes(), id, received, None)
             }
-            _ => {
+            None => {
                 let spec = recognise(line, self.logsource.as_ref())?;
                 let source = cli_source(&spec);
                 normalise_line(&spec, &source, line.as_bytes(), id, received, None)

@@ -264,6 +264,35 @@ fn detect_reports_rule_matches_with_their_lines() {
     );
 }
 
+/// Under a logsource with a preset, `vigil detect` matches a JSON line's text without building
+/// an event: the matches, their fields and the verdict on bad lines are those of reading each
+/// line as an event, as it does when it recognises the source.
+#[test]
+fn detect_under_a_preset_logsource_matches_as_reading_events_does() {
+    let demo = std::fs::read_to_string("demo/cloudtrail.ndjson").unwrap();
+    let input = format!("{demo}{{\"eventName\": \n{{\"eventName\":\"x\"}} trailing\n");
+    let recognised = vigil_with_stdin(&["detect", "--rules", "rules", "-"], Some(&input));
+    let preset = vigil_with_stdin(
+        &[
+            "detect",
+            "--rules",
+            "rules",
+            "--logsource",
+            "product=aws,service=cloudtrail",
+            "-",
+        ],
+        Some(&input),
+    );
+    assert!(!ndjson(&preset).is_empty());
+    assert_eq!(ndjson(&preset), ndjson(&recognised));
+    assert_eq!(stderr(&preset), stderr(&recognised));
+    assert!(
+        stderr(&preset).contains("2 bad lines"),
+        "{}",
+        stderr(&preset)
+    );
+}
+
 #[test]
 fn detect_raises_the_brute_force_correlation_on_the_demo() {
     let output = vigil(&[
