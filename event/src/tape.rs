@@ -26,6 +26,8 @@ pub struct Tape<'a> {
 struct Slot<'a> {
     /// The member's key; empty for an array item and the root.
     key: Cow<'a, str>,
+    /// The key's [`fingerprint`]: lookups compare it before the key's bytes.
+    print: u64,
     node: Node<'a>,
 }
 
@@ -109,6 +111,18 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// The key at `at` with its fingerprint, which orders the sorted index before the key.
+    fn ordered_key(&self, at: u32) -> (u64, &str) {
+        let slot = &self.slots[at as usize];
+        (slot.print, &slot.key)
+    }
+
+    /// Whether the slot at `at` holds `key`, whose fingerprint is `print`.
+    fn holds(&self, at: u32, print: u64, key: &str) -> bool {
+        let slot = &self.slots[at as usize];
+        slot.print == print && slot.key == key
+    }
+
     pub(crate) fn key(&self, at: u32) -> &str {
         &self.slots[at as usize].key
     }
@@ -143,21 +157,22 @@ impl<'a> Tape<'a> {
 
     /// The slot of `key`'s value in the object at `at`: the last where the key repeats.
     pub(crate) fn get(&self, at: u32, key: &str) -> Option<u32> {
+        let print = fingerprint(key);
         match self.index(at) {
             Some(index) => {
                 // Past every member whose key sorts at or before `key`; the one before that
                 // is the key's last occurrence, if the key is there.
-                let past = index.partition_point(|&slot| self.key(slot) <= key);
+                let past = index.partition_point(|&slot| self.ordered_key(slot) <= (print, key));
                 past.checked_sub(1)
                     .map(|found| index[found])
-                    .filter(|&slot| self.key(slot) == key)
+                    .filter(|&slot| self.holds(slot, print, key))
             }
             None => {
                 let mut found = None;
                 let mut next = at + 1;
                 let end = self.after(at);
                 while next < end {
-                    if self.key(next) == key {
+                    if self.holds(next, print, key) {
                         found = Some(next);
                     }
                     next = self.after(next);
@@ -169,14 +184,14 @@ impl<'a> Tape<'a> {
 
     /// Whether a later member of the object at `at` has the same key as the member at `slot`.
     fn shadowed(&self, at: u32, slot: u32) -> bool {
-        let key = self.key(slot);
+        let (print, key) = self.ordered_key(slot);
         match self.index(at) {
             Some(_) => self.get(at, key) != Some(slot),
             None => {
                 let end = self.after(at);
                 let mut next = self.after(slot);
                 while next < end {
-                    if self.key(next) == key {
+                    if self.holds(next, print, key) {
                         return true;
                     }
                     next = self.after(next);
@@ -206,7 +221,7 @@ impl<'a> Tape<'a> {
                 next = self.after(next);
             }
             // Stable, so equal keys stay in record order and the last of them is the value.
-            members.sort_by(|&a, &b| self.key(a).cmp(self.key(b)));
+            members.sort_by(|&a, &b| self.ordered_key(a).cmp(&self.ordered_key(b)));
             index = self.sorted.len() as u32;
             self.sorted.extend_from_slice(&members);
         }
@@ -214,8 +229,26 @@ impl<'a> Tape<'a> {
     }
 
     fn push(&mut self, key: Cow<'a, str>, node: Node<'a>) {
-        self.slots.push(Slot { key, node });
+        let print = fingerprint(&key);
+        self.slots.push(Slot { key, print, node });
     }
+}
+
+/// A few bytes' summary of a key: equal keys have equal prints, and most different keys of a
+/// record (which differ in length, or in their first or last eight bytes) different ones, so a
+/// lookup compares words and only rarely bytes. Keys alike at both ends merely cost a compare
+/// of their bytes, as every key did before.
+fn fingerprint(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let word = |part: &[u8]| {
+        let mut buffer = [0u8; 8];
+        buffer[..part.len()].copy_from_slice(part);
+        u64::from_le_bytes(buffer)
+    };
+    let len = bytes.len();
+    let head = word(&bytes[..len.min(8)]);
+    let tail = word(&bytes[len.saturating_sub(8)..]);
+    (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ len as u64
 }
 
 /// A slot's value, without its contents: [`Tape::children`] has those.

@@ -121,3 +121,21 @@ fn a_map_reads_through_the_same_views() {
     assert_eq!(items, [json!(1), json!({"b": "c"})]);
     assert_eq!(Document::default().root().members().count(), 0);
 }
+
+/// Keys alike in length and at both ends share a fingerprint; lookups still tell them apart,
+/// in small and in indexed objects, and a repeated one still gives its last value.
+#[test]
+fn keys_alike_at_both_ends_are_told_apart() {
+    for count in [3, 40] {
+        let key = |i: usize| format!("userIdentity.{:02}.sessionIssuer", i % 30);
+        let members: Vec<String> = (0..count).map(|i| format!(r#""{}":{i}"#, key(i))).collect();
+        let text = format!("{{{}}}", members.join(","));
+        let document = Document::parse(&text).unwrap();
+        let expected = parse_object(&text).unwrap();
+        for (name, value) in &expected {
+            assert_eq!(&document.root().get(name).unwrap().to_value(), value, "{name}");
+        }
+        assert!(document.root().get("userIdentity.zz.sessionIssuer").is_none());
+        assert_eq!(document.root().members().count(), expected.len());
+    }
+}
