@@ -133,9 +133,16 @@ fn keys_alike_at_both_ends_are_told_apart() {
         let document = Document::parse(&text).unwrap();
         let expected = parse_object(&text).unwrap();
         for (name, value) in &expected {
-            assert_eq!(&document.root().get(name).unwrap().to_value(), value, "{name}");
+            assert_eq!(
+                &document.root().get(name).unwrap().to_value(),
+                value,
+                "{name}"
+            );
         }
-        assert!(document.root().get("userIdentity.zz.sessionIssuer").is_none());
+        assert!(document
+            .root()
+            .get("userIdentity.zz.sessionIssuer")
+            .is_none());
         assert_eq!(document.root().members().count(), expected.len());
     }
 }
