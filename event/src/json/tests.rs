@@ -289,7 +289,9 @@ fn a_key_named_like_serde_jsons_raw_value_token_is_read_as_written() {
 /// sits in a word, after any bytes (multi-byte characters and DEL included).
 #[test]
 fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character() {
-    let plain: &[u8] = b"abcxyz 0129~\x7f\x20\x21\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80";
+    // `\xc3\xa2` and `\xdc\x80` hold the bytes that XOR with a quote or a backslash to 0x80.
+    let plain: &[u8] =
+        b"abcxyz 0129~\x7f\x20\x21\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\xc3\xa2\xdc\x80";
     for stop in [b'"', b'\\', 0x00, 0x1f, b'\n', b'\t'] {
         for len in 0..40 {
             for at in 0..=len {
