@@ -92,13 +92,15 @@ impl<'a> Tape<'a> {
         self.object_map(0)
     }
 
-    fn object_map(&self, at: u32) -> Map<String, Value> {
+    /// The object at `at` as a `serde_json` map: a repeated key keeps its last value.
+    pub(crate) fn object_map(&self, at: u32) -> Map<String, Value> {
         self.children(at)
             .map(|slot| (self.key(slot).to_owned(), self.to_value(slot)))
             .collect()
     }
 
-    fn to_value(&self, at: u32) -> Value {
+    /// The value at `at` as a `serde_json` value.
+    pub(crate) fn to_value(&self, at: u32) -> Value {
         match self.value(at) {
             SlotValue::Null => Value::Null,
             SlotValue::Bool(b) => Value::Bool(b),
@@ -167,18 +169,10 @@ impl<'a> Tape<'a> {
                     .map(|found| index[found])
                     .filter(|&slot| self.holds(slot, print, key))
             }
-            None => {
-                let mut found = None;
-                let mut next = at + 1;
-                let end = self.after(at);
-                while next < end {
-                    if self.holds(next, print, key) {
-                        found = Some(next);
-                    }
-                    next = self.after(next);
-                }
-                found
-            }
+            None => self
+                .children(at)
+                .filter(|&slot| self.holds(slot, print, key))
+                .last(),
         }
     }
 
@@ -187,17 +181,12 @@ impl<'a> Tape<'a> {
         let (print, key) = self.ordered_key(slot);
         match self.index(at) {
             Some(_) => self.get(at, key) != Some(slot),
-            None => {
-                let end = self.after(at);
-                let mut next = self.after(slot);
-                while next < end {
-                    if self.holds(next, print, key) {
-                        return true;
-                    }
-                    next = self.after(next);
-                }
-                false
+            None => Children {
+                tape: self,
+                next: self.after(slot),
+                end: self.after(at),
             }
+            .any(|later| self.holds(later, print, key)),
         }
     }
 
@@ -212,20 +201,19 @@ impl<'a> Tape<'a> {
     /// is large.
     fn close_object(&mut self, at: u32, len: u32) {
         let end = self.slots.len() as u32;
-        let mut index = NO_INDEX;
+        self.slots[at as usize].node = Node::Object {
+            end,
+            len,
+            index: NO_INDEX,
+        };
         if len as usize > SCANNED_MEMBERS {
-            let mut members = Vec::with_capacity(len as usize);
-            let mut next = at + 1;
-            while next < end {
-                members.push(next);
-                next = self.after(next);
-            }
+            let mut members: Vec<u32> = self.children(at).collect();
             // Stable, so equal keys stay in record order and the last of them is the value.
             members.sort_by(|&a, &b| self.ordered_key(a).cmp(&self.ordered_key(b)));
-            index = self.sorted.len() as u32;
+            let index = self.sorted.len() as u32;
             self.sorted.extend_from_slice(&members);
+            self.slots[at as usize].node = Node::Object { end, len, index };
         }
-        self.slots[at as usize].node = Node::Object { end, len, index };
     }
 
     fn push(&mut self, key: Cow<'a, str>, node: Node<'a>) {
