@@ -199,7 +199,8 @@ fn what_ingest_cannot_read_is_refused_at_once_and_quarantined() {
     assert_eq!(report["accepted"], 0);
     assert_eq!(report["errors"][0]["line"], 1);
     let reason = report["errors"][0]["reason"].as_str().unwrap().to_owned();
-    let position = broken.find("01").unwrap() + 1;
+    // Found after the padding: the record's time is now, which may hold "01" too.
+    let position = broken.find("[01]").unwrap() + 2;
     assert_eq!(
         reason,
         format!("not a JSON object: invalid number at byte {position}")
