@@ -5,7 +5,7 @@
 //! pySigma, the operators are lowercase keywords, and `any of` is accepted as a synonym of
 //! `1 of`.
 
-use crate::prefilter::{self, Need};
+use crate::prefilter::Narrowing;
 
 /// A parsed condition; searches are referred to by their index in the detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +32,12 @@ impl Expr {
 impl Expr {
     /// What an event must contain for the condition to hold, from what each search needs;
     /// `not` says nothing (a negated search holds on events that lack its literals).
-    pub fn need(&self, search: &impl Fn(usize) -> Option<Need>) -> Option<Need> {
+    pub fn need<N: Narrowing>(&self, search: &impl Fn(usize) -> Option<N>) -> Option<N> {
         match self {
             Expr::Search(index) => search(*index),
             Expr::Not(_) => None,
-            Expr::And(all) => prefilter::all(all.iter().map(|expr| expr.need(search))),
-            Expr::Or(any) => prefilter::any(any.iter().map(|expr| expr.need(search))),
+            Expr::And(all) => N::all(all.iter().map(|expr| expr.need(search))),
+            Expr::Or(any) => N::any(any.iter().map(|expr| expr.need(search))),
         }
     }
 }

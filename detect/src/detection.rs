@@ -11,7 +11,7 @@ use crate::matcher::Matcher;
 use crate::modifier;
 use crate::modifier_chain::{self, Compiled, Test};
 use crate::path::{self, FieldPath};
-use crate::prefilter::{self, Need};
+use crate::prefilter::{KeyNeed, Narrowing, Need};
 use crate::yaml::{Key, Node, Value};
 use crate::LoadOptions;
 
@@ -146,7 +146,14 @@ impl CompiledDetection {
 
     /// What an event must contain to satisfy the condition (see [`crate::prefilter`]).
     pub fn need(&self) -> Option<Need> {
-        self.condition.need(&|index| self.searches[index].1.need())
+        self.condition
+            .need(&|index| self.searches[index].1.narrowing(&Item::need))
+    }
+
+    /// The values some fields must have to satisfy the condition (see `prefilter/keys.rs`).
+    pub fn key_need(&self) -> Option<KeyNeed> {
+        self.condition
+            .need(&|index| self.searches[index].1.narrowing(&Item::key_need))
     }
 
     /// Whether the event document satisfies the condition.
@@ -326,10 +333,13 @@ fn item(field: Option<&str>, compiled: Compiled) -> Item {
 }
 
 impl Search {
-    fn need(&self) -> Option<Need> {
+    /// What the search needs, from what each item needs.
+    fn narrowing<N: Narrowing>(&self, item: &impl Fn(&Item) -> Option<N>) -> Option<N> {
         match self {
-            Search::All(items) => prefilter::all(items.iter().map(Item::need)),
-            Search::Any(alternatives) => prefilter::any(alternatives.iter().map(Search::need)),
+            Search::All(items) => N::all(items.iter().map(item)),
+            Search::Any(alternatives) => {
+                N::any(alternatives.iter().map(|search| search.narrowing(item)))
+            }
         }
     }
 
@@ -360,10 +370,34 @@ impl Item {
         };
         let needs = matchers.iter().map(Matcher::need);
         if all {
-            prefilter::all(needs)
+            Need::all(needs)
         } else {
-            prefilter::any(needs)
+            Need::any(needs)
         }
+    }
+
+    /// A field compared with exact strings only must hold one of them; with `all`, each of
+    /// them, so any one's key will do (the one of fewest variants).
+    fn key_need(&self) -> Option<KeyNeed> {
+        let Item::Field {
+            path,
+            values,
+            all,
+            negate: false,
+        } = self
+        else {
+            return None;
+        };
+        let mut keys = values.iter().map(Matcher::keys);
+        let keys = if *all {
+            keys.flatten().min_by_key(Vec::len)?
+        } else {
+            keys.try_fold(Vec::new(), |mut union, keys| {
+                union.extend(keys?);
+                Some(union)
+            })?
+        };
+        (!keys.is_empty()).then(|| KeyNeed::field(path.name(), keys))
     }
 
     fn matches(&self, doc: Object<'_>) -> bool {

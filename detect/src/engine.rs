@@ -8,7 +8,7 @@ use vigil_event::{Document, Event, LogSource, Object};
 use crate::correlation::state::Graph;
 use crate::correlation::CorrelationRule;
 use crate::meta::logsource_within;
-use crate::prefilter::{Found, Prefilter};
+use crate::prefilter::{Found, KeyIndex, Prefilter};
 use crate::rule::Rule;
 
 /// What [`Engine::matching_record`] found.
@@ -18,6 +18,8 @@ pub struct RecordMatches<'r> {
     pub hits: Vec<usize>,
     /// The record's document, when it was parsed: not when its text ruled out every rule.
     pub document: Option<Document<'r>>,
+    /// How many rules were evaluated in full: the candidates the prefilter left.
+    pub evaluated: usize,
 }
 
 /// A set of compiled rules, ready to evaluate events.
@@ -36,13 +38,28 @@ pub struct Engine {
 }
 
 /// What evaluating events of one logsource takes, worked out once: the rules that apply and
-/// their shared literal prefilter.
+/// how the ones that may match an event are found.
 #[derive(Debug)]
 struct Plan {
     /// Indices into `rules`, ascending.
     rules: Vec<usize>,
-    prefilter: Prefilter,
+    candidates: Candidates,
 }
+
+/// How a plan finds the rules that may match an event.
+#[derive(Debug)]
+enum Candidates {
+    /// By the literals of the event's text, found by one automaton: an event none of whose
+    /// rules can match is never parsed.
+    Text(Prefilter),
+    /// By the values of a few fields, looked up in tables: for plans whose rules nearly all
+    /// name exact values, where a few lookups cost less than a pass over every byte.
+    Keys(KeyIndex),
+}
+
+/// A plan looks rules up by key when at most this many of its rules have literals but no key:
+/// those are evaluated on every event, which costs about what the text's automaton would.
+const MAX_TEXT_ONLY: usize = 8;
 
 /// Plans by event logsource, made on first sight. A stream has a handful of logsources; past
 /// `MAX_PLANS` (events with ever-new logsources) plans are made per event and not kept, so
@@ -153,26 +170,45 @@ impl Engine {
     pub fn matching<'d>(&self, logsource: &LogSource, doc: impl Into<Object<'d>>) -> Vec<usize> {
         let doc = doc.into();
         let plan = self.plan(logsource);
-        let found = plan.prefilter.scan_document(doc);
-        self.matching_candidates(&plan, &found, doc)
+        let found = match &plan.candidates {
+            Candidates::Text(prefilter) => Some(prefilter.scan_document(doc)),
+            Candidates::Keys(_) => None,
+        };
+        self.matching_candidates(&plan, found.as_ref(), doc).0
     }
 
-    /// The rules of `plan` whose need `found` meets and that match `doc`, ascending.
-    fn matching_candidates(&self, plan: &Plan, found: &Found, doc: Object<'_>) -> Vec<usize> {
+    /// The rules of `plan` that may match `doc` (for a text prefilter, those whose need
+    /// `found` meets) and do, ascending, and how many were evaluated.
+    fn matching_candidates(
+        &self,
+        plan: &Plan,
+        found: Option<&Found>,
+        doc: Object<'_>,
+    ) -> (Vec<usize>, usize) {
         let mut hits = Vec::new();
-        plan.prefilter.each_candidate(found, |position| {
+        let mut evaluated = 0;
+        let evaluate = |position: usize| {
+            evaluated += 1;
             let index = plan.rules[position];
             if self.rules[index].matches(doc) {
                 hits.push(index);
             }
-        });
-        hits
+        };
+        match (&plan.candidates, found) {
+            (Candidates::Text(prefilter), Some(found)) => prefilter.each_candidate(found, evaluate),
+            (Candidates::Text(prefilter), None) => {
+                prefilter.each_candidate(&prefilter.scan_document(doc), evaluate)
+            }
+            (Candidates::Keys(keys), _) => keys.each_candidate(doc, evaluate),
+        }
+        (hits, evaluated)
     }
 
-    /// [`Engine::matching`] for a JSON record (an object) given as its text: the literal
-    /// prefilter runs over the text first, and `document` (the record parsed, as
-    /// [`Event::document`] gives it) is called only when some rule may match. Most events of a
-    /// stream match no rule, and then cost a scan of their bytes and no parse.
+    /// [`Engine::matching`] for a JSON record (an object) given as its text. Where the plan
+    /// finds candidates by literal, the prefilter runs over the text first, and `document` (the
+    /// record parsed, as [`Event::document`] gives it) is called only when some rule may match:
+    /// an event that matches no rule then costs a scan of its bytes and no parse. Where it
+    /// finds them by key, the record is parsed and its keys looked up.
     ///
     /// The matches are those [`Engine::matching`] finds in the document; the scan finds at least
     /// the literals the document scan does, and when it cannot say (see the prefilter's
@@ -184,21 +220,29 @@ impl Engine {
         document: impl FnOnce() -> Result<Document<'r>, E>,
     ) -> Result<RecordMatches<'r>, E> {
         let plan = self.plan(logsource);
-        let found = plan.prefilter.scan_record(record).ok();
-        if found
-            .as_ref()
-            .is_some_and(|found| !plan.prefilter.any_candidate(found))
-        {
-            return Ok(RecordMatches {
-                hits: Vec::new(),
-                document: None,
-            });
-        }
+        let found = match &plan.candidates {
+            Candidates::Text(prefilter) => {
+                let found = prefilter.scan_record(record).ok();
+                if found
+                    .as_ref()
+                    .is_some_and(|found| !prefilter.any_candidate(found))
+                {
+                    return Ok(RecordMatches {
+                        hits: Vec::new(),
+                        document: None,
+                        evaluated: 0,
+                    });
+                }
+                found
+            }
+            Candidates::Keys(_) => None,
+        };
         let document = document()?;
-        let found = found.unwrap_or_else(|| plan.prefilter.scan_document(document.root()));
+        let (hits, evaluated) = self.matching_candidates(&plan, found.as_ref(), document.root());
         Ok(RecordMatches {
-            hits: self.matching_candidates(&plan, &found, document.root()),
+            hits,
             document: Some(document),
+            evaluated,
         })
     }
 
@@ -223,12 +267,8 @@ impl Engine {
             .flat_map(|route| route.rules.iter().copied())
             .collect();
         rules.sort_unstable();
-        let needs: Vec<_> = rules
-            .iter()
-            .map(|&index| self.rules[index].need())
-            .collect();
         let plan = Arc::new(Plan {
-            prefilter: Prefilter::new(&needs),
+            candidates: self.candidates(&rules),
             rules,
         });
         let mut write = self.plans.0.write().unwrap_or_else(|e| e.into_inner());
@@ -239,6 +279,29 @@ impl Engine {
             write.push((logsource.clone(), Arc::clone(&plan)));
         }
         plan
+    }
+
+    /// How a plan of these rules finds candidates: by key when that leaves few rules with
+    /// literals to evaluate on every event, else by the literals of the text.
+    fn candidates(&self, rules: &[usize]) -> Candidates {
+        let keys: Vec<_> = rules
+            .iter()
+            .map(|&index| self.rules[index].key_need())
+            .collect();
+        let needs: Vec<_> = rules
+            .iter()
+            .map(|&index| self.rules[index].need())
+            .collect();
+        let text_only = needs
+            .iter()
+            .zip(&keys)
+            .filter(|(need, key)| need.is_some() && key.is_none())
+            .count();
+        if keys.iter().any(Option::is_some) && text_only <= MAX_TEXT_ONLY {
+            Candidates::Keys(KeyIndex::new(&keys))
+        } else {
+            Candidates::Text(Prefilter::new(&needs))
+        }
     }
 
     /// [`Engine::evaluate`] for an event, with its own logsource and document.

@@ -67,14 +67,23 @@
 //! # Evaluation
 //!
 //! [`Engine::matching`] works out, once per event logsource, which rules apply (most of a
-//! SigmaHQ checkout is for Windows and never does) and a literal prefilter over them: the
-//! literals each rule needs at least one of, in one Aho-Corasick automaton that runs once over
-//! the event's strings (integers give their digits, regular expressions the runs every match
-//! holds). Only rules whose literals occur are evaluated; rules whose matches cannot be told
-//! from literals (negations, `null`, comparisons, floats, field references) always are. The prefilter is conservative: it never changes what matches,
-//! which a test checks against evaluating every rule. [`Engine::matching_record`] runs the
-//! prefilter over a record's text before parsing it, and parses it only when some rule may
-//! match, with the same matches (a second test checks that over SigmaHQ's rules).
+//! SigmaHQ checkout is for Windows and never does) and how to find the few that may match an
+//! event, in one of two ways:
+//!
+//! - **By key**, when nearly every rule names exact values of some field (`eventName:
+//!   DeleteTrail`, as cloud rules do): a table per field from value to rules, so an event costs
+//!   a lookup per field.
+//! - **By literal** otherwise: the literals each rule needs at least one of, in one
+//!   Aho-Corasick automaton that runs once over the event's strings (integers give their
+//!   digits, regular expressions the runs every match holds).
+//!
+//! Only the candidates are evaluated; rules about which neither can say anything (negations,
+//! `null`, comparisons, floats, field references) always are. Both are conservative: they
+//! never change what matches, which tests check against evaluating every rule.
+//! [`Engine::matching_record`] runs the literal prefilter over a record's text before parsing
+//! it, and parses it only when some rule may match, with the same matches (a test checks that
+//! over SigmaHQ's rules); by key, the record is parsed first, which costs less than a pass
+//! over its text.
 //!
 //! # Value modifiers
 //!

@@ -128,6 +128,20 @@ impl Matcher {
         }
     }
 
+    /// The keys (see `prefilter/keys.rs`) of which a matching value's folded text is one:
+    /// for string patterns without wildcards. `None` for every other matcher, whose matches no
+    /// set of texts holds (a number rule also matches `401.0`).
+    pub fn keys(&self) -> Option<Vec<String>> {
+        match self {
+            Matcher::String(pattern) => pattern.exact_key().map(|key| vec![key]),
+            Matcher::AnyOf(variants) => variants.iter().try_fold(Vec::new(), |mut union, m| {
+                union.extend(m.keys()?);
+                Some(union)
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether a string of the event matches, for keyword searches.
     pub fn matches_text(&self, text: &str) -> bool {
         match self {

@@ -229,6 +229,17 @@ impl Pattern {
         (!run.is_empty()).then_some(run)
     }
 
+    /// For a pattern without wildcards, the folded text (`prefilter::fold`) of every text it
+    /// matches: its literal, lowercased already unless `cased`, and then equal to such a text,
+    /// whose fold is the literal's.
+    pub fn exact_key(&self) -> Option<String> {
+        match &self.shape {
+            Shape::Exact(literal) if self.cased => Some(crate::prefilter::fold(literal).into()),
+            Shape::Exact(literal) => Some(literal.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether `text` matches.
     pub fn matches(&self, text: &str) -> bool {
         if self.cased {

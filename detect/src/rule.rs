@@ -9,7 +9,7 @@ use crate::detection::CompiledDetection;
 use crate::error::Problem;
 use crate::meta::{keep, logsource_within, rule_logsource, text, MetaReader, RuleMeta};
 use crate::pipeline::FieldMap;
-use crate::prefilter::{self, Need};
+use crate::prefilter::{KeyNeed, Narrowing, Need};
 use crate::yaml::{Document, Value};
 use crate::LoadOptions;
 
@@ -67,10 +67,13 @@ impl Rule {
     /// What an event must contain to match (see [`crate::prefilter`]): the detection and the
     /// filters must all hold.
     pub(crate) fn need(&self) -> Option<Need> {
-        prefilter::all(
-            std::iter::once(self.detection.need())
-                .chain(self.filters.iter().map(|filter| filter.need())),
-        )
+        Need::all(self.detections().map(|detection| detection.need()))
+    }
+
+    /// The values some fields must have for the rule to match (see `prefilter/keys.rs`): the
+    /// detection's and the filters'.
+    pub(crate) fn key_need(&self) -> Option<KeyNeed> {
+        KeyNeed::all(self.detections().map(|detection| detection.key_need()))
     }
 
     /// Adds a meta-filter's detection, which from now on must match too.

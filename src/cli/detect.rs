@@ -158,7 +158,7 @@ fn detect_lines(
         };
         // Each kind of source is its own stream, with its own watermark, so a file of
         // CloudTrail records followed by older Flask logs still correlates the latter.
-        // A JSON record is parsed only when its text says some rule may match it.
+        // A JSON record is parsed only when some rule may match it (`Engine::matching_record`).
         let id = line_id(number);
         let event;
         let (evaluated, logsource) = match lines.preset_json(line) {

@@ -1,5 +1,5 @@
 //! [`Detector`] fed a whole [`Event`], or a JSON record as its text: the record is parsed
-//! only when the engine's prefilter, run over its text, says some rule may match it.
+//! only when some rule may match it (see [`crate::Engine::matching_record`]).
 
 use vigil_event::{Document, Event, Id, LogSource};
 

@@ -34,9 +34,30 @@ use vigil_event::{JsonRef, Object};
 use crate::number_text::with_number_text;
 use crate::path::MAX_DEPTH;
 
+mod keys;
 mod record;
 
+pub(crate) use keys::{fold, KeyIndex, KeyNeed};
 pub(crate) use record::Unreadable;
+
+/// What an event must hold for part of a rule to match, and how the parts' needs combine
+/// through a condition: [`Need`] (literals of its text) and [`KeyNeed`] (values of fields).
+pub(crate) trait Narrowing: Sized {
+    /// The need of a conjunction of parts with these needs; `None` is "nothing known".
+    fn all(parts: impl IntoIterator<Item = Option<Self>>) -> Option<Self>;
+    /// The need of a disjunction of parts with these needs.
+    fn any(parts: impl IntoIterator<Item = Option<Self>>) -> Option<Self>;
+}
+
+impl Narrowing for Need {
+    fn all(parts: impl IntoIterator<Item = Option<Self>>) -> Option<Self> {
+        all(parts)
+    }
+
+    fn any(parts: impl IntoIterator<Item = Option<Self>>) -> Option<Self> {
+        any(parts)
+    }
+}
 
 /// Literals shorter than this say too little to be worth a need: they occur in most events.
 const MIN_LITERAL: usize = 3;

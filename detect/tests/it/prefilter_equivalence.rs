@@ -39,6 +39,20 @@ fn ndjson(name: &str) -> Vec<Map<String, Value>> {
         .collect()
 }
 
+/// The demo's access log, a document per request as the web rules read them.
+fn access_log() -> Vec<Map<String, Value>> {
+    let access = std::fs::read_to_string(repo().join("demo/flask-access.log")).unwrap();
+    access
+        .lines()
+        .map(|line| {
+            let request = line.split('"').nth(1).unwrap_or_default();
+            let target = request.split(' ').nth(1).unwrap_or_default();
+            let doc = json!({"message": line, "target": target, "method": "GET"});
+            doc.as_object().unwrap().clone()
+        })
+        .collect()
+}
+
 fn brute_force(engine: &Engine, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<usize> {
     engine
         .rules()
@@ -68,13 +82,7 @@ fn prefiltered_matches_equal_brute_force() {
             .map(|d| (&kubernetes, d)),
     );
     events.extend(ndjson("flask-app.ndjson").into_iter().map(|d| (&flask, d)));
-    let access = std::fs::read_to_string(repo().join("demo/flask-access.log")).unwrap();
-    for line in access.lines() {
-        let request = line.split('"').nth(1).unwrap_or_default();
-        let target = request.split(' ').nth(1).unwrap_or_default();
-        let doc = json!({"message": line, "target": target, "method": "GET"});
-        events.push((&web, doc.as_object().unwrap().clone()));
-    }
+    events.extend(access_log().into_iter().map(|d| (&web, d)));
     // Values in other cases and non-ASCII spellings must not hide a match.
     let shouting: Vec<_> = events
         .iter()
@@ -203,10 +211,12 @@ fn spellings(doc: &Map<String, Value>, rng: &mut Rng) -> Vec<String> {
     vec![compact, pretty, slashes, escaped]
 }
 
-/// The prefilter over a record's text ([`Engine::matching_record`]) never hides a match: over
-/// SigmaHQ's rules and generated CloudTrail, Kubernetes audit and Flask app events, in every
-/// spelling, its matches equal evaluating each routed rule in turn, and a record it rules out
-/// without parsing matches nothing.
+/// The prefilter of [`Engine::matching_record`] never hides a match: over SigmaHQ's rules and
+/// generated CloudTrail, Kubernetes audit, Flask app and web access events, in every spelling,
+/// its matches equal evaluating each routed rule in turn. Where rules name exact values (the
+/// cloud sources) candidates come from the values of a few fields; elsewhere (web rules look
+/// for parts of a URL) from the record's text, and a record that rules out every rule is not
+/// parsed.
 #[test]
 fn record_text_prefilter_never_hides_a_match() {
     let mut rules = rules_under(&repo().join("rules"));
@@ -228,10 +238,21 @@ fn record_text_prefilter_never_hides_a_match() {
             "flask-app.ndjson",
             LogSource::new(Some("python"), Some("flask"), Some("application")),
         ),
+        ("", LogSource::new(None, None, Some("webserver"))),
     ];
     let (mut records, mut matched, mut skipped) = (0, 0, 0);
+    let (mut evaluated, mut routed) = (0, 0);
     for (file, logsource) in &lanes {
-        let demo = ndjson(file);
+        let demo = if file.is_empty() {
+            access_log()
+        } else {
+            ndjson(file)
+        };
+        let rules = engine
+            .rules()
+            .iter()
+            .filter(|rule| rule.applies_to(logsource))
+            .count();
         let mut docs = demo.clone();
         docs.extend(generated(&demo, 300, &mut rng));
         for doc in &docs {
@@ -243,10 +264,19 @@ fn record_text_prefilter_never_hides_a_match() {
                 records += 1;
                 matched += usize::from(!expected.is_empty());
                 skipped += usize::from(result.document.is_none());
+                evaluated += result.evaluated;
+                routed += rules;
             }
         }
     }
-    eprintln!("{records} records, {matched} matching, {skipped} ruled out");
+    eprintln!(
+        "{records} records, {matched} matching, {skipped} ruled out unparsed, \
+         {evaluated} of {routed} routed rules evaluated"
+    );
+    assert!(
+        evaluated * 10 < routed,
+        "{evaluated} of {routed} routed rules evaluated"
+    );
     assert!(
         matched > 100,
         "{matched} of {records} records match some rule"
@@ -347,4 +377,118 @@ detection:
         5,
         "every rule matches some value: {matched:?}"
     );
+}
+
+/// Rules that name exact values find their candidates by the values of fields; none of the ways
+/// a value can be compared (case, `cased`, Unicode folding, numbers and booleans as text, lists,
+/// dotted keys, `windash` variants, `all`, alternatives) hides a match.
+#[test]
+fn field_keys_never_hide_a_match() {
+    let rules = r#"
+title: plain
+logsource: {product: keys}
+detection: {selection: {eventName: [DeleteTrail, StopLogging]}, condition: selection}
+---
+title: cased
+logsource: {product: keys}
+detection: {selection: {eventName|cased: CreateUser}, condition: selection}
+---
+title: number beside a string
+logsource: {product: keys}
+detection: {selection: {code: 401, verb: get}, condition: selection}
+---
+title: number as text
+logsource: {product: keys}
+detection: {selection: {port: '8080'}, condition: selection}
+---
+title: boolean as text
+logsource: {product: keys}
+detection: {selection: {flag: 'true'}, condition: selection}
+---
+title: all of a list
+logsource: {product: keys}
+detection: {selection: {tags|all: [red, blue]}, condition: selection}
+---
+title: one of two on one field
+logsource: {product: keys}
+detection: {sel1: {verb: create}, sel2: {verb: delete}, condition: 1 of sel*}
+---
+title: one of two fields
+logsource: {product: keys}
+detection: {sel1: {verb: patch}, sel2: {user: admin}, condition: 1 of sel*}
+---
+title: windash
+logsource: {product: keys}
+detection: {selection: {cmd|windash: '-enc'}, condition: selection}
+---
+title: dotted
+logsource: {product: keys}
+detection: {selection: {a.b.c: deep}, condition: selection}
+---
+title: unicode
+logsource: {product: keys}
+detection: {selection: {name: ÉCOLE, who: kill}, condition: selection}
+---
+title: filtered
+logsource: {product: keys}
+detection: {selection: {verb: list}, filter: {user: system}, condition: selection and not filter}
+---
+title: escaped wildcard and empty
+logsource: {product: keys}
+detection: {selection: {path: 'C:\x\*', note: ''}, condition: selection}
+"#;
+    let parsed = parse_rules(rules, "inline.yml");
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let count = parsed.rules.len();
+    let engine = Engine::new(parsed.rules);
+    let keys = LogSource::new(Some("keys"), None, None);
+    let records = [
+        r#"{"eventName":"deletetrail"}"#,
+        r#"{"eventName":["x","STOPLOGGING"]}"#,
+        r#"{"eventName":"CreateUser"}"#,
+        r#"{"eventName":"createuser"}"#,
+        r#"{"code":401,"verb":"GET"}"#,
+        r#"{"code":"401","verb":"get"}"#,
+        r#"{"code":401.0,"verb":"get"}"#,
+        r#"{"code":402,"verb":"get"}"#,
+        r#"{"port":8080}"#,
+        r#"{"flag":true}"#,
+        r#"{"flag":"TRUE"}"#,
+        r#"{"flag":1}"#,
+        r#"{"tags":["RED","green","Blue"]}"#,
+        r#"{"tags":["red"]}"#,
+        r#"{"verb":"Delete"}"#,
+        r#"{"verb":"create","user":"x"}"#,
+        r#"{"user":"ADMIN"}"#,
+        r#"{"verb":"patch"}"#,
+        r#"{"cmd":"/enc"}"#,
+        r#"{"cmd":"\u2013enc"}"#,
+        r#"{"cmd":"-ENC"}"#,
+        r#"{"a.b":{"c":"DEEP"}}"#,
+        r#"{"a":{"b.c":"deep"}}"#,
+        r#"{"a":[{"b":{"c":"x"}},{"b":{"c":"Deep"}}]}"#,
+        r#"{"a":{"b":{"c":["no","dEEp"]}}}"#,
+        r#"{"name":"École","who":"\u212aILL"}"#,
+        r#"{"name":"ecole","who":"kill"}"#,
+        r#"{"verb":"LIST","user":"bob"}"#,
+        r#"{"verb":"list","user":"System"}"#,
+        r#"{"path":"c:\\X*","note":""}"#,
+        r#"{"path":"c:\\xy","note":""}"#,
+        r#"{"verb":"list","eventName":"DeleteTrail","u\u0073er":"a"}"#,
+    ];
+    let mut matched = std::collections::BTreeSet::new();
+    let mut fewer = false;
+    for text in records {
+        let doc: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let expected = brute_force(&engine, &keys, &doc);
+        assert_eq!(engine.matching(&keys, &doc), expected, "{text}");
+        let parse = || vigil_event::Document::parse(text);
+        let record = engine.matching_record(&keys, text, parse).unwrap();
+        assert_eq!(record.hits, expected, "{text}");
+        assert!(record.document.is_some(), "looked up by key, so parsed");
+        fewer |= record.evaluated < count / 2;
+        matched.extend(expected);
+    }
+    assert!(fewer, "candidates came from the keys");
+    assert_eq!(matched.len(), count, "every rule matches: {matched:?}");
 }

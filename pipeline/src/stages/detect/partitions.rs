@@ -225,9 +225,9 @@ pub(super) fn detect_batch(
         });
         partition.next_offset = Some(delivery.offset + 1);
         let detector = &mut partition.detector;
-        // The record is parsed only when its text says some rule may match it
-        // (`Detector::evaluate_event`): most events match none, and then cost the bus decode
-        // and a scan of their bytes.
+        // The record is parsed only when some rule may match it, or when rules are found by
+        // the values of its fields (`Engine::matching_record`): most events match none, and
+        // then cost the bus decode and a scan of their bytes or a parse and a few lookups.
         let decoded = serde_json::from_slice::<Event>(&delivery.payload)
             .map_err(|e| format!("unreadable event on the bus: {e}"));
         // The document borrows the record's text from the decoded event.
