@@ -24,6 +24,6 @@ pub use ingestor::{
     IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, QuarantineKind, Rejection,
 };
 pub use metric_label::{source_label, MAX_SOURCE_LABELS};
-pub use normalise::{check_json_record, normalise_line};
+pub use normalise::{check_json_record, normalise_line, parse_json_record};
 pub use recognise::{recognise_record, RecordShape};
 pub use source::{RecordFormat, SourceCatalog, SourceSpec};

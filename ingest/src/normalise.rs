@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
 use serde_json::Map;
-use vigil_event::{json, Event, EventId, Record, Source};
+use vigil_event::{json, Document, Event, EventId, JsonRef, Record, Source};
 
 use crate::parse::{parse_access_log, parse_vpc_flow};
 use crate::{RecordFormat, SourceSpec};
@@ -75,6 +75,34 @@ pub fn check_json_record(spec: &SourceSpec, text: &str) -> Result<Option<DateTim
         .find_map(parse_json_time))
 }
 
+/// [`check_json_record`], and the record parsed for detection: one parse where the record is
+/// plain JSON (the tape, whose top level gives the time), the check and then the tolerant
+/// parse where it is not. The verdict, the reason and the time are [`check_json_record`]'s.
+pub fn parse_json_record<'t>(
+    spec: &SourceSpec,
+    text: &'t str,
+) -> Result<(Document<'t>, Option<DateTime<Utc>>), String> {
+    let document = Document::parse(text);
+    let Ok(document @ Document::Tape(_)) = document else {
+        // What serde_json refuses (or a record that is no object at all): the tolerant
+        // parser's verdict, reason and depth report, as ingest gives them.
+        let time = check_json_record(spec, text)?;
+        let document = document.map_err(|e| format!("not a JSON object: {e}"))?;
+        return Ok((document, time));
+    };
+    let top = document.root();
+    let time = spec
+        .time_fields
+        .iter()
+        .filter_map(|name| top.get(name))
+        .find_map(|value| match value {
+            JsonRef::String(text) => parse_time_text(text),
+            JsonRef::Number(number) => time_from_number(number.as_f64()?),
+            _ => None,
+        });
+    Ok((document, time))
+}
+
 /// A time from a top-level value's raw JSON: a string in one of our spellings, or epoch seconds
 /// or milliseconds.
 fn parse_json_time(raw: &str) -> Option<DateTime<Utc>> {
@@ -83,13 +111,15 @@ fn parse_json_time(raw: &str) -> Option<DateTime<Utc>> {
     // object every other stage sees would set the event's time.
     match raw.as_bytes().first()? {
         b'"' => parse_time_text(&serde_json::from_str::<String>(raw).ok()?),
-        _ => {
-            let n = serde_json::from_str::<f64>(raw).ok()?;
-            // Epoch milliseconds are the common numeric form; anything this large is not seconds.
-            let millis = if n.abs() >= 1e11 { n } else { n * 1000.0 };
-            Utc.timestamp_millis_opt(millis as i64).single()
-        }
+        _ => time_from_number(serde_json::from_str::<f64>(raw).ok()?),
     }
+}
+
+/// A time from a number: epoch milliseconds, the common numeric form, or seconds.
+fn time_from_number(n: f64) -> Option<DateTime<Utc>> {
+    // Anything this large is not seconds.
+    let millis = if n.abs() >= 1e11 { n } else { n * 1000.0 };
+    Utc.timestamp_millis_opt(millis as i64).single()
 }
 
 /// Parses the time spellings our sources use: RFC 3339, and python logging's `asctime`.
@@ -224,6 +254,58 @@ mod tests {
             let reason = normalise(&spec, &bad).unwrap_err();
             assert!(reason.starts_with("not a JSON object"), "{bad}: {reason}");
             assert!(reason.ends_with(&format!("at byte {position}")), "{reason}");
+        }
+    }
+
+    /// The parse `vigil detect` reads a preset's records with gives the check's verdict,
+    /// reason and time, and the document every other reader sees: by the tape where serde_json
+    /// reads the record, by the tolerant parser where it does not.
+    #[test]
+    fn the_parse_for_detection_agrees_with_the_check() {
+        let deep = |inner: &str| format!("{}{inner}{}", "[".repeat(500), "]".repeat(500));
+        let lines = [
+            r#"{"eventTime":"2026-11-28T10:15:32Z","eventName":"StopLogging"}"#.to_owned(),
+            r#"{"asctime":"2026-11-28 10:15:32,250","timestamp":1}"#.to_owned(),
+            r#"{"timestamp":1795860932000}"#.to_owned(),
+            r#"{"timestamp":1795860932}"#.to_owned(),
+            r#"{"timestamp":1795860932.5}"#.to_owned(),
+            r#"{"timestamp":-12.25e3}"#.to_owned(),
+            r#"{"timestamp":"1795860932"}"#.to_owned(),
+            r#"{"eventTime":"yesterday"}"#.to_owned(),
+            r#"{"eventTime":{"$serde_json::private::RawValue":"\"2026-11-28T10:15:32Z\""}}"#
+                .to_owned(),
+            r#"{"eventTime":["2026-11-28T10:15:32Z"]}"#.to_owned(),
+            r#"{"eventTime":true,"timestamp":null}"#.to_owned(),
+            r#"{"eventTime":"2020-01-01T00:00:00Z","eventTime":"2026-11-28T10:15:32Z"}"#.to_owned(),
+            r#"{"eventTime":"2026-11-28T10:15:32Z","x":"y","eventTime":7}"#.to_owned(),
+            r#"{"eventT\u0069me":"2026-11-28T10:15:32\u005a"}"#.to_owned(),
+            r#"{"eventTime":"2026-11-28T10:15:32Z","pad":1e400}"#.to_owned(),
+            r#"{"eventTime":"2026-11-28T10:15:32Z","ua":"x\ud800"}"#.to_owned(),
+            r#"{"timestamp":1e400}"#.to_owned(),
+            format!(
+                r#"{{"deep":{},"eventTime":"2026-11-28T10:15:32Z"}}"#,
+                deep("1")
+            ),
+            format!(r#"{{"a":{}}}"#, deep("01")),
+            r#"{"a":"\x"}"#.to_owned(),
+            "{\"a\":1,}".to_owned(),
+            "[1,2]".to_owned(),
+            "{}".to_owned(),
+        ];
+        let catalog = SourceCatalog::builtin();
+        for spec in [catalog.resolve("cloudtrail"), catalog.resolve("flask-app")] {
+            for line in &lines {
+                let checked = check_json_record(&spec, line);
+                let parsed = parse_json_record(&spec, line);
+                let time = parsed
+                    .as_ref()
+                    .map(|(_, time)| *time)
+                    .map_err(String::clone);
+                assert_eq!(time, checked, "{line}");
+                if let Ok((document, _)) = parsed {
+                    assert_eq!(Ok(document.to_map()), json::parse_object(line), "{line}");
+                }
+            }
         }
     }
 

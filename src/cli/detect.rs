@@ -11,8 +11,8 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 use vigil_detect::{Detector, Finding};
-use vigil_event::{Document, EventId, LogSource, MatchedField};
-use vigil_ingest::check_json_record;
+use vigil_event::{EventId, LogSource, MatchedField};
+use vigil_ingest::parse_json_record;
 
 use super::events::{line_id, LineReader};
 use super::{parse_logsource, LoadArgs};
@@ -158,16 +158,18 @@ fn detect_lines(
         };
         // Each kind of source is its own stream, with its own watermark, so a file of
         // CloudTrail records followed by older Flask logs still correlates the latter.
-        // A JSON record is parsed only when some rule may match it (`Engine::matching_record`).
+        // A record of a named JSON source is parsed once, for its check and its rules; any
+        // other JSON record only when some rule may match it (`Engine::matching_record`).
         let id = line_id(number);
         let event;
         let (evaluated, logsource) = match lines.preset_json(line) {
-            // A record of the named source: checked as ingest checks it, then matched as its
-            // text, with no event built around it (nothing here needs its wire form).
-            Some((spec, source)) => match check_json_record(spec, line) {
-                Ok(time) => {
+            // A record of the named source: checked as ingest checks it, by the same parse
+            // that detection reads, with no event built around it (nothing here needs its wire
+            // form).
+            Some((spec, source)) => match parse_json_record(spec, line) {
+                Ok((document, time)) => {
                     let time = time.unwrap_or_else(Utc::now).timestamp_millis();
-                    let parse = || Document::parse(line).map_err(serde::de::Error::custom);
+                    let parse = || Ok::<_, serde_json::Error>(document);
                     let evaluated = detector.evaluate_record(
                         &source.kind,
                         time,
