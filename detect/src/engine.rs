@@ -53,7 +53,7 @@ enum Candidates {
     /// rules can match is never parsed.
     Text(Prefilter),
     /// By the values of a few fields, looked up in tables: for plans whose rules nearly all
-    /// name exact values, where a few lookups cost less than a pass over every byte.
+    /// name exact values, where a parse and a few lookups cost less than a pass over every byte.
     Keys(KeyIndex),
 }
 
@@ -282,7 +282,8 @@ impl Engine {
     }
 
     /// How a plan of these rules finds candidates: by key when that leaves few rules with
-    /// literals to evaluate on every event, else by the literals of the text.
+    /// literals to evaluate on every event and no key brings in most of the rest, else by the
+    /// literals of the text.
     fn candidates(&self, rules: &[usize]) -> Candidates {
         let keys: Vec<_> = rules
             .iter()
@@ -297,11 +298,16 @@ impl Engine {
             .zip(&keys)
             .filter(|(need, key)| need.is_some() && key.is_none())
             .count();
-        if keys.iter().any(Option::is_some) && text_only <= MAX_TEXT_ONLY {
-            Candidates::Keys(KeyIndex::new(&keys))
-        } else {
-            Candidates::Text(Prefilter::new(&needs))
+        let keyed = keys.iter().filter(|key| key.is_some()).count();
+        if keyed > 0 && text_only <= MAX_TEXT_ONLY {
+            let index = KeyIndex::new(&keys);
+            // A key every rule shares (what a pipeline's `require` gives them all) would make
+            // each event of the source parse and evaluate them all.
+            if index.widest() * 2 <= keyed.max(2) {
+                return Candidates::Keys(index);
+            }
         }
+        Candidates::Text(Prefilter::new(&needs))
     }
 
     /// [`Engine::evaluate`] for an event, with its own logsource and document.

@@ -78,7 +78,8 @@
 //!   digits, regular expressions the runs every match holds).
 //!
 //! Only the candidates are evaluated; rules about which neither can say anything (negations,
-//! `null`, comparisons, floats, field references) always are. Both are conservative: they
+//! `null`, comparisons, floats, field references) always are, and so, where rules are found
+//! by key, are the few with literals but no exact value. Both are conservative: they
 //! never change what matches, which tests check against evaluating every rule.
 //! [`Engine::matching_record`] runs the literal prefilter over a record's text before parsing
 //! it, and parses it only when some rule may match, with the same matches (a test checks that

@@ -234,7 +234,7 @@ impl Pattern {
     /// whose fold is the literal's.
     pub fn exact_key(&self) -> Option<String> {
         match &self.shape {
-            Shape::Exact(literal) if self.cased => Some(crate::prefilter::fold(literal).into()),
+            Shape::Exact(literal) if self.cased => Some(crate::prefilter::fold(literal)),
             Shape::Exact(literal) => Some(literal.clone()),
             _ => None,
         }

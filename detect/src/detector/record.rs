@@ -1,14 +1,15 @@
-//! [`Detector`] fed a whole [`Event`], or a JSON record as its text: the record is parsed
-//! only when some rule may match it (see [`crate::Engine::matching_record`]).
+//! [`Detector`] fed a whole [`Event`], or a JSON record as its text, parsed only when the
+//! engine needs it (see [`crate::Engine::matching_record`]).
 
 use vigil_event::{Document, Event, Id, LogSource};
 
 use super::{Detector, Evaluation};
 
 impl Detector {
-    /// [`Detector::evaluate`] for a JSON record given as its text, parsed by `document` only
-    /// when some rule may match it ([`crate::Engine::matching_record`]). The document comes back
-    /// with the evaluation when it was parsed, for [`crate::Engine::matched_fields`].
+    /// [`Detector::evaluate`] for a JSON record given as its text, parsed by `document` when
+    /// [`crate::Engine::matching_record`] needs it (always where rules are found by key, else
+    /// only when some rule may match). The document comes back with the evaluation when it was
+    /// parsed, for [`crate::Engine::matched_fields`].
     pub fn evaluate_record<'r, E>(
         &mut self,
         stream: &str,
@@ -29,7 +30,7 @@ impl Detector {
     }
 
     /// [`Detector::evaluate`] for an [`Event`], in `stream` at `time`: a JSON record through
-    /// [`Detector::evaluate_record`] (parsed only when some rule may match it), a text record
+    /// [`Detector::evaluate_record`] (parsed only when needed), a text record
     /// as its derived fields. The document comes back when it was built, for
     /// [`crate::Engine::matched_fields`].
     pub fn evaluate_event<'e>(

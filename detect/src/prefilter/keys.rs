@@ -17,7 +17,6 @@
 //! is thus never met less often than the rule matches, and the engine still evaluates every
 //! candidate in full.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use vigil_event::{JsonRef, Object};
@@ -28,16 +27,8 @@ use crate::path::FieldPath;
 
 /// A text as key tables hold it: lowercased the way case-insensitive patterns compare (every
 /// character through `char::to_lowercase`, which for ASCII is the ASCII lowercase).
-pub(crate) fn fold(text: &str) -> Cow<'_, str> {
-    if text.is_ascii() {
-        if text.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(text.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(text)
-        }
-    } else {
-        Cow::Owned(text.chars().flat_map(char::to_lowercase).collect())
-    }
+pub(crate) fn fold(text: &str) -> String {
+    fold_into(text, &mut String::new()).to_owned()
 }
 
 /// Every part must hold: per field (by name, ascending), a set of keys (sorted, distinct) one of
@@ -101,15 +92,17 @@ impl Narrowing for KeyNeed {
     }
 }
 
-/// The positions of the rules indexed under each key of one field. Events only look keys up,
-/// so a sender cannot grow it, and the seed is random per process.
-type KeyTable = HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>;
+/// The id of each key of one field. Events only look keys up, so a sender cannot grow it, and
+/// the seed is random per process.
+type KeyTable = HashMap<Box<str>, u32, foldhash::fast::RandomState>;
 
 /// The rules of a plan by the keys of the one field each is indexed under; the rules without a
 /// key need are candidates for every event.
 #[derive(Debug)]
 pub(crate) struct KeyIndex {
     fields: Vec<(FieldPath, KeyTable)>,
+    /// By key id, the positions of the rules indexed under it.
+    keyed: Vec<Vec<u32>>,
     /// Positions of the rules evaluated on every event, ascending.
     everywhere: Vec<u32>,
     rules: usize,
@@ -128,6 +121,7 @@ impl KeyIndex {
                 .extend(keys.iter().map(String::as_str));
         }
         let mut fields: Vec<(FieldPath, KeyTable)> = Vec::new();
+        let mut keyed: Vec<Vec<u32>> = Vec::new();
         let mut everywhere = Vec::new();
         for (position, need) in needs.iter().enumerate() {
             let position = position as u32;
@@ -148,32 +142,48 @@ impl KeyIndex {
                 }
             };
             for key in keys {
-                fields[at]
-                    .1
-                    .entry(key.as_str().into())
-                    .or_default()
-                    .push(position);
+                let id = *fields[at].1.entry(key.as_str().into()).or_insert_with(|| {
+                    keyed.push(Vec::new());
+                    (keyed.len() - 1) as u32
+                });
+                keyed[id as usize].push(position);
             }
         }
         KeyIndex {
             fields,
+            keyed,
             everywhere,
             rules: needs.len(),
         }
     }
 
+    /// The most rules any one key makes candidates, besides those evaluated on every event: a
+    /// key shared by most rules (one that a pipeline's `require` adds to all) narrows nothing.
+    pub fn widest(&self) -> usize {
+        self.keyed.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
     /// Calls `evaluate` with the position of each rule that may match `doc`, ascending, once
     /// each.
     pub fn each_candidate(&self, doc: Object<'_>, mut evaluate: impl FnMut(usize)) {
-        let mut marked = vec![0u64; self.rules.div_ceil(64)];
+        // The rules marked, then the keys seen: a key is followed once per event however
+        // often it occurs (a list may repeat it), so the work stays that of reading the values.
+        let mut bits = vec![0u64; self.rules.div_ceil(64) + self.keyed.len().div_ceil(64)];
+        let (marked, seen) = bits.split_at_mut(self.rules.div_ceil(64));
         for &position in &self.everywhere {
             marked[position as usize / 64] |= 1 << (position % 64);
         }
+        let mut folded = String::new();
         for (path, table) in &self.fields {
             path.any(doc, &mut |value| {
                 let mut mark = |text: &str| {
-                    if let Some(rules) = table.get(fold(text).as_ref()) {
-                        for &position in rules {
+                    let Some(&id) = table.get(fold_into(text, &mut folded)) else {
+                        return;
+                    };
+                    let (word, bit) = (id as usize / 64, 1 << (id % 64));
+                    if seen[word] & bit == 0 {
+                        seen[word] |= bit;
+                        for &position in &self.keyed[id as usize] {
                             marked[position as usize / 64] |= 1 << (position % 64);
                         }
                     }
@@ -197,6 +207,22 @@ impl KeyIndex {
             }
         }
     }
+}
+
+/// [`fold`] into a buffer reused across values, or `text` itself when it folds to itself (the
+/// common case: most values hold no capital letter).
+fn fold_into<'t>(text: &'t str, buffer: &'t mut String) -> &'t str {
+    if text.is_ascii() && !text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return text;
+    }
+    buffer.clear();
+    if text.is_ascii() {
+        buffer.push_str(text);
+        buffer.make_ascii_lowercase();
+    } else {
+        buffer.extend(text.chars().flat_map(char::to_lowercase));
+    }
+    buffer
 }
 
 #[cfg(test)]

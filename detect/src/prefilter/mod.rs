@@ -1,4 +1,6 @@
-//! Literal prefiltering: skipping rules that cannot match an event without evaluating them.
+//! Prefiltering: skipping rules that cannot match an event without evaluating them, by the
+//! literals of its text (here) or by the values of a few fields ([`keys`], which the engine
+//! prefers where nearly every rule names exact values).
 //!
 //! Most values in rules are strings with a literal part (`*\\mimikatz.exe`, `DeleteTrail`), and
 //! a string pattern can only match a text that contains its literal. So each rule gets a
@@ -12,7 +14,8 @@
 //!
 //! A JSON record can be scanned from its text, before it is parsed
 //! ([`Prefilter::scan_record`], in [`record`]): an event none of whose rules can match is then
-//! never parsed at all. Events usually match nothing, so in the pipeline that is most of them.
+//! never parsed at all. Events usually match nothing, so where the literals decide, that is
+//! most of them.
 //!
 //! Case needs care. Patterns hold their literals lowercased (unless `cased`), and compare with
 //! the text's characters lowercased; a few non-ASCII characters lowercase to ASCII ones (the

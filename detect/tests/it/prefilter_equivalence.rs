@@ -492,3 +492,32 @@ detection: {selection: {path: 'C:\x\*', note: ''}, condition: selection}
     assert!(fewer, "candidates came from the keys");
     assert_eq!(matched.len(), count, "every rule matches: {matched:?}");
 }
+
+/// A key that every rule shares (here a selection each repeats, as a pipeline's `require` adds
+/// one to all) narrows nothing, so the plan keeps finding candidates by the record's text: a
+/// record none of whose literals occur is not even parsed.
+#[test]
+fn a_key_every_rule_shares_leaves_the_text_prefilter() {
+    let rule = |n: u32, needle: &str| {
+        format!(
+            "title: r{n}\nlogsource: {{product: shared}}\ndetection:\n  kind: {{source_kind: web}}\n  \
+             selection: {{url|contains: {needle}}}\n  condition: kind and selection\n"
+        )
+    };
+    let rules = [rule(1, "passwd"), rule(2, "union select"), rule(3, "../..")].join("---\n");
+    let parsed = parse_rules(&rules, "inline.yml");
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let engine = Engine::new(parsed.rules);
+    let shared = LogSource::new(Some("shared"), None, None);
+    let text = r#"{"source_kind":"web","url":"/index.html"}"#;
+    let parse = || vigil_event::Document::parse(text);
+    let record = engine.matching_record(&shared, text, parse).unwrap();
+    assert_eq!((record.hits.len(), record.evaluated), (0, 0));
+    assert!(record.document.is_none(), "ruled out by its text, unparsed");
+    let text = r#"{"source_kind":"web","url":"/etc/passwd"}"#;
+    let parse = || vigil_event::Document::parse(text);
+    assert_eq!(
+        engine.matching_record(&shared, text, parse).unwrap().hits,
+        [0]
+    );
+}
