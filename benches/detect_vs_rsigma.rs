@@ -15,7 +15,7 @@
 //!
 //! Rounds alternate which tool goes first, so that the load of other work on this shared
 //! machine hits both alike. In each round each tool also runs over a one-event file of the same
-//! lane: that is its rule loading, and the events/s reported are net of it (of the median
+//! lane: that is its rule loading, and the events/s reported are net of it (of the shortest
 //! loading time over the rounds). The ratio is taken
 //! per round and reported as the median with its range. Time is wall time on the pinned core
 //! (`taskset`); the processes' CPU time is printed next to it, as a check on how much the
@@ -212,16 +212,17 @@ fn measure(setup: &Setup, tool: Tool, lane: &Lane) -> Round {
 }
 
 /// Events/s of each round net of loading, by wall time and by CPU time. Loading is the same
-/// work every time, so the median of its runs is taken off each round, rather than the
-/// round's own: one slow load would otherwise swing that round's figure.
+/// work every time, so the least disturbed of its runs (the shortest) is taken off each round,
+/// rather than the round's own: one slow load would otherwise swing that round's figure, and
+/// taking off the shortest never flatters a tool.
 fn net_rates(events: usize, rounds: &[Round]) -> (Vec<f64>, Option<Vec<f64>>) {
-    let load_wall = median(&rounds.iter().map(|r| r.load.wall).collect::<Vec<_>>());
+    let load_wall = least(rounds.iter().map(|r| r.load.wall));
     let walls = rounds
         .iter()
         .map(|r| events as f64 / (r.all.wall - load_wall).max(1e-3))
         .collect();
     let load_cpu: Option<Vec<f64>> = rounds.iter().map(|r| r.load.cpu).collect();
-    let cpus = load_cpu.map(|loads| median(&loads)).and_then(|load_cpu| {
+    let cpus = load_cpu.map(least).and_then(|load_cpu| {
         rounds
             .iter()
             .map(|r| Some(events as f64 / (r.all.cpu? - load_cpu).max(1e-3)))
@@ -237,6 +238,10 @@ fn parse_only(lines: &[String]) -> f64 {
         black_box(serde_json::from_str::<Value>(line).unwrap());
     }
     lines.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+fn least(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(f64::INFINITY, f64::min)
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -408,12 +413,12 @@ fn main() {
             (Tool::Rsigma, theirs, &rsigma_walls),
         ] {
             let (low, high) = range(walls);
-            let loads: Vec<f64> = rounds.iter().map(|round| round.load.wall).collect();
+            let loads = rounds.iter().map(|round| round.load.wall);
             println!(
                 "  {:<6} {:>9.0} events/s ({low:.0} to {high:.0}), loading {:.2} s",
                 tool.name(),
                 median(walls),
-                median(&loads)
+                least(loads)
             );
         }
         let ratios: Vec<f64> = vigil_walls
