@@ -8,6 +8,7 @@ mod conformance_modifiers;
 mod corpus_meta;
 mod correlation_pressure;
 mod fuzz_smoke;
+mod key_equivalence;
 mod pipelines;
 mod prefilter_equivalence;
 mod rules;

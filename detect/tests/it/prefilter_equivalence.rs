@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{corpus_rules, yaml_files};
+use crate::common::{corpus_rules, yaml_files, Rng};
 
 use serde_json::{json, Map, Value};
 use vigil_detect::{parse_rules, Engine, Rule};
@@ -127,18 +127,6 @@ fn rules_under(dir: &Path) -> Vec<Rule> {
             parse_rules(&text, &file.display().to_string()).rules
         })
         .collect()
-}
-
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 /// Every string (at any depth) of `value`, with a way back to it.
