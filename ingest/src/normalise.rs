@@ -75,9 +75,11 @@ pub fn check_json_record(spec: &SourceSpec, text: &str) -> Result<Option<DateTim
         .find_map(parse_json_time))
 }
 
-/// [`check_json_record`], and the record parsed for detection: one parse where the record is
-/// plain JSON (the tape, whose top level gives the time), the check and then the tolerant
-/// parse where it is not. The verdict, the reason and the time are [`check_json_record`]'s.
+/// [`check_json_record`], and the record parsed for detection: one parse where serde_json reads
+/// the record (the tape, whose top level gives the time); where it does not, the tolerant parse
+/// and then the check, whose verdict is final. The verdict, the reason and the time are
+/// [`check_json_record`]'s: what serde_json reads, the tolerant parser reads alike (see
+/// `vigil_event::json`), which the test below holds it to.
 pub fn parse_json_record<'t>(
     spec: &SourceSpec,
     text: &'t str,
@@ -263,6 +265,7 @@ mod tests {
     #[test]
     fn the_parse_for_detection_agrees_with_the_check() {
         let deep = |inner: &str| format!("{}{inner}{}", "[".repeat(500), "]".repeat(500));
+        let nest = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
         let lines = [
             r#"{"eventTime":"2026-11-28T10:15:32Z","eventName":"StopLogging"}"#.to_owned(),
             r#"{"asctime":"2026-11-28 10:15:32,250","timestamp":1}"#.to_owned(),
@@ -282,6 +285,28 @@ mod tests {
             r#"{"eventTime":"2026-11-28T10:15:32Z","pad":1e400}"#.to_owned(),
             r#"{"eventTime":"2026-11-28T10:15:32Z","ua":"x\ud800"}"#.to_owned(),
             r#"{"timestamp":1e400}"#.to_owned(),
+            r#"{"timestamp":-0}"#.to_owned(),
+            r#"{"timestamp":1e-400}"#.to_owned(),
+            r#"{"timestamp":18446744073709551616000}"#.to_owned(),
+            r#"{"timestamp":-9223372036854775808}"#.to_owned(),
+            "\u{feff}{}".to_owned(),
+            "\u{a0}{}".to_owned(),
+            // Past 32 members an object is indexed: the last time still counts.
+            format!(
+                r#"{{"eventTime":"2020-01-01T00:00:00Z",{}"eventTime":"2026-11-28T10:15:32Z"}}"#,
+                (0..40)
+                    .map(|i| format!(r#""k{i}":{i},"#))
+                    .collect::<String>()
+            ),
+            // The deepest nesting serde_json reads, and one level more.
+            format!(
+                r#"{{"eventTime":"2026-11-28T10:15:32Z","d":{}}}"#,
+                nest(126)
+            ),
+            format!(
+                r#"{{"eventTime":"2026-11-28T10:15:32Z","d":{}}}"#,
+                nest(127)
+            ),
             format!(
                 r#"{{"deep":{},"eventTime":"2026-11-28T10:15:32Z"}}"#,
                 deep("1")
