@@ -11,7 +11,7 @@ use crate::matcher::Matcher;
 use crate::modifier;
 use crate::modifier_chain::{self, Compiled, Test};
 use crate::path::{self, FieldPath};
-use crate::prefilter::{KeyNeed, Narrowing, Need};
+use crate::prefilter::{union_keys, KeyNeed, Narrowing, Need};
 use crate::yaml::{Key, Node, Value};
 use crate::LoadOptions;
 
@@ -388,14 +388,11 @@ impl Item {
         else {
             return None;
         };
-        let mut keys = values.iter().map(Matcher::keys);
+        let keys = values.iter().map(Matcher::keys);
         let keys = if *all {
             keys.flatten().min_by_key(Vec::len)?
         } else {
-            keys.try_fold(Vec::new(), |mut union, keys| {
-                union.extend(keys?);
-                Some(union)
-            })?
+            union_keys(keys)?
         };
         (!keys.is_empty()).then(|| KeyNeed::field(path.name(), keys))
     }

@@ -168,17 +168,13 @@ impl Engine {
 
     /// The indices of the rules [`Engine::evaluate`] returns, ascending.
     pub fn matching<'d>(&self, logsource: &LogSource, doc: impl Into<Object<'d>>) -> Vec<usize> {
-        let doc = doc.into();
         let plan = self.plan(logsource);
-        let found = match &plan.candidates {
-            Candidates::Text(prefilter) => Some(prefilter.scan_document(doc)),
-            Candidates::Keys(_) => None,
-        };
-        self.matching_candidates(&plan, found.as_ref(), doc).0
+        self.matching_candidates(&plan, None, doc.into()).0
     }
 
-    /// The rules of `plan` that may match `doc` (for a text prefilter, those whose need
-    /// `found` meets) and do, ascending, and how many were evaluated.
+    /// The rules of `plan` that may match `doc` and do, ascending, and how many were evaluated.
+    /// For a text prefilter, the candidates are those whose need `found` meets, the literals of
+    /// the record's text where it was scanned, else of the document.
     fn matching_candidates(
         &self,
         plan: &Plan,

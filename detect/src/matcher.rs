@@ -134,10 +134,7 @@ impl Matcher {
     pub fn keys(&self) -> Option<Vec<String>> {
         match self {
             Matcher::String(pattern) => pattern.exact_key().map(|key| vec![key]),
-            Matcher::AnyOf(variants) => variants.iter().try_fold(Vec::new(), |mut union, m| {
-                union.extend(m.keys()?);
-                Some(union)
-            }),
+            Matcher::AnyOf(variants) => prefilter::union_keys(variants.iter().map(Matcher::keys)),
             _ => None,
         }
     }

@@ -31,6 +31,19 @@ pub(crate) fn fold(text: &str) -> String {
     fold_into(text, &mut String::new()).to_owned()
 }
 
+/// The keys of alternatives one of which a value must meet: all of theirs, or nothing known
+/// when one of them gives no keys.
+pub(crate) fn union(
+    alternatives: impl IntoIterator<Item = Option<Vec<String>>>,
+) -> Option<Vec<String>> {
+    alternatives
+        .into_iter()
+        .try_fold(Vec::new(), |mut union, keys| {
+            union.extend(keys?);
+            Some(union)
+        })
+}
+
 /// Every part must hold: per field (by name, ascending), a set of keys (sorted, distinct) one of
 /// which some value of the field has. Never empty; `None` (as `Option<KeyNeed>`) is "nothing
 /// known".

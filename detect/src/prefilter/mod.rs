@@ -40,7 +40,7 @@ use crate::path::MAX_DEPTH;
 mod keys;
 mod record;
 
-pub(crate) use keys::{fold, KeyIndex, KeyNeed};
+pub(crate) use keys::{fold, union as union_keys, KeyIndex, KeyNeed};
 pub(crate) use record::Unreadable;
 
 /// What an event must hold for part of a rule to match, and how the parts' needs combine

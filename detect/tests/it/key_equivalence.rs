@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use vigil_detect::{parse_rules, Engine, Rule};
 use vigil_event::LogSource;
 
-use crate::common::Rng;
+use crate::common::{brute_force, Rng};
 
 const FIELDS: [&str; 4] = ["f", "g", "h.i", "list"];
 const WORDS: [&str; 9] = [
@@ -130,13 +130,7 @@ fn generated_rules_find_every_match_by_key() {
         let (mut narrowed, mut unparsed) = (false, false);
         for _ in 0..150 {
             let doc = event(&mut rng);
-            let expected: Vec<usize> = engine
-                .rules()
-                .iter()
-                .enumerate()
-                .filter(|(_, rule)| rule.matches(&doc))
-                .map(|(index, _)| index)
-                .collect();
+            let expected = brute_force(&engine, &logsource, &doc);
             assert_eq!(engine.matching(&logsource, &doc), expected, "{doc:?}");
             let text = serde_json::to_string(&doc).unwrap();
             let parse = || vigil_event::Document::parse(&text);

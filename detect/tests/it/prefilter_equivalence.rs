@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{corpus_rules, yaml_files, Rng};
+use crate::common::{brute_force, corpus_rules, yaml_files, Rng};
 
 use serde_json::{json, Map, Value};
 use vigil_detect::{parse_rules, Engine, Rule};
@@ -50,16 +50,6 @@ fn access_log() -> Vec<Map<String, Value>> {
             let doc = json!({"message": line, "target": target, "method": "GET"});
             doc.as_object().unwrap().clone()
         })
-        .collect()
-}
-
-fn brute_force(engine: &Engine, logsource: &LogSource, doc: &Map<String, Value>) -> Vec<usize> {
-    engine
-        .rules()
-        .iter()
-        .enumerate()
-        .filter(|(_, rule)| rule.applies_to(logsource) && rule.matches(doc))
-        .map(|(index, _)| index)
         .collect()
 }
 

@@ -67,3 +67,19 @@ impl Rng {
         choices[self.below(choices.len())]
     }
 }
+
+/// The rules of `engine` routed to `logsource` that match `doc`, each evaluated in turn: what
+/// the engine's prefilters must never change.
+pub fn brute_force(
+    engine: &vigil_detect::Engine,
+    logsource: &vigil_event::LogSource,
+    doc: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<usize> {
+    engine
+        .rules()
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.applies_to(logsource) && rule.matches(doc))
+        .map(|(index, _)| index)
+        .collect()
+}
