@@ -42,7 +42,8 @@ impl<'a> Document<'a> {
     pub fn parse(text: &'a str) -> Result<Self, crate::json::JsonError> {
         match Tape::parse(text) {
             Some(tape) => Ok(Document::Tape(tape)),
-            // Only what serde_json refuses gets here; the tolerant parser's verdict is final.
+            // Only what the tape's reader refuses gets here: what serde_json refuses (the reader
+            // is held to its verdict); the tolerant parser's verdict is final.
             None => crate::json::parse_object_tolerant(text)
                 .map(|parsed| Document::Map(Cow::Owned(parsed.object))),
         }

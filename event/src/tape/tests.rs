@@ -1,0 +1,281 @@
+//! The tape's reader against the tape `serde_json` builds: the same verdict and the same tape
+//! on every text, hand-picked and generated.
+
+use super::{serde_reference, Tape};
+
+/// Both readings of `text`, which must agree.
+fn agree(text: &str) {
+    let ours = Tape::parse(text);
+    let reference = serde_reference::parse(text);
+    assert_eq!(ours, reference, "the readings of {text:?} differ");
+}
+
+#[test]
+fn hand_picked_texts_read_as_serde_json_reads_them() {
+    let texts = [
+        r#"{}"#,
+        " \t\r\n{ } \n",
+        r#"{"a":1,"b":[1,2,{"c":null}],"d":{"e":true,"f":false}}"#,
+        r#"{"a":"x","a":"y"}"#,
+        r#"{"":""}"#,
+        // Numbers: the plain integers read here and the rest handed over.
+        r#"{"n":[0,-0,1,-1,9999999999999999999,18446744073709551615,18446744073709551616]}"#,
+        r#"{"n":[-999999999999999999,-9223372036854775808,-9223372036854775809]}"#,
+        r#"{"n":[1.5,-0.0,1e5,1E+5,1e-5,2.5e-400,1e400,-1e400,123456789012345678901234567890]}"#,
+        r#"{"n":01}"#,
+        r#"{"n":-01}"#,
+        r#"{"n":1.}"#,
+        r#"{"n":.5}"#,
+        r#"{"n":+1}"#,
+        r#"{"n":-}"#,
+        r#"{"n":1e}"#,
+        r#"{"n":1e+}"#,
+        r#"{"n":1x}"#,
+        r#"{"n":0x10}"#,
+        // Strings and their escapes.
+        r#"{"s":"\"\\\/\b\f\n\r\t"}"#,
+        r#"{"s":"\u0041\u00e9\u20AC\ud83d\ude00"}"#,
+        r#"{"s":"\ud800"}"#,
+        r#"{"s":"\udc00"}"#,
+        r#"{"s":"\ud800\u0041"}"#,
+        r#"{"s":"\ud800\\"}"#,
+        r#"{"s":"\u00"}"#,
+        r#"{"s":"\u00g0"}"#,
+        r#"{"s":"\x"}"#,
+        r#"{"s":"\"#,
+        "{\"s\":\"tab\there\"}",
+        "{\"s\":\"nul\u{0}\"}",
+        "{\"s\":\"del\u{7f} and \u{80}\u{ffff}\"}",
+        r#"{"k\"ey":1,"k\u0065y":2}"#,
+        // Structure.
+        r#"{"a":1,}"#,
+        r#"{"a":[1,]}"#,
+        r#"{"a" 1}"#,
+        r#"{a:1}"#,
+        r#"{"a":1}x"#,
+        r#"{"a":1}{"#,
+        r#"{"a":tru}"#,
+        r#"{"a":nul}"#,
+        r#"{"a":truex}"#,
+        r#"[1]"#,
+        r#""s""#,
+        "",
+        "\u{feff}{}",
+        "\u{a0}{}",
+        "{\u{c}}",
+        "{\"a\":1",
+        "{\"a\":[",
+    ];
+    for text in texts {
+        agree(text);
+    }
+}
+
+#[test]
+fn nesting_is_refused_where_serde_json_refuses_it() {
+    for depth in [126, 127, 128, 129] {
+        let arrays = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        );
+        agree(&arrays);
+        let objects = format!(
+            "{}{}",
+            "{\"a\":".repeat(depth),
+            "1}".to_owned() + &"}".repeat(depth - 1)
+        );
+        agree(&objects);
+    }
+    // The deepest text serde_json takes is taken here too, not left to the tolerant parser.
+    let deepest = format!("{{\"a\":{}{}}}", "[".repeat(126), "]".repeat(126));
+    assert!(Tape::parse(&deepest).is_some());
+}
+
+#[test]
+fn large_objects_are_indexed_alike() {
+    let members: Vec<String> = (0..70).map(|i| format!("\"k{}\":{i}", i % 40)).collect();
+    agree(&format!("{{{}}}", members.join(",")));
+}
+
+/// A small generator (xorshift), so the texts are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, choices: &[&'a str]) -> &'a str {
+        choices[self.below(choices.len())]
+    }
+}
+
+fn string(rng: &mut Rng, out: &mut String) {
+    out.push('"');
+    for _ in 0..rng.below(12) {
+        let part = rng.pick(&[
+            "a",
+            "Z",
+            "9",
+            " ",
+            "é",
+            "€",
+            "😀",
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\b",
+            "\\f",
+            "\\n",
+            "\\r",
+            "\\t",
+            "\\u0041",
+            "\\u00E9",
+            "\\ud83d\\ude00",
+            "\\uD83D\\uDE00",
+            "\\ud800",
+            "\\udc00",
+            "\\u12",
+            "\\q",
+            "\t",
+            "\u{1}",
+            "\u{7f}",
+            "eventName",
+        ]);
+        out.push_str(part);
+    }
+    out.push('"');
+}
+
+fn number(rng: &mut Rng, out: &mut String) {
+    let part = rng.pick(&[
+        "0",
+        "-0",
+        "7",
+        "-7",
+        "10",
+        "01",
+        "-01",
+        "1.5",
+        "-2.25",
+        "1e3",
+        "1E-3",
+        "4e+2",
+        "1.",
+        ".5",
+        "1e",
+        "-",
+        "+1",
+        "1e400",
+        "-1e400",
+        "2.5e-400",
+        "1.0000000000000002",
+    ]);
+    out.push_str(part);
+    if rng.below(3) == 0 {
+        // Long integers, around where u64 and i64 end.
+        for _ in 0..rng.below(22) {
+            out.push(char::from(b'0' + rng.below(10) as u8));
+        }
+    }
+}
+
+fn whitespace(rng: &mut Rng, out: &mut String) {
+    if rng.below(4) == 0 {
+        out.push_str(rng.pick(&[" ", "\n", "\r\n\t ", "\u{c}", "\u{a0}"]));
+    }
+}
+
+fn value(rng: &mut Rng, out: &mut String, depth: usize) {
+    whitespace(rng, out);
+    match rng.below(if depth > 5 { 6 } else { 9 }) {
+        0 | 1 => string(rng, out),
+        2 | 3 => number(rng, out),
+        4 => out.push_str(rng.pick(&["true", "false", "null", "nul", "True"])),
+        5 => out.push_str(rng.pick(&["\"eventName\"", "\"\"", "0"])),
+        6 | 7 => object(rng, out, depth + 1),
+        _ => {
+            out.push('[');
+            for i in 0..rng.below(4) {
+                if i > 0 {
+                    out.push(',');
+                }
+                value(rng, out, depth + 1);
+            }
+            out.push(']');
+        }
+    }
+    whitespace(rng, out);
+}
+
+fn object(rng: &mut Rng, out: &mut String, depth: usize) {
+    out.push('{');
+    // Now and then more members than a scanned object holds, with repeated keys.
+    let members = if rng.below(8) == 0 { 40 } else { rng.below(6) };
+    for i in 0..members {
+        if i > 0 {
+            out.push(',');
+        }
+        whitespace(rng, out);
+        if rng.below(3) == 0 {
+            out.push_str(rng.pick(&["\"a\"", "\"b\"", "\"eventName\""]));
+        } else {
+            string(rng, out);
+        }
+        whitespace(rng, out);
+        out.push(':');
+        value(rng, out, depth);
+    }
+    out.push('}');
+}
+
+/// `text` damaged once: cut short, or a byte dropped or added, on a character boundary.
+fn damage(rng: &mut Rng, text: &str) -> String {
+    let boundaries: Vec<usize> = (0..=text.len())
+        .filter(|&i| text.is_char_boundary(i))
+        .collect();
+    let at = boundaries[rng.below(boundaries.len())];
+    match rng.below(3) {
+        0 => text[..at].to_owned(),
+        1 => {
+            let next = boundaries.iter().find(|&&b| b > at).copied().unwrap_or(at);
+            format!("{}{}", &text[..at], &text[next..])
+        }
+        _ => {
+            let extra = rng.pick(&["\"", "\\", ",", "}", "]", "{", "[", ":", "0", "-", "e", "."]);
+            format!("{}{extra}{}", &text[..at], &text[at..])
+        }
+    }
+}
+
+#[test]
+fn generated_texts_read_as_serde_json_reads_them() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        whitespace(&mut rng, &mut text);
+        object(&mut rng, &mut text, 1);
+        whitespace(&mut rng, &mut text);
+        for candidate in [text.clone(), damage(&mut rng, &text)] {
+            agree(&candidate);
+            match Tape::parse(&candidate) {
+                Some(_) => accepted += 1,
+                None => refused += 1,
+            }
+        }
+    }
+    // Both verdicts were exercised, each many times.
+    assert!(
+        accepted > 2_000 && refused > 2_000,
+        "{accepted} accepted, {refused} refused"
+    );
+}
