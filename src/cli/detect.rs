@@ -1,6 +1,5 @@
 //! `vigil detect`: run rules over a file of events and print what they raise, as NDJSON.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -11,10 +10,10 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 use vigil_detect::{Detector, Finding};
-use vigil_event::{EventId, LogSource, MatchedField};
+use vigil_event::{LogSource, MatchedField};
 use vigil_ingest::parse_json_record;
 
-use super::events::{line_id, LineReader};
+use super::events::{line_id, line_of, LineReader};
 use super::{parse_logsource, LoadArgs};
 use crate::rules;
 
@@ -125,8 +124,8 @@ fn detect_lines(
     out: &mut impl Write,
 ) -> io::Result<Summary> {
     let mut summary = Summary::default();
-    // Correlation matches name their events by id; ids are derived from line numbers.
-    let mut lines_by_id: HashMap<EventId, usize> = HashMap::new();
+    // Correlation matches name their events by id, and an id here names its line
+    // (`line_of`).
     let lines = LineReader::new(logsource);
     let mut buffer = Vec::new();
     let mut number = 0;
@@ -211,7 +210,6 @@ fn detect_lines(
             }
         };
         summary.events += 1;
-        lines_by_id.insert(id, number);
         for detection in detections {
             let engine = detector.engine();
             let matched = engine.matched_fields(&detection, logsource, &doc);
@@ -229,11 +227,7 @@ fn detect_lines(
                 }
                 Finding::Correlation(m) => {
                     let rule = &engine.correlations()[m.correlation];
-                    let mut lines: Vec<usize> = m
-                        .event_ids
-                        .iter()
-                        .filter_map(|id| lines_by_id.get(id).copied())
-                        .collect();
+                    let mut lines: Vec<usize> = m.event_ids.iter().filter_map(line_of).collect();
                     lines.sort_unstable();
                     Match {
                         rule_id: &rule.id,

@@ -115,9 +115,25 @@ pub fn line_event(
     LineReader::new(logsource).event(line, number, received)
 }
 
+/// The id of the event on line `number` of the input. The CLI's ids name lines, which no
+/// sender chooses, so the number is written into the id as it is (after a tag that says so)
+/// rather than hashed: [`line_of`] reads it back, and a correlation's events need no table
+/// from id to line that grows with the input.
 pub fn line_id(number: usize) -> EventId {
-    EventId::derive("vigil-cli line", &[&(number as u64).to_le_bytes()])
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(LINE_ID_TAG);
+    bytes[8..].copy_from_slice(&(number as u64).to_be_bytes());
+    EventId::from_bytes(bytes)
 }
+
+/// The line whose event has `id`, if [`line_id`] made it.
+pub fn line_of(id: &EventId) -> Option<usize> {
+    let (tag, number) = id.as_bytes().split_at(8);
+    (tag == LINE_ID_TAG)
+        .then(|| u64::from_be_bytes(number.try_into().expect("eight bytes")) as usize)
+}
+
+const LINE_ID_TAG: &[u8; 8] = b"cli-line";
 
 #[cfg(test)]
 mod tests {
@@ -263,5 +279,6 @@ mod tests {
         .unwrap();
         assert_eq!(event.time.to_rfc3339(), "2026-11-28T10:12:01.114+00:00");
         assert_eq!(event.id, line_id(3));
+        assert_eq!(line_of(&event.id), Some(3));
     }
 }
