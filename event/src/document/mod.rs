@@ -1,11 +1,12 @@
 //! An event's fields, read without building a map: what detection looks fields up in.
 //!
 //! A JSON record is parsed into a [`Tape`]: its values laid out flat, in record order, with
-//! strings and keys borrowed from the record's text wherever they hold no escape. Looking a
-//! key up scans a small object's members and binary-searches a large one's sorted index
-//! (comparing a fingerprint of each key before its bytes), so no tree or hash table is built
-//! per event. Parsing a CloudTrail record this way costs less than half of building a
-//! `serde_json` map of it.
+//! strings and keys borrowed from the record's text wherever they hold no escape. Each object
+//! keeps a list of its members and a 64-bit filter of its keys: looking a key up checks the
+//! filter, then scans a small object's list from its end and binary-searches a large one's,
+//! which is sorted (comparing a fingerprint of each key before its bytes), so no tree or hash
+//! table is built per event. Parsing a CloudTrail record this way costs less than half of
+//! building a `serde_json` map of it.
 //!
 //! The views ([`Object`], [`JsonRef`], [`Array`]) read a tape and a `serde_json` value alike,
 //! so rules match the derived fields of a text record, and values built in code, through the

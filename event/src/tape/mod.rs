@@ -13,19 +13,22 @@ mod serde_reference;
 #[cfg(test)]
 mod tests;
 
-/// Objects with more members than this get a sorted index; smaller ones are scanned, which is
-/// faster at their size. The index keeps a record with thousands of keys from costing a scan of
-/// them all for each field a rule names. At 32, a CloudTrail record's top level (18 to 20
-/// members) is scanned: sorting it cost more than the dozen lookups a record gets.
+/// Objects with more members than this have their member list sorted by key, for binary search;
+/// smaller ones are scanned, which is faster at their size. Sorting keeps a record with
+/// thousands of keys from costing a scan of them all for each field a rule names. At 32, a
+/// CloudTrail record's top level (18 to 20 members) is scanned: sorting it cost more than the
+/// dozen lookups a record gets.
 const SCANNED_MEMBERS: usize = 32;
 
 /// A parsed JSON object, laid out flat: see [`crate::Document`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tape<'a> {
     slots: Vec<Slot<'a>>,
-    /// For each indexed object, the slot indices of its members ordered by key, and by position
-    /// among equal keys.
-    sorted: Vec<u32>,
+    /// For each object, the slot indices of its members: in record order for a scanned object,
+    /// and for a larger one ordered by key, and by position among equal keys. A list rather
+    /// than following each member to the next lets a lookup read the members' keys without
+    /// waiting on the slots between them.
+    members: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,16 +50,28 @@ enum Node<'a> {
     Array {
         end: u32,
     },
-    /// `end` as for arrays; `index` is where the sorted index of its `len` members starts in
-    /// [`Tape::sorted`], or `NO_INDEX` for a small object.
+    /// `end` as for arrays; the list of its `len` members starts at `index` in
+    /// [`Tape::members`]. `keys` has the [`key_bit`] of each member's key set, so most lookups
+    /// of a key the object lacks end there.
     Object {
         end: u32,
         len: u32,
         index: u32,
+        keys: u64,
     },
 }
 
-const NO_INDEX: u32 = u32::MAX;
+impl Node<'_> {
+    /// An object whose members are still to come: [`Tape::close_object`] fills it in.
+    fn open_object() -> Self {
+        Node::Object {
+            end: 0,
+            len: 0,
+            index: 0,
+            keys: 0,
+        }
+    }
+}
 
 impl<'a> Tape<'a> {
     /// `text` as a tape, if it is one JSON object that the tape's reader takes (all but
@@ -70,7 +85,7 @@ impl<'a> Tape<'a> {
         // About one slot per 30 bytes of a CloudTrail or Kubernetes audit record.
         let mut tape = Tape {
             slots: Vec::with_capacity(text.len() / 24 + 4),
-            sorted: Vec::new(),
+            members: Vec::with_capacity(text.len() / 24 + 4),
         };
         read::read_object(&mut tape, text)?;
         Some(tape)
@@ -114,7 +129,7 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// The key at `at` with its fingerprint, which orders the sorted index before the key.
+    /// The key at `at` with its fingerprint, which orders a sorted member list before the key.
     fn ordered_key(&self, at: u32) -> (u64, &str) {
         let slot = &self.slots[at as usize];
         (slot.print, &slot.key)
@@ -148,47 +163,38 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// The sorted index of the object at `at`, if it has one.
-    fn index(&self, at: u32) -> Option<&[u32]> {
-        match self.slots[at as usize].node {
-            Node::Object { len, index, .. } if index != NO_INDEX => {
-                Some(&self.sorted[index as usize..(index + len) as usize])
-            }
-            _ => None,
-        }
-    }
-
     /// The slot of `key`'s value in the object at `at`: the last where the key repeats.
     pub(crate) fn get(&self, at: u32, key: &str) -> Option<u32> {
+        let Node::Object {
+            len, index, keys, ..
+        } = self.slots[at as usize].node
+        else {
+            return None;
+        };
+        let members = &self.members[index as usize..(index + len) as usize];
         let print = fingerprint(key);
-        match self.index(at) {
-            Some(index) => {
-                // Past every member whose key sorts at or before `key`; the one before that
-                // is the key's last occurrence, if the key is there.
-                let past = index.partition_point(|&slot| self.ordered_key(slot) <= (print, key));
-                past.checked_sub(1)
-                    .map(|found| index[found])
-                    .filter(|&slot| self.holds(slot, print, key))
-            }
-            None => self
-                .children(at)
-                .filter(|&slot| self.holds(slot, print, key))
-                .last(),
+        if len as usize > SCANNED_MEMBERS {
+            // Past every member whose key sorts at or before `key`; the one before that is the
+            // key's last occurrence, if the key is there.
+            let past = members.partition_point(|&slot| self.ordered_key(slot) <= (print, key));
+            return past
+                .checked_sub(1)
+                .map(|found| members[found])
+                .filter(|&slot| self.holds(slot, print, key));
         }
+        if keys & key_bit(print) == 0 {
+            return None;
+        }
+        members
+            .iter()
+            .rev()
+            .copied()
+            .find(|&slot| self.holds(slot, print, key))
     }
 
     /// Whether a later member of the object at `at` has the same key as the member at `slot`.
     fn shadowed(&self, at: u32, slot: u32) -> bool {
-        let (print, key) = self.ordered_key(slot);
-        match self.index(at) {
-            Some(_) => self.get(at, key) != Some(slot),
-            None => Children {
-                tape: self,
-                next: self.after(slot),
-                end: self.after(at),
-            }
-            .any(|later| self.holds(later, print, key)),
-        }
+        self.get(at, self.key(slot)) != Some(slot)
     }
 
     pub(crate) fn members(&self, at: u32) -> Members<'_> {
@@ -198,23 +204,33 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// Closes the object at `at`, of `len` members, once they are on the tape: indexed if it
-    /// is large.
+    /// Closes the object at `at`, of `len` members, once they are on the tape: lists them, in
+    /// key order if there are many.
     fn close_object(&mut self, at: u32, len: u32) {
         let end = self.slots.len() as u32;
+        let index = self.members.len() as u32;
+        let mut keys = 0;
+        let mut member = at + 1;
+        while member < end {
+            self.members.push(member);
+            keys |= key_bit(self.slots[member as usize].print);
+            member = self.after(member);
+        }
+        if len as usize > SCANNED_MEMBERS {
+            let slots = &self.slots;
+            let order = |slot: &u32| {
+                let slot = &slots[*slot as usize];
+                (slot.print, &slot.key)
+            };
+            // Stable, so equal keys stay in record order and the last of them is the value.
+            self.members[index as usize..].sort_by(|a, b| order(a).cmp(&order(b)));
+        }
         self.slots[at as usize].node = Node::Object {
             end,
             len,
-            index: NO_INDEX,
+            index,
+            keys,
         };
-        if len as usize > SCANNED_MEMBERS {
-            let mut members: Vec<u32> = self.children(at).collect();
-            // Stable, so equal keys stay in record order and the last of them is the value.
-            members.sort_by(|&a, &b| self.ordered_key(a).cmp(&self.ordered_key(b)));
-            let index = self.sorted.len() as u32;
-            self.sorted.extend_from_slice(&members);
-            self.slots[at as usize].node = Node::Object { end, len, index };
-        }
     }
 
     fn push(&mut self, key: Cow<'a, str>, node: Node<'a>) {
@@ -238,6 +254,12 @@ fn fingerprint(key: &str) -> u64 {
     let head = word(&bytes[..len.min(8)]);
     let tail = word(&bytes[len.saturating_sub(8)..]);
     (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ len as u64
+}
+
+/// The bit a key whose fingerprint is `print` sets in its object's `keys`: the print's top
+/// six bits, which its multiplication mixes best.
+fn key_bit(print: u64) -> u64 {
+    1 << (print >> 58)
 }
 
 /// A slot's value, without its contents: [`Tape::children`] has those.

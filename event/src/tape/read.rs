@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use serde_json::Number;
 
-use super::{Node, Tape, NO_INDEX};
+use super::{Node, Tape};
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -90,11 +90,7 @@ impl<'a> Reader<'a> {
         }
         self.pos += 1;
         let at = tape.slots.len() as u32;
-        let open = Node::Object {
-            end: 0,
-            len: 0,
-            index: NO_INDEX,
-        };
+        let open = Node::open_object();
         tape.push(key, open);
         let mut len = 0;
         self.skip_whitespace();

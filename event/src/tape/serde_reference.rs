@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
-use super::{Node, Tape, NO_INDEX};
+use super::{Node, Tape};
 
 /// `text` as a tape, if `serde_json` accepts it as one object.
 pub(super) fn parse(text: &str) -> Option<Tape<'_>> {
@@ -16,7 +16,7 @@ pub(super) fn parse(text: &str) -> Option<Tape<'_>> {
     }
     let mut tape = Tape {
         slots: Vec::new(),
-        sorted: Vec::new(),
+        members: Vec::new(),
     };
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let built = Build {
@@ -104,14 +104,7 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
         let at = self.tape.slots.len();
-        self.tape.push(
-            self.key,
-            Node::Object {
-                end: 0,
-                len: 0,
-                index: NO_INDEX,
-            },
-        );
+        self.tape.push(self.key, Node::open_object());
         let mut len = 0;
         while let Some(key) = members.next_key_seed(Key)? {
             members.next_value_seed(Build {

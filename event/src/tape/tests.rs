@@ -1,13 +1,39 @@
 //! The tape's reader against the tape `serde_json` builds: the same verdict and the same tape
 //! on every text, hand-picked and generated.
 
-use super::{serde_reference, Tape};
+use std::borrow::Cow;
 
-/// Both readings of `text`, which must agree.
+use super::{serde_reference, Node, Tape};
+
+/// Both readings of `text`, which must agree: beyond the tapes' equality, which takes a
+/// borrowed string for an owned one and `-0.0` for `0.0`, in what is borrowed and in each
+/// number's bits.
 fn agree(text: &str) {
     let ours = Tape::parse(text);
     let reference = serde_reference::parse(text);
     assert_eq!(ours, reference, "the readings of {text:?} differ");
+    let shape = |tape: &Tape| -> Vec<String> {
+        let borrowed = |text: &Cow<str>| matches!(text, Cow::Borrowed(_));
+        tape.slots
+            .iter()
+            .map(|slot| match &slot.node {
+                Node::String(s) => format!("{} {}", borrowed(&slot.key), borrowed(s)),
+                Node::Number(n) => format!(
+                    "{} {n:?} {:?}",
+                    borrowed(&slot.key),
+                    n.as_f64().map(f64::to_bits)
+                ),
+                _ => borrowed(&slot.key).to_string(),
+            })
+            .collect()
+    };
+    if let (Some(ours), Some(reference)) = (ours, reference) {
+        assert_eq!(
+            shape(&ours),
+            shape(&reference),
+            "the readings of {text:?} differ"
+        );
+    }
 }
 
 #[test]
@@ -268,7 +294,10 @@ fn generated_texts_read_as_serde_json_reads_them() {
         for candidate in [text.clone(), damage(&mut rng, &text)] {
             agree(&candidate);
             match Tape::parse(&candidate) {
-                Some(_) => accepted += 1,
+                Some(tape) => {
+                    lookups_find_the_last_of_each_key(&tape);
+                    accepted += 1;
+                }
                 None => refused += 1,
             }
         }
@@ -278,4 +307,39 @@ fn generated_texts_read_as_serde_json_reads_them() {
         accepted > 2_000 && refused > 2_000,
         "{accepted} accepted, {refused} refused"
     );
+}
+
+/// Every key of every object in `tape` is found at its last member, by the member list and
+/// the key filter, as a walk over the members finds it; and keys no member has are not found.
+fn lookups_find_the_last_of_each_key(tape: &Tape) {
+    for at in 0..tape.slots.len() as u32 {
+        if !matches!(tape.slots[at as usize].node, Node::Object { .. }) {
+            continue;
+        }
+        let children: Vec<u32> = tape.children(at).collect();
+        for &child in &children {
+            let key = tape.key(child);
+            let last = children
+                .iter()
+                .rev()
+                .find(|&&c| tape.key(c) == key)
+                .copied();
+            assert_eq!(tape.get(at, key), last, "{key:?}");
+            for absent in [format!("{key}x"), format!("x{key}"), key.to_uppercase()] {
+                let expected = children
+                    .iter()
+                    .rev()
+                    .find(|&&c| tape.key(c) == absent)
+                    .copied();
+                assert_eq!(tape.get(at, &absent), expected, "{absent:?}");
+            }
+        }
+        let listed: Vec<u32> = tape.members(at).collect();
+        let once: Vec<u32> = children
+            .iter()
+            .copied()
+            .filter(|&c| tape.get(at, tape.key(c)) == Some(c))
+            .collect();
+        assert_eq!(listed, once);
+    }
 }
