@@ -233,6 +233,7 @@ impl<'a> Tape<'a> {
         };
     }
 
+    #[inline]
     fn push(&mut self, key: Cow<'a, str>, node: Node<'a>) {
         let print = fingerprint(&key);
         self.slots.push(Slot { key, print, node });
