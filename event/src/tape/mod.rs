@@ -3,8 +3,6 @@
 //! the record parser's fast path (`parse_object`, in the `json` module) can build one too.
 //! [`read`] builds it from a record's text.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Number, Value};
 
 mod read;
@@ -23,7 +21,11 @@ const SCANNED_MEMBERS: usize = 32;
 /// A parsed JSON object, laid out flat: see [`crate::Document`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tape<'a> {
-    slots: Vec<Slot<'a>>,
+    /// The record's text, which keys and strings without escapes are read from.
+    text: &'a str,
+    /// The keys and strings that held escapes, unescaped, one after another.
+    unescaped: String,
+    slots: Vec<Slot>,
     /// For each object, the slot indices of its members: in record order for a scanned object,
     /// and for a larger one ordered by key, and by position among equal keys. A list rather
     /// than following each member to the next lets a lookup read the members' keys without
@@ -31,21 +33,51 @@ pub struct Tape<'a> {
     members: Vec<u32>,
 }
 
+/// A slot is plain numbers, with its key and string as spans of text rather than `Cow`s: the
+/// reader hands a span over in a register, where a `Cow` went through the stack and stalled
+/// the push that read it back.
 #[derive(Debug, Clone, PartialEq)]
-struct Slot<'a> {
+struct Slot {
     /// The member's key; empty for an array item and the root.
-    key: Cow<'a, str>,
+    key: Span,
     /// The key's [`fingerprint`]: lookups compare it before the key's bytes.
     print: u64,
-    node: Node<'a>,
+    node: Node,
+}
+
+/// Where a key's or a string's text is: `len` bytes from `start` in the record's text, or in
+/// [`Tape::unescaped`] if the high bit of `len` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+const UNESCAPED: u32 = 1 << 31;
+
+impl Span {
+    const EMPTY: Span = Span { start: 0, len: 0 };
+
+    /// `len` bytes from `start` of the record's text.
+    fn in_text(start: usize, len: usize) -> Span {
+        Span {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    /// Whether the span is in the record's text, not in [`Tape::unescaped`].
+    fn is_in_text(self) -> bool {
+        self.len & UNESCAPED == 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Node<'a> {
+enum Node {
     Null,
     Bool(bool),
     Number(Number),
-    String(Cow<'a, str>),
+    String(Span),
     /// `end` is the index just past the array's last descendant.
     Array {
         end: u32,
@@ -61,7 +93,7 @@ enum Node<'a> {
     },
 }
 
-impl Node<'_> {
+impl Node {
     /// An object whose members are still to come: [`Tape::close_object`] fills it in.
     fn open_object() -> Self {
         Node::Object {
@@ -78,12 +110,15 @@ impl<'a> Tape<'a> {
     /// the rarest that `serde_json` accepts; see [`read`]). `None` otherwise, for the caller to
     /// ask the tolerant parser, whose verdict on such a text is the final one.
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
-        // Slot indices are u32: each slot takes at least a byte of text.
-        if !text.trim_start().starts_with('{') || u32::try_from(text.len()).is_err() {
+        // Slot indices and spans are u32, with a span's high bit telling where it is: each slot
+        // takes at least a byte of text, and unescaping never lengthens a string.
+        if !text.trim_start().starts_with('{') || text.len() >= UNESCAPED as usize {
             return None;
         }
         // About one slot per 30 bytes of a CloudTrail or Kubernetes audit record.
         let mut tape = Tape {
+            text,
+            unescaped: String::new(),
             slots: Vec::with_capacity(text.len() / 24 + 4),
             members: Vec::with_capacity(text.len() / 24 + 4),
         };
@@ -97,7 +132,7 @@ impl<'a> Tape<'a> {
             Node::Null => SlotValue::Null,
             Node::Bool(b) => SlotValue::Bool(*b),
             Node::Number(n) => SlotValue::Number(n),
-            Node::String(s) => SlotValue::String(s),
+            Node::String(s) => SlotValue::String(self.text(*s)),
             Node::Array { .. } => SlotValue::Array,
             Node::Object { .. } => SlotValue::Object,
         }
@@ -129,20 +164,30 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// The text a span covers.
+    fn text(&self, span: Span) -> &str {
+        let (start, len) = (span.start as usize, (span.len & !UNESCAPED) as usize);
+        if span.is_in_text() {
+            &self.text[start..start + len]
+        } else {
+            &self.unescaped[start..start + len]
+        }
+    }
+
     /// The key at `at` with its fingerprint, which orders a sorted member list before the key.
     fn ordered_key(&self, at: u32) -> (u64, &str) {
         let slot = &self.slots[at as usize];
-        (slot.print, &slot.key)
+        (slot.print, self.text(slot.key))
     }
 
     /// Whether the slot at `at` holds `key`, whose fingerprint is `print`.
     fn holds(&self, at: u32, print: u64, key: &str) -> bool {
         let slot = &self.slots[at as usize];
-        slot.print == print && slot.key == key
+        slot.print == print && self.text(slot.key) == key
     }
 
     pub(crate) fn key(&self, at: u32) -> &str {
-        &self.slots[at as usize].key
+        self.text(self.slots[at as usize].key)
     }
 
     /// The slot just past the value at `at` and its contents: its next sibling, if any.
@@ -217,13 +262,11 @@ impl<'a> Tape<'a> {
             member = self.after(member);
         }
         if len as usize > SCANNED_MEMBERS {
-            let slots = &self.slots;
-            let order = |slot: &u32| {
-                let slot = &slots[*slot as usize];
-                (slot.print, &slot.key)
-            };
+            let mut members = std::mem::take(&mut self.members);
             // Stable, so equal keys stay in record order and the last of them is the value.
-            self.members[index as usize..].sort_by(|a, b| order(a).cmp(&order(b)));
+            members[index as usize..]
+                .sort_by(|&a, &b| self.ordered_key(a).cmp(&self.ordered_key(b)));
+            self.members = members;
         }
         self.slots[at as usize].node = Node::Object {
             end,
@@ -234,8 +277,8 @@ impl<'a> Tape<'a> {
     }
 
     #[inline]
-    fn push(&mut self, key: Cow<'a, str>, node: Node<'a>) {
-        let print = fingerprint(&key);
+    fn push(&mut self, key: Span, node: Node) {
+        let print = fingerprint(self.text(key));
         self.slots.push(Slot { key, print, node });
     }
 }

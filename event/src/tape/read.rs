@@ -10,11 +10,9 @@
 //! Owning this loop is what makes a record cheap: through `serde_json`'s visitor a CloudTrail
 //! record cost about 1.3 us, most of it the visitor's calls rather than the scan.
 
-use std::borrow::Cow;
-
 use serde_json::Number;
 
-use super::{Node, Tape};
+use super::{Node, Span, Tape, UNESCAPED};
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -31,7 +29,7 @@ pub(super) fn read_object<'a>(tape: &mut Tape<'a>, text: &'a str) -> Option<()> 
     if reader.peek()? != b'{' {
         return None;
     }
-    reader.value(tape, Cow::Borrowed(""), 0)?;
+    reader.value(tape, Span::EMPTY, 0)?;
     reader.skip_whitespace();
     (reader.pos == reader.bytes.len()).then_some(())
 }
@@ -61,11 +59,11 @@ impl<'a> Reader<'a> {
 
     /// The value at the reader's position, pushed under `key`; `depth` counts the containers
     /// around it.
-    fn value(&mut self, tape: &mut Tape<'a>, key: Cow<'a, str>, depth: usize) -> Option<()> {
+    fn value(&mut self, tape: &mut Tape<'a>, key: Span, depth: usize) -> Option<()> {
         let node = match self.peek()? {
             b'{' => return self.object(tape, key, depth + 1),
             b'[' => return self.array(tape, key, depth + 1),
-            b'"' => Node::String(self.string()?),
+            b'"' => Node::String(self.string(tape)?),
             b't' => self.literal(b"true", Node::Bool(true))?,
             b'f' => self.literal(b"false", Node::Bool(false))?,
             b'n' => self.literal(b"null", Node::Null)?,
@@ -76,7 +74,7 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
-    fn literal(&mut self, word: &[u8], node: Node<'a>) -> Option<Node<'a>> {
+    fn literal(&mut self, word: &[u8], node: Node) -> Option<Node> {
         let end = self.pos + word.len();
         (self.bytes.get(self.pos..end)? == word).then(|| {
             self.pos = end;
@@ -84,7 +82,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn object(&mut self, tape: &mut Tape<'a>, key: Cow<'a, str>, depth: usize) -> Option<()> {
+    fn object(&mut self, tape: &mut Tape<'a>, key: Span, depth: usize) -> Option<()> {
         if depth >= DEPTH_LIMIT {
             return None;
         }
@@ -102,7 +100,7 @@ impl<'a> Reader<'a> {
                 if self.peek()? != b'"' {
                     return None;
                 }
-                let key = self.string()?;
+                let key = self.string(tape)?;
                 self.skip_whitespace();
                 if self.next()? != b':' {
                     return None;
@@ -122,7 +120,7 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
-    fn array(&mut self, tape: &mut Tape<'a>, key: Cow<'a, str>, depth: usize) -> Option<()> {
+    fn array(&mut self, tape: &mut Tape<'a>, key: Span, depth: usize) -> Option<()> {
         if depth >= DEPTH_LIMIT {
             return None;
         }
@@ -135,7 +133,7 @@ impl<'a> Reader<'a> {
         } else {
             loop {
                 self.skip_whitespace();
-                self.value(tape, Cow::Borrowed(""), depth)?;
+                self.value(tape, Span::EMPTY, depth)?;
                 self.skip_whitespace();
                 match self.next()? {
                     b',' => {}
@@ -207,25 +205,31 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
-    /// The string whose opening quote is at the reader's position: borrowed from the text
-    /// unless it holds an escape.
-    fn string(&mut self) -> Option<Cow<'a, str>> {
+    /// The string whose opening quote is at the reader's position: a span of the text unless
+    /// it holds an escape, and of the tape's unescaped text if it does.
+    fn string(&mut self, tape: &mut Tape<'a>) -> Option<Span> {
         let start = self.pos + 1;
         let stop = start + find_special(&self.bytes[start..])?;
         match self.bytes[stop] {
             b'"' => {
                 self.pos = stop + 1;
-                Some(Cow::Borrowed(&self.text[start..stop]))
+                Some(Span::in_text(start, stop - start))
             }
-            b'\\' => self.escaped(start, stop).map(Cow::Owned),
+            b'\\' => {
+                let from = tape.unescaped.len();
+                self.escaped(start, stop, &mut tape.unescaped)?;
+                Some(Span {
+                    start: from as u32,
+                    len: (tape.unescaped.len() - from) as u32 | UNESCAPED,
+                })
+            }
             // A control character, which JSON strings may only hold escaped.
             _ => None,
         }
     }
 
-    /// The rest of a string from `start` whose first escape is at `at`.
-    fn escaped(&mut self, start: usize, mut at: usize) -> Option<String> {
-        let mut out = String::with_capacity(at - start + 16);
+    /// The rest of a string from `start` whose first escape is at `at`, unescaped onto `out`.
+    fn escaped(&mut self, start: usize, mut at: usize, out: &mut String) -> Option<()> {
         out.push_str(&self.text[start..at]);
         loop {
             // `at` is on a backslash.
@@ -269,7 +273,7 @@ impl<'a> Reader<'a> {
             match self.bytes[at] {
                 b'"' => {
                     self.pos = at + 1;
-                    return Some(out);
+                    return Some(());
                 }
                 b'\\' => {}
                 _ => return None,

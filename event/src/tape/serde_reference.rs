@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
-use super::{Node, Tape};
+use super::{Node, Span, Tape, UNESCAPED};
 
 /// `text` as a tape, if `serde_json` accepts it as one object.
 pub(super) fn parse(text: &str) -> Option<Tape<'_>> {
@@ -15,13 +15,15 @@ pub(super) fn parse(text: &str) -> Option<Tape<'_>> {
         return None;
     }
     let mut tape = Tape {
+        text,
+        unescaped: String::new(),
         slots: Vec::new(),
         members: Vec::new(),
     };
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let built = Build {
         tape: &mut tape,
-        key: Cow::Borrowed(""),
+        key: Span::EMPTY,
     }
     .deserialize(&mut deserializer);
     built.and_then(|()| deserializer.end()).ok()?;
@@ -31,7 +33,29 @@ pub(super) fn parse(text: &str) -> Option<Tape<'_>> {
 /// Adds one value, under `key`, to the tape, as `serde_json` hands it over.
 struct Build<'t, 'a> {
     tape: &'t mut Tape<'a>,
-    key: Cow<'a, str>,
+    key: Span,
+}
+
+/// Keeps `unescaped`, a key or string that held an escape, as the reader does: its span.
+fn keep_unescaped(tape: &mut Tape, unescaped: &str) -> Span {
+    let start = tape.unescaped.len();
+    tape.unescaped.push_str(unescaped);
+    Span {
+        start: start as u32,
+        len: unescaped.len() as u32 | UNESCAPED,
+    }
+}
+
+/// Where `text`, which `serde_json` handed over, is: borrowed from the record's text, or kept
+/// among the tape's unescaped strings.
+fn span<'a>(tape: &mut Tape<'a>, text: Cow<'a, str>) -> Span {
+    match text {
+        Cow::Borrowed(borrowed) => {
+            let start = borrowed.as_ptr() as usize - tape.text.as_ptr() as usize;
+            Span::in_text(start, borrowed.len())
+        }
+        Cow::Owned(owned) => keep_unescaped(tape, &owned),
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Build<'_, 'de> {
@@ -77,13 +101,14 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
     }
 
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<(), E> {
-        self.tape.push(self.key, Node::String(Cow::Borrowed(s)));
+        let s = span(self.tape, Cow::Borrowed(s));
+        self.tape.push(self.key, Node::String(s));
         Ok(())
     }
 
     fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        self.tape
-            .push(self.key, Node::String(Cow::Owned(s.to_owned())));
+        let s = keep_unescaped(self.tape, s);
+        self.tape.push(self.key, Node::String(s));
         Ok(())
     }
 
@@ -93,7 +118,7 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
         while items
             .next_element_seed(Build {
                 tape: &mut *self.tape,
-                key: Cow::Borrowed(""),
+                key: Span::EMPTY,
             })?
             .is_some()
         {}
@@ -107,6 +132,7 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
         self.tape.push(self.key, Node::open_object());
         let mut len = 0;
         while let Some(key) = members.next_key_seed(Key)? {
+            let key = span(self.tape, key);
             members.next_value_seed(Build {
                 tape: &mut *self.tape,
                 key,

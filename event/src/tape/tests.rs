@@ -1,8 +1,6 @@
 //! The tape's reader against the tape `serde_json` builds: the same verdict and the same tape
 //! on every text, hand-picked and generated.
 
-use std::borrow::Cow;
-
 use super::{serde_reference, Node, Tape};
 
 /// Both readings of `text`, which must agree: beyond the tapes' equality, which takes a
@@ -13,17 +11,15 @@ fn agree(text: &str) {
     let reference = serde_reference::parse(text);
     assert_eq!(ours, reference, "the readings of {text:?} differ");
     let shape = |tape: &Tape| -> Vec<String> {
-        let borrowed = |text: &Cow<str>| matches!(text, Cow::Borrowed(_));
         tape.slots
             .iter()
-            .map(|slot| match &slot.node {
-                Node::String(s) => format!("{} {}", borrowed(&slot.key), borrowed(s)),
-                Node::Number(n) => format!(
-                    "{} {n:?} {:?}",
-                    borrowed(&slot.key),
-                    n.as_f64().map(f64::to_bits)
-                ),
-                _ => borrowed(&slot.key).to_string(),
+            .map(|slot| {
+                let key = (slot.key.is_in_text(), tape.text(slot.key));
+                match &slot.node {
+                    Node::String(s) => format!("{key:?} {:?}", (s.is_in_text(), tape.text(*s))),
+                    Node::Number(n) => format!("{key:?} {n:?} {:?}", n.as_f64().map(f64::to_bits)),
+                    _ => format!("{key:?}"),
+                }
             })
             .collect()
     };
