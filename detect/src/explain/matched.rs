@@ -15,7 +15,7 @@
 use vigil_event::{JsonRef as Json, LogSource, MatchedField, Object};
 
 use crate::condition::Expr;
-use crate::detection::{Item, Search};
+use crate::detection::{CompiledDetection, Item, Search};
 use crate::path::{FieldPath, MAX_DEPTH};
 use crate::{Engine, Finding, Rule};
 
@@ -51,7 +51,7 @@ impl Engine {
         match finding {
             Finding::Rule { rule, .. } => {
                 if let Some(rule) = self.rules().get(*rule) {
-                    add_rule(rule, doc, &mut found);
+                    add_matched_rule(rule, doc, &mut found);
                 }
             }
             Finding::Correlation(matched) => {
@@ -84,6 +84,42 @@ impl Engine {
             }
         }
         members
+    }
+}
+
+/// [`add_rule`] for a rule known to match `doc`, as a rule's finding on it is. Where a
+/// detection's condition only joins searches with `and`, each of them holds, so the searches
+/// are not evaluated a first time to learn which: `vigil detect` spent about a tenth of a
+/// CloudTrail record's time reporting what matched, half of it on that.
+fn add_matched_rule(rule: &Rule, doc: Object<'_>, found: &mut Found) {
+    let mut holding = Vec::new();
+    let joined = |detection: &CompiledDetection| conjunction(&detection.condition, &mut Vec::new());
+    if !rule.detections().all(joined) {
+        return add_rule(rule, doc, found);
+    }
+    for detection in rule.detections() {
+        holding.clear();
+        conjunction(&detection.condition, &mut holding);
+        for &index in &holding {
+            if let Some((_, search)) = detection.searches.get(index) {
+                search_fields(search, doc, found);
+            }
+        }
+    }
+}
+
+/// Whether `expr` only joins searches with `and`; if so its searches are pushed onto `out`,
+/// once each and in their order, as [`witnesses`] gives them for a condition that holds.
+fn conjunction(expr: &Expr, out: &mut Vec<usize>) -> bool {
+    match expr {
+        Expr::Search(index) => {
+            if !out.contains(index) {
+                out.push(*index);
+            }
+            true
+        }
+        Expr::And(all) => all.iter().all(|operand| conjunction(operand, out)),
+        Expr::Not(_) | Expr::Or(_) => false,
     }
 }
 

@@ -2,9 +2,11 @@
 //! matches equal evaluating every rule, whatever the conditions (`and`, `or`, `not`, `1 of`,
 //! `all of`), modifiers (`cased`, `all`, `neq`, `contains`, `exists`, `windash`) and values
 //! (strings in any case, Unicode, numbers and booleans as text, lists, nested and dotted keys).
+//! The same generators hold the fields reported for a rule's finding to those its evaluation
+//! finds.
 
 use serde_json::{json, Map, Value};
-use vigil_detect::{parse_rules, Engine, Rule};
+use vigil_detect::{parse_rules, Engine, Finding, Rule};
 use vigil_event::LogSource;
 
 use crate::common::{brute_force, Rng};
@@ -152,4 +154,30 @@ fn generated_rules_find_every_match_by_key() {
         "{keyed} of {sets} rule sets had candidates narrowed"
     );
     assert!(matched >= 1000, "{matched} matches");
+}
+
+#[test]
+fn the_fields_reported_for_a_finding_are_those_its_evaluation_finds() {
+    // A finding's rule is known to match, so where its condition only joins searches with
+    // `and` they are not evaluated first to learn which hold; the report must not change.
+    let mut rng = Rng(0x6669_656c_6473_0001);
+    let logsource = LogSource::new(Some("generated"), None, None);
+    let (mut compared, mut reported) = (0, 0);
+    for _ in 0..40 {
+        let engine = Engine::new(rules(&mut rng, 12));
+        for _ in 0..150 {
+            let doc = event(&mut rng);
+            for rule in brute_force(&engine, &logsource, &doc) {
+                let finding = Finding::Rule { rule };
+                let fields = engine.matched_fields(&finding, &logsource, &doc);
+                assert_eq!(fields, engine.rules()[rule].matched_fields(&doc), "{doc:?}");
+                compared += 1;
+                reported += usize::from(!fields.is_empty());
+            }
+        }
+    }
+    assert!(
+        compared >= 1000 && reported >= 500,
+        "{compared} findings, {reported} with fields"
+    );
 }
