@@ -17,7 +17,8 @@ use super::events::{line_id, line_of, LineReader};
 use super::{parse_logsource, LoadArgs};
 use crate::rules;
 
-/// Longer lines are reported and skipped, as ingest rejects them, rather than held in memory.
+/// Longer lines are reported and skipped, as ingest rejects them, rather than held in memory:
+/// past this, a line's bytes are dropped as they are read (see [`next_line`]).
 const MAX_LINE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Args)]
@@ -117,6 +118,56 @@ struct Summary {
     matches: usize,
 }
 
+/// Where [`next_line`] found a line, without its line feed.
+enum NextLine {
+    /// The first `len` bytes of the reader's buffer, which holds the whole line: read there,
+    /// not copied out.
+    Buffered(usize),
+    /// In the spill buffer: the line ran past the end of the reader's buffer.
+    Spilled,
+    /// Longer than [`MAX_LINE_BYTES`]: read to its end and dropped, never held whole.
+    TooLong,
+}
+
+/// Finds the next line of `input`; `None` at its end. A buffered line is left in the reader
+/// for the caller to consume; any other is consumed.
+fn next_line(input: &mut impl BufRead, spill: &mut Vec<u8>) -> io::Result<Option<NextLine>> {
+    let available = input.fill_buf()?;
+    if available.is_empty() {
+        return Ok(None);
+    }
+    if let Some(len) = memchr::memchr(b'\n', available) {
+        return Ok(Some(NextLine::Buffered(len)));
+    }
+    spill.clear();
+    let mut too_long = false;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        let end = memchr::memchr(b'\n', available);
+        let part = &available[..end.unwrap_or(available.len())];
+        // One byte over, for a carriage return the caller takes off.
+        too_long |= spill.len() + part.len() > MAX_LINE_BYTES + 1;
+        if too_long {
+            spill.clear();
+        } else {
+            spill.extend_from_slice(part);
+        }
+        let used = end.map_or(part.len(), |end| end + 1);
+        input.consume(used);
+        if end.is_some() {
+            break;
+        }
+    }
+    Ok(Some(if too_long {
+        NextLine::TooLong
+    } else {
+        NextLine::Spilled
+    }))
+}
+
 fn detect_lines(
     detector: &mut Detector,
     logsource: Option<&LogSource>,
@@ -127,27 +178,45 @@ fn detect_lines(
     // Correlation matches name their events by id, and an id here names its line
     // (`line_of`).
     let lines = LineReader::new(logsource);
-    let mut buffer = Vec::new();
+    let mut spill = Vec::new();
     let mut number = 0;
+    // What the last line left in the reader's buffer, consumed once it is done with.
+    let mut pending = 0;
     loop {
-        buffer.clear();
-        if input.read_until(b'\n', &mut buffer)? == 0 {
+        input.consume(pending);
+        pending = 0;
+        let Some(next) = next_line(&mut input, &mut spill)? else {
             break;
-        }
+        };
         number += 1;
-        while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            buffer.pop();
+        let bad = |reason: String| eprintln!("line {number}: {reason}");
+        let mut bytes: &[u8] = match next {
+            NextLine::Buffered(len) => {
+                pending = len + 1;
+                // The same bytes `next_line` found the line in: nothing was consumed since.
+                input.fill_buf()?.get(..len).ok_or_else(|| {
+                    io::Error::other("the input's buffer changed between two reads")
+                })?
+            }
+            NextLine::Spilled => &spill,
+            NextLine::TooLong => {
+                bad(format!("longer than {MAX_LINE_BYTES} bytes"));
+                summary.bad += 1;
+                continue;
+            }
+        };
+        while let [rest @ .., b'\r'] = bytes {
+            bytes = rest;
         }
-        if buffer.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let bad = |reason: String| eprintln!("line {number}: {reason}");
-        if buffer.len() > MAX_LINE_BYTES {
+        if bytes.len() > MAX_LINE_BYTES {
             bad(format!("longer than {MAX_LINE_BYTES} bytes"));
             summary.bad += 1;
             continue;
         }
-        let line = match std::str::from_utf8(&buffer) {
+        let line = match std::str::from_utf8(bytes) {
             Ok(line) => line,
             Err(e) => {
                 bad(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
@@ -246,10 +315,129 @@ fn detect_lines(
                     }
                 }
             };
-            let text = serde_json::to_string(&record).map_err(io::Error::other)?;
-            writeln!(out, "{text}")?;
+            // Straight into the buffered output, not through a string of its own.
+            serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
+            out.write_all(b"\n")?;
             summary.matches += 1;
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufReader;
+
+    use vigil_detect::Engine;
+
+    use super::*;
+
+    /// Every line `next_line` finds in `text`, read through a buffer of `capacity` bytes.
+    fn lines_of(text: &[u8], capacity: usize) -> Vec<Option<Vec<u8>>> {
+        let mut input = BufReader::with_capacity(capacity, text);
+        let (mut spill, mut found) = (Vec::new(), Vec::new());
+        while let Some(next) = next_line(&mut input, &mut spill).unwrap() {
+            found.push(match next {
+                NextLine::Buffered(len) => {
+                    let line = input.buffer()[..len].to_vec();
+                    input.consume(len + 1);
+                    Some(line)
+                }
+                NextLine::Spilled => Some(spill.clone()),
+                NextLine::TooLong => None,
+            });
+            // A dropped line is never held whole.
+            assert!(spill.capacity() <= 2 * MAX_LINE_BYTES + capacity);
+            // Each line found moves past at least its line feed.
+            assert!(
+                found.len() <= text.len() + 1,
+                "no progress through the input"
+            );
+        }
+        found
+    }
+
+    #[test]
+    fn lines_are_found_within_and_across_the_readers_buffer() {
+        let text = b"ab\ncdefghijklmnopqrstuvwxyz\n\n\r\nlast";
+        let expected: Vec<Option<Vec<u8>>> = ["ab", "cdefghijklmnopqrstuvwxyz", "", "\r", "last"]
+            .iter()
+            .map(|line| Some(line.as_bytes().to_vec()))
+            .collect();
+        for capacity in [1, 2, 3, 7, 8, 64] {
+            assert_eq!(lines_of(text, capacity), expected, "capacity {capacity}");
+        }
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_dropped_as_it_is_read_and_the_next_one_kept() {
+        let mut text = vec![b'x'; 5 * MAX_LINE_BYTES];
+        text.extend_from_slice(b"\nnext\n");
+        let mut at_limit = vec![b'y'; MAX_LINE_BYTES];
+        at_limit.extend_from_slice(b"\r\n");
+        text.extend_from_slice(&at_limit);
+        text.extend_from_slice(&vec![b'z'; MAX_LINE_BYTES + 2]);
+        text.push(b'\n');
+        let found = lines_of(&text, 8 * 1024);
+        assert_eq!(found.len(), 4);
+        assert_eq!(found[0], None);
+        assert_eq!(found[1].as_deref(), Some(&b"next"[..]));
+        // The limit is the line's, without its carriage return, which the caller takes off.
+        assert_eq!(found[2].as_ref().map(Vec::len), Some(MAX_LINE_BYTES + 1));
+        assert_eq!(
+            found[3].as_ref().map(Vec::len),
+            None,
+            "a line one byte past what may be kept"
+        );
+    }
+
+    #[test]
+    fn detection_reads_every_line_whatever_the_buffer_and_refuses_long_ones() {
+        let record = r#"{"eventVersion":"1.09","eventSource":"iam.amazonaws.com","eventName":"ListUsers","eventTime":"2026-11-28T09:10:24Z"}"#;
+        let mut text = String::new();
+        for n in 0..40 {
+            text.push_str(record);
+            text.push_str(if n % 3 == 0 { "\r\n" } else { "\n" });
+            if n % 7 == 0 {
+                text.push_str("  \n");
+            }
+        }
+        text.push_str(&"z".repeat(MAX_LINE_BYTES + 10));
+        text.push('\n');
+        text.push_str(record);
+        // The record's line numbers, counting blank lines and the long one.
+        let mut expected = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            if line.starts_with('{') {
+                expected.push(number + 1);
+            }
+        }
+        let rule = "title: T\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  \
+                    selection: {eventName: ListUsers}\n  condition: selection\n";
+        for capacity in [5, 64, 8 * 1024] {
+            let rules = vigil_detect::parse_rules(rule, "t.yml").rules;
+            let mut detector = Detector::new(Engine::new(rules));
+            // On a thread of its own, so that a reading loop that stops moving fails the test
+            // instead of hanging it.
+            let (done, result) = std::sync::mpsc::channel();
+            let text = text.clone();
+            std::thread::spawn(move || {
+                let input = BufReader::with_capacity(capacity, text.as_bytes());
+                let mut out = Vec::new();
+                let summary = detect_lines(&mut detector, None, input, &mut out).unwrap();
+                done.send((summary, out)).unwrap();
+            });
+            let (summary, out) = result
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("detection ends within a minute");
+            let counts = (summary.events, summary.bad, summary.matches);
+            assert_eq!(counts, (41, 1, 41), "capacity {capacity}");
+            let line = |text: &str| {
+                let record: serde_json::Value = serde_json::from_str(text).unwrap();
+                record["line"].as_u64().unwrap() as usize
+            };
+            let numbers: Vec<usize> = String::from_utf8(out).unwrap().lines().map(line).collect();
+            assert_eq!(numbers, expected, "capacity {capacity}");
+        }
+    }
 }
