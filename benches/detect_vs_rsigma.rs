@@ -28,9 +28,11 @@
 //! Run with `cargo bench --bench detect_vs_rsigma`. rsigma is found from `RSIGMA`, else on
 //! `PATH`, else in `~/.cargo/bin`; without it the bench says how to install it and stops. The
 //! corpus comes from `VIGIL_SIGMA_CORPUS`, else `../shared/corpus/sigma/rules` beside the
-//! checkout. `VIGIL_BENCH_EVENTS` (per lane, default 100000), `VIGIL_BENCH_ROUNDS` (default 3),
-//! `VIGIL_BENCH_CORE` (default the last core) and `VIGIL_BIN` (default the `vigil` binary Cargo
-//! builds for this bench) change the run; `VIGIL_BENCH_DIR` keeps the event files there.
+//! checkout. `VIGIL_BENCH_EVENTS` (per lane, default 300000: at 100000 Vigil's run over the
+//! events took little longer than its rule loading, whose noise then decided the net figures),
+//! `VIGIL_BENCH_ROUNDS` (default 3), `VIGIL_BENCH_CORE` (default the last core) and `VIGIL_BIN`
+//! (default the `vigil` binary Cargo builds for this bench) change the run; `VIGIL_BENCH_DIR`
+//! keeps the event files there.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
@@ -302,7 +304,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let core = env_usize("VIGIL_BENCH_CORE", cores - 1);
     let taskset = pinning(core);
-    let events = env_usize("VIGIL_BENCH_EVENTS", 100_000).max(1);
+    let events = env_usize("VIGIL_BENCH_EVENTS", 300_000).max(1);
     let rounds = env_usize("VIGIL_BENCH_ROUNDS", 3).max(1);
 
     // The event files stay in `VIGIL_BENCH_DIR` when it is set, to rerun either tool by hand.
