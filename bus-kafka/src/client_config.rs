@@ -63,7 +63,11 @@ impl Config {
                 "max.poll.interval.ms",
                 millis(session.max(Duration::from_secs(30))),
             )
-            .set("fetch.wait.max.ms", "100")
+            // How long a broker may hold a fetch that finds no data. Kafka answers as soon as
+            // there is some, so this only sets how often an idle consumer asks; a broker that
+            // holds every fetch for the whole wait (tansu does) delivers at most once per wait,
+            // and at 100 ms that was each stage's hop: alerts came 0.15 s later at the median.
+            .set("fetch.wait.max.ms", "25")
             .set(
                 "fetch.message.max.bytes",
                 (self.max_message_bytes + 64 * 1024).to_string(),
