@@ -287,17 +287,30 @@ impl<'a> Tape<'a> {
 /// record (which differ in length, or in their first or last eight bytes) different ones, so a
 /// lookup compares words and only rarely bytes. Keys alike at both ends merely cost a compare
 /// of their bytes, as every key did before.
+///
+/// Every read is of a fixed size, so none becomes a call to `memcpy` (a copy of a key's
+/// variable length into a word was about 1.5% of `vigil detect`).
 fn fingerprint(key: &str) -> u64 {
     let bytes = key.as_bytes();
-    let word = |part: &[u8]| {
-        let mut buffer = [0u8; 8];
-        buffer[..part.len()].copy_from_slice(part);
-        u64::from_le_bytes(buffer)
-    };
     let len = bytes.len();
-    let head = word(&bytes[..len.min(8)]);
-    let tail = word(&bytes[len.saturating_sub(8)..]);
+    let (head, tail) = if len >= 8 {
+        (word::<8>(bytes, 0), word::<8>(bytes, len - 8))
+    } else if len >= 4 {
+        // Two reads of four that overlap hold every byte of a key of four to seven.
+        (word::<4>(bytes, 0) | word::<4>(bytes, len - 4) << 32, 0)
+    } else {
+        let byte = |at: usize| bytes.get(at).copied().map_or(0, u64::from);
+        (byte(0) | byte(1) << 8 | byte(2) << 16, 0)
+    };
     (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ len as u64
+}
+
+/// The `N` bytes of `bytes` from `at` (which holds that many), little-endian.
+#[inline]
+fn word<const N: usize>(bytes: &[u8], at: usize) -> u64 {
+    let mut buffer = [0u8; 8];
+    buffer[..N].copy_from_slice(&bytes[at..at + N]);
+    u64::from_le_bytes(buffer)
 }
 
 /// The bit a key whose fingerprint is `print` sets in its object's `keys`: the print's top

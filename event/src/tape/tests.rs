@@ -339,3 +339,29 @@ fn lookups_find_the_last_of_each_key(tape: &Tape) {
         assert_eq!(listed, once);
     }
 }
+
+/// A print tells apart keys of one length that differ in one byte, wherever that byte is in a
+/// key of up to eight bytes, and in the first or last eight of a longer one: the bytes a
+/// lookup relies on it to compare.
+#[test]
+fn prints_tell_apart_keys_that_differ_in_one_byte_they_read() {
+    for len in 0..=20usize {
+        let key: Vec<u8> = (0..len).map(|at| b'a' + (at % 26) as u8).collect();
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
+        let print = super::fingerprint(&text(&key));
+        for at in (0..len).filter(|&at| at < 8 || at >= len - 8) {
+            let mut other = key.clone();
+            other[at] = b'Z';
+            assert_ne!(
+                super::fingerprint(&text(&other)),
+                print,
+                "a key of {len} bytes changed at byte {at}"
+            );
+        }
+        // Length alone tells apart keys whose bytes read alike.
+        assert_ne!(
+            super::fingerprint(&text(&vec![0; len])),
+            super::fingerprint(&text(&vec![0; len + 1]))
+        );
+    }
+}
