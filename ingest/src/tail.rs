@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use memchr::memchr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -493,10 +494,6 @@ fn end_of_last_line(file: &mut File) -> io::Result<u64> {
         None if window == size => 0,
         None => size,
     })
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]
