@@ -75,12 +75,26 @@ impl Need {
         (literal.len() >= MIN_LITERAL).then(|| Need(vec![literal]))
     }
 
-    /// How much the need narrows: the shortest literal decides (longer literals are rarer),
-    /// then fewer alternatives.
+    /// How much the need narrows: its commonest literal decides, then fewer alternatives. A
+    /// literal is the rarer the longer it is, and the more of it is punctuation other than
+    /// what every URL, path and sentence holds: `={{` is far rarer than `get`, though as long.
     fn strength(&self) -> (usize, std::cmp::Reverse<usize>) {
-        let shortest = self.0.iter().map(String::len).min().unwrap_or(0);
-        (shortest, std::cmp::Reverse(self.0.len()))
+        let weakest = self.0.iter().map(|literal| rarity(literal)).min();
+        (weakest.unwrap_or(0), std::cmp::Reverse(self.0.len()))
     }
+}
+
+/// A literal's rarity: a point for each letter, digit, space and common separator, two for
+/// any other byte.
+fn rarity(literal: &str) -> usize {
+    literal
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 1,
+            b' ' | b'/' | b'.' | b'-' | b'_' | b':' | b',' => 1,
+            _ => 2,
+        })
+        .sum()
 }
 
 /// The need of a conjunction: every part must hold, so any one part's need is the whole's; the
@@ -380,6 +394,16 @@ mod tests {
         assert_eq!(any([need(&["abc"]), None]), None);
         assert_eq!(any(Vec::new()), None);
         assert_eq!(Need::literal("ab".into()), None);
+    }
+
+    /// Of a conjunction's parts, the one whose literals are rarer is kept, though they are no
+    /// longer: an access log's method `GET` is in nearly every request, `={{` in hardly any.
+    #[test]
+    fn conjunctions_keep_the_part_with_rarer_literals() {
+        assert_eq!(
+            all([need(&["get"]), need(&["={{", "=${", "freemarker"])]),
+            need(&["={{", "=${", "freemarker"])
+        );
     }
 
     #[test]
