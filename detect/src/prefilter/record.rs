@@ -167,17 +167,16 @@ fn string_end(record: &[u8], mut at: usize) -> Result<(usize, bool), Unreadable>
 /// Writes the text of a string with escapes as it reads, into `out`.
 fn decode(body: &[u8], out: &mut Vec<u8>) -> Result<(), Unreadable> {
     out.clear();
-    let mut at = 0;
-    while let Some(&byte) = body.get(at) {
-        if byte == b'\\' {
-            let (decoded, length) = escape(&body[at + 1..])?;
-            out.push(decoded);
-            at += 1 + length;
-        } else {
-            out.push(byte);
-            at += 1;
-        }
+    let mut rest = body;
+    // Escapes are few (the quotes of an access log line, say), so the text between them is
+    // copied a run at a time.
+    while let Some(backslash) = memchr::memchr(b'\\', rest) {
+        out.extend_from_slice(&rest[..backslash]);
+        let (decoded, length) = escape(&rest[backslash + 1..])?;
+        out.push(decoded);
+        rest = &rest[backslash + 1 + length..];
     }
+    out.extend_from_slice(rest);
     Ok(())
 }
 
@@ -253,6 +252,10 @@ mod tests {
         // Each value is scanned on its own, as the document scan does: not with its quotes.
         assert_eq!(found(&literals, r#"{"a":"admin"}"#), Ok(vec![]));
         assert_eq!(found(&literals, r#"{"a":"ab","b":"c"}"#), Ok(vec![]));
+        // Text before, between and after escapes is kept, as are escapes at either end.
+        let literals = ["\"c:\\windows\\", "\\system32\\\"", "tail"];
+        let record = r#"{"a":"\"C:\\Windows\\System32\\\"","b":"x\ttail"}"#;
+        assert_eq!(found(&literals, record), Ok(vec![0, 1, 2]));
     }
 
     #[test]
