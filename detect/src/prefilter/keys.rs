@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use vigil_event::{JsonRef, Object};
 
+use super::key_table::KeyTable;
 use super::Narrowing;
 use crate::number_text::with_number_text;
 use crate::path::FieldPath;
@@ -105,10 +106,6 @@ impl Narrowing for KeyNeed {
     }
 }
 
-/// The id of each key of one field. Events only look keys up, so a sender cannot grow it, and
-/// the seed is random per process.
-type KeyTable = HashMap<Box<str>, u32, foldhash::fast::RandomState>;
-
 /// The rules of a plan by the keys of the one field each is indexed under; the rules without a
 /// key need are candidates for every event.
 #[derive(Debug)]
@@ -150,12 +147,12 @@ impl KeyIndex {
             let at = match fields.iter().position(|(path, _)| path.name() == name) {
                 Some(at) => at,
                 None => {
-                    fields.push((FieldPath::new(name), HashMap::default()));
+                    fields.push((FieldPath::new(name), KeyTable::default()));
                     fields.len() - 1
                 }
             };
             for key in keys {
-                let id = *fields[at].1.entry(key.as_str().into()).or_insert_with(|| {
+                let id = fields[at].1.entry(key, || {
                     keyed.push(Vec::new());
                     (keyed.len() - 1) as u32
                 });
@@ -190,7 +187,7 @@ impl KeyIndex {
         for (path, table) in &self.fields {
             path.any(doc, &mut |value| {
                 let mut mark = |text: &str| {
-                    let Some(&id) = table.get(fold_into(text, &mut folded)) else {
+                    let Some(id) = table.get(text, &mut folded) else {
                         return;
                     };
                     let (word, bit) = (id as usize / 64, 1 << (id % 64));
@@ -224,7 +221,7 @@ impl KeyIndex {
 
 /// [`fold`] into a buffer reused across values, or `text` itself when it folds to itself (the
 /// common case: most values hold no capital letter).
-fn fold_into<'t>(text: &'t str, buffer: &'t mut String) -> &'t str {
+pub(super) fn fold_into<'t>(text: &'t str, buffer: &'t mut String) -> &'t str {
     if text.is_ascii() && !text.bytes().any(|b| b.is_ascii_uppercase()) {
         return text;
     }

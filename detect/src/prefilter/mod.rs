@@ -37,6 +37,7 @@ use vigil_event::{JsonRef, Object};
 use crate::number_text::with_number_text;
 use crate::path::MAX_DEPTH;
 
+mod key_table;
 mod keys;
 mod record;
 
