@@ -31,9 +31,8 @@ pub(crate) enum Matcher {
     /// The variants one rule value expands into (`windash`, `base64offset`, `expand`): any of
     /// them. They stay grouped so that `all` still needs each rule value, not each variant.
     AnyOf(Vec<Matcher>),
-    /// `re`: an unanchored search, on strings and on the text of numbers and booleans; with
-    /// the literals every match holds ([`crate::regex_need`]).
-    Regex(Regex, Option<Need>),
+    /// `re`: an unanchored search, on strings and on the text of numbers and booleans.
+    Regex(RegexSearch),
     /// `cidr`: string values that are IP addresses inside the network.
     Cidr(IpNet),
     /// `lt`, `lte`, `gt`, `gte`: numbers, and strings that are numbers.
@@ -51,6 +50,43 @@ pub(crate) enum Matcher {
         path: FieldPath,
         anchor: Anchor,
     },
+}
+
+/// A regular expression, with the literals one of which every match holds
+/// ([`crate::regex_need`]).
+#[derive(Debug, Clone)]
+pub(crate) struct RegexSearch {
+    regex: Regex,
+    need: Option<Need>,
+    /// A search for each literal of `need`, ignoring case: an ASCII text that holds none cannot
+    /// match, which a substring search says for a fraction of what the expression's own search
+    /// costs. (The expression may not find its literal by itself: `.+:assumed-role/aws:.+`,
+    /// run on an ARN of every CloudTrail event, went through its lazy DFA byte by byte.)
+    literals: Box<[Pattern]>,
+}
+
+impl RegexSearch {
+    pub fn new(regex: Regex, need: Option<Need>) -> Self {
+        let literals = need
+            .iter()
+            .flat_map(|need| &need.0)
+            .map(|literal| Pattern::literal_anywhere(literal))
+            .collect();
+        RegexSearch {
+            regex,
+            need,
+            literals,
+        }
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        // Outside ASCII a literal may be held in another case or as a character lowering to
+        // it, which the prefilter allows for and these searches do not; the expression decides.
+        let ruled_out = !self.literals.is_empty()
+            && text.is_ascii()
+            && !self.literals.iter().any(|literal| literal.matches(text));
+        !ruled_out && self.regex.is_match(text)
+    }
 }
 
 /// A rule's number, kept integral when written as one so large ids compare exactly.
@@ -81,7 +117,7 @@ impl Matcher {
             (Matcher::Number { text, .. }, Json::String(s)) => text.matches(s),
             (Matcher::Bool(want), Json::Bool(b)) => *want == b,
             (Matcher::Bool(want), Json::String(s)) => s.eq_ignore_ascii_case(bool_text(*want)),
-            (Matcher::Regex(re, _), json) => with_text(json, |s| re.is_match(s)).unwrap_or(false),
+            (Matcher::Regex(re), json) => with_text(json, |s| re.is_match(s)).unwrap_or(false),
             (Matcher::Cidr(net), Json::String(s)) => in_network(net, s),
             (Matcher::Compare { op, value }, json) => event_number(json)
                 .and_then(|got| compare(got, *value))
@@ -112,7 +148,7 @@ impl Matcher {
     pub fn need(&self) -> Option<Need> {
         match self {
             Matcher::String(pattern) => pattern.required_run().and_then(Need::literal),
-            Matcher::Regex(_, need) => need.clone(),
+            Matcher::Regex(re) => re.need.clone(),
             // A string matches when it spells the rule's text; a number when it equals the
             // integer, and then its text (`401`, or `401.0` for a float) holds the integer's
             // digits. Beyond 10^15, `serde_json` writes an equal float with an exponent.
@@ -143,7 +179,7 @@ impl Matcher {
     pub fn matches_text(&self, text: &str) -> bool {
         match self {
             Matcher::String(p) => p.matches(text),
-            Matcher::Regex(re, _) => re.is_match(text),
+            Matcher::Regex(re) => re.is_match(text),
             Matcher::AnyOf(variants) => variants.iter().any(|m| m.matches_text(text)),
             _ => false,
         }
@@ -334,12 +370,84 @@ mod tests {
         assert!(on(&gt, Some(&json!(11))) && on(&gt, Some(&json!("10.5"))));
         assert!(!on(&gt, Some(&json!(10))) && !on(&gt, Some(&json!("inf"))));
         assert!(on(&gt, Some(&json!(u64::MAX))));
-        let re = Matcher::Regex(Regex::new("^a.c$").unwrap(), None);
+        let re = Matcher::Regex(RegexSearch::new(Regex::new("^a.c$").unwrap(), None));
         assert!(on(&re, Some(&json!("abc"))) && !on(&re, Some(&json!("ABC"))));
         let net = Matcher::Cidr("10.0.0.0/8".parse().unwrap());
         assert!(on(&net, Some(&json!("10.1.2.3"))));
         assert!(on(&net, Some(&json!("::ffff:10.1.2.3"))));
         assert!(!on(&net, Some(&json!("11.1.2.3"))));
         assert!(!on(&net, Some(&json!("10.1.2.3:80"))));
+    }
+
+    /// The literal search before a regular expression never changes what it matches: over
+    /// expressions of SigmaHQ's kind, with and without `i`, and texts in several cases.
+    #[test]
+    fn regex_literals_rule_out_only_texts_the_expression_cannot_match() {
+        let sources = [
+            ".+:assumed-role/aws:.+",
+            r"(?:cmd|powershell)\.exe\s+/c\s+whoami",
+            r"^[a-z]+\.evil\.(com|net)$",
+            r"(?i)union\s+all\s+select",
+            r"\\\\[^\\]+\\admin\$",
+            r"key=\d{4,}",
+            r"Key=\d{4,}",
+        ];
+        let texts = [
+            "arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1",
+            "ARN:AWS:STS::1:ASSUMED-ROLE/AWS:EC2",
+            "arn:aws:sts::1:assumed-role/admin/alice",
+            "cmd.exe /c whoami",
+            "CMD.EXE /C WHOAMI",
+            "x.evil.com",
+            "1 UNION  ALL SELECT 2",
+            "1 union all select 2",
+            r"\\host\admin$",
+            "key=12345",
+            "KEY=12345",
+            "Key=12345",
+            "nothing here",
+            "assumed-rôle/aws:x",
+        ];
+        let (mut ruled_out, mut with_literals) = (0, 0);
+        for source in sources {
+            for case_insensitive in [false, true] {
+                let flags = crate::regex_need::Flags {
+                    case_insensitive,
+                    multi_line: false,
+                    dot_matches_new_line: false,
+                };
+                let need = crate::regex_need::regex_need(source, flags);
+                // Ignoring case, `s` and `k` also match characters outside ASCII, about which
+                // literals say nothing, so some expressions get none.
+                with_literals += usize::from(need.is_some());
+                let regex = regex::RegexBuilder::new(source)
+                    .case_insensitive(case_insensitive)
+                    .build()
+                    .unwrap();
+                let search = RegexSearch::new(regex.clone(), need);
+                for text in texts {
+                    assert_eq!(
+                        search.is_match(text),
+                        regex.is_match(text),
+                        "{source} (i: {case_insensitive}) on {text}"
+                    );
+                    ruled_out += usize::from(
+                        text.is_ascii() && !search.literals.iter().any(|l| l.matches(text)),
+                    );
+                }
+            }
+        }
+        assert!(with_literals >= 6, "{with_literals} expressions with literals");
+        assert!(ruled_out > 50, "{ruled_out} texts ruled out by literals");
+    }
+
+    /// Only the literals are consulted where they rule a text out, and only on ASCII texts.
+    #[test]
+    fn a_regex_is_not_run_on_an_ascii_text_without_its_literals() {
+        let need = Need::literal("xyz".into());
+        let search = RegexSearch::new(Regex::new("abc").unwrap(), need);
+        assert!(!search.is_match("abc"));
+        assert!(search.is_match("abc XYZ"));
+        assert!(search.is_match("abcé"));
     }
 }

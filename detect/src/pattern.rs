@@ -156,6 +156,13 @@ impl Pattern {
         Self::from_tokens(value.chars().map(Token::Char).collect(), false)
     }
 
+    /// A pattern matching any text that holds `value`, ignoring case, with no wildcards.
+    pub fn literal_anywhere(value: &str) -> Self {
+        let chars = value.chars().map(Token::Char);
+        let tokens = std::iter::once(Token::Any).chain(chars).chain([Token::Any]);
+        Self::from_tokens(tokens.collect(), false)
+    }
+
     /// Compiles tokens; unless `cased`, their characters are lowercased here, once.
     pub fn from_tokens(tokens: Vec<Token>, cased: bool) -> Self {
         let mut tokens: Vec<Token> = if cased {

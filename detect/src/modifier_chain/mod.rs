@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use regex::RegexBuilder;
 
 use crate::error::Problem;
-use crate::matcher::{Matcher, RuleNumber};
+use crate::matcher::{Matcher, RegexSearch, RuleNumber};
 use crate::modifier::{Modifier, ReFlag};
 use crate::path::FieldPath;
 use crate::pattern::{sigma_tokens, Anchor, Pattern, Token};
@@ -260,7 +260,10 @@ fn compile_value(
                 .dot_matches_new_line(flags.dot_matches_new_line)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
-                .map(|regex| Matcher::Regex(regex, regex_need::regex_need(&source, flags)))
+                .map(|regex| {
+                    let need = regex_need::regex_need(&source, flags);
+                    Matcher::Regex(RegexSearch::new(regex, need))
+                })
                 .map_err(|e| err(format!("invalid regular expression: {}", one_line(&e))))
         }
         Kind::FieldRef(anchor) => {
