@@ -437,7 +437,10 @@ mod tests {
                 }
             }
         }
-        assert!(with_literals >= 6, "{with_literals} expressions with literals");
+        assert!(
+            with_literals >= 6,
+            "{with_literals} expressions with literals"
+        );
         assert!(ruled_out > 50, "{ruled_out} texts ruled out by literals");
     }
 

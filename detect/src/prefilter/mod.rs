@@ -129,6 +129,8 @@ pub(crate) struct Prefilter {
     shortest: usize,
     /// Per rule, the literal ids one of which must be found; `None` for rules always evaluated.
     needs: Vec<Option<Box<[u32]>>>,
+    /// Whether some rule is always evaluated.
+    some_rule_always: bool,
 }
 
 impl Prefilter {
@@ -188,6 +190,7 @@ impl Prefilter {
             automaton,
             literals: literals.len(),
             shortest,
+            some_rule_always: needs.iter().any(Option::is_none),
             needs,
         }
     }
@@ -252,7 +255,9 @@ impl Prefilter {
 
     /// Whether `found` meets the need of any rule: if not, no rule can match.
     pub fn any_candidate(&self, found: &Found) -> bool {
-        self.needs.iter().any(|need| found.meets(need))
+        // Every literal is some rule's, so any literal found meets a need, and a rule without a
+        // need is always a candidate.
+        self.some_rule_always || found.0.iter().any(|bits| *bits != 0)
     }
 }
 
@@ -405,6 +410,20 @@ mod tests {
             all([need(&["get"]), need(&["={{", "=${", "freemarker"])]),
             need(&["={{", "=${", "freemarker"])
         );
+    }
+
+    /// An event has a candidate when it holds any literal, or when some rule has no need.
+    #[test]
+    fn any_candidate_is_any_literal_found_or_a_rule_without_a_need() {
+        let literals = Prefilter::new(&[need(&["abc"]), need(&["xyz", "uvw"])]);
+        let any = |filter: &Prefilter, record: &str| {
+            filter.any_candidate(&filter.scan_record(record).unwrap())
+        };
+        assert!(!any(&literals, r#"{"a":"nothing","abc":1}"#));
+        assert!(any(&literals, r#"{"a":"...UVW"}"#));
+        assert!(any(&literals, r#"{"a":["x","ABC"]}"#));
+        let always = Prefilter::new(&[need(&["abc"]), None]);
+        assert!(any(&always, r#"{"a":"nothing"}"#));
     }
 
     #[test]
