@@ -14,6 +14,7 @@ mod id;
 pub mod json;
 mod quarantine;
 mod tape;
+mod text;
 
 pub use alert::{Alert, BusPosition, Level, MatchedEvent, MatchedField};
 pub use document::{Array, Document, Items, JsonRef, Members, Object};
@@ -21,6 +22,7 @@ pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEX
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;
 pub use tape::Tape;
+pub use text::text;
 
 /// Identifies an event; derived from its content so that a replay yields the same id.
 pub type EventId = Id;

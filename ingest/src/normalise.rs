@@ -21,7 +21,7 @@ pub fn normalise_line(
     received: DateTime<Utc>,
     fallback: Option<DateTime<Utc>>,
 ) -> Result<Event, String> {
-    let text = std::str::from_utf8(line)
+    let text = vigil_event::text(line)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
     let mut fields = Map::new();
     let (record, time) = match spec.format {

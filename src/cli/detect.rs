@@ -216,7 +216,7 @@ fn detect_lines(
             summary.bad += 1;
             continue;
         }
-        let line = match std::str::from_utf8(bytes) {
+        let line = match vigil_event::text(bytes) {
             Ok(line) => line,
             Err(e) => {
                 bad(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
