@@ -65,10 +65,15 @@ pub(crate) struct RegexSearch {
     literals: Box<[Pattern]>,
 }
 
+/// An expression with more literals than this is run as it is: a search per literal would cost
+/// more than the expression's own, which finds many alternatives at once.
+const MAX_SEARCHED_LITERALS: usize = 4;
+
 impl RegexSearch {
     pub fn new(regex: Regex, need: Option<Need>) -> Self {
         let literals = need
             .iter()
+            .filter(|need| need.0.len() <= MAX_SEARCHED_LITERALS)
             .flat_map(|need| &need.0)
             .map(|literal| Pattern::literal_anywhere(literal))
             .collect();
@@ -452,5 +457,11 @@ mod tests {
         assert!(!search.is_match("abc"));
         assert!(search.is_match("abc XYZ"));
         assert!(search.is_match("abcé"));
+        // Past a few literals the expression is run on every text.
+        let many = (0..=MAX_SEARCHED_LITERALS)
+            .map(|i| format!("xyz{i}"))
+            .collect();
+        let search = RegexSearch::new(Regex::new("abc").unwrap(), Some(Need(many)));
+        assert!(search.is_match("abc"));
     }
 }
