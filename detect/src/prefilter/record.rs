@@ -194,6 +194,10 @@ fn escape(rest: &[u8]) -> Result<(u8, usize), Unreadable> {
         b't' => b'\t',
         b'u' => {
             let hex = rest.get(1..5).ok_or(Unreadable)?;
+            // `from_str_radix` alone would take a sign (`\u+041`), which JSON does not.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(Unreadable);
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| Unreadable)?;
             let unit = u16::from_str_radix(hex, 16).map_err(|_| Unreadable)?;
             return match u8::try_from(unit) {
@@ -270,6 +274,7 @@ mod tests {
             r#"{"a":"unterminated"#,
             r#"{"a":"ab\xcd"}"#,
             r#"{"a":"ab\u00"}"#,
+            r#"{"a":"ab\u+041"}"#,
             r#"{"a":nul}"#,
             r#"{"a":1}}"#,
         ] {
