@@ -9,6 +9,10 @@ use vigil_event::{EventId, Quarantined, Source, AUDIT_SOURCE};
 use crate::normalise::normalise_line;
 use crate::{RecordFormat, SourceCatalog, SourceSpec};
 
+/// The longest record ingest takes by default (`max_line_bytes`); `vigil detect` holds lines
+/// to it too.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+
 /// Size limits on what a source may deliver.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestLimits {
@@ -21,7 +25,7 @@ pub struct IngestLimits {
 impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
-            max_line_bytes: 1024 * 1024,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_body_bytes: 16 * 1024 * 1024,
         }
     }

@@ -22,6 +22,7 @@ pub use checkpoint::CheckpointError;
 pub use config::{IngestConfig, IngestConfigError, SourcesConfig, SourcesConfigError};
 pub use ingestor::{
     IncomingRecord, IngestError, IngestLimits, IngestReport, Ingestor, QuarantineKind, Rejection,
+    DEFAULT_MAX_LINE_BYTES,
 };
 pub use metric_label::{source_label, MAX_SOURCE_LABELS};
 pub use normalise::{check_json_record, normalise_line, parse_json_record};

@@ -19,7 +19,7 @@ use crate::rules;
 
 /// Longer lines are reported and skipped, as ingest rejects them, rather than held in memory:
 /// past this, a line's bytes are dropped as they are read (see [`next_line`]).
-const MAX_LINE_BYTES: usize = 1 << 20;
+const MAX_LINE_BYTES: usize = vigil_ingest::DEFAULT_MAX_LINE_BYTES;
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
