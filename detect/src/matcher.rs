@@ -89,7 +89,10 @@ impl RegexSearch {
         // it, which the prefilter allows for and these searches do not; the expression decides.
         let ruled_out = !self.literals.is_empty()
             && text.is_ascii()
-            && !self.literals.iter().any(|literal| literal.matches(text));
+            && !self
+                .literals
+                .iter()
+                .any(|literal| literal.matches_ascii_text(text));
         !ruled_out && self.regex.is_match(text)
     }
 }

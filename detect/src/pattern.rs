@@ -249,12 +249,20 @@ impl Pattern {
 
     /// Whether `text` matches.
     pub fn matches(&self, text: &str) -> bool {
-        if self.cased {
-            self.matches_cased(text)
-        } else if text.is_ascii() {
-            self.ascii && self.matches_ascii(text.as_bytes())
+        if self.cased || text.is_ascii() {
+            self.matches_ascii_text(text)
         } else {
             self.matches_folded(text.chars().flat_map(char::to_lowercase))
+        }
+    }
+
+    /// [`Pattern::matches`] for a text the caller has found to be ASCII (or any text, for a
+    /// `cased` pattern), without looking through it again.
+    pub fn matches_ascii_text(&self, text: &str) -> bool {
+        if self.cased {
+            self.matches_cased(text)
+        } else {
+            self.ascii && self.matches_ascii(text.as_bytes())
         }
     }
 
