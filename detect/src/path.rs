@@ -289,6 +289,39 @@ mod tests {
     }
 
     #[test]
+    fn parsed_records_resolve_every_split_of_a_path() {
+        for segments in [4, 8, 72] {
+            let path: Vec<String> = (0..segments).map(|i| format!("k{i}")).collect();
+            // One key a level, with every third level's key joined to the next by its dot, and
+            // beside each a key that differs in its last byte.
+            let mut text = String::from("\"found\"");
+            let mut level = segments;
+            while level > 0 {
+                let joined = level >= 2 && level % 3 == 0;
+                let first = if joined { level - 2 } else { level - 1 };
+                let key = path[first..level].join(".");
+                text = format!(r#"{{"{key}x":1,"{key}":{text}}}"#);
+                level = first;
+            }
+            let document = vigil_event::Document::parse(&text).unwrap();
+            assert!(matches!(document, vigil_event::Document::Tape(_)));
+            let map = doc(serde_json::from_str(&text).unwrap());
+            for (name, want) in [
+                (path.join("."), Some(json!("found"))),
+                (path[..segments - 1].join(".") + ".k", None),
+            ] {
+                let mut got = Vec::new();
+                FieldPath::new(&name).any(document.root(), &mut |v| {
+                    got.push(v.map(JsonRef::to_value));
+                    false
+                });
+                assert_eq!(got, [want.clone()], "{segments} segments: {name}");
+                assert_eq!(values(&name, &map), [want], "{segments} segments: {name}");
+            }
+        }
+    }
+
+    #[test]
     fn scalars_on_the_way_mean_missing() {
         let d = doc(json!({"a": "text", "b": null, "c": []}));
         assert_eq!(values("a.b", &d), [None]);
