@@ -21,7 +21,7 @@ pub use document::{Array, Document, Items, JsonRef, Members, Object};
 pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;
-pub use tape::Tape;
+pub use tape::{Tape, TapeBuffers};
 pub use text::text;
 
 /// Identifies an event; derived from its content so that a replay yields the same id.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
 use serde_json::Map;
-use vigil_event::{json, Document, Event, EventId, JsonRef, Record, Source};
+use vigil_event::{json, Document, Event, EventId, JsonRef, Record, Source, TapeBuffers};
 
 use crate::parse::{parse_access_log, parse_vpc_flow};
 use crate::{RecordFormat, SourceSpec};
@@ -79,12 +79,14 @@ pub fn check_json_record(spec: &SourceSpec, text: &str) -> Result<Option<DateTim
 /// the record (the tape, whose top level gives the time); where it does not, the tolerant parse
 /// and then the check, whose verdict is final. The verdict, the reason and the time are
 /// [`check_json_record`]'s: what serde_json reads, the tolerant parser reads alike (see
-/// `vigil_event::json`), which the test below holds it to.
+/// `vigil_event::json`), which the test below holds it to. The tape is built in `buffers`, a
+/// document's vectors that [`Document::recycle`] kept.
 pub fn parse_json_record<'t>(
     spec: &SourceSpec,
     text: &'t str,
+    buffers: &mut TapeBuffers,
 ) -> Result<(Document<'t>, Option<DateTime<Utc>>), String> {
-    let document = Document::parse(text);
+    let document = Document::parse_reusing(text, buffers);
     let Ok(document @ Document::Tape(_)) = document else {
         // What serde_json refuses (or a record that is no object at all): the tolerant
         // parser's verdict, reason and depth report, as ingest gives them.
@@ -321,7 +323,7 @@ mod tests {
         for spec in [catalog.resolve("cloudtrail"), catalog.resolve("flask-app")] {
             for line in &lines {
                 let checked = check_json_record(&spec, line);
-                let parsed = parse_json_record(&spec, line);
+                let parsed = parse_json_record(&spec, line, &mut TapeBuffers::default());
                 let time = parsed
                     .as_ref()
                     .map(|(_, time)| *time)

@@ -10,7 +10,7 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 use vigil_detect::{Detector, Finding, Rule};
-use vigil_event::{LogSource, MatchedField};
+use vigil_event::{LogSource, MatchedField, TapeBuffers};
 use vigil_ingest::parse_json_record;
 
 use super::events::{line_id, line_of, LineReader};
@@ -241,6 +241,8 @@ fn detect_lines(
     let lines = LineReader::new(logsource);
     let mut spill = Vec::new();
     let mut heads = RuleHeads::default();
+    // The last record's tape, whose vectors the next one is parsed into.
+    let mut buffers = TapeBuffers::default();
     let mut number = 0;
     // What the last line left in the reader's buffer, consumed once it is done with.
     let mut pending = 0;
@@ -296,7 +298,7 @@ fn detect_lines(
             // A record of the named source: checked as ingest checks it, by the same parse
             // that detection reads, with no event built around it (nothing here needs its wire
             // form).
-            Some((spec, source)) => match parse_json_record(spec, line) {
+            Some((spec, source)) => match parse_json_record(spec, line, &mut buffers) {
                 Ok((document, time)) => {
                     let time = time.unwrap_or_else(Utc::now).timestamp_millis();
                     let parse = || Ok::<_, serde_json::Error>(document);
@@ -376,6 +378,7 @@ fn detect_lines(
             out.write_all(b"\n")?;
             summary.matches += 1;
         }
+        doc.recycle(&mut buffers);
     }
     Ok(summary)
 }

@@ -348,6 +348,10 @@ impl Found {
 
 /// `text` cut to [`MAX_MATCHED_CHARS`] characters, ending with `…` when cut.
 fn cut(text: &str) -> String {
+    // No more bytes than that is no more characters: most values, without counting them.
+    if text.len() <= MAX_MATCHED_CHARS {
+        return text.to_owned();
+    }
     match text.char_indices().nth(MAX_MATCHED_CHARS) {
         None => text.to_owned(),
         Some((at, _)) => {

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
 
-use crate::tape::{self, SlotValue, Tape};
+use crate::tape::{self, SlotValue, Tape, TapeBuffers};
 
 /// An event's fields: a parsed record's tape, or a map (a text record's derived fields, a
 /// record only the tolerant parser reads, or a document built in code).
@@ -41,12 +41,28 @@ impl<'a> Document<'a> {
     /// Parses `text`, which must hold one JSON object, with [`crate::json::parse_object`]'s
     /// verdict and values.
     pub fn parse(text: &'a str) -> Result<Self, crate::json::JsonError> {
-        match Tape::parse(text) {
+        Self::parse_reusing(text, &mut TapeBuffers::default())
+    }
+
+    /// [`Document::parse`] into the vectors of a document done with ([`Document::recycle`]),
+    /// which saves a record of a stream the allocations of its tape.
+    pub fn parse_reusing(
+        text: &'a str,
+        buffers: &mut TapeBuffers,
+    ) -> Result<Self, crate::json::JsonError> {
+        match Tape::parse_into(text, std::mem::take(buffers)) {
             Some(tape) => Ok(Document::Tape(tape)),
             // Only what the tape's reader refuses gets here: what serde_json refuses (the reader
             // is held to its verdict); the tolerant parser's verdict is final.
             None => crate::json::parse_object_tolerant(text)
                 .map(|parsed| Document::Map(Cow::Owned(parsed.object))),
+        }
+    }
+
+    /// Keeps a parsed document's vectors in `buffers` for [`Document::parse_reusing`].
+    pub fn recycle(self, buffers: &mut TapeBuffers) {
+        if let Document::Tape(tape) = self {
+            *buffers = tape.into_buffers();
         }
     }
 

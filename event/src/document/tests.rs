@@ -23,6 +23,21 @@ fn texts() -> Vec<String> {
 }
 
 #[test]
+fn a_document_parsed_into_recycled_buffers_reads_as_a_fresh_one() {
+    // Longest first, so each text is read into vectors that hold more than it.
+    let mut texts = texts();
+    texts.sort_by_key(|text| std::cmp::Reverse(text.len()));
+    texts.extend(texts.clone());
+    let mut buffers = TapeBuffers::default();
+    for text in &texts {
+        let document = Document::parse_reusing(text, &mut buffers).unwrap();
+        assert_eq!(document, Document::parse(text).unwrap(), "{text}");
+        assert_eq!(document.to_map(), parse_object(text).unwrap(), "{text}");
+        document.recycle(&mut buffers);
+    }
+}
+
+#[test]
 fn a_document_reads_every_text_as_parse_object_does() {
     for text in texts() {
         let document = Document::parse(&text).unwrap();

@@ -33,6 +33,15 @@ pub struct Tape<'a> {
     members: Vec<u32>,
 }
 
+/// The vectors of a tape done with, kept to parse the next record into
+/// ([`crate::Document::parse_reusing`]); what they held is cleared before they are reused.
+#[derive(Debug, Default)]
+pub struct TapeBuffers {
+    slots: Vec<Slot>,
+    members: Vec<u32>,
+    unescaped: String,
+}
+
 /// A slot is plain numbers, with its key and string as spans of text rather than `Cow`s: the
 /// reader hands a span over in a register, where a `Cow` went through the stack and stalled
 /// the push that read it back.
@@ -110,20 +119,45 @@ impl<'a> Tape<'a> {
     /// the rarest that `serde_json` accepts; see [`read`]). `None` otherwise, for the caller to
     /// ask the tolerant parser, whose verdict on such a text is the final one.
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
+        Self::parse_into(text, TapeBuffers::default())
+    }
+
+    /// [`Tape::parse`] into the vectors of a tape done with, which keep their capacity: a
+    /// stream of records then allocates only while its records grow.
+    pub(crate) fn parse_into(text: &'a str, buffers: TapeBuffers) -> Option<Self> {
         // Slot indices and spans are u32, with a span's high bit telling where it is: each slot
         // takes at least a byte of text, and unescaping never lengthens a string.
         if !text.trim_start().starts_with('{') || text.len() >= UNESCAPED as usize {
             return None;
         }
+        let TapeBuffers {
+            mut slots,
+            mut members,
+            mut unescaped,
+        } = buffers;
+        slots.clear();
+        members.clear();
+        unescaped.clear();
         // About one slot per 30 bytes of a CloudTrail or Kubernetes audit record.
+        slots.reserve(text.len() / 24 + 4);
+        members.reserve(text.len() / 24 + 4);
         let mut tape = Tape {
             text,
-            unescaped: String::new(),
-            slots: Vec::with_capacity(text.len() / 24 + 4),
-            members: Vec::with_capacity(text.len() / 24 + 4),
+            unescaped,
+            slots,
+            members,
         };
         read::read_object(&mut tape, text)?;
         Some(tape)
+    }
+
+    /// The tape's vectors, for [`Tape::parse_into`] to reuse.
+    pub(crate) fn into_buffers(self) -> TapeBuffers {
+        TapeBuffers {
+            slots: self.slots,
+            members: self.members,
+            unescaped: self.unescaped,
+        }
     }
 
     /// The value of the slot at `at`.
