@@ -315,8 +315,8 @@ mod tests {
                     got.push(v.map(JsonRef::to_value));
                     false
                 });
-                assert_eq!(got, [want.clone()], "{segments} segments: {name}");
-                assert_eq!(values(&name, &map), [want], "{segments} segments: {name}");
+                assert_eq!(got, values(&name, &map), "{segments} segments: {name}");
+                assert_eq!(got, [want], "{segments} segments: {name}");
             }
         }
     }
