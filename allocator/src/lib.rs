@@ -52,7 +52,9 @@ pub fn configure() {
     // SAFETY: PR_SET_THP_DISABLE takes one integer argument and sets a flag of this process;
     // it reads and writes no memory of ours. Failure (an old kernel) leaves huge pages on.
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        // The kernel reads each argument as an unsigned long.
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused);
     }
 }
 

@@ -1,7 +1,7 @@
 //! `vigil detect`: run rules over a file of events and print what they raise, as NDJSON.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,16 +53,13 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("rule not loaded: {error}");
     }
     let mut detector = Detector::new(loaded.built.engine);
-    let input: Box<dyn BufRead> = match &args.input {
-        Some(path) if path.as_os_str() != "-" => Box::new(BufReader::with_capacity(
-            IO_BUFFER_BYTES,
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        )),
-        _ => Box::new(BufReader::with_capacity(
-            IO_BUFFER_BYTES,
-            io::stdin().lock(),
-        )),
+    let input: Box<dyn Read> = match &args.input {
+        Some(path) if path.as_os_str() != "-" => {
+            Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        }
+        _ => Box::new(io::stdin().lock()),
     };
+    let input = BufReader::with_capacity(IO_BUFFER_BYTES, input);
     let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, io::stdout().lock());
     let summary = match detect_lines(&mut detector, args.logsource.as_ref(), input, &mut out) {
         Ok(summary) => summary,
@@ -125,7 +122,7 @@ impl RuleHeads {
                     rule_title: &rule.title,
                     level: rule.level.as_str(),
                 })
-                .map_err(io::Error::other)?;
+                .map_err(io::Error::from)?;
                 // Open again where the object closed, for the fields that follow.
                 head.pop();
                 head.extend_from_slice(b",\"line\":");
@@ -136,7 +133,7 @@ impl RuleHeads {
         out.write_all(itoa::Buffer::new().format(line).as_bytes())?;
         if !matched.is_empty() {
             out.write_all(b",\"matched\":")?;
-            serde_json::to_writer(&mut *out, matched).map_err(io::Error::other)?;
+            serde_json::to_writer(&mut *out, matched).map_err(io::Error::from)?;
         }
         out.write_all(b"}\n")
     }
@@ -232,7 +229,7 @@ fn next_line(input: &mut impl BufRead, spill: &mut Vec<u8>) -> io::Result<Option
 fn detect_lines(
     detector: &mut Detector,
     logsource: Option<&LogSource>,
-    mut input: impl BufRead,
+    mut input: BufReader<impl Read>,
     out: &mut impl Write,
 ) -> io::Result<Summary> {
     let mut summary = Summary::default();
@@ -249,6 +246,11 @@ fn detect_lines(
     loop {
         input.consume(pending);
         pending = 0;
+        // What was found so far goes out before the input is waited on: a stream (`tail -f |
+        // vigil detect`) sees its matches as its lines come, not a buffer's worth later.
+        if input.buffer().is_empty() {
+            out.flush()?;
+        }
         let Some(next) = next_line(&mut input, &mut spill)? else {
             break;
         };
@@ -374,7 +376,7 @@ fn detect_lines(
                 }
             };
             // Straight into the buffered output, not through a string of its own.
-            serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
+            serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
             out.write_all(b"\n")?;
             summary.matches += 1;
         }
@@ -448,6 +450,98 @@ mod tests {
             None,
             "a line one byte past what may be kept"
         );
+    }
+
+    /// Output kept in a vector another party can read.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A stream that hands out one line a read, noting how much output had come out by then.
+    struct Stream {
+        lines: Vec<&'static str>,
+        out: Shared,
+        seen: Vec<usize>,
+    }
+
+    impl Read for Stream {
+        fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+            self.seen.push(self.out.0.borrow().len());
+            if self.lines.is_empty() {
+                return Ok(0);
+            }
+            let line = self.lines.remove(0).as_bytes();
+            buffer[..line.len()].copy_from_slice(line);
+            Ok(line.len())
+        }
+    }
+
+    #[test]
+    fn matches_are_written_out_before_the_input_is_waited_on() {
+        let rule = "title: T\nlogsource: {product: aws}\ndetection:\n  \
+                    s: {eventName: ListUsers}\n  condition: s\n";
+        let rules = vigil_detect::parse_rules(rule, "t.yml").rules;
+        let mut detector = Detector::new(Engine::new(rules));
+        let out = Shared::default();
+        let mut stream = Stream {
+            lines: vec![
+                "{\"eventVersion\":\"1.09\",\"eventSource\":\"iam.amazonaws.com\",\"eventName\":\"ListUsers\",\"eventTime\":\"2026-11-28T09:10:24Z\"}\n",
+                "{\"eventVersion\":\"1.09\",\"eventSource\":\"iam.amazonaws.com\",\"eventName\":\"Other\",\"eventTime\":\"2026-11-28T09:10:24Z\"}\n",
+            ],
+            out: out.clone(),
+            seen: Vec::new(),
+        };
+        let mut writer = BufWriter::with_capacity(IO_BUFFER_BYTES, out.clone());
+        let input = BufReader::with_capacity(1024, &mut stream);
+        let summary = detect_lines(&mut detector, None, input, &mut writer).unwrap();
+        assert_eq!((summary.events, summary.matches), (2, 1));
+        // Nothing before the first read; the first line's match before the second.
+        assert_eq!(stream.seen.len(), 3);
+        assert_eq!(stream.seen[0], 0);
+        assert!(stream.seen[1] > 0, "{:?}", stream.seen);
+    }
+
+    #[test]
+    fn a_rule_match_is_written_as_serde_writes_the_match() {
+        let rule = "title: \"T \\\"quoted\\\" \\\\ \\x07 \u{e9}t\u{e9} </b>\"\n\
+                    id: 0a5177f4-6ca9-44c2-aacf-d3f3d8b6e4d2\nlevel: high\n\
+                    logsource: {product: aws}\n\
+                    detection:\n  s: {a: 1}\n  condition: s\n";
+        let rules = vigil_detect::parse_rules(rule, "t.yml").rules;
+        assert!(rules[0].title.contains('\u{7}'), "{}", rules[0].title);
+        let fields = vec![MatchedField {
+            field: "a\"b".into(),
+            value: "\u{1}\u{e9}\n".into(),
+            keyword: true,
+        }];
+        let mut heads = RuleHeads::default();
+        for matched in [Vec::new(), fields.clone(), fields] {
+            let mut ours = Vec::new();
+            heads
+                .write_rule_match(&rules, 0, 12_345, &matched, &mut ours)
+                .unwrap();
+            let mut theirs = serde_json::to_vec(&Match {
+                rule_id: &rules[0].id,
+                rule_title: &rules[0].title,
+                level: rules[0].level.as_str(),
+                line: 12_345,
+                correlation: None,
+                matched,
+            })
+            .unwrap();
+            theirs.push(b'\n');
+            assert_eq!(String::from_utf8(ours), String::from_utf8(theirs));
+        }
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct Tape<'a> {
     members: Vec<u32>,
 }
 
+/// The most slots a tape's vectors may hold to be reused: about 3 MB, where a CloudTrail
+/// record takes about 60 slots and a record of the longest line ingest takes (1 MiB) up to
+/// half a million.
+const MAX_KEPT_SLOTS: usize = 1 << 16;
+
 /// The vectors of a tape done with, kept to parse the next record into
 /// ([`crate::Document::parse_reusing`]); what they held is cleared before they are reused.
 #[derive(Debug, Default)]
@@ -151,8 +156,13 @@ impl<'a> Tape<'a> {
         Some(tape)
     }
 
-    /// The tape's vectors, for [`Tape::parse_into`] to reuse.
+    /// The tape's vectors, for [`Tape::parse_into`] to reuse; none for a tape of more than
+    /// [`MAX_KEPT_SLOTS`], so that one outsized record does not hold its memory for the rest
+    /// of a stream.
     pub(crate) fn into_buffers(self) -> TapeBuffers {
+        if self.slots.capacity() > MAX_KEPT_SLOTS {
+            return TapeBuffers::default();
+        }
         TapeBuffers {
             slots: self.slots,
             members: self.members,

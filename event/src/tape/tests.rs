@@ -1,7 +1,26 @@
 //! The tape's reader against the tape `serde_json` builds: the same verdict and the same tape
 //! on every text, hand-picked and generated.
 
-use super::{serde_reference, Node, Tape};
+use super::{serde_reference, Node, Tape, TapeBuffers, MAX_KEPT_SLOTS};
+
+#[test]
+fn an_outsized_tape_gives_back_no_vectors_and_a_common_one_its_own() {
+    let common = r#"{"a":[1,2,3],"b":"x\"y"}"#;
+    let buffers = Tape::parse(common).unwrap().into_buffers();
+    assert!(buffers.slots.capacity() > 0 && buffers.unescaped.capacity() > 0);
+    let outsized = format!(r#"{{"a":[{}0]}}"#, "0,".repeat(MAX_KEPT_SLOTS));
+    let tape = Tape::parse_into(&outsized, buffers).unwrap();
+    assert!(tape.slots.len() > MAX_KEPT_SLOTS);
+    let TapeBuffers {
+        slots,
+        members,
+        unescaped,
+    } = tape.into_buffers();
+    assert_eq!(
+        (slots.capacity(), members.capacity(), unescaped.capacity()),
+        (0, 0, 0)
+    );
+}
 
 /// Both readings of `text`, which must agree: beyond the tapes' equality, which takes a
 /// borrowed string for an owned one and `-0.0` for `0.0`, in what is borrowed and in each
