@@ -348,17 +348,15 @@ fn detect_lines(
         for detection in detections {
             let engine = detector.engine();
             let matched = engine.matched_fields(&detection, logsource, &doc);
-            let record = match detection {
+            match detection {
                 Finding::Rule { rule } => {
                     heads.write_rule_match(engine.rules(), rule, number, &matched, out)?;
-                    summary.matches += 1;
-                    continue;
                 }
                 Finding::Correlation(m) => {
                     let rule = &engine.correlations()[m.correlation];
                     let mut lines: Vec<usize> = m.event_ids.iter().filter_map(line_of).collect();
                     lines.sort_unstable();
-                    Match {
+                    let record = Match {
                         rule_id: &rule.id,
                         rule_title: &rule.title,
                         level: rule.level.as_str(),
@@ -372,12 +370,12 @@ fn detect_lines(
                             lines_truncated: m.event_ids_truncated,
                         }),
                         matched,
-                    }
+                    };
+                    // Straight into the buffered output, not through a string of its own.
+                    serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
+                    out.write_all(b"\n")?;
                 }
-            };
-            // Straight into the buffered output, not through a string of its own.
-            serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
-            out.write_all(b"\n")?;
+            }
             summary.matches += 1;
         }
         doc.recycle(&mut buffers);
