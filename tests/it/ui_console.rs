@@ -273,7 +273,10 @@ fn rules_at_runtime(browser: &Browser, console: &Console) {
     browser.text_showing(&["Reload rules from their files"]);
     let before = vigil.get_json("/api/v1/rules")["generation"].clone();
     browser.click("form.reload button[type=submit]");
-    browser.text_showing(&["is running, with"]);
+    // The page already says which generation the last enable started; the reload's own notice
+    // names its trigger. Waiting for that, not for any notice, keeps the check below from
+    // reading the generation before the reload (seen once on a loaded machine).
+    browser.text_showing(&["Last change (page, ", "is running, with"]);
     let after = vigil.get_json("/api/v1/rules")["generation"].clone();
     assert_ne!(before, after, "the reload changed no generation");
     assert!(rule_enabled(vigil, STOP_LOGGING_ID));
