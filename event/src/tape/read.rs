@@ -209,6 +209,15 @@ impl<'a> Reader<'a> {
     /// it holds an escape, and of the tape's unescaped text if it does.
     fn string(&mut self, tape: &mut Tape<'a>) -> Option<Span> {
         let start = self.pos + 1;
+        // Most keys and strings end within sixteen bytes, without an escape.
+        if let Some(chunk) = self.bytes.get(start..start + 16) {
+            let (found, quotes) = special_masks(chunk.try_into().expect("sixteen bytes"));
+            if found & found.wrapping_neg() & quotes != 0 {
+                let stop = start + quotes.trailing_zeros() as usize;
+                self.pos = stop + 1;
+                return Some(Span::in_text(start, stop - start));
+            }
+        }
         let stop = start + find_special(&self.bytes[start..])?;
         match self.bytes[stop] {
             b'"' => {
@@ -301,33 +310,48 @@ fn decimal(digits: &[u8]) -> u64 {
     digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0'))
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The offset of the first quote, backslash or control character in `bytes`, eight bytes at a
-/// time: a string's bytes up to there are copied or borrowed as they are.
+/// The offset of the first quote, backslash or control character in `bytes`, sixteen bytes at
+/// a time: a string's bytes up to there are copied or borrowed as they are.
 fn find_special(bytes: &[u8]) -> Option<usize> {
-    // A byte's high bit is set in `zero(x)` where x's byte is zero, and only in higher bytes
-    // after that by borrowing, so the lowest flagged byte of each test is a true one.
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
+    let mut chunks = bytes.chunks_exact(16);
     let mut offset = 0;
     for chunk in chunks.by_ref() {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = zero(word ^ (ONES * u64::from(b'"')));
-        let backslash = zero(word ^ (ONES * u64::from(b'\\')));
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-        let found = quote | backslash | control;
+        let found = special_mask(chunk.try_into().expect("sixteen bytes"));
         if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
+            return Some(offset + found.trailing_zeros() as usize);
         }
-        offset += 8;
+        offset += 16;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|at| offset + at)
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut last = [b' '; 16];
+    last[..rest.len()].copy_from_slice(rest);
+    let found = special_mask(last);
+    (found != 0).then(|| offset + found.trailing_zeros() as usize)
+}
+
+/// One bit for each of the sixteen bytes that is a quote, a backslash or a control character.
+#[inline(always)]
+fn special_mask(bytes: [u8; 16]) -> u32 {
+    special_masks(bytes).0
+}
+
+/// One bit for each of the sixteen bytes that is a quote, a backslash or a control character,
+/// and one for each quote.
+#[inline(always)]
+fn special_masks(bytes: [u8; 16]) -> (u32, u32) {
+    use wide::u8x16;
+    let chunk = u8x16::from(bytes);
+    let quote = chunk.simd_eq(u8x16::splat(b'"'));
+    let backslash = chunk.simd_eq(u8x16::splat(b'\\'));
+    // A control character is at most 0x1f: the smaller of it and 0x1f is itself.
+    let control = chunk.min(u8x16::splat(0x1f)).simd_eq(chunk);
+    (
+        (quote | backslash | control).to_bitmask(),
+        quote.to_bitmask(),
+    )
 }
 
 #[cfg(test)]

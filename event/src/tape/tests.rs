@@ -51,6 +51,32 @@ fn agree(text: &str) {
     }
 }
 
+/// The reader takes sixteen bytes at a time, and a string's first sixteen on a path of their
+/// own: strings of every length to 40, with an escape, a control character or a quote at each
+/// place (a quote ends it early, leaving the rest to refuse), at every offset from the start of
+/// the text.
+#[test]
+fn strings_read_alike_wherever_their_specials_and_ends_fall() {
+    for pad in 0..16 {
+        for len in 0..40 {
+            let plain: String = (0..len)
+                .map(|i| ['a', '~', ' ', 'é', '\u{7f}'][i % 5])
+                .collect();
+            agree(&format!(r#"{{"{}":"{plain}","k":1}}"#, "p".repeat(pad)));
+            for at in 0..len {
+                let mut chars: Vec<char> = plain.chars().collect();
+                for special in ["\\\"", "\\n", "\\u00e9", "\u{1f}", "\""] {
+                    chars[at] = '#';
+                    let text: String = chars.iter().collect();
+                    let text = text.replacen('#', special, 1);
+                    agree(&format!(r#"{{"{}":"{text}","k":1}}"#, "p".repeat(pad)));
+                    agree(&format!(r#"{{"{text}":{pad}}}"#));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn hand_picked_texts_read_as_serde_json_reads_them() {
     let texts = [
