@@ -179,7 +179,7 @@ pub use engine::{Engine, RecordMatches};
 pub use error::RuleError;
 pub use explain::{
     explain, explain_correlation, AlternativeExplanation, CorrelationExplanation, Explained,
-    FieldValues, ItemExplanation, ReferenceExplanation, ReferenceKind, RuleExplanation,
+    FieldValues, ItemExplanation, MatchedRef, ReferenceExplanation, ReferenceKind, RuleExplanation,
     RuleLibrary, RuleVerdict, SearchExplanation, Skipped, ThresholdShown, ValueExplanation,
     MAX_MATCHED_CHARS, MAX_MATCHED_FIELDS, SEQUENCE_NOTE,
 };

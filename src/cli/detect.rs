@@ -9,8 +9,8 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
-use vigil_detect::{Detector, Finding, Rule};
-use vigil_event::{LogSource, MatchedField, TapeBuffers};
+use vigil_detect::{Detector, Finding, MatchedRef, Rule};
+use vigil_event::{LogSource, TapeBuffers};
 use vigil_ingest::parse_json_record;
 
 use super::events::{line_id, line_of, LineReader};
@@ -91,7 +91,7 @@ struct Match<'a> {
     /// The fields and values of this line that made the rule (or the correlation's rules)
     /// match, as alerts carry them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    matched: Vec<MatchedField>,
+    matched: Vec<MatchedRef<'a>>,
 }
 
 /// The start of each rule's output lines, up to its `line` field's value, serialised when the
@@ -107,7 +107,7 @@ impl RuleHeads {
         rules: &[Rule],
         rule: usize,
         line: usize,
-        matched: &[MatchedField],
+        matched: &[MatchedRef<'_>],
         out: &mut impl Write,
     ) -> io::Result<()> {
         if self.0.len() < rules.len() {
@@ -347,7 +347,7 @@ fn detect_lines(
         summary.events += 1;
         for detection in detections {
             let engine = detector.engine();
-            let matched = engine.matched_fields(&detection, logsource, &doc);
+            let matched = engine.matched_refs(&detection, logsource, doc.root());
             match detection {
                 Finding::Rule { rule } => {
                     heads.write_rule_match(engine.rules(), rule, number, &matched, out)?;
@@ -517,13 +517,27 @@ mod tests {
                     detection:\n  s: {a: 1}\n  condition: s\n";
         let rules = vigil_detect::parse_rules(rule, "t.yml").rules;
         assert!(rules[0].title.contains('\u{7}'), "{}", rules[0].title);
-        let fields = vec![MatchedField {
-            field: "a\"b".into(),
-            value: "\u{1}\u{e9}\n".into(),
-            keyword: true,
-        }];
+        let fields = vec![
+            MatchedRef {
+                field: "a\"b".into(),
+                value: "\u{1}\u{e9}\n".into(),
+                keyword: true,
+            },
+            MatchedRef {
+                field: "c".into(),
+                value: "d".into(),
+                keyword: false,
+            },
+        ];
         let mut heads = RuleHeads::default();
         for matched in [Vec::new(), fields.clone(), fields] {
+            // The borrowed fields serialise as the owned ones alerts carry.
+            let owned: Vec<vigil_event::MatchedField> =
+                matched.iter().cloned().map(Into::into).collect();
+            assert_eq!(
+                serde_json::to_string(&matched).unwrap(),
+                serde_json::to_string(&owned).unwrap()
+            );
             let mut ours = Vec::new();
             heads
                 .write_rule_match(&rules, 0, 12_345, &matched, &mut ours)

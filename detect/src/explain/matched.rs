@@ -12,6 +12,9 @@
 //! hold by a value's absence, so they report nothing. An event is attacker-sized, so the report is bounded:
 //! at most [`MAX_MATCHED_FIELDS`] fields, names and values cut to [`MAX_MATCHED_CHARS`].
 
+use std::borrow::Cow;
+
+use serde::Serialize;
 use vigil_event::{JsonRef as Json, LogSource, MatchedField, Object};
 
 use crate::condition::Expr;
@@ -24,6 +27,27 @@ pub const MAX_MATCHED_FIELDS: usize = 32;
 /// The longest field name or value reported, in characters; longer ones end with `…`.
 pub const MAX_MATCHED_CHARS: usize = 256;
 
+/// A [`MatchedField`] that borrows its name from the rule and its value from the event where
+/// it can: reporting a CloudTrail record's matches allocated two strings a field. It serialises
+/// as the [`MatchedField`] it converts to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatchedRef<'a> {
+    pub field: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keyword: bool,
+}
+
+impl From<MatchedRef<'_>> for MatchedField {
+    fn from(matched: MatchedRef<'_>) -> Self {
+        MatchedField {
+            field: matched.field.into_owned(),
+            value: matched.value.into_owned(),
+            keyword: matched.keyword,
+        }
+    }
+}
+
 impl Rule {
     /// The fields and values of `doc` that made the rule match it: those of its detection, then
     /// of its filters, at most [`MAX_MATCHED_FIELDS`]. Empty when the rule does not match.
@@ -31,7 +55,7 @@ impl Rule {
         let doc = doc.into();
         let mut found = Found::default();
         add_rule(self, doc, &mut found);
-        found.fields
+        found.fields.into_iter().map(MatchedField::from).collect()
     }
 }
 
@@ -46,7 +70,19 @@ impl Engine {
         logsource: &LogSource,
         doc: impl Into<Object<'d>>,
     ) -> Vec<MatchedField> {
-        let doc = doc.into();
+        self.matched_refs(finding, logsource, doc.into())
+            .into_iter()
+            .map(MatchedField::from)
+            .collect()
+    }
+
+    /// [`Engine::matched_fields`], borrowed from the rules and `doc` where they can be.
+    pub fn matched_refs<'a>(
+        &'a self,
+        finding: &Finding,
+        logsource: &LogSource,
+        doc: Object<'a>,
+    ) -> Vec<MatchedRef<'a>> {
         let mut found = Found::default();
         match finding {
             Finding::Rule { rule, .. } => {
@@ -91,10 +127,13 @@ impl Engine {
 /// detection's condition only joins searches with `and`, each of them holds, so the searches
 /// are not evaluated a first time to learn which: `vigil detect` spent about a tenth of a
 /// CloudTrail record's time reporting what matched, half of it on that.
-fn add_matched_rule(rule: &Rule, doc: Object<'_>, found: &mut Found) {
+fn add_matched_rule<'a>(rule: &'a Rule, doc: Object<'a>, found: &mut Found<'a>) {
     let mut holding = Vec::new();
-    let joined = |detection: &CompiledDetection| conjunction(&detection.condition, &mut Vec::new());
-    if !rule.detections().all(joined) {
+    let mut joined = |detection: &CompiledDetection| {
+        holding.clear();
+        conjunction(&detection.condition, &mut holding)
+    };
+    if !rule.detections().all(&mut joined) {
         return add_rule(rule, doc, found);
     }
     for detection in rule.detections() {
@@ -124,7 +163,7 @@ fn conjunction(expr: &Expr, out: &mut Vec<usize>) -> bool {
 }
 
 /// Adds what made `rule` match `doc`; nothing when it does not.
-fn add_rule(rule: &Rule, doc: Object<'_>, found: &mut Found) {
+fn add_rule<'a>(rule: &'a Rule, doc: Object<'a>, found: &mut Found<'a>) {
     // Each search is evaluated once, and its results say both whether the rule matches (every
     // detection's condition holds) and which searches made it.
     let mut witnessed = Vec::new();
@@ -183,7 +222,7 @@ fn witnesses(
     }
 }
 
-fn search_fields(search: &Search, doc: Object<'_>, found: &mut Found) {
+fn search_fields<'a>(search: &'a Search, doc: Object<'a>, found: &mut Found<'a>) {
     match search {
         Search::All(items) => items.iter().for_each(|item| item_fields(item, doc, found)),
         Search::Any(alternatives) => alternatives
@@ -193,7 +232,7 @@ fn search_fields(search: &Search, doc: Object<'_>, found: &mut Found) {
     }
 }
 
-fn item_fields(item: &Item, doc: Object<'_>, found: &mut Found) {
+fn item_fields<'a>(item: &'a Item, doc: Object<'a>, found: &mut Found<'a>) {
     match item {
         Item::Field {
             negate: false,
@@ -267,7 +306,7 @@ fn strings_with_paths<'a>(
     object: Object<'a>,
     keys: &mut Vec<&'a str>,
     depth: usize,
-    visit: &mut dyn FnMut(&[&'a str], &str) -> bool,
+    visit: &mut dyn FnMut(&[&'a str], &'a str) -> bool,
 ) -> bool {
     object.members().any(|(key, value)| {
         keys.push(key);
@@ -281,7 +320,7 @@ fn string_in<'a>(
     value: Json<'a>,
     keys: &mut Vec<&'a str>,
     depth: usize,
-    visit: &mut dyn FnMut(&[&'a str], &str) -> bool,
+    visit: &mut dyn FnMut(&[&'a str], &'a str) -> bool,
 ) -> bool {
     if depth > MAX_DEPTH {
         return false;
@@ -298,24 +337,24 @@ fn string_in<'a>(
 
 /// The fields found so far, each once, at most [`MAX_MATCHED_FIELDS`].
 #[derive(Default)]
-struct Found {
-    fields: Vec<MatchedField>,
+struct Found<'a> {
+    fields: Vec<MatchedRef<'a>>,
 }
 
-impl Found {
+impl<'a> Found<'a> {
     fn full(&self) -> bool {
         self.fields.len() >= MAX_MATCHED_FIELDS
     }
 
-    fn field(&mut self, path: &FieldPath, value: Json<'_>) {
+    fn field(&mut self, path: &'a FieldPath, value: Json<'a>) {
         let value = match value {
             Json::String(text) => cut(text),
-            other => cut(&other.to_value().to_string()),
+            other => Cow::Owned(cut(&other.to_value().to_string()).into_owned()),
         };
         self.push(cut(path.name()), value, false);
     }
 
-    fn keyword(&mut self, keys: &[&str], text: &str) {
+    fn keyword(&mut self, keys: &[&str], text: &'a str) {
         // The dotted keys, as a rule would name the field; cut before joining, since an
         // attacker's keys may be long and many.
         let mut field = String::new();
@@ -328,16 +367,17 @@ impl Found {
             }
             field.push_str(key);
         }
-        self.push(cut(&field), cut(text), true);
+        let field = Cow::Owned(cut(&field).into_owned());
+        self.push(field, cut(text), true);
     }
 
-    fn push(&mut self, field: String, value: String, keyword: bool) {
+    fn push(&mut self, field: Cow<'a, str>, value: Cow<'a, str>, keyword: bool) {
         let known = self
             .fields
             .iter()
             .any(|f| f.field == field && f.value == value);
         if !known && !self.full() {
-            self.fields.push(MatchedField {
+            self.fields.push(MatchedRef {
                 field,
                 value,
                 keyword,
@@ -347,17 +387,17 @@ impl Found {
 }
 
 /// `text` cut to [`MAX_MATCHED_CHARS`] characters, ending with `…` when cut.
-fn cut(text: &str) -> String {
+fn cut(text: &str) -> Cow<'_, str> {
     // No more bytes than that is no more characters: most values, without counting them.
     if text.len() <= MAX_MATCHED_CHARS {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     match text.char_indices().nth(MAX_MATCHED_CHARS) {
-        None => text.to_owned(),
+        None => Cow::Borrowed(text),
         Some((at, _)) => {
             let mut cut = text[..at].to_owned();
             cut.push('…');
-            cut
+            Cow::Owned(cut)
         }
     }
 }

@@ -11,7 +11,7 @@ pub use correlation::{
     explain_correlation, CorrelationExplanation, FieldValues, ReferenceExplanation, ReferenceKind,
     RuleLibrary, RuleVerdict, ThresholdShown, SEQUENCE_NOTE,
 };
-pub use matched::{MAX_MATCHED_CHARS, MAX_MATCHED_FIELDS};
+pub use matched::{MatchedRef, MAX_MATCHED_CHARS, MAX_MATCHED_FIELDS};
 pub use rule::{
     explain, AlternativeExplanation, Explained, ItemExplanation, RuleExplanation,
     SearchExplanation, Skipped, ValueExplanation,
