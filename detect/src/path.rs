@@ -317,6 +317,9 @@ mod tests {
                 });
                 assert_eq!(got, values(&name, &map), "{segments} segments: {name}");
                 assert_eq!(got, [want], "{segments} segments: {name}");
+                let present = FieldPath::new(&name).exists(document.root());
+                assert_eq!(present, FieldPath::new(&name).exists(Object::from(&map)));
+                assert_eq!(present, got[0].is_some(), "{segments} segments: {name}");
             }
         }
     }
