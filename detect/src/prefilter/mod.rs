@@ -170,6 +170,7 @@ impl Prefilter {
                     Some(Literals::Dfa {
                         dfa: Box::new(dfa),
                         start,
+                        longest: literals.iter().map(|l| l.len()).max().unwrap_or(0),
                     })
                 });
             dfa.or_else(|| {
@@ -227,12 +228,17 @@ impl Prefilter {
         let mut found = Found(vec![0; self.literals.div_ceil(64)]);
         match &self.automaton {
             None => {}
-            Some(Literals::Dfa { dfa, start }) => {
+            Some(Literals::Dfa {
+                dfa,
+                start,
+                longest,
+            }) => {
                 let bits = &mut found.0;
                 let mut matcher = record::Matcher {
                     dfa,
                     start: *start,
                     shortest: self.shortest,
+                    longest: *longest,
                     hit: |id: usize| bits[id / 64] |= 1 << (id % 64),
                 };
                 record::scan(&mut matcher, record.as_bytes())?;
@@ -279,19 +285,53 @@ thread_local! {
     static FOLDED: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Calls `hit` with the id of every literal of `dfa` in `text`, overlapping ones included: the
-/// one loop both the document scan and the record scan step the automaton with.
+/// Calls `hit` with the id of every literal of `dfa` in `text`, overlapping ones included (some
+/// perhaps twice): the one loop both the document scan and the record scan step the automaton
+/// with. `longest` is the length of the longest literal.
+///
+/// Each step waits on the last one's transition, so a long text is stepped as two halves side
+/// by side, one byte of each at a time, and the waits overlap. The second half starts early by
+/// the longest literal's length but one, so a literal that ends in it is found whole, and one
+/// that ends before it is found in the first.
 #[inline]
-fn dfa_each_in(dfa: &DFA, start: StateID, text: &[u8], mut hit: impl FnMut(usize)) {
+fn dfa_each_in(dfa: &DFA, start: StateID, longest: usize, text: &[u8], mut hit: impl FnMut(usize)) {
+    let overlap = longest.saturating_sub(1);
+    if text.len() >= 2 * overlap + SPLIT_TEXTS_FROM {
+        let middle = (text.len() + overlap) / 2;
+        let (first, second) = (&text[..middle], &text[middle - overlap..]);
+        let (mut one, mut two) = (start, start);
+        // The first half is never the longer: it takes the overlap's half.
+        let (both, rest) = second.split_at(first.len());
+        for (&a, &b) in first.iter().zip(both) {
+            one = dfa.next_state(Anchored::No, one, a);
+            two = dfa.next_state(Anchored::No, two, b);
+            report_matches(dfa, one, &mut hit);
+            report_matches(dfa, two, &mut hit);
+        }
+        for &byte in rest {
+            two = dfa.next_state(Anchored::No, two, byte);
+            report_matches(dfa, two, &mut hit);
+        }
+        return;
+    }
     // A standard-semantics automaton's match states hold every literal that ends there, so
     // stepping through every byte finds them all.
     let mut state = start;
     for &byte in text {
         state = dfa.next_state(Anchored::No, state, byte);
-        if dfa.is_special(state) && dfa.is_match(state) {
-            for index in 0..dfa.match_len(state) {
-                hit(dfa.match_pattern(state, index).as_usize());
-            }
+        report_matches(dfa, state, &mut hit);
+    }
+}
+
+/// Texts at least this much longer than twice the overlap are stepped as two halves.
+const SPLIT_TEXTS_FROM: usize = 64;
+
+/// Calls `hit` with each literal that ends at `state`, if it is a match state.
+#[inline(always)]
+fn report_matches(dfa: &DFA, state: StateID, hit: &mut impl FnMut(usize)) {
+    if dfa.is_special(state) && dfa.is_match(state) {
+        for index in 0..dfa.match_len(state) {
+            hit(dfa.match_pattern(state, index).as_usize());
         }
     }
 }
@@ -304,6 +344,8 @@ enum Literals {
     Dfa {
         dfa: Box<DFA>,
         start: StateID,
+        /// The length in bytes of the longest literal.
+        longest: usize,
     },
     General(AhoCorasick),
 }
@@ -314,7 +356,11 @@ impl Literals {
     #[inline]
     fn each_in(&self, text: &str, mut hit: impl FnMut(usize)) {
         match self {
-            Literals::Dfa { dfa, start } => dfa_each_in(dfa, *start, text.as_bytes(), hit),
+            Literals::Dfa {
+                dfa,
+                start,
+                longest,
+            } => dfa_each_in(dfa, *start, *longest, text.as_bytes(), hit),
             Literals::General(automaton) => {
                 for found in automaton.find_overlapping_iter(text) {
                     hit(found.pattern().as_usize());
@@ -374,6 +420,62 @@ mod tests {
     use serde_json::{json, Map, Value};
 
     use super::*;
+
+    /// Long texts are stepped as two halves: each literal is found wherever it ends, at every
+    /// place around the middle and the start of the second half, and no literal that is not
+    /// there, as a search for each literal on its own finds them.
+    #[test]
+    fn halves_find_every_literal_wherever_it_sits() {
+        let long = "ab".repeat(30);
+        let literals = ["ab", "abcab", "bca", "aXc", &long];
+        let dfa = DFA::builder()
+            .ascii_case_insensitive(true)
+            .build(literals)
+            .unwrap();
+        let start = dfa.start_state(Anchored::No).unwrap();
+        let overlap = long.len() - 1;
+        let found_in = |text: &[u8]| {
+            let mut found = vec![false; literals.len()];
+            dfa_each_in(&dfa, start, long.len(), text, |id| found[id] = true);
+            found
+        };
+        let texts = (2 * overlap + SPLIT_TEXTS_FROM - 2..2 * overlap + SPLIT_TEXTS_FROM + 3)
+            .chain([0, 1, 59, 60, 61, 300, 301]);
+        for len in texts {
+            let middle = (len + overlap) / 2;
+            let ends = (0..len).filter(|&end| {
+                [0, len - 1, middle, middle - overlap.min(middle)]
+                    .iter()
+                    .any(|&near| end.abs_diff(near) <= 3)
+                    || len < 64
+            });
+            for end in ends {
+                for literal in literals {
+                    let Some(at) = (end + 1).checked_sub(literal.len()) else {
+                        continue;
+                    };
+                    let mut text = vec![b'z'; len];
+                    text[at..=end].copy_from_slice(literal.as_bytes());
+                    let lower = text.to_ascii_lowercase();
+                    let want: Vec<bool> = literals
+                        .iter()
+                        .map(|literal| {
+                            let literal = literal.to_ascii_lowercase();
+                            lower
+                                .windows(literal.len())
+                                .any(|w| w == literal.as_bytes())
+                        })
+                        .collect();
+                    assert!(want.iter().any(|&w| w));
+                    assert_eq!(
+                        found_in(&text),
+                        want,
+                        "{len} bytes, {literal} ending at {end}"
+                    );
+                }
+            }
+        }
+    }
 
     /// The positions of the rules that may match `doc`, as the engine evaluates them.
     fn candidates(filter: &Prefilter, doc: &Map<String, Value>) -> Vec<usize> {

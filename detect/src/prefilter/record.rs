@@ -46,6 +46,8 @@ pub(super) struct Matcher<'a, F> {
     pub start: StateID,
     /// The length in bytes of the shortest literal: shorter texts hold none.
     pub shortest: usize,
+    /// The length in bytes of the longest literal.
+    pub longest: usize,
     pub hit: F,
 }
 
@@ -55,7 +57,7 @@ impl<F: FnMut(usize)> Matcher<'_, F> {
     #[inline]
     fn mark(&mut self, text: &[u8]) {
         if text.len() >= self.shortest {
-            super::dfa_each_in(self.dfa, self.start, text, &mut self.hit);
+            super::dfa_each_in(self.dfa, self.start, self.longest, text, &mut self.hit);
         }
     }
 }
@@ -240,6 +242,7 @@ mod tests {
             start: dfa.start_state(Anchored::No).unwrap(),
             dfa: &dfa,
             shortest: 3,
+            longest: literals.iter().map(|l| l.len()).max().unwrap_or(0),
             hit: |id| hits.push(id),
         };
         scan(&mut matcher, record.as_bytes())?;
