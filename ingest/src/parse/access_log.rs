@@ -134,26 +134,71 @@ fn put_number(fields: &mut Map<String, Value>, name: &str, value: &str) {
     }
 }
 
+/// One line's parts, borrowed from it, as the format lays them out.
+struct Parts<'a> {
+    client_address: &'a str,
+    ident: &'a str,
+    remote_user: &'a str,
+    time: &'a str,
+    request: &'a str,
+    status: &'a str,
+    bytes: &'a str,
+    /// The referrer and the user agent, which the combined format adds.
+    combined: Option<(&'a str, &'a str)>,
+    /// What follows the combined format's fields.
+    extra: Option<&'a str>,
+}
+
+fn parts(line: &str) -> Result<Parts<'_>, AccessLogError> {
+    let mut cursor = Cursor { line, position: 0 };
+    let client_address = cursor.token("the client address")?;
+    let ident = cursor.token("the ident field")?;
+    let remote_user = cursor.token("the user field")?;
+    let time = cursor.delimited(b'[', b']', "a [time]")?;
+    let request = cursor.delimited(b'"', b'"', "a quoted request line")?;
+    let status = cursor.token("the status code")?;
+    let bytes = cursor.token("the response size")?;
+    let (mut combined, mut extra) = (None, None);
+    if !cursor.at_end() {
+        let referrer = cursor.delimited(b'"', b'"', "a quoted referrer")?;
+        let user_agent = cursor.delimited(b'"', b'"', "a quoted user agent")?;
+        combined = Some((referrer, user_agent));
+        if !cursor.at_end() {
+            extra = Some(cursor.rest());
+        }
+    }
+    Ok(Parts {
+        client_address,
+        ident,
+        remote_user,
+        time,
+        request,
+        status,
+        bytes,
+        combined,
+        extra,
+    })
+}
+
+/// [`parse_access_log`]'s verdict on `line`, without building its fields or reading its time:
+/// what recognising a line's shape needs.
+pub fn check_access_log(line: &str) -> Result<(), AccessLogError> {
+    parts(line).map(drop)
+}
+
 /// Parses one line. Trailing fields beyond the combined format (nginx's request time, say) are
 /// kept under `extra` rather than refused.
 pub fn parse_access_log(line: &str) -> Result<AccessLogLine, AccessLogError> {
-    let mut cursor = Cursor { line, position: 0 };
+    let parts = parts(line)?;
     let mut fields = Map::new();
-    put_text(
-        &mut fields,
-        "client_address",
-        cursor.token("the client address")?,
-    );
-    put_text(&mut fields, "ident", cursor.token("the ident field")?);
-    put_text(&mut fields, "remote_user", cursor.token("the user field")?);
-    let time_text = cursor.delimited(b'[', b']', "a [time]")?;
-    let time = parse_time(time_text);
-    put_text(&mut fields, "time", time_text);
-
-    let request = cursor.delimited(b'"', b'"', "a quoted request line")?;
+    put_text(&mut fields, "client_address", parts.client_address);
+    put_text(&mut fields, "ident", parts.ident);
+    put_text(&mut fields, "remote_user", parts.remote_user);
+    put_text(&mut fields, "time", parts.time);
+    let request = parts.request;
     fields.insert("request".into(), Value::String(request.to_owned()));
-    let mut parts = request.splitn(3, ' ');
-    if let (Some(method), Some(target)) = (parts.next(), parts.next()) {
+    let mut words = request.splitn(3, ' ');
+    if let (Some(method), Some(target)) = (words.next(), words.next()) {
         if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
             put_text(&mut fields, "method", method);
             put_text(&mut fields, "target", target);
@@ -165,29 +210,24 @@ pub fn parse_access_log(line: &str) -> Result<AccessLogLine, AccessLogError> {
             if let Some(query) = query {
                 fields.insert("query".into(), Value::String(query.to_owned()));
             }
-            if let Some(protocol) = parts.next() {
+            if let Some(protocol) = words.next() {
                 put_text(&mut fields, "protocol", protocol);
             }
         }
     }
-    put_number(&mut fields, "status", cursor.token("the status code")?);
-    put_number(&mut fields, "bytes", cursor.token("the response size")?);
-    if !cursor.at_end() {
-        put_text(
-            &mut fields,
-            "referrer",
-            cursor.delimited(b'"', b'"', "a quoted referrer")?,
-        );
-        put_text(
-            &mut fields,
-            "user_agent",
-            cursor.delimited(b'"', b'"', "a quoted user agent")?,
-        );
-        if !cursor.at_end() {
-            fields.insert("extra".into(), Value::String(cursor.rest().to_owned()));
-        }
+    put_number(&mut fields, "status", parts.status);
+    put_number(&mut fields, "bytes", parts.bytes);
+    if let Some((referrer, user_agent)) = parts.combined {
+        put_text(&mut fields, "referrer", referrer);
+        put_text(&mut fields, "user_agent", user_agent);
     }
-    Ok(AccessLogLine { fields, time })
+    if let Some(extra) = parts.extra {
+        fields.insert("extra".into(), Value::String(extra.to_owned()));
+    }
+    Ok(AccessLogLine {
+        fields,
+        time: parse_time(parts.time),
+    })
 }
 
 #[cfg(test)]
@@ -247,6 +287,30 @@ mod tests {
         let parsed = parse_access_log(tls).unwrap();
         assert_eq!(parsed.fields["request"], r#"\x16\x03\x01\x02"#);
         assert!(!parsed.fields.contains_key("method"));
+    }
+
+    #[test]
+    fn checking_a_line_gives_the_verdict_parsing_it_gives() {
+        let lines = [
+            r#"203.0.113.7 - alice [28/Nov/2026:10:15:32 +0100] "GET /users?id=1 HTTP/1.1" 200 512 "https://app.example.com/" "sqlmap/1.8" 0.004"#,
+            r#"198.51.100.23 - - [28/Nov/2026:10:02:11 +0000] "GET /search?q=\"x\" HTTP/1.1" 400 0 "-" "Mozilla/5.0 (\"quoted\")""#,
+            r#"10.0.0.5 - - [28/Nov/2026:10:00:00 +0000] "HEAD / HTTP/1.0" 304 -"#,
+        ];
+        // Every prefix of a line breaks off inside some part of it, so each error is met.
+        let mut errors = 0;
+        for line in lines {
+            for end in (0..=line.len()).filter(|end| line.is_char_boundary(*end)) {
+                let prefix = &line[..end];
+                let parsed = parse_access_log(prefix);
+                assert_eq!(
+                    check_access_log(prefix),
+                    parsed.as_ref().map(drop).map_err(Clone::clone),
+                    "{prefix:?}"
+                );
+                errors += usize::from(parsed.is_err());
+            }
+        }
+        assert!(errors > 100);
     }
 
     /// How `delimited` read a field before it searched a run at a time: a character at a time.
