@@ -349,7 +349,7 @@ impl<'a> Found<'a> {
     fn field(&mut self, path: &'a FieldPath, value: Json<'a>) {
         let value = match value {
             Json::String(text) => cut(text),
-            other => Cow::Owned(cut(&other.to_value().to_string()).into_owned()),
+            other => cut_owned(other.to_value().to_string()),
         };
         self.push(cut(path.name()), value, false);
     }
@@ -367,8 +367,7 @@ impl<'a> Found<'a> {
             }
             field.push_str(key);
         }
-        let field = Cow::Owned(cut(&field).into_owned());
-        self.push(field, cut(text), true);
+        self.push(cut_owned(field), cut(text), true);
     }
 
     fn push(&mut self, field: Cow<'a, str>, value: Cow<'a, str>, keyword: bool) {
@@ -384,6 +383,14 @@ impl<'a> Found<'a> {
             });
         }
     }
+}
+
+/// [`cut`] for a text already owned, which is kept rather than copied when it is short enough.
+fn cut_owned<'a>(text: String) -> Cow<'a, str> {
+    if let Cow::Owned(shorter) = cut(&text) {
+        return Cow::Owned(shorter);
+    }
+    Cow::Owned(text)
 }
 
 /// `text` cut to [`MAX_MATCHED_CHARS`] characters, ending with `…` when cut.
