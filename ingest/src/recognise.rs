@@ -3,7 +3,7 @@
 //! group and stream names say, in `cloudwatch::recognise`) and the lines `vigil detect` and
 //! `rules test` read.
 
-use crate::parse::{check_access_log, parse_vpc_flow};
+use crate::parse::{check_access_log, check_vpc_flow};
 use crate::SourceSpec;
 
 /// What a record's shape says it is.
@@ -66,10 +66,10 @@ pub fn recognise_record(line: &str) -> RecordShape {
     if trimmed.starts_with('{') {
         return recognise_json(trimmed);
     }
-    if parse_vpc_flow(line).is_ok() {
+    // Verdicts only: the fields are built once, when the line is normalised.
+    if check_vpc_flow(line).is_ok() {
         return RecordShape::VpcFlow;
     }
-    // The verdict only: the fields are built once, when the line is normalised.
     match check_access_log(line) {
         Ok(()) => RecordShape::AccessLog,
         Err(error) => RecordShape::Text(error.to_string()),

@@ -34,21 +34,35 @@ pub struct VpcFlowRecord {
     pub time: Option<DateTime<Utc>>,
 }
 
+/// [`parse_vpc_flow`]'s verdict on `line`, without collecting its words or building its
+/// fields: what recognising a line's shape needs, for every line that is not JSON.
+pub fn check_vpc_flow(line: &str) -> Result<(), VpcFlowError> {
+    let mut words = line.split_ascii_whitespace();
+    let version = words.next();
+    check_layout(usize::from(version.is_some()) + words.count(), version)
+}
+
+/// Whether a line of `count` words, the first of them `version`, is laid out as the default
+/// format's records are.
+fn check_layout(count: usize, version: Option<&str>) -> Result<(), VpcFlowError> {
+    if count != FIELDS.len() {
+        return Err(VpcFlowError(format!(
+            "expected {} fields, found {count}",
+            FIELDS.len()
+        )));
+    }
+    match version {
+        Some("2") => Ok(()),
+        other => Err(VpcFlowError(format!(
+            "expected version 2, found {:?}",
+            other.unwrap_or_default()
+        ))),
+    }
+}
+
 pub fn parse_vpc_flow(line: &str) -> Result<VpcFlowRecord, VpcFlowError> {
     let values: Vec<&str> = line.split_ascii_whitespace().collect();
-    if values.len() != FIELDS.len() {
-        return Err(VpcFlowError(format!(
-            "expected {} fields, found {}",
-            FIELDS.len(),
-            values.len()
-        )));
-    }
-    if values[0] != "2" {
-        return Err(VpcFlowError(format!(
-            "expected version 2, found {:?}",
-            values[0]
-        )));
-    }
+    check_layout(values.len(), values.first().copied())?;
     let mut fields = Map::new();
     for (name, value) in FIELDS.iter().zip(&values) {
         if *value == "-" {
@@ -94,5 +108,24 @@ mod tests {
         assert_eq!(record.fields["log-status"], "NODATA");
         assert!(parse_vpc_flow("2 1 2 3").is_err());
         assert!(parse_vpc_flow("3 a b c d e f g h i j k l m").is_err());
+    }
+
+    #[test]
+    fn checking_a_line_gives_the_verdict_parsing_it_gives() {
+        for line in [
+            "2 123456789012 eni-0a1b2c3d 10.0.1.5 203.0.113.12 49152 443 6 10 840 1795860000 1795860060 ACCEPT OK",
+            "2 123456789012 eni-0a1b2c3d - - - - - - - 1795860000 1795860060 - NODATA",
+            "3 123456789012 eni-0a1b2c3d 10.0.1.5 203.0.113.12 49152 443 6 10 840 1795860000 1795860060 ACCEPT OK",
+            "  2\t1 2 3 4 5 6 7 8 9 10 11 12 13  ",
+            "2 1 2 3 4 5 6 7 8 9 10 11 12 13 14",
+            "2 1 2 3",
+            "2",
+            "",
+            "   ",
+            r#"203.0.113.7 - alice [28/Nov/2026:10:15:32 +0100] "GET / HTTP/1.1" 200 5 "-" "curl""#,
+        ] {
+            let parsed = parse_vpc_flow(line).map(drop);
+            assert_eq!(check_vpc_flow(line), parsed, "{line:?}");
+        }
     }
 }
