@@ -218,6 +218,18 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// The bytes a span covers: what a key's fingerprint is taken of, without the checks of
+    /// character boundaries that cutting a `str` makes (the span is the reader's own).
+    fn bytes(&self, span: Span) -> &[u8] {
+        let (start, len) = (span.start as usize, (span.len & !UNESCAPED) as usize);
+        let text = if span.is_in_text() {
+            self.text.as_bytes()
+        } else {
+            self.unescaped.as_bytes()
+        };
+        &text[start..start + len]
+    }
+
     /// The key at `at` with its fingerprint, which orders a sorted member list before the key.
     fn ordered_key(&self, at: u32) -> (u64, &str) {
         let slot = &self.slots[at as usize];
@@ -227,7 +239,7 @@ impl<'a> Tape<'a> {
     /// Whether the slot at `at` holds `key`, whose fingerprint is `print`.
     fn holds(&self, at: u32, print: u64, key: &str) -> bool {
         let slot = &self.slots[at as usize];
-        slot.print == print && self.text(slot.key) == key
+        slot.print == print && self.bytes(slot.key) == key.as_bytes()
     }
 
     pub(crate) fn key(&self, at: u32) -> &str {
@@ -261,7 +273,7 @@ impl<'a> Tape<'a> {
             return None;
         };
         let members = &self.members[index as usize..(index + len) as usize];
-        let print = fingerprint(key);
+        let print = fingerprint(key.as_bytes());
         if len as usize > SCANNED_MEMBERS {
             // Past every member whose key sorts at or before `key`; the one before that is the
             // key's last occurrence, if the key is there.
@@ -322,7 +334,7 @@ impl<'a> Tape<'a> {
 
     #[inline]
     fn push(&mut self, key: Span, node: Node) {
-        let print = fingerprint(self.text(key));
+        let print = fingerprint(self.bytes(key));
         self.slots.push(Slot { key, print, node });
     }
 }
@@ -334,8 +346,7 @@ impl<'a> Tape<'a> {
 ///
 /// Every read is of a fixed size, so none becomes a call to `memcpy` (a copy of a key's
 /// variable length into a word was about 1.5% of `vigil detect`).
-fn fingerprint(key: &str) -> u64 {
-    let bytes = key.as_bytes();
+fn fingerprint(bytes: &[u8]) -> u64 {
     let len = bytes.len();
     let (head, tail) = if len >= 8 {
         (word::<8>(bytes, 0), word::<8>(bytes, len - 8))
