@@ -13,7 +13,10 @@ use crate::correlation::state::Limits;
 /// The watermark of each stream, and the newest time seen on any (the global watermark).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Streams {
-    watermarks: HashMap<String, i64>,
+    /// Looked up for every event: hashed with foldhash (seeded per map), as the rules' key
+    /// tables are, where std's SipHash was about 1% of `vigil detect`. The names are the
+    /// configured sources', at most [`Limits::max_streams`] of them.
+    watermarks: HashMap<String, i64, foldhash::fast::RandomState>,
     global: Option<i64>,
     /// A lower bound of the smallest watermark in `watermarks` (or `i64::MAX` when empty), so
     /// that stale streams are looked for only when one may exist.
@@ -32,7 +35,7 @@ pub(crate) struct Observed {
 impl Streams {
     pub fn new() -> Self {
         Streams {
-            watermarks: HashMap::new(),
+            watermarks: HashMap::default(),
             global: None,
             lowest: i64::MAX,
         }
