@@ -1,6 +1,9 @@
 //! Turning one delivered line into an event: format checks, the record, and its time.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use std::sync::LazyLock;
+
+use chrono::format::{self, Item, Parsed, StrftimeItems};
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
 use serde_json::Map;
 use vigil_event::{json, Document, Event, EventId, JsonRef, Record, Source, TapeBuffers};
@@ -126,20 +129,40 @@ fn time_from_number(n: f64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(millis as i64).single()
 }
 
+/// The spellings of a time without an offset that records use besides RFC 3339. Python's
+/// logging writes `2026-11-28 10:15:32,123` in local time; servers run in UTC.
+const NAIVE_TIME_FORMATS: [&str; 3] = [
+    "%Y-%m-%d %H:%M:%S,%3f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+];
+
+/// [`NAIVE_TIME_FORMATS`] read into items once: `NaiveDateTime::parse_from_str` reads its
+/// format again for every call, up to three a Flask app record (the access log's time had the
+/// same cost, `parse::access_log`).
+static NAIVE_TIME_ITEMS: LazyLock<Vec<Vec<Item<'static>>>> = LazyLock::new(|| {
+    NAIVE_TIME_FORMATS
+        .iter()
+        .map(|format| {
+            StrftimeItems::new(format)
+                .parse()
+                .expect("the time formats are valid strftime")
+        })
+        .collect()
+});
+
 /// Parses the time spellings our sources use: RFC 3339, and python logging's `asctime`.
 pub(crate) fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Some(time.with_timezone(&Utc));
     }
-    // Python's logging writes `2026-11-28 10:15:32,123` in local time; servers run in UTC.
-    [
-        "%Y-%m-%d %H:%M:%S,%3f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-    ]
-    .iter()
-    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-    .map(|naive| naive.and_utc())
+    NAIVE_TIME_ITEMS.iter().find_map(|items| {
+        // What `NaiveDateTime::parse_from_str` does with the format's items.
+        let mut parsed = Parsed::new();
+        format::parse(&mut parsed, text, items.iter()).ok()?;
+        let naive = parsed.to_naive_datetime_with_offset(0).ok()?;
+        Some(naive.and_utc())
+    })
 }
 
 #[cfg(test)]
@@ -334,6 +357,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Times read with the formats' items as `NaiveDateTime::parse_from_str` reads them with
+    /// the formats, valid ones and near misses alike.
+    #[test]
+    fn naive_times_read_as_chrono_reads_their_formats() {
+        use chrono::NaiveDateTime;
+        let texts = [
+            "2026-11-28 10:15:32,123",
+            "2026-11-28 10:15:32,12",
+            "2026-11-28 10:15:32,1234",
+            "2026-11-28 10:15:32.5",
+            "2026-11-28 10:15:32",
+            "2026-11-28T10:15:32.123456789",
+            "2026-11-28T10:15:32",
+            "2026-02-30 10:15:32,123",
+            "2026-11-28 24:00:00,000",
+            "2026-11-28 10:15:60,123",
+            "2026-11-28  10:15:32,123",
+            " 2026-11-28 10:15:32,123",
+            "2026-11-28 10:15:32,123 ",
+            "28/Nov/2026:10:15:32 +0000",
+            "",
+        ];
+        for text in texts {
+            let expected = NAIVE_TIME_FORMATS
+                .iter()
+                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+                .map(|naive| naive.and_utc());
+            assert_eq!(parse_time_text(text), expected, "{text:?}");
+        }
+        assert!(parse_time_text("2026-11-28 10:15:32,123").is_some());
+        assert!(parse_time_text("2026-02-30 10:15:32,123").is_none());
     }
 
     #[test]
