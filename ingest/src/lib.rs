@@ -17,6 +17,7 @@ pub mod parse;
 mod recognise;
 mod source;
 pub mod tail;
+mod time_format;
 
 pub use checkpoint::CheckpointError;
 pub use config::{IngestConfig, IngestConfigError, SourcesConfig, SourcesConfigError};

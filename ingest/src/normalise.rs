@@ -1,14 +1,12 @@
 //! Turning one delivered line into an event: format checks, the record, and its time.
 
-use std::sync::LazyLock;
-
-use chrono::format::{self, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
 use serde_json::Map;
 use vigil_event::{json, Document, Event, EventId, JsonRef, Record, Source, TapeBuffers};
 
 use crate::parse::{parse_access_log, parse_vpc_flow};
+use crate::time_format::TimeFormat;
 use crate::{RecordFormat, SourceSpec};
 
 /// Reads `line` as a record of `spec`'s format, or says why it cannot (the reason is what the
@@ -131,36 +129,20 @@ fn time_from_number(n: f64) -> Option<DateTime<Utc>> {
 
 /// The spellings of a time without an offset that records use besides RFC 3339. Python's
 /// logging writes `2026-11-28 10:15:32,123` in local time; servers run in UTC.
-const NAIVE_TIME_FORMATS: [&str; 3] = [
-    "%Y-%m-%d %H:%M:%S,%3f",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
+static NAIVE_TIME_FORMATS: [TimeFormat; 3] = [
+    TimeFormat::new("%Y-%m-%d %H:%M:%S,%3f"),
+    TimeFormat::new("%Y-%m-%d %H:%M:%S%.f"),
+    TimeFormat::new("%Y-%m-%dT%H:%M:%S%.f"),
 ];
-
-/// [`NAIVE_TIME_FORMATS`] read into items once: `NaiveDateTime::parse_from_str` reads its
-/// format again for every call, up to three a Flask app record (the access log's time had the
-/// same cost, `parse::access_log`).
-static NAIVE_TIME_ITEMS: LazyLock<Vec<Vec<Item<'static>>>> = LazyLock::new(|| {
-    NAIVE_TIME_FORMATS
-        .iter()
-        .map(|format| {
-            StrftimeItems::new(format)
-                .parse()
-                .expect("the time formats are valid strftime")
-        })
-        .collect()
-});
 
 /// Parses the time spellings our sources use: RFC 3339, and python logging's `asctime`.
 pub(crate) fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Some(time.with_timezone(&Utc));
     }
-    NAIVE_TIME_ITEMS.iter().find_map(|items| {
-        // What `NaiveDateTime::parse_from_str` does with the format's items.
-        let mut parsed = Parsed::new();
-        format::parse(&mut parsed, text, items.iter()).ok()?;
-        let naive = parsed.to_naive_datetime_with_offset(0).ok()?;
+    NAIVE_TIME_FORMATS.iter().find_map(|format| {
+        // What `NaiveDateTime::parse_from_str` makes of what the format read.
+        let naive = format.parse(text)?.to_naive_datetime_with_offset(0).ok()?;
         Some(naive.and_utc())
     })
 }
@@ -384,7 +366,7 @@ mod tests {
         for text in texts {
             let expected = NAIVE_TIME_FORMATS
                 .iter()
-                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+                .find_map(|format| NaiveDateTime::parse_from_str(text, format.format()).ok())
                 .map(|naive| naive.and_utc());
             assert_eq!(parse_time_text(text), expected, "{text:?}");
         }
