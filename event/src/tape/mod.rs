@@ -208,26 +208,28 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// The text a span is in, and where in it.
+    fn source(&self, span: Span) -> (&str, std::ops::Range<usize>) {
+        let (start, len) = (span.start as usize, (span.len & !UNESCAPED) as usize);
+        let source = if span.is_in_text() {
+            self.text
+        } else {
+            &self.unescaped
+        };
+        (source, start..start + len)
+    }
+
     /// The text a span covers.
     fn text(&self, span: Span) -> &str {
-        let (start, len) = (span.start as usize, (span.len & !UNESCAPED) as usize);
-        if span.is_in_text() {
-            &self.text[start..start + len]
-        } else {
-            &self.unescaped[start..start + len]
-        }
+        let (source, range) = self.source(span);
+        &source[range]
     }
 
     /// The bytes a span covers: what a key's fingerprint is taken of, without the checks of
     /// character boundaries that cutting a `str` makes (the span is the reader's own).
     fn bytes(&self, span: Span) -> &[u8] {
-        let (start, len) = (span.start as usize, (span.len & !UNESCAPED) as usize);
-        let text = if span.is_in_text() {
-            self.text.as_bytes()
-        } else {
-            self.unescaped.as_bytes()
-        };
-        &text[start..start + len]
+        let (source, range) = self.source(span);
+        &source.as_bytes()[range]
     }
 
     /// The key at `at` with its fingerprint, which orders a sorted member list before the key.
