@@ -22,21 +22,20 @@
 //! Kelvin sign to `k`). So the scan is ASCII-case-insensitive, and a text with non-ASCII
 //! characters is scanned twice: as written (for `cased` literals) and lowercased.
 //!
-//! Speed: the scan is most of what detection costs, so the automaton is a DFA stepped through
-//! byte by byte here (its match states list every literal ending there, which is the overlapping
-//! search without `AhoCorasick`'s per-byte dynamic dispatch), and texts shorter than the
-//! shortest literal are skipped. `benches/detect_throughput.rs` measures it.
+//! Speed: the scan is most of what detection costs, so the automaton is a table of transitions
+//! stepped through byte by byte ([`dense`]; its match states list every literal ending there,
+//! which is the overlapping search without `AhoCorasick`'s per-byte dynamic dispatch), and texts
+//! shorter than the shortest literal are skipped. `benches/detect_throughput.rs` measures it.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
-use aho_corasick::automaton::{Automaton as _, StateID};
-use aho_corasick::dfa::DFA;
-use aho_corasick::{AhoCorasick, Anchored};
+use aho_corasick::AhoCorasick;
 use vigil_event::{JsonRef, Object};
 
 use crate::number_text::with_number_text;
 use crate::path::MAX_DEPTH;
 
+mod dense;
 mod key_table;
 mod keys;
 mod record;
@@ -157,29 +156,19 @@ impl Prefilter {
         let automaton = if literals.is_empty() {
             None
         } else {
-            // A DFA scans fastest: the scan is most of what detection costs, and a plan's
-            // literals are few enough (hundreds) for its table. Should it be too large, the
-            // builder's own choice; an automaton too large to build at all leaves every rule
-            // evaluated, which is only slower.
-            let dfa = DFA::builder()
-                .ascii_case_insensitive(true)
-                .build(&literals)
-                .ok()
-                .and_then(|dfa| {
-                    let start = dfa.start_state(Anchored::No).ok()?;
-                    Some(Literals::Dfa {
-                        dfa: Box::new(dfa),
-                        start,
-                        longest: literals.iter().map(|l| l.len()).max().unwrap_or(0),
-                    })
-                });
-            dfa.or_else(|| {
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(&literals)
-                    .ok()
-                    .map(Literals::General)
-            })
+            // A table of transitions scans fastest (see `dense`): the scan is most of what
+            // detection costs, and a plan's literals are few enough (hundreds) for one. Should
+            // there be too many, `aho_corasick`'s own choice; an automaton too large to build
+            // at all leaves every rule evaluated, which is only slower.
+            dense::Literals::new(&literals)
+                .map(|automaton| Literals::Dense(Box::new(automaton)))
+                .or_else(|| {
+                    AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build(&literals)
+                        .ok()
+                        .map(Literals::General)
+                })
         };
         let shortest = literals.iter().map(|l| l.len()).min().unwrap_or(0);
         let needs = if automaton.is_some() {
@@ -202,22 +191,20 @@ impl Prefilter {
         let Some(automaton) = &self.automaton else {
             return found;
         };
-        FOLDED.with(|folded| {
-            // Borrowed already only if this runs inside itself; a fresh buffer then.
-            let mut fresh = String::new();
-            let mut borrowed = folded.try_borrow_mut();
-            let folded = match &mut borrowed {
-                Ok(folded) => &mut **folded,
-                Err(_) => &mut fresh,
-            };
-            let scanner = Scanner {
-                automaton,
-                shortest: self.shortest,
-            };
-            for (_, value) in doc.members() {
-                scanner.scan(value, 0, &mut found.0, folded);
-            }
-        });
+        // Taken for the scan, so a scan inside a scan would only start a fresh one.
+        let mut texts = GATHERED.take();
+        texts.clear();
+        let mut gatherer = Gatherer {
+            shortest: self.shortest,
+            texts: &mut texts,
+        };
+        for (_, value) in doc.members() {
+            gatherer.gather(value, 0);
+        }
+        // One pass over all the texts rather than one per text: most values are too short to
+        // be stepped in two places at once on their own (see `dense`).
+        automaton.each_in(&texts, |id| found.0[id / 64] |= 1 << (id % 64));
+        keep(texts);
         found
     }
 
@@ -228,22 +215,21 @@ impl Prefilter {
         let mut found = Found(vec![0; self.literals.div_ceil(64)]);
         match &self.automaton {
             None => {}
-            Some(Literals::Dfa {
-                dfa,
-                start,
-                longest,
-            }) => {
+            Some(Literals::Dense(automaton)) => {
                 let bits = &mut found.0;
+                // Taken for the scan, so a scan inside a scan would only start a fresh one.
+                let mut texts = GATHERED.take();
                 let mut matcher = record::Matcher {
-                    dfa,
-                    start: *start,
+                    automaton,
                     shortest: self.shortest,
-                    longest: *longest,
+                    texts: &mut texts,
                     hit: |id: usize| bits[id / 64] |= 1 << (id % 64),
                 };
-                record::scan(&mut matcher, record.as_bytes())?;
+                let scanned = record::scan(&mut matcher, record.as_bytes());
+                keep(texts);
+                scanned?;
             }
-            // Too many literals for a DFA: rare enough to leave to the document scan.
+            // Too many literals for a table: rare enough to leave to the document scan.
             Some(Literals::General(_)) => return Err(Unreadable),
         }
         Ok(found)
@@ -280,73 +266,26 @@ impl Found {
     }
 }
 
+/// The most a thread keeps of its buffer of texts between events: one event's texts, which
+/// the sender chooses, should not hold memory for the rest of the thread's life.
+const KEPT_BUFFER: usize = 1 << 20;
+
+/// Keeps `texts` for the thread's next event, unless it grew past [`KEPT_BUFFER`].
+fn keep(texts: Vec<u8>) {
+    if texts.capacity() <= KEPT_BUFFER {
+        GATHERED.set(texts);
+    }
+}
+
 thread_local! {
-    /// The lowercased form of a non-ASCII text, reused across events.
-    static FOLDED: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// Calls `hit` with the id of every literal of `dfa` in `text`, overlapping ones included (some
-/// perhaps twice): the one loop both the document scan and the record scan step the automaton
-/// with. `longest` is the length of the longest literal.
-///
-/// Each step waits on the last one's transition, so a long text is stepped as two halves side
-/// by side, one byte of each at a time, and the waits overlap. The second half starts early by
-/// the longest literal's length but one, so a literal that ends in it is found whole, and one
-/// that ends before it is found in the first.
-#[inline]
-fn dfa_each_in(dfa: &DFA, start: StateID, longest: usize, text: &[u8], mut hit: impl FnMut(usize)) {
-    let overlap = longest.saturating_sub(1);
-    if text.len() >= 2 * overlap + SPLIT_TEXTS_FROM {
-        let middle = (text.len() + overlap) / 2;
-        let (first, second) = (&text[..middle], &text[middle - overlap..]);
-        let (mut one, mut two) = (start, start);
-        // The first half is never the longer: it takes the overlap's half.
-        let (both, rest) = second.split_at(first.len());
-        for (&a, &b) in first.iter().zip(both) {
-            one = dfa.next_state(Anchored::No, one, a);
-            two = dfa.next_state(Anchored::No, two, b);
-            report_matches(dfa, one, &mut hit);
-            report_matches(dfa, two, &mut hit);
-        }
-        for &byte in rest {
-            two = dfa.next_state(Anchored::No, two, byte);
-            report_matches(dfa, two, &mut hit);
-        }
-        return;
-    }
-    // A standard-semantics automaton's match states hold every literal that ends there, so
-    // stepping through every byte finds them all.
-    let mut state = start;
-    for &byte in text {
-        state = dfa.next_state(Anchored::No, state, byte);
-        report_matches(dfa, state, &mut hit);
-    }
-}
-
-/// Texts at least this much longer than twice the overlap are stepped as two halves.
-const SPLIT_TEXTS_FROM: usize = 64;
-
-/// Calls `hit` with each literal that ends at `state`, if it is a match state.
-#[inline(always)]
-fn report_matches(dfa: &DFA, state: StateID, hit: &mut impl FnMut(usize)) {
-    if dfa.is_special(state) && dfa.is_match(state) {
-        for index in 0..dfa.match_len(state) {
-            hit(dfa.match_pattern(state, index).as_usize());
-        }
-    }
+    /// The texts of an event gathered for one pass of the automaton, reused across events.
+    static GATHERED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// The automaton over a plan's literals.
 #[derive(Debug)]
 enum Literals {
-    /// Stepped through directly, byte by byte: `AhoCorasick`'s overlapping search goes through
-    /// a trait object for every byte, which made it most of the cost of detection.
-    Dfa {
-        dfa: Box<DFA>,
-        start: StateID,
-        /// The length in bytes of the longest literal.
-        longest: usize,
-    },
+    Dense(Box<dense::Literals>),
     General(AhoCorasick),
 }
 
@@ -354,13 +293,9 @@ impl Literals {
     /// Calls `hit` with the id of every literal in `text`, ignoring ASCII case, overlapping
     /// ones included (once or more each).
     #[inline]
-    fn each_in(&self, text: &str, mut hit: impl FnMut(usize)) {
+    fn each_in(&self, text: &[u8], mut hit: impl FnMut(usize)) {
         match self {
-            Literals::Dfa {
-                dfa,
-                start,
-                longest,
-            } => dfa_each_in(dfa, *start, *longest, text.as_bytes(), hit),
+            Literals::Dense(automaton) => automaton.each_in(text, hit),
             Literals::General(automaton) => {
                 for found in automaton.find_overlapping_iter(text) {
                     hit(found.pattern().as_usize());
@@ -370,47 +305,49 @@ impl Literals {
     }
 }
 
-struct Scanner<'a> {
-    automaton: &'a Literals,
+/// Gathers the texts of a document for one pass of the automaton, each followed by
+/// [`dense::SEPARATOR`]: every string (lowercased as well where it is not ASCII), and the text
+/// of every number and boolean, which string patterns also match.
+struct Gatherer<'a> {
     shortest: usize,
+    texts: &'a mut Vec<u8>,
 }
 
-impl Scanner<'_> {
-    /// Records the literals in every string of `value`, and in the text of its numbers and
-    /// booleans (which string patterns also match).
-    fn scan(&self, value: JsonRef<'_>, depth: usize, found: &mut [u64], folded: &mut String) {
+impl Gatherer<'_> {
+    fn gather(&mut self, value: JsonRef<'_>, depth: usize) {
         // Deeper than matching ever looks (which stops at `MAX_DEPTH` levels of objects and
         // arrays, the record parser's own limit), so everything a rule can see is scanned.
         if depth > 2 * MAX_DEPTH {
             return;
         }
-        let mut mark = |text: &str| {
-            // A text shorter than every literal holds none (most values of an event are short).
-            if text.len() < self.shortest {
-                return;
-            }
-            self.automaton
-                .each_in(text, |id| found[id / 64] |= 1 << (id % 64));
-        };
         match value {
             JsonRef::String(text) => {
-                mark(text);
+                self.mark(text);
                 if !text.is_ascii() {
-                    folded.clear();
-                    folded.extend(text.chars().flat_map(char::to_lowercase));
-                    mark(folded);
+                    let mut bytes = [0; 4];
+                    for folded in text.chars().flat_map(char::to_lowercase) {
+                        let folded = folded.encode_utf8(&mut bytes);
+                        self.texts.extend_from_slice(folded.as_bytes());
+                    }
+                    self.texts.push(dense::SEPARATOR);
                 }
             }
-            JsonRef::Number(number) => with_number_text(number, |text| mark(text)),
-            JsonRef::Bool(true) => mark("true"),
-            JsonRef::Bool(false) => mark("false"),
+            JsonRef::Number(number) => with_number_text(number, |text| self.mark(text)),
+            JsonRef::Bool(true) => self.mark("true"),
+            JsonRef::Bool(false) => self.mark("false"),
             JsonRef::Null => {}
-            JsonRef::Array(items) => items
-                .items()
-                .for_each(|item| self.scan(item, depth + 1, found, folded)),
+            JsonRef::Array(items) => items.items().for_each(|item| self.gather(item, depth + 1)),
             JsonRef::Object(object) => object
                 .members()
-                .for_each(|(_, item)| self.scan(item, depth + 1, found, folded)),
+                .for_each(|(_, item)| self.gather(item, depth + 1)),
+        }
+    }
+
+    fn mark(&mut self, text: &str) {
+        // A text shorter than every literal holds none (most values of an event are short).
+        if text.len() >= self.shortest {
+            self.texts.extend_from_slice(text.as_bytes());
+            self.texts.push(dense::SEPARATOR);
         }
     }
 }
@@ -420,62 +357,6 @@ mod tests {
     use serde_json::{json, Map, Value};
 
     use super::*;
-
-    /// Long texts are stepped as two halves: each literal is found wherever it ends, at every
-    /// place around the middle and the start of the second half, and no literal that is not
-    /// there, as a search for each literal on its own finds them.
-    #[test]
-    fn halves_find_every_literal_wherever_it_sits() {
-        let long = "ab".repeat(30);
-        let literals = ["ab", "abcab", "bca", "aXc", &long];
-        let dfa = DFA::builder()
-            .ascii_case_insensitive(true)
-            .build(literals)
-            .unwrap();
-        let start = dfa.start_state(Anchored::No).unwrap();
-        let overlap = long.len() - 1;
-        let found_in = |text: &[u8]| {
-            let mut found = vec![false; literals.len()];
-            dfa_each_in(&dfa, start, long.len(), text, |id| found[id] = true);
-            found
-        };
-        let texts = (2 * overlap + SPLIT_TEXTS_FROM - 2..2 * overlap + SPLIT_TEXTS_FROM + 3)
-            .chain([0, 1, 59, 60, 61, 300, 301]);
-        for len in texts {
-            let middle = (len + overlap) / 2;
-            let ends = (0..len).filter(|&end| {
-                [0, len - 1, middle, middle - overlap.min(middle)]
-                    .iter()
-                    .any(|&near| end.abs_diff(near) <= 3)
-                    || len < 64
-            });
-            for end in ends {
-                for literal in literals {
-                    let Some(at) = (end + 1).checked_sub(literal.len()) else {
-                        continue;
-                    };
-                    let mut text = vec![b'z'; len];
-                    text[at..=end].copy_from_slice(literal.as_bytes());
-                    let lower = text.to_ascii_lowercase();
-                    let want: Vec<bool> = literals
-                        .iter()
-                        .map(|literal| {
-                            let literal = literal.to_ascii_lowercase();
-                            lower
-                                .windows(literal.len())
-                                .any(|w| w == literal.as_bytes())
-                        })
-                        .collect();
-                    assert!(want.iter().any(|&w| w));
-                    assert_eq!(
-                        found_in(&text),
-                        want,
-                        "{len} bytes, {literal} ending at {end}"
-                    );
-                }
-            }
-        }
-    }
 
     /// The positions of the rules that may match `doc`, as the engine evaluates them.
     fn candidates(filter: &Prefilter, doc: &Map<String, Value>) -> Vec<usize> {
@@ -553,6 +434,20 @@ mod tests {
         );
         let nothing = json!({"k": "nothing"});
         assert_eq!(candidates(&filter, nothing.as_object().unwrap()), [1]);
+    }
+
+    /// The document's texts are scanned in one pass, but a literal is never found across two
+    /// of them; and a text shorter than every literal is still scanned lowercased when that is
+    /// longer (`İ` is two bytes, lowercased three).
+    #[test]
+    fn no_literal_spans_two_values_and_folding_may_lengthen() {
+        let filter = Prefilter::new(&[need(&["abcdef"]), need(&["i\u{307}"])]);
+        let apart = json!({"a": "abc", "b": ["def"], "c": {"d": "abcdeF"}});
+        assert_eq!(candidates(&filter, apart.as_object().unwrap()), [0]);
+        let apart = json!({"a": "abc", "b": "def"});
+        assert!(candidates(&filter, apart.as_object().unwrap()).is_empty());
+        let dotted = json!({"a": "\u{130}"});
+        assert_eq!(candidates(&filter, dotted.as_object().unwrap()), [1]);
     }
 
     /// A literal is found at any depth a parsed record keeps, and in the text of what the

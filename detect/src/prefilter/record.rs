@@ -25,8 +25,7 @@
 //! would have without this. So is anything that is not JSON; callers give only records ingest
 //! accepted.
 
-use aho_corasick::automaton::StateID;
-use aho_corasick::dfa::DFA;
+use super::dense::{self, Literals};
 
 /// Nesting at which the scan gives up: half the record parser's limit, below which it keeps
 /// containers as their raw text.
@@ -42,22 +41,22 @@ pub(crate) struct Unreadable;
 
 /// The automaton, and what to do with the literals it finds.
 pub(super) struct Matcher<'a, F> {
-    pub dfa: &'a DFA,
-    pub start: StateID,
+    pub automaton: &'a Literals,
     /// The length in bytes of the shortest literal: shorter texts hold none.
     pub shortest: usize,
-    /// The length in bytes of the longest literal.
-    pub longest: usize,
+    /// The texts to step the automaton through, each followed by [`dense::SEPARATOR`]; cleared
+    /// by [`scan`] before it gathers them.
+    pub texts: &'a mut Vec<u8>,
     pub hit: F,
 }
 
 impl<F: FnMut(usize)> Matcher<'_, F> {
-    /// Calls `hit` with every literal in `text` (overlapping ones included), as the document
-    /// scan does for one value.
+    /// Gathers `text` to be scanned on its own, as the document scan scans one value.
     #[inline]
     fn mark(&mut self, text: &[u8]) {
         if text.len() >= self.shortest {
-            super::dfa_each_in(self.dfa, self.start, self.longest, text, &mut self.hit);
+            self.texts.extend_from_slice(text);
+            self.texts.push(dense::SEPARATOR);
         }
     }
 }
@@ -72,7 +71,7 @@ pub(super) fn scan<F: FnMut(usize)>(
     let mut depth = 0usize;
     // Whether the next string is a key: after `{`, or after `,` within an object.
     let mut key_next = false;
-    let mut decoded = Vec::new();
+    matcher.texts.clear();
     let mut at = 0;
     while let Some(&byte) = record.get(at) {
         match byte {
@@ -85,8 +84,8 @@ pub(super) fn scan<F: FnMut(usize)>(
                         return Err(Unreadable);
                     }
                     if escaped {
-                        decode(body, &mut decoded)?;
-                        matcher.mark(&decoded);
+                        decode(body, matcher.texts)?;
+                        matcher.texts.push(dense::SEPARATOR);
                     } else {
                         matcher.mark(body);
                     }
@@ -146,6 +145,9 @@ pub(super) fn scan<F: FnMut(usize)>(
             _ => return Err(Unreadable),
         }
     }
+    // One pass over all the texts rather than one per text: most values are too short to be
+    // stepped in two places at once on their own (see `dense`).
+    matcher.automaton.each_in(matcher.texts, &mut matcher.hit);
     Ok(())
 }
 
@@ -166,9 +168,8 @@ fn string_end(record: &[u8], mut at: usize) -> Result<(usize, bool), Unreadable>
     }
 }
 
-/// Writes the text of a string with escapes as it reads, into `out`.
+/// Appends the text of a string with escapes as it reads to `out`.
 fn decode(body: &[u8], out: &mut Vec<u8>) -> Result<(), Unreadable> {
-    out.clear();
     let mut rest = body;
     // Escapes are few (the quotes of an access log line, say), so the text between them is
     // copied a run at a time.
@@ -227,22 +228,16 @@ fn plain_integer(number: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use aho_corasick::automaton::Automaton as _;
-    use aho_corasick::Anchored;
-
     use super::*;
 
     fn found(literals: &[&str], record: &str) -> Result<Vec<usize>, Unreadable> {
-        let dfa = DFA::builder()
-            .ascii_case_insensitive(true)
-            .build(literals)
-            .unwrap();
+        let automaton = Literals::new(literals).unwrap();
         let mut hits = Vec::new();
+        let mut texts = Vec::new();
         let mut matcher = Matcher {
-            start: dfa.start_state(Anchored::No).unwrap(),
-            dfa: &dfa,
+            automaton: &automaton,
             shortest: 3,
-            longest: literals.iter().map(|l| l.len()).max().unwrap_or(0),
+            texts: &mut texts,
             hit: |id| hits.push(id),
         };
         scan(&mut matcher, record.as_bytes())?;
@@ -259,6 +254,13 @@ mod tests {
         // Each value is scanned on its own, as the document scan does: not with its quotes.
         assert_eq!(found(&literals, r#"{"a":"admin"}"#), Ok(vec![]));
         assert_eq!(found(&literals, r#"{"a":"ab","b":"c"}"#), Ok(vec![]));
+        // Values are scanned in one pass, but no literal is found across two of them, escaped
+        // or not.
+        let literals = ["abcdef", "defghi"];
+        let record = r#"{"a":"abc","b":"def","c":["ghi"],"d":"x\tabc","e":"def"}"#;
+        assert_eq!(found(&literals, record), Ok(vec![]));
+        let record = r#"{"a":"abc","b":"\u0061bcdef"}"#;
+        assert_eq!(found(&literals, record), Ok(vec![0]));
         // Text before, between and after escapes is kept, as are escapes at either end.
         let literals = ["\"c:\\windows\\", "\\system32\\\"", "tail"];
         let record = r#"{"a":"\"C:\\Windows\\System32\\\"","b":"x\ttail"}"#;
