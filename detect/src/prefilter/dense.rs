@@ -1,8 +1,8 @@
 //! The prefilter's literals as a table of transitions of our own, stepped a byte at a time.
 //!
-//! `aho_corasick`'s NFA builds the automaton; this steps it through every state and column once
-//! and keeps the result as a DFA: a table made for the one way
-//! the prefilter steps it, which is most of what detection costs on sources found by literal:
+//! `aho_corasick`'s NFA builds the automaton; this steps it through every state and column
+//! once and keeps the result as a DFA, a table made for the one way the prefilter steps it,
+//! which is most of what detection costs on sources found by literal:
 //!
 //! - **Columns per class of bytes that every state treats alike.** Upper- and lowercase letters
 //!   share one (the automaton ignores ASCII case), and rows are not padded to a power of two:
