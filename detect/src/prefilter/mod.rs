@@ -191,20 +191,18 @@ impl Prefilter {
         let Some(automaton) = &self.automaton else {
             return found;
         };
-        // Taken for the scan, so a scan inside a scan would only start a fresh one.
-        let mut texts = GATHERED.take();
-        texts.clear();
-        let mut gatherer = Gatherer {
-            shortest: self.shortest,
-            texts: &mut texts,
-        };
-        for (_, value) in doc.members() {
-            gatherer.gather(value, 0);
-        }
-        // One pass over all the texts rather than one per text: most values are too short to
-        // be stepped in two places at once on their own (see `dense`).
-        automaton.each_in(&texts, |id| found.0[id / 64] |= 1 << (id % 64));
-        keep(texts);
+        with_texts(|texts| {
+            let mut gatherer = Gatherer {
+                shortest: self.shortest,
+                texts,
+            };
+            for (_, value) in doc.members() {
+                gatherer.gather(value, 0);
+            }
+            // One pass over all the texts rather than one per text: most values are too short
+            // to be stepped in two places at once on their own (see `dense`).
+            automaton.each_in(texts, |id| found.0[id / 64] |= 1 << (id % 64));
+        });
         found
     }
 
@@ -217,17 +215,15 @@ impl Prefilter {
             None => {}
             Some(Literals::Dense(automaton)) => {
                 let bits = &mut found.0;
-                // Taken for the scan, so a scan inside a scan would only start a fresh one.
-                let mut texts = GATHERED.take();
-                let mut matcher = record::Matcher {
-                    automaton,
-                    shortest: self.shortest,
-                    texts: &mut texts,
-                    hit: |id: usize| bits[id / 64] |= 1 << (id % 64),
-                };
-                let scanned = record::scan(&mut matcher, record.as_bytes());
-                keep(texts);
-                scanned?;
+                with_texts(|texts| {
+                    let mut matcher = record::Matcher {
+                        automaton,
+                        shortest: self.shortest,
+                        texts,
+                        hit: |id: usize| bits[id / 64] |= 1 << (id % 64),
+                    };
+                    record::scan(&mut matcher, record.as_bytes())
+                })?;
             }
             // Too many literals for a table: rare enough to leave to the document scan.
             Some(Literals::General(_)) => return Err(Unreadable),
@@ -270,11 +266,17 @@ impl Found {
 /// the sender chooses, should not hold memory for the rest of the thread's life.
 const KEPT_BUFFER: usize = 1 << 20;
 
-/// Keeps `texts` for the thread's next event, unless it grew past [`KEPT_BUFFER`].
-fn keep(texts: Vec<u8>) {
+/// Runs `scan` with the thread's buffer of texts, empty, and keeps the buffer for the next
+/// event unless it grew past [`KEPT_BUFFER`]. The buffer is taken for the scan, so a scan
+/// inside a scan would only start a fresh one.
+fn with_texts<R>(scan: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut texts = GATHERED.take();
+    texts.clear();
+    let scanned = scan(&mut texts);
     if texts.capacity() <= KEPT_BUFFER {
         GATHERED.set(texts);
     }
+    scanned
 }
 
 thread_local! {

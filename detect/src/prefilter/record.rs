@@ -44,8 +44,8 @@ pub(super) struct Matcher<'a, F> {
     pub automaton: &'a Literals,
     /// The length in bytes of the shortest literal: shorter texts hold none.
     pub shortest: usize,
-    /// The texts to step the automaton through, each followed by [`dense::SEPARATOR`]; cleared
-    /// by [`scan`] before it gathers them.
+    /// The texts to step the automaton through, each followed by [`dense::SEPARATOR`]; empty
+    /// when [`scan`] starts.
     pub texts: &'a mut Vec<u8>,
     pub hit: F,
 }
@@ -71,7 +71,6 @@ pub(super) fn scan<F: FnMut(usize)>(
     let mut depth = 0usize;
     // Whether the next string is a key: after `{`, or after `,` within an object.
     let mut key_next = false;
-    matcher.texts.clear();
     let mut at = 0;
     while let Some(&byte) = record.get(at) {
         match byte {
