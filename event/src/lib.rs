@@ -13,6 +13,7 @@ mod event;
 mod id;
 pub mod json;
 mod quarantine;
+pub mod string_bytes;
 mod tape;
 mod text;
 

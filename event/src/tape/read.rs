@@ -13,6 +13,7 @@
 use serde_json::Number;
 
 use super::{Node, Span, Tape, UNESCAPED};
+use crate::string_bytes::special_masks;
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -336,22 +337,6 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
 #[inline(always)]
 fn special_mask(bytes: [u8; 16]) -> u32 {
     special_masks(bytes).0
-}
-
-/// One bit for each of the sixteen bytes that is a quote, a backslash or a control character,
-/// and one for each quote.
-#[inline(always)]
-fn special_masks(bytes: [u8; 16]) -> (u32, u32) {
-    use wide::u8x16;
-    let chunk = u8x16::from(bytes);
-    let quote = chunk.simd_eq(u8x16::splat(b'"'));
-    let backslash = chunk.simd_eq(u8x16::splat(b'\\'));
-    // A control character is at most 0x1f: the smaller of it and 0x1f is itself.
-    let control = chunk.min(u8x16::splat(0x1f)).simd_eq(chunk);
-    (
-        (quote | backslash | control).to_bitmask(),
-        quote.to_bitmask(),
-    )
 }
 
 #[cfg(test)]
