@@ -19,6 +19,7 @@ pub struct StringEnd {
 /// Where the string whose text starts at `at` in `bytes` ends: its first quote that is not
 /// escaped. `None` where no quote closes it. Control characters are not looked for: this reads
 /// text already accepted as JSON.
+#[inline]
 pub fn string_end(bytes: &[u8], mut at: usize) -> Option<StringEnd> {
     let (mut escaped, mut ascii) = (false, true);
     loop {
