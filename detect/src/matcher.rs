@@ -179,6 +179,27 @@ impl Matcher {
         match self {
             Matcher::String(pattern) => pattern.exact_key().map(|key| vec![key]),
             Matcher::AnyOf(variants) => prefilter::union_keys(variants.iter().map(Matcher::keys)),
+            // An integer matches a string as written in the rule, and each number equal to it:
+            // the integer itself and the one float (both zeros, for 0) that equals it, each
+            // keyed by the text the key index reads it as (`with_number_text`). A float in the
+            // rule equals integers of many texts once past 2^53, so it gives no keys.
+            Matcher::Number {
+                value: RuleNumber::Int(want),
+                text,
+            } => {
+                let mut keys = vec![text.exact_key()?];
+                let mut numbers = vec![Number::from(*want)];
+                let zeros: &[f64] = if *want == 0 { &[0.0, -0.0] } else { &[] };
+                let floats = std::iter::once(*want as f64).chain(zeros.iter().copied());
+                numbers.extend(floats.filter_map(Number::from_f64));
+                for number in &numbers {
+                    let key = with_number_text(number, prefilter::fold);
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+                Some(keys)
+            }
             _ => None,
         }
     }

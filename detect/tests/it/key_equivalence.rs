@@ -1,7 +1,8 @@
 //! Candidates found by key never hide a match, over generated rules and events: the engine's
 //! matches equal evaluating every rule, whatever the conditions (`and`, `or`, `not`, `1 of`,
 //! `all of`), modifiers (`cased`, `all`, `neq`, `contains`, `exists`, `windash`) and values
-//! (strings in any case, Unicode, numbers and booleans as text, lists, nested and dotted keys).
+//! (strings in any case, Unicode, numbers and booleans as text, integers as numbers of either
+//! type, lists, nested and dotted keys).
 //! The same generators hold the fields reported for a rule's finding to those its evaluation
 //! finds.
 
@@ -16,13 +17,31 @@ const WORDS: [&str; 9] = [
     "alpha", "ALPHA", "beta", "École", "école", "kill", "1", "true", "-run",
 ];
 
+/// Integers a rule may give: each is also found as a float and as text, and 2^53 + 1 as a
+/// float equals only 2^53.
+const INTEGERS: [&str; 4] = ["1", "0", "-0", "9007199254740993"];
+
 fn rule_value(rng: &mut Rng) -> String {
     match rng.below(12) {
-        0 => "1".into(),
+        0 | 4 => rng.pick(&INTEGERS).to_owned(),
         1 => "true".into(),
         2 => "null".into(),
         3 => "''".into(),
         _ => format!("'{}'", rng.pick(&WORDS)),
+    }
+}
+
+fn number(rng: &mut Rng) -> Value {
+    match rng.below(9) {
+        0 => json!(0),
+        1 => json!(0.0),
+        2 => json!(-0.0),
+        3 => json!("-0"),
+        4 => json!(9_007_199_254_740_993_i64),
+        5 => json!(9_007_199_254_740_992.0_f64),
+        6 => json!(9_007_199_254_740_992_i64),
+        7 => json!(1.0),
+        _ => json!(1),
     }
 }
 
@@ -92,8 +111,7 @@ fn rules(rng: &mut Rng, count: usize) -> Vec<Rule> {
 fn event_value(rng: &mut Rng) -> Value {
     let word = rng.pick(&WORDS);
     match rng.below(10) {
-        0 => json!(1),
-        1 => json!(1.0),
+        0 | 1 => number(rng),
         2 => json!(true),
         3 => Value::Null,
         4 => json!([word, rng.pick(&WORDS)]),
