@@ -12,7 +12,9 @@
 //! Exactness: a string pattern without wildcards matches a text exactly when the text, folded,
 //! equals the pattern's literal (held lowercased, see `pattern.rs`), and a `cased` one only
 //! when the text equals its literal, so their folds are equal too. The text of a number or a
-//! boolean is folded the same way, since string patterns match those. Fields are resolved by
+//! boolean is folded the same way, since string patterns match those. An integer in a rule
+//! matches its text as written and every number equal to it, whose texts (the integer's, and
+//! the one float's that equals it) are its keys (`Matcher::keys`). Fields are resolved by
 //! the matcher's own [`FieldPath::any`], so every value a rule compares is looked up. A key need
 //! is thus never met less often than the rule matches, and the engine still evaluates every
 //! candidate in full.
