@@ -189,9 +189,10 @@ impl Matcher {
             } => {
                 let mut keys = vec![text.exact_key()?];
                 let mut numbers = vec![Number::from(*want)];
-                let zeros: &[f64] = if *want == 0 { &[0.0, -0.0] } else { &[] };
-                let floats = std::iter::once(*want as f64).chain(zeros.iter().copied());
-                numbers.extend(floats.filter_map(Number::from_f64));
+                numbers.extend(Number::from_f64(*want as f64));
+                if *want == 0 {
+                    numbers.extend(Number::from_f64(-0.0));
+                }
                 for number in &numbers {
                     let key = with_number_text(number, prefilter::fold);
                     if !keys.contains(&key) {
