@@ -1,6 +1,6 @@
-//! Finding where a JSON string's text ends, sixteen bytes at a time: shared by the tape's
-//! reader and by detection's scan of a record's text (which finds literals before, and often
-//! instead of, a parse).
+//! Finding where a JSON string's text ends, sixteen bytes at a time: for the tape's reader
+//! (which stops at control characters too) and for detection's scan of a record's text
+//! (which finds literals before, and often instead of, a parse).
 
 use wide::u8x16;
 
@@ -50,6 +50,32 @@ pub fn string_end(bytes: &[u8], mut at: usize) -> Option<StringEnd> {
         escaped = true;
         at += 2;
     }
+}
+
+/// The offset of the first quote, backslash or control character in `bytes`, sixteen bytes at
+/// a time: a string's bytes up to there are copied or borrowed as they are.
+pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(16);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let found = special_mask(chunk.try_into().expect("sixteen bytes"));
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize);
+        }
+        offset += 16;
+    }
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let found = special_mask(first_sixteen(rest));
+    (found != 0).then(|| offset + found.trailing_zeros() as usize)
+}
+
+/// One bit for each of the sixteen bytes that is a quote, a backslash or a control character.
+#[inline(always)]
+fn special_mask(bytes: [u8; 16]) -> u32 {
+    special_masks(bytes).0
 }
 
 /// The first sixteen bytes of `bytes`, padded with spaces (which are no stop of any scan).
@@ -126,6 +152,24 @@ mod tests {
             let mut dangling = body.clone();
             dangling.push(b'\\');
             assert_eq!(string_end(&dangling, 0), None, "a final backslash, {len}");
+        }
+    }
+
+    #[test]
+    fn special_bytes_are_found_wherever_they_sit() {
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    // Bytes that sit next to the specials' values, and multibyte UTF-8.
+                    let mut bytes: Vec<u8> = (0..len)
+                        .map(|i| [b'!', b']', 0x20, 0xc3, 0x7f][i % 5])
+                        .collect();
+                    bytes[at] = special;
+                    assert_eq!(find_special(&bytes), Some(at), "{bytes:?}");
+                }
+            }
+            let plain: Vec<u8> = (0..len).map(|i| [b'a', 0x21, 0x5d, 0xff][i % 4]).collect();
+            assert_eq!(find_special(&plain), None);
         }
     }
 }

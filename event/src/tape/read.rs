@@ -13,7 +13,7 @@
 use serde_json::Number;
 
 use super::{Node, Span, Tape, UNESCAPED};
-use crate::string_bytes::special_masks;
+use crate::string_bytes::{find_special, special_masks};
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -309,55 +309,4 @@ impl<'a> Reader<'a> {
 /// `digits`, at most 19 ASCII digits, as a number.
 fn decimal(digits: &[u8]) -> u64 {
     digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0'))
-}
-
-/// The offset of the first quote, backslash or control character in `bytes`, sixteen bytes at
-/// a time: a string's bytes up to there are copied or borrowed as they are.
-fn find_special(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(16);
-    let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let found = special_mask(chunk.try_into().expect("sixteen bytes"));
-        if found != 0 {
-            return Some(offset + found.trailing_zeros() as usize);
-        }
-        offset += 16;
-    }
-    let rest = chunks.remainder();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut last = [b' '; 16];
-    last[..rest.len()].copy_from_slice(rest);
-    let found = special_mask(last);
-    (found != 0).then(|| offset + found.trailing_zeros() as usize)
-}
-
-/// One bit for each of the sixteen bytes that is a quote, a backslash or a control character.
-#[inline(always)]
-fn special_mask(bytes: [u8; 16]) -> u32 {
-    special_masks(bytes).0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn special_bytes_are_found_wherever_they_sit() {
-        for len in 0..40 {
-            for at in 0..len {
-                for special in [b'"', b'\\', 0x00, 0x1f] {
-                    // Bytes that sit next to the specials' values, and multibyte UTF-8.
-                    let mut bytes: Vec<u8> = (0..len)
-                        .map(|i| [b'!', b']', 0x20, 0xc3, 0x7f][i % 5])
-                        .collect();
-                    bytes[at] = special;
-                    assert_eq!(find_special(&bytes), Some(at), "{bytes:?}");
-                }
-            }
-            let plain: Vec<u8> = (0..len).map(|i| [b'a', 0x21, 0x5d, 0xff][i % 4]).collect();
-            assert_eq!(find_special(&plain), None);
-        }
-    }
 }
