@@ -303,12 +303,18 @@ fn main() {
             .cloned()
             .collect();
         let micros = |rate: f64| 1e6 / rate;
-        let (mut parse_rates, mut record_rates) = (Vec::new(), Vec::new());
+        let (mut parse_rates, mut detect_rates, mut record_rates) =
+            (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             parse_rates.push(measure(&subset, parse_only));
+            detect_rates.push(measure(&subset, parse_and_detect));
             record_rates.push(measure(&subset, record_first));
         }
-        let (parse, record) = (median(&mut parse_rates), median(&mut record_rates));
+        let (parse, detect, record) = (
+            median(&mut parse_rates),
+            median(&mut detect_rates),
+            median(&mut record_rates),
+        );
         let evaluated: usize = subset
             .iter()
             .map(|(source, text)| {
@@ -323,12 +329,14 @@ fn main() {
             .map(|part| part.as_deref().unwrap_or("-"))
             .join("/");
         println!(
-            "{name} ({} events of {} bytes, {:.1} rules evaluated an event): parse {:.2} us, \
-             as a record {:.2} us, detection {:.2} us an event",
+            "{name} ({} events of {} bytes, {:.1} rules evaluated an event): parse {:.2} us; \
+             (b) {:.2} us, detection {:.2} us; as a record {:.2} us, detection {:.2} us an event",
             subset.len(),
             subset.iter().map(|(_, text)| text.len()).sum::<usize>() / subset.len(),
             evaluated as f64 / subset.len() as f64,
             micros(parse),
+            micros(detect),
+            micros(detect) - micros(parse),
             micros(record),
             micros(record) - micros(parse)
         );
