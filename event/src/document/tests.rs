@@ -161,3 +161,36 @@ fn keys_alike_at_both_ends_are_told_apart() {
         assert_eq!(document.root().members().count(), expected.len());
     }
 }
+
+/// An object's members are each key once, with its last value, whichever keys repeat and
+/// however many members there are (scanned and indexed objects alike): the members a lookup
+/// would give, no more.
+#[test]
+fn members_are_each_key_once_with_its_last_value() {
+    let mut texts = texts();
+    // Keys from a small pool, so repeats are common, and from a large one, so most are unique.
+    for (count, pool) in [(5, 3), (12, 8), (20, 1000), (31, 20), (33, 40), (60, 1000)] {
+        let members: Vec<String> = (0..count)
+            .map(|i| format!(r#""key{}":{i}"#, (i * 7919) % pool))
+            .collect();
+        texts.push(format!("{{{}}}", members.join(",")));
+        texts.push(format!(r#"{{"outer":{{{}}}}}"#, members.join(",")));
+    }
+    for text in texts {
+        let document = Document::parse(&text).unwrap();
+        let expected = parse_object(&text).unwrap();
+        let mut objects = vec![document.root()];
+        let mut maps = vec![&expected];
+        while let (Some(object), Some(map)) = (objects.pop(), maps.pop()) {
+            let members: Vec<(&str, JsonRef<'_>)> = object.members().collect();
+            assert_eq!(members.len(), map.len(), "{text}");
+            for (key, value) in members {
+                assert_eq!(value.to_value(), map[key], "{key} in {text}");
+                if let (JsonRef::Object(inner), Value::Object(inner_map)) = (value, &map[key]) {
+                    objects.push(inner);
+                    maps.push(inner_map);
+                }
+            }
+        }
+    }
+}
