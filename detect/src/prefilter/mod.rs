@@ -126,8 +126,10 @@ pub(crate) struct Prefilter {
     literals: usize,
     /// The length in bytes of the shortest literal: shorter texts hold none.
     shortest: usize,
-    /// Per rule, the literal ids one of which must be found; `None` for rules always evaluated.
-    needs: Vec<Option<Box<[u32]>>>,
+    /// Per literal id, the positions of the rules that need it, ascending.
+    needed_by: Vec<Box<[u32]>>,
+    /// The positions of the rules always evaluated, as bits.
+    always: Box<[u64]>,
     /// Whether some rule is always evaluated.
     some_rule_always: bool,
 }
@@ -176,12 +178,23 @@ impl Prefilter {
         } else {
             vec![None; needs.len()]
         };
+        let mut needed_by = vec![Vec::new(); literals.len()];
+        let mut always = vec![0u64; needs.len().div_ceil(64)];
+        for (position, need) in needs.iter().enumerate() {
+            match need {
+                Some(ids) => ids
+                    .iter()
+                    .for_each(|&id| needed_by[id as usize].push(position as u32)),
+                None => always[position / 64] |= 1 << (position % 64),
+            }
+        }
         Prefilter {
             automaton,
             literals: literals.len(),
             shortest,
-            some_rule_always: needs.iter().any(Option::is_none),
-            needs,
+            needed_by: needed_by.into_iter().map(Vec::into_boxed_slice).collect(),
+            some_rule_always: always.iter().any(|bits| *bits != 0),
+            always: always.into_boxed_slice(),
         }
     }
 
@@ -233,12 +246,25 @@ impl Prefilter {
 
     /// Calls `evaluate` with the position (in the order given to [`Prefilter::new`]) of each
     /// rule whose need `found` meets.
-    pub fn each_candidate(&self, found: &Found, mut evaluate: impl FnMut(usize)) {
-        for (position, need) in self.needs.iter().enumerate() {
-            if found.meets(need) {
-                evaluate(position);
+    pub fn each_candidate(&self, found: &Found, evaluate: impl FnMut(usize)) {
+        // From the literals found to the rules needing them, rather than from every rule to
+        // its literals: an event holds few of a plan's literals, and a plan has hundreds of
+        // rules. The rules chosen are bits, so each is evaluated once, in order.
+        let mut on_stack = [0u64; 16];
+        let mut on_heap;
+        let chosen: &mut [u64] = if self.always.len() <= on_stack.len() {
+            &mut on_stack[..self.always.len()]
+        } else {
+            on_heap = vec![0u64; self.always.len()];
+            &mut on_heap
+        };
+        chosen.copy_from_slice(&self.always);
+        for_each_bit(&found.0, |id| {
+            for &position in &self.needed_by[id] {
+                chosen[position as usize / 64] |= 1 << (position % 64);
             }
-        }
+        });
+        for_each_bit(chosen, evaluate);
     }
 
     /// Whether `found` meets the need of any rule: if not, no rule can match.
@@ -253,12 +279,14 @@ impl Prefilter {
 #[derive(Debug)]
 pub(crate) struct Found(Vec<u64>);
 
-impl Found {
-    fn meets(&self, need: &Option<Box<[u32]>>) -> bool {
-        need.as_ref().is_none_or(|ids| {
-            ids.iter()
-                .any(|&id| self.0[id as usize / 64] & (1 << (id % 64)) != 0)
-        })
+/// Calls `each` with the index of every bit set in `words`, ascending.
+fn for_each_bit(words: &[u64], mut each: impl FnMut(usize)) {
+    for (at, &word) in words.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            each(at * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
     }
 }
 
@@ -436,6 +464,25 @@ mod tests {
         );
         let nothing = json!({"k": "nothing"});
         assert_eq!(candidates(&filter, nothing.as_object().unwrap()), [1]);
+    }
+
+    /// A plan of more rules than the candidates' bits hold on the stack chooses as a small one
+    /// does: each rule whose literal occurs, and each rule without a need, once and in order.
+    #[test]
+    fn plans_of_many_rules_choose_each_candidate_once_in_order() {
+        let needs: Vec<Option<Need>> = (0..1100)
+            .map(|i| match i % 3 {
+                0 => None,
+                1 => need(&["alpha", "omega"]),
+                _ => need(&[&format!("lit{i:04}")]),
+            })
+            .collect();
+        let filter = Prefilter::new(&needs);
+        let doc = json!({"a": "ALPHA and lit1097 and omega", "b": ["lit0002"]});
+        let expected: Vec<usize> = (0..1100)
+            .filter(|i| i % 3 != 2 || [2, 1097].contains(i))
+            .collect();
+        assert_eq!(candidates(&filter, doc.as_object().unwrap()), expected);
     }
 
     /// The document's texts are scanned in one pass, but a literal is never found across two
