@@ -209,8 +209,13 @@ impl Prefilter {
                 shortest: self.shortest,
                 texts,
             };
-            for (_, value) in doc.members() {
-                gatherer.gather(value, 0);
+            // A tape's values are read slot by slot, repeated keys' earlier values too: more
+            // literals can only add candidates, never hide a match.
+            match doc.tape_scalars() {
+                Some(scalars) => scalars.for_each(|value| gatherer.gather(value, 0)),
+                None => doc
+                    .members()
+                    .for_each(|(_, value)| gatherer.gather(value, 0)),
             }
             // One pass over all the texts rather than one per text: most values are too short
             // to be stepped in two places at once on their own (see `dense`).
@@ -464,6 +469,26 @@ mod tests {
         );
         let nothing = json!({"k": "nothing"});
         assert_eq!(candidates(&filter, nothing.as_object().unwrap()), [1]);
+    }
+
+    /// A parsed record's texts are found at every depth, numbers and booleans included, and
+    /// those of a repeated key's earlier members too (which can only add candidates).
+    #[test]
+    fn a_parsed_records_literals_are_found_in_every_value() {
+        let filter = Prefilter::new(&[
+            need(&["mimikatz"]),
+            need(&["stoplogging"]),
+            need(&["991234"]),
+            need(&["true"]),
+            need(&["nowhere"]),
+            need(&["shadowed"]),
+        ]);
+        let text = r#"{"k":"SHADOWED","a":{"b":["x",{"c":"Running MIMIKATZ"}]},
+            "n":[991234],"t":{"u":true},"name":"StopLogging","k":"last"}"#;
+        let document = vigil_event::Document::parse(text).unwrap();
+        let mut seen = Vec::new();
+        filter.each_candidate(&filter.scan_document(document.root()), |i| seen.push(i));
+        assert_eq!(seen, [0, 1, 2, 3, 5]);
     }
 
     /// A plan of more rules than the candidates' bits hold on the stack chooses as a small one

@@ -150,6 +150,21 @@ impl<'d> Object<'d> {
         }
     }
 
+    /// Every string, number and boolean of a tape's object, at any depth, in record order,
+    /// with the earlier values of a repeated key that [`Object::members`] leaves out: for a
+    /// scan that may see more than lookups do (a prefilter's), read slot by slot rather than
+    /// member by member. `None` for a map, whose values the caller walks.
+    pub fn tape_scalars(self) -> Option<impl Iterator<Item = JsonRef<'d>>> {
+        match self {
+            Object::Tape(tape, at) => Some(
+                tape.descendants(at)
+                    .map(|slot| JsonRef::of_slot(tape, slot))
+                    .filter(|value| !matches!(value, JsonRef::Array(_) | JsonRef::Object(_))),
+            ),
+            Object::Map(_) => None,
+        }
+    }
+
     /// A `serde_json` copy of the object.
     pub fn to_map(self) -> Map<String, Value> {
         match self {

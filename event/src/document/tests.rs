@@ -194,3 +194,40 @@ fn members_are_each_key_once_with_its_last_value() {
         }
     }
 }
+
+/// A tape's scalars are every string, number and boolean it holds, at any depth and in record
+/// order, a repeated key's earlier values included; a map leaves the walk to the caller.
+#[test]
+fn a_tapes_scalars_are_every_value_in_record_order() {
+    let text = r#"{"a":"x","b":{"c":[1,{"d":true}],"e":null},"a":"y","f":[[],{},-2.5]}"#;
+    let document = Document::parse(text).unwrap();
+    let scalars: Vec<Value> = document
+        .root()
+        .tape_scalars()
+        .unwrap()
+        .map(JsonRef::to_value)
+        .collect();
+    assert_eq!(
+        scalars,
+        [
+            json!("x"),
+            json!(1),
+            json!(true),
+            json!(null),
+            json!("y"),
+            json!(-2.5)
+        ]
+    );
+    let inner = document.root().get("b").unwrap();
+    let JsonRef::Object(inner) = inner else {
+        panic!("b is an object")
+    };
+    let inner: Vec<Value> = inner
+        .tape_scalars()
+        .unwrap()
+        .map(JsonRef::to_value)
+        .collect();
+    assert_eq!(inner, [json!(1), json!(true), json!(null)]);
+    let map = parse_object(text).unwrap();
+    assert!(Object::from(&map).tape_scalars().is_none());
+}

@@ -256,6 +256,11 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// The slots of everything the container at `at` holds, at any depth, in record order.
+    pub(crate) fn descendants(&self, at: u32) -> std::ops::Range<u32> {
+        at + 1..self.after(at)
+    }
+
     /// The slots of the container at `at`'s direct contents.
     pub(crate) fn children(&self, at: u32) -> Children<'_> {
         let end = self.after(at);
