@@ -150,10 +150,11 @@ impl<'d> Object<'d> {
         }
     }
 
-    /// Every string, number and boolean of a tape's object, at any depth, in record order,
-    /// with the earlier values of a repeated key that [`Object::members`] leaves out: for a
-    /// scan that may see more than lookups do (a prefilter's), read slot by slot rather than
-    /// member by member. `None` for a map, whose values the caller walks.
+    /// Every value of a tape's object that is not an array or object (strings, numbers,
+    /// booleans and nulls), at any depth, in record order, with the earlier values of a
+    /// repeated key that [`Object::members`] leaves out: for a scan that may see more than
+    /// lookups do (a prefilter's), read slot by slot rather than member by member. `None` for
+    /// a map, whose values the caller walks.
     pub fn tape_scalars(self) -> Option<impl Iterator<Item = JsonRef<'d>>> {
         match self {
             Object::Tape(tape, at) => Some(

@@ -195,8 +195,8 @@ fn members_are_each_key_once_with_its_last_value() {
     }
 }
 
-/// A tape's scalars are every string, number and boolean it holds, at any depth and in record
-/// order, a repeated key's earlier values included; a map leaves the walk to the caller.
+/// A tape's scalars are every value it holds but arrays and objects, at any depth and in
+/// record order, a repeated key's earlier values included; a map leaves the walk to the caller.
 #[test]
 fn a_tapes_scalars_are_every_value_in_record_order() {
     let text = r#"{"a":"x","b":{"c":[1,{"d":true}],"e":null},"a":"y","f":[[],{},-2.5]}"#;
