@@ -198,8 +198,20 @@ impl Prefilter {
         }
     }
 
-    /// The literals in the strings, numbers and booleans of `doc`.
+    /// The literals in the strings, numbers and booleans of `doc`. A parsed record's root is
+    /// scanned through its text ([`Prefilter::scan_record`]), faster than reading each value
+    /// off its tape (detection through an access-log record's document took 1.21 us against
+    /// 1.36 to 1.40); what the text scan cannot tell about is read value by value.
     pub fn scan_document(&self, doc: Object<'_>) -> Found {
+        match doc.record_text().map(|text| self.scan_record(text)) {
+            Some(Ok(found)) => found,
+            _ => self.scan_values(doc),
+        }
+    }
+
+    /// [`Prefilter::scan_document`] reading each value of `doc`, for a record whose text
+    /// [`Prefilter::scan_record`] cannot tell about.
+    pub fn scan_values(&self, doc: Object<'_>) -> Found {
         let mut found = Found(vec![0; self.literals.div_ceil(64)]);
         let Some(automaton) = &self.automaton else {
             return found;
@@ -487,10 +499,25 @@ mod tests {
         ]);
         let text = r#"{"k":"SHADOWED","a":{"b":["x",{"c":"Running MIMIKATZ"}]},
             "n":[991234],"t":{"u":true},"name":"StopLogging","k":"last"}"#;
+        let seen = |object: Object<'_>| {
+            let mut seen = Vec::new();
+            filter.each_candidate(&filter.scan_document(object), |i| seen.push(i));
+            seen
+        };
+        // The root is scanned through the record's text; with a value outside ASCII, which
+        // the text scan leaves to the document, through its values.
         let document = vigil_event::Document::parse(text).unwrap();
-        let mut seen = Vec::new();
-        filter.each_candidate(&filter.scan_document(document.root()), |i| seen.push(i));
-        assert_eq!(seen, [0, 1, 2, 3, 5]);
+        assert!(document.root().record_text().is_some());
+        assert_eq!(seen(document.root()), [0, 1, 2, 3, 5]);
+        let text = text.replace(r#"["x""#, r#"["\u00e9""#);
+        let document = vigil_event::Document::parse(&text).unwrap();
+        assert!(filter.scan_record(&text).is_err());
+        assert_eq!(seen(document.root()), [0, 1, 2, 3, 5]);
+        // A nested object is scanned for what it holds, not its record's other values.
+        let Some(JsonRef::Object(nested)) = document.root().get("a") else {
+            panic!("a is an object")
+        };
+        assert_eq!(seen(nested), [0]);
     }
 
     /// A plan of more rules than the candidates' bits hold on the stack chooses as a small one

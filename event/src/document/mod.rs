@@ -166,6 +166,16 @@ impl<'d> Object<'d> {
         }
     }
 
+    /// The JSON text of the whole record, when this object is a parsed record's root: what a
+    /// scan of the record's text (which need not build the values) can read instead of the
+    /// values. `None` for a nested object and for a map.
+    pub fn record_text(self) -> Option<&'d str> {
+        match self {
+            Object::Tape(tape, 0) => Some(tape.record_text()),
+            _ => None,
+        }
+    }
+
     /// A `serde_json` copy of the object.
     pub fn to_map(self) -> Map<String, Value> {
         match self {

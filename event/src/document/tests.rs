@@ -231,3 +231,18 @@ fn a_tapes_scalars_are_every_value_in_record_order() {
     let map = parse_object(text).unwrap();
     assert!(Object::from(&map).tape_scalars().is_none());
 }
+
+/// A parsed record's root gives its whole text, leading space and all; a nested object and a
+/// map give none, as a scan of the record's text would see more than they hold.
+#[test]
+fn only_a_parsed_records_root_gives_its_text() {
+    let text = " {\"a\":{\"b\":\"inner\"},\"c\":\"outer\"}";
+    let document = Document::parse(text).unwrap();
+    assert_eq!(document.root().record_text(), Some(text));
+    let Some(JsonRef::Object(inner)) = document.root().get("a") else {
+        panic!("a is an object")
+    };
+    assert_eq!(inner.record_text(), None);
+    let map = parse_object(text).unwrap();
+    assert_eq!(Object::from(&map).record_text(), None);
+}

@@ -244,6 +244,11 @@ impl<'a> Tape<'a> {
         slot.print == print && self.bytes(slot.key) == key.as_bytes()
     }
 
+    /// The text the tape was read from: one JSON object, the root.
+    pub(crate) fn record_text(&self) -> &'a str {
+        self.text
+    }
+
     pub(crate) fn key(&self, at: u32) -> &str {
         self.text(self.slots[at as usize].key)
     }
