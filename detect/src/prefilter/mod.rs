@@ -97,6 +97,33 @@ fn rarity(literal: &str) -> usize {
         .sum()
 }
 
+/// The most bytes of a literal the automaton looks for: see [`scanned_part`].
+const MAX_SCANNED: usize = 16;
+
+/// The part of `literal` the automaton looks for: all of it, or its rarest [`MAX_SCANNED`]
+/// bytes (starting and ending on characters). A text holding the literal holds any part of
+/// it, so a rule is still a candidate wherever its literal is found. Shorter literals let the
+/// automaton step a text in more places at once (see `dense`), each part starting only the
+/// longest literal's length before the last ends.
+fn scanned_part(literal: &str) -> &str {
+    if literal.len() <= MAX_SCANNED {
+        return literal;
+    }
+    let mut best = &literal[..0];
+    for (start, _) in literal.char_indices() {
+        let rest = &literal[start..];
+        let mut end = rest.len().min(MAX_SCANNED);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let part = &rest[..end];
+        if rarity(part) > rarity(best) {
+            best = part;
+        }
+    }
+    best
+}
+
 /// The need of a conjunction: every part must hold, so any one part's need is the whole's; the
 /// strongest is kept.
 pub(crate) fn all(needs: impl IntoIterator<Item = Option<Need>>) -> Option<Need> {
@@ -145,6 +172,7 @@ impl Prefilter {
                 need.as_ref().map(|need| {
                     need.0
                         .iter()
+                        .map(|literal| scanned_part(literal))
                         .map(|literal| {
                             *ids.entry(literal).or_insert_with(|| {
                                 literals.push(literal);
@@ -518,6 +546,41 @@ mod tests {
             panic!("a is an object")
         };
         assert_eq!(seen(nested), [0]);
+    }
+
+    /// A long literal is looked for by its rarest sixteen bytes, cut on characters; its rule is
+    /// a candidate wherever the whole literal is, and wherever that part is.
+    #[test]
+    fn long_literals_are_looked_for_by_their_rarest_part() {
+        assert_eq!(scanned_part("/etc/passwd"), "/etc/passwd");
+        let literal = "/deserialization/commonscollections1/${jndi:ldap";
+        let part = scanned_part(literal);
+        assert_eq!(part.len(), MAX_SCANNED);
+        assert!(literal.contains(part) && part.contains("${"), "{part}");
+        // No part starts or ends inside a character: the sixteenth byte of this one is the
+        // first of `é`.
+        for accented in ["abcdefghijklmnoé", "é".repeat(9).as_str()] {
+            let part = scanned_part(accented);
+            assert!(part.len() >= MAX_SCANNED - 1, "{part}");
+            assert!(accented.contains(part), "{part}");
+        }
+        let filter = Prefilter::new(&[need(&[literal]), need(&["other"])]);
+        for (text, want) in [
+            (format!("GET {} HTTP/1.1", literal.to_uppercase()), vec![0]),
+            (format!("x {part} x"), vec![0]),
+            ("/deserialization/commonscollections1/".to_owned(), vec![]),
+        ] {
+            let doc = json!({ "request": text });
+            assert_eq!(
+                candidates(&filter, doc.as_object().unwrap()),
+                want,
+                "{text}"
+            );
+            let record = doc.to_string();
+            let mut seen = Vec::new();
+            filter.each_candidate(&filter.scan_record(&record).unwrap(), |i| seen.push(i));
+            assert_eq!(seen, want, "{text}");
+        }
     }
 
     /// A plan of more rules than the candidates' bits hold on the stack chooses as a small one
