@@ -216,12 +216,12 @@ impl Engine {
         document: impl FnOnce() -> Result<Document<'r>, E>,
     ) -> Result<RecordMatches<'r>, E> {
         let plan = self.plan(logsource);
-        let scanned = match &plan.candidates {
+        let found = match &plan.candidates {
             Candidates::Text(prefilter) => {
-                let scanned = prefilter.scan_record(record);
-                if scanned
+                let found = prefilter.scan_record(record).ok();
+                if found
                     .as_ref()
-                    .is_ok_and(|found| !prefilter.any_candidate(found))
+                    .is_some_and(|found| !prefilter.any_candidate(found))
                 {
                     return Ok(RecordMatches {
                         hits: Vec::new(),
@@ -229,20 +229,11 @@ impl Engine {
                         evaluated: 0,
                     });
                 }
-                Some(scanned)
+                found
             }
             Candidates::Keys(_) => None,
         };
         let document = document()?;
-        // Where the text scan gave up, the document's values are read; its text would only
-        // make the scan give up again.
-        let found = match (scanned, &plan.candidates) {
-            (Some(Ok(found)), _) => Some(found),
-            (Some(Err(_)), Candidates::Text(prefilter)) => {
-                Some(prefilter.scan_values(document.root()))
-            }
-            _ => None,
-        };
         let (hits, evaluated) = self.matching_candidates(&plan, found.as_ref(), document.root());
         Ok(RecordMatches {
             hits,

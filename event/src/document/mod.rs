@@ -150,29 +150,27 @@ impl<'d> Object<'d> {
         }
     }
 
-    /// Every value of a tape's object that is not an array or object (strings, numbers,
-    /// booleans and nulls), at any depth, in record order, with the earlier values of a
-    /// repeated key that [`Object::members`] leaves out: for a scan that may see more than
-    /// lookups do (a prefilter's), read slot by slot rather than member by member. `None` for
-    /// a map, whose values the caller walks.
-    pub fn tape_scalars(self) -> Option<impl Iterator<Item = JsonRef<'d>>> {
+    /// Calls `each` with every value of a tape's object that is not an array or object
+    /// (strings, numbers, booleans and nulls), at any depth, in record order, with the earlier
+    /// values of a repeated key that [`Object::members`] leaves out: for a scan that may see
+    /// more than lookups do (a prefilter's), read slot by slot rather than member by member.
+    /// `false` for a map, whose values the caller walks.
+    #[inline]
+    pub fn for_each_tape_scalar(self, mut each: impl FnMut(JsonRef<'d>)) -> bool {
         match self {
-            Object::Tape(tape, at) => Some(
-                tape.descendants(at)
-                    .map(|slot| JsonRef::of_slot(tape, slot))
-                    .filter(|value| !matches!(value, JsonRef::Array(_) | JsonRef::Object(_))),
-            ),
-            Object::Map(_) => None,
-        }
-    }
-
-    /// The JSON text of the whole record, when this object is a parsed record's root: what a
-    /// scan of the record's text (which need not build the values) can read instead of the
-    /// values. `None` for a nested object and for a map.
-    pub fn record_text(self) -> Option<&'d str> {
-        match self {
-            Object::Tape(tape, 0) => Some(tape.record_text()),
-            _ => None,
+            Object::Tape(tape, at) => {
+                tape.for_each_scalar(at, |value| {
+                    each(match value {
+                        SlotValue::Null => JsonRef::Null,
+                        SlotValue::Bool(b) => JsonRef::Bool(b),
+                        SlotValue::Number(n) => JsonRef::Number(n),
+                        SlotValue::String(s) => JsonRef::String(s),
+                        SlotValue::Array | SlotValue::Object => return,
+                    })
+                });
+                true
+            }
+            Object::Map(_) => false,
         }
     }
 

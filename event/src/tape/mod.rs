@@ -182,6 +182,23 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// Calls `each` with every value the container at `at` holds but arrays and objects, at
+    /// any depth, in record order. Generic, so that it is built into its caller's crate with
+    /// `each` inlined: a scan of every value then makes no call a value.
+    #[inline]
+    pub(crate) fn for_each_scalar<'t>(&'t self, at: u32, mut each: impl FnMut(SlotValue<'t>)) {
+        let range = self.descendants(at);
+        for slot in &self.slots[range.start as usize..range.end as usize] {
+            each(match &slot.node {
+                Node::Null => SlotValue::Null,
+                Node::Bool(b) => SlotValue::Bool(*b),
+                Node::Number(n) => SlotValue::Number(n),
+                Node::String(s) => SlotValue::String(self.text(*s)),
+                Node::Array { .. } | Node::Object { .. } => continue,
+            });
+        }
+    }
+
     /// The whole object as a `serde_json` map: a repeated key keeps its last value.
     pub(crate) fn to_map(&self) -> Map<String, Value> {
         self.object_map(0)
@@ -209,6 +226,7 @@ impl<'a> Tape<'a> {
     }
 
     /// The text a span is in, and where in it.
+    #[inline]
     fn source(&self, span: Span) -> (&str, std::ops::Range<usize>) {
         let (start, len) = (span.start as usize, (span.len & !UNESCAPED) as usize);
         let source = if span.is_in_text() {
@@ -220,6 +238,7 @@ impl<'a> Tape<'a> {
     }
 
     /// The text a span covers.
+    #[inline]
     fn text(&self, span: Span) -> &str {
         let (source, range) = self.source(span);
         &source[range]
@@ -242,11 +261,6 @@ impl<'a> Tape<'a> {
     fn holds(&self, at: u32, print: u64, key: &str) -> bool {
         let slot = &self.slots[at as usize];
         slot.print == print && self.bytes(slot.key) == key.as_bytes()
-    }
-
-    /// The text the tape was read from: one JSON object, the root.
-    pub(crate) fn record_text(&self) -> &'a str {
-        self.text
     }
 
     pub(crate) fn key(&self, at: u32) -> &str {
