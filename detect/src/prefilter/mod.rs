@@ -30,6 +30,7 @@
 use std::cell::Cell;
 
 use aho_corasick::AhoCorasick;
+use smallvec::SmallVec;
 use vigil_event::{JsonRef, Object};
 
 use crate::number_text::with_number_text;
@@ -228,7 +229,7 @@ impl Prefilter {
 
     /// The literals in the strings, numbers and booleans of `doc`.
     pub fn scan_document(&self, doc: Object<'_>) -> Found {
-        let mut found = Found(vec![0; self.literals.div_ceil(64)]);
+        let mut found = Found(smallvec::smallvec![0; self.literals.div_ceil(64)]);
         let Some(automaton) = &self.automaton else {
             return found;
         };
@@ -258,7 +259,7 @@ impl Prefilter {
     /// least those [`Prefilter::scan_document`] finds in its document. [`Unreadable`] when the
     /// text holds what only the document can tell (see [`record`]).
     pub fn scan_record(&self, record: &str) -> Result<Found, Unreadable> {
-        let mut found = Found(vec![0; self.literals.div_ceil(64)]);
+        let mut found = Found(smallvec::smallvec![0; self.literals.div_ceil(64)]);
         match &self.automaton {
             None => {}
             Some(Literals::Dense(automaton)) => {
@@ -312,9 +313,10 @@ impl Prefilter {
     }
 }
 
-/// The literals found in one event, a bit each.
+/// The literals found in one event, a bit each: on the stack for a plan of up to 256 literals
+/// (the webserver rules have 155), where a vector was an allocation an event.
 #[derive(Debug)]
-pub(crate) struct Found(Vec<u64>);
+pub(crate) struct Found(SmallVec<[u64; 4]>);
 
 /// Calls `each` with the index of every bit set in `words`, ascending.
 fn for_each_bit(words: &[u64], mut each: impl FnMut(usize)) {
