@@ -8,6 +8,13 @@ use serde_json::Number;
 /// Formats a JSON number into a stack buffer, so comparing it with a string pattern does not
 /// allocate; only numbers too long for the buffer (huge floats) fall back to the heap.
 pub(crate) fn with_number_text<R>(n: &Number, f: impl FnOnce(&str) -> R) -> R {
+    // Integers as `serde_json` writes them (with `itoa`), without the formatting machinery.
+    if let Some(unsigned) = n.as_u64() {
+        return f(itoa::Buffer::new().format(unsigned));
+    }
+    if let Some(signed) = n.as_i64() {
+        return f(itoa::Buffer::new().format(signed));
+    }
     let mut buf = StackText {
         bytes: [0; 32],
         len: 0,
@@ -33,5 +40,37 @@ impl fmt::Write for StackText {
         slot.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every number's text is the one `serde_json` writes, integers at the edges of their
+    /// types included, and floats (which take the formatting path).
+    #[test]
+    fn texts_are_what_serde_json_writes() {
+        let texts = [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1.0",
+            "-2.5",
+            "1e300",
+            "5e-324",
+            "123456789012345678901234567890",
+        ];
+        for text in texts {
+            let number: Number = serde_json::from_str(text).unwrap();
+            with_number_text(&number, |got| assert_eq!(got, number.to_string(), "{text}"));
+        }
+        let huge = Number::from_f64(-1.7976931348623157e308).unwrap();
+        with_number_text(&huge, |got| assert_eq!(got, huge.to_string()));
     }
 }
