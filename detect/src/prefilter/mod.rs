@@ -249,7 +249,7 @@ impl Prefilter {
                     .for_each(|(_, value)| gatherer.gather(value, 0));
             }
             // One pass over all the texts rather than one per text: most values are too short
-            // to be stepped in two places at once on their own (see `dense`).
+            // to be stepped in several places at once on their own (see `dense`).
             automaton.each_in(texts, |id| found.0[id / 64] |= 1 << (id % 64));
         });
         found

@@ -148,7 +148,7 @@ pub(super) fn scan<F: FnMut(usize)>(
         }
     }
     // One pass over all the texts rather than one per text: most values are too short to be
-    // stepped in two places at once on their own (see `dense`).
+    // stepped in several places at once on their own (see `dense`).
     matcher.automaton.each_in(matcher.texts, &mut matcher.hit);
     Ok(())
 }
