@@ -159,15 +159,12 @@ impl<'d> Object<'d> {
     pub fn for_each_tape_scalar(self, mut each: impl FnMut(JsonRef<'d>)) -> bool {
         match self {
             Object::Tape(tape, at) => {
-                tape.for_each_scalar(at, |value| {
-                    each(match value {
-                        SlotValue::Null => JsonRef::Null,
-                        SlotValue::Bool(b) => JsonRef::Bool(b),
-                        SlotValue::Number(n) => JsonRef::Number(n),
-                        SlotValue::String(s) => JsonRef::String(s),
-                        SlotValue::Array | SlotValue::Object => return,
-                    })
-                });
+                for slot in tape.descendants(at) {
+                    match JsonRef::of_slot(tape, slot) {
+                        JsonRef::Array(_) | JsonRef::Object(_) => {}
+                        value => each(value),
+                    }
+                }
                 true
             }
             Object::Map(_) => false,
@@ -195,6 +192,7 @@ impl<'d> Array<'d> {
 
 impl<'d> JsonRef<'d> {
     /// The value of the tape's slot at `at`.
+    #[inline]
     fn of_slot(tape: &'d Tape<'d>, at: u32) -> Self {
         match tape.value(at) {
             SlotValue::Null => JsonRef::Null,

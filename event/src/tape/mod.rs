@@ -170,7 +170,9 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// The value of the slot at `at`.
+    /// The value of the slot at `at`. Inlined across crates, as the prefilter reads every slot
+    /// of a record through it (`Object::for_each_tape_scalar`).
+    #[inline]
     pub(crate) fn value(&self, at: u32) -> SlotValue<'_> {
         match &self.slots[at as usize].node {
             Node::Null => SlotValue::Null,
@@ -179,23 +181,6 @@ impl<'a> Tape<'a> {
             Node::String(s) => SlotValue::String(self.text(*s)),
             Node::Array { .. } => SlotValue::Array,
             Node::Object { .. } => SlotValue::Object,
-        }
-    }
-
-    /// Calls `each` with every value the container at `at` holds but arrays and objects, at
-    /// any depth, in record order. Generic, so that it is built into its caller's crate with
-    /// `each` inlined: a scan of every value then makes no call a value.
-    #[inline]
-    pub(crate) fn for_each_scalar<'t>(&'t self, at: u32, mut each: impl FnMut(SlotValue<'t>)) {
-        let range = self.descendants(at);
-        for slot in &self.slots[range.start as usize..range.end as usize] {
-            each(match &slot.node {
-                Node::Null => SlotValue::Null,
-                Node::Bool(b) => SlotValue::Bool(*b),
-                Node::Number(n) => SlotValue::Number(n),
-                Node::String(s) => SlotValue::String(self.text(*s)),
-                Node::Array { .. } | Node::Object { .. } => continue,
-            });
         }
     }
 
