@@ -131,12 +131,7 @@ impl Event {
         match &self.record {
             Record::Json(raw) => crate::json::parse_object(raw.get())
                 .map_err(<serde_json::Error as serde::de::Error>::custom),
-            Record::Text(text) => {
-                let mut doc = self.fields.clone();
-                doc.entry(TEXT_FIELD)
-                    .or_insert_with(|| Value::String(text.clone()));
-                Ok(doc)
-            }
+            Record::Text(text) => Ok(text_document(&self.fields, text)),
         }
     }
 
@@ -150,6 +145,15 @@ impl Event {
             Record::Text(_) => self.document().map(|map| Document::Map(Cow::Owned(map))),
         }
     }
+}
+
+/// A text record's document: its derived fields, and the line under [`TEXT_FIELD`] unless a
+/// derived field took that name.
+pub(crate) fn text_document(fields: &Map<String, Value>, line: &str) -> Map<String, Value> {
+    let mut doc = fields.clone();
+    doc.entry(TEXT_FIELD)
+        .or_insert_with(|| Value::String(line.to_owned()));
+    doc
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod quarantine;
 pub mod string_bytes;
 mod tape;
 mod text;
+pub mod wire;
 
 pub use alert::{Alert, BusPosition, Level, MatchedEvent, MatchedField};
 pub use document::{Array, Document, Items, JsonRef, Members, Object};

@@ -286,7 +286,10 @@ impl Ingestor {
         // events have ids, so a second copy changes nothing, while quarantined records would
         // be listed twice. Events are also what a lagging stage holds back.
         if !events.is_empty() {
-            let messages = events.iter().map(|e| to_message(source_name, e)).collect();
+            let messages = events
+                .iter()
+                .map(|e| Message::new(source_name.as_bytes().to_vec(), e.to_bus()))
+                .collect();
             self.bus.publish(&self.topics.events, messages).await?;
             metrics::counter!("vigil_events_in_total", "source" => label.clone())
                 .increment(events.len() as u64);

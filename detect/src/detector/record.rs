@@ -1,6 +1,7 @@
 //! [`Detector`] fed a whole [`Event`], or a JSON record as its text, parsed only when the
 //! engine needs it (see [`crate::Engine::matching_record`]).
 
+use vigil_event::wire::{EventOnBus, RecordOnBus};
 use vigil_event::{Document, Event, Id, LogSource};
 
 use super::{Detector, Evaluation};
@@ -39,20 +40,50 @@ impl Detector {
         time: i64,
         event: &'e Event,
     ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
-        let id = Some(event.id);
-        if event.record.is_json() {
-            let parse = || event.document_view();
-            return self.evaluate_record(
-                stream,
-                time,
-                id,
-                &event.logsource,
-                event.record.as_str(),
-                parse,
-            );
+        let json = event.record.is_json().then(|| event.record.as_str());
+        self.evaluate_parts(stream, time, event.id, &event.logsource, json, || {
+            event.document_view()
+        })
+    }
+
+    /// [`Detector::evaluate_event`] for an event as read off the bus, its record borrowed from
+    /// the message.
+    pub fn evaluate_on_bus<'e>(
+        &mut self,
+        stream: &str,
+        time: i64,
+        event: &'e EventOnBus<'_>,
+    ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
+        let json = match &event.record {
+            RecordOnBus::Json(text) => Some(text.as_ref()),
+            RecordOnBus::Text(_) => None,
+        };
+        self.evaluate_parts(
+            stream,
+            time,
+            event.head.id,
+            &event.head.logsource,
+            json,
+            || event.document_view(),
+        )
+    }
+
+    /// An event's record through [`Detector::evaluate_record`] when it is `json`, else its
+    /// `document` through [`Detector::evaluate`].
+    fn evaluate_parts<'e>(
+        &mut self,
+        stream: &str,
+        time: i64,
+        id: Id,
+        logsource: &LogSource,
+        json: Option<&'e str>,
+        document: impl FnOnce() -> Result<Document<'e>, serde_json::Error>,
+    ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
+        if let Some(record) = json {
+            return self.evaluate_record(stream, time, Some(id), logsource, record, document);
         }
-        let doc = event.document_view()?;
-        let evaluation = self.evaluate(stream, time, id, &event.logsource, &doc);
+        let doc = document()?;
+        let evaluation = self.evaluate(stream, time, Some(id), logsource, &doc);
         Ok((evaluation, Some(doc)))
     }
 }

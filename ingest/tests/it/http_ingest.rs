@@ -10,6 +10,8 @@ use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
 use vigil_event::{Event, Quarantined};
 use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
 
+use crate::bus_message::BusMessage;
+
 struct Harness {
     _dir: tempfile::TempDir,
     bus: Arc<EmbeddedBus>,
@@ -40,16 +42,13 @@ async fn post(router: &axum::Router, path: &str, body: impl Into<Body>) -> (Stat
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
-async fn read_all<T: serde::de::DeserializeOwned>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
+async fn read_all<T: BusMessage>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
     let mut sub = bus.subscribe(topic, "test-reader").await.unwrap();
     let batch = sub
         .next_batch(10_000, Duration::from_millis(100))
         .await
         .unwrap();
-    batch
-        .iter()
-        .map(|d| serde_json::from_slice(&d.payload).unwrap())
-        .collect()
+    batch.iter().map(|d| T::decode(&d.payload)).collect()
 }
 
 const TRAIL: &str = r#"{"eventVersion":"1.09","eventTime":"2026-11-28T10:00:00Z","eventName":"StopLogging","eventID":"a"}"#;

@@ -16,6 +16,8 @@ use vigil_ingest::cloudwatch::firehose::{self, FirehoseState};
 use vigil_ingest::cloudwatch::LogGroupRecogniser;
 use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
 
+use crate::bus_message::BusMessage;
+
 struct Harness {
     _dir: tempfile::TempDir,
     bus: Arc<EmbeddedBus>,
@@ -62,17 +64,13 @@ async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, Val
     )
 }
 
-async fn read_all<T: serde::de::DeserializeOwned>(
-    bus: &EmbeddedBus,
-    topic: &str,
-    group: &str,
-) -> Vec<T> {
+async fn read_all<T: BusMessage>(bus: &EmbeddedBus, topic: &str, group: &str) -> Vec<T> {
     let mut sub = bus.subscribe(topic, group).await.unwrap();
     sub.next_batch(10_000, Duration::from_millis(100))
         .await
         .unwrap()
         .iter()
-        .map(|d| serde_json::from_slice(&d.payload).unwrap())
+        .map(|d| T::decode(&d.payload))
         .collect()
 }
 

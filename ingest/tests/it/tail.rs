@@ -89,7 +89,7 @@ impl Harness {
         batch
             .iter()
             .map(|d| {
-                let event: Event = serde_json::from_slice(&d.payload).unwrap();
+                let event = Event::from_bus(&d.payload).unwrap();
                 event.record.as_str().to_owned()
             })
             .collect()

@@ -18,7 +18,7 @@ use vigil_store::{Store, StoreError};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
 use super::events_indexed::{Awaited, EventsIndexed, Waited, CONFIRM_EVERY, MAX_WAIT};
-use super::{decode_message, retry, stopping, Shutdown};
+use super::{decode_message, json_from_bus, retry, stopping, Shutdown};
 
 /// The least time between two commits of the events index that alerts ask for early.
 const MIN_COMMIT_GAP: Duration = Duration::from_millis(100);
@@ -54,11 +54,18 @@ pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
     fn awaited_events(&self) -> &[EventId] {
         &[]
     }
+    /// The document a bus message holds.
+    fn decode(payload: &[u8]) -> Result<Self, String> {
+        json_from_bus(payload)
+    }
 }
 
 impl IndexTarget for Event {
     const GROUP: &'static str = "index";
     const ORDER: IndexOrder = IndexOrder::ReportsProgress;
+    fn decode(payload: &[u8]) -> Result<Self, String> {
+        Event::from_bus(payload).map_err(|e| e.to_string())
+    }
     fn count_indexed(n: u64) {
         metrics::counter!("vigil_events_indexed_total").increment(n);
     }
@@ -282,7 +289,7 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
 fn decode<T: IndexTarget>(batch: &[Delivery]) -> Vec<T> {
     batch
         .iter()
-        .filter_map(|delivery| decode_message(delivery, T::GROUP))
+        .filter_map(|delivery| decode_message(delivery, T::GROUP, T::decode))
         .collect()
 }
 
@@ -485,7 +492,7 @@ mod tests {
         /// Publishes events `0..count`, so event `n` is at offset `n`.
         async fn publish_events(&self, count: u32) {
             let events = (0..count)
-                .map(|seq| Message::new("trail", serde_json::to_vec(&event(seq)).unwrap()))
+                .map(|seq| Message::new("trail", event(seq).to_bus()))
                 .collect();
             self.bus.publish(&self.topics.events, events).await.unwrap();
         }

@@ -96,11 +96,12 @@ async fn wait_to_retry(
 /// One bus message as `T`, or `None` after logging and counting it. Detection quarantines
 /// what it cannot read, so the later stages only count; the metric keeps its first user's
 /// name.
-fn decode_message<T: serde::de::DeserializeOwned>(
+fn decode_message<T>(
     delivery: &Delivery,
     group: &'static str,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Option<T> {
-    match serde_json::from_slice(&delivery.payload) {
+    match decode(&delivery.payload) {
         Ok(item) => Some(item),
         Err(error) => {
             tracing::error!(offset = delivery.offset, %error, group, "skipping an unreadable bus message");
@@ -108,6 +109,12 @@ fn decode_message<T: serde::de::DeserializeOwned>(
             None
         }
     }
+}
+
+/// A bus message that is one JSON document: an alert, a quarantined record. Events have a
+/// format of their own (`Event::from_bus`).
+fn json_from_bus<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(payload).map_err(|e| e.to_string())
 }
 
 async fn record_lag(subscription: &dyn Subscription, topic: &str, group: &str) {

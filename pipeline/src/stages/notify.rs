@@ -21,7 +21,7 @@ use vigil_store::{AlertStatus, Store};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
 use super::deliver::blocking;
-use super::{decode_message, retry, stopping, Shutdown};
+use super::{decode_message, json_from_bus, retry, stopping, Shutdown};
 
 const GROUP: &str = "notify";
 const BATCH: usize = 100;
@@ -61,7 +61,7 @@ impl Stage for NotifyStage {
         let alerts: Arc<Vec<Alert>> = Arc::new(
             batch
                 .iter()
-                .filter_map(|delivery| decode_message::<Alert>(delivery, GROUP))
+                .filter_map(|delivery| decode_message(delivery, GROUP, json_from_bus::<Alert>))
                 .collect(),
         );
         let accepted = retry!("grouping alerts for notification", shutdown, {

@@ -27,7 +27,7 @@ use vigil_ui::playbook_runs::{history_note, RunError, RunFuture};
 use vigil_ui::{PlaybookRuns, RunView};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
-use super::{decode_message, Shutdown};
+use super::{decode_message, json_from_bus, Shutdown};
 
 pub const GROUP: &str = "respond";
 const BATCH: usize = 20;
@@ -71,7 +71,7 @@ struct RespondStage {
 impl Stage for RespondStage {
     async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
         for (done, delivery) in batch.iter().enumerate() {
-            let Some(alert) = decode_message::<Alert>(delivery, GROUP) else {
+            let Some(alert) = decode_message(delivery, GROUP, json_from_bus::<Alert>) else {
                 continue;
             };
             if !self.responder.wants(&alert) {

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use vigil_bus::{Delivery, Message};
 use vigil_detect::{CorrelationMatch, CorrelationRule, Detector, Engine, Finding, Limits, Rule};
-use vigil_event::{Alert, BusPosition, Event, Quarantined, Source};
+use vigil_event::wire::{EventHead, EventOnBus};
+use vigil_event::{Alert, BusPosition, Quarantined, Source};
 
 use super::{ActiveRules, GROUP};
 
@@ -228,17 +229,19 @@ pub(super) fn detect_batch(
         // The record is parsed only when some rule may match it, or when rules are found by
         // the values of its fields (`Engine::matching_record`): most events match none, and
         // then cost the bus decode and a scan of their bytes or a parse and a few lookups.
-        let decoded = serde_json::from_slice::<Event>(&delivery.payload)
+        // The record stays a slice of the message (`vigil_event::wire`).
+        let decoded = EventOnBus::decode(&delivery.payload)
             .map_err(|e| format!("unreadable event on the bus: {e}"));
-        // The document borrows the record's text from the decoded event.
-        let evaluated = decoded.as_ref().map_err(String::clone).and_then(|event| {
+        // The document borrows the record's text from the message.
+        let evaluated = decoded.as_ref().map_err(String::clone).and_then(|on_bus| {
+            let event = &on_bus.head;
             // A record's own time is attacker-controlled; one from the future would
             // expire every correlation window, so it counts no later than its arrival.
             // Each source is its own stream, with its own watermark, so a source that lags
             // another still correlates.
             let time = event.time.min(event.received).timestamp_millis();
             detector
-                .evaluate_event(&event.source.name, time, event)
+                .evaluate_on_bus(&event.source.name, time, on_bus)
                 .map(|(evaluation, document)| (event, evaluation, document.unwrap_or_default()))
                 .map_err(|e| format!("event record is not valid JSON: {e}"))
         });
@@ -309,7 +312,7 @@ pub(super) fn detect_batch(
     outcome
 }
 
-fn rule_alert(rule: &Rule, event: &Event, detected: DateTime<Utc>) -> Alert {
+fn rule_alert(rule: &Rule, event: &EventHead, detected: DateTime<Utc>) -> Alert {
     Alert {
         id: Alert::derive_id(&rule.id, &[event.id]),
         rule_id: rule.id.clone(),
@@ -331,7 +334,7 @@ fn rule_alert(rule: &Rule, event: &Event, detected: DateTime<Utc>) -> Alert {
 fn correlation_alert(
     correlation: &CorrelationRule,
     matched: CorrelationMatch,
-    event: &Event,
+    event: &EventHead,
     detected: DateTime<Utc>,
 ) -> Alert {
     Alert {

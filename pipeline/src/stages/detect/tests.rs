@@ -51,9 +51,9 @@ fn rules(generation: u64, texts: &[String], suppressed: &[&str]) -> ActiveRules 
     }
 }
 
-fn delivery(offset: u64) -> Delivery {
+fn event(offset: u64) -> Event {
     let time = DateTime::<Utc>::from_timestamp(1_795_000_000 + offset as i64, 0).unwrap();
-    let event = Event {
+    Event {
         id: EventId::derive("swap test", &[&offset.to_le_bytes()]),
         time,
         received: time,
@@ -64,13 +64,20 @@ fn delivery(offset: u64) -> Delivery {
         logsource: LogSource::new(Some("test"), Some("app"), None),
         record: Record::json(r#"{"action":"login_failed","user":"alice"}"#).unwrap(),
         fields: Default::default(),
-    };
+    }
+}
+
+fn delivery_of(offset: u64, payload: Vec<u8>) -> Delivery {
     Delivery {
         partition: 0,
         offset,
         key: Bytes::from_static(b"app"),
-        payload: Bytes::from(serde_json::to_vec(&event).unwrap()),
+        payload: Bytes::from(payload),
     }
+}
+
+fn delivery(offset: u64) -> Delivery {
+    delivery_of(offset, event(offset).to_bus())
 }
 
 fn raised(detectors: &mut PartitionDetectors, offset: u64) -> HashSet<String> {
@@ -132,4 +139,37 @@ fn suppressed_rules_feed_their_correlation_but_raise_nothing() {
     let ids = raised(&mut detectors, 1);
     assert!(!ids.contains(id), "{ids:?}");
     assert!(ids.contains(KEPT), "{ids:?}");
+}
+
+/// Events in the bus's format and in the one before it are matched alike; a message that is no
+/// event, or whose record does not parse, is quarantined with the reason.
+#[test]
+fn bus_messages_of_either_format_are_read_and_damaged_ones_quarantined() {
+    let mut detectors = PartitionDetectors::new(rules(1, &[], &[]), Limits::default(), "events");
+    let framed = event(0).to_bus();
+    let mut cut = framed.clone();
+    cut.truncate(framed.len() - 8);
+    let batch = [
+        delivery_of(0, framed),
+        delivery_of(1, serde_json::to_vec(&event(1)).unwrap()),
+        delivery_of(2, b"\x07 not an event".to_vec()),
+        delivery_of(3, cut),
+    ];
+    let outcome = detect_batch(&mut detectors, "events", &batch);
+    assert_eq!(outcome.events, 2);
+    let alerted: Vec<_> = outcome.alerts.iter().map(|a| a.event_ids[0]).collect();
+    assert_eq!(alerted, [event(0).id, event(1).id]);
+    let reasons: Vec<_> = outcome
+        .quarantined
+        .iter()
+        .map(|q| (q.line, q.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0].0, Some(2));
+    assert!(
+        reasons[0].1.contains("unreadable event on the bus"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, Some(3));
+    assert!(reasons[1].1.contains("not valid JSON"), "{reasons:?}");
 }

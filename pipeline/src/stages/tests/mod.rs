@@ -14,7 +14,7 @@ use vigil_bus::{
     committed_offsets, Bus, BusError, Checkpoint, Delivery, EmbeddedBus, EmbeddedBusOptions,
     Message, Subscription,
 };
-use vigil_event::{Event, EventId, LogSource, Record, Source};
+use vigil_event::{Alert, Event, EventId, LogSource, Record, Source};
 
 /// Called with each checkpoint a wrapped subscription is asked to commit; an error refuses it.
 type CommitHook = Arc<dyn Fn(&Checkpoint) -> Result<(), BusError> + Send + Sync>;
@@ -140,15 +140,29 @@ fn app_event(seq: u32, user: &str, action: &str, seconds: i64) -> Event {
 fn event_messages(events: &[Event]) -> Vec<Message> {
     events
         .iter()
-        .map(|event| Message::new("app", serde_json::to_vec(event).unwrap()))
+        .map(|event| Message::new("app", event.to_bus()))
         .collect()
 }
 
+/// What the stages publish: events in their own format, alerts as JSON.
+pub(crate) trait BusMessage: Sized {
+    fn decode(payload: &[u8]) -> Self;
+}
+
+impl BusMessage for Event {
+    fn decode(payload: &[u8]) -> Self {
+        Event::from_bus(payload).unwrap()
+    }
+}
+
+impl BusMessage for Alert {
+    fn decode(payload: &[u8]) -> Self {
+        serde_json::from_slice(payload).unwrap()
+    }
+}
+
 /// Everything on `topic` so far, read by a group of its own.
-pub(crate) async fn read_all<T: serde::de::DeserializeOwned>(
-    bus: &EmbeddedBus,
-    topic: &str,
-) -> Vec<T> {
+pub(crate) async fn read_all<T: BusMessage>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
     let mut subscription = bus.subscribe(topic, "test-reader").await.unwrap();
     let mut items = Vec::new();
     loop {
@@ -159,11 +173,7 @@ pub(crate) async fn read_all<T: serde::de::DeserializeOwned>(
         if batch.is_empty() {
             return items;
         }
-        items.extend(
-            batch
-                .iter()
-                .map(|delivery| serde_json::from_slice(&delivery.payload).unwrap()),
-        );
+        items.extend(batch.iter().map(|delivery| T::decode(&delivery.payload)));
     }
 }
 
