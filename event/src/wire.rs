@@ -29,17 +29,11 @@ use crate::{Document, Event, EventId, LogSource, Record, RecordError, Source};
 /// it starts with `{`.
 pub const FRAMED: u8 = 0x01;
 
-/// The most bytes a head may take: an event's head holds its id, two times, its source and
-/// logsource, and a text record's derived fields (an access log line's dozen columns).
-const MAX_HEAD: usize = 1 << 20;
-
 /// Why a bus message is not an event.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("a framed event of {0} bytes is shorter than its head says")]
     Truncated(usize),
-    #[error("an event's head of {0} bytes is over the limit of {MAX_HEAD}")]
-    HeadTooLong(usize),
     #[error("unreadable event head: {0}")]
     Head(serde_json::Error),
     #[error("the event's record is not UTF-8 (at byte {0} of it)")]
@@ -147,7 +141,8 @@ impl Event {
         out.push(FRAMED);
         out.extend_from_slice(&[0; 4]);
         serde_json::to_writer(&mut out, &head).expect("an event's head serialises");
-        let head_len = (out.len() - 5) as u32;
+        let head_len =
+            u32::try_from(out.len() - 5).expect("a head is far under 4 GiB: records are lines");
         out[1..5].copy_from_slice(&head_len.to_le_bytes());
         out.extend_from_slice(record.as_bytes());
         out
@@ -179,10 +174,9 @@ impl<'a> EventOnBus<'a> {
         let (length, rest) = rest
             .split_first_chunk::<4>()
             .ok_or(WireError::Truncated(total))?;
+        // No limit of its own: the message is already read, and a text record's derived fields
+        // (a long URL, once as the target and again as the path) may outgrow the line.
         let head_len = u32::from_le_bytes(*length) as usize;
-        if head_len > MAX_HEAD {
-            return Err(WireError::HeadTooLong(head_len));
-        }
         let (head, record) = rest
             .split_at_checked(head_len)
             .ok_or(WireError::Truncated(total))?;
@@ -298,7 +292,13 @@ mod tests {
         leap.time = Utc.timestamp_opt(1_483_228_799, 1_000_000_001).unwrap();
         leap.received = Utc.timestamp_opt(-1, 999_999_999).unwrap();
         let json = event(Record::json(RECORD).unwrap());
-        for original in [json, text, extremes, leap] {
+        // Derived fields larger than the line they came from.
+        let mut long = text.clone();
+        for name in ["target", "path"] {
+            long.fields
+                .insert(name.into(), Value::from("/a".repeat(600_000)));
+        }
+        for original in [json, text, extremes, leap, long] {
             let message = original.to_bus();
             assert_eq!(message[0], FRAMED);
             let on_bus = EventOnBus::decode(&message).unwrap();
@@ -348,7 +348,7 @@ mod tests {
         ));
         assert!(matches!(
             error(&framed(u32::MAX, head, b"{}")),
-            WireError::HeadTooLong(_)
+            WireError::Truncated(_)
         ));
         assert!(matches!(
             error(&framed(3, "{\"i", b"{}")),
