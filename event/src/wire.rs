@@ -29,6 +29,18 @@ use crate::{Document, Event, EventId, LogSource, Record, RecordError, Source};
 /// it starts with `{`.
 pub const FRAMED: u8 = 0x01;
 
+/// The format ingest writes events in. Readers take both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    /// A head, then the record: see the [module docs](self).
+    #[default]
+    Framed,
+    /// One JSON object, as a Vigil before 5 December 2026 wrote and reads events: for a
+    /// rolling upgrade, until every role reads framed events.
+    Json,
+}
+
 /// Why a bus message is not an event.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -146,6 +158,14 @@ impl Event {
         out[1..5].copy_from_slice(&head_len.to_le_bytes());
         out.extend_from_slice(record.as_bytes());
         out
+    }
+
+    /// The event as a bus message in `format`.
+    pub fn to_bus_as(&self, format: EventFormat) -> Vec<u8> {
+        match format {
+            EventFormat::Framed => self.to_bus(),
+            EventFormat::Json => serde_json::to_vec(self).expect("events serialise"),
+        }
     }
 
     /// The event a bus message holds, in either format, its JSON record checked as
@@ -317,7 +337,9 @@ mod tests {
     #[test]
     fn messages_of_the_earlier_format_still_decode() {
         let original = event(Record::json(RECORD).unwrap());
-        let message = serde_json::to_vec(&original).unwrap();
+        let message = original.to_bus_as(EventFormat::Json);
+        assert_eq!(message, serde_json::to_vec(&original).unwrap());
+        assert_eq!(original.to_bus_as(EventFormat::Framed), original.to_bus());
         let on_bus = EventOnBus::decode(&message).unwrap();
         assert_eq!(on_bus.record, RecordOnBus::Json(Cow::Owned(RECORD.into())));
         assert_eq!(on_bus.head.source, original.source);

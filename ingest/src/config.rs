@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloudwatch::{CloudWatchConfig, CloudWatchError};
 use crate::tail::{FileSourceConfig, TailError};
+use vigil_event::wire::EventFormat;
+
 use crate::{IngestLimits, SourceCatalog};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +24,9 @@ pub struct IngestConfig {
     /// built-in ones: `{ "trail-eu" = "cloudtrail", "billing" = "flask-app" }`. Unnamed
     /// sources are generic JSON.
     pub presets: BTreeMap<String, String>,
+    /// How events are written to the bus: `framed` (a head, then the record), or `json` while
+    /// roles of a Vigil before 5 December 2026, which read only that, still consume the bus.
+    pub event_format: EventFormat,
 }
 
 impl Default for IngestConfig {
@@ -32,6 +37,7 @@ impl Default for IngestConfig {
             max_body_bytes: limits.max_body_bytes,
             max_concurrent_requests: 16,
             presets: BTreeMap::new(),
+            event_format: EventFormat::default(),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 use vigil_bus::{Bus, BusError, Message, Topics};
+use vigil_event::wire::EventFormat;
 use vigil_event::{EventId, Quarantined, Source, AUDIT_SOURCE};
 
 use crate::normalise::normalise_line;
@@ -120,6 +121,7 @@ pub struct Ingestor {
     topics: Topics,
     catalog: SourceCatalog,
     limits: IngestLimits,
+    event_format: EventFormat,
 }
 
 impl Ingestor {
@@ -134,6 +136,15 @@ impl Ingestor {
             topics,
             catalog,
             limits,
+            event_format: EventFormat::default(),
+        }
+    }
+
+    /// Writes events to the bus in `format` (framed unless told otherwise).
+    pub fn with_event_format(self, event_format: EventFormat) -> Self {
+        Ingestor {
+            event_format,
+            ..self
         }
     }
 
@@ -288,7 +299,10 @@ impl Ingestor {
         if !events.is_empty() {
             let messages = events
                 .iter()
-                .map(|e| Message::new(source_name.as_bytes().to_vec(), e.to_bus()))
+                .map(|e| {
+                    let payload = e.to_bus_as(self.event_format);
+                    Message::new(source_name.as_bytes().to_vec(), payload)
+                })
                 .collect();
             self.bus.publish(&self.topics.events, messages).await?;
             metrics::counter!("vigil_events_in_total", "source" => label.clone())

@@ -131,12 +131,15 @@ impl Startup {
         } else {
             None
         };
-        let ingestor = Arc::new(Ingestor::new(
-            bus.clone(),
-            topics.clone(),
-            config.ingest.catalog().map_err(ConfigError::from)?,
-            config.ingest.limits(),
-        ));
+        let ingestor = Arc::new(
+            Ingestor::new(
+                bus.clone(),
+                topics.clone(),
+                config.ingest.catalog().map_err(ConfigError::from)?,
+                config.ingest.limits(),
+            )
+            .with_event_format(config.ingest.event_format),
+        );
 
         let (stop, shutdown) = watch::channel(false);
         let mut stages: JoinSet<Result<(), RunError>> = JoinSet::new();

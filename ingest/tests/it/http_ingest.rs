@@ -7,6 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
+use vigil_event::wire::EventFormat;
 use vigil_event::{Event, Quarantined};
 use vigil_ingest::{IngestLimits, Ingestor, SourceCatalog};
 
@@ -19,6 +20,10 @@ struct Harness {
 }
 
 fn harness(limits: IngestLimits) -> Harness {
+    harness_writing(limits, EventFormat::default())
+}
+
+fn harness_writing(limits: IngestLimits, format: EventFormat) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap());
     let ingestor = Ingestor::new(
@@ -26,7 +31,8 @@ fn harness(limits: IngestLimits) -> Harness {
         Topics::default(),
         SourceCatalog::builtin(),
         limits,
-    );
+    )
+    .with_event_format(format);
     Harness {
         _dir: dir,
         bus,
@@ -52,6 +58,31 @@ async fn read_all<T: BusMessage>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
 }
 
 const TRAIL: &str = r#"{"eventVersion":"1.09","eventTime":"2026-11-28T10:00:00Z","eventName":"StopLogging","eventID":"a"}"#;
+
+/// Events are framed unless ingest is told to write them as one JSON object each, which a
+/// Vigil before the framing reads: the setting for a rolling upgrade.
+#[tokio::test]
+async fn events_are_written_in_the_configured_format() {
+    for format in [EventFormat::Framed, EventFormat::Json] {
+        let h = harness_writing(IngestLimits::default(), format);
+        let (status, _) = post(&h.router, "/api/v1/ingest/cloudtrail", TRAIL).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let mut sub = h.bus.subscribe("vigil.events", "raw").await.unwrap();
+        let batch = sub
+            .next_batch(10, Duration::from_millis(100))
+            .await
+            .unwrap();
+        let payload = &batch[0].payload;
+        let event = Event::from_bus(payload).unwrap();
+        assert_eq!(event.record.as_str(), TRAIL);
+        match format {
+            EventFormat::Framed => assert_eq!(payload[0], vigil_event::wire::FRAMED),
+            EventFormat::Json => {
+                assert_eq!(serde_json::from_slice::<Event>(payload).unwrap(), event)
+            }
+        }
+    }
+}
 
 #[tokio::test]
 async fn accepts_good_lines_and_reports_bad_ones_by_number() {

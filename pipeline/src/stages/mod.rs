@@ -95,7 +95,9 @@ async fn wait_to_retry(
 
 /// One bus message as `T`, or `None` after logging and counting it. Detection quarantines
 /// what it cannot read, so the later stages only count; the metric keeps its first user's
-/// name.
+/// name. Detection parses a framed event's record only when some rule may match it, so a
+/// damaged record it had no need to parse (only a writer's bug or a forged message makes
+/// one: ingest checks every record) is counted here, by the events indexer.
 fn decode_message<T>(
     delivery: &Delivery,
     group: &'static str,
