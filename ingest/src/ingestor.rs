@@ -257,15 +257,9 @@ impl Ingestor {
                 normalise_line(spec, &source, record.bytes, id, received, record.time)
             };
             match outcome {
-                Ok(event) => events.push(event),
+                Ok(event) => events.push((event, record.position)),
                 Err(reason) => {
-                    if report.errors.len() < MAX_LISTED_REJECTIONS {
-                        report.errors.push(Rejection {
-                            line: record.position,
-                            reason: reason.clone(),
-                        });
-                    }
-                    report.rejected += 1;
+                    reject(&mut report, record.position, &reason);
                     let kind = if oversize {
                         QuarantineKind::TooLarge
                     } else {
@@ -296,17 +290,56 @@ impl Ingestor {
         // Events first: when either publish fails the sender retries the whole delivery, and
         // events have ids, so a second copy changes nothing, while quarantined records would
         // be listed twice. Events are also what a lagging stage holds back.
+        let mut accepted = 0;
         if !events.is_empty() {
-            let messages = events
+            let mut messages: Vec<Message> = events
                 .iter()
-                .map(|e| {
-                    let payload = e.to_bus_as(self.event_format);
+                .map(|(event, _)| {
+                    let payload = event.to_bus_as(self.event_format);
                     Message::new(source_name.as_bytes().to_vec(), payload)
                 })
                 .collect();
-            self.bus.publish(&self.topics.events, messages).await?;
+            if let Err(BusError::MessageTooLarge { max, .. }) = self
+                .bus
+                .publish(&self.topics.events, messages.clone())
+                .await
+            {
+                // Nothing of the batch was taken. An event whose message outgrows the bus (a
+                // line within the line limit whose derived fields escape to several times its
+                // size, or a bus whose limit is under the line limit) is quarantined alone,
+                // rather than the whole delivery refused, and retried, for ever.
+                let mut kept = Vec::with_capacity(messages.len());
+                for (message, (event, position)) in messages.into_iter().zip(&events) {
+                    let size = message.key.len() + message.payload.len();
+                    if size + BUS_MESSAGE_SLACK <= max {
+                        kept.push(message);
+                        continue;
+                    }
+                    let reason = format!(
+                        "the event's bus message is {size} bytes; the bus takes up to {max}"
+                    );
+                    reject(&mut report, *position, &reason);
+                    *kinds.entry(QuarantineKind::TooLarge).or_default() += 1;
+                    let line = event.record.as_str().as_bytes();
+                    quarantine.push(Quarantined {
+                        source: source.clone(),
+                        reason,
+                        line: Some(*position),
+                        received,
+                        raw: line[..line.len().min(QUARANTINED_PREFIX_BYTES)].to_vec(),
+                    });
+                }
+                report.errors.sort_by_key(|rejection| rejection.line);
+                messages = kept;
+                if !messages.is_empty() {
+                    self.bus
+                        .publish(&self.topics.events, messages.clone())
+                        .await?;
+                }
+            }
+            accepted = messages.len();
             metrics::counter!("vigil_events_in_total", "source" => label.clone())
-                .increment(events.len() as u64);
+                .increment(accepted as u64);
         }
         if !quarantine.is_empty() {
             self.publish_quarantined(source_name, &quarantine).await?;
@@ -319,7 +352,7 @@ impl Ingestor {
                 .increment(count);
             }
         }
-        report.accepted = events.len();
+        report.accepted = accepted;
         Ok(report)
     }
 }
@@ -380,6 +413,21 @@ impl Ingestor {
             other => other,
         }
     }
+}
+
+/// Room left in a bus message's limit for what a backend adds around key and payload (the
+/// embedded bus's frame takes 4 bytes; Kafka's record headers a few dozen).
+const BUS_MESSAGE_SLACK: usize = 1024;
+
+/// Counts a refused line in `report`, listing it while the list has room.
+fn reject(report: &mut IngestReport, line: u64, reason: &str) {
+    if report.errors.len() < MAX_LISTED_REJECTIONS {
+        report.errors.push(Rejection {
+            line,
+            reason: reason.to_owned(),
+        });
+    }
+    report.rejected += 1;
 }
 
 /// `record` cut so that its message, raw bytes in base64, stays under `max` bytes.

@@ -59,6 +59,43 @@ async fn read_all<T: BusMessage>(bus: &EmbeddedBus, topic: &str) -> Vec<T> {
 
 const TRAIL: &str = r#"{"eventVersion":"1.09","eventTime":"2026-11-28T10:00:00Z","eventName":"StopLogging","eventID":"a"}"#;
 
+/// A line whose event outgrows the bus's message limit is quarantined alone; the rest of the
+/// delivery is accepted, not refused and retried for ever.
+#[tokio::test]
+async fn an_event_too_large_for_the_bus_is_quarantined_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedBusOptions {
+        max_message_bytes: 24 * 1024,
+        ..EmbeddedBusOptions::default()
+    };
+    let bus = Arc::new(EmbeddedBus::open(dir.path(), options).unwrap());
+    let ingestor = Ingestor::new(
+        bus.clone(),
+        Topics::default(),
+        SourceCatalog::builtin(),
+        IngestLimits::default(),
+    );
+    let router = vigil_ingest::http::router(Arc::new(ingestor));
+    let large = TRAIL.replace(
+        r#""eventID":"a""#,
+        &format!(r#""eventID":"{}""#, "b".repeat(30_000)),
+    );
+    let body = format!("{TRAIL}\n{large}\n{}\n", TRAIL.replace("StopLogging", "x"));
+    let (status, report) = post(&router, "/api/v1/ingest/cloudtrail", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{report}");
+    assert_eq!(report["accepted"], 2, "{report}");
+    assert_eq!(report["rejected"], 1, "{report}");
+    assert_eq!(report["errors"][0]["line"], 2, "{report}");
+    let reason = report["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("the bus takes up to"), "{reason}");
+    let events: Vec<Event> = read_all(&bus, "vigil.events").await;
+    assert_eq!(events.len(), 2);
+    let quarantined: Vec<Quarantined> = read_all(&bus, "vigil.quarantine").await;
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].line, Some(2));
+    assert!(quarantined[0].raw.starts_with(b"{\"eventVersion\""));
+}
+
 /// Events are framed unless ingest is told to write them as one JSON object each, which a
 /// Vigil before the framing reads: the setting for a rolling upgrade.
 #[tokio::test]
