@@ -299,11 +299,11 @@ impl Ingestor {
                     Message::new(source_name.as_bytes().to_vec(), payload)
                 })
                 .collect();
-            if let Err(BusError::MessageTooLarge { max, .. }) = self
+            let published = self
                 .bus
                 .publish(&self.topics.events, messages.clone())
-                .await
-            {
+                .await;
+            if let Err(BusError::MessageTooLarge { max, .. }) = published {
                 // Nothing of the batch was taken. An event whose message outgrows the bus (a
                 // line within the line limit whose derived fields escape to several times its
                 // size, or a bus whose limit is under the line limit) is quarantined alone,
@@ -336,6 +336,8 @@ impl Ingestor {
                         .publish(&self.topics.events, messages.clone())
                         .await?;
                 }
+            } else {
+                published?;
             }
             accepted = messages.len();
             metrics::counter!("vigil_events_in_total", "source" => label.clone())
