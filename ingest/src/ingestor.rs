@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde::Serialize;
 use vigil_bus::{Bus, BusError, Message, Topics};
 use vigil_event::wire::EventFormat;
-use vigil_event::{EventId, Quarantined, Source, AUDIT_SOURCE};
+use vigil_event::{Event, EventId, Quarantined, Source, AUDIT_SOURCE};
 
 use crate::normalise::normalise_line;
 use crate::{RecordFormat, SourceCatalog, SourceSpec};
@@ -292,54 +292,52 @@ impl Ingestor {
         // be listed twice. Events are also what a lagging stage holds back.
         let mut accepted = 0;
         if !events.is_empty() {
-            let mut messages: Vec<Message> = events
-                .iter()
-                .map(|(event, _)| {
-                    let payload = event.to_bus_as(self.event_format);
-                    Message::new(source_name.as_bytes().to_vec(), payload)
-                })
-                .collect();
-            let published = self
-                .bus
-                .publish(&self.topics.events, messages.clone())
-                .await;
-            if let Err(BusError::MessageTooLarge { max, .. }) = published {
-                // Nothing of the batch was taken. An event whose message outgrows the bus (a
-                // line within the line limit whose derived fields escape to several times its
-                // size, or a bus whose limit is under the line limit) is quarantined alone,
-                // rather than the whole delivery refused, and retried, for ever.
-                let mut kept = Vec::with_capacity(messages.len());
-                for (message, (event, position)) in messages.into_iter().zip(&events) {
-                    let size = message.key.len() + message.payload.len();
-                    if size + BUS_MESSAGE_SLACK <= max {
-                        kept.push(message);
-                        continue;
+            let message = |event: &Event| {
+                let payload = event.to_bus_as(self.event_format);
+                Message::new(source_name.as_bytes().to_vec(), payload)
+            };
+            let messages = events.iter().map(|(event, _)| message(event)).collect();
+            accepted = match self.bus.publish(&self.topics.events, messages).await {
+                Err(BusError::MessageTooLarge { max, .. }) => {
+                    // Nothing of the batch was taken. An event whose message outgrows the bus
+                    // (a line within the line limit whose derived fields escape to several
+                    // times its size, or a bus whose limit is under the line limit) is
+                    // quarantined alone, rather than the whole delivery refused, and retried,
+                    // for ever. The messages are made again: this is the rare path.
+                    let mut kept = Vec::with_capacity(events.len());
+                    for (event, position) in &events {
+                        let message = message(event);
+                        let size = message.key.len() + message.payload.len();
+                        if size + BUS_MESSAGE_SLACK <= max {
+                            kept.push(message);
+                            continue;
+                        }
+                        let reason = format!(
+                            "the event's bus message is {size} bytes; the bus takes up to {max}"
+                        );
+                        reject(&mut report, *position, &reason);
+                        *kinds.entry(QuarantineKind::TooLarge).or_default() += 1;
+                        let line = event.record.as_str().as_bytes();
+                        quarantine.push(Quarantined {
+                            source: source.clone(),
+                            reason,
+                            line: Some(*position),
+                            received,
+                            raw: line[..line.len().min(QUARANTINED_PREFIX_BYTES)].to_vec(),
+                        });
                     }
-                    let reason = format!(
-                        "the event's bus message is {size} bytes; the bus takes up to {max}"
-                    );
-                    reject(&mut report, *position, &reason);
-                    *kinds.entry(QuarantineKind::TooLarge).or_default() += 1;
-                    let line = event.record.as_str().as_bytes();
-                    quarantine.push(Quarantined {
-                        source: source.clone(),
-                        reason,
-                        line: Some(*position),
-                        received,
-                        raw: line[..line.len().min(QUARANTINED_PREFIX_BYTES)].to_vec(),
-                    });
+                    report.errors.sort_by_key(|rejection| rejection.line);
+                    let taken = kept.len();
+                    if taken > 0 {
+                        self.bus.publish(&self.topics.events, kept).await?;
+                    }
+                    taken
                 }
-                report.errors.sort_by_key(|rejection| rejection.line);
-                messages = kept;
-                if !messages.is_empty() {
-                    self.bus
-                        .publish(&self.topics.events, messages.clone())
-                        .await?;
+                published => {
+                    published?;
+                    events.len()
                 }
-            } else {
-                published?;
-            }
-            accepted = messages.len();
+            };
             metrics::counter!("vigil_events_in_total", "source" => label.clone())
                 .increment(accepted as u64);
         }
