@@ -139,12 +139,16 @@ impl Event {
     /// [`Document`] borrows from the record's text.
     pub fn document_view(&self) -> Result<Document<'_>, serde_json::Error> {
         match &self.record {
-            Record::Json(raw) => {
-                Document::parse(raw.get()).map_err(<serde_json::Error as serde::de::Error>::custom)
-            }
-            Record::Text(_) => self.document().map(|map| Document::Map(Cow::Owned(map))),
+            Record::Json(raw) => json_document(raw.get()),
+            Record::Text(text) => Ok(Document::Map(Cow::Owned(text_document(&self.fields, text)))),
         }
     }
+}
+
+/// A JSON record's document, read by the tape where it can (see [`Document::parse`]), with the
+/// parser's error as `serde_json`'s type.
+pub(crate) fn json_document(text: &str) -> Result<Document<'_>, serde_json::Error> {
+    Document::parse(text).map_err(<serde_json::Error as serde::de::Error>::custom)
 }
 
 /// A text record's document: its derived fields, and the line under [`TEXT_FIELD`] unless a
