@@ -1,10 +1,11 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::json::TopLevel;
 use crate::{Document, EventId};
 
 /// Where an event came from: the kind of source and the name of this instance of it.
@@ -47,9 +48,40 @@ impl LogSource {
 #[serde(rename_all = "lowercase")]
 pub enum Record {
     /// A JSON object.
-    Json(Box<RawValue>),
+    Json(JsonText),
     /// A line of text that is not JSON, such as an access log line.
     Text(String),
+}
+
+/// A JSON record's text, kept byte for byte, and checked to be JSON when it was made: by
+/// [`Record::json`], by [`Record::checked_json`] or by deserializing.
+///
+/// It was `serde_json`'s `RawValue`, which only `serde_json`'s own walk of the text can make.
+/// Ingest reads every record with the record parser ([`crate::json::check_object`]) to decide
+/// on it, so each record was walked twice before it reached the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(Box<str>);
+
+impl JsonText {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for JsonText {
+    /// As the JSON it holds. `serde_json` only writes raw JSON it has read itself, so this
+    /// reads the text once more; [`Event::write_json`] writes an event without that.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(JsonText(raw.into()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +97,17 @@ impl Record {
     pub fn json(text: &str) -> Result<Self, RecordError> {
         let raw: Box<RawValue> = serde_json::from_str(text)?;
         match raw.get().as_bytes().first() {
-            Some(b'{') => Ok(Record::Json(raw)),
+            Some(b'{') => Ok(Record::Json(JsonText(raw.into()))),
             Some(b'[') => Err(RecordError::NotAnObject("an array")),
             Some(b'"') => Err(RecordError::NotAnObject("a string")),
             _ => Err(RecordError::NotAnObject("a scalar")),
         }
+    }
+
+    /// The JSON record of an object the record parser checked, as ingest decides on records:
+    /// the text is not read again.
+    pub fn checked_json(object: &TopLevel<'_>) -> Self {
+        Record::Json(JsonText(object.text().into()))
     }
 
     /// The record's original text.
@@ -143,6 +181,47 @@ impl Event {
             Record::Text(text) => Ok(Document::Map(Cow::Owned(text_document(&self.fields, text)))),
         }
     }
+
+    /// Appends the event as JSON to `out`: the bytes its `Serialize` gives, with the record's
+    /// text copied in as it is rather than read again (see [`JsonText`]). The store keeps
+    /// every event it indexes this way.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        /// Every field of [`Event`] before the record, in its order.
+        #[derive(Serialize)]
+        struct Head<'a> {
+            id: &'a EventId,
+            time: &'a DateTime<Utc>,
+            received: &'a DateTime<Utc>,
+            source: &'a Source,
+            logsource: &'a LogSource,
+        }
+        let head = Head {
+            id: &self.id,
+            time: &self.time,
+            received: &self.received,
+            source: &self.source,
+            logsource: &self.logsource,
+        };
+        serde_json::to_writer(&mut *out, &head).expect("an event's head serialises");
+        // Reopen the head's object for the fields after it.
+        out.pop();
+        match &self.record {
+            Record::Json(text) => {
+                out.extend_from_slice(br#","record":{"json":"#);
+                out.extend_from_slice(text.get().as_bytes());
+            }
+            Record::Text(line) => {
+                out.extend_from_slice(br#","record":{"text":"#);
+                serde_json::to_writer(&mut *out, line).expect("a string serialises");
+            }
+        }
+        out.push(b'}');
+        if !self.fields.is_empty() {
+            out.extend_from_slice(br#","fields":"#);
+            serde_json::to_writer(&mut *out, &self.fields).expect("JSON values serialise");
+        }
+        out.push(b'}');
+    }
 }
 
 /// A JSON record's document, read by the tape where it can (see [`Document::parse`]), with the
@@ -191,6 +270,48 @@ mod tests {
     }
 
     #[test]
+    fn write_json_gives_the_bytes_serde_gives() {
+        let mut with_fields = event(Record::Text("GET /a?b=\"c\" 200\u{1}".into()));
+        with_fields.fields.insert("status".into(), Value::from(200));
+        with_fields
+            .fields
+            .insert("path".into(), Value::from("/a\u{e9}"));
+        let events = [
+            event(Record::json(r#"{"z":1.50,"a":"\u00e9\"\n","b":[{}],"c":"é"}"#).unwrap()),
+            event(Record::Text("plain line".into())),
+            with_fields,
+            Event {
+                logsource: LogSource::default(),
+                ..event(Record::json("{}").unwrap())
+            },
+        ];
+        for ev in events {
+            let mut written = Vec::new();
+            ev.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written.clone()).unwrap(),
+                serde_json::to_string(&ev).unwrap()
+            );
+            let back: Event = serde_json::from_slice(&written).unwrap();
+            assert_eq!(back, ev);
+        }
+    }
+
+    #[test]
+    fn a_checked_record_is_the_object_without_the_space_around_it() {
+        for (line, object) in [
+            (r#"{"a":[1, {"b":"}"}]}"#, r#"{"a":[1, {"b":"}"}]}"#),
+            (" \t{\"a\":1} \r", r#"{"a":1}"#),
+            ("{}\r", "{}"),
+        ] {
+            let checked = Record::checked_json(&crate::json::check_object(line).unwrap());
+            assert_eq!(checked.as_str(), object, "{line:?}");
+            // What the serde_json check made of the same line.
+            assert_eq!(checked, Record::json(line).unwrap(), "{line:?}");
+        }
+    }
+
+    #[test]
     fn json_record_must_be_an_object() {
         assert!(matches!(
             Record::json("[1]"),
@@ -218,9 +339,7 @@ mod tests {
         assert_eq!(doc["pad"], "1e400");
         assert_eq!(doc["ua"], "x\u{fffd}");
         // A record that is not an object is an error with the parser's position.
-        let ev = event(Record::Json(
-            serde_json::value::RawValue::from_string("[1]".into()).unwrap(),
-        ));
+        let ev = event(serde_json::from_str(r#"{"json":[1]}"#).unwrap());
         let err = ev.document().unwrap_err();
         assert!(err.to_string().contains("at byte 0"), "{err}");
     }

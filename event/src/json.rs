@@ -101,9 +101,17 @@ pub struct TopLevel<'a> {
     pub members: Vec<(Cow<'a, str>, &'a str)>,
     /// Some container was deeper than [`MAX_DEPTH`]: [`parse_object`] keeps it as text.
     pub depth_limited: bool,
+    /// The object's text, from its `{` to its `}`. Private, so that a `TopLevel` is only ever
+    /// [`check_object`]'s verdict: [`crate::Record::checked_json`] takes one as its proof.
+    text: &'a str,
 }
 
 impl<'a> TopLevel<'a> {
+    /// The checked object's text, without the whitespace around it.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// The raw JSON of `key`'s value; the last one if the key repeats, as in the parsed object.
     pub fn get(&self, key: &str) -> Option<&'a str> {
         self.members
@@ -155,6 +163,7 @@ pub fn parse_object_tolerant(text: &str) -> Result<Parsed, JsonError> {
 pub fn check_object(text: &str) -> Result<TopLevel<'_>, JsonError> {
     let mut parser = Parser::new(text);
     parser.start_object()?;
+    let opened = parser.pos - 1;
     let mut members = Vec::new();
     let mut deepest = 1;
     parser.skip_ws();
@@ -188,10 +197,12 @@ pub fn check_object(text: &str) -> Result<TopLevel<'_>, JsonError> {
             }
         }
     }
+    let closed = parser.pos;
     parser.end()?;
     Ok(TopLevel {
         members,
         depth_limited: deepest > MAX_DEPTH,
+        text: &text[opened..closed],
     })
 }
 

@@ -164,7 +164,11 @@ impl Event {
     pub fn to_bus_as(&self, format: EventFormat) -> Vec<u8> {
         match format {
             EventFormat::Framed => self.to_bus(),
-            EventFormat::Json => serde_json::to_vec(self).expect("events serialise"),
+            EventFormat::Json => {
+                let mut out = Vec::with_capacity(self.record.as_str().len() + 256);
+                self.write_json(&mut out);
+                out
+            }
         }
     }
 

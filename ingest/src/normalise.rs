@@ -1,7 +1,6 @@
 //! Turning one delivered line into an event: format checks, the record, and its time.
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::value::RawValue;
 use serde_json::Map;
 use vigil_event::{json, Document, Event, EventId, JsonRef, Record, Source, TapeBuffers};
 
@@ -27,10 +26,8 @@ pub fn normalise_line(
     let mut fields = Map::new();
     let (record, time) = match spec.format {
         RecordFormat::Json => {
-            let time = check_json_record(spec, text)?;
-            let raw = RawValue::from_string(text.to_owned())
-                .map_err(|e| format!("not a JSON object: {e}"))?;
-            (Record::Json(raw), time)
+            let (object, time) = read_json_record(spec, text)?;
+            (Record::checked_json(&object), time)
         }
         RecordFormat::Text => (Record::Text(text.to_owned()), None),
         RecordFormat::AccessLog => {
@@ -63,17 +60,26 @@ pub fn normalise_line(
 /// 400 line error and quarantine), never after a 202. Only the top level is built, for the
 /// time fields.
 pub fn check_json_record(spec: &SourceSpec, text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    read_json_record(spec, text).map(|(_, time)| time)
+}
+
+/// [`check_json_record`], with the checked top level that makes the record.
+fn read_json_record<'t>(
+    spec: &SourceSpec,
+    text: &'t str,
+) -> Result<(json::TopLevel<'t>, Option<DateTime<Utc>>), String> {
     let top = json::check_object(text).map_err(|e| format!("not a JSON object: {e}"))?;
     if top.depth_limited {
         // Reported, not silent: below the parser's depth limit the record's nesting is
         // matched and indexed as raw JSON text, not as fields.
         metrics::counter!("vigil_ingest_depth_limited_total").increment(1);
     }
-    Ok(spec
+    let time = spec
         .time_fields
         .iter()
         .filter_map(|name| top.get(name))
-        .find_map(parse_json_time))
+        .find_map(parse_json_time);
+    Ok((top, time))
 }
 
 /// [`check_json_record`], and the record parsed for detection: one parse where serde_json reads

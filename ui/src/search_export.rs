@@ -149,14 +149,7 @@ fn produce(
     loop {
         for event in page.hits.iter().take(MAX_EXPORTED - sent) {
             match format {
-                Format::Ndjson => match serde_json::to_vec(event) {
-                    Ok(line) => chunk.extend_from_slice(&line),
-                    Err(error) => {
-                        tracing::error!(%error, "an event could not be exported");
-                        let _ = sender.blocking_send(Err(io::Error::other("export failed")));
-                        return;
-                    }
-                },
+                Format::Ndjson => event.write_json(&mut chunk),
                 Format::Csv => chunk.extend_from_slice(csv_row(event).as_bytes()),
             }
             chunk.push(b'\n');

@@ -313,3 +313,58 @@ fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character() {
         }
     }
 }
+
+/// `Record::checked_json` keeps what `check_object` accepted without `serde_json` reading it,
+/// and `serde_json` must still be able to write it out as raw JSON later (`JsonText`'s
+/// `Serialize`). So over many damaged records the two verdicts agree: `check_object` accepts
+/// exactly the objects `serde_json`'s raw-value reading accepts.
+#[test]
+fn accepts_exactly_the_objects_serde_jsons_raw_reading_accepts() {
+    let bases = [
+        r#"{"a":[1,-2.5e+3,{"b":"c\"\\\/\u00e9"}],"d":true,"e":false,"f":null,"g":{}}"#,
+        r#" {"eventName":"x","n":18446744073709551616,"t":1e-400,"s":"\ud800"} "#,
+        r#"{"k":[[[[{"x":[0.0,-0,1E5]}]]]],"u":"\uFFFF\u0000","w":"\t"}"#,
+    ];
+    const ALPHABET: &[u8] = b"{}[]\",:\\ \t\n0123456789eE+-.tfnrulsa\x01\x7f";
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for base in bases {
+        for _ in 0..4000 {
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % bytes.len() as u64) as usize;
+                let byte = ALPHABET[(next() % ALPHABET.len() as u64) as usize];
+                match next() % 3 {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+                if bytes.is_empty() {
+                    bytes.push(b'{');
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let ours = check_object(text).is_ok();
+            let theirs = serde_json::from_str::<&serde_json::value::RawValue>(text)
+                .is_ok_and(|raw| raw.get().starts_with('{'));
+            assert_eq!(ours, theirs, "{text:?}");
+            if ours {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    // The damage leaves both kinds of text in numbers.
+    assert!(accepted > 1000 && refused > 1000, "{accepted} {refused}");
+}

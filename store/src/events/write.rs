@@ -514,8 +514,8 @@ impl EventIndex {
         }
         // Sized for the record, which is most of it, so the buffer is not regrown.
         let mut stored = Vec::with_capacity(event.record.as_str().len() + 512);
-        serde_json::to_writer(&mut stored, event).map_err(StoreError::Serialize)?;
-        let stored = String::from_utf8(stored).expect("serde_json writes UTF-8");
+        event.write_json(&mut stored);
+        let stored = String::from_utf8(stored).expect("an event is written as UTF-8");
         doc.add_text(f.doc, stored);
         Ok(doc)
     }
