@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::json::TopLevel;
-use crate::{Document, EventId};
+use crate::{AsEventRef, Document, EventId};
 
 /// Where an event came from: the kind of source and the name of this instance of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -186,41 +186,7 @@ impl Event {
     /// text copied in as it is rather than read again (see [`JsonText`]). The store keeps
     /// every event it indexes this way.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        /// Every field of [`Event`] before the record, in its order.
-        #[derive(Serialize)]
-        struct Head<'a> {
-            id: &'a EventId,
-            time: &'a DateTime<Utc>,
-            received: &'a DateTime<Utc>,
-            source: &'a Source,
-            logsource: &'a LogSource,
-        }
-        let head = Head {
-            id: &self.id,
-            time: &self.time,
-            received: &self.received,
-            source: &self.source,
-            logsource: &self.logsource,
-        };
-        serde_json::to_writer(&mut *out, &head).expect("an event's head serialises");
-        // Reopen the head's object for the fields after it.
-        out.pop();
-        match &self.record {
-            Record::Json(text) => {
-                out.extend_from_slice(br#","record":{"json":"#);
-                out.extend_from_slice(text.get().as_bytes());
-            }
-            Record::Text(line) => {
-                out.extend_from_slice(br#","record":{"text":"#);
-                serde_json::to_writer(&mut *out, line).expect("a string serialises");
-            }
-        }
-        out.push(b'}');
-        if !self.fields.is_empty() {
-            out.extend_from_slice(br#","fields":"#);
-            serde_json::to_writer(&mut *out, &self.fields).expect("JSON values serialise");
-        }
-        out.push(b'}');
+        self.as_event_ref().write_json(out);
     }
 }
 

@@ -16,15 +16,19 @@ mod quarantine;
 pub mod string_bytes;
 mod tape;
 mod text;
+mod view;
 pub mod wire;
 
 pub use alert::{Alert, BusPosition, Level, MatchedEvent, MatchedField};
 pub use document::{Array, Document, Items, JsonRef, Members, Object};
-pub use event::{Event, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD};
+pub use event::{
+    Event, JsonText, LogSource, Record, RecordError, Source, AUDIT_SOURCE, TEXT_FIELD,
+};
 pub use id::{Id, IdParseError};
 pub use quarantine::Quarantined;
 pub use tape::{Tape, TapeBuffers};
 pub use text::text;
+pub use view::{AsEventRef, EventRef, RecordRef};
 
 /// Identifies an event; derived from its content so that a replay yields the same id.
 pub type EventId = Id;

@@ -13,8 +13,9 @@
 //!
 //! A record read this way is only checked to be UTF-8. Ingest checked it with the record
 //! parser before it went on the bus; detection parses it when a rule may match (and
-//! quarantines what it cannot read), and [`EventOnBus::into_event`] checks a JSON record as
-//! `Record::json` does, for the stages that keep the event.
+//! quarantines what it cannot read); the index stage hands it to the store, whose read of the
+//! record as it indexes it is its check; and [`EventOnBus::into_event`] checks a JSON record
+//! as `Record::json` does, for a reader that wants the whole event.
 
 use std::borrow::Cow;
 
@@ -222,6 +223,18 @@ impl<'a> EventOnBus<'a> {
                 &self.head.fields,
                 line,
             )))),
+        }
+    }
+
+    /// The event, owning its record, which stays unchecked.
+    pub fn into_owned(self) -> EventOnBus<'static> {
+        let record = match self.record {
+            RecordOnBus::Json(text) => RecordOnBus::Json(Cow::Owned(text.into_owned())),
+            RecordOnBus::Text(text) => RecordOnBus::Text(Cow::Owned(text.into_owned())),
+        };
+        EventOnBus {
+            head: self.head,
+            record,
         }
     }
 

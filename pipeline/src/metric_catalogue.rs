@@ -158,6 +158,10 @@ pub const CATALOGUE: &[Metric] = &[
         "Events not indexed because another partition holds their id",
     ),
     counter(
+        "vigil_index_records_as_text_total",
+        "Events whose JSON record did not read as JSON (a forged or damaged bus message), indexed and kept as text",
+    ),
+    counter(
         "vigil_index_suspect_times_total",
         "Events whose own time was implausible, flagged time_suspect and indexed at their arrival",
     ),

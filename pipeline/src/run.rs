@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use vigil_bus::{Bus, EmbeddedBus, EmbeddedBusOptions, Topics};
-use vigil_event::{Alert, Event, Quarantined};
+use vigil_event::wire::EventOnBus;
+use vigil_event::{Alert, Quarantined};
 use vigil_ingest::Ingestor;
 use vigil_notify::{Dispatcher, Outbox, Receiver};
 use vigil_store::Store;
@@ -188,7 +189,7 @@ impl Startup {
                 events_indexed: Arc::default(),
                 shutdown: &shutdown,
             };
-            indexing.spawn::<Event>(&mut stages, &topics.events);
+            indexing.spawn::<EventOnBus<'static>>(&mut stages, &topics.events);
             indexing.spawn::<Quarantined>(&mut stages, &topics.quarantine);
             indexing.spawn::<Alert>(&mut stages, &topics.alerts);
             let retention = stages::run_retention(store.clone(), shutdown.clone());
@@ -539,7 +540,7 @@ async fn open_bus(
                 // out by the guard, so listing both is safe.
                 vec![
                     stages::DETECT_GROUP.to_owned(),
-                    <Event as stages::IndexTarget>::GROUP.to_owned(),
+                    <EventOnBus as stages::IndexTarget>::GROUP.to_owned(),
                 ]
             } else {
                 Vec::new()

@@ -22,7 +22,8 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use vigil_event::{Alert, Event, Quarantined};
+use vigil_event::wire::EventOnBus;
+use vigil_event::{Alert, Quarantined};
 use vigil_store::{Store, StoreOptions};
 
 use vigil_access::{AccessDb, AccessError, ACCESS_DB};
@@ -76,7 +77,7 @@ struct Manifest {
 /// The consumer groups whose output is the store, and so whose offsets a restore rewinds.
 fn store_groups() -> [&'static str; 3] {
     [
-        <Event as IndexTarget>::GROUP,
+        <EventOnBus as IndexTarget>::GROUP,
         <Alert as IndexTarget>::GROUP,
         <Quarantined as IndexTarget>::GROUP,
     ]

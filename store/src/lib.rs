@@ -26,7 +26,7 @@ mod word_tokenizer;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
-use vigil_event::{Alert, Event, Quarantined};
+use vigil_event::{Alert, AsEventRef, Event, Quarantined};
 
 pub use aggregate::{
     interval_for, Bucket, FacetSample, FacetValue, Facets, Histogram, SampleAbove, MAX_BUCKETS,
@@ -391,9 +391,10 @@ impl Store {
 
     /// Adds events. An event whose id is already indexed replaces the old copy, so replays
     /// are idempotent. Nothing is visible to searches until [`Store::commit`].
-    pub fn index_events(&self, events: &[Event]) -> Result<(), StoreError> {
+    pub fn index_events(&self, events: &[impl AsEventRef]) -> Result<(), StoreError> {
         self.events.index(events)?;
-        self.arrivals.stage(events.iter().map(|event| event.id));
+        self.arrivals
+            .stage(events.iter().map(|event| *event.as_event_ref().id));
         Ok(())
     }
 

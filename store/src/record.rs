@@ -18,7 +18,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value};
-use vigil_event::{Event, Record, TEXT_FIELD};
+use vigil_event::json::JsonErrorKind;
+use vigil_event::{EventRef, RecordRef, TEXT_FIELD};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum RecordValue<'a> {
@@ -33,30 +34,47 @@ pub(crate) enum RecordValue<'a> {
     Object(Vec<(Cow<'a, str>, RecordValue<'a>)>),
 }
 
+/// What the store makes of an event's record.
+pub(crate) enum RecordRead<'a> {
+    /// An object, indexed by field.
+    Object(RecordValue<'a>),
+    /// JSON that is not an object, as only a forged bus message holds (ingest refuses it):
+    /// indexed by its words.
+    OtherJson,
+    /// Text that is not JSON under a JSON record's name, as only a forged or damaged bus
+    /// message holds: indexed by its words, and kept as a text record.
+    NotJson,
+}
+
 impl<'a> RecordValue<'a> {
-    /// The event's record as an object for the JSON field, or `None` when it is not a JSON
-    /// object (it is then indexed as plain text). A text record is its extracted fields with
-    /// the line itself under [`TEXT_FIELD`], as [`Event::document`] presents it to rules.
-    pub(crate) fn of_event(event: &'a Event) -> Option<RecordValue<'a>> {
-        match &event.record {
-            Record::Json(raw) => match serde_json::from_str::<RecordValue<'a>>(raw.get()) {
-                Ok(object @ RecordValue::Object(_)) => Some(object),
-                Ok(_) => None,
+    /// Reads the event's record for the JSON field. This is the one read of the record in the
+    /// index stage: a record read off the bus arrives unchecked, and this read is its check.
+    /// A text record is its extracted fields with the line itself under [`TEXT_FIELD`], as
+    /// [`vigil_event::Event::document`] presents it to rules.
+    pub(crate) fn of_event(event: &EventRef<'a>) -> RecordRead<'a> {
+        match event.record {
+            RecordRef::Json(text) => match serde_json::from_str::<RecordValue<'a>>(text) {
+                Ok(object @ RecordValue::Object(_)) => RecordRead::Object(object),
+                Ok(_) => RecordRead::OtherJson,
                 // serde_json refuses what ingest accepts from an attacker's padding (a number
                 // beyond f64, a lone surrogate, nesting past its limit); the record parser
                 // reads it as detection does, so such a record is still searchable by field.
                 // Rare, so the owned strings of this path do not matter; the common path above
                 // is unchanged. (On what serde_json reads, both give the same values.)
-                Err(_) => vigil_event::json::parse_object(raw.get())
-                    .ok()
-                    .map(|object| RecordValue::Object(owned_members(object))),
+                Err(_) => match vigil_event::json::parse_object(text) {
+                    Ok(object) => RecordRead::Object(RecordValue::Object(owned_members(object))),
+                    Err(error) if matches!(error.kind, JsonErrorKind::NotAnObject(_)) => {
+                        RecordRead::OtherJson
+                    }
+                    Err(_) => RecordRead::NotJson,
+                },
             },
-            Record::Text(text) => {
-                let mut members = object_members(&event.fields);
+            RecordRef::Text(text) => {
+                let mut members = object_members(event.fields);
                 if !event.fields.contains_key(TEXT_FIELD) {
                     members.push((Cow::Borrowed(TEXT_FIELD), RecordValue::Str(text.into())));
                 }
-                Some(RecordValue::Object(members))
+                RecordRead::Object(RecordValue::Object(members))
             }
         }
     }
@@ -276,6 +294,7 @@ impl<'a> Value<'a> for &'a RecordValue<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_event::{AsEventRef, Event, Record};
 
     fn parse(text: &str) -> RecordValue<'_> {
         serde_json::from_str(text).unwrap()
@@ -369,7 +388,9 @@ mod tests {
 
     /// The members of the event's record as the index gets them, sorted by key.
     fn indexed(event: &Event) -> Vec<(String, RecordValue<'_>)> {
-        let Some(RecordValue::Object(members)) = RecordValue::of_event(event) else {
+        let RecordRead::Object(RecordValue::Object(members)) =
+            RecordValue::of_event(&event.as_event_ref())
+        else {
             panic!("{} is not indexed as an object", event.record.as_str())
         };
         let mut members: Vec<_> = members
@@ -417,7 +438,9 @@ mod tests {
     #[test]
     fn the_common_path_still_borrows() {
         let event = json_event(r#"{"a":"b"}"#);
-        let Some(RecordValue::Object(members)) = RecordValue::of_event(&event) else {
+        let RecordRead::Object(RecordValue::Object(members)) =
+            RecordValue::of_event(&event.as_event_ref())
+        else {
             panic!("not an object")
         };
         assert!(matches!(members[0].0, Cow::Borrowed("a")));

@@ -373,6 +373,10 @@ const WATCHED_METRICS: &[(&str, &str)] = &[
         "bus messages a stage could not read and skipped, per consumer group",
     ),
     (
+        "vigil_index_records_as_text_total",
+        "events whose JSON record did not read as JSON, indexed and kept as text",
+    ),
+    (
         "vigil_index_suspect_times_total",
         "events with an implausible time, indexed at their arrival",
     ),

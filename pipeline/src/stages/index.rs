@@ -11,9 +11,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
 use vigil_bus::{Bus, BusError, Checkpoint, Delivery};
-use vigil_event::{Alert, BusPosition, Event, EventId, Quarantined};
+use vigil_event::wire::EventOnBus;
+use vigil_event::{Alert, BusPosition, EventId, Quarantined};
 use vigil_store::{Store, StoreError};
 
 use super::consume::{run_stage, Processed, Stage, StageSettings};
@@ -35,7 +35,7 @@ pub enum IndexOrder {
 }
 
 /// One kind of document the store indexes from one topic.
-pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
+pub trait IndexTarget: Sized + Send + Sync + 'static {
     const GROUP: &'static str;
     /// The most documents one batch holds.
     const BATCH: usize = 2000;
@@ -55,16 +55,19 @@ pub trait IndexTarget: DeserializeOwned + Send + Sync + 'static {
         &[]
     }
     /// The document a bus message holds.
-    fn decode(payload: &[u8]) -> Result<Self, String> {
-        json_from_bus(payload)
-    }
+    fn decode(payload: &[u8]) -> Result<Self, String>;
 }
 
-impl IndexTarget for Event {
+/// Events are indexed as read off the bus: the store's read of a JSON record as it indexes it
+/// is the record's one check here (see `vigil_store`'s `RecordValue::of_event`). Building an
+/// [`vigil_event::Event`] first had `serde_json` walk each record once more.
+impl IndexTarget for EventOnBus<'static> {
     const GROUP: &'static str = "index";
     const ORDER: IndexOrder = IndexOrder::ReportsProgress;
     fn decode(payload: &[u8]) -> Result<Self, String> {
-        Event::from_bus(payload).map_err(|e| e.to_string())
+        EventOnBus::decode(payload)
+            .map(EventOnBus::into_owned)
+            .map_err(|e| e.to_string())
     }
     fn count_indexed(n: u64) {
         metrics::counter!("vigil_events_indexed_total").increment(n);
@@ -76,6 +79,7 @@ impl IndexTarget for Event {
         let stats = store.partition_stats()?;
         metrics::counter!("vigil_index_duplicate_ids_total").absolute(stats.duplicates_skipped);
         metrics::counter!("vigil_index_suspect_times_total").absolute(stats.suspect_times);
+        metrics::counter!("vigil_index_records_as_text_total").absolute(stats.records_as_text);
         Ok(())
     }
     fn commit(store: &Store) -> Result<(), StoreError> {
@@ -85,6 +89,9 @@ impl IndexTarget for Event {
 
 impl IndexTarget for Quarantined {
     const GROUP: &'static str = "index-quarantine";
+    fn decode(payload: &[u8]) -> Result<Self, String> {
+        json_from_bus(payload)
+    }
     fn count_indexed(n: u64) {
         metrics::counter!("vigil_quarantine_indexed_total").increment(n);
     }
@@ -104,6 +111,9 @@ impl IndexTarget for Alert {
     /// every three events) must not be held to one small batch an interval.
     const BATCH: usize = 10_000;
     const ORDER: IndexOrder = IndexOrder::WaitsForEvents;
+    fn decode(payload: &[u8]) -> Result<Self, String> {
+        json_from_bus(payload)
+    }
     fn count_indexed(n: u64) {
         metrics::counter!("vigil_alerts_indexed_total").increment(n);
     }
@@ -375,7 +385,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use tokio::sync::watch;
     use vigil_bus::{EmbeddedBus, EmbeddedBusOptions, Message, Topics};
-    use vigil_event::{EventId, LogSource, Record, Source};
+    use vigil_event::{Event, EventId, LogSource, Record, Source};
 
     use super::*;
 
@@ -406,7 +416,7 @@ mod tests {
             ..vigil_store::Config::default()
         };
         let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(run_indexer::<Event>(
+        let task = tokio::spawn(run_indexer::<EventOnBus<'static>>(
             bus.clone(),
             topic.to_owned(),
             store,
@@ -438,7 +448,7 @@ mod tests {
         bus.root()
             .join(topic)
             .join("offsets")
-            .join(<Event as IndexTarget>::GROUP)
+            .join(<EventOnBus as IndexTarget>::GROUP)
     }
 
     fn alert_on(seq: u32, position: Option<BusPosition>) -> Alert {
@@ -560,8 +570,12 @@ mod tests {
         assert!(listed.is_empty(), "listed before any event: {listed:?}");
 
         // Once they are, the alerts are listed, never ahead of their events.
-        let events_task =
-            fixture.spawn::<Event>(&fixture.topics.events, &config, &events_indexed, &shutdown);
+        let events_task = fixture.spawn::<EventOnBus<'static>>(
+            &fixture.topics.events,
+            &config,
+            &events_indexed,
+            &shutdown,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let now_listed = fixture.listed();
@@ -606,7 +620,12 @@ mod tests {
         let events_indexed = Arc::new(EventsIndexed::default());
         let (stop, shutdown) = watch::channel(false);
         let tasks = [
-            fixture.spawn::<Event>(&fixture.topics.events, &config, &events_indexed, &shutdown),
+            fixture.spawn::<EventOnBus<'static>>(
+                &fixture.topics.events,
+                &config,
+                &events_indexed,
+                &shutdown,
+            ),
             fixture.spawn::<Alert>(&fixture.topics.alerts, &config, &events_indexed, &shutdown),
         ];
         let started = tokio::time::Instant::now();

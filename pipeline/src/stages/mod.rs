@@ -97,7 +97,8 @@ async fn wait_to_retry(
 /// what it cannot read, so the later stages only count; the metric keeps its first user's
 /// name. Detection parses a framed event's record only when some rule may match it, so a
 /// damaged record it had no need to parse (only a writer's bug or a forged message makes
-/// one: ingest checks every record) is counted here, by the events indexer.
+/// one: ingest checks every record) reaches the events indexer, where the store indexes and
+/// keeps it as a text record and counts it (`vigil_index_records_as_text_total`).
 fn decode_message<T>(
     delivery: &Delivery,
     group: &'static str,

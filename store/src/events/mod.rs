@@ -69,6 +69,9 @@ pub struct PartitionStats {
     pub duplicates_skipped: u64,
     /// Events indexed with `time_suspect` since the store was opened.
     pub suspect_times: u64,
+    /// Events whose JSON record did not read as JSON (a forged or damaged bus message; ingest
+    /// refuses such records), indexed and kept as text records, since the store was opened.
+    pub records_as_text: u64,
 }
 
 pub(crate) struct EventIndex {
@@ -98,6 +101,7 @@ pub(crate) struct EventIndex {
     partitions_searched: AtomicU64,
     duplicates_skipped: AtomicU64,
     suspect_times: AtomicU64,
+    records_as_text: AtomicU64,
 }
 
 impl EventIndex {
@@ -150,6 +154,7 @@ impl EventIndex {
             partitions_searched: AtomicU64::new(0),
             duplicates_skipped: AtomicU64::new(0),
             suspect_times: AtomicU64::new(0),
+            records_as_text: AtomicU64::new(0),
         };
         let partitions = index.list_partitions()?;
         if !read_only {
@@ -197,6 +202,7 @@ impl EventIndex {
             open_writers,
             duplicates_skipped: self.duplicates_skipped.load(Ordering::Relaxed),
             suspect_times: self.suspect_times.load(Ordering::Relaxed),
+            records_as_text: self.records_as_text.load(Ordering::Relaxed),
         })
     }
 }

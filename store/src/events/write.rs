@@ -12,7 +12,7 @@ use tantivy::indexer::UserOperation;
 use tantivy::schema::Value;
 use tantivy::{IndexWriter, Searcher, TantivyDocument, Term};
 
-use vigil_event::{Event, EventId};
+use vigil_event::{AsEventRef, EventId, EventRef, RecordRef};
 
 use super::fields::tiebreak;
 use super::idfilter::IdFilter;
@@ -23,7 +23,7 @@ use super::EventIndex;
 use crate::index::{self, lock};
 use crate::partition::{self, PartitionKey, TimeSpan};
 use crate::query;
-use crate::record::RecordValue;
+use crate::record::{RecordRead, RecordValue};
 use crate::StoreError;
 
 /// Indexing is the hot path, so the writer of the current partition gets two threads (one
@@ -97,7 +97,7 @@ impl EventIndex {
         let rewritten = index::rewrite_documents(&writer, &searcher, |doc| {
             // Kept as it was indexed: partitions of these layouts were cut by event time.
             let event = self.stored_event(doc)?;
-            self.document(&event, event.time)
+            self.document(&event.as_event_ref(), event.time)
         })?;
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -250,7 +250,7 @@ impl EventIndex {
         Ok(())
     }
 
-    pub(crate) fn index(&self, events: &[Event]) -> Result<(), StoreError> {
+    pub(crate) fn index(&self, events: &[impl AsEventRef]) -> Result<(), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
@@ -259,14 +259,15 @@ impl EventIndex {
         // them.
         let mut placed = Vec::with_capacity(events.len());
         for event in events {
-            let placement = partition::place(event.time, event.received, now, self.future_skew);
+            let event = event.as_event_ref();
+            let placement = partition::place(*event.time, *event.received, now, self.future_skew);
             placed.push(Placed {
                 key: self.scheme.key(placement.arrival),
-                id: event.id,
+                id: *event.id,
                 time: placement.indexed_time,
                 arrival: placement.arrival,
                 suspect: placement.time_suspect,
-                doc: self.document(event, placement.indexed_time)?,
+                doc: self.document(&event, placement.indexed_time)?,
             });
         }
         let mut writers = lock(&self.writers);
@@ -485,17 +486,17 @@ impl EventIndex {
     /// suspect (see [`partition::place`]).
     pub(super) fn document(
         &self,
-        event: &Event,
+        event: &EventRef<'_>,
         time: DateTime<Utc>,
     ) -> Result<TantivyDocument, StoreError> {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(f.id, event.id.to_string());
-        doc.add_u64(f.tiebreak, tiebreak(&event.id));
+        doc.add_u64(f.tiebreak, tiebreak(event.id));
         doc.add_date(f.time, index::to_tantivy(&time));
         doc.add_text(f.source_kind, &event.source.kind);
         doc.add_text(f.source_name, &event.source.name);
-        let logsource = &event.logsource;
+        let logsource = event.logsource;
         for (field, value) in [
             (f.product, &logsource.product),
             (f.service, &logsource.service),
@@ -505,16 +506,25 @@ impl EventIndex {
                 doc.add_text(field, value);
             }
         }
+        let mut kept = *event;
         match RecordValue::of_event(event) {
-            Some(record) => doc.add_field_value(f.record, &record),
+            RecordRead::Object(record) => doc.add_field_value(f.record, &record),
             // A record that is not a JSON object can still arrive off the bus; it stays
             // findable by its words rather than failing the whole batch. Bare terms search
             // this field as well as the record's words.
-            None => doc.add_text(f.text, event.record.as_str()),
+            RecordRead::OtherJson => doc.add_text(f.text, event.record.as_str()),
+            // Nor is it written into the stored event as JSON, which it is not: the event
+            // would no longer read back. It is kept as the text it is.
+            RecordRead::NotJson => {
+                tracing::warn!(id = %event.id, "an event's JSON record does not read as JSON; indexing it as text");
+                self.records_as_text.fetch_add(1, Ordering::Relaxed);
+                kept.record = RecordRef::Text(event.record.as_str());
+                doc.add_text(f.text, event.record.as_str());
+            }
         }
         // Sized for the record, which is most of it, so the buffer is not regrown.
         let mut stored = Vec::with_capacity(event.record.as_str().len() + 512);
-        event.write_json(&mut stored);
+        kept.write_json(&mut stored);
         let stored = String::from_utf8(stored).expect("an event is written as UTF-8");
         doc.add_text(f.doc, stored);
         Ok(doc)

@@ -4,6 +4,7 @@
 mod arrival;
 mod earlier_dictionaries;
 mod live_tail;
+mod off_the_bus;
 mod pages;
 mod partitions;
 mod quarantine;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 use vigil_bus::Topics;
+use vigil_event::wire::EventOnBus;
 use vigil_store::Store;
 
 use super::*;
@@ -183,7 +184,7 @@ async fn the_indexer_commits_offsets_only_after_the_store_commit() {
         ..vigil_store::Config::default()
     };
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(run_indexer::<Event>(
+    let task = tokio::spawn(run_indexer::<EventOnBus<'static>>(
         hooked(&bus, hook),
         topic.clone(),
         store.clone(),
