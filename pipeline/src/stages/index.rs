@@ -409,7 +409,7 @@ mod tests {
         }
     }
 
-    /// Indexes the topic until the group has committed everything on it, then stops.
+    /// Indexes the topic until the group has committed its 1000 messages, then stops.
     async fn index_everything(bus: Arc<EmbeddedBus>, store: Arc<Store>, topic: &str) {
         let config = vigil_store::Config {
             commit_interval_ms: 50,
@@ -696,5 +696,33 @@ mod tests {
             .search(&vigil_store::SearchRequest::new("eventID:replay-7", 10))
             .unwrap();
         assert_eq!(hits.total, 1);
+    }
+
+    /// Only a forged or damaged message holds such a record (ingest refuses them), and
+    /// detection need not parse a record no rule's literal is in: the indexer keeps the
+    /// event, as text, rather than skipping the message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_framed_event_whose_json_record_is_not_json_is_indexed_as_text() {
+        let fixture = Fixture::new();
+        fixture.publish_events(999).await;
+        let forged = event(999);
+        let mut message = forged.to_bus();
+        message.truncate(message.len() - forged.record.as_str().len());
+        message.extend_from_slice(br#"{"eventName":"DeleteTrail","eventID":"forged"#);
+        let (bus, store, topic) = (&fixture.bus, &fixture.store, &fixture.topics.events);
+        bus.publish(topic, vec![Message::new("trail", message)])
+            .await
+            .unwrap();
+
+        index_everything(bus.clone(), store.clone(), topic).await;
+        assert_eq!(store.event_count().unwrap(), 1000);
+        let hits = store
+            .search(&vigil_store::SearchRequest::new("DeleteTrail", 10))
+            .unwrap()
+            .hits;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, forged.id);
+        assert!(!hits[0].record.is_json());
+        assert_eq!(store.partition_stats().unwrap().records_as_text, 1);
     }
 }
