@@ -12,9 +12,11 @@ use crate::{Event, EventId, LogSource, Record, Source};
 /// The record of an [`EventRef`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordRef<'a> {
-    /// The text of a JSON record. From an [`Event`] it was checked when the record was made;
-    /// from an [`EventOnBus`] it is only known to be UTF-8 (see [`EventRef::write_json`]).
+    /// The text of a JSON record checked to be JSON: an [`Event`]'s, checked when the record
+    /// was made, or one its reader has read since.
     Json(&'a str),
+    /// The text of a JSON record read off the bus ([`EventOnBus`]): only known to be UTF-8.
+    UncheckedJson(&'a str),
     /// A line of text.
     Text(&'a str),
 }
@@ -22,7 +24,7 @@ pub enum RecordRef<'a> {
 impl<'a> RecordRef<'a> {
     pub fn as_str(&self) -> &'a str {
         match self {
-            RecordRef::Json(text) | RecordRef::Text(text) => text,
+            RecordRef::Json(text) | RecordRef::UncheckedJson(text) | RecordRef::Text(text) => text,
         }
     }
 }
@@ -71,7 +73,7 @@ impl AsEventRef for EventOnBus<'_> {
             source: &head.source,
             logsource: &head.logsource,
             record: match &self.record {
-                RecordOnBus::Json(text) => RecordRef::Json(text),
+                RecordOnBus::Json(text) => RecordRef::UncheckedJson(text),
                 RecordOnBus::Text(line) => RecordRef::Text(line),
             },
             fields: &head.fields,
@@ -81,12 +83,12 @@ impl AsEventRef for EventOnBus<'_> {
 
 impl EventRef<'_> {
     /// Appends the event as JSON to `out`: the bytes [`Event`]'s `Serialize` gives, with a
-    /// JSON record's text copied in as it is rather than read again (`serde_json` would read
-    /// it again; see [`crate::JsonText`]).
+    /// checked JSON record's text copied in as it is rather than read again (`serde_json`
+    /// would read it again; see [`crate::JsonText`]).
     ///
-    /// So a JSON record's text must be JSON. It is for every [`Event`]; an event read off the
-    /// bus has had its record read only by whoever read it since, as the store reads each
-    /// record it indexes (and writes one that is not JSON as a text record).
+    /// An unchecked one is read first, and written as a text record if it is not JSON, so
+    /// that what is written always reads back. The store reads each record it indexes anyway,
+    /// and hands its verdict here as [`RecordRef::Json`] or [`RecordRef::Text`].
     pub fn write_json(&self, out: &mut Vec<u8>) {
         /// Every field of [`Event`] before the record, in its order.
         #[derive(Serialize)]
@@ -107,8 +109,17 @@ impl EventRef<'_> {
         serde_json::to_writer(&mut *out, &head).expect("an event's head serialises");
         // Reopen the head's object for the fields after it.
         out.pop();
-        match self.record {
-            RecordRef::Json(text) => {
+        let record = match self.record {
+            RecordRef::UncheckedJson(text)
+                if serde_json::from_str::<&serde_json::value::RawValue>(text).is_err() =>
+            {
+                RecordRef::Text(text)
+            }
+            RecordRef::UncheckedJson(text) => RecordRef::Json(text),
+            checked => checked,
+        };
+        match record {
+            RecordRef::Json(text) | RecordRef::UncheckedJson(text) => {
                 out.extend_from_slice(br#","record":{"json":"#);
                 out.extend_from_slice(text.as_bytes());
             }
@@ -123,5 +134,49 @@ impl EventRef<'_> {
             serde_json::to_writer(&mut *out, self.fields).expect("JSON values serialise");
         }
         out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::RecordOnBus;
+
+    #[test]
+    fn an_unchecked_record_is_written_as_json_only_if_it_is_json() {
+        let event = Event {
+            id: EventId::derive("view test", &[b"1"]),
+            time: DateTime::<Utc>::UNIX_EPOCH,
+            received: DateTime::<Utc>::UNIX_EPOCH,
+            source: Source {
+                kind: "http".into(),
+                name: "app".into(),
+            },
+            logsource: LogSource::default(),
+            record: Record::json(r#"{"a":1}"#).unwrap(),
+            fields: Map::new(),
+        };
+        let message = event.to_bus();
+        let mut on_bus = EventOnBus::decode(&message).unwrap();
+        for (text, record) in [
+            (r#"{"a":1}"#, Record::json(r#"{"a":1}"#).unwrap()),
+            (r#"{"a":"#, Record::Text(r#"{"a":"#.into())),
+            ("", Record::Text(String::new())),
+        ] {
+            on_bus.record = RecordOnBus::Json(text.into());
+            let view = on_bus.as_event_ref();
+            assert_eq!(view.record, RecordRef::UncheckedJson(text));
+            let mut written = Vec::new();
+            view.write_json(&mut written);
+            let back: Event = serde_json::from_slice(&written).unwrap();
+            assert_eq!(
+                back,
+                Event {
+                    record,
+                    ..event.clone()
+                },
+                "{text}"
+            );
+        }
     }
 }

@@ -59,6 +59,30 @@ pub enum WireError {
     UnknownFormat(u8),
     #[error("an empty message is not an event")]
     Empty,
+    #[error("the event's derived fields nest deeper than {MAX_FIELDS_DEPTH} levels")]
+    FieldsTooDeep,
+}
+
+/// The deepest nesting of derived fields an event may have. Ingest derives flat fields (an
+/// access log line's columns). A head's fields are read as `serde_json` values, which take an
+/// object keyed by `serde_json`'s raw-value token for the JSON its string holds, read with a
+/// depth limit of its own: a forged message could so nest fields deeper than the store can
+/// read its stored copy of the event back, and every search page holding it would fail.
+pub const MAX_FIELDS_DEPTH: usize = 32;
+
+fn check_fields_depth(fields: &Map<String, Value>) -> Result<(), WireError> {
+    let mut open: Vec<(&Value, usize)> = fields.values().map(|value| (value, 1)).collect();
+    while let Some((value, depth)) = open.pop() {
+        if depth > MAX_FIELDS_DEPTH {
+            return Err(WireError::FieldsTooDeep);
+        }
+        match value {
+            Value::Array(items) => open.extend(items.iter().map(|item| (item, depth + 1))),
+            Value::Object(members) => open.extend(members.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Which variant of [`Record`] the text after the head is.
@@ -121,7 +145,8 @@ mod exact_time {
 /// A record read off the bus: its text, borrowed from the message where it was framed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOnBus<'a> {
-    /// A JSON object's text, as ingest accepted it.
+    /// A JSON record's text, as the message holds it: ingest accepted it as one JSON object,
+    /// but nothing on this side of the bus has checked it yet.
     Json(Cow<'a, str>),
     /// A line of text, with its derived fields in the head.
     Text(Cow<'a, str>),
@@ -187,6 +212,7 @@ impl<'a> EventOnBus<'a> {
             Some(&FRAMED) => Self::framed(&message[1..]),
             Some(b'{') => {
                 let event: Event = serde_json::from_slice(message).map_err(WireError::Whole)?;
+                check_fields_depth(&event.fields)?;
                 Ok(EventOnBus::from(event))
             }
             Some(&other) => Err(WireError::UnknownFormat(other)),
@@ -206,6 +232,7 @@ impl<'a> EventOnBus<'a> {
             .split_at_checked(head_len)
             .ok_or(WireError::Truncated(total))?;
         let head: EventHead = serde_json::from_slice(head).map_err(WireError::Head)?;
+        check_fields_depth(&head.fields)?;
         let record =
             std::str::from_utf8(record).map_err(|e| WireError::NotUtf8(e.valid_up_to()))?;
         let record = match head.record {
@@ -399,8 +426,29 @@ mod tests {
             error(&framed(far.len() as u32, &far, b"{}")),
             WireError::Head(_)
         ));
+        // Derived fields nested past the limit through serde_json's raw-value token, which a
+        // plain JSON reader would refuse at its own depth limit.
+        let mut nested = "1".to_owned();
+        for _ in 0..3 {
+            let inner = format!("{}{nested}{}", "[".repeat(20), "]".repeat(20));
+            nested = serde_json::to_string(&serde_json::json!({
+                "$serde_json::private::RawValue": inner
+            }))
+            .unwrap();
+        }
+        let deep = head.replacen(
+            "\"source\":",
+            &format!("\"fields\":{{\"f\":{nested}}},\"source\":"),
+            1,
+        );
+        assert!(matches!(
+            error(&framed(deep.len() as u32, &deep, b"{}")),
+            WireError::FieldsTooDeep
+        ));
+        let shallow = head.replacen("\"source\":", "\"fields\":{\"f\":[[1]]},\"source\":", 1);
+        assert!(EventOnBus::decode(&framed(shallow.len() as u32, &shallow, b"{}")).is_ok());
         // A record that is not one JSON object reads off the bus, but is no event: detection
-        // fails to parse it, and the stages that keep events refuse it.
+        // fails to parse it, `into_event` refuses it, and the store keeps it as text.
         for record in ["[1]", "{\"a\":", ""] {
             let message = framed(head_len, head, record.as_bytes());
             let on_bus = EventOnBus::decode(&message).unwrap();

@@ -159,7 +159,7 @@ pub const CATALOGUE: &[Metric] = &[
     ),
     counter(
         "vigil_index_records_as_text_total",
-        "Events whose JSON record did not read as JSON (a forged or damaged bus message), indexed and kept as text",
+        "Events whose JSON record was no JSON object (a forged or damaged bus message), indexed and kept as text",
     ),
     counter(
         "vigil_index_suspect_times_total",

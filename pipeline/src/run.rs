@@ -540,7 +540,7 @@ async fn open_bus(
                 // out by the guard, so listing both is safe.
                 vec![
                     stages::DETECT_GROUP.to_owned(),
-                    <EventOnBus as stages::IndexTarget>::GROUP.to_owned(),
+                    <EventOnBus<'static> as stages::IndexTarget>::GROUP.to_owned(),
                 ]
             } else {
                 Vec::new()

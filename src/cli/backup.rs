@@ -77,7 +77,7 @@ struct Manifest {
 /// The consumer groups whose output is the store, and so whose offsets a restore rewinds.
 fn store_groups() -> [&'static str; 3] {
     [
-        <EventOnBus as IndexTarget>::GROUP,
+        <EventOnBus<'static> as IndexTarget>::GROUP,
         <Alert as IndexTarget>::GROUP,
         <Quarantined as IndexTarget>::GROUP,
     ]

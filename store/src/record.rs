@@ -18,7 +18,6 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value};
-use vigil_event::json::JsonErrorKind;
 use vigil_event::{EventRef, RecordRef, TEXT_FIELD};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,12 +37,10 @@ pub(crate) enum RecordValue<'a> {
 pub(crate) enum RecordRead<'a> {
     /// An object, indexed by field.
     Object(RecordValue<'a>),
-    /// JSON that is not an object, as only a forged bus message holds (ingest refuses it):
-    /// indexed by its words.
-    OtherJson,
-    /// Text that is not JSON under a JSON record's name, as only a forged or damaged bus
-    /// message holds: indexed by its words, and kept as a text record.
-    NotJson,
+    /// A JSON record that is no JSON object: broken JSON, or JSON of another kind. Ingest
+    /// refuses both, so only a forged or damaged bus message holds one. It is indexed by its
+    /// words and kept as a text record, which is what it is.
+    NotAnObject,
 }
 
 impl<'a> RecordValue<'a> {
@@ -53,9 +50,12 @@ impl<'a> RecordValue<'a> {
     /// [`vigil_event::Event::document`] presents it to rules.
     pub(crate) fn of_event(event: &EventRef<'a>) -> RecordRead<'a> {
         match event.record {
-            RecordRef::Json(text) => match serde_json::from_str::<RecordValue<'a>>(text) {
+            RecordRef::Json(text) | RecordRef::UncheckedJson(text) => match serde_json::from_str::<
+                RecordValue<'a>,
+            >(text)
+            {
                 Ok(object @ RecordValue::Object(_)) => RecordRead::Object(object),
-                Ok(_) => RecordRead::OtherJson,
+                Ok(_) => RecordRead::NotAnObject,
                 // serde_json refuses what ingest accepts from an attacker's padding (a number
                 // beyond f64, a lone surrogate, nesting past its limit); the record parser
                 // reads it as detection does, so such a record is still searchable by field.
@@ -63,10 +63,7 @@ impl<'a> RecordValue<'a> {
                 // is unchanged. (On what serde_json reads, both give the same values.)
                 Err(_) => match vigil_event::json::parse_object(text) {
                     Ok(object) => RecordRead::Object(RecordValue::Object(owned_members(object))),
-                    Err(error) if matches!(error.kind, JsonErrorKind::NotAnObject(_)) => {
-                        RecordRead::OtherJson
-                    }
-                    Err(_) => RecordRead::NotJson,
+                    Err(_) => RecordRead::NotAnObject,
                 },
             },
             RecordRef::Text(text) => {

@@ -374,7 +374,7 @@ const WATCHED_METRICS: &[(&str, &str)] = &[
     ),
     (
         "vigil_index_records_as_text_total",
-        "events whose JSON record did not read as JSON, indexed and kept as text",
+        "events whose JSON record was no JSON object, indexed and kept as text",
     ),
     (
         "vigil_index_suspect_times_total",

@@ -320,10 +320,19 @@ fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character() {
 /// exactly the objects `serde_json`'s raw-value reading accepts.
 #[test]
 fn accepts_exactly_the_objects_serde_jsons_raw_reading_accepts() {
+    let deep = format!(r#"{{"d":{}}}"#, nested(200, r#"{"k":"v"}"#));
+    // A long plain run: the damage lands at every offset of the 8-byte scan.
+    let long = format!(
+        r#"{{"s":"{}","t":"{}"}}"#,
+        "abcdefgh".repeat(6),
+        "x".repeat(17)
+    );
     let bases = [
         r#"{"a":[1,-2.5e+3,{"b":"c\"\\\/\u00e9"}],"d":true,"e":false,"f":null,"g":{}}"#,
         r#" {"eventName":"x","n":18446744073709551616,"t":1e-400,"s":"\ud800"} "#,
         r#"{"k":[[[[{"x":[0.0,-0,1E5]}]]]],"u":"\uFFFF\u0000","w":"\t"}"#,
+        &deep,
+        &long,
     ];
     const ALPHABET: &[u8] = b"{}[]\",:\\ \t\n0123456789eE+-.tfnrulsa\x01\x7f";
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;

@@ -448,7 +448,7 @@ mod tests {
         bus.root()
             .join(topic)
             .join("offsets")
-            .join(<EventOnBus as IndexTarget>::GROUP)
+            .join(<EventOnBus<'static> as IndexTarget>::GROUP)
     }
 
     fn alert_on(seq: u32, position: Option<BusPosition>) -> Alert {

@@ -69,7 +69,7 @@ pub struct PartitionStats {
     pub duplicates_skipped: u64,
     /// Events indexed with `time_suspect` since the store was opened.
     pub suspect_times: u64,
-    /// Events whose JSON record did not read as JSON (a forged or damaged bus message; ingest
+    /// Events whose JSON record was no JSON object (a forged or damaged bus message; ingest
     /// refuses such records), indexed and kept as text records, since the store was opened.
     pub records_as_text: u64,
 }

@@ -77,6 +77,8 @@ struct Placed {
     /// When it arrived, as the partition is chosen by.
     arrival: DateTime<Utc>,
     suspect: bool,
+    /// Its JSON record was no JSON object, so it is kept as text (see [`RecordRead`]).
+    as_text: bool,
     doc: TantivyDocument,
 }
 
@@ -97,7 +99,7 @@ impl EventIndex {
         let rewritten = index::rewrite_documents(&writer, &searcher, |doc| {
             // Kept as it was indexed: partitions of these layouts were cut by event time.
             let event = self.stored_event(doc)?;
-            self.document(&event.as_event_ref(), event.time)
+            Ok(self.document(&event.as_event_ref(), event.time).0)
         })?;
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -261,13 +263,15 @@ impl EventIndex {
         for event in events {
             let event = event.as_event_ref();
             let placement = partition::place(*event.time, *event.received, now, self.future_skew);
+            let (doc, as_text) = self.document(&event, placement.indexed_time);
             placed.push(Placed {
                 key: self.scheme.key(placement.arrival),
                 id: *event.id,
                 time: placement.indexed_time,
                 arrival: placement.arrival,
                 suspect: placement.time_suspect,
-                doc: self.document(&event, placement.indexed_time)?,
+                as_text,
+                doc,
             });
         }
         let mut writers = lock(&self.writers);
@@ -310,6 +314,10 @@ impl EventIndex {
                     if flags_suspect {
                         doc.add_text(self.fields.time_suspect, "true");
                     }
+                }
+                if event.as_text {
+                    tracing::warn!(id = %event.id, "an event's JSON record is no JSON object; indexed and kept as text");
+                    self.records_as_text.fetch_add(1, Ordering::Relaxed);
                 }
                 if has_arrivals {
                     doc.add_date(self.fields.received, index::to_tantivy(&event.arrival));
@@ -483,12 +491,12 @@ impl EventIndex {
     }
 
     /// The document of `event`, indexed at `time`: its own time, or its arrival when that is
-    /// suspect (see [`partition::place`]).
+    /// suspect (see [`partition::place`]); and whether its JSON record was kept as text.
     pub(super) fn document(
         &self,
         event: &EventRef<'_>,
         time: DateTime<Utc>,
-    ) -> Result<TantivyDocument, StoreError> {
+    ) -> (TantivyDocument, bool) {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(f.id, event.id.to_string());
@@ -506,28 +514,36 @@ impl EventIndex {
                 doc.add_text(field, value);
             }
         }
-        let mut kept = *event;
-        match RecordValue::of_event(event) {
-            RecordRead::Object(record) => doc.add_field_value(f.record, &record),
-            // A record that is not a JSON object can still arrive off the bus; it stays
-            // findable by its words rather than failing the whole batch. Bare terms search
-            // this field as well as the record's words.
-            RecordRead::OtherJson => doc.add_text(f.text, event.record.as_str()),
-            // Nor is it written into the stored event as JSON, which it is not: the event
-            // would no longer read back. It is kept as the text it is.
-            RecordRead::NotJson => {
-                tracing::warn!(id = %event.id, "an event's JSON record does not read as JSON; indexing it as text");
-                self.records_as_text.fetch_add(1, Ordering::Relaxed);
-                kept.record = RecordRef::Text(event.record.as_str());
-                doc.add_text(f.text, event.record.as_str());
+        let kept = match RecordValue::of_event(event) {
+            RecordRead::Object(record) => {
+                doc.add_field_value(f.record, &record);
+                match event.record {
+                    // Read as an object just now, so it is written into the stored event as
+                    // JSON without another read.
+                    RecordRef::UncheckedJson(text) => RecordRef::Json(text),
+                    checked => checked,
+                }
             }
-        }
+            // Findable by its words rather than failing the whole batch (bare terms search
+            // this field as well as the record's words), and stored as the text it is, since
+            // as JSON the stored event might no longer read back.
+            RecordRead::NotAnObject => {
+                doc.add_text(f.text, event.record.as_str());
+                RecordRef::Text(event.record.as_str())
+            }
+        };
+        let as_text =
+            matches!(kept, RecordRef::Text(_)) && !matches!(event.record, RecordRef::Text(_));
+        let kept = EventRef {
+            record: kept,
+            ..*event
+        };
         // Sized for the record, which is most of it, so the buffer is not regrown.
         let mut stored = Vec::with_capacity(event.record.as_str().len() + 512);
         kept.write_json(&mut stored);
         let stored = String::from_utf8(stored).expect("an event is written as UTF-8");
         doc.add_text(f.doc, stored);
-        Ok(doc)
+        (doc, as_text)
     }
 
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
