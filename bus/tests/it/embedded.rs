@@ -329,3 +329,43 @@ async fn a_torn_tail_after_committed_data_is_still_cut() {
     let mut sub = bus.subscribe("events", "index").await.unwrap();
     assert_eq!(offsets(&sub.next_batch(100, WAIT).await.unwrap()), [3]);
 }
+
+/// One append of 2,000 messages of many sizes, with empty keys and payloads among them (more
+/// slices than one vectored write takes, were appends written that way): every frame lands
+/// whole, in order, and reads back after a reopen, whose recovery would cut a garbled tail.
+#[tokio::test]
+async fn a_large_append_is_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent: Vec<Message> = (0..2000u32)
+        .map(|i| {
+            let key = if i % 7 == 0 {
+                String::new()
+            } else {
+                format!("k{i}")
+            };
+            let payload = "x".repeat((i as usize * 37) % 3000);
+            Message::new(key, payload)
+        })
+        .collect();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+        bus.publish("events", sent.clone()).await.unwrap();
+    }
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedBusOptions::default()).unwrap();
+    let mut sub = bus.subscribe("events", "index").await.unwrap();
+    let mut read = Vec::new();
+    while read.len() < sent.len() {
+        let batch = sub.next_batch(700, WAIT).await.unwrap();
+        assert!(!batch.is_empty(), "stopped at {}", read.len());
+        read.extend(batch);
+    }
+    assert_eq!(offsets(&read), (0..2000).collect::<Vec<_>>());
+    for (delivery, message) in read.iter().zip(&sent) {
+        assert_eq!(delivery.key, message.key);
+        assert_eq!(delivery.payload, message.payload);
+    }
+    // And appends after it continue where it ended.
+    bus.publish("events", messages(0..1)).await.unwrap();
+    let batch = sub.next_batch(10, WAIT).await.unwrap();
+    assert_eq!(offsets(&batch), [2000]);
+}
