@@ -1,5 +1,3 @@
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -176,10 +174,7 @@ impl Event {
     /// [`Event::document`]'s fields, read without building a map for a JSON record: its
     /// [`Document`] borrows from the record's text.
     pub fn document_view(&self) -> Result<Document<'_>, serde_json::Error> {
-        match &self.record {
-            Record::Json(raw) => json_document(raw.get()),
-            Record::Text(text) => Ok(Document::Map(Cow::Owned(text_document(&self.fields, text)))),
-        }
+        self.as_event_ref().document_view()
     }
 
     /// Appends the event as JSON to `out`: the bytes its `Serialize` gives, with the record's

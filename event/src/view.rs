@@ -2,12 +2,15 @@
 //! whole ([`Event`]) or read off the bus with its record still a slice of text
 //! ([`EventOnBus`]).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::event::{json_document, text_document};
 use crate::wire::{EventOnBus, RecordOnBus};
-use crate::{Event, EventId, LogSource, Record, Source};
+use crate::{Document, Event, EventId, LogSource, Record, Source};
 
 /// The record of an [`EventRef`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +84,28 @@ impl AsEventRef for EventOnBus<'_> {
     }
 }
 
-impl EventRef<'_> {
+impl<'a> EventRef<'a> {
+    /// The record's text when it is a JSON record, checked or not.
+    pub fn json_text(&self) -> Option<&'a str> {
+        match self.record {
+            RecordRef::Json(text) | RecordRef::UncheckedJson(text) => Some(text),
+            RecordRef::Text(_) => None,
+        }
+    }
+
+    /// The fields rules look up, without building a map for a JSON record: its [`Document`]
+    /// borrows from the record's text. A text record gives its derived fields, and the line
+    /// under [`crate::TEXT_FIELD`] unless a derived field took that name.
+    pub fn document_view(&self) -> Result<Document<'a>, serde_json::Error> {
+        match self.json_text() {
+            Some(text) => json_document(text),
+            None => Ok(Document::Map(Cow::Owned(text_document(
+                self.fields,
+                self.record.as_str(),
+            )))),
+        }
+    }
+
     /// Appends the event as JSON to `out`: the bytes [`Event`]'s `Serialize` gives, with a
     /// checked JSON record's text copied in as it is rather than read again (`serde_json`
     /// would read it again; see [`crate::JsonText`]).

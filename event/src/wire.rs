@@ -23,8 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::event::{json_document, text_document};
-use crate::{Document, Event, EventId, LogSource, Record, RecordError, Source};
+use crate::{AsEventRef, Document, Event, EventId, LogSource, Record, RecordError, Source};
 
 /// The first byte of a framed message. A message in the earlier format is a JSON object, so
 /// it starts with `{`.
@@ -244,13 +243,7 @@ impl<'a> EventOnBus<'a> {
 
     /// [`Event::document_view`] of the event, without building it.
     pub fn document_view(&self) -> Result<Document<'_>, serde_json::Error> {
-        match &self.record {
-            RecordOnBus::Json(text) => json_document(text),
-            RecordOnBus::Text(line) => Ok(Document::Map(Cow::Owned(text_document(
-                &self.head.fields,
-                line,
-            )))),
-        }
+        self.as_event_ref().document_view()
     }
 
     /// The event, owning its record, which stays unchecked.

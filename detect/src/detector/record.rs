@@ -1,8 +1,7 @@
-//! [`Detector`] fed a whole [`Event`], or a JSON record as its text, parsed only when the
-//! engine needs it (see [`crate::Engine::matching_record`]).
+//! [`Detector`] fed an event, or a JSON record as its text, parsed only when the engine needs
+//! it (see [`crate::Engine::matching_record`]).
 
-use vigil_event::wire::{EventOnBus, RecordOnBus};
-use vigil_event::{Document, Event, Id, LogSource};
+use vigil_event::{AsEventRef, Document, Id, LogSource};
 
 use super::{Detector, Evaluation};
 
@@ -30,60 +29,27 @@ impl Detector {
         Ok((evaluation, Some(doc)))
     }
 
-    /// [`Detector::evaluate`] for an [`Event`], in `stream` at `time`: a JSON record through
-    /// [`Detector::evaluate_record`] (parsed only when needed), a text record
-    /// as its derived fields. The document comes back when it was built, for
+    /// [`Detector::evaluate`] for an event, in `stream` at `time`, whether built whole
+    /// ([`vigil_event::Event`]) or read off the bus with its record a slice of the message
+    /// ([`vigil_event::wire::EventOnBus`]): a JSON record through
+    /// [`Detector::evaluate_record`] (parsed only when needed), a text record as its derived
+    /// fields. The document comes back when it was built, for
     /// [`crate::Engine::matched_fields`].
     pub fn evaluate_event<'e>(
         &mut self,
         stream: &str,
         time: i64,
-        event: &'e Event,
+        event: &'e impl AsEventRef,
     ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
-        let json = event.record.is_json().then(|| event.record.as_str());
-        self.evaluate_parts(stream, time, event.id, &event.logsource, json, || {
-            event.document_view()
-        })
-    }
-
-    /// [`Detector::evaluate_event`] for an event as read off the bus, its record borrowed from
-    /// the message.
-    pub fn evaluate_on_bus<'e>(
-        &mut self,
-        stream: &str,
-        time: i64,
-        event: &'e EventOnBus<'_>,
-    ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
-        let json = match &event.record {
-            RecordOnBus::Json(text) => Some(text.as_ref()),
-            RecordOnBus::Text(_) => None,
-        };
-        self.evaluate_parts(
-            stream,
-            time,
-            event.head.id,
-            &event.head.logsource,
-            json,
-            || event.document_view(),
-        )
-    }
-
-    /// An event's record through [`Detector::evaluate_record`] when it is `json`, else its
-    /// `document` through [`Detector::evaluate`].
-    fn evaluate_parts<'e>(
-        &mut self,
-        stream: &str,
-        time: i64,
-        id: Id,
-        logsource: &LogSource,
-        json: Option<&'e str>,
-        document: impl FnOnce() -> Result<Document<'e>, serde_json::Error>,
-    ) -> Result<(Evaluation, Option<Document<'e>>), serde_json::Error> {
-        if let Some(record) = json {
-            return self.evaluate_record(stream, time, Some(id), logsource, record, document);
+        let event = event.as_event_ref();
+        let id = Some(*event.id);
+        if let Some(record) = event.json_text() {
+            return self.evaluate_record(stream, time, id, event.logsource, record, || {
+                event.document_view()
+            });
         }
-        let doc = document()?;
-        let evaluation = self.evaluate(stream, time, Some(id), logsource, &doc);
+        let doc = event.document_view()?;
+        let evaluation = self.evaluate(stream, time, id, event.logsource, &doc);
         Ok((evaluation, Some(doc)))
     }
 }

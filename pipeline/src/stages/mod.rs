@@ -115,7 +115,7 @@ fn decode_message<T>(
 }
 
 /// A bus message that is one JSON document: an alert, a quarantined record. Events have a
-/// format of their own (`Event::from_bus`).
+/// format of their own (`vigil_event::wire`).
 fn json_from_bus<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
     serde_json::from_slice(payload).map_err(|e| e.to_string())
 }

@@ -241,7 +241,7 @@ pub(super) fn detect_batch(
             // another still correlates.
             let time = event.time.min(event.received).timestamp_millis();
             detector
-                .evaluate_on_bus(&event.source.name, time, on_bus)
+                .evaluate_event(&event.source.name, time, on_bus)
                 .map(|(evaluation, document)| (event, evaluation, document.unwrap_or_default()))
                 .map_err(|e| format!("event record is not valid JSON: {e}"))
         });
