@@ -1,15 +1,19 @@
 //! One process's membership of a consumer group on one topic.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_core::Stream;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use vigil_bus::{BusError, Checkpoint, Delivery, Subscription};
@@ -94,8 +98,11 @@ impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let mut batch = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
+        // One stream for the whole batch: `recv` makes a stream a message, and each takes and
+        // gives back a waker slot under the consumer's lock.
+        let mut stream = self.consumer.stream();
         let first = loop {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+            match tokio::time::timeout_at(deadline, next_message(&mut stream)).await {
                 Err(_) => return Ok(batch),
                 Ok(Err(error)) if is_connection_event(&error) => continue,
                 Ok(received) => break received.map_err(|e| consume_error(&self.options, e))?,
@@ -104,10 +111,20 @@ impl Subscription for KafkaSubscription {
         batch.push(self.delivery(&first));
         drop(first);
         while batch.len() < max {
-            match tokio::time::timeout(BATCH_FILL_WAIT, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(self.delivery(&message)),
+            // A message already fetched is taken as it is; only an empty queue arms a timer.
+            let next = match queued_message(&mut stream) {
+                Some(next) => next,
+                None => {
+                    match tokio::time::timeout(BATCH_FILL_WAIT, next_message(&mut stream)).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    }
+                }
+            };
+            match next {
+                Ok(message) => batch.push(self.delivery(&message)),
                 // An error after some messages is reported by the next call, if it persists.
-                Ok(Err(_)) | Err(_) => break,
+                Err(_) => break,
             }
         }
         Ok(batch)
@@ -181,6 +198,24 @@ impl Subscription for KafkaSubscription {
         gauge
             .last
             .ok_or_else(|| BusError::Unavailable("consumer lag not measured yet".into()))
+    }
+}
+
+type Received<'a> = Result<BorrowedMessage<'a>, KafkaError>;
+
+/// The stream's next message, waiting for one.
+async fn next_message<'a>(stream: &mut MessageStream<'a, GroupContext>) -> Received<'a> {
+    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx))
+        .await
+        .expect("rdkafka's message streams never end")
+}
+
+/// The stream's next message if the consumer holds one already, without waiting.
+fn queued_message<'a>(stream: &mut MessageStream<'a, GroupContext>) -> Option<Received<'a>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(stream).poll_next(&mut cx) {
+        Poll::Ready(next) => Some(next.expect("rdkafka's message streams never end")),
+        Poll::Pending => None,
     }
 }
 
