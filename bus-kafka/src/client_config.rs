@@ -37,7 +37,11 @@ impl Config {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            // Each batch costs the client and the broker a request, a compression frame and,
+            // on tansu, an object every fetch walks: at 5 ms, Kafka carried 20,600 to 23,400
+            // events/s end to end in `bus_throughput`; at 10 ms, 22,700 to 23,900 with the
+            // same p99; at 20 ms, 23,200 to 24,700, but the p99 at its half rate passed 1 s.
+            .set("linger.ms", "10")
             .set("batch.num.messages", "10000")
             // The queue bounds the memory ingest can hold for Kafka: 64 MiB, then it waits.
             .set("queue.buffering.max.kbytes", "65536")
