@@ -38,9 +38,10 @@ impl Config {
             .set("acks", "all")
             .set("compression.type", "lz4")
             // Each batch costs the client and the broker a request, a compression frame and,
-            // on tansu, an object every fetch walks: at 5 ms, Kafka carried 20,600 to 23,400
-            // events/s end to end in `bus_throughput`; at 10 ms, 22,700 to 23,900 with the
-            // same p99; at 20 ms, 23,200 to 24,700, but the p99 at its half rate passed 1 s.
+            // on tansu, an object every fetch walks. In `bus_throughput`, Kafka reached 0.75 to
+            // 0.88 of the embedded bus at 5 ms (24 runs) and 0.77 to 0.96 at 10 ms (7 runs),
+            // the p99 under 1 s in all; 20 ms reached 0.87 to 0.93, but the p99 at the higher
+            // half rate that sets passed 1 s in three runs of four (benches/RESULTS.md).
             .set("linger.ms", "10")
             .set("batch.num.messages", "10000")
             // The queue bounds the memory ingest can hold for Kafka: 64 MiB, then it waits.
