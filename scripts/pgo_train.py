@@ -8,19 +8,23 @@ material (each varied so that no two events are alike), so that no hot path is l
 counts: LLVM optimises code without counts for size, as if it never ran.
 
 - `vigil detect` over each JSON source's records, with its logsource and without (each record's
-  shape recognised), against every rule directory given;
+  shape recognised), against every rule directory given and a rule set generated from the
+  records (`generate_rules`);
 - `vigil run` with the embedded bus: records posted to ingest for every source, detected,
   indexed and searched, then a clean shutdown (the profile is written at exit).
 """
 
 import json
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +41,15 @@ JSON_SOURCES = [
     ("flask-app", "flask-app.ndjson", None),
 ]
 ACCESS_LOG = ("flask-access", "flask-access.log")
+# The logsource each JSON source's generated rules declare.
+GENERATED_LOGSOURCE = {
+    "cloudtrail.ndjson": {"product": "aws", "service": "cloudtrail"},
+    "kubernetes-audit.ndjson": {"product": "kubernetes", "service": "audit"},
+    "flask-app.ndjson": {"product": "python", "service": "flask", "category": "application"},
+}
+GENERATED_PER_SOURCE = 150
+# The share of generated rules whose values are altered so that they rarely match.
+MISSING = 0.9
 
 
 def varied(name: str, copies: int) -> list[str]:
@@ -58,7 +71,109 @@ def access_lines(copies: int) -> list[str]:
     return [line.replace(" /", f" /pgo{copy}/", 1) for copy in range(copies) for line in lines]
 
 
+def leaves(value, path: str = ""):
+    """(dotted field, text) for each string of a record, list items under their list's field."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if re.fullmatch(r"[A-Za-z0-9_]+", key):
+                yield from leaves(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for item in value:
+            yield from leaves(item, path)
+    elif isinstance(value, str) and path and 3 <= len(value) <= 200:
+        yield path, value
+
+
+def generated_item(
+    rng: random.Random, field: str, text: str, seen: list[str], alter: bool
+) -> tuple[str, object]:
+    """One selection item on `field`, in one of the shapes Sigma rules use, from a record's text
+    (and others of the field, `seen`), each value it looks for `altered` where `alter` is set."""
+
+    def change(value: str) -> str:
+        return altered(rng, value) if alter else value
+
+    cut = rng.randint(3, len(text))
+    shape = rng.random()
+    if shape < 0.5:
+        picked = [text] + rng.sample(seen, min(len(seen), rng.randint(0, 6)))
+        values = sorted({change(value) for value in picked})
+        return field, values if len(values) > 1 else values[0]
+    if shape < 0.7:
+        start = rng.randint(0, len(text) - 3)
+        return f"{field}|contains", change(text[start:start + cut])
+    if shape < 0.8:
+        return f"{field}|startswith", change(text[:cut])
+    if shape < 0.9:
+        return f"{field}|endswith", change(text[-cut:])
+    if shape < 0.95:
+        return f"{field}|contains|all", sorted({change(text[:3]), change(text[-3:])})
+    return f"{field}|re", "^" + re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", change(text[:cut]))
+
+
+def altered(rng: random.Random, text: str) -> str:
+    at = rng.randrange(len(text))
+    return text[:at] + ("Q" if text[at] != "Q" else "Z") + text[at + 1:]
+
+
+def generate_rules(directory: Path, seed: int) -> None:
+    """Rules of the shapes SigmaHQ's cloud and Kubernetes rules have, on the demo records' fields.
+
+    A deployment's rules (SigmaHQ's, say) are not in the repository, and the repository's own
+    match few of the training's records, so the paths that evaluate many rules, explain their
+    matches and walk lists would be left without counts. These rules are generated from the
+    records' own values: a tenth keep them and match, the rest have a character altered and
+    rarely do (about four matches an event over the demo records).
+    """
+    rng = random.Random(seed)
+    for name, logsource in GENERATED_LOGSOURCE.items():
+        records = [json.loads(line) for line in (REPO / "demo" / name).read_text().splitlines()]
+        by_field: dict[str, list[str]] = {}
+        for record in records:
+            for field, text in leaves(record):
+                by_field.setdefault(field, []).append(text)
+        out = directory / name.split(".")[0]
+        out.mkdir(parents=True)
+        for number in range(GENERATED_PER_SOURCE):
+            fields = list(dict(leaves(rng.choice(records))).items())
+            picked = rng.sample(fields, min(len(fields), rng.randint(1, 3)))
+            # Most of a deployment's rules match no given event: so most generated rules have
+            # a character of each value they look for changed.
+            alter = rng.random() < MISSING
+            items = [
+                generated_item(rng, field, text, sorted(set(by_field[field])), alter)
+                for field, text in picked
+            ]
+            detection: dict[str, object] = {}
+            shape = rng.random()
+            if shape < 0.6 or len(items) == 1:
+                detection["selection"] = dict(items)
+                detection["condition"] = "selection"
+            elif shape < 0.8:
+                detection["selection"] = dict(items[:-1])
+                detection["filter"] = dict(items[-1:])
+                detection["condition"] = "selection and not filter"
+            else:
+                for index, item in enumerate(items):
+                    detection[f"selection_{index}"] = dict([item])
+                detection["condition"] = rng.choice(["1 of selection_*", "all of selection_*"])
+            rule = {
+                "title": f"Generated training rule {number} for {name}",
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "status": "test",
+                "logsource": logsource,
+                "detection": detection,
+                "level": rng.choice(["low", "medium", "high"]),
+            }
+            # JSON is YAML, and keeps every value a quoted string whatever its characters.
+            text = json.dumps(rule, indent=2, ensure_ascii=False)
+            (out / f"rule_{number:03}.yml").write_text(text + "\n")
+
+
 def train_detect(vigil: str, work: Path, rule_dirs: list[str]) -> None:
+    generated = work / "generated-rules"
+    generate_rules(generated, seed=20)
+    rule_dirs = [*rule_dirs, str(generated)]
     rules = [arg for d in rule_dirs for arg in ("--rules", d)]
     mixed = []
     for _, name, logsource in JSON_SOURCES:
