@@ -146,7 +146,12 @@ def generate_rules(directory: Path, seed: int) -> None:
             ]
             detection: dict[str, object] = {}
             shape = rng.random()
-            if shape < 0.6 or len(items) == 1:
+            if shape < 0.05:
+                # Keywords: values looked for in every string of the record.
+                words = {text[: rng.randint(3, len(text))] for _, text in picked}
+                detection["keywords"] = sorted(altered(rng, w) if alter else w for w in words)
+                detection["condition"] = "keywords"
+            elif shape < 0.6 or len(items) == 1:
                 detection["selection"] = dict(items)
                 detection["condition"] = "selection"
             elif shape < 0.8:
