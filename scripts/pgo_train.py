@@ -148,7 +148,9 @@ def generate_rules(directory: Path, seed: int) -> None:
             shape = rng.random()
             if shape < 0.05:
                 # Keywords: values looked for in every string of the record.
-                words = {text[: rng.randint(3, len(text))] for _, text in picked}
+                # In order: altering a set's words in its (hash-seeded) order would make the
+                # rules differ from one run to the next.
+                words = sorted({text[: rng.randint(3, len(text))] for _, text in picked})
                 detection["keywords"] = sorted(altered(rng, w) if alter else w for w in words)
                 detection["condition"] = "keywords"
             elif shape < 0.6 or len(items) == 1:
