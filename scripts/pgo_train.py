@@ -123,7 +123,7 @@ def generate_rules(directory: Path, seed: int) -> None:
     match few of the training's records, so the paths that evaluate many rules, explain their
     matches and walk lists would be left without counts. These rules are generated from the
     records' own values: a tenth keep them and match, the rest have a character altered and
-    rarely do (about four matches an event over the demo records).
+    rarely do (about four matches an event over the CloudTrail and Kubernetes audit records).
     """
     rng = random.Random(seed)
     for name, logsource in GENERATED_LOGSOURCE.items():
