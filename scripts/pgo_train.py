@@ -26,27 +26,41 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "pgo-training-token-0123456789abcdef"
 
-# (ingest source, demo file, logsource for `vigil detect`)
+class JsonSource(NamedTuple):
+    ingest: str
+    demo_file: str
+    # `vigil detect --logsource`; None leaves each record's shape to be recognised.
+    detect_logsource: str | None
+    # The logsource the rules generated from the source's records declare.
+    rule_logsource: dict[str, str]
+
+
 JSON_SOURCES = [
-    ("cloudtrail", "cloudtrail.ndjson", "product=aws,service=cloudtrail"),
-    (
+    JsonSource(
+        "cloudtrail",
+        "cloudtrail.ndjson",
+        "product=aws,service=cloudtrail",
+        {"product": "aws", "service": "cloudtrail"},
+    ),
+    JsonSource(
         "kubernetes-audit",
         "kubernetes-audit.ndjson",
         "product=kubernetes,service=audit,category=application",
+        {"product": "kubernetes", "service": "audit"},
     ),
-    ("flask-app", "flask-app.ndjson", None),
+    JsonSource(
+        "flask-app",
+        "flask-app.ndjson",
+        None,
+        {"product": "python", "service": "flask", "category": "application"},
+    ),
 ]
 ACCESS_LOG = ("flask-access", "flask-access.log")
-# The logsource each JSON source's generated rules declare.
-GENERATED_LOGSOURCE = {
-    "cloudtrail.ndjson": {"product": "aws", "service": "cloudtrail"},
-    "kubernetes-audit.ndjson": {"product": "kubernetes", "service": "audit"},
-    "flask-app.ndjson": {"product": "python", "service": "flask", "category": "application"},
-}
 GENERATED_PER_SOURCE = 150
 # The share of generated rules whose values are altered so that they rarely match.
 MISSING = 0.9
@@ -88,10 +102,10 @@ def generated_item(
     rng: random.Random, field: str, text: str, seen: list[str], alter: bool
 ) -> tuple[str, object]:
     """One selection item on `field`, in one of the shapes Sigma rules use, from a record's text
-    (and others of the field, `seen`), each value it looks for `altered` where `alter` is set."""
+    (and others of the field, `seen`), each value it looks for `changed` where `alter` is set."""
 
     def change(value: str) -> str:
-        return altered(rng, value) if alter else value
+        return changed(rng, value, alter)
 
     cut = rng.randint(3, len(text))
     shape = rng.random()
@@ -111,7 +125,10 @@ def generated_item(
     return f"{field}|re", "^" + re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", change(text[:cut]))
 
 
-def altered(rng: random.Random, text: str) -> str:
+def changed(rng: random.Random, text: str, alter: bool) -> str:
+    """`text` with one character changed where `alter` is set, else `text`."""
+    if not alter:
+        return text
     at = rng.randrange(len(text))
     return text[:at] + ("Q" if text[at] != "Q" else "Z") + text[at + 1:]
 
@@ -126,7 +143,7 @@ def generate_rules(directory: Path, seed: int) -> None:
     rarely do (about four matches an event over the CloudTrail and Kubernetes audit records).
     """
     rng = random.Random(seed)
-    for name, logsource in GENERATED_LOGSOURCE.items():
+    for _, name, _, logsource in JSON_SOURCES:
         records = [json.loads(line) for line in (REPO / "demo" / name).read_text().splitlines()]
         by_field: dict[str, list[str]] = {}
         for record in records:
@@ -151,7 +168,7 @@ def generate_rules(directory: Path, seed: int) -> None:
                 # In order: altering a set's words in its (hash-seeded) order would make the
                 # rules differ from one run to the next.
                 words = sorted({text[: rng.randint(3, len(text))] for _, text in picked})
-                detection["keywords"] = sorted(altered(rng, w) if alter else w for w in words)
+                detection["keywords"] = sorted(changed(rng, w, alter) for w in words)
                 detection["condition"] = "keywords"
             elif shape < 0.6 or len(items) == 1:
                 detection["selection"] = dict(items)
@@ -183,7 +200,7 @@ def train_detect(vigil: str, work: Path, rule_dirs: list[str]) -> None:
     rule_dirs = [*rule_dirs, str(generated)]
     rules = [arg for d in rule_dirs for arg in ("--rules", d)]
     mixed = []
-    for _, name, logsource in JSON_SOURCES:
+    for _, name, logsource, _ in JSON_SOURCES:
         lines = varied(name, 2000)
         mixed += lines[:20000]
         path = work / f"detect-{name}"
@@ -223,7 +240,7 @@ def train_run(vigil: str, work: Path, rules: str) -> None:
         base = first[len(prefix):]
         # The JSON records, which search finds by their `pgo` field.
         posted = 0
-        for source, name, _ in JSON_SOURCES:
+        for source, name, _, _ in JSON_SOURCES:
             lines = varied(name, 600)
             for start in range(0, len(lines), 5000):
                 batch = lines[start:start + 5000]
