@@ -9,7 +9,8 @@ counts: LLVM optimises code without counts for size, as if it never ran.
 
 - `vigil detect` over each JSON source's records, with its logsource and without (each record's
   shape recognised), against every rule directory given and a rule set generated from the
-  records (`generate_rules`);
+  records (`generate_rules`), and alone against rules keyed on each source's operation
+  (`generate_keyed_rules`), the shape of SigmaHQ's rules for CloudTrail and Kubernetes audit;
 - `vigil run` with the embedded bus: records posted to ingest for every source, detected,
   indexed and searched, then a clean shutdown (the profile is written at exit).
 """
@@ -38,6 +39,9 @@ class JsonSource(NamedTuple):
     detect_logsource: str | None
     # The logsource the rules generated from the source's records declare.
     rule_logsource: dict[str, str]
+    # The fields that name the operation a record is about, which SigmaHQ's rules for the
+    # source list exact values of; none for a source it has no rules for.
+    operation_fields: tuple[str, ...] = ()
 
 
 JSON_SOURCES = [
@@ -46,12 +50,14 @@ JSON_SOURCES = [
         "cloudtrail.ndjson",
         "product=aws,service=cloudtrail",
         {"product": "aws", "service": "cloudtrail"},
+        ("eventSource", "eventName"),
     ),
     JsonSource(
         "kubernetes-audit",
         "kubernetes-audit.ndjson",
         "product=kubernetes,service=audit,category=application",
         {"product": "kubernetes", "service": "audit"},
+        ("verb", "objectRef.resource"),
     ),
     JsonSource(
         "flask-app",
@@ -64,6 +70,14 @@ ACCESS_LOG = ("flask-access", "flask-access.log")
 GENERATED_PER_SOURCE = 150
 # The share of generated rules whose values are altered so that they rarely match.
 MISSING = 0.9
+# The same for rules keyed on the operation (`generate_keyed_rules`): at this share they match
+# about once a demo record (0.93 times a CloudTrail record, 0.97 times a Kubernetes audit
+# event), at 0.9 2.1 and 1.6 times; SigmaHQ's match 0.7 and 0.13 times an event of
+# benches/detect_vs_rsigma.rs.
+KEYED_MISSING = 0.96
+# The keyed rules' runs are repeated so that their path's counts are not outweighed by the
+# text scans of every other run: one pass was never better than three (benches/RESULTS.md).
+KEYED_PASSES = 3
 
 
 def varied(name: str, copies: int) -> list[str]:
@@ -133,6 +147,33 @@ def changed(rng: random.Random, text: str, alter: bool) -> str:
     return text[:at] + ("Q" if text[at] != "Q" else "Z") + text[at + 1:]
 
 
+def source_records(source: JsonSource) -> tuple[list[dict], dict[str, list[str]]]:
+    """The source's demo records, and each field's texts over them, in record order."""
+    lines = (REPO / "demo" / source.demo_file).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    by_field: dict[str, list[str]] = {}
+    for record in records:
+        for field, text in leaves(record):
+            by_field.setdefault(field, []).append(text)
+    return records, by_field
+
+
+def write_rule(
+    out: Path, rng: random.Random, number: int, source: JsonSource, detection: dict
+) -> None:
+    rule = {
+        "title": f"Generated training rule {number} for {source.demo_file}",
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "status": "test",
+        "logsource": source.rule_logsource,
+        "detection": detection,
+        "level": rng.choice(["low", "medium", "high"]),
+    }
+    # JSON is YAML, and keeps every value a quoted string whatever its characters.
+    text = json.dumps(rule, indent=2, ensure_ascii=False)
+    (out / f"rule_{number:03}.yml").write_text(text + "\n")
+
+
 def generate_rules(directory: Path, seed: int) -> None:
     """Rules of the shapes SigmaHQ's cloud and Kubernetes rules have, on the demo records' fields.
 
@@ -141,15 +182,13 @@ def generate_rules(directory: Path, seed: int) -> None:
     matches and walk lists would be left without counts. These rules are generated from the
     records' own values: a tenth keep them and match, the rest have a character altered and
     rarely do (about four matches an event over the CloudTrail and Kubernetes audit records).
+    Many look for parts of values, so each source's plan finds its candidates by scanning the
+    record's text (`generate_keyed_rules` trains the other way).
     """
     rng = random.Random(seed)
-    for _, name, _, logsource in JSON_SOURCES:
-        records = [json.loads(line) for line in (REPO / "demo" / name).read_text().splitlines()]
-        by_field: dict[str, list[str]] = {}
-        for record in records:
-            for field, text in leaves(record):
-                by_field.setdefault(field, []).append(text)
-        out = directory / name.split(".")[0]
+    for source in JSON_SOURCES:
+        records, by_field = source_records(source)
+        out = directory / source.demo_file.split(".")[0]
         out.mkdir(parents=True)
         for number in range(GENERATED_PER_SOURCE):
             fields = list(dict(leaves(rng.choice(records))).items())
@@ -181,37 +220,84 @@ def generate_rules(directory: Path, seed: int) -> None:
                 for index, item in enumerate(items):
                     detection[f"selection_{index}"] = dict([item])
                 detection["condition"] = rng.choice(["1 of selection_*", "all of selection_*"])
-            rule = {
-                "title": f"Generated training rule {number} for {name}",
-                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "status": "test",
-                "logsource": logsource,
-                "detection": detection,
-                "level": rng.choice(["low", "medium", "high"]),
-            }
-            # JSON is YAML, and keeps every value a quoted string whatever its characters.
-            text = json.dumps(rule, indent=2, ensure_ascii=False)
-            (out / f"rule_{number:03}.yml").write_text(text + "\n")
+            write_rule(out, rng, number, source, detection)
+
+
+def generate_keyed_rules(directory: Path, seed: int) -> None:
+    """Rules of the shape nearly all of SigmaHQ's CloudTrail and Kubernetes audit rules take:
+    exact values of the fields that name the operation (CloudTrail's `eventSource` and
+    `eventName`, Kubernetes audit's `verb` and `objectRef.resource`), beside conditions on
+    other fields.
+
+    A plan whose rules nearly all name such values looks the fields' values up in a table
+    (`KeyIndex`, detect/src/prefilter/keys.rs) instead of scanning the record's text, which is
+    how `vigil detect` runs SigmaHQ's rules for both sources. `generate_rules` never makes
+    such a plan, so without these that path was trained only by the repository's CloudTrail
+    rules in `vigil run`.
+    """
+    rng = random.Random(seed)
+    for source in JSON_SOURCES:
+        if not source.operation_fields:
+            continue
+        records, by_field = source_records(source)
+        records = [
+            record
+            for record in records
+            if set(source.operation_fields) <= dict(leaves(record)).keys()
+        ]
+        out = directory / source.demo_file.split(".")[0]
+        out.mkdir(parents=True)
+        for number in range(GENERATED_PER_SOURCE):
+            fields = dict(leaves(rng.choice(records)))
+            alter = rng.random() < KEYED_MISSING
+            selection: dict[str, object] = {}
+            for field in source.operation_fields:
+                seen = sorted(set(by_field[field]))
+                picked = [fields[field]] + rng.sample(seen, min(len(seen), rng.randint(0, 6)))
+                values = sorted({changed(rng, value, alter) for value in picked})
+                selection[field] = values if len(values) > 1 else values[0]
+            others = sorted(set(fields) - set(source.operation_fields))
+            items = [
+                generated_item(rng, field, fields[field], sorted(set(by_field[field])), alter)
+                for field in rng.sample(others, min(len(others), rng.randint(0, 2)))
+            ]
+            detection: dict[str, object] = {"selection": selection}
+            if items and rng.random() < 0.3:
+                selection.update(items[:-1])
+                detection["filter"] = dict(items[-1:])
+                detection["condition"] = "selection and not filter"
+            else:
+                selection.update(items)
+                detection["condition"] = "selection"
+            write_rule(out, rng, number, source, detection)
 
 
 def train_detect(vigil: str, work: Path, rule_dirs: list[str]) -> None:
     generated = work / "generated-rules"
     generate_rules(generated, seed=20)
-    rule_dirs = [*rule_dirs, str(generated)]
-    rules = [arg for d in rule_dirs for arg in ("--rules", d)]
+    keyed = work / "keyed-rules"
+    generate_keyed_rules(keyed, seed=21)
+    rules = [arg for d in [*rule_dirs, str(generated)] for arg in ("--rules", d)]
+
+    def detect(*args: str) -> None:
+        subprocess.run([vigil, "detect", *args], check=True, stdout=subprocess.DEVNULL)
+
     mixed = []
-    for _, name, logsource, _ in JSON_SOURCES:
-        lines = varied(name, 2000)
+    for source in JSON_SOURCES:
+        lines = varied(source.demo_file, 2000)
         mixed += lines[:20000]
-        path = work / f"detect-{name}"
+        path = work / f"detect-{source.demo_file}"
         path.write_text("\n".join(lines) + "\n")
-        args = [vigil, "detect", *rules, str(path)]
-        if logsource:
-            args[2:2] = ["--logsource", logsource]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        logsource = source.detect_logsource
+        selected = ["--logsource", logsource] if logsource else []
+        detect(*selected, *rules, str(path))
+        if source.operation_fields:
+            # On their own: beside the rules above, the plan would scan the text again.
+            for _ in range(KEYED_PASSES):
+                detect(*selected, "--rules", str(keyed / source.demo_file.split(".")[0]), str(path))
     path = work / "detect-mixed"
     path.write_text("\n".join(mixed + access_lines(200)) + "\n")
-    subprocess.run([vigil, "detect", *rules, str(path)], check=True, stdout=subprocess.DEVNULL)
+    detect(*rules, str(path))
 
 
 def request(base: str, path: str, body: bytes | None = None) -> bytes:
@@ -240,11 +326,11 @@ def train_run(vigil: str, work: Path, rules: str) -> None:
         base = first[len(prefix):]
         # The JSON records, which search finds by their `pgo` field.
         posted = 0
-        for source, name, _, _ in JSON_SOURCES:
-            lines = varied(name, 600)
+        for source in JSON_SOURCES:
+            lines = varied(source.demo_file, 600)
             for start in range(0, len(lines), 5000):
                 batch = lines[start:start + 5000]
-                request(base, f"/api/v1/ingest/{source}", "\n".join(batch).encode())
+                request(base, f"/api/v1/ingest/{source.ingest}", "\n".join(batch).encode())
                 posted += len(batch)
         lines = access_lines(200)
         request(base, f"/api/v1/ingest/{ACCESS_LOG[0]}", "\n".join(lines).encode())
