@@ -159,10 +159,10 @@ def source_records(source: JsonSource) -> tuple[list[dict], dict[str, list[str]]
 
 
 def write_rule(
-    out: Path, rng: random.Random, number: int, source: JsonSource, detection: dict
+    out: Path, rng: random.Random, title: str, number: int, source: JsonSource, detection: dict
 ) -> None:
     rule = {
-        "title": f"Generated training rule {number} for {source.demo_file}",
+        "title": f"{title} {number} for {source.demo_file}",
         "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "status": "test",
         "logsource": source.rule_logsource,
@@ -220,7 +220,7 @@ def generate_rules(directory: Path, seed: int) -> None:
                 for index, item in enumerate(items):
                     detection[f"selection_{index}"] = dict([item])
                 detection["condition"] = rng.choice(["1 of selection_*", "all of selection_*"])
-            write_rule(out, rng, number, source, detection)
+            write_rule(out, rng, "Generated training rule", number, source, detection)
 
 
 def generate_keyed_rules(directory: Path, seed: int) -> None:
@@ -269,7 +269,7 @@ def generate_keyed_rules(directory: Path, seed: int) -> None:
             else:
                 selection.update(items)
                 detection["condition"] = "selection"
-            write_rule(out, rng, number, source, detection)
+            write_rule(out, rng, "Generated keyed training rule", number, source, detection)
 
 
 def train_detect(vigil: str, work: Path, rule_dirs: list[str]) -> None:
