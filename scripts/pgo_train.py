@@ -169,9 +169,35 @@ def write_rule(
         "detection": detection,
         "level": rng.choice(["low", "medium", "high"]),
     }
-    # JSON is YAML, and keeps every value a quoted string whatever its characters.
-    text = json.dumps(rule, indent=2, ensure_ascii=False)
-    (out / f"rule_{number:03}.yml").write_text(text + "\n")
+    (out / f"rule_{number:03}.yml").write_text("".join(block_yaml(rule)))
+
+
+# YAML reads a plain scalar of these as something other than a string.
+NOT_STRINGS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
+
+
+def scalar(text: str) -> str:
+    """`text` as a YAML string: plain where YAML reads it back as this string, as most of
+    SigmaHQ's values are written, else double-quoted (a JSON string is one)."""
+    plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9_.,/@|*()=+-]*( [A-Za-z0-9_.,/@|*()=+-]+)*", text)
+    if plain and text.lower() not in NOT_STRINGS:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def block_yaml(value: dict, indent: str = ""):
+    """`value`, a rule of strings, lists of strings and mappings, as block-style YAML lines:
+    the style SigmaHQ's rules are written in, whose parse the training then exercises (as
+    JSON, which is YAML too, the rules trained another path of the YAML reader)."""
+    for key, item in value.items():
+        if isinstance(item, dict):
+            yield f"{indent}{scalar(key)}:\n"
+            yield from block_yaml(item, indent + "    ")
+        elif isinstance(item, list):
+            yield f"{indent}{scalar(key)}:\n"
+            yield from (f"{indent}    - {scalar(entry)}\n" for entry in item)
+        else:
+            yield f"{indent}{scalar(key)}: {scalar(item)}\n"
 
 
 def generate_rules(directory: Path, seed: int) -> None:
