@@ -43,6 +43,11 @@ class JsonSource(NamedTuple):
     # source list exact values of; none for a source it has no rules for.
     operation_fields: tuple[str, ...] = ()
 
+    @property
+    def stem(self) -> str:
+        """The demo file's name without its extension: the directory of its generated rules."""
+        return self.demo_file.split(".")[0]
+
 
 JSON_SOURCES = [
     JsonSource(
@@ -214,7 +219,7 @@ def generate_rules(directory: Path, seed: int) -> None:
     rng = random.Random(seed)
     for source in JSON_SOURCES:
         records, by_field = source_records(source)
-        out = directory / source.demo_file.split(".")[0]
+        out = directory / source.stem
         out.mkdir(parents=True)
         for number in range(GENERATED_PER_SOURCE):
             fields = list(dict(leaves(rng.choice(records))).items())
@@ -271,7 +276,7 @@ def generate_keyed_rules(directory: Path, seed: int) -> None:
             for record in records
             if set(source.operation_fields) <= dict(leaves(record)).keys()
         ]
-        out = directory / source.demo_file.split(".")[0]
+        out = directory / source.stem
         out.mkdir(parents=True)
         for number in range(GENERATED_PER_SOURCE):
             fields = dict(leaves(rng.choice(records)))
@@ -320,7 +325,7 @@ def train_detect(vigil: str, work: Path, rule_dirs: list[str]) -> None:
         if source.operation_fields:
             # On their own: beside the rules above, the plan would scan the text again.
             for _ in range(KEYED_PASSES):
-                detect(*selected, "--rules", str(keyed / source.demo_file.split(".")[0]), str(path))
+                detect(*selected, "--rules", str(keyed / source.stem), str(path))
     path = work / "detect-mixed"
     path.write_text("\n".join(mixed + access_lines(200)) + "\n")
     detect(*rules, str(path))
