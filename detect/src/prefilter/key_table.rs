@@ -11,6 +11,10 @@
 //! The table is open addressing with linear probing, at most half full. Only rules add keys;
 //! events only look them up, and the hash's seed is random per process, so a sender can
 //! neither grow the table nor aim values at one long run of it.
+//!
+//! A value of a length no key has is turned away before it is hashed. CloudTrail's
+//! `userAgent` is keyed by one rule's ten-byte value, and every record's agent (100 to 260
+//! bytes) was hashed whole to find it missing.
 
 use std::hash::BuildHasher as _;
 
@@ -22,6 +26,9 @@ pub(crate) struct KeyTable {
     slots: Box<[u32]>,
     /// The keys (folded) and their ids.
     entries: Vec<(Box<str>, u32)>,
+    /// Bit `n` is set when some key is `n` bytes long; bit 127 stands for every length from
+    /// 127 on.
+    lengths: u128,
     seed: u64,
 }
 
@@ -30,6 +37,7 @@ impl Default for KeyTable {
         KeyTable {
             slots: vec![0; 8].into_boxed_slice(),
             entries: Vec::new(),
+            lengths: 0,
             seed: foldhash::fast::RandomState::default().hash_one(0x5eed_u64),
         }
     }
@@ -60,6 +68,7 @@ impl KeyTable {
         while self.slots[slot] != 0 {
             slot = (slot + 1) & mask;
         }
+        self.lengths |= length_bit(key.len());
         self.entries.push((key, id));
         self.slots[slot] = self.entries.len() as u32;
     }
@@ -77,6 +86,10 @@ impl KeyTable {
 
     /// The id of the key equal to `text` but for ASCII case.
     fn find(&self, text: &str) -> Option<u32> {
+        // Folding ASCII keeps a text's length, and `get` hands other texts over folded.
+        if self.lengths & length_bit(text.len()) == 0 {
+            return None;
+        }
         let mask = self.slots.len() - 1;
         let mut slot = hash(text.as_bytes(), self.seed) as usize & mask;
         loop {
@@ -91,6 +104,11 @@ impl KeyTable {
             slot = (slot + 1) & mask;
         }
     }
+}
+
+/// The bit of [`KeyTable::lengths`] for a text `len` bytes long.
+fn length_bit(len: usize) -> u128 {
+    1 << len.min(127)
 }
 
 /// A hash of `bytes` with ASCII letters folded to lowercase, so that texts equal but for ASCII
@@ -174,5 +192,29 @@ mod tests {
         assert_eq!(get("describeinstances100"), None);
         assert_eq!(get("DeleteTrai"), None);
         assert_eq!(get(""), None);
+    }
+
+    /// Keys past 127 bytes share one length bit, so each is still found; a value of a length
+    /// no key has is not, and a value is measured as it folds.
+    #[test]
+    fn keys_of_any_length_are_found_and_values_of_other_lengths_are_not() {
+        let mut table = KeyTable::default();
+        let lengths = [1, 10, 126, 127, 128, 260];
+        for (id, len) in lengths.iter().enumerate() {
+            table.entry(&"k".repeat(*len), || id as u32);
+        }
+        let mut buffer = String::new();
+        for (id, len) in lengths.iter().enumerate() {
+            assert_eq!(
+                table.get(&"K".repeat(*len), &mut buffer),
+                Some(id as u32),
+                "{len}"
+            );
+        }
+        for len in [0, 2, 9, 11, 125, 129, 259, 261] {
+            assert_eq!(table.get(&"k".repeat(len), &mut buffer), None, "{len}");
+        }
+        // The Kelvin sign is three bytes, and lowercases to the one-byte key.
+        assert_eq!(table.get("\u{212a}", &mut buffer), Some(0));
     }
 }
