@@ -18,8 +18,8 @@
 //! lane: that is its rule loading, and the events/s reported are net of it (of the shortest
 //! loading time over the rounds). The ratio is taken
 //! per round and reported as the median with its range. Time is wall time on the pinned core
-//! (`taskset`); the processes' CPU time is printed next to it, as a check on how much the
-//! machine's neighbours got in the way. Beside them, a `serde_json::Value` parse of the same
+//! (`taskset`); the processes' CPU time is printed next to it, with the kernel's part of it
+//! (system time), as a check on how much the machine's neighbours got in the way. Beside them, a `serde_json::Value` parse of the same
 //! lines in this process (one thread, not pinned) is the floor any JSON consumer pays;
 //! `detect_throughput` measures parse + detect against parse alone inside one process.
 //!
@@ -90,15 +90,40 @@ fn pinning(core: usize) -> Option<PathBuf> {
     works.then_some(taskset)
 }
 
-/// CPU seconds of this process's waited-for children (`cutime` + `cstime`), in the kernel's
-/// 10 ms ticks. `None` off Linux.
-fn children_cpu_seconds() -> Option<f64> {
+/// CPU seconds of this process's waited-for children, in the kernel's 10 ms ticks. `None`
+/// off Linux.
+fn children_cpu() -> Option<Cpu> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split(' ').collect();
     // cutime and cstime are fields 16 and 17 of the line, 14 and 15 after the name.
-    let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    let seconds = |at: usize| Some(fields.get(at)?.parse::<u64>().ok()? as f64 / 100.0);
+    Some(Cpu {
+        user: seconds(13)?,
+        system: seconds(14)?,
+    })
+}
+
+/// CPU seconds, the process's own and the kernel's on its behalf. On these machines the
+/// kernel's share (reading the input, faulting in memory) moves from run to run with the host
+/// by more than the difference between builds, so each run shows it.
+#[derive(Clone, Copy)]
+struct Cpu {
+    user: f64,
+    system: f64,
+}
+
+impl Cpu {
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - before.user,
+            system: self.system - before.system,
+        }
+    }
 }
 
 // ---- the runs ----
@@ -138,7 +163,7 @@ struct Setup {
 
 struct Run {
     wall: f64,
-    cpu: Option<f64>,
+    cpu: Option<Cpu>,
     matches: usize,
 }
 
@@ -177,13 +202,13 @@ fn run(setup: &Setup, tool: Tool, lane: &Lane, input: &Path) -> Run {
     };
     let stdout = std::fs::File::create(&setup.out).unwrap();
     command.args(&args).stdout(stdout).stderr(Stdio::piped());
-    let cpu_before = children_cpu_seconds();
+    let cpu_before = children_cpu();
     let start = Instant::now();
     let output = command.output().expect("start the detector");
     let wall = start.elapsed().as_secs_f64();
-    let cpu = children_cpu_seconds()
+    let cpu = children_cpu()
         .zip(cpu_before)
-        .map(|(after, before)| after - before);
+        .map(|(after, before)| after.since(before));
     assert!(
         output.status.success(),
         "{} failed ({}): {}",
@@ -223,11 +248,11 @@ fn net_rates(events: usize, rounds: &[Round]) -> (Vec<f64>, Option<Vec<f64>>) {
         .iter()
         .map(|r| events as f64 / (r.all.wall - load_wall).max(1e-3))
         .collect();
-    let load_cpu: Option<Vec<f64>> = rounds.iter().map(|r| r.load.cpu).collect();
+    let load_cpu: Option<Vec<f64>> = rounds.iter().map(|r| Some(r.load.cpu?.total())).collect();
     let cpus = load_cpu.map(least).and_then(|load_cpu| {
         rounds
             .iter()
-            .map(|r| Some(events as f64 / (r.all.cpu? - load_cpu).max(1e-3)))
+            .map(|r| Some(events as f64 / (r.all.cpu?.total() - load_cpu).max(1e-3)))
             .collect()
     });
     (walls, cpus)
@@ -370,6 +395,11 @@ fn main() {
         for (index, lane) in lanes.iter().enumerate() {
             for tool in order {
                 let times = measure(&setup, tool, lane);
+                let cpu = |cpu: Option<Cpu>| {
+                    cpu.map_or("-".into(), |cpu| {
+                        format!("{:.2} (system {:.2})", cpu.total(), cpu.system)
+                    })
+                };
                 println!(
                     "  round {} {:<16} {:<6} {:.2} s for all, {:.2} s for one event (CPU {} and {} s), {} matches",
                     round + 1,
@@ -377,8 +407,8 @@ fn main() {
                     tool.name(),
                     times.all.wall,
                     times.load.wall,
-                    times.all.cpu.map_or("-".into(), |cpu| format!("{cpu:.2}")),
-                    times.load.cpu.map_or("-".into(), |cpu| format!("{cpu:.2}")),
+                    cpu(times.all.cpu),
+                    cpu(times.load.cpu),
                     times.all.matches
                 );
                 runs[index][tool as usize].push(times);
