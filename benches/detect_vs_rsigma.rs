@@ -19,9 +19,10 @@
 //! loading time over the rounds). The ratio is taken
 //! per round and reported as the median with its range. Time is wall time on the pinned core
 //! (`taskset`); the processes' CPU time is printed next to it, with the kernel's part of it
-//! (system time), as a check on how much the machine's neighbours got in the way. Beside them, a `serde_json::Value` parse of the same
-//! lines in this process (one thread, not pinned) is the floor any JSON consumer pays;
-//! `detect_throughput` measures parse + detect against parse alone inside one process.
+//! (system time), as a check on how much the machine's neighbours got in the way. Beside them,
+//! a `serde_json::Value` parse of the same lines in this process (one thread, not pinned) is
+//! the floor any JSON consumer pays; `detect_throughput` measures parse + detect against parse
+//! alone inside one process.
 //!
 //! The goal (issue 20) is at least 10x rsigma on both lanes.
 //!
@@ -123,6 +124,13 @@ impl Cpu {
             user: self.user - before.user,
             system: self.system - before.system,
         }
+    }
+
+    /// `0.61 (system 0.08)`, or `-` where it is not known.
+    fn describe(cpu: Option<Cpu>) -> String {
+        cpu.map_or("-".into(), |cpu| {
+            format!("{:.2} (system {:.2})", cpu.total(), cpu.system)
+        })
     }
 }
 
@@ -395,11 +403,6 @@ fn main() {
         for (index, lane) in lanes.iter().enumerate() {
             for tool in order {
                 let times = measure(&setup, tool, lane);
-                let cpu = |cpu: Option<Cpu>| {
-                    cpu.map_or("-".into(), |cpu| {
-                        format!("{:.2} (system {:.2})", cpu.total(), cpu.system)
-                    })
-                };
                 println!(
                     "  round {} {:<16} {:<6} {:.2} s for all, {:.2} s for one event (CPU {} and {} s), {} matches",
                     round + 1,
@@ -407,8 +410,8 @@ fn main() {
                     tool.name(),
                     times.all.wall,
                     times.load.wall,
-                    cpu(times.all.cpu),
-                    cpu(times.load.cpu),
+                    Cpu::describe(times.all.cpu),
+                    Cpu::describe(times.load.cpu),
                     times.all.matches
                 );
                 runs[index][tool as usize].push(times);
