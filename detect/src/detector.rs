@@ -92,6 +92,7 @@ use std::collections::BTreeMap;
 
 use crate::correlation::state::{CorrelationWindow, Counters, Entry, Lane, Limits, Source};
 use crate::correlation::CorrelationRule;
+use crate::engine::OwnPlans;
 use crate::watermarks::{Observed, Streams};
 use crate::Engine;
 
@@ -105,6 +106,9 @@ pub const DEFAULT_STREAM: &str = "";
 #[derive(Debug, Clone)]
 pub struct Detector {
     engine: Engine,
+    /// The engine's plans for the logsources seen, kept here so that an event's is found
+    /// without a lock.
+    plans: OwnPlans,
     windows: Vec<CorrelationWindow>,
     /// Per correlation, the windows of inputs late for `windows` (see the module docs).
     late_windows: Vec<CorrelationWindow>,
@@ -254,6 +258,7 @@ impl Detector {
         let windows = vec![CorrelationWindow::default(); engine.correlations().len()];
         Detector {
             engine,
+            plans: OwnPlans::default(),
             late_windows: windows.clone(),
             windows,
             streams: Streams::new(),
@@ -309,7 +314,8 @@ impl Detector {
         doc: impl Into<Object<'d>>,
     ) -> Evaluation {
         let doc = doc.into();
-        let hits = self.engine.matching(logsource, doc);
+        let plan = self.plans.get(&self.engine, logsource);
+        let hits = self.engine.matching_planned(plan, doc);
         self.evaluate_hits(stream, time, event_id, hits, doc)
     }
 
@@ -337,6 +343,7 @@ impl Detector {
             late_windows,
             limits,
             streams,
+            plans: _,
         } = self;
         let graph = engine.graph();
         if graph.slots.is_empty() {

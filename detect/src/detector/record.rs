@@ -19,7 +19,10 @@ impl Detector {
         record: &str,
         document: impl FnOnce() -> Result<Document<'r>, E>,
     ) -> Result<(Evaluation, Option<Document<'r>>), E> {
-        let matches = self.engine.matching_record(logsource, record, document)?;
+        let plan = self.plans.get(&self.engine, logsource);
+        let matches = self
+            .engine
+            .matching_record_planned(plan, record, document)?;
         let Some(doc) = matches.document else {
             // Nothing matched, so nothing feeds a correlation: only the stream's time moves.
             self.advance_stream(stream, time);

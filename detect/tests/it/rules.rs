@@ -1,8 +1,8 @@
 //! Rules end to end through the public API: YAML text in, matches out.
 
 use serde_json::{json, Map, Value};
-use vigil_detect::{parse_rules, Engine, Rule, RuleError, Status};
-use vigil_event::{Level, LogSource};
+use vigil_detect::{parse_rules, Detector, Engine, Finding, Rule, RuleError, Status};
+use vigil_event::{Document, Level, LogSource};
 
 fn doc(value: Value) -> Map<String, Value> {
     match value {
@@ -513,5 +513,46 @@ fn hostile_input_never_panics() {
     for text in texts {
         let parsed = parse_rules(&text, "hostile.yml");
         assert!(!parsed.errors.is_empty() || !parsed.rules.is_empty());
+    }
+}
+
+/// A detector keeps the plans of the logsources it has seen, up to a bound: past it, each
+/// event is still routed by its own logsource, and so are those of logsources seen before.
+#[test]
+fn a_detector_routes_each_event_by_its_logsource_past_its_bound_on_plans() {
+    let rule = |logsource: &str| {
+        format!(
+            "title: T\nlogsource: {{{logsource}}}\n\
+             detection:\n  sel:\n    eventName: X\n  condition: sel\n---\n"
+        )
+    };
+    // Rules 0 to 4 for products p0 to p4, and rule 5 for one service of p0 only.
+    let mut text: String = (0..5)
+        .map(|product| rule(&format!("product: p{product}")))
+        .collect();
+    text += &rule("product: p0, service: s7");
+    let engine = Engine::new(parse_rules(&text, "route.yml").into_result().unwrap());
+    let mut detector = Detector::new(engine);
+    let hit = doc(json!({"eventName": "X"}));
+    let record = r#"{"eventName":"X"}"#;
+    // 150 logsources, far more than a detector keeps plans for, seen twice in turn.
+    for round in 0..2 {
+        for service in 0..150 {
+            let product = (service + 3 * round) % 5;
+            let logsource = LogSource::new(
+                Some(&format!("P{product}")),
+                Some(&format!("s{service}")),
+                None,
+            );
+            let mut expected = vec![Finding::Rule { rule: product }];
+            if (product, service) == (0, 7) {
+                expected.push(Finding::Rule { rule: 5 });
+            }
+            assert_eq!(detector.process(0, None, &logsource, &hit), expected);
+            let (evaluation, _) = detector
+                .evaluate_record("", 0, None, &logsource, record, || Document::parse(record))
+                .unwrap();
+            assert_eq!(evaluation.detections, expected, "{logsource:?}");
+        }
     }
 }
