@@ -82,48 +82,64 @@ enum Shape {
     Exact(String),
     Prefix(String),
     Suffix(String),
-    /// Boxed: the prebuilt searcher is large, and most patterns are not infixes.
+    /// Boxed: an infix is larger than the other shapes, and most patterns are not infixes.
     Infix(Box<Infix>),
     Wildcard(Vec<Token>),
 }
 
-/// A literal searched for anywhere in the text, with its searchers built once at load.
+/// A literal searched for anywhere in the text, with its searcher built once at load.
 #[derive(Debug, Clone)]
 struct Infix {
     needle: String,
+    search: InfixSearch,
+}
+
+/// How an [`Infix`] looks for its needle: one way or the other, never both. A case-insensitive
+/// needle's exact searcher went unused, and built for each of SigmaHQ's many `contains` values
+/// those searchers held about 5 of the 66 MB `vigil detect` took to load the rules.
+#[derive(Debug, Clone)]
+enum InfixSearch {
     /// Exact substring search: for case-sensitive patterns, and for needles without letters,
     /// where ignoring case changes nothing.
-    finder: memmem::Finder<'static>,
+    Exact(Box<memmem::Finder<'static>>),
     /// For case-insensitive search: the needle offset of its rarest letter, and that letter's
     /// two cases. Scanning for the rare byte with `memchr2` and checking the window around
     /// each hit avoids folding the text and avoids a byte-by-byte window scan.
-    rare: Option<(usize, u8, u8)>,
+    RareLetter { at: usize, lower: u8, upper: u8 },
 }
 
 impl Infix {
     fn new(needle: String, cased: bool) -> Self {
-        let rare = if cased {
-            None
-        } else {
-            needle
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| b.is_ascii_alphabetic())
-                .min_by_key(|&(_, b)| commonness(b))
-                .map(|(at, b)| (at, b.to_ascii_lowercase(), b.to_ascii_uppercase()))
+        let rare = (!cased)
+            .then(|| {
+                needle
+                    .bytes()
+                    .enumerate()
+                    .filter(|(_, b)| b.is_ascii_alphabetic())
+                    .min_by_key(|&(_, b)| commonness(b))
+            })
+            .flatten();
+        let search = match rare {
+            Some((at, b)) => InfixSearch::RareLetter {
+                at,
+                lower: b.to_ascii_lowercase(),
+                upper: b.to_ascii_uppercase(),
+            },
+            None => InfixSearch::Exact(Box::new(
+                memmem::Finder::new(needle.as_bytes()).into_owned(),
+            )),
         };
-        Infix {
-            finder: memmem::Finder::new(needle.as_bytes()).into_owned(),
-            needle,
-            rare,
-        }
+        Infix { needle, search }
     }
 
-    fn find_ascii_ignore_case(&self, hay: &[u8]) -> bool {
-        let needle = self.needle.as_bytes();
-        let Some((at, lower, upper)) = self.rare else {
-            return self.finder.find(hay).is_some();
+    /// Whether `hay` holds the needle: exactly for a case-sensitive pattern, ignoring ASCII
+    /// case otherwise (the caller has found `hay` to be ASCII, or the needle has no letter).
+    fn find(&self, hay: &[u8]) -> bool {
+        let (at, lower, upper) = match self.search {
+            InfixSearch::Exact(ref finder) => return finder.find(hay).is_some(),
+            InfixSearch::RareLetter { at, lower, upper } => (at, lower, upper),
         };
+        let needle = self.needle.as_bytes();
         let Some(last_start) = hay.len().checked_sub(needle.len()) else {
             return false;
         };
@@ -271,7 +287,7 @@ impl Pattern {
             Shape::Exact(p) => text == p,
             Shape::Prefix(p) => text.starts_with(p.as_str()),
             Shape::Suffix(p) => text.ends_with(p.as_str()),
-            Shape::Infix(infix) => infix.finder.find(text.as_bytes()).is_some(),
+            Shape::Infix(infix) => infix.find(text.as_bytes()),
             Shape::Wildcard(tokens) => wildcard(tokens, text.chars()),
         }
     }
@@ -287,7 +303,7 @@ impl Pattern {
                 text.len() >= p.len()
                     && text[text.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
             }
-            Shape::Infix(infix) => infix.find_ascii_ignore_case(text),
+            Shape::Infix(infix) => infix.find(text),
             Shape::Wildcard(tokens) => wildcard(
                 tokens,
                 text.iter().map(|b| char::from(b.to_ascii_lowercase())),
