@@ -84,7 +84,8 @@
 //! [`Engine::matching_record`] runs the literal prefilter over a record's text before parsing
 //! it, and parses it only when some rule may match, with the same matches (a test checks that
 //! over SigmaHQ's rules); by key, the record is parsed first, which costs less than a pass
-//! over its text.
+//! over its text. The engine keeps its plans behind a lock for callers that share it; a
+//! [`Detector`] keeps the ones its events use itself, and looks them up without it.
 //!
 //! # Value modifiers
 //!
