@@ -517,7 +517,8 @@ fn hostile_input_never_panics() {
 }
 
 /// A detector keeps the plans of the logsources it has seen, up to a bound: past it, each
-/// event is still routed by its own logsource, and so are those of logsources seen before.
+/// event is still routed by its own logsource (all three of its parts), and so are those of
+/// logsources seen before, kept or not.
 #[test]
 fn a_detector_routes_each_event_by_its_logsource_past_its_bound_on_plans() {
     let rule = |logsource: &str| {
@@ -526,33 +527,45 @@ fn a_detector_routes_each_event_by_its_logsource_past_its_bound_on_plans() {
              detection:\n  sel:\n    eventName: X\n  condition: sel\n---\n"
         )
     };
-    // Rules 0 to 4 for products p0 to p4, and rule 5 for one service of p0 only.
+    // Rules 0 to 4 for products p0 to p4, rule 5 for one service of p0 only, and rule 6 for
+    // one category of any product.
     let mut text: String = (0..5)
         .map(|product| rule(&format!("product: p{product}")))
         .collect();
     text += &rule("product: p0, service: s7");
+    text += &rule("category: c1");
     let engine = Engine::new(parse_rules(&text, "route.yml").into_result().unwrap());
     let mut detector = Detector::new(engine);
     let hit = doc(json!({"eventName": "X"}));
     let record = r#"{"eventName":"X"}"#;
-    // 150 logsources, far more than a detector keeps plans for, seen twice in turn.
-    for round in 0..2 {
+    // 300 logsources a round, far more than a detector keeps plans for; the third round sees
+    // the first one's again, so both kept plans and ones made anew are looked up.
+    for round in 0..3 {
         for service in 0..150 {
-            let product = (service + 3 * round) % 5;
-            let logsource = LogSource::new(
-                Some(&format!("P{product}")),
-                Some(&format!("s{service}")),
-                None,
-            );
-            let mut expected = vec![Finding::Rule { rule: product }];
-            if (product, service) == (0, 7) {
-                expected.push(Finding::Rule { rule: 5 });
+            let product = (service + 3 * (round % 2)) % 5;
+            for category in [None, Some("c1")] {
+                let logsource = LogSource::new(
+                    Some(&format!("P{product}")),
+                    Some(&format!("s{service}")),
+                    category,
+                );
+                let mut expected = vec![Finding::Rule { rule: product }];
+                if (product, service) == (0, 7) {
+                    expected.push(Finding::Rule { rule: 5 });
+                }
+                if category.is_some() {
+                    expected.push(Finding::Rule { rule: 6 });
+                }
+                assert_eq!(
+                    detector.process(0, None, &logsource, &hit),
+                    expected,
+                    "{logsource:?}"
+                );
+                let (evaluation, _) = detector
+                    .evaluate_record("", 0, None, &logsource, record, || Document::parse(record))
+                    .unwrap();
+                assert_eq!(evaluation.detections, expected, "{logsource:?}");
             }
-            assert_eq!(detector.process(0, None, &logsource, &hit), expected);
-            let (evaluation, _) = detector
-                .evaluate_record("", 0, None, &logsource, record, || Document::parse(record))
-                .unwrap();
-            assert_eq!(evaluation.detections, expected, "{logsource:?}");
         }
     }
 }
