@@ -110,15 +110,15 @@ enum InfixSearch {
 
 impl Infix {
     fn new(needle: String, cased: bool) -> Self {
-        let rare = (!cased)
-            .then(|| {
-                needle
-                    .bytes()
-                    .enumerate()
-                    .filter(|(_, b)| b.is_ascii_alphabetic())
-                    .min_by_key(|&(_, b)| commonness(b))
-            })
-            .flatten();
+        let rare = if cased {
+            None
+        } else {
+            needle
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| b.is_ascii_alphabetic())
+                .min_by_key(|&(_, b)| commonness(b))
+        };
         let search = match rare {
             Some((at, b)) => InfixSearch::RareLetter {
                 at,
