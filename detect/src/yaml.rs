@@ -17,6 +17,11 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// nested `- ` would overflow the stack.
 pub(crate) const MAX_DEPTH: usize = 64;
 
+/// Mappings with up to this many keys find a repeated key by scanning them: a rule's mappings
+/// hold a few, and a set of their names (an allocation, a copy and a hash of each) cost more
+/// than the scan. Larger ones, which only a hostile file holds, keep a set.
+const SCANNED_KEYS: usize = 16;
+
 /// A YAML node and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
@@ -207,7 +212,8 @@ enum Frame {
     Map {
         line: usize,
         entries: Vec<(Key, Node)>,
-        seen: HashSet<String>,
+        /// The keys so far, once there are more than [`SCANNED_KEYS`]; fewer are scanned.
+        seen: Option<HashSet<String>>,
         key: Option<Key>,
     },
 }
@@ -289,7 +295,7 @@ impl Builder {
                 self.stack.push(Frame::Map {
                     line,
                     entries: Vec::new(),
-                    seen: HashSet::new(),
+                    seen: None,
                     key: None,
                 });
                 Ok(())
@@ -344,7 +350,17 @@ impl Builder {
                 };
                 // Later duplicates silently win in most YAML loaders; in a rule that would
                 // quietly drop half a selection, so it is an error.
-                if !seen.insert(key.name.clone()) {
+                let duplicate = match seen {
+                    Some(seen) => !seen.insert(key.name.clone()),
+                    None if entries.len() < SCANNED_KEYS => {
+                        entries.iter().any(|(known, _)| known.name == key.name)
+                    }
+                    None => {
+                        let known = entries.iter().map(|(known, _)| known.name.clone());
+                        !seen.insert(known.collect()).insert(key.name.clone())
+                    }
+                };
+                if duplicate {
                     return Err(YamlError {
                         line: key.line,
                         message: format!("duplicate key `{}`", key.name),
@@ -486,6 +502,24 @@ mod tests {
         assert_eq!(dup.as_ref().unwrap_err().line, 3);
         assert!(load_documents("a: &x 1\nb: *x\n")[0].is_err());
         assert!(load_documents("? [a]\n: 1\n")[0].is_err());
+    }
+
+    /// A repeated key is refused however many keys come before it, whether the mapping is
+    /// still scanned or already keeps a set of its keys, and whichever earlier key it repeats;
+    /// distinct keys never are.
+    #[test]
+    fn repeats_are_found_in_mappings_of_any_size() {
+        for keys in 1..SCANNED_KEYS * 3 {
+            let text: String = (0..keys).map(|k| format!("k{k}: {k}\n")).collect();
+            let map = load_documents(&text).remove(0).unwrap();
+            assert_eq!(entries(&map.root).len(), keys);
+            for repeated in [0, keys / 2, keys - 1] {
+                let text = format!("{text}k{repeated}: again\n");
+                let error = load_documents(&text).remove(0).unwrap_err();
+                assert_eq!(error.line, keys + 1, "{keys} keys, k{repeated} again");
+                assert_eq!(error.message, format!("duplicate key `k{repeated}`"));
+            }
+        }
     }
 
     #[test]
