@@ -93,6 +93,9 @@ impl FieldPath {
         if depth > MAX_DEPTH {
             return false;
         }
+        if self.dots.last().is_none_or(|&dot| dot < start) {
+            return object.get(&self.name[start..]).is_some();
+        }
         let ends = std::iter::once(self.name.len())
             .chain(self.dots.iter().rev().copied().filter(|&dot| dot >= start));
         for end in ends {
@@ -124,6 +127,13 @@ impl FieldPath {
         depth: usize,
         visit: &mut dyn FnMut(Option<JsonRef<'d>>) -> bool,
     ) -> bool {
+        // No dot left: the rest is one key (most fields, and the last part of a nested one).
+        if self.dots.last().is_none_or(|&dot| dot < start) {
+            return match object.get(&self.name[start..]) {
+                Some(value) => leaves(value, depth, visit),
+                None => visit(None),
+            };
+        }
         let mut found = false;
         // The whole rest as one key, then every shorter prefix that ends before a dot.
         let ends = std::iter::once(self.name.len())
