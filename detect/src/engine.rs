@@ -151,6 +151,12 @@ impl Engine {
         &self.correlations
     }
 
+    /// Whether anything the engine does reads an event's time: only correlations do, to
+    /// window and expire what they count. Without them, a caller may leave times unread.
+    pub fn reads_event_times(&self) -> bool {
+        !self.correlations.is_empty()
+    }
+
     /// Whether matches of the rule at `index` are reported on their own: not when a
     /// correlation refers to it without `generate: true` (as pySigma decides it).
     pub fn rule_generates(&self, index: usize) -> bool {

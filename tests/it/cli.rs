@@ -321,6 +321,47 @@ fn detect_raises_the_brute_force_correlation_on_the_demo() {
         .any(|m| m["rule_id"] == "fb865e6f-6266-429a-ba5b-c14bf5f72da9"));
 }
 
+/// With a correlation loaded, `vigil detect` reads each record's time, which it leaves unread
+/// for rules that need none: two matches half a minute apart count together, an hour apart
+/// they do not.
+#[test]
+fn detect_reads_record_times_when_a_correlation_needs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yml", GOOD_RULE);
+    write(
+        dir.path(),
+        "twice.yml",
+        "title: Twice\ncorrelation:\n  type: event_count\n  rules: [good]\n  timespan: 1m\n  condition: {gte: 2}\n",
+    );
+    let rules = dir.path().display().to_string();
+    let stop = |time: &str| format!(r#"{{"eventName":"StopLogging","eventTime":"{time}"}}"#);
+    for (second, correlated) in [
+        ("2026-11-28T10:00:30Z", true),
+        ("2026-11-28T11:00:00Z", false),
+    ] {
+        let input = format!("{}\n{}\n", stop("2026-11-28T10:00:00Z"), stop(second));
+        let output = vigil_with_stdin(
+            &[
+                "detect",
+                "--rules",
+                &rules,
+                "--logsource",
+                "product=aws,service=cloudtrail",
+                "-",
+            ],
+            Some(&input),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let matches = ndjson(&output);
+        let correlations = matches.iter().filter(|m| m["correlation"] == true).count();
+        assert_eq!(
+            correlations,
+            usize::from(correlated),
+            "{second}: {matches:#?}"
+        );
+    }
+}
+
 #[test]
 fn detect_recognises_sources_and_reports_bad_lines() {
     let access = r#"198.51.100.23 - - [28/Nov/2026:10:05:14 +0000] "GET /users?q=x%27%20OR%20%271 HTTP/1.1" 500 265 "-" "curl/8""#;
