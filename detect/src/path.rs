@@ -93,7 +93,7 @@ impl FieldPath {
         if depth > MAX_DEPTH {
             return false;
         }
-        if self.dots.last().is_none_or(|&dot| dot < start) {
+        if self.one_key_from(start) {
             return object.get(&self.name[start..]).is_some();
         }
         let ends = std::iter::once(self.name.len())
@@ -119,6 +119,13 @@ impl FieldPath {
         }
     }
 
+    /// Whether no dot is left from byte `start`: the rest is then one key, looked up as it is,
+    /// without the split points a dotted rest has to try (most fields, and the last part of
+    /// every nested one).
+    fn one_key_from(&self, start: usize) -> bool {
+        self.dots.last().is_none_or(|&dot| dot < start)
+    }
+
     /// Resolves the part of the path from byte `start` (just after a dot, or 0) in `object`.
     fn in_object<'d>(
         &self,
@@ -127,8 +134,7 @@ impl FieldPath {
         depth: usize,
         visit: &mut dyn FnMut(Option<JsonRef<'d>>) -> bool,
     ) -> bool {
-        // No dot left: the rest is one key (most fields, and the last part of a nested one).
-        if self.dots.last().is_none_or(|&dot| dot < start) {
+        if self.one_key_from(start) {
             return match object.get(&self.name[start..]) {
                 Some(value) => leaves(value, depth, visit),
                 None => visit(None),

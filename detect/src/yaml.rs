@@ -18,7 +18,7 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Mappings with up to this many keys find a repeated key by scanning them: a rule's mappings
-/// hold a few, and a set of their names (an allocation, a copy and a hash of each) cost more
+/// hold a few, and a set of their names (an allocation, a copy and a hash of each) costs more
 /// than the scan. Larger ones, which only a hostile file holds, keep a set.
 const SCANNED_KEYS: usize = 16;
 

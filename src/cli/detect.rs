@@ -240,9 +240,9 @@ fn detect_lines(
     let mut heads = RuleHeads::default();
     // The last record's tape, whose vectors the next one is parsed into.
     let mut buffers = TapeBuffers::default();
-    // Only correlations read events' times. Without one, a record's time is left unread (a
-    // lookup and an RFC 3339 parse, about 4% of a Kubernetes audit event) and every event is
-    // given the time the run started.
+    // Only correlations read events' times. Without one, the time of a record read as the
+    // preset source's is left unread (a lookup and an RFC 3339 parse, about 4% of a Kubernetes
+    // audit event) and the record is given the time the run started.
     let timed = detector.engine().reads_event_times();
     let started = Utc::now();
     let mut number = 0;
