@@ -26,8 +26,6 @@ pub use ingestor::{
     DEFAULT_MAX_LINE_BYTES,
 };
 pub use metric_label::{source_label, MAX_SOURCE_LABELS};
-pub use normalise::{
-    check_json_record, normalise_line, parse_json_record, parse_json_record_timed,
-};
+pub use normalise::{check_json_record, normalise_line, parse_json_record};
 pub use recognise::{recognise_record, RecordShape};
 pub use source::{RecordFormat, SourceCatalog, SourceSpec};

@@ -88,19 +88,12 @@ fn read_json_record<'t>(
 /// [`check_json_record`]'s: what serde_json reads, the tolerant parser reads alike (see
 /// `vigil_event::json`), which the test below holds it to. The tape is built in `buffers`, a
 /// document's vectors that [`Document::recycle`] kept.
+///
+/// The time is read only if `timed` (it is `None` otherwise); the verdict, the reason and the
+/// document are the same either way. A caller whose rules read no times (`vigil detect`
+/// without correlations) is spared looking the time field up and parsing it, a few percent of
+/// a Kubernetes audit event.
 pub fn parse_json_record<'t>(
-    spec: &SourceSpec,
-    text: &'t str,
-    buffers: &mut TapeBuffers,
-) -> Result<(Document<'t>, Option<DateTime<Utc>>), String> {
-    parse_json_record_timed(spec, text, buffers, true)
-}
-
-/// [`parse_json_record`], reading the record's time only if `timed` (the time is `None`
-/// otherwise): the verdict, the reason and the document are the same either way. A caller
-/// whose rules read no times (`vigil detect` without correlations) is spared looking the time
-/// field up and parsing it, a few percent of a Kubernetes audit event.
-pub fn parse_json_record_timed<'t>(
     spec: &SourceSpec,
     text: &'t str,
     buffers: &mut TapeBuffers,
@@ -350,15 +343,14 @@ mod tests {
         for spec in [catalog.resolve("cloudtrail"), catalog.resolve("flask-app")] {
             for line in &lines {
                 let checked = check_json_record(&spec, line);
-                let parsed = parse_json_record(&spec, line, &mut TapeBuffers::default());
+                let parsed = parse_json_record(&spec, line, &mut TapeBuffers::default(), true);
                 let time = parsed
                     .as_ref()
                     .map(|(_, time)| *time)
                     .map_err(String::clone);
                 assert_eq!(time, checked, "{line}");
                 // Untimed: the same verdict and document, and no time.
-                let untimed =
-                    parse_json_record_timed(&spec, line, &mut TapeBuffers::default(), false);
+                let untimed = parse_json_record(&spec, line, &mut TapeBuffers::default(), false);
                 let untimed_time = untimed
                     .as_ref()
                     .map(|(_, time)| *time)

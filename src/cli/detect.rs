@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use vigil_detect::{Detector, Finding, MatchedRef, Rule};
 use vigil_event::{LogSource, TapeBuffers};
-use vigil_ingest::parse_json_record_timed;
+use vigil_ingest::parse_json_record;
 
 use super::events::{line_id, line_of, LineReader};
 use super::{parse_logsource, LoadArgs};
@@ -305,33 +305,31 @@ fn detect_lines(
             // A record of the named source: checked as ingest checks it, by the same parse
             // that detection reads, with no event built around it (nothing here needs its wire
             // form).
-            Some((spec, source)) => {
-                match parse_json_record_timed(spec, line, &mut buffers, timed) {
-                    Ok((document, time)) => {
-                        let time = match time {
-                            Some(time) => time,
-                            None if timed => Utc::now(),
-                            None => started,
-                        }
-                        .timestamp_millis();
-                        let parse = || Ok::<_, serde_json::Error>(document);
-                        let evaluated = detector.evaluate_record(
-                            &source.kind,
-                            time,
-                            Some(id),
-                            &spec.logsource,
-                            line,
-                            parse,
-                        );
-                        (evaluated, &spec.logsource)
+            Some((spec, source)) => match parse_json_record(spec, line, &mut buffers, timed) {
+                Ok((document, time)) => {
+                    let time = match time {
+                        Some(time) => time,
+                        None if timed => Utc::now(),
+                        None => started,
                     }
-                    Err(reason) => {
-                        bad(reason);
-                        summary.bad += 1;
-                        continue;
-                    }
+                    .timestamp_millis();
+                    let parse = || Ok::<_, serde_json::Error>(document);
+                    let evaluated = detector.evaluate_record(
+                        &source.kind,
+                        time,
+                        Some(id),
+                        &spec.logsource,
+                        line,
+                        parse,
+                    );
+                    (evaluated, &spec.logsource)
                 }
-            }
+                Err(reason) => {
+                    bad(reason);
+                    summary.bad += 1;
+                    continue;
+                }
+            },
             None => {
                 event = match lines.event(line, number, Utc::now()) {
                     Ok(event) => event,

@@ -68,7 +68,7 @@ impl LineReader {
 
     /// The preset's spec and source, when there is one and `line` is JSON: such a line is read
     /// as that source's record without looking at its shape, and `vigil detect` can match its
-    /// text without building an event ([`vigil_ingest::parse_json_record_timed`]).
+    /// text without building an event ([`vigil_ingest::parse_json_record`]).
     pub fn preset_json(&self, line: &str) -> Option<(&SourceSpec, &Source)> {
         self.preset
             .as_ref()
