@@ -16,7 +16,7 @@ use crate::triage::{
     apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
 };
 use crate::StoreError;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 /// The triage database.
@@ -128,6 +128,7 @@ impl TriageDb {
         let mut conn = lock(conn);
         let tx = conn.transaction().map_err(self.err())?;
         let mut new = HashSet::new();
+        let mut known = Vec::new();
         {
             let mut insert = tx
                 .prepare_cached(
@@ -138,10 +139,19 @@ impl TriageDb {
             for id in ids {
                 if insert.execute(params![id, now]).map_err(self.err())? == 1 {
                     new.insert(id.clone());
+                } else {
+                    known.push(id.clone());
                 }
             }
         }
-        let states = read_states(&tx, ids)?;
+        // Only the alerts seen before are read back: a new one's state is what was just
+        // written, to the microsecond the database keeps. Most alerts are new, and reading
+        // each back cost a second lookup of its row.
+        let mut states = read_states(&tx, &known)?;
+        let first_seen = AlertState::new(now.trunc_subsecs(6));
+        for id in &new {
+            states.insert(id.clone(), first_seen.clone());
+        }
         tx.commit().map_err(self.err())?;
         Ok(Registered { states, new })
     }
@@ -154,7 +164,16 @@ impl TriageDb {
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, AlertState>, StoreError> {
         let mut states = match &self.conn {
-            Some(conn) => read_states(&lock(conn), ids)?,
+            // One transaction for all of them: a page of alerts shows their states at one
+            // moment, and each row read alone was a transaction of its own, taking and
+            // releasing the database's read lock.
+            Some(conn) => {
+                let mut conn = lock(conn);
+                let tx = conn.transaction().map_err(self.err())?;
+                let states = read_states(&tx, ids)?;
+                tx.commit().map_err(self.err())?;
+                states
+            }
             None => HashMap::new(),
         };
         for id in ids {
@@ -376,5 +395,31 @@ mod tests {
         );
         assert_eq!(reader.history("a").unwrap().len(), 1);
         assert!(reader.change("b", &ack, "api", now()).is_err());
+    }
+
+    #[test]
+    fn registering_gives_the_states_the_database_then_reads() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let lifecycle = TriageDb::open(&dir.path().join("alerts.sqlite"), false).unwrap();
+        let ack = AlertChange {
+            status: Some(AlertStatus::Acknowledged),
+            ..AlertChange::default()
+        };
+        lifecycle.register(&["old".to_owned()], now()).unwrap();
+        lifecycle.change("old", &ack, "api", now()).unwrap();
+        // Nanoseconds the database does not keep, and an id twice in one batch.
+        let later = now() + chrono::Duration::nanoseconds(1_234_567_891);
+        let ids = ["new", "old", "new", "other"].map(str::to_owned);
+        let registered = lifecycle.register(&ids, later).unwrap();
+        assert_eq!(
+            registered.new,
+            HashSet::from(["new".to_owned(), "other".to_owned()])
+        );
+        assert_eq!(registered.states, lifecycle.states(&ids, later).unwrap());
+        assert_eq!(registered.states["old"].status, AlertStatus::Acknowledged);
+        assert_eq!(
+            registered.states["new"].updated,
+            now() + chrono::Duration::microseconds(1_234_567)
+        );
     }
 }
