@@ -144,9 +144,10 @@ impl TriageDb {
                 }
             }
         }
-        // Only the alerts seen before are read back: a new one's state is what was just
-        // written, to the microsecond the database keeps. Most alerts are new, and reading
-        // each back cost a second lookup of its row.
+        // Only the ids whose insert was ignored are read back (alerts seen before, and any
+        // repeat of an id this batch inserted): a new alert's state is what was just written,
+        // to the microsecond the database keeps. Most alerts are new, and reading each back
+        // cost a second lookup of its row.
         let mut states = read_states(&tx, &known)?;
         let first_seen = AlertState::new(now.trunc_subsecs(6));
         for id in &new {
