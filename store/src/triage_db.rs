@@ -139,15 +139,15 @@ impl TriageDb {
             for id in ids {
                 if insert.execute(params![id, now]).map_err(self.err())? == 1 {
                     new.insert(id.clone());
-                } else {
+                } else if !new.contains(id) {
                     known.push(id.clone());
                 }
             }
         }
-        // Only the ids whose insert was ignored are read back (alerts seen before, and any
-        // repeat of an id this batch inserted): a new alert's state is what was just written,
-        // to the microsecond the database keeps. Most alerts are new, and reading each back
-        // cost a second lookup of its row.
+        // Only the alerts seen before this batch are read back: a new alert's state (a repeat
+        // of its id in the batch included) is what was just written, to the microsecond the
+        // database keeps. Most alerts are new, and reading each back cost a second lookup of
+        // its row.
         let mut states = read_states(&tx, &known)?;
         let first_seen = AlertState::new(now.trunc_subsecs(6));
         for id in &new {
