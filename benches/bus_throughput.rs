@@ -14,7 +14,12 @@
 //!    every 20 ms; each probe's latency is from the acknowledgement (the 202) of its batch to
 //!    the first poll that lists its alert. It reports the p50, p99 and maximum.
 //!
-//! Beside them, each run reports the process's peak resident memory (`VmHWM`). The Kafka run
+//! Beside them, each run reports the CPU time Vigil's processes used: from the first post until
+//! search finds the last record (what the throughput phase's rate cost), and over the whole run
+//! until they fall idle, per record posted in both phases. The second counts work a change
+//! only moves, such as merges put off until after the flood, which the first misses. Neither
+//! is steadier than the rate on a shared machine: there the CPU time an event rises and falls
+//! with it. It also reports the process's peak resident memory (`VmHWM`). The Kafka run
 //! uses a local tansu broker with in-memory storage, so it measures Vigil's Kafka path, not a
 //! production cluster's disks; the broker shares the two cores.
 //!
@@ -39,7 +44,7 @@ use std::time::{Duration, Instant};
 use common::tansu::Tansu;
 use common::{wait_for, Vigil};
 use support::records::cloudtrail_events;
-use support::Rng;
+use support::{cpu_seconds_of, Rng};
 
 const BATCH: usize = 5000;
 const SOURCES: usize = 8;
@@ -218,6 +223,7 @@ fn run(
 /// [`run`] over processes already started.
 fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, String)]) -> f64 {
     let events = setup.lines.len();
+    let cpu_at_start = vigil_cpu(&stages);
     let start = Instant::now();
     for (source, body) in batches {
         let response = stages.ingest.post_ndjson(source, body.clone());
@@ -230,6 +236,7 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
         || (stages.index.search_total("marker:busbench") >= events as u64).then_some(()),
     );
     let total = start.elapsed();
+    let cpu_at_searchable = vigil_cpu(&stages);
     let rate = events as f64 / total.as_secs_f64();
     println!(
         "{label:>8}: accepted in {:>6.2} s ({:>7.0} events/s); indexed in {:>6.2} s ({:>7.0} \
@@ -239,13 +246,31 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
         total.as_secs_f64(),
         rate
     );
+    if let Some((from, to)) = cpu_at_start.zip(cpu_at_searchable) {
+        println!(
+            "{label:>8}: Vigil's CPU until search found the last: {:.1} s, {:.0} us an event",
+            to - from,
+            (to - from) / events as f64 * 1e6
+        );
+    }
     let settled = settle(&stages);
     println!(
         "{label:>8}: the throughput phase's alerts drained {:.1} s after its last event was \
          searchable",
         settled.as_secs_f64()
     );
-    latency(setup, label, &stages, rate / 2.0);
+    let sent = latency(setup, label, &stages, rate / 2.0);
+    let idle_after = until_idle(&stages);
+    if let Some((from, to)) = cpu_at_start.zip(vigil_cpu(&stages)) {
+        let posted = events + sent;
+        println!(
+            "{label:>8}: Vigil's CPU over the whole run, until idle ({:.1} s after the latency \
+             phase): {:.1} s for {posted} records, {:.0} us a record",
+            idle_after.as_secs_f64(),
+            to - from,
+            (to - from) / posted as f64 * 1e6
+        );
+    }
     let memory: Vec<String> = stages
         .all
         .iter()
@@ -256,6 +281,34 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
         .collect();
     println!("{label:>8}: peak resident memory: {}", memory.join(", "));
     rate
+}
+
+/// The CPU time all of a run's Vigil processes have used so far, in seconds.
+fn vigil_cpu(stages: &Stages<'_>) -> Option<f64> {
+    stages
+        .all
+        .iter()
+        .map(|(_, vigil)| cpu_seconds_of(vigil.pid()))
+        .sum()
+}
+
+/// Waits until the Vigil processes fall idle (under 10% of a core over half a second, at most a
+/// minute): what the run set in motion, merges of the index included, is then done and
+/// counted. Returns how long that took.
+fn until_idle(stages: &Stages<'_>) -> Duration {
+    const STEP: Duration = Duration::from_millis(500);
+    let start = Instant::now();
+    let mut last = vigil_cpu(stages);
+    while start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(STEP);
+        let now = vigil_cpu(stages);
+        match last.zip(now) {
+            Some((before, after)) if after - before < 0.1 * STEP.as_secs_f64() => break,
+            None => break,
+            _ => last = now,
+        }
+    }
+    start.elapsed()
 }
 
 /// Waits until the alerts the throughput phase raised are all raised and indexed: until the
@@ -293,8 +346,8 @@ fn settle(stages: &Stages<'_>) -> Duration {
 }
 
 /// Posts at `rate` events/s with a probe at the end of each batch, and reports how long each
-/// probe took from its batch's acknowledgement to its alert.
-fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) {
+/// probe took from its batch's acknowledgement to its alert. Returns how many records it posted.
+fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize {
     let vigil = stages.index;
     let interval = Duration::from_secs_f64(LATENCY_BATCH as f64 / rate);
     let acknowledged: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
@@ -399,6 +452,7 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) {
         latencies.last().copied().unwrap_or_default() * 1e3,
         POLL.as_millis()
     );
+    probe as usize * LATENCY_BATCH
 }
 
 /// Each series of histogram `name` in a Prometheus text page, as `series mean (count)`.

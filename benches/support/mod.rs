@@ -70,7 +70,17 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 /// CPU seconds this process has used, all threads: tantivy indexes on its own threads, so
 /// wall time alone would not say what a core does. `None` off Linux.
 pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_in(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// The CPU time (user and system, all threads) that process `pid` has used so far, in seconds:
+/// `None` where `/proc` does not say, or once the process is gone.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    cpu_seconds_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn cpu_seconds_in(stat: &str) -> Option<f64> {
+    // The name, in parentheses, may hold spaces: the fields are counted after its end.
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split(' ').collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; the kernel
