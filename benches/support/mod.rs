@@ -74,7 +74,7 @@ pub fn cpu_seconds() -> Option<f64> {
 }
 
 /// The CPU time (user and system, all threads) that process `pid` has used so far, in seconds:
-/// `None` where `/proc` does not say, or once the process is gone.
+/// `None` where `/proc` does not say, or once the process has been reaped.
 pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     cpu_seconds_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
