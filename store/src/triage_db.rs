@@ -16,7 +16,7 @@ use crate::triage::{
     apply_change, AlertChange, AlertState, AlertStatus, CloseReason, HistoryEntry,
 };
 use crate::StoreError;
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 /// The triage database.
@@ -129,15 +129,15 @@ impl TriageDb {
         let tx = conn.transaction().map_err(self.err())?;
         let mut new = HashSet::new();
         let mut known = Vec::new();
+        let written = time_text(now);
         {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO alert_state (id, status, updated) VALUES (?1, 'open', ?2)",
                 )
                 .map_err(self.err())?;
-            let now = time_text(now);
             for id in ids {
-                if insert.execute(params![id, now]).map_err(self.err())? == 1 {
+                if insert.execute(params![id, written]).map_err(self.err())? == 1 {
                     new.insert(id.clone());
                 } else if !new.contains(id) {
                     known.push(id.clone());
@@ -145,13 +145,15 @@ impl TriageDb {
             }
         }
         // Only the alerts seen before this batch are read back: a new alert's state (a repeat
-        // of its id in the batch included) is what was just written, to the microsecond the
-        // database keeps. Most alerts are new, and reading each back cost a second lookup of
-        // its row.
+        // of its id in the batch included) is what was just written, its time read from the
+        // text written, as a read would. Most alerts are new, and reading each back cost a
+        // second lookup of its row.
         let mut states = read_states(&tx, &known)?;
-        let first_seen = AlertState::new(now.trunc_subsecs(6));
-        for id in &new {
-            states.insert(id.clone(), first_seen.clone());
+        if let Some(first) = new.iter().next() {
+            let first_seen = AlertState::new(parse_time(first, &written)?);
+            for id in &new {
+                states.insert(id.clone(), first_seen.clone());
+            }
         }
         tx.commit().map_err(self.err())?;
         Ok(Registered { states, new })
