@@ -9,8 +9,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use vigil_bus::{Bus, BusError, Checkpoint, Delivery};
 
 use super::{record_lag, retry, stopping, Shutdown, POLL_WAIT};
@@ -52,6 +53,16 @@ pub trait Stage: Send {
         true
     }
 
+    /// How much longer, with `since` passed since the last commit, before
+    /// [`Stage::commit_due`] may turn true with nothing more read. While something waits for
+    /// a commit, the loop waits for the next batch no longer than this, so a commit falls
+    /// due on time rather than after a poll that found nothing. A stage that commits every
+    /// batch leaves nothing waiting, so the default does not bound the wait.
+    fn commit_due_in(&self, since: Duration) -> Duration {
+        let _ = since;
+        Duration::MAX
+    }
+
     /// Called once the offsets of what was processed are committed, for counting.
     fn committed(&mut self) {}
 }
@@ -88,10 +99,14 @@ pub async fn run_stage<S: Stage>(
         let mut interrupted = false;
         if !stop {
             let what = format!("reading {topic} for {group}");
+            let wait = match pending {
+                0 => POLL_WAIT,
+                _ => POLL_WAIT.min(stage.commit_due_in(last_commit.elapsed())),
+            };
             let Some(batch) = retry!(
                 &what,
                 &shutdown,
-                subscription.next_batch(batch_size, POLL_WAIT).await
+                subscription.next_batch(batch_size, wait).await
             ) else {
                 break;
             };

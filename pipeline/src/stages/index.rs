@@ -293,6 +293,15 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
             _ => pending >= self.commit_events || since >= self.commit_interval,
         }
     }
+
+    fn commit_due_in(&self, since: Duration) -> Duration {
+        match T::ORDER {
+            IndexOrder::WaitsForEvents => Duration::ZERO,
+            // Alerts that start waiting meanwhile can make a commit due from the least gap on.
+            IndexOrder::ReportsProgress if since < MIN_COMMIT_GAP => MIN_COMMIT_GAP - since,
+            _ => self.commit_interval.saturating_sub(since),
+        }
+    }
 }
 
 /// Decodes what it can; detection quarantines unreadable messages, so here they are only counted.
@@ -542,6 +551,50 @@ mod tests {
                 ..Default::default()
             };
             self.store.list_alerts(&filter).unwrap()
+        }
+    }
+
+    /// An indexer of `T` over the fixture's store, committing every `interval_ms`.
+    fn stage<T: IndexTarget>(fixture: &Fixture, interval_ms: u64) -> IndexStage<T> {
+        IndexStage {
+            store: fixture.store.clone(),
+            commit_interval: Duration::from_millis(interval_ms),
+            commit_events: 20_000,
+            events_indexed: Arc::default(),
+            uncommitted: Checkpoint::default(),
+            target: PhantomData,
+        }
+    }
+
+    /// While documents wait for a commit, the loop polls no longer than until one can fall
+    /// due: the events indexer's least gap (alerts may start waiting meanwhile), then its
+    /// interval; and never zero while no commit is due, which would spin.
+    #[test]
+    fn an_indexer_waits_for_more_no_longer_than_until_a_commit_can_fall_due() {
+        let fixture = Fixture::new();
+        let ms = Duration::from_millis;
+        let events = stage::<EventOnBus<'static>>(&fixture, 250);
+        assert_eq!(events.commit_due_in(ms(30)), MIN_COMMIT_GAP - ms(30));
+        assert_eq!(events.commit_due_in(ms(150)), ms(100));
+        assert_eq!(events.commit_due_in(ms(300)), Duration::ZERO);
+        let quarantine = stage::<Quarantined>(&fixture, 250);
+        assert_eq!(quarantine.commit_due_in(ms(30)), ms(220));
+        let alerts = stage::<Alert>(&fixture, 250);
+        assert_eq!(alerts.commit_due_in(ms(30)), Duration::ZERO);
+        for since in (0..400).step_by(5).map(ms) {
+            for (due_in, due) in [
+                (events.commit_due_in(since), events.commit_due(1, since)),
+                (
+                    quarantine.commit_due_in(since),
+                    quarantine.commit_due(1, since),
+                ),
+                (alerts.commit_due_in(since), alerts.commit_due(1, since)),
+            ] {
+                assert!(
+                    due || !due_in.is_zero(),
+                    "no wait, yet no commit due at {since:?}"
+                );
+            }
         }
     }
 

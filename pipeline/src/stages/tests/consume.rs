@@ -22,6 +22,8 @@ struct Recorder {
     processed: u64,
     hang: bool,
     commit_every: usize,
+    /// Also due once this long has passed since the last commit.
+    commit_after: Option<Duration>,
 }
 
 impl Recorder {
@@ -32,6 +34,7 @@ impl Recorder {
             processed: 0,
             hang: false,
             commit_every: 1,
+            commit_after: None,
         }
     }
 }
@@ -54,8 +57,13 @@ impl Stage for Recorder {
         true
     }
 
-    fn commit_due(&self, pending: usize, _since: Duration) -> bool {
-        pending >= self.commit_every
+    fn commit_due(&self, pending: usize, since: Duration) -> bool {
+        pending >= self.commit_every || self.commit_after.is_some_and(|after| since >= after)
+    }
+
+    fn commit_due_in(&self, since: Duration) -> Duration {
+        self.commit_after
+            .map_or(Duration::MAX, |after| after.saturating_sub(since))
     }
 }
 
@@ -155,6 +163,54 @@ async fn a_commit_never_runs_ahead_of_durable_output() {
     task.await.unwrap().unwrap();
     assert_eq!(committed(&bus, TOPIC, GROUP), 100);
     assert_eq!(*ahead.lock().unwrap(), Vec::<(u64, u64)>::new());
+}
+
+/// A commit that falls due while the stage waits for more is made when it falls due, not
+/// once a poll that finds nothing gives up. On tokio's paused clock, so the times are exact.
+#[tokio::test(start_paused = true)]
+async fn a_commit_due_in_time_does_not_wait_out_an_empty_poll() {
+    const COMMIT_AFTER: Duration = Duration::from_millis(40);
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    bus.publish(TOPIC, numbered(0..10)).await.unwrap();
+    let commits = Arc::new(Mutex::new(Vec::new()));
+    let hook: CommitHook = {
+        let commits = commits.clone();
+        Arc::new(move |checkpoint: &Checkpoint| {
+            let next: Vec<u64> = checkpoint.partitions().map(|(_, next)| next).collect();
+            commits
+                .lock()
+                .unwrap()
+                .push((tokio::time::Instant::now(), next));
+            Ok(())
+        })
+    };
+    let (seen, durable) = (Seen::default(), Arc::new(AtomicU64::new(0)));
+    let mut stage = Recorder::new(&seen, &durable);
+    stage.commit_every = usize::MAX;
+    stage.commit_after = Some(COMMIT_AFTER);
+    let (stop, shutdown) = watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let task = tokio::spawn(run_stage(
+        hooked(&bus, hook),
+        settings(100),
+        stage,
+        shutdown,
+    ));
+    until("the batch was committed", || {
+        !commits.lock().unwrap().is_empty()
+    })
+    .await;
+    let (at, next) = commits.lock().unwrap()[0].clone();
+    assert_eq!(next, vec![10]);
+    let after = at - started;
+    assert!(
+        after >= COMMIT_AFTER && after < crate::stages::POLL_WAIT,
+        "committed {after:?} after the start, due after {COMMIT_AFTER:?}"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(durable.load(Ordering::SeqCst), 10);
 }
 
 /// The indexer's output is durable once the store commits: every offset commit must find the
