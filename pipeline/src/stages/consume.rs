@@ -45,8 +45,9 @@ pub trait Stage: Send {
         std::future::ready(true)
     }
 
-    /// Whether what was processed since the last commit (`pending` deliveries, the oldest
-    /// `since` ago) should be made durable and committed now. Every batch, unless the stage
+    /// Whether what was processed since the last commit (`pending` deliveries; `since` is
+    /// the time since that commit, or since the loop last had nothing pending) should be made
+    /// durable and committed now. Every batch, unless the stage
     /// batches its commits.
     fn commit_due(&self, pending: usize, since: Duration) -> bool {
         let _ = (pending, since);
@@ -54,10 +55,12 @@ pub trait Stage: Send {
     }
 
     /// How much longer, with `since` passed since the last commit, before
-    /// [`Stage::commit_due`] may turn true with nothing more read. While something waits for
-    /// a commit, the loop waits for the next batch no longer than this, so a commit falls
-    /// due on time rather than after a poll that found nothing. A stage that commits every
-    /// batch leaves nothing waiting, so the default does not bound the wait.
+    /// [`Stage::commit_due`] may turn true with nothing more read; a stage whose commit can
+    /// fall due at any moment gives how often to look again. While something waits for a
+    /// commit, the loop waits for the next batch no longer than this, so a commit is made on
+    /// time rather than after a poll that found nothing. Zero only when a commit is due. A
+    /// stage that commits every batch leaves nothing waiting, so the default does not bound
+    /// the wait.
     fn commit_due_in(&self, since: Duration) -> Duration {
         let _ = since;
         Duration::MAX

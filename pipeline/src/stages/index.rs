@@ -23,6 +23,10 @@ use super::{decode_message, json_from_bus, retry, stopping, Shutdown};
 /// The least time between two commits of the events index that alerts ask for early.
 const MIN_COMMIT_GAP: Duration = Duration::from_millis(100);
 
+/// How often the events indexer, with events waiting for a commit and its least gap passed,
+/// looks for alerts that have started waiting for them while the bus was quiet.
+const WAITING_ALERTS_POLL: Duration = Duration::from_millis(20);
+
 /// The part an indexer plays in keeping alerts behind their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexOrder {
@@ -295,11 +299,16 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
     }
 
     fn commit_due_in(&self, since: Duration) -> Duration {
+        let interval_left = self.commit_interval.saturating_sub(since);
         match T::ORDER {
             IndexOrder::WaitsForEvents => Duration::ZERO,
-            // Alerts that start waiting meanwhile can make a commit due from the least gap on.
-            IndexOrder::ReportsProgress if since < MIN_COMMIT_GAP => MIN_COMMIT_GAP - since,
-            _ => self.commit_interval.saturating_sub(since),
+            // From the least gap on, an alert that starts waiting makes a commit due at once,
+            // and nothing wakes the loop for it: it looks again every `WAITING_ALERTS_POLL`.
+            IndexOrder::ReportsProgress => match MIN_COMMIT_GAP.checked_sub(since) {
+                Some(gap_left) if !gap_left.is_zero() => gap_left.min(interval_left),
+                _ => WAITING_ALERTS_POLL.min(interval_left),
+            },
+            _ => interval_left,
         }
     }
 }
@@ -567,33 +576,36 @@ mod tests {
     }
 
     /// While documents wait for a commit, the loop polls no longer than until one can fall
-    /// due: the events indexer's least gap (alerts may start waiting meanwhile), then its
-    /// interval; and never zero while no commit is due, which would spin.
+    /// due: the events indexer's least gap, then (alerts may start waiting at any moment) a
+    /// short look again, never past its interval, however short that is set. The wait is
+    /// zero exactly when a commit is due: never while none is, which would spin.
     #[test]
     fn an_indexer_waits_for_more_no_longer_than_until_a_commit_can_fall_due() {
         let fixture = Fixture::new();
         let ms = Duration::from_millis;
         let events = stage::<EventOnBus<'static>>(&fixture, 250);
         assert_eq!(events.commit_due_in(ms(30)), MIN_COMMIT_GAP - ms(30));
-        assert_eq!(events.commit_due_in(ms(150)), ms(100));
+        assert_eq!(events.commit_due_in(ms(150)), WAITING_ALERTS_POLL);
+        assert_eq!(events.commit_due_in(ms(240)), ms(10));
         assert_eq!(events.commit_due_in(ms(300)), Duration::ZERO);
+        let hurried = stage::<EventOnBus<'static>>(&fixture, 50);
+        assert_eq!(hurried.commit_due_in(ms(10)), ms(40));
         let quarantine = stage::<Quarantined>(&fixture, 250);
         assert_eq!(quarantine.commit_due_in(ms(30)), ms(220));
         let alerts = stage::<Alert>(&fixture, 250);
         assert_eq!(alerts.commit_due_in(ms(30)), Duration::ZERO);
         for since in (0..400).step_by(5).map(ms) {
-            for (due_in, due) in [
+            let waits = [
                 (events.commit_due_in(since), events.commit_due(1, since)),
+                (hurried.commit_due_in(since), hurried.commit_due(1, since)),
                 (
                     quarantine.commit_due_in(since),
                     quarantine.commit_due(1, since),
                 ),
                 (alerts.commit_due_in(since), alerts.commit_due(1, since)),
-            ] {
-                assert!(
-                    due || !due_in.is_zero(),
-                    "no wait, yet no commit due at {since:?}"
-                );
+            ];
+            for (due_in, due) in waits {
+                assert_eq!(due_in.is_zero(), due, "waits {due_in:?} at {since:?}");
             }
         }
     }
