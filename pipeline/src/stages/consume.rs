@@ -47,8 +47,7 @@ pub trait Stage: Send {
 
     /// Whether what was processed since the last commit (`pending` deliveries; `since` is
     /// the time since that commit, or since the loop last had nothing pending) should be made
-    /// durable and committed now. Every batch, unless the stage
-    /// batches its commits.
+    /// durable and committed now. Every batch, unless the stage batches its commits.
     fn commit_due(&self, pending: usize, since: Duration) -> bool {
         let _ = (pending, since);
         true
