@@ -304,10 +304,10 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
             IndexOrder::WaitsForEvents => Duration::ZERO,
             // From the least gap on, an alert that starts waiting makes a commit due at once,
             // and nothing wakes the loop for it: it looks again every `WAITING_ALERTS_POLL`.
-            IndexOrder::ReportsProgress => match MIN_COMMIT_GAP.checked_sub(since) {
-                Some(gap_left) if !gap_left.is_zero() => gap_left.min(interval_left),
-                _ => WAITING_ALERTS_POLL.min(interval_left),
-            },
+            IndexOrder::ReportsProgress if since < MIN_COMMIT_GAP => {
+                (MIN_COMMIT_GAP - since).min(interval_left)
+            }
+            IndexOrder::ReportsProgress => WAITING_ALERTS_POLL.min(interval_left),
             _ => interval_left,
         }
     }
