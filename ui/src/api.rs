@@ -1,7 +1,7 @@
 //! The JSON API: `GET /api/v1/search` (`q`, `from`, `to`, `limit`, `cursor`),
 //! `GET /api/v1/search/histogram` (`q`, `from`, `to`), `GET /api/v1/search/facets` (`q`,
 //! `field`, `from`, `to`, `size`), and the alerts: `GET /api/v1/alerts` (`status`, `level`,
-//! `rule`, `q`, `limit`), `GET` and `PATCH /api/v1/alerts/{id}`, and
+//! `rule`, `q`, `from`, `to`, `since`, `limit`), `GET` and `PATCH /api/v1/alerts/{id}`, and
 //! `GET /api/v1/alerts/{id}/events`, and `GET /api/v1/quarantine` (`source`, `limit`, `cursor`).
 
 use axum::extract::rejection::JsonRejection;
@@ -45,6 +45,9 @@ struct AlertsParams {
     rule: Option<String>,
     #[serde(default)]
     q: String,
+    from: Option<String>,
+    to: Option<String>,
+    since: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,32 +81,47 @@ async fn list_quarantined(
 }
 
 async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsParams>) -> Response {
-    let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-    let status = match nonempty(params.status).map(|s| {
-        AlertStatus::parse(&s).ok_or_else(|| {
-            format!("status: unknown status {s:?}; use open, acknowledged or closed")
-        })
-    }) {
-        Some(Err(message)) => return bad_request(message),
-        other => other.and_then(Result::ok),
-    };
-    let level = match nonempty(params.level).map(|l| l.parse::<Level>()) {
-        Some(Err(message)) => return bad_request(format!("level: {message}")),
-        other => other.and_then(Result::ok),
-    };
-    let filter = AlertFilter {
-        query: params.q,
-        status,
-        level,
-        rule: nonempty(params.rule),
-        limit: clamp_limit(params.limit),
-        ..AlertFilter::default()
+    let filter = match alert_filter(params) {
+        Ok(filter) => filter,
+        Err(message) => return bad_request(message),
     };
     let store = state.store.clone();
     match call_store(move || store.list_alerts(&filter)).await {
         Ok(alerts) => Json(json!({ "alerts": alerts })).into_response(),
         Err(error) => error_response(error),
     }
+}
+
+/// The filter `params` ask for; the error is the message for the client.
+fn alert_filter(params: AlertsParams) -> Result<AlertFilter, String> {
+    let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let status = nonempty(params.status)
+        .map(|s| {
+            AlertStatus::parse(&s).ok_or_else(|| {
+                format!("status: unknown status {s:?}; use open, acknowledged or closed")
+            })
+        })
+        .transpose()?;
+    let level = nonempty(params.level)
+        .map(|l| {
+            l.parse::<Level>()
+                .map_err(|message| format!("level: {message}"))
+        })
+        .transpose()?;
+    let now = Utc::now();
+    Ok(AlertFilter {
+        query: params.q,
+        status,
+        level,
+        rule: nonempty(params.rule),
+        from: read_time("from", params.from.as_deref(), now)?,
+        to: read_time("to", params.to.as_deref(), now)?,
+        // Detection time, which Vigil's clock writes, is what a poller should follow: an
+        // alert's own time is its last event's, which the sender chose.
+        detected_from: read_time("since", params.since.as_deref(), now)?,
+        limit: clamp_limit(params.limit),
+        ..AlertFilter::default()
+    })
 }
 
 async fn get_alert(State(state): State<UiState>, Path(id): Path<String>) -> Response {
@@ -214,19 +232,26 @@ struct TimeRange {
 /// error is the message for the client.
 fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
     let now = Utc::now();
-    let read = |name: &str, text: Option<&str>| {
-        text.filter(|t| !t.trim().is_empty())
-            .map(|t| parse_time(t, now))
-            .transpose()
-            .map_err(|e| match e {
-                StoreError::Query { message, .. } => format!("{name}: {message}"),
-                other => format!("{name}: {other}"),
-            })
-    };
     Ok(TimeRange {
-        from: read("from", from)?,
-        to: read("to", to)?,
+        from: read_time("from", from, now)?,
+        to: read_time("to", to, now)?,
     })
+}
+
+/// Reads parameter `name` (absent or blank for none) against `now`; the error is the message
+/// for the client.
+fn read_time(
+    name: &str,
+    text: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    text.filter(|t| !t.trim().is_empty())
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .map_err(|e| match e {
+            StoreError::Query { message, .. } => format!("{name}: {message}"),
+            other => format!("{name}: {other}"),
+        })
 }
 
 fn bad_request(message: String) -> Response {

@@ -304,6 +304,78 @@ async fn alerts_are_listed_by_status_level_rule_and_query() {
     assert!(reply["position"].is_number());
 }
 
+/// `since` follows when Vigil raised an alert, which its own clock writes; `from` and `to`
+/// the alert's time, which is its last event's and so the sender's to choose. A poller for new
+/// alerts uses `since`, and an event dated years back does not slip past it.
+#[tokio::test]
+async fn alerts_are_listed_by_detection_time_and_by_their_own_time() {
+    let f = fixture();
+    let mut backdated = alert(
+        "trail-stopped",
+        "CloudTrail logging stopped",
+        Level::High,
+        &[event(2)],
+    );
+    backdated.time = Utc.with_ymd_and_hms(2019, 1, 1, 0, 0, 0).unwrap();
+    backdated.detected = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+    f.store
+        .index_alerts(std::slice::from_ref(&backdated))
+        .unwrap();
+    f.store.commit().unwrap();
+    let (trail, login, backdated) = (
+        f.trail.id.to_string(),
+        f.login.id.to_string(),
+        backdated.id.to_string(),
+    );
+
+    let list = |query: &'static str| {
+        let app = f.app.clone();
+        async move {
+            let (status, body) =
+                call(&app, Method::GET, &format!("/api/v1/alerts?{query}"), None).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            let mut ids = ids(&body);
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        list("since=2026-11-28T10:00:00Z").await,
+        vec![backdated.clone()]
+    );
+    assert_eq!(
+        list("since=2026-11-28T09:00:00Z").await,
+        sorted(vec![trail.clone(), backdated.clone()])
+    );
+    assert_eq!(list("from=2026-11-28").await, vec![trail.clone()]);
+    assert_eq!(
+        list("to=2026-11-28").await,
+        sorted(vec![login.clone(), backdated.clone()])
+    );
+    assert_eq!(
+        list("from=2026-11-27&to=2026-11-28&since=2026-11-27T09:00:00Z").await,
+        vec![login]
+    );
+    assert_eq!(list("since=&from=%20").await.len(), 3);
+
+    for (query, names) in [("since=soon", "since:"), ("to=2026-13-01", "to:")] {
+        let (status, reply) = call(
+            &f.app,
+            Method::GET,
+            &format!("/api/v1/alerts?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.starts_with(names), "{query}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn a_replayed_alert_keeps_its_lifecycle_state() {
     let f = fixture();
