@@ -10,9 +10,11 @@
 //! 2. **Latency:** once the alerts of that flood are raised and indexed (it says how long that
 //!    took), it posts at half the rate it just reached, in batches of 500 ten or more times a
 //!    second, each ending in a probe record that only a probe rule (written for the bench)
-//!    matches, with a number of its own. A poller reads the probe rule's alerts
-//!    every 20 ms; each probe's latency is from the acknowledgement (the 202) of its batch to
-//!    the first poll that lists its alert. It reports the p50, p99 and maximum.
+//!    matches, with a number of its own. A poller reads the probe rule's alerts raised since
+//!    the oldest probe it has not seen yet (`since`) every 20 ms; each probe's latency is from
+//!    the acknowledgement (the 202) of its batch to the first poll that lists its alert. It
+//!    reports the p50, p99 and maximum, and the worst latency in each 5 s of the phase, which
+//!    tells latency that grows as the phase goes on from a spike.
 //!
 //! Beside them, each run reports the CPU time Vigil's processes used (not the broker's): from
 //! the first post until search finds the last record (what the throughput phase's rate cost),
@@ -359,13 +361,35 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize 
     let acknowledged: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
     let seen: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
+    // Wall-clock times for `since`, which Vigil compares with its own clock.
+    let (start, start_wall) = (Instant::now(), chrono::Utc::now());
     let poller = {
-        let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
-        let url = vigil.url(&format!("/api/v1/alerts?rule={PROBE_RULE_ID}&limit=1000"));
+        let (acknowledged, seen, done) = (
+            Arc::clone(&acknowledged),
+            Arc::clone(&seen),
+            Arc::clone(&done),
+        );
         let client = vigil.client.clone();
+        let url = vigil.url(&format!("/api/v1/alerts?rule={PROBE_RULE_ID}&limit=1000"));
         std::thread::spawn(move || {
+            // Only alerts raised since the oldest probe still unseen was acknowledged, less a
+            // second for the clocks' grain: a poll for every probe alert so far made Vigil
+            // fetch and send a growing list fifty times a second, a load of the bench's own
+            // that grew with the phase (up to 1000 alerts a poll).
+            let mut unseen = 0u64;
             while !done.load(Ordering::Relaxed) {
                 let polled = Instant::now();
+                let oldest = {
+                    let seen = seen.lock().unwrap();
+                    while seen.contains_key(&unseen) {
+                        unseen += 1;
+                    }
+                    acknowledged.lock().unwrap().get(&unseen).copied()
+                };
+                let since =
+                    start_wall + (oldest.unwrap_or(polled) - start) - Duration::from_secs(1);
+                let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let url = format!("{url}&since={since}");
                 if let Ok(response) = client.get(&url).bearer_auth(common::TOKEN).send() {
                     let text = response.text().unwrap_or_default();
                     let mut seen = seen.lock().unwrap();
@@ -377,7 +401,6 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize 
             }
         })
     };
-    let start = Instant::now();
     let mut probe = 0u64;
     let mut next = start;
     // Numbered, so that no record repeats one the throughput phase sent: a repeat is a replay,
@@ -443,6 +466,19 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize 
         .iter()
         .map(|(probe, at)| seen[probe].saturating_duration_since(*at).as_secs_f64())
         .collect();
+    // Whether latency grows as the phase goes on (merges of a growing index, say) or spikes
+    // once: the worst probe of each 5 s of posting.
+    let mut windows: BTreeMap<u64, f64> = BTreeMap::new();
+    for (probe, at) in acknowledged.iter() {
+        let window = at.saturating_duration_since(start).as_secs() / 5;
+        let latency = seen[probe].saturating_duration_since(*at).as_secs_f64();
+        let worst = windows.entry(window).or_default();
+        *worst = worst.max(latency);
+    }
+    let windows: Vec<String> = windows
+        .values()
+        .map(|worst| format!("{:.0}", worst * 1e3))
+        .collect();
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     println!(
@@ -457,6 +493,10 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize 
         quantile(0.99) * 1e3,
         latencies.last().copied().unwrap_or_default() * 1e3,
         POLL.as_millis()
+    );
+    println!(
+        "{label:>8}: worst latency in each 5 s, ms: {}",
+        windows.join(", ")
     );
     probe as usize * LATENCY_BATCH
 }
