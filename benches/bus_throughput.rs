@@ -33,7 +33,8 @@
 //! `--no-roles` leaves it out.
 //!
 //! `cargo bench --bench bus_throughput -- --events 200000` (default 100000). The latency phase
-//! lasts `--latency-seconds` (default 15); the events index commits every
+//! lasts `--latency-seconds` (default 15), at `--latency-rate` events/s if given rather than
+//! half the measured rate; the events index commits every
 //! `--commit-interval-ms` (default: Vigil's own, `index.commit_interval_ms`).
 
 #[path = "../tests/it/common/mod.rs"]
@@ -73,6 +74,7 @@ level: low
 fn main() {
     let events = arg("--events").unwrap_or(100_000);
     let latency_seconds = arg("--latency-seconds").unwrap_or(15);
+    let latency_rate = arg("--latency-rate").map(|rate| rate as f64);
     let commit_interval_ms = arg("--commit-interval-ms").map(|ms| ms.to_string());
     let mut rng = Rng(0xb05_b0b5);
     let lines: Vec<String> = cloudtrail_events(events, &mut rng)
@@ -104,6 +106,7 @@ fn main() {
     let setup = Setup {
         probe_rules: probe_rules.to_str().unwrap().to_owned(),
         latency: Duration::from_secs(latency_seconds as u64),
+        latency_rate,
         commit_interval_ms,
         lines,
     };
@@ -191,6 +194,9 @@ struct Stages<'a> {
 struct Setup {
     probe_rules: String,
     latency: Duration,
+    /// The latency phase's rate (`--latency-rate`), or half the throughput phase's: a fixed
+    /// rate compares builds at the same load on a host whose speed drifts between runs.
+    latency_rate: Option<f64>,
     /// The events index's `index.commit_interval_ms` (`--commit-interval-ms`), or Vigil's
     /// default.
     commit_interval_ms: Option<String>,
@@ -264,7 +270,10 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
          searchable",
         settled.as_secs_f64()
     );
-    let sent = latency(setup, label, &stages, rate / 2.0);
+    let sent = match setup.latency_rate {
+        Some(fixed) => latency(setup, label, &stages, fixed, "set by --latency-rate"),
+        None => latency(setup, label, &stages, rate / 2.0, "half the rate above"),
+    };
     let (waited, idle) = until_idle(&stages);
     if let Some((from, to)) = cpu_at_start.zip(vigil_cpu(&stages)) {
         let posted = events + sent;
@@ -355,7 +364,7 @@ fn settle(stages: &Stages<'_>) -> Duration {
 
 /// Posts at `rate` events/s with a probe at the end of each batch, and reports how long each
 /// probe took from its batch's acknowledgement to its alert. Returns how many records it posted.
-fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize {
+fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str) -> usize {
     let vigil = stages.index;
     let interval = Duration::from_secs_f64(LATENCY_BATCH as f64 / rate);
     let acknowledged: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
@@ -482,7 +491,7 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64) -> usize 
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{label:>8}: at {:.0} events/s (half the rate above; {:.0} sent) for {:.1} s, {} probes: \
+        "{label:>8}: at {:.0} events/s ({why}; {:.0} sent) for {:.1} s, {} probes: \
          acknowledgement to alert p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal: p99 under \
          1000 ms; polled every {} ms)",
         rate,
