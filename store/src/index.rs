@@ -23,6 +23,7 @@ use tantivy::{
     TantivyDocument,
 };
 
+use crate::merge_priority;
 use crate::word_tokenizer::{WordTokenizer, MAX_WORD_BYTES};
 use crate::StoreError;
 
@@ -298,6 +299,23 @@ pub(crate) fn reader(index: &Index, read_only: bool) -> Result<IndexReader, Stor
     Ok(index.reader_builder().reload_policy(policy).try_into()?)
 }
 
+/// A writer on `index` (in `dir`) with `threads` indexing threads of `memory_budget` bytes each,
+/// whose merges run below the caller's CPU priority ([`merge_priority`]).
+pub(crate) fn open_writer(
+    index: &Index,
+    dir: &Path,
+    threads: usize,
+    memory_budget: usize,
+) -> Result<IndexWriter<TantivyDocument>, StoreError> {
+    let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+        path: dir.to_path_buf(),
+        source,
+    };
+    merge_priority::below_priority(|| index.writer_with_num_threads(threads, memory_budget))
+        .map_err(|e| open_err(Box::new(e)))?
+        .map_err(|e| open_err(Box::new(e)))
+}
+
 /// One tantivy index with its single writer (absent when read-only) and its reader.
 pub(crate) struct IndexHandle {
     writer: Option<Mutex<IndexWriter<TantivyDocument>>>,
@@ -319,14 +337,12 @@ impl IndexHandle {
             None
         } else {
             // The directory lock taken here is what stops two processes writing the same index.
-            Some(Mutex::new(
-                index
-                    .writer_with_num_threads(threads, memory_budget)
-                    .map_err(|e| StoreError::Open {
-                        path: dir.to_path_buf(),
-                        source: Box::new(e),
-                    })?,
-            ))
+            Some(Mutex::new(open_writer(
+                &index,
+                dir,
+                threads,
+                memory_budget,
+            )?))
         };
         let reader = reader(&index, read_only)?;
         Ok(IndexHandle { writer, reader })

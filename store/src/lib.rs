@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod events;
 mod index;
+mod merge_priority;
 mod partition;
 mod quarantine;
 mod query;

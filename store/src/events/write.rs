@@ -89,12 +89,7 @@ impl EventIndex {
     pub(super) fn rewrite_partition(&self, key: PartitionKey) -> Result<u64, StoreError> {
         let dir = self.partition_dir(key);
         let index = index::open_index(&dir, &self.schemas, false)?;
-        let mut writer = index
-            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
-            .map_err(|e| StoreError::Open {
-                path: dir.clone(),
-                source: Box::new(e),
-            })?;
+        let mut writer = index::open_writer(&index, &dir, WRITER_THREADS, WRITER_MEMORY)?;
         let searcher = index::reader(&index, false)?.searcher();
         let rewritten = index::rewrite_documents(&writer, &searcher, |doc| {
             // Kept as it was indexed: partitions of these layouts were cut by event time.
@@ -136,12 +131,7 @@ impl EventIndex {
                 (1, LATE_WRITER_MEMORY)
             };
             // The directory lock taken here is what stops two processes writing a partition.
-            let writer = index
-                .writer_with_num_threads(threads, memory)
-                .map_err(|e| StoreError::Open {
-                    path: dir.clone(),
-                    source: Box::new(e),
-                })?;
+            let writer = index::open_writer(&index, &dir, threads, memory)?;
             let reader = index::reader(&index, false)?;
             let layout = self.layout(key, &index)?;
             // The span file may be missing or (restored beside newer data) narrower than what
