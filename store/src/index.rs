@@ -384,6 +384,71 @@ mod tests {
 
     use super::*;
 
+    #[cfg(target_os = "linux")]
+    mod merge_threads {
+        use std::time::{Duration, Instant};
+
+        use rustix::process::{getpriority_process, Pid};
+        use tantivy::schema::TEXT;
+
+        use super::*;
+
+        /// The priorities of this process's threads whose names start with `prefix`.
+        fn priorities_of(prefix: &str) -> Vec<i32> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|entry| {
+                    let entry = entry.ok()?;
+                    let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+                    let id: i32 = entry.file_name().to_str()?.parse().ok()?;
+                    name.starts_with(prefix)
+                        .then(|| getpriority_process(Some(Pid::from_raw(id)?)).ok())?
+                })
+                .collect()
+        }
+
+        /// Waits until a thread named `prefix…` runs at `nice`: a new thread names itself once it
+        /// runs, a moment after it is spawned.
+        fn until_a_thread_runs_at(prefix: &str, nice: i32) -> bool {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if priorities_of(prefix).contains(&nice) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        }
+
+        /// A writer opened through the store merges below the pipeline's priority, and indexes at
+        /// it once it has committed. The names are tantivy's own (`merge_thread_N`,
+        /// `thrd-tantivy-indexN`); other tests' writers may add threads of either name.
+        #[test]
+        fn a_store_writer_merges_below_the_pipeline_and_indexes_at_its_priority() {
+            let own = merge_priority::current_priority().unwrap();
+            let dir = tempfile::TempDir::new().unwrap();
+            let mut schema = Schema::builder();
+            let text = schema.add_text_field("text", TEXT);
+            let index = open_index(dir.path(), &[schema.build()], true).unwrap();
+            let mut writer = open_writer(&index, dir.path(), 1, 15_000_000).unwrap();
+            assert!(
+                until_a_thread_runs_at("merge_thread_", merge_priority::lowered(own)),
+                "no merge thread at nice {}: {:?}",
+                merge_priority::lowered(own),
+                priorities_of("merge_thread_")
+            );
+            let mut doc = TantivyDocument::default();
+            doc.add_text(text, "one");
+            writer.add_document(doc).unwrap();
+            writer.commit().unwrap();
+            assert!(
+                until_a_thread_runs_at("thrd-tantivy-in", own),
+                "no indexing thread at nice {own}: {:?}",
+                priorities_of("thrd-tantivy-in")
+            );
+        }
+    }
+
     #[test]
     fn a_missing_or_unreadable_stored_copy_is_corrupt_and_names_its_document() {
         let mut builder = Schema::builder();

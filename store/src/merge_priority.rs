@@ -45,14 +45,14 @@ pub(crate) fn below_priority<T: Send>(work: impl FnOnce() -> T + Send) -> io::Re
     })
 }
 
-fn lowered(nice: i32) -> i32 {
+pub(crate) fn lowered(nice: i32) -> i32 {
     (nice + MERGE_NICE_STEPS).min(19)
 }
 
 // On Linux a priority belongs to a thread, and PRIO_PROCESS with 0 reads or sets the calling
 // thread's alone. Elsewhere it may be the whole process's, so it is left alone.
 #[cfg(target_os = "linux")]
-fn current_priority() -> io::Result<i32> {
+pub(crate) fn current_priority() -> io::Result<i32> {
     Ok(rustix::process::getpriority_process(None)?)
 }
 
@@ -62,7 +62,7 @@ fn set_current_priority(nice: i32) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn current_priority() -> io::Result<i32> {
+pub(crate) fn current_priority() -> io::Result<i32> {
     Ok(0)
 }
 
@@ -73,12 +73,6 @@ fn set_current_priority(_nice: i32) -> io::Result<()> {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use std::time::{Duration, Instant};
-
-    use rustix::process::{getpriority_process, Pid};
-    use tantivy::schema::{Schema, TEXT};
-    use tantivy::TantivyDocument;
-
     use super::*;
 
     #[test]
@@ -88,60 +82,5 @@ mod tests {
         assert_eq!(inside, lowered(own));
         assert!(inside > own || own == 19, "{inside} against {own}");
         assert_eq!(current_priority().unwrap(), own);
-    }
-
-    /// The priorities of this process's threads whose names start with `prefix`.
-    fn priorities_of(prefix: &str) -> Vec<i32> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|entry| {
-                let entry = entry.ok()?;
-                let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-                let id: i32 = entry.file_name().to_str()?.parse().ok()?;
-                name.starts_with(prefix)
-                    .then(|| getpriority_process(Some(Pid::from_raw(id)?)).ok())?
-            })
-            .collect()
-    }
-
-    /// Waits until a thread named `prefix…` runs at `nice`: a new thread names itself once it
-    /// runs, a moment after it is spawned.
-    fn until_a_thread_runs_at(prefix: &str, nice: i32) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if priorities_of(prefix).contains(&nice) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
-
-    /// A writer opened through the store merges below the pipeline's priority, and indexes at
-    /// it once it has committed. The names are tantivy's own (`merge_thread_N`,
-    /// `thrd-tantivy-indexN`); other tests' writers may add threads of either name.
-    #[test]
-    fn a_store_writer_merges_below_the_pipeline_and_indexes_at_its_priority() {
-        let own = current_priority().unwrap();
-        let dir = tempfile::TempDir::new().unwrap();
-        let mut schema = Schema::builder();
-        let text = schema.add_text_field("text", TEXT);
-        let index = crate::index::open_index(dir.path(), &[schema.build()], true).unwrap();
-        let mut writer = crate::index::open_writer(&index, dir.path(), 1, 15_000_000).unwrap();
-        assert!(
-            until_a_thread_runs_at("merge_thread_", lowered(own)),
-            "no merge thread at nice {}: {:?}",
-            lowered(own),
-            priorities_of("merge_thread_")
-        );
-        let mut doc = TantivyDocument::default();
-        doc.add_text(text, "one");
-        writer.add_document(doc).unwrap();
-        writer.commit().unwrap();
-        assert!(
-            until_a_thread_runs_at("thrd-tantivy-in", own),
-            "no indexing thread at nice {own}: {:?}",
-            priorities_of("thrd-tantivy-in")
-        );
     }
 }

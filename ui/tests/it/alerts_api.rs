@@ -138,6 +138,13 @@ async fn patch(app: &Router, id: &str, body: Value) -> (StatusCode, Value) {
     .await
 }
 
+/// The ids `GET /api/v1/alerts?{query}` lists, in its order.
+async fn listed(app: &Router, query: &str) -> Vec<String> {
+    let (status, body) = call(app, Method::GET, &format!("/api/v1/alerts?{query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    ids(&body)
+}
+
 fn ids(listing: &Value) -> Vec<String> {
     listing["alerts"]
         .as_array()
@@ -273,15 +280,7 @@ async fn alerts_are_listed_by_status_level_rule_and_query() {
     )
     .await;
 
-    let list = |query: &'static str| {
-        let app = f.app.clone();
-        async move {
-            let (status, body) =
-                call(&app, Method::GET, &format!("/api/v1/alerts?{query}"), None).await;
-            assert_eq!(status, StatusCode::OK, "{query}: {body}");
-            ids(&body)
-        }
-    };
+    let list = |query: &'static str| listed(&f.app, query);
     assert_eq!(list("").await.len(), 2);
     assert_eq!(list("status=acknowledged").await, vec![trail.clone()]);
     assert_eq!(list("status=open").await, vec![login.clone()]);
@@ -328,21 +327,12 @@ async fn alerts_are_listed_by_detection_time_and_by_their_own_time() {
         backdated.id.to_string(),
     );
 
-    let list = |query: &'static str| {
-        let app = f.app.clone();
-        async move {
-            let (status, body) =
-                call(&app, Method::GET, &format!("/api/v1/alerts?{query}"), None).await;
-            assert_eq!(status, StatusCode::OK, "{query}: {body}");
-            let mut ids = ids(&body);
-            ids.sort();
-            ids
-        }
-    };
-    let sorted = |mut ids: Vec<String>| {
+    fn sorted(mut ids: Vec<String>) -> Vec<String> {
         ids.sort();
         ids
-    };
+    }
+    let app = &f.app;
+    let list = |query: &'static str| async move { sorted(listed(app, query).await) };
     assert_eq!(
         list("since=2026-11-28T10:00:00Z").await,
         vec![backdated.clone()]
