@@ -47,6 +47,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
+
 use common::tansu::Tansu;
 use common::{wait_for, Vigil};
 use support::records::cloudtrail_events;
@@ -74,7 +76,10 @@ level: low
 fn main() {
     let events = arg("--events").unwrap_or(100_000);
     let latency_seconds = arg("--latency-seconds").unwrap_or(15);
-    let latency_rate = arg("--latency-rate").map(|rate| rate as f64);
+    let latency_rate = arg("--latency-rate").map(|rate| {
+        assert!(rate > 0, "--latency-rate must be at least 1 event/s");
+        rate as f64
+    });
     let commit_interval_ms = arg("--commit-interval-ms").map(|ms| ms.to_string());
     let mut rng = Rng(0xb05_b0b5);
     let lines: Vec<String> = cloudtrail_events(events, &mut rng)
@@ -368,36 +373,32 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
     let vigil = stages.index;
     let interval = Duration::from_secs_f64(LATENCY_BATCH as f64 / rate);
     let acknowledged: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
+    // When each probe's batch was sent, by the wall clock: Vigil cannot raise its alert before.
+    let sent_at: Arc<Mutex<BTreeMap<u64, DateTime<Utc>>>> = Arc::default();
     let seen: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
-    // Wall-clock times for `since`, which Vigil compares with its own clock.
-    let (start, start_wall) = (Instant::now(), chrono::Utc::now());
+    let start = Instant::now();
     let poller = {
-        let (acknowledged, seen, done) = (
-            Arc::clone(&acknowledged),
-            Arc::clone(&seen),
-            Arc::clone(&done),
-        );
+        let (sent_at, seen, done) = (Arc::clone(&sent_at), Arc::clone(&seen), Arc::clone(&done));
         let client = vigil.client.clone();
         let url = vigil.url(&format!("/api/v1/alerts?rule={PROBE_RULE_ID}&limit=1000"));
         std::thread::spawn(move || {
-            // Only alerts raised since the oldest probe still unseen was acknowledged, less a
-            // second for the clocks' grain: a poll for every probe alert so far made Vigil
-            // fetch and send a growing list fifty times a second, a load of the bench's own
-            // that grew with the phase (up to 1000 alerts a poll).
+            // Only alerts raised since the oldest probe still unseen was sent, less a second
+            // for the grain of the alerts' times: a poll for every probe alert so far made
+            // Vigil fetch and send a growing list fifty times a second, a load of the bench's
+            // own that grew with the phase (up to 1000 alerts a poll).
             let mut unseen = 0u64;
             while !done.load(Ordering::Relaxed) {
                 let polled = Instant::now();
-                let oldest = {
+                {
                     let seen = seen.lock().unwrap();
                     while seen.contains_key(&unseen) {
                         unseen += 1;
                     }
-                    acknowledged.lock().unwrap().get(&unseen).copied()
-                };
-                let since =
-                    start_wall + (oldest.unwrap_or(polled) - start) - Duration::from_secs(1);
-                let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                }
+                let oldest = sent_at.lock().unwrap().get(&unseen).copied();
+                let since = oldest.unwrap_or_else(Utc::now) - Duration::from_secs(1);
+                let since = since.to_rfc3339_opts(SecondsFormat::Millis, true);
                 let url = format!("{url}&since={since}");
                 if let Ok(response) = client.get(&url).bearer_auth(common::TOKEN).send() {
                     let text = response.text().unwrap_or_default();
@@ -426,6 +427,7 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
         let mut body: String = background.by_ref().take(LATENCY_BATCH - 1).collect();
         body.push_str(&probe_record(probe));
         let source = format!("trail{}", probe as usize % SOURCES);
+        sent_at.lock().unwrap().insert(probe, Utc::now());
         let response = stages.ingest.post_ndjson(&source, body);
         assert_eq!(response.status(), 202, "{}", response.text().unwrap());
         acknowledged.lock().unwrap().insert(probe, Instant::now());
@@ -485,8 +487,8 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
         *worst = worst.max(latency);
     }
     let windows: Vec<String> = windows
-        .values()
-        .map(|worst| format!("{:.0}", worst * 1e3))
+        .iter()
+        .map(|(window, worst)| format!("{} s {:.0}", window * 5, worst * 1e3))
         .collect();
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
