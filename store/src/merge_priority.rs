@@ -11,25 +11,36 @@
 //!
 //! tantivy offers no hook on the threads it spawns, but on Linux a thread starts at its
 //! creator's priority. So a writer is opened from a thread of lower priority
-//! ([`below_priority`]): the merge pool it spawns then inherits that priority, and so does its
-//! `segment_updater` thread, whose work is a few milliseconds a commit. The indexing threads
-//! start again at every commit, spawned by the committing thread, so they run at the
-//! pipeline's priority.
+//! ([`below_priority`]), and what tantivy spawns as it opens inherits that priority:
+//! - its merge pool, the point of it;
+//! - its `segment_updater` thread, which also finishes each commit (saving the index's meta,
+//!   applying deletes) while the committer waits, so a commit can wait a little longer when
+//!   the cores are busy; the bench at a fixed rate still showed a lower p99 with it;
+//! - its first indexing threads, until the first commit: tantivy spawns them again at every
+//!   commit, from the committing thread, at the pipeline's priority. A partition rewritten
+//!   for an older layout commits once, so its rewrite runs at the lower priority throughout,
+//!   which suits a background chore.
 
 use std::io;
 
 /// How many steps of nice below the caller merges run. Linux weighs a thread at nice 5 at a
-/// third of one at nice 0 (335 against 1024), so a merge that contends with two busy stages
-/// still gets about a seventh of a core, close to the tenth of the machine merges took during
-/// a flood before.
+/// third of one at nice 0 (335 against 1024), so by those weights a merge that shares a core
+/// with one or two busy stages still gets between a seventh and a quarter of it.
 pub(crate) const MERGE_NICE_STEPS: i32 = 5;
 
 /// Runs `work` on a thread of its own, `MERGE_NICE_STEPS` below the caller's priority (at most
-/// nice 19), and returns what it returns. If the priority cannot be lowered, `work` runs all
-/// the same and only a warning says so: merges at the pipeline's priority cost latency, never
-/// correctness.
+/// nice 19), and returns what it returns. Where the priority cannot be read or lowered, `work`
+/// runs all the same and a warning says so: merges at the pipeline's priority cost latency,
+/// never correctness. The error is the thread's failure to start.
 pub(crate) fn below_priority<T: Send>(work: impl FnOnce() -> T + Send) -> io::Result<T> {
-    let target = lowered(current_priority()?);
+    let target = match current_priority() {
+        Ok(Some(nice)) => lowered(nice),
+        Ok(None) => return Ok(work()),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the priority to run an index's merges below");
+            return Ok(work());
+        }
+    };
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
             .name("vigil-low-prio".into())
@@ -45,15 +56,17 @@ pub(crate) fn below_priority<T: Send>(work: impl FnOnce() -> T + Send) -> io::Re
     })
 }
 
+/// The nice value `MERGE_NICE_STEPS` below `nice`, at most 19, the lowest there is.
 pub(crate) fn lowered(nice: i32) -> i32 {
     (nice + MERGE_NICE_STEPS).min(19)
 }
 
-// On Linux a priority belongs to a thread, and PRIO_PROCESS with 0 reads or sets the calling
-// thread's alone. Elsewhere it may be the whole process's, so it is left alone.
+/// The calling thread's nice value; `None` where a priority may be the whole process's
+/// rather than the thread's, so it is left alone. On Linux a priority belongs to a thread, and
+/// PRIO_PROCESS with 0 reads or sets the calling thread's alone.
 #[cfg(target_os = "linux")]
-pub(crate) fn current_priority() -> io::Result<i32> {
-    Ok(rustix::process::getpriority_process(None)?)
+pub(crate) fn current_priority() -> io::Result<Option<i32>> {
+    Ok(Some(rustix::process::getpriority_process(None)?))
 }
 
 #[cfg(target_os = "linux")]
@@ -62,8 +75,8 @@ fn set_current_priority(nice: i32) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn current_priority() -> io::Result<i32> {
-    Ok(0)
+pub(crate) fn current_priority() -> io::Result<Option<i32>> {
+    Ok(None)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -77,10 +90,10 @@ mod tests {
 
     #[test]
     fn work_runs_below_the_callers_priority_and_the_caller_keeps_its_own() {
-        let own = current_priority().unwrap();
-        let inside = below_priority(current_priority).unwrap().unwrap();
+        let own = current_priority().unwrap().unwrap();
+        let inside = below_priority(current_priority).unwrap().unwrap().unwrap();
         assert_eq!(inside, lowered(own));
         assert!(inside > own || own == 19, "{inside} against {own}");
-        assert_eq!(current_priority().unwrap(), own);
+        assert_eq!(current_priority().unwrap(), Some(own));
     }
 }
