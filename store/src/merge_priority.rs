@@ -6,8 +6,8 @@
 //! merge ran, and an alert's latency climbed past a second (`benches/RESULTS.md`, session 42).
 //! Run a little below the pipeline's priority, merges take the CPU the stages leave, so at a
 //! steady rate they slow down rather than the alerts. Only a little below: under a flood that
-//! fills both cores, Linux's weights still give them a share close to what they took before,
-//! so segments do not pile up unmerged.
+//! fills both cores, Linux's weights should still give them a share close to what they took
+//! before, so that segments do not pile up unmerged (reckoned from the weights, not measured).
 //!
 //! tantivy offers no hook on the threads it spawns, but on Linux a thread starts at its
 //! creator's priority. So a writer is opened from a thread of lower priority
