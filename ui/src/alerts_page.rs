@@ -26,6 +26,7 @@ use vigil_access::Permission;
 use vigil_event::Level;
 use vigil_store::{parse_time, AlertFilter, AlertStatus, AlertView, CloseReason};
 
+use crate::api::{read_level, read_status};
 use crate::auth::Caller;
 use crate::frame::{csrf, layout};
 use crate::pages::status_badge;
@@ -141,16 +142,8 @@ impl ListParams {
     /// The store filter these parameters ask for, or what is wrong with them.
     pub(crate) fn filter(&self, limit: usize) -> Result<AlertFilter, String> {
         let text = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
-        let status = match text(&self.status) {
-            None => None,
-            Some(s) => Some(AlertStatus::parse(&s).ok_or_else(|| {
-                format!("status: unknown status {s:?}; use open, acknowledged or closed")
-            })?),
-        };
-        let level = match text(&self.level) {
-            None => None,
-            Some(l) => Some(l.parse::<Level>().map_err(|e| format!("level: {e}"))?),
-        };
+        let status = text(&self.status).map(|s| read_status(&s)).transpose()?;
+        let level = text(&self.level).map(|l| read_level(&l)).transpose()?;
         let now = Utc::now();
         let time = |name: &str, value: &str| -> Result<Option<DateTime<Utc>>, String> {
             text(value)

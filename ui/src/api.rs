@@ -96,18 +96,9 @@ async fn list_alerts(State(state): State<UiState>, Query(params): Query<AlertsPa
 fn alert_filter(params: AlertsParams) -> Result<AlertFilter, String> {
     let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
     let status = nonempty(params.status)
-        .map(|s| {
-            AlertStatus::parse(&s).ok_or_else(|| {
-                format!("status: unknown status {s:?}; use open, acknowledged or closed")
-            })
-        })
+        .map(|s| read_status(&s))
         .transpose()?;
-    let level = nonempty(params.level)
-        .map(|l| {
-            l.parse::<Level>()
-                .map_err(|message| format!("level: {message}"))
-        })
-        .transpose()?;
+    let level = nonempty(params.level).map(|l| read_level(&l)).transpose()?;
     let now = Utc::now();
     Ok(AlertFilter {
         query: params.q,
@@ -236,6 +227,19 @@ fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String>
         from: read_time("from", from, now)?,
         to: read_time("to", to, now)?,
     })
+}
+
+/// Reads the `status` parameter of an alert listing, here and on the alerts page; the error
+/// is the message for the client.
+pub(crate) fn read_status(text: &str) -> Result<AlertStatus, String> {
+    AlertStatus::parse(text)
+        .ok_or_else(|| format!("status: unknown status {text:?}; use open, acknowledged or closed"))
+}
+
+/// Reads the `level` parameter of an alert listing, as [`read_status`] does `status`.
+pub(crate) fn read_level(text: &str) -> Result<Level, String> {
+    text.parse::<Level>()
+        .map_err(|message| format!("level: {message}"))
 }
 
 /// Reads parameter `name` (absent or blank for none) against `now`; the error is the message
