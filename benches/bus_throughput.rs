@@ -473,16 +473,22 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
     poller.join().unwrap();
     let acknowledged = acknowledged.lock().unwrap();
     let seen = seen.lock().unwrap();
-    let mut latencies: Vec<f64> = acknowledged
+    // Each probe's latency, with the 5 s of posting it was acknowledged in: the worst of each
+    // tells latency that grows as the phase goes on (merges of a growing index, say) from a
+    // spike.
+    let timed: Vec<(u64, f64)> = acknowledged
         .iter()
-        .map(|(probe, at)| seen[probe].saturating_duration_since(*at).as_secs_f64())
+        .map(|(probe, at)| {
+            let window = at.saturating_duration_since(start).as_secs() / 5;
+            (
+                window,
+                seen[probe].saturating_duration_since(*at).as_secs_f64(),
+            )
+        })
         .collect();
-    // Whether latency grows as the phase goes on (merges of a growing index, say) or spikes
-    // once: the worst probe of each 5 s of posting.
+    let mut latencies: Vec<f64> = timed.iter().map(|&(_, latency)| latency).collect();
     let mut windows: BTreeMap<u64, f64> = BTreeMap::new();
-    for (probe, at) in acknowledged.iter() {
-        let window = at.saturating_duration_since(start).as_secs() / 5;
-        let latency = seen[probe].saturating_duration_since(*at).as_secs_f64();
+    for &(window, latency) in &timed {
         let worst = windows.entry(window).or_default();
         *worst = worst.max(latency);
     }
