@@ -24,9 +24,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use vigil_access::Permission;
 use vigil_event::Level;
-use vigil_store::{parse_time, AlertFilter, AlertStatus, AlertView, CloseReason};
+use vigil_store::{AlertFilter, AlertStatus, AlertView, CloseReason};
 
-use crate::api::{read_level, read_status};
+use crate::api::{read_level, read_status, read_time};
 use crate::auth::Caller;
 use crate::frame::{csrf, layout};
 use crate::pages::status_badge;
@@ -145,11 +145,7 @@ impl ListParams {
         let status = text(&self.status).map(|s| read_status(&s)).transpose()?;
         let level = text(&self.level).map(|l| read_level(&l)).transpose()?;
         let now = Utc::now();
-        let time = |name: &str, value: &str| -> Result<Option<DateTime<Utc>>, String> {
-            text(value)
-                .map(|t| parse_time(&t, now).map_err(|e| format!("{name}: {e}")))
-                .transpose()
-        };
+        let time = |name: &str, value: &str| read_time(name, Some(value), now);
         Ok(AlertFilter {
             status,
             level,

@@ -242,9 +242,9 @@ pub(crate) fn read_level(text: &str) -> Result<Level, String> {
         .map_err(|message| format!("level: {message}"))
 }
 
-/// Reads parameter `name` (absent or blank for none) against `now`; the error is the message
-/// for the client.
-fn read_time(
+/// Reads parameter `name` (absent or blank for none) against `now`, here and on the search and
+/// alerts pages; the error is the message for the client.
+pub(crate) fn read_time(
     name: &str,
     text: Option<&str>,
     now: DateTime<Utc>,

@@ -19,11 +19,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use vigil_access::Permission;
 use vigil_event::Event;
-use vigil_store::{
-    parse_time, Facets, Histogram, SampleAbove, SearchRequest, SearchResults, StoreError,
-};
+use vigil_store::{Facets, Histogram, SampleAbove, SearchRequest, SearchResults};
 
-use crate::api::clamp_limit;
+use crate::api::{clamp_limit, read_time};
 use crate::auth::Caller;
 use crate::frame::{count, csrf, layout};
 use crate::pages::time_cell;
@@ -165,18 +163,10 @@ pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 /// The time range read against one `now`; the error is the message to show.
 pub(crate) fn read_range(from: &str, to: &str) -> Result<TimeRange, String> {
     let now = Utc::now();
-    let read = |name: &str, text: &str| -> Result<Option<DateTime<Utc>>, String> {
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        parse_time(text, now)
-            .map(Some)
-            .map_err(|error| match error {
-                StoreError::Query { message, .. } => format!("{name}: {message}"),
-                other => format!("{name}: {other}"),
-            })
-    };
-    Ok((read("from", from)?, read("to", to)?))
+    Ok((
+        read_time("from", Some(from), now)?,
+        read_time("to", Some(to), now)?,
+    ))
 }
 
 /// Everything the page shows, fetched in one blocking call.

@@ -334,6 +334,11 @@ async fn each_filter_narrows_the_list() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("from:"), "{body}");
+    // Worded as the search page and the API word it.
+    assert!(
+        body.contains("from: `yesterday-ish` is not a time"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
