@@ -409,3 +409,24 @@ fn prints_tell_apart_keys_that_differ_in_one_byte_they_read() {
         );
     }
 }
+
+/// The inline comparison of keys agrees with comparing their bytes: keys of every length from
+/// none to past the compared words, changed in any one byte, or one byte longer.
+#[test]
+fn keys_compare_as_their_bytes_do() {
+    for len in 0..=40usize {
+        let key: Vec<u8> = (0..len).map(|at| b'a' + (at % 26) as u8).collect();
+        assert!(super::same_bytes(&key, &key.clone()), "{len} bytes");
+        for at in 0..len {
+            let mut other = key.clone();
+            other[at] = b'Z';
+            assert!(!super::same_bytes(&key, &other), "{len} bytes, byte {at}");
+        }
+        let mut longer = key.clone();
+        longer.push(b'a');
+        assert!(
+            !super::same_bytes(&key, &longer),
+            "{len} bytes and one more"
+        );
+    }
+}
