@@ -96,6 +96,12 @@ impl FieldPath {
         if self.one_key_from(start) {
             return object.get(&self.name[start..]).is_some();
         }
+        if !object.keys_may_hold_dots() {
+            let end = self.next_dot(start);
+            return object
+                .get(&self.name[start..end])
+                .is_some_and(|value| self.present_in_value(value, end + 1, depth + 1));
+        }
         let ends = std::iter::once(self.name.len())
             .chain(self.dots.iter().rev().copied().filter(|&dot| dot >= start));
         for end in ends {
@@ -126,6 +132,12 @@ impl FieldPath {
         self.dots.last().is_none_or(|&dot| dot < start)
     }
 
+    /// The first dot at or after byte `start`, where the path has one (not [`Self::one_key_from`]).
+    fn next_dot(&self, start: usize) -> usize {
+        let at = self.dots.partition_point(|&dot| dot < start);
+        self.dots[at]
+    }
+
     /// Resolves the part of the path from byte `start` (just after a dot, or 0) in `object`.
     fn in_object<'d>(
         &self,
@@ -137,6 +149,15 @@ impl FieldPath {
         if self.one_key_from(start) {
             return match object.get(&self.name[start..]) {
                 Some(value) => leaves(value, depth, visit),
+                None => visit(None),
+            };
+        }
+        // No key here holds a dot, so only the part before the next dot can be one: the other
+        // split points' lookups, most of a CloudTrail record's, would all miss.
+        if !object.keys_may_hold_dots() {
+            let end = self.next_dot(start);
+            return match object.get(&self.name[start..end]) {
+                Some(value) => self.in_value(value, end + 1, depth + 1, visit),
                 None => visit(None),
             };
         }
@@ -256,14 +277,24 @@ mod tests {
         }
     }
 
-    /// Every value the path gives, with `None` for missing.
+    /// Every value the path gives, with `None` for missing. The same through the record
+    /// parsed, whose objects know whether their keys hold dots (and skip the splits that
+    /// could find nothing where none does), as through the map.
     fn values(path: &str, doc: &Map<String, Value>) -> Vec<Option<Value>> {
-        let mut out = Vec::new();
-        FieldPath::new(path).any(Object::from(doc), &mut |v| {
-            out.push(v.map(JsonRef::to_value));
-            false
-        });
-        out
+        let field = FieldPath::new(path);
+        let text = serde_json::to_string(doc).unwrap();
+        let parsed = vigil_event::Document::parse(&text).unwrap();
+        let mut by_object = Vec::new();
+        for object in [Object::from(doc), parsed.root()] {
+            let mut out = Vec::new();
+            field.any(object, &mut |v| {
+                out.push(v.map(JsonRef::to_value));
+                false
+            });
+            by_object.push((out, field.exists(object)));
+        }
+        assert_eq!(by_object[1], by_object[0], "{path} in {text}");
+        by_object.swap_remove(0).0
     }
 
     #[test]
@@ -356,9 +387,11 @@ mod tests {
                 FieldPath::new(present).exists(Object::from(&d)),
                 "{present}"
             );
+            values(present, &d);
         }
         for absent in ["b", "a.d", "a.b.c", "l.z", "d", "l.x.y"] {
             assert!(!FieldPath::new(absent).exists(Object::from(&d)), "{absent}");
+            values(absent, &d);
         }
     }
 

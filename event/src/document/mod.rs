@@ -141,6 +141,15 @@ impl<'d> Object<'d> {
         }
     }
 
+    /// Whether some key of the object may hold a dot: not for a parsed object none of whose keys
+    /// does, where a dotted field name can only be a path through nested objects.
+    pub fn keys_may_hold_dots(self) -> bool {
+        match self {
+            Object::Tape(tape, at) => tape.keys_hold_dots(at),
+            Object::Map(_) => true,
+        }
+    }
+
     /// Each key with its value, a repeated key once with its last value: in record order for
     /// a tape, in key order for a map.
     pub fn members(self) -> Members<'d> {

@@ -98,12 +98,13 @@ enum Node {
     },
     /// `end` as for arrays; the list of its `len` members starts at `index` in
     /// [`Tape::members`]. `keys` has the [`key_bit`] of each member's key set, so most lookups
-    /// of a key the object lacks end there.
+    /// of a key the object lacks end there. `dotted` is whether some member's key holds a dot.
     Object {
         end: u32,
         len: u32,
         index: u32,
         keys: u64,
+        dotted: bool,
     },
 }
 
@@ -115,6 +116,7 @@ impl Node {
             len: 0,
             index: 0,
             keys: 0,
+            dotted: false,
         }
     }
 }
@@ -306,6 +308,16 @@ impl<'a> Tape<'a> {
             .find(|&slot| self.holds(slot, print, key))
     }
 
+    /// Whether some member of the object at `at` has a key with a dot in it: if none has, a
+    /// dotted name can only be a path through nested objects, and a lookup of the whole name
+    /// (or of any part with a dot) would find nothing.
+    pub(crate) fn keys_hold_dots(&self, at: u32) -> bool {
+        match self.slots[at as usize].node {
+            Node::Object { dotted, .. } => dotted,
+            _ => false,
+        }
+    }
+
     /// Whether a later member of the object at `at` has the same key as the member at `slot`.
     fn shadowed(&self, at: u32, slot: u32) -> bool {
         self.get(at, self.key(slot)) != Some(slot)
@@ -337,8 +349,8 @@ impl<'a> Tape<'a> {
     }
 
     /// Closes the object at `at`, of `len` members, once they are on the tape: lists them, in
-    /// key order if there are many.
-    fn close_object(&mut self, at: u32, len: u32) {
+    /// key order if there are many. `dotted` says whether some member's key holds a dot.
+    fn close_object(&mut self, at: u32, len: u32, dotted: bool) {
         let end = self.slots.len() as u32;
         let index = self.members.len() as u32;
         let mut keys = 0;
@@ -360,6 +372,7 @@ impl<'a> Tape<'a> {
             len,
             index,
             keys,
+            dotted,
         };
     }
 

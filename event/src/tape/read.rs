@@ -13,7 +13,7 @@
 use serde_json::Number;
 
 use super::{Node, Span, Tape, UNESCAPED};
-use crate::string_bytes::{find_special, special_masks};
+use crate::string_bytes::{dot_mask, find_special, holds_dot, special_masks};
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -91,7 +91,7 @@ impl<'a> Reader<'a> {
         let at = tape.slots.len() as u32;
         let open = Node::open_object();
         tape.push(key, open);
-        let mut len = 0;
+        let (mut len, mut dotted) = (0, false);
         self.skip_whitespace();
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -101,7 +101,8 @@ impl<'a> Reader<'a> {
                 if self.peek()? != b'"' {
                     return None;
                 }
-                let key = self.string(tape)?;
+                let (key, dot) = self.key(tape)?;
+                dotted |= dot;
                 self.skip_whitespace();
                 if self.next()? != b':' {
                     return None;
@@ -117,7 +118,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        tape.close_object(at, len);
+        tape.close_object(at, len, dotted);
         Some(())
     }
 
@@ -206,9 +207,55 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
+    /// A member's key, as [`Self::string`] reads it, and whether it holds a dot: found in the
+    /// sixteen bytes (or thirty-two, for a longer key) the key's end is looked for in, so a key
+    /// costs a compare or two more. Most keys end within those bytes; the rest are read by
+    /// [`Self::string`], out of line, so that the loop over values keeps it inline.
+    #[inline(always)]
+    fn key(&mut self, tape: &mut Tape<'a>) -> Option<(Span, bool)> {
+        let start = self.pos + 1;
+        let Some(first) = self.bytes.get(start..start + 16) else {
+            return self.long_key(tape);
+        };
+        let first: [u8; 16] = first.try_into().expect("sixteen bytes");
+        let (found, quotes) = special_masks(first);
+        let (len, dots) = if found != 0 {
+            if found & found.wrapping_neg() & quotes == 0 {
+                return self.long_key(tape);
+            }
+            let len = quotes.trailing_zeros();
+            (len, dot_mask(first) & ((1 << len) - 1))
+        } else {
+            let Some(second) = self.bytes.get(start + 16..start + 32) else {
+                return self.long_key(tape);
+            };
+            let second: [u8; 16] = second.try_into().expect("sixteen bytes");
+            let (found, quotes) = special_masks(second);
+            if found & found.wrapping_neg() & quotes == 0 {
+                return self.long_key(tape);
+            }
+            let len = quotes.trailing_zeros();
+            (
+                16 + len,
+                dot_mask(first) | dot_mask(second) & ((1 << len) - 1),
+            )
+        };
+        self.pos = start + len as usize + 1;
+        Some((Span::in_text(start, len as usize), dots != 0))
+    }
+
+    /// A key [`Self::key`] does not find the end of in its first thirty-two bytes, or one with
+    /// an escape.
+    #[cold]
+    #[inline(never)]
+    fn long_key(&mut self, tape: &mut Tape<'a>) -> Option<(Span, bool)> {
+        let key = self.string(tape)?;
+        Some((key, holds_dot(tape.bytes(key))))
+    }
+
     /// The string whose opening quote is at the reader's position: a span of the text unless
     /// it holds an escape, and of the tape's unescaped text if it does.
-    // Inlined into both callers (a key in `object`, a value in `value`): as a call, each string
+    // Inlined into its callers (a value in `value`, a key in `long_key`): as a call, each string
     // reloaded the scan's constants and waited on its own return, about a fifth of the parse.
     #[inline(always)]
     fn string(&mut self, tape: &mut Tape<'a>) -> Option<Span> {

@@ -130,16 +130,17 @@ impl<'de> Visitor<'de> for Build<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
         let at = self.tape.slots.len();
         self.tape.push(self.key, Node::open_object());
-        let mut len = 0;
+        let (mut len, mut dotted) = (0, false);
         while let Some(key) = members.next_key_seed(Key)? {
             let key = span(self.tape, key);
+            dotted |= self.tape.bytes(key).contains(&b'.');
             members.next_value_seed(Build {
                 tape: &mut *self.tape,
                 key,
             })?;
             len += 1;
         }
-        self.tape.close_object(at as u32, len);
+        self.tape.close_object(at as u32, len, dotted);
         Ok(())
     }
 }

@@ -77,6 +77,36 @@ fn strings_read_alike_wherever_their_specials_and_ends_fall() {
     }
 }
 
+/// Whether an object's keys hold a dot is read as `serde_json`'s tape has it (where each key
+/// is looked at whole), for a dot at every place in keys of every length the reader looks at
+/// in one or two sixteen-byte reads or past them, written as it is or escaped, and keys
+/// without one beside them.
+#[test]
+fn dots_in_keys_are_seen_wherever_they_fall() {
+    for len in 1..40 {
+        let plain = "k".repeat(len);
+        agree(&format!(r#"{{"{plain}":1,"b":{{"{plain}":2}}}}"#));
+        for at in 0..len {
+            for dot in [".", "\\u002e"] {
+                let key = format!("{}{dot}{}", &plain[..at], &plain[at + 1..]);
+                for text in [
+                    format!(r#"{{"{key}":1}}"#),
+                    format!(r#"{{"a":1,"{key}":{{"{plain}":[]}}}}"#),
+                    format!(r#"{{"a":{{"{key}":0}},"{plain}":{{}}}}"#),
+                ] {
+                    agree(&text);
+                    let tape = Tape::parse(&text).unwrap();
+                    let dotted: Vec<bool> = (0..tape.slots.len() as u32)
+                        .filter(|&at| matches!(tape.slots[at as usize].node, Node::Object { .. }))
+                        .map(|at| tape.keys_hold_dots(at))
+                        .collect();
+                    assert!(dotted.contains(&true), "{text}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn hand_picked_texts_read_as_serde_json_reads_them() {
     let texts = [
