@@ -371,6 +371,25 @@ mod tests {
         }
     }
 
+    /// A key whose dot is written escaped still holds a dot, in a sorted object (more than 32
+    /// members) as in a scanned one: the dotted key and the nested path are both found.
+    #[test]
+    fn escaped_dots_in_keys_count_as_dots() {
+        for filler in [0, 40] {
+            let members: String = (0..filler).map(|i| format!(r#""k{i}":{i},"#)).collect();
+            let text =
+                format!(r#"{{{members}"a\u002eb":{{"c":"flat"}},"a":{{"b":{{"c":"nested"}}}}}}"#);
+            let document = vigil_event::Document::parse(&text).unwrap();
+            assert!(matches!(document, vigil_event::Document::Tape(_)));
+            let mut got = Vec::new();
+            FieldPath::new("a.b.c").any(document.root(), &mut |v| {
+                got.push(v.map(JsonRef::to_value));
+                false
+            });
+            assert_eq!(got, [Some(json!("flat")), Some(json!("nested"))], "{text}");
+        }
+    }
+
     #[test]
     fn scalars_on_the_way_mean_missing() {
         let d = doc(json!({"a": "text", "b": null, "c": []}));

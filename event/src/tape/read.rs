@@ -209,8 +209,9 @@ impl<'a> Reader<'a> {
 
     /// A member's key, as [`Self::string`] reads it, and whether it holds a dot: found in the
     /// sixteen bytes (or thirty-two, for a longer key) the key's end is looked for in, so a key
-    /// costs a compare or two more. Most keys end within those bytes; the rest are read by
-    /// [`Self::string`], out of line, so that the loop over values keeps it inline.
+    /// costs a compare or two more. Most keys end within those bytes; the rest (longer ones,
+    /// escaped ones, ones near the text's end) go to [`Self::long_key`], out of line, so that
+    /// only this short path is inlined into the reader's loop.
     #[inline(always)]
     fn key(&mut self, tape: &mut Tape<'a>) -> Option<(Span, bool)> {
         let start = self.pos + 1;
@@ -237,15 +238,15 @@ impl<'a> Reader<'a> {
             let len = quotes.trailing_zeros();
             (
                 16 + len,
-                dot_mask(first) | dot_mask(second) & ((1 << len) - 1),
+                dot_mask(first) | (dot_mask(second) & ((1 << len) - 1)),
             )
         };
         self.pos = start + len as usize + 1;
         Some((Span::in_text(start, len as usize), dots != 0))
     }
 
-    /// A key [`Self::key`] does not find the end of in its first thirty-two bytes, or one with
-    /// an escape.
+    /// A key [`Self::key`] cannot read in its first thirty-two bytes: a longer one, one with an
+    /// escape or a control character, or one with fewer bytes of text after it.
     #[cold]
     #[inline(never)]
     fn long_key(&mut self, tape: &mut Tape<'a>) -> Option<(Span, bool)> {

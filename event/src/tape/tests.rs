@@ -246,6 +246,8 @@ fn string(rng: &mut Rng, out: &mut String) {
             "\u{1}",
             "\u{7f}",
             "eventName",
+            ".",
+            "\\u002e",
         ]);
         out.push_str(part);
     }
