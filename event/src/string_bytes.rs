@@ -91,6 +91,13 @@ fn first_sixteen(bytes: &[u8]) -> [u8; 16] {
     }
 }
 
+/// Where the closing quote is in sixteen bytes whose [`special_masks`] these are, when it is
+/// their first special byte (no escape or control character comes before it).
+#[inline(always)]
+pub(crate) fn quote_first((found, quotes): (u32, u32)) -> Option<u32> {
+    (found & found.wrapping_neg() & quotes != 0).then(|| quotes.trailing_zeros())
+}
+
 /// One bit for each of the sixteen bytes that is a dot.
 #[inline(always)]
 pub(crate) fn dot_mask(bytes: [u8; 16]) -> u32 {

@@ -13,7 +13,7 @@
 use serde_json::Number;
 
 use super::{Node, Span, Tape, UNESCAPED};
-use crate::string_bytes::{dot_mask, find_special, holds_dot, special_masks};
+use crate::string_bytes::{dot_mask, find_special, holds_dot, quote_first, special_masks};
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -219,23 +219,20 @@ impl<'a> Reader<'a> {
             return self.long_key(tape);
         };
         let first: [u8; 16] = first.try_into().expect("sixteen bytes");
-        let (found, quotes) = special_masks(first);
-        let (len, dots) = if found != 0 {
-            if found & found.wrapping_neg() & quotes == 0 {
+        let masks = special_masks(first);
+        let (len, dots) = if masks.0 != 0 {
+            let Some(len) = quote_first(masks) else {
                 return self.long_key(tape);
-            }
-            let len = quotes.trailing_zeros();
+            };
             (len, dot_mask(first) & ((1 << len) - 1))
         } else {
             let Some(second) = self.bytes.get(start + 16..start + 32) else {
                 return self.long_key(tape);
             };
             let second: [u8; 16] = second.try_into().expect("sixteen bytes");
-            let (found, quotes) = special_masks(second);
-            if found & found.wrapping_neg() & quotes == 0 {
+            let Some(len) = quote_first(special_masks(second)) else {
                 return self.long_key(tape);
-            }
-            let len = quotes.trailing_zeros();
+            };
             (
                 16 + len,
                 dot_mask(first) | (dot_mask(second) & ((1 << len) - 1)),
@@ -263,9 +260,9 @@ impl<'a> Reader<'a> {
         let start = self.pos + 1;
         // Most keys and strings end within sixteen bytes, without an escape.
         if let Some(chunk) = self.bytes.get(start..start + 16) {
-            let (found, quotes) = special_masks(chunk.try_into().expect("sixteen bytes"));
-            if found & found.wrapping_neg() & quotes != 0 {
-                let stop = start + quotes.trailing_zeros() as usize;
+            let masks = special_masks(chunk.try_into().expect("sixteen bytes"));
+            if let Some(len) = quote_first(masks) {
+                let stop = start + len as usize;
                 self.pos = stop + 1;
                 return Some(Span::in_text(start, stop - start));
             }
