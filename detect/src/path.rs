@@ -153,7 +153,9 @@ impl FieldPath {
             };
         }
         // No key here holds a dot, so only the part before the next dot can be one: the other
-        // split points' lookups, most of a CloudTrail record's, would all miss.
+        // split points' lookups, most of a CloudTrail record's, would all miss. A branch of its
+        // own (as in `present_in_object`), not one split point fed to the loop below: through
+        // the loop's iterator, parsing and matching a CloudTrail record cost 3% more.
         if !object.keys_may_hold_dots() {
             let end = self.next_dot(start);
             return match object.get(&self.name[start..end]) {
