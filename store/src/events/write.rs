@@ -23,7 +23,7 @@ use super::EventIndex;
 use crate::index::{self, lock};
 use crate::partition::{self, PartitionKey, TimeSpan};
 use crate::query;
-use crate::record::{RecordRead, RecordValue};
+use crate::record::RecordRead;
 use crate::StoreError;
 
 /// Indexing is the hot path, so the writer of the current partition gets two threads (one
@@ -504,9 +504,10 @@ impl EventIndex {
                 doc.add_text(field, value);
             }
         }
-        let kept = match RecordValue::of_event(event) {
-            RecordRead::Object(record) => {
-                doc.add_field_value(f.record, &record);
+        let record = RecordRead::of_event(event);
+        let kept = match record.value() {
+            Some(value) => {
+                doc.add_field_value(f.record, value);
                 match event.record {
                     // Read as an object just now, so it is written into the stored event as
                     // JSON without another read.
@@ -517,7 +518,7 @@ impl EventIndex {
             // Findable by its words rather than failing the whole batch (bare terms search
             // this field as well as the record's words), and stored as the text it is, since
             // as JSON the stored event might no longer read back.
-            RecordRead::NotAnObject => {
+            None => {
                 doc.add_text(f.text, event.record.as_str());
                 RecordRef::Text(event.record.as_str())
             }
