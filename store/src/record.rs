@@ -1,12 +1,12 @@
 //! A record read for indexing.
 //!
-//! A JSON record is parsed with [`vigil_event::Document`], the parser ingest checks records
-//! with and detection matches them through: one parser, so the index holds exactly the values
-//! rules saw (a repeated key's last value; the tolerant reading of what `serde_json` refuses),
-//! by construction rather than by two parsers agreeing. Its tape is handed to tantivy as it is,
-//! with no tree built in between. It replaced a `serde_json` tree of borrowed strings and member
-//! vectors: building a CloudTrail record's tantivy document took 4.52 to 4.62 us with the tree
-//! and 3.91 to 3.98 us with the tape (best of 40 rounds of 200 records, three runs each).
+//! A JSON record is parsed into a [`vigil_event::Document`], as detection parses it to match
+//! it: one parser, so the index holds exactly the values rules saw (a repeated key's last
+//! value; the tolerant reading of what `serde_json` refuses), by construction rather than by
+//! two parsers agreeing. Its tape is handed to tantivy as it is, with no tree built in between.
+//! It replaced a `serde_json` tree of borrowed strings and member vectors: building a
+//! CloudTrail record's tantivy document took 4.52 to 4.62 us with the tree and 3.91 to 3.98 us
+//! with the tape (`benches/RESULTS.md`, session 45).
 //!
 //! It also fixes how record values are typed: strings stay strings even when they look like
 //! RFC 3339 dates (tantivy's own JSON conversion would make them dates), so record
@@ -73,7 +73,8 @@ pub(crate) enum RecordValue<'a> {
 }
 
 /// An object's members as tantivy walks them: a parsed object's (each key once, with its last
-/// value, in record order), or a text record's fields and then its line.
+/// value; in record order, but for a record only the tolerant parser reads, whose map is in
+/// key order), or a text record's fields and then its line.
 pub(crate) struct Members<'a> {
     members: vigil_event::Members<'a>,
     line: Option<&'a str>,
@@ -156,7 +157,8 @@ mod tests {
         Bool(bool),
         I64(i64),
         U64(u64),
-        F64(f64),
+        /// By its bits, so that -0.0 and 0.0 differ.
+        F64(u64),
         Str(String),
         Array(Vec<Walked>),
         Object(Vec<(String, Walked)>),
@@ -170,7 +172,7 @@ mod tests {
                 ReferenceValueLeaf::Bool(b) => Walked::Bool(b),
                 ReferenceValueLeaf::I64(i) => Walked::I64(i),
                 ReferenceValueLeaf::U64(u) => Walked::U64(u),
-                ReferenceValueLeaf::F64(f) => Walked::F64(f),
+                ReferenceValueLeaf::F64(f) => Walked::F64(f.to_bits()),
                 ReferenceValueLeaf::Str(s) => Walked::Str(s.to_owned()),
                 other => panic!("a record gives no {other:?}"),
             },
@@ -181,6 +183,10 @@ mod tests {
                     .collect(),
             ),
         }
+    }
+
+    fn float(value: f64) -> Walked {
+        Walked::F64(value.to_bits())
     }
 
     fn str(text: &str) -> Walked {
@@ -248,9 +254,9 @@ mod tests {
                 Walked::I64(i64::MAX),
                 Walked::U64(1 << 63),
                 Walked::U64(u64::MAX),
-                Walked::F64(1.5),
-                Walked::F64(-0.0),
-                Walked::F64(1000.0),
+                float(1.5),
+                float(-0.0),
+                float(1000.0),
                 Walked::Bool(true),
                 Walked::Null,
             ])
@@ -269,8 +275,10 @@ mod tests {
                 ("a".into(), Walked::I64(2)),
             ]
         );
-        let seen_by_rules: Json = serde_json::from_str(r#"{"a":1,"b":true,"a":2}"#).unwrap();
-        assert_eq!(seen_by_rules["a"], 2);
+        let seen_by_rules = Document::parse(r#"{"a":1,"b":true,"a":2}"#).unwrap();
+        assert!(
+            matches!(seen_by_rules.root().get("a"), Some(JsonRef::Number(n)) if n.as_i64() == Some(2))
+        );
         // Objects of more than 32 members are looked up in key order; they are indexed in
         // record order all the same, each key once.
         let many: String = (0..100)
@@ -303,7 +311,7 @@ mod tests {
         assert_eq!(members[0].1, Walked::U64(u64::MAX));
         // The last value of a repeated key, as rules see it.
         assert_eq!(members[2].1, str("StopLogging2"));
-        assert_eq!(members[3].1, Walked::F64(1.5));
+        assert_eq!(members[3].1, float(1.5));
         assert_eq!(members[4].1, Walked::I64(-3));
         assert_eq!(members[5].1, str("1e400"));
         assert_eq!(members[6].1, str("x\u{fffd}"));
@@ -334,7 +342,7 @@ mod tests {
                 Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
                     (Some(i), _, _) => Walked::I64(i),
                     (None, Some(u), _) => Walked::U64(u),
-                    (None, None, Some(f)) => Walked::F64(f),
+                    (None, None, Some(f)) => float(f),
                     _ => unreachable!("serde_json without arbitrary precision"),
                 },
                 Json::String(s) => str(s),
@@ -402,14 +410,34 @@ mod tests {
     }
 
     #[test]
-    fn json_that_is_no_object_is_not_indexed_as_one() {
+    fn only_a_json_object_is_indexed_as_one() {
         let base = json_event("{}");
-        for text in [r#"[1,2]"#, r#""text""#, "12", r#"{"open":"#, ""] {
+        // Text after the object, or before it other than JSON's whitespace, is no object.
+        for text in [
+            r#"[1,2]"#,
+            r#""text""#,
+            "12",
+            r#"{"open":"#,
+            "",
+            "{} x",
+            "{}{}",
+            "\u{feff}{}",
+            "\u{a0}{}",
+        ] {
             let read = RecordRead::of_event(&EventRef {
                 record: RecordRef::UncheckedJson(text),
                 ..base.as_event_ref()
             });
             assert!(read.value().is_none(), "{text}");
+        }
+        // JSON's whitespace around an object is allowed, as serde_json allows it.
+        for text in ["{}", " \n\t\r{ } \n"] {
+            let read = RecordRead::of_event(&EventRef {
+                record: RecordRef::UncheckedJson(text),
+                ..base.as_event_ref()
+            });
+            let walked = read.value().map(|value| walked(&value));
+            assert_eq!(walked, Some(Walked::Object(Vec::new())), "{text:?}");
         }
     }
 }

@@ -63,7 +63,7 @@ pub trait IndexTarget: Sized + Send + Sync + 'static {
 }
 
 /// Events are indexed as read off the bus: the store's read of a JSON record as it indexes it
-/// is the record's one check here (see `vigil_store`'s `RecordValue::of_event`). Building an
+/// is the record's one check here (see `vigil_store`'s `RecordRead::of_event`). Building an
 /// [`vigil_event::Event`] first had `serde_json` walk each record once more.
 impl IndexTarget for EventOnBus<'static> {
     const GROUP: &'static str = "index";
