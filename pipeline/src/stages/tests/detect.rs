@@ -146,3 +146,68 @@ async fn detection_replays_a_batch_whose_commit_was_lost() {
         .iter()
         .all(|alert| alert.id == first[0].id && alert.rule_id == CORRELATION));
 }
+
+/// Detection commits its offsets (and saves its windows) once a `COMMIT_INTERVAL`, not after
+/// every batch: three batches read 50 ms apart are one commit, made once the interval has
+/// passed; a flood is committed once 10,000 events wait. On tokio's paused clock, so the
+/// times are exact.
+#[tokio::test(start_paused = true)]
+async fn detection_commits_once_an_interval_not_once_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    let topics = Topics::default();
+    let commits = Arc::new(Mutex::new(Vec::new()));
+    let hook: CommitHook = {
+        let commits = commits.clone();
+        Arc::new(move |checkpoint: &Checkpoint| {
+            let next: Vec<u64> = checkpoint.partitions().map(|(_, next)| next).collect();
+            commits
+                .lock()
+                .unwrap()
+                .push((tokio::time::Instant::now(), next));
+            Ok(())
+        })
+    };
+    let started = tokio::time::Instant::now();
+    let (stop, task) = start(hooked(&bus, hook.clone()));
+    for seq in 0..3 {
+        bus.publish(&topics.events, event_messages(&failed_logins(seq..seq + 1)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until("the batches were committed", || {
+        !commits.lock().unwrap().is_empty()
+    })
+    .await;
+    let (at, next) = commits.lock().unwrap()[0].clone();
+    assert_eq!(next, vec![3], "the first commit covers every batch");
+    let after = at - started;
+    assert!(
+        after >= Duration::from_millis(250) && after < Duration::from_millis(500),
+        "committed {after:?} after the start"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(commits.lock().unwrap().len(), 1);
+
+    // In a flood, a commit comes once 10,000 events wait, before the interval is out.
+    commits.lock().unwrap().clear();
+    bus.publish(&topics.events, event_messages(&failed_logins(3..12_003)))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let (stop, task) = start(hooked(&bus, hook));
+    until("the flood was committed", || {
+        !commits.lock().unwrap().is_empty()
+    })
+    .await;
+    let (at, next) = commits.lock().unwrap()[0].clone();
+    assert!(
+        next[0] >= 10_003 && at - started < Duration::from_millis(250),
+        "first committed up to {next:?}, {:?} after the start",
+        at - started
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
