@@ -2,11 +2,10 @@
 //!
 //! Correlation state belongs to a partition of the events topic, since events are keyed by
 //! source and a source's events stay in one partition. Each partition gets its own
-//! [`Detector`], saved through the bus just before each commit of the offsets (every
-//! [`COMMIT_INTERVAL`], or sooner in a flood), so whichever process owns the partition next
-//! (this one after a restart, another after a Kafka rebalance) resumes with the windows as
-//! they were at the last commit, or slightly later, which at worst counts a replayed event
-//! twice: at least once, never lost.
+//! [`Detector`], saved through the bus after each batch and before the offsets are committed,
+//! so whichever process owns the partition next (this one after a restart, another after a
+//! Kafka rebalance) resumes with the windows as they were at the last commit, or slightly
+//! later, which at worst counts a replayed event twice: at least once, never lost.
 //!
 //! Correlations therefore combine events within one partition. With the embedded bus there is
 //! one; with Kafka, a correlation across sources needs those sources in the same partition.
@@ -40,14 +39,6 @@ use super::{retry, Shutdown};
 
 pub const GROUP: &str = "detect";
 const BATCH: usize = 1000;
-/// Offsets, with the correlation state that goes with them, are committed this often, or
-/// once this many events wait, rather than after every batch. A commit replaces two files
-/// with a sync each on the embedded bus, and is a request the broker must answer on Kafka,
-/// while the stage waits: after every batch, that was one for each few hundred events in a
-/// flood. Alerts are published as each batch is matched, so they do not wait for it; a crash
-/// replays what came since the last commit, whose alerts keep their ids.
-const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
-const COMMIT_EVENTS: usize = 10 * BATCH;
 /// Late events and evicted groups are logged at most this often (and counted always), so a
 /// flood of them cannot flood the log.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -275,14 +266,6 @@ impl Stage for DetectStage {
             self.unsaved.remove(&partition);
         }
         true
-    }
-
-    fn commit_due(&self, pending: usize, since: Duration) -> bool {
-        pending >= COMMIT_EVENTS || since >= COMMIT_INTERVAL
-    }
-
-    fn commit_due_in(&self, since: Duration) -> Duration {
-        COMMIT_INTERVAL.saturating_sub(since)
     }
 
     fn committed(&mut self) {
