@@ -442,7 +442,7 @@ impl Gatherer<'_> {
     fn lowercase_each_wide_text(&mut self) {
         let gathered = self.texts.len();
         let mut start = 0;
-        let mut bytes = [0; 4];
+        let mut lowered = String::new();
         while start < gathered {
             let end = start
                 + self.texts[start..gathered]
@@ -452,13 +452,11 @@ impl Gatherer<'_> {
             if !self.texts[start..end].is_ascii() {
                 // Gathered from a `str` (a number or boolean is ASCII), and cut only at
                 // separators, which no character holds.
-                let text = std::str::from_utf8(&self.texts[start..end])
-                    .expect("a gathered text is UTF-8")
-                    .to_owned();
-                for folded in text.chars().flat_map(char::to_lowercase) {
-                    let folded = folded.encode_utf8(&mut bytes);
-                    self.texts.extend_from_slice(folded.as_bytes());
-                }
+                let text =
+                    std::str::from_utf8(&self.texts[start..end]).expect("a gathered text is UTF-8");
+                lowered.clear();
+                lowered.extend(text.chars().flat_map(char::to_lowercase));
+                self.texts.extend_from_slice(lowered.as_bytes());
                 self.texts.push(dense::SEPARATOR);
             }
             start = end + 1;
@@ -658,7 +656,9 @@ mod tests {
     }
 
     /// Texts outside ASCII are lowercased after all are gathered: each one, wherever it fell in
-    /// the gathered bytes (across the 64-byte chunks the check reads), however many there are.
+    /// the gathered bytes (across the 64-byte chunks the check reads), however many there are,
+    /// from a parsed record and from a map alike. (A text shorter than every literal that
+    /// lowercases longer is `no_literal_spans_two_values_and_folding_may_lengthen`'s.)
     #[test]
     fn texts_outside_ascii_are_lowercased_wherever_they_were_gathered() {
         let filter = Prefilter::new(&[need(&["\u{e9}cole"]), need(&["kill"]), need(&["zzz"])]);
@@ -672,6 +672,9 @@ mod tests {
                 let mut seen = Vec::new();
                 filter.each_candidate(&filter.scan_document(document.root()), |i| seen.push(i));
                 assert_eq!(seen, [0, 1], "{text}");
+                // A map (a text record's fields) is gathered the same way.
+                let map: Map<String, Value> = serde_json::from_str(&text).unwrap();
+                assert_eq!(candidates(&filter, &map), [0, 1], "{text}");
             }
         }
     }
