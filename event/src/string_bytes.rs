@@ -104,15 +104,6 @@ pub(crate) fn dot_mask(bytes: [u8; 16]) -> u32 {
     u8x16::from(bytes).simd_eq(u8x16::splat(b'.')).to_bitmask()
 }
 
-/// Whether `bytes` holds a dot, sixteen bytes at a time.
-pub(crate) fn holds_dot(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(16);
-    let found = chunks
-        .by_ref()
-        .any(|chunk| dot_mask(chunk.try_into().expect("sixteen bytes")) != 0);
-    found || dot_mask(first_sixteen(chunks.remainder())) != 0
-}
-
 /// One bit for each of the sixteen bytes that is a quote or a backslash.
 #[inline(always)]
 fn quotes_and_backslashes(bytes: [u8; 16]) -> u32 {

@@ -13,7 +13,7 @@
 use serde_json::Number;
 
 use super::{Node, Span, Tape, UNESCAPED};
-use crate::string_bytes::{dot_mask, find_special, holds_dot, quote_first, special_masks};
+use crate::string_bytes::{dot_mask, find_special, quote_first, special_masks};
 
 /// `serde_json`'s recursion limit: it refuses a text whose containers nest this deep.
 const DEPTH_LIMIT: usize = 128;
@@ -248,7 +248,7 @@ impl<'a> Reader<'a> {
     #[inline(never)]
     fn long_key(&mut self, tape: &mut Tape<'a>) -> Option<(Span, bool)> {
         let key = self.string(tape)?;
-        Some((key, holds_dot(tape.bytes(key))))
+        Some((key, tape.bytes(key).contains(&b'.')))
     }
 
     /// The string whose opening quote is at the reader's position: a span of the text unless
