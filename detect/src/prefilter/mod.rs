@@ -410,8 +410,7 @@ impl Gatherer<'_> {
             // may be longer (`İ` is two bytes, lowercased three).
             JsonRef::String(text) => {
                 if text.len() >= self.shortest || !text.is_ascii() {
-                    self.texts.extend_from_slice(text.as_bytes());
-                    self.texts.push(dense::SEPARATOR);
+                    self.push(text);
                 }
             }
             JsonRef::Number(number) => with_number_text(number, |text| self.mark(text)),
@@ -456,8 +455,7 @@ impl Gatherer<'_> {
                     std::str::from_utf8(&self.texts[start..end]).expect("a gathered text is UTF-8");
                 lowered.clear();
                 lowered.extend(text.chars().flat_map(char::to_lowercase));
-                self.texts.extend_from_slice(lowered.as_bytes());
-                self.texts.push(dense::SEPARATOR);
+                self.push(&lowered);
             }
             start = end + 1;
         }
@@ -467,9 +465,15 @@ impl Gatherer<'_> {
     fn mark(&mut self, text: &str) {
         // A text shorter than every literal holds none (most values of an event are short).
         if text.len() >= self.shortest {
-            self.texts.extend_from_slice(text.as_bytes());
-            self.texts.push(dense::SEPARATOR);
+            self.push(text);
         }
+    }
+
+    /// Gathers `text` to be scanned on its own.
+    #[inline(always)]
+    fn push(&mut self, text: &str) {
+        self.texts.extend_from_slice(text.as_bytes());
+        self.texts.push(dense::SEPARATOR);
     }
 }
 
