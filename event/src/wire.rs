@@ -232,9 +232,8 @@ impl<'a> EventOnBus<'a> {
             .ok_or(WireError::Truncated(total))?;
         let head: EventHead = serde_json::from_slice(head).map_err(WireError::Head)?;
         check_fields_depth(&head.fields)?;
-        // With `simdutf8` (`crate::text`): the standard library's check was a fifth of the
-        // detect stage's bus decode in a profile of `bus_throughput` (benches/RESULTS.md).
-        let record = crate::text(record).map_err(|e| WireError::NotUtf8(e.valid_up_to()))?;
+        let record =
+            std::str::from_utf8(record).map_err(|e| WireError::NotUtf8(e.valid_up_to()))?;
         let record = match head.record {
             RecordKind::Json => RecordOnBus::Json(Cow::Borrowed(record)),
             RecordKind::Text => RecordOnBus::Text(Cow::Borrowed(record)),
