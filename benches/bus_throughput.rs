@@ -269,10 +269,11 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
             (to - from) / events as f64 * 1e6
         );
     }
-    let settled = settle(&stages);
+    let (settled, raised) = settle(&stages);
     println!(
-        "{label:>8}: the throughput phase's alerts drained {:.1} s after its last event was \
-         searchable",
+        "{label:>8}: the throughput phase's {raised:.0} alerts ({:.2} an event) drained {:.1} s \
+         after its last event was searchable",
+        raised / events as f64,
         settled.as_secs_f64()
     );
     let sent = match setup.latency_rate {
@@ -335,10 +336,10 @@ fn until_idle(stages: &Stages<'_>) -> (Duration, bool) {
 
 /// Waits until the alerts the throughput phase raised are all raised and indexed: until the
 /// counts of both have stood still for half a second (at most 30 s), and says how long that
-/// took. Search finds the last event before detection and the alerts indexer are done with
+/// took and how many alerts were raised. Search finds the last event before detection and the alerts indexer are done with
 /// the flood, and a latency phase started then measures its first probes queueing behind that
 /// backlog (up to 0.9 s on Kafka), not latency at half the rate.
-fn settle(stages: &Stages<'_>) -> Duration {
+fn settle(stages: &Stages<'_>) -> (Duration, f64) {
     let start = Instant::now();
     let counts = || {
         let sum = |name: &str| -> f64 {
@@ -361,10 +362,10 @@ fn settle(stages: &Stages<'_>) -> Duration {
         if now != last {
             (last, still_since) = (now, Instant::now());
         } else if still_since.elapsed() >= Duration::from_millis(500) {
-            return still_since - start;
+            return (still_since - start, last.0);
         }
     }
-    start.elapsed()
+    (start.elapsed(), last.0)
 }
 
 /// Posts at `rate` events/s with a probe at the end of each batch, and reports how long each
