@@ -26,7 +26,8 @@
 //! steadier than the rate on a shared machine: there the CPU time an event rises and falls with
 //! it. It also reports the process's peak resident memory (`VmHWM`). The Kafka run
 //! uses a local tansu broker with in-memory storage, so it measures Vigil's Kafka path, not a
-//! production cluster's disks; the broker shares the two cores.
+//! production cluster's disks; the broker shares the two cores, and its CPU time until search
+//! finds the last record is reported apart, since a deployment's brokers run elsewhere.
 //!
 //! A third run puts each stage in a process of its own on Kafka (`--role ingest`, `detect` and
 //! `index,ui`, as the Helm chart's role layout does), for each stage's peak memory;
@@ -121,6 +122,7 @@ fn main() {
         "embedded",
         &dir.path().join("embedded"),
         &batches,
+        None,
         &[],
     );
 
@@ -133,6 +135,7 @@ fn main() {
         "kafka",
         &dir.path().join("kafka"),
         &batches,
+        tansu.pid(),
         &[
             ("VIGIL_BUS__BACKEND", "kafka"),
             ("VIGIL_BUS__KAFKA__BROKERS", &brokers),
@@ -183,6 +186,7 @@ fn main() {
                 ingest,
                 index,
                 all: &[("ingest", ingest), ("detect", detect), ("index,ui", index)],
+                broker: tansu.pid(),
             },
             &batches,
         );
@@ -194,6 +198,8 @@ struct Stages<'a> {
     ingest: &'a Vigil,
     index: &'a Vigil,
     all: &'a [(&'a str, &'a Vigil)],
+    /// The Kafka broker's process, on the same cores: its CPU is reported apart from Vigil's.
+    broker: Option<u32>,
 }
 
 struct Setup {
@@ -220,6 +226,7 @@ fn run(
     label: &str,
     data_dir: &Path,
     batches: &[(String, String)],
+    broker: Option<u32>,
     env: &[(&str, &str)],
 ) -> f64 {
     std::fs::create_dir_all(data_dir).unwrap();
@@ -232,6 +239,7 @@ fn run(
         ingest: &vigil,
         index: &vigil,
         all: &[("every role", &vigil)],
+        broker,
     };
     run_with(setup, label, stages, batches)
 }
@@ -240,6 +248,7 @@ fn run(
 fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, String)]) -> f64 {
     let events = setup.lines.len();
     let cpu_at_start = vigil_cpu(&stages);
+    let broker_at_start = stages.broker.and_then(cpu_seconds_of);
     let start = Instant::now();
     for (source, body) in batches {
         let response = stages.ingest.post_ndjson(source, body.clone());
@@ -253,6 +262,7 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
     );
     let total = start.elapsed();
     let cpu_at_searchable = vigil_cpu(&stages);
+    let broker_at_searchable = stages.broker.and_then(cpu_seconds_of);
     let rate = events as f64 / total.as_secs_f64();
     println!(
         "{label:>8}: accepted in {:>6.2} s ({:>7.0} events/s); indexed in {:>6.2} s ({:>7.0} \
@@ -265,6 +275,13 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
     if let Some((from, to)) = cpu_at_start.zip(cpu_at_searchable) {
         println!(
             "{label:>8}: Vigil's CPU until search found the last: {:.1} s, {:.0} us an event",
+            to - from,
+            (to - from) / events as f64 * 1e6
+        );
+    }
+    if let Some((from, to)) = broker_at_start.zip(broker_at_searchable) {
+        println!(
+            "{label:>8}: the broker's CPU over the same time: {:.1} s, {:.0} us an event",
             to - from,
             (to - from) / events as f64 * 1e6
         );

@@ -46,6 +46,11 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id while it runs: the bus bench counts its CPU apart from Vigil's.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "tansu is already running");
         let url = format!("tcp://127.0.0.1:{}", self.port);
