@@ -353,9 +353,10 @@ fn until_idle(stages: &Stages<'_>) -> (Duration, bool) {
 
 /// Waits until the alerts the throughput phase raised are all raised and indexed: until the
 /// counts of both have stood still for half a second (at most 30 s), and says how long that
-/// took and how many alerts were raised. Search finds the last event before detection and the alerts indexer are done with
-/// the flood, and a latency phase started then measures its first probes queueing behind that
-/// backlog (up to 0.9 s on Kafka), not latency at half the rate.
+/// took and how many alerts were raised. Search finds the last event before detection and the
+/// alerts indexer are done with the flood, and a latency phase started then measures its
+/// first probes queueing behind that backlog (up to 0.9 s on Kafka), not latency at half the
+/// rate.
 fn settle(stages: &Stages<'_>) -> (Duration, f64) {
     let start = Instant::now();
     let counts = || {
