@@ -1,11 +1,11 @@
 //! Indexing: events and alerts from the bus into the store, committed in batches.
 //!
 //! Events and alerts are committed apart, each by its own indexer: the events index at
-//! `index.commit_interval_ms` (its commit is the costly one), the alerts index after every
-//! batch of alerts, but only once the events those alerts were raised on are searchable
-//! ([`EventsIndexed`]), or after [`MAX_WAIT`], counted. An analyst who opens an alert finds
-//! its events, and an alert waits for one commit of the events index rather than for a
-//! commit of both.
+//! `index.commit_interval_ms` (its commit is the costly one), the alerts index after a batch
+//! of alerts (at most once per [`ALERTS_MIN_COMMIT_GAP`]), but only once the events those
+//! alerts were raised on are searchable ([`EventsIndexed`]), or after [`MAX_WAIT`], counted.
+//! An analyst who opens an alert finds its events, and an alert waits for one commit of the
+//! events index rather than for a commit of both.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -22,6 +22,15 @@ use super::{decode_message, json_from_bus, retry, stopping, Shutdown};
 
 /// The least time between two commits of the events index that alerts ask for early.
 const MIN_COMMIT_GAP: Duration = Duration::from_millis(100);
+
+/// The least time between two commits of the alerts index. Alerts are committed once their
+/// events are searchable, and when detection runs behind the events indexer, as it does on
+/// Kafka, that is at once: each small batch the bus handed over was committed alone, 68 to 88
+/// times in `bus_throughput`'s Kafka flood of 100k records, and each commit writes, syncs and
+/// later merges a segment (about 9 ms of CPU for a commit of 30 alerts). At most one commit
+/// per gap halved that count and lowered Kafka's CPU an event by a tenth. An alert that comes
+/// within the gap waits for it (benches/RESULTS.md).
+const ALERTS_MIN_COMMIT_GAP: Duration = MIN_COMMIT_GAP;
 
 /// How often the events indexer, with events waiting for a commit and its least gap passed,
 /// looks for alerts that have started waiting for them while the bus was quiet.
@@ -153,6 +162,7 @@ pub async fn run_indexer<T: IndexTarget>(
         commit_events: config.commit_events,
         events_indexed,
         uncommitted: Checkpoint::default(),
+        last_commit: None,
         target: PhantomData,
     };
     let settings = StageSettings {
@@ -165,7 +175,7 @@ pub async fn run_indexer<T: IndexTarget>(
 
 /// Indexing as a [`Stage`]: documents are added as they come and made durable by a store
 /// commit every `commit_events` documents or `commit_interval`, whichever comes first; alerts
-/// after each batch.
+/// after a batch, once [`ALERTS_MIN_COMMIT_GAP`] has passed since their last commit.
 struct IndexStage<T> {
     store: Arc<Store>,
     commit_interval: Duration,
@@ -173,10 +183,22 @@ struct IndexStage<T> {
     events_indexed: Arc<EventsIndexed>,
     /// What was indexed since the last commit, reported once it is committed.
     uncommitted: Checkpoint,
+    /// When the store last committed for this indexer. The loop's own clock restarts while
+    /// nothing is pending, and the alerts indexer needs the gap to its last commit, so that
+    /// an alert after a quiet spell is committed at once.
+    last_commit: Option<Instant>,
     target: PhantomData<fn() -> T>,
 }
 
 impl<T: IndexTarget> IndexStage<T> {
+    /// How long until the alerts indexer may commit again: [`ALERTS_MIN_COMMIT_GAP`] after
+    /// its last commit.
+    fn alerts_commit_due_in(&self) -> Duration {
+        self.last_commit.map_or(Duration::ZERO, |last| {
+            ALERTS_MIN_COMMIT_GAP.saturating_sub(last.elapsed())
+        })
+    }
+
     /// Holds a batch of alerts until their events are searchable, as the events indexer
     /// reports or, failing a report, as the store confirms; at most [`MAX_WAIT`]. False on
     /// shutdown.
@@ -275,6 +297,7 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
         if committed {
             metrics::histogram!("vigil_index_commit_seconds", "group" => T::GROUP)
                 .record(started.elapsed().as_secs_f64());
+            self.last_commit = Some(Instant::now());
         }
         let uncommitted = std::mem::take(&mut self.uncommitted);
         if committed && T::ORDER == IndexOrder::ReportsProgress {
@@ -285,7 +308,7 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
 
     fn commit_due(&self, pending: usize, since: Duration) -> bool {
         match T::ORDER {
-            IndexOrder::WaitsForEvents => true,
+            IndexOrder::WaitsForEvents => self.alerts_commit_due_in().is_zero(),
             // Early, when alerts wait for events read since the last commit; never more
             // often than a commit takes, so a flood of alerts cannot make commits back to back.
             IndexOrder::ReportsProgress
@@ -301,7 +324,7 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
     fn commit_due_in(&self, since: Duration) -> Duration {
         let interval_left = self.commit_interval.saturating_sub(since);
         match T::ORDER {
-            IndexOrder::WaitsForEvents => Duration::ZERO,
+            IndexOrder::WaitsForEvents => self.alerts_commit_due_in(),
             // From the least gap on, an alert that starts waiting makes a commit due at once,
             // and nothing wakes the loop for it: it looks again every `WAITING_ALERTS_POLL`.
             IndexOrder::ReportsProgress if since < MIN_COMMIT_GAP => {
@@ -571,13 +594,15 @@ mod tests {
             commit_events: 20_000,
             events_indexed: Arc::default(),
             uncommitted: Checkpoint::default(),
+            last_commit: None,
             target: PhantomData,
         }
     }
 
     /// While documents wait for a commit, the loop polls no longer than until one can fall
     /// due: the events indexer's least gap, then (alerts may start waiting at any moment) a
-    /// short look again, never past its interval, however short that is set. The wait is
+    /// short look again, never past its interval, however short that is set; the alerts
+    /// indexer, until its least gap since its own last commit has passed. The wait is
     /// zero exactly when a commit is due: never while none is, which would spin.
     #[test]
     fn an_indexer_waits_for_more_no_longer_than_until_a_commit_can_fall_due() {
@@ -592,8 +617,21 @@ mod tests {
         assert_eq!(hurried.commit_due_in(ms(10)), ms(40));
         let quarantine = stage::<Quarantined>(&fixture, 250);
         assert_eq!(quarantine.commit_due_in(ms(30)), ms(220));
-        let alerts = stage::<Alert>(&fixture, 250);
+        // The alerts indexer counts from its own last commit, whatever the loop's clock says.
+        let mut alerts = stage::<Alert>(&fixture, 250);
         assert_eq!(alerts.commit_due_in(ms(30)), Duration::ZERO);
+        assert!(alerts.commit_due(1, ms(30)));
+        alerts.last_commit = Some(Instant::now() - ms(30));
+        let due_in = alerts.commit_due_in(ms(300));
+        assert!(
+            due_in > Duration::ZERO && due_in <= ALERTS_MIN_COMMIT_GAP - ms(30),
+            "{due_in:?}"
+        );
+        assert!(!alerts.commit_due(1, ms(300)));
+        alerts.last_commit = Some(Instant::now() - ALERTS_MIN_COMMIT_GAP);
+        assert_eq!(alerts.commit_due_in(ms(0)), Duration::ZERO);
+        assert!(alerts.commit_due(1, ms(0)));
+        alerts.last_commit = None;
         for since in (0..400).step_by(5).map(ms) {
             let waits = [
                 (events.commit_due_in(since), events.commit_due(1, since)),
