@@ -38,13 +38,7 @@ use super::consume::{run_stage, Processed, Stage, StageSettings};
 use super::{retry, Shutdown};
 
 pub const GROUP: &str = "detect";
-/// The most events one batch holds. Each batch ends in round trips to the bus (its alerts'
-/// delivery, then its offsets' commit), tens of milliseconds on Kafka, so batches of 1,000
-/// left detection 450 to 27,000 events behind when `bus_throughput`'s Kafka flood stopped, and
-/// the flood's alerts were listed 0.8 to 1.4 s after its last event was searchable. At 5,000
-/// it was at most 502 behind and they were listed within 0.2 s (benches/RESULTS.md). Batches
-/// are only this large when a backlog waits: a poll returns what is there.
-const BATCH: usize = 5000;
+const BATCH: usize = 1000;
 /// Late events and evicted groups are logged at most this often (and counted always), so a
 /// flood of them cannot flood the log.
 const LOG_EVERY: Duration = Duration::from_secs(60);
