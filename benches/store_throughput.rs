@@ -18,6 +18,10 @@
 //! 200) of five kinds of query with varied values. `VIGIL_BENCH_ONLY=search_page` times only
 //! that, after indexing.
 //!
+//! Indexing goes in batches of 10,000 with one commit at the end, as a backfill would.
+//! `VIGIL_BENCH_COMMIT_EVERY=N` commits after every N events instead, as a live pipeline does
+//! at a moderate rate, and then counts the CPU until the merges those commits start have ended.
+//!
 //! Run with `cargo bench --bench store_throughput`.
 
 use std::collections::HashMap;
@@ -299,6 +303,21 @@ fn kind(rng: &mut Rng) -> Kind {
     }
 }
 
+/// The process's CPU time once it stops growing (or after five minutes): tantivy merges on
+/// threads of its own after a commit, and the store has no call that waits for them.
+fn cpu_once_merges_end() -> Option<f64> {
+    let mut last = cpu_seconds()?;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = cpu_seconds()?;
+        if now - last < 0.05 {
+            break;
+        }
+        last = now;
+    }
+    cpu_seconds()
+}
+
 fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -326,7 +345,13 @@ struct Corpus {
     users: Vec<String>,
 }
 
-fn build(n: usize, raw_path: &Path, store: &Store, from: DateTime<Utc>) -> Corpus {
+fn build(
+    n: usize,
+    raw_path: &Path,
+    store: &Store,
+    from: DateTime<Utc>,
+    commit_every: Option<usize>,
+) -> Corpus {
     let templates = Templates::new();
     let mut rng = Rng(SEED);
     let pools = Pools::new(&mut rng);
@@ -367,12 +392,19 @@ fn build(n: usize, raw_path: &Path, store: &Store, from: DateTime<Utc>) -> Corpu
     let generate = started.elapsed();
 
     let (started, cpu) = (Instant::now(), cpu_seconds());
-    for batch in events.chunks(BATCH) {
+    for batch in events.chunks(commit_every.unwrap_or(BATCH)) {
         store.index_events(batch).unwrap();
+        if commit_every.is_some() {
+            store.commit().unwrap();
+        }
     }
     store.commit().unwrap();
     let index_wall = started.elapsed();
-    let index_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+    let done = match commit_every {
+        Some(_) => cpu_once_merges_end(),
+        None => cpu_seconds(),
+    };
+    let index_cpu = cpu.zip(done).map(|(a, b)| b - a);
     drop(events);
     let mut by_count: Vec<(String, usize)> = users.into_iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -660,7 +692,8 @@ fn main() {
 
     println!("store_throughput: {n} events over {from} .. {to}");
     let store = Store::open(&store_dir).unwrap();
-    let corpus = build(n, &raw_path, &store, from);
+    let commit_every = Some(env_usize("VIGIL_BENCH_COMMIT_EVERY", 0)).filter(|&n| n > 0);
+    let corpus = build(n, &raw_path, &store, from, commit_every);
     assert_eq!(store.event_count().unwrap(), n as u64);
 
     let mb = corpus.raw_bytes as f64 / 1e6;
@@ -672,7 +705,12 @@ fn main() {
         corpus.raw_bytes as f64 / n as f64,
         corpus.generate.as_secs_f64()
     );
-    println!("\nindexing (index_events in batches of {BATCH}, one commit at the end)");
+    match commit_every {
+        None => println!("\nindexing (index_events in batches of {BATCH}, one commit at the end)"),
+        Some(every) => println!(
+            "\nindexing (index_events and a commit every {every} events; CPU until merges end)"
+        ),
+    }
     println!(
         "  wall      {:>8.2} s {:>8.1} MB/s {:>10.0} events/s",
         wall,
