@@ -22,8 +22,9 @@ pub struct Config {
     /// quarter of a second costs no measurable throughput in a flood, where commits are
     /// large (`benches/RESULTS.md`). At a moderate rate it costs CPU: each commit is a segment
     /// per indexing thread, and small segments are merged again and again. The store bench
-    /// used 21 to 23 CPU seconds for 200k events committed 500 at a time, 14 to 16 for 2,000
-    /// at a time, and about 6.5 for one commit, so a longer interval trades freshness for CPU.
+    /// (`VIGIL_BENCH_COMMIT_EVERY`) used 21 to 23 CPU seconds for 200k events committed 500 at
+    /// a time, 14 to 16 for 2,000 at a time, and about 6.5 for one commit, so a longer
+    /// interval trades freshness for CPU.
     pub commit_interval_ms: u64,
     /// ...and whenever this many events wait for a commit.
     pub commit_events: usize,
