@@ -53,7 +53,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use common::tansu::Tansu;
 use common::{wait_for, Vigil};
 use support::records::cloudtrail_events;
-use support::{cpu_seconds_of, Rng};
+use support::{cpu_seconds_of, until_idle, Rng};
 
 const BATCH: usize = 5000;
 const SOURCES: usize = 8;
@@ -297,7 +297,13 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
         Some(fixed) => latency(setup, label, &stages, fixed, "set by --latency-rate"),
         None => latency(setup, label, &stages, rate / 2.0, "half the rate above"),
     };
-    let (waited, idle) = until_idle(&stages);
+    // Idle: together under 10% of a core over half a second, so what the run set in motion,
+    // merges of the index included, is done and counted; at most a minute.
+    let (waited, idle) = until_idle(
+        || vigil_cpu(&stages),
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+    );
     if let Some((from, to)) = cpu_at_start.zip(vigil_cpu(&stages)) {
         let posted = events + sent;
         let until = if idle { "idle" } else { "still busy" };
@@ -328,27 +334,6 @@ fn vigil_cpu(stages: &Stages<'_>) -> Option<f64> {
         .iter()
         .map(|(_, vigil)| cpu_seconds_of(vigil.pid()))
         .sum()
-}
-
-/// Waits until the Vigil processes fall idle (together under 10% of a core over half a
-/// second): what the run set in motion, merges of the index included, is then done and
-/// counted. Gives up after a minute. Returns how long it waited, and whether they fell idle.
-fn until_idle(stages: &Stages<'_>) -> (Duration, bool) {
-    const STEP: Duration = Duration::from_millis(500);
-    let start = Instant::now();
-    let mut last = vigil_cpu(stages);
-    while start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(STEP);
-        let now = vigil_cpu(stages);
-        match last.zip(now) {
-            Some((before, after)) if after - before < 0.1 * STEP.as_secs_f64() => {
-                return (start.elapsed(), true)
-            }
-            None => break,
-            _ => last = now,
-        }
-    }
-    (start.elapsed(), false)
 }
 
 /// Waits until the alerts the throughput phase raised are all raised and indexed: until the

@@ -39,7 +39,7 @@ use vigil_store::{interval_for, SearchRequest, Store};
 mod search_page;
 mod support;
 use search_page::{search_page_case, TARGET_PAGE_P99};
-use support::{cpu_seconds, env_usize, Rng};
+use support::{cpu_seconds, env_usize, until_idle, Rng};
 
 const DEMO_CLOUDTRAIL: &str = include_str!("../demo/cloudtrail.ndjson");
 const DEMO_KUBERNETES: &str = include_str!("../demo/kubernetes-audit.ndjson");
@@ -303,21 +303,6 @@ fn kind(rng: &mut Rng) -> Kind {
     }
 }
 
-/// The process's CPU time once it stops growing (or after five minutes): tantivy merges on
-/// threads of its own after a commit, and the store has no call that waits for them.
-fn cpu_once_merges_end() -> Option<f64> {
-    let mut last = cpu_seconds()?;
-    for _ in 0..200 {
-        std::thread::sleep(Duration::from_millis(1500));
-        let now = cpu_seconds()?;
-        if now - last < 0.05 {
-            break;
-        }
-        last = now;
-    }
-    cpu_seconds()
-}
-
 fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -400,10 +385,16 @@ fn build(
     }
     store.commit().unwrap();
     let index_wall = started.elapsed();
-    let done = match commit_every {
-        Some(_) => cpu_once_merges_end(),
-        None => cpu_seconds(),
-    };
+    if commit_every.is_some() {
+        // tantivy merges on threads of its own after a commit, and the store has no call that
+        // waits for them: the CPU time is read once it stops growing (at most five minutes).
+        until_idle(
+            cpu_seconds,
+            Duration::from_millis(1500),
+            Duration::from_secs(300),
+        );
+    }
+    let done = cpu_seconds();
     let index_cpu = cpu.zip(done).map(|(a, b)| b - a);
     drop(events);
     let mut by_count: Vec<(String, usize)> = users.into_iter().collect();

@@ -7,6 +7,7 @@
 pub mod records;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// The checkout the benchmarks are built from.
 pub fn repo() -> PathBuf {
@@ -77,6 +78,29 @@ pub fn cpu_seconds() -> Option<f64> {
 /// `None` where `/proc` does not say, or once the process has been reaped.
 pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     cpu_seconds_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Waits until `cpu` (CPU seconds used so far) grows by less than 50 ms over a `step`, for at
+/// most `limit`: indexing merges, and detection drains, on threads a benchmark cannot join.
+/// Says how long it waited, and whether the work fell idle (false after `limit`, or once `cpu`
+/// cannot be read).
+pub fn until_idle(
+    cpu: impl Fn() -> Option<f64>,
+    step: Duration,
+    limit: Duration,
+) -> (Duration, bool) {
+    let start = Instant::now();
+    let mut last = cpu();
+    while start.elapsed() < limit {
+        std::thread::sleep(step);
+        let now = cpu();
+        match last.zip(now) {
+            Some((before, after)) if after - before < 0.05 => return (start.elapsed(), true),
+            None => break,
+            _ => last = now,
+        }
+    }
+    (start.elapsed(), false)
 }
 
 fn cpu_seconds_in(stat: &str) -> Option<f64> {
