@@ -106,7 +106,7 @@ impl RuleFeed for FixedRules {
     }
 }
 
-/// Detection as a [`Stage`]: each batch's alerts and quarantined records are published, then
+/// Detection as a [`Stage`]: each batch's alerts and quarantined records are published and
 /// the correlation state of the partitions it changed is saved, and only then are its offsets
 /// committed.
 struct DetectStage {
@@ -117,10 +117,19 @@ struct DetectStage {
     detectors: Option<PartitionDetectors>,
     /// Partitions whose correlation state changed since it was last saved.
     unsaved: BTreeSet<u32>,
+    /// What the batches since the last commit raised, to publish before it.
+    unpublished: Outputs,
     /// What the batches since the last commit did, counted once it is committed.
     uncounted: Vec<BatchOutcome>,
     late_log: Throttled,
     eviction_log: Throttled,
+}
+
+/// Alerts and quarantined records on their way to the bus.
+#[derive(Default)]
+struct Outputs {
+    alerts: Vec<vigil_bus::Message>,
+    quarantine: Vec<vigil_bus::Message>,
 }
 
 /// Detection with rules that never change.
@@ -157,6 +166,7 @@ pub async fn run_detection_with(
         bus: bus.clone(),
         topics: topics.clone(),
         unsaved: BTreeSet::new(),
+        unpublished: Outputs::default(),
         uncounted: Vec::new(),
         late_log: Throttled::new(
             "events arrived too late for the live correlation windows; \
@@ -213,59 +223,70 @@ impl Stage for DetectStage {
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         };
         self.detectors = Some(detectors);
-
-        let quarantine = to_messages(&outcome.quarantined, |q| &q.source.name);
-        let alerts = to_messages(&outcome.alerts, |a| &a.rule_id);
-        if !quarantine.is_empty()
-            && retry!(
-                "quarantining unreadable events",
-                shutdown,
-                self.bus
-                    .publish(&self.topics.quarantine, quarantine.clone())
-                    .await
-            )
-            .is_none()
-        {
-            return Processed::Stopped;
-        }
-        if !alerts.is_empty()
-            && retry!(
-                "publishing alerts",
-                shutdown,
-                self.bus.publish(&self.topics.alerts, alerts.clone()).await
-            )
-            .is_none()
-        {
-            return Processed::Stopped;
-        }
+        self.unpublished
+            .quarantine
+            .extend(to_messages(&outcome.quarantined, |q| &q.source.name));
+        self.unpublished
+            .alerts
+            .extend(to_messages(&outcome.alerts, |a| &a.rule_id));
         self.unsaved.extend(outcome.touched.iter().copied());
         self.uncounted.push(outcome);
         Processed::All
     }
 
-    /// Saves the correlation state of the partitions the batches changed. State that includes
-    /// a batch whose offsets are not yet committed only means a replayed event counts twice
-    /// in a window, whereas offsets ahead of the state would lose its contribution.
+    /// Publishes the alerts and quarantined records of the batches since the last commit and
+    /// saves the correlation state of the partitions they changed, the two at once: on Kafka
+    /// each is a round trip of a producer's linger and the broker's answer, and one after the
+    /// other they were most of a batch's time, so that detection fell behind the events
+    /// indexer (benches/RESULTS.md). Either may land without the other if shutdown interrupts:
+    /// the offsets are committed only once both have, and a replay then publishes alerts again
+    /// under the same ids, or counts its events in a saved window twice, as after a crash
+    /// between the save and the commit.
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
-        let Some(detectors) = &self.detectors else {
+        let DetectStage {
+            bus,
+            topics,
+            detectors,
+            unsaved,
+            unpublished,
+            ..
+        } = self;
+        let Some(detectors) = detectors else {
             return false;
         };
-        while let Some(&partition) = self.unsaved.first() {
-            let key = detectors.state_key(partition);
-            if let Some(state) = detectors.snapshot(partition) {
-                if retry!(
-                    "saving correlation state",
-                    shutdown,
-                    self.bus.save_state(&key, state.clone()).await
-                )
-                .is_none()
-                {
-                    return false;
+        let published = async {
+            for (topic, messages, what) in [
+                (
+                    &topics.quarantine,
+                    &mut unpublished.quarantine,
+                    "quarantining unreadable events",
+                ),
+                (&topics.alerts, &mut unpublished.alerts, "publishing alerts"),
+            ] {
+                if messages.is_empty() {
+                    continue;
                 }
+                retry!(what, shutdown, bus.publish(topic, messages.clone()).await)?;
+                messages.clear();
             }
-            self.unsaved.remove(&partition);
-        }
-        true
+            Some(())
+        };
+        let saved = async {
+            while let Some(&partition) = unsaved.first() {
+                let key = detectors.state_key(partition);
+                if let Some(state) = detectors.snapshot(partition) {
+                    retry!(
+                        "saving correlation state",
+                        shutdown,
+                        bus.save_state(&key, state.clone()).await
+                    )?;
+                }
+                unsaved.remove(&partition);
+            }
+            Some(())
+        };
+        let (published, saved) = tokio::join!(published, saved);
+        published.is_some() && saved.is_some()
     }
 
     fn committed(&mut self) {

@@ -3,7 +3,6 @@
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_bus::Topics;
 use vigil_detect::{parse_rules, Engine, Limits, RuleSetBuilder};
 use vigil_event::Alert;
 
@@ -145,4 +144,45 @@ async fn detection_replays_a_batch_whose_commit_was_lost() {
     assert!(alerts
         .iter()
         .all(|alert| alert.id == first[0].id && alert.rule_id == CORRELATION));
+}
+
+/// A batch's alerts are published while its correlation state is saved, not one after the
+/// other: on Kafka each waits for the producer's linger and the broker, and in turn they kept
+/// detection behind the events indexer. Here each waits until the other has begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detection_publishes_alerts_and_saves_state_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    let topics = Topics::default();
+    bus.publish(&topics.events, event_messages(&failed_logins(0..3)))
+        .await
+        .unwrap();
+    let meeting = Arc::new(HookedBus {
+        inner: bus.clone(),
+        on_commit: no_hook(),
+        refuse_state: false,
+        meet: Some(Arc::new(tokio::sync::Barrier::new(2))),
+    });
+    let (stop, task) = start(meeting);
+    let committed_all = tokio::time::timeout(
+        Duration::from_secs(10),
+        until("detection committed the batch", || {
+            committed(&bus, &topics.events, DETECT_GROUP) == 3
+        }),
+    )
+    .await;
+    assert!(
+        committed_all.is_ok(),
+        "the alerts' publish and the state's save waited on each other"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].rule_id, CORRELATION);
+    let state_key = format!("{DETECT_GROUP}.{}.0", topics.events);
+    assert!(
+        bus.load_state(&state_key).await.unwrap().is_some(),
+        "no state under {state_key}"
+    );
 }

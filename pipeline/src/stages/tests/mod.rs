@@ -12,19 +12,22 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use vigil_bus::{
     committed_offsets, Bus, BusError, Checkpoint, Delivery, EmbeddedBus, EmbeddedBusOptions,
-    Message, Subscription,
+    Message, Subscription, Topics,
 };
 use vigil_event::{Alert, Event, EventId, LogSource, Record, Source};
 
 /// Called with each checkpoint a wrapped subscription is asked to commit; an error refuses it.
 type CommitHook = Arc<dyn Fn(&Checkpoint) -> Result<(), BusError> + Send + Sync>;
 
-/// The embedded bus, with a hook in front of every commit, and state saves that may be
-/// refused.
+/// The embedded bus, with a hook in front of every commit, state saves that may be
+/// refused, and alerts' publishing and state saves that may be made to wait for each other.
 struct HookedBus {
     inner: Arc<EmbeddedBus>,
     on_commit: CommitHook,
     refuse_state: bool,
+    /// When set, a publish to the alerts topic and a state save each wait here until the
+    /// other has begun, so neither can finish unless they run at once.
+    meet: Option<Arc<tokio::sync::Barrier>>,
 }
 
 struct HookedSubscription {
@@ -35,6 +38,13 @@ struct HookedSubscription {
 #[async_trait]
 impl Bus for HookedBus {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
+        if let Some(meet) = self
+            .meet
+            .as_ref()
+            .filter(|_| topic == Topics::default().alerts)
+        {
+            meet.wait().await;
+        }
         self.inner.publish(topic, messages).await
     }
 
@@ -48,6 +58,9 @@ impl Bus for HookedBus {
     async fn save_state(&self, key: &str, state: Bytes) -> Result<(), BusError> {
         if self.refuse_state {
             return Err(BusError::Unavailable("the test refuses state".into()));
+        }
+        if let Some(meet) = &self.meet {
+            meet.wait().await;
         }
         self.inner.save_state(key, state).await
     }
@@ -86,6 +99,7 @@ fn hooked(bus: &Arc<EmbeddedBus>, on_commit: CommitHook) -> Arc<dyn Bus> {
         inner: bus.clone(),
         on_commit,
         refuse_state: false,
+        meet: None,
     })
 }
 
@@ -96,6 +110,7 @@ fn refusing(bus: &Arc<EmbeddedBus>) -> Arc<dyn Bus> {
         inner: bus.clone(),
         on_commit: Arc::new(|_| Err(BusError::Unavailable("the test refuses commits".into()))),
         refuse_state: true,
+        meet: None,
     })
 }
 
