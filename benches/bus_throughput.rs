@@ -286,12 +286,44 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
             (to - from) / events as f64 * 1e6
         );
     }
+    // The commits the flood took, apart from the latency phase's, which are most of the
+    // whole run's: each makes segments that are merged again later. And how far detection
+    // and the alerts indexer had come, which says which of them the alerts' drain waits on.
+    let texts: Vec<String> = stages.all.iter().map(|(_, v)| v.metrics_text()).collect();
+    let flood_commits: Vec<String> = texts
+        .iter()
+        .flat_map(|text| histogram_means(text, "vigil_index_commit_seconds"))
+        .collect();
+    println!(
+        "{label:>8}: commits until search found the last, mean seconds: {}",
+        flood_commits.join(", ")
+    );
+    let progress: Vec<String> = [
+        "vigil_events_detected_total",
+        "vigil_alerts_raised_total",
+        "vigil_alerts_indexed_total",
+    ]
+    .iter()
+    .map(|name| {
+        format!(
+            "{name} {:.0}",
+            texts.iter().map(|t| sum_of(t, name)).sum::<f64>()
+        )
+    })
+    .collect();
+    println!(
+        "{label:>8}: as search found the last: {}",
+        progress.join(", ")
+    );
     let (settled, raised) = settle(&stages);
+    // Until the alerts are listed too: where detection trails the indexer (as it did on
+    // Kafka), search finds the last event before the flood is done with.
     println!(
         "{label:>8}: the throughput phase's {raised:.0} alerts ({:.2} an event) drained {:.1} s \
-         after its last event was searchable",
+         after its last event was searchable ({:.0} events/s until then)",
         raised / events as f64,
-        settled.as_secs_f64()
+        settled.as_secs_f64(),
+        events as f64 / (total + settled).as_secs_f64()
     );
     let sent = match setup.latency_rate {
         Some(fixed) => latency(setup, label, &stages, fixed, "set by --latency-rate"),
@@ -523,6 +555,17 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
 }
 
 /// Each series of histogram `name` in a Prometheus text page, as `series mean (count)`.
+/// The sum of every series of `name` in a `/metrics` text, labelled or not.
+fn sum_of(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn histogram_means(text: &str, name: &str) -> Vec<String> {
     let value = |line: &str| -> Option<(String, f64)> {
         let (series, number) = line.rsplit_once(' ')?;
