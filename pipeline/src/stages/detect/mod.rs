@@ -235,13 +235,15 @@ impl Stage for DetectStage {
     }
 
     /// Publishes the alerts and quarantined records of the batches since the last commit and
-    /// saves the correlation state of the partitions they changed, the two at once: on Kafka
-    /// each is a round trip of a producer's linger and the broker's answer, and one after the
-    /// other they were most of a batch's time, so that detection fell behind the events
-    /// indexer (benches/RESULTS.md). Either may land without the other if shutdown interrupts:
-    /// the offsets are committed only once both have, and a replay then publishes alerts again
-    /// under the same ids, or counts its events in a saved window twice, as after a crash
-    /// between the save and the commit.
+    /// saves the correlation state of the partitions they changed; the offsets are committed
+    /// only once both have landed. On Kafka each is a round trip of a producer's linger and the
+    /// broker's answer, and one after the other they were most of a batch's time, so that
+    /// detection fell behind the events indexer (benches/RESULTS.md); so the two run at once,
+    /// unless a correlation raised an alert. A completed correlation group is cleared from its
+    /// window, so state saved before that alert is durable would lose it for good if the
+    /// process died between the two; its alerts go first, and a replay after a crash before
+    /// the save raises them again under the same ids. Rule alerts and quarantined records do
+    /// not depend on the state: a replay raises them again whatever was saved.
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
         let DetectStage {
             bus,
@@ -249,6 +251,7 @@ impl Stage for DetectStage {
             detectors,
             unsaved,
             unpublished,
+            uncounted,
             ..
         } = self;
         let Some(detectors) = detectors else {
@@ -285,8 +288,12 @@ impl Stage for DetectStage {
             }
             Some(())
         };
-        let (published, saved) = tokio::join!(published, saved);
-        published.is_some() && saved.is_some()
+        if uncounted.iter().any(|outcome| outcome.correlation_alerted) {
+            published.await.is_some() && saved.await.is_some()
+        } else {
+            let (published, saved) = tokio::join!(published, saved);
+            published.is_some() && saved.is_some()
+        }
     }
 
     fn committed(&mut self) {

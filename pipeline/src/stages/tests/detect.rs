@@ -9,7 +9,8 @@ use vigil_event::Alert;
 use super::*;
 use crate::stages::{run_detection, DETECT_GROUP};
 
-/// A rule for failed logins, and a correlation of three of them for one user in 5 minutes.
+/// A rule for failed logins, a correlation of three of them for one user in 5 minutes, and a
+/// rule for password resets that no correlation refers to.
 const RULES: &str = r#"
 title: Failed login
 id: 0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a01
@@ -35,6 +36,17 @@ correlation:
     condition:
         gte: 3
 level: high
+---
+title: Password reset
+id: 0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a03
+logsource:
+    product: test
+    service: app
+detection:
+    selection:
+        action: password_reset
+    condition: selection
+level: low
 "#;
 const CORRELATION: &str = "0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a02";
 
@@ -50,6 +62,21 @@ fn engine() -> Engine {
 fn failed_logins(seqs: std::ops::Range<u32>) -> Vec<Event> {
     seqs.map(|seq| app_event(seq, "alice", "login_failed", i64::from(seq) * 10))
         .collect()
+}
+
+/// A bus in `dir` whose events topic holds the failed logins `seqs`.
+async fn bus_with_failed_logins(
+    dir: &std::path::Path,
+    seqs: std::ops::Range<u32>,
+) -> Arc<EmbeddedBus> {
+    let bus = open_bus(dir);
+    bus.publish(
+        &Topics::default().events,
+        event_messages(&failed_logins(seqs)),
+    )
+    .await
+    .unwrap();
+    bus
 }
 
 /// Starts detection (a new owner of the events topic's partition, with empty memory).
@@ -81,11 +108,8 @@ async fn own_until_committed(bus: &Arc<EmbeddedBus>, offset: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_state_moves_with_its_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = open_bus(dir.path());
+    let bus = bus_with_failed_logins(dir.path(), 0..2).await;
     let topics = Topics::default();
-    bus.publish(&topics.events, event_messages(&failed_logins(0..2)))
-        .await
-        .unwrap();
 
     // The first owner sees two failed logins, commits them and goes away.
     own_until_committed(&bus, 2).await;
@@ -115,11 +139,8 @@ async fn correlation_state_moves_with_its_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detection_replays_a_batch_whose_commit_was_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = open_bus(dir.path());
+    let bus = bus_with_failed_logins(dir.path(), 0..3).await;
     let topics = Topics::default();
-    bus.publish(&topics.events, event_messages(&failed_logins(0..3)))
-        .await
-        .unwrap();
 
     // The first owner publishes the alert, but dies before its state or offsets are stored.
     let (_stop, task) = start(refusing(&bus));
@@ -146,43 +167,81 @@ async fn detection_replays_a_batch_whose_commit_was_lost() {
         .all(|alert| alert.id == first[0].id && alert.rule_id == CORRELATION));
 }
 
-/// A batch's alerts are published while its correlation state is saved, not one after the
-/// other: on Kafka each waits for the producer's linger and the broker, and in turn they kept
-/// detection behind the events indexer. Here each waits until the other has begun.
+/// A batch's rule alerts are published while its correlation state is saved, not one after
+/// the other: on Kafka each waits for the producer's linger and the broker, and in turn they
+/// kept detection behind the events indexer. Here each waits until the other has begun.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn detection_publishes_alerts_and_saves_state_at_once() {
+async fn detection_publishes_rule_alerts_and_saves_state_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = open_bus(dir.path());
+    let bus = bus_with_failed_logins(dir.path(), 0..2).await;
     let topics = Topics::default();
-    bus.publish(&topics.events, event_messages(&failed_logins(0..3)))
+    let reset = app_event(2, "alice", "password_reset", 20);
+    bus.publish(&topics.events, event_messages(std::slice::from_ref(&reset)))
         .await
         .unwrap();
-    let meeting = Arc::new(HookedBus {
+    let meeting = Meeting::new();
+    let (stop, task) = start(Arc::new(HookedBus {
         inner: bus.clone(),
         on_commit: no_hook(),
         refuse_state: false,
-        meet: Some(Arc::new(tokio::sync::Barrier::new(2))),
-    });
-    let (stop, task) = start(meeting);
-    let committed_all = tokio::time::timeout(
-        Duration::from_secs(10),
-        until("detection committed the batch", || {
-            committed(&bus, &topics.events, DETECT_GROUP) == 3
-        }),
-    )
+        alerts: AlertsHook::MeetStateSaves(meeting.clone()),
+    }));
+    until("detection committed the batch", || {
+        committed(&bus, &topics.events, DETECT_GROUP) == 3
+    })
     .await;
-    assert!(
-        committed_all.is_ok(),
-        "the alerts' publish and the state's save waited on each other"
-    );
     stop.send(true).unwrap();
     task.await.unwrap().unwrap();
+    assert!(
+        !meeting.missed(),
+        "the alerts' publish and the state's save ran one after the other"
+    );
     let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert_eq!(alerts[0].rule_id, CORRELATION);
+    assert_eq!(alerts[0].event_ids, [reset.id]);
     let state_key = format!("{DETECT_GROUP}.{}.0", topics.events);
     assert!(
         bus.load_state(&state_key).await.unwrap().is_some(),
         "no state under {state_key}"
     );
+}
+
+/// A completed correlation is cleared from its window, so its alert must be on the bus before
+/// that window is saved: were the save first and the process to die before the publish, the
+/// next owner would replay the event against a window that no longer holds the group, and
+/// the alert would never be raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correlation_alert_is_published_before_the_state_that_forgets_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_with_failed_logins(dir.path(), 0..2).await;
+    let topics = Topics::default();
+    own_until_committed(&bus, 2).await;
+    let state_key = format!("{DETECT_GROUP}.{}.0", topics.events);
+    let window_of_two = bus.load_state(&state_key).await.unwrap();
+    assert!(window_of_two.is_some());
+
+    // The third completes the correlation; this owner's publish of its alert never lands.
+    bus.publish(&topics.events, event_messages(&failed_logins(2..3)))
+        .await
+        .unwrap();
+    let (_stop, task) = start(Arc::new(HookedBus {
+        inner: bus.clone(),
+        on_commit: no_hook(),
+        refuse_state: false,
+        alerts: AlertsHook::Hold,
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        bus.load_state(&state_key).await.unwrap(),
+        window_of_two,
+        "the window was saved without the alert it completed"
+    );
+
+    // The next owner replays the third against the window of two, and raises the alert.
+    own_until_committed(&bus, 3).await;
+    let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].rule_id, CORRELATION);
 }

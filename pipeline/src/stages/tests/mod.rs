@@ -20,14 +20,48 @@ use vigil_event::{Alert, Event, EventId, LogSource, Record, Source};
 type CommitHook = Arc<dyn Fn(&Checkpoint) -> Result<(), BusError> + Send + Sync>;
 
 /// The embedded bus, with a hook in front of every commit, state saves that may be
-/// refused, and alerts' publishing and state saves that may be made to wait for each other.
+/// refused, and a hook on publishing alerts.
 struct HookedBus {
     inner: Arc<EmbeddedBus>,
     on_commit: CommitHook,
     refuse_state: bool,
-    /// When set, a publish to the alerts topic and a state save each wait here until the
-    /// other has begun, so neither can finish unless they run at once.
-    meet: Option<Arc<tokio::sync::Barrier>>,
+    alerts: AlertsHook,
+}
+
+/// What a [`HookedBus`] does with a publish to the alerts topic.
+enum AlertsHook {
+    Pass,
+    /// It and each state save wait, for a while, until the other has begun.
+    MeetStateSaves(Arc<Meeting>),
+    /// It never finishes, as if the process died first.
+    Hold,
+}
+
+/// Two calls that each wait until the other has begun, for at most 5 s, and whether one of
+/// them gave up waiting.
+struct Meeting {
+    both: tokio::sync::Barrier,
+    missed: std::sync::atomic::AtomicBool,
+}
+
+impl Meeting {
+    fn new() -> Arc<Meeting> {
+        Arc::new(Meeting {
+            both: tokio::sync::Barrier::new(2),
+            missed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    async fn attend(&self) {
+        let met = tokio::time::timeout(Duration::from_secs(5), self.both.wait()).await;
+        if met.is_err() {
+            self.missed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn missed(&self) -> bool {
+        self.missed.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 struct HookedSubscription {
@@ -38,12 +72,12 @@ struct HookedSubscription {
 #[async_trait]
 impl Bus for HookedBus {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
-        if let Some(meet) = self
-            .meet
-            .as_ref()
-            .filter(|_| topic == Topics::default().alerts)
-        {
-            meet.wait().await;
+        if topic == Topics::default().alerts {
+            match &self.alerts {
+                AlertsHook::Pass => {}
+                AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
+                AlertsHook::Hold => std::future::pending::<()>().await,
+            }
         }
         self.inner.publish(topic, messages).await
     }
@@ -59,8 +93,8 @@ impl Bus for HookedBus {
         if self.refuse_state {
             return Err(BusError::Unavailable("the test refuses state".into()));
         }
-        if let Some(meet) = &self.meet {
-            meet.wait().await;
+        if let AlertsHook::MeetStateSaves(meeting) = &self.alerts {
+            meeting.attend().await;
         }
         self.inner.save_state(key, state).await
     }
@@ -99,7 +133,7 @@ fn hooked(bus: &Arc<EmbeddedBus>, on_commit: CommitHook) -> Arc<dyn Bus> {
         inner: bus.clone(),
         on_commit,
         refuse_state: false,
-        meet: None,
+        alerts: AlertsHook::Pass,
     })
 }
 
@@ -110,7 +144,7 @@ fn refusing(bus: &Arc<EmbeddedBus>) -> Arc<dyn Bus> {
         inner: bus.clone(),
         on_commit: Arc::new(|_| Err(BusError::Unavailable("the test refuses commits".into()))),
         refuse_state: true,
-        meet: None,
+        alerts: AlertsHook::Pass,
     })
 }
 
