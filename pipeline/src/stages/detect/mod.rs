@@ -119,7 +119,8 @@ struct DetectStage {
     unsaved: BTreeSet<u32>,
     /// What the batches since the last commit raised, to publish before it.
     unpublished: Outputs,
-    /// What the batches since the last commit did, counted once it is committed.
+    /// What the batches since the last commit did, counted once it is committed; whether a
+    /// correlation among them raised an alert orders [`Stage::make_durable`].
     uncounted: Vec<BatchOutcome>,
     late_log: Throttled,
     eviction_log: Throttled,
@@ -241,8 +242,8 @@ impl Stage for DetectStage {
     /// detection fell behind the events indexer (benches/RESULTS.md); so the two run at once,
     /// unless a correlation raised an alert. A completed correlation group is cleared from its
     /// window, so state saved before that alert is durable would lose it for good if the
-    /// process died between the two; its alerts go first, and a replay after a crash before
-    /// the save raises them again under the same ids. Rule alerts and quarantined records do
+    /// process died between the two; then everything is published before any state is saved,
+    /// and a replay after a crash before the save raises the alerts again under the same ids. Rule alerts and quarantined records do
     /// not depend on the state: a replay raises them again whatever was saved.
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
         let DetectStage {

@@ -173,10 +173,12 @@ async fn detection_replays_a_batch_whose_commit_was_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detection_publishes_rule_alerts_and_saves_state_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = bus_with_failed_logins(dir.path(), 0..2).await;
+    let bus = open_bus(dir.path());
     let topics = Topics::default();
     let reset = app_event(2, "alice", "password_reset", 20);
-    bus.publish(&topics.events, event_messages(std::slice::from_ref(&reset)))
+    let mut events = failed_logins(0..2);
+    events.push(reset.clone());
+    bus.publish(&topics.events, event_messages(&events))
         .await
         .unwrap();
     let meeting = Meeting::new();
@@ -224,13 +226,25 @@ async fn a_correlation_alert_is_published_before_the_state_that_forgets_its_grou
     bus.publish(&topics.events, event_messages(&failed_logins(2..3)))
         .await
         .unwrap();
+    let held = Arc::new(Held::default());
     let (_stop, task) = start(Arc::new(HookedBus {
         inner: bus.clone(),
         on_commit: no_hook(),
         refuse_state: false,
-        alerts: AlertsHook::Hold,
+        alerts: AlertsHook::Hold(held.clone()),
     }));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until("the alert's publish began", || {
+        held.publishing.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    // A save that runs beside the publish begins with it; give a later one time to show.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !held
+            .saved_meanwhile
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "a state save began while the alert it completed was not on the bus"
+    );
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     assert_eq!(

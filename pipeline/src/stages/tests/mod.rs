@@ -33,8 +33,15 @@ enum AlertsHook {
     Pass,
     /// It and each state save wait, for a while, until the other has begun.
     MeetStateSaves(Arc<Meeting>),
-    /// It never finishes, as if the process died first.
-    Hold,
+    /// It never finishes, as if the process died first; the flags say whether it began, and
+    /// whether a state save began while it was held.
+    Hold(Arc<Held>),
+}
+
+#[derive(Default)]
+struct Held {
+    publishing: std::sync::atomic::AtomicBool,
+    saved_meanwhile: std::sync::atomic::AtomicBool,
 }
 
 /// Two calls that each wait until the other has begun, for at most 5 s, and whether one of
@@ -76,7 +83,11 @@ impl Bus for HookedBus {
             match &self.alerts {
                 AlertsHook::Pass => {}
                 AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
-                AlertsHook::Hold => std::future::pending::<()>().await,
+                AlertsHook::Hold(held) => {
+                    held.publishing
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    std::future::pending::<()>().await
+                }
             }
         }
         self.inner.publish(topic, messages).await
@@ -93,8 +104,13 @@ impl Bus for HookedBus {
         if self.refuse_state {
             return Err(BusError::Unavailable("the test refuses state".into()));
         }
-        if let AlertsHook::MeetStateSaves(meeting) = &self.alerts {
-            meeting.attend().await;
+        match &self.alerts {
+            AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
+            AlertsHook::Hold(held) if held.publishing.load(std::sync::atomic::Ordering::SeqCst) => {
+                held.saved_meanwhile
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            _ => {}
         }
         self.inner.save_state(key, state).await
     }
