@@ -237,14 +237,19 @@ impl Stage for DetectStage {
 
     /// Publishes the alerts and quarantined records of the batches since the last commit and
     /// saves the correlation state of the partitions they changed; the offsets are committed
-    /// only once both have landed. On Kafka each is a round trip of a producer's linger and the
+    /// only once both have landed. State that includes a batch whose offsets are not yet
+    /// committed only means a replayed event counts twice in a window, whereas offsets ahead
+    /// of the state would lose its contribution.
+    ///
+    /// On Kafka the publish and the save are each a round trip of a producer's linger and the
     /// broker's answer, and one after the other they were most of a batch's time, so that
     /// detection fell behind the events indexer (benches/RESULTS.md); so the two run at once,
     /// unless a correlation raised an alert. A completed correlation group is cleared from its
     /// window, so state saved before that alert is durable would lose it for good if the
-    /// process died between the two; then everything is published before any state is saved,
-    /// and a replay after a crash before the save raises the alerts again under the same ids. Rule alerts and quarantined records do
-    /// not depend on the state: a replay raises them again whatever was saved.
+    /// process died between the two: then everything is published before any state is saved,
+    /// and a replay after a crash before the save raises the alerts again under the same ids.
+    /// Rule alerts and quarantined records do not depend on the state: a replay raises them
+    /// again whatever was saved.
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
         let DetectStage {
             bus,

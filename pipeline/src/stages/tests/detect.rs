@@ -234,15 +234,13 @@ async fn a_correlation_alert_is_published_before_the_state_that_forgets_its_grou
         alerts: AlertsHook::Hold(held.clone()),
     }));
     until("the alert's publish began", || {
-        held.publishing.load(std::sync::atomic::Ordering::SeqCst)
+        held.publishing.load(Ordering::SeqCst)
     })
     .await;
     // A save that runs beside the publish begins with it; give a later one time to show.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        !held
-            .saved_meanwhile
-            .load(std::sync::atomic::Ordering::SeqCst),
+        !held.saved_meanwhile.load(Ordering::SeqCst),
         "a state save began while the alert it completed was not on the bus"
     );
     task.abort();

@@ -4,6 +4,7 @@
 mod consume;
 mod detect;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,34 +41,34 @@ enum AlertsHook {
 
 #[derive(Default)]
 struct Held {
-    publishing: std::sync::atomic::AtomicBool,
-    saved_meanwhile: std::sync::atomic::AtomicBool,
+    publishing: AtomicBool,
+    saved_meanwhile: AtomicBool,
 }
 
 /// Two calls that each wait until the other has begun, for at most 5 s, and whether one of
 /// them gave up waiting.
 struct Meeting {
     both: tokio::sync::Barrier,
-    missed: std::sync::atomic::AtomicBool,
+    missed: AtomicBool,
 }
 
 impl Meeting {
     fn new() -> Arc<Meeting> {
         Arc::new(Meeting {
             both: tokio::sync::Barrier::new(2),
-            missed: std::sync::atomic::AtomicBool::new(false),
+            missed: AtomicBool::new(false),
         })
     }
 
     async fn attend(&self) {
         let met = tokio::time::timeout(Duration::from_secs(5), self.both.wait()).await;
         if met.is_err() {
-            self.missed.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.missed.store(true, Ordering::SeqCst);
         }
     }
 
     fn missed(&self) -> bool {
-        self.missed.load(std::sync::atomic::Ordering::SeqCst)
+        self.missed.load(Ordering::SeqCst)
     }
 }
 
@@ -84,8 +85,7 @@ impl Bus for HookedBus {
                 AlertsHook::Pass => {}
                 AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
                 AlertsHook::Hold(held) => {
-                    held.publishing
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    held.publishing.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await
                 }
             }
@@ -106,9 +106,8 @@ impl Bus for HookedBus {
         }
         match &self.alerts {
             AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
-            AlertsHook::Hold(held) if held.publishing.load(std::sync::atomic::Ordering::SeqCst) => {
-                held.saved_meanwhile
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            AlertsHook::Hold(held) if held.publishing.load(Ordering::SeqCst) => {
+                held.saved_meanwhile.store(true, Ordering::SeqCst);
             }
             _ => {}
         }
