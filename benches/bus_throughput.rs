@@ -554,7 +554,6 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
     probe as usize * LATENCY_BATCH
 }
 
-/// Each series of histogram `name` in a Prometheus text page, as `series mean (count)`.
 /// The sum of every series of `name` in a `/metrics` text, labelled or not.
 fn sum_of(text: &str, name: &str) -> f64 {
     text.lines()
@@ -566,6 +565,7 @@ fn sum_of(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Each series of histogram `name` in a Prometheus text page, as `series mean (count)`.
 fn histogram_means(text: &str, name: &str) -> Vec<String> {
     let value = |line: &str| -> Option<(String, f64)> {
         let (series, number) = line.rsplit_once(' ')?;
