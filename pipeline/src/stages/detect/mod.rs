@@ -106,7 +106,7 @@ impl RuleFeed for FixedRules {
     }
 }
 
-/// Detection as a [`Stage`]: each batch's alerts and quarantined records are published and
+/// Detection as a [`Stage`]: each batch's alerts and quarantined records are published, then
 /// the correlation state of the partitions it changed is saved, and only then are its offsets
 /// committed.
 struct DetectStage {
@@ -117,20 +117,10 @@ struct DetectStage {
     detectors: Option<PartitionDetectors>,
     /// Partitions whose correlation state changed since it was last saved.
     unsaved: BTreeSet<u32>,
-    /// What the batches since the last commit raised, to publish before it.
-    unpublished: Outputs,
-    /// What the batches since the last commit did, counted once it is committed; whether a
-    /// correlation among them raised an alert orders [`Stage::make_durable`].
+    /// What the batches since the last commit did, counted once it is committed.
     uncounted: Vec<BatchOutcome>,
     late_log: Throttled,
     eviction_log: Throttled,
-}
-
-/// Alerts and quarantined records on their way to the bus.
-#[derive(Default)]
-struct Outputs {
-    alerts: Vec<vigil_bus::Message>,
-    quarantine: Vec<vigil_bus::Message>,
 }
 
 /// Detection with rules that never change.
@@ -167,7 +157,6 @@ pub async fn run_detection_with(
         bus: bus.clone(),
         topics: topics.clone(),
         unsaved: BTreeSet::new(),
-        unpublished: Outputs::default(),
         uncounted: Vec::new(),
         late_log: Throttled::new(
             "events arrived too late for the live correlation windows; \
@@ -224,82 +213,59 @@ impl Stage for DetectStage {
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         };
         self.detectors = Some(detectors);
-        self.unpublished
-            .quarantine
-            .extend(to_messages(&outcome.quarantined, |q| &q.source.name));
-        self.unpublished
-            .alerts
-            .extend(to_messages(&outcome.alerts, |a| &a.rule_id));
+
+        let quarantine = to_messages(&outcome.quarantined, |q| &q.source.name);
+        let alerts = to_messages(&outcome.alerts, |a| &a.rule_id);
+        if !quarantine.is_empty()
+            && retry!(
+                "quarantining unreadable events",
+                shutdown,
+                self.bus
+                    .publish(&self.topics.quarantine, quarantine.clone())
+                    .await
+            )
+            .is_none()
+        {
+            return Processed::Stopped;
+        }
+        if !alerts.is_empty()
+            && retry!(
+                "publishing alerts",
+                shutdown,
+                self.bus.publish(&self.topics.alerts, alerts.clone()).await
+            )
+            .is_none()
+        {
+            return Processed::Stopped;
+        }
         self.unsaved.extend(outcome.touched.iter().copied());
         self.uncounted.push(outcome);
         Processed::All
     }
 
-    /// Publishes the alerts and quarantined records of the batches since the last commit and
-    /// saves the correlation state of the partitions they changed; the offsets are committed
-    /// only once both have landed. State that includes a batch whose offsets are not yet
-    /// committed only means a replayed event counts twice in a window, whereas offsets ahead
-    /// of the state would lose its contribution.
-    ///
-    /// On Kafka the publish and the save are each a round trip of a producer's linger and the
-    /// broker's answer, and one after the other they were most of a batch's time, so that
-    /// detection fell behind the events indexer (benches/RESULTS.md); so the two run at once,
-    /// unless a correlation raised an alert. A completed correlation group is cleared from its
-    /// window, so state saved before that alert is durable would lose it for good if the
-    /// process died between the two: then everything is published before any state is saved,
-    /// and a replay after a crash before the save raises the alerts again under the same ids.
-    /// Rule alerts and quarantined records do not depend on the state: a replay raises them
-    /// again whatever was saved.
+    /// Saves the correlation state of the partitions the batches changed. State that includes
+    /// a batch whose offsets are not yet committed only means a replayed event counts twice
+    /// in a window, whereas offsets ahead of the state would lose its contribution.
     async fn make_durable(&mut self, shutdown: &Shutdown) -> bool {
-        let DetectStage {
-            bus,
-            topics,
-            detectors,
-            unsaved,
-            unpublished,
-            uncounted,
-            ..
-        } = self;
-        let Some(detectors) = detectors else {
+        let Some(detectors) = &self.detectors else {
             return false;
         };
-        let published = async {
-            for (topic, messages, what) in [
-                (
-                    &topics.quarantine,
-                    &mut unpublished.quarantine,
-                    "quarantining unreadable events",
-                ),
-                (&topics.alerts, &mut unpublished.alerts, "publishing alerts"),
-            ] {
-                if messages.is_empty() {
-                    continue;
+        while let Some(&partition) = self.unsaved.first() {
+            let key = detectors.state_key(partition);
+            if let Some(state) = detectors.snapshot(partition) {
+                if retry!(
+                    "saving correlation state",
+                    shutdown,
+                    self.bus.save_state(&key, state.clone()).await
+                )
+                .is_none()
+                {
+                    return false;
                 }
-                retry!(what, shutdown, bus.publish(topic, messages.clone()).await)?;
-                messages.clear();
             }
-            Some(())
-        };
-        let saved = async {
-            while let Some(&partition) = unsaved.first() {
-                let key = detectors.state_key(partition);
-                if let Some(state) = detectors.snapshot(partition) {
-                    retry!(
-                        "saving correlation state",
-                        shutdown,
-                        bus.save_state(&key, state.clone()).await
-                    )?;
-                }
-                unsaved.remove(&partition);
-            }
-            Some(())
-        };
-        if uncounted.iter().any(|outcome| outcome.correlation_alerted) {
-            published.await.is_some() && saved.await.is_some()
-        } else {
-            let (published, saved) = tokio::join!(published, saved);
-            published.is_some() && saved.is_some()
+            self.unsaved.remove(&partition);
         }
+        true
     }
 
     fn committed(&mut self) {

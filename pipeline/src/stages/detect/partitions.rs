@@ -19,9 +19,6 @@ pub(super) struct BatchOutcome {
     pub(super) events: u64,
     /// Partitions whose correlation state this batch changed.
     pub(super) touched: BTreeSet<u32>,
-    /// Whether a correlation this batch completed raised an alert. A completed group is
-    /// cleared from the window, so once that state is saved only the published alert holds it.
-    pub(super) correlation_alerted: bool,
     /// Events late for the live correlation windows, by source label.
     pub(super) late: BTreeMap<String, u64>,
     /// Correlation groups evicted, by correlation rule id.
@@ -277,15 +274,12 @@ pub(super) fn detect_batch(
                         Finding::Rule { rule } => {
                             rule_alert(&engine.rules()[rule], event, detected)
                         }
-                        Finding::Correlation(matched) => {
-                            outcome.correlation_alerted = true;
-                            correlation_alert(
-                                &engine.correlations()[matched.correlation],
-                                matched,
-                                event,
-                                detected,
-                            )
-                        }
+                        Finding::Correlation(matched) => correlation_alert(
+                            &engine.correlations()[matched.correlation],
+                            matched,
+                            event,
+                            detected,
+                        ),
                     };
                     alert.add_matched(event.id, matched);
                     alert.event_position = Some(BusPosition {

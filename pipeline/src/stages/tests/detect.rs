@@ -9,8 +9,7 @@ use vigil_event::Alert;
 use super::*;
 use crate::stages::{run_detection, DETECT_GROUP};
 
-/// A rule for failed logins, a correlation of three of them for one user in 5 minutes, and a
-/// rule for password resets that no correlation refers to.
+/// A rule for failed logins, and a correlation of three of them for one user in 5 minutes.
 const RULES: &str = r#"
 title: Failed login
 id: 0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a01
@@ -36,17 +35,6 @@ correlation:
     condition:
         gte: 3
 level: high
----
-title: Password reset
-id: 0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a03
-logsource:
-    product: test
-    service: app
-detection:
-    selection:
-        action: password_reset
-    condition: selection
-level: low
 "#;
 const CORRELATION: &str = "0e6f4c55-8d0c-4bde-9a53-1e0f1c1d1a02";
 
@@ -165,47 +153,6 @@ async fn detection_replays_a_batch_whose_commit_was_lost() {
     assert!(alerts
         .iter()
         .all(|alert| alert.id == first[0].id && alert.rule_id == CORRELATION));
-}
-
-/// A batch's rule alerts are published while its correlation state is saved, not one after
-/// the other: on Kafka each waits for the producer's linger and the broker, and in turn they
-/// kept detection behind the events indexer. Here each waits until the other has begun.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn detection_publishes_rule_alerts_and_saves_state_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = open_bus(dir.path());
-    let topics = Topics::default();
-    let reset = app_event(2, "alice", "password_reset", 20);
-    let mut events = failed_logins(0..2);
-    events.push(reset.clone());
-    bus.publish(&topics.events, event_messages(&events))
-        .await
-        .unwrap();
-    let meeting = Meeting::new();
-    let (stop, task) = start(Arc::new(HookedBus {
-        inner: bus.clone(),
-        on_commit: no_hook(),
-        refuse_state: false,
-        alerts: AlertsHook::MeetStateSaves(meeting.clone()),
-    }));
-    until("detection committed the batch", || {
-        committed(&bus, &topics.events, DETECT_GROUP) == 3
-    })
-    .await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
-    assert!(
-        !meeting.missed(),
-        "the alerts' publish and the state's save ran one after the other"
-    );
-    let alerts: Vec<Alert> = read_all(&bus, &topics.alerts).await;
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert_eq!(alerts[0].event_ids, [reset.id]);
-    let state_key = format!("{DETECT_GROUP}.{}.0", topics.events);
-    assert!(
-        bus.load_state(&state_key).await.unwrap().is_some(),
-        "no state under {state_key}"
-    );
 }
 
 /// A completed correlation is cleared from its window, so its alert must be on the bus before

@@ -32,8 +32,6 @@ struct HookedBus {
 /// What a [`HookedBus`] does with a publish to the alerts topic.
 enum AlertsHook {
     Pass,
-    /// It and each state save wait, for a while, until the other has begun.
-    MeetStateSaves(Arc<Meeting>),
     /// It never finishes, as if the process died first; the flags say whether it began, and
     /// whether a state save began while it was held.
     Hold(Arc<Held>),
@@ -43,33 +41,6 @@ enum AlertsHook {
 struct Held {
     publishing: AtomicBool,
     saved_meanwhile: AtomicBool,
-}
-
-/// Two calls that each wait until the other has begun, for at most 5 s, and whether one of
-/// them gave up waiting.
-struct Meeting {
-    both: tokio::sync::Barrier,
-    missed: AtomicBool,
-}
-
-impl Meeting {
-    fn new() -> Arc<Meeting> {
-        Arc::new(Meeting {
-            both: tokio::sync::Barrier::new(2),
-            missed: AtomicBool::new(false),
-        })
-    }
-
-    async fn attend(&self) {
-        let met = tokio::time::timeout(Duration::from_secs(5), self.both.wait()).await;
-        if met.is_err() {
-            self.missed.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn missed(&self) -> bool {
-        self.missed.load(Ordering::SeqCst)
-    }
 }
 
 struct HookedSubscription {
@@ -83,7 +54,6 @@ impl Bus for HookedBus {
         if topic == Topics::default().alerts {
             match &self.alerts {
                 AlertsHook::Pass => {}
-                AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
                 AlertsHook::Hold(held) => {
                     held.publishing.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await
@@ -105,7 +75,6 @@ impl Bus for HookedBus {
             return Err(BusError::Unavailable("the test refuses state".into()));
         }
         match &self.alerts {
-            AlertsHook::MeetStateSaves(meeting) => meeting.attend().await,
             AlertsHook::Hold(held) if held.publishing.load(Ordering::SeqCst) => {
                 held.saved_meanwhile.store(true, Ordering::SeqCst);
             }
