@@ -289,7 +289,7 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
     // The commits the flood took, apart from the latency phase's, which are most of the
     // whole run's: each makes segments that are merged again later. And how far detection
     // and the alerts indexer had come, which says which of them the alerts' drain waits on.
-    let texts: Vec<String> = stages.all.iter().map(|(_, v)| v.metrics_text()).collect();
+    let texts = metrics_texts(&stages);
     let flood_commits: Vec<String> = texts
         .iter()
         .flat_map(|text| histogram_means(text, "vigil_index_commit_seconds"))
@@ -304,12 +304,7 @@ fn run_with(setup: &Setup, label: &str, stages: Stages<'_>, batches: &[(String, 
         "vigil_alerts_indexed_total",
     ]
     .iter()
-    .map(|name| {
-        format!(
-            "{name} {:.0}",
-            texts.iter().map(|t| sum_of(t, name)).sum::<f64>()
-        )
-    })
+    .map(|name| format!("{name} {:.0}", total_of(&texts, name)))
     .collect();
     println!(
         "{label:>8}: as search found the last: {}",
@@ -377,16 +372,10 @@ fn vigil_cpu(stages: &Stages<'_>) -> Option<f64> {
 fn settle(stages: &Stages<'_>) -> (Duration, f64) {
     let start = Instant::now();
     let counts = || {
-        let sum = |name: &str| -> f64 {
-            stages
-                .all
-                .iter()
-                .map(|(_, vigil)| vigil.labelled_metric(name, &[]) + vigil.metric(name))
-                .sum()
-        };
+        let texts = metrics_texts(stages);
         (
-            sum("vigil_alerts_raised_total"),
-            sum("vigil_alerts_indexed_total"),
+            total_of(&texts, "vigil_alerts_raised_total"),
+            total_of(&texts, "vigil_alerts_indexed_total"),
         )
     };
     let mut last = counts();
@@ -470,35 +459,26 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
         probe += 1;
     }
     let sent = start.elapsed();
+    let texts = metrics_texts(stages);
     // Which stage, if any, fell behind: the consumer groups' lag as the posting stops.
-    let lags: Vec<String> = stages
-        .all
+    let lags: Vec<String> = texts
         .iter()
-        .flat_map(|(_, vigil)| {
-            vigil
-                .metrics_text()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|text| text.lines())
         .filter(|line| line.starts_with("vigil_bus_lag{"))
         .map(|line| line.trim_start_matches("vigil_bus_lag").to_owned())
         .collect();
     println!("{label:>8}: lag as posting stops: {}", lags.join(", "));
     // Where an alert's latency goes: the store commits, and the alerts' wait for the events
     // index to make their events searchable. Means over the whole run, both phases.
-    let means: Vec<String> = stages
-        .all
+    let means: Vec<String> = texts
         .iter()
-        .flat_map(|(_, vigil)| {
-            let text = vigil.metrics_text();
+        .flat_map(|text| {
             [
                 "vigil_index_commit_seconds",
                 "vigil_index_alert_wait_seconds",
             ]
             .into_iter()
-            .flat_map(|name| histogram_means(&text, name))
-            .collect::<Vec<_>>()
+            .flat_map(|name| histogram_means(text, name))
         })
         .collect();
     println!("{label:>8}: mean seconds: {}", means.join(", "));
@@ -554,9 +534,20 @@ fn latency(setup: &Setup, label: &str, stages: &Stages<'_>, rate: f64, why: &str
     probe as usize * LATENCY_BATCH
 }
 
-/// The sum of every series of `name` in a `/metrics` text, labelled or not.
-fn sum_of(text: &str, name: &str) -> f64 {
-    text.lines()
+/// Each process's `/metrics` text, read once, so that what is taken from them is of one moment.
+fn metrics_texts(stages: &Stages<'_>) -> Vec<String> {
+    stages
+        .all
+        .iter()
+        .map(|(_, vigil)| vigil.metrics_text())
+        .collect()
+}
+
+/// The sum of every series of `name`, labelled or not, over the processes' `/metrics` texts.
+fn total_of(texts: &[String], name: &str) -> f64 {
+    texts
+        .iter()
+        .flat_map(|text| text.lines())
         .filter(|line| {
             line.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
