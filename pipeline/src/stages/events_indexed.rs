@@ -190,12 +190,25 @@ impl EventsIndexed {
         limit: Duration,
         shutdown: &Shutdown,
     ) -> Waited {
+        self.wait_until(awaited, |below| awaited.is_covered(below), limit, shutdown)
+            .await
+    }
+
+    /// Waits, for at most `limit`, until `ready` holds of the searchable offsets, while the
+    /// alerts `awaited` names are waiting for them: [`Waited::Searchable`] when it does.
+    pub async fn wait_until(
+        &self,
+        awaited: &Awaited,
+        ready: impl FnMut(&BTreeMap<u32, u64>) -> bool,
+        limit: Duration,
+        shutdown: &Shutdown,
+    ) -> Waited {
         let mut progress = self.searchable_below.subscribe();
         let mut shutdown = shutdown.clone();
         let _waiting = Waiting::start(&self.waiting, awaited);
-        let searchable = progress.wait_for(|below| awaited.is_covered(below));
+        let searchable = progress.wait_for(ready);
         tokio::select! {
-            // The sender lives as long as `self`, so the wait ends only when covered.
+            // The sender lives as long as `self`, so the wait ends only when ready.
             Ok(_) = searchable => Waited::Searchable,
             _ = tokio::time::sleep(limit) => Waited::TimedOut,
             _ = shutdown.wait_for(|stop| *stop) => Waited::Stopped,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use tokio::sync::watch;
 use vigil_bus::{EmbeddedBus, EmbeddedBusOptions, Message, Topics};
-use vigil_event::{Event, EventId, LogSource, Record, Source};
+use vigil_event::{AlertId, Event, EventId, LogSource, Record, Source};
 
 use super::*;
 
@@ -286,6 +286,90 @@ async fn an_alert_is_listed_only_once_its_events_are_searchable() {
     stop.send(true).unwrap();
     alerts_task.await.unwrap().unwrap();
     events_task.await.unwrap().unwrap();
+}
+
+/// Alerts that record each call to index them, so a test sees what was indexed when.
+struct RecordedAlert(Alert);
+
+/// The alert ids of each call to index [`RecordedAlert`]s, in order; one test uses them.
+static INDEX_CALLS: std::sync::Mutex<Vec<Vec<AlertId>>> = std::sync::Mutex::new(Vec::new());
+
+impl IndexTarget for RecordedAlert {
+    const GROUP: &'static str = "index-recorded-alerts";
+    const ORDER: IndexOrder = IndexOrder::WaitsForEvents;
+    fn decode(payload: &[u8]) -> Result<Self, String> {
+        json_from_bus(payload).map(RecordedAlert)
+    }
+    fn count_indexed(_: u64) {}
+    fn index(store: &Store, items: &[Self]) -> Result<(), StoreError> {
+        let alerts: Vec<Alert> = items.iter().map(|item| item.0.clone()).collect();
+        INDEX_CALLS
+            .lock()
+            .unwrap()
+            .push(alerts.iter().map(|alert| alert.id).collect());
+        store.index_alerts(&alerts)
+    }
+    fn commit(store: &Store) -> Result<(), StoreError> {
+        store.commit_alerts()
+    }
+    fn event_position(&self) -> Option<BusPosition> {
+        self.0.event_position
+    }
+    fn awaited_events(&self) -> &[EventId] {
+        &self.0.event_ids
+    }
+}
+
+/// A batch is indexed as its alerts' events become searchable, so that what is left to
+/// index once its newest can be listed is only what that last step released; and the
+/// indexed alerts are listed together, once the last can be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_alerts_is_indexed_as_its_events_become_searchable() {
+    let fixture = Fixture::new();
+    let store = &fixture.store;
+    let (early, late) = (alert_on(3, at(3)), alert_on(299, at(299)));
+    fixture.publish_alerts(&[early.clone(), late.clone()]).await;
+    store
+        .index_events(&(0..=100).map(event).collect::<Vec<_>>())
+        .unwrap();
+    store.commit_events().unwrap();
+    let events_indexed = Arc::new(EventsIndexed::default());
+    events_indexed.confirmed(0, 100);
+    let (stop, shutdown) = watch::channel(false);
+    let config = vigil_store::Config::default();
+    let task =
+        fixture.spawn::<RecordedAlert>(&fixture.topics.alerts, &config, &events_indexed, &shutdown);
+    let calls = || INDEX_CALLS.lock().unwrap().clone();
+
+    let started = tokio::time::Instant::now();
+    while calls().is_empty() {
+        assert!(
+            started.elapsed() < MAX_WAIT / 2,
+            "the alert whose event is searchable was not indexed while the other waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past a round of confirmation in the store, which does not find the late alert's event.
+    tokio::time::sleep(CONFIRM_EVERY + Duration::from_millis(200)).await;
+    assert_eq!(calls(), [vec![early.id]]);
+    let listed = fixture.listed();
+    assert!(
+        listed.is_empty(),
+        "listed before the batch could be: {listed:?}"
+    );
+
+    store
+        .index_events(&(101..300).map(event).collect::<Vec<_>>())
+        .unwrap();
+    store.commit_events().unwrap();
+    events_indexed.confirmed(0, 299);
+    while fixture.listed().len() < 2 {
+        assert!(started.elapsed() < MAX_WAIT / 2, "the batch was not listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(calls(), [vec![early.id], vec![late.id]]);
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
