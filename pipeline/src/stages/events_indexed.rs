@@ -137,7 +137,7 @@ fn covered(searchable_below: &BTreeMap<u32, u64>, partition: u32, offset: u64) -
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waited {
-    /// Every awaited event is searchable.
+    /// What was waited for is searchable.
     Searchable,
     /// The time given passed first.
     TimedOut,
@@ -190,22 +190,27 @@ impl EventsIndexed {
         limit: Duration,
         shutdown: &Shutdown,
     ) -> Waited {
-        self.wait_until(awaited, |below| awaited.is_covered(below), limit, shutdown)
+        let _waiting = self.waiting_for(awaited);
+        self.wait_until(|below| awaited.is_covered(below), limit, shutdown)
             .await
     }
 
-    /// Waits, for at most `limit`, until `ready` holds of the searchable offsets, while the
-    /// alerts `awaited` names are waiting for them: [`Waited::Searchable`] when it does.
+    /// Notes, until the guard is dropped, that the alerts `awaited` names are waiting, so
+    /// that the events indexer commits as soon as that would release them.
+    pub fn waiting_for(&self, awaited: &Awaited) -> Waiting<'_> {
+        Waiting::start(&self.waiting, awaited)
+    }
+
+    /// Waits, for at most `limit`, until `ready` holds of the searchable offsets:
+    /// [`Waited::Searchable`] when it does. The caller notes what waits ([`Self::waiting_for`]).
     pub async fn wait_until(
         &self,
-        awaited: &Awaited,
         ready: impl FnMut(&BTreeMap<u32, u64>) -> bool,
         limit: Duration,
         shutdown: &Shutdown,
     ) -> Waited {
         let mut progress = self.searchable_below.subscribe();
         let mut shutdown = shutdown.clone();
-        let _waiting = Waiting::start(&self.waiting, awaited);
         let searchable = progress.wait_for(ready);
         tokio::select! {
             // The sender lives as long as `self`, so the wait ends only when ready.
@@ -231,7 +236,7 @@ impl EventsIndexed {
 }
 
 /// Records what a wait needs, for [`EventsIndexed::commit_would_release`], while it lasts.
-struct Waiting<'a>(&'a watch::Sender<BTreeMap<u32, u64>>);
+pub struct Waiting<'a>(&'a watch::Sender<BTreeMap<u32, u64>>);
 
 impl<'a> Waiting<'a> {
     fn start(slot: &'a watch::Sender<BTreeMap<u32, u64>>, awaited: &Awaited) -> Self {

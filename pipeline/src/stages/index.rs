@@ -208,30 +208,44 @@ impl<T: IndexTarget> IndexStage<T> {
     /// once the last can be listed. Indexed only then, a batch of 10,000 waited about a second
     /// in `bus_throughput`'s flood of a million records and was then indexed for a third of
     /// one, while the alerts raised meanwhile waited on the bus: the indexer barely kept up
-    /// (benches/RESULTS.md). They are committed, and so listed, together: committing each
-    /// step at once tripled the alerts index's commits in that flood.
+    /// (benches/RESULTS.md). The indexer commits them together, once the last can be listed:
+    /// committing each step at once tripled the alerts index's commits in that flood. (An
+    /// analyst's triage commits the alerts index too, and may list a step sooner; its alerts'
+    /// events are searchable.)
     async fn index_as_searchable(&mut self, items: Vec<T>, shutdown: &Shutdown) -> Option<()> {
         let started = Instant::now();
         let mut awaited = Awaited::default();
         for item in &items {
             awaited.add(item.event_position(), item.awaited_events());
         }
+        let events_indexed = self.events_indexed.clone();
+        let _waiting = events_indexed.waiting_for(&awaited);
+        // The store is asked every `CONFIRM_EVERY` whatever the reports release meanwhile: a
+        // partition no report covers (after a restart) waits for it alone.
+        let mut confirm_at = started + CONFIRM_EVERY;
         let mut waiting = items;
-        let listed = loop {
-            let below = self.events_indexed.searchable_below();
+        let waited = loop {
+            let below = events_indexed.searchable_below();
             let (ready, rest): (Vec<T>, Vec<T>) = waiting
                 .into_iter()
                 .partition(|item| awaited.settled(item.event_position(), &below));
             waiting = rest;
+            if waiting.is_empty() {
+                let waited = started.elapsed();
+                self.index_items(ready, shutdown).await?;
+                break waited;
+            }
             if !ready.is_empty() {
                 self.index_items(ready, shutdown).await?;
-                if waiting.is_empty() {
-                    break true;
-                }
             }
             let left = MAX_WAIT.saturating_sub(started.elapsed());
             if left.is_zero() {
-                break false;
+                break started.elapsed();
+            }
+            if Instant::now() >= confirm_at {
+                self.confirm(&mut awaited, shutdown).await?;
+                confirm_at = Instant::now() + CONFIRM_EVERY;
+                continue;
             }
             // Woken as soon as any partition's oldest waiting alert can be listed.
             let oldest = oldest_positions(&waiting);
@@ -240,21 +254,16 @@ impl<T: IndexTarget> IndexStage<T> {
                     .iter()
                     .any(|&position| awaited.settled(Some(position), below))
             };
-            let round = CONFIRM_EVERY.min(left);
-            match self
-                .events_indexed
-                .wait_until(&awaited, progressed, round, shutdown)
-                .await
-            {
-                Waited::Searchable => {}
-                Waited::Stopped => return None,
-                Waited::TimedOut => self.confirm(&mut awaited, shutdown).await?,
+            let round = confirm_at
+                .saturating_duration_since(Instant::now())
+                .min(left);
+            if events_indexed.wait_until(progressed, round, shutdown).await == Waited::Stopped {
+                return None;
             }
         };
-        metrics::histogram!("vigil_index_alert_wait_seconds")
-            .record(started.elapsed().as_secs_f64());
-        if !listed {
-            let searchable_below = self.events_indexed.searchable_below();
+        metrics::histogram!("vigil_index_alert_wait_seconds").record(waited.as_secs_f64());
+        if !waiting.is_empty() {
+            let searchable_below = events_indexed.searchable_below();
             let unconfirmed = waiting
                 .iter()
                 .filter(|item| !awaited.settled(item.event_position(), &searchable_below))
@@ -276,9 +285,7 @@ impl<T: IndexTarget> IndexStage<T> {
         retry!("indexing", shutdown, {
             let (store, items) = (self.store.clone(), items.clone());
             blocking(move || T::index(&store, &items)).await
-        })?;
-        T::count_indexed(items.len() as u64);
-        Some(())
+        })
     }
 
     /// Commits what was indexed. None on shutdown.
@@ -319,6 +326,7 @@ impl<T: IndexTarget> IndexStage<T> {
 impl<T: IndexTarget> Stage for IndexStage<T> {
     async fn process(&mut self, batch: &[Delivery], shutdown: &Shutdown) -> Processed {
         let items = decode::<T>(batch);
+        let count = items.len() as u64;
         let indexed = if T::ORDER == IndexOrder::WaitsForEvents && !items.is_empty() {
             self.index_as_searchable(items, shutdown).await
         } else {
@@ -327,6 +335,8 @@ impl<T: IndexTarget> Stage for IndexStage<T> {
         if indexed.is_none() {
             return Processed::Stopped;
         }
+        // Counted once the whole batch is in: a batch cut short is read again.
+        T::count_indexed(count);
         batch.iter().for_each(|d| self.uncommitted.advance(d));
         Processed::All
     }
