@@ -197,6 +197,7 @@ impl EventsIndexed {
 
     /// Notes, until the guard is dropped, that the alerts `awaited` names are waiting, so
     /// that the events indexer commits as soon as that would release them.
+    #[must_use = "the note lasts only as long as the guard"]
     pub fn waiting_for(&self, awaited: &Awaited) -> Waiting<'_> {
         Waiting::start(&self.waiting, awaited)
     }
