@@ -212,13 +212,13 @@ impl<T: IndexTarget> IndexStage<T> {
     /// committing each step at once tripled the alerts index's commits in that flood. (An
     /// analyst's triage commits the alerts index too, and may list a step sooner; its alerts'
     /// events are searchable.)
-    async fn index_as_searchable(&mut self, items: Vec<T>, shutdown: &Shutdown) -> Option<()> {
+    async fn index_as_searchable(&self, items: Vec<T>, shutdown: &Shutdown) -> Option<()> {
         let started = Instant::now();
         let mut awaited = Awaited::default();
         for item in &items {
             awaited.add(item.event_position(), item.awaited_events());
         }
-        let events_indexed = self.events_indexed.clone();
+        let events_indexed = &self.events_indexed;
         let _waiting = events_indexed.waiting_for(&awaited);
         // The store is asked every `CONFIRM_EVERY` whatever the reports release meanwhile: a
         // partition no report covers (after a restart) waits for it alone.
@@ -280,7 +280,7 @@ impl<T: IndexTarget> IndexStage<T> {
     }
 
     /// Adds `items` to the store, not yet committed. None on shutdown.
-    async fn index_items(&mut self, items: Vec<T>, shutdown: &Shutdown) -> Option<()> {
+    async fn index_items(&self, items: Vec<T>, shutdown: &Shutdown) -> Option<()> {
         let items = Arc::new(items);
         retry!("indexing", shutdown, {
             let (store, items) = (self.store.clone(), items.clone());
