@@ -100,15 +100,6 @@ impl Awaited {
         left
     }
 
-    /// Whether everything awaited is settled by `searchable_below`.
-    fn is_covered(&self, searchable_below: &BTreeMap<u32, u64>) -> bool {
-        self.unplaced.is_empty()
-            && self
-                .newest
-                .iter()
-                .all(|(partition, (offset, _))| covered(searchable_below, *partition, *offset))
-    }
-
     /// Settles the alerts without a position, whose events were found searchable.
     pub fn unplaced_confirmed(&mut self) {
         self.unplaced.clear();
@@ -183,18 +174,6 @@ impl EventsIndexed {
         self.searchable_below.borrow().clone()
     }
 
-    /// Waits until what `awaited` names is searchable, for at most `limit`.
-    pub async fn wait_for(
-        &self,
-        awaited: &Awaited,
-        limit: Duration,
-        shutdown: &Shutdown,
-    ) -> Waited {
-        let _waiting = self.waiting_for(awaited);
-        self.wait_until(|below| awaited.is_covered(below), limit, shutdown)
-            .await
-    }
-
     /// Notes, until the guard is dropped, that the alerts `awaited` names are waiting, so
     /// that the events indexer commits as soon as that would release them.
     #[must_use = "the note lasts only as long as the guard"]
@@ -265,6 +244,25 @@ mod tests {
 
     use super::*;
 
+    /// Waits, as the alerts indexer does, until everything `awaited` names is searchable, for
+    /// at most `limit`.
+    async fn wait_for(
+        indexed: &EventsIndexed,
+        awaited: &Awaited,
+        limit: Duration,
+        shutdown: &Shutdown,
+    ) -> Waited {
+        let _waiting = indexed.waiting_for(awaited);
+        let everything = |below: &BTreeMap<u32, u64>| {
+            awaited.unplaced.is_empty()
+                && awaited
+                    .newest
+                    .iter()
+                    .all(|(&partition, (offset, _))| covered(below, partition, *offset))
+        };
+        indexed.wait_until(everything, limit, shutdown).await
+    }
+
     fn checkpoint(positions: &[(u32, u64)]) -> Checkpoint {
         let mut checkpoint = Checkpoint::default();
         for &(partition, offset) in positions {
@@ -300,7 +298,7 @@ mod tests {
         let wanted = awaited(&[Some((0, 10)), Some((1, 3)), Some((0, 4))]);
         let waited = |wanted: Awaited| {
             let (indexed, shutdown) = (&indexed, &shutdown);
-            async move { indexed.wait_for(&wanted, SHORT, shutdown).await }
+            async move { wait_for(indexed, &wanted, SHORT, shutdown).await }
         };
         assert_eq!(waited(wanted.clone()).await, Waited::TimedOut);
         // Offset 10 is searchable once the checkpoint's next offset is beyond it.
@@ -330,7 +328,7 @@ mod tests {
         // for their own events.
         indexed.confirmed(0, 10);
         assert_eq!(
-            indexed.wait_for(&wanted, SHORT, &shutdown).await,
+            wait_for(&indexed, &wanted, SHORT, &shutdown).await,
             Waited::TimedOut
         );
         let below = indexed.searchable_below();
@@ -346,7 +344,7 @@ mod tests {
         wanted.unplaced_confirmed();
         assert!(wanted.settled(None, &below));
         assert_eq!(
-            indexed.wait_for(&wanted, SHORT, &shutdown).await,
+            wait_for(&indexed, &wanted, SHORT, &shutdown).await,
             Waited::Searchable
         );
         assert!(wanted.to_confirm(&indexed.searchable_below()).is_empty());
@@ -365,7 +363,7 @@ mod tests {
             let (indexed, shutdown) = (indexed.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let wanted = awaited(&[Some((0, 10)), Some((1, 3))]);
-                indexed.wait_for(&wanted, MAX_WAIT, &shutdown).await
+                wait_for(&indexed, &wanted, MAX_WAIT, &shutdown).await
             })
         };
         tokio::time::sleep(SHORT).await;
@@ -387,7 +385,7 @@ mod tests {
         let wanted = awaited(&[Some((0, 5))]);
         let waiting = {
             let (indexed, shutdown, wanted) = (indexed.clone(), shutdown.clone(), wanted.clone());
-            tokio::spawn(async move { indexed.wait_for(&wanted, MAX_WAIT, &shutdown).await })
+            tokio::spawn(async move { wait_for(&indexed, &wanted, MAX_WAIT, &shutdown).await })
         };
         tokio::time::sleep(SHORT).await;
         indexed.committed(&checkpoint(&[(0, 5)]));
@@ -396,9 +394,7 @@ mod tests {
         let waiting = {
             let (indexed, shutdown) = (indexed.clone(), shutdown.clone());
             tokio::spawn(async move {
-                indexed
-                    .wait_for(&awaited(&[Some((0, 99))]), MAX_WAIT, &shutdown)
-                    .await
+                wait_for(&indexed, &awaited(&[Some((0, 99))]), MAX_WAIT, &shutdown).await
             })
         };
         tokio::time::sleep(SHORT).await;
